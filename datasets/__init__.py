@@ -1,0 +1,32 @@
+"""Bundled real market data, loaders and input validation.
+
+``load_market(assets, start=None, end=None, freq="1d")`` returns a
+:class:`MarketData` panel; ``catalog()`` lists the bundled datasets with their
+sources and licences (see ``datasets/NOTICE.md``).
+"""
+
+from .errors import DataError
+from .loaders import (
+    catalog,
+    known_assets,
+    load_funding,
+    load_implied_vol,
+    load_market,
+    load_option_chains,
+    load_prices,
+    read_prices,
+)
+from .market import MarketData
+
+__all__ = [
+    "DataError",
+    "MarketData",
+    "catalog",
+    "known_assets",
+    "load_funding",
+    "load_implied_vol",
+    "load_market",
+    "load_option_chains",
+    "load_prices",
+    "read_prices",
+]

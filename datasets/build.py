@@ -1,0 +1,582 @@
+"""Build the bundled datasets in ``datasets/data/`` from the raw files.
+
+Run ``python -m marginlab.datasets.build --raw ../shared/datasets/raw`` (or
+``marginlab datasets build --raw ...``). The build is deterministic: the same
+raw files give byte-identical outputs (gzip with a zero timestamp, fixed column
+order, ``repr`` floats), recorded with their sha256 in ``MANIFEST.sha256``.
+
+Every defect of the raw files is detected and either repaired by one of the
+rules below or dropped, and each action is written to ``BUILD_LOG.md``:
+
+==========================  =============================================================
+rule                        action
+==========================  =============================================================
+``header``                  find the header line (CDD files may or may not start with a
+                            banner line) instead of skipping a fixed number of lines
+``unix_units``              unix timestamps below 1e11 are seconds, others milliseconds;
+                            the text date columns are ignored (some are local time)
+``sort``                    newest-first or out-of-order rows are sorted ascending by the
+                            unix timestamp
+``stitched_duplicates``     an hour present twice (two stitched export generations): the
+                            millisecond (newer, full-precision) row is kept
+``bogus_first_row``         the oldest row is dropped when its open or low is not
+                            positive, or its open is outside [close/2, 2 close]
+``swapped_volume``          base and quote volume are swapped back when quote/base is not
+                            a price inside [low/1.5, 1.5 high] but base/quote is
+``partial_last_period``     the newest row is dropped when its base volume is below half
+                            the median of the 30 periods before it (an export taken
+                            during the period)
+``truncate_at_gap``         daily series: rows after the first missing day are dropped,
+                            so that the shipped record is continuous
+``stale_prices``            zero-volume days whose close equals the previous close are
+                            kept (they are the exchange's last price) and listed
+``non_positive``            rows with a non-positive price are an error, never repaired
+==========================  =============================================================
+
+A build-time cross-check compares Bitstamp BTC/ETH closes with the Coin Metrics
+community reference rates (CC BY-NC 4.0, used only here and never shipped) and
+the Deribit DVOL copy with an independent copy of the same index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+__all__ = [
+    "DAILY_SOURCES",
+    "BuildLog",
+    "build",
+    "read_cdd",
+    "fix_unix_units",
+    "sort_by_time",
+    "drop_stitched_duplicates",
+    "drop_bogus_first_row",
+    "fix_swapped_volume",
+    "drop_partial_last_period",
+    "truncate_at_first_gap",
+    "stale_days",
+    "write_csv_gz",
+]
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+CDD = "CryptoDataDownload.com"
+CDD_TERMS = "no licence stated; exchange data, third-party terms apply (research use)"
+
+#: asset -> (raw file, venue, quote currency, why this source)
+DAILY_SOURCES: dict[str, tuple[str, str, str, str]] = {
+    "BTC": ("btc_usd_daily_bitstamp_cdd.csv", "Bitstamp", "USD",
+            "longest continuous USD history (from 2014-11-28)"),
+    "ETH": ("eth_usd_daily_bitstamp_cdd.csv", "Bitstamp", "USD",
+            "same venue and quote currency as BTC, continuous, no 2026 gaps"),
+    "XRP": ("xrp_usd_daily_bitstamp_cdd.csv", "Bitstamp", "USD",
+            "longer than Binance (from 2017-01-17), USD quote"),
+    "LTC": ("ltc_usd_daily_bitstamp_cdd.csv", "Bitstamp", "USD", "only daily LTC source"),
+    "SOL": ("sol_usdt_daily_binance_cdd.csv", "Binance", "USDT", "only daily SOL source"),
+    "BNB": ("bnb_usdt_daily_binance_cdd.csv", "Binance", "USDT", "only daily BNB source"),
+    "ADA": ("ada_usdt_daily_binance_cdd.csv", "Binance", "USDT", "only daily ADA source"),
+    "DOGE": ("doge_usdt_daily_binance_cdd.csv", "Binance", "USDT", "only daily DOGE source"),
+    "TRX": ("trx_usdt_daily_binance_cdd.csv", "Binance", "USDT", "only daily TRX source"),
+    "BCH": ("bch_usdt_daily_binance_cdd.csv", "Binance", "USDT", "only daily BCH source"),
+}
+
+HOURLY_SOURCES: dict[str, str] = {
+    "BTC": "btc_usdt_hourly_binance_cdd_2017_2021.csv",
+    "ETH": "eth_usdt_hourly_binance_cdd_2017_2021.csv",
+}
+
+DVOL_SOURCES: dict[str, str] = {
+    "BTC": "btc_dvol_daily_deribit.csv",
+    "ETH": "eth_dvol_daily_deribit.csv",
+}
+
+OPTION_FILES = [f"btc_options_eod_deribit_optionsdx_{m}.txt.gz"
+                for m in ("2021-06", "2021-07", "2022-01", "2022-02", "2022-03", "2022-04")]
+
+PRICE_COLUMNS = ["open", "high", "low", "close", "volume_base", "volume_quote"]
+PARTIAL_FRACTION = 0.5
+PARTIAL_WINDOW = 30
+
+
+@dataclass
+class BuildLog:
+    """Every repair or drop made by the build, one entry per rule and file."""
+
+    entries: list[dict] = field(default_factory=list)
+
+    def add(self, file: str, rule: str, action: str, count: int, detail: str = "") -> None:
+        """Record that ``rule`` changed ``count`` rows of ``file``."""
+        self.entries.append({"file": file, "rule": rule, "action": action,
+                             "count": int(count), "detail": detail})
+
+    def for_file(self, file: str) -> list[dict]:
+        """Entries for one raw file."""
+        return [e for e in self.entries if e["file"] == file]
+
+    def to_markdown(self) -> str:
+        """Render as the Markdown table written to ``BUILD_LOG.md``."""
+        lines = ["# Build log", "",
+                 "Every repair or drop applied to the raw files (rules: see "
+                 "`marginlab.datasets.build`).", "",
+                 "| raw file | rule | action | rows | detail |", "|---|---|---|---|---|"]
+        for e in self.entries:
+            detail = e["detail"].replace("|", "/")
+            lines.append(f"| {e['file']} | {e['rule']} | {e['action']} | {e['count']} | {detail} |")
+        return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- rules
+
+def read_cdd(path: Path) -> pd.DataFrame:
+    """Read a CryptoDataDownload export, finding its header line.
+
+    Columns are normalised to ``unix, open, high, low, close, volume_base,
+    volume_quote`` (the base volume is the column named ``Volume <BASE>``).
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as fh:
+        lines = [fh.readline() for _ in range(3)]
+    header_at = next((i for i, line in enumerate(lines) if line.lower().startswith("unix")), None)
+    if header_at is None:
+        raise DataError(f"{path.name}: no header line starting with 'unix' in the first 3 lines")
+    raw = pd.read_csv(path, skiprows=header_at)
+    cols = {c: c.strip().lower() for c in raw.columns}
+    raw = raw.rename(columns=cols)
+    unix_col = next(c for c in raw.columns if c.startswith("unix"))
+    vol_cols = [c for c in raw.columns if c.startswith("volume")]
+    quote = [c for c in vol_cols if c.endswith(("usd", "usdt"))]
+    base = [c for c in vol_cols if c not in quote]
+    out = pd.DataFrame({"unix": pd.to_numeric(raw[unix_col], errors="raise")})
+    for c in ("open", "high", "low", "close"):
+        if c not in raw.columns:
+            raise DataError(f"{path.name}: missing column {c!r}")
+        out[c] = pd.to_numeric(raw[c], errors="raise").astype(float)
+    out["volume_base"] = raw[base[0]].astype(float) if base else np.nan
+    out["volume_quote"] = raw[quote[0]].astype(float) if quote else np.nan
+    return out
+
+
+def fix_unix_units(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
+    """Convert a ``unix`` column of mixed seconds/milliseconds to a UTC ``time`` column."""
+    unix = frame["unix"].astype(float).to_numpy()
+    is_seconds = unix < 1e11
+    n_s, n_ms = int(is_seconds.sum()), int((~is_seconds).sum())
+    if n_s and n_ms:
+        log.add(name, "unix_units", "repaired", n_s,
+                f"{n_s} rows in seconds and {n_ms} in milliseconds; all converted to UTC")
+    ms = np.where(is_seconds, unix * 1000.0, unix).astype("int64")
+    out = frame.copy()
+    out["time"] = pd.to_datetime(ms, unit="ms", utc=True)
+    out["unix_was_seconds"] = is_seconds
+    return out
+
+
+def sort_by_time(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
+    """Sort rows ascending by ``time`` (stable), logging how many were out of order."""
+    t = frame["time"].to_numpy()
+    if len(t) > 1 and not (t[1:] >= t[:-1]).all():
+        descending = bool((t[1:] <= t[:-1]).all())
+        out_of_order = int((t[1:] < t[:-1]).sum())
+        log.add(name, "sort", "repaired", out_of_order,
+                "rows newest first; sorted ascending" if descending
+                else "rows out of order; sorted ascending by unix timestamp")
+        frame = frame.sort_values("time", kind="mergesort")
+    return frame.reset_index(drop=True)
+
+
+def drop_stitched_duplicates(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
+    """Keep one row per timestamp: the millisecond-stamped (newer export) row wins."""
+    dup = frame["time"].duplicated(keep=False)
+    if not dup.any():
+        return frame
+    ranked = frame.assign(_rank=frame["unix_was_seconds"].astype(int))
+    ranked = ranked.sort_values(["time", "_rank"], kind="mergesort")
+    kept = ranked.drop_duplicates("time", keep="first").drop(columns="_rank")
+    n = len(frame) - len(kept)
+    hours = frame.loc[dup, "time"]
+    log.add(name, "stitched_duplicates", "dropped", n,
+            f"{n} timestamps present twice ({hours.min()} .. {hours.max()}); "
+            "kept the millisecond (full-precision) row")
+    return kept.reset_index(drop=True)
+
+
+def drop_bogus_first_row(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
+    """Drop the oldest row if its open/low is not positive or its open is absurd."""
+    first = frame.iloc[0]
+    bad = (first["open"] <= 0 or first["low"] <= 0
+           or not (first["close"] / 2 <= first["open"] <= 2 * first["close"]))
+    if bad:
+        log.add(name, "bogus_first_row", "dropped", 1,
+                f"{first['time']}: open={first['open']}, low={first['low']}, "
+                f"close={first['close']}")
+        return frame.iloc[1:].reset_index(drop=True)
+    return frame
+
+
+def fix_swapped_volume(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
+    """Swap base/quote volume back where only the swapped reading gives a plausible price."""
+    base, quote = frame["volume_base"], frame["volume_quote"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        implied = quote / base
+        swapped_implied = base / quote
+    lo, hi = frame["low"] / 1.5, frame["high"] * 1.5
+    ok = implied.between(lo, hi)
+    swap = ~ok & swapped_implied.between(lo, hi) & (base > 0) & (quote > 0)
+    if swap.any():
+        frame = frame.copy()
+        frame.loc[swap, ["volume_base", "volume_quote"]] = frame.loc[
+            swap, ["volume_quote", "volume_base"]].to_numpy()
+        times = frame.loc[swap, "time"]
+        log.add(name, "swapped_volume", "repaired", int(swap.sum()),
+                f"base/quote volume swapped back on {times.min():%Y-%m-%d} .. {times.max():%Y-%m-%d}")
+    return frame
+
+
+def drop_partial_last_period(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
+    """Drop the newest row if its volume is below half the trailing 30-period median."""
+    if len(frame) <= PARTIAL_WINDOW:
+        return frame
+    last = frame["volume_base"].iloc[-1]
+    median = frame["volume_base"].iloc[-PARTIAL_WINDOW - 1:-1].median()
+    if last < PARTIAL_FRACTION * median:
+        log.add(name, "partial_last_period", "dropped", 1,
+                f"{frame['time'].iloc[-1]}: volume {last:.6g} < {PARTIAL_FRACTION} x median "
+                f"{median:.6g} of the previous {PARTIAL_WINDOW}")
+        return frame.iloc[:-1].reset_index(drop=True)
+    return frame
+
+
+def truncate_at_first_gap(frame: pd.DataFrame, name: str, log: BuildLog,
+                          step: pd.Timedelta | None = None) -> pd.DataFrame:
+    """Drop every row after the first missing period (default step one day), keeping it continuous."""
+    step = pd.Timedelta(days=1) if step is None else step
+    t = frame["time"]
+    gaps = np.flatnonzero((t.diff() > step).to_numpy())
+    if not len(gaps):
+        return frame
+    cut = gaps[0]
+    dropped = len(frame) - cut
+    missing = [f"{t.iloc[i - 1] + step:%Y-%m-%d}" for i in gaps]
+    log.add(name, "truncate_at_gap", "dropped", dropped,
+            f"first missing period {missing[0]}; {len(gaps)} gaps in all ({', '.join(missing)}); "
+            f"rows from {t.iloc[cut]:%Y-%m-%d} dropped so the record is continuous")
+    return frame.iloc[:cut].reset_index(drop=True)
+
+
+def stale_days(frame: pd.DataFrame) -> pd.Series:
+    """Return the times of zero-volume periods whose close equals the previous close."""
+    stale = (frame["volume_base"] == 0) & (frame["close"] == frame["close"].shift())
+    return frame.loc[stale, "time"]
+
+
+def check_positive(frame: pd.DataFrame, name: str) -> None:
+    """Raise DataError if any price is not strictly positive."""
+    for c in ("open", "high", "low", "close"):
+        bad = frame.loc[frame[c] <= 0, "time"]
+        if len(bad):
+            raise DataError(f"{name}: column {c!r} has non-positive prices at "
+                            f"{', '.join(str(x) for x in bad[:5])}")
+
+
+def clean_cdd(path: Path, log: BuildLog, *, daily: bool) -> pd.DataFrame:
+    """Apply every CDD rule in order and return the cleaned frame (``time`` + prices)."""
+    name = Path(path).name
+    frame = read_cdd(path)
+    frame = fix_unix_units(frame, name, log)
+    frame = sort_by_time(frame, name, log)
+    frame = drop_stitched_duplicates(frame, name, log)
+    frame = drop_bogus_first_row(frame, name, log)
+    check_positive(frame, name)
+    frame = fix_swapped_volume(frame, name, log)
+    frame = drop_partial_last_period(frame, name, log)
+    if daily:
+        frame = truncate_at_first_gap(frame, name, log)
+        stale = stale_days(frame)
+        if len(stale):
+            log.add(name, "stale_prices", "kept, listed", len(stale),
+                    "zero volume and unchanged close on " +
+                    ", ".join(f"{d:%Y-%m-%d}" for d in stale))
+    else:
+        step = pd.Timedelta(hours=1)
+        t = frame["time"]
+        gaps = (t.diff() / step - 1).fillna(0)
+        if (gaps > 0).any():
+            where = [f"{t.iloc[i - 1] + step:%Y-%m-%d %H:%M} ({int(g)}h)"
+                     for i, g in zip(np.flatnonzero(gaps > 0), gaps[gaps > 0], strict=True)]
+            log.add(name, "hourly_gaps", "kept as gaps (not filled)", int(gaps.sum()),
+                    f"{len(where)} gaps: " + ", ".join(where))
+    return frame[["time", *PRICE_COLUMNS]]
+
+
+# --------------------------------------------------------------------------- writing
+
+def write_csv_gz(frame: pd.DataFrame, path: Path) -> str:
+    """Write ``frame`` as gzip CSV deterministically and atomically; return its sha256."""
+    text = frame.to_csv(index=False, lineterminator="\n")
+    buffer = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as gz:
+        gz.write(text.encode("utf-8"))
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_write_bytes(path: Path, payload: bytes) -> str:
+    """Write ``payload`` to ``path`` via a temporary file and rename; return sha256."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return hashlib.sha256(payload).hexdigest()
+
+
+def _fmt_time(frame: pd.DataFrame, daily: bool) -> pd.DataFrame:
+    out = frame.copy()
+    fmt = "%Y-%m-%d" if daily else "%Y-%m-%dT%H:%M:%SZ"
+    out["time"] = out["time"].dt.strftime(fmt)
+    return out.rename(columns={"time": "date" if daily else "time"})
+
+
+# --------------------------------------------------------------------------- datasets
+
+def _entry(name, kind, asset, freq, frame, time_col, source, licence, raw, file, notes=""):
+    t = pd.to_datetime(frame[time_col], utc=True)
+    return {"name": name, "kind": kind, "asset": asset, "frequency": freq,
+            "first": f"{t.min():%Y-%m-%d %H:%M}" if freq != "1d" else f"{t.min():%Y-%m-%d}",
+            "last": f"{t.max():%Y-%m-%d %H:%M}" if freq != "1d" else f"{t.max():%Y-%m-%d}",
+            "rows": int(len(frame)), "source": source, "licence": licence,
+            "raw_file": raw, "file": file, "notes": notes}
+
+
+def build_prices(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict[str, str]]:
+    """Build daily and hourly price files."""
+    entries, hashes = [], {}
+    for asset, (fname, venue, quote, why) in DAILY_SOURCES.items():
+        frame = clean_cdd(raw / fname, log, daily=True)
+        frame["time"] = frame["time"].dt.tz_convert("UTC").dt.normalize()
+        file = f"prices_1d_{asset.lower()}.csv.gz"
+        hashes[file] = write_csv_gz(_fmt_time(frame, True), out / file)
+        entries.append(_entry(f"prices_1d_{asset.lower()}", "prices", asset, "1d", frame, "time",
+                              f"{CDD} / {venue} {asset}/{quote} daily", CDD_TERMS, fname, file,
+                              f"quote {quote}; {why}"))
+    for asset, fname in HOURLY_SOURCES.items():
+        frame = clean_cdd(raw / fname, log, daily=False)
+        file = f"prices_1h_{asset.lower()}.csv.gz"
+        hashes[file] = write_csv_gz(_fmt_time(frame, False), out / file)
+        n_gap = sum(e["count"] for e in log.for_file(fname) if e["rule"] == "hourly_gaps")
+        entries.append(_entry(f"prices_1h_{asset.lower()}", "prices", asset, "1h", frame, "time",
+                              f"{CDD} / Binance {asset}/USDT hourly", CDD_TERMS, fname, file,
+                              f"quote USDT; {n_gap} missing hours kept as gaps"))
+    return entries, hashes
+
+
+def build_dvol(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict[str, str]]:
+    """Build the Deribit DVOL files and cross-check BTC against the independent copy."""
+    entries, hashes = [], {}
+    for asset, fname in DVOL_SOURCES.items():
+        frame = pd.read_csv(raw / fname)
+        frame["time"] = pd.to_datetime(frame["date"], utc=True)
+        frame = frame.rename(columns={"dvol_close": "dvol"})[["time", "dvol"]]
+        frame = sort_by_time(frame, fname, log)
+        if (frame["dvol"] <= 0).any() or frame["dvol"].isna().any():
+            raise DataError(f"{fname}: column 'dvol_close' has missing or non-positive values")
+        if frame["time"].duplicated().any():
+            raise DataError(f"{fname}: duplicate dates")
+        file = f"implied_vol_1d_{asset.lower()}.csv.gz"
+        hashes[file] = write_csv_gz(_fmt_time(frame, True), out / file)
+        entries.append(_entry(f"implied_vol_1d_{asset.lower()}", "implied_vol", asset, "1d", frame,
+                              "time", "Deribit DVOL index (30-day implied volatility, %)",
+                              "no licence stated; Deribit public API data", fname, file,
+                              "annualised percent; loaders return decimals"))
+    check = raw / "btc_dvol_daily_deribit_isayggyo_subset.csv"
+    if check.exists():
+        ours = pd.read_csv(raw / DVOL_SOURCES["BTC"]).set_index("date")["dvol_close"]
+        other = pd.read_csv(check).set_index("date")["dvol"]
+        common = ours.index.intersection(other.index)
+        mismatch = int((ours[common] - other[common]).abs().gt(0.005).sum())
+        log.add(DVOL_SOURCES["BTC"], "cross_check", "checked", len(common),
+                f"{len(common)} dates compared with {check.name}: {mismatch} differ by > 0.005")
+        if mismatch:
+            raise DataError(f"{DVOL_SOURCES['BTC']}: {mismatch} dates disagree with {check.name}")
+    return entries, hashes
+
+
+def build_funding(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict[str, str]]:
+    """Build the three funding files (native frequency, rates as fractions)."""
+    entries, hashes = [], {}
+    # BitMEX XBTUSD 8h (first rows 24h interval)
+    fname = "bitmex_xbtusd_funding_8h_2016_2020.csv"
+    bm = pd.read_csv(raw / fname)
+    interval = pd.to_datetime(bm["fundingInterval"], utc=True) - pd.Timestamp("2000-01-01", tz="UTC")
+    frame = pd.DataFrame({"time": pd.to_datetime(bm["timestamp"], utc=True),
+                          "interval_hours": (interval / pd.Timedelta(hours=1)).astype(int),
+                          "rate": bm["fundingRate"].astype(float)})
+    frame = sort_by_time(frame, fname, log)
+    n24 = int((frame["interval_hours"] == 24).sum())
+    log.add(fname, "funding_interval", "kept, decoded", n24,
+            f"{n24} early prints use a 24h interval (BitMEX encoding 2000-01-02T00:00Z)")
+    file = "funding_bitmex_xbtusd_8h.csv.gz"
+    hashes[file] = write_csv_gz(_fmt_time(frame, False), out / file)
+    entries.append(_entry("funding_bitmex_xbtusd_8h", "funding", "BTC", "8h", frame, "time",
+                          "BitMEX XBTUSD funding (public API)", "no licence stated; BitMEX data",
+                          fname, file, "rate per funding interval, fraction; longs pay if > 0"))
+    # Deribit hourly: use the millisecond timestamp; time_dt is Europe/London local text
+    fname = "deribit_btc_perpetual_funding_hourly_2019_2021.csv"
+    db = pd.read_csv(raw / fname)
+    frame = pd.DataFrame({"unix": db["timestamp"], "interest_1h": db["interest_1h"],
+                          "interest_8h": db["interest_8h"], "index_price": db["index_price"]})
+    frame = fix_unix_units(frame, fname, log)
+    log.add(fname, "local_time_text", "ignored", len(frame),
+            "time_dt columns are Europe/London local time (duplicated at DST); "
+            "the millisecond 'timestamp' is used")
+    frame = sort_by_time(frame, fname, log)
+    frame = frame[["time", "interest_1h", "interest_8h", "index_price"]]
+    file = "funding_deribit_btc_perpetual_1h.csv.gz"
+    hashes[file] = write_csv_gz(_fmt_time(frame, False), out / file)
+    entries.append(_entry("funding_deribit_btc_perpetual_1h", "funding", "BTC", "1h", frame, "time",
+                          "Deribit BTC-PERPETUAL funding history (public API)",
+                          "no licence stated; Deribit data", fname, file,
+                          "interest_1h accrued per hour, fraction; one 2h gap (2020-08-27)"))
+    # Binance daily means
+    fname = "binance_btcusdt_funding_daily_mean_2019_2026.csv"
+    bn = pd.read_csv(raw / fname)
+    frame = pd.DataFrame({"time": pd.to_datetime(bn["date"], utc=True),
+                          "funding_mean": bn["funding_mean"].astype(float),
+                          "funding_abs": bn["funding_abs"].astype(float)})
+    frame = sort_by_time(frame, fname, log)
+    file = "funding_binance_btcusdt_1d.csv.gz"
+    hashes[file] = write_csv_gz(_fmt_time(frame, True), out / file)
+    entries.append(_entry("funding_binance_btcusdt_1d", "funding", "BTC", "1d", frame, "time",
+                          "Binance BTCUSDT perpetual funding, daily mean (lukmol/gamlss-btc-VaR)",
+                          "MIT (aggregation, (c) 2026 Lucas Mol); underlying Binance data",
+                          fname, file, "mean of the day's 8h prints; daily accrual ~ 3 x mean"))
+    return entries, hashes
+
+
+OPTION_COLUMNS = {
+    "QUOTE_UNIXTIME": "quote_unix", "INSTRUMENT_NAME": "instrument",
+    "UNDERLYING_PRICE": "underlying_price", "EXPIRY_UNIX": "expiry_unix", "DTE": "dte",
+    "OPTION_RIGHT": "kind", "STRIKE": "strike", "BID_PRICE": "bid_btc", "ASK_PRICE": "ask_btc",
+    "OPEN_INTEREST": "open_interest", "VOLUME": "volume", "DELTA": "delta", "GAMMA": "gamma",
+    "VEGA": "vega", "THETA": "theta", "MARK_IV": "mark_iv_pct",
+}
+
+
+def build_options(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict[str, str]]:
+    """Build one compact option-chain file from the six OptionsDX months."""
+    parts = []
+    for fname in OPTION_FILES:
+        chain = pd.read_csv(raw / fname, skipinitialspace=True)
+        chain.columns = [c.strip().strip("[]") for c in chain.columns]
+        chain = chain[list(OPTION_COLUMNS)].rename(columns=OPTION_COLUMNS)
+        log.add(fname, "local_time_text", "ignored", len(chain),
+                "QUOTE_DATE/QUOTE_READTIME/EXPIRY_TIME are US/Eastern text; "
+                "QUOTE_UNIXTIME and EXPIRY_UNIX are used")
+        parts.append(chain)
+    hashes: dict[str, str] = {}
+    chain = pd.concat(parts, ignore_index=True)
+    chain["quote_time"] = pd.to_datetime(chain["quote_unix"], unit="s", utc=True)
+    chain["date"] = chain["quote_time"].dt.normalize()
+    chain["expiry"] = pd.to_datetime(chain["expiry_unix"], unit="s", utc=True)
+    chain["kind"] = chain["kind"].str.strip()
+    dup = chain.duplicated(["date", "instrument"])
+    if dup.any():
+        raise DataError(f"option chains: duplicate (date, instrument) rows: "
+                        f"{chain.loc[dup, ['date', 'instrument']].head().values.tolist()}")
+    chain = chain.sort_values(["quote_time", "expiry", "strike", "kind"], kind="mergesort")
+    frame = pd.DataFrame({
+        "date": chain["date"].dt.strftime("%Y-%m-%d"),
+        "quote_time": chain["quote_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "instrument": chain["instrument"], "expiry": chain["expiry"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "kind": chain["kind"], "strike": chain["strike"], "underlying_price": chain["underlying_price"],
+        "dte": chain["dte"], "bid_btc": chain["bid_btc"], "ask_btc": chain["ask_btc"],
+        "mark_iv": chain["mark_iv_pct"] / 100.0, "delta": chain["delta"], "gamma": chain["gamma"],
+        "vega": chain["vega"], "theta": chain["theta"], "open_interest": chain["open_interest"],
+        "volume": chain["volume"],
+    })
+    file = "options_btc_deribit_eod.csv.gz"
+    hashes[file] = write_csv_gz(frame, out / file)
+    t = pd.to_datetime(frame["date"], utc=True)
+    entries = [{"name": "options_btc_deribit_eod", "kind": "options", "asset": "BTC",
+                "frequency": "1d", "first": f"{t.min():%Y-%m-%d}", "last": f"{t.max():%Y-%m-%d}",
+                "rows": int(len(frame)), "source": "OptionsDX / Deribit BTC option chains (EOD)",
+                "licence": "no licence stated; redistribution rights not verified",
+                "raw_file": ", ".join(OPTION_FILES), "file": file,
+                "notes": "2021-06..07 and 2022-01..04 only; prices in BTC; mark_iv decimal"}]
+    return entries, hashes
+
+
+def cross_check_coinmetrics(raw: Path, log: BuildLog) -> None:
+    """Compare Bitstamp daily closes with Coin Metrics reference rates (not shipped)."""
+    for asset in ("BTC", "ETH"):
+        cm_file = raw / f"{asset.lower()}_usd_daily_coinmetrics_community_2020snapshot.csv"
+        if not cm_file.exists():
+            continue
+        cm = pd.read_csv(cm_file)
+        cm = pd.Series(cm["PriceUSD"].astype(float).to_numpy(),
+                       index=pd.to_datetime(cm["time"], utc=True))
+        ours = clean_cdd(raw / DAILY_SOURCES[asset][0], BuildLog(), daily=True)
+        ours = ours.set_index(ours["time"].dt.normalize())["close"]
+        common = ours.index.intersection(cm.index)
+        rel = (ours[common] / cm[common] - 1).abs()
+        log.add(DAILY_SOURCES[asset][0], "cross_check", "checked", len(common),
+                f"closes vs Coin Metrics PriceUSD on {len(common)} days: median |rel diff| "
+                f"{rel.median():.4%}, 99th pct {rel.quantile(0.99):.3%}, max {rel.max():.2%} "
+                f"on {rel.idxmax():%Y-%m-%d}")
+        if rel.median() > 0.01:
+            raise DataError(f"{DAILY_SOURCES[asset][0]}: closes disagree with Coin Metrics "
+                            f"(median |rel diff| {rel.median():.2%})")
+
+
+def build(raw: Path | str, out: Path | str = DATA_DIR) -> dict[str, str]:
+    """Build every bundled dataset from ``raw`` into ``out``; return file -> sha256."""
+    raw, out = Path(raw), Path(out)
+    if not raw.is_dir():
+        raise DataError(f"raw data folder not found: {raw}")
+    log = BuildLog()
+    catalog, hashes = [], {}
+    for step in (build_prices, build_dvol, build_funding, build_options):
+        entries, h = step(raw, out, log)
+        catalog += entries
+        hashes.update(h)
+    cross_check_coinmetrics(raw, log)
+    payload = json.dumps(catalog, indent=1, sort_keys=True).encode() + b"\n"
+    hashes["catalog.json"] = atomic_write_bytes(out / "catalog.json", payload)
+    hashes["BUILD_LOG.md"] = atomic_write_bytes(out / "BUILD_LOG.md", log.to_markdown().encode())
+    manifest = "".join(f"{h}  {name}\n" for name, h in sorted(hashes.items()))
+    atomic_write_bytes(out / "MANIFEST.sha256", manifest.encode())
+    return hashes
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point: build the bundled datasets."""
+    parser = argparse.ArgumentParser(prog="marginlab-datasets-build", description=__doc__.split("\n")[0])
+    parser.add_argument("--raw", required=True, help="folder of raw files (../shared/datasets/raw)")
+    parser.add_argument("--out", default=str(DATA_DIR), help="output folder (default: bundled data)")
+    args = parser.parse_args(argv)
+    hashes = build(args.raw, args.out)
+    for name, h in sorted(hashes.items()):
+        print(f"{h}  {name}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,346 @@
+"""Loaders for the bundled datasets and for a user's own price files.
+
+Every loader validates what it returns (:func:`~marginlab.datasets.validate.validate_frame`)
+and raises :class:`~marginlab.datasets.DataError` naming the file, column and
+timestamps at fault.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .market import MarketData
+from .validate import frequency_delta, validate_frame
+
+__all__ = [
+    "DATA_DIR",
+    "catalog",
+    "known_assets",
+    "load_prices",
+    "load_implied_vol",
+    "load_option_chains",
+    "load_funding",
+    "load_market",
+    "read_prices",
+]
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+FUNDING_SOURCES = {
+    "binance": "funding_binance_btcusdt_1d",
+    "bitmex": "funding_bitmex_xbtusd_8h",
+    "deribit": "funding_deribit_btc_perpetual_1h",
+}
+
+
+@lru_cache(maxsize=1)
+def _catalog_records() -> tuple[dict, ...]:
+    path = DATA_DIR / "catalog.json"
+    if not path.exists():
+        raise DataError(f"{path}: bundled data catalogue missing; run "
+                        "`python -m marginlab.datasets.build --raw ../shared/datasets/raw`")
+    return tuple(json.loads(path.read_text()))
+
+
+def catalog() -> pd.DataFrame:
+    """Return the bundled datasets: name, kind, asset, frequency, first, last, rows, source, licence.
+
+    Returns
+    -------
+    DataFrame
+        One row per bundled dataset, also listing the raw file it was built from
+        and the shipped file.
+    """
+    cols = ["name", "kind", "asset", "frequency", "first", "last", "rows", "source", "licence",
+            "file", "raw_file", "notes"]
+    return pd.DataFrame(list(_catalog_records()))[cols]
+
+
+def known_assets(kind: str = "prices", freq: str = "1d") -> list[str]:
+    """Assets that have a bundled dataset of ``kind`` at ``freq``."""
+    return sorted(r["asset"] for r in _catalog_records()
+                  if r["kind"] == kind and r["frequency"] == freq)
+
+
+def _dataset(kind: str, asset: str, freq: str) -> dict:
+    for r in _catalog_records():
+        if r["kind"] == kind and r["asset"] == asset and r["frequency"] == freq:
+            return r
+    raise DataError(f"unknown asset {asset!r} for {kind} at frequency {freq!r}; "
+                    f"known assets: {known_assets(kind, freq)}")
+
+
+def _utc(t) -> pd.Timestamp | None:
+    if t is None:
+        return None
+    ts = pd.Timestamp(t)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@lru_cache(maxsize=64)
+def _read_bundled(file: str, time_col: str) -> pd.DataFrame:
+    path = DATA_DIR / file
+    frame = pd.read_csv(path)
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop(time_col), utc=True), name="time")
+    return frame
+
+
+def _slice(frame: pd.DataFrame, start, end, source: str) -> pd.DataFrame:
+    start, end = _utc(start), _utc(end)
+    if start is not None and end is not None and start > end:
+        raise DataError(f"{source}: start {start:%Y-%m-%d} is after end {end:%Y-%m-%d}")
+    first, last = frame.index[0], frame.index[-1]
+    if (start is not None and start > last) or (end is not None and end < first):
+        raise DataError(f"{source}: requested range {start} .. {end} is outside the data "
+                        f"({first} .. {last})")
+    if start is not None and start < first:
+        raise DataError(f"{source}: requested start {start:%Y-%m-%d %H:%M} is before the first "
+                        f"observation {first:%Y-%m-%d %H:%M}")
+    if end is not None and end > last:
+        raise DataError(f"{source}: requested end {end:%Y-%m-%d %H:%M} is after the last "
+                        f"observation {last:%Y-%m-%d %H:%M}")
+    return frame.loc[start:end]
+
+
+def load_prices(asset: str, start=None, end=None, freq: str = "1d",
+                max_gap: int | None = None) -> pd.DataFrame:
+    """Load bundled OHLCV bars for one asset.
+
+    Parameters
+    ----------
+    asset : str
+        Asset code, e.g. ``"BTC"`` (see :func:`catalog`).
+    start, end : str or Timestamp, optional
+        Inclusive UTC range; must lie inside the data.
+    freq : {"1d", "1h"}
+    max_gap : int, optional
+        Missing periods tolerated between rows. Default 0 for daily data and
+        6 for hourly data (the hourly exports have exchange-maintenance gaps of
+        up to 5 hours, kept as gaps and never filled).
+
+    Returns
+    -------
+    DataFrame
+        Index ``time`` (UTC); columns open, high, low, close (quote currency),
+        volume_base, volume_quote.
+    """
+    frequency_delta(freq)
+    rec = _dataset("prices", asset, freq)
+    frame = _slice(_read_bundled(rec["file"], "date" if freq == "1d" else "time"), start, end,
+                   rec["file"])
+    if max_gap is None:
+        max_gap = 0 if freq == "1d" else 6
+    return validate_frame(frame, source=rec["file"], freq=freq, max_gap=max_gap,
+                          columns=["open", "high", "low", "close"])
+
+
+def load_implied_vol(asset: str, start=None, end=None) -> pd.Series:
+    """Load the Deribit DVOL index for ``asset`` as an annualised decimal (0.65 = 65%).
+
+    Returns
+    -------
+    Series
+        Daily UTC index, DVOL close / 100. BTC and ETH only, from 2021-03-24.
+    """
+    rec = _dataset("implied_vol", asset, "1d")
+    frame = _slice(_read_bundled(rec["file"], "date"), start, end, rec["file"])
+    validate_frame(frame, source=rec["file"], freq="1d", max_gap=0, columns=["dvol"])
+    return (frame["dvol"] / 100.0).rename(asset)
+
+
+def load_option_chains(start=None, end=None, asset: str = "BTC") -> pd.DataFrame:
+    """Load the bundled end-of-day Deribit option chains (BTC; six months).
+
+    Returns
+    -------
+    DataFrame
+        One row per (date, instrument): ``date`` (UTC day of the snapshot),
+        ``quote_time``, ``instrument``, ``expiry`` (UTC), ``kind`` (call/put),
+        ``strike`` and ``underlying_price`` (USD), ``dte`` (days),
+        ``bid_btc``/``ask_btc`` (BTC), ``mark_iv`` (decimal), Deribit's
+        ``delta``, ``gamma``, ``vega``, ``theta``, ``open_interest``, ``volume``.
+    """
+    if asset != "BTC":
+        raise DataError(f"unknown asset {asset!r} for option chains; known assets: ['BTC']")
+    rec = _dataset("options", asset, "1d")
+    frame = pd.read_csv(DATA_DIR / rec["file"])
+    for col in ("date", "quote_time", "expiry"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    start, end = _utc(start), _utc(end)
+    if start is not None:
+        frame = frame[frame["date"] >= start]
+    if end is not None:
+        frame = frame[frame["date"] <= end]
+    if frame.empty:
+        raise DataError(f"{rec['file']}: no option chains in {start} .. {end} "
+                        f"(data covers {rec['first']} .. {rec['last']} with gaps)")
+    return frame.reset_index(drop=True)
+
+
+def load_funding(source: str = "binance", start=None, end=None) -> pd.DataFrame:
+    """Load a bundled BTC perpetual funding series at its native frequency.
+
+    Parameters
+    ----------
+    source : {"binance", "bitmex", "deribit"}
+        ``binance``: daily mean of BTCUSDT 8h prints (``funding_mean``,
+        ``funding_abs``); ``bitmex``: XBTUSD prints (``rate`` per
+        ``interval_hours``); ``deribit``: BTC-PERPETUAL hourly accrual
+        (``interest_1h``, ``interest_8h``, ``index_price``).
+    """
+    if source not in FUNDING_SOURCES:
+        raise DataError(f"unknown funding source {source!r}; known: {sorted(FUNDING_SOURCES)}")
+    name = FUNDING_SOURCES[source]
+    rec = next(r for r in _catalog_records() if r["name"] == name)
+    frame = _read_bundled(rec["file"], "date" if rec["frequency"] == "1d" else "time")
+    return _slice(frame, start, end, rec["file"])
+
+
+def daily_funding(start=None, end=None) -> pd.Series:
+    """BTC funding paid by longs per UTC day (fraction): 3 x Binance's daily mean print."""
+    frame = load_funding("binance")
+    return (3.0 * frame["funding_mean"]).rename("BTC")
+
+
+def load_market(assets, start=None, end=None, freq: str = "1d",
+                max_gap: int | None = None, with_option_chains: bool = False) -> MarketData:
+    """Build an aligned :class:`MarketData` panel of bundled data.
+
+    Parameters
+    ----------
+    assets : list of str
+        Asset codes, e.g. ``["BTC", "ETH"]``.
+    start, end : optional
+        UTC range. Without ``start`` the panel starts at the first date on
+        which every asset has a price (BTC alone: 2014-11-28).
+    freq : {"1d", "1h"}
+    max_gap : int, optional
+        Passed to :func:`load_prices`.
+    with_option_chains : bool
+        Attach the BTC option chains (for the smile) when True.
+
+    Returns
+    -------
+    MarketData
+        ``prices`` (close; NaN outside each asset's history), ``implied_vol``
+        (DVOL / 100; NaN before 2021-03-24
+        and for assets without DVOL), ``funding`` (BTC daily, NaN elsewhere;
+        daily panels only).
+    """
+    if isinstance(assets, str):
+        assets = [assets]
+    assets = list(assets)
+    if not assets:
+        raise DataError("load_market: no assets requested")
+    dup = sorted({a for a in assets if assets.count(a) > 1})
+    if dup:
+        raise DataError(f"load_market: assets requested twice: {dup}")
+    frames = {a: load_prices(a, freq=freq, max_gap=max_gap)["close"] for a in assets}
+    first = min(s.index[0] for s in frames.values())
+    last = max(s.index[-1] for s in frames.values())
+    full = pd.date_range(first, last, freq=frequency_delta(freq), name="time")
+    union = pd.DataFrame({a: s.reindex(full) for a, s in frames.items()})
+    prices = _slice(union, start, end, f"load_market({assets}, freq={freq!r})")
+    empty = [a for a in assets if prices[a].isna().all()]
+    if empty:
+        ranges = {a: f"{frames[a].index[0]:%Y-%m-%d}..{frames[a].index[-1]:%Y-%m-%d}" for a in empty}
+        raise DataError(f"load_market: no prices for {empty} in the requested range "
+                        f"(their data covers {ranges})")
+    prices.index.name = "time"
+    iv = pd.DataFrame(np.nan, index=prices.index, columns=assets)
+    funding = None
+    if freq == "1d":
+        for a in assets:
+            if a in known_assets("implied_vol", "1d"):
+                dvol = load_implied_vol(a)
+                iv[a] = dvol.reindex(prices.index)
+        funding = pd.DataFrame(np.nan, index=prices.index, columns=assets)
+        if "BTC" in assets:
+            funding["BTC"] = daily_funding().reindex(prices.index)
+    else:
+        for a in assets:
+            if a in known_assets("implied_vol", "1d"):
+                dvol = load_implied_vol(a)
+                iv[a] = dvol.reindex(prices.index.floor("1D")).to_numpy()
+    chains = load_option_chains() if with_option_chains else None
+    return MarketData(prices=prices, implied_vol=iv, funding=funding, freq=freq,
+                      option_chains=chains)
+
+
+def read_prices(path, *, time_column: str | None = None, columns: list[str] | None = None,
+                freq: str = "1d", max_gap: int | None = 0) -> pd.DataFrame:
+    """Read a user's own price file (CSV or Parquet) with the same validation as bundled data.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.csv``, ``.csv.gz`` or ``.parquet`` file.
+    time_column : str, optional
+        Timestamp column (default: the first of ``time``, ``date``,
+        ``timestamp``). Naive timestamps are taken as UTC; integer values as
+        unix seconds or milliseconds.
+    columns : list of str, optional
+        Price columns to keep and validate; default every other column.
+    freq : {"1d", "1h"}
+    max_gap : int or None
+        Missing periods tolerated (default 0).
+
+    Returns
+    -------
+    DataFrame
+        UTC ``time`` index, one column per price series. The file is never
+        re-sorted or de-duplicated: such defects raise DataError.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    suffixes = "".join(path.suffixes).lower()
+    if suffixes.endswith(".parquet"):
+        frame = pd.read_parquet(path)
+        if time_column is None and isinstance(frame.index, pd.DatetimeIndex):
+            frame = frame.reset_index()
+    elif suffixes.endswith((".csv", ".csv.gz")):
+        frame = pd.read_csv(path)
+    else:
+        raise DataError(f"{path}: unsupported file type {suffixes!r} (use .csv, .csv.gz or .parquet)")
+    if time_column is None:
+        time_column = next((c for c in frame.columns
+                            if str(c).lower() in ("time", "date", "timestamp", "datetime")), None)
+        if time_column is None:
+            raise DataError(f"{path}: no time column (looked for time/date/timestamp); "
+                            f"columns are {list(frame.columns)}")
+    if time_column not in frame.columns:
+        raise DataError(f"{path}: time column {time_column!r} not found; columns are "
+                        f"{list(frame.columns)}")
+    raw_t = frame.pop(time_column)
+    if raw_t.isna().any():
+        raise DataError(f"{path}: column {time_column!r} has missing timestamps at rows "
+                        f"{raw_t.index[raw_t.isna()].tolist()[:5]}")
+    if pd.api.types.is_numeric_dtype(raw_t):
+        unit = "ms" if float(raw_t.abs().max()) >= 1e11 else "s"
+        times = pd.to_datetime(raw_t, unit=unit, utc=True)
+    else:
+        try:
+            times = pd.to_datetime(raw_t, utc=True)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"{path}: column {time_column!r} has unparseable timestamps: {exc}") from None
+    frame.index = pd.DatetimeIndex(times, name="time")
+    if columns is not None:
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {missing}; columns are {list(frame.columns)}")
+        frame = frame[columns]
+    for c in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[c]):
+            bad = pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()
+            if bad.any():
+                raise DataError(f"{path}: column {c!r} has non-numeric values at "
+                                f"{frame.index[bad.to_numpy()][:5].tolist()}")
+            frame[c] = pd.to_numeric(frame[c], errors="coerce")
+    return validate_frame(frame, source=str(path), freq=freq, max_gap=max_gap)

@@ -1,0 +1,123 @@
+"""`MarketData`: the aligned UTC panel every model and the engine read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+__all__ = ["MarketData"]
+
+
+@dataclass(frozen=True)
+class MarketData:
+    """Aligned market panel on one UTC time index.
+
+    Attributes
+    ----------
+    prices : DataFrame of shape (n_times, n_assets)
+        Close prices in the quote currency, one column per asset. NaN only
+        before an asset's first or after its last observation (listing
+        dates differ); never inside an asset's history.
+    implied_vol : DataFrame of shape (n_times, n_assets)
+        Annualised implied volatility as a decimal (0.65 = 65%), NaN where the
+        asset has no implied-vol history on that date.
+    funding : DataFrame of shape (n_times, n_assets) or None
+        Funding paid by longs per period as a fraction of notional (NaN where
+        unknown).
+    freq : {"1d", "1h"}
+        Sampling step of the index.
+    option_chains : DataFrame or None
+        End-of-day option chains (see :func:`load_option_chains`) used to fit a
+        smile; ``None`` when not loaded.
+    """
+
+    prices: pd.DataFrame
+    implied_vol: pd.DataFrame
+    funding: pd.DataFrame | None = None
+    freq: str = "1d"
+    option_chains: pd.DataFrame | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.prices.index.equals(self.implied_vol.index):
+            raise DataError("MarketData: implied_vol index differs from prices index")
+        if self.funding is not None and not self.prices.index.equals(self.funding.index):
+            raise DataError("MarketData: funding index differs from prices index")
+        for asset in self.prices.columns:
+            col = self.prices[asset]
+            valid = col.notna().to_numpy()
+            if not valid.any():
+                continue
+            first, last = valid.argmax(), len(valid) - 1 - valid[::-1].argmax()
+            inner = ~valid[first:last + 1]
+            if inner.any():
+                raise DataError(f"MarketData: prices column {asset!r} has NaN inside its history "
+                                f"at {self.index[first:last + 1][inner][:5].tolist()}")
+            if (col.to_numpy()[valid] <= 0).any():
+                bad = self.index[valid][col.to_numpy()[valid] <= 0]
+                raise DataError(f"MarketData: prices column {asset!r} has non-positive values at "
+                                f"{bad[:5].tolist()}")
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        """The common UTC time index."""
+        return self.prices.index
+
+    @property
+    def assets(self) -> list[str]:
+        """Asset names (columns of ``prices``)."""
+        return list(self.prices.columns)
+
+    @property
+    def periods_per_year(self) -> float:
+        """Observations per year: 365 for daily data, 8760 for hourly (crypto never closes)."""
+        return 365.0 if self.freq == "1d" else 365.0 * 24.0
+
+    def loc_of(self, t: pd.Timestamp | str) -> int:
+        """Integer position of timestamp ``t`` in the index, or DataError."""
+        ts = pd.Timestamp(t)
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        try:
+            return int(self.index.get_loc(ts))
+        except KeyError:
+            raise DataError(f"date {ts} is not in the market data "
+                            f"({self.index[0]} .. {self.index[-1]})") from None
+
+    def require_assets(self, assets, where: str = "request") -> None:
+        """Raise DataError naming any asset of ``assets`` not in the panel."""
+        unknown = sorted(set(assets) - set(self.assets))
+        if unknown:
+            raise DataError(f"{where}: unknown asset(s) {unknown}; the market data has {self.assets}")
+
+    def available(self, asset: str) -> pd.DatetimeIndex:
+        """Timestamps on which ``asset`` has a price."""
+        return self.index[self.prices[asset].notna().to_numpy()]
+
+    def truncate(self, end: pd.Timestamp | str) -> MarketData:
+        """Return the panel with every row after ``end`` removed (for look-ahead tests)."""
+        ts = pd.Timestamp(end)
+        if ts.tzinfo is None:
+            ts = ts.tz_localize("UTC")
+        keep = self.index <= ts
+        chains = self.option_chains
+        if chains is not None:
+            chains = chains[chains["date"] <= ts]
+        return MarketData(
+            prices=self.prices.loc[keep],
+            implied_vol=self.implied_vol.loc[keep],
+            funding=None if self.funding is None else self.funding.loc[keep],
+            freq=self.freq,
+            option_chains=chains,
+        )
+
+    def log_returns(self) -> pd.DataFrame:
+        """Log returns ``log(P_t / P_{t-1})``; the first row is dropped."""
+        return np.log(self.prices).diff().iloc[1:]
+
+    def __repr__(self) -> str:
+        return (f"MarketData(freq={self.freq!r}, assets={self.assets}, "
+                f"{self.index[0]:%Y-%m-%d} .. {self.index[-1]:%Y-%m-%d}, n={len(self.index)})")

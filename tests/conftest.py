@@ -1,0 +1,12 @@
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RESULTS = Path(__file__).parent / "results"
+RAW = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "raw"
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
