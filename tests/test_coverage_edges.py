@@ -1,0 +1,151 @@
+"""Edge cases where other tools fail, conventions and bad input."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from marginlab.validation import coverage as cv
+from scipy import stats
+
+
+def test_exceptions_are_strict_and_keep_index():
+    idx = pd.date_range("2021-01-01", periods=3, tz="UTC")
+    pnl = pd.Series([-1.0, -1.0000001, 5.0], index=idx)
+    hits = cv.exceptions(pnl, [1.0, 1.0, 1.0])
+    assert hits.tolist() == [False, True, False]  # a loss equal to VaR is not a breach
+    assert hits.index.equals(idx)
+
+
+def test_zero_exceptions_finite_and_correct():
+    h = np.zeros(250, dtype=bool)
+    lr, pval = cv.kupiec_pof(h, 0.01)
+    assert lr == pytest.approx(-2 * 250 * np.log(0.99))
+    assert pval == pytest.approx(stats.chi2.sf(lr, 1))
+    assert tuple(cv.christoffersen_independence(h)) == (0.0, 1.0)
+    assert cv.christoffersen_independence(h, exact=True).pvalue == 1.0
+    # exact: P(LR_uc(X) >= LR_uc(0)) under Binomial(250, 1%), summed directly
+    k = np.arange(251)
+    lr_k = np.array([cv.kupiec_pof(np.arange(250) < kk, 0.01).statistic for kk in k])
+    expected = stats.binom.pmf(k, 250, 0.01)[lr_k >= lr - 1e-9].sum()
+    assert cv.kupiec_pof(h, 0.01, exact=True).pvalue == pytest.approx(expected, rel=1e-9)
+    # with no exception LR_ind = 0, so the exact LR_cc law reduces to LR_uc's plus the LR_ind mass
+    cc = cv.christoffersen_conditional_coverage(h, 0.01, exact=True)
+    assert cc.statistic == pytest.approx(lr) and expected <= cc.pvalue <= 1
+    assert cv.haas_tbfi(h, 0.01).df == 1 and np.isfinite(cv.haas_tbf(h, 0.01).statistic)
+    assert not cv.duration_weibull(h).applicable
+
+
+def test_all_exceptions():
+    h = np.ones(100, dtype=bool)
+    lr, pval = cv.kupiec_pof(h, 0.01)
+    assert lr == pytest.approx(-2 * 100 * np.log(0.01)) and pval < 1e-100 and pval > 0
+    assert tuple(cv.christoffersen_independence(h)) == (0.0, 1.0)
+    assert np.isfinite(cv.christoffersen_conditional_coverage(h, 0.01).statistic)
+
+
+def test_long_sample_no_underflow_tiny_pvalues():
+    h = np.zeros(20_000, dtype=bool)
+    h[::25] = True  # 4% exceptions against 1%
+    r = cv.kupiec_pof(h, 0.01)
+    assert 0 < r.pvalue < 1e-200
+    assert r.pvalue == pytest.approx(np.exp(stats.chi2.logsf(r.statistic, 1)), rel=1e-10)
+    ex = cv.kupiec_pof(h, 0.01, exact=True)
+    assert 0 < ex.pvalue < 1e-200
+    assert cv.christoffersen_conditional_coverage(h, 0.01, exact=True).pvalue >= 0
+
+
+def test_breach_on_first_and_last_day():
+    h = np.zeros(100, dtype=bool)
+    h[0] = h[-1] = True
+    assert cv.tuff(h, 0.01).first_failure == 1
+    r = cv.christoffersen_independence(h)
+    assert (r.n00, r.n01, r.n10, r.n11) == (97, 1, 1, 0)
+    w = cv.duration_weibull(h)
+    assert w.durations == (1, 99) and w.applicable
+
+
+@pytest.mark.parametrize("positions, n_durations", [([50], 2), ([10, 60], 3), ([0], 2), ([99], 1)])
+def test_duration_test_with_one_or_two_durations(positions, n_durations):
+    h = np.zeros(100, dtype=bool)
+    h[positions] = True
+    r = cv.duration_weibull(h)
+    assert len(r.durations) == n_durations
+    assert np.isfinite(r.statistic) and 0 <= r.pvalue <= 1
+
+
+def test_exact_independence_single_exception():
+    # one exception: the 248 interior positions share one LR, the 2 edge positions another (smaller)
+    h = np.zeros(250, dtype=bool)
+    h[100] = True
+    assert cv.christoffersen_independence(h, exact=True).pvalue == pytest.approx(248 / 250)
+    h = np.zeros(250, dtype=bool)
+    h[0] = True
+    assert cv.christoffersen_independence(h, exact=True).pvalue == pytest.approx(1.0)
+
+
+def test_results_are_frozen_and_unpack():
+    h = np.zeros(50, dtype=bool)
+    h[5] = True
+    r = cv.kupiec_pof(h, 0.05)
+    stat, pval = r
+    assert (stat, pval) == (r.statistic, r.pvalue)
+    with pytest.raises(AttributeError):
+        r.statistic = 1.0
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: cv.kupiec_pof([0, 1, np.nan], 0.01), "NaN"),
+    (lambda: cv.kupiec_pof([], 0.01), "empty"),
+    (lambda: cv.kupiec_pof([0, 1], 0.6), r"p \(tail probability\) must be in \(0, 0.5\]"),
+    (lambda: cv.kupiec_pof([0, 1], 0.0), r"must be in \(0, 0.5\]"),
+    (lambda: cv.exceptions([1.0, 2.0], [1.0]), "different lengths"),
+    (lambda: cv.exceptions([1.0, 2.0], [1.0, -1.0]), "negative"),
+    (lambda: cv.kupiec_pof([0, 2], 0.01), "0/1"),
+    (lambda: cv.traffic_light([0, 1], 0.01, window=0), "window"),
+    (lambda: cv.backtest([1.0, 2.0], [1.0, 1.0], mpor_days=0), "mpor_days"),
+])
+def test_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_nan_error_names_the_date():
+    idx = pd.date_range("2021-01-01", periods=3, tz="UTC")
+    with pytest.raises(ValueError, match="2021-01-02"):
+        cv.exceptions(pd.Series([1.0, np.nan, 2.0], index=idx), [1.0, 1.0, 1.0])
+
+
+def test_disclosure_table():
+    idx = pd.date_range("2021-12-30", periods=4, tz="UTC")
+    pnl = pd.Series([-3.0, 1.0, -1.5, -0.5], index=idx)
+    margin = np.array([2.0, 2.0, 1.0, 1.0])
+    t = cv.disclosure_table(pnl, margin, p=0.01, by="year")
+    assert list(t.index) == ["2021", "2022", "total"]
+    total = t.loc["total"]
+    assert total["exceptions"] == 2 and total["achieved_coverage"] == 0.5
+    assert total["largest_breach"] == 1.0 and total["average_breach"] == 0.75
+    assert total["largest_breach_pct_of_margin"] == 0.5
+
+
+def test_backtest_report_and_overlapping_windows():
+    rng = np.random.default_rng(0)
+    idx = pd.date_range("2020-01-01", periods=1000, tz="UTC")
+    pnl = pd.Series(rng.standard_normal(1000), index=idx)
+    var = np.full(1000, 2.326)
+    es = np.full(1000, 2.665)
+    pit = stats.norm.cdf(pnl.to_numpy())
+    rep = cv.backtest(pnl, var, es=es, p=0.01, pit=pit)
+    frame = rep.to_frame()
+    for key in ["pof", "pof_exact", "independence_exact", "conditional_coverage_exact", "traffic_light",
+                "tbf", "tbfi", "duration_weibull", "dynamic_quantile", "berkowitz_tail", "du_escanciano_u",
+                "mcneil_frey", "acerbi_szekely_z2"]:
+        assert key in frame.index
+    text = rep.summary()
+    assert "Kupiec POF" in text and "achieved coverage" in text
+    # 10-day overlapping P&L: Bonferroni over 10 sub-samples of 100
+    pnl10 = pnl.rolling(10).sum().dropna()
+    rep10 = cv.backtest(pnl10, np.full(len(pnl10), 2.326 * np.sqrt(10)), p=0.01, mpor_days=10)
+    assert rep10.mpor_days == 10 and len(rep10.subsamples) == 10
+    sub_p = [s["pof"].pvalue for s in rep10.subsamples.values()]
+    assert rep10.tests["pof"].pvalue == pytest.approx(min(1.0, 10 * min(sub_p)))
+    assert "Bonferroni" in rep10.tests["pof"].note
+    assert rep10.to_dict()["combination"].startswith("Bonferroni")

@@ -1,0 +1,252 @@
+"""Coverage statistics against independent references (tests/results/ names each source)."""
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import RESULTS
+from marginlab.validation import coverage as cv
+from scipy import stats
+
+MATLAB = json.loads((RESULTS / "matlab_varbacktest.json").read_text())
+
+
+def matlab_hits() -> np.ndarray:
+    """A hit sequence with MATLAB's example counts: n=1043, 57 failures, first at 58,
+    transitions N00=932, N01=53, N10=53, N11=4 (4 runs of two hits, 49 single hits)."""
+    n = MATLAB["observations"]
+    h = np.zeros(n, dtype=bool)
+    pos = MATLAB["first_failure"] - 1
+    runs = [2] * 4 + [1] * 49
+    for length in runs:
+        h[pos:pos + length] = True
+        pos += length + 17
+    assert pos < n
+    return h
+
+
+def test_matlab_sequence_has_the_published_counts():
+    h = matlab_hits()
+    r = cv.christoffersen_independence(h)
+    t = MATLAB["transitions"]
+    assert (r.n00, r.n01, r.n10, r.n11) == (t["N00"], t["N01"], t["N10"], t["N11"])
+    assert h.sum() == MATLAB["failures"] and np.argmax(h) + 1 == MATLAB["first_failure"]
+
+
+@pytest.mark.parametrize("fn, key, fields", [
+    (lambda h: cv.kupiec_pof(h, 0.05), "pof", ("lr", "pvalue")),
+    (lambda h: cv.binomial(h, 0.05), "bin", ("z", "pvalue")),
+    (lambda h: cv.tuff(h, 0.05), "tuff", ("lr", "pvalue")),
+    (lambda h: cv.christoffersen_independence(h), "cci", ("lr", "pvalue")),
+    (lambda h: cv.christoffersen_conditional_coverage(h, 0.05), "cc", ("lr", "pvalue")),
+])
+def test_against_matlab_varbacktest(fn, key, fields):
+    stat, pvalue = fn(matlab_hits())
+    ref = MATLAB[key]
+    assert stat == pytest.approx(ref[fields[0]], abs=5e-5)
+    assert pvalue == pytest.approx(ref[fields[1]], abs=5e-5)
+
+
+def test_traffic_light_against_matlab():
+    r = cv.traffic_light(matlab_hits(), p=0.05, window=1043)
+    ref = MATLAB["tl"]
+    assert r.zone == ref["zone"] and r.plus_factor == ref["increase"]
+    assert r.cumulative_probability == pytest.approx(ref["probability"], abs=5e-6)
+    assert r.pvalue == pytest.approx(ref["type1"], abs=5e-6)
+
+
+def test_tbf_decomposition_and_degrees_of_freedom_match_matlab():
+    # MATLAB: TBF = POF + TBFI with df x + 1 and x; check our convention reproduces its p-values.
+    ref = MATLAB
+    assert ref["tbf"]["lr"] - ref["pof"]["lr"] == pytest.approx(ref["tbfi"]["lr"], abs=2e-3)
+    assert stats.chi2.sf(ref["tbf"]["lr"], ref["failures"] + 1) == pytest.approx(ref["tbf"]["pvalue"], rel=1e-3)
+    assert stats.chi2.sf(ref["tbfi"]["lr"], ref["failures"]) == pytest.approx(ref["tbfi"]["pvalue"], rel=1e-3)
+    h = matlab_hits()
+    tbf, tbfi, pof = cv.haas_tbf(h, 0.05), cv.haas_tbfi(h, 0.05), cv.kupiec_pof(h, 0.05)
+    assert tbf.statistic == pytest.approx(tbfi.statistic + pof.statistic)
+    assert (tbf.df, tbfi.df) == (58, 57)
+    # closed form of one duration term: d = 58 for the first failure equals the TUFF ratio
+    assert cv.haas_tbfi(np.eye(1, 58, 57, dtype=bool).ravel(), 0.05).statistic == pytest.approx(
+        MATLAB["tuff"]["lr"], abs=5e-5)
+
+
+def test_basel_traffic_light_table():
+    table = pd.read_csv(RESULTS / "bcbs_1996_traffic_light.csv", comment="#")
+    for row in table.itertuples():
+        h = np.zeros(250, dtype=bool)
+        h[:row.exceptions] = True
+        r = cv.traffic_light(h, p=0.01, window=250)
+        assert round(100 * r.cumulative_probability, 2) == pytest.approx(row.cumulative_pct, abs=0.006)
+        assert r.zone == row.zone
+        assert r.plus_factor == pytest.approx(row.plus_factor)
+
+
+def test_traffic_light_blocks_and_rolling():
+    h = np.zeros(750, dtype=bool)
+    h[260:266] = True  # 6 in the second block
+    idx = pd.date_range("2020-01-01", periods=750, tz="UTC")
+    r = cv.traffic_light(pd.Series(h, index=idx), p=0.01, window=250)
+    assert list(r.blocks["zone"]) == ["green", "yellow", "green"]
+    assert r.blocks["exceptions"].tolist() == [0, 6, 0]
+    assert len(r.rolling) == 501 and r.rolling["exceptions"].max() == 6
+    assert r.rolling["end"].iloc[0] == idx[249]
+
+
+def test_independence_equals_g_test_of_scipy():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        h = rng.random(400) < 0.08
+        r = cv.christoffersen_independence(h)
+        table = np.array([[r.n00, r.n01], [r.n10, r.n11]])
+        g, pval, dof, _ = stats.chi2_contingency(table, correction=False, lambda_="log-likelihood")
+        assert r.statistic == pytest.approx(g, rel=1e-10, abs=1e-12)
+        assert r.pvalue == pytest.approx(pval, rel=1e-8)
+
+
+def test_exact_pvalues_equal_brute_force_enumeration():
+    n, p = 12, 0.1
+    seqs = np.array(list(itertools.product([0, 1], repeat=n)), dtype=bool)
+    prob = np.array([p ** s.sum() * (1 - p) ** (n - s.sum()) for s in seqs])
+    lr_uc = np.array([cv.kupiec_pof(s, p).statistic for s in seqs])
+    lr_cc = np.array([cv.christoffersen_conditional_coverage(s, p).statistic for s in seqs])
+    lr_ind = np.array([cv.christoffersen_independence(s).statistic for s in seqs])
+    counts = seqs.sum(axis=1)
+    for i in [1, 5, 37, 300, 1365, 2730, 4000]:
+        s = seqs[i]
+        assert cv.kupiec_pof(s, p, exact=True).pvalue == pytest.approx(
+            prob[lr_uc >= lr_uc[i] - 1e-9].sum(), rel=1e-9)
+        assert cv.christoffersen_conditional_coverage(s, p, exact=True).pvalue == pytest.approx(
+            prob[lr_cc >= lr_cc[i] - 1e-9].sum(), rel=1e-9)
+        same = counts == counts[i]
+        if 0 < counts[i] < n:
+            assert cv.christoffersen_independence(s, exact=True).pvalue == pytest.approx(
+                np.mean(lr_ind[same] >= lr_ind[i] - 1e-9), rel=1e-9)
+
+
+def test_exact_cc_against_simulation_at_250_days():
+    """The exact law vs 200,000 simulated 250-day samples at p = 1% (where chi2 is poor)."""
+    n, p = 250, 0.01
+    h = np.zeros(n, dtype=bool)
+    h[[40, 41, 200]] = True
+    exact = cv.christoffersen_conditional_coverage(h, p, exact=True)
+    rng = np.random.default_rng(7)
+    sims = rng.random((200_000, n)) < p
+    x = sims.sum(axis=1)
+    prev, cur = sims[:, :-1], sims[:, 1:]
+    n01 = (~prev & cur).sum(1)
+    n10 = (prev & ~cur).sum(1)
+    n11 = (prev & cur).sum(1)
+    n00 = (n - 1) - n01 - n10 - n11
+    lr = cv._lr_uc(x, n, p) + cv._lr_ind(n00, n01, n10, n11)
+    sim_p = np.mean(lr >= exact.statistic - 1e-9)
+    se = np.sqrt(sim_p * (1 - sim_p) / sims.shape[0])
+    assert abs(exact.pvalue - sim_p) < 4 * se
+    assert abs(exact.pvalue - exact.pvalue_asymptotic) > 10 * se  # chi2(2) is visibly off here
+
+
+def test_arrangement_counts_sum_to_binomial_coefficient():
+    from scipy.special import comb
+    for n, x in [(10, 3), (30, 1), (30, 29), (50, 25), (250, 4)]:
+        log_count = cv._arrangements(n, x)[0]
+        assert np.exp(np.logaddexp.reduce(log_count)) == pytest.approx(comb(n, x, exact=True), rel=1e-9)
+
+
+def test_duration_weibull_against_scipy_censored_fit():
+    rng = np.random.default_rng(11)
+    h = rng.random(1500) < 0.03
+    h[0] = False
+    h[-1] = False
+    r = cv.duration_weibull(h)
+    d = np.array(r.durations, dtype=float)
+    censored = np.zeros(d.size, dtype=bool)
+    censored[0] = censored[-1] = True
+    data = stats.CensoredData(uncensored=d[~censored], right=d[censored])
+    c, loc, scale = stats.weibull_min.fit(data, floc=0)
+    ll_w = stats.weibull_min.logpdf(d[~censored], c, 0, scale).sum() + stats.weibull_min.logsf(
+        d[censored], c, 0, scale).sum()
+    scale_e = stats.expon.fit(data, floc=0)[1]
+    ll_e = stats.expon.logpdf(d[~censored], 0, scale_e).sum() + stats.expon.logsf(d[censored], 0, scale_e).sum()
+    assert r.weibull_b == pytest.approx(c, rel=1e-3)
+    assert r.statistic == pytest.approx(2 * (ll_w - ll_e), abs=1e-4)
+
+
+def test_dynamic_quantile_against_statsmodels_ols():
+    import statsmodels.api as sm
+    rng = np.random.default_rng(5)
+    n, p, k = 600, 0.05, 4
+    var = 1.645 * (1 + 0.3 * rng.random(n))
+    pnl = rng.standard_normal(n) * 1.1
+    r = cv.dynamic_quantile(pnl, var, p, lags=k)
+    hit = (-pnl > var).astype(float) - p
+    X = np.column_stack([np.ones(n - k)] + [hit[k - j:n - j] for j in range(1, k + 1)] + [var[k:]])
+    fit = sm.OLS(hit[k:], X).fit()
+    assert r.statistic == pytest.approx(np.sum(fit.fittedvalues ** 2) / (p * (1 - p)), rel=1e-9)
+    assert np.allclose(r.coefficients, fit.params)
+    assert r.df == k + 2
+
+
+def test_berkowitz_tail_against_scipy_censored_normal_fit():
+    rng = np.random.default_rng(2)
+    p = 0.05
+    z = rng.standard_t(4, size=2000) * 0.9
+    pit = stats.norm.cdf(z)
+    r = cv.berkowitz_tail(pit, p)
+    z = stats.norm.ppf(np.clip(pit, 1e-300, 1 - 1e-16))
+    c = stats.norm.ppf(p)
+    tail = z[z < c]
+    data = stats.CensoredData(uncensored=tail, right=np.full((z >= c).sum(), c))
+    mu, sigma = stats.norm.fit(data)
+    ll1 = stats.norm.logpdf(tail, mu, sigma).sum() + (z >= c).sum() * stats.norm.logsf(c, mu, sigma)
+    ll0 = stats.norm.logpdf(tail).sum() + (z >= c).sum() * stats.norm.logsf(c)
+    assert r.statistic == pytest.approx(2 * (ll1 - ll0), rel=1e-5)
+    assert r.df == 2
+
+
+def test_du_escanciano_against_statsmodels_acf():
+    from statsmodels.tsa.stattools import acovf
+    rng = np.random.default_rng(9)
+    p, m = 0.025, 5
+    u = rng.random(1000)
+    unc, cond = cv.du_escanciano(u, p, lags=m)
+    h = (p - u) / p * (u <= p)
+    gamma = acovf(h - p / 2, adjusted=True, demean=False, fft=False, nlag=m)
+    rho = gamma[1:] / gamma[0]
+    assert cond.statistic == pytest.approx(len(u) * np.sum(rho ** 2), rel=1e-10)
+    assert unc.statistic == pytest.approx(np.sqrt(1000) * (h.mean() - p / 2) / np.sqrt(p * (1 / 3 - p / 4)))
+
+
+def test_mcneil_frey_t_ratio_equals_scipy_and_bootstrap_close_to_t():
+    rng = np.random.default_rng(4)
+    n = 5000
+    pnl = -np.abs(rng.standard_normal(n)) * 2.0
+    var = np.full(n, 1.0)
+    es = np.full(n, 2.0)
+    r = cv.mcneil_frey(pnl, var, es, n_boot=4000)
+    e = -pnl[-pnl > var] - 2.0
+    t = stats.ttest_1samp(e, 0.0, alternative="greater")
+    assert r.statistic == pytest.approx(t.statistic, rel=1e-12)
+    assert abs(r.pvalue - t.pvalue) < 0.03
+
+
+def test_acerbi_szekely_closed_forms_and_size():
+    pnl = np.array([-3.0, 0.5, -1.0, -2.5, 1.0])
+    var = np.full(5, 2.0)
+    es = np.full(5, 2.5)
+    # breaches: losses 3.0 and 2.5 -> Z1 = 1 - (3/2.5 + 2.5/2.5)/2 ; Z2 = 1 - (2.2)/(5*0.2)
+    z1 = cv.acerbi_szekely(pnl, var, es, 0.2, kind="z1", n_sims=100)
+    z2 = cv.acerbi_szekely(pnl, var, es, 0.2, kind="z2", n_sims=100)
+    assert z1.statistic == pytest.approx(1 - 2.2 / 2)
+    assert z2.statistic == pytest.approx(1 - 2.2 / 1.0)
+    # under a correct normal model Z2 has mean ~0; a too-small ES is rejected
+    rng = np.random.default_rng(1)
+    p, n = 0.025, 1000
+    q = stats.norm.ppf(p)
+    var_n, es_n = np.full(n, -q), np.full(n, stats.norm.pdf(q) / p)
+    pnl_n = rng.standard_normal(n)
+    good = cv.acerbi_szekely(pnl_n, var_n, es_n, p, kind="z2", n_sims=2000)
+    bad = cv.acerbi_szekely(pnl_n * 1.6, var_n, es_n, p, kind="z2", n_sims=2000)
+    assert good.pvalue > 0.05 and bad.pvalue < 0.01
+    z3 = cv.acerbi_szekely(pnl_n * 1.6, var_n, es_n, p, kind="z3", n_sims=500)
+    assert z3.statistic < 0 and z3.pvalue < 0.01
