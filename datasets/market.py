@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,30 @@ class MarketData:
                 raise DataError(f"MarketData: prices column {asset!r} has non-positive values at "
                                 f"{bad[:5].tolist()}")
 
+    @cached_property
+    def price_array(self) -> np.ndarray:
+        """Prices as a float ndarray of shape (n_times, n_assets) (read-only view for kernels)."""
+        return self.prices.to_numpy(dtype=float, copy=True)
+
+    @cached_property
+    def vol_array(self) -> np.ndarray:
+        """Implied vols as a float ndarray of shape (n_times, n_assets)."""
+        return self.implied_vol.to_numpy(dtype=float, copy=True)
+
+    @cached_property
+    def funding_array(self) -> np.ndarray | None:
+        """Funding as a float ndarray of shape (n_times, n_assets), or None."""
+        return None if self.funding is None else self.funding.to_numpy(dtype=float, copy=True)
+
+    @cached_property
+    def asset_index(self) -> dict[str, int]:
+        """Column position of each asset."""
+        return {a: k for k, a in enumerate(self.prices.columns)}
+
+    @cached_property
+    def _positions(self) -> dict:
+        return {t: k for k, t in enumerate(self.index)}
+
     @property
     def index(self) -> pd.DatetimeIndex:
         """The common UTC time index."""
@@ -82,7 +107,7 @@ class MarketData:
         if ts.tzinfo is None:
             ts = ts.tz_localize("UTC")
         try:
-            return int(self.index.get_loc(ts))
+            return self._positions[ts]
         except KeyError:
             raise DataError(f"date {ts} is not in the market data "
                             f"({self.index[0]} .. {self.index[-1]})") from None

@@ -1,1 +1,51 @@
-"""placeholder."""
+"""Instruments, pricing, portfolios and margin models behind one interface.
+
+``MODELS`` maps registered names to model classes; ``make_model(name, **params)``
+builds one. Every model follows :class:`MarginModel`: ``fit(market, t,
+warm_start=None)`` then ``margin(state, positions, market, t)``, reading nothing
+after ``t``.
+"""
+
+from . import static  # noqa: F401  (registers the static models)
+from .base import MODELS, MarginModel, make_model, model_parameters, register
+from .instruments import Future, Instrument, Option, Perpetual, Position, Spot
+from .portfolios import (
+    ConstantNotionalBook,
+    FixedBook,
+    OptionLeg,
+    OptionStrategy,
+    Portfolio,
+    reference_portfolios,
+)
+from .pricing import black76_greeks, black76_price, strike_from_delta
+from .revaluation import mark_to_market, realised_pnl, revalue
+from .static import DeribitStandardMargin, StaticMargin, TieredMargin
+
+__all__ = [
+    "MODELS",
+    "MarginModel",
+    "make_model",
+    "model_parameters",
+    "register",
+    "Instrument",
+    "Spot",
+    "Perpetual",
+    "Future",
+    "Option",
+    "Position",
+    "Portfolio",
+    "FixedBook",
+    "ConstantNotionalBook",
+    "OptionLeg",
+    "OptionStrategy",
+    "reference_portfolios",
+    "black76_price",
+    "black76_greeks",
+    "strike_from_delta",
+    "revalue",
+    "realised_pnl",
+    "mark_to_market",
+    "StaticMargin",
+    "TieredMargin",
+    "DeribitStandardMargin",
+]

@@ -1,0 +1,302 @@
+"""Portfolios: fixed books, constant-notional books and rolling option strategies.
+
+A portfolio answers ``positions_at(t, market)`` with a list of
+:class:`~marginlab.models.instruments.Position`, reading market data at or
+before ``t`` only (strikes are set on the day an option is opened, from that
+day's spot and implied vol). ``reference_portfolios()`` returns the library of
+books a validator would run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from marginlab.datasets import DataError, MarketData
+
+from .instruments import Option, Perpetual, Position, Spot
+from .pricing import black76_greeks, strike_from_delta
+
+__all__ = [
+    "Portfolio",
+    "FixedBook",
+    "ConstantNotionalBook",
+    "OptionLeg",
+    "OptionStrategy",
+    "reference_portfolios",
+    "EXPIRY_HOUR",
+]
+
+EXPIRY_HOUR = 8  # Deribit options expire at 08:00 UTC
+YEAR_DAYS = 365.0
+
+
+class Portfolio:
+    """Base class of books (each has a ``name``). Subclasses implement :meth:`positions_at`."""
+
+    @property
+    def assets(self) -> list[str]:
+        """Underlying assets the book can hold."""
+        raise NotImplementedError
+
+    @property
+    def needs_implied_vol(self) -> bool:
+        """True if the book holds options (it then needs implied vol data)."""
+        return False
+
+    def positions_at(self, t: pd.Timestamp, market: MarketData | None = None) -> list[Position]:
+        """Positions held at ``t`` (frozen over the MPOR after ``t``)."""
+        raise NotImplementedError
+
+    def first_date(self, market: MarketData) -> pd.Timestamp:
+        """First date on which the book can be built from ``market``."""
+        needed = market.prices[self.assets].notna().all(axis=1)
+        if self.needs_implied_vol:
+            needed &= market.implied_vol[self.assets].notna().all(axis=1)
+        if not needed.any():
+            raise DataError(f"portfolio {self.name!r}: market data has no date with prices"
+                            f"{' and implied vol' if self.needs_implied_vol else ''} for {self.assets}")
+        return needed.idxmax()
+
+
+@dataclass(frozen=True)
+class FixedBook(Portfolio):
+    """A static list of positions held on every date."""
+
+    name: str
+    positions: tuple[Position, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "positions", tuple(self.positions))
+        if not self.positions:
+            raise ValueError(f"portfolio {self.name!r}: no positions")
+        for k, p in enumerate(self.positions):
+            if not isinstance(p, Position):
+                raise ValueError(f"portfolio {self.name!r}: item {k} is not a Position ({p!r})")
+
+    @property
+    def assets(self) -> list[str]:
+        """Assets in first-seen order."""
+        return list(dict.fromkeys(p.instrument.asset for p in self.positions))
+
+    @property
+    def needs_implied_vol(self) -> bool:
+        """True if any position is an option."""
+        return any(isinstance(p.instrument, Option) for p in self.positions)
+
+    def positions_at(self, t, market=None) -> list[Position]:
+        """The fixed positions (independent of ``t``)."""
+        return list(self.positions)
+
+
+@dataclass(frozen=True)
+class ConstantNotionalBook(Portfolio):
+    """Linear book re-sized every day to a constant notional per instrument.
+
+    ``legs`` maps an instrument to its signed notional in the quote currency;
+    the quantity at t is notional / S_t (data at t only).
+    """
+
+    name: str
+    legs: tuple[tuple[Spot | Perpetual, float], ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "legs", tuple(self.legs))
+        if not self.legs:
+            raise ValueError(f"portfolio {self.name!r}: no legs")
+        for inst, notional in self.legs:
+            if not np.isfinite(notional):
+                raise ValueError(f"portfolio {self.name!r}: notional for {inst.label} must be finite, got {notional}")
+
+    @property
+    def assets(self) -> list[str]:
+        """Assets in first-seen order."""
+        return list(dict.fromkeys(inst.asset for inst, _ in self.legs))
+
+    def positions_at(self, t, market=None) -> list[Position]:
+        """Quantities notional / S_t."""
+        if market is None:
+            raise ValueError(f"portfolio {self.name!r}: positions_at needs the market data")
+        i = market.loc_of(t)
+        out = []
+        for inst, notional in self.legs:
+            if inst.asset not in market.asset_index:
+                raise DataError(f"portfolio {self.name!r}: unknown asset {inst.asset!r}; the market data has "
+                                f"{market.assets}")
+            price = market.price_array[i, market.asset_index[inst.asset]]
+            if not np.isfinite(price):
+                raise DataError(f"portfolio {self.name!r}: no {inst.asset} price at {t}")
+            out.append(Position(inst, notional / price))
+        return out
+
+
+@dataclass(frozen=True)
+class OptionLeg:
+    """One option leg of a rolling strategy.
+
+    ``delta`` is the target Black-76 delta at opening (None: at the money,
+    strike = spot); ``units`` is the signed quantity per unit of the strategy
+    size (e.g. -1 for a short leg); ``tenor_days`` the days to expiry when opened.
+    """
+
+    kind: str
+    units: float
+    tenor_days: int = 30
+    delta: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("call", "put"):
+            raise ValueError(f"OptionLeg: kind must be 'call' or 'put', got {self.kind!r}")
+        if self.tenor_days < 1:
+            raise ValueError(f"OptionLeg: tenor_days must be >= 1, got {self.tenor_days}")
+
+
+@dataclass(frozen=True)
+class OptionStrategy(Portfolio):
+    """Options opened at a target delta and tenor, rolled before expiry.
+
+    All legs are opened together on the first date with data (or ``start``) and
+    reopened every ``tenor_days - roll_days`` days of the shortest leg, i.e. when
+    it has ``roll_days`` left. The size is set at each opening so that one unit
+    is ``notional / S_open`` of the underlying. Optional linear legs: a spot
+    holding of ``spot_units`` x size (covered call, protective put) and a daily
+    delta hedge in the perpetual (``delta_hedge=True``: quantity = minus the
+    options' Black-76 delta at t, from data at t).
+    """
+
+    name: str
+    asset: str
+    legs: tuple[OptionLeg, ...]
+    roll_days: int = 7
+    notional: float = 1_000_000.0
+    spot_units: float = 0.0
+    delta_hedge: bool = False
+    start: pd.Timestamp | None = None
+    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "legs", tuple(self.legs))
+        if not self.legs:
+            raise ValueError(f"portfolio {self.name!r}: no option legs")
+        shortest = min(leg.tenor_days for leg in self.legs)
+        if not 0 <= self.roll_days < shortest:
+            raise ValueError(f"portfolio {self.name!r}: roll_days must be in [0, {shortest}), got {self.roll_days}")
+        if not self.notional > 0:
+            raise ValueError(f"portfolio {self.name!r}: notional must be positive")
+
+    @property
+    def assets(self) -> list[str]:
+        """The single underlying."""
+        return [self.asset]
+
+    @property
+    def needs_implied_vol(self) -> bool:
+        """Option books need implied vol."""
+        return True
+
+    @property
+    def cycle_days(self) -> int:
+        """Days between two openings."""
+        return min(leg.tenor_days for leg in self.legs) - self.roll_days
+
+    def _origin(self, market: MarketData) -> pd.Timestamp:
+        first = self.first_date(market)
+        if self.start is not None:
+            start = pd.Timestamp(self.start)
+            start = start.tz_localize("UTC") if start.tzinfo is None else start
+            first = max(first, start)
+        return first
+
+    def _opening(self, t: pd.Timestamp, market: MarketData) -> tuple[pd.Timestamp, list[Position]]:
+        origin = self._cache.get(("origin", id(market)))
+        if origin is None:
+            origin = self._origin(market)
+            self._cache[("origin", id(market))] = origin
+        if t < origin:
+            raise DataError(f"portfolio {self.name!r}: no position before {origin:%Y-%m-%d} "
+                            f"(first date with {self.asset} price and implied vol)")
+        n_cycles = int(((t - origin) / pd.Timedelta(days=1)) // self.cycle_days)
+        opened = origin + pd.Timedelta(days=n_cycles * self.cycle_days)
+        key = ("open", opened, id(market))
+        if key not in self._cache:
+            try:
+                spot = float(market.prices.at[opened, self.asset])
+                vol = float(market.implied_vol.at[opened, self.asset])
+            except KeyError:
+                raise DataError(f"portfolio {self.name!r}: no market data on opening date {opened}") from None
+            if not (np.isfinite(spot) and np.isfinite(vol)):
+                raise DataError(f"portfolio {self.name!r}: no {self.asset} price or implied vol on opening "
+                                f"date {opened:%Y-%m-%d}")
+            size = self.notional / spot
+            positions = []
+            for leg in self.legs:
+                expiry = opened.normalize() + pd.Timedelta(days=leg.tenor_days, hours=EXPIRY_HOUR)
+                t_years = ((expiry - opened) / pd.Timedelta(days=1)) / YEAR_DAYS
+                if leg.delta is None:
+                    strike = spot
+                else:
+                    strike = strike_from_delta(spot, t_years, vol, leg.delta, leg.kind == "call")
+                strike = float(np.round(strike, 2))
+                positions.append(Position(Option(self.asset, expiry, strike, leg.kind), leg.units * size))
+            if self.spot_units:
+                positions.append(Position(Spot(self.asset), self.spot_units * size))
+            self._cache[key] = positions
+        return opened, self._cache[key]
+
+    def positions_at(self, t, market=None) -> list[Position]:
+        """Positions at ``t`` (data at or before ``t`` only)."""
+        if market is None:
+            raise ValueError(f"portfolio {self.name!r}: positions_at needs the market data")
+        ts = pd.Timestamp(t)
+        _, positions = self._opening(ts, market)
+        positions = list(positions)
+        if self.delta_hedge:
+            i, a = market.loc_of(ts), market.asset_index[self.asset]
+            spot, vol = float(market.price_array[i, a]), float(market.vol_array[i, a])
+            opts = [p for p in positions if isinstance(p.instrument, Option)]
+            tau = np.array([((p.instrument.expiry - ts) / pd.Timedelta(days=1)) / YEAR_DAYS for p in opts])
+            g = black76_greeks(spot, np.array([p.instrument.strike for p in opts]), tau, vol,
+                               np.array([p.instrument.is_call for p in opts]))
+            net_delta = float(np.sum(g["delta"] * np.array([p.quantity for p in opts])))
+            positions.append(Position(Perpetual(self.asset), -net_delta))
+        return positions
+
+
+def reference_portfolios(notional: float = 1_000_000.0) -> dict[str, Portfolio]:
+    """The reference books, named as validators name them, each of ``notional`` (USD).
+
+    Linear books are re-sized daily to constant notional; option books open
+    ``notional / S`` units of the underlying and roll (30-day tenor, rolled with
+    7 days left) from 2021-03-24, the first day of Deribit DVOL.
+    """
+    n = float(notional)
+    btc_perp, eth_perp = Perpetual("BTC"), Perpetual("ETH")
+    books: list[Portfolio] = [
+        ConstantNotionalBook("long BTC spot", ((Spot("BTC"), n),)),
+        ConstantNotionalBook("short BTC perpetual", ((btc_perp, -n),)),
+        ConstantNotionalBook("long BTC / short ETH perpetuals", ((btc_perp, n), (eth_perp, -n))),
+        ConstantNotionalBook("equal-weight BTC-ETH-SOL-XRP basket",
+                             tuple((Spot(a), n / 4) for a in ("BTC", "ETH", "SOL", "XRP"))),
+        OptionStrategy("short BTC ATM straddle, delta-hedged daily", "BTC",
+                       (OptionLeg("call", -1.0), OptionLeg("put", -1.0)), notional=n, delta_hedge=True),
+        OptionStrategy("short BTC 25-delta strangle (30d, rolled at 7d)", "BTC",
+                       (OptionLeg("call", -1.0, delta=0.25), OptionLeg("put", -1.0, delta=-0.25)), notional=n),
+        OptionStrategy("BTC covered call (25-delta, 30d)", "BTC", (OptionLeg("call", -1.0, delta=0.25),),
+                       notional=n, spot_units=1.0),
+        OptionStrategy("BTC protective put (25-delta, 30d)", "BTC", (OptionLeg("put", 1.0, delta=-0.25),),
+                       notional=n, spot_units=1.0),
+        OptionStrategy("BTC ATM call calendar spread (short 30d / long 60d)", "BTC",
+                       (OptionLeg("call", -1.0, tenor_days=30), OptionLeg("call", 1.0, tenor_days=60)), notional=n),
+        OptionStrategy("BTC 25-delta risk reversal (long call / short put)", "BTC",
+                       (OptionLeg("call", 1.0, delta=0.25), OptionLeg("put", -1.0, delta=-0.25)), notional=n),
+        OptionStrategy("short ETH 25-delta strangle (30d, rolled at 7d)", "ETH",
+                       (OptionLeg("call", -1.0, delta=0.25), OptionLeg("put", -1.0, delta=-0.25)), notional=n),
+    ]
+    return {b.name: b for b in books}
+
+
+def portfolio_assets(portfolios: Sequence[Portfolio]) -> list[str]:
+    """Union of the portfolios' assets in first-seen order."""
+    return list(dict.fromkeys(a for p in portfolios for a in p.assets))
