@@ -175,7 +175,7 @@ class Backtest:
         for label, model in self._models.items():
             tm = time.perf_counter()
             active = {}
-            for name, (dates, positions, pnl) in books.items():
+            for name, (dates, positions, _) in books.items():
                 if all(model.applies_to(b) for b in positions):
                     active[name] = {t: k for k, t in enumerate(dates)}
                 else:

@@ -1,0 +1,134 @@
+"""The replay engine: a hand-computed case to the cent, conventions, reference books, bad input."""
+
+import marginlab.datasets as ds
+import marginlab.models as mm
+import numpy as np
+import pandas as pd
+import pytest
+from marginlab.datasets import DataError, MarketData
+from marginlab.validation import Backtest
+
+
+def toy_market(prices, vols=None, start="2021-01-01"):
+    idx = pd.date_range(start, periods=len(prices), freq="D", tz="UTC", name="time")
+    p = pd.DataFrame({"BTC": prices}, index=idx, dtype=float)
+    iv = pd.DataFrame({"BTC": vols if vols is not None else [np.nan] * len(prices)}, index=idx, dtype=float)
+    return MarketData(prices=p, implied_vol=iv)
+
+
+def test_hand_computed_case_to_the_cent():
+    # 2 BTC long spot, static 10% margin, MPOR 1 day
+    market = toy_market([100.0, 90.0, 95.0, 80.0, 85.0])
+    book = mm.FixedBook("two BTC", (mm.Position(mm.Spot("BTC"), 2.0),))
+    res = Backtest(market, [book], [mm.make_model("static", rate=0.10)]).run()
+    f = res.to_frame()
+    assert list(f["margin"]) == [20.0, 18.0, 19.0, 16.0]
+    assert list(f["pnl"]) == [-20.0, 10.0, -30.0, 10.0]
+    assert list(f["loss"]) == [20.0, -10.0, 30.0, -10.0]
+    assert list(f["breach"]) == [False, False, True, False]  # 20 = 20 is not a breach (strict)
+    assert res.breaches().loc[("two BTC", "static"), "breaches"] == 1
+
+
+def test_mpor_two_days_hand_computed():
+    market = toy_market([100.0, 90.0, 95.0, 80.0, 85.0])
+    book = mm.FixedBook("short", (mm.Position(mm.Perpetual("BTC"), -1.0),))
+    f = Backtest(market, [book], [mm.make_model("static", rate=0.05)], mpor_days=2).run().to_frame()
+    assert list(f["pnl"]) == [5.0, 10.0, 10.0]  # short 1: -(P_{t+2} - P_t)
+    assert list(f["date"].dt.day) == [1, 2, 3]
+
+
+def test_option_repriced_and_settled_at_intrinsic():
+    market = toy_market([100.0, 100.0, 120.0, 130.0], vols=[0.5, 0.5, 0.5, 0.5])
+    expiry = pd.Timestamp("2021-01-03 08:00", tz="UTC")
+    book = [mm.Position(mm.Option("BTC", expiry, 110.0, "call"), -1.0)]
+    t0 = market.index[0]
+    p0 = mm.black76_price(100.0, 110.0, (expiry - t0) / pd.Timedelta(days=1) / 365, 0.5, True)
+    p1 = mm.black76_price(100.0, 110.0, (expiry - market.index[1]) / pd.Timedelta(days=1) / 365, 0.5, True)
+    assert mm.realised_pnl(book, market, t0, 1) == pytest.approx(-(p1 - p0))
+    # over 3 days the option expires on 2021-01-03 08:00: settles on the 2021-01-03 price, 120
+    assert mm.realised_pnl(book, market, t0, 3) == pytest.approx(-(10.0 - p0))
+
+
+def test_revalue_matches_realised_for_linear_and_options():
+    market = toy_market([100.0, 105.0, 99.0], vols=[0.6, 0.65, 0.7])
+    expiry = pd.Timestamp("2021-02-01 08:00", tz="UTC")
+    book = [mm.Position(mm.Option("BTC", expiry, 100.0, "put"), 3.0), mm.Position(mm.Perpetual("BTC"), 1.0)]
+    t = market.index[0]
+    shock = np.log(105.0 / 100.0)
+    scen = mm.revalue(book, market, t, np.array([shock, 0.0]), np.array([0.05, 0.0]), horizon_days=1)
+    assert scen[0] == pytest.approx(mm.realised_pnl(book, market, t, 1), rel=1e-12)
+    assert scen.shape == (2,)
+
+
+def test_reference_portfolios_full_history_static_models():
+    market = ds.load_market(["BTC", "ETH", "SOL", "XRP"])
+    books = mm.reference_portfolios()
+    assert len(books) >= 10
+    res = Backtest(market, books, [mm.make_model("static"), mm.make_model("tiered"),
+                                   mm.make_model("deribit_standard")]).run()
+    f = res.to_frame()
+    assert set(f.columns) == {"date", "portfolio", "model", "margin", "pnl", "loss", "breach"}
+    assert (f["breach"] == (f["loss"] > f["margin"])).all()
+    btc = f[(f["portfolio"] == "long BTC spot") & (f["model"] == "static")]
+    assert btc["date"].iloc[0] == pd.Timestamp("2014-11-28", tz="UTC")
+    opt = f[f["portfolio"].str.contains("strangle") & f["portfolio"].str.contains("BTC")]
+    assert opt["date"].min() == pd.Timestamp("2021-03-24", tz="UTC")
+    assert ("short BTC 25-delta strangle (30d, rolled at 7d)", "tiered") in res.not_applicable
+    assert "n/a" in res.summary()
+    eff = res.efficiency()
+    assert {"excess_collateral", "shortfall_max", "peak_to_trough", "max_5d_increase"} <= set(eff.columns)
+    cov = res.coverage(p=0.01)
+    assert cov.loc[("long BTC spot", "static"), "breaches"] == btc["breach"].sum()
+
+
+def test_metrics_closed_forms():
+    market = toy_market([100.0, 90.0, 95.0, 80.0, 85.0])
+    book = mm.FixedBook("two BTC", (mm.Position(mm.Spot("BTC"), 2.0),))
+    res = Backtest(market, [book], [mm.make_model("static", rate=0.10)]).run()
+    e = res.efficiency().loc[("two BTC", "static")]
+    assert e["shortfall_total"] == pytest.approx(11.0) and e["shortfall_max"] == pytest.approx(11.0)
+    assert e["peak_to_trough"] == pytest.approx(20.0 / 16.0)
+    assert e["max_1d_increase"] == pytest.approx(19.0 / 18.0 - 1)
+    assert e["excess_collateral"] == pytest.approx((0 + 28 + 0 + 26) / 4)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"mpor_days": 0}, "mpor_days must be an integer >= 1"),
+    ({"start": "2010-01-01"}, "start 2010-01-01 is outside the market data"),
+    ({"end": "2030-01-01"}, "end 2030-01-01 is outside"),
+])
+def test_bad_backtest_arguments(kwargs, message):
+    market = toy_market([100.0, 90.0, 95.0])
+    book = mm.FixedBook("b", (mm.Position(mm.Spot("BTC"), 1.0),))
+    with pytest.raises(ValueError, match=message):
+        Backtest(market, [book], [mm.make_model("static")], **kwargs)
+
+
+def test_unknown_asset_in_portfolio_named():
+    market = toy_market([100.0, 90.0, 95.0])
+    book = mm.FixedBook("doge book", (mm.Position(mm.Spot("DOGE"), 1.0),))
+    with pytest.raises(DataError, match=r"portfolio 'doge book': unknown asset\(s\) \['DOGE'\]"):
+        Backtest(market, [book], [mm.make_model("static")])
+
+
+def test_options_without_vol_named():
+    market = toy_market([100.0, 90.0, 95.0])
+    book = mm.FixedBook("opt", (mm.Position(mm.Option("BTC", "2021-02-01", 100.0, "call"), -1.0),))
+    with pytest.raises(DataError, match=r"portfolio 'opt'.*implied vol"):
+        Backtest(market, [book], [mm.make_model("static")]).run()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: mm.Position(mm.Spot("BTC"), float("nan")), "quantity must be a finite number"),
+    (lambda: mm.Position("BTC", 1.0), "unknown instrument 'BTC'"),
+    (lambda: mm.Option("BTC", "2021-01-01", -5.0, "call"), "strike must be a positive number"),
+    (lambda: mm.Option("BTC", "2021-01-01", 5.0, "straddle"), "kind must be 'call' or 'put'"),
+    (lambda: mm.FixedBook("empty", ()), "no positions"),
+    (lambda: mm.make_model("garch_magic"), r"unknown margin model 'garch_magic'; registered models: \["),
+    (lambda: mm.make_model("static", rait=0.1), r"unknown parameter\(s\) \['rait'\].*valid parameters: \['rate'"),
+    (lambda: mm.make_model("static", rate=-0.1), r"static: rate must be in \(0.0, 1.0\]"),
+    (lambda: mm.make_model("deribit_standard", level="gold"), "level must be 'initial' or 'maintenance'"),
+])
+def test_bad_items(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()

@@ -1,0 +1,80 @@
+"""Static models against their rulebook formulas, computed by hand."""
+
+import marginlab.models as mm
+import numpy as np
+import pandas as pd
+import pytest
+from marginlab.datasets import MarketData
+from marginlab.models.static import BINANCE_BTCUSDT_2021_TIERS, TieredMargin
+
+
+def market(btc=40_000.0, eth=2_000.0, vol=0.8):
+    idx = pd.date_range("2021-06-01", periods=2, tz="UTC", name="time")
+    p = pd.DataFrame({"BTC": [btc, btc], "ETH": [eth, eth]}, index=idx)
+    return MarketData(prices=p, implied_vol=pd.DataFrame({"BTC": [vol, vol], "ETH": [vol, vol]}, index=idx))
+
+
+T = pd.Timestamp("2021-06-01", tz="UTC")
+
+
+def test_tiered_is_continuous_at_every_edge_and_matches_binance_amounts():
+    req = TieredMargin.requirement
+    for cap, _ in BINANCE_BTCUSDT_2021_TIERS[:-1]:
+        below = req(cap, BINANCE_BTCUSDT_2021_TIERS)
+        above = req(cap * (1 + 1e-12), BINANCE_BTCUSDT_2021_TIERS)
+        assert above == pytest.approx(below, rel=1e-9)
+    # Binance's published maintenance amounts for the 2021 BTCUSDT brackets
+    amounts = [0, 50, 1_300, 16_300, 266_300, 1_266_300, 2_516_300, 5_016_300, 25_016_300, 100_016_300]
+    for (cap, rate), amount in zip(BINANCE_BTCUSDT_2021_TIERS[1:], amounts[1:], strict=False):
+        n = cap * 0.99
+        assert req(n, BINANCE_BTCUSDT_2021_TIERS) == pytest.approx(n * rate - amount)
+    assert req(40_000.0, BINANCE_BTCUSDT_2021_TIERS) == pytest.approx(160.0)
+    with pytest.raises(ValueError, match="above the last bracket cap"):
+        req(6e8, BINANCE_BTCUSDT_2021_TIERS)
+
+
+def test_tiered_book():
+    book = [mm.Position(mm.Perpetual("BTC"), 10.0), mm.Position(mm.Perpetual("ETH"), -100.0)]
+    m = mm.make_model("tiered").margin(None, book, market(), T)
+    # BTC 400k: 1% - 1300 = 2700; ETH 200k: 0.5% - 50 = 950
+    assert m == pytest.approx(2_700.0 + 950.0)
+
+
+def test_static_rates():
+    book = [mm.Position(mm.Perpetual("BTC"), 10.0), mm.Position(mm.Spot("ETH"), -100.0)]
+    m = mm.make_model("static", rate=0.1, rates={"ETH": 0.2}).margin(None, book, market(), T)
+    assert m == pytest.approx(0.1 * 400_000 + 0.2 * 200_000)
+
+
+def test_deribit_standard_futures_and_options():
+    mk = market(btc=40_000.0, vol=0.8)
+    fut = [mm.Position(mm.Perpetual("BTC"), 10.0), mm.Position(mm.Perpetual("BTC"), -4.0)]
+    m = mm.make_model("deribit_standard").margin(None, fut, mk, T)
+    assert m == pytest.approx((0.02 + 0.00005 * 6) * 6 * 40_000)
+    mm_ = mm.make_model("deribit_standard", level="maintenance").margin(None, fut, mk, T)
+    assert mm_ == pytest.approx((0.01 + 0.00005 * 6) * 6 * 40_000)
+    expiry = pd.Timestamp("2021-07-01 08:00", tz="UTC")
+    call = mm.Option("BTC", expiry, 48_000.0, "call")
+    tau = (expiry - T) / pd.Timedelta(days=1) / 365
+    mark = float(mm.black76_price(40_000.0, 48_000.0, tau, 0.8, True))
+    short = mm.make_model("deribit_standard").margin(None, [mm.Position(call, -2.0)], mk, T)
+    # OTM 8000 -> 0.15 - 0.2 < 0.10 -> 0.10 x S + mark
+    assert short == pytest.approx(2 * (0.10 * 40_000 + mark))
+    put = mm.Option("BTC", expiry, 38_000.0, "put")
+    pmark = float(mm.black76_price(40_000.0, 38_000.0, tau, 0.8, False))
+    sp = mm.make_model("deribit_standard").margin(None, [mm.Position(put, -1.0)], mk, T)
+    assert sp == pytest.approx((0.15 - 2_000 / 40_000) * 40_000 + pmark)
+    maint = mm.make_model("deribit_standard", level="maintenance").margin(None, [mm.Position(put, -1.0)], mk, T)
+    assert maint == pytest.approx(0.075 * 40_000 + pmark)
+    long = mm.make_model("deribit_standard").margin(None, [mm.Position(put, 1.0)], mk, T)
+    assert long == pytest.approx(pmark)
+
+
+def test_margin_rises_with_position_size():
+    mk = market()
+    for name in mm.MODELS:
+        model = mm.make_model(name)
+        small = model.margin(model.fit(mk, T), [mm.Position(mm.Perpetual("BTC"), 1.0)], mk, T)
+        big = model.margin(model.fit(mk, T), [mm.Position(mm.Perpetual("BTC"), 5.0)], mk, T)
+        assert big > small > 0, name
+    assert np.isfinite(small)
