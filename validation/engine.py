@@ -242,7 +242,13 @@ class BacktestResult:
         return cv.backtest(rows["pnl"], rows["margin"].to_numpy(), p=p, mpor_days=self.mpor_days)
 
     def coverage(self, p: float = 0.01) -> pd.DataFrame:
-        """Headline coverage tests per pair: Kupiec (exact), Christoffersen cc (exact), traffic light."""
+        """Headline coverage tests per pair.
+
+        Kupiec POF and Christoffersen conditional coverage with exact p-values
+        (Bonferroni over the non-overlapping sub-samples when mpor_days > 1), the
+        Basel zone of the last 250 observations and the worst zone of any rolling
+        250-observation window.
+        """
         records = []
         for (portfolio, model), rows in self.pairs():
             h = rows["breach"].to_numpy()
@@ -250,11 +256,13 @@ class BacktestResult:
             m = len(sub)
             pof = min(cv.kupiec_pof(s, p, exact=True).pvalue for s in sub)
             cc = min(cv.christoffersen_conditional_coverage(s, p, exact=True).pvalue for s in sub)
-            tl = cv.traffic_light(sub[0], p)
+            tl = cv.traffic_light(h, p)
+            zones = tl.rolling["zone"] if len(tl.rolling) else pd.Series([tl.zone])
+            worst = "red" if (zones == "red").any() else "yellow" if (zones == "yellow").any() else "green"
             records.append({"portfolio": portfolio, "model": model, "observations": len(h),
                             "breaches": int(h.sum()), "breach_rate": float(h.mean()), "expected_rate": p,
                             "kupiec_pvalue": min(1.0, m * pof), "christoffersen_cc_pvalue": min(1.0, m * cc),
-                            "traffic_light_zone": tl.zone})
+                            "traffic_light_zone": tl.zone, "worst_rolling_zone": worst})
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
     def efficiency(self) -> pd.DataFrame:

@@ -1,0 +1,176 @@
+"""Write a study's report: self-contained HTML (plots embedded), JSON and CSV.
+
+The output folder is written atomically: every file goes to a temporary
+sibling folder first, which then replaces ``out`` in one rename, so a reader
+never sees a half-written report.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from marginlab.validation.metrics import METRICS
+
+__all__ = ["write_report", "render_html"]
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer | np.bool_):
+        return obj.item()
+    if isinstance(obj, np.floating):
+        return None if not math.isfinite(obj) else float(obj)
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    return str(obj)
+
+
+def _clean(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _figure_png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _plots(study) -> list[tuple[str, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame = study.backtest.frame
+    out = []
+    for portfolio, rows in frame.groupby("portfolio", sort=False):
+        fig, ax = plt.subplots(figsize=(10, 3.2))
+        first = True
+        for model, r in rows.groupby("model", sort=False):
+            if first:
+                ax.plot(r["date"], r["loss"].clip(lower=0), color="0.6", lw=0.6, label="realised loss (MPOR)")
+                first = False
+            ax.plot(r["date"], r["margin"], lw=1.0, label=f"margin: {model}")
+            b = r[r["breach"]]
+            ax.scatter(b["date"], b["loss"], s=8, zorder=3)
+        ax.set_title(portfolio, fontsize=10)
+        ax.set_ylabel("quote currency")
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+        out.append((portfolio, _figure_png(fig)))
+        plt.close(fig)
+    cov = study.coverage.reset_index()
+    fig, ax = plt.subplots(figsize=(10, 0.35 * len(cov) + 1.5))
+    labels = [f"{p} | {m}" for p, m in zip(cov["portfolio"], cov["model"], strict=True)]
+    ax.barh(labels, cov["breach_rate"], color=["#c0392b" if z == "red" else "#e1a100" if z == "yellow"
+                                              else "#2e8b57" for z in cov["traffic_light_zone"]])
+    ax.axvline(study.config.tail_prob, color="k", ls="--", lw=1, label=f"target {study.config.tail_prob:.2%}")
+    ax.set_xlabel("breach rate (colour: Basel zone of the last 250 observations)")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=8)
+    out.insert(0, ("Breach rate per portfolio and model", _figure_png(fig)))
+    plt.close(fig)
+    return out
+
+
+def _table(frame: pd.DataFrame, floatfmt: str = "{:,.4g}") -> str:
+    return frame.to_html(classes="t", float_format=floatfmt.format, na_rep="", border=0, escape=True)
+
+
+def render_html(study) -> str:
+    """The self-contained HTML report of a :class:`~marginlab.validation.study.StudyResult`."""
+    cfg = study.config
+    plots = "".join(f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" '
+                    f'src="data:image/png;base64,{png}"/>' for title, png in _plots(study))
+    units = {m.key: f"{m.title} [{m.unit}]" for m in METRICS}
+    metrics = study.metrics.rename(columns=units)
+    models = "".join(f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v)}</code></li>"
+                     for k, v in study.backtest.models.items())
+    na = ", ".join(f"{p} / {m}" for p, m in study.backtest.not_applicable) or "none"
+    skipped = study.files.get("skipped_portfolios") or "none"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>marginlab study: {html.escape(cfg.name)}</title>
+<style>
+body {{ font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em; max-width: 1200px; }}
+table.t {{ border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em; }}
+table.t td, table.t th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
+table.t th {{ background: #f2f2f2; }}
+img {{ max-width: 100%; }}
+code {{ font-size: 12px; }}
+</style></head><body>
+<h1>marginlab study: {html.escape(cfg.name)}</h1>
+<p>{html.escape(cfg.description)}</p>
+<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Assets {", ".join(cfg.assets)}; frequency {cfg.freq};
+MPOR {cfg.mpor_days} observation(s); tail probability p = {cfg.tail_prob:g} (target coverage
+{1 - cfg.tail_prob:.2%}); seed {cfg.seed}. Breach = realised loss over the MPOR &gt; margin (strict).
+Margins use data up to the margin date only.</p>
+<h2>Models</h2><ul>{models}</ul>
+<p>Not applicable (model does not cover the book's instruments): {html.escape(na)}.
+Portfolios skipped (assets not in the study): {html.escape(skipped)}.</p>
+<h2>Coverage</h2>
+<p>Exact finite-sample p-values of the Kupiec POF and Christoffersen conditional-coverage tests
+(Bonferroni over non-overlapping sub-samples when MPOR &gt; 1); Basel traffic-light zone of the last
+250 observations and the worst zone of any rolling 250-observation window. A p-value printed as 0 is below
+the smallest double (1e-308).</p>
+{_table(study.coverage)}
+<h2>Capital efficiency and procyclicality</h2>
+{_table(metrics)}
+<h2>Plots</h2>
+{plots}
+<h2>Data</h2>
+<p>Bundled real market data; sources and licences in <code>datasets/NOTICE.md</code>, build actions in
+<code>datasets/data/BUILD_LOG.md</code>. Machine-readable results: <code>report.json</code>,
+<code>backtest.csv</code>, <code>coverage.csv</code>, <code>metrics.csv</code>.</p>
+</body></html>
+"""
+
+
+def write_report(study, out: str | Path) -> Path:
+    """Write ``report.html``, ``report.json``, ``backtest.csv``, ``coverage.csv``, ``metrics.csv`` atomically.
+
+    Returns the path of ``report.html``.
+    """
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "report.html").write_text(render_html(study), encoding="utf-8")
+        payload = {"config": study.config.to_dict(), "backtest": study.backtest.to_dict(),
+                   "coverage": study.coverage.reset_index().to_dict(orient="records"),
+                   "summary": study.backtest.breaches().reset_index().to_dict(orient="records")}
+        (tmp / "report.json").write_text(json.dumps(_clean(payload), indent=1, default=_json_default),
+                                         encoding="utf-8")
+        study.backtest.frame.to_csv(tmp / "backtest.csv", index=False)
+        study.coverage.to_csv(tmp / "coverage.csv")
+        study.metrics.to_csv(tmp / "metrics.csv")
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+        os.chmod(tmp, 0o755)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out / "report.html"

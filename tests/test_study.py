@@ -1,0 +1,87 @@
+"""Study config validation, the CLI, and atomic report writing."""
+
+import json
+
+import pandas as pd
+import pytest
+from marginlab.validation.cli import main
+from marginlab.validation.study import load_study, parse_study, run_study
+
+BASE = {
+    "study": {"name": "t", "seed": 1, "mpor_days": 1, "tail_prob": 0.01},
+    "market": {"assets": ["BTC", "ETH"], "start": "2021-03-01", "end": "2021-09-30"},
+    "portfolios": {"reference": ["long BTC spot", "short BTC 25-delta strangle (30d, rolled at 7d)"]},
+    "models": [{"name": "static", "params": {"rate": 0.1}}, {"name": "deribit_standard"}],
+}
+
+
+def with_change(section, key, value):
+    raw = json.loads(json.dumps(BASE))
+    if key is None:
+        raw[section] = value
+    else:
+        raw[section][key] = value
+    return raw
+
+
+@pytest.mark.parametrize("raw, message", [
+    (with_change("study", "seed", -1), "study.seed must be a non-negative integer"),
+    (with_change("study", "mpor_days", 0), r"study.mpor_days must be an integer in \[1, 60\]"),
+    (with_change("study", "tail_prob", 0.7), r"study.tail_prob must be in \(0, 0.5\]"),
+    (with_change("study", "colour", "red"), r"unknown key study.colour"),
+    (with_change("market", "assets", []), "market.assets must be a non-empty list"),
+    (with_change("market", "freq", "5m"), "market.freq must be '1d' or '1h'"),
+    (with_change("portfolios", "reference", ["nope"]), r"unknown reference portfolio\(s\) \['nope'\]"),
+    (with_change("models", None, [{"name": "magic"}]), r"models\[0\]: unknown model 'magic'"),
+    (with_change("models", None, [{"name": "static", "params": {"rate": 2.0}}]), r"models\[0\] \(static\).*rate"),
+    (with_change("models", None, [{"name": "static"}, {"name": "static"}]), "duplicate model label"),
+    ({**BASE, "extra": {}}, r"unknown section \[extra\]"),
+])
+def test_bad_config_values_name_the_key(raw, message):
+    with pytest.raises(ValueError, match=message):
+        parse_study(raw, source="test.toml")
+
+
+def test_default_study_file_is_valid():
+    cfg = load_study("studies/default.toml")
+    assert cfg.mpor_days == 1 and len(cfg.models) == 3
+
+
+def test_run_study_writes_complete_report_atomically(tmp_path):
+    cfg = parse_study(BASE)
+    out = tmp_path / "rep"
+    res = run_study(cfg, out=out)
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["backtest.csv", "coverage.csv", "metrics.csv", "report.html", "report.json"]
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Coverage" in html
+    data = json.loads((out / "report.json").read_text())
+    assert data["config"]["seed"] == 1
+    rows = pd.read_csv(out / "backtest.csv")
+    assert len(rows) == len(res.backtest.frame)
+    # rewriting replaces the folder whole, leaving no temporary folders behind
+    run_study(cfg, out=out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_report_failure_leaves_previous_report(tmp_path, monkeypatch):
+    cfg = parse_study(BASE)
+    out = tmp_path / "rep"
+    run_study(cfg, out=out)
+    before = (out / "report.json").read_text()
+    import marginlab.reports.writer as w
+
+    monkeypatch.setattr(w, "render_html", lambda study: (_ for _ in ()).throw(RuntimeError("boom")))
+    with pytest.raises(RuntimeError):
+        run_study(cfg, out=out)
+    assert (out / "report.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_cli_datasets_and_bad_study(capsys, tmp_path):
+    assert main(["datasets"]) == 0
+    assert "prices_1d_btc" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[study]\nseed = -3\n[market]\nassets=['BTC']\n[[models]]\nname='static'\n")
+    assert main(["run", str(bad)]) == 2
+    assert "study.seed" in capsys.readouterr().err

@@ -1,0 +1,227 @@
+"""Study configuration (TOML) and runner.
+
+A study names the market data, the portfolios, the margin models and the
+validation settings; ``run_study`` replays it and writes the report. Every key
+is checked: an unknown key or a bad value raises ``ValueError`` naming it.
+
+Example (``studies/default.toml``)::
+
+    [study]
+    name = "default"
+    seed = 20261122          # randomness (FHS bootstrap) is drawn from this seed only
+    mpor_days = 1
+    tail_prob = 0.01         # p of the coverage tests (99% coverage)
+    out = "reports_out"
+
+    [market]
+    assets = ["BTC", "ETH", "SOL", "XRP"]
+    freq = "1d"              # optional start / end (UTC dates)
+
+    [portfolios]
+    reference = "all"        # or a list of reference-portfolio names
+    notional = 1000000
+
+    [[models]]
+    name = "static"
+    params = { rate = 0.10 }
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from marginlab.datasets import load_market
+from marginlab.models import MODELS, make_model, reference_portfolios
+
+from .engine import Backtest, BacktestResult
+
+__all__ = ["StudyConfig", "StudyResult", "load_study", "run_study", "DEFAULT_STUDY"]
+
+#: ``marginlab run`` without a file runs ``studies/default.toml`` of the working directory,
+#: or of the source checkout for an editable install.
+DEFAULT_STUDY = Path("studies") / "default.toml"
+
+
+def _default_study() -> Path:
+    for candidate in (Path.cwd() / DEFAULT_STUDY, Path(__file__).resolve().parents[1] / DEFAULT_STUDY):
+        if candidate.exists():
+            return candidate
+    raise ValueError(f"no study file given and {DEFAULT_STUDY} not found in {Path.cwd()}; "
+                     "pass the path of a study TOML file")
+
+_SECTIONS = {
+    "study": {"name", "seed", "mpor_days", "tail_prob", "out", "include_funding", "description"},
+    "market": {"assets", "freq", "start", "end"},
+    "portfolios": {"reference", "notional"},
+    "models": None,
+}
+_MODEL_KEYS = {"name", "label", "params"}
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A validated study configuration."""
+
+    name: str
+    seed: int
+    mpor_days: int
+    tail_prob: float
+    assets: tuple[str, ...]
+    freq: str = "1d"
+    start: str | None = None
+    end: str | None = None
+    portfolios: tuple[str, ...] | str = "all"
+    notional: float = 1_000_000.0
+    models: tuple[tuple[str, str, dict], ...] = ()
+    out: str = "reports_out"
+    include_funding: bool = False
+    description: str = ""
+    source: str = "<dict>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for the JSON report)."""
+        return {"name": self.name, "seed": self.seed, "mpor_days": self.mpor_days, "tail_prob": self.tail_prob,
+                "assets": list(self.assets), "freq": self.freq, "start": self.start, "end": self.end,
+                "portfolios": self.portfolios if isinstance(self.portfolios, str) else list(self.portfolios),
+                "notional": self.notional, "include_funding": self.include_funding,
+                "models": [{"label": lab, "name": n, "params": p} for lab, n, p in self.models],
+                "description": self.description, "source": self.source}
+
+
+def _require(cond: bool, where: str, message: str) -> None:
+    if not cond:
+        raise ValueError(f"{where}: {message}")
+
+
+def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
+    """Validate a parsed TOML mapping and return a :class:`StudyConfig`."""
+    for key in raw:
+        _require(key in _SECTIONS, source, f"unknown section [{key}]; known sections: {sorted(_SECTIONS)}")
+    for section, keys in _SECTIONS.items():
+        if keys is None or section not in raw:
+            continue
+        _require(isinstance(raw[section], dict), source, f"[{section}] must be a table")
+        for key in raw[section]:
+            _require(key in keys, source, f"unknown key {section}.{key}; valid keys: {sorted(keys)}")
+    study, market, books = raw.get("study", {}), raw.get("market", {}), raw.get("portfolios", {})
+    seed = study.get("seed", 0)
+    _require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, source,
+             f"study.seed must be a non-negative integer, got {seed!r}")
+    mpor = study.get("mpor_days", 1)
+    _require(isinstance(mpor, int) and not isinstance(mpor, bool) and 1 <= mpor <= 60, source,
+             f"study.mpor_days must be an integer in [1, 60], got {mpor!r}")
+    p = study.get("tail_prob", 0.01)
+    _require(isinstance(p, float | int) and 0 < p <= 0.5, source, f"study.tail_prob must be in (0, 0.5], got {p!r}")
+    assets = market.get("assets")
+    _require(isinstance(assets, list) and assets and all(isinstance(a, str) for a in assets), source,
+             f"market.assets must be a non-empty list of asset codes, got {assets!r}")
+    freq = market.get("freq", "1d")
+    _require(freq in ("1d", "1h"), source, f"market.freq must be '1d' or '1h', got {freq!r}")
+    for key in ("start", "end"):
+        if key in market:
+            try:
+                pd.Timestamp(market[key])
+            except (ValueError, TypeError):
+                raise ValueError(f"{source}: market.{key} is not a date: {market[key]!r}") from None
+    names = books.get("reference", "all")
+    known = list(reference_portfolios())
+    if names != "all":
+        _require(isinstance(names, list) and names, source, "portfolios.reference must be 'all' or a list of names")
+        unknown = [n for n in names if n not in known]
+        _require(not unknown, source, f"unknown reference portfolio(s) {unknown}; known: {known}")
+        names = tuple(names)
+    notional = books.get("notional", 1_000_000.0)
+    _require(isinstance(notional, int | float) and notional > 0, source,
+             f"portfolios.notional must be positive, got {notional!r}")
+    models_raw = raw.get("models", [])
+    _require(isinstance(models_raw, list) and models_raw, source, "at least one [[models]] entry is required")
+    models, labels = [], set()
+    for k, entry in enumerate(models_raw):
+        where = f"{source}: models[{k}]"
+        _require(isinstance(entry, dict), where, "must be a table")
+        extra = set(entry) - _MODEL_KEYS
+        _require(not extra, where, f"unknown key(s) {sorted(extra)}; valid keys: {sorted(_MODEL_KEYS)}")
+        name = entry.get("name")
+        _require(name in MODELS, where, f"unknown model {name!r}; registered models: {sorted(MODELS)}")
+        params = dict(entry.get("params", {}))
+        try:
+            make_model(name, **params)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{where} ({name}): {exc}") from None
+        label = entry.get("label", name)
+        _require(label not in labels, where, f"duplicate model label {label!r}; give each model a distinct label")
+        labels.add(label)
+        models.append((label, name, params))
+    return StudyConfig(name=str(study.get("name", "study")), seed=seed, mpor_days=mpor, tail_prob=float(p),
+                       assets=tuple(assets), freq=freq, start=market.get("start"), end=market.get("end"),
+                       portfolios=names, notional=float(notional), models=tuple(models),
+                       out=str(study.get("out", "reports_out")), include_funding=bool(study.get("include_funding",
+                                                                                               False)),
+                       description=str(study.get("description", "")), source=source)
+
+
+def load_study(path: str | Path | None = None) -> StudyConfig:
+    """Read and validate a study TOML file (default: the bundled default study)."""
+    path = Path(path) if path is not None else _default_study()
+    if not path.exists():
+        raise ValueError(f"study file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    return parse_study(raw, source=str(path))
+
+
+@dataclass
+class StudyResult:
+    """A study's configuration, backtest result, coverage and metrics tables, and report location."""
+
+    config: StudyConfig
+    backtest: BacktestResult
+    coverage: pd.DataFrame
+    metrics: pd.DataFrame
+    report_path: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """Breach table plus the headline coverage tests."""
+        cov = self.coverage[["breaches", "observations", "breach_rate", "kupiec_pvalue",
+                             "christoffersen_cc_pvalue", "traffic_light_zone", "worst_rolling_zone"]]
+        with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_colwidth", 60,
+                               "display.float_format", "{:.4g}".format):
+            return (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
+                    f"p = {self.config.tail_prob:g})\n\n{self.backtest.summary()}\n\n"
+                    f"Coverage (exact p-values):\n{cov.to_string()}")
+
+
+def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
+              write: bool = True) -> StudyResult:
+    """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``)."""
+    config = study if isinstance(study, StudyConfig) else load_study(study)
+    market = load_market(list(config.assets), start=config.start, end=config.end, freq=config.freq)
+    library = reference_portfolios(config.notional)
+    names = list(library) if config.portfolios == "all" else list(config.portfolios)
+    books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
+    skipped = [n for n in names if n not in books]
+    if not books:
+        raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
+    models = {}
+    for label, name, params in config.models:
+        params = dict(params)
+        if "seed" in MODELS[name].__dataclass_fields__ and "seed" not in params:
+            params["seed"] = config.seed
+        models[label] = make_model(name, **params)
+    result = Backtest(market, books, models, mpor_days=config.mpor_days, include_funding=config.include_funding).run()
+    coverage = result.coverage(p=config.tail_prob)
+    metrics = result.efficiency()
+    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
+    sr.files["skipped_portfolios"] = ", ".join(skipped)
+    if write:
+        from marginlab.reports import write_report
+
+        sr.report_path = write_report(sr, out if out is not None else config.out)
+    return sr
