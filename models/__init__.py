@@ -6,7 +6,7 @@ warm_start=None)`` then ``margin(state, positions, market, t)``, reading nothing
 after ``t``.
 """
 
-from . import static  # noqa: F401  (registers the static models)
+from . import simulation, static  # noqa: F401  (register the models)
 from .base import MODELS, MarginModel, make_model, model_parameters, register
 from .instruments import Future, Instrument, Option, Perpetual, Position, Spot
 from .portfolios import (
@@ -19,6 +19,7 @@ from .portfolios import (
 )
 from .pricing import black76_greeks, black76_price, strike_from_delta
 from .revaluation import mark_to_market, realised_pnl, revalue
+from .simulation import EWMAVaR, FHSGarch, HistoricalES, HistoricalVaR
 from .static import DeribitStandardMargin, StaticMargin, TieredMargin
 
 __all__ = [
@@ -48,4 +49,8 @@ __all__ = [
     "StaticMargin",
     "TieredMargin",
     "DeribitStandardMargin",
+    "FHSGarch",
+    "HistoricalVaR",
+    "HistoricalES",
+    "EWMAVaR",
 ]

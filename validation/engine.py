@@ -117,6 +117,11 @@ class Backtest:
                                 f"({idx[0]:%Y-%m-%d} .. {idx[-1]:%Y-%m-%d})")
         if self._start is not None and self._end is not None and self._start > self._end:
             raise DataError(f"Backtest: start {self._start:%Y-%m-%d} is after end {self._end:%Y-%m-%d}")
+        for label, model in self._models.items():
+            h = getattr(model, "mpor_days", None)
+            if h is not None and h != self.mpor_days:
+                raise ValueError(f"model {label!r} has mpor_days={h} but the backtest's mpor_days is {self.mpor_days}; "
+                                 "build the model with the backtest's MPOR")
         for name, p in self._portfolios.items():
             unknown = [a for a in p.assets if a not in self.market.assets]
             if unknown:
@@ -171,39 +176,54 @@ class Backtest:
             positions, pnl = self._book(name, dates)
             books[name] = (dates, positions, pnl)
         all_dates = sorted(set().union(*(set(d) for d, _, _ in books.values())))
-        frames, not_applicable, timings = [], [], {}
+        frames, not_applicable, timings, warmup, diagnostics = [], [], {}, {}, {}
+        active: dict[str, dict[str, dict]] = {}
+        margins: dict[str, dict[str, np.ndarray]] = {}
         for label, model in self._models.items():
-            tm = time.perf_counter()
-            active = {}
+            active[label] = {}
             for name, (dates, positions, _) in books.items():
                 if all(model.applies_to(b) for b in positions):
-                    active[name] = {t: k for k, t in enumerate(dates)}
+                    active[label][name] = {t: k for k, t in enumerate(dates)}
                 else:
                     not_applicable.append((name, label))
-            margins = {name: np.full(len(books[name][0]), np.nan) for name in active}
-            state = None
-            for t in all_dates:
-                holders = [name for name in active if t in active[name]]
+            margins[label] = {name: np.full(len(books[name][0]), np.nan) for name in active[label]}
+            timings[label] = 0.0
+        # dates outer, models inner: each model's state is warm-started from its previous date,
+        # and models sharing an estimation (e.g. FHS VaR and ES) reuse it within the date.
+        states: dict[str, object] = {label: None for label in self._models}
+        for t in all_dates:
+            for label, model in self._models.items():
+                holders = [name for name, pos in active[label].items() if t in pos]
                 if not holders:
                     continue
-                state = model.fit(self.market, t, warm_start=state)
+                tm = time.perf_counter()
+                states[label] = model.fit(self.market, t, warm_start=states[label])
                 for name in holders:
-                    k = active[name][t]
-                    margins[name][k] = model.margin(state, books[name][1][k], self.market, t)
-            for name in active:
+                    k = active[label][name][t]
+                    margins[label][name][k] = model.margin(states[label], books[name][1][k], self.market, t)
+                timings[label] += time.perf_counter() - tm
+        for label in self._models:
+            diag = getattr(states[label], "diagnostics", None)
+            if diag:
+                diagnostics[label] = dict(diag)
+            for name in active[label]:
                 dates, _, pnl = books[name]
-                m = margins[name]
-                if not np.all(np.isfinite(m)) or (m < 0).any():
-                    bad = dates[~np.isfinite(m) | (m < 0)]
+                m = margins[label][name]
+                if (m < 0).any() or np.isinf(m).any():
+                    bad = dates[(m < 0) | np.isinf(m)]
                     raise ValueError(f"model {label!r} returned an invalid margin for portfolio {name!r} at "
                                      f"{bad[:3].tolist()}")
-                frames.append(pd.DataFrame({"date": dates, "portfolio": name, "model": label, "margin": m,
-                                            "pnl": pnl, "loss": -pnl, "breach": -pnl > m}))
-            timings[label] = time.perf_counter() - tm
+                ok = np.isfinite(m)
+                if (~ok).any():
+                    warmup[(name, label)] = int((~ok).sum())
+                if not ok.any():
+                    continue
+                frames.append(pd.DataFrame({"date": dates[ok], "portfolio": name, "model": label, "margin": m[ok],
+                                            "pnl": pnl[ok], "loss": -pnl[ok], "breach": -pnl[ok] > m[ok]}))
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
         return BacktestResult(frame=frame[COLUMNS], mpor_days=self.mpor_days,
                               models={k: v.describe() for k, v in self._models.items()},
-                              not_applicable=not_applicable,
+                              not_applicable=not_applicable, warmup=warmup, diagnostics=diagnostics,
                               elapsed_s=time.perf_counter() - t0, model_seconds=timings)
 
 
@@ -215,6 +235,8 @@ class BacktestResult:
     mpor_days: int
     models: dict[str, str] = field(default_factory=dict)
     not_applicable: list[tuple[str, str]] = field(default_factory=list)
+    warmup: dict[tuple[str, str], int] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, int]] = field(default_factory=dict)
     elapsed_s: float = 0.0
     model_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -291,6 +313,11 @@ class BacktestResult:
             lines.append(table.fillna("").to_string())
         if self.not_applicable:
             lines.append("n/a: the model does not cover the book's instruments.")
+        if self.warmup:
+            lines.append("Warm-up (dates without a margin: model history shorter than its minimum): " + "; ".join(
+                f"{pf} / {md}: {n}" for (pf, md), n in self.warmup.items()))
+        for md, diag in self.diagnostics.items():
+            lines.append(f"Estimation diagnostics, {md}: " + ", ".join(f"{k} {v}" for k, v in diag.items()))
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -301,4 +328,6 @@ class BacktestResult:
         eff = self.efficiency().reset_index().to_dict(orient="records")
         return {"mpor_days": self.mpor_days, "models": self.models, "metrics": eff,
                 "metric_units": {m.key: m.unit for m in METRICS},
-                "not_applicable": [list(x) for x in self.not_applicable]}
+                "not_applicable": [list(x) for x in self.not_applicable],
+                "warmup": [{"portfolio": pf, "model": md, "dates": n} for (pf, md), n in self.warmup.items()],
+                "diagnostics": self.diagnostics}

@@ -1,0 +1,774 @@
+r"""Volatility filters: GARCH(1,1), GJR-GARCH(1,1,1) and EWMA, with normal or Student-t innovations.
+
+Zero-mean returns :math:`\epsilon_t` (scaled to percent, ``scale=100``) follow
+:math:`\epsilon_t = \sigma_t z_t` with
+
+* GARCH(1,1) (Bollerslev 1986): :math:`\sigma^2_t = \omega + \alpha\epsilon^2_{t-1} + \beta\sigma^2_{t-1}`;
+* GJR-GARCH(1,1,1) (Glosten, Jagannathan and Runkle 1993):
+  :math:`\sigma^2_t = \omega + (\alpha + \gamma 1[\epsilon_{t-1}<0])\epsilon^2_{t-1} + \beta\sigma^2_{t-1}`;
+* EWMA (RiskMetrics 1996): :math:`\sigma^2_t = \lambda\sigma^2_{t-1} + (1-\lambda)\epsilon^2_{t-1}`, λ fixed.
+
+The recursion starts from arch's backcast, :math:`\hat\sigma^2_0 = \sum_{i<\tau} w_i\epsilon_i^2`
+with :math:`w_i \propto 0.94^i`, τ = min(75, n), used for both the lagged
+variance and the lagged squared shock (half of it for the asymmetric term), so
+log-likelihoods are comparable with ``arch.arch_model(..., mean="Zero")``.
+:math:`z_t` is standard normal or standardised Student-t with ν > 2 degrees of freedom.
+
+Estimation is maximum likelihood by SLSQP with the **analytic gradient** of the
+log-likelihood (derivatives of the variance recursion carried alongside it)
+and the analytic Jacobian of the linear constraints :math:`\alpha + \gamma/2 + \beta \le 1`
+(stationarity, boundary allowed: crypto Student-t fits often sit on it) and
+:math:`\alpha + \gamma \ge 0`. Warm starts skip the starting-value grid. The
+recursion and gradient are ``@njit(cache=True)`` kernels with plain-Python twins
+(``MARGINLAB_DISABLE_NUMBA=1`` forces the twins); tests assert they agree and
+that estimates match ``arch``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize, special
+
+from .pricing import NUMBA_ENABLED
+
+__all__ = ["GarchSpec", "FilterFit", "backcast", "garch_recursion", "loglik_and_grad", "bfgs_fit", "fit_filter",
+           "simulate_paths"]
+
+if NUMBA_ENABLED:
+    from numba import njit
+else:  # pragma: no cover
+    def njit(*args, **kwargs):
+        def wrap(f):
+            return f
+        return wrap
+
+BOUNDARY_TOL = 1e-6  # persistence within this of 1 counts as "on the stationarity boundary"
+NU_BOUNDS = (2.05, 500.0)
+
+
+@dataclass(frozen=True)
+class GarchSpec:
+    """Which filter: ``vol`` in {"garch", "gjr", "ewma"}, ``dist`` in {"normal", "t"}, EWMA ``lam``."""
+
+    vol: str = "garch"
+    dist: str = "normal"
+    lam: float = 0.94
+
+    def __post_init__(self) -> None:
+        if self.vol not in ("garch", "gjr", "ewma"):
+            raise ValueError(f"vol must be 'garch', 'gjr' or 'ewma', got {self.vol!r}")
+        if self.dist not in ("normal", "t"):
+            raise ValueError(f"dist must be 'normal' or 't', got {self.dist!r}")
+        if not 0.0 < self.lam < 1.0:
+            raise ValueError(f"lam (EWMA lambda) must be in (0, 1), got {self.lam!r}")
+
+    def parameter_names(self) -> list[str]:
+        """Names of the estimated parameters, in order."""
+        names = {"garch": ["omega", "alpha", "beta"], "gjr": ["omega", "alpha", "gamma", "beta"],
+                 "ewma": []}[self.vol]
+        return names + (["nu"] if self.dist == "t" else [])
+
+    def bounds(self, var: float) -> list[tuple[float, float]]:
+        """Box bounds (as arch: omega in [1e-6 var, 10 var], alpha, beta in [0, 1], gamma in [-1, 2])."""
+        b = {"garch": [(1e-6 * var, 10 * var), (0.0, 1.0), (0.0, 1.0)],
+             "gjr": [(1e-6 * var, 10 * var), (0.0, 1.0), (-1.0, 2.0), (0.0, 1.0)], "ewma": []}[self.vol]
+        return b + ([NU_BOUNDS] if self.dist == "t" else [])
+
+    def constraints(self) -> tuple[np.ndarray, np.ndarray]:
+        """Linear constraints ``A @ theta >= b``."""
+        k = len(self.parameter_names())
+        rows, rhs = [], []
+        if self.vol == "garch":
+            r = np.zeros(k)
+            r[1:3] = -1.0  # -alpha - beta >= -1
+            rows.append(r)
+            rhs.append(-1.0)
+        elif self.vol == "gjr":
+            r = np.zeros(k)
+            r[1], r[2], r[3] = -1.0, -0.5, -1.0
+            rows.append(r)
+            rhs.append(-1.0)
+            r2 = np.zeros(k)
+            r2[1], r2[2] = 1.0, 1.0  # alpha + gamma >= 0
+            rows.append(r2)
+            rhs.append(0.0)
+        return np.array(rows).reshape(len(rows), k), np.array(rhs)
+
+    def starting_values(self, var: float) -> list[np.ndarray]:
+        """A small grid of starting values (used only without a warm start)."""
+        out = []
+        for persistence in (0.50, 0.70, 0.90, 0.98):
+            for alpha in (0.01, 0.05, 0.10, 0.20):
+                beta = persistence - alpha
+                omega = var * (1 - persistence)
+                base = {"garch": [omega, alpha, beta], "gjr": [omega, alpha, 0.05, beta - 0.025], "ewma": []}
+                out.append(np.array(base[self.vol] + ([8.0] if self.dist == "t" else []), dtype=float))
+        return out
+
+
+def backcast(resids: np.ndarray) -> float:
+    """Arch's exponential-smoothing backcast of the initial variance (τ = min(75, n), weights 0.94^i)."""
+    tau = min(75, resids.size)
+    w = 0.94 ** np.arange(tau)
+    w = w / w.sum()
+    return float(np.sum(resids[:tau] ** 2 * w))
+
+
+# --------------------------------------------------------------------------- kernels
+
+def _recursion_py(resids, omega, alpha, gamma, beta, bc):
+    n = resids.size
+    sigma2 = np.empty(n)
+    sigma2[0] = omega + (alpha + 0.5 * gamma + beta) * bc
+    for t in range(1, n):
+        e2 = resids[t - 1] * resids[t - 1]
+        neg = 1.0 if resids[t - 1] < 0 else 0.0
+        sigma2[t] = omega + (alpha + gamma * neg) * e2 + beta * sigma2[t - 1]
+    return sigma2
+
+
+def _loglik_grad_py(resids, omega, alpha, gamma, beta, nu, bc, student):
+    """Log-likelihood sum, its gradient w.r.t. (omega, alpha, gamma, beta) and the per-t part of d/dnu."""
+    n = resids.size
+    s2 = omega + (alpha + 0.5 * gamma + beta) * bc
+    d = np.array([1.0, bc, 0.5 * bc, bc])
+    ll = 0.0
+    grad = np.zeros(4)
+    dnu = 0.0
+    for t in range(n):
+        if t > 0:
+            e2 = resids[t - 1] * resids[t - 1]
+            neg = 1.0 if resids[t - 1] < 0 else 0.0
+            d = np.array([1.0, e2, e2 * neg, s2]) + beta * d
+            s2 = omega + (alpha + gamma * neg) * e2 + beta * s2
+        e2t = resids[t] * resids[t]
+        if student:
+            z = e2t / ((nu - 2.0) * s2)
+            ll += -0.5 * math.log(s2) - 0.5 * (nu + 1.0) * math.log1p(z)
+            dl = -0.5 / s2 + 0.5 * (nu + 1.0) * z / (s2 * (1.0 + z))
+            dnu += -0.5 * math.log1p(z) + 0.5 * (nu + 1.0) * z / ((nu - 2.0) * (1.0 + z))
+        else:
+            ll += -0.5 * (math.log(s2) + e2t / s2)
+            dl = -0.5 / s2 + 0.5 * e2t / (s2 * s2)
+        grad += dl * d
+    return ll, grad, dnu
+
+
+if NUMBA_ENABLED:
+    _recursion_nb = njit(cache=True)(_recursion_py)
+
+    @njit(cache=True)
+    def _loglik_grad_nb(resids, omega, alpha, gamma, beta, nu, bc, student):  # pragma: no cover - compiled
+        n = resids.size
+        s2 = omega + (alpha + 0.5 * gamma + beta) * bc
+        d0, d1, d2, d3 = 1.0, bc, 0.5 * bc, bc
+        ll = 0.0
+        g0 = g1 = g2 = g3 = 0.0
+        dnu = 0.0
+        for t in range(n):
+            if t > 0:
+                e2 = resids[t - 1] * resids[t - 1]
+                neg = 1.0 if resids[t - 1] < 0 else 0.0
+                d0 = 1.0 + beta * d0
+                d1 = e2 + beta * d1
+                d2 = e2 * neg + beta * d2
+                d3 = s2 + beta * d3
+                s2 = omega + (alpha + gamma * neg) * e2 + beta * s2
+            e2t = resids[t] * resids[t]
+            if student:
+                z = e2t / ((nu - 2.0) * s2)
+                ll += -0.5 * math.log(s2) - 0.5 * (nu + 1.0) * math.log1p(z)
+                dl = -0.5 / s2 + 0.5 * (nu + 1.0) * z / (s2 * (1.0 + z))
+                dnu += -0.5 * math.log1p(z) + 0.5 * (nu + 1.0) * z / ((nu - 2.0) * (1.0 + z))
+            else:
+                ll += -0.5 * (math.log(s2) + e2t / s2)
+                dl = -0.5 / s2 + 0.5 * e2t / (s2 * s2)
+            g0 += dl * d0
+            g1 += dl * d1
+            g2 += dl * d2
+            g3 += dl * d3
+        return ll, np.array([g0, g1, g2, g3]), dnu
+
+
+def _digamma_py(x):
+    """Digamma by recurrence to x >= 6 and the asymptotic series (|error| < 1e-13)."""
+    r = 0.0
+    while x < 6.0:
+        r -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    return r + math.log(x) - 0.5 / x - f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240
+                                                                                          - f / 132.0))))
+
+
+def _expand_py(theta, vol_code, reduced):
+    """Full parameter vector from a reduced one (beta = 1 - alpha - gamma/2 on the boundary)."""
+    if not reduced:
+        return theta.copy()
+    b = 2 if vol_code == 0 else 3
+    full = np.empty(theta.size + 1)
+    full[:b] = theta[:b]
+    full[b + 1:] = theta[b:]
+    full[b] = 1.0 - theta[1] - (0.5 * theta[2] if vol_code == 1 else 0.0)
+    return full
+
+
+def _objective_py(theta_in, resids, vol_code, student, bc, loglik_grad, reduced=False):
+    """Negative log-likelihood and gradient for the packed parameter vector (kernel-level twin).
+
+    With ``reduced`` the parameters exclude beta, fixed on the stationarity boundary.
+    """
+    theta = _expand_py(theta_in, vol_code, reduced)
+    k = theta.size
+    omega, alpha = theta[0], theta[1]
+    if vol_code == 0:
+        gamma, beta = 0.0, theta[2]
+    else:
+        gamma, beta = theta[2], theta[3]
+    nu = theta[k - 1] if student else 0.0
+    ll, g, dnu = loglik_grad(resids, omega, alpha, gamma, beta, nu, bc, student)
+    n = resids.size
+    grad = np.empty(k)
+    grad[0] = g[0]
+    grad[1] = g[1]
+    if vol_code == 0:
+        grad[2] = g[3]
+    else:
+        grad[2] = g[2]
+        grad[3] = g[3]
+    if student:
+        ll += n * (math.lgamma(0.5 * (nu + 1)) - math.lgamma(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
+        grad[k - 1] = dnu + n * (0.5 * _digamma_py(0.5 * (nu + 1)) - 0.5 * _digamma_py(0.5 * nu) - 0.5 / (nu - 2))
+    else:
+        ll += -0.5 * n * math.log(2 * math.pi)
+    if reduced:
+        return -ll, -_reduce_grad_py(grad, vol_code)
+    return -ll, -grad
+
+
+def _reduce_grad_py(grad, vol_code):
+    b = 2 if vol_code == 0 else 3
+    red = np.empty(grad.size - 1)
+    red[:b] = grad[:b]
+    red[b:] = grad[b + 1:]
+    red[1] -= grad[b]
+    if vol_code == 1:
+        red[2] -= 0.5 * grad[b]
+    return red
+
+
+def _project_py(theta, lower, upper, vol_code):
+    x = np.minimum(np.maximum(theta, lower), upper)
+    if vol_code == 1 and x[1] + x[2] < 0.0:
+        x[2] = -x[1]
+    if vol_code == 0:
+        pers = x[1] + x[2]
+        if pers > 1.0:
+            x[1] /= pers
+            x[2] /= pers
+    else:
+        pers = x[1] + 0.5 * x[2] + x[3]
+        if pers > 1.0:
+            x[1] /= pers
+            x[2] /= pers
+            x[3] /= pers
+    return x
+
+
+def _scaled_step_norm(x, g, lower, upper):
+    """Largest |g_i| x scale_i over components not held at a bound by the gradient's sign."""
+    worst = 0.0
+    for i in range(x.size):
+        if x[i] <= lower[i] + 1e-12 and g[i] > 0.0:
+            continue
+        if x[i] >= upper[i] - 1e-12 and g[i] < 0.0:
+            continue
+        v = abs(g[i]) * max(abs(x[i]), 1e-2)
+        if v > worst:
+            worst = v
+    return worst
+
+
+def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, objective,
+                  project, step_norm):
+    """Projected BFGS with Armijo backtracking and restarts (feasible set: bounds and GARCH constraints).
+
+    Converged when the scaled gradient (components pushing against a bound excluded) is below
+    ``tol`` x (1 + |f|), or when f stops changing over three steps. Returns (theta, f, iterations, converged).
+    """
+    k = theta0.size
+    x = project(theta0.copy(), lower, upper, vol_code)
+    f, g = objective(x, resids, vol_code, student, bc, reduced)
+    n = resids.size
+    h = np.zeros((k, k))
+    for i in range(k):
+        h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+    small = 0
+    fresh = True
+    for it in range(max_iter):
+        if step_norm(x, g, lower, upper) <= tol * (1.0 + abs(f)):
+            return x, f, it, True
+        d = -(h @ g)
+        if g @ d >= 0.0:
+            for i in range(k):
+                for j in range(k):
+                    h[i, j] = 0.0
+                h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+            d = -(h @ g)
+            fresh = True
+        step = 1.0
+        accepted = False
+        xn = x
+        fn = f
+        gn = g
+        while step > 1e-14:
+            xn = project(x + step * d, lower, upper, vol_code)
+            fn, gn = objective(xn, resids, vol_code, student, bc, reduced)
+            if math.isfinite(fn) and fn <= f + 1e-4 * (g @ (xn - x)):
+                accepted = True
+                break
+            step *= 0.5
+        if not accepted:
+            if fresh:
+                return x, f, it, False
+            for i in range(k):
+                for j in range(k):
+                    h[i, j] = 0.0
+                h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+            fresh = True
+            continue
+        fresh = False
+        s = xn - x
+        y = gn - g
+        sy = s @ y
+        if sy > 1e-300:
+            rho = 1.0 / sy
+            hy = h @ y
+            h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * (y @ hy) + rho) * np.outer(s, s)
+        if abs(f - fn) <= 1e-15 * (1.0 + abs(f)):
+            small += 1
+        else:
+            small = 0
+        x, f, g = xn, fn, gn
+        if small >= 3:
+            return x, f, it + 1, True
+    return x, f, max_iter, False
+
+
+def _project_reduced_py(theta, lower, upper, vol_code):
+    """Projection for the boundary problem (beta eliminated): bounds, alpha + gamma >= 0, beta in [0, 1]."""
+    x = np.minimum(np.maximum(theta, lower), upper)
+    if vol_code == 1 and x[1] + x[2] < 0.0:
+        x[2] = -x[1]
+    lin = x[1] + (0.5 * x[2] if vol_code == 1 else 0.0)
+    if lin > 1.0:
+        x[1] /= lin
+        if vol_code == 1:
+            x[2] /= lin
+    return x
+
+
+if NUMBA_ENABLED:
+    _digamma_nb = njit(cache=True)(_digamma_py)
+    _project_nb = njit(cache=True)(_project_py)
+
+    _expand_nb = njit(cache=True)(_expand_py)
+    _reduce_grad_nb = njit(cache=True)(_reduce_grad_py)
+
+    @njit(cache=True)
+    def _objective_nb(theta_in, resids, vol_code, student, bc, reduced):  # pragma: no cover - compiled
+        theta = _expand_nb(theta_in, vol_code, reduced)
+        k = theta.size
+        omega, alpha = theta[0], theta[1]
+        if vol_code == 0:
+            gamma, beta = 0.0, theta[2]
+        else:
+            gamma, beta = theta[2], theta[3]
+        nu = theta[k - 1] if student else 0.0
+        ll, g, dnu = _loglik_grad_nb(resids, omega, alpha, gamma, beta, nu, bc, student)
+        n = resids.size
+        grad = np.empty(k)
+        grad[0] = g[0]
+        grad[1] = g[1]
+        if vol_code == 0:
+            grad[2] = g[3]
+        else:
+            grad[2] = g[2]
+            grad[3] = g[3]
+        if student:
+            ll += n * (math.lgamma(0.5 * (nu + 1)) - math.lgamma(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
+            grad[k - 1] = dnu + n * (0.5 * _digamma_nb(0.5 * (nu + 1)) - 0.5 * _digamma_nb(0.5 * nu)
+                                     - 0.5 / (nu - 2))
+        else:
+            ll += -0.5 * n * math.log(2 * math.pi)
+        if reduced:
+            return -ll, -_reduce_grad_nb(grad, vol_code)
+        return -ll, -grad
+
+    _project_reduced_nb = njit(cache=True)(_project_reduced_py)
+    _scaled_step_norm_nb = njit(cache=True)(_scaled_step_norm)
+    @njit(cache=True)
+    def _project_any_nb(theta, lower, upper, vol_code, reduced):  # pragma: no cover - compiled
+        if reduced:
+            return _project_reduced_nb(theta, lower, upper, vol_code)
+        return _project_nb(theta, lower, upper, vol_code)
+
+    @njit(cache=True)
+    def _bfgs_kernel(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced):  # pragma: no cover
+        """Compiled twin of :func:`_bfgs_generic` (same steps, fixed objective and projection)."""
+        k = theta0.size
+        x = _project_any_nb(theta0.copy(), lower, upper, vol_code, reduced)
+        f, g = _objective_nb(x, resids, vol_code, student, bc, reduced)
+        n = resids.size
+        h = np.zeros((k, k))
+        for i in range(k):
+            h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+        small = 0
+        fresh = True
+        for it in range(max_iter):
+            if _scaled_step_norm_nb(x, g, lower, upper) <= tol * (1.0 + abs(f)):
+                return x, f, it, True
+            d = -(h @ g)
+            if g @ d >= 0.0:
+                for i in range(k):
+                    for j in range(k):
+                        h[i, j] = 0.0
+                    h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+                d = -(h @ g)
+                fresh = True
+            step = 1.0
+            accepted = False
+            xn = x
+            fn = f
+            gn = g
+            while step > 1e-14:
+                xn = _project_any_nb(x + step * d, lower, upper, vol_code, reduced)
+                fn, gn = _objective_nb(xn, resids, vol_code, student, bc, reduced)
+                if math.isfinite(fn) and fn <= f + 1e-4 * (g @ (xn - x)):
+                    accepted = True
+                    break
+                step *= 0.5
+            if not accepted:
+                if fresh:
+                    return x, f, it, False
+                for i in range(k):
+                    for j in range(k):
+                        h[i, j] = 0.0
+                    h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+                fresh = True
+                continue
+            fresh = False
+            s = xn - x
+            y = gn - g
+            sy = s @ y
+            if sy > 1e-300:
+                rho = 1.0 / sy
+                hy = h @ y
+                h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * (y @ hy) + rho) * np.outer(s, s)
+            if abs(f - fn) <= 1e-15 * (1.0 + abs(f)):
+                small += 1
+            else:
+                small = 0
+            x, f, g = xn, fn, gn
+            if small >= 3:
+                return x, f, it + 1, True
+        return x, f, max_iter, False
+
+
+    @njit(cache=True)
+    def _grid_best_nb(grid, resids, vol_code, student, bc):  # pragma: no cover - compiled
+        best, arg = -np.inf, 0
+        for k in range(grid.shape[0]):
+            f, _ = _objective_nb(grid[k], resids, vol_code, student, bc, False)
+            if math.isfinite(f) and -f > best:
+                best, arg = -f, k
+        return best, arg
+
+
+def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int = 300, tol: float = 1e-9,
+             use_numba: bool | None = None):
+    """Projected BFGS maximum likelihood from ``theta0`` (used for warm starts).
+
+    Returns ``(theta, loglik, iterations, converged)``. The numba kernel and its
+    Python twin (``use_numba=False``) follow the same steps.
+    """
+    lower = np.array([b[0] for b in bounds], dtype=float)
+    upper = np.array([b[1] for b in bounds], dtype=float)
+    vol_code = 0 if spec.vol == "garch" else 1
+    student = spec.dist == "t"
+    r = np.ascontiguousarray(resids, dtype=float)
+    x0 = np.asarray(theta0, dtype=float)
+    use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
+    if use:
+        objective = _objective_nb
+
+        def run(x_, r_, lo_, up_, vc, st, b_, mi, tl, red, *_):
+            return _bfgs_kernel(x_, r_, lo_, up_, vc, st, b_, mi, tl, red)
+
+        project = project_red = norm = None
+    else:
+        def objective(th, rr, vc, st, b, red):
+            return _objective_py(th, rr, vc, st, b, _loglik_grad_py, red)
+
+        project, project_red, norm, run = _project_py, _project_reduced_py, _scaled_step_norm, _bfgs_generic
+    args = (vol_code, student, float(bc), int(max_iter), float(tol))
+    x, f, it, ok = run(x0, r, lower, upper, *args, False, objective, project, norm)
+    b = 2 if vol_code == 0 else 3
+    pers = x[1] + x[2] if vol_code == 0 else x[1] + 0.5 * x[2] + x[3]
+    if pers > 1.0 - 1e-9:
+        # on (or stalled at) the stationarity boundary: optimise on it (beta eliminated), then check the
+        # KKT sign: d(-loglik)/d(beta) <= 0 means the constraint is active there
+        keep = np.array([i for i in range(x.size) if i != b])
+        xr, fr, it2, ok2 = run(np.asarray(x)[keep], r, lower[keep], upper[keep], *args, True, objective,
+                               project_red, norm)
+        full = _expand_py(np.asarray(xr), vol_code, True)
+        _, g_full = objective(full, r, vol_code, student, float(bc), False)
+        if ok2 and g_full[b] <= 0.0 and fr <= f:
+            return full, -float(fr), int(it + it2), True
+        if ok2 and fr < f:
+            # better on the boundary but the KKT sign says the optimum is inside: not converged
+            return full, -float(fr), int(it + it2), False
+    return np.asarray(x), -float(f), int(it), bool(ok)
+
+
+def garch_recursion(resids, omega, alpha, gamma, beta, bc, use_numba: bool | None = None) -> np.ndarray:
+    """Conditional variances σ²_t of the GJR recursion (γ = 0: GARCH), shape (n,)."""
+    r = np.ascontiguousarray(resids, dtype=float)
+    use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
+    f = _recursion_nb if use else _recursion_py
+    return f(r, float(omega), float(alpha), float(gamma), float(beta), float(bc))
+
+
+def _grid_best(grid: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: float) -> tuple[float, int]:
+    """Highest log-likelihood over the rows of ``grid`` and its row."""
+    if NUMBA_ENABLED:
+        best, arg = _grid_best_nb(grid, resids, 0 if spec.vol == "garch" else 1, spec.dist == "t", float(bc))
+        return float(best), int(arg)
+    lls = np.array([loglik_and_grad(th, resids, spec, bc)[0] for th in grid])
+    lls[~np.isfinite(lls)] = -np.inf
+    return float(lls.max()), int(np.argmax(lls))
+
+
+def _const(n: int, nu: float, student: bool) -> float:
+    if student:
+        return n * (special.gammaln(0.5 * (nu + 1)) - special.gammaln(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
+    return -0.5 * n * math.log(2 * math.pi)
+
+
+def loglik_and_grad(theta: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: float,
+                    use_numba: bool | None = None) -> tuple[float, np.ndarray]:
+    """Log-likelihood and its analytic gradient w.r.t. ``theta`` (order of ``spec.parameter_names()``)."""
+    r = np.ascontiguousarray(resids, dtype=float)
+    student = spec.dist == "t"
+    nu = float(theta[-1]) if student else 0.0
+    if spec.vol == "garch":
+        omega, alpha, gamma, beta = theta[0], theta[1], 0.0, theta[2]
+    else:
+        omega, alpha, gamma, beta = theta[0], theta[1], theta[2], theta[3]
+    use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
+    f = _loglik_grad_nb if use else _loglik_grad_py
+    ll, g, dnu = f(r, float(omega), float(alpha), float(gamma), float(beta), nu, float(bc), student)
+    ll += _const(r.size, nu, student)
+    grad = [g[0], g[1], g[3]] if spec.vol == "garch" else [g[0], g[1], g[2], g[3]]
+    if student:
+        n = r.size
+        dnu += n * (0.5 * special.digamma(0.5 * (nu + 1)) - 0.5 * special.digamma(0.5 * nu) - 0.5 / (nu - 2))
+        grad.append(dnu)
+    return float(ll), np.array(grad, dtype=float)
+
+
+def _ewma_nu_loglik(nu, z):
+    return float(np.sum(special.gammaln(0.5 * (nu + 1)) - special.gammaln(0.5 * nu) - 0.5 * np.log(math.pi * (nu - 2))
+                        - 0.5 * (nu + 1) * np.log1p(z * z / (nu - 2))))
+
+
+@dataclass
+class FilterFit:
+    """Result of one filter fit on a window of returns (percent).
+
+    ``sigma2`` and ``std_resids`` have the window's length; ``sigma2_next`` is
+    the one-step-ahead variance. ``status`` is "ok", "boundary" (persistence
+    within 1e-6 of 1), "failed" (previous parameters kept) or "fixed" (EWMA).
+    """
+
+    spec: GarchSpec
+    params: np.ndarray
+    loglik: float
+    sigma2: np.ndarray = field(repr=False)
+    std_resids: np.ndarray = field(repr=False)
+    sigma2_next: float = float("nan")
+    backcast: float = float("nan")
+    status: str = "ok"
+    iterations: int = 0
+
+    @property
+    def param_dict(self) -> dict[str, float]:
+        """Parameters by name."""
+        return dict(zip(self.spec.parameter_names(), (float(x) for x in self.params), strict=True))
+
+    @property
+    def persistence(self) -> float:
+        """α + γ/2 + β (1 for EWMA)."""
+        p = self.param_dict
+        if self.spec.vol == "ewma":
+            return 1.0
+        return p["alpha"] + 0.5 * p.get("gamma", 0.0) + p["beta"]
+
+
+def _unpack(spec: GarchSpec, theta: np.ndarray) -> tuple[float, float, float, float]:
+    if spec.vol == "garch":
+        return theta[0], theta[1], 0.0, theta[2]
+    return theta[0], theta[1], theta[2], theta[3]
+
+
+def _project(spec: GarchSpec, theta: np.ndarray) -> np.ndarray:
+    """Move a point within 1e-4 of the feasible set onto it (alpha + gamma >= 0, persistence <= 1)."""
+    th = np.array(theta, dtype=float)
+    if spec.vol == "gjr" and th[1] + th[2] < 0:
+        th[2] = -th[1]
+    omega, alpha, gamma, beta = _unpack(spec, th)
+    persistence = alpha + 0.5 * gamma + beta
+    if persistence > 1.0:
+        idx = [1, 2] if spec.vol == "garch" else [1, 2, 3]
+        th[idx] = th[idx] / persistence
+    return th
+
+
+def _finish(spec, theta, resids, bc, ll, status, iterations) -> FilterFit:
+    if spec.vol == "ewma":
+        lam = spec.lam
+        sigma2 = garch_recursion(resids, 0.0, 1 - lam, 0.0, lam, bc)
+        last = lam * sigma2[-1] + (1 - lam) * resids[-1] ** 2
+    else:
+        omega, alpha, gamma, beta = _unpack(spec, theta)
+        sigma2 = garch_recursion(resids, omega, alpha, gamma, beta, bc)
+        neg = 1.0 if resids[-1] < 0 else 0.0
+        last = omega + (alpha + gamma * neg) * resids[-1] ** 2 + beta * sigma2[-1]
+    return FilterFit(spec=spec, params=np.asarray(theta, float), loglik=float(ll), sigma2=sigma2,
+                     std_resids=resids / np.sqrt(sigma2), sigma2_next=float(last), backcast=bc, status=status,
+                     iterations=iterations)
+
+
+def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, refit: bool = True) -> FilterFit:
+    """Fit ``spec`` to zero-mean returns ``resids`` (percent) by ML.
+
+    Parameters
+    ----------
+    resids : ndarray of shape (n,)
+    spec : GarchSpec
+    warm_start : ndarray, optional
+        Previous parameters: the optimiser starts there (no starting-value grid);
+        on failure they are kept (``status="failed"``).
+    refit : bool
+        False re-runs the filter with ``warm_start`` parameters without optimising.
+    """
+    r = np.ascontiguousarray(resids, dtype=float)
+    if r.size < 10 or not np.all(np.isfinite(r)):
+        raise ValueError(f"fit_filter: need at least 10 finite returns, got {r.size}")
+    bc = backcast(r)
+    var = float(np.mean(r * r))
+    if spec.vol == "ewma":
+        theta = np.array([], dtype=float)
+        if spec.dist == "t":
+            fit0 = _finish(spec, np.array([]), r, bc, 0.0, "fixed", 0)
+            z = fit0.std_resids
+            res = optimize.minimize_scalar(lambda nu: -_ewma_nu_loglik(nu, z), bounds=NU_BOUNDS, method="bounded")
+            theta = np.array([res.x])
+        ll = loglik_and_grad(np.concatenate(([0.0, 1 - spec.lam, spec.lam], theta)),
+                             r, GarchSpec("garch", spec.dist), bc)[0]
+        return _finish(spec, theta, r, bc, ll, "fixed", 0)
+    bounds = spec.bounds(var)
+    a_mat, b_vec = spec.constraints()
+    cons = [{"type": "ineq", "fun": lambda th, a=a_mat[i], b=b_vec[i]: float(a @ th - b),
+             "jac": lambda th, a=a_mat[i]: a} for i in range(len(b_vec))]
+
+    def neg(th):
+        ll, g = loglik_and_grad(th, r, spec, bc)
+        if not np.isfinite(ll):
+            return 1e100, np.zeros_like(th)
+        return -ll, -g
+
+    if warm_start is not None and not refit:
+        theta = np.clip(np.asarray(warm_start, float), [b[0] for b in bounds], [b[1] for b in bounds])
+        ll = loglik_and_grad(theta, r, spec, bc)[0]
+        return _finish(spec, theta, r, bc, ll, "reused", 0)
+    if warm_start is not None:
+        # fast path: projected BFGS in numba from the previous parameters; it must converge and
+        # beat every point of the starting grid, else SLSQP runs from both (bimodal likelihoods)
+        theta, ll, nit, ok = bfgs_fit(warm_start, r, spec, bounds, bc)
+        grid = spec.starting_values(var)
+        grid_best, grid_arg = _grid_best(np.array(grid), r, spec, bc)
+        if ok and np.isfinite(ll) and ll >= grid_best:
+            fit = _finish(spec, theta, r, bc, ll, "ok", nit)
+            if fit.persistence > 1.0 - BOUNDARY_TOL:
+                fit.status = "boundary"
+            return fit
+        starts = [np.clip(np.asarray(warm_start, float), [b[0] for b in bounds], [b[1] for b in bounds]),
+                  grid[grid_arg]]
+    else:
+        grid = spec.starting_values(var)
+        lls = np.array([loglik_and_grad(s, r, spec, bc)[0] for s in grid])
+        lls[~np.isfinite(lls)] = -np.inf
+        starts = [grid[k] for k in np.argsort(-lls)[:3]]  # the three best grid points
+    best = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for s in starts:
+            res = optimize.minimize(neg, s, jac=True, method="SLSQP", bounds=bounds, constraints=cons,
+                                    options={"maxiter": 500, "ftol": 1e-11})
+            if best is None or (np.isfinite(res.fun) and res.fun < best.fun):
+                best = res
+    if np.all(np.isfinite(best.x)) and np.all(a_mat @ best.x - b_vec >= -1e-4):
+        best.x = _project(spec, best.x)  # SLSQP may overshoot the boundary by ~1e-8: project back onto it
+        best.fun = -loglik_and_grad(best.x, r, spec, bc)[0]
+    feasible = bool(np.all(a_mat @ best.x - b_vec >= -1e-12)) if len(b_vec) else True
+    # SLSQP exit 8 ("positive directional derivative in linesearch") means no further
+    # progress at machine precision: accepted like success when the point is finite and feasible.
+    converged = best.success or best.status == 8
+    if not (converged and np.all(np.isfinite(best.x)) and np.isfinite(best.fun) and feasible):
+        if warm_start is not None:
+            theta = np.asarray(warm_start, float)
+            ll = loglik_and_grad(theta, r, spec, bc)[0]
+            return _finish(spec, theta, r, bc, ll, "failed", int(best.nit))
+        raise RuntimeError(f"fit_filter: optimisation failed ({best.message}, status {best.status}, "
+                           f"x={best.x}, feasible={feasible}) without previous parameters")
+    theta = best.x
+    fit = _finish(spec, theta, r, bc, -best.fun, "ok", int(best.nit))
+    if fit.persistence > 1.0 - BOUNDARY_TOL:
+        fit.status = "boundary"
+    return fit
+
+
+def simulate_paths(fits: list[FilterFit], std_resids: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """FHS cumulative returns (percent) over h steps, variance propagated through each asset's recursion.
+
+    Parameters
+    ----------
+    fits : list of FilterFit, one per asset
+    std_resids : ndarray of shape (n_window, n_assets)
+        Joint standardised residual vectors (rows are dates).
+    draws : ndarray of int, shape (n_paths, h)
+        Row indices into ``std_resids`` (the same rows for every asset).
+
+    Returns
+    -------
+    ndarray of shape (n_paths, n_assets): h-step cumulative returns in percent.
+    """
+    n_paths, h = draws.shape
+    out = np.zeros((n_paths, len(fits)))
+    for a, fit in enumerate(fits):
+        s2 = np.full(n_paths, fit.sigma2_next)
+        if fit.spec.vol == "ewma":
+            omega, alpha, gamma, beta = 0.0, 1 - fit.spec.lam, 0.0, fit.spec.lam
+        else:
+            omega, alpha, gamma, beta = _unpack(fit.spec, fit.params)
+        for j in range(h):
+            eps = np.sqrt(s2) * std_resids[draws[:, j], a]
+            out[:, a] += eps
+            if j + 1 < h:
+                s2 = omega + (alpha + gamma * (eps < 0)) * eps * eps + beta * s2
+    return out

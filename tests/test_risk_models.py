@@ -1,0 +1,138 @@
+"""FHS, historical and EWMA margin models: properties, closed forms, determinism."""
+
+import marginlab.datasets as ds
+import marginlab.models as mm
+import numpy as np
+import pandas as pd
+import pytest
+from marginlab.models.simulation import risk_measure
+from marginlab.validation import Backtest
+
+MARKET = ds.load_market(["BTC", "ETH"], start="2019-01-01", end="2022-06-30")
+BOOKS = mm.reference_portfolios()
+SEL = {k: BOOKS[k] for k in ["long BTC spot", "long BTC / short ETH perpetuals",
+                             "short BTC 25-delta strangle (30d, rolled at 7d)"]}
+
+
+def test_risk_measure_closed_forms():
+    losses = np.arange(1.0, 101.0)  # 1..100
+    assert risk_measure(losses, "var", 0.99) == 100.0
+    assert risk_measure(losses, "var", 0.95) == 96.0
+    assert risk_measure(losses, "es", 0.95) == pytest.approx(np.mean([96, 97, 98, 99, 100]))
+
+
+def test_historical_var_closed_form_for_linear_book():
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    model = mm.make_model("historical_var", lookback=500)
+    pos = [mm.Position(mm.Spot("BTC"), 2.0)]
+    m = model.margin(model.fit(MARKET, t), pos, MARKET, t)
+    p = MARKET.prices["BTC"].loc[:t]
+    r = np.log(p).diff().dropna().to_numpy()[-500:]
+    losses = -2.0 * p.iloc[-1] * (np.exp(r) - 1)
+    assert m == pytest.approx(np.sort(losses)[-5], rel=1e-12)  # ceil(500 x 1%) = 5th largest
+
+
+def test_fhs_one_day_linear_equals_hand_simulation():
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    model = mm.make_model("fhs_garch", n_paths=2000, seed=3)
+    pos = [mm.Position(mm.Perpetual("BTC"), -1.5)]
+    st = model.fit(MARKET, t)
+    m = model.margin(st, pos, MARKET, t)
+    fit = next(iter(st.fits.values()))
+    i = MARKET.loc_of(t)
+    draws = np.random.default_rng([3, i]).integers(0, fit.std_resids.size, size=(2000, 1))
+    r = np.sqrt(fit.sigma2_next) * fit.std_resids[draws[:, 0]] / 100
+    s = MARKET.prices["BTC"].iloc[i]
+    losses = 1.5 * s * (np.exp(r) - 1)  # short: loses when the price rises
+    assert m == pytest.approx(np.sort(losses)[-20], rel=1e-12)
+
+
+def test_es_at_least_var_every_date_and_deterministic():
+    models = {"var": mm.make_model("fhs_garch", measure="var", level=0.975, n_paths=2000),
+              "es": mm.make_model("fhs_garch", measure="es", level=0.975, n_paths=2000)}
+    res = Backtest(MARKET, {k: SEL[k] for k in ["long BTC spot"]}, models, start="2021-01-01",
+                   end="2021-03-31").run()
+    f = res.to_frame().pivot(index="date", columns="model", values="margin")
+    assert (f["es"] >= f["var"]).all()
+    again = Backtest(MARKET, {k: SEL[k] for k in ["long BTC spot"]}, models, start="2021-01-01",
+                     end="2021-03-31").run().to_frame().pivot(index="date", columns="model", values="margin")
+    pd.testing.assert_frame_equal(f, again)  # bit-for-bit repeatable
+
+
+def test_seed_changes_draws():
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
+    a = mm.make_model("fhs_garch", seed=1, n_paths=1000)
+    b = mm.make_model("fhs_garch", seed=2, n_paths=1000)
+    assert a.margin(a.fit(MARKET, t), pos, MARKET, t) != b.margin(b.fit(MARKET, t), pos, MARKET, t)
+
+
+@pytest.mark.parametrize("name", ["fhs_garch", "historical_var", "historical_es", "ewma_var"])
+def test_margin_rises_with_position_size(name):
+    model = mm.make_model(name, **({"n_paths": 1000} if name in ("fhs_garch", "ewma_var") else {}))
+    t = pd.Timestamp("2022-01-10", tz="UTC")
+    for book in SEL.values():
+        pos = book.positions_at(t, MARKET)
+        bigger = [mm.Position(p.instrument, 3 * p.quantity) for p in pos]
+        st = model.fit(MARKET, t)
+        small = model.margin(st, pos, MARKET, t)
+        big = model.margin(model.fit(MARKET, t), bigger, MARKET, t)
+        assert big == pytest.approx(3 * small, rel=1e-9) and small > 0
+
+
+def test_option_book_warmup_and_vol_window():
+    """Option books need implied-vol changes: FHS gives no margin before 250 DVOL observations."""
+    book = SEL["short BTC 25-delta strangle (30d, rolled at 7d)"]
+    model = mm.make_model("fhs_garch", n_paths=1000)
+    early = pd.Timestamp("2021-06-01", tz="UTC")
+    assert np.isnan(model.margin(model.fit(MARKET, early), book.positions_at(early, MARKET), MARKET, early))
+    late = pd.Timestamp("2022-03-01", tz="UTC")
+    assert model.margin(model.fit(MARKET, late), book.positions_at(late, MARKET), MARKET, late) > 0
+
+
+def test_model_mpor_must_match_backtest():
+    with pytest.raises(ValueError, match="has mpor_days=1 but the backtest's mpor_days is 10"):
+        Backtest(MARKET, SEL, [mm.make_model("fhs_garch")], mpor_days=10)
+
+
+def test_ten_day_fhs_and_historical_run():
+    models = {"fhs": mm.make_model("fhs_garch", mpor_days=10, n_paths=1000),
+              "hs": mm.make_model("historical_var", mpor_days=10),
+              "hs_sqrt": mm.make_model("historical_var", mpor_days=10, scaling="sqrt_time")}
+    res = Backtest(MARKET, {"long BTC spot": SEL["long BTC spot"]}, models, mpor_days=10,
+                   start="2021-01-01", end="2021-06-30").run()
+    f = res.to_frame()
+    assert set(f["model"]) == {"fhs", "hs", "hs_sqrt"} and (f["margin"] > 0).all()
+
+
+@pytest.mark.parametrize("name, kwargs, message", [
+    ("fhs_garch", {"measure": "cvar"}, "measure must be 'var' or 'es'"),
+    ("fhs_garch", {"vol": "egarch"}, "vol must be 'garch', 'gjr' or 'ewma'"),
+    ("fhs_garch", {"n_paths": 10}, "n_paths must be an integer >= 100"),
+    ("fhs_garch", {"level": 1.2}, r"level must be in \[0.5, 1.0\)"),
+    ("historical_var", {"scaling": "linear"}, "scaling must be 'overlapping' or 'sqrt_time'"),
+    ("historical_var", {"stress_start": "2020-03-01"}, "give both stress_start and stress_end"),
+    ("ewma_var", {"lam": 1.5}, r"lam must be in \(0.0, 1.0\)"),
+])
+def test_bad_parameters(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        mm.make_model(name, **kwargs)
+
+
+def test_ewma_covariance_matches_recursion():
+    model = mm.make_model("ewma_var", lam=0.9)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 2))
+    cov = np.cov(x[:30].T, ddof=0)
+    for row in x[30:]:
+        cov = 0.9 * cov + 0.1 * np.outer(row, row)
+    np.testing.assert_allclose(model.covariance(x), cov, rtol=1e-12)
+
+
+def test_stressed_period_raises_historical_margin():
+    t = pd.Timestamp("2022-06-01", tz="UTC")
+    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
+    plain = mm.make_model("historical_var", lookback=250)
+    stressed = mm.make_model("historical_var", lookback=250, stress_start="2020-03-01", stress_end="2020-04-30")
+    assert stressed.margin(stressed.fit(MARKET, t), pos, MARKET, t) >= plain.margin(plain.fit(MARKET, t), pos,
+                                                                                      MARKET, t)
