@@ -85,6 +85,8 @@ def main() -> None:
     print(f"speed-up (a)/(b): {naive_s / ours_s:.1f}x")
     print(f"log-likelihood, (ours - arch)/|arch|: min {min(ll_rel):.2e}, median {np.median(ll_rel):.2e} "
           f"(>= -1e-6 means as good or better)")
+    worst = int(np.argmin(ll_rel))
+    print(f"worst log-likelihood date {dates[worst]:%Y-%m-%d}: arch params {np.round(naive_params[worst], 4)}")
     print(f"parameters, max scaled |diff|: median {np.median(par_diff):.2e}, "
           f"99th pct {np.quantile(par_diff, 0.99):.2e}")
     print(f"1-day 99% VaR, |ours / arch - 1| (independent bootstrap draws): median {np.median(var_rel):.3%}, "

@@ -102,7 +102,7 @@ class GarchSpec:
         """A small grid of starting values (used only without a warm start)."""
         out = []
         for persistence in (0.50, 0.70, 0.90, 0.98):
-            for alpha in (0.01, 0.05, 0.10, 0.20):
+            for alpha in (0.01, 0.05, 0.15):  # 12 points: low alpha catches the second mode of bimodal fits
                 beta = persistence - alpha
                 omega = var * (1 - persistence)
                 base = {"garch": [omega, alpha, beta], "gjr": [omega, alpha, 0.05, beta - 0.025], "ewma": []}
@@ -293,7 +293,7 @@ def _scaled_step_norm(x, g, lower, upper):
     return worst
 
 
-def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, objective,
+def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, h0, objective,
                   project, step_norm):
     """Projected BFGS with Armijo backtracking and restarts (feasible set: bounds and GARCH constraints).
 
@@ -307,11 +307,13 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
     h = np.zeros((k, k))
     for i in range(k):
         h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+    if h0.shape[0] == k and h0[0, 0] > 0.0:
+        h = h0.copy()
     small = 0
     fresh = True
     for it in range(max_iter):
         if step_norm(x, g, lower, upper) <= tol * (1.0 + abs(f)):
-            return x, f, it, True
+            return x, f, it, True, h
         d = -(h @ g)
         if g @ d >= 0.0:
             for i in range(k):
@@ -334,7 +336,7 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
             step *= 0.5
         if not accepted:
             if fresh:
-                return x, f, it, False
+                return x, f, it, False, h
             for i in range(k):
                 for j in range(k):
                     h[i, j] = 0.0
@@ -355,8 +357,8 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
             small = 0
         x, f, g = xn, fn, gn
         if small >= 3:
-            return x, f, it + 1, True
-    return x, f, max_iter, False
+            return x, f, it + 1, True, h
+    return x, f, max_iter, False, h
 
 
 def _project_reduced_py(theta, lower, upper, vol_code):
@@ -418,7 +420,7 @@ if NUMBA_ENABLED:
         return _project_nb(theta, lower, upper, vol_code)
 
     @njit(cache=True)
-    def _bfgs_kernel(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced):  # pragma: no cover
+    def _bfgs_kernel(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, h0):  # noqa: E501  # pragma: no cover
         """Compiled twin of :func:`_bfgs_generic` (same steps, fixed objective and projection)."""
         k = theta0.size
         x = _project_any_nb(theta0.copy(), lower, upper, vol_code, reduced)
@@ -427,11 +429,13 @@ if NUMBA_ENABLED:
         h = np.zeros((k, k))
         for i in range(k):
             h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+        if h0.shape[0] == k and h0[0, 0] > 0.0:
+            h = h0.copy()
         small = 0
         fresh = True
         for it in range(max_iter):
             if _scaled_step_norm_nb(x, g, lower, upper) <= tol * (1.0 + abs(f)):
-                return x, f, it, True
+                return x, f, it, True, h
             d = -(h @ g)
             if g @ d >= 0.0:
                 for i in range(k):
@@ -454,7 +458,7 @@ if NUMBA_ENABLED:
                 step *= 0.5
             if not accepted:
                 if fresh:
-                    return x, f, it, False
+                    return x, f, it, False, h
                 for i in range(k):
                     for j in range(k):
                         h[i, j] = 0.0
@@ -475,26 +479,27 @@ if NUMBA_ENABLED:
                 small = 0
             x, f, g = xn, fn, gn
             if small >= 3:
-                return x, f, it + 1, True
-        return x, f, max_iter, False
+                return x, f, it + 1, True, h
+        return x, f, max_iter, False, h
 
 
     @njit(cache=True)
-    def _grid_best_nb(grid, resids, vol_code, student, bc):  # pragma: no cover - compiled
-        best, arg = -np.inf, 0
+    def _grid_ll_nb(grid, resids, vol_code, student, bc):  # pragma: no cover - compiled
+        out = np.empty(grid.shape[0])
         for k in range(grid.shape[0]):
             f, _ = _objective_nb(grid[k], resids, vol_code, student, bc, False)
-            if math.isfinite(f) and -f > best:
-                best, arg = -f, k
-        return best, arg
+            out[k] = -f if math.isfinite(f) else -np.inf
+        return out
 
 
 def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int = 300, tol: float = 1e-9,
-             use_numba: bool | None = None):
+             use_numba: bool | None = None, inv_hessian: np.ndarray | None = None):
     """Projected BFGS maximum likelihood from ``theta0`` (used for warm starts).
 
-    Returns ``(theta, loglik, iterations, converged)``. The numba kernel and its
-    Python twin (``use_numba=False``) follow the same steps.
+    Returns ``(theta, loglik, iterations, converged, inv_hessian)``; passing the
+    returned inverse-Hessian approximation to the next day's fit (``inv_hessian``)
+    cuts its iterations. The numba kernel and its Python twin
+    (``use_numba=False``) follow the same steps.
     """
     lower = np.array([b[0] for b in bounds], dtype=float)
     upper = np.array([b[1] for b in bounds], dtype=float)
@@ -506,8 +511,8 @@ def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int =
     if use:
         objective = _objective_nb
 
-        def run(x_, r_, lo_, up_, vc, st, b_, mi, tl, red, *_):
-            return _bfgs_kernel(x_, r_, lo_, up_, vc, st, b_, mi, tl, red)
+        def run(x_, r_, lo_, up_, vc, st, b_, mi, tl, red, h_, *_):
+            return _bfgs_kernel(x_, r_, lo_, up_, vc, st, b_, mi, tl, red, h_)
 
         project = project_red = norm = None
     else:
@@ -516,23 +521,24 @@ def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int =
 
         project, project_red, norm, run = _project_py, _project_reduced_py, _scaled_step_norm, _bfgs_generic
     args = (vol_code, student, float(bc), int(max_iter), float(tol))
-    x, f, it, ok = run(x0, r, lower, upper, *args, False, objective, project, norm)
+    h0 = np.zeros((0, 0)) if inv_hessian is None else np.ascontiguousarray(inv_hessian, dtype=float)
+    x, f, it, ok, h = run(x0, r, lower, upper, *args, False, h0, objective, project, norm)
     b = 2 if vol_code == 0 else 3
     pers = x[1] + x[2] if vol_code == 0 else x[1] + 0.5 * x[2] + x[3]
     if pers > 1.0 - 1e-9:
         # on (or stalled at) the stationarity boundary: optimise on it (beta eliminated), then check the
         # KKT sign: d(-loglik)/d(beta) <= 0 means the constraint is active there
         keep = np.array([i for i in range(x.size) if i != b])
-        xr, fr, it2, ok2 = run(np.asarray(x)[keep], r, lower[keep], upper[keep], *args, True, objective,
-                               project_red, norm)
+        xr, fr, it2, ok2, _ = run(np.asarray(x)[keep], r, lower[keep], upper[keep], *args, True,
+                                  np.zeros((0, 0)), objective, project_red, norm)
         full = _expand_py(np.asarray(xr), vol_code, True)
         _, g_full = objective(full, r, vol_code, student, float(bc), False)
         if ok2 and g_full[b] <= 0.0 and fr <= f:
-            return full, -float(fr), int(it + it2), True
+            return full, -float(fr), int(it + it2), True, None
         if ok2 and fr < f:
             # better on the boundary but the KKT sign says the optimum is inside: not converged
-            return full, -float(fr), int(it + it2), False
-    return np.asarray(x), -float(f), int(it), bool(ok)
+            return full, -float(fr), int(it + it2), False, None
+    return np.asarray(x), -float(f), int(it), bool(ok), np.asarray(h)
 
 
 def garch_recursion(resids, omega, alpha, gamma, beta, bc, use_numba: bool | None = None) -> np.ndarray:
@@ -543,14 +549,14 @@ def garch_recursion(resids, omega, alpha, gamma, beta, bc, use_numba: bool | Non
     return f(r, float(omega), float(alpha), float(gamma), float(beta), float(bc))
 
 
-def _grid_best(grid: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: float) -> tuple[float, int]:
-    """Highest log-likelihood over the rows of ``grid`` and its row."""
+def _grid_order(grid: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: float) -> np.ndarray:
+    """Rows of ``grid`` sorted by decreasing log-likelihood."""
     if NUMBA_ENABLED:
-        best, arg = _grid_best_nb(grid, resids, 0 if spec.vol == "garch" else 1, spec.dist == "t", float(bc))
-        return float(best), int(arg)
-    lls = np.array([loglik_and_grad(th, resids, spec, bc)[0] for th in grid])
-    lls[~np.isfinite(lls)] = -np.inf
-    return float(lls.max()), int(np.argmax(lls))
+        lls = _grid_ll_nb(grid, resids, 0 if spec.vol == "garch" else 1, spec.dist == "t", float(bc))
+    else:
+        lls = np.array([loglik_and_grad(th, resids, spec, bc)[0] for th in grid])
+        lls[~np.isfinite(lls)] = -np.inf
+    return np.argsort(-lls, kind="stable")
 
 
 def _const(n: int, nu: float, student: bool) -> float:
@@ -604,6 +610,7 @@ class FilterFit:
     backcast: float = float("nan")
     status: str = "ok"
     iterations: int = 0
+    inv_hessian: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def param_dict(self) -> dict[str, float]:
@@ -653,7 +660,8 @@ def _finish(spec, theta, resids, bc, ll, status, iterations) -> FilterFit:
                      iterations=iterations)
 
 
-def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, refit: bool = True) -> FilterFit:
+def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, refit: bool = True,
+               warm_hessian: np.ndarray | None = None) -> FilterFit:
     """Fit ``spec`` to zero-mean returns ``resids`` (percent) by ML.
 
     Parameters
@@ -695,15 +703,25 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
     if warm_start is not None and not refit:
         theta = np.clip(np.asarray(warm_start, float), [b[0] for b in bounds], [b[1] for b in bounds])
         ll = loglik_and_grad(theta, r, spec, bc)[0]
-        return _finish(spec, theta, r, bc, ll, "reused", 0)
+        fit = _finish(spec, theta, r, bc, ll, "reused", 0)
+        fit.inv_hessian = warm_hessian
+        return fit
     if warm_start is not None:
-        # fast path: projected BFGS in numba from the previous parameters; it must converge and
-        # beat every point of the starting grid, else SLSQP runs from both (bimodal likelihoods)
-        theta, ll, nit, ok = bfgs_fit(warm_start, r, spec, bounds, bc)
+        # fast path: projected BFGS in numba from the previous parameters and, to escape a
+        # local optimum of a bimodal likelihood, from the best point of the starting grid;
+        # the better converged one wins, else SLSQP runs from both
+        theta, ll, nit, ok, inv_h = bfgs_fit(warm_start, r, spec, bounds, bc, inv_hessian=warm_hessian)
         grid = spec.starting_values(var)
-        grid_best, grid_arg = _grid_best(np.array(grid), r, spec, bc)
-        if ok and np.isfinite(ll) and ll >= grid_best:
+        order = _grid_order(np.array(grid), r, spec, bc)
+        grid_arg = int(order[0])
+        for k in order[:3]:  # the three best grid points, as for a cold fit
+            theta2, ll2, nit2, ok2, inv_h2 = bfgs_fit(grid[k], r, spec, bounds, bc)
+            nit += nit2
+            if ok2 and np.isfinite(ll2) and (not ok or not np.isfinite(ll) or ll2 > ll + 1e-9 * abs(ll)):
+                theta, ll, ok, inv_h = theta2, ll2, ok2, inv_h2
+        if ok and np.isfinite(ll):
             fit = _finish(spec, theta, r, bc, ll, "ok", nit)
+            fit.inv_hessian = inv_h
             if fit.persistence > 1.0 - BOUNDARY_TOL:
                 fit.status = "boundary"
             return fit
@@ -711,9 +729,7 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
                   grid[grid_arg]]
     else:
         grid = spec.starting_values(var)
-        lls = np.array([loglik_and_grad(s, r, spec, bc)[0] for s in grid])
-        lls[~np.isfinite(lls)] = -np.inf
-        starts = [grid[k] for k in np.argsort(-lls)[:3]]  # the three best grid points
+        starts = [grid[k] for k in _grid_order(np.array(grid), r, spec, bc)[:3]]  # the three best grid points
     best = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -154,11 +154,14 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
     ts = market.index[i]
     spots, vols = _market_inputs(market, book, i, where)
     s0 = spots[book.asset_idx]
-    s1 = s0 * np.exp(shocks[..., book.asset_idx])  # (..., n_positions)
-    pnl = np.zeros(s1.shape)
     lin = ~book.is_option
-    pnl[..., lin] = book.quantity[lin] * (1.0 + book.basis[lin]) * (s1[..., lin] - s0[lin])
+    # linear positions: P&L = sum_i q_i (1 + basis_i) S_i (exp(shock_a(i)) - 1), one product per asset
+    exposure = np.zeros(n_assets)
+    np.add.at(exposure, book.asset_idx[lin], book.quantity[lin] * (1.0 + book.basis[lin]) * s0[lin])
+    total = np.expm1(shocks) @ exposure
     if book.is_option.any():
+        s1 = s0 * np.exp(shocks[..., book.asset_idx])  # (..., n_positions)
+        pnl = np.zeros(s1.shape)
         m = book.is_option
         tau0 = _years_to_expiry(book, ts)[m]
         tau1 = np.maximum(tau0 - horizon_days / YEAR_DAYS, 0.0)
@@ -167,7 +170,8 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
         p0 = black76_price(s0[m], book.strike[m], tau0, v0, book.is_call[m])
         p1 = black76_price(s1[..., m], book.strike[m], tau1, v1, book.is_call[m])
         pnl[..., m] = book.quantity[m] * (p1 - p0)
-    return pnl.sum(axis=-1)
+        total = total + pnl.sum(axis=-1)
+    return total
 
 
 def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_days: int = 1,

@@ -108,7 +108,7 @@ class FHSState:
     """State of an FHS model at one date: lazily fitted filters per asset and cumulative diagnostics."""
 
     i: int
-    prev_params: dict[tuple, np.ndarray]
+    prev_fits: dict[tuple, FilterFit]
     fits: dict[tuple, FilterFit] = field(default_factory=dict)
     diagnostics: dict[str, int] = field(default_factory=lambda: {"fits": 0, "failed": 0, "boundary": 0,
                                                                  "reused": 0})
@@ -187,9 +187,9 @@ class FHSGarch(MarginModel):
         i = market.loc_of(t)
         # warm starts: the previous date's fit of the same asset whose window started one row earlier
         # (rolling window) or at the same row (growing window)
-        prev = {} if warm_start is None else {(a, r0 + (n == self.lookback), n + (n < self.lookback)): f.params
+        prev = {} if warm_start is None else {(a, r0 + (n == self.lookback), n + (n < self.lookback)): f
                                               for (a, r0, n), f in warm_start.fits.items()}
-        state = FHSState(i=i, prev_params=prev)
+        state = FHSState(i=i, prev_fits=prev)
         if warm_start is not None:
             state.diagnostics = dict(warm_start.diagnostics)
         return state
@@ -201,12 +201,15 @@ class FHSGarch(MarginModel):
         window = (asset, int(rows[0]), int(rows.size))
         if window in state.fits:
             return state.fits[window]
-        refit = state.i % self.refit_every == 0 or window not in state.prev_params
+        prev = state.prev_fits.get(window)
+        refit = state.i % self.refit_every == 0 or prev is None
         key = (_token(market), window, state.i, self.vol, self.dist, refit,
-               None if window not in state.prev_params else state.prev_params[window].tobytes())
+               None if prev is None else prev.params.tobytes(),
+               None if prev is None or prev.inv_hessian is None else prev.inv_hessian.tobytes())
         fit = _FIT_CACHE.get(key)
         if fit is None:
-            fit = fit_filter(returns * SCALE, self.spec, warm_start=state.prev_params.get(window), refit=refit)
+            fit = fit_filter(returns * SCALE, self.spec, warm_start=None if prev is None else prev.params,
+                             refit=refit, warm_hessian=None if prev is None else prev.inv_hessian)
             _FIT_CACHE[key] = fit
             if len(_FIT_CACHE) > _FIT_CACHE_SIZE:
                 _FIT_CACHE.popitem(last=False)

@@ -105,3 +105,31 @@ def test_ewma_filter_is_fixed_lambda():
         s2 = 0.94 * s2 + 0.06 * e * e
     assert fit.sigma2[-1] == pytest.approx(s2, rel=1e-12)
     assert fit.status == "fixed"
+
+
+@pytest.mark.parametrize("vol, dist", [("garch", "normal"), ("gjr", "t")])
+def test_bfgs_kernel_matches_python_twin(vol, dist):
+    spec = g.GarchSpec(vol, dist)
+    x = BTC[2000:3000]
+    start = g.fit_filter(x, spec).params * 1.05
+    bounds = spec.bounds(float(np.mean(x * x)))
+    a = g.bfgs_fit(start, x, spec, bounds, g.backcast(x), use_numba=True)
+    b = g.bfgs_fit(start, x, spec, bounds, g.backcast(x), use_numba=False)
+    assert a[1] == pytest.approx(b[1], rel=1e-12) and a[2] == b[2] and a[3] == b[3]
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-9)
+
+
+def test_daily_warm_chain_through_bimodal_dates_matches_arch():
+    """BTC 2022-10-25..11-05: the likelihood has two modes (alpha ~0.06 vs ~0.008); the warm-started
+    daily chain must still reach arch's optimum (or better) every day."""
+    market = ds.load_market(["BTC"])
+    r = np.log(market.prices["BTC"]).diff().to_numpy() * 100
+    prev = None
+    for t in market.index[(market.index >= "2022-10-25") & (market.index <= "2022-11-05")]:
+        i = market.loc_of(t)
+        x = r[i - 999:i + 1]
+        fit = g.fit_filter(x, g.GarchSpec(), warm_start=None if prev is None else prev.params,
+                           warm_hessian=None if prev is None else prev.inv_hessian)
+        ref = arch_model(x, mean="Zero", vol="GARCH", p=1, q=1).fit(disp="off")
+        assert fit.loglik >= ref.loglikelihood - 1e-6 * abs(ref.loglikelihood), t
+        prev = fit
