@@ -212,8 +212,11 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     models = {}
     for label, name, params in config.models:
         params = dict(params)
-        if "seed" in MODELS[name].__dataclass_fields__ and "seed" not in params:
+        fields_ = MODELS[name].__dataclass_fields__
+        if "seed" in fields_ and "seed" not in params:
             params["seed"] = config.seed
+        if "mpor_days" in fields_ and "mpor_days" not in params:
+            params["mpor_days"] = config.mpor_days
         models[label] = make_model(name, **params)
     result = Backtest(market, books, models, mpor_days=config.mpor_days, include_funding=config.include_funding).run()
     coverage = result.coverage(p=config.tail_prob)
