@@ -10,10 +10,13 @@ Valuation rules
   (futures times 1 + basis). Perpetual funding over (t, t+h] is charged when
   ``include_funding`` is set: P&L -= quantity x S_t x sum of daily funding.
 * Options: Black-76 on forward = spot at the asset's implied vol of the date
-  (DVOL as the at-the-money vol, flat across strikes), time to expiry in days
-  of 365. Over the MPOR the option is aged by h days and re-marked with the
-  spot and implied vol of t + h. An option expiring inside (t, t + h] settles
-  at intrinsic value on the spot of the last observation at or before expiry.
+  (DVOL as the at-the-money vol; flat across strikes unless the market carries
+  the BTC option chains, whose fitted smile then scales it on chain dates, see
+  :func:`option_vols`), time to expiry in days of 365. Scenario vol shocks move
+  the at-the-money level; the smile ratio is sticky in moneyness. Over the MPOR
+  the option is aged by h days and re-marked with the spot and implied vol of
+  t + h. An option expiring inside (t, t + h] settles at intrinsic value on the
+  spot of the last observation at or before expiry.
 """
 
 from __future__ import annotations
@@ -26,11 +29,47 @@ from marginlab.datasets import DataError, MarketData
 
 from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
+from .smile import fit_smiles, smile_ratio
 
-__all__ = ["BookArrays", "book_arrays", "mark_to_market", "realised_pnl", "revalue", "DAY"]
+__all__ = ["BookArrays", "book_arrays", "mark_to_market", "realised_pnl", "revalue", "option_vols", "DAY"]
 
 DAY = pd.Timedelta(days=1)
 YEAR_DAYS = 365.0
+SMILE_ASSET = "BTC"  # the bundled chains are Deribit BTC options
+SMILE_MAX_AGE_DAYS = 3
+
+
+def _smile_coefs(market: MarketData) -> np.ndarray | None:
+    """Per market row, the smile coefficients in force (NaN rows: flat DVOL), or None without chains."""
+    if market.option_chains is None or SMILE_ASSET not in market.asset_index:
+        return None
+    cached = market.__dict__.get("_marginlab_smile")
+    if cached is None:
+        fits = fit_smiles(market.option_chains, market.implied_vol[SMILE_ASSET])
+        cached = np.full((len(market.index), 4), np.nan)
+        if len(fits):
+            pos = market.index.searchsorted(fits.index)
+            for row, (p, date) in enumerate(zip(pos, fits.index, strict=True)):
+                if p < len(market.index) and market.index[p] == date:
+                    end = min(p + SMILE_MAX_AGE_DAYS + 1, len(market.index))
+                    cached[p:end] = fits.iloc[row].to_numpy()
+        market.__dict__["_marginlab_smile"] = cached
+    return cached
+
+
+def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t_years) -> np.ndarray:
+    """Implied vol of options on ``asset`` at row ``i``: the ATM level (DVOL) times the smile ratio.
+
+    The smile (:mod:`marginlab.models.smile`) applies on and up to 3 days after a bundled
+    chain date when the market carries option chains (``load_market(..., with_option_chains=True)``);
+    otherwise the vol is flat at ``atm_vol``.
+    """
+    atm = np.asarray(atm_vol, dtype=float)
+    coefs = _smile_coefs(market) if asset == SMILE_ASSET else None
+    if coefs is None or not np.isfinite(coefs[i, 0]):
+        return np.broadcast_to(atm, np.broadcast(atm, np.asarray(strike), np.asarray(spot)).shape).copy()
+    x = np.log(np.asarray(strike, float) / np.asarray(spot, float))
+    return atm * smile_ratio(coefs[i], x, t_years)
 
 
 class BookArrays:
@@ -108,8 +147,10 @@ def mark_to_market(positions: Sequence[Position], market: MarketData, t, where: 
     value[spot_mask] = book.quantity[spot_mask] * s[spot_mask]
     if book.is_option.any():
         m = book.is_option
-        price = black76_price(s[m], book.strike[m], _years_to_expiry(book, ts)[m], vols[book.asset_idx][m],
-                              book.is_call[m])
+        tau = _years_to_expiry(book, ts)[m]
+        v = np.array([option_vols(market, book.assets[a], i, vols[a], k, sp, tt)
+                      for a, k, sp, tt in zip(book.asset_idx[m], book.strike[m], s[m], tau, strict=True)]).ravel()
+        price = black76_price(s[m], book.strike[m], tau, v, book.is_call[m])
         value[m] = book.quantity[m] * price
     return value
 
@@ -165,8 +206,17 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
         m = book.is_option
         tau0 = _years_to_expiry(book, ts)[m]
         tau1 = np.maximum(tau0 - horizon_days / YEAR_DAYS, 0.0)
-        v0 = vols[book.asset_idx][m]
-        v1 = np.maximum(v0 + dvol[..., book.asset_idx][..., m], 1e-4)
+        atm0 = vols[book.asset_idx][m]
+        atm1 = np.maximum(atm0 + dvol[..., book.asset_idx][..., m], 1e-4)
+        v0 = np.empty(m.sum())
+        v1 = np.empty(atm1.shape)
+        opt_assets = book.asset_idx[m]
+        for a in np.unique(opt_assets):
+            sel = opt_assets == a
+            name = book.assets[a]
+            v0[sel] = option_vols(market, name, i, atm0[sel], book.strike[m][sel], s0[m][sel], tau0[sel])
+            v1[..., sel] = option_vols(market, name, i, atm1[..., sel], book.strike[m][sel], s1[..., m][..., sel],
+                                       tau1[sel])
         p0 = black76_price(s0[m], book.strike[m], tau0, v0, book.is_call[m])
         p1 = black76_price(s1[..., m], book.strike[m], tau1, v1, book.is_call[m])
         pnl[..., m] = book.quantity[m] * (p1 - p0)
@@ -206,7 +256,9 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_d
         v1v = market.vol_array[j, cols]
         m = np.flatnonzero(book.is_option)
         tau0 = _years_to_expiry(book, t0)
-        p0 = black76_price(s0[m], book.strike[m], tau0[m], v0v[book.asset_idx[m]], book.is_call[m])
+        v0 = np.array([option_vols(market, book.assets[book.asset_idx[k]], i, v0v[book.asset_idx[k]],
+                                   book.strike[k], s0[k], tau0[k]) for k in m]).ravel()
+        p0 = black76_price(s0[m], book.strike[m], tau0[m], v0, book.is_call[m])
         p1 = np.empty(m.size)
         for n, k in enumerate(m):
             expiry = book.expiry[k]
@@ -220,7 +272,8 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_d
                 if np.isnan(vol1):
                     raise DataError(f"{where}: option {positions[k].instrument.label} needs implied vol of "
                                     f"{book.assets[a]} at {t1}, which is missing")
-                p1[n] = black76_price(s1[k], book.strike[k], ((expiry - t1) / DAY) / YEAR_DAYS, vol1,
-                                      book.is_call[k])
+                tau1 = ((expiry - t1) / DAY) / YEAR_DAYS
+                vol1 = float(option_vols(market, book.assets[a], j, vol1, book.strike[k], s1[k], tau1))
+                p1[n] = black76_price(s1[k], book.strike[k], tau1, vol1, book.is_call[k])
         pnl[m] = book.quantity[m] * (p1 - p0)
     return float(pnl.sum())

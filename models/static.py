@@ -13,7 +13,7 @@ from marginlab.datasets import DataError, MarketData
 from .base import MarginModel, check_range, register
 from .instruments import LINEAR, OPTION, Option, Position
 from .pricing import black76_price
-from .revaluation import DAY, YEAR_DAYS
+from .revaluation import DAY, YEAR_DAYS, option_vols
 
 __all__ = ["StaticMargin", "TieredMargin", "DeribitStandardMargin", "BINANCE_BTCUSDT_2021_TIERS"]
 
@@ -62,10 +62,12 @@ class StaticMargin(MarginModel):
 
 
 def _option_mark(option: Option, market: MarketData, t, spot: float) -> float:
-    vol = float(market.vol_array[market.loc_of(t), market.asset_index[option.asset]])
+    i = market.loc_of(t)
+    vol = float(market.vol_array[i, market.asset_index[option.asset]])
     if not np.isfinite(vol):
         raise DataError(f"option {option.label}: no implied vol for {option.asset} at {t}")
     tau = ((option.expiry - pd.Timestamp(t)) / DAY) / YEAR_DAYS
+    vol = float(option_vols(market, option.asset, i, vol, option.strike, spot, tau))
     return float(black76_price(spot, option.strike, tau, vol, option.is_call))
 
 

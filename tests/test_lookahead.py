@@ -7,12 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-MARKET = ds.load_market(["BTC", "ETH"], start="2020-06-01", end="2021-12-31")
+MARKET = ds.load_market(["BTC", "ETH"], start="2020-06-01", end="2022-04-30", with_option_chains=True)
 BOOKS = {
     "linear": mm.reference_portfolios()["long BTC / short ETH perpetuals"],
     "options": mm.reference_portfolios()["short BTC 25-delta strangle (30d, rolled at 7d)"],
 }
-DATES = [pd.Timestamp(d, tz="UTC") for d in ("2021-04-10", "2021-05-19", "2021-09-07", "2021-12-01")]
+# include dates inside the option-chain months (smile in force) and outside them
+DATES = [pd.Timestamp(d, tz="UTC") for d in ("2021-04-10", "2021-06-15", "2021-09-07", "2021-12-01",
+                                             "2022-02-14")]
 
 
 @pytest.mark.parametrize("name", sorted(mm.MODELS))

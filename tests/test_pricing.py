@@ -2,6 +2,7 @@
 
 import marginlab.datasets as ds
 import numpy as np
+import pandas as pd
 import pytest
 from marginlab.models import pricing
 from marginlab.models.pricing import black76_greeks, black76_price, strike_from_delta
@@ -83,3 +84,32 @@ def test_against_deribit_greeks_in_bundled_chains():
     assert np.abs(g["gamma"] - c["gamma"].to_numpy()).max() < 1e-5
     vega_err = np.abs(g["vega"] / 100 - c["vega"].to_numpy())
     assert np.quantile(vega_err, 0.99) < 0.01 and np.median(vega_err) < 1e-3
+
+
+def test_smile_fit_reproduces_deribit_marks_better_than_flat_dvol():
+    from marginlab.models.smile import fit_smile, smile_ratio
+
+    market = ds.load_market(["BTC"], start="2021-06-01", end="2022-04-30", with_option_chains=True)
+    chains = market.option_chains
+    for day in ["2021-06-15", "2021-07-20", "2022-01-10", "2022-03-10"]:
+        chain = chains[chains["date"] == pd.Timestamp(day, tz="UTC")]
+        chain = chain[(chain["dte"] >= 2) & (chain["dte"] <= 365)]
+        dvol = market.implied_vol.loc[day, "BTC"]
+        coef = fit_smile(chain, dvol)
+        lm = np.log(chain["strike"] / chain["underlying_price"]).to_numpy()
+        t = chain["dte"].to_numpy() / 365
+        near = np.abs(lm / np.sqrt(t)) < 1
+        err = np.abs(dvol * smile_ratio(coef, lm, t) - chain["mark_iv"].to_numpy())[near]
+        flat = np.abs(dvol - chain["mark_iv"].to_numpy())[near]
+        assert np.median(err) < 0.03 and np.median(err) < np.median(flat)
+
+
+def test_option_vols_flat_without_chains_and_smiled_with_them():
+    from marginlab.models.revaluation import option_vols
+
+    flat = ds.load_market(["BTC"], start="2021-06-01", end="2021-06-30")
+    smiled = ds.load_market(["BTC"], start="2021-06-01", end="2021-06-30", with_option_chains=True)
+    i = flat.loc_of("2021-06-15")
+    atm = flat.implied_vol.loc["2021-06-15", "BTC"]
+    assert float(option_vols(flat, "BTC", i, atm, 50_000.0, 40_000.0, 0.1)) == atm
+    assert float(option_vols(smiled, "BTC", i, atm, 50_000.0, 40_000.0, 0.1)) != atm

@@ -16,6 +16,7 @@ Example (``studies/default.toml``)::
     [market]
     assets = ["BTC", "ETH", "SOL", "XRP"]
     freq = "1d"              # optional start / end (UTC dates)
+    smile = true             # BTC option vols: DVOL x smile fitted from the bundled chains
 
     [portfolios]
     reference = "all"        # or a list of reference-portfolio names
@@ -55,7 +56,7 @@ def _default_study() -> Path:
 
 _SECTIONS = {
     "study": {"name", "seed", "mpor_days", "tail_prob", "out", "include_funding", "description"},
-    "market": {"assets", "freq", "start", "end"},
+    "market": {"assets", "freq", "start", "end", "smile"},
     "portfolios": {"reference", "notional"},
     "models": None,
 }
@@ -79,6 +80,7 @@ class StudyConfig:
     models: tuple[tuple[str, str, dict], ...] = ()
     out: str = "reports_out"
     include_funding: bool = False
+    smile: bool = False
     description: str = ""
     source: str = "<dict>"
 
@@ -87,7 +89,7 @@ class StudyConfig:
         return {"name": self.name, "seed": self.seed, "mpor_days": self.mpor_days, "tail_prob": self.tail_prob,
                 "assets": list(self.assets), "freq": self.freq, "start": self.start, "end": self.end,
                 "portfolios": self.portfolios if isinstance(self.portfolios, str) else list(self.portfolios),
-                "notional": self.notional, "include_funding": self.include_funding,
+                "notional": self.notional, "include_funding": self.include_funding, "smile": self.smile,
                 "models": [{"label": lab, "name": n, "params": p} for lab, n, p in self.models],
                 "description": self.description, "source": self.source}
 
@@ -127,6 +129,8 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
                 pd.Timestamp(market[key])
             except (ValueError, TypeError):
                 raise ValueError(f"{source}: market.{key} is not a date: {market[key]!r}") from None
+    smile = market.get("smile", False)
+    _require(isinstance(smile, bool), source, f"market.smile must be true or false, got {smile!r}")
     names = books.get("reference", "all")
     known = list(reference_portfolios())
     if names != "all":
@@ -161,7 +165,7 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
                        portfolios=names, notional=float(notional), models=tuple(models),
                        out=str(study.get("out", "reports_out")), include_funding=bool(study.get("include_funding",
                                                                                                False)),
-                       description=str(study.get("description", "")), source=source)
+                       smile=smile, description=str(study.get("description", "")), source=source)
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
@@ -202,7 +206,8 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
               write: bool = True) -> StudyResult:
     """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``)."""
     config = study if isinstance(study, StudyConfig) else load_study(study)
-    market = load_market(list(config.assets), start=config.start, end=config.end, freq=config.freq)
+    market = load_market(list(config.assets), start=config.start, end=config.end, freq=config.freq,
+                         with_option_chains=config.smile)
     library = reference_portfolios(config.notional)
     names = list(library) if config.portfolios == "all" else list(config.portfolios)
     books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
