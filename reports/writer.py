@@ -105,6 +105,11 @@ def render_html(study) -> str:
                      for k, v in study.backtest.models.items())
     na = ", ".join(f"{p} / {m}" for p, m in study.backtest.not_applicable) or "none"
     skipped = study.files.get("skipped_portfolios") or "none"
+    bt = study.backtest
+    diag = "".join(f"<li><b>{html.escape(m)}</b>: " + ", ".join(f"{html.escape(str(k))} {v}" for k, v in d.items())
+                   + "</li>" for m, d in bt.diagnostics.items()) or "<li>no estimated model</li>"
+    warm = "".join(f"<li>{html.escape(pf)} / {html.escape(md)}: {n} dates</li>"
+                   for (pf, md), n in bt.warmup.items()) or "<li>none</li>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>marginlab study: {html.escape(cfg.name)}</title>
 <style>
@@ -124,6 +129,11 @@ Margins use data up to the margin date only.</p>
 <h2>Models</h2><ul>{models}</ul>
 <p>Not applicable (model does not cover the book's instruments): {html.escape(na)}.
 Portfolios skipped (assets not in the study): {html.escape(skipped)}.</p>
+<h2>Estimation diagnostics</h2>
+<p>Filter fits per model over the whole replay: total fits, optimisations that failed (previous parameters
+kept), fits on the stationarity boundary (alpha + gamma/2 + beta = 1) and fits reusing parameters between
+refits.</p><ul>{diag}</ul>
+<p>Warm-up (dates without a margin because the model's history was shorter than its minimum):</p><ul>{warm}</ul>
 <h2>Coverage</h2>
 <p>Exact finite-sample p-values of the Kupiec POF and Christoffersen conditional-coverage tests
 (Bonferroni over non-overlapping sub-samples when MPOR &gt; 1); Basel traffic-light zone of the last
