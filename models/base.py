@@ -106,3 +106,11 @@ def check_range(model: str, field_name: str, value: Any, low: float | None = Non
         hi = ")" if high_open else "]"
         raise ValueError(f"{model}: {field_name} must be in {lo}{low if low is not None else '-inf'}, "
                          f"{high if high is not None else 'inf'}{hi}, got {value!r}")
+
+
+def check_ints(model: MarginModel, minimums: dict[str, int]) -> None:
+    """Raise ValueError naming the model and field unless each field is an integer >= its minimum."""
+    for name, low in minimums.items():
+        value = getattr(model, name)
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+            raise ValueError(f"{model.name}: {name} must be an integer >= {low}, got {value!r}")

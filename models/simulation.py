@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import MarketData
 
-from .base import MarginModel, check_range, register
+from .base import MarginModel, check_ints, check_range, register
 from .garch import FilterFit, GarchSpec, fit_filter, simulate_paths
 from .instruments import Position
 from .revaluation import book_arrays, revalue
@@ -59,25 +59,23 @@ def _token(market: MarketData) -> str:
     return tok
 
 
-def _log_returns(market: MarketData) -> np.ndarray:
-    cached = market.__dict__.get("_marginlab_log_returns")
+def _cached_log_change(market: MarketData, key: str, values: np.ndarray) -> np.ndarray:
+    """log(x_t / x_{t-1}) per column (NaN in the first row and where undefined), cached on the market."""
+    cached = market.__dict__.get(key)
     if cached is None:
-        p = market.price_array
-        cached = np.full_like(p, np.nan)
-        cached[1:] = np.log(p[1:] / p[:-1])
-        market.__dict__["_marginlab_log_returns"] = cached
+        cached = np.full_like(values, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cached[1:] = np.log(values[1:] / values[:-1])
+        market.__dict__[key] = cached
     return cached
+
+
+def _log_returns(market: MarketData) -> np.ndarray:
+    return _cached_log_change(market, "_marginlab_log_returns", market.price_array)
 
 
 def _log_vol_changes(market: MarketData) -> np.ndarray:
-    cached = market.__dict__.get("_marginlab_log_vol_changes")
-    if cached is None:
-        v = market.vol_array
-        cached = np.full_like(v, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cached[1:] = np.log(v[1:] / v[:-1])
-        market.__dict__["_marginlab_log_vol_changes"] = cached
-    return cached
+    return _cached_log_change(market, "_marginlab_log_vol_changes", market.vol_array)
 
 
 def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool):
@@ -161,16 +159,11 @@ class FHSGarch(MarginModel):
         if self.level is not None:
             check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
         GarchSpec(self.vol, self.dist)
-        for f, lo in (("lookback", 20), ("n_paths", 100), ("mpor_days", 1), ("refit_every", 1), ("min_obs", 20)):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"{self.name}: {f} must be an integer >= {lo}, got {v!r}")
+        check_ints(self, {"lookback": 20, "n_paths": 100, "mpor_days": 1, "refit_every": 1, "min_obs": 20, "seed": 0})
         if self.min_obs > self.lookback:
             raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
         if self.vol_floor not in (None, "long_run"):
             raise ValueError(f"{self.name}: vol_floor must be None or 'long_run', got {self.vol_floor!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"{self.name}: seed must be a non-negative integer, got {self.seed!r}")
 
     @property
     def confidence(self) -> float:
@@ -264,10 +257,7 @@ class _Historical(MarginModel):
     def __post_init__(self) -> None:
         if self.level is not None:
             check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
-        for f, lo in (("lookback", 20), ("mpor_days", 1), ("min_obs", 20)):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"{self.name}: {f} must be an integer >= {lo}, got {v!r}")
+        check_ints(self, {"lookback": 20, "mpor_days": 1, "min_obs": 20})
         if self.scaling not in ("overlapping", "sqrt_time"):
             raise ValueError(f"{self.name}: scaling must be 'overlapping' or 'sqrt_time', got {self.scaling!r}")
         if (self.stress_start is None) != (self.stress_end is None):
@@ -381,12 +371,7 @@ class EWMAVaR(MarginModel):
             raise ValueError(f"{self.name}: dist must be 'normal' or 't', got {self.dist!r}")
         check_range(self.name, "nu", self.nu, 2.0, None, low_open=True)
         check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
-        for f, lo in (("lookback", 40), ("n_paths", 100), ("mpor_days", 1), ("min_obs", 40)):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-                raise ValueError(f"{self.name}: {f} must be an integer >= {lo}, got {v!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"{self.name}: seed must be a non-negative integer, got {self.seed!r}")
+        check_ints(self, {"lookback": 40, "n_paths": 100, "mpor_days": 1, "min_obs": 40, "seed": 0})
 
     def fit(self, market: MarketData, t, warm_start=None) -> int:
         """The state is the position of ``t``."""
