@@ -220,6 +220,9 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
         UTC range. Without ``start`` the panel starts at the first date on
         which every asset has a price (BTC alone: 2014-11-28).
     freq : {"1d", "1h"}
+        Daily panels are on the full calendar (crypto trades every day). Hourly
+        panels are indexed by the observed hours: the Binance hourly exports
+        miss 16 maintenance hours (2017-2021), kept as gaps, never filled.
     max_gap : int, optional
         Passed to :func:`load_prices`.
     with_option_chains : bool
@@ -244,7 +247,15 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
     frames = {a: load_prices(a, freq=freq, max_gap=max_gap)["close"] for a in assets}
     first = min(s.index[0] for s in frames.values())
     last = max(s.index[-1] for s in frames.values())
-    full = pd.date_range(first, last, freq=frequency_delta(freq), name="time")
+    if freq == "1d":
+        full = pd.date_range(first, last, freq=frequency_delta(freq), name="time")
+    else:
+        # hourly exports have exchange-maintenance gaps (kept, never filled): the panel's index is
+        # the union of the observed hours, so a return across a gap spans the missing hours
+        full = frames[assets[0]].index
+        for a in assets[1:]:
+            full = full.union(frames[a].index)
+        full = full.rename("time")
     union = pd.DataFrame({a: s.reindex(full) for a, s in frames.items()})
     prices = _slice(union, start, end, f"load_market({assets}, freq={freq!r})")
     empty = [a for a in assets if prices[a].isna().all()]

@@ -118,3 +118,12 @@ def test_market_data_rejects_interior_nan():
     prices = pd.DataFrame({"BTC": [1.0, np.nan, 2.0, 3.0]}, index=idx)
     with pytest.raises(DataError, match=r"'BTC' has NaN inside its history"):
         ds.MarketData(prices=prices, implied_vol=prices * np.nan)
+
+
+def test_hourly_market_indexed_by_observed_hours():
+    m = ds.load_market(["BTC", "ETH"], freq="1h", start="2020-12-20", end="2020-12-31")
+    assert not m.prices.isna().any().any()
+    steps = (m.index[1:] - m.index[:-1]) / pd.Timedelta(hours=1)
+    # the 3-hour maintenance gap of 2020-12-21 (15:00-17:00) is kept, not filled
+    assert steps.max() == 4 and (steps == 1).sum() == len(steps) - 1
+    assert m.periods_per_year == 8760

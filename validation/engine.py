@@ -307,7 +307,7 @@ class BacktestResult:
             if pf not in table.index:
                 table.loc[pf] = np.nan
             table.loc[pf, md] = "n/a"
-        lines = [f"Backtest: MPOR {self.mpor_days} day(s); breaches / observations (rate); "
+        lines = [f"Backtest: MPOR {self.mpor_days} observation(s); breaches / observations (rate); "
                  f"breach = loss > margin. {len(self.frame):,} rows in {self.elapsed_s:.1f}s."]
         with pd.option_context("display.width", 250, "display.max_columns", 50, "display.max_colwidth", 60):
             lines.append(table.fillna("").to_string())
