@@ -210,16 +210,16 @@ class OptionStrategy(Portfolio):
         return first
 
     def _opening(self, t: pd.Timestamp, market: MarketData) -> tuple[pd.Timestamp, list[Position]]:
-        origin = self._cache.get(("origin", id(market)))
+        origin = self._cache.get(("origin", market.token))
         if origin is None:
             origin = self._origin(market)
-            self._cache[("origin", id(market))] = origin
+            self._cache[("origin", market.token)] = origin
         if t < origin:
             raise DataError(f"portfolio {self.name!r}: no position before {origin:%Y-%m-%d} "
                             f"(first date with {self.asset} price and implied vol)")
         n_cycles = int(((t - origin) / pd.Timedelta(days=1)) // self.cycle_days)
         opened = origin + pd.Timedelta(days=n_cycles * self.cycle_days)
-        key = ("open", opened, id(market))
+        key = ("open", opened, market.token)
         if key not in self._cache:
             try:
                 spot = float(market.prices.at[opened, self.asset])

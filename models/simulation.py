@@ -23,7 +23,6 @@ MAR33 (expected shortfall at 97.5%).
 
 from __future__ import annotations
 
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,14 +48,6 @@ def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
     k = max(int(np.ceil(n * (1.0 - level) - 1e-9)), 1)
     top = -np.partition(-losses, k - 1)[:k]
     return float(top.mean()) if measure == "es" else float(top.min())
-
-
-def _token(market: MarketData) -> str:
-    tok = market.__dict__.get("_marginlab_token")
-    if tok is None:
-        tok = uuid.uuid4().hex
-        market.__dict__["_marginlab_token"] = tok
-    return tok
 
 
 def _cached_log_change(market: MarketData, key: str, values: np.ndarray) -> np.ndarray:
@@ -196,7 +187,7 @@ class FHSGarch(MarginModel):
             return state.fits[window]
         prev = state.prev_fits.get(window)
         refit = state.i % self.refit_every == 0 or prev is None
-        key = (_token(market), window, state.i, self.vol, self.dist, refit,
+        key = (market.token, window, state.i, self.vol, self.dist, refit,
                None if prev is None else prev.params.tobytes(),
                None if prev is None or prev.inv_hessian is None else prev.inv_hessian.tobytes())
         fit = _FIT_CACHE.get(key)

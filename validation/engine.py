@@ -278,7 +278,8 @@ class BacktestResult:
             m = len(sub)
             pof = min(cv.kupiec_pof(s, p, exact=True).pvalue for s in sub)
             cc = min(cv.christoffersen_conditional_coverage(s, p, exact=True).pvalue for s in sub)
-            tl = cv.traffic_light(h, p)
+            # Basel zones need non-overlapping outcomes: the first sub-sample when mpor_days > 1
+            tl = cv.traffic_light(h if self.mpor_days == 1 else sub[0], p)
             zones = tl.rolling["zone"] if len(tl.rolling) else pd.Series([tl.zone])
             worst = "red" if (zones == "red").any() else "yellow" if (zones == "yellow").any() else "green"
             records.append({"portfolio": portfolio, "model": model, "observations": len(h),
