@@ -62,15 +62,17 @@ def main() -> None:
     res = Backtest(market, [book], {"fhs": model}, start=dates[0], end=dates[-1]).run()
     ours_s = time.perf_counter() - t0
 
-    # estimates at the same dates, from the filter fits the model used
+    # estimates at the same dates: the model's own daily chain (warm parameters and inverse Hessian)
     from marginlab.models.garch import GarchSpec, fit_filter
 
     ll_rel, par_diff = [], []
-    warm = None
+    prev = None
     for k, t in enumerate(dates):
         i = market.loc_of(t)
-        fit = fit_filter(r[i - lookback + 1:i + 1], GarchSpec("garch", "normal"), warm_start=warm)
-        warm = fit.params
+        fit = fit_filter(r[i - lookback + 1:i + 1], GarchSpec("garch", "normal"),
+                         warm_start=None if prev is None else prev.params,
+                         warm_hessian=None if prev is None else prev.inv_hessian)
+        prev = fit
         ll_rel.append((fit.loglik - naive_ll[k]) / abs(naive_ll[k]))
         par_diff.append(np.max(np.abs(fit.params - naive_params[k]) / np.maximum(np.abs(naive_params[k]), 1.0)))
     frame = res.to_frame().set_index("date")
