@@ -136,3 +136,20 @@ def test_stressed_period_raises_historical_margin():
     stressed = mm.make_model("historical_var", lookback=250, stress_start="2020-03-01", stress_end="2020-04-30")
     assert stressed.margin(stressed.fit(MARKET, t), pos, MARKET, t) >= plain.margin(plain.fit(MARKET, t), pos,
                                                                                       MARKET, t)
+
+
+def test_ewma_var_matches_normal_closed_form_for_one_asset():
+    """Long 1 BTC, normal EWMA: VaR = S (1 - exp(-z_99 sigma)), sigma^2 the EWMA forecast."""
+    from scipy.stats import norm
+
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    model = mm.make_model("ewma_var", n_paths=200_000, lookback=500)
+    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
+    m = model.margin(model.fit(MARKET, t), pos, MARKET, t)
+    r = np.log(MARKET.prices["BTC"].loc[:t]).diff().dropna().to_numpy()[-500:]
+    var0 = np.mean((r[:30] - r[:30].mean()) ** 2)
+    for x in r[30:]:
+        var0 = 0.94 * var0 + 0.06 * x * x
+    s = MARKET.prices["BTC"].loc[t]
+    expected = s * (1 - np.exp(-norm.ppf(0.99) * np.sqrt(var0)))
+    assert m == pytest.approx(expected, rel=0.01)
