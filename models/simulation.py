@@ -88,6 +88,30 @@ def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray
     return rng.integers(0, n_window, size=(n_paths, h))
 
 
+def _book_history(positions: Sequence[Position], market: MarketData, i: int, lookback: int, min_obs: int):
+    """The book's arrays and its joint history window at row i, or None before ``min_obs`` rows.
+
+    Returns ``(book, rows, returns, vol_changes)``; ``vol_changes`` is None unless the book holds options.
+    """
+    book = book_arrays(positions)
+    rows, rets, dvol = _window(market, book.assets, i, lookback, bool(book.is_option.any()))
+    if rows.size < min_obs:
+        return None
+    return book, rows, rets, dvol
+
+
+def _scenario_measure(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
+                      spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int,
+                      measure: str, level: float) -> float:
+    """Revalue the book on scenarios (log spot moves, log implied-vol moves) and take VaR/ES, floored at 0."""
+    vol_shocks = None
+    if log_vol_moves is not None:
+        cols = [market.asset_index[a] for a in assets]
+        vol_shocks = market.vol_array[i, cols] * (np.exp(log_vol_moves) - 1.0)
+    pnl = revalue(positions, market, market.index[i], spot_moves, vol_shocks, horizon_days=horizon_days)
+    return max(risk_measure(-pnl, measure, level), 0.0)
+
+
 _FIT_CACHE: OrderedDict = OrderedDict()
 _FIT_CACHE_SIZE = 256
 
@@ -205,11 +229,10 @@ class FHSGarch(MarginModel):
 
     def margin(self, state: FHSState, positions: Sequence[Position], market: MarketData, t) -> float:
         """FHS VaR or ES of the book (NaN before ``min_obs`` observations)."""
-        book = book_arrays(positions)
-        with_vol = bool(book.is_option.any())
-        rows, rets, dvol = _window(market, book.assets, state.i, self.lookback, with_vol)
-        if rows.size < self.min_obs:
+        history = _book_history(positions, market, state.i, self.lookback, self.min_obs)
+        if history is None:
             return float("nan")
+        book, rows, rets, dvol = history
         fits = [self._asset_fit(state, market, a, rets[:, k], rows) for k, a in enumerate(book.assets)]
         if self.vol_floor == "long_run":
             all_r = _log_returns(market)[max(1, state.i - 3650 + 1):state.i + 1][:, [market.asset_index[a]
@@ -223,13 +246,9 @@ class FHSGarch(MarginModel):
         z = np.column_stack([f.std_resids for f in fits])
         draws = _draws(self.seed, state.i, rows.size, self.n_paths, self.mpor_days)
         spot = simulate_paths(fits, z, draws) / SCALE
-        vol_shocks = None
-        if with_vol:
-            cols = [market.asset_index[a] for a in book.assets]
-            v0 = market.vol_array[state.i, cols]
-            vol_shocks = v0 * (np.exp(dvol[draws].sum(axis=1)) - 1.0)
-        pnl = revalue(positions, market, market.index[state.i], spot, vol_shocks, horizon_days=self.mpor_days)
-        return max(risk_measure(-pnl, self.measure, self.confidence), 0.0)
+        log_vol = None if dvol is None else dvol[draws].sum(axis=1)
+        return _scenario_measure(positions, market, state.i, book.assets, spot, log_vol, self.mpor_days,
+                                 self.measure, self.confidence)
 
 
 @dataclass(frozen=True)
@@ -280,11 +299,11 @@ class _Historical(MarginModel):
     def margin(self, state: int, positions: Sequence[Position], market: MarketData, t) -> float:
         """Historical VaR/ES of the book's full-revaluation losses (NaN before ``min_obs``)."""
         i = state
-        book = book_arrays(positions)
-        with_vol = bool(book.is_option.any())
-        rows, rets, dvol = _window(market, book.assets, i, self.lookback, with_vol)
-        if rows.size < self.min_obs:
+        history = _book_history(positions, market, i, self.lookback, self.min_obs)
+        if history is None:
             return float("nan")
+        book, rows, rets, dvol = history
+        with_vol = dvol is not None
         spot, vol = self._scenarios(rets, dvol)
         if self.stress_start is not None:
             s0 = pd.Timestamp(self.stress_start, tz="UTC")
@@ -296,12 +315,8 @@ class _Historical(MarginModel):
                     sspot, svol = self._scenarios(srets, sdvol)
                     spot = np.vstack([spot, sspot])
                     vol = None if vol is None else np.vstack([vol, svol])
-        vol_shocks = None
-        if with_vol:
-            cols = [market.asset_index[a] for a in book.assets]
-            vol_shocks = market.vol_array[i, cols] * (np.exp(vol) - 1.0)
-        pnl = revalue(positions, market, market.index[i], spot, vol_shocks, horizon_days=self.mpor_days)
-        return max(risk_measure(-pnl, self.measure, self.confidence), 0.0)
+        return _scenario_measure(positions, market, i, book.assets, spot, vol, self.mpor_days, self.measure,
+                                 self.confidence)
 
 
 @register
@@ -380,11 +395,10 @@ class EWMAVaR(MarginModel):
     def margin(self, state: int, positions: Sequence[Position], market: MarketData, t) -> float:
         """EWMA VaR of the book (NaN before ``min_obs`` observations)."""
         i = state
-        book = book_arrays(positions)
-        with_vol = bool(book.is_option.any())
-        rows, rets, dvol = _window(market, book.assets, i, self.lookback, with_vol)
-        if rows.size < self.min_obs:
+        history = _book_history(positions, market, i, self.lookback, self.min_obs)
+        if history is None:
             return float("nan")
+        book, rows, rets, dvol = history
         x = rets if dvol is None else np.hstack([rets, dvol])
         cov = self.covariance(x)
         chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
@@ -395,9 +409,6 @@ class EWMAVaR(MarginModel):
             z = z * np.sqrt((self.nu - 2.0) / w)
         moves = (z @ chol.T).sum(axis=0)
         n = len(book.assets)
-        vol_shocks = None
-        if with_vol:
-            cols = [market.asset_index[a] for a in book.assets]
-            vol_shocks = market.vol_array[i, cols] * (np.exp(moves[:, n:]) - 1.0)
-        pnl = revalue(positions, market, market.index[i], moves[:, :n], vol_shocks, horizon_days=self.mpor_days)
-        return max(risk_measure(-pnl, "var", self.level), 0.0)
+        log_vol = None if dvol is None else moves[:, n:]
+        return _scenario_measure(positions, market, i, book.assets, moves[:, :n], log_vol, self.mpor_days, "var",
+                                 self.level)
