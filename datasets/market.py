@@ -13,6 +13,13 @@ from .errors import DataError
 __all__ = ["MarketData"]
 
 
+def _log_change(values: np.ndarray) -> np.ndarray:
+    out = np.full_like(values, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out[1:] = np.log(values[1:] / values[:-1])
+    return out
+
+
 @dataclass(frozen=True)
 class MarketData:
     """Aligned market panel on one UTC time index.
@@ -71,6 +78,16 @@ class MarketData:
     def vol_array(self) -> np.ndarray:
         """Implied vols as a float ndarray of shape (n_times, n_assets)."""
         return self.implied_vol.to_numpy(dtype=float, copy=True)
+
+    @cached_property
+    def log_return_array(self) -> np.ndarray:
+        """Log returns log(P_t / P_{t-1}), shape (n_times, n_assets); NaN in the first row and where undefined."""
+        return _log_change(self.price_array)
+
+    @cached_property
+    def log_vol_change_array(self) -> np.ndarray:
+        """Log changes of implied vol, shape (n_times, n_assets); NaN in the first row and where undefined."""
+        return _log_change(self.vol_array)
 
     @cached_property
     def funding_array(self) -> np.ndarray | None:
@@ -147,8 +164,8 @@ class MarketData:
         )
 
     def log_returns(self) -> pd.DataFrame:
-        """Log returns ``log(P_t / P_{t-1})``; the first row is dropped."""
-        return np.log(self.prices).diff().iloc[1:]
+        """Log returns ``log(P_t / P_{t-1})`` as a frame; the first row is dropped."""
+        return pd.DataFrame(self.log_return_array[1:], index=self.index[1:], columns=self.prices.columns)
 
     def __repr__(self) -> str:
         return (f"MarketData(freq={self.freq!r}, assets={self.assets}, "

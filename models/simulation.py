@@ -50,34 +50,15 @@ def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
     return float(top.mean()) if measure == "es" else float(top.min())
 
 
-def _cached_log_change(market: MarketData, key: str, values: np.ndarray) -> np.ndarray:
-    """log(x_t / x_{t-1}) per column (NaN in the first row and where undefined), cached on the market."""
-    cached = market.__dict__.get(key)
-    if cached is None:
-        cached = np.full_like(values, np.nan)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cached[1:] = np.log(values[1:] / values[:-1])
-        market.__dict__[key] = cached
-    return cached
-
-
-def _log_returns(market: MarketData) -> np.ndarray:
-    return _cached_log_change(market, "_marginlab_log_returns", market.price_array)
-
-
-def _log_vol_changes(market: MarketData) -> np.ndarray:
-    return _cached_log_change(market, "_marginlab_log_vol_changes", market.vol_array)
-
-
 def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool):
     """Rows (positions <= i) of the last ``lookback`` dates where every needed series is observed."""
     cols = [market.asset_index[a] for a in assets]
     lo = max(1, i - lookback + 1)
-    r = _log_returns(market)[lo:i + 1][:, cols]
+    r = market.log_return_array[lo:i + 1][:, cols]
     ok = np.isfinite(r).all(axis=1)
     dv = None
     if with_vol:
-        dv = _log_vol_changes(market)[lo:i + 1][:, cols]
+        dv = market.log_vol_change_array[lo:i + 1][:, cols]
         ok &= np.isfinite(dv).all(axis=1)
         dv = dv[ok]
     return np.arange(lo, i + 1)[ok], r[ok], dv
@@ -235,7 +216,7 @@ class FHSGarch(MarginModel):
         book, rows, rets, dvol = history
         fits = [self._asset_fit(state, market, a, rets[:, k], rows) for k, a in enumerate(book.assets)]
         if self.vol_floor == "long_run":
-            all_r = _log_returns(market)[max(1, state.i - 3650 + 1):state.i + 1][:, [market.asset_index[a]
+            all_r = market.log_return_array[max(1, state.i - 3650 + 1):state.i + 1][:, [market.asset_index[a]
                                                                                       for a in book.assets]]
             for k, f in enumerate(fits):
                 floor = np.nanvar(all_r[:, k]) * SCALE**2
