@@ -72,6 +72,23 @@ def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t
     return atm * smile_ratio(coefs[i], x, t_years)
 
 
+def _position_vols(market: MarketData, book: BookArrays, i: int, atm, spots, t_years, m) -> np.ndarray:
+    """Vols of the book's option positions ``m`` (mask or indices): :func:`option_vols` per underlying.
+
+    ``atm`` and ``spots`` have shape (..., n_options); leading dimensions are scenarios.
+    """
+    atm = np.asarray(atm, dtype=float)
+    spots = np.asarray(spots, dtype=float)
+    out = np.empty(np.broadcast(atm, spots).shape)
+    idx = book.asset_idx[m]
+    strikes = book.strike[m]
+    for a in np.unique(idx):
+        sel = idx == a
+        out[..., sel] = option_vols(market, book.assets[a], i, atm[..., sel], strikes[sel], spots[..., sel],
+                                    np.asarray(t_years)[sel])
+    return out
+
+
 class BookArrays:
     """Column arrays of a book (one entry per position) for the vectorised kernels."""
 
@@ -79,7 +96,6 @@ class BookArrays:
                  "basis", "is_perp")
 
     def __init__(self, positions: Sequence[Position], assets: list[str]):
-        n = len(positions)
         self.assets = assets
         self.asset_idx = np.array([assets.index(p.instrument.asset) for p in positions], dtype=np.int64)
         self.quantity = np.array([p.quantity for p in positions], dtype=float)
@@ -92,16 +108,11 @@ class BookArrays:
         self.basis = np.array([p.instrument.basis if isinstance(p.instrument, Future) else 0.0
                                for p in positions], dtype=float)
         self.is_perp = np.array([isinstance(p.instrument, Perpetual) for p in positions], dtype=bool)
-        assert self.quantity.size == n
 
 
 def book_arrays(positions: Sequence[Position]) -> BookArrays:
     """Build :class:`BookArrays` with the book's assets in first-seen order."""
-    assets: list[str] = []
-    for p in positions:
-        if p.instrument.asset not in assets:
-            assets.append(p.instrument.asset)
-    return BookArrays(positions, assets)
+    return BookArrays(positions, list(dict.fromkeys(p.instrument.asset for p in positions)))
 
 
 def _years_to_expiry(book: BookArrays, t: pd.Timestamp) -> np.ndarray:
@@ -148,8 +159,7 @@ def mark_to_market(positions: Sequence[Position], market: MarketData, t, where: 
     if book.is_option.any():
         m = book.is_option
         tau = _years_to_expiry(book, ts)[m]
-        v = np.array([option_vols(market, book.assets[a], i, vols[a], k, sp, tt)
-                      for a, k, sp, tt in zip(book.asset_idx[m], book.strike[m], s[m], tau, strict=True)]).ravel()
+        v = _position_vols(market, book, i, vols[book.asset_idx][m], s[m], tau, m)
         price = black76_price(s[m], book.strike[m], tau, v, book.is_call[m])
         value[m] = book.quantity[m] * price
     return value
@@ -208,15 +218,8 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
         tau1 = np.maximum(tau0 - horizon_days / YEAR_DAYS, 0.0)
         atm0 = vols[book.asset_idx][m]
         atm1 = np.maximum(atm0 + dvol[..., book.asset_idx][..., m], 1e-4)
-        v0 = np.empty(m.sum())
-        v1 = np.empty(atm1.shape)
-        opt_assets = book.asset_idx[m]
-        for a in np.unique(opt_assets):
-            sel = opt_assets == a
-            name = book.assets[a]
-            v0[sel] = option_vols(market, name, i, atm0[sel], book.strike[m][sel], s0[m][sel], tau0[sel])
-            v1[..., sel] = option_vols(market, name, i, atm1[..., sel], book.strike[m][sel], s1[..., m][..., sel],
-                                       tau1[sel])
+        v0 = _position_vols(market, book, i, atm0, s0[m], tau0, m)
+        v1 = _position_vols(market, book, i, atm1, s1[..., m], tau1, m)
         p0 = black76_price(s0[m], book.strike[m], tau0, v0, book.is_call[m])
         p1 = black76_price(s1[..., m], book.strike[m], tau1, v1, book.is_call[m])
         pnl[..., m] = book.quantity[m] * (p1 - p0)
@@ -256,8 +259,7 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_d
         v1v = market.vol_array[j, cols]
         m = np.flatnonzero(book.is_option)
         tau0 = _years_to_expiry(book, t0)
-        v0 = np.array([option_vols(market, book.assets[book.asset_idx[k]], i, v0v[book.asset_idx[k]],
-                                   book.strike[k], s0[k], tau0[k]) for k in m]).ravel()
+        v0 = _position_vols(market, book, i, v0v[book.asset_idx[m]], s0[m], tau0[m], m)
         p0 = black76_price(s0[m], book.strike[m], tau0[m], v0, book.is_call[m])
         p1 = np.empty(m.size)
         for n, k in enumerate(m):
