@@ -9,7 +9,6 @@ books a validator would run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -296,7 +295,3 @@ def reference_portfolios(notional: float = 1_000_000.0) -> dict[str, Portfolio]:
     ]
     return {b.name: b for b in books}
 
-
-def portfolio_assets(portfolios: Sequence[Portfolio]) -> list[str]:
-    """Union of the portfolios' assets in first-seen order."""
-    return list(dict.fromkeys(a for p in portfolios for a in p.assets))

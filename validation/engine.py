@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -293,13 +292,9 @@ class BacktestResult:
         records = [{"portfolio": pf, "model": md, **compute_metrics(rows)} for (pf, md), rows in self.pairs()]
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
-    @cached_property
-    def _summary_frame(self) -> pd.DataFrame:
-        return self.breaches()
-
     def summary(self) -> str:
         """Breaches and breach rates per portfolio x model, as text."""
-        b = self._summary_frame.reset_index()
+        b = self.breaches().reset_index()
         b["cell"] = b.apply(lambda r: f"{int(r['breaches'])}/{int(r['observations'])} ({r['breach_rate']:.2%})",
                             axis=1)
         table = b.pivot(index="portfolio", columns="model", values="cell")
