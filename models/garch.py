@@ -131,73 +131,137 @@ def _recursion_py(resids, omega, alpha, gamma, beta, bc):
     return sigma2
 
 
-def _loglik_grad_py(resids, omega, alpha, gamma, beta, nu, bc, student):
-    """Log-likelihood sum, its gradient w.r.t. (omega, alpha, gamma, beta) and the per-t part of d/dnu."""
+def _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, blocked):
+    """One pass of the likelihood: the variance recursion with its derivatives d sigma2_t / d theta.
+
+    With ``blocked`` the sums of log sigma2_t and log(1 + z_t) are logs of products over blocks
+    of 8 terms (one log per block, |error| ~ 1e-15 per block); returns ``ok=False`` when a
+    product leaves [1e-280, 1e280] (absurd parameters only) so the caller can redo the pass
+    with one log per term.
+    """
     n = resids.size
     s2 = omega + (alpha + 0.5 * gamma + beta) * bc
-    d = np.array([1.0, bc, 0.5 * bc, bc])
-    ll = 0.0
-    grad = np.zeros(4)
-    dnu = 0.0
+    d0, d1, d2, d3 = 1.0, bc, 0.5 * bc, bc
+    g0 = g1 = g2 = g3 = 0.0
+    sum_log_s2 = 0.0
+    sum_log_q = 0.0
+    sum_u = 0.0
+    sum_zq = 0.0
+    p_s2 = 1.0
+    p_q = 1.0
+    inv_nu2 = 1.0 / (nu - 2.0) if student else 0.0
     for t in range(n):
         if t > 0:
             e2 = resids[t - 1] * resids[t - 1]
-            neg = 1.0 if resids[t - 1] < 0 else 0.0
-            d = np.array([1.0, e2, e2 * neg, s2]) + beta * d
-            s2 = omega + (alpha + gamma * neg) * e2 + beta * s2
-        e2t = resids[t] * resids[t]
+            d0 = 1.0 + beta * d0
+            d1 = e2 + beta * d1
+            d3 = s2 + beta * d3
+            if gjr:
+                neg = 1.0 if resids[t - 1] < 0 else 0.0
+                d2 = e2 * neg + beta * d2
+                s2 = omega + (alpha + gamma * neg) * e2 + beta * s2
+            else:
+                s2 = omega + alpha * e2 + beta * s2
+        inv = 1.0 / s2
+        u = resids[t] * resids[t] * inv
         if student:
-            z = e2t / ((nu - 2.0) * s2)
-            ll += -0.5 * math.log(s2) - 0.5 * (nu + 1.0) * math.log1p(z)
-            dl = -0.5 / s2 + 0.5 * (nu + 1.0) * z / (s2 * (1.0 + z))
-            dnu += -0.5 * math.log1p(z) + 0.5 * (nu + 1.0) * z / ((nu - 2.0) * (1.0 + z))
+            q = 1.0 + u * inv_nu2
+            zq = u * inv_nu2 / q
+            sum_zq += zq
+            dl = 0.5 * inv * ((nu + 1.0) * zq - 1.0)
+            if blocked:
+                p_q *= q
+            else:
+                sum_log_q += math.log(q)
         else:
-            ll += -0.5 * (math.log(s2) + e2t / s2)
-            dl = -0.5 / s2 + 0.5 * e2t / (s2 * s2)
-        grad += dl * d
-    return ll, grad, dnu
+            sum_u += u
+            dl = 0.5 * inv * (u - 1.0)
+        if blocked:
+            p_s2 *= s2
+            if (t & 7) == 7 or t == n - 1:
+                if not (1e-280 < p_s2 < 1e280 and p_q < 1e280):
+                    return False, 0.0, np.zeros(4), 0.0
+                sum_log_s2 += math.log(p_s2)
+                sum_log_q += math.log(p_q)
+                p_s2 = 1.0
+                p_q = 1.0
+        else:
+            sum_log_s2 += math.log(s2)
+        g0 += dl * d0
+        g1 += dl * d1
+        if gjr:
+            g2 += dl * d2
+        g3 += dl * d3
+    if student:
+        ll = -0.5 * sum_log_s2 - 0.5 * (nu + 1.0) * sum_log_q
+        dnu = -0.5 * sum_log_q + 0.5 * (nu + 1.0) * inv_nu2 * sum_zq
+    else:
+        ll = -0.5 * (sum_log_s2 + sum_u)
+        dnu = 0.0
+    return True, ll, np.array([g0, g1, g2, g3]), dnu
+
+
+def _loglik_grad_py(resids, omega, alpha, gamma, beta, nu, bc, student):
+    """Log-likelihood sum, its gradient w.r.t. (omega, alpha, gamma, beta) and the per-t part of d/dnu."""
+    gjr = gamma != 0.0
+    ok, ll, g, dnu = _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, True)
+    if not ok:
+        ok, ll, g, dnu = _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, False)
+    return ll, g, dnu
 
 
 if NUMBA_ENABLED:
     _recursion_nb = njit(cache=True)(_recursion_py)
+    _loglik_pass_nb = njit(cache=True, inline="always")(_loglik_pass_py)
+
+    def _compiled_pass(student, gjr):
+        # flags as closure constants: numba compiles one specialised loop per (student, gjr)
+        @njit(cache=True)
+        def loglik_pass(resids, omega, alpha, gamma, beta, nu, bc, blocked):  # pragma: no cover - compiled
+            return _loglik_pass_nb(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, blocked)
+        return loglik_pass
+
+    _PASSES = (_compiled_pass(False, False), _compiled_pass(False, True), _compiled_pass(True, False),
+               _compiled_pass(True, True))
+    _pass_n, _pass_n_gjr, _pass_t, _pass_t_gjr = _PASSES
 
     @njit(cache=True)
     def _loglik_grad_nb(resids, omega, alpha, gamma, beta, nu, bc, student):  # pragma: no cover - compiled
-        n = resids.size
-        s2 = omega + (alpha + 0.5 * gamma + beta) * bc
-        d0, d1, d2, d3 = 1.0, bc, 0.5 * bc, bc
-        ll = 0.0
-        g0 = g1 = g2 = g3 = 0.0
-        dnu = 0.0
-        for t in range(n):
-            if t > 0:
-                e2 = resids[t - 1] * resids[t - 1]
-                neg = 1.0 if resids[t - 1] < 0 else 0.0
-                d0 = 1.0 + beta * d0
-                d1 = e2 + beta * d1
-                d2 = e2 * neg + beta * d2
-                d3 = s2 + beta * d3
-                s2 = omega + (alpha + gamma * neg) * e2 + beta * s2
-            e2t = resids[t] * resids[t]
+        ok = False
+        for blocked in (True, False):
             if student:
-                z = e2t / ((nu - 2.0) * s2)
-                ll += -0.5 * math.log(s2) - 0.5 * (nu + 1.0) * math.log1p(z)
-                dl = -0.5 / s2 + 0.5 * (nu + 1.0) * z / (s2 * (1.0 + z))
-                dnu += -0.5 * math.log1p(z) + 0.5 * (nu + 1.0) * z / ((nu - 2.0) * (1.0 + z))
+                if gamma != 0.0:
+                    ok, ll, g, dnu = _pass_t_gjr(resids, omega, alpha, gamma, beta, nu, bc, blocked)
+                else:
+                    ok, ll, g, dnu = _pass_t(resids, omega, alpha, gamma, beta, nu, bc, blocked)
+            elif gamma != 0.0:
+                ok, ll, g, dnu = _pass_n_gjr(resids, omega, alpha, gamma, beta, nu, bc, blocked)
             else:
-                ll += -0.5 * (math.log(s2) + e2t / s2)
-                dl = -0.5 / s2 + 0.5 * e2t / (s2 * s2)
-            g0 += dl * d0
-            g1 += dl * d1
-            g2 += dl * d2
-            g3 += dl * d3
-        return ll, np.array([g0, g1, g2, g3]), dnu
+                ok, ll, g, dnu = _pass_n(resids, omega, alpha, gamma, beta, nu, bc, blocked)
+            if ok:
+                break
+        return ll, g, dnu
+
+
+def _lgamma_py(x):
+    """Log Gamma(x), x > 0, by recurrence to x >= 10 and Stirling's series (|error| < 1e-13).
+
+    Written out rather than ``math.lgamma`` so that the numba kernel and its Python twin
+    round identically (numba's lgamma and CPython's differ in the last bits).
+    """
+    p = 1.0
+    while x < 10.0:
+        p *= x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = (1.0 / 12 - f * (1.0 / 360 - f * (1.0 / 1260 - f * (1.0 / 1680 - f / 1188.0)))) / x
+    return (x - 0.5) * math.log(x) - x + 0.5 * math.log(2.0 * math.pi) + series - math.log(p)
 
 
 def _digamma_py(x):
-    """Digamma by recurrence to x >= 6 and the asymptotic series (|error| < 1e-13)."""
+    """Digamma by recurrence to x >= 10 and the asymptotic series (|error| < 1e-13)."""
     r = 0.0
-    while x < 6.0:
+    while x < 10.0:
         r -= 1.0 / x
         x += 1.0
     f = 1.0 / (x * x)
@@ -241,7 +305,7 @@ def _objective_py(theta_in, resids, vol_code, student, bc, loglik_grad, reduced=
         grad[2] = g[2]
         grad[3] = g[3]
     if student:
-        ll += n * (math.lgamma(0.5 * (nu + 1)) - math.lgamma(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
+        ll += n * (_lgamma_py(0.5 * (nu + 1)) - _lgamma_py(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
         grad[k - 1] = dnu + n * (0.5 * _digamma_py(0.5 * (nu + 1)) - 0.5 * _digamma_py(0.5 * nu) - 0.5 / (nu - 2))
     else:
         ll += -0.5 * n * math.log(2 * math.pi)
@@ -293,12 +357,31 @@ def _scaled_step_norm(x, g, lower, upper):
     return worst
 
 
+def _dot_py(a, b):
+    """Dot product as an explicit loop (same rounding in the numba kernel and its twin)."""
+    s = 0.0
+    for i in range(a.size):
+        s += a[i] * b[i]
+    return s
+
+
+def _matvec_py(h, v):
+    out = np.empty(v.size)
+    for i in range(v.size):
+        s = 0.0
+        for j in range(v.size):
+            s += h[i, j] * v[j]
+        out[i] = s
+    return out
+
+
 def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, h0, objective,
                   project, step_norm):
     """Projected BFGS with Armijo backtracking and restarts (feasible set: bounds and GARCH constraints).
 
     Converged when the scaled gradient (components pushing against a bound excluded) is below
-    ``tol`` x (1 + |f|), or when f stops changing over three steps. Returns (theta, f, iterations, converged).
+    ``tol`` x (1 + |f|), or when f stops changing over three steps. Returns (theta, f, iterations,
+    converged, inverse Hessian).
     """
     k = theta0.size
     x = project(theta0.copy(), lower, upper, vol_code)
@@ -314,13 +397,13 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
     for it in range(max_iter):
         if step_norm(x, g, lower, upper) <= tol * (1.0 + abs(f)):
             return x, f, it, True, h
-        d = -(h @ g)
-        if g @ d >= 0.0:
+        d = -(_matvec_py(h, g))
+        if _dot_py(g, d) >= 0.0:
             for i in range(k):
                 for j in range(k):
                     h[i, j] = 0.0
                 h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
-            d = -(h @ g)
+            d = -(_matvec_py(h, g))
             fresh = True
         step = 1.0
         accepted = False
@@ -330,7 +413,7 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
         while step > 1e-14:
             xn = project(x + step * d, lower, upper, vol_code)
             fn, gn = objective(xn, resids, vol_code, student, bc, reduced)
-            if math.isfinite(fn) and fn <= f + 1e-4 * (g @ (xn - x)):
+            if math.isfinite(fn) and fn <= f + 1e-4 * (_dot_py(g, xn - x)):
                 accepted = True
                 break
             step *= 0.5
@@ -346,11 +429,11 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
         fresh = False
         s = xn - x
         y = gn - g
-        sy = s @ y
+        sy = _dot_py(s, y)
         if sy > 1e-300:
             rho = 1.0 / sy
-            hy = h @ y
-            h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * (y @ hy) + rho) * np.outer(s, s)
+            hy = _matvec_py(h, y)
+            h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * _dot_py(y, hy) + rho) * np.outer(s, s)
         if abs(f - fn) <= 1e-15 * (1.0 + abs(f)):
             small += 1
         else:
@@ -376,6 +459,9 @@ def _project_reduced_py(theta, lower, upper, vol_code):
 
 if NUMBA_ENABLED:
     _digamma_nb = njit(cache=True)(_digamma_py)
+    _lgamma_nb = njit(cache=True)(_lgamma_py)
+    _dot_nb = njit(cache=True)(_dot_py)
+    _matvec_nb = njit(cache=True)(_matvec_py)
     _project_nb = njit(cache=True)(_project_py)
 
     _expand_nb = njit(cache=True)(_expand_py)
@@ -402,7 +488,7 @@ if NUMBA_ENABLED:
             grad[2] = g[2]
             grad[3] = g[3]
         if student:
-            ll += n * (math.lgamma(0.5 * (nu + 1)) - math.lgamma(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
+            ll += n * (_lgamma_nb(0.5 * (nu + 1)) - _lgamma_nb(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
             grad[k - 1] = dnu + n * (0.5 * _digamma_nb(0.5 * (nu + 1)) - 0.5 * _digamma_nb(0.5 * nu)
                                      - 0.5 / (nu - 2))
         else:
@@ -436,13 +522,13 @@ if NUMBA_ENABLED:
         for it in range(max_iter):
             if _scaled_step_norm_nb(x, g, lower, upper) <= tol * (1.0 + abs(f)):
                 return x, f, it, True, h
-            d = -(h @ g)
-            if g @ d >= 0.0:
+            d = -(_matvec_nb(h, g))
+            if _dot_nb(g, d) >= 0.0:
                 for i in range(k):
                     for j in range(k):
                         h[i, j] = 0.0
                     h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
-                d = -(h @ g)
+                d = -(_matvec_nb(h, g))
                 fresh = True
             step = 1.0
             accepted = False
@@ -452,7 +538,7 @@ if NUMBA_ENABLED:
             while step > 1e-14:
                 xn = _project_any_nb(x + step * d, lower, upper, vol_code, reduced)
                 fn, gn = _objective_nb(xn, resids, vol_code, student, bc, reduced)
-                if math.isfinite(fn) and fn <= f + 1e-4 * (g @ (xn - x)):
+                if math.isfinite(fn) and fn <= f + 1e-4 * (_dot_nb(g, xn - x)):
                     accepted = True
                     break
                 step *= 0.5
@@ -468,11 +554,11 @@ if NUMBA_ENABLED:
             fresh = False
             s = xn - x
             y = gn - g
-            sy = s @ y
+            sy = _dot_nb(s, y)
             if sy > 1e-300:
                 rho = 1.0 / sy
-                hy = h @ y
-                h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * (y @ hy) + rho) * np.outer(s, s)
+                hy = _matvec_nb(h, y)
+                h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * _dot_nb(y, hy) + rho) * np.outer(s, s)
             if abs(f - fn) <= 1e-15 * (1.0 + abs(f)):
                 small += 1
             else:

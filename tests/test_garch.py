@@ -133,3 +133,31 @@ def test_daily_warm_chain_through_bimodal_dates_matches_arch():
         ref = arch_model(x, mean="Zero", vol="GARCH", p=1, q=1).fit(disp="off")
         assert fit.loglik >= ref.loglikelihood - 1e-6 * abs(ref.loglikelihood), t
         prev = fit
+
+
+def test_lgamma_and_digamma_match_scipy():
+    from scipy import special
+
+    xs = np.linspace(1.01, 260.0, 2001)
+    np.testing.assert_allclose([g._lgamma_py(v) for v in xs], special.gammaln(xs), rtol=0, atol=5e-14)
+    np.testing.assert_allclose([g._digamma_py(v) for v in xs], special.digamma(xs), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("student", [False, True])
+def test_blocked_log_sums_equal_per_term_logs(student):
+    """The likelihood pass takes logs of products over blocks of 8; it must equal one log per term."""
+    x = np.ascontiguousarray(BTC[1000:2003])  # 1,003 terms: the last block is partial
+    bc = g.backcast(x)
+    for blocked_pass in (g._loglik_pass_py,) + ((g._loglik_pass_nb,) if g.NUMBA_ENABLED else ()):
+        ok_b, ll_b, gr_b, dnu_b = blocked_pass(x, 0.4, 0.08, 0.05, 0.88, 4.5, bc, student, True, True)
+        ok_l, ll_l, gr_l, dnu_l = g._loglik_pass_py(x, 0.4, 0.08, 0.05, 0.88, 4.5, bc, student, True, False)
+        assert ok_b and ok_l
+        assert ll_b == pytest.approx(ll_l, rel=1e-14)
+        assert dnu_b == pytest.approx(dnu_l, rel=1e-12, abs=1e-9)
+        np.testing.assert_allclose(gr_b, gr_l, rtol=1e-14)
+    # a product out of range (absurd variances) makes the public function fall back to per-term logs
+    huge = x * 1e18  # variances ~1e36: a block of 8 multiplies to ~1e288 (> 1e280, < overflow)
+    ll, _, _ = g._loglik_grad_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student)
+    ok, ll_ref, _, _ = g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, False)
+    assert not g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, True)[0]
+    assert np.isfinite(ll) and ll == pytest.approx(ll_ref, rel=1e-14)
