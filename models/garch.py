@@ -39,7 +39,7 @@ __all__ = ["GarchSpec", "FilterFit", "backcast", "garch_recursion", "loglik_and_
            "simulate_paths"]
 
 if NUMBA_ENABLED:
-    from numba import njit
+    from numba import njit, prange
 else:  # pragma: no cover
     def njit(*args, **kwargs):
         def wrap(f):
@@ -578,6 +578,191 @@ if NUMBA_ENABLED:
         return out
 
 
+def _opg_py(theta, resids, vol_code, student, bc, c_nu):
+    """Outer product of the per-observation scores of the log-likelihood at ``theta`` (BHHH matrix).
+
+    Scores in the packed parameter order; ``c_nu`` is the per-observation constant of the
+    nu-score, psi((nu+1)/2)/2 - psi(nu/2)/2 - 1/(2(nu-2)). Its inverse is the starting
+    inverse Hessian of grid-started fits (Berndt, Hall, Hall and Hausman 1974).
+    """
+    k = theta.size
+    omega, alpha = theta[0], theta[1]
+    if vol_code == 0:
+        gamma, beta = 0.0, theta[2]
+    else:
+        gamma, beta = theta[2], theta[3]
+    nu = theta[k - 1] if student else 0.0
+    n = resids.size
+    s2 = omega + (alpha + 0.5 * gamma + beta) * bc
+    d0, d1, d2, d3 = 1.0, bc, 0.5 * bc, bc
+    m = np.zeros((k, k))
+    sc = np.empty(k)
+    for t in range(n):
+        if t > 0:
+            e2 = resids[t - 1] * resids[t - 1]
+            neg = 1.0 if resids[t - 1] < 0 else 0.0
+            d0 = 1.0 + beta * d0
+            d1 = e2 + beta * d1
+            d2 = e2 * neg + beta * d2
+            d3 = s2 + beta * d3
+            s2 = omega + (alpha + gamma * neg) * e2 + beta * s2
+        inv = 1.0 / s2
+        u = resids[t] * resids[t] * inv
+        if student:
+            q = 1.0 + u / (nu - 2.0)
+            zq = u / (nu - 2.0) / q
+            dl = 0.5 * inv * ((nu + 1.0) * zq - 1.0)
+            sc[k - 1] = c_nu - 0.5 * math.log(q) + 0.5 * (nu + 1.0) * zq / (nu - 2.0)
+        else:
+            dl = 0.5 * inv * (u - 1.0)
+        sc[0] = dl * d0
+        sc[1] = dl * d1
+        if vol_code == 0:
+            sc[2] = dl * d3
+        else:
+            sc[2] = dl * d2
+            sc[3] = dl * d3
+        for i in range(k):
+            for j in range(k):
+                m[i, j] += sc[i] * sc[j]
+    return m
+
+
+def _spd_inverse_py(m):
+    """Inverse of a symmetric positive-definite matrix by Cholesky; ``(False, ...)`` if not numerically SPD."""
+    k = m.shape[0]
+    low = np.zeros((k, k))
+    for j in range(k):
+        s = m[j, j]
+        for p in range(j):
+            s -= low[j, p] * low[j, p]
+        if not s > 1e-12 * abs(m[j, j]) or not math.isfinite(s):
+            return False, np.zeros((k, k))
+        low[j, j] = math.sqrt(s)
+        for i in range(j + 1, k):
+            s = m[i, j]
+            for p in range(j):
+                s -= low[i, p] * low[j, p]
+            low[i, j] = s / low[j, j]
+    linv = np.zeros((k, k))  # inverse of the lower factor by forward substitution
+    for j in range(k):
+        linv[j, j] = 1.0 / low[j, j]
+        for i in range(j + 1, k):
+            s = 0.0
+            for p in range(j, i):
+                s -= low[i, p] * linv[p, j]
+            linv[i, j] = s / low[i, i]
+    out = np.zeros((k, k))
+    for i in range(k):
+        for j in range(k):
+            s = 0.0
+            for p in range(max(i, j), k):
+                s += linv[p, i] * linv[p, j]
+            out[i, j] = s
+    return True, out
+
+
+def _nu_score_constant(nu, digamma):
+    return 0.5 * digamma(0.5 * (nu + 1.0)) - 0.5 * digamma(0.5 * nu) - 0.5 / (nu - 2.0)
+
+
+def _opg_start_py(theta, resids, vol_code, student, bc):
+    """Starting inverse Hessian for a cold BFGS run: the inverse BHHH matrix, or empty if singular."""
+    c_nu = _nu_score_constant(theta[theta.size - 1], _digamma_py) if student else 0.0
+    ok, h = _spd_inverse_py(_opg_py(theta, resids, vol_code, student, bc, c_nu))
+    return h if ok else np.zeros((0, 0))
+
+
+if NUMBA_ENABLED:
+    _opg_nb = njit(cache=True)(_opg_py)
+    _spd_inverse_nb = njit(cache=True)(_spd_inverse_py)
+
+    @njit(cache=True)
+    def _opg_start_nb(theta, resids, vol_code, student, bc):  # pragma: no cover - compiled
+        c_nu = 0.0
+        if student:
+            nu = theta[theta.size - 1]
+            c_nu = 0.5 * _digamma_nb(0.5 * (nu + 1.0)) - 0.5 * _digamma_nb(0.5 * nu) - 0.5 / (nu - 2.0)
+        ok, h = _spd_inverse_nb(_opg_nb(theta, resids, vol_code, student, bc, c_nu))
+        if ok:
+            return h
+        return np.zeros((0, 0))
+
+    @njit(cache=True)
+    def _fit_from_nb(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, h0):  # pragma: no cover
+        """Compiled twin of :func:`bfgs_fit`: BFGS, then the reduced problem on the stationarity boundary."""
+        x, f, it, ok, h = _bfgs_kernel(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, False, h0)
+        b = 2 if vol_code == 0 else 3
+        pers = x[1] + x[2] if vol_code == 0 else x[1] + 0.5 * x[2] + x[3]
+        if pers > 1.0 - 1e-9:
+            k = x.size
+            keep = np.empty(k - 1, np.int64)
+            j = 0
+            for i in range(k):
+                if i != b:
+                    keep[j] = i
+                    j += 1
+            xr, fr, it2, ok2, _ = _bfgs_kernel(x[keep], resids, lower[keep], upper[keep], vol_code, student, bc,
+                                               max_iter, tol, True, np.zeros((0, 0)))
+            full = _expand_nb(xr, vol_code, True)
+            _, g_full = _objective_nb(full, resids, vol_code, student, bc, False)
+            if ok2 and g_full[b] <= 0.0 and fr <= f:
+                return full, -fr, it + it2, True, np.zeros((0, 0))
+            if ok2 and fr < f:
+                return full, -fr, it + it2, False, np.zeros((0, 0))
+        return x, -f, it, ok, h
+
+    @njit(cache=True, parallel=True)
+    def _multi_fit_nb(starts, h0s, use_h0, resids, lower, upper, vol_code, student, bc, max_iter, tol):  # noqa: E501  # pragma: no cover
+        """BFGS fits from several starts, in parallel over the starts (each run is deterministic)."""
+        m, k = starts.shape
+        xs = np.empty((m, k))
+        lls = np.empty(m)
+        its = np.empty(m, np.int64)
+        oks = np.empty(m, np.bool_)
+        hs = np.zeros((m, k, k))
+        has_h = np.zeros(m, np.bool_)
+        for j in prange(m):
+            if use_h0[j]:
+                h0 = h0s[j].copy()
+            else:
+                h0 = _opg_start_nb(starts[j], resids, vol_code, student, bc)
+            x, ll, it, ok, h = _fit_from_nb(starts[j].copy(), resids, lower, upper, vol_code, student, bc,
+                                            max_iter, tol, h0)
+            xs[j] = x
+            lls[j] = ll
+            its[j] = it
+            oks[j] = ok
+            if h.shape[0] == k:
+                hs[j] = h
+                has_h[j] = True
+        return xs, lls, its, oks, hs, has_h
+
+
+def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300, tol=1e-9, use_numba=None):
+    """BFGS fits from each row of ``starts`` (numba: in parallel over the rows).
+
+    Row j starts from the inverse Hessian ``h0s[j]`` when ``use_h0[j]``, else from the inverse
+    BHHH matrix at the start. Returns a list of
+    ``(theta, loglik, iterations, converged, inv_hessian or None)``.
+    """
+    vol_code = 0 if spec.vol == "garch" else 1
+    student = spec.dist == "t"
+    use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
+    if use:
+        xs, lls, its, oks, hs, has_h = _multi_fit_nb(starts, h0s, use_h0, resids, lower, upper, vol_code, student,
+                                                     float(bc), int(max_iter), float(tol))
+        return [(xs[j], float(lls[j]), int(its[j]), bool(oks[j]), hs[j] if has_h[j] else None)
+                for j in range(starts.shape[0])]
+    bounds = list(zip(lower, upper, strict=True))
+    out = []
+    for j in range(starts.shape[0]):
+        h0 = h0s[j] if use_h0[j] else _opg_start_py(starts[j], resids, vol_code, student, bc)
+        out.append(bfgs_fit(starts[j], resids, spec, bounds, bc, max_iter, tol, use_numba=False,
+                            inv_hessian=h0 if h0.shape[0] else None))
+    return out
+
+
 def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int = 300, tol: float = 1e-9,
              use_numba: bool | None = None, inv_hessian: np.ndarray | None = None):
     """Projected BFGS maximum likelihood from ``theta0`` (used for warm starts).
@@ -594,20 +779,17 @@ def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int =
     r = np.ascontiguousarray(resids, dtype=float)
     x0 = np.asarray(theta0, dtype=float)
     use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
-    if use:
-        objective = _objective_nb
-
-        def run(x_, r_, lo_, up_, vc, st, b_, mi, tl, red, h_, *_):
-            return _bfgs_kernel(x_, r_, lo_, up_, vc, st, b_, mi, tl, red, h_)
-
-        project = project_red = norm = None
-    else:
-        def objective(th, rr, vc, st, b, red):
-            return _objective_py(th, rr, vc, st, b, _loglik_grad_py, red)
-
-        project, project_red, norm, run = _project_py, _project_reduced_py, _scaled_step_norm, _bfgs_generic
-    args = (vol_code, student, float(bc), int(max_iter), float(tol))
     h0 = np.zeros((0, 0)) if inv_hessian is None else np.ascontiguousarray(inv_hessian, dtype=float)
+    if use:
+        x, ll, it, ok, h = _fit_from_nb(x0.copy(), r, lower, upper, vol_code, student, float(bc), int(max_iter),
+                                        float(tol), h0)
+        return x, float(ll), int(it), bool(ok), (h if h.shape[0] else None)
+
+    def objective(th, rr, vc, st, b, red):
+        return _objective_py(th, rr, vc, st, b, _loglik_grad_py, red)
+
+    project, project_red, norm, run = _project_py, _project_reduced_py, _scaled_step_norm, _bfgs_generic
+    args = (vol_code, student, float(bc), int(max_iter), float(tol))
     x, f, it, ok, h = run(x0, r, lower, upper, *args, False, h0, objective, project, norm)
     b = 2 if vol_code == 0 else 3
     pers = x[1] + x[2] if vol_code == 0 else x[1] + 0.5 * x[2] + x[3]
@@ -793,15 +975,24 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
         fit.inv_hessian = warm_hessian
         return fit
     if warm_start is not None:
-        # fast path: projected BFGS in numba from the previous parameters and, to escape a
-        # local optimum of a bimodal likelihood, from the best point of the starting grid;
-        # the better converged one wins, else SLSQP runs from both
-        theta, ll, nit, ok, inv_h = bfgs_fit(warm_start, r, spec, bounds, bc, inv_hessian=warm_hessian)
+        # fast path: projected BFGS in numba from the previous parameters (with the previous inverse
+        # Hessian) and, to escape a local optimum of a multimodal likelihood, from the three best
+        # points of the starting grid (inverse BHHH start), run in parallel; the best converged one
+        # wins, else SLSQP runs from the previous parameters and the best grid point
         grid = spec.starting_values(var)
         order = _grid_order(np.array(grid), r, spec, bc)
         grid_arg = int(order[0])
-        for k in order[:3]:  # the three best grid points, as for a cold fit
-            theta2, ll2, nit2, ok2, inv_h2 = bfgs_fit(grid[k], r, spec, bounds, bc)
+        k = len(grid[0])
+        starts = np.array([np.asarray(warm_start, float)] + [grid[j] for j in order[:3]])
+        h0s = np.zeros((4, k, k))
+        use_h0 = np.zeros(4, dtype=bool)
+        if warm_hessian is not None and np.shape(warm_hessian) == (k, k):
+            h0s[0], use_h0[0] = warm_hessian, True
+        lower = np.array([b[0] for b in bounds], dtype=float)
+        upper = np.array([b[1] for b in bounds], dtype=float)
+        runs = _multi_fit(starts, h0s, use_h0, r, spec, lower, upper, bc)
+        theta, ll, nit, ok, inv_h = runs[0]
+        for theta2, ll2, nit2, ok2, inv_h2 in runs[1:]:  # the three best grid points, as for a cold fit
             nit += nit2
             if ok2 and np.isfinite(ll2) and (not ok or not np.isfinite(ll) or ll2 > ll + 1e-9 * abs(ll)):
                 theta, ll, ok, inv_h = theta2, ll2, ok2, inv_h2

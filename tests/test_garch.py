@@ -161,3 +161,71 @@ def test_blocked_log_sums_equal_per_term_logs(student):
     ok, ll_ref, _, _ = g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, False)
     assert not g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, True)[0]
     assert np.isfinite(ll) and ll == pytest.approx(ll_ref, rel=1e-14)
+
+
+def _per_obs_loglik(theta, x, vol, dist):
+    """Per-observation log-likelihood, written independently (numpy recursion + scipy densities)."""
+    from scipy import stats
+
+    if vol == "garch":
+        omega, alpha, gamma, beta = theta[0], theta[1], 0.0, theta[2]
+    else:
+        omega, alpha, gamma, beta = theta[:4]
+    bc = GARCH().backcast(x)
+    s2 = np.empty(x.size)
+    s2[0] = omega + (alpha + 0.5 * gamma + beta) * bc
+    for t in range(1, x.size):
+        s2[t] = omega + (alpha + gamma * (x[t - 1] < 0)) * x[t - 1] ** 2 + beta * s2[t - 1]
+    if dist == "normal":
+        return stats.norm.logpdf(x, scale=np.sqrt(s2))
+    nu = theta[-1]
+    scale = np.sqrt(s2 * (nu - 2) / nu)
+    return stats.t.logpdf(x, nu, scale=scale)
+
+
+@pytest.mark.parametrize("vol, dist, theta", [("garch", "normal", [0.6, 0.09, 0.88]),
+                                              ("gjr", "t", [0.5, 0.05, 0.08, 0.86, 4.0])])
+def test_bhhh_matrix_equals_outer_product_of_numerical_scores(vol, dist, theta):
+    x = np.ascontiguousarray(BTC[1500:2300])
+    th = np.array(theta)
+    eps = 1e-6 * np.maximum(np.abs(th), 1e-2)
+    scores = np.column_stack([(_per_obs_loglik(th + e, x, vol, dist) - _per_obs_loglik(th - e, x, vol, dist))
+                              / (2 * e[j]) for j, e in enumerate(np.diag(eps))])
+    spec = g.GarchSpec(vol, dist)
+    c_nu = g._nu_score_constant(th[-1], g._digamma_py) if dist == "t" else 0.0
+    opg = g._opg_py(th, x, 0 if vol == "garch" else 1, dist == "t", g.backcast(x), c_nu)
+    np.testing.assert_allclose(opg, scores.T @ scores, rtol=1e-5)
+    h = g._opg_start_py(th, x, 0 if vol == "garch" else 1, dist == "t", g.backcast(x))
+    np.testing.assert_allclose(h, np.linalg.inv(scores.T @ scores), rtol=1e-4)
+    if g.NUMBA_ENABLED:
+        np.testing.assert_allclose(g._opg_start_nb(th, x, 0 if vol == "garch" else 1, dist == "t", g.backcast(x)),
+                                   h, rtol=1e-12)
+    assert spec.parameter_names()[-1] == ("nu" if dist == "t" else "beta")
+
+
+def test_spd_inverse_matches_numpy_and_rejects_indefinite():
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((5, 5))
+    m = a @ a.T + 0.1 * np.eye(5)
+    ok, inv = g._spd_inverse_py(m)
+    assert ok
+    np.testing.assert_allclose(inv, np.linalg.inv(m), rtol=1e-10)
+    assert not g._spd_inverse_py(np.diag([1.0, -1.0, 2.0]))[0]
+
+
+@pytest.mark.parametrize("vol, dist", [("garch", "normal"), ("gjr", "t")])
+def test_multi_start_kernel_matches_python_twin(vol, dist):
+    spec = g.GarchSpec(vol, dist)
+    x = np.ascontiguousarray(BTC[2500:3500])
+    var = float(np.mean(x * x))
+    bounds = spec.bounds(var)
+    lower, upper = np.array([b[0] for b in bounds]), np.array([b[1] for b in bounds])
+    starts = np.array(spec.starting_values(var)[:4])
+    k = starts.shape[1]
+    a = g._multi_fit(starts, np.zeros((4, k, k)), np.zeros(4, bool), x, spec, lower, upper, g.backcast(x),
+                     use_numba=True)
+    b = g._multi_fit(starts, np.zeros((4, k, k)), np.zeros(4, bool), x, spec, lower, upper, g.backcast(x),
+                     use_numba=False)
+    for ra, rb in zip(a, b, strict=True):
+        assert ra[1] == pytest.approx(rb[1], rel=1e-12) and ra[2] == rb[2] and ra[3] == rb[3]
+        np.testing.assert_allclose(ra[0], rb[0], rtol=1e-9)
