@@ -39,7 +39,7 @@ __all__ = ["GarchSpec", "FilterFit", "backcast", "garch_recursion", "loglik_and_
            "simulate_paths"]
 
 if NUMBA_ENABLED:
-    from numba import njit, prange
+    from numba import njit
 else:  # pragma: no cover
     def njit(*args, **kwargs):
         def wrap(f):
@@ -212,7 +212,7 @@ def _loglik_grad_py(resids, omega, alpha, gamma, beta, nu, bc, student):
 
 if NUMBA_ENABLED:
     _recursion_nb = njit(cache=True)(_recursion_py)
-    _loglik_pass_nb = njit(cache=True, inline="always")(_loglik_pass_py)
+    _loglik_pass_nb = njit(cache=True)(_loglik_pass_py)
 
     def _compiled_pass(student, gjr):
         # flags as closure constants: numba compiles one specialised loop per (student, gjr)
@@ -689,32 +689,8 @@ if NUMBA_ENABLED:
         return np.zeros((0, 0))
 
     @njit(cache=True)
-    def _fit_from_nb(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, h0):  # pragma: no cover
-        """Compiled twin of :func:`bfgs_fit`: BFGS, then the reduced problem on the stationarity boundary."""
-        x, f, it, ok, h = _bfgs_kernel(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, False, h0)
-        b = 2 if vol_code == 0 else 3
-        pers = x[1] + x[2] if vol_code == 0 else x[1] + 0.5 * x[2] + x[3]
-        if pers > 1.0 - 1e-9:
-            k = x.size
-            keep = np.empty(k - 1, np.int64)
-            j = 0
-            for i in range(k):
-                if i != b:
-                    keep[j] = i
-                    j += 1
-            xr, fr, it2, ok2, _ = _bfgs_kernel(x[keep], resids, lower[keep], upper[keep], vol_code, student, bc,
-                                               max_iter, tol, True, np.zeros((0, 0)))
-            full = _expand_nb(xr, vol_code, True)
-            _, g_full = _objective_nb(full, resids, vol_code, student, bc, False)
-            if ok2 and g_full[b] <= 0.0 and fr <= f:
-                return full, -fr, it + it2, True, np.zeros((0, 0))
-            if ok2 and fr < f:
-                return full, -fr, it + it2, False, np.zeros((0, 0))
-        return x, -f, it, ok, h
-
-    @njit(cache=True, parallel=True)
     def _multi_fit_nb(starts, h0s, use_h0, resids, lower, upper, vol_code, student, bc, max_iter, tol):  # noqa: E501  # pragma: no cover
-        """BFGS fits from several starts, in parallel over the starts (each run is deterministic)."""
+        """BFGS fits from several starts."""
         m, k = starts.shape
         xs = np.empty((m, k))
         lls = np.empty(m)
@@ -722,15 +698,37 @@ if NUMBA_ENABLED:
         oks = np.empty(m, np.bool_)
         hs = np.zeros((m, k, k))
         has_h = np.zeros(m, np.bool_)
-        for j in prange(m):
-            if use_h0[j]:
-                h0 = h0s[j].copy()
-            else:
-                h0 = _opg_start_nb(starts[j], resids, vol_code, student, bc)
-            x, ll, it, ok, h = _fit_from_nb(starts[j].copy(), resids, lower, upper, vol_code, student, bc,
-                                            max_iter, tol, h0)
+        empty = np.zeros((0, 0))
+        b = 2 if vol_code == 0 else 3
+        keep = np.empty(k - 1, np.int64)
+        j = 0
+        for i in range(k):
+            if i != b:
+                keep[j] = i
+                j += 1
+        for j in range(m):
+            h0 = h0s[j].copy() if use_h0[j] else _opg_start_nb(starts[j], resids, vol_code, student, bc)
+            # same steps as bfgs_fit: BFGS, then the reduced problem on the stationarity boundary
+            # (one call site of the kernel, so that numba compiles it into this function once)
+            x, f, it, ok, h = starts[j].copy(), 0.0, 0, False, h0
+            for phase in range(2):
+                reduced = phase == 1
+                x_in, lo, up, h_in = (x[keep], lower[keep], upper[keep], empty) if reduced else (x, lower, upper, h0)
+                xa, fa, ita, oka, ha = _bfgs_kernel(x_in, resids, lo, up, vol_code, student, bc, max_iter, tol,
+                                                    reduced, h_in)
+                if not reduced:
+                    x, f, it, ok, h = xa, fa, ita, oka, ha
+                    pers = x[1] + x[2] if vol_code == 0 else x[1] + 0.5 * x[2] + x[3]
+                    if pers <= 1.0 - 1e-9:
+                        break
+                else:
+                    full = _expand_nb(xa, vol_code, True)
+                    _, g_full = _objective_nb(full, resids, vol_code, student, bc, False)
+                    if oka and fa < f or (oka and g_full[b] <= 0.0 and fa <= f):
+                        x, f, it, h = full, fa, it + ita, empty
+                        ok = bool(g_full[b] <= 0.0)  # else better on the boundary but the optimum is inside
             xs[j] = x
-            lls[j] = ll
+            lls[j] = -f
             its[j] = it
             oks[j] = ok
             if h.shape[0] == k:
@@ -740,7 +738,7 @@ if NUMBA_ENABLED:
 
 
 def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300, tol=1e-9, use_numba=None):
-    """BFGS fits from each row of ``starts`` (numba: in parallel over the rows).
+    """BFGS fits from each row of ``starts``.
 
     Row j starts from the inverse Hessian ``h0s[j]`` when ``use_h0[j]``, else from the inverse
     BHHH matrix at the start. Returns a list of
@@ -781,9 +779,12 @@ def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int =
     use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
     h0 = np.zeros((0, 0)) if inv_hessian is None else np.ascontiguousarray(inv_hessian, dtype=float)
     if use:
-        x, ll, it, ok, h = _fit_from_nb(x0.copy(), r, lower, upper, vol_code, student, float(bc), int(max_iter),
-                                        float(tol), h0)
-        return x, float(ll), int(it), bool(ok), (h if h.shape[0] else None)
+        k = x0.size
+        h0s = h0.reshape(1, k, k) if h0.shape == (k, k) else np.zeros((1, k, k))  # zeros: the default start
+        xs, lls, its, oks, hs, has_h = _multi_fit_nb(x0.reshape(1, k).copy(), h0s, np.ones(1, dtype=bool),
+                                                     r, lower, upper, vol_code, student, float(bc), int(max_iter),
+                                                     float(tol))
+        return xs[0], float(lls[0]), int(its[0]), bool(oks[0]), (hs[0] if has_h[0] else None)
 
     def objective(th, rr, vc, st, b, red):
         return _objective_py(th, rr, vc, st, b, _loglik_grad_py, red)
@@ -977,7 +978,7 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
     if warm_start is not None:
         # fast path: projected BFGS in numba from the previous parameters (with the previous inverse
         # Hessian) and, to escape a local optimum of a multimodal likelihood, from the three best
-        # points of the starting grid (inverse BHHH start), run in parallel; the best converged one
+        # points of the starting grid (inverse BHHH start), in one numba call; the best converged one
         # wins, else SLSQP runs from the previous parameters and the best grid point
         grid = spec.starting_values(var)
         order = _grid_order(np.array(grid), r, spec, bc)
