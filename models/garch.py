@@ -14,11 +14,14 @@ variance and the lagged squared shock (half of it for the asymmetric term), so
 log-likelihoods are comparable with ``arch.arch_model(..., mean="Zero")``.
 :math:`z_t` is standard normal or standardised Student-t with ν > 2 degrees of freedom.
 
-Estimation is maximum likelihood by SLSQP with the **analytic gradient** of the
-log-likelihood (derivatives of the variance recursion carried alongside it)
-and the analytic Jacobian of the linear constraints :math:`\alpha + \gamma/2 + \beta \le 1`
-(stationarity, boundary allowed: crypto Student-t fits often sit on it) and
-:math:`\alpha + \gamma \ge 0`. Warm starts skip the starting-value grid. The
+Estimation is maximum likelihood with the **analytic gradient** of the
+log-likelihood (derivatives of the variance recursion carried alongside it):
+cold fits by SLSQP with the analytic Jacobian of the linear constraints
+:math:`\alpha + \gamma/2 + \beta \le 1` (stationarity, boundary allowed: crypto
+Student-t fits often sit on it) and :math:`\alpha + \gamma \ge 0`; warm (daily) fits
+by a projected-BFGS kernel from the previous parameters (previous inverse Hessian) and
+from the three best grid points (inverse BHHH matrix of Berndt, Hall, Hall and Hausman
+1974 as the starting inverse Hessian), keeping the best. The
 recursion and gradient are ``@njit(cache=True)`` kernels with plain-Python twins
 (``MARGINLAB_DISABLE_NUMBA=1`` forces the twins); tests assert they agree and
 that estimates match ``arch``.
