@@ -272,6 +272,11 @@ def _digamma_py(x):
                                                                                           - f / 132.0))))
 
 
+def _nu_score_constant_py(nu):
+    """Per-observation constant of d loglik / d nu: psi((nu+1)/2)/2 - psi(nu/2)/2 - 1/(2(nu-2))."""
+    return 0.5 * _digamma_py(0.5 * (nu + 1.0)) - 0.5 * _digamma_py(0.5 * nu) - 0.5 / (nu - 2.0)
+
+
 def _expand_py(theta, vol_code, reduced):
     """Full parameter vector from a reduced one (beta = 1 - alpha - gamma/2 on the boundary)."""
     if not reduced:
@@ -309,7 +314,7 @@ def _objective_py(theta_in, resids, vol_code, student, bc, loglik_grad, reduced=
         grad[3] = g[3]
     if student:
         ll += n * (_lgamma_py(0.5 * (nu + 1)) - _lgamma_py(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
-        grad[k - 1] = dnu + n * (0.5 * _digamma_py(0.5 * (nu + 1)) - 0.5 * _digamma_py(0.5 * nu) - 0.5 / (nu - 2))
+        grad[k - 1] = dnu + n * _nu_score_constant_py(nu)
     else:
         ll += -0.5 * n * math.log(2 * math.pi)
     if reduced:
@@ -463,6 +468,10 @@ def _project_reduced_py(theta, lower, upper, vol_code):
 if NUMBA_ENABLED:
     _digamma_nb = njit(cache=True)(_digamma_py)
     _lgamma_nb = njit(cache=True)(_lgamma_py)
+
+    @njit(cache=True)
+    def _nu_score_constant_nb(nu):  # pragma: no cover - compiled twin of _nu_score_constant_py
+        return 0.5 * _digamma_nb(0.5 * (nu + 1.0)) - 0.5 * _digamma_nb(0.5 * nu) - 0.5 / (nu - 2.0)
     _dot_nb = njit(cache=True)(_dot_py)
     _matvec_nb = njit(cache=True)(_matvec_py)
     _project_nb = njit(cache=True)(_project_py)
@@ -492,8 +501,7 @@ if NUMBA_ENABLED:
             grad[3] = g[3]
         if student:
             ll += n * (_lgamma_nb(0.5 * (nu + 1)) - _lgamma_nb(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
-            grad[k - 1] = dnu + n * (0.5 * _digamma_nb(0.5 * (nu + 1)) - 0.5 * _digamma_nb(0.5 * nu)
-                                     - 0.5 / (nu - 2))
+            grad[k - 1] = dnu + n * _nu_score_constant_nb(nu)
         else:
             ll += -0.5 * n * math.log(2 * math.pi)
         if reduced:
@@ -665,13 +673,9 @@ def _spd_inverse_py(m):
     return True, out
 
 
-def _nu_score_constant(nu, digamma):
-    return 0.5 * digamma(0.5 * (nu + 1.0)) - 0.5 * digamma(0.5 * nu) - 0.5 / (nu - 2.0)
-
-
 def _opg_start_py(theta, resids, vol_code, student, bc):
     """Starting inverse Hessian for a cold BFGS run: the inverse BHHH matrix, or empty if singular."""
-    c_nu = _nu_score_constant(theta[theta.size - 1], _digamma_py) if student else 0.0
+    c_nu = _nu_score_constant_py(theta[theta.size - 1]) if student else 0.0
     ok, h = _spd_inverse_py(_opg_py(theta, resids, vol_code, student, bc, c_nu))
     return h if ok else np.zeros((0, 0))
 
@@ -682,10 +686,7 @@ if NUMBA_ENABLED:
 
     @njit(cache=True)
     def _opg_start_nb(theta, resids, vol_code, student, bc):  # pragma: no cover - compiled
-        c_nu = 0.0
-        if student:
-            nu = theta[theta.size - 1]
-            c_nu = 0.5 * _digamma_nb(0.5 * (nu + 1.0)) - 0.5 * _digamma_nb(0.5 * nu) - 0.5 / (nu - 2.0)
+        c_nu = _nu_score_constant_nb(theta[theta.size - 1]) if student else 0.0
         ok, h = _spd_inverse_nb(_opg_nb(theta, resids, vol_code, student, bc, c_nu))
         if ok:
             return h
