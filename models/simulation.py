@@ -81,15 +81,21 @@ def _book_history(positions: Sequence[Position], market: MarketData, i: int, loo
     return book, rows, rets, dvol
 
 
-def _scenario_measure(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                      spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int,
-                      measure: str, level: float) -> float:
-    """Revalue the book on scenarios (log spot moves, log implied-vol moves) and take VaR/ES, floored at 0."""
+def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
+                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int) -> np.ndarray:
+    """Full-revaluation P&L of the book on scenarios (log spot moves, log implied-vol moves)."""
     vol_shocks = None
     if log_vol_moves is not None:
         cols = [market.asset_index[a] for a in assets]
         vol_shocks = market.vol_array[i, cols] * (np.exp(log_vol_moves) - 1.0)
-    pnl = revalue(positions, market, market.index[i], spot_moves, vol_shocks, horizon_days=horizon_days)
+    return revalue(positions, market, market.index[i], spot_moves, vol_shocks, horizon_days=horizon_days)
+
+
+def _scenario_measure(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
+                      spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int,
+                      measure: str, level: float) -> float:
+    """Revalue the book on scenarios and take VaR/ES of the losses, floored at 0."""
+    pnl = _scenario_pnl(positions, market, i, assets, spot_moves, log_vol_moves, horizon_days)
     return max(risk_measure(-pnl, measure, level), 0.0)
 
 
@@ -226,10 +232,16 @@ class FHSGarch(MarginModel):
                                         status=f.status)
         z = np.column_stack([f.std_resids for f in fits])
         draws = _draws(self.seed, state.i, rows.size, self.n_paths, self.mpor_days)
-        spot = simulate_paths(fits, z, draws) / SCALE
-        log_vol = None if dvol is None else dvol[draws].sum(axis=1)
-        return _scenario_measure(positions, market, state.i, book.assets, spot, log_vol, self.mpor_days,
-                                 self.measure, self.confidence)
+        if self.mpor_days == 1:
+            # a one-day path is one window row scaled by sigma_{t+1}: revalue the book once per row and
+            # give each path its row's P&L (the same numbers as revaluing all n_paths scenarios)
+            spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
+            pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)[draws[:, 0]]
+        else:
+            spot = simulate_paths(fits, z, draws) / SCALE
+            log_vol = None if dvol is None else dvol[draws].sum(axis=1)
+            pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, self.mpor_days)
+        return max(risk_measure(-pnl, self.measure, self.confidence), 0.0)
 
 
 @dataclass(frozen=True)
