@@ -113,10 +113,13 @@ class GarchSpec:
         return out
 
 
+_BACKCAST_WEIGHTS = 0.94 ** np.arange(75)
+
+
 def backcast(resids: np.ndarray) -> float:
     """Arch's exponential-smoothing backcast of the initial variance (τ = min(75, n), weights 0.94^i)."""
     tau = min(75, resids.size)
-    w = 0.94 ** np.arange(tau)
+    w = _BACKCAST_WEIGHTS[:tau]
     w = w / w.sum()
     return float(np.sum(resids[:tau] ** 2 * w))
 
@@ -963,16 +966,6 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
                              r, GarchSpec("garch", spec.dist), bc)[0]
         return _finish(spec, theta, r, bc, ll, "fixed", 0)
     bounds = spec.bounds(var)
-    a_mat, b_vec = spec.constraints()
-    cons = [{"type": "ineq", "fun": lambda th, a=a_mat[i], b=b_vec[i]: float(a @ th - b),
-             "jac": lambda th, a=a_mat[i]: a} for i in range(len(b_vec))]
-
-    def neg(th):
-        ll, g = loglik_and_grad(th, r, spec, bc)
-        if not np.isfinite(ll):
-            return 1e100, np.zeros_like(th)
-        return -ll, -g
-
     if warm_start is not None and not refit:
         theta = np.clip(np.asarray(warm_start, float), [b[0] for b in bounds], [b[1] for b in bounds])
         ll = loglik_and_grad(theta, r, spec, bc)[0]
@@ -1012,6 +1005,16 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
     else:
         grid = spec.starting_values(var)
         starts = [grid[k] for k in _grid_order(np.array(grid), r, spec, bc)[:3]]  # the three best grid points
+    a_mat, b_vec = spec.constraints()
+    cons = [{"type": "ineq", "fun": lambda th, a=a_mat[i], b=b_vec[i]: float(a @ th - b),
+             "jac": lambda th, a=a_mat[i]: a} for i in range(len(b_vec))]
+
+    def neg(th):
+        ll, g = loglik_and_grad(th, r, spec, bc)
+        if not np.isfinite(ll):
+            return 1e100, np.zeros_like(th)
+        return -ll, -g
+
     best = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

@@ -110,9 +110,22 @@ class BookArrays:
         self.is_perp = np.array([isinstance(p.instrument, Perpetual) for p in positions], dtype=bool)
 
 
+_BOOK_CACHE: dict[tuple[Position, ...], BookArrays] = {}
+_BOOK_CACHE_SIZE = 4096
+
+
 def book_arrays(positions: Sequence[Position]) -> BookArrays:
-    """Build :class:`BookArrays` with the book's assets in first-seen order."""
-    return BookArrays(positions, list(dict.fromkeys(p.instrument.asset for p in positions)))
+    """:class:`BookArrays` of a book, assets in first-seen order (read-only arrays, memoised per book)."""
+    key = tuple(positions)
+    book = _BOOK_CACHE.get(key)
+    if book is None:
+        book = BookArrays(key, list(dict.fromkeys(p.instrument.asset for p in key)))
+        for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "basis", "is_perp"):
+            getattr(book, name).setflags(write=False)
+        if len(_BOOK_CACHE) >= _BOOK_CACHE_SIZE:
+            _BOOK_CACHE.clear()
+        _BOOK_CACHE[key] = book
+    return book
 
 
 def _years_to_expiry(book: BookArrays, t: pd.Timestamp) -> np.ndarray:
@@ -202,15 +215,15 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
     if dvol.shape != shocks.shape:
         raise ValueError(f"{where}: vol_shocks shape {dvol.shape} differs from spot_shocks {shocks.shape}")
     i = market.loc_of(t)
-    ts = market.index[i]
     spots, vols = _market_inputs(market, book, i, where)
     s0 = spots[book.asset_idx]
     lin = ~book.is_option
     # linear positions: P&L = sum_i q_i (1 + basis_i) S_i (exp(shock_a(i)) - 1), one product per asset
-    exposure = np.zeros(n_assets)
-    np.add.at(exposure, book.asset_idx[lin], book.quantity[lin] * (1.0 + book.basis[lin]) * s0[lin])
+    exposure = np.bincount(book.asset_idx[lin], weights=book.quantity[lin] * (1.0 + book.basis[lin]) * s0[lin],
+                           minlength=n_assets)
     total = np.expm1(shocks) @ exposure
     if book.is_option.any():
+        ts = market.index[i]
         s1 = s0 * np.exp(shocks[..., book.asset_idx])  # (..., n_positions)
         pnl = np.zeros(s1.shape)
         m = book.is_option
@@ -241,12 +254,11 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_d
     j = i + horizon_days
     if j >= len(market.index):
         raise DataError(f"{where}: no data {horizon_days} observation(s) after {market.index[i]} for the MPOR")
-    t0, t1 = market.index[i], market.index[j]
     cols = _cols(market, book)
     s0v, v0v = _market_inputs(market, book, i, where)
     s1v = market.price_array[j, cols]
     if np.isnan(s1v).any():
-        raise DataError(f"{where}: no price for some of {book.assets} at {t1}")
+        raise DataError(f"{where}: no price for some of {book.assets} at {market.index[j]}")
     s0, s1 = s0v[book.asset_idx], s1v[book.asset_idx]
     pnl = np.zeros(len(positions))
     lin = ~book.is_option
@@ -256,6 +268,7 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_d
         pm = book.is_perp
         pnl[pm] -= book.quantity[pm] * s0[pm] * fund[book.asset_idx[pm]]
     if book.is_option.any():
+        t0, t1 = market.index[i], market.index[j]
         v1v = market.vol_array[j, cols]
         m = np.flatnonzero(book.is_option)
         tau0 = _years_to_expiry(book, t0)
