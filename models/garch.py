@@ -50,6 +50,12 @@ else:  # pragma: no cover
         return wrap
 
 BOUNDARY_TOL = 1e-6  # persistence within this of 1 counts as "on the stationarity boundary"
+#: BFGS convergence: scaled projected gradient <= FIT_TOL x (1 + |loglik|); the log-likelihood is then
+#: within ~1e-12 relative of its limit (tighter tolerances move it by less than that)
+FIT_TOL = 1e-7
+#: grid-started restarts stop at this looser tolerance (log-likelihood within ~1e-7 relative, enough
+#: to rank the optima they reach); the winning restart is then polished to FIT_TOL
+RESTART_TOL = 1e-5
 NU_BOUNDS = (2.05, 500.0)
 
 
@@ -386,6 +392,17 @@ def _matvec_py(h, v):
     return out
 
 
+def _backtrack_factor_py(f, fn, slope):
+    """Next step as a fraction of the rejected one: minimiser of the quadratic through f, slope and fn.
+
+    Safeguarded to [0.1, 0.5] (Nocedal and Wright 2006, section 3.5); halving when fn is not finite.
+    """
+    den = 2.0 * (fn - f - slope)
+    if not math.isfinite(fn) or den <= 0.0:
+        return 0.5
+    return min(0.5, max(0.1, -slope / den))
+
+
 def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, h0, objective,
                   project, step_norm):
     """Projected BFGS with Armijo backtracking and restarts (feasible set: bounds and GARCH constraints).
@@ -424,10 +441,11 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
         while step > 1e-14:
             xn = project(x + step * d, lower, upper, vol_code)
             fn, gn = objective(xn, resids, vol_code, student, bc, reduced)
-            if math.isfinite(fn) and fn <= f + 1e-4 * (_dot_py(g, xn - x)):
+            slope = _dot_py(g, xn - x)
+            if math.isfinite(fn) and fn <= f + 1e-4 * slope:
                 accepted = True
                 break
-            step *= 0.5
+            step *= _backtrack_factor_py(f, fn, slope)
         if not accepted:
             if fresh:
                 return x, f, it, False, h
@@ -513,6 +531,7 @@ if NUMBA_ENABLED:
 
     _project_reduced_nb = njit(cache=True)(_project_reduced_py)
     _scaled_step_norm_nb = njit(cache=True)(_scaled_step_norm)
+    _backtrack_factor_nb = njit(cache=True)(_backtrack_factor_py)
     @njit(cache=True)
     def _project_any_nb(theta, lower, upper, vol_code, reduced):  # pragma: no cover - compiled
         if reduced:
@@ -552,10 +571,11 @@ if NUMBA_ENABLED:
             while step > 1e-14:
                 xn = _project_any_nb(x + step * d, lower, upper, vol_code, reduced)
                 fn, gn = _objective_nb(xn, resids, vol_code, student, bc, reduced)
-                if math.isfinite(fn) and fn <= f + 1e-4 * (_dot_nb(g, xn - x)):
+                slope = _dot_nb(g, xn - x)
+                if math.isfinite(fn) and fn <= f + 1e-4 * slope:
                     accepted = True
                     break
-                step *= 0.5
+                step *= _backtrack_factor_nb(f, fn, slope)
             if not accepted:
                 if fresh:
                     return x, f, it, False, h
@@ -696,8 +716,8 @@ if NUMBA_ENABLED:
         return np.zeros((0, 0))
 
     @njit(cache=True)
-    def _multi_fit_nb(starts, h0s, use_h0, resids, lower, upper, vol_code, student, bc, max_iter, tol):  # noqa: E501  # pragma: no cover
-        """BFGS fits from several starts."""
+    def _multi_fit_nb(starts, h0s, use_h0, tols, resids, lower, upper, vol_code, student, bc, max_iter):  # noqa: E501  # pragma: no cover
+        """BFGS fits from several starts (start j to tolerance ``tols[j]``)."""
         m, k = starts.shape
         xs = np.empty((m, k))
         lls = np.empty(m)
@@ -721,7 +741,7 @@ if NUMBA_ENABLED:
             for phase in range(2):
                 reduced = phase == 1
                 x_in, lo, up, h_in = (x[keep], lower[keep], upper[keep], empty) if reduced else (x, lower, upper, h0)
-                xa, fa, ita, oka, ha = _bfgs_kernel(x_in, resids, lo, up, vol_code, student, bc, max_iter, tol,
+                xa, fa, ita, oka, ha = _bfgs_kernel(x_in, resids, lo, up, vol_code, student, bc, max_iter, tols[j],
                                                     reduced, h_in)
                 if not reduced:
                     x, f, it, ok, h = xa, fa, ita, oka, ha
@@ -744,31 +764,32 @@ if NUMBA_ENABLED:
         return xs, lls, its, oks, hs, has_h
 
 
-def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300, tol=1e-9, use_numba=None):
+def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300, tol=FIT_TOL, use_numba=None):
     """BFGS fits from each row of ``starts``.
 
     Row j starts from the inverse Hessian ``h0s[j]`` when ``use_h0[j]``, else from the inverse
-    BHHH matrix at the start. Returns a list of
+    BHHH matrix at the start; ``tol`` is one tolerance or one per row. Returns a list of
     ``(theta, loglik, iterations, converged, inv_hessian or None)``.
     """
     vol_code = 0 if spec.vol == "garch" else 1
     student = spec.dist == "t"
+    tols = np.broadcast_to(np.asarray(tol, dtype=float), (starts.shape[0],)).copy()
     use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
     if use:
-        xs, lls, its, oks, hs, has_h = _multi_fit_nb(starts, h0s, use_h0, resids, lower, upper, vol_code, student,
-                                                     float(bc), int(max_iter), float(tol))
+        xs, lls, its, oks, hs, has_h = _multi_fit_nb(starts, h0s, use_h0, tols, resids, lower, upper, vol_code,
+                                                     student, float(bc), int(max_iter))
         return [(xs[j], float(lls[j]), int(its[j]), bool(oks[j]), hs[j] if has_h[j] else None)
                 for j in range(starts.shape[0])]
     bounds = list(zip(lower, upper, strict=True))
     out = []
     for j in range(starts.shape[0]):
         h0 = h0s[j] if use_h0[j] else _opg_start_py(starts[j], resids, vol_code, student, bc)
-        out.append(bfgs_fit(starts[j], resids, spec, bounds, bc, max_iter, tol, use_numba=False,
+        out.append(bfgs_fit(starts[j], resids, spec, bounds, bc, max_iter, tols[j], use_numba=False,
                             inv_hessian=h0 if h0.shape[0] else None))
     return out
 
 
-def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int = 300, tol: float = 1e-9,
+def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int = 300, tol: float = FIT_TOL,
              use_numba: bool | None = None, inv_hessian: np.ndarray | None = None):
     """Projected BFGS maximum likelihood from ``theta0`` (used for warm starts).
 
@@ -789,8 +810,8 @@ def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int =
         k = x0.size
         h0s = h0.reshape(1, k, k) if h0.shape == (k, k) else np.zeros((1, k, k))  # zeros: the default start
         xs, lls, its, oks, hs, has_h = _multi_fit_nb(x0.reshape(1, k).copy(), h0s, np.ones(1, dtype=bool),
-                                                     r, lower, upper, vol_code, student, float(bc), int(max_iter),
-                                                     float(tol))
+                                                     np.full(1, float(tol)), r, lower, upper, vol_code, student,
+                                                     float(bc), int(max_iter))
         return xs[0], float(lls[0]), int(its[0]), bool(oks[0]), (hs[0] if has_h[0] else None)
 
     def objective(th, rr, vc, st, b, red):
@@ -975,8 +996,9 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
     if warm_start is not None:
         # fast path: projected BFGS in numba from the previous parameters (with the previous inverse
         # Hessian) and, to escape a local optimum of a multimodal likelihood, from the three best
-        # points of the starting grid (inverse BHHH start), in one numba call; the best converged one
-        # wins, else SLSQP runs from the previous parameters and the best grid point
+        # points of the starting grid (inverse BHHH start, to RESTART_TOL), in one numba call; the
+        # best converged one wins (a restart is then polished to FIT_TOL), else SLSQP runs from the
+        # previous parameters and the best grid point
         grid = spec.starting_values(var)
         order = _grid_order(np.array(grid), r, spec, bc)
         grid_arg = int(order[0])
@@ -988,12 +1010,20 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
             h0s[0], use_h0[0] = warm_hessian, True
         lower = np.array([b[0] for b in bounds], dtype=float)
         upper = np.array([b[1] for b in bounds], dtype=float)
-        runs = _multi_fit(starts, h0s, use_h0, r, spec, lower, upper, bc)
+        runs = _multi_fit(starts, h0s, use_h0, r, spec, lower, upper, bc,
+                          tol=np.array([FIT_TOL, RESTART_TOL, RESTART_TOL, RESTART_TOL]))
         theta, ll, nit, ok, inv_h = runs[0]
+        restart_won = False
         for theta2, ll2, nit2, ok2, inv_h2 in runs[1:]:  # the three best grid points, as for a cold fit
             nit += nit2
             if ok2 and np.isfinite(ll2) and (not ok or not np.isfinite(ll) or ll2 > ll + 1e-9 * abs(ll)):
-                theta, ll, ok, inv_h = theta2, ll2, ok2, inv_h2
+                theta, ll, ok, inv_h, restart_won = theta2, ll2, ok2, inv_h2, True
+        if restart_won:
+            polish = _multi_fit(theta[None, :], (np.zeros((k, k)) if inv_h is None else inv_h)[None],
+                                np.array([inv_h is not None]), r, spec, lower, upper, bc, tol=FIT_TOL)[0]
+            nit += polish[2]
+            if polish[3] and np.isfinite(polish[1]) and polish[1] >= ll:
+                theta, ll, ok, inv_h = polish[0], polish[1], polish[3], polish[4]
         if ok and np.isfinite(ll):
             fit = _finish(spec, theta, r, bc, ll, "ok", nit)
             fit.inv_hessian = inv_h
