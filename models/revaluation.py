@@ -31,7 +31,8 @@ from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
 from .smile import fit_smiles, smile_ratio
 
-__all__ = ["BookArrays", "book_arrays", "mark_to_market", "realised_pnl", "revalue", "option_vols", "DAY"]
+__all__ = ["BookArrays", "book_arrays", "mark_to_market", "realised_pnl", "revalue", "revalue_at", "option_vols",
+           "DAY"]
 
 DAY = pd.Timedelta(days=1)
 YEAR_DAYS = 365.0
@@ -93,7 +94,7 @@ class BookArrays:
     """Column arrays of a book (one entry per position) for the vectorised kernels."""
 
     __slots__ = ("assets", "asset_idx", "quantity", "is_option", "is_call", "strike", "expiry",
-                 "basis", "is_perp")
+                 "basis", "is_perp", "has_options", "linear_weight")
 
     def __init__(self, positions: Sequence[Position], assets: list[str]):
         self.assets = assets
@@ -108,6 +109,9 @@ class BookArrays:
         self.basis = np.array([p.instrument.basis if isinstance(p.instrument, Future) else 0.0
                                for p in positions], dtype=float)
         self.is_perp = np.array([isinstance(p.instrument, Perpetual) for p in positions], dtype=bool)
+        self.has_options = bool(self.is_option.any())
+        #: quantity x (1 + basis) of linear positions, 0 for options
+        self.linear_weight = np.where(self.is_option, 0.0, self.quantity * (1.0 + self.basis))
 
 
 _BOOK_CACHE: dict[tuple[Position, ...], BookArrays] = {}
@@ -120,7 +124,7 @@ def book_arrays(positions: Sequence[Position]) -> BookArrays:
     book = _BOOK_CACHE.get(key)
     if book is None:
         book = BookArrays(key, list(dict.fromkeys(p.instrument.asset for p in key)))
-        for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "basis", "is_perp"):
+        for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "basis", "is_perp", "linear_weight"):
             getattr(book, name).setflags(write=False)
         if len(_BOOK_CACHE) >= _BOOK_CACHE_SIZE:
             _BOOK_CACHE.clear()
@@ -148,8 +152,8 @@ def _market_inputs(market: MarketData, book: BookArrays, i: int, where: str):
         missing = [a for a, s in zip(book.assets, spots, strict=True) if np.isnan(s)]
         raise DataError(f"{where}: no price for {missing} at {market.index[i]}")
     vols = market.vol_array[i, cols]
-    need = np.unique(book.asset_idx[book.is_option])
-    if need.size and np.isnan(vols[need]).any():
+    need = np.unique(book.asset_idx[book.is_option]) if book.has_options else ()
+    if len(need) and np.isnan(vols[need]).any():
         missing = [book.assets[j] for j in need if np.isnan(vols[j])]
         raise DataError(f"{where}: options on {missing} but no implied vol at {market.index[i]} "
                         "(DVOL starts 2021-03-24 for BTC and ETH)")
@@ -202,27 +206,33 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
     -------
     ndarray of shape spot_shocks.shape[:-1] (or (n_scenarios,)): P&L in the quote currency.
     """
-    book = book_arrays(positions)
+    return revalue_at(book_arrays(positions), market, market.loc_of(t), spot_shocks, vol_shocks, horizon_days,
+                      where)
+
+
+def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_shocks=None,
+               horizon_days: float = 1.0, where: str = "book") -> np.ndarray:
+    """:func:`revalue` for a book's :class:`BookArrays` at row ``i`` of the market (the models' hot path)."""
     n_assets = len(book.assets)
     shocks = np.asarray(spot_shocks, dtype=float)
     if n_assets == 1 and (shocks.ndim == 1 or shocks.shape[-1] != 1):
         shocks = shocks[..., None]
     if shocks.shape[-1] != n_assets:
         raise ValueError(f"{where}: spot_shocks has {shocks.shape[-1]} columns for {n_assets} assets {book.assets}")
-    dvol = np.zeros_like(shocks) if vol_shocks is None else np.asarray(vol_shocks, dtype=float)
-    if n_assets == 1 and dvol.shape != shocks.shape:
-        dvol = dvol.reshape(shocks.shape)
-    if dvol.shape != shocks.shape:
-        raise ValueError(f"{where}: vol_shocks shape {dvol.shape} differs from spot_shocks {shocks.shape}")
-    i = market.loc_of(t)
+    if vol_shocks is not None:
+        dvol = np.asarray(vol_shocks, dtype=float)
+        if n_assets == 1 and dvol.shape != shocks.shape:
+            dvol = dvol.reshape(shocks.shape)
+        if dvol.shape != shocks.shape:
+            raise ValueError(f"{where}: vol_shocks shape {dvol.shape} differs from spot_shocks {shocks.shape}")
     spots, vols = _market_inputs(market, book, i, where)
     s0 = spots[book.asset_idx]
-    lin = ~book.is_option
     # linear positions: P&L = sum_i q_i (1 + basis_i) S_i (exp(shock_a(i)) - 1), one product per asset
-    exposure = np.bincount(book.asset_idx[lin], weights=book.quantity[lin] * (1.0 + book.basis[lin]) * s0[lin],
-                           minlength=n_assets)
+    exposure = np.bincount(book.asset_idx, weights=book.linear_weight * s0, minlength=n_assets)
     total = np.expm1(shocks) @ exposure
-    if book.is_option.any():
+    if book.has_options:
+        if vol_shocks is None:
+            dvol = np.zeros_like(shocks)
         ts = market.index[i]
         s1 = s0 * np.exp(shocks[..., book.asset_idx])  # (..., n_positions)
         pnl = np.zeros(s1.shape)

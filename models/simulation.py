@@ -35,7 +35,7 @@ from marginlab.datasets import MarketData
 from .base import MarginModel, check_ints, check_range, register
 from .garch import FilterFit, GarchSpec, fit_filter, simulate_paths
 from .instruments import Position
-from .revaluation import book_arrays, revalue
+from .revaluation import book_arrays, revalue_at
 
 __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure"]
 
@@ -60,8 +60,9 @@ def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, wi
     if with_vol:
         dv = market.log_vol_change_array[lo:i + 1][:, cols]
         ok &= np.isfinite(dv).all(axis=1)
-        dv = dv[ok]
-    return np.arange(lo, i + 1)[ok], r[ok], dv
+    if ok.all():
+        return np.arange(lo, i + 1), r, dv
+    return np.arange(lo, i + 1)[ok], r[ok], (None if dv is None else dv[ok])
 
 
 def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
@@ -88,7 +89,7 @@ def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, ass
     if log_vol_moves is not None:
         cols = [market.asset_index[a] for a in assets]
         vol_shocks = market.vol_array[i, cols] * (np.exp(log_vol_moves) - 1.0)
-    return revalue(positions, market, market.index[i], spot_moves, vol_shocks, horizon_days=horizon_days)
+    return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon_days=horizon_days)
 
 
 def _scenario_measure(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
