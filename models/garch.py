@@ -29,6 +29,7 @@ that estimates match ``arch``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -108,18 +109,37 @@ class GarchSpec:
         return np.array(rows).reshape(len(rows), k), np.array(rhs)
 
     def starting_values(self, var: float) -> list[np.ndarray]:
-        """A small grid of starting values (used only without a warm start)."""
-        out = []
-        for persistence in (0.50, 0.70, 0.90, 0.98):
-            for alpha in (0.01, 0.05, 0.15):  # 12 points: low alpha catches the second mode of bimodal fits
-                beta = persistence - alpha
-                omega = var * (1 - persistence)
-                base = {"garch": [omega, alpha, beta], "gjr": [omega, alpha, 0.05, beta - 0.025], "ewma": []}
-                out.append(np.array(base[self.vol] + ([8.0] if self.dist == "t" else []), dtype=float))
-        return out
+        """A small grid of starting values: persistence in {0.5, 0.7, 0.9, 0.98} x alpha in {0.01, 0.05, 0.15}.
+
+        omega = var (1 - persistence); GJR: gamma = 0.05, beta = persistence - alpha - 0.025;
+        Student-t: nu = 8. Low alpha catches the second mode of bimodal fits.
+        """
+        return list(self.starting_grid(var))
+
+    def starting_grid(self, var: float) -> np.ndarray:
+        """:meth:`starting_values` as one array (a row per point)."""
+        grid, one_minus_persistence = _unit_grid(self.vol, self.dist)
+        grid = grid.copy()
+        if self.vol != "ewma":
+            grid[:, 0] = var * one_minus_persistence
+        return grid
 
 
 _BACKCAST_WEIGHTS = 0.94 ** np.arange(75)
+
+
+@functools.cache
+def _unit_grid(vol: str, dist: str) -> tuple[np.ndarray, np.ndarray]:
+    rows, scale = [], []
+    for persistence in (0.50, 0.70, 0.90, 0.98):
+        for alpha in (0.01, 0.05, 0.15):
+            beta = persistence - alpha
+            base = {"garch": [0.0, alpha, beta], "gjr": [0.0, alpha, 0.05, beta - 0.025], "ewma": []}[vol]
+            rows.append(base + ([8.0] if dist == "t" else []))
+            scale.append(1 - persistence)
+    grid = np.array(rows, dtype=float).reshape(len(rows), -1)
+    grid.setflags(write=False)
+    return grid, np.array(scale)
 
 
 def backcast(resids: np.ndarray) -> float:
@@ -213,6 +233,54 @@ def _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, blo
     return True, ll, np.array([g0, g1, g2, g3]), dnu
 
 
+def _loglik_value_py(resids, omega, alpha, gamma, beta, nu, bc, student):
+    """Log-likelihood sum without constants or gradient (the starting grid's pass).
+
+    Same terms as :func:`_loglik_pass_py` (logs of 8-term products, per-term logs when a
+    product leaves [1e-280, 1e280]) without the derivative recursions.
+    """
+    n = resids.size
+    inv_nu2 = 1.0 / (nu - 2.0) if student else 0.0
+    for blocked in (True, False):
+        s2 = omega + (alpha + 0.5 * gamma + beta) * bc
+        sum_log_s2 = 0.0
+        sum_log_q = 0.0
+        sum_u = 0.0
+        p_s2 = 1.0
+        p_q = 1.0
+        ok = True
+        for t in range(n):
+            if t > 0:
+                e = resids[t - 1]
+                s2 = omega + (alpha + (gamma if e < 0 else 0.0)) * e * e + beta * s2
+            u = resids[t] * resids[t] / s2
+            if student:
+                q = 1.0 + u * inv_nu2
+                if blocked:
+                    p_q *= q
+                else:
+                    sum_log_q += math.log(q)
+            else:
+                sum_u += u
+            if blocked:
+                p_s2 *= s2
+                if (t & 7) == 7 or t == n - 1:
+                    if not (1e-280 < p_s2 < 1e280 and p_q < 1e280):
+                        ok = False
+                        break
+                    sum_log_s2 += math.log(p_s2)
+                    sum_log_q += math.log(p_q)
+                    p_s2 = 1.0
+                    p_q = 1.0
+            else:
+                sum_log_s2 += math.log(s2)
+        if ok:
+            if student:
+                return -0.5 * sum_log_s2 - 0.5 * (nu + 1.0) * sum_log_q
+            return -0.5 * (sum_log_s2 + sum_u)
+    return -np.inf
+
+
 def _loglik_grad_py(resids, omega, alpha, gamma, beta, nu, bc, student):
     """Log-likelihood sum, its gradient w.r.t. (omega, alpha, gamma, beta) and the per-t part of d/dnu."""
     gjr = gamma != 0.0
@@ -224,6 +292,7 @@ def _loglik_grad_py(resids, omega, alpha, gamma, beta, nu, bc, student):
 
 if NUMBA_ENABLED:
     _recursion_nb = njit(cache=True)(_recursion_py)
+    _loglik_value_nb = njit(cache=True)(_loglik_value_py)
     _loglik_pass_nb = njit(cache=True)(_loglik_pass_py)
 
     def _compiled_pass(student, gjr):
@@ -606,9 +675,18 @@ if NUMBA_ENABLED:
     @njit(cache=True)
     def _grid_ll_nb(grid, resids, vol_code, student, bc):  # pragma: no cover - compiled
         out = np.empty(grid.shape[0])
-        for k in range(grid.shape[0]):
-            f, _ = _objective_nb(grid[k], resids, vol_code, student, bc, False)
-            out[k] = -f if math.isfinite(f) else -np.inf
+        n = resids.size
+        k = grid.shape[1]
+        for j in range(grid.shape[0]):
+            th = grid[j]
+            gamma, beta = (0.0, th[2]) if vol_code == 0 else (th[2], th[3])
+            nu = th[k - 1] if student else 0.0
+            ll = _loglik_value_nb(resids, th[0], th[1], gamma, beta, nu, bc, student)
+            if student:
+                ll += n * (_lgamma_nb(0.5 * (nu + 1)) - _lgamma_nb(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
+            else:
+                ll += -0.5 * n * math.log(2 * math.pi)
+            out[j] = ll if math.isfinite(ll) else -np.inf
         return out
 
 
@@ -773,7 +851,7 @@ def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300
     """
     vol_code = 0 if spec.vol == "garch" else 1
     student = spec.dist == "t"
-    tols = np.broadcast_to(np.asarray(tol, dtype=float), (starts.shape[0],)).copy()
+    tols = np.full(starts.shape[0], tol, dtype=float) if np.ndim(tol) == 0 else np.asarray(tol, dtype=float)
     use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
     if use:
         xs, lls, its, oks, hs, has_h = _multi_fit_nb(starts, h0s, use_h0, tols, resids, lower, upper, vol_code,
@@ -999,11 +1077,11 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
         # points of the starting grid (inverse BHHH start, to RESTART_TOL), in one numba call; the
         # best converged one wins (a restart is then polished to FIT_TOL), else SLSQP runs from the
         # previous parameters and the best grid point
-        grid = spec.starting_values(var)
-        order = _grid_order(np.array(grid), r, spec, bc)
+        grid = spec.starting_grid(var)
+        order = _grid_order(grid, r, spec, bc)
         grid_arg = int(order[0])
-        k = len(grid[0])
-        starts = np.array([np.asarray(warm_start, float)] + [grid[j] for j in order[:3]])
+        k = grid.shape[1]
+        starts = np.vstack([np.asarray(warm_start, float)[None, :], grid[order[:3]]])
         h0s = np.zeros((4, k, k))
         use_h0 = np.zeros(4, dtype=bool)
         if warm_hessian is not None and np.shape(warm_hessian) == (k, k):

@@ -9,9 +9,11 @@ simulated losses L (sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`):
 
 The margin is the risk measure floored at 0. Scenarios use data up to t only.
 Random draws come from ``numpy.random.default_rng([seed, i])`` with i the
-position of t in the market index, so models compared in one study with the
-same seed, lookback and path count share the same draws, and a run is
-bit-for-bit repeatable. A model returns NaN (no margin) until it has
+position of t in the market index (FHS row indices as 16-bit integers), so
+models compared in one study with the same seed, lookback and path count share
+the same draws, and a run is bit-for-bit repeatable. At a one-day MPOR a path
+is one window row, so FHS revalues the book once per row and gives each path
+its row's P&L (the same numbers as revaluing every path). A model returns NaN (no margin) until it has
 ``min_obs`` observations (returns, and implied-vol changes for option books);
 the engine reports those dates as warm-up.
 
@@ -66,8 +68,13 @@ def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, wi
 
 
 def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
+    """Bootstrap row indices, shape (n_paths, h), uniform on [0, n_window), from the generator (seed, i).
+
+    Drawn as 16-bit integers when the window allows (numpy's exact bounded draws; a quarter of
+    the generator output of 64-bit ones).
+    """
     rng = np.random.default_rng([int(seed), int(i)])
-    return rng.integers(0, n_window, size=(n_paths, h))
+    return rng.integers(0, n_window, size=(n_paths, h), dtype=np.uint16 if n_window <= 65536 else np.int64)
 
 
 def _book_history(positions: Sequence[Position], market: MarketData, i: int, lookback: int, min_obs: int):
@@ -231,7 +238,7 @@ class FHSGarch(MarginModel):
                     fits[k] = FilterFit(spec=f.spec, params=f.params, loglik=f.loglik, sigma2=f.sigma2,
                                         std_resids=f.std_resids, sigma2_next=floor, backcast=f.backcast,
                                         status=f.status)
-        z = np.column_stack([f.std_resids for f in fits])
+        z = fits[0].std_resids[:, None] if len(fits) == 1 else np.column_stack([f.std_resids for f in fits])
         draws = _draws(self.seed, state.i, rows.size, self.n_paths, self.mpor_days)
         if self.mpor_days == 1:
             # a one-day path is one window row scaled by sigma_{t+1}: revalue the book once per row and

@@ -272,3 +272,30 @@ def test_loose_restarts_then_polish_equal_restarts_run_to_full_tolerance():
             restart_won += best > runs[0][1] + 1e-9 * abs(best)
         prev = fit
     assert restart_won >= 1  # the range includes days where a restart beats the warm run
+
+
+@pytest.mark.parametrize("student", [False, True])
+@pytest.mark.parametrize("vol", ["garch", "gjr"])
+def test_value_only_pass_and_grid_equal_the_scipy_likelihood(student, vol):
+    """The starting grid's value-only pass (no derivatives) against the independent scipy likelihood,
+    including the fallback to per-term logs for absurd variances."""
+    x = np.ascontiguousarray(BTC[1000:2003])
+    spec = g.GarchSpec(vol, "t" if student else "normal")
+    theta = [0.4, 0.08, 0.88] if vol == "garch" else [0.4, 0.05, 0.06, 0.86]
+    theta = np.array(theta + ([4.5] if student else []))
+    ref = _per_obs_loglik(theta, x, vol, spec.dist).sum()
+    gamma, beta = (0.0, theta[2]) if vol == "garch" else (theta[2], theta[3])
+    nu = theta[-1] if student else 0.0
+    const = g._const(x.size, nu, student)
+    bc = g.backcast(x)
+    for value in (g._loglik_value_py,) + ((g._loglik_value_nb,) if g.NUMBA_ENABLED else ()):
+        assert value(x, theta[0], theta[1], gamma, beta, nu, bc, student) + const == pytest.approx(ref, rel=1e-12)
+    if g.NUMBA_ENABLED:
+        grid = np.vstack([theta, theta * np.r_[1.1, np.ones(theta.size - 1)]])
+        lls = g._grid_ll_nb(grid, x, 0 if vol == "garch" else 1, student, bc)
+        assert lls[0] == pytest.approx(ref, rel=1e-12)
+        assert lls[1] == pytest.approx(g.loglik_and_grad(grid[1], x, spec, bc)[0], rel=1e-13)
+    huge = x * 1e18
+    big = g._loglik_value_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student)
+    ok, ll_ref, _, _ = g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, False)
+    assert big == pytest.approx(ll_ref, rel=1e-14)

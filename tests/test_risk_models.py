@@ -40,7 +40,7 @@ def test_fhs_one_day_linear_equals_hand_simulation():
     m = model.margin(st, pos, MARKET, t)
     fit = next(iter(st.fits.values()))
     i = MARKET.loc_of(t)
-    draws = np.random.default_rng([3, i]).integers(0, fit.std_resids.size, size=(2000, 1))
+    draws = np.random.default_rng([3, i]).integers(0, fit.std_resids.size, size=(2000, 1), dtype=np.uint16)
     r = np.sqrt(fit.sigma2_next) * fit.std_resids[draws[:, 0]] / 100
     s = MARKET.prices["BTC"].iloc[i]
     losses = 1.5 * s * (np.exp(r) - 1)  # short: loses when the price rises
