@@ -153,3 +153,29 @@ def test_ewma_var_matches_normal_closed_form_for_one_asset():
     s = MARKET.prices["BTC"].loc[t]
     expected = s * (1 - np.exp(-norm.ppf(0.99) * np.sqrt(var0)))
     assert m == pytest.approx(expected, rel=0.01)
+
+
+@pytest.mark.parametrize("book", ["long BTC / short ETH perpetuals", "short BTC 25-delta strangle (30d, rolled at 7d)"])
+def test_fhs_one_day_row_revaluation_equals_revaluing_every_path(book):
+    """At a one-day MPOR FHS revalues the book once per window row and gathers the paths' P&L; this must
+    give exactly the margin of simulating and revaluing all paths (the general h-day route)."""
+    from marginlab.models.garch import simulate_paths
+    from marginlab.models.simulation import _book_history, _draws
+
+    t = pd.Timestamp("2022-03-15", tz="UTC")
+    model = mm.make_model("fhs_garch", n_paths=3000, seed=5)
+    pos = SEL[book].positions_at(t, MARKET)
+    st = model.fit(MARKET, t)
+    m = model.margin(st, pos, MARKET, t)
+    bk, rows, rets, dvol = _book_history(pos, MARKET, st.i, model.lookback, model.min_obs)
+    fits = [st.fits[(a, int(rows[0]), int(rows.size))] for a in bk.assets]
+    z = np.column_stack([f.std_resids for f in fits])
+    draws = _draws(5, st.i, rows.size, 3000, 1)
+    spot = simulate_paths(fits, z, draws) / 100
+    vol_shocks = None
+    if dvol is not None:
+        cols = [MARKET.asset_index[a] for a in bk.assets]
+        vol_shocks = MARKET.vol_array[st.i, cols] * (np.exp(dvol[draws].sum(axis=1)) - 1.0)
+    pnl = mm.revalue(pos, MARKET, t, spot, vol_shocks, horizon_days=1)
+    assert m == max(risk_measure(-pnl, "var", 0.99), 0.0)
+    assert m > 0
