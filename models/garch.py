@@ -350,6 +350,16 @@ def _digamma_py(x):
                                                                                           - f / 132.0))))
 
 
+def _loglik_constant_py(n, nu, student):
+    """Constant part of the log-likelihood of n observations.
+
+    Student-t: n (lgamma((nu+1)/2) - lgamma(nu/2) - log(pi (nu-2)) / 2); normal: -n log(2 pi) / 2.
+    """
+    if student:
+        return n * (_lgamma_py(0.5 * (nu + 1)) - _lgamma_py(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
+    return -0.5 * n * math.log(2 * math.pi)
+
+
 def _nu_score_constant_py(nu):
     """Per-observation constant of d loglik / d nu: psi((nu+1)/2)/2 - psi(nu/2)/2 - 1/(2(nu-2))."""
     return 0.5 * _digamma_py(0.5 * (nu + 1.0)) - 0.5 * _digamma_py(0.5 * nu) - 0.5 / (nu - 2.0)
@@ -390,11 +400,9 @@ def _objective_py(theta_in, resids, vol_code, student, bc, loglik_grad, reduced=
     else:
         grad[2] = g[2]
         grad[3] = g[3]
+    ll += _loglik_constant_py(n, nu, student)
     if student:
-        ll += n * (_lgamma_py(0.5 * (nu + 1)) - _lgamma_py(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
         grad[k - 1] = dnu + n * _nu_score_constant_py(nu)
-    else:
-        ll += -0.5 * n * math.log(2 * math.pi)
     if reduced:
         return -ll, -_reduce_grad_py(grad, vol_code)
     return -ll, -grad
@@ -560,6 +568,12 @@ if NUMBA_ENABLED:
     _lgamma_nb = njit(cache=True)(_lgamma_py)
 
     @njit(cache=True)
+    def _loglik_constant_nb(n, nu, student):  # pragma: no cover - compiled twin of _loglik_constant_py
+        if student:
+            return n * (_lgamma_nb(0.5 * (nu + 1)) - _lgamma_nb(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
+        return -0.5 * n * math.log(2 * math.pi)
+
+    @njit(cache=True)
     def _nu_score_constant_nb(nu):  # pragma: no cover - compiled twin of _nu_score_constant_py
         return 0.5 * _digamma_nb(0.5 * (nu + 1.0)) - 0.5 * _digamma_nb(0.5 * nu) - 0.5 / (nu - 2.0)
     _dot_nb = njit(cache=True)(_dot_py)
@@ -589,11 +603,9 @@ if NUMBA_ENABLED:
         else:
             grad[2] = g[2]
             grad[3] = g[3]
+        ll += _loglik_constant_nb(n, nu, student)
         if student:
-            ll += n * (_lgamma_nb(0.5 * (nu + 1)) - _lgamma_nb(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
             grad[k - 1] = dnu + n * _nu_score_constant_nb(nu)
-        else:
-            ll += -0.5 * n * math.log(2 * math.pi)
         if reduced:
             return -ll, -_reduce_grad_nb(grad, vol_code)
         return -ll, -grad
@@ -681,11 +693,8 @@ if NUMBA_ENABLED:
             th = grid[j]
             gamma, beta = (0.0, th[2]) if vol_code == 0 else (th[2], th[3])
             nu = th[k - 1] if student else 0.0
-            ll = _loglik_value_nb(resids, th[0], th[1], gamma, beta, nu, bc, student)
-            if student:
-                ll += n * (_lgamma_nb(0.5 * (nu + 1)) - _lgamma_nb(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
-            else:
-                ll += -0.5 * n * math.log(2 * math.pi)
+            ll = _loglik_value_nb(resids, th[0], th[1], gamma, beta, nu, bc, student) + _loglik_constant_nb(n, nu,
+                                                                                                          student)
             out[j] = ll if math.isfinite(ll) else -np.inf
         return out
 
