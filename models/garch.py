@@ -57,6 +57,9 @@ FIT_TOL = 1e-7
 #: grid-started restarts stop at this looser tolerance (log-likelihood within ~1e-7 relative, enough
 #: to rank the optima they reach); the winning restart is then polished to FIT_TOL
 RESTART_TOL = 1e-5
+#: a grid restart whose iterate comes within this (scaled, max-norm) distance of an optimum already
+#: found that day, at no higher log-likelihood, is in that optimum's basin: it stops there
+MERGE_TOL = 1e-2
 NU_BOUNDS = (2.05, 500.0)
 
 
@@ -480,13 +483,34 @@ def _backtrack_factor_py(f, fn, slope):
     return min(0.5, max(0.1, -slope / den))
 
 
-def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, h0, objective,
-                  project, step_norm):
+def _merged_with(x, f, known, known_f, merge_tol):
+    """Index of the first known optimum whose basin ``x`` has reached; -1 if none.
+
+    Reached: max over i of |x_i - k_i| / max(|k_i|, 1e-2) <= ``merge_tol`` and the objective ``f``
+    not below that optimum's (a distance filter of multistart methods, Ugray et al. 2007).
+    """
+    for q in range(known.shape[0]):
+        if f < known_f[q]:
+            continue
+        worst = 0.0
+        for i in range(x.size):
+            v = abs(x[i] - known[q, i]) / max(abs(known[q, i]), 1e-2)
+            if v > worst:
+                worst = v
+        if worst <= merge_tol:
+            return q
+    return -1
+
+
+def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, h0, known, known_f,
+                  merge_tol, objective, project, step_norm, merged_with):
     """Projected BFGS with Armijo backtracking and restarts (feasible set: bounds and GARCH constraints).
 
     Converged when the scaled gradient (components pushing against a bound excluded) is below
-    ``tol`` x (1 + |f|), or when f stops changing over three steps. Returns (theta, f, iterations,
-    converged, inverse Hessian).
+    ``tol`` x (1 + |f|), or when f stops changing over three steps. An accepted iterate within
+    ``merge_tol`` of a row of ``known`` (optima found earlier from other starts, objectives
+    ``known_f``) with f >= that objective stops the run there: it is in that optimum's basin.
+    Returns (theta, f, iterations, converged, inverse Hessian, index of the merged optimum or -1).
     """
     k = theta0.size
     x = project(theta0.copy(), lower, upper, vol_code)
@@ -501,7 +525,7 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
     fresh = True
     for it in range(max_iter):
         if step_norm(x, g, lower, upper) <= tol * (1.0 + abs(f)):
-            return x, f, it, True, h
+            return x, f, it, True, h, -1
         d = -(_matvec_py(h, g))
         if _dot_py(g, d) >= 0.0:
             for i in range(k):
@@ -525,7 +549,7 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
             step *= _backtrack_factor_py(f, fn, slope)
         if not accepted:
             if fresh:
-                return x, f, it, False, h
+                return x, f, it, False, h, -1
             for i in range(k):
                 for j in range(k):
                     h[i, j] = 0.0
@@ -545,9 +569,12 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
         else:
             small = 0
         x, f, g = xn, fn, gn
+        q = merged_with(x, f, known, known_f, merge_tol)
+        if q >= 0:
+            return known[q].copy(), known_f[q], it + 1, True, h, q
         if small >= 3:
-            return x, f, it + 1, True, h
-    return x, f, max_iter, False, h
+            return x, f, it + 1, True, h, -1
+    return x, f, max_iter, False, h, -1
 
 
 def _project_reduced_py(theta, lower, upper, vol_code):
@@ -613,6 +640,7 @@ if NUMBA_ENABLED:
     _project_reduced_nb = njit(cache=True)(_project_reduced_py)
     _scaled_step_norm_nb = njit(cache=True)(_scaled_step_norm)
     _backtrack_factor_nb = njit(cache=True)(_backtrack_factor_py)
+    _merged_with_nb = njit(cache=True)(_merged_with)
     @njit(cache=True)
     def _project_any_nb(theta, lower, upper, vol_code, reduced):  # pragma: no cover - compiled
         if reduced:
@@ -620,7 +648,8 @@ if NUMBA_ENABLED:
         return _project_nb(theta, lower, upper, vol_code)
 
     @njit(cache=True)
-    def _bfgs_kernel(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, h0):  # noqa: E501  # pragma: no cover
+    def _bfgs_kernel(theta0, resids, lower, upper, vol_code, student, bc, max_iter, tol, reduced, h0, known, known_f,
+                     merge_tol):  # noqa: E501  # pragma: no cover
         """Compiled twin of :func:`_bfgs_generic` (same steps, fixed objective and projection)."""
         k = theta0.size
         x = _project_any_nb(theta0.copy(), lower, upper, vol_code, reduced)
@@ -635,7 +664,7 @@ if NUMBA_ENABLED:
         fresh = True
         for it in range(max_iter):
             if _scaled_step_norm_nb(x, g, lower, upper) <= tol * (1.0 + abs(f)):
-                return x, f, it, True, h
+                return x, f, it, True, h, -1
             d = -(_matvec_nb(h, g))
             if _dot_nb(g, d) >= 0.0:
                 for i in range(k):
@@ -659,7 +688,7 @@ if NUMBA_ENABLED:
                 step *= _backtrack_factor_nb(f, fn, slope)
             if not accepted:
                 if fresh:
-                    return x, f, it, False, h
+                    return x, f, it, False, h, -1
                 for i in range(k):
                     for j in range(k):
                         h[i, j] = 0.0
@@ -679,9 +708,12 @@ if NUMBA_ENABLED:
             else:
                 small = 0
             x, f, g = xn, fn, gn
+            q = _merged_with_nb(x, f, known, known_f, merge_tol)
+            if q >= 0:
+                return known[q].copy(), known_f[q], it + 1, True, h, q
             if small >= 3:
-                return x, f, it + 1, True, h
-        return x, f, max_iter, False, h
+                return x, f, it + 1, True, h, -1
+        return x, f, max_iter, False, h, -1
 
 
     @njit(cache=True)
@@ -803,8 +835,11 @@ if NUMBA_ENABLED:
         return np.zeros((0, 0))
 
     @njit(cache=True)
-    def _multi_fit_nb(starts, h0s, use_h0, tols, resids, lower, upper, vol_code, student, bc, max_iter):  # noqa: E501  # pragma: no cover
-        """BFGS fits from several starts (start j to tolerance ``tols[j]``)."""
+    def _multi_fit_nb(starts, h0s, use_h0, tols, resids, lower, upper, vol_code, student, bc, max_iter, merge_tol):  # noqa: E501  # pragma: no cover
+        """BFGS fits from several starts (start j to tolerance ``tols[j]``).
+
+        A start that reaches the basin of an optimum found by an earlier one (``merge_tol``) stops there.
+        """
         m, k = starts.shape
         xs = np.empty((m, k))
         lls = np.empty(m)
@@ -820,6 +855,10 @@ if NUMBA_ENABLED:
             if i != b:
                 keep[j] = i
                 j += 1
+        known = np.empty((m, k))
+        known_f = np.empty(m)
+        n_known = 0
+        none_known = np.empty((0, k - 1))
         for j in range(m):
             h0 = h0s[j].copy() if use_h0[j] else _opg_start_nb(starts[j], resids, vol_code, student, bc)
             # same steps as bfgs_fit: BFGS, then the reduced problem on the stationarity boundary
@@ -828,10 +867,13 @@ if NUMBA_ENABLED:
             for phase in range(2):
                 reduced = phase == 1
                 x_in, lo, up, h_in = (x[keep], lower[keep], upper[keep], empty) if reduced else (x, lower, upper, h0)
-                xa, fa, ita, oka, ha = _bfgs_kernel(x_in, resids, lo, up, vol_code, student, bc, max_iter, tols[j],
-                                                    reduced, h_in)
+                kn, kf = (none_known, known_f[:0]) if reduced else (known[:n_known], known_f[:n_known])
+                xa, fa, ita, oka, ha, merged = _bfgs_kernel(x_in, resids, lo, up, vol_code, student, bc, max_iter,
+                                                            tols[j], reduced, h_in, kn, kf, merge_tol)
                 if not reduced:
                     x, f, it, ok, h = xa, fa, ita, oka, ha
+                    if merged >= 0:
+                        break
                     pers = x[1] + x[2] if vol_code == 0 else x[1] + 0.5 * x[2] + x[3]
                     if pers <= 1.0 - 1e-9:
                         break
@@ -841,6 +883,10 @@ if NUMBA_ENABLED:
                     if oka and fa < f or (oka and g_full[b] <= 0.0 and fa <= f):
                         x, f, it, h = full, fa, it + ita, empty
                         ok = bool(g_full[b] <= 0.0)  # else better on the boundary but the optimum is inside
+            if ok and merged < 0:
+                known[n_known] = x
+                known_f[n_known] = f
+                n_known += 1
             xs[j] = x
             lls[j] = -f
             its[j] = it
@@ -851,28 +897,38 @@ if NUMBA_ENABLED:
         return xs, lls, its, oks, hs, has_h
 
 
-def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300, tol=FIT_TOL, use_numba=None):
-    """BFGS fits from each row of ``starts``.
+def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300, tol=FIT_TOL, use_numba=None,
+               merge_tol=None):
+    """BFGS fits from each row of ``starts``, in order.
 
     Row j starts from the inverse Hessian ``h0s[j]`` when ``use_h0[j]``, else from the inverse
-    BHHH matrix at the start; ``tol`` is one tolerance or one per row. Returns a list of
+    BHHH matrix at the start; ``tol`` is one tolerance or one per row. A row whose iterate reaches
+    the basin of an optimum found by an earlier row (``merge_tol``, see :func:`_bfgs_generic`)
+    returns that optimum (``merge_tol`` None: ``MERGE_TOL``; 0: never). Returns a list of
     ``(theta, loglik, iterations, converged, inv_hessian or None)``.
     """
     vol_code = 0 if spec.vol == "garch" else 1
     student = spec.dist == "t"
+    merge_tol = MERGE_TOL if merge_tol is None else merge_tol
     tols = np.full(starts.shape[0], tol, dtype=float) if np.ndim(tol) == 0 else np.asarray(tol, dtype=float)
     use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
     if use:
         xs, lls, its, oks, hs, has_h = _multi_fit_nb(starts, h0s, use_h0, tols, resids, lower, upper, vol_code,
-                                                     student, float(bc), int(max_iter))
+                                                     student, float(bc), int(max_iter), float(merge_tol))
         return [(xs[j], float(lls[j]), int(its[j]), bool(oks[j]), hs[j] if has_h[j] else None)
                 for j in range(starts.shape[0])]
-    bounds = list(zip(lower, upper, strict=True))
     out = []
+    known, known_f = [], []
+    k = starts.shape[1]
     for j in range(starts.shape[0]):
         h0 = h0s[j] if use_h0[j] else _opg_start_py(starts[j], resids, vol_code, student, bc)
-        out.append(bfgs_fit(starts[j], resids, spec, bounds, bc, max_iter, tols[j], use_numba=False,
-                            inv_hessian=h0 if h0.shape[0] else None))
+        theta, ll, it, ok, h, merged = _bfgs_fit_py(starts[j], resids, lower, upper, vol_code, student, bc, max_iter,
+                                                    tols[j], h0, np.array(known).reshape(-1, k), np.array(known_f),
+                                                    merge_tol)
+        if ok and merged < 0:
+            known.append(theta)
+            known_f.append(-ll)
+        out.append((theta, ll, it, ok, h))
     return out
 
 
@@ -898,31 +954,43 @@ def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int =
         h0s = h0.reshape(1, k, k) if h0.shape == (k, k) else np.zeros((1, k, k))  # zeros: the default start
         xs, lls, its, oks, hs, has_h = _multi_fit_nb(x0.reshape(1, k).copy(), h0s, np.ones(1, dtype=bool),
                                                      np.full(1, float(tol)), r, lower, upper, vol_code, student,
-                                                     float(bc), int(max_iter))
+                                                     float(bc), int(max_iter), 0.0)
         return xs[0], float(lls[0]), int(its[0]), bool(oks[0]), (hs[0] if has_h[0] else None)
+    return _bfgs_fit_py(x0, r, lower, upper, vol_code, student, float(bc), int(max_iter), float(tol), h0,
+                        np.zeros((0, x0.size)), np.zeros(0), 0.0)[:5]
 
+
+def _bfgs_fit_py(x0, r, lower, upper, vol_code, student, bc, max_iter, tol, h0, known, known_f, merge_tol):
+    """Python twin of one start of ``_multi_fit_nb``: BFGS, then the reduced problem on the stationarity boundary.
+
+    Returns ``(theta, loglik, iterations, converged, inv_hessian or None, merged index or -1)``.
+    """
     def objective(th, rr, vc, st, b, red):
         return _objective_py(th, rr, vc, st, b, _loglik_grad_py, red)
 
     project, project_red, norm, run = _project_py, _project_reduced_py, _scaled_step_norm, _bfgs_generic
     args = (vol_code, student, float(bc), int(max_iter), float(tol))
-    x, f, it, ok, h = run(x0, r, lower, upper, *args, False, h0, objective, project, norm)
+    x, f, it, ok, h, merged = run(x0, r, lower, upper, *args, False, h0, known, known_f, merge_tol, objective,
+                                  project, norm, _merged_with)
+    if merged >= 0:
+        return np.asarray(x), -float(f), int(it), bool(ok), np.asarray(h), merged
     b = 2 if vol_code == 0 else 3
     pers = x[1] + x[2] if vol_code == 0 else x[1] + 0.5 * x[2] + x[3]
     if pers > 1.0 - 1e-9:
         # on (or stalled at) the stationarity boundary: optimise on it (beta eliminated), then check the
         # KKT sign: d(-loglik)/d(beta) <= 0 means the constraint is active there
         keep = np.array([i for i in range(x.size) if i != b])
-        xr, fr, it2, ok2, _ = run(np.asarray(x)[keep], r, lower[keep], upper[keep], *args, True,
-                                  np.zeros((0, 0)), objective, project_red, norm)
+        xr, fr, it2, ok2, _, _ = run(np.asarray(x)[keep], r, lower[keep], upper[keep], *args, True,
+                                     np.zeros((0, 0)), np.zeros((0, keep.size)), np.zeros(0), 0.0, objective,
+                                     project_red, norm, _merged_with)
         full = _expand_py(np.asarray(xr), vol_code, True)
         _, g_full = objective(full, r, vol_code, student, float(bc), False)
         if ok2 and g_full[b] <= 0.0 and fr <= f:
-            return full, -float(fr), int(it + it2), True, None
+            return full, -float(fr), int(it + it2), True, None, -1
         if ok2 and fr < f:
             # better on the boundary but the KKT sign says the optimum is inside: not converged
-            return full, -float(fr), int(it + it2), False, None
-    return np.asarray(x), -float(f), int(it), bool(ok), np.asarray(h)
+            return full, -float(fr), int(it + it2), False, None, -1
+    return np.asarray(x), -float(f), int(it), bool(ok), np.asarray(h), -1
 
 
 def garch_recursion(resids, omega, alpha, gamma, beta, bc, use_numba: bool | None = None) -> np.ndarray:
@@ -1083,7 +1151,8 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
     if warm_start is not None:
         # fast path: projected BFGS in numba from the previous parameters (with the previous inverse
         # Hessian) and, to escape a local optimum of a multimodal likelihood, from the three best
-        # points of the starting grid (inverse BHHH start, to RESTART_TOL), in one numba call; the
+        # points of the starting grid (inverse BHHH start, to RESTART_TOL; a restart stops once it
+        # reaches the basin of an optimum already found, MERGE_TOL), in one numba call; the
         # best converged one wins (a restart is then polished to FIT_TOL), else SLSQP runs from the
         # previous parameters and the best grid point
         grid = spec.starting_grid(var)

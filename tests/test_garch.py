@@ -299,3 +299,62 @@ def test_value_only_pass_and_grid_equal_the_scipy_likelihood(student, vol):
     big = g._loglik_value_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student)
     ok, ll_ref, _, _ = g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, False)
     assert big == pytest.approx(ll_ref, rel=1e-14)
+
+
+def test_merged_with_finds_a_known_optimum_within_the_scaled_distance():
+    known = np.array([[0.5, 0.10, 0.85], [0.2, 0.01, 0.95]])
+    known_f = np.array([100.0, 99.0])
+    # 0.4% from the first optimum in every component (scale max(|k|, 1e-2)), objective not below it
+    x = known[0] * 1.004
+    assert g._merged_with(x, 100.5, known, known_f, 1e-2) == 0
+    assert g._merged_with(x, 100.5, known, known_f, 3e-3) == -1  # farther than the tolerance
+    assert g._merged_with(x, 99.5, known, known_f, 1e-2) == -1  # better than that optimum: not its basin
+    # alpha = 0.01 sits on the 1e-2 floor of the scale: |0.0105 - 0.01| / 0.01 = 0.05
+    y = np.array([0.2, 0.0105, 0.95])
+    assert g._merged_with(y, 99.0, known, known_f, 0.049) == -1
+    assert g._merged_with(y, 99.0, known, known_f, 0.051) == 1
+    assert g._merged_with(x, 100.5, known[:0], known_f[:0], 1.0) == -1
+    if g.NUMBA_ENABLED:
+        for args in ((x, 100.5, known, known_f, 1e-2), (y, 99.0, known, known_f, 0.049),
+                     (y, 99.0, known, known_f, 0.051)):
+            assert g._merged_with_nb(*args) == g._merged_with(*args)
+
+
+@pytest.mark.parametrize("vol, dist", [("garch", "normal"), ("gjr", "t")])
+def test_restarts_merged_into_known_optima_give_the_same_fit_with_fewer_iterations(vol, dist):
+    """Warm run + three grid restarts on the bimodal BTC dates: stopping a restart once it reaches the
+    basin of an optimum found earlier that day leaves the best optimum unchanged, saves iterations,
+    and the numba kernel and its Python twin take the same steps."""
+    market = ds.load_market(["BTC"])
+    r = np.log(market.prices["BTC"]).diff().to_numpy() * 100
+    spec = g.GarchSpec(vol, dist)
+    k = len(spec.parameter_names())
+    prev, its_merged, its_full, merges = None, 0, 0, 0
+    for t in market.index[(market.index >= "2022-10-25") & (market.index <= "2022-11-05")]:
+        i = market.loc_of(t)
+        x = np.ascontiguousarray(r[i - 999:i + 1])
+        if prev is not None:
+            var, bc = float(np.mean(x * x)), g.backcast(x)
+            grid = spec.starting_grid(var)
+            starts = np.vstack([prev.params, grid[g._grid_order(grid, x, spec, bc)[:3]]])
+            h0s = np.zeros((4, k, k))
+            use_h0 = np.array([prev.inv_hessian is not None, False, False, False])
+            if use_h0[0]:
+                h0s[0] = prev.inv_hessian
+            lower, upper = (np.array(b, dtype=float) for b in zip(*spec.bounds(var), strict=True))
+            tols = np.array([g.FIT_TOL] + [g.RESTART_TOL] * 3)
+            full = g._multi_fit(starts, h0s, use_h0, x, spec, lower, upper, bc, tol=tols, merge_tol=0.0)
+            merged = g._multi_fit(starts, h0s, use_h0, x, spec, lower, upper, bc, tol=tols)
+            best_full = max(run[1] for run in full if run[3])
+            best_merged = max(run[1] for run in merged if run[3])
+            assert best_merged == pytest.approx(best_full, rel=1e-9), t
+            its_full += sum(run[2] for run in full)
+            its_merged += sum(run[2] for run in merged)
+            merges += sum(run[2] < f[2] for run, f in zip(merged, full, strict=True))
+            if g.NUMBA_ENABLED and t.day % 4 == 0:
+                twin = g._multi_fit(starts, h0s, use_h0, x, spec, lower, upper, bc, tol=tols, use_numba=False)
+                for a, b in zip(merged, twin, strict=True):
+                    assert a[1] == pytest.approx(b[1], rel=1e-12) and a[2] == b[2] and a[3] == b[3], t
+        prev = g.fit_filter(x, spec, warm_start=None if prev is None else prev.params,
+                            warm_hessian=None if prev is None else prev.inv_hessian)
+    assert merges >= 5 and its_merged < its_full
