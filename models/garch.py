@@ -146,11 +146,30 @@ def _unit_grid(vol: str, dist: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def backcast(resids: np.ndarray) -> float:
-    """Arch's exponential-smoothing backcast of the initial variance (τ = min(75, n), weights 0.94^i)."""
+    """Arch's exponential-smoothing backcast of the initial variance.
+
+    sigma2_0 = sum_{i < tau} w_i e_i^2 with w_i = 0.94^i / sum_{j < tau} 0.94^j and tau = min(75, n)
+    (arch's ``backcast`` of its GARCH volatility process).
+    """
+    return float(_backcast_k(np.ascontiguousarray(resids, dtype=float)))
+
+
+def _backcast_py(resids):
     tau = min(75, resids.size)
-    w = _BACKCAST_WEIGHTS[:tau]
-    w = w / w.sum()
-    return float(np.sum(resids[:tau] ** 2 * w))
+    wsum = 0.0
+    for i in range(tau):
+        wsum += _BACKCAST_WEIGHTS[i]
+    s = 0.0
+    for i in range(tau):
+        s += resids[i] * resids[i] * (_BACKCAST_WEIGHTS[i] / wsum)
+    return s
+
+
+def _mean_square_py(resids):
+    s = 0.0
+    for i in range(resids.size):
+        s += resids[i] * resids[i]
+    return s / resids.size
 
 
 # --------------------------------------------------------------------------- kernels
@@ -716,20 +735,6 @@ if NUMBA_ENABLED:
         return x, f, max_iter, False, h, -1
 
 
-    @njit(cache=True)
-    def _grid_ll_nb(grid, resids, vol_code, student, bc):  # pragma: no cover - compiled
-        out = np.empty(grid.shape[0])
-        n = resids.size
-        k = grid.shape[1]
-        for j in range(grid.shape[0]):
-            th = grid[j]
-            gamma, beta = (0.0, th[2]) if vol_code == 0 else (th[2], th[3])
-            nu = th[k - 1] if student else 0.0
-            ll = _loglik_value_nb(resids, th[0], th[1], gamma, beta, nu, bc, student) + _loglik_constant_nb(n, nu,
-                                                                                                          student)
-            out[j] = ll if math.isfinite(ll) else -np.inf
-        return out
-
 
 def _opg_py(theta, resids, vol_code, student, bc, c_nu):
     """Outer product of the per-observation scores of the log-likelihood at ``theta`` (BHHH matrix).
@@ -915,12 +920,20 @@ def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300
     if use:
         xs, lls, its, oks, hs, has_h = _multi_fit_nb(starts, h0s, use_h0, tols, resids, lower, upper, vol_code,
                                                      student, float(bc), int(max_iter), float(merge_tol))
-        return [(xs[j], float(lls[j]), int(its[j]), bool(oks[j]), hs[j] if has_h[j] else None)
-                for j in range(starts.shape[0])]
-    out = []
+    else:
+        xs, lls, its, oks, hs, has_h = _multi_fit_arrays_py(starts, h0s, use_h0, tols, resids, lower, upper, vol_code,
+                                                            student, float(bc), int(max_iter), float(merge_tol))
+    return [(xs[j], float(lls[j]), int(its[j]), bool(oks[j]), hs[j] if has_h[j] else None)
+            for j in range(starts.shape[0])]
+
+
+def _multi_fit_arrays_py(starts, h0s, use_h0, tols, resids, lower, upper, vol_code, student, bc, max_iter, merge_tol):
+    """Python twin of ``_multi_fit_nb`` (same arguments and arrays returned)."""
+    m, k = starts.shape
+    xs, lls, its = np.empty((m, k)), np.empty(m), np.empty(m, np.int64)
+    oks, hs, has_h = np.empty(m, bool), np.zeros((m, k, k)), np.zeros(m, bool)
     known, known_f = [], []
-    k = starts.shape[1]
-    for j in range(starts.shape[0]):
+    for j in range(m):
         h0 = h0s[j] if use_h0[j] else _opg_start_py(starts[j], resids, vol_code, student, bc)
         theta, ll, it, ok, h, merged = _bfgs_fit_py(starts[j], resids, lower, upper, vol_code, student, bc, max_iter,
                                                     tols[j], h0, np.array(known).reshape(-1, k), np.array(known_f),
@@ -928,8 +941,10 @@ def _multi_fit(starts, h0s, use_h0, resids, spec, lower, upper, bc, max_iter=300
         if ok and merged < 0:
             known.append(theta)
             known_f.append(-ll)
-        out.append((theta, ll, it, ok, h))
-    return out
+        xs[j], lls[j], its[j], oks[j] = theta, ll, it, ok
+        if h is not None and h.shape == (k, k):
+            hs[j], has_h[j] = h, True
+    return xs, lls, its, oks, hs, has_h
 
 
 def bfgs_fit(theta0, resids, spec: GarchSpec, bounds, bc: float, max_iter: int = 300, tol: float = FIT_TOL,
@@ -993,6 +1008,97 @@ def _bfgs_fit_py(x0, r, lower, upper, vol_code, student, bc, max_iter, tol, h0, 
     return np.asarray(x), -float(f), int(it), bool(ok), np.asarray(h), -1
 
 
+def _grid_ll_py(grid, resids, vol_code, student, bc):
+    """Log-likelihood (with constants) at each row of ``grid``; -inf where not finite."""
+    out = np.empty(grid.shape[0])
+    n = resids.size
+    k = grid.shape[1]
+    for j in range(grid.shape[0]):
+        th = grid[j]
+        gamma, beta = (0.0, th[2]) if vol_code == 0 else (th[2], th[3])
+        nu = th[k - 1] if student else 0.0
+        ll = _loglik_value_k(resids, th[0], th[1], gamma, beta, nu, bc, student) + _loglik_constant_k(n, nu, student)
+        out[j] = ll if math.isfinite(ll) else -np.inf
+    return out
+
+
+def _warm_fit_py(r, warm, warm_h, use_h, unit_grid, grid_scale, lower_unit, upper_unit, vol_code, student, max_iter,
+                 fit_tol, restart_tol, merge_tol):
+    """One day's warm-started fit (see :func:`fit_filter`), in one call; compiled as ``_warm_fit_nb``.
+
+    Backcast and sample variance; bounds and starting grid scaled by the variance; the grid ranked
+    by log-likelihood; BFGS from the previous optimum (to ``fit_tol``) and from the three best grid
+    points (to ``restart_tol``, merged into optima already found within ``merge_tol``); a restart
+    that beats the warm run by more than 1e-9 relative wins and is polished to ``fit_tol``.
+    Returns (backcast, variance, theta, loglik, iterations, converged, inverse Hessian, has one,
+    index of the best grid point).
+    """
+    k = warm.size
+    bc = _backcast_k(r)
+    var = _mean_square_k(r)
+    lower = lower_unit.copy()
+    upper = upper_unit.copy()
+    lower[0] = lower_unit[0] * var
+    upper[0] = upper_unit[0] * var
+    grid = unit_grid.copy()
+    for j in range(grid.shape[0]):
+        grid[j, 0] = var * grid_scale[j]
+    order = np.argsort(-_grid_ll_k(grid, r, vol_code, student, bc), kind="mergesort")
+    starts = np.empty((4, k))
+    starts[0] = warm
+    for j in range(3):
+        starts[j + 1] = grid[order[j]]
+    h0s = np.zeros((4, k, k))
+    use_h0 = np.zeros(4, np.bool_)
+    if use_h:
+        h0s[0] = warm_h
+        use_h0[0] = True
+    tols = np.full(4, restart_tol)
+    tols[0] = fit_tol
+    xs, lls, its, oks, hs, has_h = _multi_fit_k(starts, h0s, use_h0, tols, r, lower, upper, vol_code, student, bc,
+                                                max_iter, merge_tol)
+    best = 0
+    nit = its[0]
+    for j in range(1, 4):  # the three best grid points, as for a cold fit
+        nit += its[j]
+        ll = lls[best]
+        better = not oks[best] or not math.isfinite(ll) or lls[j] > ll + 1e-9 * abs(ll)
+        if oks[j] and math.isfinite(lls[j]) and better:
+            best = j
+    theta, ll, ok, h, hh = xs[best].copy(), lls[best], oks[best], hs[best].copy(), has_h[best]
+    if best > 0:
+        px, pl, pi, po, ph, phh = _multi_fit_k(theta.reshape(1, k).copy(), h.reshape(1, k, k).copy(),
+                                               np.full(1, hh), np.full(1, fit_tol), r, lower, upper, vol_code,
+                                               student, bc, max_iter, merge_tol)
+        nit += pi[0]
+        if po[0] and math.isfinite(pl[0]) and pl[0] >= ll:
+            theta, ll, ok, h, hh = px[0].copy(), pl[0], po[0], ph[0].copy(), phh[0]
+    return bc, var, theta, ll, nit, ok, h, hh, order[0]
+
+
+# the kernels the one-source functions above call: compiled ones when numba is on
+if NUMBA_ENABLED:
+    _backcast_k = njit(cache=True)(_backcast_py)
+    _mean_square_k = njit(cache=True)(_mean_square_py)
+    _loglik_value_k, _loglik_constant_k, _multi_fit_k = _loglik_value_nb, _loglik_constant_nb, _multi_fit_nb
+    _grid_ll_k = njit(cache=True)(_grid_ll_py)
+    _warm_fit_nb = njit(cache=True)(_warm_fit_py)
+else:  # pragma: no cover
+    _backcast_k, _mean_square_k, _grid_ll_k = _backcast_py, _mean_square_py, _grid_ll_py
+    _loglik_value_k, _loglik_constant_k, _multi_fit_k = _loglik_value_py, _loglik_constant_py, _multi_fit_arrays_py
+    _warm_fit_nb = _warm_fit_py
+
+
+@functools.cache
+def _unit_bounds(vol: str, dist: str) -> tuple[np.ndarray, np.ndarray]:
+    bounds = GarchSpec(vol, dist).bounds(1.0)
+    lower, upper = (np.array(b, dtype=float) for b in zip(*bounds, strict=True))
+    lower.setflags(write=False)
+    upper.setflags(write=False)
+    return lower, upper
+
+
+
 def garch_recursion(resids, omega, alpha, gamma, beta, bc, use_numba: bool | None = None) -> np.ndarray:
     """Conditional variances σ²_t of the GJR recursion (γ = 0: GARCH), shape (n,)."""
     r = np.ascontiguousarray(resids, dtype=float)
@@ -1003,11 +1109,8 @@ def garch_recursion(resids, omega, alpha, gamma, beta, bc, use_numba: bool | Non
 
 def _grid_order(grid: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: float) -> np.ndarray:
     """Rows of ``grid`` sorted by decreasing log-likelihood."""
-    if NUMBA_ENABLED:
-        lls = _grid_ll_nb(grid, resids, 0 if spec.vol == "garch" else 1, spec.dist == "t", float(bc))
-    else:
-        lls = np.array([loglik_and_grad(th, resids, spec, bc)[0] for th in grid])
-        lls[~np.isfinite(lls)] = -np.inf
+    lls = _grid_ll_k(np.ascontiguousarray(grid, dtype=float), resids, 0 if spec.vol == "garch" else 1,
+                     spec.dist == "t", float(bc))
     return np.argsort(-lls, kind="stable")
 
 
@@ -1129,68 +1232,53 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
     r = np.ascontiguousarray(resids, dtype=float)
     if r.size < 10 or not np.all(np.isfinite(r)):
         raise ValueError(f"fit_filter: need at least 10 finite returns, got {r.size}")
-    bc = backcast(r)
-    var = float(np.mean(r * r))
-    if spec.vol == "ewma":
-        theta = np.array([], dtype=float)
-        if spec.dist == "t":
-            fit0 = _finish(spec, np.array([]), r, bc, 0.0, "fixed", 0)
-            z = fit0.std_resids
-            res = optimize.minimize_scalar(lambda nu: -_ewma_nu_loglik(nu, z), bounds=NU_BOUNDS, method="bounded")
-            theta = np.array([res.x])
-        ll = loglik_and_grad(np.concatenate(([0.0, 1 - spec.lam, spec.lam], theta)),
-                             r, GarchSpec("garch", spec.dist), bc)[0]
-        return _finish(spec, theta, r, bc, ll, "fixed", 0)
-    bounds = spec.bounds(var)
-    if warm_start is not None and not refit:
-        theta = np.clip(np.asarray(warm_start, float), [b[0] for b in bounds], [b[1] for b in bounds])
-        ll = loglik_and_grad(theta, r, spec, bc)[0]
-        fit = _finish(spec, theta, r, bc, ll, "reused", 0)
-        fit.inv_hessian = warm_hessian
-        return fit
-    if warm_start is not None:
-        # fast path: projected BFGS in numba from the previous parameters (with the previous inverse
-        # Hessian) and, to escape a local optimum of a multimodal likelihood, from the three best
-        # points of the starting grid (inverse BHHH start, to RESTART_TOL; a restart stops once it
-        # reaches the basin of an optimum already found, MERGE_TOL), in one numba call; the
-        # best converged one wins (a restart is then polished to FIT_TOL), else SLSQP runs from the
-        # previous parameters and the best grid point
-        grid = spec.starting_grid(var)
-        order = _grid_order(grid, r, spec, bc)
-        grid_arg = int(order[0])
-        k = grid.shape[1]
-        starts = np.vstack([np.asarray(warm_start, float)[None, :], grid[order[:3]]])
-        h0s = np.zeros((4, k, k))
-        use_h0 = np.zeros(4, dtype=bool)
-        if warm_hessian is not None and np.shape(warm_hessian) == (k, k):
-            h0s[0], use_h0[0] = warm_hessian, True
-        lower = np.array([b[0] for b in bounds], dtype=float)
-        upper = np.array([b[1] for b in bounds], dtype=float)
-        runs = _multi_fit(starts, h0s, use_h0, r, spec, lower, upper, bc,
-                          tol=np.array([FIT_TOL, RESTART_TOL, RESTART_TOL, RESTART_TOL]))
-        theta, ll, nit, ok, inv_h = runs[0]
-        restart_won = False
-        for theta2, ll2, nit2, ok2, inv_h2 in runs[1:]:  # the three best grid points, as for a cold fit
-            nit += nit2
-            if ok2 and np.isfinite(ll2) and (not ok or not np.isfinite(ll) or ll2 > ll + 1e-9 * abs(ll)):
-                theta, ll, ok, inv_h, restart_won = theta2, ll2, ok2, inv_h2, True
-        if restart_won:
-            polish = _multi_fit(theta[None, :], (np.zeros((k, k)) if inv_h is None else inv_h)[None],
-                                np.array([inv_h is not None]), r, spec, lower, upper, bc, tol=FIT_TOL)[0]
-            nit += polish[2]
-            if polish[3] and np.isfinite(polish[1]) and polish[1] >= ll:
-                theta, ll, ok, inv_h = polish[0], polish[1], polish[3], polish[4]
+    k = len(spec.parameter_names())
+    if spec.vol != "ewma" and warm_start is not None and refit:
+        # fast path, one numba call (_warm_fit_py): projected BFGS from the previous parameters (with the
+        # previous inverse Hessian) and, to escape a local optimum of a multimodal likelihood, from the
+        # three best points of the starting grid (inverse BHHH start, to RESTART_TOL; a restart stops
+        # once it reaches the basin of an optimum already found, MERGE_TOL); the best converged one
+        # wins (a restart is then polished to FIT_TOL), else SLSQP runs from the previous parameters
+        # and the best grid point
+        use_h = warm_hessian is not None and np.shape(warm_hessian) == (k, k)
+        warm_h = np.ascontiguousarray(warm_hessian, dtype=float) if use_h else np.zeros((k, k))
+        unit_grid, grid_scale = _unit_grid(spec.vol, spec.dist)
+        lower_unit, upper_unit = _unit_bounds(spec.vol, spec.dist)
+        bc, var, theta, ll, nit, ok, inv_h, has_h, grid_arg = _warm_fit_nb(
+            r, np.ascontiguousarray(warm_start, dtype=float), warm_h, use_h, unit_grid, grid_scale, lower_unit,
+            upper_unit, 0 if spec.vol == "garch" else 1, spec.dist == "t", 300, FIT_TOL, RESTART_TOL, MERGE_TOL)
         if ok and np.isfinite(ll):
-            fit = _finish(spec, theta, r, bc, ll, "ok", nit)
-            fit.inv_hessian = inv_h
+            fit = _finish(spec, theta, r, bc, ll, "ok", int(nit))
+            fit.inv_hessian = inv_h if has_h else None
             if fit.persistence > 1.0 - BOUNDARY_TOL:
                 fit.status = "boundary"
             return fit
+        bounds = spec.bounds(var)
         starts = [np.clip(np.asarray(warm_start, float), [b[0] for b in bounds], [b[1] for b in bounds]),
-                  grid[grid_arg]]
+                  spec.starting_grid(var)[grid_arg]]
     else:
+        bc = backcast(r)
+        var = float(_mean_square_k(r))
+        if spec.vol == "ewma":
+            theta = np.array([], dtype=float)
+            if spec.dist == "t":
+                fit0 = _finish(spec, np.array([]), r, bc, 0.0, "fixed", 0)
+                z = fit0.std_resids
+                res = optimize.minimize_scalar(lambda nu: -_ewma_nu_loglik(nu, z), bounds=NU_BOUNDS,
+                                               method="bounded")
+                theta = np.array([res.x])
+            ll = loglik_and_grad(np.concatenate(([0.0, 1 - spec.lam, spec.lam], theta)),
+                                 r, GarchSpec("garch", spec.dist), bc)[0]
+            return _finish(spec, theta, r, bc, ll, "fixed", 0)
+        bounds = spec.bounds(var)
+        if warm_start is not None:  # and not refit
+            theta = np.clip(np.asarray(warm_start, float), [b[0] for b in bounds], [b[1] for b in bounds])
+            ll = loglik_and_grad(theta, r, spec, bc)[0]
+            fit = _finish(spec, theta, r, bc, ll, "reused", 0)
+            fit.inv_hessian = warm_hessian
+            return fit
         grid = spec.starting_values(var)
-        starts = [grid[k] for k in _grid_order(np.array(grid), r, spec, bc)[:3]]  # the three best grid points
+        starts = [grid[j] for j in _grid_order(np.array(grid), r, spec, bc)[:3]]  # the three best grid points
     a_mat, b_vec = spec.constraints()
     cons = [{"type": "ineq", "fun": lambda th, a=a_mat[i], b=b_vec[i]: float(a @ th - b),
              "jac": lambda th, a=a_mat[i]: a} for i in range(len(b_vec))]

@@ -290,11 +290,11 @@ def test_value_only_pass_and_grid_equal_the_scipy_likelihood(student, vol):
     bc = g.backcast(x)
     for value in (g._loglik_value_py,) + ((g._loglik_value_nb,) if g.NUMBA_ENABLED else ()):
         assert value(x, theta[0], theta[1], gamma, beta, nu, bc, student) + const == pytest.approx(ref, rel=1e-12)
-    if g.NUMBA_ENABLED:
-        grid = np.vstack([theta, theta * np.r_[1.1, np.ones(theta.size - 1)]])
-        lls = g._grid_ll_nb(grid, x, 0 if vol == "garch" else 1, student, bc)
-        assert lls[0] == pytest.approx(ref, rel=1e-12)
-        assert lls[1] == pytest.approx(g.loglik_and_grad(grid[1], x, spec, bc)[0], rel=1e-13)
+    grid = np.vstack([theta, theta * np.r_[1.1, np.ones(theta.size - 1)]])
+    lls = g._grid_ll_k(grid, x, 0 if vol == "garch" else 1, student, bc)
+    assert lls[0] == pytest.approx(ref, rel=1e-12)
+    assert lls[1] == pytest.approx(g.loglik_and_grad(grid[1], x, spec, bc)[0], rel=1e-13)
+    np.testing.assert_array_equal(g._grid_ll_py(grid, x, 0 if vol == "garch" else 1, student, bc), lls)
     huge = x * 1e18
     big = g._loglik_value_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student)
     ok, ll_ref, _, _ = g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, False)
