@@ -12,8 +12,9 @@ Random draws come from ``numpy.random.default_rng([seed, i])`` with i the
 position of t in the market index (FHS row indices as 16-bit integers), so
 models compared in one study with the same seed, lookback and path count share
 the same draws, and a run is bit-for-bit repeatable. At a one-day MPOR a path
-is one window row, so FHS revalues the book once per row and gives each path
-its row's P&L (the same numbers as revaluing every path). A model returns NaN (no margin) until it has
+is one window row, so FHS revalues the book once per row and takes the risk
+measure of the row losses weighted by how often each row is drawn (the same
+numbers as revaluing every path, :func:`drawn_risk_measure`). A model returns NaN (no margin) until it has
 ``min_obs`` observations (returns, and implied-vol changes for option books);
 the engine reports those dates as warm-up.
 
@@ -37,19 +38,72 @@ from marginlab.datasets import MarketData
 from .base import MarginModel, check_ints, check_range, register
 from .garch import FilterFit, GarchSpec, fit_filter, simulate_paths
 from .instruments import Position
+from .pricing import NUMBA_ENABLED
 from .revaluation import book_arrays, revalue_at
 
-__all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure"]
+if NUMBA_ENABLED:
+    from numba import njit
+
+__all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure", "drawn_risk_measure"]
 
 SCALE = 100.0  # returns are filtered in percent
 
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
     """VaR (k-th largest loss) or ES (mean of the k largest), k = ceil(N (1 - level))."""
-    n = losses.size
-    k = max(int(np.ceil(n * (1.0 - level) - 1e-9)), 1)
+    k = _risk_k(losses.size, level)
     top = -np.partition(-losses, k - 1)[:k]
     return float(top.mean()) if measure == "es" else float(top.min())
+
+
+def _risk_k(n: int, level: float) -> int:
+    return max(int(np.ceil(n * (1.0 - level) - 1e-9)), 1)
+
+
+def drawn_risk_measure(row_losses: np.ndarray, draws: np.ndarray, measure: str, level: float) -> float:
+    """``risk_measure(row_losses[draws], measure, level)`` without building the drawn sample.
+
+    At a one-day MPOR the FHS paths are window rows drawn with replacement; the compiled kernel
+    counts how often each row is drawn and walks the rows down from the largest loss until k
+    draws are covered (VaR: the loss reached, the same number; ES: count-weighted sum / k).
+    """
+    k = _risk_k(draws.size, level)
+    if not NUMBA_ENABLED or not np.isfinite(row_losses).all():
+        return risk_measure(row_losses[draws], measure, level)
+    var, top_sum = _drawn_top_nb(np.ascontiguousarray(row_losses, dtype=float), np.ascontiguousarray(draws), k)
+    return float(top_sum / k) if measure == "es" else float(var)
+
+
+if NUMBA_ENABLED:
+    @njit(cache=True)
+    def _drawn_top_nb(loss, draws, k):  # pragma: no cover - compiled
+        """k-th largest of the multiset {loss[draws[j]]} and the sum of its k largest elements."""
+        n = loss.size
+        counts = np.zeros(n, np.int64)
+        for j in range(draws.size):
+            counts[draws[j]] += 1
+        # candidate rows: the m largest losses (ties included), m doubled until they hold k draws
+        m = min(n, 2 * k * n // draws.size + 16)
+        while True:
+            v = -np.inf if m >= n else -np.partition(-loss, m - 1)[m - 1]
+            cand = np.nonzero(loss >= v)[0]
+            total = 0
+            for c in cand:
+                total += counts[c]
+            if total >= k or m >= n:
+                break
+            m = min(n, 2 * m)
+        order = cand[np.argsort(-loss[cand], kind="mergesort")]
+        acc = 0
+        top_sum = 0.0
+        for c in order:
+            take = min(counts[c], k - acc)
+            if take > 0:
+                top_sum += take * loss[c]
+                acc += take
+                if acc == k:
+                    return loss[c], top_sum
+        return np.nan, np.nan
 
 
 def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool):
@@ -244,11 +298,11 @@ class FHSGarch(MarginModel):
             # a one-day path is one window row scaled by sigma_{t+1}: revalue the book once per row and
             # give each path its row's P&L (the same numbers as revaluing all n_paths scenarios)
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
-            pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)[draws[:, 0]]
-        else:
-            spot = simulate_paths(fits, z, draws) / SCALE
-            log_vol = None if dvol is None else dvol[draws].sum(axis=1)
-            pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, self.mpor_days)
+            row_pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
+            return max(drawn_risk_measure(-row_pnl, draws[:, 0], self.measure, self.confidence), 0.0)
+        spot = simulate_paths(fits, z, draws) / SCALE
+        log_vol = None if dvol is None else dvol[draws].sum(axis=1)
+        pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, self.mpor_days)
         return max(risk_measure(-pnl, self.measure, self.confidence), 0.0)
 
 
