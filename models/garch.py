@@ -1175,10 +1175,10 @@ class FilterFit:
     @property
     def persistence(self) -> float:
         """α + γ/2 + β (1 for EWMA)."""
-        p = self.param_dict
         if self.spec.vol == "ewma":
             return 1.0
-        return p["alpha"] + 0.5 * p.get("gamma", 0.0) + p["beta"]
+        _, alpha, gamma, beta = _unpack(self.spec, self.params)
+        return float(alpha + 0.5 * gamma + beta)
 
 
 def _unpack(spec: GarchSpec, theta: np.ndarray) -> tuple[float, float, float, float]:

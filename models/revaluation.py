@@ -277,7 +277,7 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_d
         fund = np.nan_to_num(market.funding_array[i + 1:j + 1][:, cols]).sum(axis=0)
         pm = book.is_perp
         pnl[pm] -= book.quantity[pm] * s0[pm] * fund[book.asset_idx[pm]]
-    if book.is_option.any():
+    if book.has_options:
         t0, t1 = market.index[i], market.index[j]
         v1v = market.vol_array[j, cols]
         m = np.flatnonzero(book.is_option)
