@@ -61,6 +61,10 @@ RESTART_TOL = 1e-5
 #: found that day, at no higher log-likelihood, is in that optimum's basin: it stops there
 MERGE_TOL = 1e-2
 NU_BOUNDS = (2.05, 500.0)
+#: the likelihood passes sum log sigma2_t (and log(1 + z_t^2/(nu-2))) as logs of products of this
+#: many terms: one log per block (a log costs as much as ~5 observations of the gradient pass)
+_LOG_BLOCK = 32
+_LOG_BLOCK_MASK = _LOG_BLOCK - 1
 
 
 @dataclass(frozen=True)
@@ -189,8 +193,8 @@ def _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, blo
     """One pass of the likelihood: the variance recursion with its derivatives d sigma2_t / d theta.
 
     With ``blocked`` the sums of log sigma2_t and log(1 + z_t) are logs of products over blocks
-    of 8 terms (one log per block, |error| ~ 1e-15 per block); returns ``ok=False`` when a
-    product leaves [1e-280, 1e280] (absurd parameters only) so the caller can redo the pass
+    of ``_LOG_BLOCK`` = 32 terms (one log per block, |error| ~ 32 ulp per block); returns
+    ``ok=False`` when a product leaves [1e-280, 1e280] (absurd parameters only) so the caller can redo the pass
     with one log per term.
     """
     n = resids.size
@@ -232,7 +236,7 @@ def _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, blo
             dl = 0.5 * inv * (u - 1.0)
         if blocked:
             p_s2 *= s2
-            if (t & 7) == 7 or t == n - 1:
+            if (t & _LOG_BLOCK_MASK) == _LOG_BLOCK_MASK or t == n - 1:
                 if not (1e-280 < p_s2 < 1e280 and p_q < 1e280):
                     return False, 0.0, np.zeros(4), 0.0
                 sum_log_s2 += math.log(p_s2)
@@ -258,7 +262,7 @@ def _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, blo
 def _loglik_value_py(resids, omega, alpha, gamma, beta, nu, bc, student):
     """Log-likelihood sum without constants or gradient (the starting grid's pass).
 
-    Same terms as :func:`_loglik_pass_py` (logs of 8-term products, per-term logs when a
+    Same terms as :func:`_loglik_pass_py` (logs of 32-term products, per-term logs when a
     product leaves [1e-280, 1e280]) without the derivative recursions.
     """
     n = resids.size
@@ -286,7 +290,7 @@ def _loglik_value_py(resids, omega, alpha, gamma, beta, nu, bc, student):
                 sum_u += u
             if blocked:
                 p_s2 *= s2
-                if (t & 7) == 7 or t == n - 1:
+                if (t & _LOG_BLOCK_MASK) == _LOG_BLOCK_MASK or t == n - 1:
                     if not (1e-280 < p_s2 < 1e280 and p_q < 1e280):
                         ok = False
                         break

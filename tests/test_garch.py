@@ -145,7 +145,7 @@ def test_lgamma_and_digamma_match_scipy():
 
 @pytest.mark.parametrize("student", [False, True])
 def test_blocked_log_sums_equal_per_term_logs(student):
-    """The likelihood pass takes logs of products over blocks of 8; it must equal one log per term."""
+    """The likelihood pass takes logs of products over blocks of 32; it must equal one log per term."""
     x = np.ascontiguousarray(BTC[1000:2003])  # 1,003 terms: the last block is partial
     bc = g.backcast(x)
     for blocked_pass in (g._loglik_pass_py,) + ((g._loglik_pass_nb,) if g.NUMBA_ENABLED else ()):
@@ -156,7 +156,7 @@ def test_blocked_log_sums_equal_per_term_logs(student):
         assert dnu_b == pytest.approx(dnu_l, rel=1e-12, abs=1e-9)
         np.testing.assert_allclose(gr_b, gr_l, rtol=1e-14)
     # a product out of range (absurd variances) makes the public function fall back to per-term logs
-    huge = x * 1e18  # variances ~1e36: a block of 8 multiplies to ~1e288 (> 1e280, < overflow)
+    huge = x * 1e18  # variances ~1e36: a block of 32 overflows to inf
     ll, _, _ = g._loglik_grad_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student)
     ok, ll_ref, _, _ = g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, False)
     assert not g._loglik_pass_py(huge, 1e36, 0.05, 0.0, 0.9, 4.5, g.backcast(huge), student, False, True)[0]
