@@ -310,7 +310,8 @@ def _loglik_value_py(resids, omega, alpha, gamma, beta, nu, bc, student):
 def _loglik_grad_py(resids, omega, alpha, gamma, beta, nu, bc, student):
     """Log-likelihood sum, its gradient w.r.t. (omega, alpha, gamma, beta) and the per-t part of d/dnu."""
     gjr = gamma != 0.0
-    ok, ll, g, dnu = _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, True)
+    with np.errstate(over="ignore", under="ignore"):  # a block product out of range: redone with per-term logs
+        ok, ll, g, dnu = _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, True)
     if not ok:
         ok, ll, g, dnu = _loglik_pass_py(resids, omega, alpha, gamma, beta, nu, bc, student, gjr, False)
     return ll, g, dnu
