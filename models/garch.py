@@ -511,7 +511,8 @@ def _merged_with(x, f, known, known_f, merge_tol):
     """Index of the first known optimum whose basin ``x`` has reached; -1 if none.
 
     Reached: max over i of |x_i - k_i| / max(|k_i|, 1e-2) <= ``merge_tol`` and the objective ``f``
-    not below that optimum's (a distance filter of multistart methods, Ugray et al. 2007).
+    not below that optimum's: the distance filter of multistart methods (Ugray et al. 2007,
+    "Scatter search and local NLP solvers", INFORMS J. Computing 19(3)), applied to the iterates.
     """
     for q in range(known.shape[0]):
         if f < known_f[q]:
