@@ -362,3 +362,32 @@ def test_restarts_merged_into_known_optima_give_the_same_fit_with_fewer_iteratio
         prev = g.fit_filter(x, spec, warm_start=None if prev is None else prev.params,
                             warm_hessian=None if prev is None else prev.inv_hessian)
     assert merges >= 5 and its_merged < its_full
+
+
+@pytest.mark.parametrize("vol, dist", [("garch", "normal"), ("gjr", "t")])
+def test_daily_warm_fit_kernel_matches_its_python_driver(vol, dist):
+    """The one-call daily fit compiled by numba takes the same steps as its Python source (which
+    calls the same compiled pieces): identical numbers on a stretch of warm-started BTC dates."""
+    spec = g.GarchSpec(vol, dist)
+    market = ds.load_market(["BTC"])
+    r = np.log(market.prices["BTC"]).diff().to_numpy() * 100
+    unit_grid, grid_scale = g._unit_grid(vol, dist)
+    lower_unit, upper_unit = g._unit_bounds(vol, dist)
+    k = len(spec.parameter_names())
+    prev = None
+    for t in market.index[(market.index >= "2022-10-27") & (market.index <= "2022-11-02")]:
+        i = market.loc_of(t)
+        x = np.ascontiguousarray(r[i - 999:i + 1])
+        if prev is not None:
+            use_h = prev.inv_hessian is not None
+            args = (x, prev.params, prev.inv_hessian if use_h else np.zeros((k, k)), use_h, unit_grid, grid_scale,
+                    lower_unit, upper_unit, 0 if vol == "garch" else 1, dist == "t", 300, g.FIT_TOL, g.RESTART_TOL,
+                    g.MERGE_TOL)
+            a, b = g._warm_fit_nb(*args), g._warm_fit_py(*args)
+            for u, v in zip(a, b, strict=True):
+                np.testing.assert_array_equal(u, v)
+            fit = g.fit_filter(x, spec, warm_start=prev.params, warm_hessian=prev.inv_hessian)
+            assert fit.loglik == a[3] and fit.backcast == a[0] == g.backcast(x)
+            np.testing.assert_array_equal(fit.params, a[2])
+        prev = g.fit_filter(x, spec, warm_start=None if prev is None else prev.params,
+                            warm_hessian=None if prev is None else prev.inv_hessian)
