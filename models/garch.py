@@ -496,6 +496,30 @@ def _matvec_py(h, v):
     return out
 
 
+def _direction_py(h, g, x, lower, upper):
+    """Quasi-Newton direction -H g on the free variables.
+
+    A variable held at a bound by the gradient's sign gets no step, and its row and column of H
+    are dropped (projected quasi-Newton: Bertsekas 1982, "Projected Newton methods for
+    optimization problems with simple constraints", SIAM J. Control Optim. 20(2)). Without
+    this, the step into the bound is clipped by the projection and the run stalls short of
+    the optimum (BTC GARCH-normal, Sep 2023: alpha = 0 with the log-likelihood 7e-4 short).
+    """
+    k = g.size
+    free = np.empty(k, np.bool_)
+    for i in range(k):
+        free[i] = not ((x[i] <= lower[i] + 1e-12 and g[i] > 0.0) or (x[i] >= upper[i] - 1e-12 and g[i] < 0.0))
+    d = np.zeros(k)
+    for i in range(k):
+        if free[i]:
+            acc = 0.0
+            for j in range(k):
+                if free[j]:
+                    acc += h[i, j] * g[j]
+            d[i] = -acc
+    return d
+
+
 def _backtrack_factor_py(f, fn, slope):
     """Next step as a fraction of the rejected one: minimiser of the quadratic through f, slope and fn.
 
@@ -551,13 +575,13 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
     for it in range(max_iter):
         if step_norm(x, g, lower, upper) <= tol * (1.0 + abs(f)):
             return x, f, it, True, h, -1
-        d = -(_matvec_py(h, g))
+        d = _direction_py(h, g, x, lower, upper)
         if _dot_py(g, d) >= 0.0:
             for i in range(k):
                 for j in range(k):
                     h[i, j] = 0.0
                 h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
-            d = -(_matvec_py(h, g))
+            d = _direction_py(h, g, x, lower, upper)
             fresh = True
         step = 1.0
         accepted = False
@@ -666,6 +690,7 @@ if NUMBA_ENABLED:
     _scaled_step_norm_nb = njit(cache=True)(_scaled_step_norm)
     _backtrack_factor_nb = njit(cache=True)(_backtrack_factor_py)
     _merged_with_nb = njit(cache=True)(_merged_with)
+    _direction_nb = njit(cache=True)(_direction_py)
     @njit(cache=True)
     def _project_any_nb(theta, lower, upper, vol_code, reduced):  # pragma: no cover - compiled
         if reduced:
@@ -690,13 +715,13 @@ if NUMBA_ENABLED:
         for it in range(max_iter):
             if _scaled_step_norm_nb(x, g, lower, upper) <= tol * (1.0 + abs(f)):
                 return x, f, it, True, h, -1
-            d = -(_matvec_nb(h, g))
+            d = _direction_nb(h, g, x, lower, upper)
             if _dot_nb(g, d) >= 0.0:
                 for i in range(k):
                     for j in range(k):
                         h[i, j] = 0.0
                     h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
-                d = -(_matvec_nb(h, g))
+                d = _direction_nb(h, g, x, lower, upper)
                 fresh = True
             step = 1.0
             accepted = False
