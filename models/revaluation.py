@@ -151,8 +151,10 @@ def _market_inputs(market: MarketData, book: BookArrays, i: int, where: str):
     if np.isnan(spots).any():
         missing = [a for a, s in zip(book.assets, spots, strict=True) if np.isnan(s)]
         raise DataError(f"{where}: no price for {missing} at {market.index[i]}")
+    if not book.has_options:
+        return spots, None  # implied vols are read for option books only
     vols = market.vol_array[i, cols]
-    need = np.unique(book.asset_idx[book.is_option]) if book.has_options else ()
+    need = np.unique(book.asset_idx[book.is_option])
     if len(need) and np.isnan(vols[need]).any():
         missing = [book.assets[j] for j in need if np.isnan(vols[j])]
         raise DataError(f"{where}: options on {missing} but no implied vol at {market.index[i]} "
