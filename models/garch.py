@@ -464,13 +464,38 @@ def _project_py(theta, lower, upper, vol_code):
     return x
 
 
+def _held_at_bound_py(xi, gi, lo, up):
+    """True when a variable sits at a bound (within 1e-12) and the gradient of f pushes it out."""
+    return (xi <= lo + 1e-12 and gi > 0.0) or (xi >= up - 1e-12 and gi < 0.0)
+
+
+def _diagonal_scaling_py(x, n):
+    """The default inverse Hessian: diag(max(|x_i|, 1e-2)^2 / n)."""
+    k = x.size
+    h = np.zeros((k, k))
+    for i in range(k):
+        h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+    return h
+
+
+def _bfgs_update_py(h, s, y):
+    """BFGS update of the inverse Hessian with step s and gradient change y.
+
+    Nocedal and Wright (2006), eq. 6.17; H is kept when s'y <= 1e-300.
+    """
+    sy = _dot_k(s, y)
+    if sy > 1e-300:
+        rho = 1.0 / sy
+        hy = _matvec_k(h, y)
+        return h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * _dot_k(y, hy) + rho) * np.outer(s, s)
+    return h
+
+
 def _scaled_step_norm(x, g, lower, upper):
     """Largest |g_i| x scale_i over components not held at a bound by the gradient's sign."""
     worst = 0.0
     for i in range(x.size):
-        if x[i] <= lower[i] + 1e-12 and g[i] > 0.0:
-            continue
-        if x[i] >= upper[i] - 1e-12 and g[i] < 0.0:
+        if _held_at_bound_k(x[i], g[i], lower[i], upper[i]):
             continue
         v = abs(g[i]) * max(abs(x[i]), 1e-2)
         if v > worst:
@@ -508,7 +533,7 @@ def _direction_py(h, g, x, lower, upper):
     k = g.size
     free = np.empty(k, np.bool_)
     for i in range(k):
-        free[i] = not ((x[i] <= lower[i] + 1e-12 and g[i] > 0.0) or (x[i] >= upper[i] - 1e-12 and g[i] < 0.0))
+        free[i] = not _held_at_bound_k(x[i], g[i], lower[i], upper[i])
     d = np.zeros(k)
     for i in range(k):
         if free[i]:
@@ -518,6 +543,17 @@ def _direction_py(h, g, x, lower, upper):
                     acc += h[i, j] * g[j]
             d[i] = -acc
     return d
+
+
+# the helpers the twins share, compiled when numba is on (the Python twin calls the compiled ones too)
+if NUMBA_ENABLED:
+    _dot_k, _matvec_k = njit(cache=True)(_dot_py), njit(cache=True)(_matvec_py)
+    _held_at_bound_k = njit(cache=True)(_held_at_bound_py)
+    _diagonal_scaling_k = njit(cache=True)(_diagonal_scaling_py)
+    _bfgs_update_k = njit(cache=True)(_bfgs_update_py)
+else:  # pragma: no cover
+    _dot_k, _matvec_k, _held_at_bound_k = _dot_py, _matvec_py, _held_at_bound_py
+    _diagonal_scaling_k, _bfgs_update_k = _diagonal_scaling_py, _bfgs_update_py
 
 
 def _backtrack_factor_py(f, fn, slope):
@@ -565,9 +601,7 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
     x = project(theta0.copy(), lower, upper, vol_code)
     f, g = objective(x, resids, vol_code, student, bc, reduced)
     n = resids.size
-    h = np.zeros((k, k))
-    for i in range(k):
-        h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+    h = _diagonal_scaling_k(x, n)
     if h0.shape[0] == k and h0[0, 0] > 0.0:
         h = h0.copy()
     small = 0
@@ -577,10 +611,7 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
             return x, f, it, True, h, -1
         d = _direction_py(h, g, x, lower, upper)
         if _dot_py(g, d) >= 0.0:
-            for i in range(k):
-                for j in range(k):
-                    h[i, j] = 0.0
-                h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+            h = _diagonal_scaling_k(x, n)
             d = _direction_py(h, g, x, lower, upper)
             fresh = True
         step = 1.0
@@ -599,20 +630,11 @@ def _bfgs_generic(theta0, resids, lower, upper, vol_code, student, bc, max_iter,
         if not accepted:
             if fresh:
                 return x, f, it, False, h, -1
-            for i in range(k):
-                for j in range(k):
-                    h[i, j] = 0.0
-                h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+            h = _diagonal_scaling_k(x, n)
             fresh = True
             continue
         fresh = False
-        s = xn - x
-        y = gn - g
-        sy = _dot_py(s, y)
-        if sy > 1e-300:
-            rho = 1.0 / sy
-            hy = _matvec_py(h, y)
-            h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * _dot_py(y, hy) + rho) * np.outer(s, s)
+        h = _bfgs_update_k(h, xn - x, gn - g)
         if abs(f - fn) <= 1e-15 * (1.0 + abs(f)):
             small += 1
         else:
@@ -652,8 +674,7 @@ if NUMBA_ENABLED:
     @njit(cache=True)
     def _nu_score_constant_nb(nu):  # pragma: no cover - compiled twin of _nu_score_constant_py
         return 0.5 * _digamma_nb(0.5 * (nu + 1.0)) - 0.5 * _digamma_nb(0.5 * nu) - 0.5 / (nu - 2.0)
-    _dot_nb = njit(cache=True)(_dot_py)
-    _matvec_nb = njit(cache=True)(_matvec_py)
+    _dot_nb, _matvec_nb = _dot_k, _matvec_k
     _project_nb = njit(cache=True)(_project_py)
 
     _expand_nb = njit(cache=True)(_expand_py)
@@ -705,9 +726,7 @@ if NUMBA_ENABLED:
         x = _project_any_nb(theta0.copy(), lower, upper, vol_code, reduced)
         f, g = _objective_nb(x, resids, vol_code, student, bc, reduced)
         n = resids.size
-        h = np.zeros((k, k))
-        for i in range(k):
-            h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+        h = _diagonal_scaling_k(x, n)
         if h0.shape[0] == k and h0[0, 0] > 0.0:
             h = h0.copy()
         small = 0
@@ -717,10 +736,7 @@ if NUMBA_ENABLED:
                 return x, f, it, True, h, -1
             d = _direction_nb(h, g, x, lower, upper)
             if _dot_nb(g, d) >= 0.0:
-                for i in range(k):
-                    for j in range(k):
-                        h[i, j] = 0.0
-                    h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+                h = _diagonal_scaling_k(x, n)
                 d = _direction_nb(h, g, x, lower, upper)
                 fresh = True
             step = 1.0
@@ -739,20 +755,11 @@ if NUMBA_ENABLED:
             if not accepted:
                 if fresh:
                     return x, f, it, False, h, -1
-                for i in range(k):
-                    for j in range(k):
-                        h[i, j] = 0.0
-                    h[i, i] = max(abs(x[i]), 1e-2) ** 2 / n
+                h = _diagonal_scaling_k(x, n)
                 fresh = True
                 continue
             fresh = False
-            s = xn - x
-            y = gn - g
-            sy = _dot_nb(s, y)
-            if sy > 1e-300:
-                rho = 1.0 / sy
-                hy = _matvec_nb(h, y)
-                h = h - rho * (np.outer(s, hy) + np.outer(hy, s)) + (rho * rho * _dot_nb(y, hy) + rho) * np.outer(s, s)
+            h = _bfgs_update_k(h, xn - x, gn - g)
             if abs(f - fn) <= 1e-15 * (1.0 + abs(f)):
                 small += 1
             else:
