@@ -126,10 +126,9 @@ class GarchSpec:
     def starting_grid(self, var: float) -> np.ndarray:
         """:meth:`starting_values` as one array (a row per point)."""
         grid, one_minus_persistence = _unit_grid(self.vol, self.dist)
-        grid = grid.copy()
-        if self.vol != "ewma":
-            grid[:, 0] = var * one_minus_persistence
-        return grid
+        if self.vol == "ewma":
+            return grid.copy()
+        return _scaled_grid_k(grid, one_minus_persistence, float(var))
 
 
 _BACKCAST_WEIGHTS = 0.94 ** np.arange(75)
@@ -1060,6 +1059,14 @@ def _grid_ll_py(grid, resids, vol_code, student, bc):
     return out
 
 
+def _scaled_grid_py(unit_grid, grid_scale, var):
+    """The starting grid at sample variance ``var``: omega = var (1 - persistence) in column 0."""
+    grid = unit_grid.copy()
+    for j in range(grid.shape[0]):
+        grid[j, 0] = var * grid_scale[j]
+    return grid
+
+
 def _warm_fit_py(r, warm, warm_h, use_h, unit_grid, grid_scale, lower_unit, upper_unit, vol_code, student, max_iter,
                  fit_tol, restart_tol, merge_tol):
     """One day's warm-started fit (see :func:`fit_filter`), in one call; compiled as ``_warm_fit_nb``.
@@ -1078,9 +1085,7 @@ def _warm_fit_py(r, warm, warm_h, use_h, unit_grid, grid_scale, lower_unit, uppe
     upper = upper_unit.copy()
     lower[0] = lower_unit[0] * var
     upper[0] = upper_unit[0] * var
-    grid = unit_grid.copy()
-    for j in range(grid.shape[0]):
-        grid[j, 0] = var * grid_scale[j]
+    grid = _scaled_grid_k(unit_grid, grid_scale, var)
     order = np.argsort(-_grid_ll_k(grid, r, vol_code, student, bc), kind="mergesort")
     starts = np.empty((4, k))
     starts[0] = warm
@@ -1120,9 +1125,11 @@ if NUMBA_ENABLED:
     _mean_square_k = njit(cache=True)(_mean_square_py)
     _loglik_value_k, _loglik_constant_k, _multi_fit_k = _loglik_value_nb, _loglik_constant_nb, _multi_fit_nb
     _grid_ll_k = njit(cache=True)(_grid_ll_py)
+    _scaled_grid_k = njit(cache=True)(_scaled_grid_py)
     _warm_fit_nb = njit(cache=True)(_warm_fit_py)
 else:  # pragma: no cover
     _backcast_k, _mean_square_k, _grid_ll_k = _backcast_py, _mean_square_py, _grid_ll_py
+    _scaled_grid_k = _scaled_grid_py
     _loglik_value_k, _loglik_constant_k, _multi_fit_k = _loglik_value_py, _loglik_constant_py, _multi_fit_arrays_py
     _warm_fit_nb = _warm_fit_py
 
