@@ -804,10 +804,11 @@ def _opg_py(theta, resids, vol_code, student, bc, c_nu):
         inv = 1.0 / s2
         u = resids[t] * resids[t] * inv
         if student:
-            q = 1.0 + u / (nu - 2.0)
-            zq = u / (nu - 2.0) / q
+            inv_nu2 = 1.0 / (nu - 2.0)
+            q = 1.0 + u * inv_nu2
+            zq = u * inv_nu2 / q
             dl = 0.5 * inv * ((nu + 1.0) * zq - 1.0)
-            sc[k - 1] = c_nu - 0.5 * math.log(q) + 0.5 * (nu + 1.0) * zq / (nu - 2.0)
+            sc[k - 1] = c_nu - 0.5 * math.log(q) + 0.5 * (nu + 1.0) * zq * inv_nu2
         else:
             dl = 0.5 * inv * (u - 1.0)
         sc[0] = dl * d0

@@ -1,6 +1,8 @@
-"""FHS margins and daily fits bit for bit equal to those of commit eafa450 (before the volatility package).
+"""FHS margins and daily fits against those of commit eafa450 (before the volatility package).
 
 The reference file and the script that produced it are in ``tests/results/`` (see its docstring).
+Every number must be equal bit for bit, except those listed in ``MOVED``: arithmetic changed on
+purpose in a commit of its own (named there), checked here to stay within a stated distance.
 """
 
 import importlib.util
@@ -12,6 +14,20 @@ from conftest import RESULTS
 _spec = importlib.util.spec_from_file_location("fhs_reference", RESULTS / "fhs_reference.py")
 fhs_reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fhs_reference)
+
+#: reference keys (prefix match) whose numbers moved on purpose after eafa450, with the reason
+MOVED = {
+    "margins/garch-t/": "BHHH scores of the Student-t computed with the likelihood pass's arithmetic",
+    "margins/gjr-t/": "same",
+    "chain/garch-t/": "same",
+    "chain/gjr-t/": "same",
+    "margins/mpor10-gjr-t": "same",
+    "margins/refit3-garch-t": "same",
+}
+
+
+def _moved(key: str) -> bool:
+    return any(key.startswith(prefix) for prefix in MOVED)
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +45,26 @@ def test_same_keys(computed, reference):
     assert set(computed) == set(reference)
 
 
+def _check(computed, reference, key):
+    a, b = computed[key], reference[key]
+    if not _moved(key):
+        np.testing.assert_array_equal(a, b, err_msg=key)
+    elif key.startswith("margins/") or key.endswith("sigma2_next"):
+        np.testing.assert_allclose(a, b, rtol=1e-3, err_msg=key)
+    elif key.endswith("loglik"):
+        np.testing.assert_allclose(a, b, rtol=1e-9, err_msg=key)
+    elif key.endswith("status"):
+        np.testing.assert_array_equal(a, b, err_msg=key)
+
+
 @pytest.mark.parametrize("vol, dist", fhs_reference.SPECS)
-def test_margins_and_fits_bit_for_bit(computed, reference, vol, dist):
+def test_margins_and_fits(computed, reference, vol, dist):
     keys = [k for k in reference if k.split("/")[1] == f"{vol}-{dist}"]
     assert keys
     for k in keys:
-        np.testing.assert_array_equal(computed[k], reference[k], err_msg=k)
+        _check(computed, reference, k)
 
 
 @pytest.mark.parametrize("label", [case[0] for case in fhs_reference.EXTRA])
-def test_mpor_refit_and_floor_margins_bit_for_bit(computed, reference, label):
-    np.testing.assert_array_equal(computed[f"margins/{label}"], reference[f"margins/{label}"])
+def test_mpor_refit_and_floor_margins(computed, reference, label):
+    _check(computed, reference, f"margins/{label}")
