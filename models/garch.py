@@ -1125,6 +1125,7 @@ if NUMBA_ENABLED:
     _backcast_k = njit(cache=True)(_backcast_py)
     _mean_square_k = njit(cache=True)(_mean_square_py)
     _loglik_value_k, _loglik_constant_k, _multi_fit_k = _loglik_value_nb, _loglik_constant_nb, _multi_fit_nb
+    _nu_score_constant_k = _nu_score_constant_nb
     _grid_ll_k = njit(cache=True)(_grid_ll_py)
     _scaled_grid_k = njit(cache=True)(_scaled_grid_py)
     _warm_fit_nb = njit(cache=True)(_warm_fit_py)
@@ -1132,6 +1133,7 @@ else:  # pragma: no cover
     _backcast_k, _mean_square_k, _grid_ll_k = _backcast_py, _mean_square_py, _grid_ll_py
     _scaled_grid_k = _scaled_grid_py
     _loglik_value_k, _loglik_constant_k, _multi_fit_k = _loglik_value_py, _loglik_constant_py, _multi_fit_arrays_py
+    _nu_score_constant_k = _nu_score_constant_py
     _warm_fit_nb = _warm_fit_py
 
 
@@ -1160,12 +1162,6 @@ def _grid_order(grid: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: float
     return np.argsort(-lls, kind="stable")
 
 
-def _const(n: int, nu: float, student: bool) -> float:
-    if student:
-        return n * (special.gammaln(0.5 * (nu + 1)) - special.gammaln(0.5 * nu) - 0.5 * math.log(math.pi * (nu - 2)))
-    return -0.5 * n * math.log(2 * math.pi)
-
-
 def loglik_and_grad(theta: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: float,
                     use_numba: bool | None = None) -> tuple[float, np.ndarray]:
     """Log-likelihood and its analytic gradient w.r.t. ``theta`` (order of ``spec.parameter_names()``)."""
@@ -1179,12 +1175,10 @@ def loglik_and_grad(theta: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: 
     use = NUMBA_ENABLED if use_numba is None else (use_numba and NUMBA_ENABLED)
     f = _loglik_grad_nb if use else _loglik_grad_py
     ll, g, dnu = f(r, float(omega), float(alpha), float(gamma), float(beta), nu, float(bc), student)
-    ll += _const(r.size, nu, student)
+    ll += _loglik_constant_k(r.size, nu, student)
     grad = [g[0], g[1], g[3]] if spec.vol == "garch" else [g[0], g[1], g[2], g[3]]
     if student:
-        n = r.size
-        dnu += n * (0.5 * special.digamma(0.5 * (nu + 1)) - 0.5 * special.digamma(0.5 * nu) - 0.5 / (nu - 2))
-        grad.append(dnu)
+        grad.append(dnu + r.size * _nu_score_constant_k(nu))
     return float(ll), np.array(grad, dtype=float)
 
 

@@ -287,7 +287,7 @@ def test_value_only_pass_and_grid_equal_the_scipy_likelihood(student, vol):
     ref = _per_obs_loglik(theta, x, vol, spec.dist).sum()
     gamma, beta = (0.0, theta[2]) if vol == "garch" else (theta[2], theta[3])
     nu = theta[-1] if student else 0.0
-    const = g._const(x.size, nu, student)
+    const = g._loglik_constant_py(x.size, nu, student)
     bc = g.backcast(x)
     for value in (g._loglik_value_py,) + ((g._loglik_value_nb,) if g.NUMBA_ENABLED else ()):
         assert value(x, theta[0], theta[1], gamma, beta, nu, bc, student) + const == pytest.approx(ref, rel=1e-12)

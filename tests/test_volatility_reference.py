@@ -17,12 +17,14 @@ _spec.loader.exec_module(fhs_reference)
 
 #: reference keys (prefix match) whose numbers moved on purpose after eafa450, with the reason
 MOVED = {
-    "margins/garch-t/": "BHHH scores of the Student-t computed with the likelihood pass's arithmetic",
+    "margins/garch-t/": "BHHH scores of the Student-t computed with the likelihood pass's arithmetic; "
+                        "the log-likelihood constant of loglik_and_grad (cold fits) is the kernels'",
     "margins/gjr-t/": "same",
     "chain/garch-t/": "same",
     "chain/gjr-t/": "same",
     "margins/mpor10-gjr-t": "same",
     "margins/refit3-garch-t": "same",
+    "chain/ewma-t/": "log-likelihood constant and nu-score constant of loglik_and_grad (cold fits) are the kernels'",
 }
 
 
