@@ -35,7 +35,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import optimize, special
+from scipy import optimize
 
 from .pricing import NUMBA_ENABLED
 
@@ -1182,11 +1182,6 @@ def loglik_and_grad(theta: np.ndarray, resids: np.ndarray, spec: GarchSpec, bc: 
     return float(ll), np.array(grad, dtype=float)
 
 
-def _ewma_nu_loglik(nu, z):
-    return float(np.sum(special.gammaln(0.5 * (nu + 1)) - special.gammaln(0.5 * nu) - 0.5 * np.log(math.pi * (nu - 2))
-                        - 0.5 * (nu + 1) * np.log1p(z * z / (nu - 2))))
-
-
 @dataclass
 class FilterFit:
     """Result of one filter fit on a window of returns (percent).
@@ -1301,14 +1296,13 @@ def fit_filter(resids, spec: GarchSpec, warm_start: np.ndarray | None = None, re
         var = float(_mean_square_k(r))
         if spec.vol == "ewma":
             theta = np.array([], dtype=float)
+            fixed = [0.0, 1 - spec.lam, spec.lam]
             if spec.dist == "t":
-                fit0 = _finish(spec, np.array([]), r, bc, 0.0, "fixed", 0)
-                z = fit0.std_resids
-                res = optimize.minimize_scalar(lambda nu: -_ewma_nu_loglik(nu, z), bounds=NU_BOUNDS,
-                                               method="bounded")
+                res = optimize.minimize_scalar(
+                    lambda nu: -loglik_and_grad(np.array(fixed + [nu]), r, GarchSpec("garch", "t"), bc)[0],
+                    bounds=NU_BOUNDS, method="bounded")
                 theta = np.array([res.x])
-            ll = loglik_and_grad(np.concatenate(([0.0, 1 - spec.lam, spec.lam], theta)),
-                                 r, GarchSpec("garch", spec.dist), bc)[0]
+            ll = loglik_and_grad(np.concatenate((fixed, theta)), r, GarchSpec("garch", spec.dist), bc)[0]
             return _finish(spec, theta, r, bc, ll, "fixed", 0)
         bounds = spec.bounds(var)
         if warm_start is not None:  # and not refit
