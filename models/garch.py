@@ -1379,5 +1379,5 @@ def simulate_paths(fits: list[FilterFit], std_resids: np.ndarray, draws: np.ndar
             eps = np.sqrt(s2) * std_resids[draws[:, j], a]
             out[:, a] += eps
             if j + 1 < h:
-                s2 = omega + (alpha + gamma * (eps < 0)) * eps * eps + beta * s2
+                s2 = omega + (alpha + gamma * (eps < 0)) * (eps * eps) + beta * s2
     return out

@@ -22,8 +22,9 @@ MOVED = {
     "margins/gjr-t/": "same",
     "chain/garch-t/": "same",
     "chain/gjr-t/": "same",
-    "margins/mpor10-gjr-t": "same",
+    "margins/mpor10-gjr-t": "same; and simulate_paths updates the variance as the filter does",
     "margins/refit3-garch-t": "same",
+    "margins/mpor10-garch-normal": "simulate_paths updates the variance as the filter does (alpha (e e))",
     "chain/ewma-t/": "log-likelihood constant of loglik_and_grad (cold fits) is the kernels'; EWMA-t nu maximises "
                      "loglik_and_grad (not a copy of the t density with scipy's gammaln)",
 }
