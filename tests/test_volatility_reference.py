@@ -1,8 +1,10 @@
-"""FHS margins and daily fits against those of commit eafa450 (before the volatility package).
+"""FHS margins and daily fits bit for bit against the references of ``tests/results/``.
 
-The reference file and the script that produced it are in ``tests/results/`` (see its docstring).
-Every number must be equal bit for bit, except those listed in ``MOVED``: arithmetic changed on
-purpose in a commit of its own (named there), checked here to stay within a stated distance.
+``fhs_reference_14f0f03.npz``: every number must be equal bit for bit (the volatility package
+replaced ``models/garch.py`` after that commit). ``fhs_reference_eafa450.npz`` (the branch base):
+equal bit for bit too, except the keys listed in ``MOVED`` — arithmetic changed on purpose, one
+change per commit (named there) — which must stay within a stated distance. The script that
+produced both files is ``tests/results/fhs_reference.py``.
 """
 
 import importlib.util
@@ -39,17 +41,27 @@ def computed():
     return fhs_reference.compute()
 
 
-@pytest.fixture(scope="module")
-def reference():
-    with np.load(RESULTS / "fhs_reference_eafa450.npz") as f:
+def _load(name):
+    with np.load(RESULTS / name) as f:
         return {k: f[k] for k in f.files}
 
 
-def test_same_keys(computed, reference):
-    assert set(computed) == set(reference)
+@pytest.fixture(scope="module")
+def reference():
+    return _load("fhs_reference_eafa450.npz")
 
 
-def _check(computed, reference, key):
+@pytest.fixture(scope="module")
+def latest():
+    return _load("fhs_reference_14f0f03.npz")
+
+
+def test_same_keys(computed, reference, latest):
+    assert set(computed) == set(reference) == set(latest)
+
+
+def _check(computed, reference, latest, key):
+    np.testing.assert_array_equal(computed[key], latest[key], err_msg=key)
     a, b = computed[key], reference[key]
     if not _moved(key):
         np.testing.assert_array_equal(a, b, err_msg=key)
@@ -64,13 +76,13 @@ def _check(computed, reference, key):
 
 
 @pytest.mark.parametrize("vol, dist", fhs_reference.SPECS)
-def test_margins_and_fits(computed, reference, vol, dist):
+def test_margins_and_fits(computed, reference, latest, vol, dist):
     keys = [k for k in reference if k.split("/")[1] == f"{vol}-{dist}"]
     assert keys
     for k in keys:
-        _check(computed, reference, k)
+        _check(computed, reference, latest, k)
 
 
 @pytest.mark.parametrize("label", [case[0] for case in fhs_reference.EXTRA])
-def test_mpor_refit_and_floor_margins(computed, reference, label):
-    _check(computed, reference, f"margins/{label}")
+def test_mpor_refit_and_floor_margins(computed, reference, latest, label):
+    _check(computed, reference, latest, f"margins/{label}")

@@ -11,12 +11,15 @@ Computes, with whatever ``marginlab`` is importable:
   Hessian) behind them: parameters, log-likelihood, one-step variance, iterations, status and
   SHA-256 digests of the conditional variances, standardised residuals and inverse Hessian.
 
-``fhs_reference_eafa450.npz`` was produced by this script at commit eafa450 (the last commit
-before ``models/garch.py`` became the ``models/volatility`` package)::
+``fhs_reference_eafa450.npz`` was produced by this script at commit eafa450 (the branch base,
+``models/garch.py`` as it was), ``fhs_reference_14f0f03.npz`` at commit 14f0f03 (after four commits
+that changed the arithmetic on purpose, each named in ``tests/test_volatility_reference.py``; the
+last before ``models/garch.py`` became the ``models/volatility`` package)::
 
-    python tests/results/fhs_reference.py tests/results/fhs_reference_eafa450.npz
+    python tests/results/fhs_reference.py tests/results/fhs_reference_14f0f03.npz
 
-``tests/test_volatility_reference.py`` recomputes everything and asserts exact equality (bit for bit).
+``tests/test_volatility_reference.py`` recomputes everything and asserts exact equality (bit for bit) with
+the 14f0f03 file, and with the eafa450 file where no change was intended.
 """
 
 from __future__ import annotations
