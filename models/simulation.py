@@ -35,14 +35,11 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import MarketData
 
+from ._numba import NUMBA_ENABLED, njit
 from .base import MarginModel, check_ints, check_range, register
-from .garch import FilterFit, GarchSpec, fit_filter, simulate_paths
 from .instruments import Position
-from .pricing import NUMBA_ENABLED
 from .revaluation import book_arrays, revalue_at
-
-if NUMBA_ENABLED:
-    from numba import njit
+from .volatility import FilterFit, FilterSpec, fit_filter, simulate_paths
 
 __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure", "drawn_risk_measure"]
 
@@ -222,7 +219,7 @@ class FHSGarch(MarginModel):
             raise ValueError(f"{self.name}: measure must be 'var' or 'es', got {self.measure!r}")
         if self.level is not None:
             check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
-        GarchSpec(self.vol, self.dist)
+        FilterSpec.from_names(self.vol, self.dist)
         check_ints(self, {"lookback": 20, "n_paths": 100, "mpor_days": 1, "refit_every": 1, "min_obs": 20, "seed": 0})
         if self.min_obs > self.lookback:
             raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
@@ -235,9 +232,9 @@ class FHSGarch(MarginModel):
         return self.level if self.level is not None else (0.99 if self.measure == "var" else 0.975)
 
     @property
-    def spec(self) -> GarchSpec:
+    def spec(self) -> FilterSpec:
         """The volatility filter specification."""
-        return GarchSpec(self.vol, self.dist)
+        return FilterSpec.from_names(self.vol, self.dist)
 
     def fit(self, market: MarketData, t, warm_start=None) -> FHSState:
         """Prepare the state at ``t``; filters are fitted lazily per asset from data up to ``t``."""

@@ -107,7 +107,7 @@ def test_ten_day_fhs_and_historical_run():
 
 @pytest.mark.parametrize("name, kwargs, message", [
     ("fhs_garch", {"measure": "cvar"}, "measure must be 'var' or 'es'"),
-    ("fhs_garch", {"vol": "egarch"}, "vol must be 'garch', 'gjr' or 'ewma'"),
+    ("fhs_garch", {"vol": "figarch"}, r"vol must be one of \['egarch', 'ewma', 'garch', 'gjr'\]"),
     ("fhs_garch", {"n_paths": 10}, "n_paths must be an integer >= 100"),
     ("fhs_garch", {"level": 1.2}, r"level must be in \[0.5, 1.0\)"),
     ("historical_var", {"scaling": "linear"}, "scaling must be 'overlapping' or 'sqrt_time'"),
