@@ -1,10 +1,12 @@
 """FHS margins and daily fits bit for bit against the references of ``tests/results/``.
 
-``fhs_reference_14f0f03.npz``: every number must be equal bit for bit (the volatility package
-replaced ``models/garch.py`` after that commit). ``fhs_reference_eafa450.npz`` (the branch base):
-equal bit for bit too, except the keys listed in ``MOVED`` — arithmetic changed on purpose, one
-change per commit (named there) — which must stay within a stated distance. The script that
-produced both files is ``tests/results/fhs_reference.py``.
+``fhs_reference_eafa450.npz`` is the branch base (``models/garch.py`` as it was);
+``fhs_reference_14f0f03.npz`` the last commit before ``models/garch.py`` became the
+``models/volatility`` package (the refactor must not move any of its numbers). Numbers that moved
+on purpose are listed in ``MOVED`` with the commit that moved them and its reason; each key is
+compared bit for bit with the newest reference file that holds it (a later file holds only the
+keys its commit moved), and a moved key must stay within a stated distance of the branch base.
+The script that produced the files is ``tests/results/fhs_reference.py``.
 """
 
 import importlib.util
@@ -17,28 +19,28 @@ _spec = importlib.util.spec_from_file_location("fhs_reference", RESULTS / "fhs_r
 fhs_reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fhs_reference)
 
-#: reference keys (prefix match) whose numbers moved on purpose after eafa450, with the reason
+#: reference files, oldest first (a later file holds only the keys that moved in its commit)
+REFERENCES = ["fhs_reference_eafa450.npz", "fhs_reference_14f0f03.npz", "fhs_reference_face_phase.npz"]
+
+#: reference keys (prefix match) whose numbers moved on purpose after eafa450: (commit, reason)
 MOVED = {
-    "margins/garch-t/": "BHHH scores of the Student-t computed with the likelihood pass's arithmetic; "
-                        "the log-likelihood constant of loglik_and_grad (cold fits) is the kernels'",
-    "margins/gjr-t/": "same",
-    "chain/garch-t/": "same",
-    "chain/gjr-t/": "same",
-    "margins/mpor10-gjr-t": "same; and simulate_paths updates the variance as the filter does",
-    "margins/refit3-garch-t": "same",
-    "margins/mpor10-garch-normal": "simulate_paths updates the variance as the filter does (alpha (e e))",
-    "chain/ewma-t/": "log-likelihood constant of loglik_and_grad (cold fits) is the kernels'; EWMA-t nu maximises "
-                     "loglik_and_grad (not a copy of the t density with scipy's gammaln)",
+    "margins/garch-t/": ("6f90ee7, d86a9b8, face phase", "BHHH scores of the Student-t computed with the "
+                         "likelihood pass's arithmetic; the log-likelihood constant of loglik_and_grad (cold fits) "
+                         "is the kernels'; fits on the stationarity face solved there (fhs_reference_face_phase)"),
+    "margins/gjr-t/": ("6f90ee7, d86a9b8, face phase", "same"),
+    "chain/garch-t/": ("6f90ee7, d86a9b8, face phase", "same"),
+    "chain/gjr-t/": ("6f90ee7, d86a9b8, face phase", "same"),
+    "margins/mpor10-gjr-t": ("6f90ee7, d86a9b8, 14f0f03", "same; and simulate_paths updates the variance as the "
+                             "filter does"),
+    "margins/refit3-garch-t": ("6f90ee7, d86a9b8", "same"),
+    "margins/mpor10-garch-normal": ("14f0f03", "simulate_paths updates the variance as the filter does (alpha (e e))"),
+    "chain/ewma-t/": ("d86a9b8, f84f2c3", "log-likelihood constant of loglik_and_grad is the kernels'; EWMA-t nu "
+                      "maximises loglik_and_grad (not a copy of the t density with scipy's gammaln)"),
 }
 
 
 def _moved(key: str) -> bool:
     return any(key.startswith(prefix) for prefix in MOVED)
-
-
-@pytest.fixture(scope="module")
-def computed():
-    return fhs_reference.compute()
 
 
 def _load(name):
@@ -47,42 +49,45 @@ def _load(name):
 
 
 @pytest.fixture(scope="module")
-def reference():
-    return _load("fhs_reference_eafa450.npz")
+def computed():
+    return fhs_reference.compute()
 
 
 @pytest.fixture(scope="module")
-def latest():
-    return _load("fhs_reference_14f0f03.npz")
+def references():
+    return [_load(name) for name in REFERENCES]
 
 
-def test_same_keys(computed, reference, latest):
-    assert set(computed) == set(reference) == set(latest)
+def test_same_keys(computed, references):
+    assert set(computed) == set(references[0]) == set(references[1])
+    for later in references[2:]:
+        assert set(later) <= set(computed) and all(_moved(k) for k in later)
 
 
-def _check(computed, reference, latest, key):
-    np.testing.assert_array_equal(computed[key], latest[key], err_msg=key)
-    a, b = computed[key], reference[key]
+def _check(computed, references, key):
+    newest = next(ref for ref in reversed(references) if key in ref)
+    np.testing.assert_array_equal(computed[key], newest[key], err_msg=key)
+    a, b = computed[key], references[0][key]
     if not _moved(key):
         np.testing.assert_array_equal(a, b, err_msg=key)
     elif key.startswith("margins/") or key.endswith("sigma2_next"):
         np.testing.assert_allclose(a, b, rtol=1e-3, err_msg=key)
     elif key.endswith("loglik"):
-        np.testing.assert_allclose(a, b, rtol=1e-9, err_msg=key)
+        assert np.all(a - b >= -1e-9 * np.abs(b)), key  # never below the branch base's optimum
     elif key.endswith("params"):
-        np.testing.assert_allclose(a, b, rtol=1e-2, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(a, b, rtol=1e-1, atol=1e-3, err_msg=key)
     elif key.endswith("status"):
         np.testing.assert_array_equal(a, b, err_msg=key)
 
 
 @pytest.mark.parametrize("vol, dist", fhs_reference.SPECS)
-def test_margins_and_fits(computed, reference, latest, vol, dist):
-    keys = [k for k in reference if k.split("/")[1] == f"{vol}-{dist}"]
+def test_margins_and_fits(computed, references, vol, dist):
+    keys = [k for k in references[0] if k.split("/")[1] == f"{vol}-{dist}"]
     assert keys
     for k in keys:
-        _check(computed, reference, latest, k)
+        _check(computed, references, k)
 
 
 @pytest.mark.parametrize("label", [case[0] for case in fhs_reference.EXTRA])
-def test_mpor_refit_and_floor_margins(computed, reference, latest, label):
-    _check(computed, reference, latest, f"margins/{label}")
+def test_mpor_refit_and_floor_margins(computed, references, label):
+    _check(computed, references, f"margins/{label}")

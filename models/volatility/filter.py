@@ -65,7 +65,8 @@ class FilterFit:
     variance; ``backcast`` the initial variance. ``status`` is "ok", "boundary" (persistence within
     ``BOUNDARY_TOL`` of 1), "failed" (previous parameters kept), "reused" (``refit=False``) or
     "fixed" (EWMA). ``inv_hessian`` is the optimiser's inverse-Hessian approximation, passed to the
-    next day's fit.
+    next day's fit: shape (k, k), or (k - 1, k - 1) for a fit on the stationarity face (the problem
+    with the last process parameter eliminated there).
     """
 
     spec: FilterSpec
@@ -125,12 +126,14 @@ def _prepare(r, fixed, unit_grid, grid_scale, lower_unit, upper_unit):
     return bc, var, lower, upper, grid, order
 
 
-def _daily_fit(r, warm, warm_h, use_h, fixed, unit_grid, grid_scale, lower_unit, upper_unit, cons, b, max_iter,
-               fit_tol, restart_tol, merge_tol):
+def _daily_fit(r, warm, warm_h, use_h, warm_on_face, fixed, unit_grid, grid_scale, lower_unit, upper_unit, cons, b,
+               max_iter, fit_tol, restart_tol, merge_tol):
     """One day's warm-started fit (see the module docstring), in one compiled call.
 
-    Returns (backcast, variance, theta, loglik, iterations, converged, inverse Hessian, has one,
-    index of the best grid point).
+    ``warm_on_face``: yesterday's fit lies on the stationarity face and ``warm_h`` (top-left block)
+    is the inverse Hessian of the problem there. Returns (backcast, variance, theta, loglik,
+    iterations, converged, inverse Hessian, has one, it is the face problem's, index of the best
+    grid point).
     """
     k = warm.size
     bc, var, lower, upper, grid, order = prepare(r, fixed, unit_grid, grid_scale, lower_unit, upper_unit)
@@ -141,6 +144,7 @@ def _daily_fit(r, warm, warm_h, use_h, fixed, unit_grid, grid_scale, lower_unit,
     starts = np.empty((4, k))
     h0s = np.zeros((4, k, k))
     use_h0 = np.zeros(4, np.bool_)
+    on_face = np.zeros(4, np.bool_)
     tols = np.full(4, restart_tol)
     for i in range(k):
         starts[0, i] = warm[i]
@@ -150,15 +154,16 @@ def _daily_fit(r, warm, warm_h, use_h, fixed, unit_grid, grid_scale, lower_unit,
             for j in range(k):
                 h0s[0, i, j] = warm_h[i, j]
     use_h0[0] = use_h
+    on_face[0] = warm_on_face
     tols[0] = fit_tol
-    theta, ll, nit, ok, h, hh = np.empty(k), 0.0, 0, False, np.empty((k, k)), False
+    theta, ll, nit, ok, h, hh, hf = np.empty(k), 0.0, 0, False, np.empty((k, k)), False, False
     for rnd in range(2):
-        xs, lls, its, oks, hs, has_h = multi_start(starts, h0s, use_h0, tols, data, lower, upper, cons, b, hscale,
-                                                   max_iter, merge_tol)
+        xs, lls, its, oks, hs, has_h, h_face = multi_start(starts, h0s, use_h0, on_face, tols, data, lower, upper,
+                                                           cons, b, hscale, max_iter, merge_tol)
         if rnd == 1:
             nit += its[0]
             if oks[0] and math.isfinite(lls[0]) and lls[0] >= ll:
-                theta, ll, ok, h, hh = xs[0].copy(), lls[0], oks[0], hs[0].copy(), has_h[0]
+                theta, ll, ok, h, hh, hf = xs[0].copy(), lls[0], oks[0], hs[0].copy(), has_h[0], h_face[0]
             break
         best = 0
         nit = its[0]
@@ -168,7 +173,7 @@ def _daily_fit(r, warm, warm_h, use_h, fixed, unit_grid, grid_scale, lower_unit,
             better = not oks[best] or not math.isfinite(ll) or lls[j] > ll + 1e-9 * abs(ll)
             if oks[j] and math.isfinite(lls[j]) and better:
                 best = j
-        theta, ll, ok, h, hh = xs[best].copy(), lls[best], oks[best], hs[best].copy(), has_h[best]
+        theta, ll, ok, h, hh, hf = xs[best].copy(), lls[best], oks[best], hs[best].copy(), has_h[best], h_face[best]
         if best == 0:
             break
         starts = np.empty((1, k))
@@ -178,8 +183,9 @@ def _daily_fit(r, warm, warm_h, use_h, fixed, unit_grid, grid_scale, lower_unit,
             for j in range(k):
                 h0s[0, i, j] = h[i, j]
         use_h0 = np.full(1, hh)
+        on_face = np.full(1, hf)
         tols = np.full(1, fit_tol)
-    return bc, var, theta, ll, nit, ok, h, hh, order[0]
+    return bc, var, theta, ll, nit, ok, h, hh, hf, order[0]
 
 
 @functools.cache
@@ -261,14 +267,19 @@ def fit_filter(resids, spec: FilterSpec, warm_start: np.ndarray | None = None, r
         return _fit_shape_only(spec, r, backcast(r))
     prepare, daily = _fit_kernels(type(process), type(spec.distribution))
     if warm_start is not None and refit:
-        use_h = warm_hessian is not None and np.shape(warm_hessian) == (k, k)
-        warm_h = kernel_array(warm_hessian) if use_h else np.zeros((k, k))
-        bc, var, theta, ll, nit, ok, inv_h, has_h, grid_arg = daily(
-            r, kernel_array(warm_start), warm_h, use_h, spec.fixed(), unit_grid, grid_scale, lower_unit, upper_unit,
-            spec.persistence_coefficients(), process.eliminated, 300, FIT_TOL, RESTART_TOL, MERGE_TOL)
+        # yesterday's inverse Hessian: of the full problem (k x k), or on the stationarity face ((k-1) x (k-1))
+        shape = np.shape(warm_hessian) if warm_hessian is not None else ()
+        use_h = shape in ((k, k), (k - 1, k - 1))
+        warm_h = np.zeros((k, k))
+        if use_h:
+            warm_h[:shape[0], :shape[0]] = warm_hessian
+        bc, var, theta, ll, nit, ok, inv_h, has_h, on_face, grid_arg = daily(
+            r, kernel_array(warm_start), warm_h, use_h, use_h and shape[0] == k - 1, spec.fixed(), unit_grid,
+            grid_scale, lower_unit, upper_unit, spec.persistence_coefficients(), process.eliminated, 300, FIT_TOL,
+            RESTART_TOL, MERGE_TOL)
         if ok and np.isfinite(ll):
             fit = _finish(spec, theta, r, bc, ll, "ok", int(nit))
-            fit.inv_hessian = inv_h if has_h else None
+            fit.inv_hessian = (inv_h[:k - 1, :k - 1].copy() if on_face else inv_h) if has_h else None
             if fit.persistence > 1.0 - BOUNDARY_TOL:
                 fit.status = "boundary"
             return fit

@@ -25,10 +25,16 @@ Method
   reset to diag(max(|x_i|, 1e-2)² / n) when the direction is not a descent direction.
   Converged when the scaled projected gradient :math:`\max_i |g_i| \max(|x_i|, 10^{-2})` is at
   most ``tol`` (1 + |f|), or f stops changing (1e-15 relative) over three steps.
-* **On the face** :math:`c'x = 1`: when a run ends on (within 1e-9 of) the face, the problem is
-  solved again on it with the variable b eliminated (:math:`x_b = 1 - \sum_{i\ne b} c_i x_i`),
-  and kept when better; the KKT sign :math:`\partial f/\partial x_b \le 0` says whether the
-  constraint is active there (else the optimum is inside and the run is not converged).
+* **On the face** :math:`c'x = 1`: a run whose accepted iterates lie on the face twice in a row
+  (or that ends there) goes on with the problem on the face, the variable b eliminated
+  (:math:`x_b = 1 - \sum_{i\ne b} c_i x_i`, a box problem in one dimension less, started from the
+  inverse of its BHHH matrix :math:`J'MJ`, J the Jacobian of the elimination); its result is
+  kept when the KKT sign :math:`\partial f/\partial x_b \le 0` says the constraint is active,
+  else the full problem runs again from there (at most four phases). Crawling along the face
+  with projected full-space steps instead took ~150 iterations and ~4 objective evaluations
+  per iteration on BTC Student-t fits, which sit on α + β = 1 on most dates of 2019-2021.
+  A start may also begin on the face, with the inverse Hessian of the face problem (the daily
+  fit carries it from one day to the next).
 * **Multi-start with basin merging** (:func:`_multi_start`): runs from several starts in
   order; a run whose accepted iterate comes within ``merge_tol`` (scaled max-norm,
   :math:`\max_i |x_i - k_i|/\max(|k_i|, 10^{-2})`) of an optimum found by an earlier run, at an
@@ -300,14 +306,16 @@ def _evaluate(x, data, cons, b, reduced, g, full, g_full):
 
 
 def _bfgs(x0, data, lower, upper, cons, b, hscale, max_iter, tol, reduced, h0, use_h0, known, known_f, n_known,
-          merge_tol, x, h):
+          merge_tol, stop_on_face, x, h):
     """Projected BFGS from ``x0`` (see the module docstring); the result into ``x`` and ``h``.
 
     ``hscale`` divides the default diagonal inverse Hessian (the number of observations); ``h0``
     the starting inverse Hessian when ``use_h0`` and h0[0, 0] > 0. An accepted iterate within
     ``merge_tol`` of a row of ``known[:n_known]`` (objectives ``known_f``) with f >= that objective
-    stops the run there (x is then that row). Returns (f, iterations, converged, index of the
-    merged optimum or -1).
+    stops the run there (x is then that row; reduced runs compare the full vector). With
+    ``stop_on_face`` a run whose accepted iterates lie on the face c'x = 1 twice in a row stops
+    there (the caller solves on the face). Returns (f, iterations, converged, index of the merged
+    optimum, -1 if none, -2 if stopped on the face).
     """
     k = x0.size
     full = np.empty(cons.size)
@@ -326,6 +334,7 @@ def _bfgs(x0, data, lower, upper, cons, b, hscale, max_iter, tol, reduced, h0, u
         _copy_matrix(h, h0)
     small = 0
     fresh = True
+    on_face = 0
     for it in range(max_iter):
         if _scaled_step_norm(x, g, lower, upper) <= tol * (1.0 + abs(f)):
             return f, it, True, -1
@@ -366,13 +375,15 @@ def _bfgs(x0, data, lower, upper, cons, b, hscale, max_iter, tol, reduced, h0, u
         _copy(x, xn)
         _copy(g, gn)
         f = fn
-        q = _merged_with(x, f, known, known_f, n_known, merge_tol)
+        q = _merged_with(full if reduced else x, f, known, known_f, n_known, merge_tol)
         if q >= 0:
-            for i in range(k):
-                x[i] = known[q, i]
             return known_f[q], it + 1, True, q
         if small >= 3:
             return f, it + 1, True, -1
+        if stop_on_face:
+            on_face = on_face + 1 if linear_form(cons, x) >= 1.0 - 1e-9 else 0
+            if on_face >= 2:
+                return f, it + 1, False, -2
     return f, max_iter, False, -1
 
 
@@ -382,14 +393,34 @@ def _bhhh_start(x, data, out):
     return m.shape[0] == x.size and spd_inverse(m, out)
 
 
-def _multi_start(starts, h0s, use_h0, tols, data, lower, upper, cons, b, hscale, max_iter, merge_tol):
+@njit(cache=True)
+def _reduced_bhhh(m, cons, b, keep, out):
+    """Inverse of the BHHH matrix of the problem on the face (x_b eliminated) into ``out``; False if not SPD.
+
+    With J the Jacobian of the expansion (rows i != b: the unit vectors, row b: -c), the reduced
+    matrix is J' M J: m_jl - c_i m_bi' - c_i' m_ib + c_i c_i' m_bb (i, i' = keep[j], keep[l]).
+    """
+    kr = keep.size
+    mr = np.empty((kr, kr))
+    for j in range(kr):
+        i = keep[j]
+        for q in range(kr):
+            ii = keep[q]
+            mr[j, q] = m[i, ii] - cons[i] * m[b, ii] - cons[ii] * m[i, b] + cons[i] * cons[ii] * m[b, b]
+    return spd_inverse(mr, out)
+
+
+def _multi_start(starts, h0s, use_h0, on_face, tols, data, lower, upper, cons, b, hscale, max_iter, merge_tol):
     """Projected BFGS from each row of ``starts``, in order (row j to tolerance ``tols[j]``).
 
-    Row j starts from the inverse Hessian ``h0s[j]`` when ``use_h0[j]``, else from the BHHH
-    start. A run ending on the face c'x = 1 is solved again on it (x_b eliminated, diagonal
-    start) and kept when better; a run that reaches the basin of an optimum found by an earlier
-    row (``merge_tol``) stops there. Returns arrays (x, -f, iterations, converged, inverse Hessian,
-    has one) with a row per start.
+    Row j starts from the inverse Hessian ``h0s[j]`` when ``use_h0[j]``, else from the BHHH start;
+    with ``on_face[j]`` the start lies on the face c'x = 1 and ``h0s[j][:k-1, :k-1]`` is the inverse
+    Hessian of the problem on the face (x_b eliminated). Phases: the full problem (stopped once its
+    iterates lie on the face), the problem on the face (BHHH start there), and again the full
+    problem when the KKT sign d f / d x_b > 0 says the optimum is inside; at most four phases. A run
+    that reaches the basin of an optimum found by an earlier row (``merge_tol``) stops there.
+    Returns arrays (x, -f, iterations, converged, inverse Hessian, has one, on the face) with a row
+    per start; on the face, the inverse Hessian is the reduced problem's, in the top-left block.
     """
     m, k = starts.shape
     xs = np.empty((m, k))
@@ -398,6 +429,7 @@ def _multi_start(starts, h0s, use_h0, tols, data, lower, upper, cons, b, hscale,
     oks = np.empty(m, np.bool_)
     hs = np.zeros((m, k, k))
     has_h = np.zeros(m, np.bool_)
+    h_face = np.zeros(m, np.bool_)
     known = np.empty((m, k))
     known_f = np.empty(m)
     n_known = np.int64(0)  # not a literal 0: numba would compile the callee for that literal too
@@ -409,6 +441,7 @@ def _multi_start(starts, h0s, use_h0, tols, data, lower, upper, cons, b, hscale,
             keep[j] = i
             j += 1
     x = np.empty(k)
+    x0 = np.empty(k)
     h = np.empty((k, k))
     h0 = np.empty((k, k))
     xr0 = np.empty(kr)
@@ -416,42 +449,60 @@ def _multi_start(starts, h0s, use_h0, tols, data, lower, upper, cons, b, hscale,
     lr = np.empty(kr)
     ur = np.empty(kr)
     hr = np.empty((kr, kr))
-    full = np.empty(k)
+    hr0 = np.empty((kr, kr))
     g_full = np.empty(k)
     for i in range(kr):
         lr[i] = lower[keep[i]]
         ur[i] = upper[keep[i]]
     for j in range(m):
-        if use_h0[j]:
-            _copy_matrix(h0, h0s[j])
-            given = True
-        else:
-            given = bhhh_start(starts[j], data, h0)
-        f, it, ok, merged, keep_h = 0.0, 0, False, -1, True
-        for phase in range(2):
-            # phase 1: a run that ended on (or stalled at) the face is solved on it, x_b eliminated
-            reduced = phase == 1
+        face = on_face[j] and b >= 0
+        _copy(x, starts[j])
+        f, it, ok, merged, has, reduced_h = np.inf, 0, False, -1, False, False
+        for phase in range(4):
+            # even phases: the full problem, odd phases: on the face (the first phase is on the face
+            # for a start there)
+            reduced = (phase % 2 == 1) != face
             if reduced:
                 for i in range(kr):
                     xr0[i] = x[keep[i]]
-            fa, ita, oka, ma = bfgs(xr0 if reduced else starts[j], data, lr if reduced else lower,
-                                    ur if reduced else upper, cons, b, hscale, max_iter, tols[j], reduced, h0,
-                                    given and not reduced, known, known_f, np.int64(0) if reduced else n_known,
-                                    merge_tol, xr if reduced else x, hr if reduced else h)
-            if not reduced:
-                f, it, ok, merged = fa, ita, oka, ma
-                if merged >= 0 or b < 0 or linear_form(cons, x) <= 1.0 - 1e-9:
-                    break
+                given = False
+                if phase == 0 and use_h0[j]:
+                    for i in range(kr):
+                        for q in range(kr):
+                            hr0[i, q] = h0s[j, i, q]
+                    given = True
+                else:
+                    ms = scores(x, data)
+                    given = ms.shape[0] == k and _reduced_bhhh(ms, cons, b, keep, hr0)
             else:
-                _expand(full, xr, cons, b)
-                objective(full, data, g_full)
-                # kept when better, or as good with the KKT sign d f / d x_b <= 0 (the constraint active)
-                if oka and fa < f or (oka and g_full[b] <= 0.0 and fa <= f):
-                    _copy(x, full)
-                    f = fa
-                    it += ita
-                    keep_h = False
-                    ok = bool(g_full[b] <= 0.0)  # else better on the face but the optimum is inside
+                _copy(x0, x)
+                if phase == 0 and use_h0[j]:
+                    _copy_matrix(h0, h0s[j])
+                    given = True
+                else:
+                    given = bhhh_start(x0, data, h0)
+            fa, ita, oka, ma = bfgs(xr0 if reduced else x0, data, lr if reduced else lower, ur if reduced else upper,
+                                    cons, b, hscale, max_iter, tols[j], reduced, hr0 if reduced else h0, given, known,
+                                    known_f, n_known, merge_tol, phase == 0 and not reduced, xr if reduced else x,
+                                    hr if reduced else h)
+            it += ita
+            if ma >= 0:  # in the basin of an optimum found earlier: that optimum
+                merged = ma
+                for i in range(k):
+                    x[i] = known[ma, i]
+                f, ok, has = fa, True, False
+                break
+            if reduced:
+                _expand(x, xr, cons, b)
+                f, ok, has, reduced_h = fa, oka, True, True
+                objective(x, data, g_full)
+                if g_full[b] <= 0.0:  # KKT: the constraint is active, the optimum is on the face
+                    break
+                ok = False  # the optimum is inside: on with the full problem
+            else:
+                f, ok, has, reduced_h = fa, oka, True, False
+                if ma == -1 and (b < 0 or linear_form(cons, x) <= 1.0 - 1e-9):
+                    break  # converged (or failed) inside: no face to solve on
         if ok and merged < 0:
             for i in range(k):
                 known[n_known, i] = x[i]
@@ -462,10 +513,16 @@ def _multi_start(starts, h0s, use_h0, tols, data, lower, upper, cons, b, hscale,
         lls[j] = -f
         its[j] = it
         oks[j] = ok
-        if keep_h:
-            _copy_matrix(hs[j], h)
+        if has:
+            if reduced_h:
+                for i in range(kr):
+                    for q in range(kr):
+                        hs[j, i, q] = hr[i, q]
+            else:
+                _copy_matrix(hs[j], h)
             has_h[j] = True
-    return xs, lls, its, oks, hs, has_h
+            h_face[j] = reduced_h
+    return xs, lls, its, oks, hs, has_h, h_face
 
 
 # --------------------------------------------------------------------------- the problem API
@@ -524,7 +581,8 @@ class BoundedProblem:
         project = specialise(_project, self.name, feasible=self.feasible or _no_feasible)
         bfgs = specialise(_bfgs, self.name, inline, evaluate=evaluate, project=project)
         bhhh = specialise(_bhhh_start, self.name, inline, scores=self.scores or _no_scores)
-        multi_start = specialise(_multi_start, self.name, bfgs=bfgs, objective=self.objective, bhhh_start=bhhh)
+        multi_start = specialise(_multi_start, self.name, bfgs=bfgs, objective=self.objective, bhhh_start=bhhh,
+                                 scores=self.scores or _no_scores)
         return ProblemKernels(bfgs, multi_start)
 
     def minimize(self, x0, data: tuple, lower, upper, constraint=None, eliminated: int = -1, tol: float = 1e-7,
@@ -575,8 +633,9 @@ class BoundedProblem:
         h0s = np.zeros((m, k, k)) if inv_hessians is None else np.array(inv_hessians, dtype=float)
         use_h0 = np.array([h0s[j, 0, 0] > 0.0 for j in range(m)], dtype=bool)
         tols = np.full(m, tol, dtype=float) if np.ndim(tol) == 0 else np.array(tol, dtype=float)
-        xs, fs, its, oks, hs, has_h = self.kernels.multi_start(
-            starts, h0s, use_h0, tols, data, lower, upper, cons, int(eliminated), float(hscale), int(max_iter),
-            float(merge_tol))
-        return [MinimizeResult(xs[j], float(-fs[j]), int(its[j]), bool(oks[j]), hs[j] if has_h[j] else None)
-                for j in range(m)]
+        on_face = np.zeros(m, dtype=bool)
+        xs, fs, its, oks, hs, has_h, h_face = self.kernels.multi_start(
+            starts, h0s, use_h0, on_face, tols, data, lower, upper, cons, int(eliminated), float(hscale),
+            int(max_iter), float(merge_tol))
+        return [MinimizeResult(xs[j], float(-fs[j]), int(its[j]), bool(oks[j]),
+                               hs[j] if has_h[j] and not h_face[j] else None) for j in range(m)]

@@ -18,8 +18,13 @@ last before ``models/garch.py`` became the ``models/volatility`` package)::
 
     python tests/results/fhs_reference.py tests/results/fhs_reference_14f0f03.npz
 
+``fhs_reference_face_phase.npz`` holds the keys that the commit adding it moved (Student-t fits
+on the stationarity face: the daily fit solves the problem on the face as soon as its iterates
+lie there, and carries that problem's inverse Hessian to the next day): the keys of this
+script's output that differ from ``fhs_reference_14f0f03.npz`` at that commit.
+
 ``tests/test_volatility_reference.py`` recomputes everything and asserts exact equality (bit for bit) with
-the 14f0f03 file, and with the eafa450 file where no change was intended.
+the newest file holding each key, and with the eafa450 file where no change was intended.
 """
 
 from __future__ import annotations
