@@ -236,7 +236,8 @@ class StudentT(Distribution):
 def _skewt_shape(theta, k0):
     """Constants of Hansen's density and their derivatives with respect to (η, λ).
 
-    Returns (η, λ, a, b, 1/(η-2), -a/b, a_η, a_λ, b_η, b_λ, d(ln b + ln c)/dη, d ln b/dλ, ln b + ln c).
+    Returns (η, λ, a, b, 1/(η-2), -a/b, a_η, a_λ, b_η, b_λ, d(ln b + ln c)/dη, d ln b/dλ, ln b + ln c,
+    1/(1+λ), 1/(1-λ)).
     """
     eta, lam = theta[k0], theta[k0 + 1]
     lc = _t_log_constant(eta)
@@ -250,20 +251,22 @@ def _skewt_shape(theta, k0):
     b_eta = -a * a_eta / b
     b_lam = (3.0 * lam - a * a_lam) / b
     return (eta, lam, a, b, 1.0 / (eta - 2.0), -a / b, a_eta, a_lam, b_eta, b_lam, b_eta / b + lc_eta, b_lam / b,
-            math.log(b) + lc)
+            math.log(b) + lc, 1.0 / (1.0 + lam), 1.0 / (1.0 - lam))
 
 
 @njit(cache=True, inline="always")
 def _skewt_obs(x, s2, inv, c):
-    eta, lam, a, b, inv_e2, threshold = c[0], c[1], c[2], c[3], c[4], c[5]
+    eta, a, b, inv_e2, threshold = c[0], c[2], c[3], c[4], c[5]
     z = x * math.sqrt(inv)
-    sgn = 1.0 if z >= threshold else -1.0
-    s = 1.0 + lam * sgn
-    w = (b * z + a) / s
+    up = z >= threshold  # s = 1 + λ sgn(z + a/b)
+    sgn = 1.0 if up else -1.0
+    inv_s = c[13] if up else c[14]
+    w = (b * z + a) * inv_s
     q = 1.0 + w * w * inv_e2
-    wsq = w / (s * q)
+    rq = 1.0 / q
+    wsq = w * inv_s * rq  # w / (s q)
     m = wsq * b * z * inv_e2  # (η+1) m - 1 = 2 σ² dl
-    return q, 0.5 * inv * ((eta + 1.0) * m - 1.0), (wsq * z, wsq, w * w / q, wsq * w * sgn)
+    return q, 0.5 * inv * ((eta + 1.0) * m - 1.0), (wsq * z, wsq, w * w * rq, wsq * w * sgn)
 
 
 @njit(cache=True, inline="always")

@@ -76,7 +76,7 @@ def backcast(resids: np.ndarray) -> float:
 
 # --------------------------------------------------------------------------- templates
 # global names the templates call; specialise() binds them to one process's and one distribution's pieces
-process_params = process_start = process_step = process_variance = process_from_variance = None
+process_params = process_start = process_step = process_variance = process_inverse = process_from_variance = None
 process_start_d = process_step_d = process_grad_zero = process_grad_add = process_grad_store = None
 process_scores = None
 dist_shape = dist_obs = dist_acc_zero = dist_acc_add = dist_finish = dist_constant = dist_grad_store = None
@@ -114,7 +114,7 @@ def _pass(resids, theta, fixed, bc, blocked):
         if not s2 > 0.0:  # parameters outside the feasible set (a trial point of SLSQP): no likelihood
             valid = False
             break
-        inv = 1.0 / s2
+        inv = process_inverse(state)
         q, dl, terms = dist_obs(resids[t], s2, inv, c)
         acc = dist_acc_add(acc, terms)
         if blocked:
@@ -187,13 +187,16 @@ def _scores(theta, data):
                 for j in range(k):
                     m[i, j] = np.nan
             break
-        inv = 1.0 / s2
+        inv = process_inverse(state)
         q, dl, terms = dist_obs(resids[t], s2, inv, c)
         process_scores(sc, dl, state, d)
         dist_scores(sc, K_VOL, q, terms, c)
         for i in range(k):
-            for j in range(k):
+            for j in range(i, k):
                 m[i, j] += sc[i] * sc[j]
+    for i in range(k):  # symmetric: the same products, summed in the same order
+        for j in range(i):
+            m[i, j] = m[j, i]
     return m
 
 
@@ -259,7 +262,8 @@ def likelihood_kernels(process_cls: type, dist_cls: type) -> LikelihoodKernels:
     pk, dk = process_cls.kernels, dist_cls.kernels
     name = f"{process_cls.name}_{dist_cls.name}"
     pieces = dict(process_params=pk.params, process_start=pk.start, process_step=pk.step,
-                  process_variance=pk.variance, process_start_d=pk.start_d, process_step_d=pk.step_d,
+                  process_variance=pk.variance, process_inverse=pk.inverse, process_start_d=pk.start_d,
+                  process_step_d=pk.step_d,
                   process_grad_zero=pk.grad_zero, process_grad_add=pk.grad_add, dist_shape=dk.shape,
                   dist_obs=dk.obs, dist_acc_zero=dk.acc_zero, dist_acc_add=dk.acc_add, dist_finish=dk.finish,
                   K_VOL=len(process_cls.parameter_names))
@@ -272,7 +276,8 @@ def likelihood_kernels(process_cls: type, dist_cls: type) -> LikelihoodKernels:
     objective = specialise(_objective, name, loglik=gradient, process_grad_store=pk.grad_store,
                            dist_grad_store=dk.grad_store, dist_shape=dk.shape, K_VOL=pieces["K_VOL"])
     scores = specialise(_scores, name, process_params=pk.params, process_start_d=pk.start_d,
-                        process_step_d=pk.step_d, process_variance=pk.variance, process_scores=pk.scores,
+                        process_step_d=pk.step_d, process_variance=pk.variance, process_inverse=pk.inverse,
+                        process_scores=pk.scores,
                         dist_shape=dk.shape, dist_obs=dk.obs, dist_scores=dk.scores, K_VOL=pieces["K_VOL"])
     grid = specialise(_grid_loglik, name, loglik=value)
     process_only = dict(process_params=pk.params, process_start=pk.start, process_step=pk.step,

@@ -24,13 +24,14 @@ so log-likelihoods are comparable with ``arch.arch_model(..., mean="Zero")``.
 Numba pieces (one ``@njit(cache=True)`` function each, named ``_<process>_<piece>``)
 -----------------------------------------------------------------------------------
 ``params(theta, fixed)`` -> tuple p of recursion parameters; ``start(p, bc)`` -> state at t = 0;
-``step(x, state, p)`` -> next state after the return x; ``variance(state)`` -> σ²;
+``step(x, state, p)`` -> next state after the return x; ``variance(state)`` -> σ², ``inverse(state)``
+-> 1/σ²;
 ``from_variance(s2)`` -> a state with variance s2 (path simulation); ``start_d``/``step_d`` the
 same with the tuple d of derivatives of the state; ``grad_zero()``, ``grad_add(g, dl, state, d)``
 (g += dl · dσ²/dθ with dl = ∂ℓ/∂σ²), ``grad_store(out, g)`` and ``scores(out, dl, state, d)``
 (one observation's dl · dσ²/dθ into ``out[:k]``); ``scale_bounds(lower, upper, var)`` and
 ``scale_grid(grid, scale, var)`` put the sample variance ``var`` into the unit bounds and grid.
-The GARCH family's state is σ² itself; EGARCH's is (ln σ², σ²).
+The GARCH family's state is σ² itself; EGARCH's is (ln σ², σ², 1/σ) (one ``exp`` per observation).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ProcessKernels(NamedTuple):
     start: object
     step: object
     variance: object
+    inverse: object
     from_variance: object
     start_d: object
     step_d: object
@@ -168,6 +170,11 @@ def _same_variance(state):
 
 
 @njit(cache=True, inline="always")
+def _reciprocal(s2):
+    return 1.0 / s2
+
+
+@njit(cache=True, inline="always")
 def _no_feasible(x):
     return None
 
@@ -243,9 +250,10 @@ class Garch(VolatilityProcess):
     name: ClassVar[str] = "garch"
     parameter_names: ClassVar[tuple[str, ...]] = ("omega", "alpha", "beta")
     kernels: ClassVar[ProcessKernels] = ProcessKernels(
-        _garch_params, _garch_start, _garch_step, _same_variance, _same_variance, _garch_start_d, _garch_step_d,
-        _garch_grad_zero, _garch_grad_add, _store, _variance_scores, _omega_scale_bounds, _omega_scale_grid,
-        _no_feasible)
+        params=_garch_params, start=_garch_start, step=_garch_step, variance=_same_variance, inverse=_reciprocal,
+        from_variance=_same_variance, start_d=_garch_start_d, step_d=_garch_step_d, grad_zero=_garch_grad_zero,
+        grad_add=_garch_grad_add, grad_store=_store, scores=_variance_scores, scale_bounds=_omega_scale_bounds,
+        scale_grid=_omega_scale_grid, feasible=_no_feasible)
     unit_lower, unit_upper = _frozen(np.array([1e-6, 0.0, 0.0]), np.array([10.0, 1.0, 1.0]))
     unit_grid, grid_scale = _garch_family_grid(False)
     persistence_coefficients: ClassVar[np.ndarray] = _frozen(np.array([0.0, 1.0, 1.0]))
@@ -314,8 +322,10 @@ class GjrGarch(VolatilityProcess):
     name: ClassVar[str] = "gjr"
     parameter_names: ClassVar[tuple[str, ...]] = ("omega", "alpha", "gamma", "beta")
     kernels: ClassVar[ProcessKernels] = ProcessKernels(
-        _gjr_params, _gjr_start, _gjr_step, _same_variance, _same_variance, _gjr_start_d, _gjr_step_d, _gjr_grad_zero,
-        _gjr_grad_add, _store, _variance_scores, _omega_scale_bounds, _omega_scale_grid, _gjr_feasible)
+        params=_gjr_params, start=_gjr_start, step=_gjr_step, variance=_same_variance, inverse=_reciprocal,
+        from_variance=_same_variance, start_d=_gjr_start_d, step_d=_gjr_step_d, grad_zero=_gjr_grad_zero,
+        grad_add=_gjr_grad_add, grad_store=_store, scores=_variance_scores, scale_bounds=_omega_scale_bounds,
+        scale_grid=_omega_scale_grid, feasible=_gjr_feasible)
     unit_lower, unit_upper = _frozen(np.array([1e-6, 0.0, -1.0, 0.0]), np.array([10.0, 1.0, 2.0, 1.0]))
     unit_grid, grid_scale = _garch_family_grid(True)
     persistence_coefficients: ClassVar[np.ndarray] = _frozen(np.array([0.0, 1.0, 0.5, 1.0]))
@@ -387,8 +397,10 @@ class Ewma(VolatilityProcess):
     name: ClassVar[str] = "ewma"
     parameter_names: ClassVar[tuple[str, ...]] = ()
     kernels: ClassVar[ProcessKernels] = ProcessKernels(
-        _ewma_params, _ewma_start, _ewma_step, _same_variance, _same_variance, _ewma_start_d, _ewma_step_d,
-        _ewma_grad_zero, _ewma_grad_add, _ewma_grad_store, _ewma_scores, _ewma_scale, _ewma_scale, _no_feasible)
+        params=_ewma_params, start=_ewma_start, step=_ewma_step, variance=_same_variance, inverse=_reciprocal,
+        from_variance=_same_variance, start_d=_ewma_start_d, step_d=_ewma_step_d, grad_zero=_ewma_grad_zero,
+        grad_add=_ewma_grad_add, grad_store=_ewma_grad_store, scores=_ewma_scores, scale_bounds=_ewma_scale,
+        scale_grid=_ewma_scale, feasible=_no_feasible)
     unit_lower, unit_upper = _frozen(np.empty(0), np.empty(0))
     unit_grid, grid_scale = _frozen(np.empty((1, 0)), np.ones(1))
     persistence_coefficients: ClassVar[np.ndarray] = _frozen(np.empty(0))
@@ -421,9 +433,10 @@ def _egarch_params(theta, fixed):
 
 @njit(cache=True, inline="always")
 def _egarch_state(h):
-    """(ln σ², σ²) with ln σ² capped at ±LN_VAR_MAX."""
+    """(ln σ², σ², 1/σ) with ln σ² capped at ±LN_VAR_MAX: one exp (1/σ = exp(-ln σ²/2)), σ² = 1/(1/σ)²."""
     h = min(max(h, -_LN_VAR_MAX), _LN_VAR_MAX)
-    return h, math.exp(h)
+    q = math.exp(-0.5 * h)
+    return h, 1.0 / (q * q), q
 
 
 @njit(cache=True, inline="always")
@@ -435,9 +448,8 @@ def _egarch_start(p, bc):
 @njit(cache=True, inline="always")
 def _egarch_step(x, state, p):
     omega, alpha, gamma, beta = p
-    h, s2 = state
-    e = x / math.sqrt(s2)
-    return _egarch_state(omega + alpha * (abs(e) - _SQRT_2_OVER_PI) + gamma * e + beta * h)
+    e = x * state[2]
+    return _egarch_state(omega + alpha * (abs(e) - _SQRT_2_OVER_PI) + gamma * e + beta * state[0])
 
 
 @njit(cache=True, inline="always")
@@ -446,8 +458,13 @@ def _egarch_variance(state):
 
 
 @njit(cache=True, inline="always")
+def _egarch_inverse(state):
+    return state[2] * state[2]
+
+
+@njit(cache=True, inline="always")
 def _egarch_from_variance(s2):
-    return math.log(s2), s2
+    return math.log(s2), s2, 1.0 / math.sqrt(s2)
 
 
 @njit(cache=True, inline="always")
@@ -468,11 +485,10 @@ def _egarch_step_d(x, state, d, p):
     new = _egarch_step(x, state, p)
     if abs(new[0]) >= _LN_VAR_MAX:
         return new, (0.0, 0.0, 0.0, 0.0)
-    h, s2 = state
-    e = x / math.sqrt(s2)
+    e = x * state[2]
     ae = abs(e)
     k = beta - 0.5 * (alpha * ae + gamma * e)
-    return new, (1.0 + k * d[0], ae - _SQRT_2_OVER_PI + k * d[1], e + k * d[2], h + k * d[3])
+    return new, (1.0 + k * d[0], ae - _SQRT_2_OVER_PI + k * d[1], e + k * d[2], state[0] + k * d[3])
 
 
 @njit(cache=True, inline="always")
@@ -531,9 +547,10 @@ class Egarch(VolatilityProcess):
     name: ClassVar[str] = "egarch"
     parameter_names: ClassVar[tuple[str, ...]] = ("omega", "alpha", "gamma", "beta")
     kernels: ClassVar[ProcessKernels] = ProcessKernels(
-        _egarch_params, _egarch_start, _egarch_step, _egarch_variance, _egarch_from_variance, _egarch_start_d,
-        _egarch_step_d, _gjr_grad_zero, _egarch_grad_add, _store, _egarch_scores, _egarch_scale_bounds,
-        _egarch_scale_grid, _no_feasible)
+        params=_egarch_params, start=_egarch_start, step=_egarch_step, variance=_egarch_variance,
+        inverse=_egarch_inverse, from_variance=_egarch_from_variance, start_d=_egarch_start_d, step_d=_egarch_step_d,
+        grad_zero=_gjr_grad_zero, grad_add=_egarch_grad_add, grad_store=_store, scores=_egarch_scores,
+        scale_bounds=_egarch_scale_bounds, scale_grid=_egarch_scale_grid, feasible=_no_feasible)
     unit_lower, unit_upper = _frozen(np.array([-math.log(1e4), -5.0, -5.0, 0.0]),
                                      np.array([math.log(1e4), 5.0, 5.0, 1.0]))
     unit_grid, grid_scale = _egarch_grid()
