@@ -27,7 +27,7 @@ warm = fit_filter(x[1:], FilterSpec(), warm_start=cold.params, warm_hessian=cold
 lk = likelihood_kernels(Garch, Normal)
 kernels = {"objective": lk.objective, "value_pass": lk.value_pass, "gradient_pass": lk.gradient_pass,
            "multi_start": lk.problem.kernels.multi_start, "variance": lk.variance,
-           "prepare": _fit_kernels(Garch, Normal)[0], "daily_fit": _fit_kernels(Garch, Normal)[1]}
+           "prepare": _fit_kernels(Garch, Normal).prepare, "daily_fit": _fit_kernels(Garch, Normal).daily_fit}
 stats = {k: [sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())] for k, d in kernels.items()}
 print(json.dumps({"stats": stats, "loglik": warm.loglik}))
 """

@@ -45,7 +45,7 @@ def _arch_fit(x, vol: str, dist: str):
 
 def _problem(spec: FilterSpec, x: np.ndarray):
     """The daily fit's optimisation problem on window x: problem, args of multi_start, grid and its ranking."""
-    prepare, _ = _fit_kernels(type(spec.process), type(spec.distribution))
+    prepare = _fit_kernels(type(spec.process), type(spec.distribution)).prepare
     unit_grid, scale = spec.unit_grid()
     lower_unit, upper_unit = spec.unit_bounds()
     bc, var, lower, upper, grid, order = prepare(x, spec.fixed(), unit_grid, scale, lower_unit, upper_unit)

@@ -25,6 +25,7 @@ import functools
 import math
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from scipy import optimize
@@ -188,14 +189,28 @@ def _daily_fit(r, warm, warm_h, use_h, warm_on_face, fixed, unit_grid, grid_scal
     return bc, var, theta, ll, nit, ok, h, hh, hf, order[0]
 
 
+class _PairFit(NamedTuple):
+    """A pair's compiled ``prepare`` and ``daily_fit`` and its constant arrays (never written to)."""
+
+    prepare: object
+    daily_fit: object
+    unit_grid: np.ndarray
+    grid_scale: np.ndarray
+    lower_unit: np.ndarray
+    upper_unit: np.ndarray
+    cons: np.ndarray
+
+
 @functools.cache
-def _fit_kernels(process_cls: type, dist_cls: type):
-    """``(prepare, daily_fit)`` specialised to a pair (cached per pair: code, no data)."""
+def _fit_kernels(process_cls: type, dist_cls: type) -> _PairFit:
+    """:func:`_prepare` and :func:`_daily_fit` specialised to a pair, with its constants (cached per pair)."""
     lk = likelihood_kernels(process_cls, dist_cls)
     name = f"{process_cls.name}_{dist_cls.name}"
     prep = specialise(_prepare, name, grid_loglik=lk.grid_loglik, process_scale_bounds=process_cls.kernels.scale_bounds,
                       process_scale_grid=process_cls.kernels.scale_grid)
-    return prep, specialise(_daily_fit, name, multi_start=lk.problem.kernels.multi_start, prepare=prep)
+    daily = specialise(_daily_fit, name, multi_start=lk.problem.kernels.multi_start, prepare=prep)
+    spec = FilterSpec(process_cls(), dist_cls())
+    return _PairFit(prep, daily, *spec.unit_grid(), *spec.unit_bounds(), spec.persistence_coefficients())
 
 
 # --------------------------------------------------------------------------- Python drivers
@@ -217,22 +232,24 @@ def _project(spec: FilterSpec, theta: np.ndarray) -> np.ndarray:
 
 
 def _fit_shape_only(spec: FilterSpec, r: np.ndarray, bc: float) -> FilterFit:
-    """A process without parameters (EWMA): estimate the distribution's shape parameters only."""
+    """A process without parameters (EWMA): estimate the distribution's shape parameters only.
+
+    One shape parameter (the t's ν): bounded Brent (scipy); more: projected BFGS.
+    """
+    lk = likelihood_kernels(type(spec.process), type(spec.distribution))
+    fixed, bc = spec.fixed(), float(bc)
     k = len(spec.parameter_names())
     theta = np.array([], dtype=float)
     if k == 1:
         lo, hi = spec.distribution.lower[0], spec.distribution.upper[0]
-        res = optimize.minimize_scalar(lambda v: -loglik_and_grad(np.array([v]), r, spec, bc)[0], bounds=(lo, hi),
+        res = optimize.minimize_scalar(lambda v: -lk.value(r, np.array([v]), fixed, bc)[0], bounds=(lo, hi),
                                        method="bounded")
         theta = np.array([res.x])
     elif k > 1:
-        lk = likelihood_kernels(type(spec.process), type(spec.distribution))
         lower, upper = spec.unit_bounds()
-        fit = lk.problem.minimize(np.asarray(spec.distribution.start, dtype=float), (r, float(bc), spec.fixed()),
-                                  lower, upper, tol=FIT_TOL, hscale=float(r.size))
-        theta = fit.x
-    ll = loglik_and_grad(theta, r, spec, bc)[0]
-    return _finish(spec, theta, r, bc, ll, "fixed", 0)
+        theta = lk.problem.minimize(np.asarray(spec.distribution.start, dtype=float), (r, bc, fixed), lower, upper,
+                                    tol=FIT_TOL, hscale=float(r.size)).x
+    return _finish(spec, theta, r, bc, lk.value(r, theta, fixed, bc)[0], "fixed", 0)
 
 
 def fit_filter(resids, spec: FilterSpec, warm_start: np.ndarray | None = None, refit: bool = True,
@@ -261,11 +278,10 @@ def fit_filter(resids, spec: FilterSpec, warm_start: np.ndarray | None = None, r
         raise ValueError(f"fit_filter: need at least 10 finite returns, got {r.size}")
     k = len(spec.parameter_names())
     process = spec.process
-    unit_grid, grid_scale = spec.unit_grid()
-    lower_unit, upper_unit = spec.unit_bounds()
     if not process.parameter_names:
         return _fit_shape_only(spec, r, backcast(r))
-    prepare, daily = _fit_kernels(type(process), type(spec.distribution))
+    prepare, daily, unit_grid, grid_scale, lower_unit, upper_unit, cons = _fit_kernels(type(process),
+                                                                                       type(spec.distribution))
     if warm_start is not None and refit:
         # yesterday's inverse Hessian: of the full problem (k x k), or on the stationarity face ((k-1) x (k-1))
         shape = np.shape(warm_hessian) if warm_hessian is not None else ()
@@ -275,8 +291,7 @@ def fit_filter(resids, spec: FilterSpec, warm_start: np.ndarray | None = None, r
             warm_h[:shape[0], :shape[0]] = warm_hessian
         bc, var, theta, ll, nit, ok, inv_h, has_h, on_face, grid_arg = daily(
             r, kernel_array(warm_start), warm_h, use_h, use_h and shape[0] == k - 1, spec.fixed(), unit_grid,
-            grid_scale, lower_unit, upper_unit, spec.persistence_coefficients(), process.eliminated, 300, FIT_TOL,
-            RESTART_TOL, MERGE_TOL)
+            grid_scale, lower_unit, upper_unit, cons, process.eliminated, 300, FIT_TOL, RESTART_TOL, MERGE_TOL)
         if ok and np.isfinite(ll):
             fit = _finish(spec, theta, r, bc, ll, "ok", int(nit))
             fit.inv_hessian = (inv_h[:k - 1, :k - 1].copy() if on_face else inv_h) if has_h else None
