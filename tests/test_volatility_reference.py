@@ -20,7 +20,8 @@ fhs_reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fhs_reference)
 
 #: reference files, oldest first (a later file holds only the keys that moved in its commit)
-REFERENCES = ["fhs_reference_eafa450.npz", "fhs_reference_14f0f03.npz", "fhs_reference_face_phase.npz"]
+REFERENCES = ["fhs_reference_eafa450.npz", "fhs_reference_14f0f03.npz", "fhs_reference_face_phase.npz",
+              "fhs_reference_ewma_shape.npz"]
 
 #: reference keys (prefix match) whose numbers moved on purpose after eafa450: (commit, reason)
 MOVED = {
@@ -34,8 +35,9 @@ MOVED = {
                              "filter does"),
     "margins/refit3-garch-t": ("6f90ee7, d86a9b8", "same"),
     "margins/mpor10-garch-normal": ("14f0f03", "simulate_paths updates the variance as the filter does (alpha (e e))"),
-    "chain/ewma-t/": ("d86a9b8, f84f2c3", "log-likelihood constant of loglik_and_grad is the kernels'; EWMA-t nu "
-                      "maximises loglik_and_grad (not a copy of the t density with scipy's gammaln)"),
+    "chain/ewma-t/": ("d86a9b8, f84f2c3, ewma shape", "log-likelihood constant of loglik_and_grad is the kernels'; "
+                      "EWMA-t nu maximises the package's likelihood (not a copy of the t density with scipy's "
+                      "gammaln), since fhs_reference_ewma_shape by warm-started projected BFGS, not Brent"),
 }
 
 

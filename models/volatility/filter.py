@@ -13,7 +13,7 @@ Maximum likelihood (:mod:`.likelihood`) over the box bounds and linear constrain
   run by more than 1e-9 relative wins and is polished to ``FIT_TOL``. Restarts are there because
   the likelihood is multimodal on some dates (BTC, GARCH-normal: October 2022, April 2024).
   If no run converges, SLSQP runs from yesterday's parameters and the best grid point.
-* **EWMA**: λ fixed; only shape parameters are estimated (ν of the t by bounded Brent).
+* **EWMA**: λ fixed; only shape parameters are estimated (projected BFGS, warm-started daily).
 
 A failed optimisation keeps the previous parameters (``status="failed"``); a fit whose persistence
 is within ``BOUNDARY_TOL`` of 1 is flagged ``"boundary"``.
@@ -231,25 +231,34 @@ def _project(spec: FilterSpec, theta: np.ndarray) -> np.ndarray:
     return th
 
 
-def _fit_shape_only(spec: FilterSpec, r: np.ndarray, bc: float) -> FilterFit:
+def _fit_shape_only(spec: FilterSpec, r: np.ndarray, bc: float, warm_start, refit: bool, warm_hessian) -> FilterFit:
     """A process without parameters (EWMA): estimate the distribution's shape parameters only.
 
-    One shape parameter (the t's ν): bounded Brent (scipy); more: projected BFGS.
+    Projected BFGS from yesterday's shape parameters and inverse Hessian (else from the
+    distribution's starting values, BHHH start); status "fixed" (λ is), "reused" without refit,
+    "failed" (previous parameters kept) when the run does not converge.
     """
     lk = likelihood_kernels(type(spec.process), type(spec.distribution))
     fixed, bc = spec.fixed(), float(bc)
     k = len(spec.parameter_names())
-    theta = np.array([], dtype=float)
-    if k == 1:
-        lo, hi = spec.distribution.lower[0], spec.distribution.upper[0]
-        res = optimize.minimize_scalar(lambda v: -lk.value(r, np.array([v]), fixed, bc)[0], bounds=(lo, hi),
-                                       method="bounded")
-        theta = np.array([res.x])
-    elif k > 1:
-        lower, upper = spec.unit_bounds()
-        theta = lk.problem.minimize(np.asarray(spec.distribution.start, dtype=float), (r, bc, fixed), lower, upper,
-                                    tol=FIT_TOL, hscale=float(r.size)).x
-    return _finish(spec, theta, r, bc, lk.value(r, theta, fixed, bc)[0], "fixed", 0)
+    lower, upper = spec.unit_bounds()
+    theta, status, iterations, inv_h = np.array([], dtype=float), "fixed", 0, None
+    if k and warm_start is not None and not refit:
+        theta, status, inv_h = np.clip(np.asarray(warm_start, float), lower, upper), "reused", warm_hessian
+    elif k:
+        start = np.asarray(spec.distribution.start if warm_start is None else np.clip(warm_start, lower, upper),
+                           dtype=float)
+        use_h = warm_hessian is not None and np.shape(warm_hessian) == (k, k)
+        res = lk.problem.minimize(start, (r, bc, fixed), lower, upper, tol=FIT_TOL, hscale=float(r.size),
+                                  inv_hessian=warm_hessian if use_h else None)
+        theta, iterations, inv_h = res.x, res.iterations, res.inv_hessian
+        if not (res.converged and np.isfinite(res.fun)):
+            status = "failed"
+            if warm_start is not None:
+                theta = np.asarray(warm_start, float)
+    fit = _finish(spec, theta, r, bc, lk.value(r, theta, fixed, bc)[0], status, iterations)
+    fit.inv_hessian = inv_h
+    return fit
 
 
 def fit_filter(resids, spec: FilterSpec, warm_start: np.ndarray | None = None, refit: bool = True,
@@ -279,7 +288,7 @@ def fit_filter(resids, spec: FilterSpec, warm_start: np.ndarray | None = None, r
     k = len(spec.parameter_names())
     process = spec.process
     if not process.parameter_names:
-        return _fit_shape_only(spec, r, backcast(r))
+        return _fit_shape_only(spec, r, backcast(r), warm_start, refit, warm_hessian)
     prepare, daily, unit_grid, grid_scale, lower_unit, upper_unit, cons = _fit_kernels(type(process),
                                                                                        type(spec.distribution))
     if warm_start is not None and refit:

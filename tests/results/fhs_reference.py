@@ -22,6 +22,8 @@ last before ``models/garch.py`` became the ``models/volatility`` package)::
 on the stationarity face: the daily fit solves the problem on the face as soon as its iterates
 lie there, and carries that problem's inverse Hessian to the next day): the keys of this
 script's output that differ from ``fhs_reference_14f0f03.npz`` at that commit.
+``fhs_reference_ewma_shape.npz`` likewise for the commit fitting EWMA's shape parameters (the
+t's ν) by warm-started projected BFGS instead of scipy's bounded Brent (EWMA margins do not move).
 
 ``tests/test_volatility_reference.py`` recomputes everything and asserts exact equality (bit for bit) with
 the newest file holding each key, and with the eafa450 file where no change was intended.
