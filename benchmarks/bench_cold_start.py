@@ -37,7 +37,7 @@ def child(study: str, start: str, end: str) -> None:
         """Outermost compile time, and each kernel's own time (its nested compilations excluded)."""
 
         def __init__(self):
-            self.stack, self.outer, self.own = [], 0.0, {}
+            self.stack, self.outer, self.own, self.by_entry = [], 0.0, {}, {}
 
         def on_start(self, ev):
             disp = (ev.data or {}).get("dispatcher")
@@ -52,6 +52,7 @@ def child(study: str, start: str, end: str) -> None:
                 self.stack[-1][2] += dt
             else:
                 self.outer += dt
+                self.by_entry[name] = self.by_entry.get(name, 0.0) + dt
 
     listener = Compilations()
     event.register("numba:compile", listener)
@@ -74,8 +75,9 @@ def child(study: str, start: str, end: str) -> None:
             hits += sum(obj.stats.cache_hits.values())
             misses += sum(obj.stats.cache_misses.values())
     top = sorted(listener.own.items(), key=lambda kv: -kv[1])[:12]
+    entries = sorted(listener.by_entry.items(), key=lambda kv: -kv[1])
     print(json.dumps({"import": t1 - t0, "setup": t2 - t1, "backtest": t3 - t2, "compile": listener.outer,
-                      "loaded": hits, "compiled": misses, "top": top}))
+                      "loaded": hits, "compiled": misses, "top": top, "entries": entries}))
 
 
 def main() -> None:
@@ -106,6 +108,9 @@ def main() -> None:
     cold, warm = runs["cold"], runs["warm"]
     print(f"compile vs run (cold): compilation {cold['compile']:.2f} s, the rest of the backtest "
           f"{cold['backtest'] - cold['compile']:.2f} s (warm backtest: {warm['backtest']:.2f} s)")
+    print("compilation by kernel called from Python (cold, each with the kernels it calls):")
+    for name, secs in cold["entries"]:
+        print(f"  {secs:6.2f} s  {name}")
     print("slowest compilations (cold, own time without nested kernels):")
     for name, secs in cold["top"]:
         print(f"  {secs:6.2f} s  {name}")
