@@ -26,7 +26,7 @@ cold = fit_filter(x, FilterSpec())
 warm = fit_filter(x[1:], FilterSpec(), warm_start=cold.params, warm_hessian=cold.inv_hessian)
 lk = likelihood_kernels(Garch, Normal)
 kernels = {"objective": lk.objective, "value_pass": lk.value_pass, "gradient_pass": lk.gradient_pass,
-           "multi_start": lk.problem.kernels.multi_start, "variance": lk.variance,
+           "variance": lk.variance,
            "prepare": _fit_kernels(Garch, Normal).prepare, "daily_fit": _fit_kernels(Garch, Normal).daily_fit}
 stats = {k: [sum(d.stats.cache_hits.values()), sum(d.stats.cache_misses.values())] for k, d in kernels.items()}
 print(json.dumps({"stats": stats, "loglik": warm.loglik}))
@@ -46,5 +46,5 @@ def test_specialised_kernels_load_from_the_disk_cache_in_a_second_process(tmp_pa
     for name, (hits, misses) in second["stats"].items():
         assert misses == 0, name  # not compiled
         # loaded: the kernels called from Python (the others are compiled into these)
-        assert hits >= 1 or name in ("value_pass", "gradient_pass", "multi_start"), name
+        assert hits >= 1 or name in ("value_pass", "gradient_pass"), name
     assert first["loglik"] == second["loglik"]

@@ -208,7 +208,7 @@ def _fit_kernels(process_cls: type, dist_cls: type) -> _PairFit:
     name = f"{process_cls.name}_{dist_cls.name}"
     prep = specialise(_prepare, name, grid_loglik=lk.grid_loglik, process_scale_bounds=process_cls.kernels.scale_bounds,
                       process_scale_grid=process_cls.kernels.scale_grid)
-    daily = specialise(_daily_fit, name, multi_start=lk.problem.kernels.multi_start, prepare=prep)
+    daily = specialise(_daily_fit, name, multi_start=lk.problem.kernels.multi_start_inline, prepare=prep)
     spec = FilterSpec(process_cls(), dist_cls())
     return _PairFit(prep, daily, *spec.unit_grid(), *spec.unit_bounds(), spec.persistence_coefficients())
 
