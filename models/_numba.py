@@ -113,8 +113,5 @@ def specialise(template: Callable, name: str, njit_options: dict | None = None, 
     func.__module__ = template.__module__
     func.__doc__ = template.__doc__
     kernel = njit(cache=True, **(njit_options or {}))(func)
-    try:
-        kernel.__source_files__ = files
-    except AttributeError:  # pragma: no cover - dispatchers and functions take attributes
-        pass
+    kernel.__source_files__ = files
     return kernel
