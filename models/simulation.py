@@ -26,7 +26,6 @@ MAR33 (expected shortfall at 97.5%).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -36,6 +35,7 @@ import pandas as pd
 from marginlab.datasets import MarketData
 
 from .base import MarginModel, check_ints, check_range, register
+from .context import RunContext
 from .garch import FilterFit, GarchSpec, fit_filter, simulate_paths
 from .instruments import Position
 from .pricing import NUMBA_ENABLED
@@ -106,6 +106,13 @@ if NUMBA_ENABLED:
         return np.nan, np.nan
 
 
+def _resolve_level(model: MarginModel, default: float) -> None:
+    """Set a risk model's ``level`` (confidence, 1 - tail probability) to ``default`` when None, and check it."""
+    if model.level is None:
+        object.__setattr__(model, "level", default)
+    check_range(model.name, "level", model.level, 0.5, 1.0, high_open=True)
+
+
 def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool):
     """Rows (positions <= i) of the last ``lookback`` dates where every needed series is observed."""
     cols = [market.asset_index[a] for a in assets]
@@ -161,19 +168,19 @@ def _scenario_measure(positions: Sequence[Position], market: MarketData, i: int,
     return max(risk_measure(-pnl, measure, level), 0.0)
 
 
-_FIT_CACHE: OrderedDict = OrderedDict()
-_FIT_CACHE_SIZE = 256
-
-
 @dataclass
 class FHSState:
-    """State of an FHS model at one date: lazily fitted filters per asset and cumulative diagnostics."""
+    """State of an FHS model at one date: lazily fitted filters per asset and cumulative counts."""
 
     i: int
+    context: RunContext
     prev_fits: dict[tuple, FilterFit]
     fits: dict[tuple, FilterFit] = field(default_factory=dict)
-    diagnostics: dict[str, int] = field(default_factory=lambda: {"fits": 0, "failed": 0, "boundary": 0,
-                                                                 "reused": 0})
+    counts: dict[str, int] = field(default_factory=lambda: {"fits": 0, "failed": 0, "boundary": 0, "reused": 0})
+
+    def diagnostics(self) -> dict[str, int]:
+        """Filter fits so far: total, failed (previous parameters kept), on the boundary, reused."""
+        return dict(self.counts)
 
 
 @register
@@ -211,44 +218,41 @@ class FHSGarch(MarginModel):
     dist: str = "normal"
     lookback: int = 1000
     n_paths: int = 10_000
-    mpor_days: int = 1
     refit_every: int = 1
     vol_floor: str | None = None
     min_obs: int = 250
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.measure not in ("var", "es"):
             raise ValueError(f"{self.name}: measure must be 'var' or 'es', got {self.measure!r}")
-        if self.level is not None:
-            check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
+        _resolve_level(self, 0.99 if self.measure == "var" else 0.975)
         GarchSpec(self.vol, self.dist)
-        check_ints(self, {"lookback": 20, "n_paths": 100, "mpor_days": 1, "refit_every": 1, "min_obs": 20, "seed": 0})
+        check_ints(self, {"lookback": 20, "n_paths": 100, "refit_every": 1, "min_obs": 20})
         if self.min_obs > self.lookback:
             raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
         if self.vol_floor not in (None, "long_run"):
             raise ValueError(f"{self.name}: vol_floor must be None or 'long_run', got {self.vol_floor!r}")
 
     @property
-    def confidence(self) -> float:
-        """Risk-measure level (0.99 for VaR, 0.975 for ES unless ``level`` is set)."""
-        return self.level if self.level is not None else (0.99 if self.measure == "var" else 0.975)
+    def tail_prob(self) -> float:
+        """1 - level: 0.01 for the 99% VaR, 0.025 for the 97.5% ES (their VaR is tested at that level)."""
+        return 1.0 - self.level
 
     @property
     def spec(self) -> GarchSpec:
         """The volatility filter specification."""
         return GarchSpec(self.vol, self.dist)
 
-    def fit(self, market: MarketData, t, warm_start=None) -> FHSState:
+    def fit(self, market: MarketData, t, warm_start=None, context: RunContext | None = None) -> FHSState:
         """Prepare the state at ``t``; filters are fitted lazily per asset from data up to ``t``."""
         i = market.loc_of(t)
         # warm starts: the previous date's fit of the same asset whose window started one row earlier
         # (rolling window) or at the same row (growing window)
         prev = {} if warm_start is None else {(a, r0 + (n == self.lookback), n + (n < self.lookback)): f
                                               for (a, r0, n), f in warm_start.fits.items()}
-        state = FHSState(i=i, prev_fits=prev)
+        state = FHSState(i=i, context=context or RunContext(), prev_fits=prev)
         if warm_start is not None:
-            state.diagnostics = dict(warm_start.diagnostics)
+            state.counts = dict(warm_start.counts)
         return state
 
     def _asset_fit(self, state: FHSState, market: MarketData, asset: str, returns: np.ndarray,
@@ -260,20 +264,23 @@ class FHSGarch(MarginModel):
             return state.fits[window]
         prev = state.prev_fits.get(window)
         refit = state.i % self.refit_every == 0 or prev is None
-        key = (market.token, window, state.i, self.vol, self.dist, refit,
+        key = (window, self.vol, self.dist, refit,
                None if prev is None else prev.params.tobytes(),
                None if prev is None or prev.inv_hessian is None else prev.inv_hessian.tobytes())
-        fit = _FIT_CACHE.get(key)
+        # fits shared within the date between models of the same run (e.g. FHS VaR and ES)
+        shared = state.context.cache("fhs_fits_of_date")
+        if shared.get("row") != state.i:
+            shared.clear()
+            shared["row"] = state.i
+        fit = shared.get(key)
         if fit is None:
             fit = fit_filter(returns * SCALE, self.spec, warm_start=None if prev is None else prev.params,
                              refit=refit, warm_hessian=None if prev is None else prev.inv_hessian)
-            _FIT_CACHE[key] = fit
-            if len(_FIT_CACHE) > _FIT_CACHE_SIZE:
-                _FIT_CACHE.popitem(last=False)
+            shared[key] = fit
         state.fits[window] = fit
-        state.diagnostics["fits"] += 1
+        state.counts["fits"] += 1
         if fit.status in ("failed", "boundary", "reused"):
-            state.diagnostics[fit.status] += 1
+            state.counts[fit.status] += 1
         return fit
 
     def margin(self, state: FHSState, positions: Sequence[Position], market: MarketData, t) -> float:
@@ -293,17 +300,18 @@ class FHSGarch(MarginModel):
                                         std_resids=f.std_resids, sigma2_next=floor, backcast=f.backcast,
                                         status=f.status)
         z = fits[0].std_resids[:, None] if len(fits) == 1 else np.column_stack([f.std_resids for f in fits])
-        draws = _draws(self.seed, state.i, rows.size, self.n_paths, self.mpor_days)
-        if self.mpor_days == 1:
+        h = state.context.mpor
+        draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
+        if h == 1:
             # a one-day path is one window row scaled by sigma_{t+1}: revalue the book once per row and
             # give each path its row's P&L (the same numbers as revaluing all n_paths scenarios)
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
             row_pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
-            return max(drawn_risk_measure(-row_pnl, draws[:, 0], self.measure, self.confidence), 0.0)
+            return max(drawn_risk_measure(-row_pnl, draws[:, 0], self.measure, self.level), 0.0)
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
-        pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, self.mpor_days)
-        return max(risk_measure(-pnl, self.measure, self.confidence), 0.0)
+        pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, h)
+        return max(risk_measure(-pnl, self.measure, self.level), 0.0)
 
 
 @dataclass(frozen=True)
@@ -313,16 +321,14 @@ class _Historical(MarginModel):
     measure: ClassVar[str] = "var"
     level: float | None = None
     lookback: int = 1000
-    mpor_days: int = 1
     scaling: str = "overlapping"
     stress_start: str | None = None
     stress_end: str | None = None
     min_obs: int = 250
 
     def __post_init__(self) -> None:
-        if self.level is not None:
-            check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
-        check_ints(self, {"lookback": 20, "mpor_days": 1, "min_obs": 20})
+        _resolve_level(self, 0.99 if self.measure == "var" else 0.975)
+        check_ints(self, {"lookback": 20, "min_obs": 20})
         if self.scaling not in ("overlapping", "sqrt_time"):
             raise ValueError(f"{self.name}: scaling must be 'overlapping' or 'sqrt_time', got {self.scaling!r}")
         if (self.stress_start is None) != (self.stress_end is None):
@@ -331,16 +337,11 @@ class _Historical(MarginModel):
             raise ValueError(f"{self.name}: stress_start is after stress_end")
 
     @property
-    def confidence(self) -> float:
-        """Risk-measure level (0.99 for VaR, 0.975 for ES unless ``level`` is set)."""
-        return self.level if self.level is not None else (0.99 if self.measure == "var" else 0.975)
+    def tail_prob(self) -> float:
+        """1 - level (0.01 for the 99% VaR, 0.025 for the 97.5% ES)."""
+        return 1.0 - self.level
 
-    def fit(self, market: MarketData, t, warm_start=None) -> int:
-        """The state is the position of ``t``."""
-        return market.loc_of(t)
-
-    def _scenarios(self, rets: np.ndarray, dvol: np.ndarray | None):
-        h = self.mpor_days
+    def _scenarios(self, rets: np.ndarray, dvol: np.ndarray | None, h: int):
         if self.scaling == "sqrt_time" or h == 1:
             s = rets * np.sqrt(h)
             return s, (None if dvol is None else dvol * np.sqrt(h))
@@ -351,27 +352,26 @@ class _Historical(MarginModel):
 
         return overlap(rets), (None if dvol is None else overlap(dvol))
 
-    def margin(self, state: int, positions: Sequence[Position], market: MarketData, t) -> float:
+    def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
         """Historical VaR/ES of the book's full-revaluation losses (NaN before ``min_obs``)."""
-        i = state
+        i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)
         if history is None:
             return float("nan")
         book, rows, rets, dvol = history
         with_vol = dvol is not None
-        spot, vol = self._scenarios(rets, dvol)
+        spot, vol = self._scenarios(rets, dvol, h)
         if self.stress_start is not None:
             s0 = pd.Timestamp(self.stress_start, tz="UTC")
             s1 = pd.Timestamp(self.stress_end, tz="UTC")
             if s1 <= market.index[i]:
                 lo, hi = market.index.searchsorted(s0), market.index.searchsorted(s1, side="right") - 1
                 srows, srets, sdvol = _window(market, book.assets, hi, hi - lo + 1, with_vol)
-                if srows.size >= self.mpor_days:
-                    sspot, svol = self._scenarios(srets, sdvol)
+                if srows.size >= h:
+                    sspot, svol = self._scenarios(srets, sdvol, h)
                     spot = np.vstack([spot, sspot])
                     vol = None if vol is None else np.vstack([vol, svol])
-        return _scenario_measure(positions, market, i, book.assets, spot, vol, self.mpor_days, self.measure,
-                                 self.confidence)
+        return _scenario_measure(positions, market, i, book.assets, spot, vol, h, self.measure, self.level)
 
 
 @register
@@ -422,9 +422,7 @@ class EWMAVaR(MarginModel):
     level: float = 0.99
     lookback: int = 1000
     n_paths: int = 10_000
-    mpor_days: int = 1
     min_obs: int = 250
-    seed: int = 0
 
     def __post_init__(self) -> None:
         check_range(self.name, "lam", self.lam, 0.0, 1.0, low_open=True, high_open=True)
@@ -432,11 +430,12 @@ class EWMAVaR(MarginModel):
             raise ValueError(f"{self.name}: dist must be 'normal' or 't', got {self.dist!r}")
         check_range(self.name, "nu", self.nu, 2.0, None, low_open=True)
         check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
-        check_ints(self, {"lookback": 40, "n_paths": 100, "mpor_days": 1, "min_obs": 40, "seed": 0})
+        check_ints(self, {"lookback": 40, "n_paths": 100, "min_obs": 40})
 
-    def fit(self, market: MarketData, t, warm_start=None) -> int:
-        """The state is the position of ``t``."""
-        return market.loc_of(t)
+    @property
+    def tail_prob(self) -> float:
+        """1 - level (0.01 for the 99% VaR)."""
+        return 1.0 - self.level
 
     def covariance(self, x: np.ndarray) -> np.ndarray:
         """EWMA covariance forecast for the next day from the rows of ``x`` (oldest first)."""
@@ -447,9 +446,9 @@ class EWMAVaR(MarginModel):
         w = (1 - self.lam) * self.lam ** np.arange(m - 1, -1, -1)
         return self.lam**m * cov0 + (rest * w[:, None]).T @ rest
 
-    def margin(self, state: int, positions: Sequence[Position], market: MarketData, t) -> float:
+    def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
         """EWMA VaR of the book (NaN before ``min_obs`` observations)."""
-        i = state
+        i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)
         if history is None:
             return float("nan")
@@ -457,13 +456,12 @@ class EWMAVaR(MarginModel):
         x = rets if dvol is None else np.hstack([rets, dvol])
         cov = self.covariance(x)
         chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
-        rng = np.random.default_rng([int(self.seed), int(i)])
-        z = rng.standard_normal((self.mpor_days, self.n_paths, x.shape[1]))
+        rng = state.context.rng(i)
+        z = rng.standard_normal((h, self.n_paths, x.shape[1]))
         if self.dist == "t":
-            w = rng.chisquare(self.nu, size=(self.mpor_days, self.n_paths, 1))
+            w = rng.chisquare(self.nu, size=(h, self.n_paths, 1))
             z = z * np.sqrt((self.nu - 2.0) / w)
         moves = (z @ chol.T).sum(axis=0)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
-        return _scenario_measure(positions, market, i, book.assets, moves[:, :n], log_vol, self.mpor_days, "var",
-                                 self.level)
+        return _scenario_measure(positions, market, i, book.assets, moves[:, :n], log_vol, h, "var", self.level)

@@ -5,6 +5,7 @@ import marginlab.models as mm
 import numpy as np
 import pandas as pd
 import pytest
+from marginlab.models import RunContext
 from marginlab.models.simulation import risk_measure
 from marginlab.validation import Backtest
 
@@ -34,9 +35,9 @@ def test_historical_var_closed_form_for_linear_book():
 
 def test_fhs_one_day_linear_equals_hand_simulation():
     t = pd.Timestamp("2021-06-01", tz="UTC")
-    model = mm.make_model("fhs_garch", n_paths=2000, seed=3)
+    model = mm.make_model("fhs_garch", n_paths=2000)
     pos = [mm.Position(mm.Perpetual("BTC"), -1.5)]
-    st = model.fit(MARKET, t)
+    st = model.fit(MARKET, t, context=RunContext(seed=3))
     m = model.margin(st, pos, MARKET, t)
     fit = next(iter(st.fits.values()))
     i = MARKET.loc_of(t)
@@ -62,9 +63,11 @@ def test_es_at_least_var_every_date_and_deterministic():
 def test_seed_changes_draws():
     t = pd.Timestamp("2021-06-01", tz="UTC")
     pos = [mm.Position(mm.Spot("BTC"), 1.0)]
-    a = mm.make_model("fhs_garch", seed=1, n_paths=1000)
-    b = mm.make_model("fhs_garch", seed=2, n_paths=1000)
-    assert a.margin(a.fit(MARKET, t), pos, MARKET, t) != b.margin(b.fit(MARKET, t), pos, MARKET, t)
+    m = mm.make_model("fhs_garch", n_paths=1000)
+    a = m.margin(m.fit(MARKET, t, context=RunContext(seed=1)), pos, MARKET, t)
+    b = m.margin(m.fit(MARKET, t, context=RunContext(seed=2)), pos, MARKET, t)
+    assert a != b
+    assert a == m.margin(m.fit(MARKET, t, context=RunContext(seed=1)), pos, MARKET, t)
 
 
 @pytest.mark.parametrize("name", ["fhs_garch", "historical_var", "historical_es", "ewma_var"])
@@ -90,15 +93,22 @@ def test_option_book_warmup_and_vol_window():
     assert model.margin(model.fit(MARKET, late), book.positions_at(late, MARKET), MARKET, late) > 0
 
 
-def test_model_mpor_must_match_backtest():
-    with pytest.raises(ValueError, match="has mpor_days=1 but the backtest's mpor_days is 10"):
-        Backtest(MARKET, SEL, [mm.make_model("fhs_garch")], mpor_days=10)
+def test_mpor_comes_from_the_run_context():
+    """Models carry no MPOR of their own: sqrt-time historical VaR at an MPOR of 4 scales the moves by 2."""
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    model = mm.make_model("historical_var", lookback=500, scaling="sqrt_time")
+    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
+    m = model.margin(model.fit(MARKET, t, context=RunContext(mpor=4)), pos, MARKET, t)
+    p = MARKET.prices["BTC"].loc[:t]
+    r = np.log(p).diff().dropna().to_numpy()[-500:]
+    assert m == pytest.approx(np.sort(-p.iloc[-1] * np.expm1(2.0 * r))[-5], rel=1e-12)
+    assert "mpor_days" not in mm.model_parameters("historical_var") and "seed" not in mm.model_parameters("fhs_garch")
 
 
 def test_ten_day_fhs_and_historical_run():
-    models = {"fhs": mm.make_model("fhs_garch", mpor_days=10, n_paths=1000),
-              "hs": mm.make_model("historical_var", mpor_days=10),
-              "hs_sqrt": mm.make_model("historical_var", mpor_days=10, scaling="sqrt_time")}
+    models = {"fhs": mm.make_model("fhs_garch", n_paths=1000),
+              "hs": mm.make_model("historical_var"),
+              "hs_sqrt": mm.make_model("historical_var", scaling="sqrt_time")}
     res = Backtest(MARKET, {"long BTC spot": SEL["long BTC spot"]}, models, mpor_days=10,
                    start="2021-01-01", end="2021-06-30").run()
     f = res.to_frame()
@@ -163,9 +173,9 @@ def test_fhs_one_day_row_revaluation_equals_revaluing_every_path(book):
     from marginlab.models.simulation import _book_history, _draws
 
     t = pd.Timestamp("2022-03-15", tz="UTC")
-    model = mm.make_model("fhs_garch", n_paths=3000, seed=5)
+    model = mm.make_model("fhs_garch", n_paths=3000)
     pos = SEL[book].positions_at(t, MARKET)
-    st = model.fit(MARKET, t)
+    st = model.fit(MARKET, t, context=RunContext(seed=5))
     m = model.margin(st, pos, MARKET, t)
     bk, rows, rets, dvol = _book_history(pos, MARKET, st.i, model.lookback, model.min_obs)
     fits = [st.fits[(a, int(rows[0]), int(rows.size))] for a in bk.assets]

@@ -12,13 +12,14 @@ vols) have data at t and t + mpor_days.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
-from marginlab.models.base import MarginModel
+from marginlab.models.base import HasDiagnostics, MarginModel
+from marginlab.models.context import RunContext
 from marginlab.models.instruments import Position
 from marginlab.models.portfolios import Portfolio
 from marginlab.models.revaluation import realised_pnl
@@ -86,26 +87,33 @@ class Backtest:
     portfolios : mapping name -> Portfolio, or a sequence of portfolios
     models : mapping label -> MarginModel, or a sequence of models
     mpor_days : int
-        Margin period of risk in observations (days for daily data), >= 1.
+        Margin period of risk in observations (days for daily data), >= 1. The
+        engine passes it to every model through the run context.
     start, end : optional
         Range of margin dates; must lie inside the market data.
     include_funding : bool
         Charge perpetual funding over the MPOR when the market has funding data.
+    seed : int
+        Seed of every random draw of the run (passed to the models through the
+        run context): the same seed gives the same margins bit for bit.
     """
 
     market: MarketData
-    portfolios: object
-    models: object
+    portfolios: Mapping[str, Portfolio] | Sequence[Portfolio] | Portfolio
+    models: Mapping[str, MarginModel] | Sequence[MarginModel]
     mpor_days: int = 1
-    start: object = None
-    end: object = None
+    start: pd.Timestamp | str | None = None
+    end: pd.Timestamp | str | None = None
     include_funding: bool = False
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.market, MarketData):
             raise ValueError("Backtest: market must be a MarketData (see marginlab.datasets.load_market)")
         if not isinstance(self.mpor_days, int | np.integer) or isinstance(self.mpor_days, bool) or self.mpor_days < 1:
             raise ValueError(f"Backtest: mpor_days must be an integer >= 1, got {self.mpor_days!r}")
+        if not isinstance(self.seed, int | np.integer) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"Backtest: seed must be a non-negative integer, got {self.seed!r}")
         self._portfolios = _portfolio_map(self.portfolios)
         self._models = _model_labels(self.models)
         idx = self.market.index
@@ -116,11 +124,6 @@ class Backtest:
                                 f"({idx[0]:%Y-%m-%d} .. {idx[-1]:%Y-%m-%d})")
         if self._start is not None and self._end is not None and self._start > self._end:
             raise DataError(f"Backtest: start {self._start:%Y-%m-%d} is after end {self._end:%Y-%m-%d}")
-        for label, model in self._models.items():
-            h = getattr(model, "mpor_days", None)
-            if h is not None and h != self.mpor_days:
-                raise ValueError(f"model {label!r} has mpor_days={h} but the backtest's mpor_days is {self.mpor_days}; "
-                                 "build the model with the backtest's MPOR")
         for name, p in self._portfolios.items():
             unknown = [a for a in p.assets if a not in self.market.assets]
             if unknown:
@@ -164,6 +167,7 @@ class Backtest:
     def run(self) -> BacktestResult:
         """Replay every portfolio through every model and return the result."""
         t0 = time.perf_counter()
+        context = RunContext(mpor=int(self.mpor_days), seed=int(self.seed))
         books: dict[str, tuple[pd.DatetimeIndex, list, np.ndarray]] = {}
         for name in self._portfolios:
             dates = self.portfolio_dates(name)
@@ -196,15 +200,14 @@ class Backtest:
                 if not holders:
                     continue
                 tm = time.perf_counter()
-                states[label] = model.fit(self.market, t, warm_start=states[label])
+                states[label] = model.fit(self.market, t, warm_start=states[label], context=context)
                 for name in holders:
                     k = active[label][name][t]
-                    margins[label][name][k] = model.margin(states[label], books[name][1][k], self.market, t)
+                    margins[label][name][k] = model.forecast(states[label], books[name][1][k], self.market, t).margin
                 timings[label] += time.perf_counter() - tm
         for label in self._models:
-            diag = getattr(states[label], "diagnostics", None)
-            if diag:
-                diagnostics[label] = dict(diag)
+            if isinstance(states[label], HasDiagnostics) and states[label].diagnostics():
+                diagnostics[label] = states[label].diagnostics()
             for name in active[label]:
                 dates, _, pnl = books[name]
                 m = margins[label][name]
@@ -221,7 +224,7 @@ class Backtest:
                                             "pnl": pnl[ok], "loss": -pnl[ok], "breach": -pnl[ok] > m[ok]}))
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
         return BacktestResult(frame=frame[COLUMNS], mpor_days=self.mpor_days,
-                              models={k: v.describe() for k, v in self._models.items()},
+                              models=dict(self._models),
                               not_applicable=not_applicable, warmup=warmup, diagnostics=diagnostics,
                               elapsed_s=time.perf_counter() - t0, model_seconds=timings)
 
@@ -232,7 +235,7 @@ class BacktestResult:
 
     frame: pd.DataFrame
     mpor_days: int
-    models: dict[str, str] = field(default_factory=dict)
+    models: dict[str, MarginModel] = field(default_factory=dict)
     not_applicable: list[tuple[str, str]] = field(default_factory=list)
     warmup: dict[tuple[str, str], int] = field(default_factory=dict)
     diagnostics: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -322,7 +325,8 @@ class BacktestResult:
     def to_dict(self) -> dict:
         """JSON-ready summary: breaches, coverage and metrics per pair."""
         eff = self.efficiency().reset_index().to_dict(orient="records")
-        return {"mpor_days": self.mpor_days, "models": self.models, "metrics": eff,
+        return {"mpor_days": self.mpor_days, "models": {k: m.describe() for k, m in self.models.items()},
+                "metrics": eff,
                 "metric_units": {m.key: m.unit for m in METRICS},
                 "not_applicable": [list(x) for x in self.not_applicable],
                 "warmup": [{"portfolio": pf, "model": md, "dates": n} for (pf, md), n in self.warmup.items()],

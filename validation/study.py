@@ -214,16 +214,9 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     skipped = [n for n in names if n not in books]
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
-    models = {}
-    for label, name, params in config.models:
-        params = dict(params)
-        fields_ = MODELS[name].__dataclass_fields__
-        if "seed" in fields_ and "seed" not in params:
-            params["seed"] = config.seed
-        if "mpor_days" in fields_ and "mpor_days" not in params:
-            params["mpor_days"] = config.mpor_days
-        models[label] = make_model(name, **params)
-    result = Backtest(market, books, models, mpor_days=config.mpor_days, include_funding=config.include_funding).run()
+    models = {label: make_model(name, **params) for label, name, params in config.models}
+    result = Backtest(market, books, models, mpor_days=config.mpor_days, include_funding=config.include_funding,
+                      seed=config.seed).run()
     coverage = result.coverage(p=config.tail_prob)
     metrics = result.efficiency()
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
