@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from marginlab.datasets import MarketData
 
 __all__ = ["RunContext"]
 
@@ -36,10 +37,15 @@ class RunContext:
         the market row (``rng(i)``), never by model, worker or call order, so
         models with the same seed share their draws and a run is bit-for-bit
         repeatable on any executor.
+    start : Timestamp, optional
+        The run's first margin date. Chains of daily estimates (e.g. filter
+        fits warm-started from the previous day) start there, whichever books a
+        worker is given; None: at the first date a model is asked about.
     """
 
     mpor: int = 1
     seed: int = 0
+    start: pd.Timestamp | None = None
     _caches: dict[str, dict] = field(default_factory=dict, repr=False)
     _tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
 
@@ -52,6 +58,12 @@ class RunContext:
             raise ValueError(f"RunContext: mpor must be >= 1 observation, got {self.mpor}")
         if self.seed < 0:
             raise ValueError(f"RunContext: seed must be >= 0, got {self.seed}")
+
+    def start_row(self, market: MarketData, first_call_row: int) -> int:
+        """Row of the run's first margin date in ``market`` (``first_call_row`` when the run has no start)."""
+        if self.start is None:
+            return int(first_call_row)
+        return int(market.index.searchsorted(self.start))
 
     def rng(self, *key: int) -> np.random.Generator:
         """A generator seeded by ``(seed, *key)`` (e.g. ``rng(i)`` for market row i)."""

@@ -27,7 +27,8 @@ MAR33 (expected shortfall at 97.5%).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -36,7 +37,8 @@ from marginlab.datasets import MarketData
 
 from .base import MarginModel, check_ints, check_range, register
 from .context import RunContext
-from .garch import FilterFit, GarchSpec, fit_filter, simulate_paths
+from .estimates import SCALE, FilterEstimates
+from .garch import FilterFit, GarchSpec, simulate_paths
 from .instruments import Position
 from .pricing import NUMBA_ENABLED
 from .revaluation import book_arrays, revalue_at
@@ -45,8 +47,6 @@ if NUMBA_ENABLED:
     from numba import njit
 
 __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure", "drawn_risk_measure"]
-
-SCALE = 100.0  # returns are filtered in percent
 
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
@@ -114,7 +114,11 @@ def _resolve_level(model: MarginModel, default: float) -> None:
 
 
 def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool):
-    """Rows (positions <= i) of the last ``lookback`` dates where every needed series is observed."""
+    """The last ``lookback`` rows up to i on which every needed series is observed, contiguous back from i.
+
+    A row missing a needed value (before an asset's listing, or before its implied-vol history) ends
+    the window, so a window is always one unbroken run of rows ``rows[0] .. i``.
+    """
     cols = [market.asset_index[a] for a in assets]
     lo = max(1, i - lookback + 1)
     r = market.log_return_array[lo:i + 1][:, cols]
@@ -125,6 +129,7 @@ def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, wi
         ok &= np.isfinite(dv).all(axis=1)
     if ok.all():
         return np.arange(lo, i + 1), r, dv
+    ok[:np.flatnonzero(~ok)[-1]] = False  # (a boolean mask copies: the arrays keep their alignment)
     return np.arange(lo, i + 1)[ok], r[ok], (None if dv is None else dv[ok])
 
 
@@ -168,19 +173,17 @@ def _scenario_measure(positions: Sequence[Position], market: MarketData, i: int,
     return max(risk_measure(-pnl, measure, level), 0.0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class FHSState:
-    """State of an FHS model at one date: lazily fitted filters per asset and cumulative counts."""
+    """State of an FHS model at one date: its market row, the run context and the run's filter estimates."""
 
     i: int
     context: RunContext
-    prev_fits: dict[tuple, FilterFit]
-    fits: dict[tuple, FilterFit] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=lambda: {"fits": 0, "failed": 0, "boundary": 0, "reused": 0})
+    estimates: FilterEstimates
 
     def diagnostics(self) -> dict[str, int]:
-        """Filter fits so far: total, failed (previous parameters kept), on the boundary, reused."""
-        return dict(self.counts)
+        """Filter fits of the run so far: total, failed (previous parameters kept), on the boundary, reused."""
+        return dict(self.estimates.counts)
 
 
 @register
@@ -244,44 +247,14 @@ class FHSGarch(MarginModel):
         return GarchSpec(self.vol, self.dist)
 
     def fit(self, market: MarketData, t, warm_start=None, context: RunContext | None = None) -> FHSState:
-        """Prepare the state at ``t``; filters are fitted lazily per asset from data up to ``t``."""
+        """The state at ``t``: the run's filter estimates of this specification (fitted when a book asks)."""
         i = market.loc_of(t)
-        # warm starts: the previous date's fit of the same asset whose window started one row earlier
-        # (rolling window) or at the same row (growing window)
-        prev = {} if warm_start is None else {(a, r0 + (n == self.lookback), n + (n < self.lookback)): f
-                                              for (a, r0, n), f in warm_start.fits.items()}
-        state = FHSState(i=i, context=context or RunContext(), prev_fits=prev)
-        if warm_start is not None:
-            state.counts = dict(warm_start.counts)
-        return state
-
-    def _asset_fit(self, state: FHSState, market: MarketData, asset: str, returns: np.ndarray,
-                   rows: np.ndarray) -> FilterFit:
-        # a fit is identified by the asset and the exact window of rows (option books use a
-        # shorter window: the dates with implied-vol data)
-        window = (asset, int(rows[0]), int(rows.size))
-        if window in state.fits:
-            return state.fits[window]
-        prev = state.prev_fits.get(window)
-        refit = state.i % self.refit_every == 0 or prev is None
-        key = (window, self.vol, self.dist, refit,
-               None if prev is None else prev.params.tobytes(),
-               None if prev is None or prev.inv_hessian is None else prev.inv_hessian.tobytes())
-        # fits shared within the date between models of the same run (e.g. FHS VaR and ES)
-        shared = state.context.cache("fhs_fits_of_date")
-        if shared.get("row") != state.i:
-            shared.clear()
-            shared["row"] = state.i
-        fit = shared.get(key)
-        if fit is None:
-            fit = fit_filter(returns * SCALE, self.spec, warm_start=None if prev is None else prev.params,
-                             refit=refit, warm_hessian=None if prev is None else prev.inv_hessian)
-            shared[key] = fit
-        state.fits[window] = fit
-        state.counts["fits"] += 1
-        if fit.status in ("failed", "boundary", "reused"):
-            state.counts[fit.status] += 1
-        return fit
+        context = context or RunContext()
+        key = (self.spec, self.lookback, self.min_obs, self.refit_every)
+        estimates = context.shared("filter_estimates", key, lambda: FilterEstimates(
+            self.spec, self.lookback, self.min_obs, self.refit_every, start_row=context.start_row(market, i),
+            on_fit=partial(context.record, "estimates")))
+        return FHSState(i=i, context=context, estimates=estimates)
 
     def margin(self, state: FHSState, positions: Sequence[Position], market: MarketData, t) -> float:
         """FHS VaR or ES of the book (NaN before ``min_obs`` observations)."""
@@ -289,7 +262,7 @@ class FHSGarch(MarginModel):
         if history is None:
             return float("nan")
         book, rows, rets, dvol = history
-        fits = [self._asset_fit(state, market, a, rets[:, k], rows) for k, a in enumerate(book.assets)]
+        fits = [state.estimates.fit(market, a, int(rows[0]), state.i) for a in book.assets]
         if self.vol_floor == "long_run":
             all_r = market.log_return_array[max(1, state.i - 3650 + 1):state.i + 1][:, [market.asset_index[a]
                                                                                       for a in book.assets]]

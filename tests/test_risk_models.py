@@ -39,8 +39,8 @@ def test_fhs_one_day_linear_equals_hand_simulation():
     pos = [mm.Position(mm.Perpetual("BTC"), -1.5)]
     st = model.fit(MARKET, t, context=RunContext(seed=3))
     m = model.margin(st, pos, MARKET, t)
-    fit = next(iter(st.fits.values()))
     i = MARKET.loc_of(t)
+    fit = st.estimates.fit(MARKET, "BTC", max(1, i - 999), i)  # the (up to) 1,000-row window ending at t
     draws = np.random.default_rng([3, i]).integers(0, fit.std_resids.size, size=(2000, 1), dtype=np.uint16)
     r = np.sqrt(fit.sigma2_next) * fit.std_resids[draws[:, 0]] / 100
     s = MARKET.prices["BTC"].iloc[i]
@@ -178,7 +178,7 @@ def test_fhs_one_day_row_revaluation_equals_revaluing_every_path(book):
     st = model.fit(MARKET, t, context=RunContext(seed=5))
     m = model.margin(st, pos, MARKET, t)
     bk, rows, rets, dvol = _book_history(pos, MARKET, st.i, model.lookback, model.min_obs)
-    fits = [st.fits[(a, int(rows[0]), int(rows.size))] for a in bk.assets]
+    fits = [st.estimates.fit(MARKET, a, int(rows[0]), st.i) for a in bk.assets]
     z = np.column_stack([f.std_resids for f in fits])
     draws = _draws(5, st.i, rows.size, 3000, 1)
     spot = simulate_paths(fits, z, draws) / 100

@@ -167,7 +167,6 @@ class Backtest:
     def run(self) -> BacktestResult:
         """Replay every portfolio through every model and return the result."""
         t0 = time.perf_counter()
-        context = RunContext(mpor=int(self.mpor_days), seed=int(self.seed))
         books: dict[str, tuple[pd.DatetimeIndex, list, np.ndarray]] = {}
         for name in self._portfolios:
             dates = self.portfolio_dates(name)
@@ -179,6 +178,7 @@ class Backtest:
             positions, pnl = self._book(name, dates)
             books[name] = (dates, positions, pnl)
         all_dates = sorted(set().union(*(set(d) for d, _, _ in books.values())))
+        context = RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=all_dates[0])
         frames, not_applicable, timings, warmup, diagnostics = [], [], {}, {}, {}
         active: dict[str, dict[str, dict]] = {}
         margins: dict[str, dict[str, np.ndarray]] = {}
@@ -226,7 +226,8 @@ class Backtest:
         return BacktestResult(frame=frame[COLUMNS], mpor_days=self.mpor_days,
                               models=dict(self._models),
                               not_applicable=not_applicable, warmup=warmup, diagnostics=diagnostics,
-                              elapsed_s=time.perf_counter() - t0, model_seconds=timings)
+                              elapsed_s=time.perf_counter() - t0, model_seconds=timings,
+                              estimates=context.table("estimates"))
 
 
 @dataclass
@@ -241,6 +242,8 @@ class BacktestResult:
     diagnostics: dict[str, dict[str, int]] = field(default_factory=dict)
     elapsed_s: float = 0.0
     model_seconds: dict[str, float] = field(default_factory=dict)
+    #: one row per volatility-filter fit: date, filter, lookback, asset, window, parameters, loglik, status
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def to_frame(self) -> pd.DataFrame:
         """The long-format rows (a copy)."""
