@@ -15,7 +15,8 @@ Example (``studies/default.toml``)::
 
     [market]
     assets = ["BTC", "ETH", "SOL", "XRP"]
-    freq = "1d"              # optional start / end (UTC dates)
+    freq = "1d"              # optional start / end: first and last margin dates (UTC); models see
+                             # all the bundled history before start
     smile = true             # BTC option vols: DVOL x smile fitted from the bundled chains
 
     [portfolios]
@@ -206,8 +207,9 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
               write: bool = True) -> StudyResult:
     """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``)."""
     config = study if isinstance(study, StudyConfig) else load_study(study)
-    market = load_market(list(config.assets), start=config.start, end=config.end, freq=config.freq,
-                         with_option_chains=config.smile)
+    # the whole bundled history is loaded: start/end select the margin dates, and every model sees all the
+    # history before the first one (no warm-up spent inside the requested range)
+    market = load_market(list(config.assets), freq=config.freq, with_option_chains=config.smile)
     library = reference_portfolios(config.notional)
     names = list(library) if config.portfolios == "all" else list(config.portfolios)
     books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
@@ -215,8 +217,8 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
     models = {label: make_model(name, **params) for label, name, params in config.models}
-    result = Backtest(market, books, models, mpor_days=config.mpor_days, include_funding=config.include_funding,
-                      seed=config.seed).run()
+    result = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
+                      include_funding=config.include_funding, seed=config.seed).run()
     coverage = result.coverage(p=config.tail_prob)
     metrics = result.efficiency()
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
