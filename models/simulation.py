@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import MarketData
 
-from .base import MarginModel, check_ints, check_range, register
+from .base import Forecast, MarginModel, check_ints, check_range, register
 from .context import RunContext
 from .estimates import SCALE, FilterEstimates
 from .garch import FilterFit, GarchSpec, simulate_paths
@@ -165,12 +165,43 @@ def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, ass
     return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon_days=horizon_days)
 
 
-def _scenario_measure(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                      spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int,
-                      measure: str, level: float) -> float:
-    """Revalue the book on scenarios and take VaR/ES of the losses, floored at 0."""
+def loss_forecast(losses: np.ndarray, measure: str, level: float, draws: np.ndarray | None = None) -> Forecast:
+    """The forecast of a scenario loss distribution: margin = VaR or ES at ``level``, each floored at 0.
+
+    ``draws`` (optional) are indices into ``losses`` drawn with replacement: the distribution is then
+    that of ``losses[draws]`` (each scenario weighted by its draw count, :func:`drawn_risk_measure`).
+    """
+    if draws is None:
+        var, es = risk_measure(losses, "var", level), risk_measure(losses, "es", level)
+    else:
+        var, es = (drawn_risk_measure(losses, draws, m, level) for m in ("var", "es"))
+    var, es = max(var, 0.0), max(es, 0.0)
+    return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses,
+                    weights=None if draws is None else np.bincount(draws, minlength=losses.size).astype(float))
+
+
+def _scenario_forecast(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
+                       spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int,
+                       measure: str, level: float) -> Forecast:
+    """Revalue the book on scenarios and take the forecast (VaR, ES) of their losses."""
     pnl = _scenario_pnl(positions, market, i, assets, spot_moves, log_vol_moves, horizon_days)
-    return max(risk_measure(-pnl, measure, level), 0.0)
+    return loss_forecast(-pnl, measure, level)
+
+
+@dataclass(frozen=True)
+class _ScenarioModel(MarginModel):
+    """A model whose margin is a risk measure of scenario losses: ``margin`` is ``forecast(...).margin``."""
+
+    def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
+        """The margin of :meth:`forecast` (NaN during warm-up)."""
+        return self.forecast(state, positions, market, t).margin
+
+    def forecast(self, state, positions: Sequence[Position], market: MarketData, t) -> Forecast:
+        """Margin, VaR and ES at the model's level and the scenario losses."""
+        raise NotImplementedError
+
+
+_WARMING_UP = Forecast(margin=float("nan"))
 
 
 @dataclass(frozen=True)
@@ -188,7 +219,7 @@ class FHSState:
 
 @register
 @dataclass(frozen=True)
-class FHSGarch(MarginModel):
+class FHSGarch(_ScenarioModel):
     r"""Filtered historical simulation with a GARCH-family volatility filter.
 
     For each asset a GARCH(1,1), GJR-GARCH(1,1,1) or EWMA filter is fitted to the
@@ -256,11 +287,11 @@ class FHSGarch(MarginModel):
             on_fit=partial(context.record, "estimates")))
         return FHSState(i=i, context=context, estimates=estimates)
 
-    def margin(self, state: FHSState, positions: Sequence[Position], market: MarketData, t) -> float:
-        """FHS VaR or ES of the book (NaN before ``min_obs`` observations)."""
+    def forecast(self, state: FHSState, positions: Sequence[Position], market: MarketData, t) -> Forecast:
+        """FHS VaR and ES of the book (no margin before ``min_obs`` observations)."""
         history = _book_history(positions, market, state.i, self.lookback, self.min_obs)
         if history is None:
-            return float("nan")
+            return _WARMING_UP
         book, rows, rets, dvol = history
         fits = [state.estimates.fit(market, a, int(rows[0]), state.i) for a in book.assets]
         if self.vol_floor == "long_run":
@@ -280,15 +311,14 @@ class FHSGarch(MarginModel):
             # give each path its row's P&L (the same numbers as revaluing all n_paths scenarios)
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
             row_pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
-            return max(drawn_risk_measure(-row_pnl, draws[:, 0], self.measure, self.level), 0.0)
+            return loss_forecast(-row_pnl, self.measure, self.level, draws=draws[:, 0])
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
-        pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, h)
-        return max(risk_measure(-pnl, self.measure, self.level), 0.0)
+        return _scenario_forecast(positions, market, state.i, book.assets, spot, log_vol, h, self.measure, self.level)
 
 
 @dataclass(frozen=True)
-class _Historical(MarginModel):
+class _Historical(_ScenarioModel):
     """Plain historical simulation on the lookback window (shared by historical_var / historical_es)."""
 
     measure: ClassVar[str] = "var"
@@ -325,12 +355,12 @@ class _Historical(MarginModel):
 
         return overlap(rets), (None if dvol is None else overlap(dvol))
 
-    def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
-        """Historical VaR/ES of the book's full-revaluation losses (NaN before ``min_obs``)."""
+    def forecast(self, state, positions: Sequence[Position], market: MarketData, t) -> Forecast:
+        """Historical VaR/ES of the book's full-revaluation losses (no margin before ``min_obs``)."""
         i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)
         if history is None:
-            return float("nan")
+            return _WARMING_UP
         book, rows, rets, dvol = history
         with_vol = dvol is not None
         spot, vol = self._scenarios(rets, dvol, h)
@@ -344,7 +374,7 @@ class _Historical(MarginModel):
                     sspot, svol = self._scenarios(srets, sdvol, h)
                     spot = np.vstack([spot, sspot])
                     vol = None if vol is None else np.vstack([vol, svol])
-        return _scenario_measure(positions, market, i, book.assets, spot, vol, h, self.measure, self.level)
+        return _scenario_forecast(positions, market, i, book.assets, spot, vol, h, self.measure, self.level)
 
 
 @register
@@ -375,7 +405,7 @@ class HistoricalES(_Historical):
 
 @register
 @dataclass(frozen=True)
-class EWMAVaR(MarginModel):
+class EWMAVaR(_ScenarioModel):
     r"""EWMA (RiskMetrics) VaR by full revaluation under simulated joint moves.
 
     :math:`\Sigma_t = \lambda\Sigma_{t-1} + (1-\lambda) r_{t-1} r_{t-1}'` over the
@@ -419,12 +449,12 @@ class EWMAVaR(MarginModel):
         w = (1 - self.lam) * self.lam ** np.arange(m - 1, -1, -1)
         return self.lam**m * cov0 + (rest * w[:, None]).T @ rest
 
-    def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
-        """EWMA VaR of the book (NaN before ``min_obs`` observations)."""
+    def forecast(self, state, positions: Sequence[Position], market: MarketData, t) -> Forecast:
+        """EWMA VaR of the book (no margin before ``min_obs`` observations)."""
         i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)
         if history is None:
-            return float("nan")
+            return _WARMING_UP
         book, rows, rets, dvol = history
         x = rets if dvol is None else np.hstack([rets, dvol])
         cov = self.covariance(x)
@@ -437,4 +467,4 @@ class EWMAVaR(MarginModel):
         moves = (z @ chol.T).sum(axis=0)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
-        return _scenario_measure(positions, market, i, book.assets, moves[:, :n], log_vol, h, "var", self.level)
+        return _scenario_forecast(positions, market, i, book.assets, moves[:, :n], log_vol, h, "var", self.level)

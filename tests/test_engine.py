@@ -67,7 +67,8 @@ def test_reference_portfolios_full_history_static_models():
     res = Backtest(market, books, [mm.make_model("static"), mm.make_model("tiered"),
                                    mm.make_model("deribit_standard")]).run()
     f = res.to_frame()
-    assert set(f.columns) == {"date", "portfolio", "model", "margin", "pnl", "loss", "breach"}
+    assert set(f.columns) == {"date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit"}
+    assert f[["var", "es", "pit"]].isna().all().all()  # rule-based models forecast no distribution
     assert (f["breach"] == (f["loss"] > f["margin"])).all()
     btc = f[(f["portfolio"] == "long BTC spot") & (f["model"] == "static")]
     assert btc["date"].iloc[0] == pd.Timestamp("2014-11-28", tz="UTC")

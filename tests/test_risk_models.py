@@ -213,3 +213,22 @@ def test_drawn_risk_measure_equals_the_measure_of_the_drawn_sample():
     losses = np.array([1.0, np.nan, 3.0])  # not finite: falls back to the drawn sample
     draws = np.array([0, 2, 2, 0], dtype=np.uint16)
     assert drawn_risk_measure(losses, draws, "var", 0.5) == risk_measure(losses[draws], "var", 0.5)
+
+
+def test_forecast_records_var_es_and_pit_of_the_scenario_distribution():
+    """An ES model records its ES (the margin) and its VaR at the ES level; the PIT of the realised loss is
+    the share of scenario losses at or above it (hand-computed from the window's historical moves)."""
+    book = {"long BTC spot": mm.FixedBook("one BTC", (mm.Position(mm.Spot("BTC"), 1.0),))}
+    res = Backtest(MARKET, book, {"hs es": mm.make_model("historical_es", lookback=500)}, start="2021-06-01",
+                   end="2021-06-10").run()
+    f = res.to_frame().set_index("date")
+    t = pd.Timestamp("2021-06-05", tz="UTC")
+    p = MARKET.prices["BTC"].loc[:t]
+    losses = -p.iloc[-1] * np.expm1(np.log(p).diff().dropna().to_numpy()[-500:])
+    top = np.sort(losses)[::-1][:13]  # k = ceil(500 x 2.5%) = 13
+    row = f.loc[t]
+    assert row["var"] == pytest.approx(top[-1], rel=1e-12) and row["es"] == pytest.approx(top.mean(), rel=1e-12)
+    assert row["margin"] == row["es"]
+    assert row["pit"] == pytest.approx(np.mean(losses >= row["loss"]), abs=1e-15)
+    assert mm.make_model("historical_es").tail_prob == pytest.approx(0.025)
+    assert mm.make_model("fhs_garch").tail_prob == pytest.approx(0.01) and mm.make_model("static").tail_prob is None

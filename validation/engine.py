@@ -29,7 +29,7 @@ from .metrics import METRICS, compute_metrics
 
 __all__ = ["Backtest", "BacktestResult"]
 
-COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach"]
+COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit"]
 
 
 def _utc(t) -> pd.Timestamp | None:
@@ -182,6 +182,7 @@ class Backtest:
         frames, not_applicable, timings, warmup, diagnostics = [], [], {}, {}, {}
         active: dict[str, dict[str, dict]] = {}
         margins: dict[str, dict[str, np.ndarray]] = {}
+        extras: dict[str, dict[str, np.ndarray]] = {}  # var, es, pit per date (NaN where not forecast)
         for label, model in self._models.items():
             active[label] = {}
             for name, (dates, positions, _) in books.items():
@@ -190,6 +191,7 @@ class Backtest:
                 else:
                     not_applicable.append((name, label))
             margins[label] = {name: np.full(len(books[name][0]), np.nan) for name in active[label]}
+            extras[label] = {name: np.full((len(books[name][0]), 3), np.nan) for name in active[label]}
             timings[label] = 0.0
         # dates outer, models inner: each model's state is warm-started from its previous date,
         # and models sharing an estimation (e.g. FHS VaR and ES) reuse it within the date.
@@ -203,7 +205,9 @@ class Backtest:
                 states[label] = model.fit(self.market, t, warm_start=states[label], context=context)
                 for name in holders:
                     k = active[label][name][t]
-                    margins[label][name][k] = model.forecast(states[label], books[name][1][k], self.market, t).margin
+                    fc = model.forecast(states[label], books[name][1][k], self.market, t)
+                    margins[label][name][k] = fc.margin
+                    extras[label][name][k] = fc.var, fc.es, fc.pit(books[name][2][k])
                 timings[label] += time.perf_counter() - tm
         for label in self._models:
             if isinstance(states[label], HasDiagnostics) and states[label].diagnostics():
@@ -220,8 +224,10 @@ class Backtest:
                     warmup[(name, label)] = int((~ok).sum())
                 if not ok.any():
                     continue
+                x = extras[label][name][ok]
                 frames.append(pd.DataFrame({"date": dates[ok], "portfolio": name, "model": label, "margin": m[ok],
-                                            "pnl": pnl[ok], "loss": -pnl[ok], "breach": -pnl[ok] > m[ok]}))
+                                            "pnl": pnl[ok], "loss": -pnl[ok], "breach": cv.exceptions(pnl[ok], m[ok]),
+                                            "var": x[:, 0], "es": x[:, 1], "pit": x[:, 2]}))
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
         return BacktestResult(frame=frame[COLUMNS], mpor_days=self.mpor_days,
                               models=dict(self._models),
