@@ -32,11 +32,25 @@ Conventions
     x whose binomial probability exceeds 1e-17 / (n + 1) (the omitted mass is
     below 1e-17) gives the exact law.
 
+* Pairing: functions of two or more series (pnl, var, es, pit, ...) pair
+  pandas Series by index label (same labels in another order are aligned;
+  different labels raise a ValueError naming the first mismatches) and arrays
+  by position (a Series with an array: by position).
+* Direction: the two-sided Kupiec test rejects too many breaches
+  (under-margining) and too few (over-margining); ``KupiecResult.direction``
+  and ``verdict()`` say which. :func:`binomial_upper` is the one-sided exact
+  test of too many breaches, P(X >= x).
+* Worst window: the largest count in any 250 consecutive observations is
+  judged by its probability under H0 (i.i.d. Bernoulli(p) exceptions over the
+  same sample), simulated with a fixed seed (:func:`traffic_light`), never by
+  the zone of the worst rolling window, which is uncalibrated.
 * Overlapping windows: for an MPOR of h > 1 days the h-day exceptions overlap
   and are autocorrelated by construction. :func:`backtest` then runs every test
   on each of the h non-overlapping sub-samples (offsets 0..h-1, every h-th
   observation) and combines their p-values with the Bonferroni rule
-  ``min(1, h * min_k p_k)``, valid under any dependence between sub-samples.
+  ``min(1, h * min_k p_k)``, valid under any dependence between sub-samples;
+  the traffic-light zone is the Basel zone of the Bonferroni-combined
+  cumulative probability.
 
 References
 ----------
@@ -49,6 +63,7 @@ duration-based approach", J. Fin. Econometrics 2. Engle and Manganelli (2004),
 McNeil and Frey (2000), J. Empirical Finance 7. Acerbi and Szekely (2014),
 "Backtesting expected shortfall", Risk. Du and Escanciano (2017), Management
 Science 63. BCBS (1996), "Supervisory framework for the use of backtesting".
+Naus (1982), "Approximations for distributions of scan statistics", JASA 77.
 CPMI-IOSCO (2015), "Public quantitative disclosure standards for CCPs", 6.5.
 """
 
@@ -1244,7 +1259,9 @@ class CoverageReport:
         ``worst_window_breaches`` and ``worst_window_pvalue`` (calibrated, see
         :func:`traffic_light`). Counts are over all observations; for
         ``mpor_days > 1`` the p-values and the zone are the Bonferroni
-        combinations over the sub-samples.
+        combinations over the sub-samples, the Kupiec direction is the one of
+        the sub-sample with the smallest p-value (the one a rejection rests
+        on) and the worst-window count the largest over the sub-samples.
         """
         total = self.disclosure.loc["total"]
         n, x = int(total["observations"]), int(total["exceptions"])
@@ -1279,10 +1296,11 @@ class CoverageReport:
         from statsmodels.iolib.table import SimpleTable
 
         frame = self.to_frame()
-        data = [[r["name"], f"{r['statistic']:.4f}", f"{r['pvalue']:.4g}",
+        data = [[r["name"] + (" (exact)" if getattr(self.tests[key], "exact", False) else ""),
+                 f"{r['statistic']:.4f}", f"{r['pvalue']:.4g}",
                  "" if r["df"] is None or pd.isna(r["df"]) else str(int(r["df"])),
                  str(r["n_exceptions"]), "reject" if r["reject_5pct"] else "accept"]
-                for _, r in frame.iterrows()]
+                for key, r in frame.iterrows()]
         title = (f"Coverage backtest: p = {self.p:g}, MPOR = {self.mpor_days} day(s); "
                  f"{self.combination}")
         table = SimpleTable(data, headers=["test", "statistic", "p-value", "df", "exceptions", "at 5%"],
@@ -1302,7 +1320,8 @@ class CoverageReport:
         foot = (f"\nObservations {int(d['observations'])}, exceptions {int(d['exceptions'])}, "
                 f"achieved coverage {d['achieved_coverage']:.4%}, largest breach {d['largest_breach']:.6g}, "
                 f"average breach {d['average_breach']:.6g}")
-        return head + table.as_text() + foot
+        notes = "".join(f"\n{key}: {_own_note(r.note)}" for key, r in self.tests.items() if _own_note(r.note))
+        return head + table.as_text() + foot + notes
 
     def __str__(self) -> str:
         return self.summary()
@@ -1342,6 +1361,16 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
     return out
 
 
+_BONFERRONI_NOTE = "Bonferroni over {m} non-overlapping sub-samples; min sub-sample p {p:.4g}"
+
+
+def _own_note(note: str) -> str:
+    """A result's note without the Bonferroni preamble (which the report title states)."""
+    if note.startswith(_BONFERRONI_NOTE[:15]):
+        return note.split("; ", 2)[2] if note.count("; ") >= 2 else ""
+    return note
+
+
 def _is_pvalue(name: str) -> bool:
     return name == "pvalue" or name.startswith("pvalue_") or name.endswith("_pvalue")
 
@@ -1374,8 +1403,7 @@ def _bonferroni(results: list[TestResult], m: int) -> TestResult:
                        plus_factor=0.0 if zone == "green" else float("nan"),
                        worst_window_exceptions=max(r.worst_window_exceptions for r in results),
                        worst_window_pvalue_se=min(1.0, m * worst.worst_window_pvalue_se))
-    changes["note"] = (f"Bonferroni over {m} non-overlapping sub-samples; min sub-sample p {best.pvalue:.4g}"
-                       + (f"; {best.note}" if best.note else ""))
+    changes["note"] = _BONFERRONI_NOTE.format(m=m, p=best.pvalue) + (f"; {best.note}" if best.note else "")
     return replace(best, **changes)
 
 
