@@ -110,6 +110,10 @@ def test_results_are_frozen_and_unpack():
     (lambda: cv.kupiec_pof([0, 2], 0.01), "0/1"),
     (lambda: cv.traffic_light([0, 1], 0.01, window=0), "window"),
     (lambda: cv.backtest([1.0, 2.0], [1.0, 1.0], mpor_days=0), "mpor_days"),
+    (lambda: cv.traffic_light([0, 1], 0.01, n_sims=0), "n_sims"),
+    (lambda: cv.traffic_light([0, 1], 0.01, n_sims=True), "n_sims"),
+    (lambda: cv.backtest([1.0, 2.0], [1.0, 1.0], es=[2.0, 2.0], es_p=0.7), r"p \(tail probability\)"),
+    (lambda: cv.mcneil_frey([1.0, 2.0], [1.0, 1.0], None), "es: no data"),
 ])
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):

@@ -34,7 +34,7 @@ def hits_with(n, positions):
 def test_binomial_upper_equals_scipy_binomtest_greater(n, x, p):
     r = cv.binomial_upper(hits_with(n, range(x)), p)
     ref = stats.binomtest(x, n, p, alternative="greater").pvalue
-    assert r.pvalue == pytest.approx(ref, rel=1e-12, abs=1e-300)
+    assert r.pvalue == ref  # the same survival function: equal to the last bit
     assert r.statistic == x and r.expected == pytest.approx(n * p)
     assert r.log_pvalue == pytest.approx(np.log(ref), rel=1e-12, abs=1e-12)
 
@@ -290,4 +290,4 @@ def test_backtest_bad_input():
 def test_log_tail_helper_against_logsumexp():
     for n, x, p in [(100, 3, 0.01), (5000, 400, 0.02), (20000, 2000, 0.01)]:
         ref = special.logsumexp(stats.binom.logpmf(np.arange(x, n + 1), n, p))
-        assert cv._binom_log_sf(x, n, p) == pytest.approx(ref, rel=1e-10)
+        assert cv._binom_upper_tail(x, n, p)[1] == pytest.approx(ref, rel=1e-10)

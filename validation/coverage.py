@@ -530,22 +530,23 @@ def kupiec_pof(hits, p: float, exact: bool = False) -> KupiecResult:
                         distribution="exact binomial" if exact else "chi2")
 
 
-def _binom_log_sf(x: int, n: int, p: float) -> float:
-    """Natural log of P(X >= x) under Binomial(n, p), without underflow.
+def _binom_upper_tail(x: int, n: int, p: float) -> tuple[float, float]:
+    """P(X >= x) under Binomial(n, p) and its natural log, the log without underflow.
 
     scipy's survival function (regularised incomplete beta) where it is a
-    normal double; below that the log of the sum of the pmf over k >= x
-    (``logsumexp`` of ``binom.logpmf``), which stays finite.
+    normal double; below that the log is the ``logsumexp`` of ``binom.logpmf``
+    over k >= x, which stays finite, and the p-value its exponential.
     """
     if x <= 0:
-        return 0.0
+        return 1.0, 0.0
     if x > n:
-        return -np.inf
+        return 0.0, -np.inf
     sf = float(stats.binom.sf(x - 1, n, p))
     if sf > 1e-300:
-        return float(np.log(sf))
+        return sf, float(np.log(sf))
     k = np.arange(x, n + 1)
-    return float(min(0.0, special.logsumexp(stats.binom.logpmf(k, n, p))))
+    log_sf = float(min(0.0, special.logsumexp(stats.binom.logpmf(k, n, p))))
+    return float(np.exp(log_sf)), log_sf
 
 
 def binomial_upper(hits, p: float) -> BinomialUpperResult:
@@ -570,9 +571,9 @@ def binomial_upper(hits, p: float) -> BinomialUpperResult:
     h = _as_hits(hits)
     p = _check_p(p)
     n, x = h.size, int(h.sum())
-    log_p = _binom_log_sf(x, n, p)
+    pvalue, log_p = _binom_upper_tail(x, n, p)
     return BinomialUpperResult(name="Binomial one-sided (too many breaches)", statistic=float(x),
-                               pvalue=float(np.exp(log_p)), n_obs=n, n_exceptions=x, p=p, expected=n * p,
+                               pvalue=pvalue, n_obs=n, n_exceptions=x, p=p, expected=n * p,
                                exception_rate=x / n, log_pvalue=log_p,
                                distribution="exact binomial, upper tail")
 
@@ -662,7 +663,7 @@ def binomial(hits, p: float) -> BinomialResult:
     exact = stats.binomtest(x, n, p)
     return BinomialResult(name="Binomial", statistic=float(z), pvalue=pvalue, n_obs=n, n_exceptions=x,
                           p=p, expected=n * p, pvalue_exact=float(exact.pvalue),
-                          pvalue_exact_greater=float(np.exp(_binom_log_sf(x, n, p))), distribution="normal")
+                          pvalue_exact_greater=_binom_upper_tail(x, n, p)[0], distribution="normal")
 
 
 def _zone(cum: float) -> str:
@@ -758,7 +759,7 @@ def traffic_light(hits, p: float = 0.01, window: int = 250, n_sims: int = 20_000
     p = _check_p(p)
     if not isinstance(window, int | np.integer) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
-    if not isinstance(n_sims, int | np.integer) or n_sims < 1:
+    if not isinstance(n_sims, int | np.integer) or isinstance(n_sims, bool) or n_sims < 1:
         raise ValueError(f"n_sims must be a positive integer, got {n_sims!r}")
     index = hits.index if isinstance(hits, pd.Series) else pd.RangeIndex(h.size)
     w = min(window, h.size)
@@ -784,7 +785,7 @@ def traffic_light(hits, p: float = 0.01, window: int = 250, n_sims: int = 20_000
     if worst == 0:
         worst_p, worst_se, sims, used_seed = 1.0, 0.0, 0, None
     elif h.size <= w:
-        worst_p, worst_se, sims, used_seed = float(np.exp(_binom_log_sf(worst, w, p))), 0.0, 0, None
+        worst_p, worst_se, sims, used_seed = _binom_upper_tail(worst, w, p)[0], 0.0, 0, None
     else:
         null = _worst_window_null(h.size, w, p, int(n_sims), seed)
         hat = float(np.mean(null >= worst))
