@@ -23,6 +23,7 @@ from .pricing import black76_greeks, black76_price, strike_from_delta
 from .revaluation import mark_to_market, realised_pnl, revalue
 from .simulation import EWMAVaR, FHSGarch, HistoricalES, HistoricalVaR
 from .static import DeribitStandardMargin, StaticMargin, TieredMargin
+from .venues import BINANCE_USDM_TIERS, BINANCE_USDT_50X_2021, DERIBIT_STANDARD, BracketTable, DeribitParams
 
 __all__ = [
     "MODELS",
@@ -54,6 +55,11 @@ __all__ = [
     "StaticMargin",
     "TieredMargin",
     "DeribitStandardMargin",
+    "BracketTable",
+    "DeribitParams",
+    "BINANCE_USDM_TIERS",
+    "BINANCE_USDT_50X_2021",
+    "DERIBIT_STANDARD",
     "FHSGarch",
     "HistoricalVaR",
     "HistoricalES",
