@@ -114,6 +114,11 @@ class MarginModel:
         """Tail probability the model promises (1 - its confidence level); None for rule-based models."""
         return None
 
+    @property
+    def margin_measure(self) -> str | None:
+        """``"var"`` or ``"es"`` when the margin is that risk measure of a forecast distribution, else None."""
+        return None
+
     def fit(self, market: MarketData, t: pd.Timestamp, warm_start: Any = None,
             context: RunContext | None = None) -> Any:
         """Prepare the state at ``t`` from data known at ``t`` (default: date, row and context only)."""

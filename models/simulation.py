@@ -192,6 +192,16 @@ def _scenario_forecast(positions: Sequence[Position], market: MarketData, i: int
 class _ScenarioModel(MarginModel):
     """A model whose margin is a risk measure of scenario losses: ``margin`` is ``forecast(...).margin``."""
 
+    @property
+    def tail_prob(self) -> float:
+        """1 - level (rounded to 12 decimals): 0.01 for a 99% VaR, 0.025 for a 97.5% ES, whose VaR is tested there."""
+        return round(1.0 - self.level, 12)
+
+    @property
+    def margin_measure(self) -> str:
+        """The risk measure the margin is: ``"var"`` or ``"es"``."""
+        return self.measure
+
     def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
         """The margin of :meth:`forecast` (NaN during warm-up)."""
         return self.forecast(state, positions, market, t).margin
@@ -268,11 +278,6 @@ class FHSGarch(_ScenarioModel):
             raise ValueError(f"{self.name}: vol_floor must be None or 'long_run', got {self.vol_floor!r}")
 
     @property
-    def tail_prob(self) -> float:
-        """1 - level: 0.01 for the 99% VaR, 0.025 for the 97.5% ES (their VaR is tested at that level)."""
-        return 1.0 - self.level
-
-    @property
     def spec(self) -> GarchSpec:
         """The volatility filter specification."""
         return GarchSpec(self.vol, self.dist)
@@ -338,11 +343,6 @@ class _Historical(_ScenarioModel):
             raise ValueError(f"{self.name}: give both stress_start and stress_end, or neither")
         if self.stress_start is not None and pd.Timestamp(self.stress_start) > pd.Timestamp(self.stress_end):
             raise ValueError(f"{self.name}: stress_start is after stress_end")
-
-    @property
-    def tail_prob(self) -> float:
-        """1 - level (0.01 for the 99% VaR, 0.025 for the 97.5% ES)."""
-        return 1.0 - self.level
 
     def _scenarios(self, rets: np.ndarray, dvol: np.ndarray | None, h: int):
         if self.scaling == "sqrt_time" or h == 1:
@@ -419,6 +419,7 @@ class EWMAVaR(_ScenarioModel):
     """
 
     name: ClassVar[str] = "ewma_var"
+    measure: ClassVar[str] = "var"
     lam: float = 0.94
     dist: str = "normal"
     nu: float = 5.0
@@ -434,11 +435,6 @@ class EWMAVaR(_ScenarioModel):
         check_range(self.name, "nu", self.nu, 2.0, None, low_open=True)
         check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
         check_ints(self, {"lookback": 40, "n_paths": 100, "min_obs": 40})
-
-    @property
-    def tail_prob(self) -> float:
-        """1 - level (0.01 for the 99% VaR)."""
-        return 1.0 - self.level
 
     def covariance(self, x: np.ndarray) -> np.ndarray:
         """EWMA covariance forecast for the next day from the rows of ``x`` (oldest first)."""

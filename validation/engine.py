@@ -261,47 +261,73 @@ class BacktestResult:
             yield key, rows.set_index("date")
 
     def breaches(self) -> pd.DataFrame:
-        """Breach counts and rates per portfolio (rows) x model (columns)."""
+        """Breach counts and rates per portfolio (rows) x model (columns), each pair on its own dates."""
         g = self.frame.groupby(["portfolio", "model"], sort=False)["breach"]
         out = pd.DataFrame({"observations": g.size(), "breaches": g.sum(), "breach_rate": g.mean()})
         return out
 
-    def coverage_report(self, portfolio: str, model: str, p: float = 0.01) -> cv.CoverageReport:
-        """Every coverage test of one pair (non-overlapping sub-samples when mpor_days > 1)."""
+    def common_dates(self, portfolio: str) -> pd.DatetimeIndex:
+        """Dates on which every model with margins for ``portfolio`` has one (the comparison sample)."""
+        rows = self.frame[self.frame["portfolio"] == portfolio]
+        if rows.empty:
+            raise ValueError(f"no rows for portfolio {portfolio!r}; portfolios: {sorted(set(self.frame['portfolio']))}")
+        counts = rows.groupby("date").size()
+        return pd.DatetimeIndex(counts.index[counts.to_numpy() == rows["model"].nunique()], name="date")
+
+    def _rows(self, portfolio: str, model: str, sample: str) -> pd.DataFrame:
+        if sample not in ("common", "own"):
+            raise ValueError(f"sample must be 'common' (dates shared by the book's models) or 'own', got {sample!r}")
         rows = self.frame[(self.frame["portfolio"] == portfolio) & (self.frame["model"] == model)]
         if rows.empty:
             raise ValueError(f"no rows for portfolio {portfolio!r} and model {model!r}")
         rows = rows.set_index("date")
-        return cv.backtest(rows["pnl"], rows["margin"].to_numpy(), p=p, mpor_days=self.mpor_days)
+        return rows.loc[rows.index.intersection(self.common_dates(portfolio))] if sample == "common" else rows
 
-    def coverage(self, p: float = 0.01) -> pd.DataFrame:
-        """Headline coverage tests per pair.
+    def tail_prob(self, model: str, default: float = 0.01) -> float:
+        """The tail probability ``model`` is tested at: its own (``MarginModel.tail_prob``) or ``default``."""
+        own = self.models[model].tail_prob if model in self.models else None
+        return float(default if own is None else own)
 
-        Kupiec POF and Christoffersen conditional coverage with exact p-values
-        (Bonferroni over the non-overlapping sub-samples when mpor_days > 1), the
-        Basel zone of the last 250 observations and the worst zone of any rolling
-        250-observation window.
+    def coverage_report(self, portfolio: str, model: str, p: float | None = None, default_p: float = 0.01,
+                        sample: str = "common") -> cv.CoverageReport:
+        """Every coverage test of one pair (:func:`marginlab.validation.coverage.backtest`).
+
+        The series tested is the model's VaR at its own level (``p`` = its tail probability, or
+        ``default_p`` for rule-based models, unless ``p`` is given): for a VaR model that is the margin;
+        for an ES model the VaR at the ES level, with the ES backtests run on the margin (the ES). The PIT
+        tests run where the model forecasts a distribution. ``sample="common"`` restricts the pair to the
+        dates every model of the book has a margin (the default, for comparisons); ``"own"`` uses all of
+        the pair's dates. MPOR > 1: non-overlapping sub-samples combined by Bonferroni.
+        """
+        rows = self._rows(portfolio, model, sample)
+        level = float(p) if p is not None else self.tail_prob(model, default_p)
+        var = rows["var"] if rows["var"].notna().all() else rows["margin"]
+        is_es = model in self.models and self.models[model].margin_measure == "es"
+        pit = rows["pit"] if rows["pit"].notna().all() else None
+        return cv.backtest(rows["pnl"], var, es=rows["margin"] if is_es else None, p=level, pit=pit,
+                           mpor_days=self.mpor_days)
+
+    def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common") -> pd.DataFrame:
+        """Headline coverage tests per pair (:meth:`CoverageReport.headline`), each at its model's own level.
+
+        Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the
+        exact two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided
+        "too many breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone
+        of the last 250 observations, the worst 250-observation window and its calibrated p-value, and for
+        ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`.
         """
         records = []
-        for (portfolio, model), rows in self.pairs():
-            h = rows["breach"].to_numpy()
-            sub = [h[k::self.mpor_days] for k in range(self.mpor_days) if h[k::self.mpor_days].size >= 2]
-            m = len(sub)
-            pof = min(cv.kupiec_pof(s, p, exact=True).pvalue for s in sub)
-            cc = min(cv.christoffersen_conditional_coverage(s, p, exact=True).pvalue for s in sub)
-            # Basel zones need non-overlapping outcomes: the first sub-sample when mpor_days > 1
-            tl = cv.traffic_light(h if self.mpor_days == 1 else sub[0], p)
-            zones = tl.rolling["zone"] if len(tl.rolling) else pd.Series([tl.zone])
-            worst = "red" if (zones == "red").any() else "yellow" if (zones == "yellow").any() else "green"
-            records.append({"portfolio": portfolio, "model": model, "observations": len(h),
-                            "breaches": int(h.sum()), "breach_rate": float(h.mean()), "expected_rate": p,
-                            "kupiec_pvalue": min(1.0, m * pof), "christoffersen_cc_pvalue": min(1.0, m * cc),
-                            "traffic_light_zone": tl.zone, "worst_rolling_zone": worst})
+        for portfolio, model in self.frame.groupby(["portfolio", "model"], sort=False).groups:
+            rep = self.coverage_report(portfolio, model, p=p, default_p=default_p, sample=sample)
+            es_tests = {f"{key}_pvalue": rep.tests[key].pvalue if key in rep.tests else float("nan")
+                        for key in ("acerbi_szekely_z2", "mcneil_frey")}
+            records.append({"portfolio": portfolio, "model": model, "sample": sample, **rep.headline(), **es_tests})
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
-    def efficiency(self) -> pd.DataFrame:
-        """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair."""
-        records = [{"portfolio": pf, "model": md, **compute_metrics(rows)} for (pf, md), rows in self.pairs()]
+    def efficiency(self, sample: str = "common") -> pd.DataFrame:
+        """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair (common dates by default)."""
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(self._rows(pf, md, sample))}
+                   for pf, md in self.frame.groupby(["portfolio", "model"], sort=False).groups]
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
     def summary(self) -> str:

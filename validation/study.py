@@ -194,12 +194,14 @@ class StudyResult:
 
     def summary(self) -> str:
         """Breach table plus the headline coverage tests."""
-        cov = self.coverage[["breaches", "observations", "breach_rate", "kupiec_pvalue",
-                             "christoffersen_cc_pvalue", "traffic_light_zone", "worst_rolling_zone"]]
+        cov = self.coverage[["p", "breaches", "observations", "breach_rate", "kupiec_pvalue", "kupiec_direction",
+                             "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
+                             "worst_window_pvalue"]]
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_colwidth", 60,
                                "display.float_format", "{:.4g}".format):
             return (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
-                    f"p = {self.config.tail_prob:g})\n\n{self.backtest.summary()}\n\n"
+                    f"rule-based models tested at p = {self.config.tail_prob:g}, risk models at their own level)"
+                    f"\n\n{self.backtest.summary()}\n\n"
                     f"Coverage (exact p-values):\n{cov.to_string()}")
 
 
@@ -219,7 +221,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     models = {label: make_model(name, **params) for label, name, params in config.models}
     result = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
                       include_funding=config.include_funding, seed=config.seed).run()
-    coverage = result.coverage(p=config.tail_prob)
+    coverage = result.coverage(default_p=config.tail_prob)
     metrics = result.efficiency()
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
     sr.files["skipped_portfolios"] = ", ".join(skipped)
