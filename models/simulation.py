@@ -8,15 +8,16 @@ simulated losses L (sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`):
 * ES at level α: :math:`\frac1k\sum_{i\le k} L_{(i)}` (so ES >= VaR on every date).
 
 The margin is the risk measure floored at 0. Scenarios use data up to t only.
-Random draws come from ``numpy.random.default_rng([seed, i])`` with i the
+At a one-observation MPOR, historical simulation and FHS take the risk measure
+of the window's scenarios exactly (every row once: the window's empirical
+distribution, no Monte Carlo noise). Over h > 1 observations FHS bootstraps
+h-step paths and EWMA simulates joint normal (or t) moves; their random draws
+come from the run context's generator ``default_rng([seed, i])`` with i the
 position of t in the market index (FHS row indices as 16-bit integers), so
 models compared in one study with the same seed, lookback and path count share
-the same draws, and a run is bit-for-bit repeatable. At a one-day MPOR a path
-is one window row, so FHS revalues the book once per row and takes the risk
-measure of the row losses weighted by how often each row is drawn (the same
-numbers as revaluing every path, :func:`drawn_risk_measure`). A model returns NaN (no margin) until it has
-``min_obs`` observations (returns, and implied-vol changes for option books);
-the engine reports those dates as warm-up.
+the same draws, and a run is bit-for-bit repeatable. A model gives no margin
+(NaN) until it has ``min_obs`` observations (returns, and implied-vol changes
+for option books); the engine reports those dates as warm-up.
 
 References: Barone-Adesi, Giannopoulos and Vosper (1999), "VaR without
 correlations for portfolios of derivative securities", J. Futures Markets 19;
@@ -40,13 +41,9 @@ from .context import RunContext
 from .estimates import SCALE, FilterEstimates
 from .garch import FilterFit, GarchSpec, simulate_paths
 from .instruments import Position
-from .pricing import NUMBA_ENABLED
 from .revaluation import book_arrays, revalue_at
 
-if NUMBA_ENABLED:
-    from numba import njit
-
-__all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure", "drawn_risk_measure"]
+__all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure", "loss_forecast"]
 
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
@@ -58,52 +55,6 @@ def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
 
 def _risk_k(n: int, level: float) -> int:
     return max(int(np.ceil(n * (1.0 - level) - 1e-9)), 1)
-
-
-def drawn_risk_measure(row_losses: np.ndarray, draws: np.ndarray, measure: str, level: float) -> float:
-    """``risk_measure(row_losses[draws], measure, level)`` without building the drawn sample.
-
-    At a one-day MPOR the FHS paths are window rows drawn with replacement; the compiled kernel
-    counts how often each row is drawn and walks the rows down from the largest loss until k
-    draws are covered (VaR: the loss reached, the same number; ES: count-weighted sum / k).
-    """
-    k = _risk_k(draws.size, level)
-    if not NUMBA_ENABLED or not np.isfinite(row_losses).all():
-        return risk_measure(row_losses[draws], measure, level)
-    var, top_sum = _drawn_top_nb(np.ascontiguousarray(row_losses, dtype=float), np.ascontiguousarray(draws), k)
-    return float(top_sum / k) if measure == "es" else float(var)
-
-
-if NUMBA_ENABLED:
-    @njit(cache=True)
-    def _drawn_top_nb(loss, draws, k):  # pragma: no cover - compiled
-        """k-th largest of the multiset {loss[draws[j]]} and the sum of its k largest elements."""
-        n = loss.size
-        counts = np.zeros(n, np.int64)
-        for j in range(draws.size):
-            counts[draws[j]] += 1
-        # candidate rows: the m largest losses (ties included), m doubled until they hold k draws
-        m = min(n, 2 * k * n // draws.size + 16)
-        while True:
-            v = -np.inf if m >= n else -np.partition(-loss, m - 1)[m - 1]
-            cand = np.nonzero(loss >= v)[0]
-            total = 0
-            for c in cand:
-                total += counts[c]
-            if total >= k or m >= n:
-                break
-            m = min(n, 2 * m)
-        order = cand[np.argsort(-loss[cand], kind="mergesort")]
-        acc = 0
-        top_sum = 0.0
-        for c in order:
-            take = min(counts[c], k - acc)
-            if take > 0:
-                top_sum += take * loss[c]
-                acc += take
-                if acc == k:
-                    return loss[c], top_sum
-        return np.nan, np.nan
 
 
 def _resolve_level(model: MarginModel, default: float) -> None:
@@ -165,19 +116,10 @@ def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, ass
     return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon_days=horizon_days)
 
 
-def loss_forecast(losses: np.ndarray, measure: str, level: float, draws: np.ndarray | None = None) -> Forecast:
-    """The forecast of a scenario loss distribution: margin = VaR or ES at ``level``, each floored at 0.
-
-    ``draws`` (optional) are indices into ``losses`` drawn with replacement: the distribution is then
-    that of ``losses[draws]`` (each scenario weighted by its draw count, :func:`drawn_risk_measure`).
-    """
-    if draws is None:
-        var, es = risk_measure(losses, "var", level), risk_measure(losses, "es", level)
-    else:
-        var, es = (drawn_risk_measure(losses, draws, m, level) for m in ("var", "es"))
-    var, es = max(var, 0.0), max(es, 0.0)
-    return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses,
-                    weights=None if draws is None else np.bincount(draws, minlength=losses.size).astype(float))
+def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
+    """The forecast of equally weighted scenario losses: margin = VaR or ES at ``level``, each floored at 0."""
+    var, es = max(risk_measure(losses, "var", level), 0.0), max(risk_measure(losses, "es", level), 0.0)
+    return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses)
 
 
 def _scenario_forecast(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
@@ -233,11 +175,14 @@ class FHSGarch(_ScenarioModel):
     r"""Filtered historical simulation with a GARCH-family volatility filter.
 
     For each asset a GARCH(1,1), GJR-GARCH(1,1,1) or EWMA filter is fitted to the
-    last ``lookback`` daily log returns (percent, zero mean); the standardised
-    residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a` of the
-    window are bootstrapped jointly across assets (keeping their
-    cross-correlation), and h-day paths are built with each asset's variance
-    propagated through its own recursion:
+    last ``lookback`` daily log returns (percent, zero mean), giving the
+    standardised residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a`
+    of the window (joint across assets, keeping their cross-correlation).
+    At an MPOR of one observation the scenarios are the window's rows,
+    :math:`r_{a} = \sigma_{a,t+1} z_{a,s}`, each used once: the risk measure is
+    that of the filtered empirical distribution, exactly (``n_paths`` is not
+    used). Over h > 1 observations ``n_paths`` paths bootstrap rows jointly and
+    are built with each asset's variance propagated through its own recursion:
     :math:`\epsilon_{a,t+j} = \sigma_{a,t+j} z_{a,u_j}`,
     :math:`\sigma^2_{a,t+j+1} = \omega + (\alpha + \gamma 1[\epsilon<0])\epsilon^2 + \beta\sigma^2_{a,t+j}`.
     For option books the log changes of implied vol on the same sampled dates
@@ -310,13 +255,13 @@ class FHSGarch(_ScenarioModel):
                                         status=f.status)
         z = fits[0].std_resids[:, None] if len(fits) == 1 else np.column_stack([f.std_resids for f in fits])
         h = state.context.mpor
-        draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
         if h == 1:
-            # a one-day path is one window row scaled by sigma_{t+1}: revalue the book once per row and
-            # give each path its row's P&L (the same numbers as revaluing all n_paths scenarios)
+            # a one-step scenario is one window row scaled by sigma_{t+1}: the window's empirical distribution
+            # is used exactly (every row once), with no Monte Carlo noise
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
-            row_pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
-            return loss_forecast(-row_pnl, self.measure, self.level, draws=draws[:, 0])
+            return _scenario_forecast(positions, market, state.i, book.assets, spot_rows, dvol, 1, self.measure,
+                                      self.level)
+        draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
         return _scenario_forecast(positions, market, state.i, book.assets, spot, log_vol, h, self.measure, self.level)
