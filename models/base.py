@@ -115,6 +115,11 @@ class MarginModel:
         return None
 
     @property
+    def estimation_key(self) -> object | None:
+        """Key of the estimation the model shares with others (models with the same key run together), or None."""
+        return None
+
+    @property
     def margin_measure(self) -> str | None:
         """``"var"`` or ``"es"`` when the margin is that risk measure of a forecast distribution, else None."""
         return None
@@ -128,8 +133,13 @@ class MarginModel:
         """Return the margin for ``positions`` at ``t``."""
         raise NotImplementedError
 
-    def forecast(self, state: Any, positions: Sequence[Position], market: MarketData, t: pd.Timestamp) -> Forecast:
-        """The margin with whatever else the model forecasts (default: the margin only)."""
+    def forecast(self, state: Any, positions: Sequence[Position], market: MarketData, t: pd.Timestamp,
+                 book: str | None = None) -> Forecast:
+        """The margin with whatever else the model forecasts (default: the margin only).
+
+        ``book`` names the portfolio the positions belong to (the engine passes it), for models that keep
+        something per book over the run (e.g. an anti-procyclicality buffer); most models ignore it.
+        """
         return Forecast(margin=self.margin(state, positions, market, t))
 
     def applies_to(self, positions: Sequence[Position]) -> bool:

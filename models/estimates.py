@@ -58,6 +58,8 @@ class FilterEstimates:
         The chain's first row: windows on earlier rows are never fitted.
     on_fit : callable, optional
         Called with one record (dict) per fit, e.g. ``partial(context.record, "estimates")``.
+    key : str
+        Identifies this chain in the records (``estimation_key`` column), e.g. the models' estimation key.
     """
 
     spec: GarchSpec
@@ -66,6 +68,7 @@ class FilterEstimates:
     refit_every: int = 1
     start_row: int = 0
     on_fit: Callable[[dict], None] | None = field(default=None, repr=False)
+    key: str = ""
     _fits: dict[tuple[str, int, int], FilterFit] = field(default_factory=dict, repr=False)
     _latest_row: int = field(default=-1, repr=False)
     counts: dict[str, int] = field(default_factory=lambda: {"fits": 0, "failed": 0, "boundary": 0, "reused": 0})
@@ -121,7 +124,8 @@ class FilterEstimates:
         if fit.status in ("failed", "boundary", "reused"):
             self.counts[fit.status] += 1
         if self.on_fit is not None:
-            self.on_fit({"date": market.index[row], "filter": self.label, "lookback": self.lookback,
+            self.on_fit({"estimation_key": self.key, "date": market.index[row], "filter": self.label,
+                         "lookback": self.lookback,
                          "asset": asset, "window_start": market.index[first_row], "window_rows": row - first_row + 1,
                          **fit.param_dict, "loglik": fit.loglik, "persistence": fit.persistence,
                          "sigma2_next": fit.sigma2_next, "status": fit.status, "iterations": fit.iterations})

@@ -148,7 +148,8 @@ class _ScenarioModel(MarginModel):
         """The margin of :meth:`forecast` (NaN during warm-up)."""
         return self.forecast(state, positions, market, t).margin
 
-    def forecast(self, state, positions: Sequence[Position], market: MarketData, t) -> Forecast:
+    def forecast(self, state, positions: Sequence[Position], market: MarketData, t,
+                 book: str | None = None) -> Forecast:
         """Margin, VaR and ES at the model's level and the scenario losses."""
         raise NotImplementedError
 
@@ -223,6 +224,11 @@ class FHSGarch(_ScenarioModel):
             raise ValueError(f"{self.name}: vol_floor must be None or 'long_run', got {self.vol_floor!r}")
 
     @property
+    def estimation_key(self) -> tuple:
+        """Models fitting the same filter on the same windows share their fits (FHS VaR and ES)."""
+        return ("filter", self.spec, self.lookback, self.min_obs, self.refit_every)
+
+    @property
     def spec(self) -> GarchSpec:
         """The volatility filter specification."""
         return GarchSpec(self.vol, self.dist)
@@ -231,13 +237,13 @@ class FHSGarch(_ScenarioModel):
         """The state at ``t``: the run's filter estimates of this specification (fitted when a book asks)."""
         i = market.loc_of(t)
         context = context or RunContext()
-        key = (self.spec, self.lookback, self.min_obs, self.refit_every)
-        estimates = context.shared("filter_estimates", key, lambda: FilterEstimates(
+        estimates = context.shared("filter_estimates", self.estimation_key, lambda: FilterEstimates(
             self.spec, self.lookback, self.min_obs, self.refit_every, start_row=context.start_row(market, i),
-            on_fit=partial(context.record, "estimates")))
+            on_fit=partial(context.record, "estimates"), key=repr(self.estimation_key)))
         return FHSState(i=i, context=context, estimates=estimates)
 
-    def forecast(self, state: FHSState, positions: Sequence[Position], market: MarketData, t) -> Forecast:
+    def forecast(self, state: FHSState, positions: Sequence[Position], market: MarketData, t,
+                 book: str | None = None) -> Forecast:
         """FHS VaR and ES of the book (no margin before ``min_obs`` observations)."""
         history = _book_history(positions, market, state.i, self.lookback, self.min_obs)
         if history is None:
@@ -300,7 +306,8 @@ class _Historical(_ScenarioModel):
 
         return overlap(rets), (None if dvol is None else overlap(dvol))
 
-    def forecast(self, state, positions: Sequence[Position], market: MarketData, t) -> Forecast:
+    def forecast(self, state, positions: Sequence[Position], market: MarketData, t,
+                 book: str | None = None) -> Forecast:
         """Historical VaR/ES of the book's full-revaluation losses (no margin before ``min_obs``)."""
         i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)
@@ -390,7 +397,8 @@ class EWMAVaR(_ScenarioModel):
         w = (1 - self.lam) * self.lam ** np.arange(m - 1, -1, -1)
         return self.lam**m * cov0 + (rest * w[:, None]).T @ rest
 
-    def forecast(self, state, positions: Sequence[Position], market: MarketData, t) -> Forecast:
+    def forecast(self, state, positions: Sequence[Position], market: MarketData, t,
+                 book: str | None = None) -> Forecast:
         """EWMA VaR of the book (no margin before ``min_obs`` observations)."""
         i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)

@@ -77,3 +77,35 @@ def test_estimates_table_records_every_fit_with_its_likelihood():
     theta = row[["omega", "alpha", "beta"]].to_numpy(float)
     assert loglik_and_grad(theta, r, GarchSpec("garch", "normal"), backcast(r))[0] == pytest.approx(row["loglik"],
                                                                                                       rel=1e-12)
+
+
+class ReversedExecutor:
+    """Runs the tasks last to first (as a pool might finish them) and returns the results in order."""
+
+    def map(self, function, items):
+        return [function(x) for x in reversed(items)][::-1]
+
+
+def test_results_do_not_depend_on_how_the_run_is_split_into_tasks():
+    models = {"static": mm.make_model("static"), **FHS, "fhs es": mm.make_model("fhs_garch", measure="es",
+                                                                               lookback=200, min_obs=100)}
+    bt = Backtest(MARKET, [BTC, PAIR], models, start="2020-09-01", end="2021-03-31")
+    assert [t.models for t in bt.tasks()] == [("static",), ("fhs", "fhs es")]  # FHS VaR and ES share their fits
+    whole = bt.run()
+    split = bt.run(executor=ReversedExecutor(), books_per_task=1)
+    assert len(bt.tasks(books_per_task=1)) == 4
+    pd.testing.assert_frame_equal(whole.frame, split.frame, check_exact=True)
+    pd.testing.assert_frame_equal(whole.estimates, split.estimates, check_exact=True)
+    assert whole.diagnostics == split.diagnostics and whole.diagnostics["fhs"]["fits"] == len(whole.estimates)
+
+
+def test_rows_carry_the_notional_and_the_roll_dates():
+    strangle = mm.reference_portfolios()["short BTC 25-delta strangle (30d, rolled at 7d)"]
+    market = ds.load_market(["BTC"], start="2021-03-24", end="2021-06-30")
+    f = Backtest(market, [BTC, strangle], [mm.make_model("static")]).run().to_frame()
+    btc = f[f["portfolio"] == "long BTC"]
+    assert np.allclose(btc["notional"], 1e6, rtol=1e-12) and not btc["book_changed"].any()
+    opt = f[f["portfolio"] == strangle.name].reset_index(drop=True)
+    rolls = opt.index[opt["book_changed"]]
+    assert len(rolls) >= 3 and set(np.diff(rolls)) == {strangle.cycle_days}
+    assert np.allclose(opt["notional"], 2e6, rtol=0.5)  # two legs of 1m notional at opening, spot moves since

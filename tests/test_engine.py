@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from marginlab.datasets import DataError, MarketData
 from marginlab.validation import Backtest
+from marginlab.validation.engine import COLUMNS
 
 
 def toy_market(prices, vols=None, start="2021-01-01"):
@@ -67,7 +68,7 @@ def test_reference_portfolios_full_history_static_models():
     res = Backtest(market, books, [mm.make_model("static"), mm.make_model("tiered"),
                                    mm.make_model("deribit_standard")]).run()
     f = res.to_frame()
-    assert set(f.columns) == {"date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit"}
+    assert list(f.columns) == COLUMNS
     assert f[["var", "es", "pit"]].isna().all().all()  # rule-based models forecast no distribution
     assert (f["breach"] == (f["loss"] > f["margin"])).all()
     btc = f[(f["portfolio"] == "long BTC spot") & (f["model"] == "static")]

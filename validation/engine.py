@@ -12,8 +12,9 @@ vols) have data at t and t + mpor_days.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,9 +28,14 @@ from marginlab.models.revaluation import realised_pnl
 from . import coverage as cv
 from .metrics import METRICS, compute_metrics
 
-__all__ = ["Backtest", "BacktestResult"]
+__all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLUMNS"]
 
-COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit"]
+#: Columns of the result frame: the margin date, portfolio and model labels, the margin, the realised P&L over
+#: the MPOR and loss = -pnl, breach = loss > margin (strict), VaR and ES at the model's level and the PIT of the
+#: realised P&L under the forecast distribution (NaN for rule-based models), the book's gross notional
+#: (sum |q| S, quote currency) and whether its instruments changed since its previous date (a roll).
+COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
+           "book_changed"]
 
 
 def _utc(t) -> pd.Timestamp | None:
@@ -146,11 +152,45 @@ class Backtest:
             dates = dates[dates >= self._start]
         if self._end is not None:
             dates = dates[dates <= self._end]
+        if len(dates) == 0:
+            raise DataError(f"portfolio {name!r}: no date in the backtest range has the data it needs "
+                            f"(assets {p.assets}{', implied vol' if p.needs_implied_vol else ''}, "
+                            f"and {h} observation(s) after)")
         return dates
 
-    def _book(self, name: str, dates: pd.DatetimeIndex):
+    @property
+    def first_margin_date(self) -> pd.Timestamp:
+        """The run's first margin date: the earliest date of any portfolio (the run context's ``start``)."""
+        return min(self.portfolio_dates(name)[0] for name in self._portfolios)
+
+    def context(self) -> RunContext:
+        """A fresh run context with this backtest's settings (every task gets its own, with the same numbers)."""
+        return RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=self.first_margin_date)
+
+    def tasks(self, books_per_task: int | None = None) -> list[Task]:
+        """The run split into independent tasks: models sharing an estimation x groups of portfolios.
+
+        Models with the same :attr:`~marginlab.models.MarginModel.estimation_key` (e.g. FHS VaR and ES on
+        the same filter) run in one task so their fits are computed once; ``books_per_task`` splits the
+        portfolios into groups of that size (all in one group by default). Results do not depend on the
+        split: estimates are keyed by content and random draws by seed and date.
+        """
+        groups: dict[object, list[str]] = {}
+        for label, model in self._models.items():
+            key = model.estimation_key
+            groups.setdefault(("own", label) if key is None else key, []).append(label)
+        names = list(self._portfolios)
+        size = len(names) if books_per_task is None else int(books_per_task)
+        if size < 1:
+            raise ValueError(f"books_per_task must be >= 1, got {books_per_task!r}")
+        chunks = [tuple(names[k:k + size]) for k in range(0, len(names), size)]
+        return [Task(models=tuple(labels), books=chunk) for labels in groups.values() for chunk in chunks]
+
+    def _book(self, name: str, dates: pd.DatetimeIndex) -> _BookPath:
         p = self._portfolios[name]
-        positions, pnl = [], np.empty(len(dates))
+        positions, pnl, notional = [], np.empty(len(dates)), np.empty(len(dates))
+        changed = np.zeros(len(dates), dtype=bool)
+        previous: frozenset | None = None
         for k, t in enumerate(dates):
             book = p.positions_at(t, self.market)
             for item, pos in enumerate(book):
@@ -159,45 +199,39 @@ class Backtest:
                 if pos.instrument.asset not in self.market.assets:
                     raise DataError(f"portfolio {name!r}: item {item} ({pos.instrument.label}) has unknown asset "
                                     f"{pos.instrument.asset!r}; the market data has {self.market.assets}")
+            instruments = frozenset(pos.instrument for pos in book)
+            changed[k] = previous is not None and instruments != previous
+            previous = instruments
             positions.append(book)
+            i = self.market.loc_of(t)
+            notional[k] = sum(abs(pos.quantity) * self.market.price_array[i, self.market.asset_index[
+                pos.instrument.asset]] for pos in book)
             pnl[k] = realised_pnl(book, self.market, t, self.mpor_days, self.include_funding,
                                   where=f"portfolio {name!r}")
-        return positions, pnl
+        return _BookPath(dates, positions, pnl, notional, changed)
 
-    def run(self) -> BacktestResult:
-        """Replay every portfolio through every model and return the result."""
-        t0 = time.perf_counter()
-        books: dict[str, tuple[pd.DatetimeIndex, list, np.ndarray]] = {}
-        for name in self._portfolios:
-            dates = self.portfolio_dates(name)
-            if len(dates) == 0:
-                raise DataError(f"portfolio {name!r}: no date in the backtest range has the data it needs "
-                                f"(assets {self._portfolios[name].assets}"
-                                f"{', implied vol' if self._portfolios[name].needs_implied_vol else ''}, "
-                                f"and {self.mpor_days} day(s) after)")
-            positions, pnl = self._book(name, dates)
-            books[name] = (dates, positions, pnl)
-        all_dates = sorted(set().union(*(set(d) for d, _, _ in books.values())))
-        context = RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=all_dates[0])
-        frames, not_applicable, timings, warmup, diagnostics = [], [], {}, {}, {}
-        active: dict[str, dict[str, dict]] = {}
-        margins: dict[str, dict[str, np.ndarray]] = {}
-        extras: dict[str, dict[str, np.ndarray]] = {}  # var, es, pit per date (NaN where not forecast)
-        for label, model in self._models.items():
+    def run_task(self, task: Task) -> TaskResult:
+        """Run one task (its models on its portfolios) with a fresh run context: a pure function of the task."""
+        context = self.context()
+        books = {name: self._book(name, self.portfolio_dates(name)) for name in task.books}
+        models = {label: self._models[label] for label in task.models}
+        out = TaskResult(task=task)
+        active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
+        forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit
+        for label, model in models.items():
             active[label] = {}
-            for name, (dates, positions, _) in books.items():
-                if all(model.applies_to(b) for b in positions):
-                    active[label][name] = {t: k for k, t in enumerate(dates)}
+            for name, path in books.items():
+                if all(model.applies_to(b) for b in path.positions):
+                    active[label][name] = {t: k for k, t in enumerate(path.dates)}
+                    forecasts[(label, name)] = np.full((len(path.dates), 4), np.nan)
                 else:
-                    not_applicable.append((name, label))
-            margins[label] = {name: np.full(len(books[name][0]), np.nan) for name in active[label]}
-            extras[label] = {name: np.full((len(books[name][0]), 3), np.nan) for name in active[label]}
-            timings[label] = 0.0
+                    out.not_applicable.append((name, label))
+            out.seconds[label] = 0.0
         # dates outer, models inner: each model's state is warm-started from its previous date,
         # and models sharing an estimation (e.g. FHS VaR and ES) reuse it within the date.
-        states: dict[str, object] = {label: None for label in self._models}
-        for t in all_dates:
-            for label, model in self._models.items():
+        states: dict[str, object] = {label: None for label in models}
+        for t in sorted(set().union(*(set(path.dates) for path in books.values()))):
+            for label, model in models.items():
                 holders = [name for name, pos in active[label].items() if t in pos]
                 if not holders:
                     continue
@@ -205,35 +239,126 @@ class Backtest:
                 states[label] = model.fit(self.market, t, warm_start=states[label], context=context)
                 for name in holders:
                     k = active[label][name][t]
-                    fc = model.forecast(states[label], books[name][1][k], self.market, t)
-                    margins[label][name][k] = fc.margin
-                    extras[label][name][k] = fc.var, fc.es, fc.pit(books[name][2][k])
-                timings[label] += time.perf_counter() - tm
-        for label in self._models:
+                    path = books[name]
+                    fc = model.forecast(states[label], path.positions[k], self.market, t, book=name)
+                    forecasts[(label, name)][k] = fc.margin, fc.var, fc.es, fc.pit(path.pnl[k])
+                out.seconds[label] += time.perf_counter() - tm
+        for label in models:
             if isinstance(states[label], HasDiagnostics) and states[label].diagnostics():
-                diagnostics[label] = states[label].diagnostics()
+                out.diagnostics[label] = states[label].diagnostics()
             for name in active[label]:
-                dates, _, pnl = books[name]
-                m = margins[label][name]
+                path, x = books[name], forecasts[(label, name)]
+                m = x[:, 0]
                 if (m < 0).any() or np.isinf(m).any():
-                    bad = dates[(m < 0) | np.isinf(m)]
+                    bad = path.dates[(m < 0) | np.isinf(m)]
                     raise ValueError(f"model {label!r} returned an invalid margin for portfolio {name!r} at "
                                      f"{bad[:3].tolist()}")
                 ok = np.isfinite(m)
                 if (~ok).any():
-                    warmup[(name, label)] = int((~ok).sum())
+                    out.warmup[(name, label)] = int((~ok).sum())
                 if not ok.any():
                     continue
-                x = extras[label][name][ok]
-                frames.append(pd.DataFrame({"date": dates[ok], "portfolio": name, "model": label, "margin": m[ok],
-                                            "pnl": pnl[ok], "loss": -pnl[ok], "breach": cv.exceptions(pnl[ok], m[ok]),
-                                            "var": x[:, 0], "es": x[:, 1], "pit": x[:, 2]}))
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-        return BacktestResult(frame=frame[COLUMNS], mpor_days=self.mpor_days,
-                              models=dict(self._models),
-                              not_applicable=not_applicable, warmup=warmup, diagnostics=diagnostics,
-                              elapsed_s=time.perf_counter() - t0, model_seconds=timings,
-                              estimates=context.table("estimates"))
+                pnl = path.pnl[ok]
+                out.frames[(label, name)] = pd.DataFrame({
+                    "date": path.dates[ok], "portfolio": name, "model": label, "margin": m[ok], "pnl": pnl,
+                    "loss": -pnl, "breach": cv.exceptions(pnl, m[ok]), "var": x[ok, 1], "es": x[ok, 2],
+                    "pit": x[ok, 3], "notional": path.notional[ok], "book_changed": path.changed[ok]})
+        out.estimates = context.table("estimates")
+        return out
+
+    def run(self, executor: Executor | None = None, books_per_task: int | None = None) -> BacktestResult:
+        """Replay every portfolio through every model and return the result.
+
+        Parameters
+        ----------
+        executor : object with ``map(function, items) -> list``, optional
+            Runs the tasks (:meth:`tasks`); serially in this process by default. The result is the same
+            whichever executor runs them.
+        books_per_task : int, optional
+            Portfolios per task (all in one task by default).
+        """
+        t0 = time.perf_counter()
+        tasks = self.tasks(books_per_task)
+        results = [self.run_task(task) for task in tasks] if executor is None else executor.map(self.run_task, tasks)
+        return self._merge(results, time.perf_counter() - t0)
+
+    def _merge(self, results: Sequence[TaskResult], elapsed: float) -> BacktestResult:
+        """One result from the tasks' results, in the order models and portfolios were given."""
+        frames, not_applicable, warmup, diagnostics, seconds, estimates = {}, set(), {}, {}, {}, []
+        for r in results:
+            frames.update(r.frames)
+            not_applicable.update(r.not_applicable)
+            warmup.update(r.warmup)
+            for label, diag in r.diagnostics.items():
+                diagnostics.setdefault(label, {})
+                for k, v in diag.items():
+                    diagnostics[label][k] = diagnostics[label].get(k, 0) + v
+            for label, sec in r.seconds.items():
+                seconds[label] = seconds.get(label, 0.0) + sec
+            estimates.append(r.estimates)
+        order = [(label, name) for label in self._models for name in self._portfolios]
+        pieces = [frames[key] for key in order if key in frames]
+        frame = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=COLUMNS)
+        est = pd.concat([e for e in estimates if len(e)], ignore_index=True) if any(len(e) for e in estimates) \
+            else pd.DataFrame()
+        if len(est):
+            # a fit needed by portfolios of several tasks is computed by each (identically): keep one
+            est = est.drop_duplicates(["estimation_key", "date", "asset", "window_start"]).sort_values(
+                ["estimation_key", "asset", "date", "window_start"], kind="stable").reset_index(drop=True)
+            for label, model in self._models.items():
+                # estimated models: counts from the (de-duplicated) estimates, whichever tasks fitted them
+                rows = est[est["estimation_key"] == repr(model.estimation_key)]
+                if len(rows):
+                    status = rows["status"].value_counts()
+                    diagnostics[label] = {"fits": len(rows), **{k: int(status.get(k, 0))
+                                                                for k in ("failed", "boundary", "reused")}}
+        return BacktestResult(
+            frame=frame[COLUMNS], mpor_days=self.mpor_days, models=dict(self._models),
+            not_applicable=[(name, label) for label, name in order if (name, label) in not_applicable],
+            warmup={(name, label): warmup[(name, label)] for label, name in order if (name, label) in warmup},
+            diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},
+            elapsed_s=elapsed, model_seconds={label: seconds.get(label, 0.0) for label in self._models},
+            estimates=est)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One independent piece of a backtest: the models (labels) to run on the portfolios (names)."""
+
+    models: tuple[str, ...]
+    books: tuple[str, ...]
+
+
+@dataclass
+class TaskResult:
+    """What a task returns: frame pieces per (model, portfolio) and the run metadata of its part."""
+
+    task: Task
+    frames: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    not_applicable: list[tuple[str, str]] = field(default_factory=list)
+    warmup: dict[tuple[str, str], int] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+@dataclass(frozen=True)
+class _BookPath:
+    """A portfolio over its margin dates: positions held, realised MPOR P&L, gross notional, roll flags."""
+
+    dates: pd.DatetimeIndex
+    positions: list[list[Position]]
+    pnl: np.ndarray
+    notional: np.ndarray
+    changed: np.ndarray
+
+
+class Executor(Protocol):
+    """Runs tasks: ``map(function, items)`` returns ``[function(item) for item in items]`` in order."""
+
+    def map(self, function: Callable, items: Sequence) -> list:
+        """Apply ``function`` to every item; results in the order of ``items``."""
+        ...
 
 
 @dataclass
