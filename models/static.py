@@ -12,6 +12,7 @@ from marginlab.datasets import DataError, MarketData
 
 from .base import MarginModel, check_range, register
 from .instruments import LINEAR, OPTION, Option, Position
+from .params import Asset
 from .pricing import black76_price
 from .revaluation import DAY, YEAR_DAYS, option_vols
 
@@ -40,7 +41,7 @@ class StaticMargin(MarginModel):
 
     name: ClassVar[str] = "static"
     rate: float = 0.10
-    rates: dict[str, float] = field(default_factory=dict)
+    rates: dict[Asset, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_range(self.name, "rate", self.rate, 0.0, 1.0, low_open=True)
@@ -97,7 +98,7 @@ class TieredMargin(MarginModel):
     name: ClassVar[str] = "tiered"
     families: ClassVar[frozenset[str]] = frozenset({LINEAR})
     tiers: tuple[tuple[float, float], ...] = BINANCE_BTCUSDT_2021_TIERS
-    asset_tiers: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    asset_tiers: dict[Asset, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key, table in [("tiers", self.tiers)] + [(f"asset_tiers[{a!r}]", t) for a, t in self.asset_tiers.items()]:
