@@ -272,7 +272,7 @@ def sort_by_time(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
 
 def _row_text(row: pd.Series) -> str:
     where = f"line {int(row['line'])}" if "line" in row.index else f"row {row.name}"
-    prices = ", ".join(f"{c}={row[c]!r}" for c in ("open", "high", "low", "close") if c in row.index)
+    prices = ", ".join(f"{c}={float(row[c])!r}" for c in ("open", "high", "low", "close") if c in row.index)
     return f"{where} ({prices})"
 
 

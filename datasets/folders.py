@@ -271,8 +271,17 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _discard(folder: Path, known: Mapping[str, str]) -> bool:
-    """Delete the files of ``known`` (name -> sha256) that still match, then the folder if empty."""
+def _discard(folder: Path, known: Mapping[str, str], created: Sequence[str] = ()) -> bool:
+    """Delete the files of ``known`` (name -> sha256) that still match, then the folder if empty.
+
+    ``created`` names files this process created (``O_EXCL``) in a folder it made
+    itself: they are deleted even when incomplete.
+    """
+    for name in created:
+        try:
+            os.unlink(folder / name)
+        except OSError:
+            pass
     for name, digest in known.items():
         if _file_sha256(folder / name) == digest:
             try:
@@ -312,8 +321,10 @@ def publish_folder(out: str | Path, files: Mapping[str, bytes], kind: FolderKind
     digests = {name: _sha256(data) for name, data in content.items()}
     tmp: Path | None = Path(tempfile.mkdtemp(prefix=f".{real.name}.marginlab-new-", dir=real.parent))
     holds = digests  # what ``tmp`` holds: the new folder until the swap, the old one after it
+    created: list[str] = []  # files of ours in ``tmp``, complete or not, until the swap
     try:
         for name, data in content.items():
+            created.append(name)
             _write_new(tmp / name, data)
         os.chmod(tmp, _dir_mode(existing))
         _fsync_dir(tmp)
@@ -337,9 +348,10 @@ def publish_folder(out: str | Path, files: Mapping[str, bytes], kind: FolderKind
                     os.rename(aside, real)
                     raise
                 tmp = aside
-            holds = old
+            holds, created = old, []
         _fsync_dir(real.parent)
     finally:
-        if tmp is not None and not _discard(tmp, holds):
-            warnings.warn(f"marginlab left {tmp}: it holds files marginlab did not write", stacklevel=2)
+        if tmp is not None and not _discard(tmp, holds, created):
+            warnings.warn(f"marginlab left {tmp}: it holds files marginlab did not write, or removing one failed",
+                          stacklevel=2)
     return real

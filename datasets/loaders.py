@@ -369,12 +369,15 @@ def _parse_times(raw_t: pd.Series, path: Path, column: str) -> pd.DatetimeIndex:
                 raise DataError(f"{path}: column {column!r} has numbers too large for unix seconds or milliseconds "
                                 f"at {rows(np.abs(values) >= 1e14)}")
             return pd.DatetimeIndex(pd.to_datetime(raw_t, unit="s" if seconds.all() else "ms", utc=True), name="time")
-        return pd.DatetimeIndex(pd.to_datetime(raw_t, utc=True), name="time")
+        return pd.DatetimeIndex(pd.to_datetime(raw_t.astype(str), utc=True, format="ISO8601"), name="time")
     except (ValueError, TypeError, OverflowError) as exc:
         if isinstance(exc, DataError):
             raise
-        reason = " ".join(str(exc).split())
-        raise DataError(f"{path}: column {column!r} has unparseable timestamps: {reason}") from None
+        parsed = pd.to_datetime(raw_t.astype(str), utc=True, format="ISO8601", errors="coerce")
+        bad = parsed.isna().to_numpy()
+        first = f"; first: {raw_t[bad].iloc[0]!r} at {rows(bad)}" if bad.any() else ""
+        raise DataError(f"{path}: column {column!r} has timestamps that are not ISO 8601 dates or times "
+                        f"(YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]){first}") from None
 
 
 def read_prices(path, *, time_column: str | None = None, columns: list[str] | None = None,
@@ -388,8 +391,10 @@ def read_prices(path, *, time_column: str | None = None, columns: list[str] | No
         ``.csv``, ``.csv.gz`` (UTF-8) or ``.parquet`` file.
     time_column : str, optional
         Timestamp column (default: the first of ``time``, ``date``,
-        ``timestamp``, ``datetime``). Naive timestamps are taken as UTC; numbers
-        as unix seconds (below 1e11) or milliseconds, all in the same unit.
+        ``timestamp``, ``datetime``). Text must be ISO 8601
+        (``YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]``: no day/month ambiguity); naive
+        timestamps are taken as UTC; numbers as unix seconds (below 1e11) or
+        milliseconds, all in the same unit.
     columns : list of str, optional
         Price columns to keep and validate; default every other column.
     freq : {"1d", "1h"}

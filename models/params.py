@@ -53,6 +53,8 @@ def _known_assets() -> list[str]:
 def describe_type(annotation: Any) -> str:
     """Words for what ``annotation`` accepts, as used in error messages."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any:
+        return "any value"
     if annotation is bool:
         return "true or false"
     if annotation is int:
@@ -78,7 +80,9 @@ def describe_type(annotation: Any) -> str:
             return f"a list of {_plural(args[0])}"
         return f"a [{', '.join(_short(a) for a in args)}] list"
     if origin in (dict, Mapping):
-        return f"a table of {describe_type(args[0])} -> {describe_type(args[1])}" if args else "a table"
+        if not args or args[1] is Any:
+            return "a table"
+        return f"a table of {describe_type(args[0])} -> {describe_type(args[1])}"
     return f"a {getattr(annotation, '__name__', annotation)}"
 
 
@@ -103,8 +107,12 @@ def _got(value: Any) -> str:
     return f"{text} ({type(value).__name__})"
 
 
+class _WrongType(ValueError):
+    """A value of the wrong type (as opposed to a value of the right type that is not allowed)."""
+
+
 def _fail(where: str, annotation: Any, value: Any) -> ValueError:
-    return ValueError(f"{where} must be {describe_type(annotation)}, got {_got(value)}")
+    return _WrongType(f"{where} must be {describe_type(annotation)}, got {_got(value)}")
 
 
 def _is_bool(value: Any) -> bool:
@@ -179,10 +187,12 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
             try:
                 return check_value(value, option, where)
             except ValueError as exc:
-                errors.append(str(exc))
-        # one option of the right kind but a bad value (e.g. an unknown asset) says why; otherwise list the options
-        specific = [e for e in errors if " must be " not in e]
-        raise ValueError(specific[0]) if len(specific) == 1 else _fail(where, annotation, value)
+                errors.append(exc)
+        # an option of the right type but a bad value (an unknown asset, nan) says why; otherwise list the options
+        specific = [e for e in errors if not isinstance(e, _WrongType)]
+        if len(specific) == 1:
+            raise specific[0]
+        raise _fail(where, annotation, value)
     if origin is Literal:
         if not any(type(value) is type(a) and value == a for a in args):
             raise _fail(where, annotation, value)

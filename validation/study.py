@@ -116,6 +116,11 @@ def _table(value: Any, keys: dict[str, Any], source: str, prefix: str) -> dict[s
     return {key: check_value(v, keys[key], f"{source}: {prefix}.{key}") for key, v in value.items()}
 
 
+def _utc(value: dt.date) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def _iso(value: dt.date | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -147,7 +152,7 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     _require(freq in ("1d", "1h"), source, f"market.freq must be '1d' or '1h', got {freq!r}")
     start, end = market.get("start"), market.get("end")
     if start is not None and end is not None:
-        _require(pd.Timestamp(start) <= pd.Timestamp(end), source,
+        _require(_utc(start) <= _utc(end), source,
                  f"market.start {start.isoformat()} is after market.end {end.isoformat()}")
     names = books.get("reference", "all")
     known = list(reference_portfolios())
