@@ -30,6 +30,7 @@ Example (``studies/default.toml``)::
 from __future__ import annotations
 
 import datetime as dt
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,11 +109,16 @@ def _require(cond: bool, where: str, message: str) -> None:
         raise ValueError(f"{where}: {message}")
 
 
+def _bare(key: str) -> str:
+    """A TOML key as written: bare when it can be, quoted otherwise (spaces, newlines, ...)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+
+
 def _table(value: Any, keys: dict[str, Any], source: str, prefix: str) -> dict[str, Any]:
     """Check the TOML table ``prefix`` against ``keys`` (name -> type): unknown keys and wrong types raise."""
     _require(isinstance(value, dict), source, f"[{prefix}] must be a table, got {value!r}")
     for key in value:
-        _require(key in keys, source, f"unknown key {prefix}.{key}; valid keys: {sorted(keys)}")
+        _require(key in keys, source, f"unknown key {prefix}.{_bare(key)}; valid keys: {sorted(keys)}")
     return {key: check_value(v, keys[key], f"{source}: {prefix}.{key}") for key, v in value.items()}
 
 
@@ -135,7 +141,7 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     _require(isinstance(raw, dict), source, "a study must be a table of sections")
     for key in raw:
         _require(key in STUDY_KEYS or key == "models", source,
-                 f"unknown section [{key}]; known sections: {sorted([*STUDY_KEYS, 'models'])}")
+                 f"unknown section [{_bare(key)}]; known sections: {sorted([*STUDY_KEYS, 'models'])}")
     study, market, books = (_table(raw.get(name, {}), STUDY_KEYS[name], source, name)
                             for name in ("study", "market", "portfolios"))
     seed = study.get("seed", 0)
