@@ -30,6 +30,7 @@ import datetime as dt
 import functools
 import math
 import numbers
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -108,11 +109,15 @@ def _got(value: Any) -> str:
 
 
 class _WrongType(ValueError):
-    """A value of the wrong type (as opposed to a value of the right type that is not allowed)."""
+    """A value of the wrong type at ``where`` (as opposed to a value of the right type that is not allowed)."""
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 def _fail(where: str, annotation: Any, value: Any) -> ValueError:
-    return _WrongType(f"{where} must be {describe_type(annotation)}, got {_got(value)}")
+    return _WrongType(f"{where} must be {describe_type(annotation)}, got {_got(value)}", where)
 
 
 def _is_bool(value: Any) -> bool:
@@ -188,8 +193,9 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
                 return check_value(value, option, where)
             except ValueError as exc:
                 errors.append(exc)
-        # an option of the right type but a bad value (an unknown asset, nan) says why; otherwise list the options
-        specific = [e for e in errors if not isinstance(e, _WrongType)]
+        # an option of the right outer type with a bad value or element (an unknown asset, nan, a table with
+        # a string value) says why; otherwise the message lists the options
+        specific = [e for e in errors if not (isinstance(e, _WrongType) and e.where == where)]
         if len(specific) == 1:
             raise specific[0]
         raise _fail(where, annotation, value)
@@ -226,8 +232,19 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
 
 @functools.cache
 def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in fields(cls) if f.name in hints}
+    """Resolved annotations of the ``__init__`` fields of ``cls``; one that cannot be resolved is not checked."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError, AttributeError):  # e.g. a name imported only under TYPE_CHECKING
+        hints = {}
+        for klass in reversed(cls.__mro__):
+            namespace = vars(sys.modules[klass.__module__]) if klass.__module__ in sys.modules else {}
+            for name, annotation in klass.__dict__.get("__annotations__", {}).items():
+                try:
+                    hints[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation
+                except Exception:  # an annotation that cannot be evaluated: that field is not checked
+                    hints.pop(name, None)
+    return {f.name: hints[f.name] for f in fields(cls) if f.init and f.name in hints}
 
 
 def validate_fields(obj: Any, prefix: str | None = None) -> None:

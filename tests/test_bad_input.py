@@ -474,6 +474,31 @@ def test_model_parameters_are_checked_on_direct_construction_too():
     assert make_model("static", rates={"ETH": 0.2}).rates == {"ETH": 0.2}
 
 
+def test_every_registered_and_future_model_checks_parameter_types():
+    from dataclasses import dataclass, fields
+    from typing import ClassVar
+
+    from marginlab.models import MODELS, MarginModel
+
+    for name, cls in MODELS.items():
+        for f in fields(cls):
+            if f.init:
+                with pytest.raises(ValueError, match=rf"{name}: {f.name} must be"):
+                    make_model(name, **{f.name: object()})
+
+    @dataclass(frozen=True)
+    class Future(MarginModel):  # a model written later, with no __post_init__ of its own
+        name: ClassVar[str] = "future"
+        buffer: float = 0.1
+        floors: dict[str, float] | None = None
+
+    with pytest.raises(ValueError, match="future: buffer must be a number, got True"):
+        Future(buffer=True)
+    with pytest.raises(ValueError, match=r"future: floors\['x'\] must be a number"):
+        Future(floors={"x": "1"})
+    assert Future(buffer=1).buffer == 1
+
+
 def test_max_gap_must_be_a_non_negative_integer():
     for bad in (-1, True, 1.5):
         with pytest.raises(DataError, match="max_gap must be an integer >= 0"):
