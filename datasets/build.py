@@ -157,12 +157,15 @@ class BuildLog:
 def _read_raw_csv(path: Path, **kwargs) -> pd.DataFrame:
     """``pandas.read_csv`` whose failures (missing, empty, binary, truncated, bad encoding) name the file."""
     try:
-        return pd.read_csv(path, **kwargs)
+        frame = pd.read_csv(path, **kwargs)
     except FileNotFoundError:
         raise DataError(f"{path}: raw file not found") from None
     except (OSError, ValueError, EOFError, zlib.error) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DataError(f"{path.name}: cannot be read as CSV ({reason})") from None
+    if frame.empty:
+        raise DataError(f"{path.name}: no data rows after the header (truncated file?)")
+    return frame
 
 
 def _require_columns(frame: pd.DataFrame, columns, name: str) -> None:
@@ -181,7 +184,8 @@ def _numeric(values: pd.Series, name: str, column: str, lines: np.ndarray, blank
     if not blank_ok and parsed.isna().any():
         at = np.flatnonzero(parsed.isna().to_numpy())
         more = f" (and {len(at) - 1} more)" if len(at) > 1 else ""
-        raise DataError(f"{name}: line {lines[at[0]]}: blank {column!r}{more}; a missing price is never filled in")
+        raise DataError(f"{name}: line {lines[at[0]]}: blank {column!r}{more}; a missing value is never filled in "
+                        "(truncated file?)")
     return parsed.astype(float)
 
 
@@ -197,9 +201,11 @@ def _raw_times(values: pd.Series, name: str, column: str) -> pd.Series:
         raise DataError(f"{name}: line {lines[np.flatnonzero(values.isna().to_numpy())[0]]}: blank {column!r}")
     try:
         return pd.to_datetime(values, utc=True)
-    except (ValueError, TypeError, OverflowError) as exc:
-        reason = " ".join(str(exc).split())
-        raise DataError(f"{name}: column {column!r} has unparseable timestamps ({reason})") from None
+    except (ValueError, TypeError, OverflowError):
+        bad = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601").isna().to_numpy()
+        where = f"line {lines[np.flatnonzero(bad)[0]]}: " if bad.any() else ""
+        first = f": {values[bad].iloc[0]!r}" if bad.any() else ""
+        raise DataError(f"{name}: {where}column {column!r} has an unparseable timestamp{first}") from None
 
 
 def read_cdd(path: Path) -> pd.DataFrame:

@@ -383,6 +383,21 @@ def test_build_truncated_raw_file_is_an_error_naming_the_file(tmp_path, cut):
         b.clean_cdd(path, b.BuildLog(), daily=True)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("date,dvol_close\n", "no data rows after the header"),
+    ("date,dvol_close\n2021-03-24,95.04\n2O21-03-25,96", r"line 3: column 'date' has an unparseable timestamp"),
+    ("date,dvol_close\n2021-03-24,95.04\n2021-03-25,", r"line 3: blank 'dvol_close'"),
+    ("date,close\n2021-03-24,95.04\n", r"missing column\(s\) \['dvol_close'\]"),
+])
+def test_build_other_raw_files_name_file_and_line(text, message, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in b.DVOL_SOURCES.values():
+        (raw / name).write_text(text)
+    with pytest.raises(DataError, match=f"btc_dvol_daily_deribit.csv: {message}"):
+        b.build_dvol(raw, b.BuildLog())
+
+
 def test_build_cross_check_without_common_dates_names_the_file(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
