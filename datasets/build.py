@@ -19,6 +19,11 @@ rule                        action
                             unix timestamp
 ``stitched_duplicates``     an hour present twice (two stitched export generations): the
                             millisecond (newer, full-precision) row is kept
+``exact_duplicates``        a timestamp present as identical rows: one is kept
+``conflicting_rows``        any other repeated timestamp (different values) is an error
+                            naming both lines, never resolved by guessing
+``blank_values``            a blank or non-numeric timestamp or price (e.g. a truncated
+                            file) is an error naming the line; blank volumes are kept
 ``bogus_first_row``         the oldest row is dropped when its open or low is not
                             positive, or its open is outside [close/2, 2 close]
 ``swapped_volume``          base and quote volume are swapped back when quote/base is not
@@ -32,6 +37,11 @@ rule                        action
                             kept (they are the exchange's last price) and listed
 ``non_positive``            rows with a non-positive price are an error, never repaired
 ==========================  =============================================================
+
+Nothing is written until every dataset is built and validated; the data folder is
+then replaced whole and atomically (:func:`~marginlab.datasets.folders.publish_folder`),
+so a failing build leaves it byte-identical. A missing raw file is reported before
+anything is read.
 
 A build-time cross-check compares Bitstamp BTC/ETH closes with the Coin Metrics
 community reference rates (CC BY-NC 4.0, used only here and never shipped) and
