@@ -1,7 +1,8 @@
 """The `MarginModel` interface and the model registry.
 
-A margin model is a frozen dataclass of parameters (validated in
-``__post_init__``) with two methods:
+A margin model is a frozen dataclass of parameters with two methods. Every
+parameter is type-checked from its annotation (:mod:`marginlab.models.params`)
+before the model's own ``__post_init__`` checks its range:
 
 * ``fit(market, t, warm_start=None) -> state``: estimate whatever the model
   needs from data **up to and including t** (nothing after ``t`` may be read);
@@ -26,6 +27,7 @@ import pandas as pd
 from marginlab.datasets import MarketData
 
 from .instruments import LINEAR, OPTION, Position
+from .params import install_field_validation
 
 __all__ = ["MarginModel", "MODELS", "register", "make_model", "model_parameters"]
 
@@ -40,6 +42,10 @@ class MarginModel:
     families: ClassVar[frozenset[str]] = frozenset({LINEAR, OPTION})
     #: periods of history the model needs before its first margin
     warmup: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        install_field_validation(cls)  # parameters type-checked from their annotations, before __post_init__
 
     def fit(self, market: MarketData, t: pd.Timestamp, warm_start: Any = None) -> Any:
         """Estimate the model's state from data up to ``t`` (default: no state)."""

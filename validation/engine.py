@@ -271,9 +271,16 @@ class BacktestResult:
         250-observation window.
         """
         records = []
+        if self.frame.empty:
+            raise ValueError("no margin to test: every model was in its warm-up (history shorter than its min_obs) "
+                             "or not applicable on every date; widen the date range")
         for (portfolio, model), rows in self.pairs():
             h = rows["breach"].to_numpy()
             sub = [h[k::self.mpor_days] for k in range(self.mpor_days) if h[k::self.mpor_days].size >= 2]
+            if not sub:
+                raise ValueError(f"portfolio {portfolio!r} / model {model!r}: {len(h)} margin date(s), too few for "
+                                 f"coverage tests at an MPOR of {self.mpor_days} (at least {self.mpor_days + 1} "
+                                 "needed); widen the date range")
             m = len(sub)
             pof = min(cv.kupiec_pof(s, p, exact=True).pvalue for s in sub)
             cc = min(cv.christoffersen_conditional_coverage(s, p, exact=True).pvalue for s in sub)
