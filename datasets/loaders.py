@@ -7,7 +7,10 @@ timestamps at fault.
 
 from __future__ import annotations
 
+import gzip
 import json
+import warnings
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import pandas as pd
 
 from .errors import DataError
 from .market import MarketData
-from .validate import frequency_delta, validate_frame
+from .validate import first_items, frequency_delta, validate_frame
 
 __all__ = [
     "DATA_DIR",
@@ -28,6 +31,7 @@ __all__ = [
     "load_funding",
     "load_market",
     "read_prices",
+    "PLAUSIBLE_PRICES",
 ]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -284,74 +288,170 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
                       option_chains=chains)
 
 
+#: Default plausible range of prices read by :func:`read_prices` (quote currency per unit): wide enough for
+#: a meme coin in USD (1e-8) and BTC in Indonesian rupiah (2e9), narrow enough to catch unit slips.
+PLAUSIBLE_PRICES: tuple[float, float] = (1e-10, 1e10)
+
+_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
+         b"\xfe\xff": "UTF-16"}
+
+
+def _sniff_text(path: Path, head: bytes) -> None:
+    """Raise DataError for input that is not UTF-8 CSV text: empty, UTF-16/32, binary."""
+    if not head.strip():
+        raise DataError(f"{path}: file is empty")
+    for bom, encoding in _BOMS.items():
+        if head.startswith(bom):
+            raise DataError(f"{path}: is {encoding} text; save it as UTF-8 CSV")
+    if b"\x00" in head:
+        raise DataError(f"{path}: is not a text file (binary content); expected a UTF-8 CSV")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut by the sample's end
+            raise DataError(f"{path}: is not UTF-8 text (byte {exc.start}: {head[exc.start:exc.start + 1]!r}); "
+                            "save it as UTF-8 CSV") from None
+
+
+def _read_table(path: Path, time_column: str | None) -> pd.DataFrame:
+    """Read a user's CSV/Parquet file; every failure is a DataError naming the file."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a price file")
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if suffixes.endswith(".parquet"):
+            try:
+                frame = pd.read_parquet(path)
+            except ImportError:
+                raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'marginlab[parquet]')") from None
+            if time_column is None and isinstance(frame.index, pd.DatetimeIndex):
+                frame = frame.reset_index()
+            return frame
+        if not suffixes.endswith((".csv", ".csv.gz")):
+            raise DataError(f"{path}: unsupported file type {suffixes!r} (use .csv, .csv.gz or .parquet)")
+        opener = gzip.open if suffixes.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            _sniff_text(path, fh.read(65536))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header: data lost
+            return pd.read_csv(path, encoding="utf-8", index_col=False)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zlib.error, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot be read ({reason})") from None
+    except Exception as exc:  # pyarrow's errors are not ValueErrors: any failure to parse names the file
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot be read as Parquet ({type(exc).__name__}: {reason})") from None
+
+
+def _parse_times(raw_t: pd.Series, path: Path, column: str) -> pd.DatetimeIndex:
+    """UTC timestamps from a text column, or from unix seconds / milliseconds (never a mix of both)."""
+    def rows(mask) -> str:
+        return f"data row(s) {first_items(np.flatnonzero(np.asarray(mask)) + 1, 3)}"
+
+    if raw_t.isna().any():
+        raise DataError(f"{path}: column {column!r} has missing timestamps at {rows(raw_t.isna())}")
+    if pd.api.types.is_bool_dtype(raw_t):
+        raise DataError(f"{path}: column {column!r} holds true/false values, not timestamps")
+    try:
+        if pd.api.types.is_numeric_dtype(raw_t):
+            values = raw_t.to_numpy(dtype=float)
+            if not np.isfinite(values).all():
+                raise DataError(f"{path}: column {column!r} has non-finite timestamps at {rows(~np.isfinite(values))}")
+            seconds = np.abs(values) < 1e11
+            if seconds.any() and not seconds.all():
+                raise DataError(f"{path}: column {column!r} mixes unix seconds ({rows(seconds)}) and "
+                                f"milliseconds ({rows(~seconds)}); use one unit")
+            if (np.abs(values) >= 1e14).any():
+                raise DataError(f"{path}: column {column!r} has numbers too large for unix seconds or milliseconds "
+                                f"at {rows(np.abs(values) >= 1e14)}")
+            return pd.DatetimeIndex(pd.to_datetime(raw_t, unit="s" if seconds.all() else "ms", utc=True), name="time")
+        return pd.DatetimeIndex(pd.to_datetime(raw_t.astype(str), utc=True, format="ISO8601"), name="time")
+    except (ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        parsed = pd.to_datetime(raw_t.astype(str), utc=True, format="ISO8601", errors="coerce")
+        bad = parsed.isna().to_numpy()
+        first = f"; first: {raw_t[bad].iloc[0]!r} at {rows(bad)}" if bad.any() else ""
+        raise DataError(f"{path}: column {column!r} has timestamps that are not ISO 8601 dates or times "
+                        f"(YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]){first}") from None
+
+
 def read_prices(path, *, time_column: str | None = None, columns: list[str] | None = None,
-                freq: str = "1d", max_gap: int | None = 0) -> pd.DataFrame:
+                freq: str = "1d", max_gap: int | None = 0,
+                plausible_range: tuple[float, float] | None = PLAUSIBLE_PRICES) -> pd.DataFrame:
     """Read a user's own price file (CSV or Parquet) with the same validation as bundled data.
 
     Parameters
     ----------
     path : str or Path
-        ``.csv``, ``.csv.gz`` or ``.parquet`` file.
+        ``.csv``, ``.csv.gz`` (UTF-8) or ``.parquet`` file.
     time_column : str, optional
         Timestamp column (default: the first of ``time``, ``date``,
-        ``timestamp``). Naive timestamps are taken as UTC; integer values as
-        unix seconds or milliseconds.
+        ``timestamp``, ``datetime``). Text must be ISO 8601
+        (``YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]``: no day/month ambiguity); naive
+        timestamps are taken as UTC; numbers as unix seconds (below 1e11) or
+        milliseconds, all in the same unit.
     columns : list of str, optional
         Price columns to keep and validate; default every other column.
     freq : {"1d", "1h"}
     max_gap : int or None
-        Missing periods tolerated (default 0).
+        Missing periods tolerated (default 0; None: no check).
+    plausible_range : (float, float) or None
+        Prices outside ``[low, high]`` are an error (default
+        :data:`PLAUSIBLE_PRICES`, 1e-10 .. 1e10; None: no check).
 
     Returns
     -------
     DataFrame
         UTC ``time`` index, one column per price series. The file is never
-        re-sorted or de-duplicated: such defects raise DataError.
+        re-sorted, de-duplicated or repaired.
+
+    Raises
+    ------
+    DataError
+        Naming the file (and the column and first rows or timestamps at fault):
+        an unreadable, empty, binary or non-UTF-8 file; missing, unparseable or
+        mixed-unit timestamps; rows observed after the time of reading (a daily
+        row labelled D is the close at D+1 00:00 UTC); true/false columns,
+        non-numeric, missing, infinite, non-positive or implausible prices; and
+        every check of :func:`~marginlab.datasets.validate.validate_frame`.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith(".parquet"):
-        frame = pd.read_parquet(path)
-        if time_column is None and isinstance(frame.index, pd.DatetimeIndex):
-            frame = frame.reset_index()
-    elif suffixes.endswith((".csv", ".csv.gz")):
-        frame = pd.read_csv(path)
-    else:
-        raise DataError(f"{path}: unsupported file type {suffixes!r} (use .csv, .csv.gz or .parquet)")
+    step = frequency_delta(freq)
+    frame = _read_table(path, time_column)
+    if frame.empty or not len(frame.columns):
+        raise DataError(f"{path}: no rows")
     if time_column is None:
         time_column = next((c for c in frame.columns
                             if str(c).lower() in ("time", "date", "timestamp", "datetime")), None)
         if time_column is None:
-            raise DataError(f"{path}: no time column (looked for time/date/timestamp); "
+            raise DataError(f"{path}: no time column (looked for time/date/timestamp/datetime); "
                             f"columns are {list(frame.columns)}")
     if time_column not in frame.columns:
         raise DataError(f"{path}: time column {time_column!r} not found; columns are "
                         f"{list(frame.columns)}")
-    raw_t = frame.pop(time_column)
-    if raw_t.isna().any():
-        raise DataError(f"{path}: column {time_column!r} has missing timestamps at rows "
-                        f"{raw_t.index[raw_t.isna()].tolist()[:5]}")
-    if pd.api.types.is_numeric_dtype(raw_t):
-        unit = "ms" if float(raw_t.abs().max()) >= 1e11 else "s"
-        times = pd.to_datetime(raw_t, unit=unit, utc=True)
-    else:
-        try:
-            times = pd.to_datetime(raw_t, utc=True)
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{path}: column {time_column!r} has unparseable timestamps: {exc}") from None
-    frame.index = pd.DatetimeIndex(times, name="time")
+    frame.index = _parse_times(frame.pop(time_column), path, time_column)
+    now = pd.Timestamp.now(tz="UTC")
+    future = frame.index[frame.index + step > now]
+    if len(future):
+        raise DataError(f"{path}: rows observed after the time of reading ({now:%Y-%m-%d %H:%M} UTC; a {freq} row "
+                        f"labelled t is the close at t + {freq}): {first_items(future)}")
     if columns is not None:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {missing}; columns are {list(frame.columns)}")
         frame = frame[columns]
     for c in frame.columns:
+        if pd.api.types.is_bool_dtype(frame[c]):
+            raise DataError(f"{path}: column {c!r} holds true/false values, not prices")
         if not pd.api.types.is_numeric_dtype(frame[c]):
             bad = pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()
             if bad.any():
                 raise DataError(f"{path}: column {c!r} has non-numeric values at "
-                                f"{frame.index[bad.to_numpy()][:5].tolist()}")
+                                f"{first_items(frame.index[bad.to_numpy()])}")
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
-    return validate_frame(frame, source=str(path), freq=freq, max_gap=max_gap)
+    return validate_frame(frame, source=str(path), freq=freq, max_gap=max_gap, plausible_range=plausible_range)

@@ -1,7 +1,8 @@
 """The `MarginModel` interface (the engine–model contract) and the model registry.
 
-A margin model is a frozen dataclass of parameters (validated in
-``__post_init__``) with two methods:
+A margin model is a frozen dataclass of parameters with two methods. Every
+parameter is type-checked from its annotation (:mod:`marginlab.models.params`)
+before the model's own ``__post_init__`` checks its range:
 
 * ``fit(market, t, warm_start=None, context=None) -> state``: prepare whatever the
   model needs from data **known at t's observation time** (nothing after ``t``
@@ -39,6 +40,7 @@ from marginlab.datasets import MarketData
 
 from .context import RunContext
 from .instruments import LINEAR, OPTION, Position
+from .params import install_field_validation
 
 __all__ = ["MarginModel", "ModelState", "Forecast", "HasDiagnostics", "MODELS", "register", "make_model",
            "model_parameters"]
@@ -108,6 +110,10 @@ class MarginModel:
 
     name: ClassVar[str] = "base"
     families: ClassVar[frozenset[str]] = frozenset({LINEAR, OPTION})
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        install_field_validation(cls)  # parameters type-checked from their annotations, before __post_init__
 
     @property
     def tail_prob(self) -> float | None:

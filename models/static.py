@@ -17,6 +17,7 @@ from marginlab.datasets import DataError, MarketData
 
 from .base import MarginModel, check_range, register
 from .instruments import LINEAR, OPTION, Future, Instrument, Option, Perpetual, Position, Spot
+from .params import Asset, Cap
 from .pricing import black76_price
 from .revaluation import DAY, YEAR_DAYS, option_vols
 from .venues import BINANCE_USDM_TIERS, DERIBIT_STANDARD, LEVELS, DeribitParams, check_caps
@@ -47,7 +48,7 @@ class StaticMargin(MarginModel):
 
     name: ClassVar[str] = "static"
     rate: float = 0.10
-    rates: dict[str, float] = field(default_factory=dict)
+    rates: dict[Asset, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_range(self.name, "rate", self.rate, 0.0, 1.0, low_open=True)
@@ -168,8 +169,8 @@ class TieredMargin(MarginModel):
     name: ClassVar[str] = "tiered"
     families: ClassVar[frozenset[str]] = frozenset({LINEAR})
     level: str = "maintenance"
-    tiers: tuple[tuple[float, float], ...] | None = None
-    asset_tiers: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    tiers: tuple[tuple[Cap, float], ...] | None = None
+    asset_tiers: dict[Asset, tuple[tuple[Cap, float], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_level(self.name, self.level)

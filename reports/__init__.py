@@ -1,5 +1,5 @@
 """Render a study result: a self-contained HTML report (plots embedded), JSON and CSV."""
 
-from .writer import render_html, write_report
+from .writer import REPORT_FOLDER, check_report_folder, render_html, report_files, write_report
 
-__all__ = ["render_html", "write_report"]
+__all__ = ["REPORT_FOLDER", "check_report_folder", "render_html", "report_files", "write_report"]

@@ -1,8 +1,12 @@
 """Write a study's report: self-contained HTML (plots embedded), JSON and CSV.
 
-The output folder is written atomically: every file goes to a temporary
-sibling folder first, which then replaces ``out`` in one rename, so a reader
-never sees a half-written report.
+The report is one folder, written by :func:`marginlab.datasets.folders.publish_folder`:
+only into a folder that does not exist, is empty, or is a previous marginlab
+report (recognised by its ``.marginlab-report`` manifest, which lists the study,
+the marginlab version and the sha256 of every file), and atomically (the new
+folder is written into a temporary sibling and swapped in one system call).
+User text (study, portfolio and model names) reaches the plots as plain text:
+matplotlib's ``$...$`` math parsing is switched off.
 """
 
 from __future__ import annotations
@@ -12,17 +16,19 @@ import html
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from marginlab.datasets.folders import FolderKind, check_output_folder, publish_folder
 from marginlab.validation.metrics import METRICS
 
-__all__ = ["write_report", "render_html"]
+__all__ = ["REPORT_FOLDER", "write_report", "render_html", "report_files", "check_report_folder"]
+
+#: A report folder: recognised by its manifest ``.marginlab-report``, whose first line is the signature.
+REPORT_FOLDER = FolderKind(what="marginlab report", manifest=".marginlab-report", header="# marginlab report\n",
+                           signature=(".marginlab-report", b"# marginlab report\n"))
 
 
 def _json_default(obj):
@@ -57,6 +63,12 @@ def _plots(study) -> list[tuple[str, str]]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # names come from the user (study file): plain text, never mathtext
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _draw(study, plt)
+
+
+def _draw(study, plt) -> list[tuple[str, str]]:
     frame = study.backtest.frame
     out = []
     for portfolio, rows in frame.groupby("portfolio", sort=False):
@@ -152,35 +164,45 @@ the smallest double (1e-308).</p>
 """
 
 
-def write_report(study, out: str | Path) -> Path:
-    """Write ``report.html``, ``report.json``, ``backtest.csv``, ``coverage.csv``, ``metrics.csv`` atomically.
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
 
-    Returns the path of ``report.html``.
-    """
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        (tmp / "report.html").write_text(render_html(study), encoding="utf-8")
-        payload = {"config": study.config.to_dict(), "backtest": study.backtest.to_dict(),
-                   "coverage": study.coverage.reset_index().to_dict(orient="records"),
-                   "summary": study.backtest.breaches().reset_index().to_dict(orient="records")}
-        (tmp / "report.json").write_text(json.dumps(_clean(payload), indent=1, default=_json_default),
-                                         encoding="utf-8")
-        study.backtest.frame.to_csv(tmp / "backtest.csv", index=False)
-        study.coverage.to_csv(tmp / "coverage.csv")
-        study.metrics.to_csv(tmp / "metrics.csv")
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out / "report.html"
+        return version("marginlab")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled checkout
+        return "unknown"
+
+
+def report_files(study) -> dict[str, bytes]:
+    """The report's files (name -> content): ``report.html``, ``report.json`` and three CSV tables."""
+    payload = {"config": study.config.to_dict(), "backtest": study.backtest.to_dict(),
+               "coverage": study.coverage.reset_index().to_dict(orient="records"),
+               "summary": study.backtest.breaches().reset_index().to_dict(orient="records")}
+    return {
+        "report.html": render_html(study).encode("utf-8"),
+        "report.json": json.dumps(_clean(payload), indent=1, default=_json_default).encode("utf-8"),
+        "backtest.csv": study.backtest.frame.to_csv(index=False).encode("utf-8"),
+        "coverage.csv": study.coverage.to_csv().encode("utf-8"),
+        "metrics.csv": study.metrics.to_csv().encode("utf-8"),
+    }
+
+
+def check_report_folder(out: str | Path) -> Path:
+    """Check that a report may be written to ``out`` (see module docstring); return its resolved path.
+
+    Raises ValueError naming the folder otherwise.
+    """
+    return check_output_folder(out, REPORT_FOLDER)
+
+
+def write_report(study, out: str | Path) -> Path:
+    """Write the report folder ``out`` atomically; return the path of ``report.html``.
+
+    ``out`` must not exist, be empty, or be a previous marginlab report whose files
+    are unchanged (see module docstring); anything else raises ValueError naming it.
+    """
+    check_report_folder(out)
+    files = report_files(study)
+    real = publish_folder(out, files, REPORT_FOLDER,
+                          comments=[f"study: {json.dumps(study.config.name)}", f"marginlab {_version()}"])
+    return real / "report.html"

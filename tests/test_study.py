@@ -52,7 +52,7 @@ def test_run_study_writes_complete_report_atomically(tmp_path):
     out = tmp_path / "rep"
     res = run_study(cfg, out=out)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["backtest.csv", "coverage.csv", "metrics.csv", "report.html", "report.json"]
+    assert names == [".marginlab-report", "backtest.csv", "coverage.csv", "metrics.csv", "report.html", "report.json"]
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "Coverage" in html and "Estimation diagnostics" in html
     data = json.loads((out / "report.json").read_text())

@@ -175,9 +175,9 @@ def test_explicit_catch_all_table_and_bad_tables():
         ({"level": "gold"}, "level must be 'initial' or 'maintenance'"),
         ({"tiers": ((100.0, 0.01), (50.0, 0.02))}, r"tiered: tiers: bracket caps must be .* strictly increasing"),
         ({"tiers": ((math.inf, 0.01), (50.0, 0.02))}, "strictly increasing"),
-        ({"tiers": ((100.0, 0.01, 0.02),)}, r"tiers must be a non-empty sequence of \(cap, rate\)"),
+        ({"tiers": ((100.0, 0.01, 0.02),)}, r"tiers\[0\] must be a \[a positive number or inf, number\] list"),
         ({"asset_tiers": {"SOL": ((100.0, 1.5),)}}, r"asset_tiers\['SOL'\] rate must be in"),
-        ({"asset_tiers": [("SOL", ((100.0, 0.1),))]}, "asset_tiers must be a mapping"),
+        ({"asset_tiers": [("SOL", ((100.0, 0.1),))]}, "asset_tiers must be a table"),
     ]:
         with pytest.raises(ValueError, match=message):
             mm.make_model("tiered", **bad)

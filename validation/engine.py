@@ -425,6 +425,10 @@ class BacktestResult:
         the pair's dates. MPOR > 1: non-overlapping sub-samples combined by Bonferroni.
         """
         rows = self._rows(portfolio, model, sample)
+        if len(rows) < self.mpor_days + 1:
+            raise ValueError(f"portfolio {portfolio!r} / model {model!r}: {len(rows)} margin date(s) in the "
+                             f"{sample} sample, too few for coverage tests at an MPOR of {self.mpor_days} (at least "
+                             f"{self.mpor_days + 1} needed); widen the date range")
         level = float(p) if p is not None else self.tail_prob(model, default_p)
         var = rows["var"] if rows["var"].notna().all() else rows["margin"]
         is_es = model in self.models and self.models[model].margin_measure == "es"
@@ -442,6 +446,9 @@ class BacktestResult:
         ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`.
         """
         records = []
+        if self.frame.empty:
+            raise ValueError("no margin to test: every model was in its warm-up (history shorter than its min_obs) "
+                             "or not applicable on every date; widen the date range")
         for portfolio, model in self.frame.groupby(["portfolio", "model"], sort=False).groups:
             rep = self.coverage_report(portfolio, model, p=p, default_p=default_p, sample=sample)
             es_tests = {f"{key}_pvalue": rep.tests[key].pvalue if key in rep.tests else float("nan")

@@ -30,6 +30,8 @@ Example (``studies/default.toml``)::
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,10 +40,12 @@ from typing import Any
 import pandas as pd
 from marginlab.datasets import load_market
 from marginlab.models import MODELS, make_model, reference_portfolios
+from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
 
-__all__ = ["StudyConfig", "StudyResult", "load_study", "run_study", "DEFAULT_STUDY"]
+__all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "DEFAULT_STUDY", "STUDY_KEYS",
+           "MODEL_KEYS"]
 
 #: ``marginlab run`` without a file runs ``studies/default.toml`` of the working directory,
 #: or of the source checkout for an editable install.
@@ -55,18 +59,21 @@ def _default_study() -> Path:
     raise ValueError(f"no study file given and {DEFAULT_STUDY} not found in {Path.cwd()}; "
                      "pass the path of a study TOML file")
 
-_SECTIONS = {
-    "study": {"name", "seed", "mpor_days", "tail_prob", "out", "include_funding", "description"},
-    "market": {"assets", "freq", "start", "end", "smile"},
-    "portfolios": {"reference", "notional"},
-    "models": None,
+#: Every key of a study file, per section, and its type: the one declaration that the parser checks
+#: (``marginlab.models.params.check_value``: no coercion, ``bool`` is not a number). ``[[models]]``
+#: entries have the keys of :data:`MODEL_KEYS`; their ``params`` are checked by the model itself.
+STUDY_KEYS: dict[str, dict[str, Any]] = {
+    "study": {"name": str, "seed": int, "mpor_days": int, "tail_prob": float, "out": str,
+              "include_funding": bool, "description": str},
+    "market": {"assets": list[Asset], "freq": str, "start": dt.date, "end": dt.date, "smile": bool},
+    "portfolios": {"reference": str | list[str], "notional": float},
 }
-_MODEL_KEYS = {"name", "label", "params"}
+MODEL_KEYS: dict[str, Any] = {"name": str, "label": str, "params": dict[str, Any]}
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """A validated study configuration."""
+    """A validated study configuration (field types checked on construction)."""
 
     name: str
     seed: int
@@ -85,6 +92,9 @@ class StudyConfig:
     description: str = ""
     source: str = "<dict>"
 
+    def __post_init__(self) -> None:
+        validate_fields(self, prefix=f"{self.source}: StudyConfig" if isinstance(self.source, str) else None)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for the JSON report)."""
         return {"name": self.name, "seed": self.seed, "mpor_days": self.mpor_days, "tail_prob": self.tail_prob,
@@ -100,38 +110,57 @@ def _require(cond: bool, where: str, message: str) -> None:
         raise ValueError(f"{where}: {message}")
 
 
+def _bare(key: str) -> str:
+    """A TOML key as written: bare when it can be, quoted otherwise (spaces, newlines, ...)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+
+
+def _table(value: Any, keys: dict[str, Any], source: str, prefix: str) -> dict[str, Any]:
+    """Check the TOML table ``prefix`` against ``keys`` (name -> type): unknown keys and wrong types raise."""
+    _require(isinstance(value, dict), source, f"[{prefix}] must be a table, got {value!r}")
+    for key in value:
+        _require(key in keys, source, f"unknown key {prefix}.{_bare(key)}; valid keys: {sorted(keys)}")
+    return {key: check_value(v, keys[key], f"{source}: {prefix}.{key}") for key, v in value.items()}
+
+
+def _utc(value: dt.date) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
-    """Validate a parsed TOML mapping and return a :class:`StudyConfig`."""
+    """Validate a parsed TOML mapping and return a :class:`StudyConfig`.
+
+    Every key's type comes from :data:`STUDY_KEYS` / :data:`MODEL_KEYS`; ranges
+    and names are checked here, model parameters by the model. Raises
+    ``ValueError`` naming the file and the key.
+    """
+    _require(isinstance(raw, dict), source, "a study must be a table of sections")
     for key in raw:
-        _require(key in _SECTIONS, source, f"unknown section [{key}]; known sections: {sorted(_SECTIONS)}")
-    for section, keys in _SECTIONS.items():
-        if keys is None or section not in raw:
-            continue
-        _require(isinstance(raw[section], dict), source, f"[{section}] must be a table")
-        for key in raw[section]:
-            _require(key in keys, source, f"unknown key {section}.{key}; valid keys: {sorted(keys)}")
-    study, market, books = raw.get("study", {}), raw.get("market", {}), raw.get("portfolios", {})
+        _require(key in STUDY_KEYS or key == "models", source,
+                 f"unknown section [{_bare(key)}]; known sections: {sorted([*STUDY_KEYS, 'models'])}")
+    study, market, books = (_table(raw.get(name, {}), STUDY_KEYS[name], source, name)
+                            for name in ("study", "market", "portfolios"))
     seed = study.get("seed", 0)
-    _require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, source,
-             f"study.seed must be a non-negative integer, got {seed!r}")
+    _require(seed >= 0, source, f"study.seed must be a non-negative integer, got {seed!r}")
     mpor = study.get("mpor_days", 1)
-    _require(isinstance(mpor, int) and not isinstance(mpor, bool) and 1 <= mpor <= 60, source,
-             f"study.mpor_days must be an integer in [1, 60], got {mpor!r}")
+    _require(1 <= mpor <= 60, source, f"study.mpor_days must be an integer in [1, 60], got {mpor!r}")
     p = study.get("tail_prob", 0.01)
-    _require(isinstance(p, float | int) and 0 < p <= 0.5, source, f"study.tail_prob must be in (0, 0.5], got {p!r}")
+    _require(0 < p <= 0.5, source, f"study.tail_prob must be in (0, 0.5], got {p!r}")
     assets = market.get("assets")
-    _require(isinstance(assets, list) and assets and all(isinstance(a, str) for a in assets), source,
-             f"market.assets must be a non-empty list of asset codes, got {assets!r}")
+    _require(bool(assets), source, f"market.assets must be a non-empty list of asset codes, got {assets!r}")
+    dup = sorted({a for a in assets if assets.count(a) > 1})
+    _require(not dup, source, f"market.assets lists {dup} twice")
     freq = market.get("freq", "1d")
     _require(freq in ("1d", "1h"), source, f"market.freq must be '1d' or '1h', got {freq!r}")
-    for key in ("start", "end"):
-        if key in market:
-            try:
-                pd.Timestamp(market[key])
-            except (ValueError, TypeError):
-                raise ValueError(f"{source}: market.{key} is not a date: {market[key]!r}") from None
-    smile = market.get("smile", False)
-    _require(isinstance(smile, bool), source, f"market.smile must be true or false, got {smile!r}")
+    start, end = market.get("start"), market.get("end")
+    if start is not None and end is not None:
+        _require(_utc(start) <= _utc(end), source,
+                 f"market.start {start.isoformat()} is after market.end {end.isoformat()}")
     names = books.get("reference", "all")
     known = list(reference_portfolios())
     if names != "all":
@@ -140,42 +169,56 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
         _require(not unknown, source, f"unknown reference portfolio(s) {unknown}; known: {known}")
         names = tuple(names)
     notional = books.get("notional", 1_000_000.0)
-    _require(isinstance(notional, int | float) and notional > 0, source,
-             f"portfolios.notional must be positive, got {notional!r}")
+    _require(notional > 0, source, f"portfolios.notional must be positive, got {notional!r}")
     models_raw = raw.get("models", [])
     _require(isinstance(models_raw, list) and models_raw, source, "at least one [[models]] entry is required")
     models, labels = [], set()
     for k, entry in enumerate(models_raw):
         where = f"{source}: models[{k}]"
-        _require(isinstance(entry, dict), where, "must be a table")
-        extra = set(entry) - _MODEL_KEYS
-        _require(not extra, where, f"unknown key(s) {sorted(extra)}; valid keys: {sorted(_MODEL_KEYS)}")
+        entry = _table(entry, MODEL_KEYS, source, f"models[{k}]")
         name = entry.get("name")
         _require(name in MODELS, where, f"unknown model {name!r}; registered models: {sorted(MODELS)}")
-        params = dict(entry.get("params", {}))
+        params = entry.get("params", {})
         try:
             make_model(name, **params)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where} ({name}): {exc}") from None
         label = entry.get("label", name)
+        _require(bool(label.strip()), where, "label must not be blank")
         _require(label not in labels, where, f"duplicate model label {label!r}; give each model a distinct label")
         labels.add(label)
         models.append((label, name, params))
-    return StudyConfig(name=str(study.get("name", "study")), seed=seed, mpor_days=mpor, tail_prob=float(p),
-                       assets=tuple(assets), freq=freq, start=market.get("start"), end=market.get("end"),
+    return StudyConfig(name=study.get("name", "study"), seed=seed, mpor_days=mpor, tail_prob=float(p),
+                       assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
-                       out=str(study.get("out", "reports_out")), include_funding=bool(study.get("include_funding",
-                                                                                               False)),
-                       smile=smile, description=str(study.get("description", "")), source=source)
+                       out=study.get("out", "reports_out"), include_funding=study.get("include_funding", False),
+                       smile=market.get("smile", False), description=study.get("description", ""), source=source)
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
-    """Read and validate a study TOML file (default: the bundled default study)."""
+    """Read and validate a study TOML file (default: the bundled default study).
+
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, an
+    unreadable or non-UTF-8 file or invalid TOML raises ValueError naming it.
+    """
     path = Path(path) if path is not None else _default_study()
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a study file; give the path of a study TOML file")
     if not path.exists():
         raise ValueError(f"study file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"{path}: is UTF-16 text; TOML files are UTF-8: save it as UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
+                         "TOML files are UTF-8") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
     return parse_study(raw, source=str(path))
@@ -209,6 +252,10 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
               write: bool = True) -> StudyResult:
     """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``)."""
     config = study if isinstance(study, StudyConfig) else load_study(study)
+    if write:  # a bad output folder fails now, not after the backtest
+        from marginlab.reports import check_report_folder
+
+        out = check_report_folder(out if out is not None else config.out)
     # the whole bundled history is loaded: start/end select the margin dates, and every model sees all the
     # history before the first one (no warm-up spent inside the requested range)
     market = load_market(list(config.assets), freq=config.freq, with_option_chains=config.smile)
@@ -228,5 +275,5 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     if write:
         from marginlab.reports import write_report
 
-        sr.report_path = write_report(sr, out if out is not None else config.out)
+        sr.report_path = write_report(sr, out)
     return sr
