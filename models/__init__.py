@@ -2,12 +2,14 @@
 
 ``MODELS`` maps registered names to model classes; ``make_model(name, **params)``
 builds one. Every model follows :class:`MarginModel`: ``fit(market, t,
-warm_start=None)`` then ``margin(state, positions, market, t)``, reading nothing
-after ``t``.
+warm_start=None, context=None)`` then ``margin(state, positions, market, t)``,
+reading nothing after ``t``; the engine's :class:`RunContext` carries the MPOR
+and the seed.
 """
 
 from . import simulation, static  # noqa: F401  (register the models)
-from .base import MODELS, MarginModel, make_model, model_parameters, register
+from .base import MODELS, Forecast, MarginModel, ModelState, make_model, model_parameters, register
+from .context import RunContext
 from .instruments import Future, Instrument, Option, Perpetual, Position, Spot
 from .portfolios import (
     ConstantNotionalBook,
@@ -26,6 +28,9 @@ from .venues import BINANCE_USDM_TIERS, BINANCE_USDT_50X_2021, DERIBIT_STANDARD,
 __all__ = [
     "MODELS",
     "MarginModel",
+    "ModelState",
+    "Forecast",
+    "RunContext",
     "make_model",
     "model_parameters",
     "register",

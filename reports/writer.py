@@ -113,7 +113,7 @@ def render_html(study) -> str:
                     f'src="data:image/png;base64,{png}"/>' for title, png in _plots(study))
     units = {m.key: f"{m.title} [{m.unit}]" for m in METRICS}
     metrics = study.metrics.rename(columns=units)
-    models = "".join(f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v)}</code></li>"
+    models = "".join(f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v.describe())}</code></li>"
                      for k, v in study.backtest.models.items())
     na = ", ".join(f"{p} / {m}" for p, m in study.backtest.not_applicable) or "none"
     skipped = study.files.get("skipped_portfolios") or "none"

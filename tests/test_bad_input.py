@@ -457,7 +457,8 @@ BAD_MODELS = [
     ('name = "static"\nparams = { rates = 0.2 }', "rates must be a table"),
     ('name = "tiered"\nparams = { asset_tiers = 5 }', "asset_tiers must be a table"),
     ('name = "tiered"\nparams = { asset_tiers = { BTC = [[1e6, "x"]] } }', r"asset_tiers\['BTC'\]\[0\]\[1\] must be"),
-    ('name = "tiered"\nparams = { tiers = [[5e4, 0.004, 1]] }', r"tiers\[0\] must be a \[a positive number or inf, number\] list"),
+    ('name = "tiered"\nparams = { tiers = [[5e4, 0.004, 1]] }',
+     r"tiers\[0\] must be a \[a positive number or inf, number\] list"),
     ('name = "deribit_standard"\nparams = { level = 1 }', "level must be a string"),
     ('name = "fhs_garch"\nparams = { lookback = true }', "lookback must be an integer"),
     ('name = "fhs_garch"\nparams = { level = nan }', "level must be a finite number"),
@@ -606,8 +607,9 @@ def test_math_text_in_labels_is_plain_text(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("start, end, mpor, message", [
-    ("2021-03-01", "2021-03-04", 2, "2 margin date\\(s\\), too few for coverage tests at an MPOR of 2"),
-    ("2021-03-01", "2021-03-02", 1, "1 margin date\\(s\\), too few"),
+    ("2021-03-01", "2021-03-02", 2, "2 margin date\\(s\\) in the common sample, too few for coverage tests at an "
+                                    "MPOR of 2"),
+    ("2021-03-01", "2021-03-01", 1, "1 margin date\\(s\\) in the common sample, too few"),
 ])
 def test_window_too_short_for_the_mpor(start, end, mpor, message, tmp_path, capsys):
     path = tmp_path / "study.toml"

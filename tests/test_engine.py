@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from marginlab.datasets import DataError, MarketData
 from marginlab.validation import Backtest
+from marginlab.validation.engine import COLUMNS
 
 
 def toy_market(prices, vols=None, start="2021-01-01"):
@@ -67,7 +68,8 @@ def test_reference_portfolios_full_history_static_models():
     res = Backtest(market, books, [mm.make_model("static"), mm.make_model("tiered"),
                                    mm.make_model("deribit_standard")]).run()
     f = res.to_frame()
-    assert set(f.columns) == {"date", "portfolio", "model", "margin", "pnl", "loss", "breach"}
+    assert list(f.columns) == COLUMNS
+    assert f[["var", "es", "pit"]].isna().all().all()  # rule-based models forecast no distribution
     assert (f["breach"] == (f["loss"] > f["margin"])).all()
     btc = f[(f["portfolio"] == "long BTC spot") & (f["model"] == "static")]
     assert btc["date"].iloc[0] == pd.Timestamp("2014-11-28", tz="UTC")
@@ -132,3 +134,28 @@ def test_options_without_vol_named():
 def test_bad_items(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_coverage_tests_each_model_at_its_own_level_on_the_common_dates():
+    """VaR 99% at p = 1%, ES 97.5% on its VaR at 2.5% (plus the ES tests), rule-based models at the study's p;
+    cross-model tables on the dates every model of the book has a margin (the static model has more)."""
+    market = ds.load_market(["BTC"], start="2019-01-01", end="2020-12-31")
+    book = {"long BTC": mm.FixedBook("long BTC", (mm.Position(mm.Spot("BTC"), 1.0),))}
+    models = {"static": mm.make_model("static", rate=0.08), "hs var": mm.make_model("historical_var", lookback=250),
+              "hs es": mm.make_model("historical_es", lookback=250)}
+    res = Backtest(market, book, models, start="2019-06-01").run()
+    cov = res.coverage(default_p=0.02)
+    assert cov["p"].to_dict() == {("long BTC", "static"): 0.02, ("long BTC", "hs var"): 0.01,
+                                  ("long BTC", "hs es"): pytest.approx(0.025)}
+    assert cov["observations"].nunique() == 1 and (cov["sample"] == "common").all()
+    own = res.coverage(default_p=0.02, sample="own")
+    assert own.loc[("long BTC", "static"), "observations"] > cov.loc[("long BTC", "static"), "observations"]
+    f = res.to_frame()
+    es_rows = f[(f["model"] == "hs es") & f["date"].isin(res.common_dates("long BTC"))]
+    assert cov.loc[("long BTC", "hs es"), "breaches"] == int((es_rows["loss"] > es_rows["var"]).sum())
+    assert (es_rows["margin"] >= es_rows["var"]).all()
+    assert np.isfinite(cov.loc[("long BTC", "hs es"), "acerbi_szekely_z2_pvalue"])
+    assert np.isnan(cov.loc[("long BTC", "hs var"), "acerbi_szekely_z2_pvalue"])
+    rep = res.coverage_report("long BTC", "hs var")
+    assert rep.headline()["kupiec_pvalue"] == cov.loc[("long BTC", "hs var"), "kupiec_pvalue"]
+    assert "berkowitz_tail" in rep.tests  # the PIT of the forecast distribution is tested

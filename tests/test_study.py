@@ -85,3 +85,17 @@ def test_cli_datasets_and_bad_study(capsys, tmp_path):
     bad.write_text("[study]\nseed = -3\n[market]\nassets=['BTC']\n[[models]]\nname='static'\n")
     assert main(["run", str(bad)]) == 2
     assert "study.seed" in capsys.readouterr().err
+
+
+def test_study_start_is_the_first_margin_date_with_all_history_before_it():
+    """A six-month study from 2021-01-01: risk models give margins from its first date (they see the
+    history before it) instead of spending 250 days of the range in warm-up."""
+    raw = with_change("market", "start", "2021-01-01")
+    raw["market"]["end"] = "2021-06-30"
+    raw["portfolios"]["reference"] = ["long BTC spot"]
+    raw["models"] = [{"name": "historical_var", "params": {"lookback": 500}}]
+    res = run_study(parse_study(raw), write=False).backtest
+    f = res.to_frame()
+    assert f["date"].min() == pd.Timestamp("2021-01-01", tz="UTC")
+    assert f["date"].max() == pd.Timestamp("2021-06-30", tz="UTC")
+    assert len(f) == 181 and f["margin"].notna().all() and not res.warmup
