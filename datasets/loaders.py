@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .conventions import utc
 from .errors import DataError
 from .market import MarketData
 from .validate import frequency_delta, validate_frame
@@ -76,13 +77,6 @@ def _dataset(kind: str, asset: str, freq: str) -> dict:
                     f"known assets: {known_assets(kind, freq)}")
 
 
-def _utc(t) -> pd.Timestamp | None:
-    if t is None:
-        return None
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 @lru_cache(maxsize=64)
 def _read_bundled(file: str, time_col: str) -> pd.DataFrame:
     path = DATA_DIR / file
@@ -92,7 +86,7 @@ def _read_bundled(file: str, time_col: str) -> pd.DataFrame:
 
 
 def _slice(frame: pd.DataFrame, start, end, source: str) -> pd.DataFrame:
-    start, end = _utc(start), _utc(end)
+    start, end = utc(start), utc(end)
     if start is not None and end is not None and start > end:
         raise DataError(f"{source}: start {start:%Y-%m-%d} is after end {end:%Y-%m-%d}")
     first, last = frame.index[0], frame.index[-1]
@@ -172,7 +166,7 @@ def load_option_chains(start=None, end=None, asset: str = "BTC") -> pd.DataFrame
     frame = pd.read_csv(DATA_DIR / rec["file"])
     for col in ("date", "quote_time", "expiry"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
-    start, end = _utc(start), _utc(end)
+    start, end = utc(start), utc(end)
     if start is not None:
         frame = frame[frame["date"] >= start]
     if end is not None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
+from marginlab.datasets.conventions import utc
 from marginlab.models.base import MarginModel
 from marginlab.models.instruments import Position
 from marginlab.models.portfolios import Portfolio
@@ -29,13 +30,6 @@ from .metrics import METRICS, compute_metrics
 __all__ = ["Backtest", "BacktestResult"]
 
 COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach"]
-
-
-def _utc(t) -> pd.Timestamp | None:
-    if t is None:
-        return None
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _model_labels(models) -> dict[str, MarginModel]:
@@ -109,7 +103,7 @@ class Backtest:
         self._portfolios = _portfolio_map(self.portfolios)
         self._models = _model_labels(self.models)
         idx = self.market.index
-        self._start, self._end = _utc(self.start), _utc(self.end)
+        self._start, self._end = utc(self.start), utc(self.end)
         for label, ts in (("start", self._start), ("end", self._end)):
             if ts is not None and not (idx[0] <= ts <= idx[-1]):
                 raise DataError(f"Backtest: {label} {ts:%Y-%m-%d} is outside the market data "
