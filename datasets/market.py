@@ -1,4 +1,11 @@
-"""`MarketData`: the aligned UTC panel every model and the engine read."""
+"""`MarketData`: the aligned UTC panel every model and the engine read.
+
+Clock (:mod:`marginlab.datasets.conventions`): row labels are bar open times and
+a row holds the bar's close, so row i is **observed** at
+``observation_time[i] = label + step`` (daily row D: D 24:00 UTC; hourly row H:
+H + 1 h). Every time difference is taken between observation times; a value
+enters the panel only at rows observed at or after the time it became known.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from .conventions import YEAR, observation_times, utc
 from .errors import DataError
+from .validate import frequency_delta
 
 __all__ = ["MarketData"]
 
@@ -24,18 +33,25 @@ def _log_change(values: np.ndarray) -> np.ndarray:
 class MarketData:
     """Aligned market panel on one UTC time index.
 
+    The index holds row **labels** (bar open times: what result frames call
+    ``date``); row i is observed at :attr:`observation_time` ``[i]`` = label +
+    one step (a daily row labelled D is the close at D 24:00 UTC, an hourly row
+    labelled H the close at H + 1 h).
+
     Attributes
     ----------
     prices : DataFrame of shape (n_times, n_assets)
-        Close prices in the quote currency, one column per asset. NaN only
-        before an asset's first or after its last observation (listing
-        dates differ); never inside an asset's history.
+        Close prices in the quote currency, one column per asset, observed at
+        the row's observation time. NaN only before an asset's first or after
+        its last observation (listing dates differ); never inside an asset's
+        history.
     implied_vol : DataFrame of shape (n_times, n_assets)
-        Annualised implied volatility as a decimal (0.65 = 65%), NaN where the
-        asset has no implied-vol history on that date.
+        Annualised implied volatility as a decimal (0.65 = 65%): the last value
+        known at the row's observation time; NaN where the asset has none.
     funding : DataFrame of shape (n_times, n_assets) or None
-        Funding paid by longs per period as a fraction of notional (NaN where
-        unknown).
+        Funding paid by longs over the row's period [previous observation
+        time, this observation time) as a fraction of notional (NaN where
+        unknown); the realised P&L from row i to row j charges rows i+1 .. j.
     freq : {"1d", "1h"}
         Sampling step of the index.
     option_chains : DataFrame or None
@@ -50,6 +66,7 @@ class MarketData:
     option_chains: pd.DataFrame | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        frequency_delta(self.freq)
         if not self.prices.index.equals(self.implied_vol.index):
             raise DataError("MarketData: implied_vol index differs from prices index")
         if self.funding is not None and not self.prices.index.equals(self.funding.index):
@@ -94,6 +111,60 @@ class MarketData:
         """Funding as a float ndarray of shape (n_times, n_assets), or None."""
         return None if self.funding is None else self.funding.to_numpy(dtype=float, copy=True)
 
+    @property
+    def step(self) -> pd.Timedelta:
+        """Nominal time between two observations (one day or one hour)."""
+        return frequency_delta(self.freq)
+
+    @cached_property
+    def observation_time(self) -> pd.DatetimeIndex:
+        """Observation time of every row (UTC): the label plus one step (the bar's close)."""
+        return observation_times(self.index, self.freq)
+
+    @cached_property
+    def observation_ns(self) -> np.ndarray:
+        """Observation times as int64 nanoseconds since the epoch, shape (n_times,) (read-only)."""
+        out = self.observation_time.as_unit("ns").asi8.copy()
+        out.setflags(write=False)
+        return out
+
+    def horizon_years(self, horizon: float) -> float:
+        """``horizon`` observations in years at the nominal step: ``horizon x step / 365 days``.
+
+        A model at t does not know the future observation times; it ages by the
+        nominal step (a gap in the data is only known once it happened).
+        """
+        return float(horizon) * (self.step / YEAR)
+
+    def years_to(self, i: int, times) -> np.ndarray:
+        """Years of 365 days from the observation time of row ``i`` to ``times`` (int64 ns or timestamps)."""
+        ns = np.asarray(times) if isinstance(times, np.ndarray) and times.dtype.kind == "i" else \
+            pd.DatetimeIndex(times).as_unit("ns").asi8
+        return (ns - self.observation_ns[i]) / float(YEAR.value)
+
+    def last_observed(self, time) -> int:
+        """Position of the last row observed at or before ``time`` (-1 if none)."""
+        return int(np.searchsorted(self.observation_ns, utc(time).value, side="right")) - 1
+
+    def first_complete_row(self, assets, implied_vol: bool = False) -> int | None:
+        """First row where every asset of ``assets`` has a price (and an implied vol); None if none.
+
+        Memoised per (assets, implied_vol): the panel is immutable.
+        """
+        key = (tuple(assets), bool(implied_vol))
+        memo = self._first_rows
+        if key not in memo:
+            cols = [self.asset_index[a] for a in key[0]]
+            ok = np.isfinite(self.price_array[:, cols]).all(axis=1)
+            if implied_vol:
+                ok &= np.isfinite(self.vol_array[:, cols]).all(axis=1)
+            memo[key] = int(ok.argmax()) if ok.any() else None
+        return memo[key]
+
+    @cached_property
+    def _first_rows(self) -> dict:
+        return {}
+
     @cached_property
     def token(self) -> str:
         """A unique identifier of this panel object (keys caches; never reused, unlike ``id``)."""
@@ -123,13 +194,11 @@ class MarketData:
     @property
     def periods_per_year(self) -> float:
         """Observations per year: 365 for daily data, 8760 for hourly (crypto never closes)."""
-        return 365.0 if self.freq == "1d" else 365.0 * 24.0
+        return YEAR / self.step
 
     def loc_of(self, t: pd.Timestamp | str) -> int:
         """Integer position of timestamp ``t`` in the index, or DataError."""
-        ts = pd.Timestamp(t)
-        if ts.tzinfo is None:
-            ts = ts.tz_localize("UTC")
+        ts = utc(t)
         try:
             return self._positions[ts]
         except KeyError:
@@ -147,14 +216,17 @@ class MarketData:
         return self.index[self.prices[asset].notna().to_numpy()]
 
     def truncate(self, end: pd.Timestamp | str) -> MarketData:
-        """Return the panel with every row after ``end`` removed (for look-ahead tests)."""
-        ts = pd.Timestamp(end)
-        if ts.tzinfo is None:
-            ts = ts.tz_localize("UTC")
+        """Return the panel with every row labelled after ``end`` removed.
+
+        Option chains quoted after the observation time of ``end`` are dropped
+        too. This cuts a finished panel; to rebuild the market from what was
+        known at a time, use ``load_market(..., as_of=...)``.
+        """
+        ts = utc(end)
         keep = self.index <= ts
         chains = self.option_chains
         if chains is not None:
-            chains = chains[chains["date"] <= ts]
+            chains = chains[chains["quote_time"] <= ts + self.step]
         return MarketData(
             prices=self.prices.loc[keep],
             implied_vol=self.implied_vol.loc[keep],

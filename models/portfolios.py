@@ -2,18 +2,20 @@
 
 A portfolio answers ``positions_at(t, market)`` with a list of
 :class:`~marginlab.models.instruments.Position`, reading market data at or
-before ``t`` only (strikes are set on the day an option is opened, from that
-day's spot and implied vol). ``reference_portfolios()`` returns the library of
-books a validator would run.
+before ``t`` only (an option is opened at the observation time of its opening
+row, with that row's close and implied vol: its tenor runs from that time to an
+08:00 UTC expiry). ``reference_portfolios()`` returns the library of books a
+validator would run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
+from marginlab.datasets.conventions import utc, year_fraction
 
 from .instruments import Option, Perpetual, Position, Spot
 from .pricing import black76_greeks, strike_from_delta
@@ -29,7 +31,18 @@ __all__ = [
 ]
 
 EXPIRY_HOUR = 8  # Deribit options expire at 08:00 UTC
-YEAR_DAYS = 365.0
+DAY = pd.Timedelta(days=1)
+
+
+def expiry_after(time: pd.Timestamp, tenor_days: int) -> pd.Timestamp:
+    """The first 08:00 UTC at or after ``time + tenor_days`` days (Deribit's daily expiry hour).
+
+    A daily row's observation time is 00:00 UTC, so an option opened there with a
+    30-day tenor expires 30 days and 8 hours later.
+    """
+    target = utc(time) + pd.Timedelta(days=tenor_days)
+    expiry = target.normalize() + pd.Timedelta(hours=EXPIRY_HOUR)
+    return expiry if expiry >= target else expiry + DAY
 
 
 class Portfolio:
@@ -51,13 +64,15 @@ class Portfolio:
 
     def first_date(self, market: MarketData) -> pd.Timestamp:
         """First date on which the book can be built from ``market``."""
-        needed = market.prices[self.assets].notna().all(axis=1)
-        if self.needs_implied_vol:
-            needed &= market.implied_vol[self.assets].notna().all(axis=1)
-        if not needed.any():
+        return market.index[self._first_row(market)]
+
+    def _first_row(self, market: MarketData) -> int:
+        market.require_assets(self.assets, f"portfolio {self.name!r}")
+        row = market.first_complete_row(self.assets, implied_vol=self.needs_implied_vol)
+        if row is None:
             raise DataError(f"portfolio {self.name!r}: market data has no date with prices"
                             f"{' and implied vol' if self.needs_implied_vol else ''} for {self.assets}")
-        return needed.idxmax()
+        return row
 
 
 @dataclass(frozen=True)
@@ -173,7 +188,6 @@ class OptionStrategy(Portfolio):
     spot_units: float = 0.0
     delta_hedge: bool = False
     start: pd.Timestamp | None = None
-    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "legs", tuple(self.legs))
@@ -200,62 +214,57 @@ class OptionStrategy(Portfolio):
         """Days between two openings."""
         return min(leg.tenor_days for leg in self.legs) - self.roll_days
 
-    def _origin(self, market: MarketData) -> pd.Timestamp:
-        first = self.first_date(market)
+    def _origin(self, market: MarketData) -> int:
+        """Row of the first opening: the first row with a price and an implied vol (at or after ``start``)."""
+        first = self._first_row(market)
         if self.start is not None:
-            start = pd.Timestamp(self.start)
-            start = start.tz_localize("UTC") if start.tzinfo is None else start
-            first = max(first, start)
+            first = max(first, int(market.index.searchsorted(utc(self.start))))
         return first
 
-    def _opening(self, t: pd.Timestamp, market: MarketData) -> tuple[pd.Timestamp, list[Position]]:
-        origin = self._cache.get(("origin", market.token))
-        if origin is None:
-            origin = self._origin(market)
-            self._cache[("origin", market.token)] = origin
-        if t < origin:
-            raise DataError(f"portfolio {self.name!r}: no position before {origin:%Y-%m-%d} "
+    def _opening_row(self, i: int, market: MarketData) -> int:
+        """Row at which the options held at row ``i`` were opened (every ``cycle_days`` from the origin)."""
+        origin = self._origin(market)
+        if i < origin:
+            raise DataError(f"portfolio {self.name!r}: no position before {market.index[origin]:%Y-%m-%d} "
                             f"(first date with {self.asset} price and implied vol)")
-        n_cycles = int(((t - origin) / pd.Timedelta(days=1)) // self.cycle_days)
-        opened = origin + pd.Timedelta(days=n_cycles * self.cycle_days)
-        key = ("open", opened, market.token)
-        if key not in self._cache:
-            try:
-                spot = float(market.prices.at[opened, self.asset])
-                vol = float(market.implied_vol.at[opened, self.asset])
-            except KeyError:
-                raise DataError(f"portfolio {self.name!r}: no market data on opening date {opened}") from None
-            if not (np.isfinite(spot) and np.isfinite(vol)):
-                raise DataError(f"portfolio {self.name!r}: no {self.asset} price or implied vol on opening "
-                                f"date {opened:%Y-%m-%d}")
-            size = self.notional / spot
-            positions = []
-            for leg in self.legs:
-                expiry = opened.normalize() + pd.Timedelta(days=leg.tenor_days, hours=EXPIRY_HOUR)
-                t_years = ((expiry - opened) / pd.Timedelta(days=1)) / YEAR_DAYS
-                if leg.delta is None:
-                    strike = spot
-                else:
-                    strike = strike_from_delta(spot, t_years, vol, leg.delta, leg.kind == "call")
-                strike = float(np.round(strike, 2))
-                positions.append(Position(Option(self.asset, expiry, strike, leg.kind), leg.units * size))
-            if self.spot_units:
-                positions.append(Position(Spot(self.asset), self.spot_units * size))
-            self._cache[key] = positions
-        return opened, self._cache[key]
+        first = market.index[origin]
+        n_cycles = int(((market.index[i] - first) / DAY) // self.cycle_days)
+        # the first row labelled at or after the cycle start (hourly panels keep maintenance gaps)
+        return int(market.index.searchsorted(first + n_cycles * self.cycle_days * DAY))
+
+    def _opening(self, row: int, market: MarketData) -> list[Position]:
+        """The positions opened at ``row``: strikes and sizes from its close and implied vol."""
+        a = market.asset_index[self.asset]
+        spot, vol = float(market.price_array[row, a]), float(market.vol_array[row, a])
+        if not (np.isfinite(spot) and np.isfinite(vol)):
+            raise DataError(f"portfolio {self.name!r}: no {self.asset} price or implied vol on opening "
+                            f"date {market.index[row]:%Y-%m-%d %H:%M}")
+        opened = market.observation_time[row]
+        size = self.notional / spot
+        positions = []
+        for leg in self.legs:
+            expiry = expiry_after(opened, leg.tenor_days)
+            if leg.delta is None:
+                strike = spot
+            else:
+                strike = strike_from_delta(spot, year_fraction(opened, expiry), vol, leg.delta, leg.kind == "call")
+            strike = float(np.round(strike, 2))
+            positions.append(Position(Option(self.asset, expiry, strike, leg.kind), leg.units * size))
+        if self.spot_units:
+            positions.append(Position(Spot(self.asset), self.spot_units * size))
+        return positions
 
     def positions_at(self, t, market=None) -> list[Position]:
-        """Positions at ``t`` (data at or before ``t`` only)."""
+        """Positions at ``t`` (data at or before the observation time of ``t`` only)."""
         if market is None:
             raise ValueError(f"portfolio {self.name!r}: positions_at needs the market data")
-        ts = pd.Timestamp(t)
-        _, positions = self._opening(ts, market)
-        positions = list(positions)
+        i = market.loc_of(t)
+        positions = self._opening(self._opening_row(i, market), market)
         if self.delta_hedge:
-            i, a = market.loc_of(ts), market.asset_index[self.asset]
+            a = market.asset_index[self.asset]
             spot, vol = float(market.price_array[i, a]), float(market.vol_array[i, a])
             opts = [p for p in positions if isinstance(p.instrument, Option)]
-            tau = np.array([((p.instrument.expiry - ts) / pd.Timedelta(days=1)) / YEAR_DAYS for p in opts])
+            tau = market.years_to(i, pd.DatetimeIndex([p.instrument.expiry for p in opts]))
             g = black76_greeks(spot, np.array([p.instrument.strike for p in opts]), tau, vol,
                                np.array([p.instrument.is_call for p in opts]))
             net_delta = float(np.sum(g["delta"] * np.array([p.quantity for p in opts])))

@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from marginlab.datasets import DataError, MarketData
 
 from .base import MarginModel, check_range, register
 from .instruments import LINEAR, OPTION, Option, Position
-from .pricing import black76_price
-from .revaluation import DAY, YEAR_DAYS, option_vols
+from .revaluation import option_mark
 
 __all__ = ["StaticMargin", "TieredMargin", "DeribitStandardMargin", "BINANCE_BTCUSDT_2021_TIERS"]
 
@@ -62,13 +60,8 @@ class StaticMargin(MarginModel):
 
 
 def _option_mark(option: Option, market: MarketData, t, spot: float) -> float:
-    i = market.loc_of(t)
-    vol = float(market.vol_array[i, market.asset_index[option.asset]])
-    if not np.isfinite(vol):
-        raise DataError(f"option {option.label}: no implied vol for {option.asset} at {t}")
-    tau = ((option.expiry - pd.Timestamp(t)) / DAY) / YEAR_DAYS
-    vol = float(option_vols(market, option.asset, i, vol, option.strike, spot, tau))
-    return float(black76_price(spot, option.strike, tau, vol, option.is_call))
+    """Mark of one unit of ``option`` at ``t``: :func:`~marginlab.models.revaluation.option_mark`."""
+    return option_mark(option, market, t, where=f"option {option.label}")
 
 
 #: Binance USDT-margined BTCUSDT perpetual, 2021 leverage brackets:
