@@ -134,7 +134,7 @@ class MarketData:
         A model at t does not know the future observation times; it ages by the
         nominal step (a gap in the data is only known once it happened).
         """
-        return float(horizon) * (self.step / YEAR)
+        return float(horizon) * float(self.step.value) / float(YEAR.value)
 
     def years_to(self, i: int, times) -> np.ndarray:
         """Years of 365 days from the observation time of row ``i`` to ``times`` (int64 ns or timestamps)."""

@@ -16,8 +16,13 @@ Valuation rules
   time** (:attr:`MarketData.observation_time`: a daily row labelled D is the
   close at D 24:00 UTC) to the 08:00 UTC expiry, in years of 365 days.
   Scenario vol shocks move the at-the-money level; the smile ratio is sticky in
-  moneyness. Over the MPOR the option is aged to the observation time of t + h
-  and re-marked with the spot and implied vol of t + h.
+  moneyness.
+* Horizon: the MPOR h is a number of **observations**. Scenario revaluation at
+  t (:func:`revalue`) ages options by h nominal steps (h days on daily data, h
+  hours on hourly data: a model at t cannot know the future observation times);
+  the realised P&L (:func:`realised_pnl`) ages them to the actual observation
+  time of row t + h (a maintenance gap in hourly data makes it longer) and
+  re-marks them with the spot and implied vol of t + h.
 * Settlement: an option expiring inside (t, t + h] settles at intrinsic value
   on the close of the **last observation at or before its expiry** (the last
   price known at the fixing; nothing observed after expiry is used). On daily
@@ -34,7 +39,6 @@ from collections.abc import Sequence
 
 import numpy as np
 from marginlab.datasets import DataError, MarketData
-from marginlab.datasets.conventions import YEAR_DAYS
 
 from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
@@ -220,8 +224,20 @@ def option_mark(option: Option, market: MarketData, t, where: str = "book") -> f
     return float(mark_to_market((Position(option, 1.0),), market, t, where)[0])
 
 
+def _horizon(market: MarketData, horizon: float, horizon_days: float | None, name: str = "horizon") -> float:
+    """The horizon in observations, accepting the old keyword ``horizon_days`` on daily panels only."""
+    if horizon_days is None:
+        return horizon
+    if horizon != 1:
+        raise ValueError(f"give either {name} (observations) or horizon_days, not both")
+    if market.freq != "1d":
+        raise ValueError(f"horizon_days is ambiguous on a {market.freq!r} panel: pass {name}= (a number of "
+                         "observations; converted to time through the panel's observation step)")
+    return horizon_days
+
+
 def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, vol_shocks=None,
-            horizon_days: float = 1.0, where: str = "book") -> np.ndarray:
+            horizon: float = 1, where: str = "book", *, horizon_days: float | None = None) -> np.ndarray:
     """P&L of a book under scenarios, reading market data at ``t`` only.
 
     Parameters
@@ -236,21 +252,31 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
     vol_shocks : ndarray, same shape as ``spot_shocks``, optional
         Additive changes of implied vol (decimal, 0.05 = +5 vol points); the
         shocked vol is floored at 1e-4.
-    horizon_days : float
-        Options are aged by this many days; those expiring inside it are valued
-        at intrinsic value on the shocked spot.
+    horizon : float
+        The horizon in **observations** of the panel (the MPOR): options are
+        aged by ``horizon`` x the panel's step (:meth:`MarketData.horizon_years`;
+        1 = one day on a daily panel, one hour on an hourly panel); those
+        expiring inside it are valued at intrinsic value on the shocked spot.
+    where : str
+        Names the book in error messages.
+    horizon_days : float, optional
+        The former name of ``horizon``, kept as an alias on daily panels (where
+        an observation is a day); on other panels it raises ValueError.
 
     Returns
     -------
     ndarray of shape spot_shocks.shape[:-1] (or (n_scenarios,)): P&L in the quote currency.
     """
-    return revalue_at(book_arrays(positions), market, market.loc_of(t), spot_shocks, vol_shocks, horizon_days,
-                      where)
+    return revalue_at(book_arrays(positions), market, market.loc_of(t), spot_shocks, vol_shocks,
+                      _horizon(market, horizon, horizon_days), where)
 
 
 def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_shocks=None,
-               horizon_days: float = 1.0, where: str = "book") -> np.ndarray:
-    """:func:`revalue` for a book's :class:`BookArrays` at row ``i`` of the market (the models' hot path)."""
+               horizon: float = 1, where: str = "book") -> np.ndarray:
+    """:func:`revalue` for a book's :class:`BookArrays` at row ``i`` of the market (the models' hot path).
+
+    ``horizon`` is in observations (see :func:`revalue`).
+    """
     n_assets = len(book.assets)
     shocks = np.asarray(spot_shocks, dtype=float)
     if n_assets == 1 and (shocks.ndim == 1 or shocks.shape[-1] != 1):
@@ -276,7 +302,7 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
         if m.size:
             s1 = s0[m] * np.exp(shocks[..., book.asset_idx[m]])  # (..., n_live_options)
             tau0 = tau_all[m]
-            tau1 = np.maximum(tau0 - horizon_days / YEAR_DAYS, 0.0)
+            tau1 = np.maximum(tau0 - market.horizon_years(horizon), 0.0)
             atm0 = vols[book.asset_idx[m]]
             atm1 = np.maximum(atm0 + dvol[..., book.asset_idx[m]], 1e-4)
             v0 = _position_vols(market, book, i, atm0, s0[m], tau0, m)
@@ -287,22 +313,24 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
     return total
 
 
-def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_days: int = 1,
-                 include_funding: bool = False, where: str = "book") -> float:
-    """Realised P&L of the frozen book from ``t`` to ``t + horizon_days`` observations.
+def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: int = 1,
+                 include_funding: bool = False, where: str = "book", *, horizon_days: int | None = None) -> float:
+    """Realised P&L of the frozen book from ``t`` to ``t + horizon`` observations.
 
     Linear positions: quantity x (S_{t+h} - S_t) (x (1 + basis) for futures);
     options aged from the observation time of t to that of t + h and re-marked
     there, or settled at intrinsic value on the close of the last observation
     at or before their expiry (module docstring); perpetual funding of rows
     t+1 .. t+h (paid over [observation of t, observation of t + h)) charged
-    when ``include_funding`` (NaN funding counts as zero).
+    when ``include_funding`` (NaN funding counts as zero). ``horizon_days`` is
+    the former name of ``horizon`` (daily panels only).
     """
+    horizon = int(_horizon(market, horizon, horizon_days))
     book = book_arrays(positions)
     i = market.loc_of(t)
-    j = i + horizon_days
+    j = i + horizon
     if j >= len(market.index):
-        raise DataError(f"{where}: no data {horizon_days} observation(s) after {market.index[i]} for the MPOR")
+        raise DataError(f"{where}: no data {horizon} observation(s) after {market.index[i]} for the MPOR")
     cols = _cols(market, book)
     s0v, v0v = _market_inputs(market, book, i, where)
     s1v = market.price_array[j, cols]

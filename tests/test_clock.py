@@ -115,3 +115,38 @@ def test_delta_hedge_from_the_observation_time():
     hedge = positions[-1]
     assert isinstance(hedge.instrument, mm.Perpetual)
     assert hedge.quantity == pytest.approx(-np.sum(g["delta"] * [p.quantity for p in opts]), rel=1e-12)
+
+
+def test_revalue_ages_by_observations_through_the_step():
+    # one observation = one hour on an hourly panel (the old code aged by one day: 24x the decay)
+    rng = np.random.default_rng(3)
+    prices = 100.0 * np.exp(np.cumsum(rng.normal(0, 0.01, 60)))
+    hourly = toy(prices, start="2021-01-01", freq="1h")
+    expiry = pd.Timestamp("2021-01-20 08:00", tz="UTC")
+    book = [mm.Position(mm.Option("BTC", expiry, 100.0, "call"), -1.0),
+            mm.Position(mm.Option("BTC", expiry, 100.0, "put"), -1.0)]
+    i = 59
+    t, s0 = hourly.index[i], prices[i]
+    tau0 = (expiry - (t + HOUR)) / YEAR
+
+    def value(s, tau):
+        return -(mm.black76_price(s, 100.0, tau, 0.5, True) + mm.black76_price(s, 100.0, tau, 0.5, False))
+
+    theta_1h = value(s0, tau0 - 1 / 8760) - value(s0, tau0)
+    assert mm.revalue(book, hourly, t, np.zeros(1), horizon=1)[0] == pytest.approx(theta_1h, rel=1e-10)
+    assert mm.revalue(book, hourly, t, np.zeros(1), horizon=24)[0] == pytest.approx(
+        value(s0, tau0 - 1 / 365) - value(s0, tau0), rel=1e-10)
+    with pytest.raises(ValueError, match="horizon_days is ambiguous"):
+        mm.revalue(book, hourly, t, np.zeros(1), horizon_days=1)
+    daily = toy(prices[:30])
+    assert mm.revalue(book, daily, daily.index[5], np.zeros(1), horizon_days=2)[0] == \
+        mm.revalue(book, daily, daily.index[5], np.zeros(1), horizon=2)[0]
+
+    # historical VaR of the hourly option book: the book revalued on each of the window's hourly moves,
+    # aged one hour (reference computed here with Black-76 directly)
+    model = mm.make_model("historical_var", lookback=40, min_obs=20)
+    margin = model.margin(model.fit(hourly, t), book, hourly, t)
+    moves = np.log(prices[i - 39:i + 1] / prices[i - 40:i])  # the last 40 hourly log returns (constant vol)
+    losses = -np.array([value(s0 * np.exp(r), tau0 - 1 / 8760) - value(s0, tau0) for r in moves])
+    k = int(np.ceil(40 * 0.01))
+    assert margin == pytest.approx(max(np.sort(losses)[::-1][k - 1], 0.0), rel=1e-10)
