@@ -150,3 +150,53 @@ def test_revalue_ages_by_observations_through_the_step():
     losses = -np.array([value(s0 * np.exp(r), tau0 - 1 / 8760) - value(s0, tau0) for r in moves])
     k = int(np.ceil(40 * 0.01))
     assert margin == pytest.approx(max(np.sort(losses)[::-1][k - 1], 0.0), rel=1e-10)
+
+
+def test_hourly_dvol_only_after_it_is_published():
+    # DVOL of 2021-05-19 (the crash day, close 124.83) is known at 2021-05-19 24:00: the hours of
+    # 2021-05-19 carry DVOL of 2021-05-18 (117.01), except the last one, observed at 24:00 with the daily row
+    hourly = ds.load_market(["BTC"], freq="1h", start="2021-05-18", end="2021-05-20 23:00")
+    dvol = ds.load_implied_vol("BTC")
+    day = hourly.implied_vol["BTC"].loc["2021-05-19"]
+    assert (day.iloc[:23] == dvol.loc["2021-05-18"]).all()
+    assert day.iloc[23] == dvol.loc["2021-05-19"]
+    daily = ds.load_market(["BTC"], start="2021-05-18", end="2021-05-20")
+    # the hour closing at D 24:00 and the daily row D are the same observation
+    assert daily.implied_vol.loc["2021-05-19", "BTC"] == hourly.implied_vol.loc["2021-05-19 23:00", "BTC"]
+    assert daily.observation_time[daily.loc_of("2021-05-19")] == \
+        hourly.observation_time[hourly.loc_of("2021-05-19 23:00")]
+
+
+def test_funding_accrual_window_daily_and_hourly():
+    # a day's funding (3 x the Binance daily mean print) is booked at the row observed at the day's end;
+    # the P&L from t to t + h charges what was paid over [observation of t, observation of t + h)
+    daily = ds.load_market(["BTC"], start="2021-01-01", end="2021-01-31")
+    hourly = ds.load_market(["BTC"], freq="1h", start="2021-01-01", end="2021-01-31 23:00")
+    daily_rate = 3 * ds.load_funding("binance", "2021-01-01", "2021-01-31")["funding_mean"]
+    np.testing.assert_allclose(daily.funding["BTC"].to_numpy(), daily_rate.to_numpy(), rtol=1e-15)
+    per_day = hourly.funding["BTC"].fillna(0.0).groupby(hourly.index.floor("D")).sum()
+    np.testing.assert_allclose(per_day.to_numpy(), daily_rate.to_numpy(), rtol=1e-15)
+    book = [mm.Position(mm.Perpetual("BTC"), -2.0)]
+    t = pd.Timestamp("2021-01-10 20:00", tz="UTC")  # observed 21:00; 24 hours later: 2021-01-11 21:00
+    i = hourly.loc_of(t)
+    price = hourly.price_array[:, 0]
+    with_funding = mm.realised_pnl(book, hourly, t, 24, include_funding=True)
+    expected = -2.0 * (price[i + 24] - price[i]) + 2.0 * price[i] * daily_rate.loc["2021-01-10"]
+    assert with_funding == pytest.approx(expected, rel=1e-12)
+    # the daily panel charges the funding of the days after t's close
+    t = pd.Timestamp("2021-01-10", tz="UTC")
+    i = daily.loc_of(t)
+    expected = -2.0 * (daily.price_array[i + 2, 0] - daily.price_array[i, 0]) + \
+        2.0 * daily.price_array[i, 0] * daily_rate.loc["2021-01-11":"2021-01-12"].sum()
+    assert mm.realised_pnl(book, daily, t, 2, include_funding=True) == pytest.approx(expected, rel=1e-12)
+
+
+def test_load_market_as_of_keeps_what_was_known():
+    t = pd.Timestamp("2021-06-02 02:00", tz="UTC")
+    known = ds.load_market(["BTC"], freq="1h", start="2021-05-01", with_option_chains=True, as_of=t)
+    assert known.index[-1] == pd.Timestamp("2021-06-02 01:00", tz="UTC")  # the bar closing at 02:00
+    assert known.implied_vol["BTC"].iloc[-1] == ds.load_implied_vol("BTC").loc["2021-06-01"]
+    assert known.option_chains["quote_time"].max() < t
+    assert known.funding["BTC"].last_valid_index() == pd.Timestamp("2021-06-01 23:00", tz="UTC")
+    with pytest.raises(ds.DataError, match="before the first price close"):
+        ds.load_market(["BTC"], as_of="2010-01-01")
