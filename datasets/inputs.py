@@ -42,6 +42,7 @@ import pandas as pd
 from .conventions import utc
 from .errors import DataError
 from .market import MarketData
+from .smile import fit_smiles
 from .validate import frequency_delta
 
 __all__ = ["MarketInputs"]
@@ -135,8 +136,11 @@ class MarketInputs:
         for a, s in self.funding.items():
             if a in funding.columns:
                 funding[a] = _flow_at(s, obs, self.step.value)
+        smile = None
+        if self.option_chains is not None and CHAIN_ASSET in self.implied_vol:
+            smile = fit_smiles(self.option_chains, self.implied_vol[CHAIN_ASSET], asset=CHAIN_ASSET)
         return MarketData(prices=prices, implied_vol=iv, funding=funding, freq=self.freq,
-                          option_chains=self.option_chains)
+                          option_chains=self.option_chains, smile=smile)
 
 
 def _level_at(series: pd.Series, obs: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .conventions import YEAR, observation_times, utc
 from .errors import DataError
+from .smile import SMILE_COLUMNS, smile_regimes
 from .validate import frequency_delta
 
 __all__ = ["MarketData"]
@@ -55,8 +56,14 @@ class MarketData:
     freq : {"1d", "1h"}
         Sampling step of the index.
     option_chains : DataFrame or None
-        End-of-day option chains (see :func:`load_option_chains`) used to fit a
-        smile; ``None`` when not loaded.
+        End-of-day option chains (see :func:`load_option_chains`), the raw input
+        of the smile; ``None`` when not loaded.
+    smile : DataFrame or None
+        The smile fitted once per chain snapshot at load
+        (:func:`marginlab.datasets.smile.fit_smiles`: ``asset``, ``quote_time``
+        = when it became known, ``date``, ``dvol``, ``dvol_time``, ``b0`` ..
+        ``b3``); :meth:`smile_coefficients` gives the regime in force at each
+        row. ``None``: flat DVOL everywhere.
     """
 
     prices: pd.DataFrame
@@ -64,6 +71,7 @@ class MarketData:
     funding: pd.DataFrame | None = None
     freq: str = "1d"
     option_chains: pd.DataFrame | None = field(default=None, repr=False)
+    smile: pd.DataFrame | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         frequency_delta(self.freq)
@@ -71,6 +79,10 @@ class MarketData:
             raise DataError("MarketData: implied_vol index differs from prices index")
         if self.funding is not None and not self.prices.index.equals(self.funding.index):
             raise DataError("MarketData: funding index differs from prices index")
+        if self.smile is not None:
+            missing = sorted({"asset", "quote_time", *SMILE_COLUMNS} - set(self.smile.columns))
+            if missing:
+                raise DataError(f"MarketData: smile table lacks column(s) {missing}")
         for asset in self.prices.columns:
             col = self.prices[asset]
             valid = col.notna().to_numpy()
@@ -165,6 +177,27 @@ class MarketData:
     def _first_rows(self) -> dict:
         return {}
 
+    def smile_coefficients(self, asset: str) -> np.ndarray | None:
+        """Smile coefficients (b0, b1, b2, b3) in force at each row for ``asset``, or None (flat DVOL).
+
+        ndarray of shape (n_times, 4), read-only; a NaN row means flat DVOL there.
+        Computed once from :attr:`smile` and the observation times
+        (:func:`marginlab.datasets.smile.smile_regimes`): a snapshot's smile
+        applies only at rows observed at or after its quote time.
+        """
+        return self._smile_rows.get(asset)
+
+    @cached_property
+    def _smile_rows(self) -> dict[str, np.ndarray]:
+        if self.smile is None:
+            return {}
+        out = {}
+        for asset, table in self.smile.groupby("asset", sort=False):
+            coefs = smile_regimes(table, self.observation_ns)
+            coefs.setflags(write=False)
+            out[asset] = coefs
+        return out
+
     @cached_property
     def token(self) -> str:
         """A unique identifier of this panel object (keys caches; never reused, unlike ``id``)."""
@@ -224,15 +257,18 @@ class MarketData:
         """
         ts = utc(end)
         keep = self.index <= ts
-        chains = self.option_chains
+        chains, smile = self.option_chains, self.smile
         if chains is not None:
             chains = chains[chains["quote_time"] <= ts + self.step]
+        if smile is not None:
+            smile = smile[smile["quote_time"] <= ts + self.step]
         return MarketData(
             prices=self.prices.loc[keep],
             implied_vol=self.implied_vol.loc[keep],
             funding=None if self.funding is None else self.funding.loc[keep],
             freq=self.freq,
             option_chains=chains,
+            smile=smile,
         )
 
     def log_returns(self) -> pd.DataFrame:

@@ -156,8 +156,4 @@ def smile_regimes(table: pd.DataFrame, observation_ns: np.ndarray,
     kk = np.where(known, k, 0)
     fresh = known & (observation_ns - q[kk] < pd.Timedelta(max_age).value)
     out[fresh] = coefs[kk[fresh]]
-    mean_b0 = np.cumsum(coefs[:, 0]) / np.arange(1, len(q) + 1)
-    stale = known & ~fresh
-    out[stale] = 0.0
-    out[stale, 0] = mean_b0[kk[stale]]
     return out

@@ -19,6 +19,7 @@ from marginlab.datasets.conventions import utc, year_fraction
 
 from .instruments import Option, Perpetual, Position, Spot
 from .pricing import black76_greeks, strike_from_delta
+from .revaluation import option_vols
 
 __all__ = [
     "Portfolio",
@@ -233,10 +234,15 @@ class OptionStrategy(Portfolio):
         return int(market.index.searchsorted(first + n_cycles * self.cycle_days * DAY))
 
     def _opening(self, row: int, market: MarketData) -> list[Position]:
-        """The positions opened at ``row``: strikes and sizes from its close and implied vol."""
+        """The positions opened at ``row``: sizes from its close, strikes from the close and the ATM vol.
+
+        A delta-``d`` strike solves Black-76 delta = d at the at-the-money vol of
+        the row's vol regime (:func:`~marginlab.models.revaluation.option_vols` at
+        K = S) for the leg's time to expiry.
+        """
         a = market.asset_index[self.asset]
-        spot, vol = float(market.price_array[row, a]), float(market.vol_array[row, a])
-        if not (np.isfinite(spot) and np.isfinite(vol)):
+        spot, level = float(market.price_array[row, a]), float(market.vol_array[row, a])
+        if not (np.isfinite(spot) and np.isfinite(level)):
             raise DataError(f"portfolio {self.name!r}: no {self.asset} price or implied vol on opening "
                             f"date {market.index[row]:%Y-%m-%d %H:%M}")
         opened = market.observation_time[row]
@@ -247,7 +253,9 @@ class OptionStrategy(Portfolio):
             if leg.delta is None:
                 strike = spot
             else:
-                strike = strike_from_delta(spot, year_fraction(opened, expiry), vol, leg.delta, leg.kind == "call")
+                tau = year_fraction(opened, expiry)
+                vol = float(option_vols(market, self.asset, row, level, spot, spot, tau))
+                strike = strike_from_delta(spot, tau, vol, leg.delta, leg.kind == "call")
             strike = float(np.round(strike, 2))
             positions.append(Position(Option(self.asset, expiry, strike, leg.kind), leg.units * size))
         if self.spot_units:
@@ -261,12 +269,14 @@ class OptionStrategy(Portfolio):
         i = market.loc_of(t)
         positions = self._opening(self._opening_row(i, market), market)
         if self.delta_hedge:
+            # hedge ratio: Black-76 delta at each option's mark vol (the row's vol regime), from t's close
             a = market.asset_index[self.asset]
-            spot, vol = float(market.price_array[i, a]), float(market.vol_array[i, a])
+            spot, level = float(market.price_array[i, a]), float(market.vol_array[i, a])
             opts = [p for p in positions if isinstance(p.instrument, Option)]
+            strikes = np.array([p.instrument.strike for p in opts])
             tau = market.years_to(i, pd.DatetimeIndex([p.instrument.expiry for p in opts]))
-            g = black76_greeks(spot, np.array([p.instrument.strike for p in opts]), tau, vol,
-                               np.array([p.instrument.is_call for p in opts]))
+            vols = option_vols(market, self.asset, i, level, strikes, spot, tau)
+            g = black76_greeks(spot, strikes, tau, vols, np.array([p.instrument.is_call for p in opts]))
             net_delta = float(np.sum(g["delta"] * np.array([p.quantity for p in opts])))
             positions.append(Position(Perpetual(self.asset), -net_delta))
         return positions

@@ -39,45 +39,26 @@ from collections.abc import Sequence
 
 import numpy as np
 from marginlab.datasets import DataError, MarketData
+from marginlab.datasets.smile import smile_ratio
 
 from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
-from .smile import fit_smiles, smile_ratio
 
 __all__ = ["BookArrays", "book_arrays", "mark_to_market", "option_mark", "realised_pnl", "revalue", "revalue_at",
            "option_vols"]
 
-SMILE_ASSET = "BTC"  # the bundled chains are Deribit BTC options
-SMILE_MAX_AGE_DAYS = 3
-
-
-def _smile_coefs(market: MarketData) -> np.ndarray | None:
-    """Per market row, the smile coefficients in force (NaN rows: flat DVOL), or None without chains."""
-    if market.option_chains is None or SMILE_ASSET not in market.asset_index:
-        return None
-    cached = market.__dict__.get("_marginlab_smile")
-    if cached is None:
-        fits = fit_smiles(market.option_chains, market.implied_vol[SMILE_ASSET])
-        cached = np.full((len(market.index), 4), np.nan)
-        if len(fits):
-            pos = market.index.searchsorted(fits.index)
-            for row, (p, date) in enumerate(zip(pos, fits.index, strict=True)):
-                if p < len(market.index) and market.index[p] == date:
-                    end = min(p + SMILE_MAX_AGE_DAYS + 1, len(market.index))
-                    cached[p:end] = fits.iloc[row].to_numpy()
-        market.__dict__["_marginlab_smile"] = cached
-    return cached
-
-
 def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t_years) -> np.ndarray:
-    """Implied vol of options on ``asset`` at row ``i``: the ATM level (DVOL) times the smile ratio.
+    """Implied vol of options on ``asset`` under the vol regime in force at row ``i``.
 
-    The smile (:mod:`marginlab.models.smile`) applies on and up to 3 days after a bundled
-    chain date when the market carries option chains (``load_market(..., with_option_chains=True)``);
-    otherwise the vol is flat at ``atm_vol``.
+    ``atm_vol`` is the asset's implied-vol level (DVOL, possibly shocked); the
+    regime (:meth:`MarketData.smile_coefficients`, fitted once at load from the
+    option chains, :mod:`marginlab.datasets.smile`) scales it by the smile ratio
+    of a snapshot known at the row's observation time, sticky in moneyness
+    ln(K / S); without a smile in force the vol is flat at ``atm_vol``. Arrays
+    broadcast; returns an ndarray.
     """
     atm = np.asarray(atm_vol, dtype=float)
-    coefs = _smile_coefs(market) if asset == SMILE_ASSET else None
+    coefs = market.smile_coefficients(asset)
     if coefs is None or not np.isfinite(coefs[i, 0]):
         return np.broadcast_to(atm, np.broadcast(atm, np.asarray(strike), np.asarray(spot)).shape).copy()
     x = np.log(np.asarray(strike, float) / np.asarray(spot, float))

@@ -21,10 +21,11 @@ PANELS = {
     "1h": dict(start="2021-02-01"),  # hourly data ends 2021-06-09; DVOL starts 2021-03-24
 }
 # daily: before, inside (2021-06-15, 2022-02-14) and between the chain months; hourly: the
-# 2021-05-19 crash (a same-day DVOL copied onto its hours leaks the post-crash level)
+# 2021-05-19 crash (a same-day DVOL copied onto its hours leaks the post-crash level) and two hours
+# with a smile in force (02:00 is before that day's ~04:00 UTC snapshot: the previous day's smile)
 DATES = {
     "1d": ["2021-04-10", "2021-06-15", "2021-09-07", "2021-12-01", "2022-02-14"],
-    "1h": ["2021-04-20 13:00", "2021-05-19 05:00"],
+    "1h": ["2021-04-20 13:00", "2021-05-19 05:00", "2021-06-02 02:00", "2021-06-05 10:00"],
 }
 BOOKS = {
     "linear": "long BTC / short ETH perpetuals",
