@@ -79,3 +79,33 @@ def test_models_write_nothing_into_the_market():
     allowed = {f for f in MarketData.__dataclass_fields__} | {
         n for n, v in vars(MarketData).items() if isinstance(v, functools.cached_property)}
     assert set(vars(market)) <= allowed
+
+
+def test_one_vol_regime_per_pnl_at_the_edge_of_smile_coverage():
+    # 2022-05-03 is the last daily row under the 2022-04-30 smile; 2022-05-04 is past its 96 hours.
+    # The realised P&L marks both ends under the regime of t: it equals the scenario revaluation at t
+    # with the realised spot and DVOL moves (marking t + 1 under the flat regime jumped by -$12.1k).
+    market = daily()
+    book = mm.reference_portfolios()["short BTC ATM straddle, delta-hedged daily"]
+    t = pd.Timestamp("2022-05-03", tz="UTC")
+    i = market.loc_of(t)
+    positions = book.positions_at(t, market)
+    realised = mm.realised_pnl(positions, market, t, 1)
+    shock = np.log(market.price_array[i + 1, 0] / market.price_array[i, 0])
+    dvol = market.vol_array[i + 1, 0] - market.vol_array[i, 0]
+    scenario = mm.revalue(positions, market, t, np.array([shock]), np.array([dvol]), horizon=1)[0]
+    assert realised == pytest.approx(scenario, rel=1e-10, abs=1e-6)
+    # marking t + 1 under its own (flat) regime instead would add an artificial jump of ~-$12k
+    opts = [p for p in positions if isinstance(p.instrument, mm.Option)]
+    s1, v1 = market.price_array[i + 1, 0], market.vol_array[i + 1, 0]
+    assert market.smile_coefficients("BTC")[i + 1, 1:].tolist() in ([0.0, 0.0, 0.0], [np.nan] * 3) or \
+        np.isnan(market.smile_coefficients("BTC")[i + 1]).all()  # no fitted smile in force at t + 1
+    jump = 0.0
+    for p in opts:
+        tau1 = market.years_to(i + 1, pd.DatetimeIndex([p.instrument.expiry]))[0]
+        flat = mm.black76_price(s1, p.instrument.strike, tau1, float(option_vols(
+            market, "BTC", i + 1, v1, p.instrument.strike, s1, tau1)), p.instrument.is_call)
+        smiled = mm.black76_price(s1, p.instrument.strike, tau1, float(option_vols(
+            market, "BTC", i, v1, p.instrument.strike, s1, tau1)), p.instrument.is_call)
+        jump += p.quantity * float(flat - smiled)
+    assert jump < -5_000
