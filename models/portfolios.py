@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
-from marginlab.datasets.conventions import utc, year_fraction
+from marginlab.datasets.conventions import YEAR, utc
 
 from .instruments import Option, Perpetual, Position, Spot
 from .pricing import black76_greeks, strike_from_delta
@@ -32,7 +32,15 @@ __all__ = [
 ]
 
 EXPIRY_HOUR = 8  # Deribit options expire at 08:00 UTC
-DAY = pd.Timedelta(days=1)
+_DAY_NS = pd.Timedelta(days=1).value
+_EXPIRY_NS = pd.Timedelta(hours=EXPIRY_HOUR).value
+_YEAR_NS = float(YEAR.value)
+
+
+def _expiry_after_ns(time_ns: int, tenor_days: int) -> int:
+    target = time_ns + tenor_days * _DAY_NS
+    expiry = (target // _DAY_NS) * _DAY_NS + _EXPIRY_NS
+    return expiry if expiry >= target else expiry + _DAY_NS
 
 
 def expiry_after(time: pd.Timestamp, tenor_days: int) -> pd.Timestamp:
@@ -41,9 +49,7 @@ def expiry_after(time: pd.Timestamp, tenor_days: int) -> pd.Timestamp:
     A daily row's observation time is 00:00 UTC, so an option opened there with a
     30-day tenor expires 30 days and 8 hours later.
     """
-    target = utc(time) + pd.Timedelta(days=tenor_days)
-    expiry = target.normalize() + pd.Timedelta(hours=EXPIRY_HOUR)
-    return expiry if expiry >= target else expiry + DAY
+    return pd.Timestamp(_expiry_after_ns(utc(time).value, tenor_days), tz="UTC")
 
 
 class Portfolio:
@@ -68,7 +74,8 @@ class Portfolio:
         return market.index[self._first_row(market)]
 
     def _first_row(self, market: MarketData) -> int:
-        market.require_assets(self.assets, f"portfolio {self.name!r}")
+        if any(a not in market.asset_index for a in self.assets):
+            market.require_assets(self.assets, f"portfolio {self.name!r}")
         row = market.first_complete_row(self.assets, implied_vol=self.needs_implied_vol)
         if row is None:
             raise DataError(f"portfolio {self.name!r}: market data has no date with prices"
@@ -228,10 +235,10 @@ class OptionStrategy(Portfolio):
         if i < origin:
             raise DataError(f"portfolio {self.name!r}: no position before {market.index[origin]:%Y-%m-%d} "
                             f"(first date with {self.asset} price and implied vol)")
-        first = market.index[origin]
-        n_cycles = int(((market.index[i] - first) / DAY) // self.cycle_days)
-        # the first row labelled at or after the cycle start (hourly panels keep maintenance gaps)
-        return int(market.index.searchsorted(first + n_cycles * self.cycle_days * DAY))
+        obs = market.observation_ns
+        cycle = self.cycle_days * _DAY_NS
+        # the first row at or after the cycle start (hourly panels keep maintenance gaps)
+        return int(np.searchsorted(obs, obs[origin] + ((obs[i] - obs[origin]) // cycle) * cycle))
 
     def _opening(self, row: int, market: MarketData) -> list[Position]:
         """The positions opened at ``row``: sizes from its close, strikes from the close and the ATM vol.
@@ -245,19 +252,18 @@ class OptionStrategy(Portfolio):
         if not (np.isfinite(spot) and np.isfinite(level)):
             raise DataError(f"portfolio {self.name!r}: no {self.asset} price or implied vol on opening "
                             f"date {market.index[row]:%Y-%m-%d %H:%M}")
-        opened = market.observation_time[row]
+        opened = int(market.observation_ns[row])
         size = self.notional / spot
+        expiries = [_expiry_after_ns(opened, leg.tenor_days) for leg in self.legs]
+        taus = np.array([(e - opened) / _YEAR_NS for e in expiries])
+        atm = option_vols(market, self.asset, row, level, spot, spot, taus)  # ATM vol per leg's tenor
         positions = []
-        for leg in self.legs:
-            expiry = expiry_after(opened, leg.tenor_days)
-            if leg.delta is None:
-                strike = spot
-            else:
-                tau = year_fraction(opened, expiry)
-                vol = float(option_vols(market, self.asset, row, level, spot, spot, tau))
-                strike = strike_from_delta(spot, tau, vol, leg.delta, leg.kind == "call")
-            strike = float(np.round(strike, 2))
-            positions.append(Position(Option(self.asset, expiry, strike, leg.kind), leg.units * size))
+        for k, leg in enumerate(self.legs):
+            strike = spot if leg.delta is None else strike_from_delta(spot, taus[k], atm[k], leg.delta,
+                                                                     leg.kind == "call")
+            option = Option(self.asset, pd.Timestamp(expiries[k], tz="UTC"), float(np.float64(strike).round(2)),
+                            leg.kind)
+            positions.append(Position(option, leg.units * size))
         if self.spot_units:
             positions.append(Position(Spot(self.asset), self.spot_units * size))
         return positions
@@ -274,7 +280,7 @@ class OptionStrategy(Portfolio):
             spot, level = float(market.price_array[i, a]), float(market.vol_array[i, a])
             opts = [p for p in positions if isinstance(p.instrument, Option)]
             strikes = np.array([p.instrument.strike for p in opts])
-            tau = market.years_to(i, pd.DatetimeIndex([p.instrument.expiry for p in opts]))
+            tau = market.years_to(i, np.array([p.instrument.expiry.value for p in opts], dtype=np.int64))
             vols = option_vols(market, self.asset, i, level, strikes, spot, tau)
             g = black76_greeks(spot, strikes, tau, vols, np.array([p.instrument.is_call for p in opts]))
             net_delta = float(np.sum(g["delta"] * np.array([p.quantity for p in opts])))

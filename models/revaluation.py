@@ -48,7 +48,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from marginlab.datasets import DataError, MarketData
-from marginlab.datasets.smile import smile_ratio
+from marginlab.datasets.smile import RATIO_BOUNDS, smile_ratio
 
 from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
@@ -67,11 +67,17 @@ def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t
     broadcast; returns an ndarray.
     """
     atm = np.asarray(atm_vol, dtype=float)
+    t_years = np.asarray(t_years, dtype=float)
+    shape = np.broadcast(atm, np.asarray(strike), np.asarray(spot), t_years).shape
     coefs = market.smile_coefficients(asset)
     if coefs is None or not np.isfinite(coefs[i, 0]):
-        return np.broadcast_to(atm, np.broadcast(atm, np.asarray(strike), np.asarray(spot)).shape).copy()
-    x = np.log(np.asarray(strike, float) / np.asarray(spot, float))
-    return atm * smile_ratio(coefs[i], x, t_years)
+        return np.broadcast_to(atm, shape).copy()
+    c = coefs[i]
+    if c[1] == 0.0 and c[2] == 0.0 and c[3] == 0.0:  # flat regime: DVOL mapped to the ATM level
+        ratio = np.where(t_years > 0, min(max(c[0], RATIO_BOUNDS[0]), RATIO_BOUNDS[1]), 1.0)
+        return np.broadcast_to(atm * ratio, shape).copy()
+    x = np.broadcast_to(np.log(np.asarray(strike, float) / np.asarray(spot, float)), shape)
+    return atm * smile_ratio(c, x, np.broadcast_to(t_years, shape))
 
 
 def _position_vols(market: MarketData, book: BookArrays, i: int, atm, spots, t_years, m) -> np.ndarray:
