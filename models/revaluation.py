@@ -9,10 +9,12 @@ Valuation rules
 * Spot, perpetual and future: value change = quantity x (S_{t+h} - S_t)
   (futures times 1 + basis). Perpetual funding over (t, t+h] is charged when
   ``include_funding`` is set: P&L -= quantity x S_t x sum of daily funding.
-* Options: Black-76 on forward = spot at the asset's implied vol of the date
-  (DVOL as the at-the-money vol; flat across strikes unless the market carries
-  the BTC option chains, whose fitted smile then scales it on chain dates, see
-  :func:`option_vols`). Time to expiry runs from the row's **observation
+* Options: Black-76 on forward = spot at the vol of the regime in force
+  (:func:`option_vols`): the asset's implied-vol level (DVOL, the last close
+  known at the row) times the smile ratio of a chain snapshot known within the
+  last 96 hours, or flat at DVOL mapped to the ATM level (x mean fitted ATM
+  ratio of the snapshots known), or flat at DVOL without any snapshot
+  (:mod:`marginlab.datasets.smile`). Time to expiry runs from the row's **observation
   time** (:attr:`MarketData.observation_time`: a daily row labelled D is the
   close at D 24:00 UTC) to the 08:00 UTC expiry, in years of 365 days.
   Scenario vol shocks move the at-the-money level; the smile ratio is sticky in
@@ -55,6 +57,7 @@ from .pricing import black76_price
 
 __all__ = ["BookArrays", "book_arrays", "mark_to_market", "option_mark", "realised_pnl", "revalue", "revalue_at",
            "option_vols"]
+
 
 def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t_years) -> np.ndarray:
     """Implied vol of options on ``asset`` under the vol regime in force at row ``i``.
@@ -321,7 +324,10 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: 
     when ``include_funding`` (NaN funding counts as zero). ``horizon_days`` is
     the former name of ``horizon`` (daily panels only).
     """
-    horizon = int(_horizon(market, horizon, horizon_days))
+    horizon = _horizon(market, horizon, horizon_days)
+    if not isinstance(horizon, int | np.integer) or isinstance(horizon, bool) or horizon < 1:
+        raise ValueError(f"{where}: the realised P&L horizon must be a whole number of observations >= 1, "
+                         f"got {horizon!r}")
     book = book_arrays(positions)
     i = market.loc_of(t)
     j = i + horizon
