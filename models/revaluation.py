@@ -25,15 +25,16 @@ Valuation rules
   the realised P&L (:func:`realised_pnl`) ages them to the actual observation
   time of row t + h (a maintenance gap in hourly data makes it longer) and
   re-marks them with the spot and implied vol of t + h.
-* One vol regime per P&L: both ends of a P&L, realised or simulated, are marked
-  under the vol regime in force at t (the smile of the snapshot in force at t,
-  sticky in moneyness, applied to the implied-vol level of t + h; or flat).
-  The margin model saw that regime at t; marking t + h under another one (a
-  smile appearing or expiring at the edge of the chain coverage) would put an
-  artificial jump into the P&L (-$12.1k, 36% of the margin, on the short ATM
-  straddle of 2022-05-03 when t + h fell one day after the smile's 96 hours).
-  The change of smile shape between two snapshots is therefore not in the P&L;
-  the change of the level (DVOL) is.
+* One vol regime per P&L: both ends of a realised P&L are marked under the same
+  kind of regime. When fitted smiles are in force at t and at t + h, each end
+  is marked under its own (the marks a participant saw, so skew changes
+  between snapshots are P&L); otherwise both ends are marked under the regime
+  in force at t (its smile, sticky in moneyness, applied to the implied-vol
+  level of t + h; or its flat regime). A smile appearing or lapsing between t
+  and t + h at the edge of the chain coverage would otherwise be an artificial
+  jump (-$12.1k, 36% of the margin, on the short ATM straddle of 2022-05-03,
+  whose t + h fell after the smile's 96 hours). Model scenarios
+  (:func:`revalue`) mark both ends under the regime of t.
 * Settlement: an option expiring inside (t, t + h] settles at intrinsic value
   on the close of the **last observation at or before its expiry** (the last
   price known at the fixing; nothing observed after expiry is used). On daily
@@ -83,9 +84,10 @@ def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t
     return atm * smile_ratio(c, x, np.broadcast_to(t_years, shape))
 
 
-def _position_vols(market: MarketData, book: BookArrays, i: int, atm, spots, t_years, m) -> np.ndarray:
+def _position_vols(market: MarketData, book: BookArrays, i, atm, spots, t_years, m) -> np.ndarray:
     """Vols of the book's option positions ``m`` (mask or indices): :func:`option_vols` per underlying.
 
+    ``i`` is the row whose vol regime applies, or an array of rows per book asset.
     ``atm`` and ``spots`` have shape (..., n_options); leading dimensions are scenarios.
     """
     atm = np.asarray(atm, dtype=float)
@@ -95,9 +97,28 @@ def _position_vols(market: MarketData, book: BookArrays, i: int, atm, spots, t_y
     strikes = book.strike[m]
     for a in np.unique(idx):
         sel = idx == a
-        out[..., sel] = option_vols(market, book.assets[a], i, atm[..., sel], strikes[sel], spots[..., sel],
+        row = i if np.ndim(i) == 0 else i[a]
+        out[..., sel] = option_vols(market, book.assets[a], row, atm[..., sel], strikes[sel], spots[..., sel],
                                     np.asarray(t_years)[sel])
     return out
+
+
+def _fitted_smile(coefs: np.ndarray | None, i: int) -> bool:
+    return coefs is not None and bool(np.isfinite(coefs[i, 0]) and (coefs[i, 1:] != 0.0).any())
+
+
+def _end_regime_rows(market: MarketData, book: BookArrays, i: int, j: int) -> np.ndarray:
+    """Per book asset, the row whose vol regime marks the far end t + h of a realised P&L.
+
+    Row ``j`` (its own snapshot's smile: the marks a participant saw) when fitted
+    smiles are in force at both t and t + h; otherwise row ``i``, the regime of t.
+    """
+    rows = np.full(len(book.assets), i)
+    for a, asset in enumerate(book.assets):
+        coefs = market.smile_coefficients(asset)
+        if _fitted_smile(coefs, i) and _fitted_smile(coefs, j):
+            rows[a] = j
+    return rows
 
 
 class BookArrays:
@@ -366,8 +387,9 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: 
                     bad = k[np.isnan(vol1)][0]
                     raise DataError(f"{where}: option {positions[bad].instrument.label} needs implied vol of "
                                     f"{book.assets[book.asset_idx[bad]]} at {market.index[j]}, which is missing")
-                # one vol regime per P&L: t + h is marked under the smile in force at t (see module docstring)
-                v1 = _position_vols(market, book, i, vol1, s1[k], tau1[k], k)
+                # one vol regime per P&L (module docstring): t + h under its own fitted smile when both ends
+                # have one, otherwise under the regime of t
+                v1 = _position_vols(market, book, _end_regime_rows(market, book, i, j), vol1, s1[k], tau1[k], k)
                 p1[live] = black76_price(s1[k], book.strike[k], tau1[k], v1, book.is_call[k])
             pnl[m] = book.quantity[m] * (p1 - p0)
     return float(pnl.sum())

@@ -160,3 +160,18 @@ def test_dvol_mapped_to_atm_on_held_out_chain_months():
     level = market.vol_array[i, 0]
     assert float(option_vols(market, "BTC", i, level, 20_000.0, 38_000.0, 0.1)) == pytest.approx(
         level * smile["b0"].mean(), rel=1e-14)
+
+
+def test_inside_smile_coverage_each_end_is_marked_under_its_own_smile():
+    # 2022-02-14 and 2022-02-15 both have a fitted smile: the realised P&L is the change of the marks a
+    # participant saw (each row's own snapshot), so skew changes between snapshots are P&L
+    market = daily()
+    book = mm.reference_portfolios()["short BTC 25-delta strangle (30d, rolled at 7d)"]
+    t = pd.Timestamp("2022-02-14", tz="UTC")
+    positions = book.positions_at(t, market)
+    marks = mm.mark_to_market(positions, market, t + pd.Timedelta(days=1)) - mm.mark_to_market(positions, market, t)
+    assert mm.realised_pnl(positions, market, t, 1) == pytest.approx(marks.sum(), rel=1e-12)
+    shock = np.log(market.price_array[market.loc_of(t) + 1, 0] / market.price_array[market.loc_of(t), 0])
+    dvol = market.vol_array[market.loc_of(t) + 1, 0] - market.vol_array[market.loc_of(t), 0]
+    sticky = mm.revalue(positions, market, t, np.array([shock]), np.array([dvol]), horizon=1)[0]
+    assert abs(sticky - marks.sum()) > 100  # the smile moved between the two snapshots
