@@ -180,10 +180,11 @@ class MarketData:
     def smile_coefficients(self, asset: str) -> np.ndarray | None:
         """Smile coefficients (b0, b1, b2, b3) in force at each row for ``asset``, or None (flat DVOL).
 
-        ndarray of shape (n_times, 4), read-only; a NaN row means flat DVOL there.
-        Computed once from :attr:`smile` and the observation times
-        (:func:`marginlab.datasets.smile.smile_regimes`): a snapshot's smile
-        applies only at rows observed at or after its quote time.
+        ndarray of shape (n_times, 4), read-only: a snapshot's fitted smile at
+        rows observed within 96 hours after its quote time; ``(b0, 0, 0, 0)``,
+        flat at DVOL x b0 (DVOL mapped to the ATM level), at later rows; NaN
+        (flat DVOL) before the first snapshot. Computed once from :attr:`smile`
+        and the observation times (:func:`marginlab.datasets.smile.smile_regimes`).
         """
         return self._smile_rows.get(asset)
 
