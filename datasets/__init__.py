@@ -6,6 +6,7 @@ sources and licences (see ``datasets/NOTICE.md``).
 """
 
 from .errors import DataError
+from .inputs import MarketInputs
 from .loaders import (
     catalog,
     known_assets,
@@ -14,6 +15,7 @@ from .loaders import (
     load_market,
     load_option_chains,
     load_prices,
+    market_inputs,
     read_prices,
 )
 from .market import MarketData
@@ -21,6 +23,7 @@ from .market import MarketData
 __all__ = [
     "DataError",
     "MarketData",
+    "MarketInputs",
     "catalog",
     "known_assets",
     "load_funding",
@@ -28,5 +31,6 @@ __all__ = [
     "load_market",
     "load_option_chains",
     "load_prices",
+    "market_inputs",
     "read_prices",
 ]

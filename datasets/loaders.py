@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .conventions import utc
 from .errors import DataError
+from .inputs import MarketInputs
 from .market import MarketData
 from .validate import first_items, frequency_delta, validate_frame
 
@@ -30,6 +32,7 @@ __all__ = [
     "load_option_chains",
     "load_funding",
     "load_market",
+    "market_inputs",
     "read_prices",
     "PLAUSIBLE_PRICES",
 ]
@@ -80,13 +83,6 @@ def _dataset(kind: str, asset: str, freq: str) -> dict:
                     f"known assets: {known_assets(kind, freq)}")
 
 
-def _utc(t) -> pd.Timestamp | None:
-    if t is None:
-        return None
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 @lru_cache(maxsize=64)
 def _read_bundled(file: str, time_col: str) -> pd.DataFrame:
     path = DATA_DIR / file
@@ -96,7 +92,7 @@ def _read_bundled(file: str, time_col: str) -> pd.DataFrame:
 
 
 def _slice(frame: pd.DataFrame, start, end, source: str) -> pd.DataFrame:
-    start, end = _utc(start), _utc(end)
+    start, end = utc(start), utc(end)
     if start is not None and end is not None and start > end:
         raise DataError(f"{source}: start {start:%Y-%m-%d} is after end {end:%Y-%m-%d}")
     first, last = frame.index[0], frame.index[-1]
@@ -176,7 +172,7 @@ def load_option_chains(start=None, end=None, asset: str = "BTC") -> pd.DataFrame
     frame = pd.read_csv(DATA_DIR / rec["file"])
     for col in ("date", "quote_time", "expiry"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
-    start, end = _utc(start), _utc(end)
+    start, end = utc(start), utc(end)
     if start is not None:
         frame = frame[frame["date"] >= start]
     if end is not None:
@@ -212,8 +208,31 @@ def daily_funding(start=None, end=None) -> pd.Series:
     return (3.0 * frame["funding_mean"]).rename("BTC")
 
 
-def load_market(assets, start=None, end=None, freq: str = "1d",
-                max_gap: int | None = None, with_option_chains: bool = False) -> MarketData:
+def _known_at_day_end(series: pd.Series) -> pd.Series:
+    """A daily series labelled by UTC day D, re-indexed by the time it became known: D 24:00."""
+    out = series.copy()
+    out.index = pd.DatetimeIndex(series.index + pd.Timedelta(days=1), name="known_at")
+    return out
+
+
+def market_inputs(assets, freq: str = "1d", max_gap: int | None = None,
+                  with_option_chains: bool = False) -> MarketInputs:
+    """The bundled raw inputs of a panel, each indexed by the time it became known.
+
+    Prices (closes by bar label) for ``assets``; DVOL for BTC and ETH (known at
+    the end of its UTC day); BTC funding (3 x the Binance daily mean print, known
+    at the end of its UTC day); the BTC option chains when ``with_option_chains``.
+    See :class:`~marginlab.datasets.inputs.MarketInputs`.
+    """
+    prices = {a: load_prices(a, freq=freq, max_gap=max_gap)["close"] for a in assets}
+    vols = {a: _known_at_day_end(load_implied_vol(a)) for a in assets if a in known_assets("implied_vol", "1d")}
+    funding = {"BTC": _known_at_day_end(daily_funding())} if "BTC" in assets else {}
+    chains = load_option_chains() if with_option_chains else None
+    return MarketInputs(freq=freq, prices=prices, implied_vol=vols, funding=funding, option_chains=chains)
+
+
+def load_market(assets, start=None, end=None, freq: str = "1d", max_gap: int | None = None,
+                with_option_chains: bool = False, as_of=None) -> MarketData:
     """Build an aligned :class:`MarketData` panel of bundled data.
 
     Parameters
@@ -221,8 +240,8 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
     assets : list of str
         Asset codes, e.g. ``["BTC", "ETH"]``.
     start, end : optional
-        UTC range. Without ``start`` the panel starts at the first date on
-        which every asset has a price (BTC alone: 2014-11-28).
+        UTC range of row labels. Without ``start`` the panel starts at the
+        first date on which any asset has a price (BTC alone: 2014-11-28).
     freq : {"1d", "1h"}
         Daily panels are on the full calendar (crypto trades every day). Hourly
         panels are indexed by the observed hours: the Binance hourly exports
@@ -230,15 +249,26 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
     max_gap : int, optional
         Passed to :func:`load_prices`.
     with_option_chains : bool
-        Attach the BTC option chains (for the smile) when True.
+        Attach the BTC option chains and the smile fitted from them when True.
+    as_of : str or Timestamp, optional
+        Build the market from what was known at this UTC time only: price bars
+        closed by then, DVOL and funding published by then, chain snapshots
+        quoted by then (:meth:`MarketInputs.known_at`), then aligned as usual.
+        The panel ends at the last row observed at or before ``as_of`` (an
+        ``end`` after it is cut there). The no-look-ahead test compares margins
+        on this market with those on the full one.
 
     Returns
     -------
     MarketData
-        ``prices`` (close; NaN outside each asset's history), ``implied_vol``
-        (DVOL / 100; NaN before 2021-03-24
-        and for assets without DVOL), ``funding`` (BTC daily, NaN elsewhere;
-        daily panels only).
+        Row labels are bar open times; row i is observed at
+        ``market.observation_time[i]`` (its close). ``prices`` (close; NaN
+        outside each asset's history), ``implied_vol`` (DVOL / 100, the last
+        value known at the row's observation time; NaN before 2021-03-24 and
+        for assets without DVOL), ``funding`` (BTC, each day's funding booked at
+        the row observed at the day's end; NaN elsewhere), option chains and
+        smile when requested. Alignment rules:
+        :mod:`marginlab.datasets.inputs`.
     """
     if isinstance(assets, str):
         assets = [assets]
@@ -248,44 +278,27 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
     dup = sorted({a for a in assets if assets.count(a) > 1})
     if dup:
         raise DataError(f"load_market: assets requested twice: {dup}")
-    frames = {a: load_prices(a, freq=freq, max_gap=max_gap)["close"] for a in assets}
-    first = min(s.index[0] for s in frames.values())
-    last = max(s.index[-1] for s in frames.values())
-    if freq == "1d":
-        full = pd.date_range(first, last, freq=frequency_delta(freq), name="time")
-    else:
-        # hourly exports have exchange-maintenance gaps (kept, never filled): the panel's index is
-        # the union of the observed hours, so a return across a gap spans the missing hours
-        full = frames[assets[0]].index
-        for a in assets[1:]:
-            full = full.union(frames[a].index)
-        full = full.rename("time")
-    union = pd.DataFrame({a: s.reindex(full) for a, s in frames.items()})
-    prices = _slice(union, start, end, f"load_market({assets}, freq={freq!r})")
+    inputs = market_inputs(assets, freq=freq, max_gap=max_gap, with_option_chains=with_option_chains)
+    where = f"load_market({assets}, freq={freq!r})"
+    if as_of is not None:
+        full = inputs.index()
+        inputs = inputs.known_at(as_of)
+        if all(s.empty for s in inputs.prices.values()):
+            raise DataError(f"{where}: as_of {utc(as_of)} is before the first price close "
+                            f"({full[0] + inputs.step})")
+        last = inputs.index()[-1]
+        end = last if end is None else min(utc(end), last)
+    index = _slice(pd.DataFrame(index=inputs.index()), start, end, where).index
+    market = inputs.to_market(index)
+    prices = market.prices
     empty = [a for a in assets if prices[a].isna().all()]
     if empty:
-        ranges = {a: f"{frames[a].index[0]:%Y-%m-%d}..{frames[a].index[-1]:%Y-%m-%d}" for a in empty}
+        frames = inputs.prices
+        ranges = {a: f"{frames[a].index[0]:%Y-%m-%d}..{frames[a].index[-1]:%Y-%m-%d}" if len(frames[a]) else "none"
+                  for a in empty}
         raise DataError(f"load_market: no prices for {empty} in the requested range "
                         f"(their data covers {ranges})")
-    prices.index.name = "time"
-    iv = pd.DataFrame(np.nan, index=prices.index, columns=assets)
-    funding = None
-    if freq == "1d":
-        for a in assets:
-            if a in known_assets("implied_vol", "1d"):
-                dvol = load_implied_vol(a)
-                iv[a] = dvol.reindex(prices.index)
-        funding = pd.DataFrame(np.nan, index=prices.index, columns=assets)
-        if "BTC" in assets:
-            funding["BTC"] = daily_funding().reindex(prices.index)
-    else:
-        for a in assets:
-            if a in known_assets("implied_vol", "1d"):
-                dvol = load_implied_vol(a)
-                iv[a] = dvol.reindex(prices.index.floor("1D")).to_numpy()
-    chains = load_option_chains() if with_option_chains else None
-    return MarketData(prices=prices, implied_vol=iv, funding=funding, freq=freq,
-                      option_chains=chains)
+    return market
 
 
 #: Default plausible range of prices read by :func:`read_prices` (quote currency per unit): wide enough for

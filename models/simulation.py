@@ -107,13 +107,16 @@ def _book_history(positions: Sequence[Position], market: MarketData, i: int, loo
 
 
 def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int) -> np.ndarray:
-    """Full-revaluation P&L of the book on scenarios (log spot moves, log implied-vol moves)."""
+                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int) -> np.ndarray:
+    """Full-revaluation P&L of the book on scenarios (log spot moves, log implied-vol moves).
+
+    ``horizon`` is the MPOR in observations (options are aged by horizon x the panel's step).
+    """
     vol_shocks = None
     if log_vol_moves is not None:
         cols = [market.asset_index[a] for a in assets]
         vol_shocks = market.vol_array[i, cols] * (np.exp(log_vol_moves) - 1.0)
-    return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon_days=horizon_days)
+    return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon=horizon)
 
 
 def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
@@ -123,10 +126,10 @@ def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
 
 
 def _scenario_forecast(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                       spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int,
+                       spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int,
                        measure: str, level: float) -> Forecast:
     """Revalue the book on scenarios and take the forecast (VaR, ES) of their losses."""
-    pnl = _scenario_pnl(positions, market, i, assets, spot_moves, log_vol_moves, horizon_days)
+    pnl = _scenario_pnl(positions, market, i, assets, spot_moves, log_vol_moves, horizon)
     return loss_forecast(-pnl, measure, level)
 
 

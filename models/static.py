@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from marginlab.datasets import DataError, MarketData
 
 from .base import MarginModel, check_range, register
 from .instruments import LINEAR, OPTION, Future, Instrument, Option, Perpetual, Position, Spot
 from .params import Asset, Cap
-from .pricing import black76_price
-from .revaluation import DAY, YEAR_DAYS, option_vols
+from .revaluation import option_mark
 from .venues import BINANCE_USDM_TIERS, DERIBIT_STANDARD, LEVELS, DeribitParams, check_caps
 
 __all__ = ["StaticMargin", "TieredMargin", "DeribitStandardMargin", "BINANCE_BTCUSDT_2021_TIERS",
@@ -70,13 +68,8 @@ class StaticMargin(MarginModel):
 
 
 def _option_mark(option: Option, market: MarketData, t, spot: float) -> float:
-    i = market.loc_of(t)
-    vol = float(market.vol_array[i, market.asset_index[option.asset]])
-    if not np.isfinite(vol):
-        raise DataError(f"option {option.label}: no implied vol for {option.asset} at {t}")
-    tau = ((option.expiry - pd.Timestamp(t)) / DAY) / YEAR_DAYS
-    vol = float(option_vols(market, option.asset, i, vol, option.strike, spot, tau))
-    return float(black76_price(spot, option.strike, tau, vol, option.is_call))
+    """Mark of one unit of ``option`` at ``t``: :func:`~marginlab.models.revaluation.option_mark`."""
+    return option_mark(option, market, t, where=f"option {option.label}")
 
 
 #: Binance BTCUSDT maintenance column, ``(notional cap in USDT, maintenance margin rate)``, in force

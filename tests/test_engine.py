@@ -43,11 +43,15 @@ def test_option_repriced_and_settled_at_intrinsic():
     expiry = pd.Timestamp("2021-01-03 08:00", tz="UTC")
     book = [mm.Position(mm.Option("BTC", expiry, 110.0, "call"), -1.0)]
     t0 = market.index[0]
-    p0 = mm.black76_price(100.0, 110.0, (expiry - t0) / pd.Timedelta(days=1) / 365, 0.5, True)
-    p1 = mm.black76_price(100.0, 110.0, (expiry - market.index[1]) / pd.Timedelta(days=1) / 365, 0.5, True)
-    assert mm.realised_pnl(book, market, t0, 1) == pytest.approx(-(p1 - p0))
-    # over 3 days the option expires on 2021-01-03 08:00: settles on the 2021-01-03 price, 120
-    assert mm.realised_pnl(book, market, t0, 3) == pytest.approx(-(10.0 - p0))
+    # row D is observed at D 24:00: 1 day 8 hours to expiry at the first row, 8 hours at the second
+    p0 = mm.black76_price(100.0, 110.0, (1 + 8 / 24) / 365, 0.5, True)
+    p1 = mm.black76_price(100.0, 110.0, (8 / 24) / 365, 0.5, True)
+    assert mm.realised_pnl(book, market, t0, 1) == pytest.approx(-(p1 - p0), rel=1e-12)
+    # over 2 or 3 days the option expires on 2021-01-03 08:00: it settles on the last close observed at or
+    # before then, 2021-01-03 00:00 (row 2021-01-02, 100): worthless; the 120 close comes 16 hours later
+    assert mm.realised_pnl(book, market, t0, 3) == pytest.approx(p0, rel=1e-12)
+    # settled options carry no P&L after their expiry
+    assert mm.realised_pnl(book, market, market.index[2], 1) == 0.0
 
 
 def test_revalue_matches_realised_for_linear_and_options():

@@ -31,7 +31,7 @@ def test_deribit_standard_futures_and_options():
     assert mm_ == pytest.approx((0.01 + 0.00005 * 6) * 6 * 40_000)
     expiry = pd.Timestamp("2021-07-01 08:00", tz="UTC")
     call = mm.Option("BTC", expiry, 48_000.0, "call")
-    tau = (expiry - T) / pd.Timedelta(days=1) / 365
+    tau = (expiry - (T + pd.Timedelta(days=1))) / pd.Timedelta(days=1) / 365  # the row of T is observed at T 24:00
     mark = float(mm.black76_price(40_000.0, 48_000.0, tau, 0.8, True))
     short = mm.make_model("deribit_standard").margin(None, [mm.Position(call, -2.0)], mk, T)
     # OTM 8000 -> 0.15 - 0.2 < 0.10 -> 0.10 x S + mark

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
+from marginlab.datasets.conventions import utc
 from marginlab.models.base import HasDiagnostics, MarginModel
 from marginlab.models.context import RunContext
 from marginlab.models.instruments import Position
@@ -36,13 +37,6 @@ __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLU
 #: (sum |q| S, quote currency) and whether its instruments changed since its previous date (a roll).
 COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
            "book_changed"]
-
-
-def _utc(t) -> pd.Timestamp | None:
-    if t is None:
-        return None
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def _model_labels(models) -> dict[str, MarginModel]:
@@ -123,7 +117,7 @@ class Backtest:
         self._portfolios = _portfolio_map(self.portfolios)
         self._models = _model_labels(self.models)
         idx = self.market.index
-        self._start, self._end = _utc(self.start), _utc(self.end)
+        self._start, self._end = utc(self.start), utc(self.end)
         for label, ts in (("start", self._start), ("end", self._end)):
             if ts is not None and not (idx[0] <= ts <= idx[-1]):
                 raise DataError(f"Backtest: {label} {ts:%Y-%m-%d} is outside the market data "
