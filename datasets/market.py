@@ -200,13 +200,6 @@ class MarketData:
         return out
 
     @cached_property
-    def token(self) -> str:
-        """A unique identifier of this panel object (keys caches; never reused, unlike ``id``)."""
-        import uuid
-
-        return uuid.uuid4().hex
-
-    @cached_property
     def asset_index(self) -> dict[str, int]:
         """Column position of each asset."""
         return {a: k for k, a in enumerate(self.prices.columns)}

@@ -47,6 +47,7 @@ Valuation rules
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,8 +57,8 @@ from marginlab.datasets.smile import RATIO_BOUNDS, smile_ratio
 from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
 
-__all__ = ["BookArrays", "book_arrays", "mark_to_market", "option_mark", "realised_pnl", "revalue", "revalue_at",
-           "option_vols"]
+__all__ = ["Book", "BookArrays", "book_arrays", "mark_to_market", "option_mark", "realised_pnl", "revalue",
+           "revalue_at", "option_vols"]
 
 
 def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t_years) -> np.ndarray:
@@ -147,23 +148,32 @@ class BookArrays:
         self.linear_weight = np.where(self.is_option, 0.0, self.quantity * (1.0 + self.basis))
 
 
-_BOOK_CACHE: dict[tuple[Position, ...], BookArrays] = {}
-_BOOK_CACHE_SIZE = 4096
+class Book(tuple):
+    """An immutable book of positions that builds its :class:`BookArrays` once.
+
+    The engine hands every model a ``Book`` for each portfolio and date, so the
+    column arrays are built once per book and date whoever asks (no process-wide
+    cache). A plain sequence of positions works everywhere too; its arrays are
+    then built on each call.
+    """
+
+    @functools.cached_property
+    def arrays(self) -> BookArrays:
+        """The book's column arrays (read-only)."""
+        return _arrays(self)
+
+
+def _arrays(positions: Sequence[Position]) -> BookArrays:
+    book = BookArrays(positions, list(dict.fromkeys(p.instrument.asset for p in positions)))
+    for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "expiry_ns", "basis", "is_perp",
+                 "linear_weight"):
+        getattr(book, name).setflags(write=False)
+    return book
 
 
 def book_arrays(positions: Sequence[Position]) -> BookArrays:
-    """:class:`BookArrays` of a book, assets in first-seen order (read-only arrays, memoised per book)."""
-    key = tuple(positions)
-    book = _BOOK_CACHE.get(key)
-    if book is None:
-        book = BookArrays(key, list(dict.fromkeys(p.instrument.asset for p in key)))
-        for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "expiry_ns", "basis", "is_perp",
-                     "linear_weight"):
-            getattr(book, name).setflags(write=False)
-        if len(_BOOK_CACHE) >= _BOOK_CACHE_SIZE:
-            _BOOK_CACHE.clear()
-        _BOOK_CACHE[key] = book
-    return book
+    """:class:`BookArrays` of a book, assets in first-seen order (read-only arrays; built once per :class:`Book`)."""
+    return positions.arrays if isinstance(positions, Book) else _arrays(positions)
 
 
 def _years_to_expiry(book: BookArrays, market: MarketData, i: int) -> np.ndarray:

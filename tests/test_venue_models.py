@@ -257,7 +257,8 @@ def test_inverse_option_margin_in_coin_times_index():
     """Short BTC call: margin in BTC (Deribit's unit) x index = the USD margin reported."""
     s, k = 40_000.0, 48_000.0
     expiry = pd.Timestamp("2021-07-01 08:00", tz="UTC")
-    tau = (expiry - T) / pd.Timedelta(days=1) / 365
+    mk = market(BTC=s)
+    tau = (expiry - mk.observation_time[mk.loc_of(T)]) / pd.Timedelta(days=1) / 365  # from T's close
     mark_usd = float(mm.black76_price(s, k, tau, 0.8, True))
     mark_btc = mark_usd / s
     # OTM 8,000: 0.15 - 0.2 < 0.10, so initial = 0.10 BTC + mark; maintenance = 0.075 BTC + mark
@@ -266,7 +267,6 @@ def test_inverse_option_margin_in_coin_times_index():
     mm_btc = deribit_option_margin_coin(True, k, s, mark_btc, True, "maintenance", p)
     assert im_btc == pytest.approx(0.10 + mark_btc, rel=1e-15)
     assert mm_btc == pytest.approx(0.075 + mark_btc, rel=1e-15)
-    mk = market(BTC=s)
     book = [mm.Position(mm.Option("BTC", expiry, k, "call"), -2.0)]
     usd = mm.make_model("deribit_standard").margin(None, book, mk, T)
     assert usd == pytest.approx(2 * im_btc * s, rel=1e-12)

@@ -24,7 +24,7 @@ from marginlab.models.base import HasDiagnostics, MarginModel
 from marginlab.models.context import RunContext
 from marginlab.models.instruments import Position
 from marginlab.models.portfolios import Portfolio
-from marginlab.models.revaluation import realised_pnl
+from marginlab.models.revaluation import Book, realised_pnl
 
 from . import coverage as cv
 from .metrics import METRICS, compute_metrics
@@ -196,6 +196,9 @@ class Backtest:
             instruments = frozenset(pos.instrument for pos in book)
             changed[k] = previous is not None and instruments != previous
             previous = instruments
+            # one Book per distinct list of positions (a fixed book is the same object every date): its arrays
+            # are built once and shared by every model
+            book = positions[-1] if positions and positions[-1] == tuple(book) else Book(book)
             positions.append(book)
             i = self.market.loc_of(t)
             notional[k] = sum(abs(pos.quantity) * self.market.price_array[i, self.market.asset_index[
@@ -341,7 +344,7 @@ class _BookPath:
     """A portfolio over its margin dates: positions held, realised MPOR P&L, gross notional, roll flags."""
 
     dates: pd.DatetimeIndex
-    positions: list[list[Position]]
+    positions: list[Book]
     pnl: np.ndarray
     notional: np.ndarray
     changed: np.ndarray
