@@ -253,11 +253,10 @@ class SpanMargin(MarginModel):
             out.append((ra, float(w @ delta[1 + n_scan:, j]), float(price[0, j])))
         return out
 
-    def breakdown(self, state: ModelState, positions: Sequence[Position], market: MarketData, t) -> SpanBreakdown:
-        """Every intermediate of the requirement for ``positions`` at ``t`` (see the module docstring)."""
+    def _arrays(self, state: ModelState, positions: Sequence[Position], market: MarketData):
+        """The book's arrays, market state, (PSR, VSR) per asset and per-position risk arrays (None: warm-up)."""
         book = book_arrays(positions)
-        where = f"{self.name} at {state.t}"
-        bs = book_state(book, market, state.i, where)
+        bs = book_state(book, market, state.i, f"{self.name} at {state.t}")
         has_option = np.zeros(len(book.assets), dtype=bool)
         has_option[book.asset_idx[bs.live]] = True
         ranges = [(self._range("price_scan_range", state, market, a),
@@ -265,17 +264,16 @@ class SpanMargin(MarginModel):
                   for k, a in enumerate(book.assets)]
         if any(not np.isfinite(psr) or (has_option[k] and not np.isfinite(vsr))
                for k, (psr, vsr) in enumerate(ranges)):
-            return SpanBreakdown({}, float("nan"))
+            return book, bs, ranges, None
         # option risk arrays, per contract and date, from the run's cache (computed once per contract)
         store = state.context.cache("span_risk_arrays")
-        live_arrays: dict[int, tuple] = {}
+        arrays: list = [None] * len(positions)
         missing: dict[int, list[int]] = {}
         for pos_k, j in enumerate(bs.live):
             inst = positions[j].instrument
-            key = (self._key, inst.asset, inst.expiry.value, inst.strike, inst.is_call, state.i,
-                   state.context.mpor)
+            key = (self._key, inst.asset, inst.expiry.value, inst.strike, inst.is_call, state.i, state.context.mpor)
             if key in store:
-                live_arrays[j] = store[key]
+                arrays[j] = store[key]
             else:
                 missing.setdefault(int(book.asset_idx[j]), []).append(pos_k)
         for a, pos_list in missing.items():
@@ -285,32 +283,50 @@ class SpanMargin(MarginModel):
                           positions[j].instrument.strike, positions[j].instrument.is_call) for j in js]
             unique = list(dict.fromkeys(contracts))
             where_u = [pos_list[contracts.index(c)] for c in unique]
-            arrays = self._option_arrays(state, market, unique, np.full(len(unique), bs.spots[a]),
-                                         bs.tau[where_u], bs.vol[where_u], psr, vsr)
-            for c, arr in zip(unique, arrays, strict=True):
+            built = self._option_arrays(state, market, unique, np.full(len(unique), bs.spots[a]),
+                                        bs.tau[where_u], bs.vol[where_u], psr, vsr)
+            for c, arr in zip(unique, built, strict=True):
                 store[(self._key, *c, state.i, state.context.mpor)] = arr
             for j, c in zip(js, contracts, strict=True):
-                live_arrays[int(j)] = store[(self._key, *c, state.i, state.context.mpor)]
+                arrays[j] = store[(self._key, *c, state.i, state.context.mpor)]
+        for j in np.flatnonzero(~book.is_option):
+            a = int(book.asset_idx[j])
+            factors, _, weights = self._price_moves(ranges[a][0])
+            lin = 1.0 + float(book.basis[j])
+            arrays[j] = (-lin * float(bs.spots[a]) * (factors - 1.0) * weights, lin, None)
+        return book, bs, ranges, arrays
+
+    def risk_arrays(self, state: ModelState, positions: Sequence[Position], market: MarketData, t
+                    ) -> list[tuple[np.ndarray, float, float | None] | None] | None:
+        """Per position, for one unit long: the risk array, the composite delta and the option mark.
+
+        The risk array has shape (16,): the loss (positive, quote currency) in each scenario, the
+        extreme ones (15-16) already at the cover fraction; the mark is None for linear positions.
+        An option expired by t has none (None); the whole result is None while the dynamic scan
+        ranges are warming up.
+        """
+        return self._arrays(state, positions, market)[3]
+
+    def breakdown(self, state: ModelState, positions: Sequence[Position], market: MarketData, t) -> SpanBreakdown:
+        """Every intermediate of the requirement for ``positions`` at ``t`` (see the module docstring)."""
+        book, bs, ranges, arrays = self._arrays(state, positions, market)
+        if arrays is None:
+            return SpanBreakdown({}, float("nan"))
         rows: dict[str, dict[str, float]] = {}
         for a, asset in enumerate(book.assets):
             psr, vsr = ranges[a]
             spot = float(bs.spots[a])
-            factors, _, weights = self._price_moves(psr)
-            sel = np.flatnonzero(book.asset_idx == a)
             scan_vec = np.zeros(16)
             tiers: dict[int, float] = {}
             nov = som_units = 0.0
-            for j in sel:
+            for j in np.flatnonzero(book.asset_idx == a):
+                if arrays[j] is None:
+                    continue  # an option expired by t: settled, no risk and no option value
                 q = float(book.quantity[j])
-                if book.is_option[j]:
-                    if j not in live_arrays:
-                        continue  # expired by t: settled, no risk and no option value
-                    ra, cd, mark = live_arrays[j]
+                ra, cd, mark = arrays[j]
+                if mark is not None:
                     nov += q * mark
                     som_units += max(-q, 0.0)
-                else:
-                    lin = 1.0 + float(book.basis[j])
-                    ra, cd = -lin * spot * (factors - 1.0) * weights, lin
                 scan_vec += q * ra
                 tier = int(book.expiry_ns[j])
                 tiers[tier] = tiers.get(tier, 0.0) + q * cd
