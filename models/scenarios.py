@@ -15,8 +15,8 @@ rates; :mod:`marginlab.models.pricing`) and returns the price and the delta, sha
 (n_scenarios, n_options). The kernel :func:`revalue_grid` is written once, ``@njit(cache=True)``;
 with numba switched off (``MARGINLAB_DISABLE_NUMBA=1``, the project's switch
 :data:`~marginlab.models.pricing.NUMBA_ENABLED`) the same source runs as plain Python
-(``revalue_grid.py_func``). Its cost per price is two ``erfc`` calls: the log-moneyness and the
-spot factor are taken once per option and per scenario outside the inner arithmetic.
+(``revalue_grid.py_func``). Its cost per price is two ``erfc`` calls: the log-moneyness is taken
+once per option, :math:`\sigma\sqrt T` once per option and level, the spot factors once per call.
 
 Linear positions need no kernel: their P&L under a move is :math:`q (1 + b) S_0 (e^{x} - 1)`
 (:func:`linear_pnl`).
@@ -64,19 +64,32 @@ def revalue_grid(spot, strike, is_call, asset, taus, vols, log_moves, time_index
     price, delta : ndarray of shape (n_scenarios, n_options)
         Output: price per unit (quote currency) and Black-76 delta.
     """
-    n_scen = log_moves.shape[0]
+    n_scen, n_assets = log_moves.shape
+    n_times, n_vols = taus.shape[0], vols.shape[0]
+    factor = np.empty((n_scen, n_assets))  # spot factors, once per call
+    for m in range(n_scen):
+        for a in range(n_assets):
+            factor[m, a] = math.exp(log_moves[m, a])
+    sq = np.empty((n_vols, n_times))  # sigma sqrt(T) of the option at each (vol, time) level
+    inv = np.empty((n_vols, n_times))
     for j in range(spot.shape[0]):
         s0 = spot[j]
         k = strike[j]
         call = is_call[j]
         a = asset[j]
         x0 = math.log(s0 / k)
+        for tl in range(n_times):
+            t = taus[tl, j]
+            rt = math.sqrt(t) if t > 0.0 else 0.0
+            for vl in range(n_vols):
+                s = vols[vl, j]
+                q = s * rt if s > 0.0 else 0.0
+                sq[vl, tl] = q
+                inv[vl, tl] = 1.0 / q if q > 0.0 else 0.0
         for m in range(n_scen):
-            x = log_moves[m, a]
-            f = s0 * math.exp(x)
-            t = taus[time_index[m], j]
-            s = vols[vol_index[m], j]
-            if t <= 0.0 or s <= 0.0:
+            f = s0 * factor[m, a]
+            q = sq[vol_index[m], time_index[m]]
+            if q <= 0.0:  # expired, or no vol: intrinsic value
                 if call:
                     price[m, j] = max(f - k, 0.0)
                     delta[m, j] = 1.0 if f > k else 0.0
@@ -84,9 +97,8 @@ def revalue_grid(spot, strike, is_call, asset, taus, vols, log_moves, time_index
                     price[m, j] = max(k - f, 0.0)
                     delta[m, j] = -1.0 if f < k else 0.0
                 continue
-            sq = s * math.sqrt(t)
-            d1 = (x0 + x) / sq + 0.5 * sq
-            d2 = d1 - sq
+            d1 = (x0 + log_moves[m, a]) * inv[vol_index[m], time_index[m]] + 0.5 * q
+            d2 = d1 - q
             if call:
                 nd1 = 0.5 * math.erfc(-d1 / _SQRT2)
                 price[m, j] = f * nd1 - k * 0.5 * math.erfc(-d2 / _SQRT2)
