@@ -238,6 +238,7 @@ class Backtest:
         # and models sharing an estimation (e.g. FHS VaR and ES) reuse it within the date.
         states: dict[str, object] = {label: None for label in models}
         for t in sorted(set().union(*(set(path.dates) for path in books.values()))):
+            legs: dict[str, dict[Position, float]] = {}  # per model, this date's standalone leg margins
             for label, model in models.items():
                 holders = [name for name, pos in active[label].items() if t in pos]
                 if not holders:
@@ -250,8 +251,8 @@ class Backtest:
                     fc = model.forecast(states[label], path.positions[k], self.market, t, book=name)
                     forecasts[(label, name)][k] = fc.margin, fc.var, fc.es, fc.pit(path.pnl[k])
                     if self.standalone_legs:
-                        standalone[(label, name)][k] = self._standalone_margin(model, states[label],
-                                                                               path.positions[k], t, name)
+                        standalone[(label, name)][k] = self._standalone_margin(
+                            model, states[label], path.positions[k], t, name, fc.margin, legs.setdefault(label, {}))
                 out.seconds[label] += time.perf_counter() - tm
         for label in models:
             if isinstance(states[label], HasDiagnostics) and states[label].diagnostics():
@@ -278,14 +279,23 @@ class Backtest:
         out.estimates = context.table("estimates")
         return out
 
-    def _standalone_margin(self, model: MarginModel, state: object, book: Book, t: pd.Timestamp, name: str) -> float:
+    def _standalone_margin(self, model: MarginModel, state: object, book: Book, t: pd.Timestamp, name: str,
+                           margin: float, done: dict[Position, float]) -> float:
         """Sum of the margins of the book's positions, each margined alone (NaN if one has none yet).
 
         Each leg is passed as its own book, named ``"<portfolio> :: <instrument>"`` for models that
-        keep something per book.
+        keep something per book. A position held by several books on a date (the same instrument and
+        quantity) is margined once per model and date (``done``); a one-position book is its own leg.
         """
-        return float(sum(model.forecast(state, Book((pos,)), self.market, t,
-                                        book=f"{name} :: {pos.instrument.label}").margin for pos in book))
+        if len(book) == 1:
+            return float(margin)
+        total = 0.0
+        for pos in book:
+            if pos not in done:
+                done[pos] = model.forecast(state, Book((pos,)), self.market, t,
+                                           book=f"{name} :: {pos.instrument.label}").margin
+            total += done[pos]
+        return float(total)
 
     def run(self, executor: Executor | None = None, books_per_task: int | None = None) -> BacktestResult:
         """Replay every portfolio through every model and return the result.
