@@ -19,8 +19,8 @@ for the book's positions on that asset at t:
   relative shocks, DTE floored at 1 day, the floor on the shocked-up vol only — is **inferred**:
   Deribit does not publish it; it matches Paradex's published copy of the model, docs.paradex.trade
   "Portfolio Margin", IV x (1 + shock x (30/max(1, DTE))^power), power 30% below 30 days, 13%
-  from 30 days). Positions are revalued in full (Black-76) at t, not aged: Deribit's risk matrix
-  is an instantaneous shock.
+  from 30 days). Positions are revalued in full (Black-76) at t, not aged (**inferred**: the
+  published grid has no time dimension).
 * **Extended table** (same article: "price moves of, e.g. -66%, -33%, +50%, +100%, +200%, +300%,
   +400%, +500% — only on Volatility Range Up — only a fraction of simulated P&L — application of a
   dampener"): options revalued at each extended move with the vol-up shock, their P&L scaled by

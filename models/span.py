@@ -140,9 +140,10 @@ class SpanMargin(MarginModel):
     Parameters
     ----------
     price_scan_range : float, dict or None
-        PSR as a fraction of the spot (0.15 = 15%), one for every asset or per asset; None: dynamic.
+        PSR as a fraction of the spot (0.15 = 15%), in [0, 1/k): one for every asset, or per asset
+        (assets missing from the dict are dynamic); None: dynamic.
     vol_scan_range : float, dict or None
-        VSR as a fraction of the vol (0.25: vol x 1.25 and x 0.75), in [0, 1); None: dynamic.
+        VSR as a fraction of the vol (0.25: vol x 1.25 and x 0.75), in [0, 1); as ``price_scan_range``.
     scan_quantile : float
         Quantile of the dynamic scan ranges, in (0, 1).
     lookback, min_obs : int
