@@ -35,6 +35,8 @@ __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLU
 #: the MPOR and loss = -pnl, breach = loss > margin (strict), VaR and ES at the model's level and the PIT of the
 #: realised P&L under the forecast distribution (NaN for rule-based models), the book's gross notional
 #: (sum |q| S, quote currency) and whether its instruments changed since its previous date (a roll).
+#: ``Backtest(..., standalone_legs=True)`` adds ``standalone_margin``: the sum of the margins of the book's
+#: positions, each margined alone by the same model at the same date (the offset benefit's denominator).
 COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
            "book_changed"]
 
