@@ -226,14 +226,44 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
 
 @dataclass
 class StudyResult:
-    """A study's configuration, backtest result, coverage and metrics tables, and report location."""
+    """A study's configuration, backtest result, coverage and metrics tables, and report location.
+
+    ``files`` holds the run's facts the report shows (``started``: ISO time in UTC, ``elapsed_s``,
+    ``out``: the report folder, ``skipped_portfolios``). :meth:`verdict` is the verdict matrix of the
+    report's first screen and :meth:`verdict_text` the same as text (what ``marginlab run`` prints).
+    """
 
     config: StudyConfig
     backtest: BacktestResult
     coverage: pd.DataFrame
     metrics: pd.DataFrame
     report_path: Path | None = None
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+
+    def coverage_reports(self) -> dict[tuple[str, str], Any]:
+        """Every coverage test per (book, model) of :attr:`coverage` (computed once).
+
+        :class:`~marginlab.validation.coverage.CoverageReport` of each pair, each model at its own level
+        on the book's common sample.
+        """
+        cached = self.__dict__.get("_coverage_reports")
+        if cached is None:
+            cached = {key: self.backtest.coverage_report(*key, default_p=self.config.tail_prob)
+                      for key in self.coverage.index}
+            self.__dict__["_coverage_reports"] = cached
+        return cached
+
+    def verdict(self) -> dict[str, Any]:
+        """The verdict matrix (books x models; :func:`marginlab.reports.verdict.verdict_matrix`)."""
+        from marginlab.reports.verdict import verdict_matrix
+
+        return verdict_matrix(self.backtest, self.coverage)
+
+    def verdict_text(self) -> str:
+        """The verdict matrix as terminal text, with its three sentences."""
+        from marginlab.reports.verdict import verdict_text
+
+        return verdict_text(self.verdict())
 
     def summary(self) -> str:
         """Breach table plus the headline coverage tests."""
@@ -251,7 +281,9 @@ class StudyResult:
 def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
               write: bool = True) -> StudyResult:
     """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``)."""
+    started = dt.datetime.now(dt.UTC)
     config = study if isinstance(study, StudyConfig) else load_study(study)
+    requested = str(out if out is not None else config.out)
     if write:  # a bad output folder fails now, not after the backtest
         from marginlab.reports import check_report_folder
 
@@ -272,8 +304,11 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     metrics = result.efficiency()
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
     sr.files["skipped_portfolios"] = ", ".join(skipped)
+    sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
+    sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
     if write:
         from marginlab.reports import write_report
 
+        sr.files["out"] = requested
         sr.report_path = write_report(sr, out)
     return sr

@@ -1,0 +1,147 @@
+"""Numbers formatted for people, and escaped for HTML.
+
+One function per kind of number, used by the HTML report and the terminal tables
+alike, so that a number reads the same everywhere:
+
+* money: thousands separators, no scientific notation, whole units from 100 up and
+  two decimals below (``1,387,204``; ``12.35``); an amount that rounds to zero is
+  ``0``;
+* rates and fractions as percentages (``1.17%``; ``0%`` for zero);
+* p-values with three significant digits, ``< 1e-10`` below that, ``1`` for one;
+* counts with thousands separators; ratios with three significant digits;
+* a missing value (None, NaN) as an em dash.
+
+Every function returns plain text; :func:`esc` escapes text for HTML and is the only
+way user text (names, labels, descriptions, file names) reaches the page.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+__all__ = ["MISSING", "esc", "money", "percent", "pvalue", "count", "ratio", "number", "seconds", "by_unit",
+           "is_missing"]
+
+#: How a missing value is shown.
+MISSING = "\u2014"
+
+
+def esc(text: Any) -> str:
+    """``text`` as HTML text (``&``, ``<``, ``>``, quotes escaped)."""
+    return html.escape(str(text), quote=True)
+
+
+def is_missing(x: Any) -> bool:
+    """True for None and NaN."""
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def _finite(x: Any) -> float | None:
+    if is_missing(x) or isinstance(x, bool):
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _inf(x: Any) -> str | None:
+    if isinstance(x, int | float) and not isinstance(x, bool) and math.isinf(x):
+        return "\u221e" if x > 0 else "\u2212\u221e"
+    return None
+
+
+def money(x: Any) -> str:
+    """Amount in the quote currency: ``1,387,204``, ``12.35``, ``0``."""
+    v = _finite(x)
+    if v is None:
+        return _inf(x) or MISSING
+    if abs(v) >= 99.995:
+        s = f"{v:,.0f}"
+    else:
+        s = f"{v:,.2f}"
+        if float(s.replace(",", "")) == 0:
+            return "0"
+    return "0" if s in ("-0", "-0.00") else s
+
+
+def percent(x: Any, digits: int = 2) -> str:
+    """A fraction as a percentage: ``0.0117`` -> ``1.17%``; tiny values keep 2 significant digits."""
+    v = _finite(x)
+    if v is None:
+        return _inf(x) or MISSING
+    if v == 0:
+        return "0%"
+    pct = 100.0 * v
+    if abs(pct) >= 10 ** -digits:
+        s = f"{pct:,.{digits}f}"
+    else:  # keep two significant digits without scientific notation
+        places = min(12, 1 - math.floor(math.log10(abs(pct))))
+        s = f"{pct:.{places}f}"
+    return ("0" if float(s.replace(",", "")) == 0 else s) + "%"
+
+
+def pvalue(x: Any) -> str:
+    """A p-value: three significant digits, ``< 1e-10`` below, ``1`` for one, never scientific otherwise."""
+    v = _finite(x)
+    if v is None:
+        return MISSING
+    if v < 1e-10:
+        return "< 1e-10"
+    if v >= 0.9995:
+        return "1"
+    places = max(3, 2 - math.floor(math.log10(v)))
+    return f"{v:.{places}f}"
+
+
+def count(x: Any) -> str:
+    """A whole number with thousands separators."""
+    v = _finite(x)
+    if v is None:
+        return MISSING
+    return f"{round(v):,d}"
+
+
+def ratio(x: Any) -> str:
+    """A ratio with three significant digits (thousands separators above 1,000)."""
+    v = _finite(x)
+    if v is None:
+        return _inf(x) or MISSING
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    places = max(0, 2 - math.floor(math.log10(abs(v))))
+    places = min(places, 10)
+    return f"{v:.{places}f}"
+
+
+def number(x: Any) -> str:
+    """Any other number: a whole number as a count, else three significant digits without scientific notation."""
+    v = _finite(x)
+    if v is None:
+        return _inf(x) or MISSING
+    if float(v).is_integer() and abs(v) < 1e15:
+        return count(v)
+    return ratio(v)
+
+
+def seconds(x: Any) -> str:
+    """A duration in seconds, one decimal."""
+    v = _finite(x)
+    return MISSING if v is None else f"{v:,.1f}"
+
+
+#: Formatter of each unit (the ``unit`` of a metric, a column or a JSON value).
+_UNITS = {"quote ccy": money, "usd": money, "money": money, "fraction": percent, "rate": percent,
+          "percent": percent, "pvalue": pvalue, "p-value": pvalue, "count": count, "days": count,
+          "observations": count, "ratio": ratio, "seconds": seconds}
+
+
+def by_unit(x: Any, unit: str | None) -> str:
+    """Format ``x`` by its unit (see :data:`_UNITS`); text passes through, unknown units as :func:`number`."""
+    if isinstance(x, str):
+        return x
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    return _UNITS.get((unit or "").lower(), number)(x)
