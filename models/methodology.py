@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Methodology", "ParameterDoc", "methodology_of", "plain_text"]
+__all__ = ["Methodology", "ParameterDoc", "methodology_of", "plain_text", "class_summary"]
 
 _SECTION = re.compile(r"^(?P<title>[A-Z][A-Za-z ]+)\n-{3,}\s*$", re.MULTILINE)
 _ROLE = re.compile(r":(?:math|data|class|func|meth|attr|mod|obj|ref):`~?([^`]*)`")
@@ -179,15 +179,18 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
+def _parsed(cls: type) -> tuple[list[str], list[str], dict[str, str], dict[str, str]]:
+    """A class docstring's paragraphs, formulas, sections and parameter descriptions."""
+    body, sections = _sections(inspect.cleandoc(cls.__doc__ or ""))
+    prose, formulas = _math_blocks(body)
+    return _paragraphs(prose), formulas, sections, _parameter_docs(sections.get("Parameters", ""))
+
+
 def methodology_of(model: Any) -> Methodology:
     """The :class:`Methodology` of a model instance, from its class docstring and its fields."""
     cls = type(model)
-    doc = inspect.cleandoc(cls.__doc__ or "")
-    body, sections = _sections(doc)
-    prose, formulas = _math_blocks(body)
-    paragraphs = _paragraphs(prose)
+    paragraphs, formulas, sections, described = _parsed(cls)
     summary = paragraphs[0] if paragraphs else cls.__name__
-    described = _parameter_docs(sections.get("Parameters", ""))
     params = []
     for f in dataclasses.fields(model):
         default = f.default if f.default is not dataclasses.MISSING else (
@@ -211,3 +214,20 @@ def methodology_of(model: Any) -> Methodology:
                        formula=tuple(formulas), parameters=tuple(params), sources=tuple(dict.fromkeys(sources)),
                        limitations=tuple(dict.fromkeys(limitations)),
                        tail_prob=None if tail is None else float(tail))
+
+
+def class_summary(cls: type) -> tuple[str, list[ParameterDoc]]:
+    """A registered class's one-line description and its parameters (defaults, types, descriptions).
+
+    Works on the class (nothing is built), for models and overlays alike: the first paragraph of the
+    docstring and the dataclass fields.
+    """
+    paragraphs, _, _, described = _parsed(cls)
+    summary = paragraphs[0] if paragraphs else cls.__name__
+    params = []
+    for f in dataclasses.fields(cls) if dataclasses.is_dataclass(cls) else ():
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+        params.append(ParameterDoc(name=f.name, value=default, default=default, type=_type_name(f.type),
+                                   description=described.get(f.name, "")))
+    return summary, params

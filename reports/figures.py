@@ -86,6 +86,14 @@ def _pct_axis(ax, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0, decimals=None))
 
 
+def _dates(ax) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
 def _shade(ax, start: pd.Timestamp, end: pd.Timestamp) -> None:
     for _, a, b in EPISODES:
         a, b = pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC")
@@ -160,9 +168,9 @@ def small_multiples(rows: pd.DataFrame, models: Sequence[str], titles: dict[str,
                    plt.Line2D([], [], color="k", lw=1.1, label="margin (model colour)"),
                    plt.Line2D([], [], marker="o", ls="", color="#c00000", label="breach (loss > margin)"),
                    plt.Rectangle((0, 0), 1, 1, color="#f4b183", alpha=0.35, label="stress episode")]
-        fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False)
         fig.supylabel("quote currency")
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (1.25 * n + 0.9)))
+        fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False)
         fig.subplots_adjust(hspace=0.08)
         return fig
 
@@ -237,13 +245,11 @@ def rolling_breaches(rows: pd.DataFrame, models: Sequence[str], levels: dict[str
             ax.text(0.01, 0.96, f"p = {levels[md]:g}: yellow \u2265 {yellow}, red \u2265 {red}",
                     transform=ax.transAxes, va="top", fontsize=8.5)
             ax.grid(alpha=0.25)
+            _dates(ax)
             if k % ncol == 0:
                 ax.set_ylabel(f"breaches in {window} obs.")
-            for label in ax.get_xticklabels():
-                label.set_rotation(0)
         for k in range(len(models), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
-        fig.autofmt_xdate(rotation=0, ha="center")
         fig.tight_layout()
         return fig
 
@@ -258,22 +264,22 @@ def parameter_stability(est: pd.DataFrame, params: Sequence[str], title: str):
         for k, name in enumerate(params):
             ax = axes[k // ncol][k % ncol]
             for j, asset in enumerate(assets):
-                r = est[est["asset"] == asset]
+                # one fit per date: the longest window (books with shorter histories fit shorter windows)
+                r = est[est["asset"] == asset].sort_values(["date", "window_rows"]).drop_duplicates("date", keep="last")
                 ax.plot(r["date"], r[name], lw=0.9, color=colour(j), label=asset)
                 if "status" in r:
                     bad = r[r["status"].isin(["failed", "boundary"])]
                     ax.scatter(bad["date"], bad[name], s=5, color="k", zorder=3)
             ax.set_title(name)
             ax.grid(alpha=0.25)
+            _dates(ax)
         for k in range(len(params), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
         handles = [plt.Line2D([], [], color=colour(j), label=a) for j, a in enumerate(assets)]
         handles.append(plt.Line2D([], [], marker="o", ls="", color="k", markersize=3,
                                   label="fit on the boundary or failed"))
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.4 * nrow + 0.7)))
         fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
-        fig.suptitle(title, y=0.995, x=0.01, ha="left", fontsize=10)
-        fig.autofmt_xdate(rotation=0, ha="center")
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.4 * nrow + 0.7)))
         return fig
 
 

@@ -21,8 +21,8 @@ import html
 import math
 from typing import Any
 
-__all__ = ["MISSING", "esc", "money", "percent", "pvalue", "count", "ratio", "number", "seconds", "by_unit",
-           "is_missing"]
+__all__ = ["MISSING", "esc", "money", "percent", "pvalue", "count", "ratio", "number", "seconds", "probability",
+           "by_unit", "is_missing"]
 
 #: How a missing value is shown.
 MISSING = "\u2014"
@@ -126,6 +126,12 @@ def number(x: Any) -> str:
     return ratio(v)
 
 
+def probability(x: Any) -> str:
+    """A probability given as a level (``0.01``, ``0.025``): shortest exact form."""
+    v = _finite(x)
+    return MISSING if v is None else f"{v:g}"
+
+
 def seconds(x: Any) -> str:
     """A duration in seconds, one decimal."""
     v = _finite(x)
@@ -135,7 +141,8 @@ def seconds(x: Any) -> str:
 #: Formatter of each unit (the ``unit`` of a metric, a column or a JSON value).
 _UNITS = {"quote ccy": money, "usd": money, "money": money, "fraction": percent, "rate": percent,
           "percent": percent, "pvalue": pvalue, "p-value": pvalue, "count": count, "days": count,
-          "observations": count, "ratio": ratio, "seconds": seconds}
+          "observations": count, "ratio": ratio, "seconds": seconds,
+          "probability": probability}
 
 
 def by_unit(x: Any, unit: str | None) -> str:

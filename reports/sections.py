@@ -545,7 +545,7 @@ def _coverage_tests(rep) -> list[dict[str, Any]]:
     return rows
 
 
-_TEST_COLUMNS = [("test", "test", None), ("level", "level tested (tail probability)", "ratio"),
+_TEST_COLUMNS = [("test", "test", None), ("level", "level tested (tail probability)", "probability"),
                  ("statistic", "statistic", "ratio"), ("pvalue", "p-value", "pvalue"),
                  ("observations", "observations", "count"), ("exceptions", "exceptions", "count"),
                  ("reject_5pct", "at 5%", None), ("note", "note", None)]
@@ -599,7 +599,7 @@ def build_drilldown(data: ReportData) -> dict[str, Any] | None:
                 tests.append({"model": c["model"], "p": c["p"], "observations": c["observations"],
                               "table": table_data(_TEST_COLUMNS, _coverage_tests(rep))})
         books.append({"portfolio": pf, "cells": mine, "tests": tests, "summary": table_data(
-            [("model", "model", None), ("verdict", "verdict", None), ("p", "level tested", "ratio"),
+            [("model", "model", None), ("verdict", "verdict", None), ("p", "level tested", "probability"),
              ("observations", "observations", "count"), ("breaches", "breaches", "count"),
              ("expected_breaches", "expected", "ratio"), ("too_many_pvalue", "too many (one-sided) p", "pvalue"),
              ("kupiec_pvalue", "Kupiec exact p", "pvalue"), ("kupiec_direction", "direction", None),
@@ -682,11 +682,11 @@ def render_methodology(content: dict[str, Any], page: Page) -> str:
                  f"<p><b>{esc(meth['summary'])}</b> Registered name <code>{esc(meth['name'])}</code>; tested at "
                  f"p = {m['tested_p']:g}" + ("" if meth["tail_prob"] is not None else
                                              " (rule-based: the study's p)") + ".</p>"]
-        if meth["description"]:
-            parts.append("".join(_para(p) for p in meth["description"].split("\n\n")))
         if meth["formula"]:
             parts.append("<h4>Formula</h4>" + "".join(f'<code class="formula">{esc(f)}</code>'
                                                      for f in meth["formula"]))
+        if meth["description"]:
+            parts.append("".join(_para(p) for p in meth["description"].split("\n\n")))
         parts.append("<h4>Parameters</h4>" + render_table(m["parameters"]))
         if meth["sources"]:
             parts.append("<h4>Sources</h4><ul>" + "".join(f"<li>{esc(s)}</li>" for s in meth["sources"]) + "</ul>")

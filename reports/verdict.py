@@ -22,6 +22,7 @@ report, ``marginlab run`` and ``marginlab show`` alike (:func:`verdict_text`).
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -171,7 +172,7 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
     if (worst.get("largest_shortfall") or 0.0) > 0:
         pct = worst.get("largest_shortfall_pct_notional")
         third = (f"The largest shortfall: {worst['model']} on {worst['portfolio']}, where the loss exceeded the "
-                 f"margin by {money(worst['largest_shortfall'])}"
+                 f"margin by {money(worst['largest_shortfall'])} USD"
                  + (f" ({percent(pct)} of notional)" if pct is not None else "")
                  + f" on {worst['largest_shortfall_date']}.")
         under = sorted({c["model"] for c in cells if c["verdict"] == "too many breaches"})
@@ -207,4 +208,5 @@ def verdict_text(matrix: dict[str, Any], width: int = 200) -> str:
     out = [line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)]
     legend = ("cell: verdict, breaches/expected, traffic-light zone (G/Y/R, last 250 observations), average "
               "margin % of notional. " + matrix["rule"])
-    return "\n".join([*out, "", *[s for s in matrix.get("sentences", []) if s], "", legend])
+    wrap = [textwrap.fill(s, 110) for s in [*matrix.get("sentences", []), "", legend] if s]
+    return "\n".join([*out, "", *wrap[:-1], "", wrap[-1]])

@@ -57,7 +57,8 @@ def _clean(obj):
 #: Units of the numbers in ``results.json`` (every table column also names its unit).
 UNITS = {"quote ccy": "amount in the quote currency (USD or USDT)", "fraction": "a fraction (0.01 = 1%)",
          "pvalue": "a p-value in [0, 1]", "count": "a whole number", "ratio": "a dimensionless number",
-         "seconds": "seconds", "days": "observations (days on daily data)"}
+         "seconds": "seconds", "days": "observations (days on daily data)",
+         "probability": "a tail probability (0.01 for a 99% level)"}
 #: Version of the layout of ``results.json`` (:data:`SCHEMA_PATH` describes it).
 RESULTS_FORMAT = "marginlab-results/1"
 #: The JSON schema ``results.json`` follows.
