@@ -7,7 +7,8 @@ alike, so that a number reads the same everywhere:
   two decimals below (``1,387,204``; ``12.35``); an amount that rounds to zero is
   ``0``;
 * rates and fractions as percentages (``1.17%``; ``0%`` for zero);
-* p-values with three significant digits, ``< 1e-10`` below that, ``1`` for one;
+* p-values with three significant digits (as a power of ten below 1e-4:
+  ``1.23 × 10⁻⁷``), ``< 1e-10`` below 1e-10, ``1`` for one;
 * counts with thousands separators; ratios with three significant digits;
 * a missing value (None, NaN) as an em dash.
 
@@ -81,6 +82,9 @@ def percent(x: Any, digits: int = 2) -> str:
     return ("0" if float(s.replace(",", "")) == 0 else s) + "%"
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "\u207b\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079")
+
+
 def pvalue(x: Any) -> str:
     """A p-value: three significant digits, ``< 1e-10`` below, ``1`` for one, never scientific otherwise."""
     v = _finite(x)
@@ -90,6 +94,13 @@ def pvalue(x: Any) -> str:
         return "< 1e-10"
     if v >= 0.9995:
         return "1"
+    if v < 1e-4:  # 3 significant digits as a power of ten: 1.23 x 10^-7, never a string of zeros
+        exp = math.floor(math.log10(v))
+        mant = v / 10.0**exp
+        if round(mant, 2) >= 10:
+            mant, exp = mant / 10, exp + 1
+        sup = str(exp).translate(_SUPERSCRIPT)
+        return f"{mant:.2f} \u00d7 10{sup}"
     places = max(3, 2 - math.floor(math.log10(v)))
     return f"{v:.{places}f}"
 

@@ -1,0 +1,175 @@
+"""The report: number formatting, the verdict rule, methodology, results.json and its schema, the CLI around it.
+
+The browser tests (``test_report_browser.py``) open the rendered page; here the report's data and text.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+import jsonschema
+import numpy as np
+import pytest
+from marginlab.models import MarginModel, make_model
+from marginlab.reports import REPORT_FILES, read_results
+from marginlab.reports.formatting import count, money, percent, probability, pvalue, ratio
+from marginlab.reports.verdict import verdict_of
+from marginlab.reports.writer import SCHEMA_PATH
+from marginlab.validation import coverage as cv
+from marginlab.validation.cli import main
+from scipy import stats
+
+# --------------------------------------------------------------------------- formatting
+
+
+@pytest.mark.parametrize("value, text", [
+    (1_387_204.4, "1,387,204"), (2.22e-16, "0"), (0.0, "0"), (-0.0, "0"), (12.345, "12.35"), (-55_526.2, "-55,526"),
+    (1e12, "1,000,000,000,000"), (99.999, "100"), (0.004, "0"), (float("nan"), "\u2014"), (None, "\u2014"),
+    (float("inf"), "\u221e"),
+])
+def test_money_has_separators_and_never_scientific_notation(value, text):
+    assert money(value) == text
+    assert "e" not in money(value)
+
+
+@pytest.mark.parametrize("fn, value, text", [
+    (percent, 0.0117, "1.17%"), (percent, 0.0, "0%"), (percent, 0.1, "10.00%"), (percent, 2.3e-7, "0.000023%"),
+    (pvalue, 0.0123456, "0.0123"), (pvalue, 0.5, "0.500"), (pvalue, 0.000123456, "0.000123"),
+    (pvalue, 3e-11, "< 1e-10"), (pvalue, 0.0, "< 1e-10"), (pvalue, 1.0, "1"), (pvalue, 0.99951, "1"),
+    (pvalue, 1e-10, "1.00 \u00d7 10\u207b\u00b9\u2070"),
+    (pvalue, 1.234e-7, "1.23 \u00d7 10\u207b\u2077"), (pvalue, 9.996e-6, "1.00 \u00d7 10\u207b\u2075"),
+    (count, 12345, "12,345"), (ratio, 57.26, "57.3"), (ratio, 0.001234, "0.00123"), (ratio, 12345.6, "12,346"),
+    (probability, 0.025, "0.025"), (probability, 0.01, "0.01"),
+])
+def test_rates_pvalues_counts(fn, value, text):
+    assert fn(value) == text
+    assert fn(value) == "< 1e-10" or not re.search(r"\de[+-]\d", fn(value))
+
+
+# --------------------------------------------------------------------------- the verdict rule
+
+
+@pytest.mark.parametrize("n, x, p, verdict", [
+    (250, 7, 0.01, "too many breaches"),   # P(X >= 7 | 250, 1%) = 0.0042
+    (250, 5, 0.01, "pass"),                # P(X >= 5) = 0.108
+    (1000, 2, 0.01, "over-margined"),      # far fewer than the 10 expected
+    (1000, 10, 0.01, "pass"),
+    (400, 0, 0.025, "over-margined"),      # ES 97.5% tested at its VaR level: 10 expected, none seen
+])
+def test_verdict_from_the_exact_tests_matches_scipy(n, x, p, verdict):
+    hits = np.zeros(n, dtype=bool)
+    hits[np.linspace(0, n - 1, x).astype(int) if x else []] = True
+    upper = cv.binomial_upper(hits, p)
+    kupiec = cv.kupiec_pof(hits, p, exact=True)
+    # the one-sided p-value the verdict reads is scipy's exact binomial test (independent reference)
+    assert upper.pvalue == pytest.approx(stats.binomtest(x, n, p, alternative="greater").pvalue, rel=1e-9)
+    assert verdict_of(upper.pvalue, kupiec.pvalue, kupiec.direction) == verdict
+
+
+# --------------------------------------------------------------------------- methodology
+
+
+def test_methodology_from_docstring_and_fields():
+    meth = make_model("static", rate=0.07).methodology()
+    assert meth.name == "static" and meth.summary.startswith("Flat percentage of gross notional")
+    assert any("\\sum_i" in f for f in meth.formula)
+    params = {p.name: p for p in meth.parameters}
+    assert params["rate"].value == 0.07 and params["rate"].default == 0.10 and params["rate"].type == "float"
+    fhs = make_model("fhs_garch").methodology()
+    assert any("Barone-Adesi" in s for s in fhs.sources)
+    deribit = make_model("deribit_standard").methodology()
+    assert any("not modelled" in lim.lower() or "unverified" in lim.lower() for lim in deribit.limitations)
+
+
+def test_a_new_model_gets_its_methodology_for_free():
+    @dataclass(frozen=True)
+    class Haircut(MarginModel):
+        r"""Haircut margin: a share of the gross notional.
+
+        .. math:: M = h \sum_i |q_i| S_i
+
+        Parameters
+        ----------
+        haircut : float
+            Share of the notional held.
+
+        References
+        ----------
+        A rulebook, section 3 (2024).
+
+        Limitations
+        -----------
+        Delta-blind.
+        """
+
+        name: ClassVar[str] = "haircut_test"
+        haircut: float = 0.2
+
+    meth = Haircut().methodology()
+    assert meth.summary == "Haircut margin: a share of the gross notional."
+    assert meth.formula == (r"M = h \sum_i |q_i| S_i",)
+    assert meth.parameters[0].description == "Share of the notional held."
+    assert meth.sources == ("A rulebook, section 3 (2024).",) and meth.limitations == ("Delta-blind.",)
+    assert json.dumps(meth.to_dict())
+
+
+# --------------------------------------------------------------------------- results.json, the CLI
+
+
+def test_results_json_follows_its_schema_and_carries_the_verdict(hostile_report):
+    out = hostile_report["out"]
+    assert set(REPORT_FILES) == {"report.html", "results.json", "results.schema.json", "backtest.csv", "coverage.csv",
+                                 "metrics.csv"}
+    assert {p.name for p in out.iterdir()} == {*REPORT_FILES, ".marginlab-report"}
+    results = read_results(out)
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(results, schema)
+    assert json.loads((out / "results.schema.json").read_text()) == schema
+    keys = [s["key"] for s in results["sections"]]
+    assert keys[0] == "verdict" and {"compare", "drilldown", "parameters", "methodology", "limitations",
+                                     "provenance"} <= set(keys)
+    assert not {"offsets", "procyclicality", "stress", "accounts", "sweep"} & set(keys)  # no data for them
+    matrix = results["sections"][0]["content"]["matrix"]
+    study = hostile_report["study"]
+    cov = study.coverage
+    for cell in matrix["cells"]:
+        if cell["verdict"] in ("pass", "too many breaches", "over-margined"):
+            row = cov.loc[(cell["portfolio"], cell["model"])]
+            assert cell["breaches"] == row["breaches"] and cell["too_many_pvalue"] == row["too_many_pvalue"]
+    assert {c["verdict"] for c in matrix["cells"]} >= {"n/a"}
+    assert len(matrix["sentences"]) == 3
+    prov = results["sections"][-1]["content"]
+    assert prov["seed"] == study.config.seed and prov["study_text"] == hostile_report["study_file"].read_text()
+    assert any(f["used"] and f["file"] == "prices_1d_btc.csv.gz" for f in prov["data_files"])
+
+
+def test_cli_show_and_models(hostile_report, capsys):
+    assert main(["show", str(hostile_report["out"])]) == 0
+    out = capsys.readouterr().out
+    assert "Coverage holds" in out and hostile_report["book"][:40] in out
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "fhs_garch: Filtered historical simulation" in out and "lookback" in out and "= 1000" in out
+    assert main(["show", str(hostile_report["out"].parent)]) == 2
+    assert "has no results.json" in capsys.readouterr().err
+
+
+def test_cli_run_prints_the_verdict_and_no_progress_when_not_a_terminal(tmp_path, capsys):
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "tiny"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = 2022-01-01\n'
+                     'end = 2022-06-30\n[portfolios]\nreference = ["long BTC spot"]\n'
+                     '[[models]]\nname = "static"\nlabel = "static 10%"\n')
+    assert main(["run", str(study), "--out", str(tmp_path / "rep")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # stages and bar only on a terminal
+    assert "book \\ model" in captured.out and "static 10%" in captured.out
+    assert f"report written to {tmp_path / 'rep' / 'report.html'}" in captured.out
+
+
+def test_regulatory_study_is_valid():
+    from marginlab.validation.study import load_study
+
+    cfg = load_study("studies/regulatory.toml")
+    assert cfg.mpor_days == 2 and cfg.tail_prob == 0.01 and len(cfg.models) >= 6
