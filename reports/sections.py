@@ -413,16 +413,26 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
     if frame is None or len(frame) == 0:
         return None
     flat = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
-    units = dict(getattr(frame, "attrs", {}).get("units", {}))
-    tables = [{"caption": "Procyclicality measures per book and model (frozen books, margins / notional)",
-               "table": frame_table(flat, units=units)}]
-    apc = getattr(data.backtest, "apc_cost_benefit", None)
-    if apc is not None:
-        cb = apc()
+    flat = flat.drop(columns=["sample"], errors="ignore")
+    from marginlab.validation import metrics as registry
+
+    measures = getattr(registry, "PROCYCLICALITY", ())
+    units = {m.key: m.unit for m in measures}
+    titles = {m.key: m.title for m in measures}
+    tables = [{"caption": "Procyclicality measures per book and model (margin / notional; rolls and re-sizing "
+                          "excluded)", "table": frame_table(flat, units=units, titles=titles)}]
+    tradeoff = getattr(data.backtest, "apc_tradeoff", None)
+    if tradeoff is not None:
+        cb = tradeoff()
         if cb is not None and len(cb):
+            cb = cb.reset_index()
+            cb_units = {c: ("quote ccy" if c == "extra_margin" else "count" if c == "dates" else
+                            "ratio" if "peak_to_trough" in c else "fraction") for c in cb.columns
+                        if pd.api.types.is_numeric_dtype(cb[c])}
             tables.insert(0, {"caption": "Cost of each APC tool (average extra margin) against its benefit "
-                                         "(reduction of the largest 1/5/30-day increases)",
-                              "table": frame_table(cb, units=dict(getattr(cb, "attrs", {}).get("units", {})))})
+                                         "(reduction of the largest 1/5/30-day increases of margin / notional), "
+                                         "beside the model it wraps",
+                              "table": frame_table(cb, units=cb_units)})
     bars = [b for b in (_measure_bars(flat, c, f"{c.replace('_', ' ')} per model", True)
                         for c in flat.columns if "1d" in str(c) and "increase" in str(c)) if b][:1]
     return {"intro": "How much the margin moves when volatility rises (EMIR RTS 153/2013 Art. 28; ESMA 2018 APC "
@@ -433,22 +443,35 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
 
 @_section("stress", "Stress coverage")(render_generic)
 def build_stress(data: ReportData) -> dict[str, Any] | None:
-    """Present when the study result carries stress losses (``study.stress``).
+    """Present when the study result carries stress losses (``StudyResult.stress``).
 
-    The tidy frame of :func:`marginlab.validation.stress.stress_losses` joined with the margins.
+    ``stress`` is :func:`marginlab.validation.stress.stress_losses` of the backtest result (one row per date,
+    book, model and scenario with the margin): summarised by ``stress_coverage`` (share of dates covered,
+    margin / stress loss) and ``cover_n`` (Cover-1 / Cover-2, books as members).
     """
     stress = getattr(data.study, "stress", None)
     if stress is None or len(stress) == 0:
         return None
-    frame = stress.reset_index() if not isinstance(stress.index, pd.RangeIndex) else stress
-    keys = [c for c in ("portfolio", "model", "scenario") if c in frame.columns]
-    numeric = [c for c in frame.columns if c not in keys and c != "date" and pd.api.types.is_numeric_dtype(frame[c])]
-    summary = frame.groupby(keys, sort=False)[numeric].mean().reset_index() if keys else frame
-    tables = [{"caption": "Stress coverage per book, model and scenario (averages over dates)",
-               "table": frame_table(summary)}]
-    covers = [c for c in summary.columns if "cover" in c]
-    bars = [b for b in (_measure_bars(summary, c, f"{c.replace('_', ' ')} per model", "ratio" not in c)
-                        for c in covers) if b][:1]
+    from marginlab.validation import stress as st
+
+    summary = st.stress_coverage(stress).reset_index()
+    units = {"dates": "count", "covered_share": "fraction", "median_ratio": "ratio", "min_ratio": "ratio",
+             "mean_stress_loss": "quote ccy", "max_stress_loss": "quote ccy"}
+    worst = summary[summary["scenario"] == "worst"]
+    tables = [{"caption": "Worst scenario of each date: share of dates covered and margin / stress loss",
+               "table": frame_table(worst, units=units)},
+              {"caption": "Every scenario, per book and model", "collapsed": True,
+               "table": frame_table(summary, units=units)}]
+    cover = st.cover_n(stress)
+    if len(cover):
+        largest = cover.reset_index().groupby("model", sort=False).agg(
+            cover1_max=("cover1", "max"), cover2_max=("cover2", "max"), dates=("cover1", "size")).reset_index()
+        tables.append({"caption": "Cover-1 and Cover-2: the largest uncovered stress losses of one and of two "
+                                  "books taken as members (EMIR Art. 43; PFMI Principle 4), largest over dates",
+                       "table": frame_table(largest, units={"cover1_max": "quote ccy", "cover2_max": "quote ccy",
+                                                            "dates": "count"})})
+    bars = [b for b in [_measure_bars(worst, "covered_share", "Share of dates the margin covers the worst "
+                                                              "scenario", True)] if b]
     return {"intro": "Stress losses of historical episodes and hypothetical scenarios against the margin: the stress "
                      "coverage ratio (margin / worst stress loss) and the share of dates on which the margin covers "
                      "each scenario (EMIR RTS 153/2013 Art. 49; PFMI Principle 4).", "tables": tables, "bars": bars}

@@ -96,7 +96,8 @@ def render_html(study, built=None, data: ReportData | None = None) -> str:
         body.append(f'<section id="{esc(section.key)}"><h2>{esc(section.title)}</h2>'
                     f"{section.render(content, page)}</section>")
     when = study.files.get("started") or "unknown time"
-    span = f"{cfg.start or 'first date'} .. {cfg.end or 'last date'}"
+    dates = study.backtest.frame["date"]
+    span = f"{dates.min():%Y-%m-%d} .. {dates.max():%Y-%m-%d}" if len(dates) else "none"
     header = (f"<h1>marginlab study: {esc(cfg.name)}</h1>"
               + (f"<p>{esc(cfg.description)}</p>" if cfg.description else "")
               + f'<p class="meta">Assets {esc(", ".join(cfg.assets))}; {esc(cfg.freq)} data, margin dates {esc(span)}; '

@@ -173,3 +173,46 @@ def test_regulatory_study_is_valid():
 
     cfg = load_study("studies/regulatory.toml")
     assert cfg.mpor_days == 2 and cfg.tail_prob == 0.01 and len(cfg.models) >= 6
+
+
+def test_sections_for_other_streams_render_when_the_result_carries_their_data(hostile_report):
+    """Offsets (standalone legs), procyclicality and APC trade-off, a sweep, member accounts: each section appears
+    only with its data, in results.json and on the page (shapes as the portfolio-margin, stress and scale-out
+    streams produce them)."""
+    import copy
+    import types
+
+    import pandas as pd
+    from marginlab.reports.sections import ReportData, build_accounts, build_sections
+    from marginlab.reports.writer import render_html, results_dict
+
+    study = copy.copy(hostile_report["study"])
+    bt = copy.copy(study.backtest)
+    bt.frame = bt.frame.assign(standalone_margin=bt.frame["margin"] * 1.25)
+    pairs = bt.frame.groupby(["portfolio", "model"], sort=False).size().index
+    bt.procyclicality = lambda: pd.DataFrame({"max_1d_increase": 0.05, "peak_to_trough": 3.0,
+                                              "daily_call_p99": 0.01}, index=pairs)
+    bt.apc_tradeoff = lambda: pd.DataFrame({"base_model": ["HS VaR 99%"], "tools": ["apc_buffer"],
+                                            "extra_margin": [12_345.0], "reduction_1d": [0.02]},
+                                           index=pd.MultiIndex.from_tuples([(hostile_report["book"], "HS VaR 99%+apc")],
+                                                                           names=["portfolio", "model"]))
+    study.backtest = bt
+    study.sweep = pd.DataFrame({"portfolio": "b", "model": "HS VaR 99%", "lookback": [250, 250, 500, 500],
+                                "dist": ["normal", "t", "normal", "t"], "breach_rate": [0.01, 0.02, 0.015, 0.01]})
+    data = ReportData(study)
+    keys = [s.key for s, _ in build_sections(data)]
+    assert keys[:2] == ["verdict", "compare"] and {"offsets", "procyclicality", "sweep"} <= set(keys)
+    results = results_dict(study)
+    jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
+    offsets = next(s["content"] for s in results["sections"] if s["key"] == "offsets")
+    assert [r["offset_benefit"] for r in offsets["table"]["rows"]] == pytest.approx([0.8] * len(pairs))
+    html = render_html(study)
+    for key in ("offsets", "procyclicality", "sweep"):
+        assert f'<section id="{key}">' in html
+    assert "12,345" in html  # the APC tool's extra margin, as money
+    # member accounts: the PQD 6.5 table from the rows of the accounts' portfolios
+    stub = types.SimpleNamespace(accounts=[hostile_report["book"]], frame=data.frame)
+    content = build_accounts.build(stub)
+    row = next(r for r in content["tables"][0]["table"]["rows"] if r["model"] == "HS VaR 99%")
+    rows = data.frame[(data.frame["portfolio"] == hostile_report["book"]) & (data.frame["model"] == "HS VaR 99%")]
+    assert row["accounts"] == 1 and row["account_days"] == len(rows) and row["breaches"] == rows["breach"].sum()
