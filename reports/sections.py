@@ -403,16 +403,26 @@ def _measure_bars(frame: pd.DataFrame, column: str, title: str, pct: bool) -> di
             "rows": [{"label": k, "value": float(v)} for k, v in s.items()]}
 
 
+def _study_table(data: ReportData, attribute: str, method: str | None = None) -> pd.DataFrame | None:
+    """A table the study result carries (``StudyResult.<attribute>``), else the backtest's ``<method>()``."""
+    table = getattr(data.study, attribute, None)
+    if table is None and method is not None and hasattr(data.backtest, method):
+        table = getattr(data.backtest, method)()
+    if table is None or len(table) == 0:
+        return None
+    return table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
+
+
 @_section("procyclicality", "Procyclicality and APC tools")(render_generic)
 def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
-    """Present when the result has ``procyclicality()`` (ESMA 2018 measures per pair, APC cost and benefit)."""
-    method = getattr(data.backtest, "procyclicality", None)
-    if method is None:
+    """Present when the result carries procyclicality measures.
+
+    ``StudyResult.procyclicality`` (else ``BacktestResult.procyclicality()``): the ESMA 2018 measures per pair;
+    ``StudyResult.apc`` (else ``BacktestResult.apc_tradeoff()``): each APC tool's cost against its benefit.
+    """
+    flat = _study_table(data, "procyclicality", "procyclicality")
+    if flat is None:
         return None
-    frame = method()
-    if frame is None or len(frame) == 0:
-        return None
-    flat = frame.reset_index() if not isinstance(frame.index, pd.RangeIndex) else frame
     flat = flat.drop(columns=["sample"], errors="ignore")
     from marginlab.validation import metrics as registry
 
@@ -421,55 +431,64 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
     titles = {m.key: m.title for m in measures}
     tables = [{"caption": "Procyclicality measures per book and model (margin / notional; rolls and re-sizing "
                           "excluded)", "table": frame_table(flat, units=units, titles=titles)}]
-    tradeoff = getattr(data.backtest, "apc_tradeoff", None)
-    if tradeoff is not None:
-        cb = tradeoff()
-        if cb is not None and len(cb):
-            cb = cb.reset_index()
-            cb_units = {c: ("quote ccy" if c == "extra_margin" else "count" if c == "dates" else
-                            "ratio" if "peak_to_trough" in c else "fraction") for c in cb.columns
-                        if pd.api.types.is_numeric_dtype(cb[c])}
-            tables.insert(0, {"caption": "Cost of each APC tool (average extra margin) against its benefit "
-                                         "(reduction of the largest 1/5/30-day increases of margin / notional), "
-                                         "beside the model it wraps",
-                              "table": frame_table(cb, units=cb_units)})
+    cb = _study_table(data, "apc", "apc_tradeoff")
+    if cb is not None:
+        cb_units = {c: ("quote ccy" if c == "extra_margin" else "count" if c == "dates" else
+                        "ratio" if "peak_to_trough" in c else "fraction") for c in cb.columns
+                    if pd.api.types.is_numeric_dtype(cb[c])}
+        tables.insert(0, {"caption": "Cost of each APC tool (average extra margin) against its benefit (reduction "
+                                     "of the largest 1/5/30-day increases of margin / notional), beside the model "
+                                     "it wraps", "table": frame_table(cb, units=cb_units)})
     bars = [b for b in (_measure_bars(flat, c, f"{c.replace('_', ' ')} per model", True)
                         for c in flat.columns if "1d" in str(c) and "increase" in str(c)) if b][:1]
     return {"intro": "How much the margin moves when volatility rises (EMIR RTS 153/2013 Art. 28; ESMA 2018 APC "
                      "guidelines): peak-to-trough, the largest n-day increases and the distribution of margin calls, "
-                     "measured on frozen books so that rolls and re-sizing do not count as procyclicality.",
-            "tables": tables, "bars": bars}
+                     "measured on the margin per unit of notional so that rolls and re-sizing do not count as "
+                     "procyclicality.", "tables": tables, "bars": bars}
+
+
+_STRESS_UNITS = {"dates": "count", "covered_share": "fraction", "median_ratio": "ratio", "min_ratio": "ratio",
+                 "mean_stress_loss": "quote ccy", "max_stress_loss": "quote ccy", "members": "count",
+                 "cover1_max": "quote ccy", "cover2_max": "quote ccy", "cover1_mean": "quote ccy",
+                 "cover2_mean": "quote ccy", "count": "count", "median": "fraction", "min": "fraction"}
 
 
 @_section("stress", "Stress coverage")(render_generic)
 def build_stress(data: ReportData) -> dict[str, Any] | None:
-    """Present when the study result carries stress losses (``StudyResult.stress``).
+    """Present when the study result carries stress results.
 
-    ``stress`` is :func:`marginlab.validation.stress.stress_losses` of the backtest result (one row per date,
-    book, model and scenario with the margin): summarised by ``stress_coverage`` (share of dates covered,
-    margin / stress loss) and ``cover_n`` (Cover-1 / Cover-2, books as members).
+    ``StudyResult.stress``: :func:`marginlab.validation.stress.stress_coverage` per book, model and scenario (a
+    raw ``stress_losses`` frame is summarised here); ``StudyResult.cover``: ``cover_n`` per date and model;
+    ``StudyResult.reverse``: ``reverse_stress`` per book, model and date.
     """
     stress = getattr(data.study, "stress", None)
     if stress is None or len(stress) == 0:
         return None
-    from marginlab.validation import stress as st
+    cover = getattr(data.study, "cover", None)
+    if "stress_loss" in stress.columns:  # the tidy losses: summarise them as the stress stream does
+        from marginlab.validation.stress import cover_n, stress_coverage
 
-    summary = st.stress_coverage(stress).reset_index()
-    units = {"dates": "count", "covered_share": "fraction", "median_ratio": "ratio", "min_ratio": "ratio",
-             "mean_stress_loss": "quote ccy", "max_stress_loss": "quote ccy"}
-    worst = summary[summary["scenario"] == "worst"]
-    tables = [{"caption": "Worst scenario of each date: share of dates covered and margin / stress loss",
-               "table": frame_table(worst, units=units)},
+        cover = cover_n(stress) if cover is None else cover
+        stress = stress_coverage(stress)
+    summary = stress.reset_index()
+    worst = summary[summary["scenario"] == "worst"] if "scenario" in summary else summary
+    tables = [{"caption": "Worst scenario of each date: share of dates the margin covers it, and margin / stress "
+                          "loss", "table": frame_table(worst, units=_STRESS_UNITS)},
               {"caption": "Every scenario, per book and model", "collapsed": True,
-               "table": frame_table(summary, units=units)}]
-    cover = st.cover_n(stress)
-    if len(cover):
+               "table": frame_table(summary, units=_STRESS_UNITS)}]
+    if cover is not None and len(cover):
         largest = cover.reset_index().groupby("model", sort=False).agg(
-            cover1_max=("cover1", "max"), cover2_max=("cover2", "max"), dates=("cover1", "size")).reset_index()
-        tables.append({"caption": "Cover-1 and Cover-2: the largest uncovered stress losses of one and of two "
-                                  "books taken as members (EMIR Art. 43; PFMI Principle 4), largest over dates",
-                       "table": frame_table(largest, units={"cover1_max": "quote ccy", "cover2_max": "quote ccy",
-                                                            "dates": "count"})})
+            members=("members", "max"), cover1_max=("cover1", "max"), cover1_mean=("cover1", "mean"),
+            cover2_max=("cover2", "max"), cover2_mean=("cover2", "mean")).reset_index()
+        tables.append({"caption": "Cover-1 and Cover-2: the largest uncovered stress losses of one and of two books "
+                                  "taken as members (EMIR Art. 43; PFMI Principle 4), largest and average over dates",
+                       "table": frame_table(largest, units=_STRESS_UNITS)})
+    reverse = getattr(data.study, "reverse", None)
+    if reverse is not None and len(reverse) and "move" in reverse.columns:
+        rs = reverse.groupby(["portfolio", "model"], sort=False)["move"].agg(["count", "median", "min"]).reset_index()
+        tables.append({"caption": "Reverse stress: the smallest uniform adverse price move whose loss exhausts the "
+                                  "margin (median and smallest over the dates tested)",
+                       "table": frame_table(rs, units=_STRESS_UNITS)})
     bars = [b for b in [_measure_bars(worst, "covered_share", "Share of dates the margin covers the worst "
                                                               "scenario", True)] if b]
     return {"intro": "Stress losses of historical episodes and hypothetical scenarios against the margin: the stress "

@@ -116,8 +116,11 @@ def _version() -> str:
         return "unknown"
 
 
-#: The files of a report folder (besides the manifest ``.marginlab-report``).
+#: The files of every report folder (besides the manifest ``.marginlab-report``).
 REPORT_FILES = ("report.html", "results.json", "results.schema.json", "backtest.csv", "coverage.csv", "metrics.csv")
+#: Tables written as CSV when the study result carries them: file name -> ``StudyResult`` attribute.
+OPTIONAL_TABLES = {"procyclicality.csv": "procyclicality", "apc_tradeoff.csv": "apc", "stress_coverage.csv": "stress",
+                   "cover.csv": "cover", "reverse_stress.csv": "reverse", "sweep.csv": "sweep"}
 
 
 def report_files(study) -> dict[str, bytes]:
@@ -125,7 +128,8 @@ def report_files(study) -> dict[str, bytes]:
 
     ``report.html`` (the page), ``results.json`` (everything the page shows, with units; it follows
     ``results.schema.json``, shipped beside it), ``backtest.csv`` (every result row: the data of the
-    figures), ``coverage.csv`` and ``metrics.csv``.
+    figures), ``coverage.csv`` and ``metrics.csv``; and the tables of :data:`OPTIONAL_TABLES` the result
+    carries (procyclicality, APC trade-off, stress coverage, Cover-1/2, reverse stress, sweep).
     """
     data, built = _sections(study)
     results = results_dict(study, built)
@@ -136,7 +140,14 @@ def report_files(study) -> dict[str, bytes]:
         "backtest.csv": study.backtest.frame.to_csv(index=False).encode("utf-8"),
         "coverage.csv": study.coverage.to_csv().encode("utf-8"),
         "metrics.csv": study.metrics.to_csv().encode("utf-8"),
+        **{name: _csv(table) for name, attribute in OPTIONAL_TABLES.items()
+           if (table := getattr(study, attribute, None)) is not None and len(table)},
     }
+
+
+def _csv(table: pd.DataFrame) -> bytes:
+    keep_index = not isinstance(table.index, pd.RangeIndex)
+    return table.to_csv(index=keep_index).encode("utf-8")
 
 
 def check_report_folder(out: str | Path) -> Path:

@@ -192,24 +192,36 @@ def test_sections_for_other_streams_render_when_the_result_carries_their_data(ho
     pairs = bt.frame.groupby(["portfolio", "model"], sort=False).size().index
     bt.procyclicality = lambda: pd.DataFrame({"max_1d_increase": 0.05, "peak_to_trough": 3.0,
                                               "daily_call_p99": 0.01}, index=pairs)
-    bt.apc_tradeoff = lambda: pd.DataFrame({"base_model": ["HS VaR 99%"], "tools": ["apc_buffer"],
-                                            "extra_margin": [12_345.0], "reduction_1d": [0.02]},
-                                           index=pd.MultiIndex.from_tuples([(hostile_report["book"], "HS VaR 99%+apc")],
-                                                                           names=["portfolio", "model"]))
     study.backtest = bt
+    # the stress stream's StudyResult fields: apc (apc_tradeoff), stress (stress_coverage), cover (cover_n)
+    study.apc = pd.DataFrame({"base_model": ["HS VaR 99%"], "tools": ["apc_buffer"], "extra_margin": [12_345.0],
+                              "reduction_1d": [0.02]},
+                             index=pd.MultiIndex.from_tuples([(hostile_report["book"], "HS VaR 99%+apc")],
+                                                             names=["portfolio", "model"]))
+    scenarios = pd.MultiIndex.from_tuples([("b", "HS VaR 99%", "FTX"), ("b", "HS VaR 99%", "worst")],
+                                          names=["portfolio", "model", "scenario"])
+    study.stress = pd.DataFrame({"dates": [10, 10], "covered_share": [0.9, 0.5], "median_ratio": [1.4, 1.0],
+                                 "min_ratio": [0.7, 0.4], "mean_stress_loss": [1e5, 2e5],
+                                 "max_stress_loss": [2e5, 4e5]}, index=scenarios)
+    study.cover = pd.DataFrame({"members": [2], "cover1": [5e4], "cover2": [7.5e4]},
+                               index=pd.MultiIndex.from_tuples([(pd.Timestamp("2022-11-09", tz="UTC"), "HS VaR 99%")],
+                                                               names=["date", "model"]))
     study.sweep = pd.DataFrame({"portfolio": "b", "model": "HS VaR 99%", "lookback": [250, 250, 500, 500],
                                 "dist": ["normal", "t", "normal", "t"], "breach_rate": [0.01, 0.02, 0.015, 0.01]})
     data = ReportData(study)
     keys = [s.key for s, _ in build_sections(data)]
-    assert keys[:2] == ["verdict", "compare"] and {"offsets", "procyclicality", "sweep"} <= set(keys)
+    assert keys[:2] == ["verdict", "compare"] and {"offsets", "procyclicality", "stress", "sweep"} <= set(keys)
     results = results_dict(study)
     jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
     offsets = next(s["content"] for s in results["sections"] if s["key"] == "offsets")
     assert [r["offset_benefit"] for r in offsets["table"]["rows"]] == pytest.approx([0.8] * len(pairs))
     html = render_html(study)
-    for key in ("offsets", "procyclicality", "sweep"):
+    for key in ("offsets", "procyclicality", "stress", "sweep"):
         assert f'<section id="{key}">' in html
-    assert "12,345" in html  # the APC tool's extra margin, as money
+    assert "12,345" in html and "75,000" in html  # the APC tool's extra margin, Cover-2: money
+    from marginlab.reports import report_files
+
+    assert {"stress_coverage.csv", "cover.csv", "apc_tradeoff.csv", "sweep.csv"} <= set(report_files(study))
     # member accounts: the PQD 6.5 table from the rows of the accounts' portfolios
     stub = types.SimpleNamespace(accounts=[hostile_report["book"]], frame=data.frame)
     content = build_accounts.build(stub)

@@ -242,8 +242,6 @@ class StudyResult:
     files: dict[str, Any] = field(default_factory=dict)
     #: every coverage test per (book, model), as :attr:`coverage` summarises them (see :meth:`coverage_reports`)
     reports: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
-    #: stress losses of the run (``marginlab.validation.stress.stress_losses`` of :attr:`backtest`), when computed
-    stress: pd.DataFrame | None = None
     #: a parameter sweep's tidy table (one row per grid point x book x model), when the study is a sweep
     sweep: pd.DataFrame | None = None
 
