@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -108,9 +109,9 @@ def frontier(points: pd.DataFrame, title: str, target: float | None, models: Seq
     """
     with plotting() as plt:
         books = list(dict.fromkeys(points["book"])) if "book" in points else [title]
-        ncol = min(4, len(books))
+        ncol = min(3, len(books))
         nrow = int(np.ceil(len(books) / ncol))
-        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 3.1 * nrow + 0.9), squeeze=False)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 3.3 * nrow + 0.9), squeeze=False)
         for k, book in enumerate(books):
             ax = axes[k // ncol][k % ncol]
             rows = points[points["book"] == book] if "book" in points else points
@@ -121,10 +122,11 @@ def frontier(points: pd.DataFrame, title: str, target: float | None, models: Seq
                 ax.axhline(target, color="k", ls="--", lw=0.8)
             _pct_axis(ax, "x")
             _pct_axis(ax, "y")
-            ax.set_ylim(bottom=0)
-            ax.set_xlim(left=0)
+            top_y = max(float(rows["breach_rate"].max()), target or 0.0)
+            ax.set_ylim(0, top_y * 1.12 if top_y > 0 else 0.01)
+            ax.set_xlim(0, max(float(rows["margin_pct"].max()), 0.001) * 1.12)
             ax.grid(alpha=0.3)
-            ax.set_title(book if len(book) <= 48 else book[:46] + "\u2026")
+            ax.set_title(textwrap.shorten(book, 60, placeholder="\u2026"))
             if k % ncol == 0:
                 ax.set_ylabel("breach rate")
             if k // ncol == nrow - 1:
@@ -163,7 +165,9 @@ def small_multiples(rows: pd.DataFrame, models: Sequence[str], titles: dict[str,
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
             _money_axis(ax)
             ax.grid(alpha=0.25)
-            ax.set_ylim(bottom=0)
+        shown = rows[rows["model"].isin(list(models))]
+        top = float(np.nanmax(np.r_[shown["margin"].to_numpy(float), shown["loss"].to_numpy(float), 1.0]))
+        axes[0][0].set_ylim(0, top * 1.05)  # shared by every panel
         handles = [plt.Rectangle((0, 0), 1, 1, color="0.55", label="realised loss over the MPOR"),
                    plt.Line2D([], [], color="k", lw=1.1, label="margin (model colour)"),
                    plt.Line2D([], [], marker="o", ls="", color="#c00000", label="breach (loss > margin)"),
@@ -259,7 +263,7 @@ def parameter_stability(est: pd.DataFrame, params: Sequence[str], title: str):
     with plotting() as plt:
         ncol = min(3, len(params))
         nrow = int(np.ceil(len(params) / ncol))
-        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 2.4 * nrow + 0.7), squeeze=False, sharex=True)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 2.4 * nrow + 0.7), squeeze=False)
         assets = list(dict.fromkeys(est["asset"]))
         for k, name in enumerate(params):
             ax = axes[k // ncol][k % ncol]
@@ -268,16 +272,19 @@ def parameter_stability(est: pd.DataFrame, params: Sequence[str], title: str):
                 r = est[est["asset"] == asset].sort_values(["date", "window_rows"]).drop_duplicates("date", keep="last")
                 ax.plot(r["date"], r[name], lw=0.9, color=colour(j), label=asset)
                 if "status" in r:
-                    bad = r[r["status"].isin(["failed", "boundary"])]
-                    ax.scatter(bad["date"], bad[name], s=5, color="k", zorder=3)
+                    edge = r[r["status"] == "boundary"]
+                    ax.scatter(edge["date"], edge[name], s=2, color="0.35", alpha=0.35, lw=0, zorder=3)
+                    failed = r[r["status"] == "failed"]
+                    ax.scatter(failed["date"], failed[name], s=22, marker="x", color="#c00000", zorder=4)
             ax.set_title(name)
             ax.grid(alpha=0.25)
             _dates(ax)
         for k in range(len(params), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
         handles = [plt.Line2D([], [], color=colour(j), label=a) for j, a in enumerate(assets)]
-        handles.append(plt.Line2D([], [], marker="o", ls="", color="k", markersize=3,
-                                  label="fit on the boundary or failed"))
+        handles.append(plt.Line2D([], [], marker="o", ls="", color="0.35", markersize=3,
+                                  label="fit on the stationarity boundary"))
+        handles.append(plt.Line2D([], [], marker="x", ls="", color="#c00000", label="failed fit (previous kept)"))
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.4 * nrow + 0.7)))
         fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
         return fig

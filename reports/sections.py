@@ -670,9 +670,10 @@ def render_parameters(content: dict[str, Any], page: Page) -> str:
         out.append(f"<h3>{esc(chain['label'])}</h3>")
         out.append(page.figure(fg.parameter_stability(rows, chain["parameters"], chain["label"]),
                                f"Parameter stability: {chain['label']}",
-                               f"Estimated parameters of {chain['label']} at each fit date, per asset (black dots: "
-                               "fits on the stationarity boundary or failed; a failed fit keeps the previous "
-                               "parameters)."))
+                               f"Estimated parameters of {chain['label']} at each fit date, per asset (the fit of "
+                               "the longest window of the date; grey dots: fits on the stationarity boundary; red "
+                               "crosses: failed fits, which keep the previous parameters). Fits by status: "
+                               + ", ".join(f"{k} {v:,}" for k, v in chain["status"].items()) + "."))
         out.append(render_table(chain["table"]))
     return "".join(out)
 
