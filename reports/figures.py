@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["EPISODES", "png", "plotting", "frontier", "small_multiples", "episode_zoom", "rolling_breaches",
-           "parameter_stability", "bars", "heatmap", "zone_thresholds", "WIDTH"]
+__all__ = ["EPISODES", "png", "formula_png", "plotting", "frontier", "small_multiples", "episode_zoom",
+           "rolling_breaches", "parameter_stability", "bars", "heatmap", "zone_thresholds", "WIDTH"]
 
 #: Figure width in inches (x 100 dpi = pixels).
 WIDTH = 12.4
@@ -64,6 +64,19 @@ def png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def formula_png(latex: str) -> str | None:
+    """A LaTeX formula drawn by matplotlib's mathtext as base64 PNG, or None when mathtext cannot parse it."""
+    from matplotlib import mathtext
+
+    buf = io.BytesIO()
+    try:
+        with plotting():
+            mathtext.math_to_image(f"${latex}$", buf, dpi=110, format="png")
+    except (ValueError, RuntimeError):
+        return None
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -163,6 +163,7 @@ details > summary { cursor: pointer; font-weight: 600; font-size: 13.5px; color:
 details.pair { margin-left: 12px; }
 pre.study { background: #f6f8fa; border: 1px solid #e1e4e8; padding: 8px; font-size: 12px; overflow-x: auto; }
 code, pre { font-family: SFMono-Regular, Menlo, Consolas, monospace; }
+div.formula img.formula { display: block; margin: 6px 0 2px; }
 code.formula { display: block; background: #f6f8fa; padding: 5px 8px; margin: 4px 0; font-size: 12.5px;
                white-space: pre-wrap; }
 .model { border-left: 3px solid #2b5d8a; padding-left: 12px; margin: 14px 0 20px; }

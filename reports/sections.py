@@ -15,6 +15,7 @@ stress, sweeps, member accounts) is one section that renders when its data exist
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from marginlab.models.methodology import methodology_of
 
 from . import figures as fg
 from .formatting import esc, percent, pvalue
@@ -726,8 +728,7 @@ def render_methodology(content: dict[str, Any], page: Page) -> str:
                  f"p = {m['tested_p']:g}" + ("" if meth["tail_prob"] is not None else
                                              " (rule-based: the study's p)") + ".</p>"]
         if meth["formula"]:
-            parts.append("<h4>Formula</h4>" + "".join(f'<code class="formula">{esc(f)}</code>'
-                                                     for f in meth["formula"]))
+            parts.append("<h4>Formula</h4>" + "".join(_formula(f) for f in meth["formula"]))
         if meth["description"]:
             parts.append("".join(_para(p) for p in meth["description"].split("\n\n")))
         parts.append("<h4>Parameters</h4>" + render_table(m["parameters"]))
@@ -740,6 +741,35 @@ def render_methodology(content: dict[str, Any], page: Page) -> str:
     return "".join(out)
 
 
+def _formula(latex: str) -> str:
+    """A formula as an image (matplotlib mathtext) above its LaTeX source; the source alone if it cannot be drawn."""
+    image = fg.formula_png(latex)
+    source = f'<code class="formula">{esc(latex)}</code>'
+    if image is None:
+        return source
+    return f'<div class="formula"><img class="formula" alt="{esc(latex)}" src="data:image/png;base64,{image}"/>' \
+           f"{source}</div>"
+
+
+def _methodology(model) -> dict[str, Any]:
+    """A model's methodology as a dict.
+
+    An overlaid model (``inner`` and ``overlays``: marginlab.models.OverlaidModel) is documented as its inner
+    model plus each overlay (summary, parameters, sources, limitations).
+    """
+    inner, overlays = getattr(model, "inner", None), getattr(model, "overlays", ())
+    base = inner if hasattr(inner, "methodology") else model
+    meth = base.methodology().to_dict()
+    for overlay in overlays if base is inner else ():
+        if dataclasses.is_dataclass(overlay):
+            om = methodology_of(overlay)
+            meth["summary"] += f" Overlay {om.name}: {om.summary}"
+            meth["sources"] += [s for s in om.sources if s not in meth["sources"]]
+            meth["limitations"] += [s for s in om.limitations if s not in meth["limitations"]]
+            meth["parameters"] += [{**p.to_dict(), "name": f"{om.name}.{p.name}"} for p in om.parameters]
+    return meth
+
+
 def _value_text(v: Any) -> str:
     return "" if v is None else (v if isinstance(v, str) else repr(v))
 
@@ -750,7 +780,7 @@ def build_methodology(data: ReportData) -> dict[str, Any]:
     cfg = data.config
     models = []
     for label, model in data.backtest.models.items():
-        meth = model.methodology().to_dict()
+        meth = _methodology(model)
         rows = [{**p, "value": _value_text(p["value"]), "default": _value_text(p["default"])}
                 for p in meth["parameters"]]
         models.append({"label": label, "methodology": meth, "tested_p": data.level(label),
@@ -828,7 +858,7 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
     counts = {v: sum(c["verdict"] == v for c in cells) for v in ("pass", "too many breaches", "over-margined",
                                                                  "n/a", "warm-up")}
     model_limits = [f"{label}: {lim}" for label, model in bt.models.items()
-                    for lim in model.methodology().limitations]
+                    for lim in _methodology(model)["limitations"]]
     stress = getattr(data.study, "stress", None) is not None
     items = [
         {"title": "(a) Conceptual soundness of the models",

@@ -22,6 +22,7 @@ report, ``marginlab run`` and ``marginlab show`` alike (:func:`verdict_text`).
 from __future__ import annotations
 
 import math
+import shutil
 import textwrap
 from typing import Any
 
@@ -189,24 +190,45 @@ def cell_text(cell: dict[str, Any]) -> str:
     if v in ("n/a", "warm-up"):
         return v
     pct = cell.get("mean_margin_pct_notional")
-    return (f"{_SHORT[v]} {cell['breaches']}/{cell['expected_breaches']:.1f} {cell['traffic_light_zone'][0].upper()} "
-            f"{percent(pct, 1) if pct is not None else MISSING}")
+    return (f"{_SHORT[v]} {cell['breaches']:,}/{cell['expected_breaches']:,.1f} "
+            f"{cell['traffic_light_zone'][0].upper()} {percent(pct, 1) if pct is not None else MISSING}")
 
 
-def verdict_text(matrix: dict[str, Any], width: int = 200) -> str:
-    """The verdict matrix as plain text for a terminal (books as rows, models as columns)."""
+def verdict_text(matrix: dict[str, Any], width: int | None = None) -> str:
+    """The verdict matrix as plain text for a terminal (books as rows, models as columns).
+
+    Columns that do not fit in ``width`` characters (default: the terminal's width, 120 when unknown)
+    continue in a further block, each block repeating the book names.
+    """
+    width = width or shutil.get_terminal_size((120, 24)).columns
     cells = _cells(matrix)
     books, models = matrix["books"], matrix["models"]
-    head = ["book \\ model", *models]
-    rows = [[pf, *(cell_text(cells.get((pf, md), {"verdict": "n/a"})) for md in models)] for pf in books]
-    widths = [max(len(str(r[k])) for r in [head, *rows]) for k in range(len(head))]
-    widths[0] = min(widths[0], 48)
+    names = [pf if len(pf) <= 40 else pf[:39] + "\u2026" for pf in books]
+    first = max([len("book"), *(len(n) for n in names)])
+    columns = []
+    for md in models:
+        texts = [cell_text(cells.get((pf, md), {"verdict": "n/a"})) for pf in books]
+        columns.append((md, texts, max([len(md), *(len(t) for t in texts)])))
+    blocks, current, used = [], [], first
+    for col in columns:
+        if current and used + 2 + col[2] > width:
+            blocks.append(current)
+            current, used = [], first
+        current.append(col)
+        used += 2 + col[2]
+    blocks.append(current)
+    out = []
+    for block in blocks:
+        widths = [first, *(w for _, _, w in block)]
 
-    def line(r: list[str]) -> str:
-        return "  ".join(str(x)[:w].ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
+        def line(r: list[str], widths=widths) -> str:
+            return "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
 
-    out = [line(head), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+        out += [line(["book", *(md for md, _, _ in block)]), line(["-" * w for w in widths])]
+        out += [line([n, *(texts[k] for _, texts, _ in block)]) for k, n in enumerate(names)]
+        out.append("")
     legend = ("cell: verdict, breaches/expected, traffic-light zone (G/Y/R, last 250 observations), average "
               "margin % of notional. " + matrix["rule"])
-    wrap = [textwrap.fill(s, 110) for s in [*matrix.get("sentences", []), "", legend] if s]
-    return "\n".join([*out, "", *wrap[:-1], "", wrap[-1]])
+    fill = max(60, min(width, 110))
+    wrap = [textwrap.fill(s, fill) for s in [*matrix.get("sentences", []), legend] if s]
+    return "\n".join([*out, *wrap[:-1], "", wrap[-1]])

@@ -148,7 +148,7 @@ def test_results_json_follows_its_schema_and_carries_the_verdict(hostile_report)
 def test_cli_show_and_models(hostile_report, capsys):
     assert main(["show", str(hostile_report["out"])]) == 0
     out = capsys.readouterr().out
-    assert "Coverage holds" in out and hostile_report["book"][:40] in out
+    assert "Coverage holds" in out and hostile_report["book"][:39] in out
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "fhs_garch: Filtered historical simulation" in out and "lookback" in out and "= 1000" in out
@@ -164,7 +164,7 @@ def test_cli_run_prints_the_verdict_and_no_progress_when_not_a_terminal(tmp_path
     assert main(["run", str(study), "--out", str(tmp_path / "rep")]) == 0
     captured = capsys.readouterr()
     assert captured.err == ""  # stages and bar only on a terminal
-    assert "book \\ model" in captured.out and "static 10%" in captured.out
+    assert "static 10%" in captured.out and "long BTC spot" in captured.out and "Coverage holds" in captured.out
     assert f"report written to {tmp_path / 'rep' / 'report.html'}" in captured.out
 
 
@@ -228,3 +228,33 @@ def test_sections_for_other_streams_render_when_the_result_carries_their_data(ho
     row = next(r for r in content["tables"][0]["table"]["rows"] if r["model"] == "HS VaR 99%")
     rows = data.frame[(data.frame["portfolio"] == hostile_report["book"]) & (data.frame["model"] == "HS VaR 99%")]
     assert row["accounts"] == 1 and row["account_days"] == len(rows) and row["breaches"] == rows["breach"].sum()
+
+
+def test_an_overlaid_model_is_documented_as_its_inner_model_and_its_overlays():
+    import types
+
+    from marginlab.reports.sections import _methodology
+
+    @dataclass(frozen=True)
+    class Buffer:
+        """APC buffer: 25% of the margin held on top.
+
+        Parameters
+        ----------
+        buffer : float
+            Share of the margin added.
+
+        References
+        ----------
+        EMIR RTS 153/2013 Art. 28(1)(a).
+        """
+
+        name: ClassVar[str] = "apc_buffer"
+        buffer: float = 0.25
+
+    overlaid = types.SimpleNamespace(inner=make_model("static"), overlays=(Buffer(),))
+    meth = _methodology(overlaid)
+    assert meth["summary"].startswith("Flat percentage") and "Overlay apc_buffer: APC buffer" in meth["summary"]
+    assert "EMIR RTS 153/2013 Art. 28(1)(a)." in meth["sources"]
+    assert {"name": "apc_buffer.buffer", "value": 0.25, "default": 0.25, "type": "float",
+            "description": "Share of the margin added."} in meth["parameters"]

@@ -72,7 +72,7 @@ def test_report_failure_leaves_previous_report(tmp_path, monkeypatch):
     before = (out / "results.json").read_text()
     import marginlab.reports.writer as w
 
-    monkeypatch.setattr(w, "render_html", lambda study: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(w, "render_html", lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
         run_study(cfg, out=out)
     assert (out / "results.json").read_text() == before
