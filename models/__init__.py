@@ -7,11 +7,14 @@ reading nothing after ``t``; the engine's :class:`RunContext` carries the MPOR
 and the seed.
 """
 
-from . import simulation, static  # noqa: F401  (register the models)
+from . import deribit_pm, greeks_netting, simulation, span, static  # noqa: F401  (register the models)
 from .base import MODELS, Forecast, MarginModel, ModelState, make_model, model_parameters, register
 from .context import RunContext
+from .deribit_pm import DERIBIT_PM_VINTAGES, DeribitPMVintage, DeribitPortfolioMargin
+from .greeks_netting import GreeksNetting
 from .instruments import Future, Instrument, Option, Perpetual, Position, Spot
 from .portfolios import (
+    CombinedBook,
     ConstantNotionalBook,
     FixedBook,
     OptionLeg,
@@ -22,6 +25,7 @@ from .portfolios import (
 from .pricing import black76_greeks, black76_price, strike_from_delta
 from .revaluation import mark_to_market, realised_pnl, revalue
 from .simulation import EWMAVaR, FHSGarch, HistoricalES, HistoricalVaR
+from .span import SpanMargin
 from .static import DeribitStandardMargin, StaticMargin, TieredMargin
 from .venues import BINANCE_USDM_TIERS, BINANCE_USDT_50X_2021, DERIBIT_STANDARD, BracketTable, DeribitParams
 
@@ -45,6 +49,7 @@ __all__ = [
     "ConstantNotionalBook",
     "OptionLeg",
     "OptionStrategy",
+    "CombinedBook",
     "reference_portfolios",
     "black76_price",
     "black76_greeks",
@@ -64,4 +69,9 @@ __all__ = [
     "HistoricalVaR",
     "HistoricalES",
     "EWMAVaR",
+    "SpanMargin",
+    "DeribitPortfolioMargin",
+    "DeribitPMVintage",
+    "DERIBIT_PM_VINTAGES",
+    "GreeksNetting",
 ]

@@ -44,7 +44,7 @@ def test_bad_config_values_name_the_key(raw, message):
 
 def test_default_study_file_is_valid():
     cfg = load_study("studies/default.toml")
-    assert cfg.mpor_days == 1 and len(cfg.models) == 7
+    assert cfg.mpor_days == 1 and len(cfg.models) == 10
 
 
 def test_run_study_writes_complete_report_atomically(tmp_path):

@@ -35,6 +35,8 @@ __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLU
 #: the MPOR and loss = -pnl, breach = loss > margin (strict), VaR and ES at the model's level and the PIT of the
 #: realised P&L under the forecast distribution (NaN for rule-based models), the book's gross notional
 #: (sum |q| S, quote currency) and whether its instruments changed since its previous date (a roll).
+#: ``Backtest(..., standalone_legs=True)`` adds ``standalone_margin``: the sum of the margins of the book's
+#: positions, each margined alone by the same model at the same date (the offset benefit's denominator).
 COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
            "book_changed"]
 
@@ -96,6 +98,11 @@ class Backtest:
     seed : int
         Seed of every random draw of the run (passed to the models through the
         run context): the same seed gives the same margins bit for bit.
+    standalone_legs : bool
+        Also margin every position of a book alone, with the same model, state and
+        date, and add their sum as the column ``standalone_margin`` (for the offset
+        benefit, :data:`~marginlab.validation.metrics.METRICS`). Off by default: it
+        multiplies the models' work by the number of legs.
     """
 
     market: MarketData
@@ -106,6 +113,7 @@ class Backtest:
     end: pd.Timestamp | str | None = None
     include_funding: bool = False
     seed: int = 0
+    standalone_legs: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.market, MarketData):
@@ -114,6 +122,8 @@ class Backtest:
             raise ValueError(f"Backtest: mpor_days must be an integer >= 1, got {self.mpor_days!r}")
         if not isinstance(self.seed, int | np.integer) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"Backtest: seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.standalone_legs, bool | np.bool_):
+            raise ValueError(f"Backtest: standalone_legs must be true or false, got {self.standalone_legs!r}")
         self._portfolios = _portfolio_map(self.portfolios)
         self._models = _model_labels(self.models)
         idx = self.market.index
@@ -215,12 +225,14 @@ class Backtest:
         out = TaskResult(task=task)
         active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
         forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit
+        standalone: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> sum of the legs' own margins
         for label, model in models.items():
             active[label] = {}
             for name, path in books.items():
                 if all(model.applies_to(b) for b in path.positions):
                     active[label][name] = {t: k for k, t in enumerate(path.dates)}
                     forecasts[(label, name)] = np.full((len(path.dates), 4), np.nan)
+                    standalone[(label, name)] = np.full(len(path.dates), np.nan)
                 else:
                     out.not_applicable.append((name, label))
             out.seconds[label] = 0.0
@@ -228,6 +240,7 @@ class Backtest:
         # and models sharing an estimation (e.g. FHS VaR and ES) reuse it within the date.
         states: dict[str, object] = {label: None for label in models}
         for t in sorted(set().union(*(set(path.dates) for path in books.values()))):
+            legs: dict[str, dict[Position, float]] = {}  # per model, this date's standalone leg margins
             for label, model in models.items():
                 holders = [name for name, pos in active[label].items() if t in pos]
                 if not holders:
@@ -239,6 +252,9 @@ class Backtest:
                     path = books[name]
                     fc = model.forecast(states[label], path.positions[k], self.market, t, book=name)
                     forecasts[(label, name)][k] = fc.margin, fc.var, fc.es, fc.pit(path.pnl[k])
+                    if self.standalone_legs:
+                        standalone[(label, name)][k] = self._standalone_margin(
+                            model, states[label], path.positions[k], t, name, fc.margin, legs.setdefault(label, {}))
                 out.seconds[label] += time.perf_counter() - tm
         for label in models:
             if isinstance(states[label], HasDiagnostics) and states[label].diagnostics():
@@ -260,8 +276,28 @@ class Backtest:
                     "date": path.dates[ok], "portfolio": name, "model": label, "margin": m[ok], "pnl": pnl,
                     "loss": -pnl, "breach": cv.exceptions(pnl, m[ok]), "var": x[ok, 1], "es": x[ok, 2],
                     "pit": x[ok, 3], "notional": path.notional[ok], "book_changed": path.changed[ok]})
+                if self.standalone_legs:
+                    out.frames[(label, name)]["standalone_margin"] = standalone[(label, name)][ok]
         out.estimates = context.table("estimates")
         return out
+
+    def _standalone_margin(self, model: MarginModel, state: object, book: Book, t: pd.Timestamp, name: str,
+                           margin: float, done: dict[Position, float]) -> float:
+        """Sum of the margins of the book's positions, each margined alone (NaN if one has none yet).
+
+        Each leg is passed as its own book, named ``"<portfolio> :: <instrument>"`` for models that
+        keep something per book. A position held by several books on a date (the same instrument and
+        quantity) is margined once per model and date (``done``); a one-position book is its own leg.
+        """
+        if len(book) == 1:
+            return float(margin)
+        total = 0.0
+        for pos in book:
+            if pos not in done:
+                done[pos] = model.forecast(state, Book((pos,)), self.market, t,
+                                           book=f"{name} :: {pos.instrument.label}").margin
+            total += done[pos]
+        return float(total)
 
     def run(self, executor: Executor | None = None, books_per_task: int | None = None) -> BacktestResult:
         """Replay every portfolio through every model and return the result.
@@ -309,8 +345,11 @@ class Backtest:
                     status = rows["status"].value_counts()
                     diagnostics[label] = {"fits": len(rows), **{k: int(status.get(k, 0))
                                                                 for k in ("failed", "boundary", "reused")}}
+        columns = COLUMNS + (["standalone_margin"] if self.standalone_legs else [])
+        if self.standalone_legs and "standalone_margin" not in frame:
+            frame["standalone_margin"] = np.nan
         return BacktestResult(
-            frame=frame[COLUMNS], mpor_days=self.mpor_days, models=dict(self._models),
+            frame=frame[columns], mpor_days=self.mpor_days, models=dict(self._models),
             not_applicable=[(name, label) for label, name in order if (name, label) in not_applicable],
             warmup={(name, label): warmup[(name, label)] for label, name in order if (name, label) in warmup},
             diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Metric", "METRICS", "compute_metrics", "max_n_day_increase"]
+__all__ = ["Metric", "METRICS", "compute_metrics", "max_n_day_increase", "offset_benefit"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,23 @@ def _peak_to_trough(margin: pd.Series) -> float:
     return float(m.max() / low) if low > 0 else float("inf")
 
 
+def offset_benefit(rows: pd.DataFrame) -> float:
+    r"""Average over dates of the book's margin over the sum of its legs' standalone margins.
+
+    .. math:: \frac{1}{T}\sum_t \frac{M_t(\text{book})}{\sum_i M_t(\text{leg}_i)}
+
+    1 = no offset (the book costs what its legs cost apart); 0.3 = the book needs 30% of the
+    collateral of its legs margined one by one. Needs the ``standalone_margin`` column
+    (``Backtest(..., standalone_legs=True)``); NaN without it, and dates whose legs need no
+    margin are left out.
+    """
+    if "standalone_margin" not in rows:
+        return float("nan")
+    parts = rows["standalone_margin"].to_numpy(float)
+    ok = np.isfinite(parts) & (parts > 0) & np.isfinite(rows["margin"].to_numpy(float))
+    return float(np.mean(rows["margin"].to_numpy(float)[ok] / parts[ok])) if ok.any() else float("nan")
+
+
 def _shortfall(rows: pd.DataFrame) -> pd.Series:
     return (rows["loss"] - rows["margin"])[rows["breach"]]
 
@@ -73,6 +90,8 @@ METRICS: tuple[Metric, ...] = (
            lambda r: float(_shortfall(r).max()) if r["breach"].any() else 0.0, "quote ccy", "efficiency"),
     Metric("shortfall_mean", "Average shortfall on breaches",
            lambda r: float(_shortfall(r).mean()) if r["breach"].any() else 0.0, "quote ccy", "efficiency"),
+    Metric("offset_benefit", "Offset benefit: margin / sum of standalone leg margins (mean over dates)",
+           offset_benefit, "ratio", "efficiency"),
     Metric("peak_to_trough", "Peak-to-trough margin ratio (max / min)", lambda r: _peak_to_trough(r["margin"]),
            "ratio", "procyclicality"),
     Metric("max_1d_increase", "Largest 1-day margin increase", lambda r: max_n_day_increase(r["margin"], 1),

@@ -12,6 +12,7 @@ Example (``studies/default.toml``)::
     mpor_days = 1
     tail_prob = 0.01         # p of the coverage tests (99% coverage)
     out = "reports_out"
+    standalone_legs = true   # also margin each leg alone: the offset benefit metric
 
     [market]
     assets = ["BTC", "ETH", "SOL", "XRP"]
@@ -65,7 +66,7 @@ def _default_study() -> Path:
 #: entries have the keys of :data:`MODEL_KEYS`; their ``params`` are checked by the model itself.
 STUDY_KEYS: dict[str, dict[str, Any]] = {
     "study": {"name": str, "seed": int, "mpor_days": int, "tail_prob": float, "out": str,
-              "include_funding": bool, "description": str},
+              "include_funding": bool, "description": str, "standalone_legs": bool},
     "market": {"assets": list[Asset], "freq": str, "start": dt.date, "end": dt.date, "smile": bool},
     "portfolios": {"reference": str | list[str], "notional": float},
 }
@@ -91,6 +92,7 @@ class StudyConfig:
     include_funding: bool = False
     smile: bool = False
     description: str = ""
+    standalone_legs: bool = False
     source: str = "<dict>"
 
     def __post_init__(self) -> None:
@@ -103,7 +105,7 @@ class StudyConfig:
                 "portfolios": self.portfolios if isinstance(self.portfolios, str) else list(self.portfolios),
                 "notional": self.notional, "include_funding": self.include_funding, "smile": self.smile,
                 "models": [{"label": lab, "name": n, "params": p} for lab, n, p in self.models],
-                "description": self.description, "source": self.source}
+                "description": self.description, "standalone_legs": self.standalone_legs, "source": self.source}
 
 
 def _require(cond: bool, where: str, message: str) -> None:
@@ -193,7 +195,8 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
                        assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
                        out=study.get("out", "reports_out"), include_funding=study.get("include_funding", False),
-                       smile=market.get("smile", False), description=study.get("description", ""), source=source)
+                       smile=market.get("smile", False), description=study.get("description", ""),
+                       standalone_legs=study.get("standalone_legs", False), source=source)
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
@@ -309,7 +312,8 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     models = {label: make_model(name, **params) for label, name, params in config.models}
     progress.stage(f"replaying {len(books)} book(s) through {len(models)} model(s)")
     result = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
-                      include_funding=config.include_funding, seed=config.seed).run(
+                      include_funding=config.include_funding, seed=config.seed,
+                      standalone_legs=config.standalone_legs).run(
         executor=ProgressExecutor(progress, label="tasks (model groups)"))
     progress.stage("coverage tests")
     # every coverage test of every pair, run once: the headline table and the report's drill-down share them
