@@ -4,13 +4,16 @@
 builds one. Every model follows :class:`MarginModel`: ``fit(market, t,
 warm_start=None, context=None)`` then ``margin(state, positions, market, t)``,
 reading nothing after ``t``; the engine's :class:`RunContext` carries the MPOR
-and the seed.
+and the seed. ``OVERLAYS`` / ``make_overlay(name, **params)`` are the
+anti-procyclicality and liquidity overlays: ``make_overlay("apc_buffer")(model)``
+is an :class:`OverlaidModel`, itself a margin model.
 """
 
 from . import simulation, static  # noqa: F401  (register the models)
 from .base import MODELS, Forecast, MarginModel, ModelState, make_model, model_parameters, register
 from .context import RunContext
 from .instruments import Future, Instrument, Option, Perpetual, Position, Spot
+from .overlays import OVERLAYS, OverlaidModel, Overlay, make_overlay, overlay_parameters, register_overlay
 from .portfolios import (
     ConstantNotionalBook,
     FixedBook,
@@ -32,6 +35,12 @@ __all__ = [
     "Forecast",
     "RunContext",
     "make_model",
+    "OVERLAYS",
+    "Overlay",
+    "OverlaidModel",
+    "make_overlay",
+    "overlay_parameters",
+    "register_overlay",
     "model_parameters",
     "register",
     "Instrument",
