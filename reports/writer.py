@@ -154,6 +154,7 @@ the smallest double (1e-308).</p>
 {_table(study.coverage)}
 <h2>Capital efficiency and procyclicality</h2>
 {_table(metrics)}
+{_risk_sections(study)}
 <h2>Plots</h2>
 {plots}
 <h2>Data</h2>
@@ -162,6 +163,47 @@ the smallest double (1e-308).</p>
 <code>backtest.csv</code>, <code>coverage.csv</code>, <code>metrics.csv</code>.</p>
 </body></html>
 """
+
+
+def _risk_sections(study) -> str:
+    """Procyclicality, APC cost/benefit and stress-test sections (issue 15); empty where the study has none."""
+    parts = []
+    pro = getattr(study, "procyclicality", None)
+    if pro is not None and len(pro):
+        parts.append("<h2>Procyclicality (on the model)</h2><p>Margin per unit of gross notional, chained over "
+                     "rolls (a roll or re-sizing is not a margin increase); ESMA 2018 APC guideline measures: "
+                     "peak-to-trough (sample, worst rolling year), largest 1/5/30-day increases, daily margin "
+                     "calls per unit notional on days the book is unchanged.</p>" + _table(pro))
+    apc = getattr(study, "apc", None)
+    if apc is not None and len(apc):
+        parts.append("<h2>Anti-procyclicality tools: cost and benefit</h2><p>Each overlaid model against the "
+                     "model it wraps, same book and dates: average extra margin (quote currency and relative) "
+                     "against the largest 1/5/30-day margin-rate increases without (base) and with (apc) the "
+                     "tool.</p>" + _table(apc))
+    stress = getattr(study, "stress", None)
+    if stress is not None and len(stress):
+        share = stress["covered_share"].unstack("scenario")
+        parts.append("<h2>Stress tests</h2><p>Share of margin dates on which the margin covers each scenario's "
+                     "stress loss (full revaluation over the MPOR; scenarios and sources in "
+                     "<code>marginlab.validation.stress.SCENARIOS</code>); 'worst' is the largest loss of the "
+                     "day's scenarios. Details (median and minimum margin / stress loss) in "
+                     "<code>stress_coverage.csv</code>.</p>" + _table(share, "{:.2f}"))
+    cover = getattr(study, "cover", None)
+    if cover is not None and len(cover):
+        summary = cover.groupby(level="model", sort=False).agg(
+            members=("members", "max"), cover1_max=("cover1", "max"), cover1_mean=("cover1", "mean"),
+            cover2_max=("cover2", "max"), cover2_mean=("cover2", "mean"))
+        parts.append("<h2>Cover-1 / Cover-2</h2><p>Books treated as clearing members: per date, the largest "
+                     "(Cover-1) and the two largest (Cover-2) stress losses in excess of margin under one "
+                     "scenario (EMIR Art. 43, PFMI Principle 4); per date in <code>cover.csv</code>.</p>"
+                     + _table(summary))
+    reverse = getattr(study, "reverse", None)
+    if reverse is not None and len(reverse):
+        summary = reverse.groupby(["portfolio", "model"], sort=False)["move"].agg(["count", "median", "min"])
+        parts.append("<h2>Reverse stress</h2><p>Smallest uniform adverse price move (vols moving by the "
+                     "window's vol-price relation) whose full-revaluation loss exhausts the margin, on the dates "
+                     "tested; per date in <code>reverse_stress.csv</code>.</p>" + _table(summary))
+    return "".join(parts)
 
 
 def _version() -> str:
@@ -174,7 +216,7 @@ def _version() -> str:
 
 
 def report_files(study) -> dict[str, bytes]:
-    """The report's files (name -> content): ``report.html``, ``report.json`` and three CSV tables."""
+    """The report's files (name -> content): ``report.html``, ``report.json`` and the CSV tables."""
     payload = {"config": study.config.to_dict(), "backtest": study.backtest.to_dict(),
                "coverage": study.coverage.reset_index().to_dict(orient="records"),
                "summary": study.backtest.breaches().reset_index().to_dict(orient="records")}
@@ -184,6 +226,14 @@ def report_files(study) -> dict[str, bytes]:
         "backtest.csv": study.backtest.frame.to_csv(index=False).encode("utf-8"),
         "coverage.csv": study.coverage.to_csv().encode("utf-8"),
         "metrics.csv": study.metrics.to_csv().encode("utf-8"),
+        **{name: table.to_csv().encode("utf-8")
+           for name, table in (("procyclicality.csv", getattr(study, "procyclicality", None)),
+                               ("apc_tradeoff.csv", getattr(study, "apc", None)),
+                               ("stress_coverage.csv", getattr(study, "stress", None)),
+                               ("cover.csv", getattr(study, "cover", None)))
+           if table is not None and len(table)},
+        **({"reverse_stress.csv": study.reverse.to_csv(index=False).encode("utf-8")}
+           if getattr(study, "reverse", None) is not None and len(study.reverse) else {}),
     }
 
 

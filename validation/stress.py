@@ -260,6 +260,11 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 # stress losses
 
 
+def _check_every(every, where: str) -> None:
+    if not isinstance(every, int | np.integer) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"{where}: every must be an integer >= 1, got {every!r}")
+
+
 def _book_map(books) -> dict[str, Portfolio]:
     if isinstance(books, Portfolio):
         return {books.name: books}
@@ -331,7 +336,7 @@ class _Layout:
         return out
 
 
-def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=None,
+def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=None, every: int = 1,
                   horizon: int | None = None) -> pd.DataFrame:
     """Stress loss of each book, date and scenario (and, given a backtest result, model), as a tidy frame.
 
@@ -346,6 +351,8 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
         Default: every scenario of :data:`SCENARIOS`.
     dates : sequence of timestamps, optional
         Margin dates to test (a subset of the result's dates, or of the books' rows).
+    every : int
+        Test every k-th of those dates of each book (>= 1).
     horizon : int, optional
         MPOR in observations (default: the result's, else 1).
 
@@ -358,6 +365,7 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
     """
     from .engine import BacktestResult
 
+    _check_every(every, "stress_losses")
     result = result_or_books if isinstance(result_or_books, BacktestResult) else None
     books = _book_map(result.portfolios if result is not None else result_or_books)
     if result is not None and not books:
@@ -376,7 +384,7 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
             rows = _book_rows(portfolio, market)
         if wanted is not None:
             rows = rows[market.index[rows].isin(wanted)]
-        rows = np.sort(rows[rows >= 0])
+        rows = np.sort(rows[rows >= 0])[::every]
         losses = np.full((rows.size, len(scen)), np.nan)
         previous, book, layouts = None, None, {}
         for k, i in enumerate(rows):
@@ -584,8 +592,7 @@ def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: 
     DataFrame
         Columns ``date, portfolio, model, margin, move`` (x, a fraction) and ``direction`` ("down"/"up").
     """
-    if not isinstance(every, int | np.integer) or isinstance(every, bool) or every < 1:
-        raise ValueError(f"reverse_stress: every must be an integer >= 1, got {every!r}")
+    _check_every(every, "reverse_stress")
     if not result.portfolios:
         raise ValueError("reverse_stress: the backtest result carries no portfolios")
     wanted = None if dates is None else pd.DatetimeIndex([utc(d) for d in dates])
