@@ -2,7 +2,9 @@
 
 ``marginlab datasets`` prints the catalogue of bundled datasets;
 ``marginlab datasets build --raw DIR`` rebuilds them from the raw files;
-``marginlab run [STUDY.toml] [--out DIR]`` runs a study and writes its report.
+``marginlab run [STUDY.toml] [--out DIR]`` runs a study and writes its report;
+``marginlab sweep STUDY.toml --grid GRID.toml --out DIR`` runs the study's books over a
+grid of model parameters (:mod:`marginlab.validation.sweep`) and writes its table and heatmaps.
 
 Errors. Every error a user can cause (a bad study file, bad data, an output
 folder marginlab may not write) ends in one line ``marginlab: error: ...``
@@ -13,8 +15,8 @@ by marginlab's own code; anything else (an exception from a library, or of
 another type) is a bug in marginlab and is shown with its traceback and a line
 asking to report it (exit code 1).
 
-Output folders. ``marginlab run --out DIR`` and ``marginlab datasets build
---out DIR`` write only into a folder that does not exist, is empty, or is one
+Output folders. ``marginlab run --out DIR``, ``marginlab sweep --out DIR`` and
+``marginlab datasets build --out DIR`` write only into a folder that does not exist, is empty, or is one
 marginlab wrote before (recognised by its manifest), and replace it atomically;
 see :mod:`marginlab.datasets.folders`. There is no option to override this.
 """
@@ -71,6 +73,25 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_executor(args: argparse.Namespace):
+    """The executor of ``marginlab sweep``'s grid points: serial (None) for now.
+
+    Hook: when ``marginlab.validation.executors`` (serial / local Dask / remote Dask) is merged, build the
+    executor from the same ``--executor/--workers/--scheduler`` flags as ``marginlab run`` here; ``run_sweep``
+    already takes any object with ``map(function, items)``.
+    """
+    return None
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from marginlab.validation.sweep import run_sweep
+
+    result = run_sweep(args.study, args.grid, out=args.out, executor=_sweep_executor(args))
+    print(result.summary())
+    print(f"\nsweep written to {result.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``marginlab`` command."""
     parser = argparse.ArgumentParser(prog="marginlab", description="Margin-model validation on "
@@ -88,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", default=None, help="report folder (overrides the config); must be new, empty "
                                                   "or a previous marginlab report")
     p_run.set_defaults(func=_run)
+    p_sweep = sub.add_parser("sweep", help="run a study's books over a grid of model parameters")
+    p_sweep.add_argument("study", help="study config (market, books, MPOR, seed; its models are replaced)")
+    p_sweep.add_argument("--grid", required=True, help="grid file: [[models]] entries, list-valued parameters swept")
+    p_sweep.add_argument("--out", required=True, help="sweep folder; must be new, empty or a previous marginlab "
+                                                     "sweep")
+    p_sweep.set_defaults(func=_sweep)
     return parser
 
 
