@@ -54,6 +54,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,7 +67,7 @@ from .context import RunContext
 from .instruments import Position
 from .params import install_field_validation
 from .revaluation import book_arrays, revalue_at
-from .simulation import _ScenarioModel, _window, weighted_risk_measure
+from .simulation import _ScenarioModel, _window, row_moves, weighted_var_es
 
 __all__ = ["OVERLAYS", "Overlay", "OverlaidModel", "OverlaidState", "OverlayCall", "make_overlay",
            "overlay_parameters", "register_overlay", "StressedWeight", "LookbackFloor", "APCBuffer",
@@ -275,6 +276,11 @@ class OverlaidModel(MarginModel):
         """The overlays (outermost first) and the inner model with their parameters."""
         return " ∘ ".join([o.describe() for o in reversed(self.overlays)] + [self.inner.describe()])
 
+    @cached_property
+    def memory_key(self) -> str:
+        """What identifies the model in the run context's per-book memories (its description, computed once)."""
+        return self.describe()
+
     def fit(self, market: MarketData, t, warm_start: OverlaidState | None = None,
             context: RunContext | None = None) -> OverlaidState:
         """Fit the inner model and each overlay's state at ``t``."""
@@ -342,8 +348,10 @@ class StressedWeight(Overlay):
     inclusive; only rows up to t are used) when given. Otherwise it is chosen at
     every date from the data known then: among the book's historical moves over
     the last ``history_years`` years, the ``stress_days`` consecutive days whose
-    losses have the largest mean square (the period in which this book's P&L
-    was most volatile).
+    P&L has the largest mean square (the period in which this book's P&L was
+    most volatile), the P&L of the whole history approximated to second order
+    (:meth:`proxy_pnl`: delta, gamma and vega by full-revaluation central
+    differences) and the chosen period's scenarios revalued in full.
 
     This replaces marginlab's former ``historical_var(stress_start=...,
     stress_end=...)``, which appended the stressed days to the window with
@@ -400,21 +408,56 @@ class StressedWeight(Overlay):
         per_day = _DAY / market.step
         span = max(int(round(self.history_years * 365 * per_day)), 1)
         rows, _, _ = _window(market, book.assets, i, span, book.has_options)
-        losses = model.historical_scenarios(state, positions, market, t, rows)
-        ok = np.isfinite(losses)
-        rows, losses = rows[ok], losses[ok]
+        h = state.context.mpor
+        spot, log_vol = row_moves(market, book.assets, rows, h, book.has_options, getattr(model, "scaling",
+                                                                                           "overlapping"))
+        proxy = self.proxy_pnl(positions, market, i, spot, log_vol)
+        ok = np.isfinite(proxy)
+        rows, proxy = rows[ok], proxy[ok]
         n = min(max(int(round(self.stress_days * per_day)), 1), rows.size)
         if n == 0:
-            return rows, losses
+            return rows, np.zeros(0)
         # rows are one contiguous run (from _window): the stressed period is the run of n rows with the largest
-        # mean squared loss, the first such run on ties
-        csum = np.concatenate([[0.0], np.cumsum(losses * losses)])
+        # mean squared P&L, the first such run on ties; its scenarios are then revalued in full
+        csum = np.concatenate([[0.0], np.cumsum(proxy * proxy)])
         start = int(np.argmax(csum[n:] - csum[:-n]))
-        return rows[start:start + n], losses[start:start + n]
+        rows = rows[start:start + n]
+        losses = model.historical_scenarios(state, positions, market, t, rows)
+        ok = np.isfinite(losses)
+        return rows[ok], losses[ok]
+
+    @staticmethod
+    def proxy_pnl(positions: Sequence[Position], market: MarketData, i: int, spot: np.ndarray,
+                  log_vol: np.ndarray | None) -> np.ndarray:
+        r"""Delta-gamma-vega approximation of the book's P&L at row i on moves (for choosing the stressed period).
+
+        :math:`\sum_a D_a r_a + \tfrac12 G_a r_a^2 + V_a \Delta\ln\sigma_a`, with the first and second
+        derivatives in log price and the derivative in log implied vol taken by central differences on full
+        revaluation (cross terms ignored): second order in the log moves, so a linear book misses only the
+        third-order term of :math:`e^r - 1`.
+        """
+        book = book_arrays(positions)
+        n = len(book.assets)
+        eps = 1e-3
+        bumps = np.vstack([np.eye(n) * eps, -np.eye(n) * eps])
+        pnl = revalue_at(book, market, i, bumps, None, horizon=0)
+        delta = (pnl[:n] - pnl[n:]) / (2 * eps)
+        gamma = (pnl[:n] + pnl[n:]) / eps**2
+        out = spot @ delta + 0.5 * (spot * spot) @ gamma
+        if log_vol is not None and book.has_options:
+            cols = [market.asset_index[a] for a in book.assets]
+            zero = np.zeros((2 * n, n))
+            up = market.vol_array[i, cols] * np.expm1(np.vstack([np.eye(n) * eps, -np.eye(n) * eps]))
+            vpnl = revalue_at(book, market, i, zero, up, horizon=0)
+            out = out + log_vol @ ((vpnl[:n] - vpnl[n:]) / (2 * eps))
+        return out
 
     def weights(self, window_rows: np.ndarray, stressed_rows: np.ndarray) -> tuple[np.ndarray, float]:
         """``(keep, omega)``: the window scenarios kept (not drawn from a stressed row) and the stressed mass."""
-        from_stress = np.isin(window_rows, stressed_rows) & (window_rows >= 0)
+        from_stress = np.zeros(window_rows.size, dtype=bool)
+        if stressed_rows.size:
+            inside = (window_rows >= stressed_rows.min()) & (window_rows <= stressed_rows.max())
+            from_stress[inside] = np.isin(window_rows[inside], stressed_rows)
         keep = ~from_stress
         omega = max(self.weight, float(from_stress.mean()) if window_rows.size else 0.0)
         if not keep.any():
@@ -435,8 +478,7 @@ class StressedWeight(Overlay):
         losses = np.concatenate([kept, stressed])
         weights = np.concatenate([np.full(kept.size, (1.0 - omega) / max(kept.size, 1)),
                                   np.full(stressed.size, omega / stressed.size)])
-        var = max(weighted_risk_measure(losses, weights, "var", model.level), 0.0)
-        es = max(weighted_risk_measure(losses, weights, "es", model.level), 0.0)
+        var, es = (max(x, 0.0) for x in weighted_var_es(losses, weights, model.level))
         return Forecast(margin=es if model.measure == "es" else var, var=var, es=es, losses=losses, weights=weights)
 
 
@@ -539,7 +581,7 @@ class APCBuffer(Overlay):
         if self.release == "none" or call.book is None:
             return full
         memory = call.context.cache("apc_buffer")
-        key = (call.model.describe(), call.index, call.book)
+        key = (call.model.memory_key, call.index, call.book)
         notional = gross_notional(call.positions, call.market, call.i)
         previous = memory.get(key)
         out = full

@@ -43,7 +43,7 @@ from .instruments import Position
 from .revaluation import book_arrays, revalue_at
 
 __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "ScenarioSet", "risk_measure",
-           "weighted_risk_measure", "loss_forecast", "row_moves"]
+           "weighted_risk_measure", "weighted_var_es", "loss_forecast", "row_moves"]
 
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
@@ -76,16 +76,20 @@ def weighted_risk_measure(losses: np.ndarray, weights: np.ndarray, measure: str,
     losses, weights : ndarray of shape (n,)
         Scenario losses (quote currency) and their non-negative weights (any positive total).
     """
+    var, es = weighted_var_es(losses, weights, level)
+    return var if measure == "var" else es
+
+
+def weighted_var_es(losses: np.ndarray, weights: np.ndarray, level: float) -> tuple[float, float]:
+    """``(VaR, ES)`` of :func:`weighted_risk_measure` from one sort."""
     order = np.argsort(-losses, kind="stable")
     ordered = losses[order]
     w = weights[order] / weights.sum()
     cum = np.cumsum(w)
     tail = 1.0 - level
     j = min(int(np.searchsorted(cum, tail - 1e-12, side="left")), ordered.size - 1)
-    if measure == "var":
-        return float(ordered[j])
     above = cum[j - 1] if j > 0 else 0.0
-    return float((np.dot(w[:j], ordered[:j]) + (tail - above) * ordered[j]) / tail)
+    return float(ordered[j]), float((np.dot(w[:j], ordered[:j]) + (tail - above) * ordered[j]) / tail)
 
 
 def _resolve_level(model: MarginModel, default: float) -> None:

@@ -170,10 +170,11 @@ def _risk_sections(study) -> str:
     parts = []
     pro = getattr(study, "procyclicality", None)
     if pro is not None and len(pro):
-        parts.append("<h2>Procyclicality (on the model)</h2><p>Margin per unit of gross notional, chained over "
-                     "rolls (a roll or re-sizing is not a margin increase); ESMA 2018 APC guideline measures: "
-                     "peak-to-trough (sample, worst rolling year), largest 1/5/30-day increases, daily margin "
-                     "calls per unit notional on days the book is unchanged.</p>" + _table(pro))
+        parts.append("<h2>Procyclicality (on the model)</h2><p>Margin per unit of gross notional (re-sizing is "
+                     "not a margin increase); n-day increases only over windows without a roll (NaN where every "
+                     "window holds one). ESMA 2018 APC guideline measures: peak-to-trough of the margin rate "
+                     "(sample, worst rolling year), largest 1/5/30-day increases, daily margin calls per unit "
+                     "notional on days the book is unchanged.</p>" + _table(pro))
     apc = getattr(study, "apc", None)
     if apc is not None and len(apc):
         parts.append("<h2>Anti-procyclicality tools: cost and benefit</h2><p>Each overlaid model against the "

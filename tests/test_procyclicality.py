@@ -34,19 +34,18 @@ def test_frozen_constant_book_has_zero_procyclicality():
     assert p["mean_margin_rate"] == pytest.approx(0.1, rel=1e-12)
 
 
-def test_rate_index_chains_over_rolls_by_hand():
+def test_increases_are_measured_on_windows_without_a_roll_by_hand():
     # margins 10, 12 | roll | 30, 24, 36 with notional 100, 100, 200, 200, 200
     r = rows([10, 12, 30, 24, 36], [100, 100, 200, 200, 200], [False, False, True, False, False])
-    # rates 0.10, 0.12, 0.15, 0.12, 0.18; the roll's change (0.12 -> 0.15) is left out
-    np.testing.assert_allclose(mt.rate_index(r), [0.10, 0.12, 0.12, 0.096, 0.144], rtol=1e-14)
-    np.testing.assert_allclose(mt.n_day_increases(r, 1), [0.2, 0.0, -0.2, 0.5], rtol=1e-14)
-    assert mt.max_n_day_increase(r, 1) == pytest.approx(0.5)
-    assert mt.max_n_day_increase(r, 3) == pytest.approx(0.144 / 0.12 - 1)  # across the roll: 1.2 x 1 x 0.8 x 1.5
-    assert mt.max_n_day_increase(r, 5) != mt.max_n_day_increase(r, 5)  # NaN: no 5-day window
-    assert mt.peak_to_trough(r) == pytest.approx(0.144 / 0.096)
-    assert mt.peak_to_trough(r, window=2) == pytest.approx(1.5)
+    # rates 0.10, 0.12, 0.15, 0.12, 0.18; the roll's change (0.12 -> 0.15) is not an increase
     np.testing.assert_array_equal(mt.comparable(r, 1), [True, False, True, True])
     np.testing.assert_array_equal(mt.comparable(r, 2), [False, False, True])
+    np.testing.assert_allclose(mt.n_day_increases(r, 1), [0.2, -0.2, 0.5], rtol=1e-14)
+    assert mt.max_n_day_increase(r, 1) == pytest.approx(0.5)
+    assert mt.max_n_day_increase(r, 2) == pytest.approx(0.18 / 0.15 - 1)
+    assert np.isnan(mt.max_n_day_increase(r, 3))  # every 3-day window holds the roll
+    assert mt.peak_to_trough(r) == pytest.approx(0.18 / 0.10)
+    assert mt.peak_to_trough(r, window=2) == pytest.approx(1.5)
     calls = mt._daily_calls(r)
     np.testing.assert_allclose(calls, [0.02, -0.03, 0.06], atol=1e-15)
     assert mt.compute_procyclicality(r)["daily_call_max"] == pytest.approx(0.06)

@@ -469,10 +469,25 @@ class BacktestResult:
         (see :mod:`marginlab.validation.metrics`): the average margin rate, peak-to-trough ratios (sample and
         worst rolling year), the largest 1-, 5- and 30-day increases and quantiles of the daily margin calls.
         """
-        records = [{"portfolio": pf, "model": md, "sample": sample,
-                    **compute_procyclicality(self._rows(pf, md, sample))}
-                   for pf, md in self.frame.groupby(["portfolio", "model"], sort=False).groups]
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_procyclicality(rows)}
+                   for (pf, md), rows in self._pair_rows(sample).items()]
         return pd.DataFrame(records).set_index(["portfolio", "model"])
+
+    def _pair_rows(self, sample: str = "common") -> dict[tuple[str, str], pd.DataFrame]:
+        """Every pair's rows indexed by date (the book's common dates, or the pair's own), in first-seen order.
+
+        The same rows as ``_rows`` for each pair, with each book's common dates computed once.
+        """
+        if sample not in ("common", "own"):
+            raise ValueError(f"sample must be 'common' (dates shared by the book's models) or 'own', got {sample!r}")
+        out = {}
+        for pf, book in self.frame.groupby("portfolio", sort=False):
+            common = self.common_dates(pf) if sample == "common" else None
+            for md, rows in book.groupby("model", sort=False):
+                rows = rows.set_index("date")
+                out[(pf, md)] = rows.loc[rows.index.intersection(common)] if common is not None else rows
+        order = list(self.frame.groupby(["portfolio", "model"], sort=False).groups)
+        return {key: out[key] for key in order}
 
     def overlay_bases(self) -> dict[str, str]:
         """Overlaid models of the result whose inner model is also in it: label -> label of the inner model."""
@@ -494,13 +509,14 @@ class BacktestResult:
         (:func:`~marginlab.validation.metrics.apc_tradeoff`); on the common dates by default.
         """
         records = []
-        for label, base in self.overlay_bases().items():
+        bases = self.overlay_bases()
+        pairs = self._pair_rows(sample) if bases else {}
+        for label, base in bases.items():
             tools = " + ".join(o.name for o in self.models[label].overlays)
-            for pf in dict.fromkeys(self.frame.loc[self.frame["model"] == label, "portfolio"]):
-                if not ((self.frame["portfolio"] == pf) & (self.frame["model"] == base)).any():
-                    continue
-                records.append({"portfolio": pf, "model": label, "base_model": base, "tools": tools,
-                                **apc_tradeoff(self._rows(pf, base, sample), self._rows(pf, label, sample))})
+            for pf, md in pairs:
+                if md == label and (pf, base) in pairs:
+                    records.append({"portfolio": pf, "model": label, "base_model": base, "tools": tools,
+                                    **apc_tradeoff(pairs[(pf, base)], pairs[(pf, label)])})
         columns = ["portfolio", "model", "base_model", "tools"]
         return pd.DataFrame(records, columns=columns if not records else None).set_index(["portfolio", "model"])
 

@@ -10,11 +10,10 @@ plus its test.
 Procyclicality is measured **on the model, not on the book**: margins are
 normalised by the book's gross notional (margin per unit notional, the margin
 *rate*), so re-sizing a book (constant-notional books are re-sized every day)
-is not a margin change, and the change of the rate on a day the book's
-instruments change (``book_changed``: a roll to new options is a new book,
-not a margin increase) is left out: the rate is chained over rolls
-(:func:`rate_index`, as a back-adjusted futures series), so n-day increases
-of option books that roll every 23 days are measured on the books held. The
+is not a margin change, and an n-day increase counts only over a window in
+which the book keeps its instruments (no ``book_changed`` inside: a roll to
+new options is a new book, not a margin increase; 30-day windows of option
+books that roll every 23 days therefore have none, NaN). The
 measures follow ESMA's Guidelines on EMIR anti-procyclicality margin measures
 for CCPs (ESMA70-151-1293, 28 May 2018; Guideline on monitoring: the
 peak-to-trough ratio over defined windows, the maximum margin increase over
@@ -23,10 +22,11 @@ CCP literature (Murphy, Vasios and Vause 2014, "An investigation into the
 procyclicality of risk-based initial margin models", Bank of England FSP 29;
 2016, "A comparative analysis of tools to limit the procyclicality of initial
 margin requirements", BoE SWP 597): the largest 1-, 5- and 30-observation
-increases (days on daily data) and the peak-to-trough ratio over the sample
-and over the worst rolling 365-observation window of the chained rate, and
-quantiles of the daily change of the margin rate on days without a book
-change (the margin calls per unit notional of an unchanged book).
+increases (days on daily data), the peak-to-trough ratio of the margin rate
+over the sample and over the worst rolling 365-observation window (a level
+measure, rolls included), and quantiles of the daily change of the margin
+rate on days without a book change (the margin calls per unit notional of an
+unchanged book).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import pandas as pd
 
 __all__ = ["Metric", "METRICS", "PROCYCLICALITY", "compute_metrics", "compute_procyclicality", "apc_tradeoff",
            "margin_rate",
-           "comparable", "rate_index", "max_n_day_increase", "n_day_increases", "peak_to_trough", "INCREASE_WINDOWS"]
+           "comparable", "max_n_day_increase", "n_day_increases", "peak_to_trough", "INCREASE_WINDOWS"]
 
 #: The n of the "largest n-day margin increase" measures (observations; days on daily data).
 INCREASE_WINDOWS: tuple[int, ...] = (1, 5, 30)
@@ -87,42 +87,26 @@ def comparable(rows: pd.DataFrame, n: int) -> np.ndarray:
     return (csum[n + 1:] - csum[1:size + 1]) == 0
 
 
-def rate_index(rows: pd.DataFrame) -> np.ndarray:
-    r"""The margin rate chained over book changes (roll-adjusted), shape (n_rows,).
+def n_day_increases(rows: pd.DataFrame, n: int) -> np.ndarray:
+    r"""Relative n-observation changes of the margin rate on windows without a book change, :math:`m_t/m_{t-n} - 1`.
 
-    :math:`I_0 = m_0`, :math:`I_k = I_{k-1}\, m_k / m_{k-1}` when rows k - 1 and k hold the same book
-    (:func:`comparable`) and both rates are positive, else :math:`I_k = I_{k-1}`: the change of the margin
-    rate on a roll (a new book) is left out, every other daily change is kept, so an n-day change of the index
-    is the model's change on the books held, across rolls (as a back-adjusted futures series is across
-    contract rolls).
+    Only windows where rows t - n and t hold the same book (:func:`comparable`: no roll inside) and the
+    earlier rate is positive count; empty when there is none (e.g. 30-day windows of a book that rolls
+    every 23 days).
     """
     m = margin_rate(rows)
-    if m.size == 0:
-        return m
-    prev, cur = m[:-1], m[1:]
-    ok = comparable(rows, 1) & (prev > 0) & (cur > 0) & np.isfinite(prev) & np.isfinite(cur)
-    ratio = np.ones(prev.size)
-    ratio[ok] = cur[ok] / prev[ok]
-    return m[0] * np.concatenate([[1.0], np.cumprod(ratio)])
-
-
-def n_day_increases(rows: pd.DataFrame, n: int) -> np.ndarray:
-    r"""Relative n-observation changes of the roll-adjusted margin rate, :math:`I_t / I_{t-n} - 1` (:func:`rate_index`).
-
-    Every window of n + 1 consecutive rows counts; over a window without a book change this is
-    :math:`m_t / m_{t-n} - 1`.
-    """
-    x = rate_index(rows)
-    if x.size <= n or not (np.isfinite(x[0]) and x[0] > 0):
+    if m.size <= n:
         return np.zeros(0)
-    return x[n:] / x[:-n] - 1.0
+    prev, cur = m[:-n], m[n:]
+    ok = comparable(rows, n) & (prev > 0) & np.isfinite(prev) & np.isfinite(cur)
+    return cur[ok] / prev[ok] - 1.0
 
 
 def max_n_day_increase(margin: pd.Series | pd.DataFrame, n: int) -> float:
-    r"""Largest relative increase over n observations, :math:`\max_t I_t / I_{t-n} - 1` (NaN if undefined).
+    r"""Largest relative increase over n observations, :math:`\max_t m_t / m_{t-n} - 1` (NaN if undefined).
 
-    Given a pair's rows (a frame), ``I`` is the roll-adjusted margin rate (:func:`rate_index`); given a
-    Series, the margin itself.
+    Given a pair's rows (a frame), ``m`` is the margin rate on windows without a book change
+    (:func:`n_day_increases`); given a Series, the margin itself over every window.
     """
     rows = margin if isinstance(margin, pd.DataFrame) else pd.DataFrame({"margin": margin})
     x = n_day_increases(rows, n)
@@ -130,20 +114,22 @@ def max_n_day_increase(margin: pd.Series | pd.DataFrame, n: int) -> float:
 
 
 def peak_to_trough(rows: pd.DataFrame, window: int | None = None) -> float:
-    """Peak-to-trough ratio of the roll-adjusted margin rate (:func:`rate_index`), max / min.
+    """Peak-to-trough ratio of the margin rate (margin / notional), max / min (inf when the minimum is 0).
 
     With ``window`` (observations), the largest ratio over rolling windows of that length (the sample's when
-    shorter). NaN without a positive rate.
+    shorter). NaN without a rate. A level measure: for rolling option books it includes the rate's changes
+    at rolls (the n-day increases do not).
     """
-    m = rate_index(rows)
-    if not m.size or not (np.isfinite(m[0]) and m[0] > 0):
+    m = pd.Series(margin_rate(rows)).dropna()
+    if m.empty:
         return float("nan")
-    if window is not None and m.size > window:
-        s = pd.Series(m)
-        hi = s.rolling(window).max().to_numpy()[window - 1:]
-        lo = s.rolling(window).min().to_numpy()[window - 1:]
-        return float(np.max(hi / lo))
-    return float(m.max() / m.min())
+    if window is not None and len(m) > window:
+        hi = m.rolling(window).max().to_numpy()[window - 1:]
+        lo = m.rolling(window).min().to_numpy()[window - 1:]
+        with np.errstate(divide="ignore"):
+            return float(np.max(np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0), np.inf)))
+    low = m.min()
+    return float(m.max() / low) if low > 0 else float("inf")
 
 
 def _daily_calls(rows: pd.DataFrame) -> np.ndarray:
@@ -168,9 +154,9 @@ def _shortfall(rows: pd.DataFrame) -> pd.Series:
 
 #: Procyclicality measures of the efficiency table (and of :data:`PROCYCLICALITY`).
 _PROCYCLICALITY_CORE: tuple[Metric, ...] = (
-    Metric("peak_to_trough", "Peak-to-trough margin rate (max / min of margin / notional, roll-adjusted)",
+    Metric("peak_to_trough", "Peak-to-trough margin rate (max / min of margin / notional)",
            lambda r: peak_to_trough(r), "ratio", "procyclicality"),
-    *(Metric(f"max_{n}d_increase", f"Largest {n}-day increase of margin / notional (roll-adjusted)",
+    *(Metric(f"max_{n}d_increase", f"Largest {n}-day increase of margin / notional, same book",
              lambda r, n=n: max_n_day_increase(r, n), "fraction", "procyclicality") for n in INCREASE_WINDOWS),
 )
 
