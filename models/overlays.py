@@ -62,7 +62,7 @@ import pandas as pd
 from marginlab.datasets import DataError, MarketData
 from marginlab.datasets.conventions import utc
 
-from .base import Forecast, HasDiagnostics, MarginModel, check_ints, check_range
+from .base import Forecast, HasDiagnostics, MarginModel, add_to_registry, build_registered, check_ints, check_range
 from .context import RunContext
 from .instruments import Position
 from .params import install_field_validation
@@ -80,10 +80,7 @@ _DAY = pd.Timedelta(days=1)
 
 def register_overlay(cls: type[Overlay]) -> type[Overlay]:
     """Class decorator: add an overlay to :data:`OVERLAYS` under ``cls.name``."""
-    if cls.name in OVERLAYS and OVERLAYS[cls.name] is not cls:
-        raise ValueError(f"an overlay named {cls.name!r} is already registered")
-    OVERLAYS[cls.name] = cls
-    return cls
+    return add_to_registry(OVERLAYS, cls, "overlay")
 
 
 def overlay_parameters(name: str) -> list[str]:
@@ -93,13 +90,7 @@ def overlay_parameters(name: str) -> list[str]:
 
 def make_overlay(name: str, **params: Any) -> Overlay:
     """Build a registered overlay by name; unknown names or parameters raise ValueError listing the valid ones."""
-    if name not in OVERLAYS:
-        raise ValueError(f"unknown overlay {name!r}; registered overlays: {sorted(OVERLAYS)}")
-    valid = overlay_parameters(name)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for overlay {name!r}; valid parameters: {valid}")
-    return OVERLAYS[name](**params)
+    return build_registered(OVERLAYS, name, params, "overlay", "overlay")
 
 
 def gross_notional(positions: Sequence[Position], market: MarketData, i: int) -> float:

@@ -54,8 +54,8 @@ from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
 
-__all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "build_model", "DEFAULT_STUDY",
-           "STUDY_KEYS", "MODEL_KEYS", "OVERLAY_KEYS"]
+__all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "build_model", "read_toml",
+           "DEFAULT_STUDY", "STUDY_KEYS", "MODEL_KEYS", "OVERLAY_KEYS"]
 
 #: ``marginlab run`` without a file runs ``studies/default.toml`` of the working directory,
 #: or of the source checkout for an editable install.
@@ -234,14 +234,14 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     if stress is not None:
         from .stress import SCENARIOS
 
-        names = stress.get("scenarios", "all")
-        if names == "all":
+        wanted = stress.get("scenarios", "all")
+        if wanted == "all":
             scenarios = tuple(SCENARIOS)
         else:
-            _require(isinstance(names, list) and names, source, "stress.scenarios must be 'all' or a list of names")
-            unknown = [n for n in names if n not in SCENARIOS]
+            _require(isinstance(wanted, list) and wanted, source, "stress.scenarios must be 'all' or a list of names")
+            unknown = [n for n in wanted if n not in SCENARIOS]
             _require(not unknown, source, f"unknown stress scenario(s) {unknown}; known: {list(SCENARIOS)}")
-            scenarios = tuple(names)
+            scenarios = tuple(wanted)
         stress_every = stress.get("every", 1)
         _require(stress_every >= 1, source, f"stress.every must be an integer >= 1, got {stress_every!r}")
         reverse_every = stress.get("reverse_every", 0)
@@ -266,17 +266,17 @@ def _overlays(raw: Any, source: str, prefix: str) -> tuple[tuple[str, dict], ...
     return tuple(out)
 
 
-def load_study(path: str | Path | None = None) -> StudyConfig:
-    """Read and validate a study TOML file (default: the bundled default study).
+def read_toml(path: str | Path, what: str = "study") -> dict[str, Any]:
+    """Read a TOML file marginlab is given (a study or a grid): ValueError naming the file when it cannot.
 
-    The file must be UTF-8 (a byte-order mark is skipped); a folder, an
-    unreadable or non-UTF-8 file or invalid TOML raises ValueError naming it.
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, a missing, unreadable or non-UTF-8 file
+    or invalid TOML raises ValueError naming it.
     """
-    path = Path(path) if path is not None else _default_study()
+    path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a study file; give the path of a study TOML file")
+        raise ValueError(f"{path}: is a folder, not a {what} file; give the path of a {what} TOML file")
     if not path.exists():
-        raise ValueError(f"study file not found: {path}")
+        raise ValueError(f"{what} file not found: {path}")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -289,10 +289,19 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
         raise ValueError(f"{path}: is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
                          "TOML files are UTF-8") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return parse_study(raw, source=str(path))
+
+
+def load_study(path: str | Path | None = None) -> StudyConfig:
+    """Read and validate a study TOML file (default: the bundled default study).
+
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, an
+    unreadable or non-UTF-8 file or invalid TOML raises ValueError naming it.
+    """
+    path = Path(path) if path is not None else _default_study()
+    return parse_study(read_toml(path), source=str(path))
 
 
 @dataclass

@@ -43,7 +43,6 @@ import io
 import itertools
 import json
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,7 @@ from marginlab.datasets.folders import FolderKind, check_output_folder, publish_
 from marginlab.models import MODELS, reference_portfolios
 
 from .engine import Backtest, Executor
-from .study import MODEL_KEYS, StudyConfig, _overlays, _table, build_model, load_study
+from .study import MODEL_KEYS, StudyConfig, _overlays, _table, build_model, load_study, read_toml
 
 __all__ = ["GridPoint", "SweepResult", "SWEEP_FOLDER", "HEATMAP_MEASURES", "parse_grid", "load_grid", "run_sweep",
            "sweep_point"]
@@ -142,20 +141,7 @@ def parse_grid(raw: dict[str, Any], source: str = "<dict>") -> list[GridPoint]:
 
 def load_grid(path: str | Path) -> list[GridPoint]:
     """Read a grid TOML file (UTF-8) and return its points; errors name the file and key."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a grid file")
-    if not path.exists():
-        raise ValueError(f"grid file not found: {path}")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: is not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return parse_grid(raw, source=str(path))
+    return parse_grid(read_toml(path, "grid"), source=str(path))
 
 
 @dataclass
