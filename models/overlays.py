@@ -574,11 +574,16 @@ class APCBuffer(Overlay):
         memory = call.context.cache("apc_buffer")
         key = (call.model.memory_key, call.index, call.book)
         notional = gross_notional(call.positions, call.market, call.i)
-        previous = memory.get(key)
+        # memory: (row, rate called there, the previous row and rate); asked again for the same row (the same
+        # model under two labels), the answer is the same
+        entry = memory.get(key)
+        previous = None if entry is None else (entry[:2] if entry[0] < call.i else entry[2:] if entry[0] == call.i
+                                               else None)
         out = full
-        if previous is not None and previous[0] < call.i and np.isfinite(previous[1]) and notional > 0:
+        if previous is not None and previous[0] is not None and np.isfinite(previous[1]) and notional > 0:
             out = min(max(previous[1] * notional, margin), full)
-        memory[key] = (call.i, out / notional if notional > 0 else float("nan"))
+        rate = out / notional if notional > 0 else float("nan")
+        memory[key] = (call.i, rate, *(previous if previous is not None else (None, float("nan"))))
         return out
 
 

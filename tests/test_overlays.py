@@ -69,6 +69,19 @@ def test_apc_buffer_carries_the_previous_margin_per_unit_notional():
     assert _run(market, apc, book) == pytest.approx([125.0, 125.0])
 
 
+def test_apc_buffer_gives_the_same_margin_when_asked_twice_for_a_date():
+    """The same overlaid model under two labels runs in one task and one context: same margins as alone."""
+    market = toy_market(100 * np.exp(np.cumsum(np.random.default_rng(8).normal(0, 0.03, 120))))
+    apc = mm.make_overlay("apc_buffer")(mm.make_model("historical_var", lookback=40, min_obs=20))
+    bt = Backtest(market, [ONE], {"a": apc, "b": apc}, start=market.index[60])
+    assert [t.models for t in bt.tasks()] == [("a", "b")]
+    f = bt.run().to_frame()
+    alone = Backtest(market, [ONE], {"a": apc}, start=market.index[60]).run().to_frame()["margin"].tolist()
+    assert f[f["model"] == "a"]["margin"].tolist() == f[f["model"] == "b"]["margin"].tolist() == alone
+    base = Backtest(market, [ONE], {"hs": apc.inner}, start=market.index[60]).run().to_frame()["margin"]
+    assert alone != [1.25 * m for m in base]  # the memory was used
+
+
 def test_apc_buffer_memory_is_per_book_and_per_model():
     market = toy_market([100.0] * 5)
     a = mm.make_overlay("apc_buffer")(Listed(values=(10.0, 20.0, 10.0, 10.0, 10.0)))

@@ -44,10 +44,10 @@ def test_bad_config_values_name_the_key(raw, message):
 
 def test_default_study_file_is_valid():
     cfg = load_study("studies/default.toml")
-    assert cfg.mpor_days == 1 and len(cfg.models) == 11
+    assert cfg.mpor_days == 1 and len(cfg.models) == 10
     assert cfg.stress_scenarios is not None and cfg.reverse_every > 0
     overlaid = cfg.build_models()
-    assert {o.name for m in overlaid.values() for o in getattr(m, "overlays", ())} == {"apc_buffer", "stressed_weight"}
+    assert {o.name for m in overlaid.values() for o in getattr(m, "overlays", ())} == {"apc_buffer"}
 
 
 def test_run_study_writes_complete_report_atomically(tmp_path):

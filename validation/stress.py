@@ -562,7 +562,7 @@ def _reverse_one(book: BookArrays, market: MarketData, i: int, horizon: int, bet
     return best, side
 
 
-def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: float = 1e-6,
+def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: float = 1e-5,
                    lookback: int = 1000) -> pd.DataFrame:
     r"""Smallest uniform adverse price move that exhausts the margin, per book, date and model.
 
@@ -585,7 +585,7 @@ def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: 
     every : int
         Test every k-th margin date (>= 1).
     tol : float
-        Bisection tolerance on x.
+        Bisection tolerance on x (1e-5: a thousandth of a percent of the price).
 
     Returns
     -------
