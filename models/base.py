@@ -40,6 +40,7 @@ from marginlab.datasets import MarketData
 
 from .context import RunContext
 from .instruments import LINEAR, OPTION, Position
+from .methodology import Methodology, methodology_of
 from .params import install_field_validation
 
 __all__ = ["MarginModel", "ModelState", "Forecast", "HasDiagnostics", "MODELS", "register", "make_model",
@@ -160,6 +161,14 @@ class MarginModel:
     def parameters(self) -> dict[str, Any]:
         """The parameters as a dict (name -> value)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def methodology(self) -> Methodology:
+        """Formula, parameters (value, default, type, description), sources and limitations, for reports.
+
+        Built from the class docstring and the fields (:mod:`marginlab.models.methodology`), so a new
+        model has one without writing anything more than its docstring; override to say more.
+        """
+        return methodology_of(self)
 
 
 def add_to_registry(registry: dict[str, type], cls: type, kind: str = "model") -> type:

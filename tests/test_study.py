@@ -56,11 +56,11 @@ def test_run_study_writes_complete_report_atomically(tmp_path):
     res = run_study(cfg, out=out)
     names = sorted(p.name for p in out.iterdir())
     assert names == [".marginlab-report", "backtest.csv", "coverage.csv", "metrics.csv", "procyclicality.csv",
-                     "report.html", "report.json"]
+                     "report.html", "results.json", "results.schema.json"]
     html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "Coverage" in html and "Estimation diagnostics" in html
-    data = json.loads((out / "report.json").read_text())
-    assert data["config"]["seed"] == 1
+    assert "data:image/png;base64," in html and "Verdict" in html and "Estimation diagnostics" in html
+    data = json.loads((out / "results.json").read_text())
+    assert data["study"]["seed"] == 1
     rows = pd.read_csv(out / "backtest.csv")
     assert len(rows) == len(res.backtest.frame)
     # rewriting replaces the folder whole, leaving no temporary folders behind
@@ -72,13 +72,13 @@ def test_report_failure_leaves_previous_report(tmp_path, monkeypatch):
     cfg = parse_study(BASE)
     out = tmp_path / "rep"
     run_study(cfg, out=out)
-    before = (out / "report.json").read_text()
+    before = (out / "results.json").read_text()
     import marginlab.reports.writer as w
 
-    monkeypatch.setattr(w, "render_html", lambda study: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(w, "render_html", lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
         run_study(cfg, out=out)
-    assert (out / "report.json").read_text() == before
+    assert (out / "results.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
@@ -119,6 +119,6 @@ def test_study_with_overlays_and_stress_reports_apc_cost_and_stress_coverage(tmp
     names = sorted(p.name for p in out.iterdir())
     assert {"apc_tradeoff.csv", "stress_coverage.csv", "cover.csv", "reverse_stress.csv"} <= set(names)
     html = (out / "report.html").read_text()
-    assert "Anti-procyclicality tools: cost and benefit" in html and "Cover-1 / Cover-2" in html
-    data = json.loads((out / "report.json").read_text())
-    assert data["config"]["models"][1]["overlays"] == [{"name": "apc_buffer", "params": {"buffer": 0.25}}]
+    assert "Procyclicality and APC tools" in html and "Cover-1 and Cover-2" in html
+    data = json.loads((out / "results.json").read_text())
+    assert data["study"]["models"][1]["overlays"] == [{"name": "apc_buffer", "params": {"buffer": 0.25}}]

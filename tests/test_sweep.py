@@ -33,7 +33,10 @@ def test_grid_is_the_cartesian_product_within_each_entry():
                                              {"lookback": 500, "apc_buffer.buffer": 0.25},
                                              {"lookback": 500, "apc_buffer.buffer": 0.5}]
     assert points[1].params == {"lookback": 250} and points[1].overlays == (("apc_buffer", {"buffer": 0.5}),)
-    assert points[4].label == "flat [rate=0.05]" and points[4].entry == 1
+    assert points[4].label == "flat [rate=0.05]" and points[4].entry == 1 and points[4].model == "flat"
+    twice = parse_grid({"models": [{"name": "static", "params": {"rate": [0.1, 0.2]}},
+                                   {"name": "static", "params": {"rate": [0.3]}}]})
+    assert [p.model for p in twice] == ["static", "static", "static (1)"]
     single = parse_grid({"models": [{"name": "static", "params": {"rate": 0.2}}]})
     assert len(single) == 1 and single[0].swept == {} and single[0].label == "static"
 
@@ -63,16 +66,18 @@ def test_sweep_table_equals_separate_runs_on_any_executor():
     books = {n: reference_portfolios()[n] for n in STUDY.portfolios}
     for k in (0, 3, 5):  # a point run on its own gives the same rows
         alone = sweep_point(points[k], STUDY, market, books)
-        mine = serial.table[serial.table["point"] == points[k].label].dropna(axis=1, how="all").reset_index(drop=True)
+        mine = serial.table[serial.table["grid_point"] == points[k].label]
+        mine = mine.dropna(axis=1, how="all").reset_index(drop=True)
         alone = alone.dropna(axis=1, how="all").reset_index(drop=True)[mine.columns]
         pd.testing.assert_frame_equal(mine, alone, check_exact=True, check_dtype=False)
     t = serial.table
     assert len(t) == 6 * 2 and {"breach_rate", "kupiec_pvalue", "mean_margin", "max_5d_increase",
                                 "param:lookback", "param:apc_buffer.buffer"} <= set(t.columns)
-    flat = t[t["point"] == "flat [rate=0.1]"]
+    flat = t[t["grid_point"] == "flat [rate=0.1]"]
+    assert set(t["model"]) == {"historical_var", "flat"}
     assert (flat["mean_margin_rate"] - 0.1).abs().max() < 1e-12
-    bigger = t[t["point"].str.contains("buffer=0.5")]["mean_margin"].to_numpy()
-    smaller = t[t["point"].str.contains("buffer=0.25")]["mean_margin"].to_numpy()
+    bigger = t[t["grid_point"].str.contains("buffer=0.5")]["mean_margin"].to_numpy()
+    smaller = t[t["grid_point"].str.contains("buffer=0.25")]["mean_margin"].to_numpy()
     assert (bigger > smaller).all()
 
 

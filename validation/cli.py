@@ -2,7 +2,12 @@
 
 ``marginlab datasets`` prints the catalogue of bundled datasets;
 ``marginlab datasets build --raw DIR`` rebuilds them from the raw files;
-``marginlab run [STUDY.toml] [--out DIR]`` runs a study and writes its report;
+``marginlab run [STUDY.toml] [--out DIR]`` runs a study, writes its report and
+prints the verdict matrix (books x models) and the report's path; on a terminal it
+shows the stages and a bar over the backtest's tasks (standard error);
+``marginlab show REPORT_DIR`` prints the verdict matrix of a report written before;
+``marginlab models`` lists the registered margin models (and overlays) with their
+parameters, defaults and a one-line description;
 ``marginlab sweep STUDY.toml --grid GRID.toml --out DIR`` runs the study's books over a
 grid of model parameters (:mod:`marginlab.validation.sweep`) and writes its table and heatmaps.
 
@@ -64,12 +69,64 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from marginlab.validation.progress import Progress
     from marginlab.validation.study import run_study
 
-    result = run_study(args.study, out=args.out)
-    print(result.summary())
+    progress = Progress()
+    result = run_study(args.study, out=args.out, progress=progress)
+    progress.done("study finished")
+    cfg = result.config
+    print(f"Study {cfg.name!r}: MPOR {cfg.mpor_days} observation(s), seed {cfg.seed}; verdict per book and model "
+          "(each model at its own level):\n")
+    print(result.verdict_text())
     if result.report_path is not None:
         print(f"\nreport written to {result.report_path}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from marginlab.reports import read_results, verdict_text
+
+    results = read_results(args.report)
+    study = results["study"]
+    verdict = next((s["content"]["matrix"] for s in results["sections"] if s["key"] == "verdict"), None)
+    if verdict is None:
+        raise ValueError(f"{args.report}: results.json has no verdict section")
+    print(f"Study {study['name']!r} ({study['source']}): MPOR {study['mpor_days']} observation(s), seed "
+          f"{study['seed']}; run {results.get('generated') or 'at an unknown time'}\n")
+    print(verdict_text(verdict))
+    return 0
+
+
+def _fmt_default(value) -> str:
+    import dataclasses
+
+    if value is dataclasses.MISSING:
+        return "required"
+    return repr(value)
+
+
+def _models(args: argparse.Namespace) -> int:
+    import marginlab.models as mm
+    from marginlab.models.methodology import class_summary
+
+    def block(title: str, registry: dict) -> list[str]:
+        lines = [title, "=" * len(title)]
+        for name in sorted(registry):
+            summary, params = class_summary(registry[name])
+            lines.append(f"{name}: {summary}")
+            width = max((len(p.name) for p in params), default=0)
+            for p in params:
+                desc = f"  {p.description}" if p.description else ""
+                lines.append(f"    {p.name.ljust(width)}  {p.type} = {_fmt_default(p.default)}{desc}")
+            lines.append("")
+        return lines
+
+    out = block("Margin models (study: [[models]] name = ..., params = {...})", mm.MODELS)
+    overlays = getattr(mm, "OVERLAYS", None)
+    if overlays:
+        out += block("Overlays (study: overlays = [{ name = ..., params = {...} }] in a [[models]] entry)", overlays)
+    print("\n".join(out).rstrip())
     return 0
 
 
@@ -109,6 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--out", default=None, help="report folder (overrides the config); must be new, empty "
                                                   "or a previous marginlab report")
     p_run.set_defaults(func=_run)
+    p_show = sub.add_parser("show", help="print the verdict matrix of a report written before")
+    p_show.add_argument("report", help="report folder (marginlab run --out)")
+    p_show.set_defaults(func=_show)
+    p_models = sub.add_parser("models", help="list the registered margin models (and overlays) with their parameters")
+    p_models.set_defaults(func=_models)
     p_sweep = sub.add_parser("sweep", help="run a study's books over a grid of model parameters")
     p_sweep.add_argument("study", help="study config (market, books, MPOR, seed; its models are replaced)")
     p_sweep.add_argument("--grid", required=True, help="grid file: [[models]] entries, list-valued parameters swept")

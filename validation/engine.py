@@ -435,21 +435,25 @@ class BacktestResult:
         return cv.backtest(rows["pnl"], var, es=rows["margin"] if is_es else None, p=level, pit=pit,
                            mpor_days=self.mpor_days)
 
-    def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common") -> pd.DataFrame:
+    def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common",
+                 reports: Mapping[tuple[str, str], cv.CoverageReport] | None = None) -> pd.DataFrame:
         """Headline coverage tests per pair (:meth:`CoverageReport.headline`), each at its model's own level.
 
         Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the
         exact two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided
         "too many breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone
         of the last 250 observations, the worst 250-observation window and its calibrated p-value, and for
-        ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`.
+        ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`; ``reports``
+        (``(portfolio, model) -> CoverageReport``, computed with the same arguments) are used instead of
+        running the tests again.
         """
         records = []
         if self.frame.empty:
             raise ValueError("no margin to test: every model was in its warm-up (history shorter than its min_obs) "
                              "or not applicable on every date; widen the date range")
         for portfolio, model in self.frame.groupby(["portfolio", "model"], sort=False).groups:
-            rep = self.coverage_report(portfolio, model, p=p, default_p=default_p, sample=sample)
+            rep = reports[(portfolio, model)] if reports is not None and (portfolio, model) in reports else \
+                self.coverage_report(portfolio, model, p=p, default_p=default_p, sample=sample)
             es_tests = {f"{key}_pvalue": rep.tests[key].pvalue if key in rep.tests else float("nan")
                         for key in ("acerbi_szekely_z2", "mcneil_frey")}
             records.append({"portfolio": portfolio, "model": model, "sample": sample, **rep.headline(), **es_tests})

@@ -53,6 +53,7 @@ from marginlab.models import MODELS, MarginModel, make_model, make_overlay, refe
 from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
+from .progress import Progress, ProgressExecutor
 
 __all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "build_model", "read_toml",
            "DEFAULT_STUDY", "STUDY_KEYS", "MODEL_KEYS", "OVERLAY_KEYS"]
@@ -308,6 +309,9 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
 class StudyResult:
     """A study's configuration, backtest result, coverage and metrics tables, and report location.
 
+    ``files`` holds the run's facts the report shows (``started``: ISO time in UTC, ``elapsed_s``,
+    ``out``: the report folder, ``skipped_portfolios``). :meth:`verdict` is the verdict matrix of the
+    report's first screen and :meth:`verdict_text` the same as text (what ``marginlab run`` prints).
     ``procyclicality`` and ``apc`` are :meth:`BacktestResult.procyclicality` and
     :meth:`BacktestResult.apc_tradeoff`; with a ``[stress]`` section, ``stress`` is
     :func:`~marginlab.validation.stress.stress_coverage`, ``cover`` :func:`~marginlab.validation.stress.cover_n`
@@ -319,12 +323,39 @@ class StudyResult:
     coverage: pd.DataFrame
     metrics: pd.DataFrame
     report_path: Path | None = None
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+    #: every coverage test per (book, model), as :attr:`coverage` summarises them (see :meth:`coverage_reports`)
+    reports: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    #: a parameter sweep's tidy table (one row per grid point x book x model), when the study is a sweep
+    sweep: pd.DataFrame | None = None
     procyclicality: pd.DataFrame | None = None
     apc: pd.DataFrame | None = None
     stress: pd.DataFrame | None = None
     cover: pd.DataFrame | None = None
     reverse: pd.DataFrame | None = None
+
+    def coverage_reports(self) -> dict[tuple[str, str], Any]:
+        """Every coverage test per (book, model) of :attr:`coverage` (computed once, when not given).
+
+        :class:`~marginlab.validation.coverage.CoverageReport` of each pair, each model at its own level
+        on the book's common sample.
+        """
+        missing = [key for key in self.coverage.index if key not in self.reports]
+        for key in missing:
+            self.reports[key] = self.backtest.coverage_report(*key, default_p=self.config.tail_prob)
+        return self.reports
+
+    def verdict(self) -> dict[str, Any]:
+        """The verdict matrix (books x models; :func:`marginlab.reports.verdict.verdict_matrix`)."""
+        from marginlab.reports.verdict import verdict_matrix
+
+        return verdict_matrix(self.backtest, self.coverage)
+
+    def verdict_text(self) -> str:
+        """The verdict matrix as terminal text, with its three sentences."""
+        from marginlab.reports.verdict import verdict_text
+
+        return verdict_text(self.verdict())
 
     def summary(self) -> str:
         """Breach table plus the headline coverage tests."""
@@ -340,15 +371,23 @@ class StudyResult:
 
 
 def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
-              write: bool = True) -> StudyResult:
-    """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``)."""
+              write: bool = True, progress: Progress | None = None) -> StudyResult:
+    """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``).
+
+    ``progress`` (:class:`~marginlab.validation.progress.Progress`) shows the stages and a bar over the
+    backtest's tasks on a terminal; nothing is shown by default.
+    """
+    progress = progress if progress is not None else Progress(enabled=False)
+    started = dt.datetime.now(dt.UTC)
     config = study if isinstance(study, StudyConfig) else load_study(study)
+    requested = str(out if out is not None else config.out)
     if write:  # a bad output folder fails now, not after the backtest
         from marginlab.reports import check_report_folder
 
         out = check_report_folder(out if out is not None else config.out)
     # the whole bundled history is loaded: start/end select the margin dates, and every model sees all the
     # history before the first one (no warm-up spent inside the requested range)
+    progress.stage(f"loading market data ({', '.join(config.assets)}, {config.freq})")
     market = load_market(list(config.assets), freq=config.freq, with_option_chains=config.smile)
     library = reference_portfolios(config.notional)
     names = list(library) if config.portfolios == "all" else list(config.portfolios)
@@ -357,22 +396,36 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
     models = config.build_models()
+    progress.stage(f"replaying {len(books)} book(s) through {len(models)} model(s)")
     result = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
-                      include_funding=config.include_funding, seed=config.seed).run()
-    coverage = result.coverage(default_p=config.tail_prob)
+                      include_funding=config.include_funding, seed=config.seed).run(
+        executor=ProgressExecutor(progress, label="tasks (model groups)"))
+    progress.stage("coverage tests")
+    # every coverage test of every pair, run once: the headline table and the report's drill-down share them
+    reports = {} if result.frame.empty else {
+        key: result.coverage_report(*key, default_p=config.tail_prob)
+        for key in result.frame.groupby(["portfolio", "model"], sort=False).groups}
+    coverage = result.coverage(default_p=config.tail_prob, reports=reports)
     metrics = result.efficiency()
-    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics,
+    progress.stage("procyclicality")
+    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
                      procyclicality=result.procyclicality(), apc=result.apc_tradeoff())
     if config.stress_scenarios is not None:
         from .stress import cover_n, reverse_stress, stress_coverage, stress_losses
 
+        progress.stage(f"stress tests ({len(config.stress_scenarios)} scenarios)")
         frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every)
         sr.stress, sr.cover = stress_coverage(frame), cover_n(frame)
         if config.reverse_every:
+            progress.stage("reverse stress")
             sr.reverse = reverse_stress(result, market, every=config.reverse_every)
     sr.files["skipped_portfolios"] = ", ".join(skipped)
+    sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
+    sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
     if write:
         from marginlab.reports import write_report
 
+        sr.files["out"] = requested
+        progress.stage("writing the report")
         sr.report_path = write_report(sr, out)
     return sr

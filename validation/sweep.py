@@ -24,15 +24,17 @@ study, with the study's seed — run through an executor (any object with
 serially in this process by default). Points share nothing, so the table is the
 same on any executor and equals separate runs of the same points.
 
-The result is a tidy table, one row per grid point x book (x model): the
-swept parameters, the coverage headline at the model's own tail probability
-(observations, breaches, breach rate, exact Kupiec, one-sided and
-Christoffersen p-values, traffic-light zone), the average margin and margin per
-unit notional, and the procyclicality measures of
+The result is a tidy table, one row per grid point x book (``grid_point``, the
+entry's label as ``model``, ``portfolio``, the swept parameters as
+``param:<name>`` or ``param:<overlay>.<name>``), with the coverage headline at
+the model's own tail probability (observations, breaches, breach rate, exact
+Kupiec, one-sided and Christoffersen p-values, traffic-light zone), the average
+margin and margin per unit notional, and the procyclicality measures of
 :data:`~marginlab.validation.metrics.PROCYCLICALITY`. The sweep's folder holds
 ``sweep.csv``, ``sweep.json`` (study, grid and table) and ``sweep.html`` with a
-heatmap per entry and measure (books x grid points), written like a report
-(only into a new, empty or previous sweep folder, atomically).
+heatmap per entry and measure (books x grid points), written like a report (only
+into a new, empty or previous sweep folder, atomically). The table has the shape
+of ``StudyResult.sweep``, which the study report draws (Parameter sensitivity).
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class GridPoint:
     ----------
     entry : int
         Index of the grid's ``[[models]]`` entry.
+    model : str
+        The entry's label (its ``label``, else the model's name; made unique across entries).
     label : str
         The entry's label followed by the swept values, e.g. ``"fhs_garch [lookback=250, dist='t']"``.
     name, params, overlays
@@ -87,6 +91,7 @@ class GridPoint:
     """
 
     entry: int
+    model: str
     label: str
     name: str
     params: dict[str, Any]
@@ -108,7 +113,7 @@ def parse_grid(raw: dict[str, Any], source: str = "<dict>") -> list[GridPoint]:
     entries = raw.get("models")
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{source}: at least one [[models]] entry is required")
-    points, labels = [], set()
+    points, labels, bases = [], set(), set()
     for k, entry in enumerate(entries):
         where = f"{source}: models[{k}]"
         entry = _table(entry, MODEL_KEYS, source, f"models[{k}]")
@@ -122,6 +127,8 @@ def parse_grid(raw: dict[str, Any], source: str = "<dict>") -> list[GridPoint]:
             if not values:
                 raise ValueError(f"{where}: {key} is an empty list (nothing to sweep)")
         base = entry.get("label", name)
+        base = base if base not in bases else f"{base} ({k})"
+        bases.add(base)
         for combo in itertools.product(*(values for _, values in axes)) if axes else [()]:
             swept = dict(zip([key for key, _ in axes], combo, strict=True))
             p = {key: swept.get(key, value) for key, value in params.items()}
@@ -135,7 +142,8 @@ def parse_grid(raw: dict[str, Any], source: str = "<dict>") -> list[GridPoint]:
             if label in labels:
                 raise ValueError(f"{where}: grid point label {label!r} appears twice; give the entries distinct labels")
             labels.add(label)
-            points.append(GridPoint(entry=k, label=label, name=name, params=p, overlays=ch, swept=swept))
+            points.append(GridPoint(entry=k, model=base, label=label, name=name, params=p, overlays=ch,
+                                    swept=swept))
     return points
 
 
@@ -169,7 +177,7 @@ def sweep_point(point: GridPoint, config: StudyConfig, market: MarketData, books
     pro = result.procyclicality().drop(columns="sample")
     mean = result.frame.groupby(["portfolio", "model"], sort=False)["margin"].mean().rename("mean_margin")
     table = coverage.join(mean).join(pro).reset_index()
-    head = pd.DataFrame({"entry": point.entry, "point": point.label, "name": point.name,
+    head = pd.DataFrame({"grid_point": point.label, "model": point.model,
                          **{f"param:{k}": [v] * len(table) for k, v in point.swept.items()}}, index=table.index)
     return pd.concat([head, table.drop(columns="model")], axis=1)
 
@@ -187,7 +195,7 @@ class SweepResult:
     def summary(self) -> str:
         """Median over books of the headline columns per grid point."""
         cols = ["breach_rate", "kupiec_pvalue", "mean_margin_rate", "max_5d_increase"]
-        med = self.table.groupby("point", sort=False)[cols].median()
+        med = self.table.groupby("grid_point", sort=False)[cols].median()
         with pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.float_format",
                                "{:.4g}".format):
             return (f"Sweep of {len(self.points)} grid point(s) on study {self.config.name!r} in "
@@ -235,7 +243,7 @@ def run_sweep(study: str | Path | StudyConfig, grid: str | Path | Sequence[GridP
         else pd.DataFrame()
     if len(table):  # the swept parameters of every entry next to the point's name
         params = [c for c in table.columns if c.startswith("param:")]
-        head = ["entry", "point", "name", *params]
+        head = ["grid_point", "model", *params]
         table = table[head + [c for c in table.columns if c not in head]]
     result = SweepResult(config=config, points=points, table=table, elapsed_s=time.perf_counter() - t0)
     if write:
@@ -250,7 +258,7 @@ def _json(result: SweepResult) -> dict:
     table = result.table.replace([np.inf, -np.inf], np.nan).astype(object)
     table = table.where(pd.notna(table), None)
     return {"study": result.config.to_dict(),
-            "grid": [{"entry": p.entry, "label": p.label, "name": p.name, "params": p.params,
+            "grid": [{"entry": p.entry, "model": p.model, "label": p.label, "name": p.name, "params": p.params,
                       "overlays": [{"name": o, "params": op} for o, op in p.overlays], "swept": p.swept}
                      for p in result.points],
             "table": table.to_dict(orient="records")}
@@ -284,9 +292,9 @@ def render_sweep_html(result: SweepResult) -> str:
     parts = []
     table = result.table
     names = {p.label: ", ".join(f"{k}={v!r}" for k, v in p.swept.items()) or p.label for p in result.points}
-    for entry, rows in (table.groupby("entry", sort=True) if len(table) else []):
-        rows = rows.assign(column=rows["point"].map(names))
-        parts.append(f"<h2>Entry {entry}: {html.escape(str(rows['name'].iloc[0]))}</h2>")
+    for model, rows in (table.groupby("model", sort=False) if len(table) else []):
+        rows = rows.assign(column=rows["grid_point"].map(names))
+        parts.append(f"<h2>{html.escape(str(model))}</h2>")
         for measure, title in HEATMAP_MEASURES.items():
             if measure not in rows.columns:
                 continue
