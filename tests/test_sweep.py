@@ -47,7 +47,9 @@ def test_grid_is_the_cartesian_product_within_each_entry():
     ({"models": [{"name": "static", "params": {"rate": []}}]}, "rate is an empty list"),
     ({"models": [], "study": {}}, r"unknown section\(s\) \['study'\]"),
     ({"models": [{"name": "static", "colour": 1}]}, r"unknown key models\[0\].colour"),
-    ({"models": [{"name": "static"}, {"name": "static"}]}, "appears twice"),
+    ({"models": [{"name": "static", "label": "x (2)"}, {"name": "static", "label": "x"}, {"name": "static",
+                                                                                      "label": "x"}]},
+     "appears twice"),
 ])
 def test_bad_grids_name_the_fault(grid, message):
     with pytest.raises(ValueError, match=message):
