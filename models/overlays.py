@@ -495,6 +495,11 @@ class LookbackFloor(Overlay):
     filter. For EWMA the lookback only sets where the recursion starts, so the
     floor is nearly the model itself. Applies to models with a ``lookback``
     parameter.
+
+    Parameters
+    ----------
+    years : float
+        Length of the floor's lookback, years of 365 days (> 0); Art. 28(1)(c) says ten.
     """
 
     name: ClassVar[str] = "lookback_floor"
@@ -555,6 +560,13 @@ class APCBuffer(Overlay):
 
     Per-book memory: see the module docstring (path-dependent from the run's
     first margin date; kept in the run context, keyed by the ``book`` name).
+
+    Parameters
+    ----------
+    buffer : float
+        The buffer b as a fraction of the calculated margin, in [0, 10]; Art. 28(1)(a) asks for at least 0.25.
+    release : {"absorb", "none"}
+        How the buffer is released: drawn down on rises and rebuilt on falls, or never.
     """
 
     name: ClassVar[str] = "apc_buffer"
