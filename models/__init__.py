@@ -4,7 +4,9 @@
 builds one. Every model follows :class:`MarginModel`: ``fit(market, t,
 warm_start=None, context=None)`` then ``margin(state, positions, market, t)``,
 reading nothing after ``t``; the engine's :class:`RunContext` carries the MPOR
-and the seed.
+and the seed. ``OVERLAYS`` / ``make_overlay(name, **params)`` are the
+anti-procyclicality and liquidity overlays: ``make_overlay("apc_buffer")(model)``
+is an :class:`OverlaidModel`, itself a margin model.
 """
 
 from . import deribit_pm, greeks_netting, simulation, span, static  # noqa: F401  (register the models)
@@ -13,6 +15,7 @@ from .context import RunContext
 from .deribit_pm import DERIBIT_PM_VINTAGES, DeribitPMVintage, DeribitPortfolioMargin
 from .greeks_netting import GreeksNetting
 from .instruments import Future, Instrument, Option, Perpetual, Position, Spot
+from .overlays import OVERLAYS, OverlaidModel, Overlay, make_overlay, overlay_parameters, register_overlay
 from .portfolios import (
     CombinedBook,
     ConstantNotionalBook,
@@ -36,6 +39,12 @@ __all__ = [
     "Forecast",
     "RunContext",
     "make_model",
+    "OVERLAYS",
+    "Overlay",
+    "OverlaidModel",
+    "make_overlay",
+    "overlay_parameters",
+    "register_overlay",
     "model_parameters",
     "register",
     "Instrument",

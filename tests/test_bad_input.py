@@ -160,7 +160,7 @@ def test_run_replaces_its_own_report_and_nothing_else(tmp_path, study_file, caps
     (tmp_path / "keep.txt").write_text("mine")
     assert run_cli(["run", study_file, "--out", out], capsys)[0] == 0
     first = snapshot(out)
-    assert read_manifest(out, REPORT_FOLDER).keys() == set(REPORT_FILES)
+    assert read_manifest(out, REPORT_FOLDER).keys() == set(REPORT_FILES) | {"procyclicality.csv"}
     assert '# study: "tiny"' in (out / ".marginlab-report").read_text()
     assert run_cli(["run", study_file, "--out", out], capsys)[0] == 0
     assert snapshot(out).keys() == first.keys()

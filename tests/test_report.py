@@ -130,7 +130,8 @@ def test_results_json_follows_its_schema_and_carries_the_verdict(hostile_report)
     keys = [s["key"] for s in results["sections"]]
     assert keys[0] == "verdict" and {"compare", "drilldown", "parameters", "methodology", "limitations",
                                      "provenance"} <= set(keys)
-    assert not {"offsets", "procyclicality", "stress", "accounts", "sweep"} & set(keys)  # no data for them
+    assert not {"offsets", "stress", "accounts", "sweep"} & set(keys)  # no data for them
+    assert "procyclicality" in keys  # every backtest has its procyclicality measures (BacktestResult.procyclicality)
     matrix = results["sections"][0]["content"]["matrix"]
     study = hostile_report["study"]
     cov = study.coverage

@@ -7,7 +7,9 @@ prints the verdict matrix (books x models) and the report's path; on a terminal 
 shows the stages and a bar over the backtest's tasks (standard error);
 ``marginlab show REPORT_DIR`` prints the verdict matrix of a report written before;
 ``marginlab models`` lists the registered margin models (and overlays) with their
-parameters, defaults and a one-line description.
+parameters, defaults and a one-line description;
+``marginlab sweep STUDY.toml --grid GRID.toml --out DIR`` runs the study's books over a
+grid of model parameters (:mod:`marginlab.validation.sweep`) and writes its table and heatmaps.
 
 Errors. Every error a user can cause (a bad study file, bad data, an output
 folder marginlab may not write) ends in one line ``marginlab: error: ...``
@@ -18,8 +20,8 @@ by marginlab's own code; anything else (an exception from a library, or of
 another type) is a bug in marginlab and is shown with its traceback and a line
 asking to report it (exit code 1).
 
-Output folders. ``marginlab run --out DIR`` and ``marginlab datasets build
---out DIR`` write only into a folder that does not exist, is empty, or is one
+Output folders. ``marginlab run --out DIR``, ``marginlab sweep --out DIR`` and
+``marginlab datasets build --out DIR`` write only into a folder that does not exist, is empty, or is one
 marginlab wrote before (recognised by its manifest), and replace it atomically;
 see :mod:`marginlab.datasets.folders`. There is no option to override this.
 """
@@ -128,6 +130,25 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_executor(args: argparse.Namespace):
+    """The executor of ``marginlab sweep``'s grid points: serial (None) for now.
+
+    Hook: when ``marginlab.validation.executors`` (serial / local Dask / remote Dask) is merged, build the
+    executor from the same ``--executor/--workers/--scheduler`` flags as ``marginlab run`` here; ``run_sweep``
+    already takes any object with ``map(function, items)``.
+    """
+    return None
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from marginlab.validation.sweep import run_sweep
+
+    result = run_sweep(args.study, args.grid, out=args.out, executor=_sweep_executor(args))
+    print(result.summary())
+    print(f"\nsweep written to {result.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``marginlab`` command."""
     parser = argparse.ArgumentParser(prog="marginlab", description="Margin-model validation on "
@@ -150,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_show.set_defaults(func=_show)
     p_models = sub.add_parser("models", help="list the registered margin models (and overlays) with their parameters")
     p_models.set_defaults(func=_models)
+    p_sweep = sub.add_parser("sweep", help="run a study's books over a grid of model parameters")
+    p_sweep.add_argument("study", help="study config (market, books, MPOR, seed; its models are replaced)")
+    p_sweep.add_argument("--grid", required=True, help="grid file: [[models]] entries, list-valued parameters swept")
+    p_sweep.add_argument("--out", required=True, help="sweep folder; must be new, empty or a previous marginlab "
+                                                     "sweep")
+    p_sweep.set_defaults(func=_sweep)
     return parser
 
 

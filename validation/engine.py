@@ -27,7 +27,7 @@ from marginlab.models.portfolios import Portfolio
 from marginlab.models.revaluation import Book, realised_pnl
 
 from . import coverage as cv
-from .metrics import METRICS, compute_metrics
+from .metrics import METRICS, apc_tradeoff, compute_metrics, compute_procyclicality
 
 __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLUMNS"]
 
@@ -354,7 +354,7 @@ class Backtest:
             warmup={(name, label): warmup[(name, label)] for label, name in order if (name, label) in warmup},
             diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},
             elapsed_s=elapsed, model_seconds={label: seconds.get(label, 0.0) for label in self._models},
-            estimates=est)
+            estimates=est, portfolios=dict(self._portfolios))
 
 
 @dataclass(frozen=True)
@@ -411,6 +411,8 @@ class BacktestResult:
     model_seconds: dict[str, float] = field(default_factory=dict)
     #: one row per volatility-filter fit: date, filter, lookback, asset, window, parameters, loglik, status
     estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the portfolios replayed (name -> Portfolio), e.g. for stress tests of the same books
+    portfolios: dict[str, Portfolio] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         """The long-format rows (a copy)."""
@@ -501,6 +503,65 @@ class BacktestResult:
         records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(self._rows(pf, md, sample))}
                    for pf, md in self.frame.groupby(["portfolio", "model"], sort=False).groups]
         return pd.DataFrame(records).set_index(["portfolio", "model"])
+
+    def procyclicality(self, sample: str = "common") -> pd.DataFrame:
+        """The procyclicality measures of :data:`~marginlab.validation.metrics.PROCYCLICALITY` per pair.
+
+        Measured on the model, not on the book: margins per unit of gross notional, n-day changes only where
+        the book holds the same instruments at both ends (rolls excluded), on the common dates by default
+        (see :mod:`marginlab.validation.metrics`): the average margin rate, peak-to-trough ratios (sample and
+        worst rolling year), the largest 1-, 5- and 30-day increases and quantiles of the daily margin calls.
+        """
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_procyclicality(rows)}
+                   for (pf, md), rows in self._pair_rows(sample).items()]
+        return pd.DataFrame(records).set_index(["portfolio", "model"])
+
+    def _pair_rows(self, sample: str = "common") -> dict[tuple[str, str], pd.DataFrame]:
+        """Every pair's rows indexed by date (the book's common dates, or the pair's own), in first-seen order.
+
+        The same rows as ``_rows`` for each pair, with each book's common dates computed once.
+        """
+        if sample not in ("common", "own"):
+            raise ValueError(f"sample must be 'common' (dates shared by the book's models) or 'own', got {sample!r}")
+        out = {}
+        for pf, book in self.frame.groupby("portfolio", sort=False):
+            common = self.common_dates(pf) if sample == "common" else None
+            for md, rows in book.groupby("model", sort=False):
+                rows = rows.set_index("date")
+                out[(pf, md)] = rows.loc[rows.index.intersection(common)] if common is not None else rows
+        order = list(self.frame.groupby(["portfolio", "model"], sort=False).groups)
+        return {key: out[key] for key in order}
+
+    def overlay_bases(self) -> dict[str, str]:
+        """Overlaid models of the result whose inner model is also in it: label -> label of the inner model."""
+        out = {}
+        for label, model in self.models.items():
+            inner = getattr(model, "inner", None)
+            base = next((other for other, m in self.models.items() if other != label and inner is not None
+                         and type(m) is type(inner) and m == inner), None)
+            if base is not None:
+                out[label] = base
+        return out
+
+    def apc_tradeoff(self, sample: str = "common") -> pd.DataFrame:
+        """Cost against benefit of each overlay (APC tool), side by side with the model it wraps, per book.
+
+        For every overlaid model whose inner model is also in the result (:meth:`overlay_bases`) and every
+        portfolio both have rows for: the average extra margin (quote currency and relative) and the largest
+        1-, 5- and 30-day margin-rate increases without and with the overlay, and their reduction
+        (:func:`~marginlab.validation.metrics.apc_tradeoff`); on the common dates by default.
+        """
+        records = []
+        bases = self.overlay_bases()
+        pairs = self._pair_rows(sample) if bases else {}
+        for label, base in bases.items():
+            tools = " + ".join(o.name for o in self.models[label].overlays)
+            for pf, md in pairs:
+                if md == label and (pf, base) in pairs:
+                    records.append({"portfolio": pf, "model": label, "base_model": base, "tools": tools,
+                                    **apc_tradeoff(pairs[(pf, base)], pairs[(pf, label)])})
+        columns = ["portfolio", "model", "base_model", "tools"]
+        return pd.DataFrame(records, columns=columns if not records else None).set_index(["portfolio", "model"])
 
     def summary(self) -> str:
         """Breaches and breach rates per portfolio x model, as text."""

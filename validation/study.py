@@ -27,6 +27,16 @@ Example (``studies/default.toml``)::
     [[models]]
     name = "static"
     params = { rate = 0.10 }
+
+    [[models]]                # a model with anti-procyclicality overlays, applied in order (first innermost)
+    name = "historical_var"
+    label = "Historical VaR + APC buffer"
+    overlays = [{ name = "apc_buffer", params = { buffer = 0.25 } }]
+
+    [stress]                  # optional: stress tests of every book and model
+    scenarios = "all"         # or a list of names of marginlab.validation.stress.SCENARIOS
+    every = 1                 # stress every k-th margin date
+    reverse_every = 7         # reverse stress every k-th margin date (0: none)
 """
 
 from __future__ import annotations
@@ -40,14 +50,14 @@ from typing import Any
 
 import pandas as pd
 from marginlab.datasets import load_market
-from marginlab.models import MODELS, make_model, reference_portfolios
+from marginlab.models import MODELS, MarginModel, make_model, make_overlay, reference_portfolios
 from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
 from .progress import Progress, ProgressExecutor
 
-__all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "DEFAULT_STUDY", "STUDY_KEYS",
-           "MODEL_KEYS"]
+__all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "build_model", "read_toml",
+           "DEFAULT_STUDY", "STUDY_KEYS", "MODEL_KEYS", "OVERLAY_KEYS"]
 
 #: ``marginlab run`` without a file runs ``studies/default.toml`` of the working directory,
 #: or of the source checkout for an editable install.
@@ -63,14 +73,26 @@ def _default_study() -> Path:
 
 #: Every key of a study file, per section, and its type: the one declaration that the parser checks
 #: (``marginlab.models.params.check_value``: no coercion, ``bool`` is not a number). ``[[models]]``
-#: entries have the keys of :data:`MODEL_KEYS`; their ``params`` are checked by the model itself.
+#: entries have the keys of :data:`MODEL_KEYS`; their ``params`` are checked by the model itself, and each
+#: entry of their ``overlays`` has the keys of :data:`OVERLAY_KEYS` (``params`` checked by the overlay).
 STUDY_KEYS: dict[str, dict[str, Any]] = {
     "study": {"name": str, "seed": int, "mpor_days": int, "tail_prob": float, "out": str,
               "include_funding": bool, "description": str, "standalone_legs": bool},
     "market": {"assets": list[Asset], "freq": str, "start": dt.date, "end": dt.date, "smile": bool},
     "portfolios": {"reference": str | list[str], "notional": float},
+    "stress": {"scenarios": str | list[str], "every": int, "reverse_every": int},
 }
-MODEL_KEYS: dict[str, Any] = {"name": str, "label": str, "params": dict[str, Any]}
+MODEL_KEYS: dict[str, Any] = {"name": str, "label": str, "params": dict[str, Any], "overlays": list[dict[str, Any]]}
+OVERLAY_KEYS: dict[str, Any] = {"name": str, "params": dict[str, Any]}
+
+
+def build_model(name: str, params: dict[str, Any] | None = None,
+                overlays: tuple[tuple[str, dict[str, Any]], ...] = ()) -> MarginModel:
+    """A registered model with its overlays applied in order, the first innermost (make_model, make_overlay)."""
+    model = make_model(name, **(params or {}))
+    for overlay, overlay_params in overlays:
+        model = make_overlay(overlay, **overlay_params)(model)
+    return model
 
 
 @dataclass(frozen=True)
@@ -94,6 +116,12 @@ class StudyConfig:
     description: str = ""
     standalone_legs: bool = False
     source: str = "<dict>"
+    #: model label -> overlays ``((name, params), ...)`` applied in order (the first innermost)
+    model_overlays: dict[str, tuple[tuple[str, dict], ...]] = field(default_factory=dict)
+    #: stress scenarios (names of ``marginlab.validation.stress.SCENARIOS``); None: no stress tests
+    stress_scenarios: tuple[str, ...] | None = None
+    stress_every: int = 1
+    reverse_every: int = 0
 
     def __post_init__(self) -> None:
         validate_fields(self, prefix=f"{self.source}: StudyConfig" if isinstance(self.source, str) else None)
@@ -104,8 +132,18 @@ class StudyConfig:
                 "assets": list(self.assets), "freq": self.freq, "start": self.start, "end": self.end,
                 "portfolios": self.portfolios if isinstance(self.portfolios, str) else list(self.portfolios),
                 "notional": self.notional, "include_funding": self.include_funding, "smile": self.smile,
-                "models": [{"label": lab, "name": n, "params": p} for lab, n, p in self.models],
+                "models": [{"label": lab, "name": n, "params": p,
+                            "overlays": [{"name": o, "params": op} for o, op in self.model_overlays.get(lab, ())]}
+                           for lab, n, p in self.models],
+                "stress": None if self.stress_scenarios is None else {
+                    "scenarios": list(self.stress_scenarios), "every": self.stress_every,
+                    "reverse_every": self.reverse_every},
                 "description": self.description, "standalone_legs": self.standalone_legs, "source": self.source}
+
+    def build_models(self) -> dict[str, MarginModel]:
+        """The study's models by label, overlays applied."""
+        return {label: build_model(name, params, self.model_overlays.get(label, ()))
+                for label, name, params in self.models}
 
 
 def _require(cond: bool, where: str, message: str) -> None:
@@ -175,15 +213,16 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     _require(notional > 0, source, f"portfolios.notional must be positive, got {notional!r}")
     models_raw = raw.get("models", [])
     _require(isinstance(models_raw, list) and models_raw, source, "at least one [[models]] entry is required")
-    models, labels = [], set()
+    models, labels, overlays = [], set(), {}
     for k, entry in enumerate(models_raw):
         where = f"{source}: models[{k}]"
         entry = _table(entry, MODEL_KEYS, source, f"models[{k}]")
         name = entry.get("name")
         _require(name in MODELS, where, f"unknown model {name!r}; registered models: {sorted(MODELS)}")
         params = entry.get("params", {})
+        chain = _overlays(entry.get("overlays", []), source, f"models[{k}]")
         try:
-            make_model(name, **params)
+            build_model(name, params, chain)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where} ({name}): {exc}") from None
         label = entry.get("label", name)
@@ -191,25 +230,57 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
         _require(label not in labels, where, f"duplicate model label {label!r}; give each model a distinct label")
         labels.add(label)
         models.append((label, name, params))
+        if chain:
+            overlays[label] = chain
+    stress = _table(raw["stress"], STUDY_KEYS["stress"], source, "stress") if "stress" in raw else None
+    scenarios, stress_every, reverse_every = None, 1, 0
+    if stress is not None:
+        from .stress import SCENARIOS
+
+        wanted = stress.get("scenarios", "all")
+        if wanted == "all":
+            scenarios = tuple(SCENARIOS)
+        else:
+            _require(isinstance(wanted, list) and wanted, source, "stress.scenarios must be 'all' or a list of names")
+            unknown = [n for n in wanted if n not in SCENARIOS]
+            _require(not unknown, source, f"unknown stress scenario(s) {unknown}; known: {list(SCENARIOS)}")
+            scenarios = tuple(wanted)
+        stress_every = stress.get("every", 1)
+        _require(stress_every >= 1, source, f"stress.every must be an integer >= 1, got {stress_every!r}")
+        reverse_every = stress.get("reverse_every", 0)
+        _require(reverse_every >= 0, source, f"stress.reverse_every must be an integer >= 0, got {reverse_every!r}")
     return StudyConfig(name=study.get("name", "study"), seed=seed, mpor_days=mpor, tail_prob=float(p),
                        assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
                        out=study.get("out", "reports_out"), include_funding=study.get("include_funding", False),
-                       smile=market.get("smile", False), description=study.get("description", ""),
-                       standalone_legs=study.get("standalone_legs", False), source=source)
+                       smile=market.get("smile", False), description=study.get("description", ""), source=source,
+                       standalone_legs=study.get("standalone_legs", False),
+                       model_overlays=overlays, stress_scenarios=scenarios, stress_every=stress_every,
+                       reverse_every=reverse_every)
 
 
-def load_study(path: str | Path | None = None) -> StudyConfig:
-    """Read and validate a study TOML file (default: the bundled default study).
+def _overlays(raw: Any, source: str, prefix: str) -> tuple[tuple[str, dict], ...]:
+    """The ``overlays`` list of a ``[[models]]`` entry as ``((name, params), ...)`` (keys checked here)."""
+    _require(isinstance(raw, list), source, f"{prefix}.overlays must be a list of tables, got {raw!r}")
+    out = []
+    for k, entry in enumerate(raw):
+        entry = _table(entry, OVERLAY_KEYS, source, f"{prefix}.overlays[{k}]")
+        _require("name" in entry, source, f"{prefix}.overlays[{k}] needs a name")
+        out.append((entry["name"], entry.get("params", {})))
+    return tuple(out)
 
-    The file must be UTF-8 (a byte-order mark is skipped); a folder, an
-    unreadable or non-UTF-8 file or invalid TOML raises ValueError naming it.
+
+def read_toml(path: str | Path, what: str = "study") -> dict[str, Any]:
+    """Read a TOML file marginlab is given (a study or a grid): ValueError naming the file when it cannot.
+
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, a missing, unreadable or non-UTF-8 file
+    or invalid TOML raises ValueError naming it.
     """
-    path = Path(path) if path is not None else _default_study()
+    path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a study file; give the path of a study TOML file")
+        raise ValueError(f"{path}: is a folder, not a {what} file; give the path of a {what} TOML file")
     if not path.exists():
-        raise ValueError(f"study file not found: {path}")
+        raise ValueError(f"{what} file not found: {path}")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -222,10 +293,19 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
         raise ValueError(f"{path}: is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
                          "TOML files are UTF-8") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return parse_study(raw, source=str(path))
+
+
+def load_study(path: str | Path | None = None) -> StudyConfig:
+    """Read and validate a study TOML file (default: the bundled default study).
+
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, an
+    unreadable or non-UTF-8 file or invalid TOML raises ValueError naming it.
+    """
+    path = Path(path) if path is not None else _default_study()
+    return parse_study(read_toml(path), source=str(path))
 
 
 @dataclass
@@ -235,6 +315,10 @@ class StudyResult:
     ``files`` holds the run's facts the report shows (``started``: ISO time in UTC, ``elapsed_s``,
     ``out``: the report folder, ``skipped_portfolios``). :meth:`verdict` is the verdict matrix of the
     report's first screen and :meth:`verdict_text` the same as text (what ``marginlab run`` prints).
+    ``procyclicality`` and ``apc`` are :meth:`BacktestResult.procyclicality` and
+    :meth:`BacktestResult.apc_tradeoff`; with a ``[stress]`` section, ``stress`` is
+    :func:`~marginlab.validation.stress.stress_coverage`, ``cover`` :func:`~marginlab.validation.stress.cover_n`
+    and ``reverse`` :func:`~marginlab.validation.stress.reverse_stress` (None without).
     """
 
     config: StudyConfig
@@ -247,6 +331,11 @@ class StudyResult:
     reports: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
     #: a parameter sweep's tidy table (one row per grid point x book x model), when the study is a sweep
     sweep: pd.DataFrame | None = None
+    procyclicality: pd.DataFrame | None = None
+    apc: pd.DataFrame | None = None
+    stress: pd.DataFrame | None = None
+    cover: pd.DataFrame | None = None
+    reverse: pd.DataFrame | None = None
 
     def coverage_reports(self) -> dict[tuple[str, str], Any]:
         """Every coverage test per (book, model) of :attr:`coverage` (computed once, when not given).
@@ -309,7 +398,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     skipped = [n for n in names if n not in books]
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
-    models = {label: make_model(name, **params) for label, name, params in config.models}
+    models = config.build_models()
     progress.stage(f"replaying {len(books)} book(s) through {len(models)} model(s)")
     result = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
                       include_funding=config.include_funding, seed=config.seed,
@@ -322,7 +411,18 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
         for key in result.frame.groupby(["portfolio", "model"], sort=False).groups}
     coverage = result.coverage(default_p=config.tail_prob, reports=reports)
     metrics = result.efficiency()
-    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports)
+    progress.stage("procyclicality")
+    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
+                     procyclicality=result.procyclicality(), apc=result.apc_tradeoff())
+    if config.stress_scenarios is not None:
+        from .stress import cover_n, reverse_stress, stress_coverage, stress_losses
+
+        progress.stage(f"stress tests ({len(config.stress_scenarios)} scenarios)")
+        frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every)
+        sr.stress, sr.cover = stress_coverage(frame), cover_n(frame)
+        if config.reverse_every:
+            progress.stage("reverse stress")
+            sr.reverse = reverse_stress(result, market, every=config.reverse_every)
     sr.files["skipped_portfolios"] = ", ".join(skipped)
     sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
     sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
