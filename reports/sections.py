@@ -366,12 +366,11 @@ def build_offsets(data: ReportData) -> dict[str, Any] | None:
     """Present when the result carries ``offset_benefit`` (metric) or a ``standalone_margin`` column."""
     metrics = data.study.metrics
     f = data.frame[data.frame["common"]]
-    if "offset_benefit" in metrics.columns:
-        table = metrics[["offset_benefit"]].dropna().reset_index()
-    elif "standalone_margin" in f.columns:
+    table = metrics[["offset_benefit"]].dropna().reset_index() if "offset_benefit" in metrics.columns else None
+    if (table is None or table.empty) and "standalone_margin" in f.columns:
         g = f[f["standalone_margin"] > 0].assign(ratio=lambda x: x["margin"] / x["standalone_margin"])
         table = g.groupby(["portfolio", "model"], sort=False)["ratio"].mean().rename("offset_benefit").reset_index()
-    else:
+    if table is None:
         return None
     if table.empty:
         return None
