@@ -8,6 +8,7 @@ and the seed.
 """
 
 from . import simulation, static  # noqa: F401  (register the models)
+from .accounts import STRATEGY_MIX, AccountBook, account_books, synthetic_accounts
 from .base import MODELS, Forecast, MarginModel, ModelState, make_model, model_parameters, register
 from .context import RunContext
 from .instruments import Future, Instrument, Option, Perpetual, Position, Spot
@@ -46,6 +47,10 @@ __all__ = [
     "OptionLeg",
     "OptionStrategy",
     "reference_portfolios",
+    "AccountBook",
+    "account_books",
+    "synthetic_accounts",
+    "STRATEGY_MIX",
     "black76_price",
     "black76_greeks",
     "strike_from_delta",

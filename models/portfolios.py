@@ -65,6 +65,11 @@ class Portfolio:
         """True if the book holds options (it then needs implied vol data)."""
         return False
 
+    @property
+    def implied_vol_assets(self) -> list[str]:
+        """Assets whose implied vol the book needs (those it holds options on; default: all when it holds any)."""
+        return self.assets if self.needs_implied_vol else []
+
     def positions_at(self, t: pd.Timestamp, market: MarketData | None = None) -> list[Position]:
         """Positions held at ``t`` (frozen over the MPOR after ``t``)."""
         raise NotImplementedError
@@ -72,6 +77,10 @@ class Portfolio:
     def first_date(self, market: MarketData) -> pd.Timestamp:
         """First date on which the book can be built from ``market``."""
         return market.index[self._first_row(market)]
+
+    def held(self, market: MarketData) -> np.ndarray | None:
+        """Boolean mask over the market's rows where the portfolio holds a book (None: on every date)."""
+        return None
 
     def _first_row(self, market: MarketData) -> int:
         if any(a not in market.asset_index for a in self.assets):

@@ -2,7 +2,9 @@
 
 ``marginlab datasets`` prints the catalogue of bundled datasets;
 ``marginlab datasets build --raw DIR`` rebuilds them from the raw files;
-``marginlab run [STUDY.toml] [--out DIR]`` runs a study and writes its report.
+``marginlab run [STUDY.toml] [--out DIR] [--executor serial|local] [--workers N] [--scheduler ADDRESS]``
+runs a study and writes its report (on this process, a local Dask cluster or a
+remote one: :mod:`marginlab.validation.executors`).
 
 Errors. Every error a user can cause (a bad study file, bad data, an output
 folder marginlab may not write) ends in one line ``marginlab: error: ...``
@@ -62,9 +64,10 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from marginlab.validation.executors import executor_from_args
     from marginlab.validation.study import run_study
 
-    result = run_study(args.study, out=args.out)
+    result = run_study(args.study, out=args.out, **executor_from_args(args))
     print(result.summary())
     if result.report_path is not None:
         print(f"\nreport written to {result.report_path}")
@@ -73,6 +76,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``marginlab`` command."""
+    from marginlab.validation.executors import add_executor_arguments
+
     parser = argparse.ArgumentParser(prog="marginlab", description="Margin-model validation on "
                                      "real crypto market history.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -87,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="study config (default: the bundled default study)")
     p_run.add_argument("--out", default=None, help="report folder (overrides the config); must be new, empty "
                                                   "or a previous marginlab report")
+    add_executor_arguments(p_run)
     p_run.set_defaults(func=_run)
     return parser
 

@@ -19,6 +19,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
+from threadpoolctl import threadpool_limits
 from marginlab.datasets.conventions import utc
 from marginlab.models.base import HasDiagnostics, MarginModel
 from marginlab.models.context import RunContext
@@ -27,6 +28,7 @@ from marginlab.models.portfolios import Portfolio
 from marginlab.models.revaluation import Book, realised_pnl
 
 from . import coverage as cv
+from .executors import SerialExecutor
 from .metrics import METRICS, compute_metrics
 
 __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLUMNS"]
@@ -129,6 +131,15 @@ class Backtest:
             if unknown:
                 raise DataError(f"portfolio {name!r}: unknown asset(s) {unknown}; the market data has "
                                 f"{self.market.assets}")
+        self._paths: dict[str, _BookPath] = {}
+
+    def __getstate__(self) -> dict:
+        # shipped to workers without the book paths computed here: each process builds its own, once
+        return {k: v for k, v in self.__dict__.items() if k != "_paths"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._paths = {}
 
     def portfolio_dates(self, name: str) -> pd.DatetimeIndex:
         """Margin dates of one portfolio (see module docstring)."""
@@ -137,10 +148,13 @@ class Backtest:
         cols = [m.asset_index[a] for a in p.assets]
         ok = ~np.isnan(m.price_array[:, cols]).any(axis=1)
         if p.needs_implied_vol:
-            ok &= ~np.isnan(m.vol_array[:, cols]).any(axis=1)
+            ok &= ~np.isnan(m.vol_array[:, [m.asset_index[a] for a in p.implied_vol_assets]]).any(axis=1)
         ok_t = ok.copy()
         ok_t[: len(ok) - h] &= ok[h:]
         ok_t[len(ok) - h:] = False
+        held = p.held(m)
+        if held is not None:  # accounts: only the dates the account holds a book
+            ok_t &= held
         dates = m.index[ok_t]
         if self._start is not None:
             dates = dates[dates >= self._start]
@@ -161,24 +175,40 @@ class Backtest:
         """A fresh run context with this backtest's settings (every task gets its own, with the same numbers)."""
         return RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=self.first_margin_date)
 
-    def tasks(self, books_per_task: int | None = None) -> list[Task]:
+    def tasks(self, books_per_task: int | None = None, split_models: bool = True) -> list[Task]:
         """The run split into independent tasks: models sharing an estimation x groups of portfolios.
 
         Models with the same :attr:`~marginlab.models.MarginModel.estimation_key` (e.g. FHS VaR and ES on
         the same filter) run in one task so their fits are computed once; ``books_per_task`` splits the
-        portfolios into groups of that size (all in one group by default). Results do not depend on the
-        split: estimates are keyed by content and random draws by seed and date.
+        portfolios into groups of that size (all in one group by default). ``split_models=False`` runs every
+        model in each group's task instead (for many books: each book's positions and realised P&L are then
+        built by one task only). Results do not depend on the split: estimates are keyed by content and
+        random draws by seed and date.
         """
         groups: dict[object, list[str]] = {}
         for label, model in self._models.items():
             key = model.estimation_key
-            groups.setdefault(("own", label) if key is None else key, []).append(label)
+            groups.setdefault(("own", label) if key is None or not split_models else key, []).append(label)
+        if not split_models:
+            groups = {"all": list(self._models)}
         names = list(self._portfolios)
         size = len(names) if books_per_task is None else int(books_per_task)
         if size < 1:
             raise ValueError(f"books_per_task must be >= 1, got {books_per_task!r}")
         chunks = [tuple(names[k:k + size]) for k in range(0, len(names), size)]
         return [Task(models=tuple(labels), books=chunk) for labels in groups.values() for chunk in chunks]
+
+    def book_path(self, name: str) -> _BookPath:
+        """The portfolio over its margin dates (positions, realised MPOR P&L, notional, rolls), built once per process.
+
+        Every task holding the portfolio uses the same path: the positions and the realised P&L do not depend
+        on the model, so they are computed on the first request in this process (on a Dask worker: once per
+        worker) and kept for the run.
+        """
+        path = self._paths.get(name)
+        if path is None:
+            path = self._paths[name] = self._book(name, self.portfolio_dates(name))
+        return path
 
     def _book(self, name: str, dates: pd.DatetimeIndex) -> _BookPath:
         p = self._portfolios[name]
@@ -208,9 +238,18 @@ class Backtest:
         return _BookPath(dates, positions, pnl, notional, changed)
 
     def run_task(self, task: Task) -> TaskResult:
-        """Run one task (its models on its portfolios) with a fresh run context: a pure function of the task."""
+        """Run one task (its models on its portfolios) with a fresh run context: a pure function of the task.
+
+        The task runs with one BLAS thread: a multi-threaded BLAS splits long dot products between threads,
+        so its sums (e.g. in the filter fits' optimiser) would depend on the thread count of the process
+        (Dask workers run with one), and results would differ between executors in the last bits.
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run_task(task)
+
+    def _run_task(self, task: Task) -> TaskResult:
         context = self.context()
-        books = {name: self._book(name, self.portfolio_dates(name)) for name in task.books}
+        books = {name: self.book_path(name) for name in task.books}
         models = {label: self._models[label] for label in task.models}
         out = TaskResult(task=task)
         active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
@@ -263,20 +302,27 @@ class Backtest:
         out.estimates = context.table("estimates")
         return out
 
-    def run(self, executor: Executor | None = None, books_per_task: int | None = None) -> BacktestResult:
+    def run(self, executor: Executor | None = None, books_per_task: int | None = None,
+            split_models: bool = True) -> BacktestResult:
         """Replay every portfolio through every model and return the result.
 
         Parameters
         ----------
         executor : object with ``map(function, items) -> list``, optional
-            Runs the tasks (:meth:`tasks`); serially in this process by default. The result is the same
+            Runs the tasks (:meth:`tasks`); serially in this process by default
+            (:mod:`marginlab.validation.executors`: serial, local or remote Dask). The result is the same
             whichever executor runs them.
         books_per_task : int, optional
             Portfolios per task (all in one task by default).
+        split_models : bool
+            One task per estimation group and portfolio group (default), or one per portfolio group with
+            every model (see :meth:`tasks`).
         """
         t0 = time.perf_counter()
-        tasks = self.tasks(books_per_task)
-        results = [self.run_task(task) for task in tasks] if executor is None else executor.map(self.run_task, tasks)
+        tasks = self.tasks(books_per_task, split_models)
+        results = (executor if executor is not None else SerialExecutor()).map(self.run_task, tasks)
+        if len(results) != len(tasks):
+            raise RuntimeError(f"the executor returned {len(results)} results for {len(tasks)} tasks")
         return self._merge(results, time.perf_counter() - t0)
 
     def _merge(self, results: Sequence[TaskResult], elapsed: float) -> BacktestResult:

@@ -26,11 +26,24 @@ Example (``studies/default.toml``)::
     [[models]]
     name = "static"
     params = { rate = 0.10 }
+
+Member accounts (beside or instead of ``[portfolios]``) and where the run executes::
+
+    [accounts]
+    file = "accounts_sample.csv.gz"   # relative to the study file; see marginlab.datasets.read_positions
+    carry_forward = true
+
+    [execution]
+    executor = "auto"        # "serial", "local" (Dask on this machine) or "remote" (with scheduler)
+    workers = 2              # local cluster size (default: the free cores)
+    scheduler = "tcp://host:8786"
+    books_per_task = 25
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -38,11 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from marginlab.datasets import load_market
-from marginlab.models import MODELS, make_model, reference_portfolios
+from marginlab.datasets import load_market, read_positions
+from marginlab.models import MODELS, account_books, make_model, reference_portfolios
 from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
+from .executors import make_executor
 
 __all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "DEFAULT_STUDY", "STUDY_KEYS",
            "MODEL_KEYS"]
@@ -67,6 +81,8 @@ STUDY_KEYS: dict[str, dict[str, Any]] = {
               "include_funding": bool, "description": str},
     "market": {"assets": list[Asset], "freq": str, "start": dt.date, "end": dt.date, "smile": bool},
     "portfolios": {"reference": str | list[str], "notional": float},
+    "accounts": {"file": str, "carry_forward": bool},
+    "execution": {"executor": str, "workers": int, "scheduler": str, "books_per_task": int},
 }
 MODEL_KEYS: dict[str, Any] = {"name": str, "label": str, "params": dict[str, Any]}
 
@@ -90,6 +106,12 @@ class StudyConfig:
     include_funding: bool = False
     smile: bool = False
     description: str = ""
+    accounts_file: str | None = None
+    carry_forward: bool = True
+    executor: str = "auto"
+    workers: int | None = None
+    scheduler: str | None = None
+    books_per_task: int | None = None
     source: str = "<dict>"
 
     def __post_init__(self) -> None:
@@ -102,6 +124,8 @@ class StudyConfig:
                 "portfolios": self.portfolios if isinstance(self.portfolios, str) else list(self.portfolios),
                 "notional": self.notional, "include_funding": self.include_funding, "smile": self.smile,
                 "models": [{"label": lab, "name": n, "params": p} for lab, n, p in self.models],
+                "accounts": None if self.accounts_file is None else {"file": self.accounts_file,
+                                                                     "carry_forward": self.carry_forward},
                 "description": self.description, "source": self.source}
 
 
@@ -143,8 +167,9 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     for key in raw:
         _require(key in STUDY_KEYS or key == "models", source,
                  f"unknown section [{_bare(key)}]; known sections: {sorted([*STUDY_KEYS, 'models'])}")
-    study, market, books = (_table(raw.get(name, {}), STUDY_KEYS[name], source, name)
-                            for name in ("study", "market", "portfolios"))
+    study, market, books, accounts, execution = (_table(raw.get(name, {}), STUDY_KEYS[name], source, name)
+                                                 for name in ("study", "market", "portfolios", "accounts",
+                                                              "execution"))
     seed = study.get("seed", 0)
     _require(seed >= 0, source, f"study.seed must be a non-negative integer, got {seed!r}")
     mpor = study.get("mpor_days", 1)
@@ -161,9 +186,9 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     if start is not None and end is not None:
         _require(_utc(start) <= _utc(end), source,
                  f"market.start {start.isoformat()} is after market.end {end.isoformat()}")
-    names = books.get("reference", "all")
+    names = books.get("reference", "all") if "portfolios" in raw or "accounts" not in raw else ()
     known = list(reference_portfolios())
-    if names != "all":
+    if names not in ("all", ()):
         _require(isinstance(names, list) and names, source, "portfolios.reference must be 'all' or a list of names")
         unknown = [n for n in names if n not in known]
         _require(not unknown, source, f"unknown reference portfolio(s) {unknown}; known: {known}")
@@ -188,11 +213,38 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
         _require(label not in labels, where, f"duplicate model label {label!r}; give each model a distinct label")
         labels.add(label)
         models.append((label, name, params))
+    accounts_file = None
+    if "accounts" in raw:
+        _require("file" in accounts, source, "[accounts] needs file = \"...\" (a position file; see "
+                 "marginlab.datasets.read_positions)")
+        accounts_file = _relative(accounts["file"], source)
+        _require(Path(accounts_file).is_file(), source, f"accounts.file: {accounts_file} is not a file")
+    from .executors import EXECUTORS
+
+    executor = execution.get("executor", "remote" if "scheduler" in execution else "auto")
+    _require(executor in EXECUTORS, source, f"execution.executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    _require((executor == "remote") == ("scheduler" in execution), source,
+             "execution.scheduler (a Dask scheduler address such as tcp://host:8786) goes with executor = "
+             f"\"remote\" and only with it (executor is {executor!r})")
+    for key in ("workers", "books_per_task"):
+        _require(execution.get(key, 1) >= 1, source, f"execution.{key} must be an integer >= 1, got "
+                 f"{execution.get(key)!r}")
     return StudyConfig(name=study.get("name", "study"), seed=seed, mpor_days=mpor, tail_prob=float(p),
                        assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
                        out=study.get("out", "reports_out"), include_funding=study.get("include_funding", False),
-                       smile=market.get("smile", False), description=study.get("description", ""), source=source)
+                       smile=market.get("smile", False), description=study.get("description", ""),
+                       accounts_file=accounts_file, carry_forward=accounts.get("carry_forward", True),
+                       executor=executor, workers=execution.get("workers"), scheduler=execution.get("scheduler"),
+                       books_per_task=execution.get("books_per_task"), source=source)
+
+
+def _relative(file: str, source: str) -> str:
+    """``file`` relative to the study file's folder (to the working directory for a study given as a dict)."""
+    path = Path(file).expanduser()
+    if not path.is_absolute() and not source.startswith("<"):
+        path = Path(source).resolve().parent / path
+    return str(path)
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
@@ -249,8 +301,13 @@ class StudyResult:
 
 
 def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
-              write: bool = True) -> StudyResult:
-    """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``)."""
+              write: bool = True, *, executor: str | None = None, workers: int | None = None,
+              scheduler: str | None = None, books_per_task: int | None = None) -> StudyResult:
+    """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``).
+
+    ``executor``, ``workers``, ``scheduler`` and ``books_per_task`` override the study's ``[execution]``
+    section (:func:`marginlab.validation.executors.make_executor`); the result is the same whichever runs it.
+    """
     config = study if isinstance(study, StudyConfig) else load_study(study)
     if write:  # a bad output folder fails now, not after the backtest
         from marginlab.reports import check_report_folder
@@ -263,11 +320,29 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     names = list(library) if config.portfolios == "all" else list(config.portfolios)
     books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
     skipped = [n for n in names if n not in books]
+    accounts: dict = {}
+    if config.accounts_file is not None:
+        table = read_positions(config.accounts_file, carry_forward=config.carry_forward, market=market)
+        accounts = account_books(table)
+        clash = sorted(set(accounts) & set(books))
+        if clash:
+            raise ValueError(f"{config.accounts_file}: account(s) {clash[:3]} have the names of reference portfolios; "
+                             "rename them")
+        books.update(accounts)
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
     models = {label: make_model(name, **params) for label, name, params in config.models}
-    result = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
-                      include_funding=config.include_funding, seed=config.seed).run()
+    backtest = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
+                        include_funding=config.include_funding, seed=config.seed)
+    kind = executor if executor is not None else ("remote" if scheduler is not None else config.executor)
+    n_workers = workers if workers is not None else config.workers
+    per_task = books_per_task if books_per_task is not None else config.books_per_task
+    split_models = len(books) <= _MANY_BOOKS
+    with make_executor(kind, workers=n_workers, scheduler=scheduler if scheduler is not None else config.scheduler,
+                       n_tasks=len(backtest.tasks(per_task, split_models))) as runner:
+        if per_task is None and not split_models:  # many books: a few tasks per worker
+            per_task = max(1, math.ceil(len(books) / (4 * max(1, runner.workers))))
+        result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
     coverage = result.coverage(default_p=config.tail_prob)
     metrics = result.efficiency()
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
@@ -277,3 +352,8 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
 
         sr.report_path = write_report(sr, out)
     return sr
+
+
+#: Above this many portfolios (e.g. member accounts) a task runs every model on a group of books, so that each
+#: book's positions and realised P&L are built by one task (see :meth:`Backtest.tasks`).
+_MANY_BOOKS = 20
