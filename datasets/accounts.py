@@ -231,7 +231,8 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
     out["strike"] = _numbers(frame, out, "strike", path, required=is_option)
     bad = is_option & ~(out["strike"].to_numpy() > 0)
     if bad.any():
-        raise DataError(f"{_where(path, out, bad, 'strike')}: strike must be positive, got {out['strike'][bad].iloc[0]}")
+        raise DataError(f"{_where(path, out, bad, 'strike')}: strike must be positive, got "
+                        f"{out['strike'][bad].iloc[0]}")
     kind = _text(frame, "kind", path, allow_empty=True)
     bad = is_option & ~kind.isin(["call", "put"]).to_numpy()
     if bad.any():

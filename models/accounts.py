@@ -84,7 +84,8 @@ class AccountBook(Portfolio):
     @property
     def implied_vol_assets(self) -> list[str]:
         """Assets the account ever holds options on."""
-        return list(dict.fromkeys(p.instrument.asset for b in self.books for p in b if isinstance(p.instrument, Option)))
+        return list(dict.fromkeys(p.instrument.asset for b in self.books for p in b
+                                  if isinstance(p.instrument, Option)))
 
     def _set_at(self, t_ns: int) -> int:
         """Index of the row set in force at date ``t_ns`` (-1: none)."""
@@ -164,7 +165,7 @@ def account_books(table: PositionTable) -> dict[str, AccountBook]:
     out: dict[str, AccountBook] = {}
     account, inst, asset, qty, strike, kind = cols
     # rows are sorted by account and date: cut into accounts, then row sets
-    bounds = np.flatnonzero((account[1:] != account[:-1])) + 1
+    bounds = np.flatnonzero(account[1:] != account[:-1]) + 1
     for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, len(f)], strict=True):
         set_starts = lo + np.r_[0, np.flatnonzero(dates_ns[lo + 1:hi] != dates_ns[lo:hi - 1]) + 1]
         books = []

@@ -70,7 +70,11 @@ def _plots(study) -> list[tuple[str, str]]:
 
 def _draw(study, plt) -> list[tuple[str, str]]:
     frame = study.backtest.frame
+    accounts = set(study.backtest.accounts)
     out = []
+    if accounts:  # member accounts: one histogram of per-account breach rates, not a plot per account
+        out.append(_account_histogram(study, plt))
+        frame = frame[~frame["portfolio"].isin(accounts)]
     for portfolio, rows in frame.groupby("portfolio", sort=False):
         fig, ax = plt.subplots(figsize=(10, 3.2))
         first = True
@@ -88,6 +92,8 @@ def _draw(study, plt) -> list[tuple[str, str]]:
         out.append((portfolio, _figure_png(fig)))
         plt.close(fig)
     cov = study.coverage.reset_index()
+    if cov.empty:
+        return out
     fig, ax = plt.subplots(figsize=(10, 0.35 * len(cov) + 1.5))
     labels = [f"{p} | {m}" for p, m in zip(cov["portfolio"], cov["model"], strict=True)]
     ax.barh(labels, cov["breach_rate"], color=["#c0392b" if z == "red" else "#e1a100" if z == "yellow"
@@ -100,6 +106,44 @@ def _draw(study, plt) -> list[tuple[str, str]]:
     out.insert(0, ("Breach rate per portfolio and model", _figure_png(fig)))
     plt.close(fig)
     return out
+
+
+def _account_histogram(study, plt) -> tuple[str, str]:
+    """Histogram of the per-account breach rates, one series per model, with each model's target rate."""
+    per = study.backtest.account_breach_rates(study.config.tail_prob).reset_index()
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    top = max(float(per["breach_rate"].max()), 0.02)
+    bins = np.linspace(0.0, top, 31)
+    for model, r in per.groupby("model", sort=False):
+        ax.hist(r["breach_rate"], bins=bins, histtype="step", lw=1.2, label=model)
+    ax.axvline(study.config.tail_prob, color="k", ls="--", lw=1, label=f"p = {study.config.tail_prob:g}")
+    ax.set_xlabel("breach rate of the account (breaches / account-days)")
+    ax.set_ylabel("accounts")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    title = f"Per-account breach rates ({per['account'].nunique()} member accounts)"
+    png = _figure_png(fig)
+    plt.close(fig)
+    return title, png
+
+
+def _accounts_section(study) -> str:
+    """The account-level back-test (CPMI-IOSCO PQD 6.5 style), when the study has member accounts."""
+    bt = study.backtest
+    if not bt.accounts:
+        return ""
+    p = study.config.tail_prob
+    return f"""<h2>Member accounts</h2>
+<p>{len(bt.accounts)} accounts from <code>{html.escape(str(study.config.accounts_file))}</code>. Each account is
+back-tested on the dates it holds a book; pooled over account-days, by account, and the accounts with the largest
+shortfall (loss - margin on a breach). Per-account coverage tests in <code>accounts.csv</code> (one-sided exact
+binomial p-value of too many breaches: with many accounts some fall below any threshold by chance).</p>
+{_table(bt.accounts_summary(p))}
+<h3>Distribution of per-account breach rates</h3>
+{_table(bt.account_breach_distribution(p))}
+<h3>Worst accounts (largest shortfall, per model)</h3>
+{_table(bt.worst_accounts(10, default_p=p))}
+"""
 
 
 def _table(frame: pd.DataFrame, floatfmt: str = "{:,.4g}") -> str:
@@ -146,6 +190,7 @@ Portfolios skipped (assets not in the study): {html.escape(skipped)}.</p>
 kept), fits on the stationarity boundary (alpha + gamma/2 + beta = 1) and fits reusing parameters between
 refits.</p><ul>{diag}</ul>
 <p>Warm-up (dates without a margin because the model's history was shorter than its minimum):</p><ul>{warm}</ul>
+{_accounts_section(study)}
 <h2>Coverage</h2>
 <p>Exact finite-sample p-values of the Kupiec POF and Christoffersen conditional-coverage tests
 (Bonferroni over non-overlapping sub-samples when MPOR &gt; 1); Basel traffic-light zone of the last
@@ -178,13 +223,18 @@ def report_files(study) -> dict[str, bytes]:
     payload = {"config": study.config.to_dict(), "backtest": study.backtest.to_dict(),
                "coverage": study.coverage.reset_index().to_dict(orient="records"),
                "summary": study.backtest.breaches().reset_index().to_dict(orient="records")}
-    return {
+    if study.backtest.accounts:  # the account view at the study's tail probability for rule-based models
+        payload["backtest"]["accounts"] = study.backtest.accounts_dict(study.config.tail_prob)
+    files = {
         "report.html": render_html(study).encode("utf-8"),
         "report.json": json.dumps(_clean(payload), indent=1, default=_json_default).encode("utf-8"),
         "backtest.csv": study.backtest.frame.to_csv(index=False).encode("utf-8"),
         "coverage.csv": study.coverage.to_csv().encode("utf-8"),
         "metrics.csv": study.metrics.to_csv().encode("utf-8"),
     }
+    if study.backtest.accounts:
+        files["accounts.csv"] = study.backtest.account_breach_rates(study.config.tail_prob).to_csv().encode("utf-8")
+    return files
 
 
 def check_report_folder(out: str | Path) -> Path:

@@ -292,12 +292,21 @@ class StudyResult:
         cov = self.coverage[["p", "breaches", "observations", "breach_rate", "kupiec_pvalue", "kupiec_direction",
                              "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
                              "worst_window_pvalue"]]
+        bt = self.backtest
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_colwidth", 60,
                                "display.float_format", "{:.4g}".format):
-            return (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
-                    f"rule-based models tested at p = {self.config.tail_prob:g}, risk models at their own level)"
-                    f"\n\n{self.backtest.summary()}\n\n"
-                    f"Coverage (exact p-values):\n{cov.to_string()}")
+            head = (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
+                    f"rule-based models tested at p = {self.config.tail_prob:g}, risk models at their own level)")
+            if bt.accounts:
+                reference = bt.frame[~bt.frame["portfolio"].isin(set(bt.accounts))]
+                table = BacktestResult(reference, bt.mpor_days, bt.models).summary() if len(reference) else ""
+                accounts = bt.accounts_summary(self.config.tail_prob)[
+                    ["accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",
+                     "largest_shortfall", "median_account_coverage", "accounts_below_target"]]
+                text = f"{head}\n\n{table}\n\nMember accounts ({len(bt.accounts)}):\n{accounts.to_string()}"
+            else:
+                text = f"{head}\n\n{bt.summary()}"
+            return text + (f"\n\nCoverage (exact p-values):\n{cov.to_string()}" if len(cov) else "")
 
 
 def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
@@ -343,8 +352,11 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
         if per_task is None and not split_models:  # many books: a few tasks per worker
             per_task = max(1, math.ceil(len(books) / (4 * max(1, runner.workers))))
         result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
-    coverage = result.coverage(default_p=config.tail_prob)
-    metrics = result.efficiency()
+    # the full battery of tests and metrics per reference book; member accounts get the account-level view
+    # (BacktestResult.accounts_summary & co.)
+    reference = [n for n in books if n not in accounts]
+    coverage = result.coverage(default_p=config.tail_prob, portfolios=reference)
+    metrics = result.efficiency(portfolios=reference)
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
     sr.files["skipped_portfolios"] = ", ".join(skipped)
     if write:
