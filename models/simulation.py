@@ -400,6 +400,19 @@ class EWMAVaR(_ScenarioModel):
         w = (1 - self.lam) * self.lam ** np.arange(m - 1, -1, -1)
         return self.lam**m * cov0 + (rest * w[:, None]).T @ rest
 
+    def _moves(self, rets: np.ndarray, dvol: np.ndarray | None, rng: np.random.Generator, h: int) -> np.ndarray:
+        """Simulated h-day moves, shape (n_paths, n_factors): returns, then implied-vol log changes."""
+        x = rets if dvol is None else np.hstack([rets, dvol])
+        cov = self.covariance(x)
+        chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
+        z = rng.standard_normal((h, self.n_paths, x.shape[1]))
+        if self.dist == "t":
+            w = rng.chisquare(self.nu, size=(h, self.n_paths, 1))
+            z = z * np.sqrt((self.nu - 2.0) / w)
+        moves = (z @ chol.T).sum(axis=0)
+        moves.setflags(write=False)
+        return moves
+
     def forecast(self, state, positions: Sequence[Position], market: MarketData, t,
                  book: str | None = None) -> Forecast:
         """EWMA VaR of the book (no margin before ``min_obs`` observations)."""
@@ -408,15 +421,16 @@ class EWMAVaR(_ScenarioModel):
         if history is None:
             return _WARMING_UP
         book, rows, rets, dvol = history
-        x = rets if dvol is None else np.hstack([rets, dvol])
-        cov = self.covariance(x)
-        chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
-        rng = state.context.rng(i)
-        z = rng.standard_normal((h, self.n_paths, x.shape[1]))
-        if self.dist == "t":
-            w = rng.chisquare(self.nu, size=(h, self.n_paths, 1))
-            z = z * np.sqrt((self.nu - 2.0) / w)
-        moves = (z @ chol.T).sum(axis=0)
+        # the simulated moves depend on the date, the book's assets and whether it holds options only: books
+        # sharing them share the moves (computed once per date; the store keeps the current row only)
+        store = state.context.cache("ewma_moves")
+        if store.get("row") != i:
+            store.clear()
+            store["row"] = i
+        key = (self.lam, self.dist, self.nu, self.lookback, self.n_paths, h, tuple(book.assets), dvol is not None)
+        moves = store.get(key)
+        if moves is None:
+            moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
         return _scenario_forecast(positions, market, i, book.assets, moves[:, :n], log_vol, h, "var", self.level)

@@ -1112,21 +1112,37 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
     empirical ES of the T rank-ordered draws :math:`F_t^{-1}(U_s)` and its
     expectation is simulated with the same generator.
     """
+    return _acerbi_szekely(pnl, var, es, p, (kind,), dist, scale, n_sims, seed)[kind]
+
+
+_SIM_ROWS = 1000  # simulated paths per block: the same draws and statistics as one block, in less memory
+
+
+def _acerbi_szekely(pnl, var, es, p: float, kinds: tuple[str, ...], dist=None, scale=None, n_sims: int = 10_000,
+                    seed: int = 0) -> dict[str, ESTestResult]:
+    """:func:`acerbi_szekely` for several kinds on one simulation (Z1 and Z2 share their simulated paths)."""
     arrays, _ = _aligned(pnl=pnl, var=var, es=_required(es, "es"), scale=scale)
     pnl_a, var_a, es_a = arrays["pnl"], arrays["var"], arrays["es"]
     p = _check_p(p)
     if (es_a <= 0).any():
         raise ValueError("es: values must be positive")
-    if kind not in ("z1", "z2", "z3"):
-        raise ValueError(f"kind must be 'z1', 'z2' or 'z3', got {kind!r}")
+    for kind in kinds:
+        if kind not in ("z1", "z2", "z3"):
+            raise ValueError(f"kind must be 'z1', 'z2' or 'z3', got {kind!r}")
     dist = stats.norm() if dist is None else dist
+    normal = getattr(getattr(dist, "dist", None), "name", None) == "norm" and not dist.args and not dist.kwds
+    # the standard normal's ppf is ndtri (scipy's norm._ppf), the same numbers without the generic checks
+    ppf = special.ndtri if normal else dist.ppf
     q = float(dist.ppf(p))
     scale_a = var_a / (-q) if scale is None else arrays["scale"]
     n = pnl_a.size
     rng = np.random.default_rng(seed)
-    sims = scale_a * dist.ppf(rng.random((n_sims, n)))
     hit = -pnl_a > var_a
-    if kind == "z3":
+    out: dict[str, ESTestResult] = {}
+    if "z3" in kinds:
+        if kinds != ("z3",):
+            raise ValueError("z3 is computed alone")
+        sims = scale_a * ppf(rng.random((n_sims, n)))
         m = int(np.floor(n * p))
         if m < 1:
             raise ValueError(f"z3 needs n * p >= 1 (n={n}, p={p})")
@@ -1139,16 +1155,25 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
 
         v = rng.random((min(n_sims, 2000), n))
         ev = np.mean([-(np.sort(dist.ppf(row))[:m].mean()) for row in v]) * scale_a
-        stat = 1.0 - np.mean(z3(u) / ev)
-        sim_u = dist.cdf(sims / scale_a)
-        sim_stats = np.array([1.0 - np.mean(z3(row) / ev) for row in sim_u[: min(n_sims, 2000)]])
+        stats_sim = {"z3": np.array([1.0 - np.mean(z3(row) / ev) for row in dist.cdf(sims / scale_a)[
+            : min(n_sims, 2000)]])}
+        observed = {"z3": 1.0 - np.mean(z3(u) / ev)}
     else:
-        stat = float(_as_z(pnl_a, var_a, es_a, p, kind))
-        sim_stats = _as_z(sims, var_a, es_a, p, kind)
-    pvalue = float((np.sum(sim_stats <= stat) + 1) / (sim_stats.size + 1))
-    return ESTestResult(name=f"Acerbi-Szekely {kind.upper()}", statistic=float(stat), pvalue=pvalue,
-                        n_obs=n, n_exceptions=int(hit.sum()), distribution="simulated", kind=kind,
-                        n_sims=int(sim_stats.size))
+        observed = {kind: float(_as_z(pnl_a, var_a, es_a, p, kind)) for kind in kinds}
+        blocks: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
+        for start in range(0, n_sims, _SIM_ROWS):
+            # consecutive blocks of the generator's stream: the draws of one (n_sims, n) call, block by block
+            sims = scale_a * ppf(rng.random((min(_SIM_ROWS, n_sims - start), n)))
+            for kind in kinds:
+                blocks[kind].append(_as_z(sims, var_a, es_a, p, kind))
+        stats_sim = {kind: np.concatenate(b) for kind, b in blocks.items()}
+    for kind in kinds:
+        sim, stat = stats_sim[kind], observed[kind]
+        pvalue = float((np.sum(sim <= stat) + 1) / (sim.size + 1))
+        out[kind] = ESTestResult(name=f"Acerbi-Szekely {kind.upper()}", statistic=float(stat), pvalue=pvalue,
+                                 n_obs=n, n_exceptions=int(hit.sum()), distribution="simulated", kind=kind,
+                                 n_sims=int(sim.size))
+    return out
 
 
 def du_escanciano(pit, p: float, lags: int = 5) -> tuple[TestResult, TestResult]:
@@ -1357,8 +1382,8 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
             out["du_escanciano_u"], out["du_escanciano_c"] = u, c
     if es is not None:
         out["mcneil_frey"] = mcneil_frey(pnl, es_var, es, seed=seed)
-        out["acerbi_szekely_z1"] = acerbi_szekely(pnl, es_var, es, es_p, kind="z1", seed=seed)
-        out["acerbi_szekely_z2"] = acerbi_szekely(pnl, es_var, es, es_p, kind="z2", seed=seed)
+        z = _acerbi_szekely(pnl, es_var, es, es_p, ("z1", "z2"), seed=seed)  # one simulation for both
+        out["acerbi_szekely_z1"], out["acerbi_szekely_z2"] = z["z1"], z["z2"]
     return out
 
 
