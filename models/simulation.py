@@ -48,9 +48,14 @@ __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
     """VaR (k-th largest loss) or ES (mean of the k largest), k = ceil(N (1 - level))."""
-    k = _risk_k(losses.size, level)
-    top = -np.partition(-losses, k - 1)[:k]
+    top = _top_losses(losses, level)
     return float(top.mean()) if measure == "es" else float(top.min())
+
+
+def _top_losses(losses: np.ndarray, level: float) -> np.ndarray:
+    """The k largest losses (unordered), k = ceil(N (1 - level))."""
+    k = _risk_k(losses.size, level)
+    return -np.partition(-losses, k - 1)[:k]
 
 
 def _risk_k(n: int, level: float) -> int:
@@ -121,7 +126,8 @@ def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, ass
 
 def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
     """The forecast of equally weighted scenario losses: margin = VaR or ES at ``level``, each floored at 0."""
-    var, es = max(risk_measure(losses, "var", level), 0.0), max(risk_measure(losses, "es", level), 0.0)
+    top = _top_losses(losses, level)  # one partition for both measures (risk_measure's numbers)
+    var, es = max(float(top.min()), 0.0), max(float(top.mean()), 0.0)
     return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses)
 
 

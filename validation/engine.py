@@ -137,17 +137,24 @@ class Backtest:
                 raise DataError(f"portfolio {name!r}: unknown asset(s) {unknown}; the market data has "
                                 f"{self.market.assets}")
         self._paths: dict[str, _BookPath] = {}
+        self._dates: dict[str, pd.DatetimeIndex] = {}
 
     def __getstate__(self) -> dict:
         # shipped to workers without the book paths computed here: each process builds its own, once
-        return {k: v for k, v in self.__dict__.items() if k != "_paths"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_paths", "_dates")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        self._paths = {}
+        self._paths, self._dates = {}, {}
 
     def portfolio_dates(self, name: str) -> pd.DatetimeIndex:
-        """Margin dates of one portfolio (see module docstring)."""
+        """Margin dates of one portfolio (see module docstring; computed once per process)."""
+        dates = self._dates.get(name)
+        if dates is None:
+            dates = self._dates[name] = self._portfolio_dates(name)
+        return dates
+
+    def _portfolio_dates(self, name: str) -> pd.DatetimeIndex:
         p = self._portfolios[name]
         m, h = self.market, self.mpor_days
         cols = [m.asset_index[a] for a in p.assets]
@@ -324,11 +331,16 @@ class Backtest:
             every model (see :meth:`tasks`).
         """
         t0 = time.perf_counter()
-        tasks = self.tasks(books_per_task, split_models)
+        # the longest tasks first (risk models, many books), so that workers do not wait on one last long task
+        tasks = sorted(self.tasks(books_per_task, split_models), key=self._task_weight, reverse=True)
         results = (executor if executor is not None else SerialExecutor()).map(self.run_task, tasks)
         if len(results) != len(tasks):
             raise RuntimeError(f"the executor returned {len(results)} results for {len(tasks)} tasks")
         return self._merge(results, time.perf_counter() - t0)
+
+    def _task_weight(self, task: Task) -> int:
+        """A rough cost of a task: books x (10 per risk model: scenario revaluation, 1 per rule-based model)."""
+        return len(task.books) * sum(10 if self._models[label].tail_prob is not None else 1 for label in task.models)
 
     def _merge(self, results: Sequence[TaskResult], elapsed: float) -> BacktestResult:
         """One result from the tasks' results, in the order models and portfolios were given."""

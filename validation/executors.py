@@ -207,7 +207,7 @@ def LocalExecutor(workers: int | None = None, progress: bool | None = None, **cl
     return DaskExecutor(client, progress=progress, _owns=[cluster, client])
 
 
-def RemoteExecutor(scheduler: str, progress: bool | None = None, timeout: float = 30.0) -> DaskExecutor:
+def RemoteExecutor(scheduler: str, progress: bool | None = None, timeout: float = 10.0) -> DaskExecutor:
     """A :class:`DaskExecutor` on the Dask scheduler at ``scheduler`` (e.g. ``tcp://10.0.0.5:8786``).
 
     The workers must be able to import marginlab (the same version as here). Raises ValueError naming the
