@@ -33,9 +33,9 @@ def _run(config, executor: str | None, workers: int | None) -> tuple[float, obje
     if executor is not None:  # the executor options exist from issue 16 on
         kwargs = {"executor": executor, "workers": workers}
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = run_study(config, out=Path(tmp) / "report", **kwargs)
-        return time.perf_counter() - t0, result
+        return time.perf_counter() - t0, time.process_time() - c0, result
 
 
 def main() -> None:
@@ -56,10 +56,10 @@ def main() -> None:
     print(f"warm-up (imports, numba cache, data) {time.perf_counter() - t0:.1f} s")
     for k in range(args.repeat):
         load = os.getloadavg()
-        total, result = _run(config, args.executor, args.workers)
+        total, cpu, result = _run(config, args.executor, args.workers)
         bt = result.backtest
-        print(f"\nrun {k + 1}: end to end {total:.1f} s  (load average before {load[0]:.2f}, "
-              f"after {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores)")
+        print(f"\nrun {k + 1}: end to end {total:.1f} s, CPU of this process {cpu:.1f} s (load average before "
+              f"{load[0]:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores)")
         print(f"  backtest {bt.elapsed_s:.1f} s, of which per model (fit + forecast, summed over tasks):")
         for label, sec in bt.model_seconds.items():
             print(f"    {label:32s} {sec:7.1f} s")

@@ -117,6 +117,11 @@ class FixedBook(Portfolio):
         """True if any position is an option."""
         return any(isinstance(p.instrument, Option) for p in self.positions)
 
+    @property
+    def implied_vol_assets(self) -> list[str]:
+        """Assets the book holds options on."""
+        return list(dict.fromkeys(p.instrument.asset for p in self.positions if isinstance(p.instrument, Option)))
+
     def positions_at(self, t, market=None) -> list[Position]:
         """The fixed positions (independent of ``t``)."""
         return list(self.positions)

@@ -69,24 +69,38 @@ def _resolve_level(model: MarginModel, default: float) -> None:
     check_range(model.name, "level", model.level, 0.5, 1.0, high_open=True)
 
 
-def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool):
+def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool | Sequence[str]):
     """The last ``lookback`` rows up to i on which every needed series is observed, contiguous back from i.
 
     A row missing a needed value (before an asset's listing, or before its implied-vol history) ends
-    the window, so a window is always one unbroken run of rows ``rows[0] .. i``.
+    the window, so a window is always one unbroken run of rows ``rows[0] .. i``. ``with_vol``: implied-vol
+    log changes of every asset (True), of none (False), or of the listed assets (those the book holds
+    options on) only: the other columns of the vol changes are then 0 (no option on them moves with
+    their vol; an asset without implied-vol data, e.g. XRP beside BTC options, does not end the window).
     """
     cols = [market.asset_index[a] for a in assets]
     lo = max(1, i - lookback + 1)
     r = market.log_return_array[lo:i + 1][:, cols]
     ok = np.isfinite(r).all(axis=1)
     dv = None
-    if with_vol:
+    if with_vol is not False and (with_vol is True or len(with_vol)):
         dv = market.log_vol_change_array[lo:i + 1][:, cols]
-        ok &= np.isfinite(dv).all(axis=1)
+        need = slice(None) if with_vol is True or set(with_vol) >= set(assets) else \
+            [k for k, a in enumerate(assets) if a in set(with_vol)]
+        ok &= np.isfinite(dv[:, need]).all(axis=1)
+        if not isinstance(need, slice):
+            unused = [k for k in range(len(assets)) if k not in need]
+            dv = dv.copy()
+            dv[:, unused] = 0.0
     if ok.all():
         return np.arange(lo, i + 1), r, dv
     ok[:np.flatnonzero(~ok)[-1]] = False  # (a boolean mask copies: the arrays keep their alignment)
     return np.arange(lo, i + 1)[ok], r[ok], (None if dv is None else dv[ok])
+
+
+def _vol_assets(book) -> list[str]:
+    """The book's assets it holds options on (whose implied-vol changes its scenarios need)."""
+    return [book.assets[k] for k in sorted(set(book.asset_idx[book.is_option].tolist()))]
 
 
 def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
@@ -105,7 +119,7 @@ def _book_history(positions: Sequence[Position], market: MarketData, i: int, loo
     Returns ``(book, rows, returns, vol_changes)``; ``vol_changes`` is None unless the book holds options.
     """
     book = book_arrays(positions)
-    rows, rets, dvol = _window(market, book.assets, i, lookback, bool(book.is_option.any()))
+    rows, rets, dvol = _window(market, book.assets, i, lookback, _vol_assets(book))
     if rows.size < min_obs:
         return None
     return book, rows, rets, dvol
@@ -323,14 +337,13 @@ class _Historical(_ScenarioModel):
         if history is None:
             return _WARMING_UP
         book, rows, rets, dvol = history
-        with_vol = dvol is not None
         spot, vol = self._scenarios(rets, dvol, h)
         if self.stress_start is not None:
             s0 = pd.Timestamp(self.stress_start, tz="UTC")
             s1 = pd.Timestamp(self.stress_end, tz="UTC")
             if s1 <= market.index[i]:
                 lo, hi = market.index.searchsorted(s0), market.index.searchsorted(s1, side="right") - 1
-                srows, srets, sdvol = _window(market, book.assets, hi, hi - lo + 1, with_vol)
+                srows, srets, sdvol = _window(market, book.assets, hi, hi - lo + 1, _vol_assets(book))
                 if srows.size >= h:
                     sspot, svol = self._scenarios(srets, sdvol, h)
                     spot = np.vstack([spot, sspot])
@@ -433,7 +446,8 @@ class EWMAVaR(_ScenarioModel):
         if store.get("row") != i:
             store.clear()
             store["row"] = i
-        key = (self.lam, self.dist, self.nu, self.lookback, self.n_paths, h, tuple(book.assets), dvol is not None)
+        key = (self.lam, self.dist, self.nu, self.lookback, self.n_paths, h, tuple(book.assets),
+               tuple(_vol_assets(book)))
         moves = store.get(key)
         if moves is None:
             moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)

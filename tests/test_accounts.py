@@ -235,3 +235,27 @@ def test_accounts_and_execution_keys_are_checked(section, message):
     raw = {"study": {"name": "t"}, "market": {"assets": ["BTC"]}, "models": [{"name": "static"}], **section}
     with pytest.raises(ValueError, match=message):
         parse_study(raw, source="s.toml")
+
+
+def test_options_beside_an_asset_without_implied_vol_get_risk_margins():
+    """Fails before the fix: the scenario window required implied-vol changes of every asset of a book
+    holding options, so BTC options held with XRP (no DVOL) left the book in warm-up on every date."""
+    market = ds.load_market(["BTC", "XRP"], start="2021-01-01", end="2022-06-30")
+    call = mm.Option("BTC", "2022-12-30 08:00", 60000.0, "call")
+    book = mm.FixedBook("mixed", (mm.Position(call, -2.0), mm.Position(mm.Spot("XRP"), 1e5)))
+    models = {"hs": mm.make_model("historical_var", lookback=250, min_obs=100),
+              "fhs": mm.make_model("fhs_garch", lookback=250, min_obs=100),
+              "ewma": mm.make_model("ewma_var", lookback=250, min_obs=100, n_paths=2000)}
+    f = Backtest(market, [book], models, start="2022-03-01", end="2022-03-10").run().frame
+    assert set(f["model"]) == set(models) and f["margin"].gt(0).all() and len(f) == 30
+    # historical VaR by hand: the joint window of BTC and XRP returns with BTC's DVOL changes (XRP has none)
+    t = pd.Timestamp("2022-03-04", tz="UTC")
+    i = market.loc_of(t)
+    rows = np.arange(i - 249, i + 1)
+    rets = market.log_return_array[rows][:, [market.asset_index["BTC"], market.asset_index["XRP"]]]
+    dv = market.log_vol_change_array[rows, market.asset_index["BTC"]]
+    vol_shocks = np.column_stack([market.vol_array[i, market.asset_index["BTC"]] * np.expm1(dv), np.zeros(250)])
+    losses = -mm.revalue(book.positions, market, t, rets, vol_shocks)
+    k = int(np.ceil(250 * 0.01))
+    hs = f[(f["model"] == "hs") & (f["date"] == t)]["margin"].iloc[0]
+    assert hs == pytest.approx(np.sort(losses)[::-1][k - 1], rel=1e-12)
