@@ -98,9 +98,9 @@ def main() -> None:
 
     runs: dict[str, tuple[float, int]] = {}
     reference = None
-    for label, make in (("serial", lambda: SerialExecutor(progress=False)),
-                        ("1 worker", lambda: LocalExecutor(1, progress=False)),
-                        (f"{args.workers} workers", lambda: LocalExecutor(args.workers, progress=False))):
+    for label, make in (("serial", lambda: SerialExecutor(progress=None)),
+                        ("1 worker", lambda: LocalExecutor(1, progress=None)),
+                        (f"{args.workers} workers", lambda: LocalExecutor(args.workers, progress=None))):
         load = os.getloadavg()[0]
         with PeakMemory() as mem, make() as executor:
             # every process imports marginlab and loads the numba kernels first (timed separately): the run

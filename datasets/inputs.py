@@ -8,6 +8,7 @@ input                     known at
 ========================  ==================================================================
 price bar labelled L      its close, ``L + step`` (CryptoDataDownload bars are labelled by
                           their open time; the next bar opens at this close)
+traded volume of bar L    with the bar's close, ``L + step`` (quote currency traded in the bar)
 DVOL daily close of D     D 24:00 (the source keeps the last bar of each UTC day)
 funding of day D          D 24:00 (the bundled Binance series is the mean of the day's
                           00:00, 08:00 and 16:00 prints)
@@ -23,6 +24,7 @@ rows observed at or after the time it became known:
   it is less than one day old (hourly rows of day D carry DVOL of D-1, except
   the last hour, observed at D 24:00 with the daily row, which carries DVOL of
   D; NaN where the series has ended or not begun);
+* traded volume is aligned like the prices (a bar's volume is known with its close);
 * funding is a flow: each day's funding is booked once, at the first row
   observed at or after the time it became known (daily panels: the row of the
   day; hourly panels: the hour closing at 24:00), so a row's funding is what
@@ -74,6 +76,9 @@ class MarketInputs:
         by the time the period's funding became known.
     option_chains : DataFrame or None
         Chain snapshots (``quote_time`` is when each became known).
+    volume : dict of str -> Series
+        Quote-currency volume traded in each bar per asset, indexed like the prices (by bar label, known
+        with the bar's close).
     """
 
     freq: str
@@ -81,6 +86,7 @@ class MarketInputs:
     implied_vol: dict[str, pd.Series] = field(default_factory=dict)
     funding: dict[str, pd.Series] = field(default_factory=dict)
     option_chains: pd.DataFrame | None = None
+    volume: dict[str, pd.Series] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         frequency_delta(self.freq)
@@ -101,6 +107,7 @@ class MarketInputs:
         return replace(
             self,
             prices={a: s.loc[s.index + self.step <= ts] for a, s in self.prices.items()},
+            volume={a: s.loc[s.index + self.step <= ts] for a, s in self.volume.items()},
             implied_vol={a: _known_before(s, ts) for a, s in self.implied_vol.items()},
             funding={a: _known_before(s, ts) for a, s in self.funding.items()},
             option_chains=chains,
@@ -139,8 +146,14 @@ class MarketInputs:
         smile = None
         if self.option_chains is not None and CHAIN_ASSET in self.implied_vol:
             smile = fit_smiles(self.option_chains, self.implied_vol[CHAIN_ASSET], asset=CHAIN_ASSET)
+        volume = None
+        if self.volume:
+            volume = pd.DataFrame(np.nan, index=index, columns=assets)
+            for a, s in self.volume.items():
+                if a in volume.columns:
+                    volume[a] = s.reindex(index).to_numpy(float)
         return MarketData(prices=prices, implied_vol=iv, funding=funding, freq=self.freq,
-                          option_chains=self.option_chains, smile=smile)
+                          option_chains=self.option_chains, smile=smile, volume=volume)
 
 
 def _level_at(series: pd.Series, obs: np.ndarray) -> np.ndarray:

@@ -219,16 +219,19 @@ def market_inputs(assets, freq: str = "1d", max_gap: int | None = None,
                   with_option_chains: bool = False) -> MarketInputs:
     """The bundled raw inputs of a panel, each indexed by the time it became known.
 
-    Prices (closes by bar label) for ``assets``; DVOL for BTC and ETH (known at
+    Prices (closes by bar label) and quote-currency traded volume for ``assets``; DVOL for BTC and ETH (known at
     the end of its UTC day); BTC funding (3 x the Binance daily mean print, known
     at the end of its UTC day); the BTC option chains when ``with_option_chains``.
     See :class:`~marginlab.datasets.inputs.MarketInputs`.
     """
-    prices = {a: load_prices(a, freq=freq, max_gap=max_gap)["close"] for a in assets}
+    bars = {a: load_prices(a, freq=freq, max_gap=max_gap) for a in assets}
+    prices = {a: frame["close"] for a, frame in bars.items()}
+    volume = {a: frame["volume_quote"] for a, frame in bars.items() if "volume_quote" in frame.columns}
     vols = {a: _known_at_day_end(load_implied_vol(a)) for a in assets if a in known_assets("implied_vol", "1d")}
     funding = {"BTC": _known_at_day_end(daily_funding())} if "BTC" in assets else {}
     chains = load_option_chains() if with_option_chains else None
-    return MarketInputs(freq=freq, prices=prices, implied_vol=vols, funding=funding, option_chains=chains)
+    return MarketInputs(freq=freq, prices=prices, implied_vol=vols, funding=funding, option_chains=chains,
+                        volume=volume)
 
 
 def load_market(assets, start=None, end=None, freq: str = "1d", max_gap: int | None = None,
@@ -267,7 +270,8 @@ def load_market(assets, start=None, end=None, freq: str = "1d", max_gap: int | N
         value known at the row's observation time; NaN before 2021-03-24 and
         for assets without DVOL), ``funding`` (BTC, each day's funding booked at
         the row observed at the day's end; NaN elsewhere), option chains and
-        smile when requested. Alignment rules:
+        smile when requested, ``volume`` (quote currency traded in each bar,
+        observed with its close). Alignment rules:
         :mod:`marginlab.datasets.inputs`.
     """
     if isinstance(assets, str):

@@ -64,6 +64,10 @@ class MarketData:
         = when it became known, ``date``, ``dvol``, ``dvol_time``, ``b0`` ..
         ``b3``); :meth:`smile_coefficients` gives the regime in force at each
         row. ``None``: flat DVOL everywhere.
+    volume : DataFrame of shape (n_times, n_assets) or None
+        Quote-currency volume traded in the row's bar (observed with its
+        close; the bundled OHLCV ``volume_quote``), NaN where unknown; None
+        when the panel has no volume (e.g. a user's price file).
     """
 
     prices: pd.DataFrame
@@ -72,6 +76,7 @@ class MarketData:
     freq: str = "1d"
     option_chains: pd.DataFrame | None = field(default=None, repr=False)
     smile: pd.DataFrame | None = field(default=None, repr=False)
+    volume: pd.DataFrame | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         frequency_delta(self.freq)
@@ -79,6 +84,8 @@ class MarketData:
             raise DataError("MarketData: implied_vol index differs from prices index")
         if self.funding is not None and not self.prices.index.equals(self.funding.index):
             raise DataError("MarketData: funding index differs from prices index")
+        if self.volume is not None and not self.prices.index.equals(self.volume.index):
+            raise DataError("MarketData: volume index differs from prices index")
         if self.smile is not None:
             missing = sorted({"asset", "quote_time", *SMILE_COLUMNS} - set(self.smile.columns))
             if missing:
@@ -117,6 +124,12 @@ class MarketData:
     def log_vol_change_array(self) -> np.ndarray:
         """Log changes of implied vol, shape (n_times, n_assets); NaN in the first row and where undefined."""
         return _log_change(self.vol_array)
+
+    @cached_property
+    def volume_array(self) -> np.ndarray | None:
+        """Traded volume (quote currency per bar) as a float ndarray of shape (n_times, n_assets), or None."""
+        return None if self.volume is None else self.volume.reindex(columns=self.prices.columns).to_numpy(
+            dtype=float, copy=True)
 
     @cached_property
     def funding_array(self) -> np.ndarray | None:
@@ -263,6 +276,7 @@ class MarketData:
             freq=self.freq,
             option_chains=chains,
             smile=smile,
+            volume=None if self.volume is None else self.volume.loc[keep],
         )
 
     def log_returns(self) -> pd.DataFrame:

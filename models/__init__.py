@@ -4,15 +4,21 @@
 builds one. Every model follows :class:`MarginModel`: ``fit(market, t,
 warm_start=None, context=None)`` then ``margin(state, positions, market, t)``,
 reading nothing after ``t``; the engine's :class:`RunContext` carries the MPOR
-and the seed.
+and the seed. ``OVERLAYS`` / ``make_overlay(name, **params)`` are the
+anti-procyclicality and liquidity overlays: ``make_overlay("apc_buffer")(model)``
+is an :class:`OverlaidModel`, itself a margin model.
 """
 
-from . import simulation, static  # noqa: F401  (register the models)
+from . import deribit_pm, greeks_netting, simulation, span, static  # noqa: F401  (register the models)
 from .accounts import STRATEGY_MIX, AccountBook, account_books, synthetic_accounts
 from .base import MODELS, Forecast, MarginModel, ModelState, make_model, model_parameters, register
 from .context import RunContext
+from .deribit_pm import DERIBIT_PM_VINTAGES, DeribitPMVintage, DeribitPortfolioMargin
+from .greeks_netting import GreeksNetting
 from .instruments import Future, Instrument, Option, Perpetual, Position, Spot
+from .overlays import OVERLAYS, OverlaidModel, Overlay, make_overlay, overlay_parameters, register_overlay
 from .portfolios import (
+    CombinedBook,
     ConstantNotionalBook,
     FixedBook,
     OptionLeg,
@@ -23,6 +29,7 @@ from .portfolios import (
 from .pricing import black76_greeks, black76_price, strike_from_delta
 from .revaluation import mark_to_market, realised_pnl, revalue
 from .simulation import EWMAVaR, FHSGarch, HistoricalES, HistoricalVaR
+from .span import SpanMargin
 from .static import DeribitStandardMargin, StaticMargin, TieredMargin
 from .venues import BINANCE_USDM_TIERS, BINANCE_USDT_50X_2021, DERIBIT_STANDARD, BracketTable, DeribitParams
 
@@ -33,6 +40,12 @@ __all__ = [
     "Forecast",
     "RunContext",
     "make_model",
+    "OVERLAYS",
+    "Overlay",
+    "OverlaidModel",
+    "make_overlay",
+    "overlay_parameters",
+    "register_overlay",
     "model_parameters",
     "register",
     "Instrument",
@@ -46,6 +59,7 @@ __all__ = [
     "ConstantNotionalBook",
     "OptionLeg",
     "OptionStrategy",
+    "CombinedBook",
     "reference_portfolios",
     "AccountBook",
     "account_books",
@@ -69,4 +83,9 @@ __all__ = [
     "HistoricalVaR",
     "HistoricalES",
     "EWMAVaR",
+    "SpanMargin",
+    "DeribitPortfolioMargin",
+    "DeribitPMVintage",
+    "DERIBIT_PM_VINTAGES",
+    "GreeksNetting",
 ]

@@ -40,6 +40,7 @@ from marginlab.datasets import MarketData
 
 from .context import RunContext
 from .instruments import LINEAR, OPTION, Position
+from .methodology import Methodology, methodology_of
 from .params import install_field_validation
 
 __all__ = ["MarginModel", "ModelState", "Forecast", "HasDiagnostics", "MODELS", "register", "make_model",
@@ -161,13 +162,38 @@ class MarginModel:
         """The parameters as a dict (name -> value)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def methodology(self) -> Methodology:
+        """Formula, parameters (value, default, type, description), sources and limitations, for reports.
+
+        Built from the class docstring and the fields (:mod:`marginlab.models.methodology`), so a new
+        model has one without writing anything more than its docstring; override to say more.
+        """
+        return methodology_of(self)
+
+
+def add_to_registry(registry: dict[str, type], cls: type, kind: str = "model") -> type:
+    """Add ``cls`` to ``registry`` under ``cls.name`` (ValueError if another class has the name); return it."""
+    if cls.name in registry and registry[cls.name] is not cls:
+        raise ValueError(f"a {kind} named {cls.name!r} is already registered")
+    registry[cls.name] = cls
+    return cls
+
+
+def build_registered(registry: dict[str, type], name: str, params: dict[str, Any], kind: str = "model",
+                     what: str = "margin model") -> Any:
+    """Build ``registry[name](**params)``; unknown names or parameters raise ValueError listing the valid ones."""
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; registered {kind}s: {sorted(registry)}")
+    valid = [f.name for f in fields(registry[name])]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {kind} {name!r}; valid parameters: {valid}")
+    return registry[name](**params)
+
 
 def register(cls: type[MarginModel]) -> type[MarginModel]:
     """Class decorator: add a model to :data:`MODELS` under ``cls.name``."""
-    if cls.name in MODELS and MODELS[cls.name] is not cls:
-        raise ValueError(f"a model named {cls.name!r} is already registered")
-    MODELS[cls.name] = cls
-    return cls
+    return add_to_registry(MODELS, cls)
 
 
 def model_parameters(name: str) -> list[str]:
@@ -177,13 +203,7 @@ def model_parameters(name: str) -> list[str]:
 
 def make_model(name: str, **params: Any) -> MarginModel:
     """Build a registered model by name; unknown names or parameters raise ValueError listing the valid ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown margin model {name!r}; registered models: {sorted(MODELS)}")
-    valid = model_parameters(name)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for model {name!r}; valid parameters: {valid}")
-    return MODELS[name](**params)
+    return build_registered(MODELS, name, params)
 
 
 def check_range(model: str, field_name: str, value: Any, low: float | None = None, high: float | None = None,

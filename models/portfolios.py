@@ -27,6 +27,7 @@ __all__ = [
     "ConstantNotionalBook",
     "OptionLeg",
     "OptionStrategy",
+    "CombinedBook",
     "reference_portfolios",
     "EXPIRY_HOUR",
 ]
@@ -302,12 +303,51 @@ class OptionStrategy(Portfolio):
         return positions
 
 
+@dataclass(frozen=True)
+class CombinedBook(Portfolio):
+    """Several books held together as one account: their positions side by side on every date.
+
+    Each part keeps its own rules (sizes, rolls, hedges); the combined book holds every part's
+    positions, so a portfolio-margin model sees their offsets (e.g. options on two underlyings).
+    """
+
+    name: str
+    parts: tuple[Portfolio, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(self.parts))
+        if not self.parts:
+            raise ValueError(f"portfolio {self.name!r}: no parts")
+        for k, p in enumerate(self.parts):
+            if not isinstance(p, Portfolio):
+                raise ValueError(f"portfolio {self.name!r}: part {k} is not a Portfolio ({p!r})")
+
+    @property
+    def assets(self) -> list[str]:
+        """Assets of the parts in first-seen order."""
+        return list(dict.fromkeys(a for p in self.parts for a in p.assets))
+
+    @property
+    def needs_implied_vol(self) -> bool:
+        """True if any part holds options."""
+        return any(p.needs_implied_vol for p in self.parts)
+
+    def positions_at(self, t, market=None) -> list[Position]:
+        """Every part's positions at ``t``, in the parts' order."""
+        return [pos for p in self.parts for pos in p.positions_at(t, market)]
+
+
 def reference_portfolios(notional: float = 1_000_000.0) -> dict[str, Portfolio]:
     """The reference books, named as validators name them, each of ``notional`` (USD).
 
     Linear books are re-sized daily to constant notional; option books open
     ``notional / S`` units of the underlying and roll (30-day tenor, rolled with
-    7 days left) from 2021-03-24, the first day of Deribit DVOL.
+    7 days left) from 2021-03-24, the first day of Deribit DVOL. Two books exercise
+    portfolio-margin offsets: short BTC and long ETH ATM straddles, each delta-hedged
+    daily with its perpetual (offsets across underlyings and between the perpetual and
+    the option expiries), and a long 60-day BTC ATM call delta-hedged daily with the
+    perpetual, rolled with 30 days left (the undated perpetual against a dated option:
+    a calendar of delta across tiers).
     """
     n = float(notional)
     btc_perp, eth_perp = Perpetual("BTC"), Perpetual("ETH")
@@ -331,6 +371,13 @@ def reference_portfolios(notional: float = 1_000_000.0) -> dict[str, Portfolio]:
                        (OptionLeg("call", 1.0, delta=0.25), OptionLeg("put", -1.0, delta=-0.25)), notional=n),
         OptionStrategy("short ETH 25-delta strangle (30d, rolled at 7d)", "ETH",
                        (OptionLeg("call", -1.0, delta=0.25), OptionLeg("put", -1.0, delta=-0.25)), notional=n),
+        CombinedBook("short BTC / long ETH ATM straddles, each delta-hedged with its perpetual", (
+            OptionStrategy("short BTC ATM straddle leg", "BTC", (OptionLeg("call", -1.0), OptionLeg("put", -1.0)),
+                           notional=n, delta_hedge=True),
+            OptionStrategy("long ETH ATM straddle leg", "ETH", (OptionLeg("call", 1.0), OptionLeg("put", 1.0)),
+                           notional=n, delta_hedge=True))),
+        OptionStrategy("BTC perpetual vs long 60d ATM call (delta-hedged daily, rolled at 30d)", "BTC",
+                       (OptionLeg("call", 1.0, tenor_days=60),), roll_days=30, notional=n, delta_hedge=True),
     ]
     return {b.name: b for b in books}
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from marginlab.datasets import DataError, MarketData
@@ -57,8 +58,8 @@ from marginlab.datasets.smile import RATIO_BOUNDS, smile_ratio
 from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
 
-__all__ = ["Book", "BookArrays", "book_arrays", "mark_to_market", "option_mark", "realised_pnl", "revalue",
-           "revalue_at", "option_vols"]
+__all__ = ["Book", "BookArrays", "BookState", "book_arrays", "book_state", "mark_to_market", "option_mark",
+           "realised_pnl", "revalue", "revalue_at", "option_vols"]
 
 
 def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t_years) -> np.ndarray:
@@ -219,6 +220,45 @@ def _market_inputs(market: MarketData, book: BookArrays, i: int, where: str):
         raise DataError(f"{where}: options on {missing} but no implied vol at {market.index[i]} "
                         "(DVOL starts 2021-03-24 for BTC and ETH)")
     return spots, vols
+
+
+class BookState(NamedTuple):
+    """A book's market inputs at one row, for scenario models (:func:`book_state`).
+
+    Attributes
+    ----------
+    spots : ndarray of shape (n_assets,)
+        Close of each of the book's assets (first-seen order), quote currency.
+    live : ndarray of int, shape (n_live,)
+        Positions (indices into the book) of the options still alive at the row's observation time.
+    tau : ndarray of shape (n_live,)
+        Their years (365 days) to expiry from the row's observation time.
+    vol : ndarray of shape (n_live,)
+        Their mark vols (decimal) under the vol regime in force at the row (:func:`option_vols`).
+    """
+
+    spots: np.ndarray
+    live: np.ndarray
+    tau: np.ndarray
+    vol: np.ndarray
+
+
+def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book") -> BookState:
+    """Spots of the book's assets and the live options' time to expiry and mark vol at row ``i``.
+
+    The inputs :func:`revalue_at` prices from, exposed for models that build their own scenario
+    grids; options that expired at or before the row's observation time have settled and are
+    left out (no risk, as in :func:`revalue_at`).
+    """
+    spots, vols = _market_inputs(market, book, i, where)
+    if not book.has_options:
+        empty = np.empty(0)
+        return BookState(spots, np.empty(0, dtype=np.int64), empty, empty)
+    tau_all = _years_to_expiry(book, market, i)
+    m = np.flatnonzero(book.is_option & (tau_all > 0))
+    s = spots[book.asset_idx[m]]
+    vol = _position_vols(market, book, i, vols[book.asset_idx[m]], s, tau_all[m], m) if m.size else np.empty(0)
+    return BookState(spots, m, tau_all[m], np.asarray(vol, dtype=float))
 
 
 def mark_to_market(positions: Sequence[Position], market: MarketData, t, where: str = "book") -> np.ndarray:

@@ -27,13 +27,12 @@ MAR33 (expected shortfall at 97.5%).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from marginlab.datasets import MarketData
 
 from .base import Forecast, MarginModel, check_ints, check_range, register
@@ -43,7 +42,8 @@ from .garch import FilterFit, GarchSpec, simulate_paths
 from .instruments import Position
 from .revaluation import book_arrays, revalue_at
 
-__all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure", "loss_forecast"]
+__all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "ScenarioSet", "risk_measure",
+           "weighted_risk_measure", "weighted_var_es", "loss_forecast", "row_moves"]
 
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
@@ -60,6 +60,41 @@ def _top_losses(losses: np.ndarray, level: float) -> np.ndarray:
 
 def _risk_k(n: int, level: float) -> int:
     return max(int(np.ceil(n * (1.0 - level) - 1e-9)), 1)
+
+
+def weighted_risk_measure(losses: np.ndarray, weights: np.ndarray, measure: str, level: float) -> float:
+    r"""VaR or ES at ``level`` of a discrete loss distribution with probability weights.
+
+    Losses sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, with weights
+    :math:`w_{(i)}` normalised to sum to 1 and cumulative weights :math:`W_j = \sum_{i\le j} w_{(i)}`:
+
+    * VaR: :math:`L_{(j^*)}`, :math:`j^* = \min\{j: W_j \ge 1 - \alpha\}` (the smallest loss whose
+      exceedance probability is at most 1 - α); with equal weights this is the k-th largest loss,
+      k = ⌈N(1 - α)⌉, as :func:`risk_measure`;
+    * ES: the mean of the upper tail of mass 1 - α,
+      :math:`\big(\sum_{i<j^*} w_{(i)}L_{(i)} + (1 - \alpha - W_{j^*-1})L_{(j^*)}\big)/(1-\alpha)`
+      (Acerbi and Tasche 2002, "On the coherence of expected shortfall", J. Banking & Finance 26); with
+      equal weights and N(1 - α) an integer this is the mean of the k largest losses, as :func:`risk_measure`.
+
+    Parameters
+    ----------
+    losses, weights : ndarray of shape (n,)
+        Scenario losses (quote currency) and their non-negative weights (any positive total).
+    """
+    var, es = weighted_var_es(losses, weights, level)
+    return var if measure == "var" else es
+
+
+def weighted_var_es(losses: np.ndarray, weights: np.ndarray, level: float) -> tuple[float, float]:
+    """``(VaR, ES)`` of :func:`weighted_risk_measure` from one sort."""
+    order = np.argsort(-losses, kind="stable")
+    ordered = losses[order]
+    w = weights[order] / weights.sum()
+    cum = np.cumsum(w)
+    tail = 1.0 - level
+    j = min(int(np.searchsorted(cum, tail - 1e-12, side="left")), ordered.size - 1)
+    above = cum[j - 1] if j > 0 else 0.0
+    return float(ordered[j]), float((np.dot(w[:j], ordered[:j]) + (tail - above) * ordered[j]) / tail)
 
 
 def _resolve_level(model: MarginModel, default: float) -> None:
@@ -125,6 +160,36 @@ def _book_history(positions: Sequence[Position], market: MarketData, i: int, loo
     return book, rows, rets, dvol
 
 
+def row_moves(market: MarketData, assets: Sequence[str], rows: np.ndarray, horizon: int, with_vol: bool,
+              scaling: str = "overlapping"):
+    """Historical joint moves of ``assets`` over ``horizon`` observations ending at each of ``rows``.
+
+    ``scaling="overlapping"``: the sums of the log returns (and implied-vol log changes) of rows
+    ``r - horizon + 1 .. r``; ``"sqrt_time"``: the moves of row r times sqrt(horizon). Returns
+    ``(spot, log_vol)``, arrays of shape (n_rows, n_assets) (``log_vol`` None unless ``with_vol``); NaN
+    where a needed value is missing (before the data starts).
+    """
+    cols = [market.asset_index[a] for a in assets]
+    rows = np.asarray(rows, dtype=np.int64)
+    sources = [market.log_return_array] + ([market.log_vol_change_array] if with_vol else [])
+    out = []
+    for src in sources:
+        x = src[:, cols]
+        if scaling == "sqrt_time" or horizon == 1:
+            moves = x[rows] * np.sqrt(horizon)
+        else:
+            moves = np.full((rows.size, len(cols)), np.nan)
+            ok = rows - horizon + 1 >= 0
+            if ok.any():
+                lo = int(rows[ok].min()) - horizon + 1
+                seg = x[lo:int(rows[ok].max()) + 1]
+                kernel = np.ones(horizon)
+                sums = np.column_stack([np.convolve(seg[:, k], kernel, mode="valid") for k in range(len(cols))])
+                moves[ok] = sums[rows[ok] - horizon + 1 - lo]
+        out.append(moves)
+    return out[0], (out[1] if with_vol else None)
+
+
 def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
                   spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int) -> np.ndarray:
     """Full-revaluation P&L of the book on scenarios (log spot moves, log implied-vol moves).
@@ -145,17 +210,35 @@ def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
     return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses)
 
 
-def _scenario_forecast(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                       spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int,
-                       measure: str, level: float) -> Forecast:
-    """Revalue the book on scenarios and take the forecast (VaR, ES) of their losses."""
-    pnl = _scenario_pnl(positions, market, i, assets, spot_moves, log_vol_moves, horizon)
-    return loss_forecast(-pnl, measure, level)
+@dataclass(frozen=True)
+class ScenarioSet:
+    """A book's scenario losses at one date, each with the market row it was drawn from.
+
+    Attributes
+    ----------
+    losses : ndarray of shape (n_scenarios,)
+        Scenario losses (quote currency; loss = -P&L of the full revaluation).
+    rows : ndarray of int64, shape (n_scenarios,)
+        The market row each scenario is (the last row of an h-observation historical move), or -1 when a
+        scenario is not one row's move (bootstrapped paths, simulated moves).
+    """
+
+    losses: np.ndarray
+    rows: np.ndarray
 
 
 @dataclass(frozen=True)
 class _ScenarioModel(MarginModel):
-    """A model whose margin is a risk measure of scenario losses: ``margin`` is ``forecast(...).margin``."""
+    """A model whose margin is a risk measure of scenario losses (see :meth:`scenarios`).
+
+    Subclasses implement ``_scenario_set(state, positions, market, t) -> ScenarioSet | None`` (None during
+    warm-up); :meth:`scenarios` memoises it in the run context for the current date, so that models with
+    the same scenarios (FHS VaR and ES on one filter, a model and the overlays wrapping it) revalue the book
+    once per date. ``measure`` and ``level`` do not change the scenarios.
+    """
+
+    #: names the construction of the scenarios (with the parameters other than ``measure`` and ``level``)
+    scenario_family: ClassVar[str] = "scenarios"
 
     @property
     def tail_prob(self) -> float:
@@ -167,14 +250,62 @@ class _ScenarioModel(MarginModel):
         """The risk measure the margin is: ``"var"`` or ``"es"``."""
         return self.measure
 
+    @property
+    def scenario_key(self) -> Hashable:
+        """What identifies the scenarios: the family and every parameter except ``measure`` and ``level``."""
+        return (self.scenario_family, *((f.name, getattr(self, f.name)) for f in fields(self)
+                                        if f.name not in ("measure", "level")))
+
     def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
         """The margin of :meth:`forecast` (NaN during warm-up)."""
         return self.forecast(state, positions, market, t).margin
 
     def forecast(self, state, positions: Sequence[Position], market: MarketData, t,
                  book: str | None = None) -> Forecast:
-        """Margin, VaR and ES at the model's level and the scenario losses."""
+        """Margin, VaR and ES at the model's level and the scenario losses (no margin during warm-up)."""
+        scenarios = self.scenarios(state, positions, market, t)
+        return _WARMING_UP if scenarios is None else loss_forecast(scenarios.losses, self.measure, self.level)
+
+    def scenarios(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
+        """The book's scenario losses at ``t`` and their rows (None during warm-up), memoised for the date.
+
+        The memo lives in the run context (``state.context.cache("scenario_sets")``) and holds the current
+        market row only: it is cleared when a later row is asked for.
+        """
+        memo = state.context.cache("scenario_sets")
+        if memo.get("_row") != state.i or memo.get("_market") is not market:
+            memo.clear()
+            memo["_row"], memo["_market"] = state.i, market
+        key = (self.scenario_key, tuple(positions))
+        if key not in memo:
+            memo[key] = self._scenario_set(state, positions, market, t)
+        return memo[key]
+
+    def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
         raise NotImplementedError
+
+    def historical_scenarios(self, state, positions: Sequence[Position], market: MarketData, t,
+                             rows: np.ndarray) -> np.ndarray:
+        """Losses of the book at ``t`` on the historical h-observation joint moves ending at ``rows``.
+
+        h is the run's MPOR; moves are overlapping sums of log returns (and implied-vol log changes for
+        option books) over rows ``r - h + 1 .. r`` (:func:`row_moves`), as they happened (not filtered):
+        the "stressed observations" of EMIR RTS Art. 28(1)(b). Returns an array of shape (n_rows,), NaN
+        where a move is missing a value. Historical simulation with ``scaling="sqrt_time"`` scales one-row
+        moves by sqrt(h) instead, as its own scenarios do.
+        """
+        book = book_arrays(positions)
+        h = state.context.mpor
+        spot, log_vol = row_moves(market, book.assets, rows, h, book.has_options,
+                                  getattr(self, "scaling", "overlapping"))
+        ok = np.isfinite(spot).all(axis=1)
+        if log_vol is not None:
+            ok &= np.isfinite(log_vol).all(axis=1)
+        out = np.full(ok.size, np.nan)
+        if ok.any():
+            out[ok] = -_scenario_pnl(positions, market, state.i, book.assets, spot[ok],
+                                     None if log_vol is None else log_vol[ok], h)
+        return out
 
 
 _WARMING_UP = Forecast(margin=float("nan"))
@@ -215,7 +346,12 @@ class FHSGarch(_ScenarioModel):
     (``measure="var"``, level 0.99 by default) or ES (``"es"``, 0.975).
 
     ``vol_floor="long_run"`` floors each asset's one-step variance at the
-    sample variance of all its returns up to t (at most ten years);
+    sample variance of all its returns up to t (at most ten years): an
+    approximation of EMIR RTS 153/2013 Art. 28(1)(c) ("margin not lower than
+    that calculated with volatility estimated over a 10-year historical
+    lookback") applied to the filter's variance only; the ``lookback_floor``
+    overlay (:mod:`marginlab.models.overlays`) floors the margin itself at the
+    same model's margin with a ten-year lookback.
     ``refit_every=k`` re-estimates parameters every k-th date (filtering the
     new data with the previous parameters in between). A failed optimisation
     keeps the previous parameters and is counted in the diagnostics, as are
@@ -225,6 +361,7 @@ class FHSGarch(_ScenarioModel):
     """
 
     name: ClassVar[str] = "fhs_garch"
+    scenario_family: ClassVar[str] = "fhs_garch"
     measure: str = "var"
     level: float | None = None
     vol: str = "garch"
@@ -265,12 +402,12 @@ class FHSGarch(_ScenarioModel):
             on_fit=partial(context.record, "estimates"), key=repr(self.estimation_key)))
         return FHSState(i=i, context=context, estimates=estimates)
 
-    def forecast(self, state: FHSState, positions: Sequence[Position], market: MarketData, t,
-                 book: str | None = None) -> Forecast:
-        """FHS VaR and ES of the book (no margin before ``min_obs`` observations)."""
+    def _scenario_set(self, state: FHSState, positions: Sequence[Position], market: MarketData,
+                      t) -> ScenarioSet | None:
+        """FHS scenario losses of the book (None before ``min_obs`` observations)."""
         history = _book_history(positions, market, state.i, self.lookback, self.min_obs)
         if history is None:
-            return _WARMING_UP
+            return None
         book, rows, rets, dvol = history
         fits = [state.estimates.fit(market, a, int(rows[0]), state.i) for a in book.assets]
         if self.vol_floor == "long_run":
@@ -288,12 +425,13 @@ class FHSGarch(_ScenarioModel):
             # a one-step scenario is one window row scaled by sigma_{t+1}: the window's empirical distribution
             # is used exactly (every row once), with no Monte Carlo noise
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
-            return _scenario_forecast(positions, market, state.i, book.assets, spot_rows, dvol, 1, self.measure,
-                                      self.level)
+            pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
+            return ScenarioSet(losses=-pnl, rows=rows)
         draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
-        return _scenario_forecast(positions, market, state.i, book.assets, spot, log_vol, h, self.measure, self.level)
+        pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, h)
+        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -301,11 +439,10 @@ class _Historical(_ScenarioModel):
     """Plain historical simulation on the lookback window (shared by historical_var / historical_es)."""
 
     measure: ClassVar[str] = "var"
+    scenario_family: ClassVar[str] = "historical"
     level: float | None = None
     lookback: int = 1000
     scaling: str = "overlapping"
-    stress_start: str | None = None
-    stress_end: str | None = None
     min_obs: int = 250
 
     def __post_init__(self) -> None:
@@ -313,42 +450,24 @@ class _Historical(_ScenarioModel):
         check_ints(self, {"lookback": 20, "min_obs": 20})
         if self.scaling not in ("overlapping", "sqrt_time"):
             raise ValueError(f"{self.name}: scaling must be 'overlapping' or 'sqrt_time', got {self.scaling!r}")
-        if (self.stress_start is None) != (self.stress_end is None):
-            raise ValueError(f"{self.name}: give both stress_start and stress_end, or neither")
-        if self.stress_start is not None and pd.Timestamp(self.stress_start) > pd.Timestamp(self.stress_end):
-            raise ValueError(f"{self.name}: stress_start is after stress_end")
 
-    def _scenarios(self, rets: np.ndarray, dvol: np.ndarray | None, h: int):
-        if self.scaling == "sqrt_time" or h == 1:
-            s = rets * np.sqrt(h)
-            return s, (None if dvol is None else dvol * np.sqrt(h))
-        kernel = np.ones(h)
+    @property
+    def estimation_key(self) -> tuple:
+        """Historical VaR and ES on the same window (and overlays of them) run together and share scenarios."""
+        return ("scenarios", self.scenario_key)
 
-        def overlap(x):
-            return np.column_stack([np.convolve(x[:, k], kernel, mode="valid") for k in range(x.shape[1])])
-
-        return overlap(rets), (None if dvol is None else overlap(dvol))
-
-    def forecast(self, state, positions: Sequence[Position], market: MarketData, t,
-                 book: str | None = None) -> Forecast:
-        """Historical VaR/ES of the book's full-revaluation losses (no margin before ``min_obs``)."""
+    def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
+        """Historical scenario losses of the book (None before ``min_obs`` observations)."""
         i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)
         if history is None:
-            return _WARMING_UP
-        book, rows, rets, dvol = history
-        spot, vol = self._scenarios(rets, dvol, h)
-        if self.stress_start is not None:
-            s0 = pd.Timestamp(self.stress_start, tz="UTC")
-            s1 = pd.Timestamp(self.stress_end, tz="UTC")
-            if s1 <= market.index[i]:
-                lo, hi = market.index.searchsorted(s0), market.index.searchsorted(s1, side="right") - 1
-                srows, srets, sdvol = _window(market, book.assets, hi, hi - lo + 1, _vol_assets(book))
-                if srows.size >= h:
-                    sspot, svol = self._scenarios(srets, sdvol, h)
-                    spot = np.vstack([spot, sspot])
-                    vol = None if vol is None else np.vstack([vol, svol])
-        return _scenario_forecast(positions, market, i, book.assets, spot, vol, h, self.measure, self.level)
+            return None
+        book, rows, _, _ = history
+        # overlapping h-observation moves inside the window: the move ending at rows[k] uses rows[k-h+1 .. k]
+        ends = rows if (self.scaling == "sqrt_time" or h == 1) else rows[h - 1:]
+        spot, vol = row_moves(market, book.assets, ends, h, book.has_options, self.scaling)
+        pnl = _scenario_pnl(positions, market, i, book.assets, spot, vol, h)
+        return ScenarioSet(losses=-pnl, rows=ends)
 
 
 @register
@@ -359,9 +478,10 @@ class HistoricalVaR(_Historical):
     h-day scenarios are overlapping sums of daily log returns (and implied-vol
     log changes) in the window (``scaling="overlapping"``), or daily moves x
     :math:`\sqrt h` (``"sqrt_time"``, an approximation that ignores volatility
-    clustering and fat-tail aggregation). ``stress_start``/``stress_end`` add
-    the scenarios of a stressed period once it lies before t (EMIR RTS Art. 28
-    anti-procyclicality option (b)). Level 0.99 by default.
+    clustering and fat-tail aggregation). Level 0.99 by default. Stressed
+    observations (EMIR RTS 153/2013 Art. 28(1)(b)) are added by the
+    ``stressed_weight`` overlay (:mod:`marginlab.models.overlays`), which gives
+    them at least 25% of the probability mass.
     """
 
     name: ClassVar[str] = "historical_var"
@@ -394,6 +514,7 @@ class EWMAVaR(_ScenarioModel):
 
     name: ClassVar[str] = "ewma_var"
     measure: ClassVar[str] = "var"
+    scenario_family: ClassVar[str] = "ewma_var"
     lam: float = 0.94
     dist: str = "normal"
     nu: float = 5.0
@@ -409,6 +530,11 @@ class EWMAVaR(_ScenarioModel):
         check_range(self.name, "nu", self.nu, 2.0, None, low_open=True)
         check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
         check_ints(self, {"lookback": 40, "n_paths": 100, "min_obs": 40})
+
+    @property
+    def estimation_key(self) -> tuple:
+        """An EWMA model and the overlays wrapping it run together and share scenarios."""
+        return ("scenarios", self.scenario_key)
 
     def covariance(self, x: np.ndarray) -> np.ndarray:
         """EWMA covariance forecast for the next day from the rows of ``x`` (oldest first)."""
@@ -432,13 +558,12 @@ class EWMAVaR(_ScenarioModel):
         moves.setflags(write=False)
         return moves
 
-    def forecast(self, state, positions: Sequence[Position], market: MarketData, t,
-                 book: str | None = None) -> Forecast:
-        """EWMA VaR of the book (no margin before ``min_obs`` observations)."""
+    def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
+        """EWMA scenario losses of the book (None before ``min_obs`` observations)."""
         i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)
         if history is None:
-            return _WARMING_UP
+            return None
         book, rows, rets, dvol = history
         # the simulated moves depend on the date, the book's assets and whether it holds options only: books
         # sharing them share the moves (computed once per date; the store keeps the current row only)
@@ -453,4 +578,5 @@ class EWMAVaR(_ScenarioModel):
             moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
-        return _scenario_forecast(positions, market, i, book.assets, moves[:, :n], log_vol, h, "var", self.level)
+        pnl = _scenario_pnl(positions, market, i, book.assets, moves[:, :n], log_vol, h)
+        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64))

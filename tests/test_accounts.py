@@ -215,9 +215,12 @@ def test_study_with_accounts_writes_the_account_view(tmp_path):
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "accounts.csv" in files
     html = (tmp_path / "out" / "report.html").read_text()
-    assert "Member accounts" in html and "Per-account breach rates" in html
-    data = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert data["backtest"]["accounts"]["summary"][0]["accounts"] == 2
+    assert "Member accounts" in html and "per-account breach rate" in html
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    section = next(s["content"] for s in data["sections"] if s["key"] == "accounts")
+    assert section["tables"][0]["table"]["rows"][0]["accounts"] == 2
+    assert "A1" not in {c["portfolio"] for c in next(
+        s["content"] for s in data["sections"] if s["key"] == "verdict")["matrix"]["cells"]}
     assert "Member accounts (2)" in res.summary()
 
 

@@ -26,7 +26,7 @@ from marginlab.datasets import DataError, read_prices
 from marginlab.datasets import build as b
 from marginlab.datasets.folders import FolderKind, check_output_folder, publish_folder, read_manifest
 from marginlab.models import make_model
-from marginlab.reports import REPORT_FOLDER
+from marginlab.reports import REPORT_FILES, REPORT_FOLDER
 from marginlab.validation.cli import main
 from marginlab.validation.study import load_study, parse_study
 
@@ -160,8 +160,7 @@ def test_run_replaces_its_own_report_and_nothing_else(tmp_path, study_file, caps
     (tmp_path / "keep.txt").write_text("mine")
     assert run_cli(["run", study_file, "--out", out], capsys)[0] == 0
     first = snapshot(out)
-    assert read_manifest(out, REPORT_FOLDER).keys() == {"report.html", "report.json", "backtest.csv",
-                                                         "coverage.csv", "metrics.csv"}
+    assert read_manifest(out, REPORT_FOLDER).keys() == set(REPORT_FILES) | {"procyclicality.csv"}
     assert '# study: "tiny"' in (out / ".marginlab-report").read_text()
     assert run_cli(["run", study_file, "--out", out], capsys)[0] == 0
     assert snapshot(out).keys() == first.keys()

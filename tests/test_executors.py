@@ -18,11 +18,11 @@ from marginlab.validation import Backtest
 from marginlab.validation.cli import build_parser, main
 from marginlab.validation.executors import (
     LocalExecutor,
-    Progress,
     SerialExecutor,
     executor_from_args,
     make_executor,
 )
+from marginlab.validation.progress import Progress
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the test module
 
@@ -42,7 +42,7 @@ def backtest():
 
 @pytest.fixture(scope="module")
 def local():
-    with LocalExecutor(2, progress=False) as ex:
+    with LocalExecutor(2, progress=None) as ex:
         yield ex
 
 
@@ -213,14 +213,10 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_progress_bar_only_on_a_terminal():
+def test_executors_advance_the_one_progress_bar_on_a_terminal_only():
     quiet = io.StringIO()
-    bar = Progress(3, stream=quiet)
-    bar.update(3)
+    SerialExecutor(progress=Progress(stream=quiet), label="tasks").map(lambda x: x, [1, 2, 3])
     assert quiet.getvalue() == ""
     tty = _Tty()
-    SerialExecutor(progress=None).map(lambda x: x, [1])  # stderr is not a terminal under pytest: silent
-    bar = Progress(2, stream=tty)
-    bar.update()
-    bar.update()
+    assert SerialExecutor(progress=Progress(stream=tty), label="tasks").map(lambda x: 2 * x, [1, 2]) == [2, 4]
     assert "2/2 tasks" in tty.getvalue() and tty.getvalue().endswith("\n")

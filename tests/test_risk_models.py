@@ -124,7 +124,6 @@ def test_ten_day_fhs_and_historical_run():
     ("fhs_garch", {"n_paths": 10}, "n_paths must be an integer >= 100"),
     ("fhs_garch", {"level": 1.2}, r"level must be in \[0.5, 1.0\)"),
     ("historical_var", {"scaling": "linear"}, "scaling must be 'overlapping' or 'sqrt_time'"),
-    ("historical_var", {"stress_start": "2020-03-01"}, "give both stress_start and stress_end"),
     ("ewma_var", {"lam": 1.5}, r"lam must be in \(0.0, 1.0\)"),
 ])
 def test_bad_parameters(name, kwargs, message):
@@ -140,15 +139,6 @@ def test_ewma_covariance_matches_recursion():
     for row in x[30:]:
         cov = 0.9 * cov + 0.1 * np.outer(row, row)
     np.testing.assert_allclose(model.covariance(x), cov, rtol=1e-12)
-
-
-def test_stressed_period_raises_historical_margin():
-    t = pd.Timestamp("2022-06-01", tz="UTC")
-    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
-    plain = mm.make_model("historical_var", lookback=250)
-    stressed = mm.make_model("historical_var", lookback=250, stress_start="2020-03-01", stress_end="2020-04-30")
-    assert stressed.margin(stressed.fit(MARKET, t), pos, MARKET, t) >= plain.margin(plain.fit(MARKET, t), pos,
-                                                                                      MARKET, t)
 
 
 def test_ewma_var_matches_normal_closed_form_for_one_asset():

@@ -8,7 +8,7 @@ import pytest
 from marginlab.datasets.smile import _T_REF, _design
 from marginlab.validation import Backtest
 from marginlab.validation import coverage as cv
-from scipy import special, stats
+from scipy import stats
 
 
 def test_censored_normal_likelihood_equals_scipys_logpdf_and_logsf():
@@ -18,22 +18,6 @@ def test_censored_normal_likelihood_equals_scipys_logpdf_and_logsf():
         mu, sigma, n = rng.normal(), float(np.exp(rng.normal())), int(rng.integers(0, 2000))
         generic = np.sum(stats.norm.logpdf(z, mu, sigma)) + (n * stats.norm.logsf(-2.33, mu, sigma) if n else 0.0)
         assert cv._censored_normal_loglik(mu, sigma, z, n, -2.33) == generic
-
-
-def test_acerbi_szekely_normal_fast_path_equals_the_generic_distribution():
-    """ndtri is scipy's norm._ppf: the fast path draws the same paths as dist.ppf (here through loc=0, a
-    frozen normal that takes the generic path); Z1 and Z2 computed on one simulation equal two runs."""
-    assert (special.ndtri(u := np.random.default_rng(1).random(100_000)) == stats.norm.ppf(u)).all()
-    rng = np.random.default_rng(2)
-    pnl = rng.standard_t(4, 700) * 1e4
-    var = 2.5e4 * (1 + rng.random(700))
-    es = 1.2 * var
-    for kind in ("z1", "z2"):
-        fast = cv.acerbi_szekely(pnl, var, es, 0.025, kind=kind, n_sims=2500, seed=3)
-        generic = cv.acerbi_szekely(pnl, var, es, 0.025, kind=kind, dist=stats.norm(loc=0.0), n_sims=2500, seed=3)
-        assert (fast.statistic, fast.pvalue) == (generic.statistic, generic.pvalue)
-    both = cv._acerbi_szekely(pnl, var, es, 0.025, ("z1", "z2"), n_sims=2500, seed=3)
-    assert both["z2"] == cv.acerbi_szekely(pnl, var, es, 0.025, kind="z2", n_sims=2500, seed=3)
 
 
 def test_smile_design_matrix_is_the_column_stack():

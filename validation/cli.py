@@ -2,9 +2,17 @@
 
 ``marginlab datasets`` prints the catalogue of bundled datasets;
 ``marginlab datasets build --raw DIR`` rebuilds them from the raw files;
-``marginlab run [STUDY.toml] [--out DIR] [--executor serial|local] [--workers N] [--scheduler ADDRESS]``
-runs a study and writes its report (on this process, a local Dask cluster or a
-remote one: :mod:`marginlab.validation.executors`).
+``marginlab run [STUDY.toml] [--out DIR] [--executor serial|local|remote] [--workers N] [--scheduler ADDRESS]``
+runs a study (on this process, a local Dask cluster or a remote one:
+:mod:`marginlab.validation.executors`), writes its report and prints the verdict
+matrix (books x models) and the report's path; on a terminal it shows the stages
+and a bar over the backtest's tasks (standard error);
+``marginlab show REPORT_DIR`` prints the verdict matrix of a report written before;
+``marginlab models`` lists the registered margin models (and overlays) with their
+parameters, defaults and a one-line description;
+``marginlab sweep STUDY.toml --grid GRID.toml --out DIR`` runs the study's books over a
+grid of model parameters (:mod:`marginlab.validation.sweep`) and writes its table and
+heatmaps; it takes the same executor flags.
 
 Errors. Every error a user can cause (a bad study file, bad data, an output
 folder marginlab may not write) ends in one line ``marginlab: error: ...``
@@ -15,8 +23,8 @@ by marginlab's own code; anything else (an exception from a library, or of
 another type) is a bug in marginlab and is shown with its traceback and a line
 asking to report it (exit code 1).
 
-Output folders. ``marginlab run --out DIR`` and ``marginlab datasets build
---out DIR`` write only into a folder that does not exist, is empty, or is one
+Output folders. ``marginlab run --out DIR``, ``marginlab sweep --out DIR`` and
+``marginlab datasets build --out DIR`` write only into a folder that does not exist, is empty, or is one
 marginlab wrote before (recognised by its manifest), and replace it atomically;
 see :mod:`marginlab.datasets.folders`. There is no option to override this.
 """
@@ -65,12 +73,77 @@ def _datasets(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from marginlab.validation.executors import executor_from_args
+    from marginlab.validation.progress import Progress
     from marginlab.validation.study import run_study
 
-    result = run_study(args.study, out=args.out, **executor_from_args(args))
-    print(result.summary())
+    progress = Progress()
+    result = run_study(args.study, out=args.out, progress=progress, **executor_from_args(args))
+    progress.done("study finished")
+    cfg = result.config
+    print(f"Study {cfg.name!r}: MPOR {cfg.mpor_days} observation(s), seed {cfg.seed}; verdict per book and model "
+          "(each model at its own level):\n")
+    print(result.verdict_text())
     if result.report_path is not None:
         print(f"\nreport written to {result.report_path}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from marginlab.reports import read_results, verdict_text
+
+    results = read_results(args.report)
+    study = results["study"]
+    verdict = next((s["content"]["matrix"] for s in results["sections"] if s["key"] == "verdict"), None)
+    if verdict is None:
+        raise ValueError(f"{args.report}: results.json has no verdict section")
+    print(f"Study {study['name']!r} ({study['source']}): MPOR {study['mpor_days']} observation(s), seed "
+          f"{study['seed']}; run {results.get('generated') or 'at an unknown time'}\n")
+    print(verdict_text(verdict))
+    return 0
+
+
+def _fmt_default(value) -> str:
+    import dataclasses
+
+    if value is dataclasses.MISSING:
+        return "required"
+    return repr(value)
+
+
+def _models(args: argparse.Namespace) -> int:
+    import marginlab.models as mm
+    from marginlab.models.methodology import class_summary
+
+    def block(title: str, registry: dict) -> list[str]:
+        lines = [title, "=" * len(title)]
+        for name in sorted(registry):
+            summary, params = class_summary(registry[name])
+            lines.append(f"{name}: {summary}")
+            width = max((len(p.name) for p in params), default=0)
+            for p in params:
+                desc = f"  {p.description}" if p.description else ""
+                lines.append(f"    {p.name.ljust(width)}  {p.type} = {_fmt_default(p.default)}{desc}")
+            lines.append("")
+        return lines
+
+    out = block("Margin models (study: [[models]] name = ..., params = {...})", mm.MODELS)
+    overlays = getattr(mm, "OVERLAYS", None)
+    if overlays:
+        out += block("Overlays (study: overlays = [{ name = ..., params = {...} }] in a [[models]] entry)", overlays)
+    print("\n".join(out).rstrip())
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from marginlab.validation.executors import executor_from_args, make_executor
+    from marginlab.validation.sweep import run_sweep
+
+    settings = executor_from_args(args)
+    with make_executor(settings["executor"] or "auto", workers=settings["workers"],
+                       scheduler=settings["scheduler"]) as executor:
+        result = run_sweep(args.study, args.grid, out=args.out, executor=executor)
+    print(result.summary())
+    print(f"\nsweep written to {result.path}")
     return 0
 
 
@@ -94,6 +167,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "or a previous marginlab report")
     add_executor_arguments(p_run)
     p_run.set_defaults(func=_run)
+    p_show = sub.add_parser("show", help="print the verdict matrix of a report written before")
+    p_show.add_argument("report", help="report folder (marginlab run --out)")
+    p_show.set_defaults(func=_show)
+    p_models = sub.add_parser("models", help="list the registered margin models (and overlays) with their parameters")
+    p_models.set_defaults(func=_models)
+    p_sweep = sub.add_parser("sweep", help="run a study's books over a grid of model parameters")
+    p_sweep.add_argument("study", help="study config (market, books, MPOR, seed; its models are replaced)")
+    p_sweep.add_argument("--grid", required=True, help="grid file: [[models]] entries, list-valued parameters swept")
+    p_sweep.add_argument("--out", required=True, help="sweep folder; must be new, empty or a previous marginlab "
+                                                     "sweep")
+    add_executor_arguments(p_sweep)
+    p_sweep.set_defaults(func=_sweep)
     return parser
 
 

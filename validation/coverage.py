@@ -1100,6 +1100,30 @@ def _as_z(pnl, var, es, p, kind):
     raise ValueError(f"kind must be 'z1', 'z2' or 'z3', got {kind!r}")
 
 
+def _simulated_z(rng: np.random.Generator, dist, p: float, scale_over_es: np.ndarray, n_sims: int,
+                 kind: str) -> np.ndarray:
+    r"""Z1 or Z2 of ``n_sims`` P&L paths simulated under H0, drawing only the exceptions.
+
+    Under H0 :math:`pnl_{s,t} = scale_t\,\epsilon_{s,t}` with :math:`scale_t = VaR_t/(-F^{-1}(p))`, so
+    :math:`L > VaR \iff \epsilon < F^{-1}(p)`: every (path, date) is an exception with probability p,
+    independently, and given one, :math:`F(\epsilon)` is uniform on (0, p). The statistics depend on the
+    exceptions only, so the simulation draws, per date, how many paths breach (Binomial(n_sims, p)),
+    which ones (without replacement) and their :math:`\epsilon = F^{-1}(p U)`: the same law as simulating
+    all ``n_sims x T`` draws, at a cost proportional to the ``n_sims T p`` exceptions.
+    """
+    n = scale_over_es.size
+    counts = rng.binomial(n_sims, p, size=n)
+    paths = np.concatenate([rng.choice(n_sims, size=c, replace=False) for c in counts]) if counts.any() \
+        else np.zeros(0, dtype=np.int64)
+    dates = np.repeat(np.arange(n), counts)
+    loss_over_es = -dist.ppf(p * rng.random(paths.size)) * scale_over_es[dates]
+    total = np.bincount(paths, weights=loss_over_es, minlength=n_sims)
+    if kind == "z2":
+        return 1.0 - total / (n * p)
+    k = np.bincount(paths, minlength=n_sims)
+    return np.where(k > 0, 1.0 - total / np.maximum(k, 1), 0.0)
+
+
 def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=None,
                    n_sims: int = 10_000, seed: int = 0) -> ESTestResult:
     r"""Acerbi and Szekely (2014) ES backtests Z1, Z2, Z3 (positive-loss convention).
@@ -1118,37 +1142,21 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
     empirical ES of the T rank-ordered draws :math:`F_t^{-1}(U_s)` and its
     expectation is simulated with the same generator.
     """
-    return _acerbi_szekely(pnl, var, es, p, (kind,), dist, scale, n_sims, seed)[kind]
-
-
-_SIM_ROWS = 1000  # simulated paths per block: the same draws and statistics as one block, in less memory
-
-
-def _acerbi_szekely(pnl, var, es, p: float, kinds: tuple[str, ...], dist=None, scale=None, n_sims: int = 10_000,
-                    seed: int = 0) -> dict[str, ESTestResult]:
-    """:func:`acerbi_szekely` for several kinds on one simulation (Z1 and Z2 share their simulated paths)."""
     arrays, _ = _aligned(pnl=pnl, var=var, es=_required(es, "es"), scale=scale)
     pnl_a, var_a, es_a = arrays["pnl"], arrays["var"], arrays["es"]
     p = _check_p(p)
     if (es_a <= 0).any():
         raise ValueError("es: values must be positive")
-    for kind in kinds:
-        if kind not in ("z1", "z2", "z3"):
-            raise ValueError(f"kind must be 'z1', 'z2' or 'z3', got {kind!r}")
+    if kind not in ("z1", "z2", "z3"):
+        raise ValueError(f"kind must be 'z1', 'z2' or 'z3', got {kind!r}")
     dist = stats.norm() if dist is None else dist
-    normal = getattr(getattr(dist, "dist", None), "name", None) == "norm" and not dist.args and not dist.kwds
-    # the standard normal's ppf is ndtri (scipy's norm._ppf), the same numbers without the generic checks
-    ppf = special.ndtri if normal else dist.ppf
     q = float(dist.ppf(p))
     scale_a = var_a / (-q) if scale is None else arrays["scale"]
     n = pnl_a.size
     rng = np.random.default_rng(seed)
     hit = -pnl_a > var_a
-    out: dict[str, ESTestResult] = {}
-    if "z3" in kinds:
-        if kinds != ("z3",):
-            raise ValueError("z3 is computed alone")
-        sims = scale_a * ppf(rng.random((n_sims, n)))
+    if kind == "z3":
+        sims = scale_a * dist.ppf(rng.random((n_sims, n)))
         m = int(np.floor(n * p))
         if m < 1:
             raise ValueError(f"z3 needs n * p >= 1 (n={n}, p={p})")
@@ -1161,25 +1169,16 @@ def _acerbi_szekely(pnl, var, es, p: float, kinds: tuple[str, ...], dist=None, s
 
         v = rng.random((min(n_sims, 2000), n))
         ev = np.mean([-(np.sort(dist.ppf(row))[:m].mean()) for row in v]) * scale_a
-        stats_sim = {"z3": np.array([1.0 - np.mean(z3(row) / ev) for row in dist.cdf(sims / scale_a)[
-            : min(n_sims, 2000)]])}
-        observed = {"z3": 1.0 - np.mean(z3(u) / ev)}
+        stat = 1.0 - np.mean(z3(u) / ev)
+        sim_u = dist.cdf(sims / scale_a)
+        sim_stats = np.array([1.0 - np.mean(z3(row) / ev) for row in sim_u[: min(n_sims, 2000)]])
     else:
-        observed = {kind: float(_as_z(pnl_a, var_a, es_a, p, kind)) for kind in kinds}
-        blocks: dict[str, list[np.ndarray]] = {kind: [] for kind in kinds}
-        for start in range(0, n_sims, _SIM_ROWS):
-            # consecutive blocks of the generator's stream: the draws of one (n_sims, n) call, block by block
-            sims = scale_a * ppf(rng.random((min(_SIM_ROWS, n_sims - start), n)))
-            for kind in kinds:
-                blocks[kind].append(_as_z(sims, var_a, es_a, p, kind))
-        stats_sim = {kind: np.concatenate(b) for kind, b in blocks.items()}
-    for kind in kinds:
-        sim, stat = stats_sim[kind], observed[kind]
-        pvalue = float((np.sum(sim <= stat) + 1) / (sim.size + 1))
-        out[kind] = ESTestResult(name=f"Acerbi-Szekely {kind.upper()}", statistic=float(stat), pvalue=pvalue,
-                                 n_obs=n, n_exceptions=int(hit.sum()), distribution="simulated", kind=kind,
-                                 n_sims=int(sim.size))
-    return out
+        stat = float(_as_z(pnl_a, var_a, es_a, p, kind))
+        sim_stats = _simulated_z(rng, dist, p, scale_a / es_a, n_sims, kind)
+    pvalue = float((np.sum(sim_stats <= stat) + 1) / (sim_stats.size + 1))
+    return ESTestResult(name=f"Acerbi-Szekely {kind.upper()}", statistic=float(stat), pvalue=pvalue,
+                        n_obs=n, n_exceptions=int(hit.sum()), distribution="simulated", kind=kind,
+                        n_sims=int(sim_stats.size))
 
 
 def du_escanciano(pit, p: float, lags: int = 5) -> tuple[TestResult, TestResult]:
@@ -1388,8 +1387,8 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
             out["du_escanciano_u"], out["du_escanciano_c"] = u, c
     if es is not None:
         out["mcneil_frey"] = mcneil_frey(pnl, es_var, es, seed=seed)
-        z = _acerbi_szekely(pnl, es_var, es, es_p, ("z1", "z2"), seed=seed)  # one simulation for both
-        out["acerbi_szekely_z1"], out["acerbi_szekely_z2"] = z["z1"], z["z2"]
+        out["acerbi_szekely_z1"] = acerbi_szekely(pnl, es_var, es, es_p, kind="z1", seed=seed)
+        out["acerbi_szekely_z2"] = acerbi_szekely(pnl, es_var, es, es_p, kind="z2", seed=seed)
     return out
 
 

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from . import coverage as cv
 from .executors import SerialExecutor
-from .metrics import METRICS, compute_metrics
+from .metrics import METRICS, apc_tradeoff, compute_metrics, compute_procyclicality
 
 __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLUMNS"]
 
@@ -38,6 +38,8 @@ __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLU
 #: the MPOR and loss = -pnl, breach = loss > margin (strict), VaR and ES at the model's level and the PIT of the
 #: realised P&L under the forecast distribution (NaN for rule-based models), the book's gross notional
 #: (sum |q| S, quote currency) and whether its instruments changed since its previous date (a roll).
+#: ``Backtest(..., standalone_legs=True)`` adds ``standalone_margin``: the sum of the margins of the book's
+#: positions, each margined alone by the same model at the same date (the offset benefit's denominator).
 COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
            "book_changed"]
 #: Columns of :meth:`BacktestResult.coverage` after ``sample`` (the headline of a coverage report and two ES tests).
@@ -103,6 +105,11 @@ class Backtest:
     seed : int
         Seed of every random draw of the run (passed to the models through the
         run context): the same seed gives the same margins bit for bit.
+    standalone_legs : bool
+        Also margin every position of a book alone, with the same model, state and
+        date, and add their sum as the column ``standalone_margin`` (for the offset
+        benefit, :data:`~marginlab.validation.metrics.METRICS`). Off by default: it
+        multiplies the models' work by the number of legs.
     """
 
     market: MarketData
@@ -113,6 +120,7 @@ class Backtest:
     end: pd.Timestamp | str | None = None
     include_funding: bool = False
     seed: int = 0
+    standalone_legs: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.market, MarketData):
@@ -121,6 +129,8 @@ class Backtest:
             raise ValueError(f"Backtest: mpor_days must be an integer >= 1, got {self.mpor_days!r}")
         if not isinstance(self.seed, int | np.integer) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"Backtest: seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.standalone_legs, bool | np.bool_):
+            raise ValueError(f"Backtest: standalone_legs must be true or false, got {self.standalone_legs!r}")
         self._portfolios = _portfolio_map(self.portfolios)
         self._models = _model_labels(self.models)
         idx = self.market.index
@@ -266,12 +276,14 @@ class Backtest:
         out = TaskResult(task=task)
         active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
         forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit
+        standalone: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> sum of the legs' own margins
         for label, model in models.items():
             active[label] = {}
             for name, path in books.items():
                 if all(model.applies_to(b) for b in path.positions):
                     active[label][name] = {t: k for k, t in enumerate(path.dates)}
                     forecasts[(label, name)] = np.full((len(path.dates), 4), np.nan)
+                    standalone[(label, name)] = np.full(len(path.dates), np.nan)
                 else:
                     out.not_applicable.append((name, label))
             out.seconds[label] = 0.0
@@ -279,6 +291,7 @@ class Backtest:
         # and models sharing an estimation (e.g. FHS VaR and ES) reuse it within the date.
         states: dict[str, object] = {label: None for label in models}
         for t in sorted(set().union(*(set(path.dates) for path in books.values()))):
+            legs: dict[str, dict[Position, float]] = {}  # per model, this date's standalone leg margins
             for label, model in models.items():
                 holders = [name for name, pos in active[label].items() if t in pos]
                 if not holders:
@@ -290,6 +303,9 @@ class Backtest:
                     path = books[name]
                     fc = model.forecast(states[label], path.positions[k], self.market, t, book=name)
                     forecasts[(label, name)][k] = fc.margin, fc.var, fc.es, fc.pit(path.pnl[k])
+                    if self.standalone_legs:
+                        standalone[(label, name)][k] = self._standalone_margin(
+                            model, states[label], path.positions[k], t, name, fc.margin, legs.setdefault(label, {}))
                 out.seconds[label] += time.perf_counter() - tm
         for label in models:
             if isinstance(states[label], HasDiagnostics) and states[label].diagnostics():
@@ -311,8 +327,28 @@ class Backtest:
                     "date": path.dates[ok], "portfolio": name, "model": label, "margin": m[ok], "pnl": pnl,
                     "loss": -pnl, "breach": cv.exceptions(pnl, m[ok]), "var": x[ok, 1], "es": x[ok, 2],
                     "pit": x[ok, 3], "notional": path.notional[ok], "book_changed": path.changed[ok]})
+                if self.standalone_legs:
+                    out.frames[(label, name)]["standalone_margin"] = standalone[(label, name)][ok]
         out.estimates = context.table("estimates")
         return out
+
+    def _standalone_margin(self, model: MarginModel, state: object, book: Book, t: pd.Timestamp, name: str,
+                           margin: float, done: dict[Position, float]) -> float:
+        """Sum of the margins of the book's positions, each margined alone (NaN if one has none yet).
+
+        Each leg is passed as its own book, named ``"<portfolio> :: <instrument>"`` for models that
+        keep something per book. A position held by several books on a date (the same instrument and
+        quantity) is margined once per model and date (``done``); a one-position book is its own leg.
+        """
+        if len(book) == 1:
+            return float(margin)
+        total = 0.0
+        for pos in book:
+            if pos not in done:
+                done[pos] = model.forecast(state, Book((pos,)), self.market, t,
+                                           book=f"{name} :: {pos.instrument.label}").margin
+            total += done[pos]
+        return float(total)
 
     def run(self, executor: Executor | None = None, books_per_task: int | None = None,
             split_models: bool = True) -> BacktestResult:
@@ -372,13 +408,17 @@ class Backtest:
                     status = rows["status"].value_counts()
                     diagnostics[label] = {"fits": len(rows), **{k: int(status.get(k, 0))
                                                                 for k in ("failed", "boundary", "reused")}}
+        columns = COLUMNS + (["standalone_margin"] if self.standalone_legs else [])
+        if self.standalone_legs and "standalone_margin" not in frame:
+            frame["standalone_margin"] = np.nan
         return BacktestResult(
-            frame=frame[COLUMNS], mpor_days=self.mpor_days, models=dict(self._models),
+            frame=frame[columns], mpor_days=self.mpor_days, models=dict(self._models),
             not_applicable=[(name, label) for label, name in order if (name, label) in not_applicable],
             warmup={(name, label): warmup[(name, label)] for label, name in order if (name, label) in warmup},
             diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},
             elapsed_s=elapsed, model_seconds={label: seconds.get(label, 0.0) for label in self._models},
-            estimates=est, accounts=[n for n, p in self._portfolios.items() if isinstance(p, AccountBook)])
+            estimates=est, portfolios=dict(self._portfolios),
+            accounts=[n for n, p in self._portfolios.items() if isinstance(p, AccountBook)])
 
 
 @dataclass(frozen=True)
@@ -437,6 +477,8 @@ class BacktestResult:
     estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: the portfolios that are member accounts (:class:`~marginlab.models.AccountBook`), in run order
     accounts: list[str] = field(default_factory=list)
+    #: the portfolios replayed (name -> Portfolio), e.g. for stress tests of the same books
+    portfolios: dict[str, Portfolio] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         """The long-format rows (a copy)."""
@@ -499,23 +541,26 @@ class BacktestResult:
                            mpor_days=self.mpor_days)
 
     def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common",
-                 portfolios: Sequence[str] | None = None) -> pd.DataFrame:
+                 portfolios: Sequence[str] | None = None,
+                 reports: Mapping[tuple[str, str], cv.CoverageReport] | None = None) -> pd.DataFrame:
         """Headline coverage tests per pair (:meth:`CoverageReport.headline`), each at its model's own level.
 
         Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the
         exact two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided
         "too many breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone
         of the last 250 observations, the worst 250-observation window and its calibrated p-value, and for
-        ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`.
-        ``portfolios`` restricts the table to those books (e.g. the reference books of a run with thousands
-        of member accounts, whose account-level view is :meth:`accounts_summary`).
+        ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`; ``reports``
+        (``(portfolio, model) -> CoverageReport``, computed with the same arguments) are used instead of
+        running the tests again. ``portfolios`` restricts the table to those books (e.g. the reference books
+        of a run with thousands of member accounts, whose account-level view is :meth:`accounts_summary`).
         """
         records = []
         if self.frame.empty:
             raise ValueError("no margin to test: every model was in its warm-up (history shorter than its min_obs) "
                              "or not applicable on every date; widen the date range")
         for portfolio, model in self._pairs(portfolios):
-            rep = self.coverage_report(portfolio, model, p=p, default_p=default_p, sample=sample)
+            rep = reports[(portfolio, model)] if reports is not None and (portfolio, model) in reports else \
+                self.coverage_report(portfolio, model, p=p, default_p=default_p, sample=sample)
             es_tests = {f"{key}_pvalue": rep.tests[key].pvalue if key in rep.tests else float("nan")
                         for key in ("acerbi_szekely_z2", "mcneil_frey")}
             records.append({"portfolio": portfolio, "model": model, "sample": sample, **rep.headline(), **es_tests})
@@ -645,6 +690,65 @@ class BacktestResult:
                 "distribution": records(self.account_breach_distribution(default_p)),
                 "worst": records(self.worst_accounts(n_worst, default_p=default_p)),
                 "per_account": records(self.account_breach_rates(default_p))}
+
+    def procyclicality(self, sample: str = "common") -> pd.DataFrame:
+        """The procyclicality measures of :data:`~marginlab.validation.metrics.PROCYCLICALITY` per pair.
+
+        Measured on the model, not on the book: margins per unit of gross notional, n-day changes only where
+        the book holds the same instruments at both ends (rolls excluded), on the common dates by default
+        (see :mod:`marginlab.validation.metrics`): the average margin rate, peak-to-trough ratios (sample and
+        worst rolling year), the largest 1-, 5- and 30-day increases and quantiles of the daily margin calls.
+        """
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_procyclicality(rows)}
+                   for (pf, md), rows in self._pair_rows(sample).items()]
+        return pd.DataFrame(records).set_index(["portfolio", "model"])
+
+    def _pair_rows(self, sample: str = "common") -> dict[tuple[str, str], pd.DataFrame]:
+        """Every pair's rows indexed by date (the book's common dates, or the pair's own), in first-seen order.
+
+        The same rows as ``_rows`` for each pair, with each book's common dates computed once.
+        """
+        if sample not in ("common", "own"):
+            raise ValueError(f"sample must be 'common' (dates shared by the book's models) or 'own', got {sample!r}")
+        out = {}
+        for pf, book in self.frame.groupby("portfolio", sort=False):
+            common = self.common_dates(pf) if sample == "common" else None
+            for md, rows in book.groupby("model", sort=False):
+                rows = rows.set_index("date")
+                out[(pf, md)] = rows.loc[rows.index.intersection(common)] if common is not None else rows
+        order = list(self.frame.groupby(["portfolio", "model"], sort=False).groups)
+        return {key: out[key] for key in order}
+
+    def overlay_bases(self) -> dict[str, str]:
+        """Overlaid models of the result whose inner model is also in it: label -> label of the inner model."""
+        out = {}
+        for label, model in self.models.items():
+            inner = getattr(model, "inner", None)
+            base = next((other for other, m in self.models.items() if other != label and inner is not None
+                         and type(m) is type(inner) and m == inner), None)
+            if base is not None:
+                out[label] = base
+        return out
+
+    def apc_tradeoff(self, sample: str = "common") -> pd.DataFrame:
+        """Cost against benefit of each overlay (APC tool), side by side with the model it wraps, per book.
+
+        For every overlaid model whose inner model is also in the result (:meth:`overlay_bases`) and every
+        portfolio both have rows for: the average extra margin (quote currency and relative) and the largest
+        1-, 5- and 30-day margin-rate increases without and with the overlay, and their reduction
+        (:func:`~marginlab.validation.metrics.apc_tradeoff`); on the common dates by default.
+        """
+        records = []
+        bases = self.overlay_bases()
+        pairs = self._pair_rows(sample) if bases else {}
+        for label, base in bases.items():
+            tools = " + ".join(o.name for o in self.models[label].overlays)
+            for pf, md in pairs:
+                if md == label and (pf, base) in pairs:
+                    records.append({"portfolio": pf, "model": label, "base_model": base, "tools": tools,
+                                    **apc_tradeoff(pairs[(pf, base)], pairs[(pf, label)])})
+        columns = ["portfolio", "model", "base_model", "tools"]
+        return pd.DataFrame(records, columns=columns if not records else None).set_index(["portfolio", "model"])
 
     def summary(self) -> str:
         """Breaches and breach rates per portfolio x model, as text."""

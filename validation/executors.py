@@ -32,8 +32,9 @@ one task, else serial; the environment variable ``MARGINLAB_EXECUTOR``
 (``serial``/``local``) overrides the automatic choice (the test suite sets it to
 ``serial``).
 
-A progress line per finished task is written to standard error when it is a
-terminal (nothing in CI or when redirected).
+Given a :class:`~marginlab.validation.progress.Progress`, an executor advances its
+bar as each task finishes (it draws only on a terminal: nothing in CI or when
+redirected).
 """
 
 from __future__ import annotations
@@ -41,63 +42,31 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SerialExecutor", "DaskExecutor", "LocalExecutor", "RemoteExecutor", "Progress", "EXECUTORS",
+from .progress import Progress
+
+__all__ = ["SerialExecutor", "DaskExecutor", "LocalExecutor", "RemoteExecutor", "EXECUTORS",
            "make_executor", "free_cores", "add_executor_arguments", "executor_from_args"]
 
 #: Executor names accepted by :func:`make_executor`, the study key ``execution.executor`` and ``--executor``.
 EXECUTORS = ("auto", "serial", "local", "remote")
 
 
-class Progress:
-    """A one-line progress bar of finished tasks on standard error, only when it is a terminal.
-
-    ``enabled=None`` (default) shows it when ``sys.stderr.isatty()``; CI logs and redirected output
-    stay quiet.
-    """
-
-    def __init__(self, total: int, label: str = "tasks", enabled: bool | None = None, stream=None):
-        self.total, self.label, self.done = int(total), label, 0
-        self.stream = sys.stderr if stream is None else stream
-        self.enabled = (hasattr(self.stream, "isatty") and self.stream.isatty()) if enabled is None else enabled
-        self._t0 = time.perf_counter()
-        self._draw()
-
-    def update(self, n: int = 1) -> None:
-        """Count ``n`` more finished tasks and redraw."""
-        self.done += n
-        self._draw()
-
-    def _draw(self) -> None:
-        if not self.enabled or self.total <= 0:
-            return
-        width = 30
-        filled = int(width * self.done / self.total)
-        elapsed = time.perf_counter() - self._t0
-        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {self.label} "
-                          f"{elapsed:6.1f}s")
-        if self.done >= self.total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        """End the line if the bar was left unfinished (e.g. on an error)."""
-        if self.enabled and 0 < self.total and self.done < self.total:
-            self.stream.write("\n")
-            self.stream.flush()
+def _bar(progress: Progress | None, done: int, total: int, label: str) -> None:
+    if progress is not None:
+        progress.bar(done, total, label)
 
 
 @dataclass
 class SerialExecutor:
     """Run every task in this process, in order."""
 
-    progress: bool | None = None
+    progress: Progress | None = None
+    label: str = "tasks"
 
     @property
     def workers(self) -> int:
@@ -105,15 +74,13 @@ class SerialExecutor:
         return 1
 
     def map(self, function: Callable, items: Sequence) -> list:
-        """``[function(item) for item in items]``, with a progress bar on a terminal."""
-        bar = Progress(len(items), enabled=self.progress)
+        """``[function(item) for item in items]``, advancing ``progress``'s bar after each."""
+        items = list(items)
         out = []
-        try:
-            for item in items:
-                out.append(function(item))
-                bar.update()
-        finally:
-            bar.close()
+        _bar(self.progress, 0, len(items), self.label)
+        for k, item in enumerate(items):
+            out.append(function(item))
+            _bar(self.progress, k + 1, len(items), self.label)
         return out
 
     def close(self) -> None:
@@ -138,15 +105,18 @@ class DaskExecutor:
     Parameters
     ----------
     client : dask.distributed.Client
-    progress : bool, optional
-        Show the progress bar (default: when standard error is a terminal).
+    progress : Progress, optional
+        Its bar advances as tasks finish (:class:`~marginlab.validation.progress.Progress`; none by default).
+    label : str
+        What the bar counts.
     retries : int
         Extra attempts of a task that raised on a worker (a task lost with a dead worker is rescheduled
         by Dask regardless, up to ``distributed.scheduler.allowed-failures`` times).
     """
 
     client: Any
-    progress: bool | None = None
+    progress: Progress | None = None
+    label: str = "tasks"
     retries: int = 1
     _owns: list = field(default_factory=list, repr=False)
 
@@ -167,13 +137,12 @@ class DaskExecutor:
         run = uuid.uuid4().hex[:8]
         futures = [self.client.submit(_apply, shipped, item, key=f"marginlab-{run}-{k}", pure=False,
                                       retries=self.retries) for k, item in enumerate(items)]
-        bar = Progress(len(futures), enabled=self.progress)
         try:
-            for _ in as_completed(futures):
-                bar.update()
+            _bar(self.progress, 0, len(futures), self.label)
+            for k, _ in enumerate(as_completed(futures)):
+                _bar(self.progress, k + 1, len(futures), self.label)
             return self.client.gather(futures)
         finally:
-            bar.close()
             self.client.cancel([*futures, shipped])
 
     def close(self) -> None:
@@ -189,7 +158,8 @@ class DaskExecutor:
         self.close()
 
 
-def LocalExecutor(workers: int | None = None, progress: bool | None = None, **cluster_kwargs: Any) -> DaskExecutor:
+def LocalExecutor(workers: int | None = None, progress: Progress | None = None, label: str = "tasks",
+                  **cluster_kwargs: Any) -> DaskExecutor:
     """A :class:`DaskExecutor` on a new :class:`dask.distributed.LocalCluster` of ``workers`` processes.
 
     ``workers`` defaults to :func:`free_cores` (at least 1); each worker has one thread. Close it (or use it
@@ -204,10 +174,11 @@ def LocalExecutor(workers: int | None = None, progress: bool | None = None, **cl
                "silence_logs": 40, **cluster_kwargs}
     cluster = LocalCluster(**options)
     client = Client(cluster)
-    return DaskExecutor(client, progress=progress, _owns=[cluster, client])
+    return DaskExecutor(client, progress=progress, label=label, _owns=[cluster, client])
 
 
-def RemoteExecutor(scheduler: str, progress: bool | None = None, timeout: float = 10.0) -> DaskExecutor:
+def RemoteExecutor(scheduler: str, progress: Progress | None = None, timeout: float = 10.0,
+                   label: str = "tasks") -> DaskExecutor:
     """A :class:`DaskExecutor` on the Dask scheduler at ``scheduler`` (e.g. ``tcp://10.0.0.5:8786``).
 
     The workers must be able to import marginlab (the same version as here). Raises ValueError naming the
@@ -221,7 +192,7 @@ def RemoteExecutor(scheduler: str, progress: bool | None = None, timeout: float 
         client = Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         raise ValueError(f"no Dask scheduler answers at {scheduler} ({type(exc).__name__}: {exc})") from None
-    return DaskExecutor(client, progress=progress, _owns=[client])
+    return DaskExecutor(client, progress=progress, label=label, _owns=[client])
 
 
 def free_cores() -> int:
@@ -238,7 +209,7 @@ def free_cores() -> int:
 
 
 def make_executor(executor: str = "auto", workers: int | None = None, scheduler: str | None = None,
-                  n_tasks: int | None = None, progress: bool | None = None):
+                  n_tasks: int | None = None, progress: Progress | None = None, label: str = "tasks"):
     """The executor named by ``executor`` (see :data:`EXECUTORS` and the module docstring).
 
     ``"auto"``: the local cluster when :func:`free_cores` >= 2 and ``n_tasks`` (if known) > 1, else serial;
@@ -255,7 +226,7 @@ def make_executor(executor: str = "auto", workers: int | None = None, scheduler:
     if executor == "remote" or scheduler is not None:
         if scheduler is None:
             raise ValueError("executor 'remote' needs a scheduler address (e.g. tcp://host:8786)")
-        return RemoteExecutor(scheduler, progress=progress)
+        return RemoteExecutor(scheduler, progress=progress, label=label)
     if executor == "auto":
         forced = os.environ.get("MARGINLAB_EXECUTOR", "").strip()
         if forced:
@@ -267,8 +238,8 @@ def make_executor(executor: str = "auto", workers: int | None = None, scheduler:
             many = n_tasks is None or n_tasks > 1
             executor = "local" if (workers is not None and workers > 1 or free_cores() >= 2) and many else "serial"
     if executor == "serial":
-        return SerialExecutor(progress=progress)
-    return LocalExecutor(workers=workers, progress=progress)
+        return SerialExecutor(progress=progress, label=label)
+    return LocalExecutor(workers=workers, progress=progress, label=label)
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:

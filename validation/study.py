@@ -12,6 +12,7 @@ Example (``studies/default.toml``)::
     mpor_days = 1
     tail_prob = 0.01         # p of the coverage tests (99% coverage)
     out = "reports_out"
+    standalone_legs = true   # also margin each leg alone: the offset benefit metric
 
     [market]
     assets = ["BTC", "ETH", "SOL", "XRP"]
@@ -38,6 +39,15 @@ Member accounts (beside or instead of ``[portfolios]``) and where the run execut
     workers = 2              # local cluster size (default: the free cores)
     scheduler = "tcp://host:8786"
     books_per_task = 25
+    [[models]]                # a model with anti-procyclicality overlays, applied in order (first innermost)
+    name = "historical_var"
+    label = "Historical VaR + APC buffer"
+    overlays = [{ name = "apc_buffer", params = { buffer = 0.25 } }]
+
+    [stress]                  # optional: stress tests of every book and model
+    scenarios = "all"         # or a list of names of marginlab.validation.stress.SCENARIOS
+    every = 1                 # stress every k-th margin date
+    reverse_every = 7         # reverse stress every k-th margin date (0: none)
 """
 
 from __future__ import annotations
@@ -52,14 +62,15 @@ from typing import Any
 
 import pandas as pd
 from marginlab.datasets import load_market, read_positions
-from marginlab.models import MODELS, account_books, make_model, reference_portfolios
+from marginlab.models import MODELS, MarginModel, account_books, make_model, make_overlay, reference_portfolios
 from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
 from .executors import make_executor
+from .progress import Progress
 
-__all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "DEFAULT_STUDY", "STUDY_KEYS",
-           "MODEL_KEYS"]
+__all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "build_model", "read_toml",
+           "DEFAULT_STUDY", "STUDY_KEYS", "MODEL_KEYS", "OVERLAY_KEYS"]
 
 #: ``marginlab run`` without a file runs ``studies/default.toml`` of the working directory,
 #: or of the source checkout for an editable install.
@@ -75,16 +86,28 @@ def _default_study() -> Path:
 
 #: Every key of a study file, per section, and its type: the one declaration that the parser checks
 #: (``marginlab.models.params.check_value``: no coercion, ``bool`` is not a number). ``[[models]]``
-#: entries have the keys of :data:`MODEL_KEYS`; their ``params`` are checked by the model itself.
+#: entries have the keys of :data:`MODEL_KEYS`; their ``params`` are checked by the model itself, and each
+#: entry of their ``overlays`` has the keys of :data:`OVERLAY_KEYS` (``params`` checked by the overlay).
 STUDY_KEYS: dict[str, dict[str, Any]] = {
     "study": {"name": str, "seed": int, "mpor_days": int, "tail_prob": float, "out": str,
-              "include_funding": bool, "description": str},
+              "include_funding": bool, "description": str, "standalone_legs": bool},
     "market": {"assets": list[Asset], "freq": str, "start": dt.date, "end": dt.date, "smile": bool},
     "portfolios": {"reference": str | list[str], "notional": float},
     "accounts": {"file": str, "carry_forward": bool},
     "execution": {"executor": str, "workers": int, "scheduler": str, "books_per_task": int},
+    "stress": {"scenarios": str | list[str], "every": int, "reverse_every": int},
 }
-MODEL_KEYS: dict[str, Any] = {"name": str, "label": str, "params": dict[str, Any]}
+MODEL_KEYS: dict[str, Any] = {"name": str, "label": str, "params": dict[str, Any], "overlays": list[dict[str, Any]]}
+OVERLAY_KEYS: dict[str, Any] = {"name": str, "params": dict[str, Any]}
+
+
+def build_model(name: str, params: dict[str, Any] | None = None,
+                overlays: tuple[tuple[str, dict[str, Any]], ...] = ()) -> MarginModel:
+    """A registered model with its overlays applied in order, the first innermost (make_model, make_overlay)."""
+    model = make_model(name, **(params or {}))
+    for overlay, overlay_params in overlays:
+        model = make_overlay(overlay, **overlay_params)(model)
+    return model
 
 
 @dataclass(frozen=True)
@@ -112,7 +135,14 @@ class StudyConfig:
     workers: int | None = None
     scheduler: str | None = None
     books_per_task: int | None = None
+    standalone_legs: bool = False
     source: str = "<dict>"
+    #: model label -> overlays ``((name, params), ...)`` applied in order (the first innermost)
+    model_overlays: dict[str, tuple[tuple[str, dict], ...]] = field(default_factory=dict)
+    #: stress scenarios (names of ``marginlab.validation.stress.SCENARIOS``); None: no stress tests
+    stress_scenarios: tuple[str, ...] | None = None
+    stress_every: int = 1
+    reverse_every: int = 0
 
     def __post_init__(self) -> None:
         validate_fields(self, prefix=f"{self.source}: StudyConfig" if isinstance(self.source, str) else None)
@@ -123,10 +153,20 @@ class StudyConfig:
                 "assets": list(self.assets), "freq": self.freq, "start": self.start, "end": self.end,
                 "portfolios": self.portfolios if isinstance(self.portfolios, str) else list(self.portfolios),
                 "notional": self.notional, "include_funding": self.include_funding, "smile": self.smile,
-                "models": [{"label": lab, "name": n, "params": p} for lab, n, p in self.models],
+                "models": [{"label": lab, "name": n, "params": p,
+                            "overlays": [{"name": o, "params": op} for o, op in self.model_overlays.get(lab, ())]}
+                           for lab, n, p in self.models],
+                "stress": None if self.stress_scenarios is None else {
+                    "scenarios": list(self.stress_scenarios), "every": self.stress_every,
+                    "reverse_every": self.reverse_every},
                 "accounts": None if self.accounts_file is None else {"file": self.accounts_file,
                                                                      "carry_forward": self.carry_forward},
-                "description": self.description, "source": self.source}
+                "description": self.description, "standalone_legs": self.standalone_legs, "source": self.source}
+
+    def build_models(self) -> dict[str, MarginModel]:
+        """The study's models by label, overlays applied."""
+        return {label: build_model(name, params, self.model_overlays.get(label, ()))
+                for label, name, params in self.models}
 
 
 def _require(cond: bool, where: str, message: str) -> None:
@@ -197,15 +237,16 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     _require(notional > 0, source, f"portfolios.notional must be positive, got {notional!r}")
     models_raw = raw.get("models", [])
     _require(isinstance(models_raw, list) and models_raw, source, "at least one [[models]] entry is required")
-    models, labels = [], set()
+    models, labels, overlays = [], set(), {}
     for k, entry in enumerate(models_raw):
         where = f"{source}: models[{k}]"
         entry = _table(entry, MODEL_KEYS, source, f"models[{k}]")
         name = entry.get("name")
         _require(name in MODELS, where, f"unknown model {name!r}; registered models: {sorted(MODELS)}")
         params = entry.get("params", {})
+        chain = _overlays(entry.get("overlays", []), source, f"models[{k}]")
         try:
-            make_model(name, **params)
+            build_model(name, params, chain)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where} ({name}): {exc}") from None
         label = entry.get("label", name)
@@ -213,6 +254,25 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
         _require(label not in labels, where, f"duplicate model label {label!r}; give each model a distinct label")
         labels.add(label)
         models.append((label, name, params))
+        if chain:
+            overlays[label] = chain
+    stress = _table(raw["stress"], STUDY_KEYS["stress"], source, "stress") if "stress" in raw else None
+    scenarios, stress_every, reverse_every = None, 1, 0
+    if stress is not None:
+        from .stress import SCENARIOS
+
+        wanted = stress.get("scenarios", "all")
+        if wanted == "all":
+            scenarios = tuple(SCENARIOS)
+        else:
+            _require(isinstance(wanted, list) and wanted, source, "stress.scenarios must be 'all' or a list of names")
+            unknown = [n for n in wanted if n not in SCENARIOS]
+            _require(not unknown, source, f"unknown stress scenario(s) {unknown}; known: {list(SCENARIOS)}")
+            scenarios = tuple(wanted)
+        stress_every = stress.get("every", 1)
+        _require(stress_every >= 1, source, f"stress.every must be an integer >= 1, got {stress_every!r}")
+        reverse_every = stress.get("reverse_every", 0)
+        _require(reverse_every >= 0, source, f"stress.reverse_every must be an integer >= 0, got {reverse_every!r}")
     accounts_file = None
     if "accounts" in raw:
         _require("file" in accounts, source, "[accounts] needs file = \"...\" (a position file; see "
@@ -233,10 +293,13 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
                        assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
                        out=study.get("out", "reports_out"), include_funding=study.get("include_funding", False),
-                       smile=market.get("smile", False), description=study.get("description", ""),
+                       smile=market.get("smile", False), description=study.get("description", ""), source=source,
+                       standalone_legs=study.get("standalone_legs", False),
+                       model_overlays=overlays, stress_scenarios=scenarios, stress_every=stress_every,
+                       reverse_every=reverse_every,
                        accounts_file=accounts_file, carry_forward=accounts.get("carry_forward", True),
                        executor=executor, workers=execution.get("workers"), scheduler=execution.get("scheduler"),
-                       books_per_task=execution.get("books_per_task"), source=source)
+                       books_per_task=execution.get("books_per_task"))
 
 
 def _relative(file: str, source: str) -> str:
@@ -247,17 +310,28 @@ def _relative(file: str, source: str) -> str:
     return str(path)
 
 
-def load_study(path: str | Path | None = None) -> StudyConfig:
-    """Read and validate a study TOML file (default: the bundled default study).
+def _overlays(raw: Any, source: str, prefix: str) -> tuple[tuple[str, dict], ...]:
+    """The ``overlays`` list of a ``[[models]]`` entry as ``((name, params), ...)`` (keys checked here)."""
+    _require(isinstance(raw, list), source, f"{prefix}.overlays must be a list of tables, got {raw!r}")
+    out = []
+    for k, entry in enumerate(raw):
+        entry = _table(entry, OVERLAY_KEYS, source, f"{prefix}.overlays[{k}]")
+        _require("name" in entry, source, f"{prefix}.overlays[{k}] needs a name")
+        out.append((entry["name"], entry.get("params", {})))
+    return tuple(out)
 
-    The file must be UTF-8 (a byte-order mark is skipped); a folder, an
-    unreadable or non-UTF-8 file or invalid TOML raises ValueError naming it.
+
+def read_toml(path: str | Path, what: str = "study") -> dict[str, Any]:
+    """Read a TOML file marginlab is given (a study or a grid): ValueError naming the file when it cannot.
+
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, a missing, unreadable or non-UTF-8 file
+    or invalid TOML raises ValueError naming it.
     """
-    path = Path(path) if path is not None else _default_study()
+    path = Path(path)
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a study file; give the path of a study TOML file")
+        raise ValueError(f"{path}: is a folder, not a {what} file; give the path of a {what} TOML file")
     if not path.exists():
-        raise ValueError(f"study file not found: {path}")
+        raise ValueError(f"{what} file not found: {path}")
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -270,22 +344,72 @@ def load_study(path: str | Path | None = None) -> StudyConfig:
         raise ValueError(f"{path}: is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
                          "TOML files are UTF-8") from None
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return parse_study(raw, source=str(path))
+
+
+def load_study(path: str | Path | None = None) -> StudyConfig:
+    """Read and validate a study TOML file (default: the bundled default study).
+
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, an
+    unreadable or non-UTF-8 file or invalid TOML raises ValueError naming it.
+    """
+    path = Path(path) if path is not None else _default_study()
+    return parse_study(read_toml(path), source=str(path))
 
 
 @dataclass
 class StudyResult:
-    """A study's configuration, backtest result, coverage and metrics tables, and report location."""
+    """A study's configuration, backtest result, coverage and metrics tables, and report location.
+
+    ``files`` holds the run's facts the report shows (``started``: ISO time in UTC, ``elapsed_s``,
+    ``out``: the report folder, ``skipped_portfolios``). :meth:`verdict` is the verdict matrix of the
+    report's first screen and :meth:`verdict_text` the same as text (what ``marginlab run`` prints).
+    ``procyclicality`` and ``apc`` are :meth:`BacktestResult.procyclicality` and
+    :meth:`BacktestResult.apc_tradeoff`; with a ``[stress]`` section, ``stress`` is
+    :func:`~marginlab.validation.stress.stress_coverage`, ``cover`` :func:`~marginlab.validation.stress.cover_n`
+    and ``reverse`` :func:`~marginlab.validation.stress.reverse_stress` (None without).
+    """
 
     config: StudyConfig
     backtest: BacktestResult
     coverage: pd.DataFrame
     metrics: pd.DataFrame
     report_path: Path | None = None
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+    #: every coverage test per (book, model), as :attr:`coverage` summarises them (see :meth:`coverage_reports`)
+    reports: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    #: a parameter sweep's tidy table (one row per grid point x book x model), when the study is a sweep
+    sweep: pd.DataFrame | None = None
+    procyclicality: pd.DataFrame | None = None
+    apc: pd.DataFrame | None = None
+    stress: pd.DataFrame | None = None
+    cover: pd.DataFrame | None = None
+    reverse: pd.DataFrame | None = None
+
+    def coverage_reports(self) -> dict[tuple[str, str], Any]:
+        """Every coverage test per (book, model) of :attr:`coverage` (computed once, when not given).
+
+        :class:`~marginlab.validation.coverage.CoverageReport` of each pair, each model at its own level
+        on the book's common sample.
+        """
+        missing = [key for key in self.coverage.index if key not in self.reports]
+        for key in missing:
+            self.reports[key] = self.backtest.coverage_report(*key, default_p=self.config.tail_prob)
+        return self.reports
+
+    def verdict(self) -> dict[str, Any]:
+        """The verdict matrix (books x models; :func:`marginlab.reports.verdict.verdict_matrix`)."""
+        from marginlab.reports.verdict import verdict_matrix
+
+        return verdict_matrix(self.backtest, self.coverage)
+
+    def verdict_text(self) -> str:
+        """The verdict matrix as terminal text, with its three sentences."""
+        from marginlab.reports.verdict import verdict_text
+
+        return verdict_text(self.verdict())
 
     def summary(self) -> str:
         """Breach table plus the headline coverage tests."""
@@ -310,20 +434,27 @@ class StudyResult:
 
 
 def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
-              write: bool = True, *, executor: str | None = None, workers: int | None = None,
-              scheduler: str | None = None, books_per_task: int | None = None) -> StudyResult:
+              write: bool = True, progress: Progress | None = None, *, executor: str | None = None,
+              workers: int | None = None, scheduler: str | None = None,
+              books_per_task: int | None = None) -> StudyResult:
     """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``).
 
-    ``executor``, ``workers``, ``scheduler`` and ``books_per_task`` override the study's ``[execution]``
-    section (:func:`marginlab.validation.executors.make_executor`); the result is the same whichever runs it.
+    ``progress`` (:class:`~marginlab.validation.progress.Progress`) shows the stages and a bar over the
+    backtest's tasks on a terminal; nothing is shown by default. ``executor``, ``workers``, ``scheduler`` and
+    ``books_per_task`` override the study's ``[execution]`` section
+    (:func:`marginlab.validation.executors.make_executor`); the result is the same whichever runs it.
     """
+    progress = progress if progress is not None else Progress(enabled=False)
+    started = dt.datetime.now(dt.UTC)
     config = study if isinstance(study, StudyConfig) else load_study(study)
+    requested = str(out if out is not None else config.out)
     if write:  # a bad output folder fails now, not after the backtest
         from marginlab.reports import check_report_folder
 
         out = check_report_folder(out if out is not None else config.out)
     # the whole bundled history is loaded: start/end select the margin dates, and every model sees all the
     # history before the first one (no warm-up spent inside the requested range)
+    progress.stage(f"loading market data ({', '.join(config.assets)}, {config.freq})")
     market = load_market(list(config.assets), freq=config.freq, with_option_chains=config.smile)
     library = reference_portfolios(config.notional)
     names = list(library) if config.portfolios == "all" else list(config.portfolios)
@@ -340,28 +471,51 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
         books.update(accounts)
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
-    models = {label: make_model(name, **params) for label, name, params in config.models}
+    models = config.build_models()
     backtest = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
-                        include_funding=config.include_funding, seed=config.seed)
+                        include_funding=config.include_funding, seed=config.seed,
+                        standalone_legs=config.standalone_legs)
     kind = executor if executor is not None else ("remote" if scheduler is not None else config.executor)
     n_workers = workers if workers is not None else config.workers
     per_task = books_per_task if books_per_task is not None else config.books_per_task
     split_models = len(books) <= _MANY_BOOKS
+    progress.stage(f"replaying {len(books)} book(s) through {len(models)} model(s)")
     with make_executor(kind, workers=n_workers, scheduler=scheduler if scheduler is not None else config.scheduler,
-                       n_tasks=len(backtest.tasks(per_task, split_models))) as runner:
+                       n_tasks=len(backtest.tasks(per_task, split_models)), progress=progress,
+                       label="tasks (model groups)") as runner:
         if per_task is None and not split_models:  # many books: a few tasks per worker
             per_task = max(1, math.ceil(len(books) / (4 * max(1, runner.workers))))
         result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
     # the full battery of tests and metrics per reference book; member accounts get the account-level view
     # (BacktestResult.accounts_summary & co.)
     reference = [n for n in books if n not in accounts]
-    coverage = result.coverage(default_p=config.tail_prob, portfolios=reference)
+    progress.stage("coverage tests")
+    # every coverage test of every pair, run once: the headline table and the report's drill-down share them
+    reports = {} if result.frame.empty else {
+        key: result.coverage_report(*key, default_p=config.tail_prob)
+        for key in result.frame.groupby(["portfolio", "model"], sort=False).groups if key[0] not in accounts}
+    coverage = result.coverage(default_p=config.tail_prob, reports=reports, portfolios=reference)
     metrics = result.efficiency(portfolios=reference)
-    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
+    progress.stage("procyclicality")
+    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
+                     procyclicality=result.procyclicality(), apc=result.apc_tradeoff())
+    if config.stress_scenarios is not None:
+        from .stress import cover_n, reverse_stress, stress_coverage, stress_losses
+
+        progress.stage(f"stress tests ({len(config.stress_scenarios)} scenarios)")
+        frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every)
+        sr.stress, sr.cover = stress_coverage(frame), cover_n(frame)
+        if config.reverse_every:
+            progress.stage("reverse stress")
+            sr.reverse = reverse_stress(result, market, every=config.reverse_every)
     sr.files["skipped_portfolios"] = ", ".join(skipped)
+    sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
+    sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
     if write:
         from marginlab.reports import write_report
 
+        sr.files["out"] = requested
+        progress.stage("writing the report")
         sr.report_path = write_report(sr, out)
     return sr
 
