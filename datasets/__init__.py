@@ -5,6 +5,7 @@
 sources and licences (see ``datasets/NOTICE.md``).
 """
 
+from .accounts import PositionTable, read_positions
 from .errors import DataError
 from .inputs import MarketInputs
 from .loaders import (
@@ -33,4 +34,6 @@ __all__ = [
     "load_prices",
     "market_inputs",
     "read_prices",
+    "read_positions",
+    "PositionTable",
 ]

@@ -330,8 +330,8 @@ def _sniff_text(path: Path, head: bytes) -> None:
                             "save it as UTF-8 CSV") from None
 
 
-def _read_table(path: Path, time_column: str | None) -> pd.DataFrame:
-    """Read a user's CSV/Parquet file; every failure is a DataError naming the file."""
+def _read_table(path: Path, time_column: str | None, dtype: dict | None = None) -> pd.DataFrame:
+    """Read a user's CSV/Parquet file; every failure is a DataError naming the file (``dtype``: CSV columns' types)."""
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if path.is_dir():
@@ -353,7 +353,7 @@ def _read_table(path: Path, time_column: str | None) -> pd.DataFrame:
             _sniff_text(path, fh.read(65536))
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header: data lost
-            return pd.read_csv(path, encoding="utf-8", index_col=False)
+            return pd.read_csv(path, encoding="utf-8", index_col=False, dtype=dtype)
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zlib.error, pd.errors.ParserError, pd.errors.ParserWarning) as exc:

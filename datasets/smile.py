@@ -51,7 +51,13 @@ RATIO_BOUNDS = (0.5, 3.0)
 
 
 def _design(x: np.ndarray, t_years: np.ndarray) -> np.ndarray:
-    return np.column_stack([np.ones_like(x), x, x * x, np.sqrt(t_years) - _T_REF])
+    out = np.empty((x.shape[0], 4))  # the columns 1, x, x^2, sqrt(T) - sqrt(30/365), C order
+    out[:, 0] = 1.0
+    out[:, 1] = x
+    np.multiply(x, x, out=out[:, 2])
+    np.sqrt(t_years, out=out[:, 3])
+    out[:, 3] -= _T_REF
+    return out
 
 
 def fit_smile(chain: pd.DataFrame, dvol: float) -> np.ndarray:

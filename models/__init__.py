@@ -10,6 +10,7 @@ is an :class:`OverlaidModel`, itself a margin model.
 """
 
 from . import deribit_pm, greeks_netting, simulation, span, static  # noqa: F401  (register the models)
+from .accounts import STRATEGY_MIX, AccountBook, account_books, synthetic_accounts
 from .base import MODELS, Forecast, MarginModel, ModelState, make_model, model_parameters, register
 from .context import RunContext
 from .deribit_pm import DERIBIT_PM_VINTAGES, DeribitPMVintage, DeribitPortfolioMargin
@@ -60,6 +61,10 @@ __all__ = [
     "OptionStrategy",
     "CombinedBook",
     "reference_portfolios",
+    "AccountBook",
+    "account_books",
+    "synthetic_accounts",
+    "STRATEGY_MIX",
     "black76_price",
     "black76_greeks",
     "strike_from_delta",

@@ -66,6 +66,11 @@ class Portfolio:
         """True if the book holds options (it then needs implied vol data)."""
         return False
 
+    @property
+    def implied_vol_assets(self) -> list[str]:
+        """Assets whose implied vol the book needs (those it holds options on; default: all when it holds any)."""
+        return self.assets if self.needs_implied_vol else []
+
     def positions_at(self, t: pd.Timestamp, market: MarketData | None = None) -> list[Position]:
         """Positions held at ``t`` (frozen over the MPOR after ``t``)."""
         raise NotImplementedError
@@ -73,6 +78,10 @@ class Portfolio:
     def first_date(self, market: MarketData) -> pd.Timestamp:
         """First date on which the book can be built from ``market``."""
         return market.index[self._first_row(market)]
+
+    def held(self, market: MarketData) -> np.ndarray | None:
+        """Boolean mask over the market's rows where the portfolio holds a book (None: on every date)."""
+        return None
 
     def _first_row(self, market: MarketData) -> int:
         if any(a not in market.asset_index for a in self.assets):
@@ -108,6 +117,11 @@ class FixedBook(Portfolio):
     def needs_implied_vol(self) -> bool:
         """True if any position is an option."""
         return any(isinstance(p.instrument, Option) for p in self.positions)
+
+    @property
+    def implied_vol_assets(self) -> list[str]:
+        """Assets the book holds options on."""
+        return list(dict.fromkeys(p.instrument.asset for p in self.positions if isinstance(p.instrument, Option)))
 
     def positions_at(self, t, market=None) -> list[Position]:
         """The fixed positions (independent of ``t``)."""

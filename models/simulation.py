@@ -48,9 +48,14 @@ __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "ScenarioSet"
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
     """VaR (k-th largest loss) or ES (mean of the k largest), k = ceil(N (1 - level))."""
-    k = _risk_k(losses.size, level)
-    top = -np.partition(-losses, k - 1)[:k]
+    top = _top_losses(losses, level)
     return float(top.mean()) if measure == "es" else float(top.min())
+
+
+def _top_losses(losses: np.ndarray, level: float) -> np.ndarray:
+    """The k largest losses (unordered), k = ceil(N (1 - level))."""
+    k = _risk_k(losses.size, level)
+    return -np.partition(-losses, k - 1)[:k]
 
 
 def _risk_k(n: int, level: float) -> int:
@@ -99,24 +104,38 @@ def _resolve_level(model: MarginModel, default: float) -> None:
     check_range(model.name, "level", model.level, 0.5, 1.0, high_open=True)
 
 
-def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool):
+def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool | Sequence[str]):
     """The last ``lookback`` rows up to i on which every needed series is observed, contiguous back from i.
 
     A row missing a needed value (before an asset's listing, or before its implied-vol history) ends
-    the window, so a window is always one unbroken run of rows ``rows[0] .. i``.
+    the window, so a window is always one unbroken run of rows ``rows[0] .. i``. ``with_vol``: implied-vol
+    log changes of every asset (True), of none (False), or of the listed assets (those the book holds
+    options on) only: the other columns of the vol changes are then 0 (no option on them moves with
+    their vol; an asset without implied-vol data, e.g. XRP beside BTC options, does not end the window).
     """
     cols = [market.asset_index[a] for a in assets]
     lo = max(1, i - lookback + 1)
     r = market.log_return_array[lo:i + 1][:, cols]
     ok = np.isfinite(r).all(axis=1)
     dv = None
-    if with_vol:
+    if with_vol is not False and (with_vol is True or len(with_vol)):
         dv = market.log_vol_change_array[lo:i + 1][:, cols]
-        ok &= np.isfinite(dv).all(axis=1)
+        need = slice(None) if with_vol is True or set(with_vol) >= set(assets) else \
+            [k for k, a in enumerate(assets) if a in set(with_vol)]
+        ok &= np.isfinite(dv[:, need]).all(axis=1)
+        if not isinstance(need, slice):
+            unused = [k for k in range(len(assets)) if k not in need]
+            dv = dv.copy()
+            dv[:, unused] = 0.0
     if ok.all():
         return np.arange(lo, i + 1), r, dv
     ok[:np.flatnonzero(~ok)[-1]] = False  # (a boolean mask copies: the arrays keep their alignment)
     return np.arange(lo, i + 1)[ok], r[ok], (None if dv is None else dv[ok])
+
+
+def _vol_assets(book) -> list[str]:
+    """The book's assets it holds options on (whose implied-vol changes its scenarios need)."""
+    return [book.assets[k] for k in sorted(set(book.asset_idx[book.is_option].tolist()))]
 
 
 def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
@@ -135,7 +154,7 @@ def _book_history(positions: Sequence[Position], market: MarketData, i: int, loo
     Returns ``(book, rows, returns, vol_changes)``; ``vol_changes`` is None unless the book holds options.
     """
     book = book_arrays(positions)
-    rows, rets, dvol = _window(market, book.assets, i, lookback, bool(book.is_option.any()))
+    rows, rets, dvol = _window(market, book.assets, i, lookback, _vol_assets(book))
     if rows.size < min_obs:
         return None
     return book, rows, rets, dvol
@@ -186,7 +205,8 @@ def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, ass
 
 def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
     """The forecast of equally weighted scenario losses: margin = VaR or ES at ``level``, each floored at 0."""
-    var, es = max(risk_measure(losses, "var", level), 0.0), max(risk_measure(losses, "es", level), 0.0)
+    top = _top_losses(losses, level)  # one partition for both measures (risk_measure's numbers)
+    var, es = max(float(top.min()), 0.0), max(float(top.mean()), 0.0)
     return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses)
 
 
@@ -525,6 +545,19 @@ class EWMAVaR(_ScenarioModel):
         w = (1 - self.lam) * self.lam ** np.arange(m - 1, -1, -1)
         return self.lam**m * cov0 + (rest * w[:, None]).T @ rest
 
+    def _moves(self, rets: np.ndarray, dvol: np.ndarray | None, rng: np.random.Generator, h: int) -> np.ndarray:
+        """Simulated h-day moves, shape (n_paths, n_factors): returns, then implied-vol log changes."""
+        x = rets if dvol is None else np.hstack([rets, dvol])
+        cov = self.covariance(x)
+        chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
+        z = rng.standard_normal((h, self.n_paths, x.shape[1]))
+        if self.dist == "t":
+            w = rng.chisquare(self.nu, size=(h, self.n_paths, 1))
+            z = z * np.sqrt((self.nu - 2.0) / w)
+        moves = (z @ chol.T).sum(axis=0)
+        moves.setflags(write=False)
+        return moves
+
     def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
         """EWMA scenario losses of the book (None before ``min_obs`` observations)."""
         i, h = state.i, state.context.mpor
@@ -532,15 +565,17 @@ class EWMAVaR(_ScenarioModel):
         if history is None:
             return None
         book, rows, rets, dvol = history
-        x = rets if dvol is None else np.hstack([rets, dvol])
-        cov = self.covariance(x)
-        chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
-        rng = state.context.rng(i)
-        z = rng.standard_normal((h, self.n_paths, x.shape[1]))
-        if self.dist == "t":
-            w = rng.chisquare(self.nu, size=(h, self.n_paths, 1))
-            z = z * np.sqrt((self.nu - 2.0) / w)
-        moves = (z @ chol.T).sum(axis=0)
+        # the simulated moves depend on the date, the book's assets and whether it holds options only: books
+        # sharing them share the moves (computed once per date; the store keeps the current row only)
+        store = state.context.cache("ewma_moves")
+        if store.get("row") != i:
+            store.clear()
+            store["row"] = i
+        key = (self.lam, self.dist, self.nu, self.lookback, self.n_paths, h, tuple(book.assets),
+               tuple(_vol_assets(book)))
+        moves = store.get(key)
+        if moves is None:
+            moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
         pnl = _scenario_pnl(positions, market, i, book.assets, moves[:, :n], log_vol, h)

@@ -75,8 +75,9 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
     """The verdict matrix as a JSON-ready dict: books, models and one cell per pair (see module docstring)."""
     frame = backtest.frame
     models = list(backtest.models) or list(dict.fromkeys(frame["model"]))
-    books = books or list(dict.fromkeys([*frame["portfolio"], *(pf for pf, _ in backtest.not_applicable),
-                                         *(pf for pf, _ in backtest.warmup)]))
+    if books is None:
+        books = list(dict.fromkeys([*frame["portfolio"], *(pf for pf, _ in backtest.not_applicable),
+                                    *(pf for pf, _ in backtest.warmup)]))
     samples = common_sample(backtest)
     na = set(backtest.not_applicable)
     cells = []

@@ -129,7 +129,8 @@ def report_files(study) -> dict[str, bytes]:
     ``report.html`` (the page), ``results.json`` (everything the page shows, with units; it follows
     ``results.schema.json``, shipped beside it), ``backtest.csv`` (every result row: the data of the
     figures), ``coverage.csv`` and ``metrics.csv``; and the tables of :data:`OPTIONAL_TABLES` the result
-    carries (procyclicality, APC trade-off, stress coverage, Cover-1/2, reverse stress, sweep).
+    carries (procyclicality, APC trade-off, stress coverage, Cover-1/2, reverse stress, sweep), and
+    ``accounts.csv`` (per member account and model) when the run has member accounts.
     """
     data, built = _sections(study)
     results = results_dict(study, built)
@@ -142,6 +143,9 @@ def report_files(study) -> dict[str, bytes]:
         "metrics.csv": study.metrics.to_csv().encode("utf-8"),
         **{name: _csv(table) for name, attribute in OPTIONAL_TABLES.items()
            if (table := getattr(study, attribute, None)) is not None and len(table)},
+        # member accounts: each account's coverage test (the report shows the account-level summary)
+        **({"accounts.csv": _csv(study.backtest.account_breach_rates(study.config.tail_prob))}
+           if getattr(study.backtest, "accounts", None) else {}),
     }
 
 

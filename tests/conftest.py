@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ RAW = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "raw"
 def fixtures() -> Path:
     return FIXTURES
 
+# studies run serially in the tests (a local Dask cluster per test would cost seconds each); the executor
+# tests choose their executors explicitly
+os.environ.setdefault("MARGINLAB_EXECUTOR", "serial")
 
 #: Names a user could give (study, books, models, file names) that HTML or matplotlib would misread.
 HOSTILE_BOOK = 'long BTC <script>alert("book")</script> & \'quoted\' $\\alpha$'

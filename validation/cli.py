@@ -2,14 +2,17 @@
 
 ``marginlab datasets`` prints the catalogue of bundled datasets;
 ``marginlab datasets build --raw DIR`` rebuilds them from the raw files;
-``marginlab run [STUDY.toml] [--out DIR]`` runs a study, writes its report and
-prints the verdict matrix (books x models) and the report's path; on a terminal it
-shows the stages and a bar over the backtest's tasks (standard error);
+``marginlab run [STUDY.toml] [--out DIR] [--executor serial|local|remote] [--workers N] [--scheduler ADDRESS]``
+runs a study (on this process, a local Dask cluster or a remote one:
+:mod:`marginlab.validation.executors`), writes its report and prints the verdict
+matrix (books x models) and the report's path; on a terminal it shows the stages
+and a bar over the backtest's tasks (standard error);
 ``marginlab show REPORT_DIR`` prints the verdict matrix of a report written before;
 ``marginlab models`` lists the registered margin models (and overlays) with their
 parameters, defaults and a one-line description;
 ``marginlab sweep STUDY.toml --grid GRID.toml --out DIR`` runs the study's books over a
-grid of model parameters (:mod:`marginlab.validation.sweep`) and writes its table and heatmaps.
+grid of model parameters (:mod:`marginlab.validation.sweep`) and writes its table and
+heatmaps; it takes the same executor flags.
 
 Errors. Every error a user can cause (a bad study file, bad data, an output
 folder marginlab may not write) ends in one line ``marginlab: error: ...``
@@ -69,11 +72,12 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from marginlab.validation.executors import executor_from_args
     from marginlab.validation.progress import Progress
     from marginlab.validation.study import run_study
 
     progress = Progress()
-    result = run_study(args.study, out=args.out, progress=progress)
+    result = run_study(args.study, out=args.out, progress=progress, **executor_from_args(args))
     progress.done("study finished")
     cfg = result.config
     print(f"Study {cfg.name!r}: MPOR {cfg.mpor_days} observation(s), seed {cfg.seed}; verdict per book and model "
@@ -130,20 +134,14 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep_executor(args: argparse.Namespace):
-    """The executor of ``marginlab sweep``'s grid points: serial (None) for now.
-
-    Hook: when ``marginlab.validation.executors`` (serial / local Dask / remote Dask) is merged, build the
-    executor from the same ``--executor/--workers/--scheduler`` flags as ``marginlab run`` here; ``run_sweep``
-    already takes any object with ``map(function, items)``.
-    """
-    return None
-
-
 def _sweep(args: argparse.Namespace) -> int:
+    from marginlab.validation.executors import executor_from_args, make_executor
     from marginlab.validation.sweep import run_sweep
 
-    result = run_sweep(args.study, args.grid, out=args.out, executor=_sweep_executor(args))
+    settings = executor_from_args(args)
+    with make_executor(settings["executor"] or "auto", workers=settings["workers"],
+                       scheduler=settings["scheduler"]) as executor:
+        result = run_sweep(args.study, args.grid, out=args.out, executor=executor)
     print(result.summary())
     print(f"\nsweep written to {result.path}")
     return 0
@@ -151,6 +149,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``marginlab`` command."""
+    from marginlab.validation.executors import add_executor_arguments
+
     parser = argparse.ArgumentParser(prog="marginlab", description="Margin-model validation on "
                                      "real crypto market history.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -165,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="study config (default: the bundled default study)")
     p_run.add_argument("--out", default=None, help="report folder (overrides the config); must be new, empty "
                                                   "or a previous marginlab report")
+    add_executor_arguments(p_run)
     p_run.set_defaults(func=_run)
     p_show = sub.add_parser("show", help="print the verdict matrix of a report written before")
     p_show.add_argument("report", help="report folder (marginlab run --out)")
@@ -176,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--grid", required=True, help="grid file: [[models]] entries, list-valued parameters swept")
     p_sweep.add_argument("--out", required=True, help="sweep folder; must be new, empty or a previous marginlab "
                                                      "sweep")
+    add_executor_arguments(p_sweep)
     p_sweep.set_defaults(func=_sweep)
     return parser
 

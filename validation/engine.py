@@ -20,13 +20,16 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
 from marginlab.datasets.conventions import utc
+from marginlab.models.accounts import AccountBook
 from marginlab.models.base import HasDiagnostics, MarginModel
 from marginlab.models.context import RunContext
 from marginlab.models.instruments import Position
 from marginlab.models.portfolios import Portfolio
 from marginlab.models.revaluation import Book, realised_pnl
+from threadpoolctl import threadpool_limits
 
 from . import coverage as cv
+from .executors import SerialExecutor
 from .metrics import METRICS, apc_tradeoff, compute_metrics, compute_procyclicality
 
 __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLUMNS"]
@@ -39,6 +42,10 @@ __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLU
 #: positions, each margined alone by the same model at the same date (the offset benefit's denominator).
 COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
            "book_changed"]
+#: Columns of :meth:`BacktestResult.coverage` after ``sample`` (the headline of a coverage report and two ES tests).
+COVERAGE_COLUMNS = ["p", "mpor_days", "observations", "breaches", "expected_breaches", "breach_rate", "kupiec_pvalue",
+                    "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
+                    "worst_window_breaches", "worst_window_pvalue", "acerbi_szekely_z2_pvalue", "mcneil_frey_pvalue"]
 
 
 def _model_labels(models) -> dict[str, MarginModel]:
@@ -139,18 +146,37 @@ class Backtest:
             if unknown:
                 raise DataError(f"portfolio {name!r}: unknown asset(s) {unknown}; the market data has "
                                 f"{self.market.assets}")
+        self._paths: dict[str, _BookPath] = {}
+        self._dates: dict[str, pd.DatetimeIndex] = {}
+
+    def __getstate__(self) -> dict:
+        # shipped to workers without the book paths computed here: each process builds its own, once
+        return {k: v for k, v in self.__dict__.items() if k not in ("_paths", "_dates")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._paths, self._dates = {}, {}
 
     def portfolio_dates(self, name: str) -> pd.DatetimeIndex:
-        """Margin dates of one portfolio (see module docstring)."""
+        """Margin dates of one portfolio (see module docstring; computed once per process)."""
+        dates = self._dates.get(name)
+        if dates is None:
+            dates = self._dates[name] = self._portfolio_dates(name)
+        return dates
+
+    def _portfolio_dates(self, name: str) -> pd.DatetimeIndex:
         p = self._portfolios[name]
         m, h = self.market, self.mpor_days
         cols = [m.asset_index[a] for a in p.assets]
         ok = ~np.isnan(m.price_array[:, cols]).any(axis=1)
         if p.needs_implied_vol:
-            ok &= ~np.isnan(m.vol_array[:, cols]).any(axis=1)
+            ok &= ~np.isnan(m.vol_array[:, [m.asset_index[a] for a in p.implied_vol_assets]]).any(axis=1)
         ok_t = ok.copy()
         ok_t[: len(ok) - h] &= ok[h:]
         ok_t[len(ok) - h:] = False
+        held = p.held(m)
+        if held is not None:  # accounts: only the dates the account holds a book
+            ok_t &= held
         dates = m.index[ok_t]
         if self._start is not None:
             dates = dates[dates >= self._start]
@@ -171,24 +197,40 @@ class Backtest:
         """A fresh run context with this backtest's settings (every task gets its own, with the same numbers)."""
         return RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=self.first_margin_date)
 
-    def tasks(self, books_per_task: int | None = None) -> list[Task]:
+    def tasks(self, books_per_task: int | None = None, split_models: bool = True) -> list[Task]:
         """The run split into independent tasks: models sharing an estimation x groups of portfolios.
 
         Models with the same :attr:`~marginlab.models.MarginModel.estimation_key` (e.g. FHS VaR and ES on
         the same filter) run in one task so their fits are computed once; ``books_per_task`` splits the
-        portfolios into groups of that size (all in one group by default). Results do not depend on the
-        split: estimates are keyed by content and random draws by seed and date.
+        portfolios into groups of that size (all in one group by default). ``split_models=False`` runs every
+        model in each group's task instead (for many books: each book's positions and realised P&L are then
+        built by one task only). Results do not depend on the split: estimates are keyed by content and
+        random draws by seed and date.
         """
         groups: dict[object, list[str]] = {}
         for label, model in self._models.items():
             key = model.estimation_key
-            groups.setdefault(("own", label) if key is None else key, []).append(label)
+            groups.setdefault(("own", label) if key is None or not split_models else key, []).append(label)
+        if not split_models:
+            groups = {"all": list(self._models)}
         names = list(self._portfolios)
         size = len(names) if books_per_task is None else int(books_per_task)
         if size < 1:
             raise ValueError(f"books_per_task must be >= 1, got {books_per_task!r}")
         chunks = [tuple(names[k:k + size]) for k in range(0, len(names), size)]
         return [Task(models=tuple(labels), books=chunk) for labels in groups.values() for chunk in chunks]
+
+    def book_path(self, name: str) -> _BookPath:
+        """The portfolio over its margin dates (positions, realised MPOR P&L, notional, rolls), built once per process.
+
+        Every task holding the portfolio uses the same path: the positions and the realised P&L do not depend
+        on the model, so they are computed on the first request in this process (on a Dask worker: once per
+        worker) and kept for the run.
+        """
+        path = self._paths.get(name)
+        if path is None:
+            path = self._paths[name] = self._book(name, self.portfolio_dates(name))
+        return path
 
     def _book(self, name: str, dates: pd.DatetimeIndex) -> _BookPath:
         p = self._portfolios[name]
@@ -218,9 +260,18 @@ class Backtest:
         return _BookPath(dates, positions, pnl, notional, changed)
 
     def run_task(self, task: Task) -> TaskResult:
-        """Run one task (its models on its portfolios) with a fresh run context: a pure function of the task."""
+        """Run one task (its models on its portfolios) with a fresh run context: a pure function of the task.
+
+        The task runs with one BLAS thread: a multi-threaded BLAS splits long dot products between threads,
+        so its sums (e.g. in the filter fits' optimiser) would depend on the thread count of the process
+        (Dask workers run with one), and results would differ between executors in the last bits.
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run_task(task)
+
+    def _run_task(self, task: Task) -> TaskResult:
         context = self.context()
-        books = {name: self._book(name, self.portfolio_dates(name)) for name in task.books}
+        books = {name: self.book_path(name) for name in task.books}
         models = {label: self._models[label] for label in task.models}
         out = TaskResult(task=task)
         active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
@@ -299,21 +350,33 @@ class Backtest:
             total += done[pos]
         return float(total)
 
-    def run(self, executor: Executor | None = None, books_per_task: int | None = None) -> BacktestResult:
+    def run(self, executor: Executor | None = None, books_per_task: int | None = None,
+            split_models: bool = True) -> BacktestResult:
         """Replay every portfolio through every model and return the result.
 
         Parameters
         ----------
         executor : object with ``map(function, items) -> list``, optional
-            Runs the tasks (:meth:`tasks`); serially in this process by default. The result is the same
+            Runs the tasks (:meth:`tasks`); serially in this process by default
+            (:mod:`marginlab.validation.executors`: serial, local or remote Dask). The result is the same
             whichever executor runs them.
         books_per_task : int, optional
             Portfolios per task (all in one task by default).
+        split_models : bool
+            One task per estimation group and portfolio group (default), or one per portfolio group with
+            every model (see :meth:`tasks`).
         """
         t0 = time.perf_counter()
-        tasks = self.tasks(books_per_task)
-        results = [self.run_task(task) for task in tasks] if executor is None else executor.map(self.run_task, tasks)
+        # the longest tasks first (risk models, many books), so that workers do not wait on one last long task
+        tasks = sorted(self.tasks(books_per_task, split_models), key=self._task_weight, reverse=True)
+        results = (executor if executor is not None else SerialExecutor()).map(self.run_task, tasks)
+        if len(results) != len(tasks):
+            raise RuntimeError(f"the executor returned {len(results)} results for {len(tasks)} tasks")
         return self._merge(results, time.perf_counter() - t0)
+
+    def _task_weight(self, task: Task) -> int:
+        """A rough cost of a task: books x (10 per risk model: scenario revaluation, 1 per rule-based model)."""
+        return len(task.books) * sum(10 if self._models[label].tail_prob is not None else 1 for label in task.models)
 
     def _merge(self, results: Sequence[TaskResult], elapsed: float) -> BacktestResult:
         """One result from the tasks' results, in the order models and portfolios were given."""
@@ -354,7 +417,8 @@ class Backtest:
             warmup={(name, label): warmup[(name, label)] for label, name in order if (name, label) in warmup},
             diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},
             elapsed_s=elapsed, model_seconds={label: seconds.get(label, 0.0) for label in self._models},
-            estimates=est, portfolios=dict(self._portfolios))
+            estimates=est, portfolios=dict(self._portfolios),
+            accounts=[n for n, p in self._portfolios.items() if isinstance(p, AccountBook)])
 
 
 @dataclass(frozen=True)
@@ -411,6 +475,8 @@ class BacktestResult:
     model_seconds: dict[str, float] = field(default_factory=dict)
     #: one row per volatility-filter fit: date, filter, lookback, asset, window, parameters, loglik, status
     estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the portfolios that are member accounts (:class:`~marginlab.models.AccountBook`), in run order
+    accounts: list[str] = field(default_factory=list)
     #: the portfolios replayed (name -> Portfolio), e.g. for stress tests of the same books
     portfolios: dict[str, Portfolio] = field(default_factory=dict)
 
@@ -475,6 +541,7 @@ class BacktestResult:
                            mpor_days=self.mpor_days)
 
     def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common",
+                 portfolios: Sequence[str] | None = None,
                  reports: Mapping[tuple[str, str], cv.CoverageReport] | None = None) -> pd.DataFrame:
         """Headline coverage tests per pair (:meth:`CoverageReport.headline`), each at its model's own level.
 
@@ -484,25 +551,145 @@ class BacktestResult:
         of the last 250 observations, the worst 250-observation window and its calibrated p-value, and for
         ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`; ``reports``
         (``(portfolio, model) -> CoverageReport``, computed with the same arguments) are used instead of
-        running the tests again.
+        running the tests again. ``portfolios`` restricts the table to those books (e.g. the reference books
+        of a run with thousands of member accounts, whose account-level view is :meth:`accounts_summary`).
         """
         records = []
         if self.frame.empty:
             raise ValueError("no margin to test: every model was in its warm-up (history shorter than its min_obs) "
                              "or not applicable on every date; widen the date range")
-        for portfolio, model in self.frame.groupby(["portfolio", "model"], sort=False).groups:
+        for portfolio, model in self._pairs(portfolios):
             rep = reports[(portfolio, model)] if reports is not None and (portfolio, model) in reports else \
                 self.coverage_report(portfolio, model, p=p, default_p=default_p, sample=sample)
             es_tests = {f"{key}_pvalue": rep.tests[key].pvalue if key in rep.tests else float("nan")
                         for key in ("acerbi_szekely_z2", "mcneil_frey")}
             records.append({"portfolio": portfolio, "model": model, "sample": sample, **rep.headline(), **es_tests})
+        if not records:
+            return pd.DataFrame(columns=["portfolio", "model", "sample", *COVERAGE_COLUMNS]).set_index(
+                ["portfolio", "model"])
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
-    def efficiency(self, sample: str = "common") -> pd.DataFrame:
+    def efficiency(self, sample: str = "common", portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair (common dates by default)."""
         records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(self._rows(pf, md, sample))}
-                   for pf, md in self.frame.groupby(["portfolio", "model"], sort=False).groups]
-        return pd.DataFrame(records).set_index(["portfolio", "model"])
+                   for pf, md in self._pairs(portfolios)]
+        return pd.DataFrame(records, columns=["portfolio", "model", "sample", *(m.key for m in METRICS)]
+                            ).set_index(["portfolio", "model"])
+
+    def _pairs(self, portfolios: Sequence[str] | None) -> list[tuple[str, str]]:
+        pairs = list(self.frame.groupby(["portfolio", "model"], sort=False).groups)
+        if portfolios is None:
+            return pairs
+        keep = set(portfolios)
+        return [(pf, md) for pf, md in pairs if pf in keep]
+
+    # ------------------------------------------------------------------ account-level view (PQD 6.5)
+
+    def _account_rows(self, portfolios: Sequence[str] | None) -> pd.DataFrame:
+        names = list(self.accounts) if portfolios is None else list(portfolios)
+        if not names:
+            raise ValueError("no member accounts in this run (give [accounts] in the study, or AccountBook "
+                             "portfolios to the Backtest); pass portfolios=[...] to treat other books as accounts")
+        unknown = sorted(set(names) - set(self.frame["portfolio"]) - {pf for pf, _ in self.not_applicable}
+                         - {pf for pf, _ in self.warmup})
+        if unknown:
+            raise ValueError(f"no rows for portfolio(s) {unknown[:3]}")
+        rows = self.frame[self.frame["portfolio"].isin(names)]
+        return rows.assign(shortfall=(rows["loss"] - rows["margin"]).where(rows["breach"], 0.0))
+
+    def account_breach_rates(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per account and model: account-days, breaches, breach rate, coverage, largest shortfall, p-value.
+
+        ``coverage`` = 1 - breach rate; ``largest_shortfall`` = max(loss - margin) over the account's
+        breaches (quote currency, 0 without breach) and its date; ``too_many_pvalue`` = P(X >= breaches)
+        under Binomial(account-days, p) with p the model's tail probability (``default_p`` for rule-based
+        models): the exact one-sided test of too many breaches for that account alone (many accounts are
+        tested: expect about p-value x accounts of them below any threshold by chance). Index (account, model).
+        """
+        from scipy import stats
+
+        rows = self._account_rows(portfolios)
+        g = rows.groupby(["portfolio", "model"], sort=False)
+        out = pd.DataFrame({"account_days": g.size(), "breaches": g["breach"].sum().astype(int),
+                            "largest_shortfall": g["shortfall"].max()})
+        idx = rows.loc[g["shortfall"].idxmax(), ["portfolio", "model", "date"]].set_index(["portfolio", "model"])
+        out["largest_shortfall_date"] = idx["date"].where(out["largest_shortfall"] > 0)
+        out["breach_rate"] = out["breaches"] / out["account_days"]
+        out["coverage"] = 1.0 - out["breach_rate"]
+        p = np.array([self.tail_prob(m, default_p) for m in out.index.get_level_values("model")])
+        out["p"] = p
+        out["too_many_pvalue"] = stats.binom.sf(out["breaches"].to_numpy() - 1, out["account_days"].to_numpy(), p)
+        out.index = out.index.set_names(["account", "model"])
+        return out[["account_days", "breaches", "breach_rate", "coverage", "p", "too_many_pvalue", "largest_shortfall",
+                    "largest_shortfall_date"]]
+
+    def accounts_summary(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None) -> pd.DataFrame:
+        """The account-level back-test table per model (CPMI-IOSCO PQD 6.5 style).
+
+        Columns: ``accounts``, ``account_days``, ``breaches``, ``breach_rate`` (pooled over account-days),
+        ``target_coverage`` (1 - p), ``coverage`` (pooled, 1 - breach rate), ``accounts_with_breach`` (>= 1
+        breach) and their share, ``largest_shortfall`` (max loss - margin over every breach, quote currency)
+        with its account and date, ``median_account_coverage`` and ``min_account_coverage`` (coverage by
+        account), ``accounts_below_target`` (accounts whose own coverage is below 1 - p) and
+        ``accounts_rejected_5pct`` (accounts whose one-sided binomial p-value is below 5%). Index: model.
+        """
+        per = self.account_breach_rates(default_p, portfolios).reset_index()
+        records = []
+        for model, r in per.groupby("model", sort=False):
+            worst = r.loc[r["largest_shortfall"].idxmax()]
+            n_days, n_breach = int(r["account_days"].sum()), int(r["breaches"].sum())
+            p = float(r["p"].iloc[0])
+            records.append({
+                "model": model, "accounts": len(r), "account_days": n_days, "breaches": n_breach,
+                "breach_rate": n_breach / n_days, "target_coverage": 1.0 - p, "coverage": 1.0 - n_breach / n_days,
+                "accounts_with_breach": int((r["breaches"] > 0).sum()),
+                "share_with_breach": float((r["breaches"] > 0).mean()),
+                "largest_shortfall": float(worst["largest_shortfall"]),
+                "largest_shortfall_account": worst["account"] if worst["largest_shortfall"] > 0 else None,
+                "largest_shortfall_date": worst["largest_shortfall_date"],
+                "median_account_coverage": float(r["coverage"].median()),
+                "min_account_coverage": float(r["coverage"].min()),
+                "accounts_below_target": int((r["coverage"] < 1.0 - p).sum()),
+                "accounts_rejected_5pct": int((r["too_many_pvalue"] < 0.05).sum())})
+        return pd.DataFrame(records).set_index("model")
+
+    def account_breach_distribution(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None,
+                                    quantiles: Sequence[float] = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+                                    ) -> pd.DataFrame:
+        """Quantiles of the per-account breach rates, per model (rows: model; columns: the quantiles)."""
+        per = self.account_breach_rates(default_p, portfolios).reset_index()
+        q = per.groupby("model", sort=False)["breach_rate"].quantile(list(quantiles)).unstack()
+        q.columns = [f"q{100 * c:g}" for c in q.columns]
+        return q
+
+    def worst_accounts(self, n: int = 10, by: str = "largest_shortfall", default_p: float = 0.01,
+                       portfolios: Sequence[str] | None = None) -> pd.DataFrame:
+        """The ``n`` worst accounts per model by ``"largest_shortfall"``, ``"breach_rate"`` or ``"too_many_pvalue"``."""
+        if by not in ("largest_shortfall", "breach_rate", "too_many_pvalue"):
+            raise ValueError(f"by must be 'largest_shortfall', 'breach_rate' or 'too_many_pvalue', got {by!r}")
+        per = self.account_breach_rates(default_p, portfolios).reset_index()
+        asc = by == "too_many_pvalue"
+        out = (per.sort_values(["model", by, "account"], ascending=[True, asc, True], kind="stable")
+               .groupby("model", sort=False).head(int(n)))
+        order = {m: k for k, m in enumerate(dict.fromkeys(per["model"]))}
+        return out.sort_values("model", key=lambda c: c.map(order), kind="stable").set_index(["model", "account"])
+
+    def accounts_dict(self, default_p: float = 0.01, n_worst: int = 10) -> dict:
+        """JSON-ready account-level view (empty without accounts).
+
+        Keys: ``summary`` (per model), ``distribution`` (breach-rate quantiles), ``worst`` (the ``n_worst``
+        accounts per model by largest shortfall) and ``per_account`` rows.
+        """
+        if not self.accounts:
+            return {}
+
+        def records(frame: pd.DataFrame) -> list[dict]:
+            return frame.reset_index().to_dict(orient="records")
+
+        return {"summary": records(self.accounts_summary(default_p)),
+                "distribution": records(self.account_breach_distribution(default_p)),
+                "worst": records(self.worst_accounts(n_worst, default_p=default_p)),
+                "per_account": records(self.account_breach_rates(default_p))}
 
     def procyclicality(self, sample: str = "common") -> pd.DataFrame:
         """The procyclicality measures of :data:`~marginlab.validation.metrics.PROCYCLICALITY` per pair.
@@ -591,10 +778,11 @@ class BacktestResult:
         return self.summary()
 
     def to_dict(self) -> dict:
-        """JSON-ready summary: breaches, coverage and metrics per pair."""
-        eff = self.efficiency().reset_index().to_dict(orient="records")
+        """JSON-ready summary: metrics per pair (reference books) and the account-level view (accounts)."""
+        books = [pf for pf in dict.fromkeys(self.frame["portfolio"]) if pf not in set(self.accounts)]
+        eff = self.efficiency(portfolios=books).reset_index().to_dict(orient="records")
         return {"mpor_days": self.mpor_days, "models": {k: m.describe() for k, m in self.models.items()},
-                "metrics": eff,
+                "metrics": eff, "accounts": self.accounts_dict(),
                 "metric_units": {m.key: m.unit for m in METRICS},
                 "not_applicable": [list(x) for x in self.not_applicable],
                 "warmup": [{"portfolio": pf, "model": md, "dates": n} for (pf, md), n in self.warmup.items()],

@@ -3,18 +3,17 @@
 ``marginlab run`` shows which stage a study is in (loading data, replaying, testing,
 writing the report) and a bar over the backtest's tasks. Output goes to standard
 error and only when it is a terminal, so that logs, pipes and CI stay clean.
-:class:`ProgressExecutor` runs a backtest's tasks (any executor with ``map``) and
-advances the bar as each task's result comes back.
+The executors of :mod:`marginlab.validation.executors` advance the bar as each
+task's result comes back.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import IO, Any
+from typing import IO
 
-__all__ = ["Progress", "ProgressExecutor"]
+__all__ = ["Progress"]
 
 
 class Progress:
@@ -71,30 +70,3 @@ class Progress:
         """Close the bar and say how long the whole work took."""
         self._end_bar()
         self._write(f"marginlab: {text} in {time.perf_counter() - self._t0:,.1f} s\n")
-
-
-class ProgressExecutor:
-    """Run tasks through ``inner`` (serially in this process by default), advancing ``progress``.
-
-    With an inner executor the bar advances once its ``map`` returns (an executor that reports per task,
-    such as a Dask client, can update the bar itself); serially it advances after every task.
-    """
-
-    def __init__(self, progress: Progress, inner: Any = None, label: str = "tasks") -> None:
-        self.progress = progress
-        self.inner = inner
-        self.label = label
-
-    def map(self, function: Callable, items: Sequence) -> list:
-        """``[function(item) for item in items]`` in order, with the bar drawn as results come."""
-        items = list(items)
-        self.progress.bar(0, len(items), self.label)
-        if self.inner is not None:
-            out = list(self.inner.map(function, items))
-            self.progress.bar(len(items), len(items), self.label)
-            return out
-        out = []
-        for k, item in enumerate(items):
-            out.append(function(item))
-            self.progress.bar(k + 1, len(items), self.label)
-        return out

@@ -28,6 +28,17 @@ Example (``studies/default.toml``)::
     name = "static"
     params = { rate = 0.10 }
 
+Member accounts (beside or instead of ``[portfolios]``) and where the run executes::
+
+    [accounts]
+    file = "accounts_sample.csv.gz"   # relative to the study file; see marginlab.datasets.read_positions
+    carry_forward = true
+
+    [execution]
+    executor = "auto"        # "serial", "local" (Dask on this machine) or "remote" (with scheduler)
+    workers = 2              # local cluster size (default: the free cores)
+    scheduler = "tcp://host:8786"
+    books_per_task = 25
     [[models]]                # a model with anti-procyclicality overlays, applied in order (first innermost)
     name = "historical_var"
     label = "Historical VaR + APC buffer"
@@ -42,6 +53,7 @@ Example (``studies/default.toml``)::
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -49,12 +61,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from marginlab.datasets import load_market
-from marginlab.models import MODELS, MarginModel, make_model, make_overlay, reference_portfolios
+from marginlab.datasets import load_market, read_positions
+from marginlab.models import MODELS, MarginModel, account_books, make_model, make_overlay, reference_portfolios
 from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
-from .progress import Progress, ProgressExecutor
+from .executors import make_executor
+from .progress import Progress
 
 __all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "build_model", "read_toml",
            "DEFAULT_STUDY", "STUDY_KEYS", "MODEL_KEYS", "OVERLAY_KEYS"]
@@ -80,6 +93,8 @@ STUDY_KEYS: dict[str, dict[str, Any]] = {
               "include_funding": bool, "description": str, "standalone_legs": bool},
     "market": {"assets": list[Asset], "freq": str, "start": dt.date, "end": dt.date, "smile": bool},
     "portfolios": {"reference": str | list[str], "notional": float},
+    "accounts": {"file": str, "carry_forward": bool},
+    "execution": {"executor": str, "workers": int, "scheduler": str, "books_per_task": int},
     "stress": {"scenarios": str | list[str], "every": int, "reverse_every": int},
 }
 MODEL_KEYS: dict[str, Any] = {"name": str, "label": str, "params": dict[str, Any], "overlays": list[dict[str, Any]]}
@@ -114,6 +129,12 @@ class StudyConfig:
     include_funding: bool = False
     smile: bool = False
     description: str = ""
+    accounts_file: str | None = None
+    carry_forward: bool = True
+    executor: str = "auto"
+    workers: int | None = None
+    scheduler: str | None = None
+    books_per_task: int | None = None
     standalone_legs: bool = False
     source: str = "<dict>"
     #: model label -> overlays ``((name, params), ...)`` applied in order (the first innermost)
@@ -138,6 +159,8 @@ class StudyConfig:
                 "stress": None if self.stress_scenarios is None else {
                     "scenarios": list(self.stress_scenarios), "every": self.stress_every,
                     "reverse_every": self.reverse_every},
+                "accounts": None if self.accounts_file is None else {"file": self.accounts_file,
+                                                                     "carry_forward": self.carry_forward},
                 "description": self.description, "standalone_legs": self.standalone_legs, "source": self.source}
 
     def build_models(self) -> dict[str, MarginModel]:
@@ -184,8 +207,9 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     for key in raw:
         _require(key in STUDY_KEYS or key == "models", source,
                  f"unknown section [{_bare(key)}]; known sections: {sorted([*STUDY_KEYS, 'models'])}")
-    study, market, books = (_table(raw.get(name, {}), STUDY_KEYS[name], source, name)
-                            for name in ("study", "market", "portfolios"))
+    study, market, books, accounts, execution = (_table(raw.get(name, {}), STUDY_KEYS[name], source, name)
+                                                 for name in ("study", "market", "portfolios", "accounts",
+                                                              "execution"))
     seed = study.get("seed", 0)
     _require(seed >= 0, source, f"study.seed must be a non-negative integer, got {seed!r}")
     mpor = study.get("mpor_days", 1)
@@ -202,9 +226,9 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     if start is not None and end is not None:
         _require(_utc(start) <= _utc(end), source,
                  f"market.start {start.isoformat()} is after market.end {end.isoformat()}")
-    names = books.get("reference", "all")
+    names = books.get("reference", "all") if "portfolios" in raw or "accounts" not in raw else ()
     known = list(reference_portfolios())
-    if names != "all":
+    if names not in ("all", ()):
         _require(isinstance(names, list) and names, source, "portfolios.reference must be 'all' or a list of names")
         unknown = [n for n in names if n not in known]
         _require(not unknown, source, f"unknown reference portfolio(s) {unknown}; known: {known}")
@@ -249,6 +273,22 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
         _require(stress_every >= 1, source, f"stress.every must be an integer >= 1, got {stress_every!r}")
         reverse_every = stress.get("reverse_every", 0)
         _require(reverse_every >= 0, source, f"stress.reverse_every must be an integer >= 0, got {reverse_every!r}")
+    accounts_file = None
+    if "accounts" in raw:
+        _require("file" in accounts, source, "[accounts] needs file = \"...\" (a position file; see "
+                 "marginlab.datasets.read_positions)")
+        accounts_file = _relative(accounts["file"], source)
+        _require(Path(accounts_file).is_file(), source, f"accounts.file: {accounts_file} is not a file")
+    from .executors import EXECUTORS
+
+    executor = execution.get("executor", "remote" if "scheduler" in execution else "auto")
+    _require(executor in EXECUTORS, source, f"execution.executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    _require((executor == "remote") == ("scheduler" in execution), source,
+             "execution.scheduler (a Dask scheduler address such as tcp://host:8786) goes with executor = "
+             f"\"remote\" and only with it (executor is {executor!r})")
+    for key in ("workers", "books_per_task"):
+        _require(execution.get(key, 1) >= 1, source, f"execution.{key} must be an integer >= 1, got "
+                 f"{execution.get(key)!r}")
     return StudyConfig(name=study.get("name", "study"), seed=seed, mpor_days=mpor, tail_prob=float(p),
                        assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
@@ -256,7 +296,18 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
                        smile=market.get("smile", False), description=study.get("description", ""), source=source,
                        standalone_legs=study.get("standalone_legs", False),
                        model_overlays=overlays, stress_scenarios=scenarios, stress_every=stress_every,
-                       reverse_every=reverse_every)
+                       reverse_every=reverse_every,
+                       accounts_file=accounts_file, carry_forward=accounts.get("carry_forward", True),
+                       executor=executor, workers=execution.get("workers"), scheduler=execution.get("scheduler"),
+                       books_per_task=execution.get("books_per_task"))
+
+
+def _relative(file: str, source: str) -> str:
+    """``file`` relative to the study file's folder (to the working directory for a study given as a dict)."""
+    path = Path(file).expanduser()
+    if not path.is_absolute() and not source.startswith("<"):
+        path = Path(source).resolve().parent / path
+    return str(path)
 
 
 def _overlays(raw: Any, source: str, prefix: str) -> tuple[tuple[str, dict], ...]:
@@ -365,20 +416,33 @@ class StudyResult:
         cov = self.coverage[["p", "breaches", "observations", "breach_rate", "kupiec_pvalue", "kupiec_direction",
                              "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
                              "worst_window_pvalue"]]
+        bt = self.backtest
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_colwidth", 60,
                                "display.float_format", "{:.4g}".format):
-            return (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
-                    f"rule-based models tested at p = {self.config.tail_prob:g}, risk models at their own level)"
-                    f"\n\n{self.backtest.summary()}\n\n"
-                    f"Coverage (exact p-values):\n{cov.to_string()}")
+            head = (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
+                    f"rule-based models tested at p = {self.config.tail_prob:g}, risk models at their own level)")
+            if bt.accounts:
+                reference = bt.frame[~bt.frame["portfolio"].isin(set(bt.accounts))]
+                table = BacktestResult(reference, bt.mpor_days, bt.models).summary() if len(reference) else ""
+                accounts = bt.accounts_summary(self.config.tail_prob)[
+                    ["accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",
+                     "largest_shortfall", "median_account_coverage", "accounts_below_target"]]
+                text = f"{head}\n\n{table}\n\nMember accounts ({len(bt.accounts)}):\n{accounts.to_string()}"
+            else:
+                text = f"{head}\n\n{bt.summary()}"
+            return text + (f"\n\nCoverage (exact p-values):\n{cov.to_string()}" if len(cov) else "")
 
 
 def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
-              write: bool = True, progress: Progress | None = None) -> StudyResult:
+              write: bool = True, progress: Progress | None = None, *, executor: str | None = None,
+              workers: int | None = None, scheduler: str | None = None,
+              books_per_task: int | None = None) -> StudyResult:
     """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``).
 
     ``progress`` (:class:`~marginlab.validation.progress.Progress`) shows the stages and a bar over the
-    backtest's tasks on a terminal; nothing is shown by default.
+    backtest's tasks on a terminal; nothing is shown by default. ``executor``, ``workers``, ``scheduler`` and
+    ``books_per_task`` override the study's ``[execution]`` section
+    (:func:`marginlab.validation.executors.make_executor`); the result is the same whichever runs it.
     """
     progress = progress if progress is not None else Progress(enabled=False)
     started = dt.datetime.now(dt.UTC)
@@ -396,21 +460,42 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     names = list(library) if config.portfolios == "all" else list(config.portfolios)
     books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
     skipped = [n for n in names if n not in books]
+    accounts: dict = {}
+    if config.accounts_file is not None:
+        table = read_positions(config.accounts_file, carry_forward=config.carry_forward, market=market)
+        accounts = account_books(table)
+        clash = sorted(set(accounts) & set(books))
+        if clash:
+            raise ValueError(f"{config.accounts_file}: account(s) {clash[:3]} have the names of reference portfolios; "
+                             "rename them")
+        books.update(accounts)
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
     models = config.build_models()
+    backtest = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
+                        include_funding=config.include_funding, seed=config.seed,
+                        standalone_legs=config.standalone_legs)
+    kind = executor if executor is not None else ("remote" if scheduler is not None else config.executor)
+    n_workers = workers if workers is not None else config.workers
+    per_task = books_per_task if books_per_task is not None else config.books_per_task
+    split_models = len(books) <= _MANY_BOOKS
     progress.stage(f"replaying {len(books)} book(s) through {len(models)} model(s)")
-    result = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
-                      include_funding=config.include_funding, seed=config.seed,
-                      standalone_legs=config.standalone_legs).run(
-        executor=ProgressExecutor(progress, label="tasks (model groups)"))
+    with make_executor(kind, workers=n_workers, scheduler=scheduler if scheduler is not None else config.scheduler,
+                       n_tasks=len(backtest.tasks(per_task, split_models)), progress=progress,
+                       label="tasks (model groups)") as runner:
+        if per_task is None and not split_models:  # many books: a few tasks per worker
+            per_task = max(1, math.ceil(len(books) / (4 * max(1, runner.workers))))
+        result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
+    # the full battery of tests and metrics per reference book; member accounts get the account-level view
+    # (BacktestResult.accounts_summary & co.)
+    reference = [n for n in books if n not in accounts]
     progress.stage("coverage tests")
     # every coverage test of every pair, run once: the headline table and the report's drill-down share them
     reports = {} if result.frame.empty else {
         key: result.coverage_report(*key, default_p=config.tail_prob)
-        for key in result.frame.groupby(["portfolio", "model"], sort=False).groups}
-    coverage = result.coverage(default_p=config.tail_prob, reports=reports)
-    metrics = result.efficiency()
+        for key in result.frame.groupby(["portfolio", "model"], sort=False).groups if key[0] not in accounts}
+    coverage = result.coverage(default_p=config.tail_prob, reports=reports, portfolios=reference)
+    metrics = result.efficiency(portfolios=reference)
     progress.stage("procyclicality")
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
                      procyclicality=result.procyclicality(), apc=result.apc_tradeoff())
@@ -433,3 +518,8 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
         progress.stage("writing the report")
         sr.report_path = write_report(sr, out)
     return sr
+
+
+#: Above this many portfolios (e.g. member accounts) a task runs every model on a group of books, so that each
+#: book's positions and realised P&L are built by one task (see :meth:`Backtest.tasks`).
+_MANY_BOOKS = 20
