@@ -5,7 +5,9 @@
 sources and licences (see ``datasets/NOTICE.md``).
 """
 
+from .accounts import PositionTable, read_positions
 from .errors import DataError
+from .inputs import MarketInputs
 from .loaders import (
     catalog,
     known_assets,
@@ -14,6 +16,7 @@ from .loaders import (
     load_market,
     load_option_chains,
     load_prices,
+    market_inputs,
     read_prices,
 )
 from .market import MarketData
@@ -21,6 +24,7 @@ from .market import MarketData
 __all__ = [
     "DataError",
     "MarketData",
+    "MarketInputs",
     "catalog",
     "known_assets",
     "load_funding",
@@ -28,5 +32,8 @@ __all__ = [
     "load_market",
     "load_option_chains",
     "load_prices",
+    "market_inputs",
     "read_prices",
+    "read_positions",
+    "PositionTable",
 ]

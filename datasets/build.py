@@ -19,6 +19,11 @@ rule                        action
                             unix timestamp
 ``stitched_duplicates``     an hour present twice (two stitched export generations): the
                             millisecond (newer, full-precision) row is kept
+``exact_duplicates``        a timestamp present as identical rows: one is kept
+``conflicting_rows``        any other repeated timestamp (different values) is an error
+                            naming both lines, never resolved by guessing
+``blank_values``            a blank or non-numeric timestamp or price (e.g. a truncated
+                            file) is an error naming the line; blank volumes are kept
 ``bogus_first_row``         the oldest row is dropped when its open or low is not
                             positive, or its open is outside [close/2, 2 close]
 ``swapped_volume``          base and quote volume are swapped back when quote/base is not
@@ -33,6 +38,11 @@ rule                        action
 ``non_positive``            rows with a non-positive price are an error, never repaired
 ==========================  =============================================================
 
+Nothing is written until every dataset is built and validated; the data folder is
+then replaced whole and atomically (:func:`~marginlab.datasets.folders.publish_folder`),
+so a failing build leaves it byte-identical. A missing raw file is reported before
+anything is read.
+
 A build-time cross-check compares Bitstamp BTC/ETH closes with the Coin Metrics
 community reference rates (CC BY-NC 4.0, used only here and never shipped) and
 the Deribit DVOL copy with an independent copy of the same index.
@@ -40,13 +50,14 @@ the Deribit DVOL copy with an independent copy of the same index.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import hashlib
 import io
 import json
 import os
+import sys
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +65,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .folders import FolderKind, check_output_folder, publish_folder
+from .validate import first_items, validate_frame
 
 __all__ = [
     "DAILY_SOURCES",
@@ -103,8 +116,19 @@ DVOL_SOURCES: dict[str, str] = {
     "ETH": "eth_dvol_daily_deribit.csv",
 }
 
+FUNDING_FILES: dict[str, str] = {
+    "bitmex": "bitmex_xbtusd_funding_8h_2016_2020.csv",
+    "deribit": "deribit_btc_perpetual_funding_hourly_2019_2021.csv",
+    "binance": "binance_btcusdt_funding_daily_mean_2019_2026.csv",
+}
+
 OPTION_FILES = [f"btc_options_eod_deribit_optionsdx_{m}.txt.gz"
                 for m in ("2021-06", "2021-07", "2022-01", "2022-02", "2022-03", "2022-04")]
+
+#: The bundled data folder: recognised by its ``MANIFEST.sha256`` (``sha256sum`` format) and a
+#: ``BUILD_LOG.md`` starting with the build's own title.
+DATA_FOLDER = FolderKind(what="marginlab dataset build", manifest="MANIFEST.sha256", header="",
+                         signature=("BUILD_LOG.md", b"# Build log\n\nEvery repair or drop applied to the raw files"))
 
 PRICE_COLUMNS = ["open", "high", "low", "close", "volume_base", "volume_quote"]
 PARTIAL_FRACTION = 0.5
@@ -140,32 +164,97 @@ class BuildLog:
 
 # --------------------------------------------------------------------------- rules
 
+def _read_raw_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """``pandas.read_csv`` whose failures (missing, empty, binary, truncated, bad encoding) name the file."""
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except FileNotFoundError:
+        raise DataError(f"{path}: raw file not found") from None
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path.name}: cannot be read as CSV ({reason})") from None
+    if frame.empty:
+        raise DataError(f"{path.name}: no data rows after the header (truncated file?)")
+    return frame
+
+
+def _require_columns(frame: pd.DataFrame, columns, name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{name}: missing column(s) {missing}; columns are {list(frame.columns)}")
+
+
+def _numeric(values: pd.Series, name: str, column: str, lines: np.ndarray, blank_ok: bool = False) -> pd.Series:
+    """Parse a raw column as floats; a non-numeric or (unless ``blank_ok``) blank cell raises, naming its line."""
+    parsed = pd.to_numeric(values, errors="coerce")
+    bad = parsed.isna() & values.notna()
+    if bad.any():
+        k = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"{name}: line {lines[k]}: column {column!r} is not a number: {values.iloc[k]!r}")
+    if not blank_ok and parsed.isna().any():
+        at = np.flatnonzero(parsed.isna().to_numpy())
+        more = f" (and {len(at) - 1} more)" if len(at) > 1 else ""
+        raise DataError(f"{name}: line {lines[at[0]]}: blank {column!r}{more}; a missing value is never filled in "
+                        "(truncated file?)")
+    return parsed.astype(float)
+
+
+def _lines(frame: pd.DataFrame) -> np.ndarray:
+    """File line numbers of a raw CSV's rows (header on line 1)."""
+    return np.arange(len(frame)) + 2
+
+
+def _raw_times(values: pd.Series, name: str, column: str) -> pd.Series:
+    """Parse a raw timestamp column as UTC; a blank or unparseable cell is a DataError naming its line."""
+    lines = _lines(values.to_frame())
+    if values.isna().any():
+        raise DataError(f"{name}: line {lines[np.flatnonzero(values.isna().to_numpy())[0]]}: blank {column!r}")
+    try:
+        return pd.to_datetime(values, utc=True)
+    except (ValueError, TypeError, OverflowError):
+        bad = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601").isna().to_numpy()
+        where = f"line {lines[np.flatnonzero(bad)[0]]}: " if bad.any() else ""
+        first = f": {values[bad].iloc[0]!r}" if bad.any() else ""
+        raise DataError(f"{name}: {where}column {column!r} has an unparseable timestamp{first}") from None
+
+
 def read_cdd(path: Path) -> pd.DataFrame:
     """Read a CryptoDataDownload export, finding its header line.
 
     Columns are normalised to ``unix, open, high, low, close, volume_base,
-    volume_quote`` (the base volume is the column named ``Volume <BASE>``).
+    volume_quote`` (the base volume is the column named ``Volume <BASE>``),
+    plus ``line``, the row's line number in the file (for error messages).
+    A blank or non-numeric timestamp or price is a DataError naming the line
+    (a truncated file ends in such a line); blank volumes are kept as NaN.
     """
     path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        lines = [fh.readline() for _ in range(3)]
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            lines = [fh.readline() for _ in range(3)]
+    except FileNotFoundError:
+        raise DataError(f"{path}: raw file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path.name}: cannot be read as UTF-8 text ({exc})") from None
     header_at = next((i for i, line in enumerate(lines) if line.lower().startswith("unix")), None)
     if header_at is None:
         raise DataError(f"{path.name}: no header line starting with 'unix' in the first 3 lines")
-    raw = pd.read_csv(path, skiprows=header_at)
+    raw = _read_raw_csv(path, skiprows=header_at, encoding="utf-8-sig")
+    if raw.empty:
+        raise DataError(f"{path.name}: no data rows after the header (line {header_at + 1})")
     cols = {c: c.strip().lower() for c in raw.columns}
     raw = raw.rename(columns=cols)
+    _require_columns(raw, ["open", "high", "low", "close"], path.name)
+    line = np.arange(len(raw)) + header_at + 2
     unix_col = next(c for c in raw.columns if c.startswith("unix"))
     vol_cols = [c for c in raw.columns if c.startswith("volume")]
     quote = [c for c in vol_cols if c.endswith(("usd", "usdt"))]
     base = [c for c in vol_cols if c not in quote]
-    out = pd.DataFrame({"unix": pd.to_numeric(raw[unix_col], errors="raise")})
+    out = pd.DataFrame({"unix": _numeric(raw[unix_col], path.name, unix_col, line)})
     for c in ("open", "high", "low", "close"):
-        if c not in raw.columns:
-            raise DataError(f"{path.name}: missing column {c!r}")
-        out[c] = pd.to_numeric(raw[c], errors="raise").astype(float)
-    out["volume_base"] = raw[base[0]].astype(float) if base else np.nan
-    out["volume_quote"] = raw[quote[0]].astype(float) if quote else np.nan
+        out[c] = _numeric(raw[c], path.name, c, line)
+    out["volume_base"] = _numeric(raw[base[0]], path.name, base[0], line, blank_ok=True) if base else np.nan
+    out["volume_quote"] = _numeric(raw[quote[0]], path.name, quote[0], line, blank_ok=True) if quote else np.nan
+    out["line"] = line
     return out
 
 
@@ -197,20 +286,53 @@ def sort_by_time(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _row_text(row: pd.Series) -> str:
+    where = f"line {int(row['line'])}" if "line" in row.index else f"row {row.name}"
+    prices = ", ".join(f"{c}={float(row[c])!r}" for c in ("open", "high", "low", "close") if c in row.index)
+    return f"{where} ({prices})"
+
+
 def drop_stitched_duplicates(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
-    """Keep one row per timestamp: the millisecond-stamped (newer export) row wins."""
+    """Keep one row per timestamp, by rule, or raise on rows that conflict.
+
+    * A timestamp present twice as one second-stamped and one millisecond-stamped
+      row (two stitched export generations): the millisecond (newer,
+      full-precision) row is kept (rule ``stitched_duplicates``).
+    * Rows identical in every column: one is kept (rule ``exact_duplicates``).
+    * Any other repeated timestamp (same unit, different values) is a DataError
+      naming both rows: which one is right cannot be decided by rule.
+    """
     dup = frame["time"].duplicated(keep=False)
     if not dup.any():
         return frame
-    ranked = frame.assign(_rank=frame["unix_was_seconds"].astype(int))
-    ranked = ranked.sort_values(["time", "_rank"], kind="mergesort")
-    kept = ranked.drop_duplicates("time", keep="first").drop(columns="_rank")
-    n = len(frame) - len(kept)
-    hours = frame.loc[dup, "time"]
-    log.add(name, "stitched_duplicates", "dropped", n,
-            f"{n} timestamps present twice ({hours.min()} .. {hours.max()}); "
-            "kept the millisecond (full-precision) row")
-    return kept.reset_index(drop=True)
+    values = [c for c in frame.columns if c not in ("line", "unix", "unix_was_seconds")]
+    stitched, exact = [], []
+    for _, rows in frame[dup].groupby("time", sort=True):
+        units = rows["unix_was_seconds"].astype(bool)
+        if len(rows) == 2 and units.nunique() == 2:
+            stitched.append(rows)
+        elif not rows[values].duplicated(keep="first").iloc[1:].all():
+            first = rows.iloc[0]
+            same = rows[values].eq(first[values]) | (rows[values].isna() & first[values].isna())
+            other = rows[~same.all(axis=1)].iloc[0]
+            raise DataError(f"{name}: conflicting rows for {rows['time'].iloc[0]}: {_row_text(first)} and "
+                            f"{_row_text(other)}; remove the wrong one")
+        else:
+            exact.append(rows)
+    drop = []
+    if exact:
+        drop += [i for rows in exact for i in rows.index[1:]]
+        times = pd.concat([rows["time"].iloc[:1] for rows in exact])
+        log.add(name, "exact_duplicates", "dropped", len(drop),
+                f"{len(exact)} timestamps present as identical rows ({times.min()} .. {times.max()}); kept one")
+    if stitched:
+        seconds = [rows.index[rows["unix_was_seconds"].astype(bool).to_numpy()][0] for rows in stitched]
+        drop += seconds
+        hours = pd.concat([rows["time"].iloc[:1] for rows in stitched])
+        log.add(name, "stitched_duplicates", "dropped", len(seconds),
+                f"{len(seconds)} timestamps present twice ({hours.min()} .. {hours.max()}); "
+                "kept the millisecond (full-precision) row")
+    return frame.drop(index=drop).reset_index(drop=True)
 
 
 def drop_bogus_first_row(frame: pd.DataFrame, name: str, log: BuildLog) -> pd.DataFrame:
@@ -323,13 +445,18 @@ def clean_cdd(path: Path, log: BuildLog, *, daily: bool) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- writing
 
-def write_csv_gz(frame: pd.DataFrame, path: Path) -> str:
-    """Write ``frame`` as gzip CSV deterministically and atomically; return its sha256."""
+def csv_gz_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame`` as deterministic gzip CSV bytes (zero gzip timestamp, LF line ends, no index)."""
     text = frame.to_csv(index=False, lineterminator="\n")
     buffer = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as gz:
         gz.write(text.encode("utf-8"))
-    return atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def write_csv_gz(frame: pd.DataFrame, path: Path) -> str:
+    """Write ``frame`` as gzip CSV deterministically and atomically; return its sha256."""
+    return atomic_write_bytes(path, csv_gz_bytes(frame))
 
 
 def atomic_write_bytes(path: Path, payload: bytes) -> str:
@@ -366,83 +493,93 @@ def _entry(name, kind, asset, freq, frame, time_col, source, licence, raw, file,
             "raw_file": raw, "file": file, "notes": notes}
 
 
-def build_prices(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict[str, str]]:
-    """Build daily and hourly price files."""
-    entries, hashes = [], {}
+def build_prices(raw: Path, log: BuildLog) -> tuple[list[dict], dict[str, bytes]]:
+    """Build daily and hourly price files (catalogue entries, file name -> content)."""
+    entries, files = [], {}
     for asset, (fname, venue, quote, why) in DAILY_SOURCES.items():
         frame = clean_cdd(raw / fname, log, daily=True)
         frame["time"] = frame["time"].dt.tz_convert("UTC").dt.normalize()
         file = f"prices_1d_{asset.lower()}.csv.gz"
-        hashes[file] = write_csv_gz(_fmt_time(frame, True), out / file)
+        files[file] = csv_gz_bytes(_fmt_time(frame, True))
         entries.append(_entry(f"prices_1d_{asset.lower()}", "prices", asset, "1d", frame, "time",
                               f"{CDD} / {venue} {asset}/{quote} daily", CDD_TERMS, fname, file,
                               f"quote {quote}; {why}"))
     for asset, fname in HOURLY_SOURCES.items():
         frame = clean_cdd(raw / fname, log, daily=False)
         file = f"prices_1h_{asset.lower()}.csv.gz"
-        hashes[file] = write_csv_gz(_fmt_time(frame, False), out / file)
+        files[file] = csv_gz_bytes(_fmt_time(frame, False))
         n_gap = sum(e["count"] for e in log.for_file(fname) if e["rule"] == "hourly_gaps")
         entries.append(_entry(f"prices_1h_{asset.lower()}", "prices", asset, "1h", frame, "time",
                               f"{CDD} / Binance {asset}/USDT hourly", CDD_TERMS, fname, file,
                               f"quote USDT; {n_gap} missing hours kept as gaps"))
-    return entries, hashes
+    return entries, files
 
 
-def build_dvol(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict[str, str]]:
+def build_dvol(raw: Path, log: BuildLog) -> tuple[list[dict], dict[str, bytes]]:
     """Build the Deribit DVOL files and cross-check BTC against the independent copy."""
-    entries, hashes = [], {}
+    entries, files = [], {}
     for asset, fname in DVOL_SOURCES.items():
-        frame = pd.read_csv(raw / fname)
-        frame["time"] = pd.to_datetime(frame["date"], utc=True)
-        frame = frame.rename(columns={"dvol_close": "dvol"})[["time", "dvol"]]
+        src = _read_raw_csv(raw / fname)
+        _require_columns(src, ["date", "dvol_close"], fname)
+        frame = pd.DataFrame({"time": _raw_times(src["date"], fname, "date"),
+                              "dvol": _numeric(src["dvol_close"], fname, "dvol_close", _lines(src))})
         frame = sort_by_time(frame, fname, log)
-        if (frame["dvol"] <= 0).any() or frame["dvol"].isna().any():
-            raise DataError(f"{fname}: column 'dvol_close' has missing or non-positive values")
+        if (frame["dvol"] <= 0).any():
+            raise DataError(f"{fname}: column 'dvol_close' has non-positive values on "
+                            f"{first_items(frame.loc[frame['dvol'] <= 0, 'time'])}")
         if frame["time"].duplicated().any():
-            raise DataError(f"{fname}: duplicate dates")
+            raise DataError(f"{fname}: duplicate dates: {first_items(frame.loc[frame['time'].duplicated(), 'time'])}")
         file = f"implied_vol_1d_{asset.lower()}.csv.gz"
-        hashes[file] = write_csv_gz(_fmt_time(frame, True), out / file)
+        files[file] = csv_gz_bytes(_fmt_time(frame, True))
         entries.append(_entry(f"implied_vol_1d_{asset.lower()}", "implied_vol", asset, "1d", frame,
                               "time", "Deribit DVOL index (30-day implied volatility, %)",
                               "no licence stated; Deribit public API data", fname, file,
                               "annualised percent; loaders return decimals"))
     check = raw / "btc_dvol_daily_deribit_isayggyo_subset.csv"
     if check.exists():
-        ours = pd.read_csv(raw / DVOL_SOURCES["BTC"]).set_index("date")["dvol_close"]
-        other = pd.read_csv(check).set_index("date")["dvol"]
+        ours = _read_raw_csv(raw / DVOL_SOURCES["BTC"]).set_index("date")["dvol_close"]
+        other = _read_raw_csv(check)
+        _require_columns(other, ["date", "dvol"], check.name)
+        other = other.set_index("date")["dvol"]
         common = ours.index.intersection(other.index)
+        if not len(common):
+            raise DataError(f"{DVOL_SOURCES['BTC']}: no date in common with {check.name} (truncated file?)")
         mismatch = int((ours[common] - other[common]).abs().gt(0.005).sum())
         log.add(DVOL_SOURCES["BTC"], "cross_check", "checked", len(common),
                 f"{len(common)} dates compared with {check.name}: {mismatch} differ by > 0.005")
         if mismatch:
             raise DataError(f"{DVOL_SOURCES['BTC']}: {mismatch} dates disagree with {check.name}")
-    return entries, hashes
+    return entries, files
 
 
-def build_funding(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict[str, str]]:
+def build_funding(raw: Path, log: BuildLog) -> tuple[list[dict], dict[str, bytes]]:
     """Build the three funding files (native frequency, rates as fractions)."""
-    entries, hashes = [], {}
+    entries, files = [], {}
     # BitMEX XBTUSD 8h (first rows 24h interval)
-    fname = "bitmex_xbtusd_funding_8h_2016_2020.csv"
-    bm = pd.read_csv(raw / fname)
-    interval = pd.to_datetime(bm["fundingInterval"], utc=True) - pd.Timestamp("2000-01-01", tz="UTC")
-    frame = pd.DataFrame({"time": pd.to_datetime(bm["timestamp"], utc=True),
+    fname = FUNDING_FILES["bitmex"]
+    bm = _read_raw_csv(raw / fname)
+    _require_columns(bm, ["timestamp", "fundingInterval", "fundingRate"], fname)
+    interval = _raw_times(bm["fundingInterval"], fname, "fundingInterval") - pd.Timestamp("2000-01-01", tz="UTC")
+    frame = pd.DataFrame({"time": _raw_times(bm["timestamp"], fname, "timestamp"),
                           "interval_hours": (interval / pd.Timedelta(hours=1)).astype(int),
-                          "rate": bm["fundingRate"].astype(float)})
+                          "rate": _numeric(bm["fundingRate"], fname, "fundingRate", _lines(bm))})
     frame = sort_by_time(frame, fname, log)
     n24 = int((frame["interval_hours"] == 24).sum())
     log.add(fname, "funding_interval", "kept, decoded", n24,
             f"{n24} early prints use a 24h interval (BitMEX encoding 2000-01-02T00:00Z)")
     file = "funding_bitmex_xbtusd_8h.csv.gz"
-    hashes[file] = write_csv_gz(_fmt_time(frame, False), out / file)
+    files[file] = csv_gz_bytes(_fmt_time(frame, False))
     entries.append(_entry("funding_bitmex_xbtusd_8h", "funding", "BTC", "8h", frame, "time",
                           "BitMEX XBTUSD funding (public API)", "no licence stated; BitMEX data",
                           fname, file, "rate per funding interval, fraction; longs pay if > 0"))
     # Deribit hourly: use the millisecond timestamp; time_dt is Europe/London local text
-    fname = "deribit_btc_perpetual_funding_hourly_2019_2021.csv"
-    db = pd.read_csv(raw / fname)
-    frame = pd.DataFrame({"unix": db["timestamp"], "interest_1h": db["interest_1h"],
-                          "interest_8h": db["interest_8h"], "index_price": db["index_price"]})
+    fname = FUNDING_FILES["deribit"]
+    db = _read_raw_csv(raw / fname)
+    _require_columns(db, ["timestamp", "interest_1h", "interest_8h", "index_price"], fname)
+    lines = _lines(db)
+    frame = pd.DataFrame({"unix": _numeric(db["timestamp"], fname, "timestamp", lines).astype("int64"),
+                          **{c: _numeric(db[c], fname, c, lines) for c in ("interest_1h", "interest_8h",
+                                                                            "index_price")}})
     frame = fix_unix_units(frame, fname, log)
     log.add(fname, "local_time_text", "ignored", len(frame),
             "time_dt columns are Europe/London local time (duplicated at DST); "
@@ -450,25 +587,27 @@ def build_funding(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict
     frame = sort_by_time(frame, fname, log)
     frame = frame[["time", "interest_1h", "interest_8h", "index_price"]]
     file = "funding_deribit_btc_perpetual_1h.csv.gz"
-    hashes[file] = write_csv_gz(_fmt_time(frame, False), out / file)
+    files[file] = csv_gz_bytes(_fmt_time(frame, False))
     entries.append(_entry("funding_deribit_btc_perpetual_1h", "funding", "BTC", "1h", frame, "time",
                           "Deribit BTC-PERPETUAL funding history (public API)",
                           "no licence stated; Deribit data", fname, file,
                           "interest_1h accrued per hour, fraction; one 2h gap (2020-08-27)"))
     # Binance daily means
-    fname = "binance_btcusdt_funding_daily_mean_2019_2026.csv"
-    bn = pd.read_csv(raw / fname)
-    frame = pd.DataFrame({"time": pd.to_datetime(bn["date"], utc=True),
-                          "funding_mean": bn["funding_mean"].astype(float),
-                          "funding_abs": bn["funding_abs"].astype(float)})
+    fname = FUNDING_FILES["binance"]
+    bn = _read_raw_csv(raw / fname)
+    _require_columns(bn, ["date", "funding_mean", "funding_abs"], fname)
+    lines = _lines(bn)
+    frame = pd.DataFrame({"time": _raw_times(bn["date"], fname, "date"),
+                          "funding_mean": _numeric(bn["funding_mean"], fname, "funding_mean", lines),
+                          "funding_abs": _numeric(bn["funding_abs"], fname, "funding_abs", lines)})
     frame = sort_by_time(frame, fname, log)
     file = "funding_binance_btcusdt_1d.csv.gz"
-    hashes[file] = write_csv_gz(_fmt_time(frame, True), out / file)
+    files[file] = csv_gz_bytes(_fmt_time(frame, True))
     entries.append(_entry("funding_binance_btcusdt_1d", "funding", "BTC", "1d", frame, "time",
                           "Binance BTCUSDT perpetual funding, daily mean (lukmol/gamlss-btc-VaR)",
                           "MIT (aggregation, (c) 2026 Lucas Mol); underlying Binance data",
                           fname, file, "mean of the day's 8h prints; daily accrual ~ 3 x mean"))
-    return entries, hashes
+    return entries, files
 
 
 OPTION_COLUMNS = {
@@ -480,18 +619,20 @@ OPTION_COLUMNS = {
 }
 
 
-def build_options(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict[str, str]]:
+def build_options(raw: Path, log: BuildLog) -> tuple[list[dict], dict[str, bytes]]:
     """Build one compact option-chain file from the six OptionsDX months."""
     parts = []
     for fname in OPTION_FILES:
-        chain = pd.read_csv(raw / fname, skipinitialspace=True)
-        chain.columns = [c.strip().strip("[]") for c in chain.columns]
+        chain = _read_raw_csv(raw / fname, skipinitialspace=True)
+        chain.columns = [str(c).strip().strip("[]") for c in chain.columns]
+        _require_columns(chain, list(OPTION_COLUMNS), fname)
         chain = chain[list(OPTION_COLUMNS)].rename(columns=OPTION_COLUMNS)
+        for c in ("quote_unix", "expiry_unix", "strike"):
+            chain[c] = _numeric(chain[c], fname, c, _lines(chain))
         log.add(fname, "local_time_text", "ignored", len(chain),
                 "QUOTE_DATE/QUOTE_READTIME/EXPIRY_TIME are US/Eastern text; "
                 "QUOTE_UNIXTIME and EXPIRY_UNIX are used")
         parts.append(chain)
-    hashes: dict[str, str] = {}
     chain = pd.concat(parts, ignore_index=True)
     chain["quote_time"] = pd.to_datetime(chain["quote_unix"], unit="s", utc=True)
     chain["date"] = chain["quote_time"].dt.normalize()
@@ -513,7 +654,7 @@ def build_options(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict
         "volume": chain["volume"],
     })
     file = "options_btc_deribit_eod.csv.gz"
-    hashes[file] = write_csv_gz(frame, out / file)
+    files = {file: csv_gz_bytes(frame)}
     t = pd.to_datetime(frame["date"], utc=True)
     entries = [{"name": "options_btc_deribit_eod", "kind": "options", "asset": "BTC",
                 "frequency": "1d", "first": f"{t.min():%Y-%m-%d}", "last": f"{t.max():%Y-%m-%d}",
@@ -521,7 +662,7 @@ def build_options(raw: Path, out: Path, log: BuildLog) -> tuple[list[dict], dict
                 "licence": "no licence stated; redistribution rights not verified",
                 "raw_file": ", ".join(OPTION_FILES), "file": file,
                 "notes": "2021-06..07 and 2022-01..04 only; prices in BTC; mark_iv decimal"}]
-    return entries, hashes
+    return entries, files
 
 
 def cross_check_coinmetrics(raw: Path, log: BuildLog) -> None:
@@ -530,12 +671,16 @@ def cross_check_coinmetrics(raw: Path, log: BuildLog) -> None:
         cm_file = raw / f"{asset.lower()}_usd_daily_coinmetrics_community_2020snapshot.csv"
         if not cm_file.exists():
             continue
-        cm = pd.read_csv(cm_file)
-        cm = pd.Series(cm["PriceUSD"].astype(float).to_numpy(),
-                       index=pd.to_datetime(cm["time"], utc=True))
+        cm = _read_raw_csv(cm_file)
+        _require_columns(cm, ["time", "PriceUSD"], cm_file.name)
+        cm = pd.Series(_numeric(cm["PriceUSD"], cm_file.name, "PriceUSD", _lines(cm)).to_numpy(),
+                       index=_raw_times(cm["time"], cm_file.name, "time"))
         ours = clean_cdd(raw / DAILY_SOURCES[asset][0], BuildLog(), daily=True)
         ours = ours.set_index(ours["time"].dt.normalize())["close"]
         common = ours.index.intersection(cm.index)
+        if not len(common):
+            raise DataError(f"{DAILY_SOURCES[asset][0]}: no date in common with {cm_file.name} "
+                            f"(its rows cover {ours.index[0]:%Y-%m-%d} .. {ours.index[-1]:%Y-%m-%d}; truncated file?)")
         rel = (ours[common] / cm[common] - 1).abs()
         log.add(DAILY_SOURCES[asset][0], "cross_check", "checked", len(common),
                 f"closes vs Coin Metrics PriceUSD on {len(common)} days: median |rel diff| "
@@ -546,36 +691,69 @@ def cross_check_coinmetrics(raw: Path, log: BuildLog) -> None:
                             f"(median |rel diff| {rel.median():.2%})")
 
 
+def required_raw_files() -> list[str]:
+    """The raw files every build reads (the Coin Metrics and second DVOL copies are optional checks)."""
+    return ([f for f, *_ in DAILY_SOURCES.values()] + list(HOURLY_SOURCES.values()) + list(DVOL_SOURCES.values())
+            + list(FUNDING_FILES.values()) + OPTION_FILES)
+
+
+def validate_build(files: dict[str, bytes], catalog: list[dict]) -> None:
+    """Check the built files before they replace anything.
+
+    Every catalogue entry has its file and row count; prices and implied vols pass
+    the loaders' checks (:func:`~marginlab.datasets.validate.validate_frame`).
+    """
+    for entry in catalog:
+        name = entry["file"]
+        if name not in files:
+            raise DataError(f"build: catalogue entry {entry['name']!r} has no file {name}")
+        frame = pd.read_csv(io.BytesIO(files[name]), compression="gzip")
+        if len(frame) != entry["rows"] or not len(frame):
+            raise DataError(f"build: {name} has {len(frame)} rows, the catalogue says {entry['rows']}")
+        if entry["kind"] in ("prices", "implied_vol"):
+            time_col = "date" if entry["frequency"] == "1d" else "time"
+            frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop(time_col), utc=True), name="time")
+            columns = ["open", "high", "low", "close"] if entry["kind"] == "prices" else ["dvol"]
+            validate_frame(frame, source=f"build: {name}", freq=entry["frequency"],
+                           max_gap=0 if entry["frequency"] == "1d" else None, columns=columns)
+
+
 def build(raw: Path | str, out: Path | str = DATA_DIR) -> dict[str, str]:
-    """Build every bundled dataset from ``raw`` into ``out``; return file -> sha256."""
+    """Build every bundled dataset from ``raw`` into the folder ``out``; return file -> sha256.
+
+    Nothing is written until every file is built and validated: the new folder is
+    then written beside ``out`` and swapped in whole
+    (:func:`~marginlab.datasets.folders.publish_folder`), so a build failing at any
+    point leaves ``out`` as it was. ``out`` must not exist, be empty or be a
+    previous build (recognised by its ``MANIFEST.sha256`` and ``BUILD_LOG.md``),
+    with its files unchanged; this is checked before building.
+    """
     raw, out = Path(raw), Path(out)
     if not raw.is_dir():
         raise DataError(f"raw data folder not found: {raw}")
+    missing = [f for f in required_raw_files() if not (raw / f).is_file()]
+    if missing:
+        raise DataError(f"{raw}: raw file(s) missing: {first_items(missing)}")
+    check_output_folder(out, DATA_FOLDER)
     log = BuildLog()
-    catalog, hashes = [], {}
+    catalog, files = [], {}
     for step in (build_prices, build_dvol, build_funding, build_options):
-        entries, h = step(raw, out, log)
+        entries, built = step(raw, log)
         catalog += entries
-        hashes.update(h)
+        files.update(built)
     cross_check_coinmetrics(raw, log)
-    payload = json.dumps(catalog, indent=1, sort_keys=True).encode() + b"\n"
-    hashes["catalog.json"] = atomic_write_bytes(out / "catalog.json", payload)
-    hashes["BUILD_LOG.md"] = atomic_write_bytes(out / "BUILD_LOG.md", log.to_markdown().encode())
-    manifest = "".join(f"{h}  {name}\n" for name, h in sorted(hashes.items()))
-    atomic_write_bytes(out / "MANIFEST.sha256", manifest.encode())
-    return hashes
+    validate_build(files, catalog)
+    files["catalog.json"] = json.dumps(catalog, indent=1, sort_keys=True).encode() + b"\n"
+    files["BUILD_LOG.md"] = log.to_markdown().encode()
+    publish_folder(out, files, DATA_FOLDER)
+    return {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: build the bundled datasets."""
-    parser = argparse.ArgumentParser(prog="marginlab-datasets-build", description=__doc__.split("\n")[0])
-    parser.add_argument("--raw", required=True, help="folder of raw files (../shared/datasets/raw)")
-    parser.add_argument("--out", default=str(DATA_DIR), help="output folder (default: bundled data)")
-    args = parser.parse_args(argv)
-    hashes = build(args.raw, args.out)
-    for name, h in sorted(hashes.items()):
-        print(f"{h}  {name}")
-    return 0
+    """Command-line entry point: ``marginlab datasets build`` (same options, same error handling)."""
+    from marginlab.validation.cli import main as cli_main  # the CLI owns argument parsing and error reporting
+
+    return cli_main(["datasets", "build", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

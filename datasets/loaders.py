@@ -7,16 +7,21 @@ timestamps at fault.
 
 from __future__ import annotations
 
+import gzip
 import json
+import warnings
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .conventions import utc
 from .errors import DataError
+from .inputs import MarketInputs
 from .market import MarketData
-from .validate import frequency_delta, validate_frame
+from .validate import first_items, frequency_delta, validate_frame
 
 __all__ = [
     "DATA_DIR",
@@ -27,7 +32,9 @@ __all__ = [
     "load_option_chains",
     "load_funding",
     "load_market",
+    "market_inputs",
     "read_prices",
+    "PLAUSIBLE_PRICES",
 ]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -76,13 +83,6 @@ def _dataset(kind: str, asset: str, freq: str) -> dict:
                     f"known assets: {known_assets(kind, freq)}")
 
 
-def _utc(t) -> pd.Timestamp | None:
-    if t is None:
-        return None
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 @lru_cache(maxsize=64)
 def _read_bundled(file: str, time_col: str) -> pd.DataFrame:
     path = DATA_DIR / file
@@ -92,7 +92,7 @@ def _read_bundled(file: str, time_col: str) -> pd.DataFrame:
 
 
 def _slice(frame: pd.DataFrame, start, end, source: str) -> pd.DataFrame:
-    start, end = _utc(start), _utc(end)
+    start, end = utc(start), utc(end)
     if start is not None and end is not None and start > end:
         raise DataError(f"{source}: start {start:%Y-%m-%d} is after end {end:%Y-%m-%d}")
     first, last = frame.index[0], frame.index[-1]
@@ -172,7 +172,7 @@ def load_option_chains(start=None, end=None, asset: str = "BTC") -> pd.DataFrame
     frame = pd.read_csv(DATA_DIR / rec["file"])
     for col in ("date", "quote_time", "expiry"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
-    start, end = _utc(start), _utc(end)
+    start, end = utc(start), utc(end)
     if start is not None:
         frame = frame[frame["date"] >= start]
     if end is not None:
@@ -208,8 +208,34 @@ def daily_funding(start=None, end=None) -> pd.Series:
     return (3.0 * frame["funding_mean"]).rename("BTC")
 
 
-def load_market(assets, start=None, end=None, freq: str = "1d",
-                max_gap: int | None = None, with_option_chains: bool = False) -> MarketData:
+def _known_at_day_end(series: pd.Series) -> pd.Series:
+    """A daily series labelled by UTC day D, re-indexed by the time it became known: D 24:00."""
+    out = series.copy()
+    out.index = pd.DatetimeIndex(series.index + pd.Timedelta(days=1), name="known_at")
+    return out
+
+
+def market_inputs(assets, freq: str = "1d", max_gap: int | None = None,
+                  with_option_chains: bool = False) -> MarketInputs:
+    """The bundled raw inputs of a panel, each indexed by the time it became known.
+
+    Prices (closes by bar label) and quote-currency traded volume for ``assets``; DVOL for BTC and ETH (known at
+    the end of its UTC day); BTC funding (3 x the Binance daily mean print, known
+    at the end of its UTC day); the BTC option chains when ``with_option_chains``.
+    See :class:`~marginlab.datasets.inputs.MarketInputs`.
+    """
+    bars = {a: load_prices(a, freq=freq, max_gap=max_gap) for a in assets}
+    prices = {a: frame["close"] for a, frame in bars.items()}
+    volume = {a: frame["volume_quote"] for a, frame in bars.items() if "volume_quote" in frame.columns}
+    vols = {a: _known_at_day_end(load_implied_vol(a)) for a in assets if a in known_assets("implied_vol", "1d")}
+    funding = {"BTC": _known_at_day_end(daily_funding())} if "BTC" in assets else {}
+    chains = load_option_chains() if with_option_chains else None
+    return MarketInputs(freq=freq, prices=prices, implied_vol=vols, funding=funding, option_chains=chains,
+                        volume=volume)
+
+
+def load_market(assets, start=None, end=None, freq: str = "1d", max_gap: int | None = None,
+                with_option_chains: bool = False, as_of=None) -> MarketData:
     """Build an aligned :class:`MarketData` panel of bundled data.
 
     Parameters
@@ -217,8 +243,8 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
     assets : list of str
         Asset codes, e.g. ``["BTC", "ETH"]``.
     start, end : optional
-        UTC range. Without ``start`` the panel starts at the first date on
-        which every asset has a price (BTC alone: 2014-11-28).
+        UTC range of row labels. Without ``start`` the panel starts at the
+        first date on which any asset has a price (BTC alone: 2014-11-28).
     freq : {"1d", "1h"}
         Daily panels are on the full calendar (crypto trades every day). Hourly
         panels are indexed by the observed hours: the Binance hourly exports
@@ -226,15 +252,27 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
     max_gap : int, optional
         Passed to :func:`load_prices`.
     with_option_chains : bool
-        Attach the BTC option chains (for the smile) when True.
+        Attach the BTC option chains and the smile fitted from them when True.
+    as_of : str or Timestamp, optional
+        Build the market from what was known at this UTC time only: price bars
+        closed by then, DVOL and funding published by then, chain snapshots
+        quoted by then (:meth:`MarketInputs.known_at`), then aligned as usual.
+        The panel ends at the last row observed at or before ``as_of`` (an
+        ``end`` after it is cut there). The no-look-ahead test compares margins
+        on this market with those on the full one.
 
     Returns
     -------
     MarketData
-        ``prices`` (close; NaN outside each asset's history), ``implied_vol``
-        (DVOL / 100; NaN before 2021-03-24
-        and for assets without DVOL), ``funding`` (BTC daily, NaN elsewhere;
-        daily panels only).
+        Row labels are bar open times; row i is observed at
+        ``market.observation_time[i]`` (its close). ``prices`` (close; NaN
+        outside each asset's history), ``implied_vol`` (DVOL / 100, the last
+        value known at the row's observation time; NaN before 2021-03-24 and
+        for assets without DVOL), ``funding`` (BTC, each day's funding booked at
+        the row observed at the day's end; NaN elsewhere), option chains and
+        smile when requested, ``volume`` (quote currency traded in each bar,
+        observed with its close). Alignment rules:
+        :mod:`marginlab.datasets.inputs`.
     """
     if isinstance(assets, str):
         assets = [assets]
@@ -244,114 +282,193 @@ def load_market(assets, start=None, end=None, freq: str = "1d",
     dup = sorted({a for a in assets if assets.count(a) > 1})
     if dup:
         raise DataError(f"load_market: assets requested twice: {dup}")
-    frames = {a: load_prices(a, freq=freq, max_gap=max_gap)["close"] for a in assets}
-    first = min(s.index[0] for s in frames.values())
-    last = max(s.index[-1] for s in frames.values())
-    if freq == "1d":
-        full = pd.date_range(first, last, freq=frequency_delta(freq), name="time")
-    else:
-        # hourly exports have exchange-maintenance gaps (kept, never filled): the panel's index is
-        # the union of the observed hours, so a return across a gap spans the missing hours
-        full = frames[assets[0]].index
-        for a in assets[1:]:
-            full = full.union(frames[a].index)
-        full = full.rename("time")
-    union = pd.DataFrame({a: s.reindex(full) for a, s in frames.items()})
-    prices = _slice(union, start, end, f"load_market({assets}, freq={freq!r})")
+    inputs = market_inputs(assets, freq=freq, max_gap=max_gap, with_option_chains=with_option_chains)
+    where = f"load_market({assets}, freq={freq!r})"
+    if as_of is not None:
+        full = inputs.index()
+        inputs = inputs.known_at(as_of)
+        if all(s.empty for s in inputs.prices.values()):
+            raise DataError(f"{where}: as_of {utc(as_of)} is before the first price close "
+                            f"({full[0] + inputs.step})")
+        last = inputs.index()[-1]
+        end = last if end is None else min(utc(end), last)
+    index = _slice(pd.DataFrame(index=inputs.index()), start, end, where).index
+    market = inputs.to_market(index)
+    prices = market.prices
     empty = [a for a in assets if prices[a].isna().all()]
     if empty:
-        ranges = {a: f"{frames[a].index[0]:%Y-%m-%d}..{frames[a].index[-1]:%Y-%m-%d}" for a in empty}
+        frames = inputs.prices
+        ranges = {a: f"{frames[a].index[0]:%Y-%m-%d}..{frames[a].index[-1]:%Y-%m-%d}" if len(frames[a]) else "none"
+                  for a in empty}
         raise DataError(f"load_market: no prices for {empty} in the requested range "
                         f"(their data covers {ranges})")
-    prices.index.name = "time"
-    iv = pd.DataFrame(np.nan, index=prices.index, columns=assets)
-    funding = None
-    if freq == "1d":
-        for a in assets:
-            if a in known_assets("implied_vol", "1d"):
-                dvol = load_implied_vol(a)
-                iv[a] = dvol.reindex(prices.index)
-        funding = pd.DataFrame(np.nan, index=prices.index, columns=assets)
-        if "BTC" in assets:
-            funding["BTC"] = daily_funding().reindex(prices.index)
-    else:
-        for a in assets:
-            if a in known_assets("implied_vol", "1d"):
-                dvol = load_implied_vol(a)
-                iv[a] = dvol.reindex(prices.index.floor("1D")).to_numpy()
-    chains = load_option_chains() if with_option_chains else None
-    return MarketData(prices=prices, implied_vol=iv, funding=funding, freq=freq,
-                      option_chains=chains)
+    return market
+
+
+#: Default plausible range of prices read by :func:`read_prices` (quote currency per unit): wide enough for
+#: a meme coin in USD (1e-8) and BTC in Indonesian rupiah (2e9), narrow enough to catch unit slips.
+PLAUSIBLE_PRICES: tuple[float, float] = (1e-10, 1e10)
+
+_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16",
+         b"\xfe\xff": "UTF-16"}
+
+
+def _sniff_text(path: Path, head: bytes) -> None:
+    """Raise DataError for input that is not UTF-8 CSV text: empty, UTF-16/32, binary."""
+    if not head.strip():
+        raise DataError(f"{path}: file is empty")
+    for bom, encoding in _BOMS.items():
+        if head.startswith(bom):
+            raise DataError(f"{path}: is {encoding} text; save it as UTF-8 CSV")
+    if b"\x00" in head:
+        raise DataError(f"{path}: is not a text file (binary content); expected a UTF-8 CSV")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut by the sample's end
+            raise DataError(f"{path}: is not UTF-8 text (byte {exc.start}: {head[exc.start:exc.start + 1]!r}); "
+                            "save it as UTF-8 CSV") from None
+
+
+def _read_table(path: Path, time_column: str | None, dtype: dict | None = None) -> pd.DataFrame:
+    """Read a user's CSV/Parquet file; every failure is a DataError naming the file (``dtype``: CSV columns' types)."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, not a price file")
+    suffixes = "".join(path.suffixes).lower()
+    try:
+        if suffixes.endswith(".parquet"):
+            try:
+                frame = pd.read_parquet(path)
+            except ImportError:
+                raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'marginlab[parquet]')") from None
+            if time_column is None and isinstance(frame.index, pd.DatetimeIndex):
+                frame = frame.reset_index()
+            return frame
+        if not suffixes.endswith((".csv", ".csv.gz")):
+            raise DataError(f"{path}: unsupported file type {suffixes!r} (use .csv, .csv.gz or .parquet)")
+        opener = gzip.open if suffixes.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            _sniff_text(path, fh.read(65536))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header: data lost
+            return pd.read_csv(path, encoding="utf-8", index_col=False, dtype=dtype)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zlib.error, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot be read ({reason})") from None
+    except Exception as exc:  # pyarrow's errors are not ValueErrors: any failure to parse names the file
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"{path}: cannot be read as Parquet ({type(exc).__name__}: {reason})") from None
+
+
+def _parse_times(raw_t: pd.Series, path: Path, column: str) -> pd.DatetimeIndex:
+    """UTC timestamps from a text column, or from unix seconds / milliseconds (never a mix of both)."""
+    def rows(mask) -> str:
+        return f"data row(s) {first_items(np.flatnonzero(np.asarray(mask)) + 1, 3)}"
+
+    if raw_t.isna().any():
+        raise DataError(f"{path}: column {column!r} has missing timestamps at {rows(raw_t.isna())}")
+    if pd.api.types.is_bool_dtype(raw_t):
+        raise DataError(f"{path}: column {column!r} holds true/false values, not timestamps")
+    try:
+        if pd.api.types.is_numeric_dtype(raw_t):
+            values = raw_t.to_numpy(dtype=float)
+            if not np.isfinite(values).all():
+                raise DataError(f"{path}: column {column!r} has non-finite timestamps at {rows(~np.isfinite(values))}")
+            seconds = np.abs(values) < 1e11
+            if seconds.any() and not seconds.all():
+                raise DataError(f"{path}: column {column!r} mixes unix seconds ({rows(seconds)}) and "
+                                f"milliseconds ({rows(~seconds)}); use one unit")
+            if (np.abs(values) >= 1e14).any():
+                raise DataError(f"{path}: column {column!r} has numbers too large for unix seconds or milliseconds "
+                                f"at {rows(np.abs(values) >= 1e14)}")
+            return pd.DatetimeIndex(pd.to_datetime(raw_t, unit="s" if seconds.all() else "ms", utc=True), name="time")
+        return pd.DatetimeIndex(pd.to_datetime(raw_t.astype(str), utc=True, format="ISO8601"), name="time")
+    except (ValueError, TypeError, OverflowError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        parsed = pd.to_datetime(raw_t.astype(str), utc=True, format="ISO8601", errors="coerce")
+        bad = parsed.isna().to_numpy()
+        first = f"; first: {raw_t[bad].iloc[0]!r} at {rows(bad)}" if bad.any() else ""
+        raise DataError(f"{path}: column {column!r} has timestamps that are not ISO 8601 dates or times "
+                        f"(YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]){first}") from None
 
 
 def read_prices(path, *, time_column: str | None = None, columns: list[str] | None = None,
-                freq: str = "1d", max_gap: int | None = 0) -> pd.DataFrame:
+                freq: str = "1d", max_gap: int | None = 0,
+                plausible_range: tuple[float, float] | None = PLAUSIBLE_PRICES) -> pd.DataFrame:
     """Read a user's own price file (CSV or Parquet) with the same validation as bundled data.
 
     Parameters
     ----------
     path : str or Path
-        ``.csv``, ``.csv.gz`` or ``.parquet`` file.
+        ``.csv``, ``.csv.gz`` (UTF-8) or ``.parquet`` file.
     time_column : str, optional
         Timestamp column (default: the first of ``time``, ``date``,
-        ``timestamp``). Naive timestamps are taken as UTC; integer values as
-        unix seconds or milliseconds.
+        ``timestamp``, ``datetime``). Text must be ISO 8601
+        (``YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]``: no day/month ambiguity); naive
+        timestamps are taken as UTC; numbers as unix seconds (below 1e11) or
+        milliseconds, all in the same unit.
     columns : list of str, optional
         Price columns to keep and validate; default every other column.
     freq : {"1d", "1h"}
     max_gap : int or None
-        Missing periods tolerated (default 0).
+        Missing periods tolerated (default 0; None: no check).
+    plausible_range : (float, float) or None
+        Prices outside ``[low, high]`` are an error (default
+        :data:`PLAUSIBLE_PRICES`, 1e-10 .. 1e10; None: no check).
 
     Returns
     -------
     DataFrame
         UTC ``time`` index, one column per price series. The file is never
-        re-sorted or de-duplicated: such defects raise DataError.
+        re-sorted, de-duplicated or repaired.
+
+    Raises
+    ------
+    DataError
+        Naming the file (and the column and first rows or timestamps at fault):
+        an unreadable, empty, binary or non-UTF-8 file; missing, unparseable or
+        mixed-unit timestamps; rows observed after the time of reading (a daily
+        row labelled D is the close at D+1 00:00 UTC); true/false columns,
+        non-numeric, missing, infinite, non-positive or implausible prices; and
+        every check of :func:`~marginlab.datasets.validate.validate_frame`.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith(".parquet"):
-        frame = pd.read_parquet(path)
-        if time_column is None and isinstance(frame.index, pd.DatetimeIndex):
-            frame = frame.reset_index()
-    elif suffixes.endswith((".csv", ".csv.gz")):
-        frame = pd.read_csv(path)
-    else:
-        raise DataError(f"{path}: unsupported file type {suffixes!r} (use .csv, .csv.gz or .parquet)")
+    step = frequency_delta(freq)
+    frame = _read_table(path, time_column)
+    if frame.empty or not len(frame.columns):
+        raise DataError(f"{path}: no rows")
     if time_column is None:
         time_column = next((c for c in frame.columns
                             if str(c).lower() in ("time", "date", "timestamp", "datetime")), None)
         if time_column is None:
-            raise DataError(f"{path}: no time column (looked for time/date/timestamp); "
+            raise DataError(f"{path}: no time column (looked for time/date/timestamp/datetime); "
                             f"columns are {list(frame.columns)}")
     if time_column not in frame.columns:
         raise DataError(f"{path}: time column {time_column!r} not found; columns are "
                         f"{list(frame.columns)}")
-    raw_t = frame.pop(time_column)
-    if raw_t.isna().any():
-        raise DataError(f"{path}: column {time_column!r} has missing timestamps at rows "
-                        f"{raw_t.index[raw_t.isna()].tolist()[:5]}")
-    if pd.api.types.is_numeric_dtype(raw_t):
-        unit = "ms" if float(raw_t.abs().max()) >= 1e11 else "s"
-        times = pd.to_datetime(raw_t, unit=unit, utc=True)
-    else:
-        try:
-            times = pd.to_datetime(raw_t, utc=True)
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{path}: column {time_column!r} has unparseable timestamps: {exc}") from None
-    frame.index = pd.DatetimeIndex(times, name="time")
+    frame.index = _parse_times(frame.pop(time_column), path, time_column)
+    now = pd.Timestamp.now(tz="UTC")
+    future = frame.index[frame.index + step > now]
+    if len(future):
+        raise DataError(f"{path}: rows observed after the time of reading ({now:%Y-%m-%d %H:%M} UTC; a {freq} row "
+                        f"labelled t is the close at t + {freq}): {first_items(future)}")
     if columns is not None:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise DataError(f"{path}: missing column(s) {missing}; columns are {list(frame.columns)}")
         frame = frame[columns]
     for c in frame.columns:
+        if pd.api.types.is_bool_dtype(frame[c]):
+            raise DataError(f"{path}: column {c!r} holds true/false values, not prices")
         if not pd.api.types.is_numeric_dtype(frame[c]):
             bad = pd.to_numeric(frame[c], errors="coerce").isna() & frame[c].notna()
             if bad.any():
                 raise DataError(f"{path}: column {c!r} has non-numeric values at "
-                                f"{frame.index[bad.to_numpy()][:5].tolist()}")
+                                f"{first_items(frame.index[bad.to_numpy()])}")
             frame[c] = pd.to_numeric(frame[c], errors="coerce")
-    return validate_frame(frame, source=str(path), freq=freq, max_gap=max_gap)
+    return validate_frame(frame, source=str(path), freq=freq, max_gap=max_gap, plausible_range=plausible_range)

@@ -45,6 +45,7 @@ def validate_frame(
     max_gap: int | None = 0,
     positive: bool = True,
     columns: list[str] | None = None,
+    plausible_range: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """Validate a time-indexed frame and return it unchanged.
 
@@ -58,21 +59,31 @@ def validate_frame(
         Expected sampling step. Every timestamp must lie on the grid
         (midnight UTC for daily data, the full hour for hourly data).
     max_gap : int or None
-        Largest number of consecutive missing steps tolerated (0: none; crypto
-        trades every day). ``None`` disables the gap check.
+        Largest number of consecutive missing steps tolerated, an integer >= 0
+        (0: none; crypto trades every day). ``None`` disables the gap check.
     positive : bool
         Require strictly positive values (prices, volatilities).
     columns : list of str, optional
         Columns to check for NaN and sign; all columns by default.
+    plausible_range : (float, float), optional
+        Values outside ``[low, high]`` are an error (absurd magnitudes such as
+        1e300 or 1e-300); no check by default.
 
     Raises
     ------
     DataError
         On an empty frame, a non-datetime index, duplicate or unsorted
-        timestamps, off-grid timestamps, gaps beyond ``max_gap``, NaN values or
-        non-positive values, naming the source, column and first timestamps.
+        timestamps, off-grid timestamps, gaps beyond ``max_gap``, true/false
+        columns, NaN, infinite, non-positive or implausible values, naming the
+        source, column and first timestamps; on a bad ``max_gap`` or
+        ``plausible_range``.
     """
     step = frequency_delta(freq)
+    if max_gap is not None and (isinstance(max_gap, bool) or not isinstance(max_gap, int | np.integer)
+                                or max_gap < 0):
+        raise DataError(f"{source}: max_gap must be an integer >= 0 or None, got {max_gap!r}")
+    if plausible_range is not None:
+        low, high = _range(plausible_range, source)
     if frame.empty:
         raise DataError(f"{source}: no rows")
     index = frame.index
@@ -100,14 +111,38 @@ def validate_frame(
     for column in columns if columns is not None else list(frame.columns):
         if column not in frame.columns:
             raise DataError(f"{source}: missing column {column!r}; columns are {list(frame.columns)}")
+        if pd.api.types.is_bool_dtype(frame[column]):
+            raise DataError(f"{source}: column {column!r} holds true/false values, not numbers")
         values = pd.to_numeric(frame[column], errors="coerce")
         nan = index[values.isna().to_numpy()]
         if len(nan):
             raise DataError(f"{source}: column {column!r} has missing/NaN or non-numeric values at "
                             f"{first_items(nan)}")
+        infinite = index[np.isinf(values.to_numpy(dtype=float))]
+        if len(infinite):
+            raise DataError(f"{source}: column {column!r} has infinite values at {first_items(infinite)}")
         if positive:
             bad = index[(values <= 0).to_numpy()]
             if len(bad):
                 raise DataError(f"{source}: column {column!r} has non-positive values at "
                                 f"{first_items(bad)}")
+        if plausible_range is not None:
+            implausible = ((values < low) | (values > high)).to_numpy()
+            if implausible.any():
+                raise DataError(f"{source}: column {column!r} has values outside the plausible range "
+                                f"[{low:g}, {high:g}] (e.g. {values[implausible].iloc[0]:g}) at "
+                                f"{first_items(index[implausible])}; pass plausible_range= to change the range")
     return frame
+
+
+def _range(plausible_range, source: str) -> tuple[float, float]:
+    try:
+        low, high = plausible_range
+        ok = all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+                 for v in (low, high)) and 0 <= low < high
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise DataError(f"{source}: plausible_range must be two numbers (low, high) with 0 <= low < high, "
+                        f"got {plausible_range!r}")
+    return float(low), float(high)

@@ -1,16 +1,29 @@
-"""The `MarginModel` interface and the model registry.
+"""The `MarginModel` interface (the engine–model contract) and the model registry.
 
-A margin model is a frozen dataclass of parameters (validated in
-``__post_init__``) with two methods:
+A margin model is a frozen dataclass of parameters with two methods. Every
+parameter is type-checked from its annotation (:mod:`marginlab.models.params`)
+before the model's own ``__post_init__`` checks its range:
 
-* ``fit(market, t, warm_start=None) -> state``: estimate whatever the model
-  needs from data **up to and including t** (nothing after ``t`` may be read);
-* ``margin(state, positions, market, t) -> float``: the margin (a positive
-  amount in the quote currency) for the book ``positions`` held at ``t``.
+* ``fit(market, t, warm_start=None, context=None) -> state``: prepare whatever the
+  model needs from data **known at t's observation time** (nothing after ``t``
+  may be read). ``warm_start`` is the model's state of the previous margin date
+  (or None); ``context`` is the run's :class:`~marginlab.models.context.RunContext`
+  (MPOR in observations, seed, the run's caches and estimation store); a fresh
+  default context (MPOR 1, seed 0) is used when it is None.
+* ``margin(state, positions, market, t) -> float``: the margin (a positive amount
+  in the quote currency; NaN while the model is warming up) for the book
+  ``positions`` held at ``t``.
 
-``margins(portfolio, market, dates)`` is the vectorised path over many dates;
-the default loops over ``fit`` and ``margin``, warm-starting each fit from the
-previous state. Models declare which instrument families they cover
+Models that forecast a loss distribution also implement
+``forecast(state, positions, market, t) -> Forecast`` (the margin together with
+the VaR and ES at the model's level and the scenario losses, from which the
+engine computes the PIT of the realised loss); the default wraps ``margin``.
+
+Every state answers ``diagnostics() -> dict[str, int]`` (counts the report shows,
+e.g. failed or boundary fits; empty for stateless models). Each model states
+the tail probability it promises (:attr:`MarginModel.tail_prob`: 0.01 for a 99%
+VaR, 0.025 for a 97.5% ES, None for rule-based models, which are then tested at
+the study's ``tail_prob``). Models declare which instrument families they cover
 (``families``); the engine reports a model as not applicable to a book with
 other instruments rather than inventing a number.
 """
@@ -19,17 +32,77 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 from marginlab.datasets import MarketData
 
+from .context import RunContext
 from .instruments import LINEAR, OPTION, Position
+from .methodology import Methodology, methodology_of
+from .params import install_field_validation
 
-__all__ = ["MarginModel", "MODELS", "register", "make_model", "model_parameters"]
+__all__ = ["MarginModel", "ModelState", "Forecast", "HasDiagnostics", "MODELS", "register", "make_model",
+           "model_parameters"]
 
 MODELS: dict[str, type[MarginModel]] = {}
+
+
+@runtime_checkable
+class HasDiagnostics(Protocol):
+    """The protocol of a model state: counts for the report (e.g. fits, failed, boundary)."""
+
+    def diagnostics(self) -> dict[str, int]:
+        """Counts accumulated over the run so far (empty when there is nothing to report)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """The state of a model without estimated parameters: the date, its market row and the run context."""
+
+    t: pd.Timestamp
+    i: int
+    context: RunContext
+
+    def diagnostics(self) -> dict[str, int]:
+        """Nothing to report."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """A model's forecast for one book and date.
+
+    Attributes
+    ----------
+    margin : float
+        The margin (quote currency, >= 0; NaN during warm-up).
+    var, es : float
+        VaR and ES of the forecast loss distribution at the model's level
+        (NaN when the model has no loss distribution).
+    losses : ndarray of shape (n_scenarios,) or None
+        Scenario losses (quote currency) of the forecast distribution, each
+        with weight ``weights[k]`` (equal weights when ``weights`` is None).
+    """
+
+    margin: float
+    var: float = float("nan")
+    es: float = float("nan")
+    losses: np.ndarray | None = None
+    weights: np.ndarray | None = None
+
+    def pit(self, pnl: float) -> float:
+        r"""Probability integral transform of a realised P&L: :math:`F_{PnL}(pnl) = P(L \ge -pnl)`.
+
+        NaN without a forecast distribution. The forecast P&L is ``-losses``, so
+        the forecast CDF at ``pnl`` is the weight of scenarios with loss >= -pnl.
+        """
+        if self.losses is None or not np.isfinite(pnl):
+            return float("nan")
+        w = np.ones(self.losses.size) if self.weights is None else self.weights
+        return float(w[self.losses >= -pnl].sum() / w.sum())
 
 
 @dataclass(frozen=True)
@@ -38,43 +111,89 @@ class MarginModel:
 
     name: ClassVar[str] = "base"
     families: ClassVar[frozenset[str]] = frozenset({LINEAR, OPTION})
-    #: periods of history the model needs before its first margin
-    warmup: ClassVar[int] = 0
 
-    def fit(self, market: MarketData, t: pd.Timestamp, warm_start: Any = None) -> Any:
-        """Estimate the model's state from data up to ``t`` (default: no state)."""
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        install_field_validation(cls)  # parameters type-checked from their annotations, before __post_init__
+
+    @property
+    def tail_prob(self) -> float | None:
+        """Tail probability the model promises (1 - its confidence level); None for rule-based models."""
         return None
+
+    @property
+    def estimation_key(self) -> object | None:
+        """Key of the estimation the model shares with others (models with the same key run together), or None."""
+        return None
+
+    @property
+    def margin_measure(self) -> str | None:
+        """``"var"`` or ``"es"`` when the margin is that risk measure of a forecast distribution, else None."""
+        return None
+
+    def fit(self, market: MarketData, t: pd.Timestamp, warm_start: Any = None,
+            context: RunContext | None = None) -> Any:
+        """Prepare the state at ``t`` from data known at ``t`` (default: date, row and context only)."""
+        return ModelState(t=pd.Timestamp(t), i=market.loc_of(t), context=context or RunContext())
 
     def margin(self, state: Any, positions: Sequence[Position], market: MarketData, t: pd.Timestamp) -> float:
         """Return the margin for ``positions`` at ``t``."""
         raise NotImplementedError
 
+    def forecast(self, state: Any, positions: Sequence[Position], market: MarketData, t: pd.Timestamp,
+                 book: str | None = None) -> Forecast:
+        """The margin with whatever else the model forecasts (default: the margin only).
+
+        ``book`` names the portfolio the positions belong to (the engine passes it), for models that keep
+        something per book over the run (e.g. an anti-procyclicality buffer); most models ignore it.
+        """
+        return Forecast(margin=self.margin(state, positions, market, t))
+
     def applies_to(self, positions: Sequence[Position]) -> bool:
         """True if every position's instrument family is covered by the model."""
         return all(p.instrument.family in self.families for p in positions)
-
-    def margins(self, positions_by_date: Sequence[Sequence[Position]], market: MarketData,
-                dates: Sequence[pd.Timestamp]) -> np.ndarray:
-        """Margins for many dates (default: loop over ``fit`` and ``margin``)."""
-        out = np.empty(len(dates))
-        state = None
-        for k, (t, positions) in enumerate(zip(dates, positions_by_date, strict=True)):
-            state = self.fit(market, t, warm_start=state)
-            out[k] = self.margin(state, positions, market, t)
-        return out
 
     def describe(self) -> str:
         """One line: the registered name and the parameters."""
         params = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return f"{self.name}({params})"
 
+    def parameters(self) -> dict[str, Any]:
+        """The parameters as a dict (name -> value)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def methodology(self) -> Methodology:
+        """Formula, parameters (value, default, type, description), sources and limitations, for reports.
+
+        Built from the class docstring and the fields (:mod:`marginlab.models.methodology`), so a new
+        model has one without writing anything more than its docstring; override to say more.
+        """
+        return methodology_of(self)
+
+
+def add_to_registry(registry: dict[str, type], cls: type, kind: str = "model") -> type:
+    """Add ``cls`` to ``registry`` under ``cls.name`` (ValueError if another class has the name); return it."""
+    if cls.name in registry and registry[cls.name] is not cls:
+        raise ValueError(f"a {kind} named {cls.name!r} is already registered")
+    registry[cls.name] = cls
+    return cls
+
+
+def build_registered(registry: dict[str, type], name: str, params: dict[str, Any], kind: str = "model",
+                     what: str = "margin model") -> Any:
+    """Build ``registry[name](**params)``; unknown names or parameters raise ValueError listing the valid ones."""
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; registered {kind}s: {sorted(registry)}")
+    valid = [f.name for f in fields(registry[name])]
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {kind} {name!r}; valid parameters: {valid}")
+    return registry[name](**params)
+
 
 def register(cls: type[MarginModel]) -> type[MarginModel]:
     """Class decorator: add a model to :data:`MODELS` under ``cls.name``."""
-    if cls.name in MODELS and MODELS[cls.name] is not cls:
-        raise ValueError(f"a model named {cls.name!r} is already registered")
-    MODELS[cls.name] = cls
-    return cls
+    return add_to_registry(MODELS, cls)
 
 
 def model_parameters(name: str) -> list[str]:
@@ -84,13 +203,7 @@ def model_parameters(name: str) -> list[str]:
 
 def make_model(name: str, **params: Any) -> MarginModel:
     """Build a registered model by name; unknown names or parameters raise ValueError listing the valid ones."""
-    if name not in MODELS:
-        raise ValueError(f"unknown margin model {name!r}; registered models: {sorted(MODELS)}")
-    valid = model_parameters(name)
-    unknown = sorted(set(params) - set(valid))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for model {name!r}; valid parameters: {valid}")
-    return MODELS[name](**params)
+    return build_registered(MODELS, name, params)
 
 
 def check_range(model: str, field_name: str, value: Any, low: float | None = None, high: float | None = None,

@@ -14,16 +14,12 @@ import math
 from dataclasses import dataclass
 
 import pandas as pd
+from marginlab.datasets.conventions import utc
 
 __all__ = ["Instrument", "Spot", "Perpetual", "Future", "Option", "Position", "LINEAR", "OPTION"]
 
 LINEAR = "linear"
 OPTION = "option"
-
-
-def _utc(t) -> pd.Timestamp:
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ class Future(Instrument):
         super().__post_init__()
         if self.expiry is None:
             raise ValueError("Future: expiry is required")
-        object.__setattr__(self, "expiry", _utc(self.expiry))
+        object.__setattr__(self, "expiry", utc(self.expiry))
         if not math.isfinite(self.basis):
             raise ValueError("Future: basis must be finite")
 
@@ -100,7 +96,7 @@ class Option(Instrument):
         super().__post_init__()
         if self.expiry is None:
             raise ValueError("Option: expiry is required")
-        object.__setattr__(self, "expiry", _utc(self.expiry))
+        object.__setattr__(self, "expiry", utc(self.expiry))
         if not (isinstance(self.strike, int | float) and math.isfinite(self.strike) and self.strike > 0):
             raise ValueError(f"Option: strike must be a positive number, got {self.strike!r}")
         if self.kind not in ("call", "put"):

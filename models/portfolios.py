@@ -2,21 +2,24 @@
 
 A portfolio answers ``positions_at(t, market)`` with a list of
 :class:`~marginlab.models.instruments.Position`, reading market data at or
-before ``t`` only (strikes are set on the day an option is opened, from that
-day's spot and implied vol). ``reference_portfolios()`` returns the library of
-books a validator would run.
+before ``t`` only (an option is opened at the observation time of its opening
+row, with that row's close and implied vol: its tenor runs from that time to an
+08:00 UTC expiry). ``reference_portfolios()`` returns the library of books a
+validator would run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
+from marginlab.datasets.conventions import YEAR, utc
 
 from .instruments import Option, Perpetual, Position, Spot
 from .pricing import black76_greeks, strike_from_delta
+from .revaluation import option_vols
 
 __all__ = [
     "Portfolio",
@@ -24,12 +27,30 @@ __all__ = [
     "ConstantNotionalBook",
     "OptionLeg",
     "OptionStrategy",
+    "CombinedBook",
     "reference_portfolios",
     "EXPIRY_HOUR",
 ]
 
 EXPIRY_HOUR = 8  # Deribit options expire at 08:00 UTC
-YEAR_DAYS = 365.0
+_DAY_NS = pd.Timedelta(days=1).value
+_EXPIRY_NS = pd.Timedelta(hours=EXPIRY_HOUR).value
+_YEAR_NS = float(YEAR.value)
+
+
+def _expiry_after_ns(time_ns: int, tenor_days: int) -> int:
+    target = time_ns + tenor_days * _DAY_NS
+    expiry = (target // _DAY_NS) * _DAY_NS + _EXPIRY_NS
+    return expiry if expiry >= target else expiry + _DAY_NS
+
+
+def expiry_after(time: pd.Timestamp, tenor_days: int) -> pd.Timestamp:
+    """The first 08:00 UTC at or after ``time + tenor_days`` days (Deribit's daily expiry hour).
+
+    A daily row's observation time is 00:00 UTC, so an option opened there with a
+    30-day tenor expires 30 days and 8 hours later.
+    """
+    return pd.Timestamp(_expiry_after_ns(utc(time).value, tenor_days), tz="UTC")
 
 
 class Portfolio:
@@ -45,19 +66,31 @@ class Portfolio:
         """True if the book holds options (it then needs implied vol data)."""
         return False
 
+    @property
+    def implied_vol_assets(self) -> list[str]:
+        """Assets whose implied vol the book needs (those it holds options on; default: all when it holds any)."""
+        return self.assets if self.needs_implied_vol else []
+
     def positions_at(self, t: pd.Timestamp, market: MarketData | None = None) -> list[Position]:
         """Positions held at ``t`` (frozen over the MPOR after ``t``)."""
         raise NotImplementedError
 
     def first_date(self, market: MarketData) -> pd.Timestamp:
         """First date on which the book can be built from ``market``."""
-        needed = market.prices[self.assets].notna().all(axis=1)
-        if self.needs_implied_vol:
-            needed &= market.implied_vol[self.assets].notna().all(axis=1)
-        if not needed.any():
+        return market.index[self._first_row(market)]
+
+    def held(self, market: MarketData) -> np.ndarray | None:
+        """Boolean mask over the market's rows where the portfolio holds a book (None: on every date)."""
+        return None
+
+    def _first_row(self, market: MarketData) -> int:
+        if any(a not in market.asset_index for a in self.assets):
+            market.require_assets(self.assets, f"portfolio {self.name!r}")
+        row = market.first_complete_row(self.assets, implied_vol=self.needs_implied_vol)
+        if row is None:
             raise DataError(f"portfolio {self.name!r}: market data has no date with prices"
                             f"{' and implied vol' if self.needs_implied_vol else ''} for {self.assets}")
-        return needed.idxmax()
+        return row
 
 
 @dataclass(frozen=True)
@@ -84,6 +117,11 @@ class FixedBook(Portfolio):
     def needs_implied_vol(self) -> bool:
         """True if any position is an option."""
         return any(isinstance(p.instrument, Option) for p in self.positions)
+
+    @property
+    def implied_vol_assets(self) -> list[str]:
+        """Assets the book holds options on."""
+        return list(dict.fromkeys(p.instrument.asset for p in self.positions if isinstance(p.instrument, Option)))
 
     def positions_at(self, t, market=None) -> list[Position]:
         """The fixed positions (independent of ``t``)."""
@@ -173,7 +211,6 @@ class OptionStrategy(Portfolio):
     spot_units: float = 0.0
     delta_hedge: bool = False
     start: pd.Timestamp | None = None
-    _cache: dict = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "legs", tuple(self.legs))
@@ -200,67 +237,104 @@ class OptionStrategy(Portfolio):
         """Days between two openings."""
         return min(leg.tenor_days for leg in self.legs) - self.roll_days
 
-    def _origin(self, market: MarketData) -> pd.Timestamp:
-        first = self.first_date(market)
+    def _origin(self, market: MarketData) -> int:
+        """Row of the first opening: the first row with a price and an implied vol (at or after ``start``)."""
+        first = self._first_row(market)
         if self.start is not None:
-            start = pd.Timestamp(self.start)
-            start = start.tz_localize("UTC") if start.tzinfo is None else start
-            first = max(first, start)
+            first = max(first, int(market.index.searchsorted(utc(self.start))))
         return first
 
-    def _opening(self, t: pd.Timestamp, market: MarketData) -> tuple[pd.Timestamp, list[Position]]:
-        origin = self._cache.get(("origin", market.token))
-        if origin is None:
-            origin = self._origin(market)
-            self._cache[("origin", market.token)] = origin
-        if t < origin:
-            raise DataError(f"portfolio {self.name!r}: no position before {origin:%Y-%m-%d} "
+    def _opening_row(self, i: int, market: MarketData) -> int:
+        """Row at which the options held at row ``i`` were opened (every ``cycle_days`` from the origin)."""
+        origin = self._origin(market)
+        if i < origin:
+            raise DataError(f"portfolio {self.name!r}: no position before {market.index[origin]:%Y-%m-%d} "
                             f"(first date with {self.asset} price and implied vol)")
-        n_cycles = int(((t - origin) / pd.Timedelta(days=1)) // self.cycle_days)
-        opened = origin + pd.Timedelta(days=n_cycles * self.cycle_days)
-        key = ("open", opened, market.token)
-        if key not in self._cache:
-            try:
-                spot = float(market.prices.at[opened, self.asset])
-                vol = float(market.implied_vol.at[opened, self.asset])
-            except KeyError:
-                raise DataError(f"portfolio {self.name!r}: no market data on opening date {opened}") from None
-            if not (np.isfinite(spot) and np.isfinite(vol)):
-                raise DataError(f"portfolio {self.name!r}: no {self.asset} price or implied vol on opening "
-                                f"date {opened:%Y-%m-%d}")
-            size = self.notional / spot
-            positions = []
-            for leg in self.legs:
-                expiry = opened.normalize() + pd.Timedelta(days=leg.tenor_days, hours=EXPIRY_HOUR)
-                t_years = ((expiry - opened) / pd.Timedelta(days=1)) / YEAR_DAYS
-                if leg.delta is None:
-                    strike = spot
-                else:
-                    strike = strike_from_delta(spot, t_years, vol, leg.delta, leg.kind == "call")
-                strike = float(np.round(strike, 2))
-                positions.append(Position(Option(self.asset, expiry, strike, leg.kind), leg.units * size))
-            if self.spot_units:
-                positions.append(Position(Spot(self.asset), self.spot_units * size))
-            self._cache[key] = positions
-        return opened, self._cache[key]
+        obs = market.observation_ns
+        cycle = self.cycle_days * _DAY_NS
+        # the first row at or after the cycle start (hourly panels keep maintenance gaps)
+        return int(np.searchsorted(obs, obs[origin] + ((obs[i] - obs[origin]) // cycle) * cycle))
+
+    def _opening(self, row: int, market: MarketData) -> list[Position]:
+        """The positions opened at ``row``: sizes from its close, strikes from the close and the ATM vol.
+
+        A delta-``d`` strike solves Black-76 delta = d at the at-the-money vol of
+        the row's vol regime (:func:`~marginlab.models.revaluation.option_vols` at
+        K = S) for the leg's time to expiry.
+        """
+        a = market.asset_index[self.asset]
+        spot, level = float(market.price_array[row, a]), float(market.vol_array[row, a])
+        if not (np.isfinite(spot) and np.isfinite(level)):
+            raise DataError(f"portfolio {self.name!r}: no {self.asset} price or implied vol on opening "
+                            f"date {market.index[row]:%Y-%m-%d %H:%M}")
+        opened = int(market.observation_ns[row])
+        size = self.notional / spot
+        expiries = [_expiry_after_ns(opened, leg.tenor_days) for leg in self.legs]
+        taus = np.array([(e - opened) / _YEAR_NS for e in expiries])
+        atm = option_vols(market, self.asset, row, level, spot, spot, taus)  # ATM vol per leg's tenor
+        positions = []
+        for k, leg in enumerate(self.legs):
+            strike = spot if leg.delta is None else strike_from_delta(spot, taus[k], atm[k], leg.delta,
+                                                                     leg.kind == "call")
+            option = Option(self.asset, pd.Timestamp(expiries[k], tz="UTC"), float(np.float64(strike).round(2)),
+                            leg.kind)
+            positions.append(Position(option, leg.units * size))
+        if self.spot_units:
+            positions.append(Position(Spot(self.asset), self.spot_units * size))
+        return positions
 
     def positions_at(self, t, market=None) -> list[Position]:
-        """Positions at ``t`` (data at or before ``t`` only)."""
+        """Positions at ``t`` (data at or before the observation time of ``t`` only)."""
         if market is None:
             raise ValueError(f"portfolio {self.name!r}: positions_at needs the market data")
-        ts = pd.Timestamp(t)
-        _, positions = self._opening(ts, market)
-        positions = list(positions)
+        i = market.loc_of(t)
+        positions = self._opening(self._opening_row(i, market), market)
         if self.delta_hedge:
-            i, a = market.loc_of(ts), market.asset_index[self.asset]
-            spot, vol = float(market.price_array[i, a]), float(market.vol_array[i, a])
+            # hedge ratio: Black-76 delta at each option's mark vol (the row's vol regime), from t's close
+            a = market.asset_index[self.asset]
+            spot, level = float(market.price_array[i, a]), float(market.vol_array[i, a])
             opts = [p for p in positions if isinstance(p.instrument, Option)]
-            tau = np.array([((p.instrument.expiry - ts) / pd.Timedelta(days=1)) / YEAR_DAYS for p in opts])
-            g = black76_greeks(spot, np.array([p.instrument.strike for p in opts]), tau, vol,
-                               np.array([p.instrument.is_call for p in opts]))
+            strikes = np.array([p.instrument.strike for p in opts])
+            tau = market.years_to(i, np.array([p.instrument.expiry.value for p in opts], dtype=np.int64))
+            vols = option_vols(market, self.asset, i, level, strikes, spot, tau)
+            g = black76_greeks(spot, strikes, tau, vols, np.array([p.instrument.is_call for p in opts]))
             net_delta = float(np.sum(g["delta"] * np.array([p.quantity for p in opts])))
             positions.append(Position(Perpetual(self.asset), -net_delta))
         return positions
+
+
+@dataclass(frozen=True)
+class CombinedBook(Portfolio):
+    """Several books held together as one account: their positions side by side on every date.
+
+    Each part keeps its own rules (sizes, rolls, hedges); the combined book holds every part's
+    positions, so a portfolio-margin model sees their offsets (e.g. options on two underlyings).
+    """
+
+    name: str
+    parts: tuple[Portfolio, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "parts", tuple(self.parts))
+        if not self.parts:
+            raise ValueError(f"portfolio {self.name!r}: no parts")
+        for k, p in enumerate(self.parts):
+            if not isinstance(p, Portfolio):
+                raise ValueError(f"portfolio {self.name!r}: part {k} is not a Portfolio ({p!r})")
+
+    @property
+    def assets(self) -> list[str]:
+        """Assets of the parts in first-seen order."""
+        return list(dict.fromkeys(a for p in self.parts for a in p.assets))
+
+    @property
+    def needs_implied_vol(self) -> bool:
+        """True if any part holds options."""
+        return any(p.needs_implied_vol for p in self.parts)
+
+    def positions_at(self, t, market=None) -> list[Position]:
+        """Every part's positions at ``t``, in the parts' order."""
+        return [pos for p in self.parts for pos in p.positions_at(t, market)]
 
 
 def reference_portfolios(notional: float = 1_000_000.0) -> dict[str, Portfolio]:
@@ -268,7 +342,12 @@ def reference_portfolios(notional: float = 1_000_000.0) -> dict[str, Portfolio]:
 
     Linear books are re-sized daily to constant notional; option books open
     ``notional / S`` units of the underlying and roll (30-day tenor, rolled with
-    7 days left) from 2021-03-24, the first day of Deribit DVOL.
+    7 days left) from 2021-03-24, the first day of Deribit DVOL. Two books exercise
+    portfolio-margin offsets: short BTC and long ETH ATM straddles, each delta-hedged
+    daily with its perpetual (offsets across underlyings and between the perpetual and
+    the option expiries), and a long 60-day BTC ATM call delta-hedged daily with the
+    perpetual, rolled with 30 days left (the undated perpetual against a dated option:
+    a calendar of delta across tiers).
     """
     n = float(notional)
     btc_perp, eth_perp = Perpetual("BTC"), Perpetual("ETH")
@@ -292,6 +371,13 @@ def reference_portfolios(notional: float = 1_000_000.0) -> dict[str, Portfolio]:
                        (OptionLeg("call", 1.0, delta=0.25), OptionLeg("put", -1.0, delta=-0.25)), notional=n),
         OptionStrategy("short ETH 25-delta strangle (30d, rolled at 7d)", "ETH",
                        (OptionLeg("call", -1.0, delta=0.25), OptionLeg("put", -1.0, delta=-0.25)), notional=n),
+        CombinedBook("short BTC / long ETH ATM straddles, each delta-hedged with its perpetual", (
+            OptionStrategy("short BTC ATM straddle leg", "BTC", (OptionLeg("call", -1.0), OptionLeg("put", -1.0)),
+                           notional=n, delta_hedge=True),
+            OptionStrategy("long ETH ATM straddle leg", "ETH", (OptionLeg("call", 1.0), OptionLeg("put", 1.0)),
+                           notional=n, delta_hedge=True))),
+        OptionStrategy("BTC perpetual vs long 60d ATM call (delta-hedged daily, rolled at 30d)", "BTC",
+                       (OptionLeg("call", 1.0, tenor_days=60),), roll_days=30, notional=n, delta_hedge=True),
     ]
     return {b.name: b for b in books}
 

@@ -9,73 +9,87 @@ Valuation rules
 * Spot, perpetual and future: value change = quantity x (S_{t+h} - S_t)
   (futures times 1 + basis). Perpetual funding over (t, t+h] is charged when
   ``include_funding`` is set: P&L -= quantity x S_t x sum of daily funding.
-* Options: Black-76 on forward = spot at the asset's implied vol of the date
-  (DVOL as the at-the-money vol; flat across strikes unless the market carries
-  the BTC option chains, whose fitted smile then scales it on chain dates, see
-  :func:`option_vols`), time to expiry in days of 365. Scenario vol shocks move
-  the at-the-money level; the smile ratio is sticky in moneyness. Over the MPOR
-  the option is aged by h days and re-marked with the spot and implied vol of
-  t + h. An option expiring inside (t, t + h] settles at intrinsic value on the
-  spot of the last observation at or before expiry.
+* Options: Black-76 on forward = spot at the vol of the regime in force
+  (:func:`option_vols`): the asset's implied-vol level (DVOL, the last close
+  known at the row) times the smile ratio of a chain snapshot known within the
+  last 96 hours, or flat at DVOL mapped to the ATM level (x mean fitted ATM
+  ratio of the snapshots known), or flat at DVOL without any snapshot
+  (:mod:`marginlab.datasets.smile`). Time to expiry runs from the row's **observation
+  time** (:attr:`MarketData.observation_time`: a daily row labelled D is the
+  close at D 24:00 UTC) to the 08:00 UTC expiry, in years of 365 days.
+  Scenario vol shocks move the at-the-money level; the smile ratio is sticky in
+  moneyness.
+* Horizon: the MPOR h is a number of **observations**. Scenario revaluation at
+  t (:func:`revalue`) ages options by h nominal steps (h days on daily data, h
+  hours on hourly data: a model at t cannot know the future observation times);
+  the realised P&L (:func:`realised_pnl`) ages them to the actual observation
+  time of row t + h (a maintenance gap in hourly data makes it longer) and
+  re-marks them with the spot and implied vol of t + h.
+* One vol regime per P&L: both ends of a realised P&L are marked under the same
+  kind of regime. When fitted smiles are in force at t and at t + h, each end
+  is marked under its own (the marks a participant saw, so skew changes
+  between snapshots are P&L); otherwise both ends are marked under the regime
+  in force at t (its smile, sticky in moneyness, applied to the implied-vol
+  level of t + h; or its flat regime). A smile appearing or lapsing between t
+  and t + h at the edge of the chain coverage would otherwise be an artificial
+  jump (-$12.1k, 36% of the margin, on the short ATM straddle of 2022-05-03,
+  whose t + h fell after the smile's 96 hours). Model scenarios
+  (:func:`revalue`) mark both ends under the regime of t.
+* Settlement: an option expiring inside (t, t + h] settles at intrinsic value
+  on the close of the **last observation at or before its expiry** (the last
+  price known at the fixing; nothing observed after expiry is used). On daily
+  data that is the close at 00:00 UTC of the expiry day (the row labelled the
+  day before expiry), 8 hours before Deribit's 08:00 fixing: the next daily
+  close is 16 hours after it. On hourly data it is the close at 08:00 itself.
+  An option that expired at or before t's observation has settled: it carries
+  its settlement value and no P&L.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
-import pandas as pd
 from marginlab.datasets import DataError, MarketData
+from marginlab.datasets.smile import RATIO_BOUNDS, smile_ratio
 
 from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
-from .smile import fit_smiles, smile_ratio
 
-__all__ = ["BookArrays", "book_arrays", "mark_to_market", "realised_pnl", "revalue", "revalue_at", "option_vols",
-           "DAY"]
-
-DAY = pd.Timedelta(days=1)
-YEAR_DAYS = 365.0
-SMILE_ASSET = "BTC"  # the bundled chains are Deribit BTC options
-SMILE_MAX_AGE_DAYS = 3
-
-
-def _smile_coefs(market: MarketData) -> np.ndarray | None:
-    """Per market row, the smile coefficients in force (NaN rows: flat DVOL), or None without chains."""
-    if market.option_chains is None or SMILE_ASSET not in market.asset_index:
-        return None
-    cached = market.__dict__.get("_marginlab_smile")
-    if cached is None:
-        fits = fit_smiles(market.option_chains, market.implied_vol[SMILE_ASSET])
-        cached = np.full((len(market.index), 4), np.nan)
-        if len(fits):
-            pos = market.index.searchsorted(fits.index)
-            for row, (p, date) in enumerate(zip(pos, fits.index, strict=True)):
-                if p < len(market.index) and market.index[p] == date:
-                    end = min(p + SMILE_MAX_AGE_DAYS + 1, len(market.index))
-                    cached[p:end] = fits.iloc[row].to_numpy()
-        market.__dict__["_marginlab_smile"] = cached
-    return cached
+__all__ = ["Book", "BookArrays", "BookState", "book_arrays", "book_state", "mark_to_market", "option_mark",
+           "realised_pnl", "revalue", "revalue_at", "option_vols"]
 
 
 def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t_years) -> np.ndarray:
-    """Implied vol of options on ``asset`` at row ``i``: the ATM level (DVOL) times the smile ratio.
+    """Implied vol of options on ``asset`` under the vol regime in force at row ``i``.
 
-    The smile (:mod:`marginlab.models.smile`) applies on and up to 3 days after a bundled
-    chain date when the market carries option chains (``load_market(..., with_option_chains=True)``);
-    otherwise the vol is flat at ``atm_vol``.
+    ``atm_vol`` is the asset's implied-vol level (DVOL, possibly shocked); the
+    regime (:meth:`MarketData.smile_coefficients`, fitted once at load from the
+    option chains, :mod:`marginlab.datasets.smile`) scales it by the smile ratio
+    of a snapshot known at the row's observation time, sticky in moneyness
+    ln(K / S); without a smile in force the vol is flat at ``atm_vol``. Arrays
+    broadcast; returns an ndarray.
     """
     atm = np.asarray(atm_vol, dtype=float)
-    coefs = _smile_coefs(market) if asset == SMILE_ASSET else None
+    t_years = np.asarray(t_years, dtype=float)
+    shape = np.broadcast(atm, np.asarray(strike), np.asarray(spot), t_years).shape
+    coefs = market.smile_coefficients(asset)
     if coefs is None or not np.isfinite(coefs[i, 0]):
-        return np.broadcast_to(atm, np.broadcast(atm, np.asarray(strike), np.asarray(spot)).shape).copy()
-    x = np.log(np.asarray(strike, float) / np.asarray(spot, float))
-    return atm * smile_ratio(coefs[i], x, t_years)
+        return np.broadcast_to(atm, shape).copy()
+    c = coefs[i]
+    if c[1] == 0.0 and c[2] == 0.0 and c[3] == 0.0:  # flat regime: DVOL mapped to the ATM level
+        ratio = np.where(t_years > 0, min(max(c[0], RATIO_BOUNDS[0]), RATIO_BOUNDS[1]), 1.0)
+        return np.broadcast_to(atm * ratio, shape).copy()
+    x = np.broadcast_to(np.log(np.asarray(strike, float) / np.asarray(spot, float)), shape)
+    return atm * smile_ratio(c, x, np.broadcast_to(t_years, shape))
 
 
-def _position_vols(market: MarketData, book: BookArrays, i: int, atm, spots, t_years, m) -> np.ndarray:
+def _position_vols(market: MarketData, book: BookArrays, i, atm, spots, t_years, m) -> np.ndarray:
     """Vols of the book's option positions ``m`` (mask or indices): :func:`option_vols` per underlying.
 
+    ``i`` is the row whose vol regime applies, or an array of rows per book asset.
     ``atm`` and ``spots`` have shape (..., n_options); leading dimensions are scenarios.
     """
     atm = np.asarray(atm, dtype=float)
@@ -85,15 +99,34 @@ def _position_vols(market: MarketData, book: BookArrays, i: int, atm, spots, t_y
     strikes = book.strike[m]
     for a in np.unique(idx):
         sel = idx == a
-        out[..., sel] = option_vols(market, book.assets[a], i, atm[..., sel], strikes[sel], spots[..., sel],
+        row = i if np.ndim(i) == 0 else i[a]
+        out[..., sel] = option_vols(market, book.assets[a], row, atm[..., sel], strikes[sel], spots[..., sel],
                                     np.asarray(t_years)[sel])
     return out
+
+
+def _fitted_smile(coefs: np.ndarray | None, i: int) -> bool:
+    return coefs is not None and bool(np.isfinite(coefs[i, 0]) and (coefs[i, 1:] != 0.0).any())
+
+
+def _end_regime_rows(market: MarketData, book: BookArrays, i: int, j: int) -> np.ndarray:
+    """Per book asset, the row whose vol regime marks the far end t + h of a realised P&L.
+
+    Row ``j`` (its own snapshot's smile: the marks a participant saw) when fitted
+    smiles are in force at both t and t + h; otherwise row ``i``, the regime of t.
+    """
+    rows = np.full(len(book.assets), i)
+    for a, asset in enumerate(book.assets):
+        coefs = market.smile_coefficients(asset)
+        if _fitted_smile(coefs, i) and _fitted_smile(coefs, j):
+            rows[a] = j
+    return rows
 
 
 class BookArrays:
     """Column arrays of a book (one entry per position) for the vectorised kernels."""
 
-    __slots__ = ("assets", "asset_idx", "quantity", "is_option", "is_call", "strike", "expiry",
+    __slots__ = ("assets", "asset_idx", "quantity", "is_option", "is_call", "strike", "expiry", "expiry_ns",
                  "basis", "is_perp", "has_options", "linear_weight")
 
     def __init__(self, positions: Sequence[Position], assets: list[str]):
@@ -106,6 +139,8 @@ class BookArrays:
                                 for p in positions], dtype=float)
         self.expiry = [p.instrument.expiry if isinstance(p.instrument, Option | Future) else None
                        for p in positions]
+        #: expiry as int64 nanoseconds since the epoch (0 for instruments without one)
+        self.expiry_ns = np.array([0 if e is None else e.value for e in self.expiry], dtype=np.int64)
         self.basis = np.array([p.instrument.basis if isinstance(p.instrument, Future) else 0.0
                                for p in positions], dtype=float)
         self.is_perp = np.array([isinstance(p.instrument, Perpetual) for p in positions], dtype=bool)
@@ -114,27 +149,52 @@ class BookArrays:
         self.linear_weight = np.where(self.is_option, 0.0, self.quantity * (1.0 + self.basis))
 
 
-_BOOK_CACHE: dict[tuple[Position, ...], BookArrays] = {}
-_BOOK_CACHE_SIZE = 4096
+class Book(tuple):
+    """An immutable book of positions that builds its :class:`BookArrays` once.
+
+    The engine hands every model a ``Book`` for each portfolio and date, so the
+    column arrays are built once per book and date whoever asks (no process-wide
+    cache). A plain sequence of positions works everywhere too; its arrays are
+    then built on each call.
+    """
+
+    @functools.cached_property
+    def arrays(self) -> BookArrays:
+        """The book's column arrays (read-only)."""
+        return _arrays(self)
 
 
-def book_arrays(positions: Sequence[Position]) -> BookArrays:
-    """:class:`BookArrays` of a book, assets in first-seen order (read-only arrays, memoised per book)."""
-    key = tuple(positions)
-    book = _BOOK_CACHE.get(key)
-    if book is None:
-        book = BookArrays(key, list(dict.fromkeys(p.instrument.asset for p in key)))
-        for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "basis", "is_perp", "linear_weight"):
-            getattr(book, name).setflags(write=False)
-        if len(_BOOK_CACHE) >= _BOOK_CACHE_SIZE:
-            _BOOK_CACHE.clear()
-        _BOOK_CACHE[key] = book
+def _arrays(positions: Sequence[Position]) -> BookArrays:
+    book = BookArrays(positions, list(dict.fromkeys(p.instrument.asset for p in positions)))
+    for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "expiry_ns", "basis", "is_perp",
+                 "linear_weight"):
+        getattr(book, name).setflags(write=False)
     return book
 
 
-def _years_to_expiry(book: BookArrays, t: pd.Timestamp) -> np.ndarray:
-    return np.array([((e - t) / DAY) / YEAR_DAYS if (o and e is not None) else 0.0
-                     for e, o in zip(book.expiry, book.is_option, strict=True)])
+def book_arrays(positions: Sequence[Position]) -> BookArrays:
+    """:class:`BookArrays` of a book, assets in first-seen order (read-only arrays; built once per :class:`Book`)."""
+    return positions.arrays if isinstance(positions, Book) else _arrays(positions)
+
+
+def _years_to_expiry(book: BookArrays, market: MarketData, i: int) -> np.ndarray:
+    """Years from the observation time of row ``i`` to each position's expiry (0 for linear positions)."""
+    return np.where(book.is_option, market.years_to(i, book.expiry_ns), 0.0)
+
+
+def _intrinsic(spot, strike, is_call):
+    return np.where(is_call, np.maximum(spot - strike, 0.0), np.maximum(strike - spot, 0.0))
+
+
+def _settlement_spots(market: MarketData, book: BookArrays, cols: list[int], k: np.ndarray) -> np.ndarray:
+    """Close of the last observation at or before the expiry of each position ``k``."""
+    e = np.searchsorted(market.observation_ns, book.expiry_ns[k], side="right") - 1
+    s = market.price_array[e, np.asarray(cols)[book.asset_idx[k]]]
+    if (e < 0).any() or np.isnan(s).any():
+        bad = [book.expiry[j] for j in np.asarray(k)[(e < 0) | np.isnan(s)]]
+        raise DataError(f"no {book.assets[book.asset_idx[k[0]]]} close at or before the expiry {bad[0]} to "
+                        "settle the option")
+    return s
 
 
 def _cols(market: MarketData, book: BookArrays) -> list[int]:
@@ -162,30 +222,92 @@ def _market_inputs(market: MarketData, book: BookArrays, i: int, where: str):
     return spots, vols
 
 
+class BookState(NamedTuple):
+    """A book's market inputs at one row, for scenario models (:func:`book_state`).
+
+    Attributes
+    ----------
+    spots : ndarray of shape (n_assets,)
+        Close of each of the book's assets (first-seen order), quote currency.
+    live : ndarray of int, shape (n_live,)
+        Positions (indices into the book) of the options still alive at the row's observation time.
+    tau : ndarray of shape (n_live,)
+        Their years (365 days) to expiry from the row's observation time.
+    vol : ndarray of shape (n_live,)
+        Their mark vols (decimal) under the vol regime in force at the row (:func:`option_vols`).
+    """
+
+    spots: np.ndarray
+    live: np.ndarray
+    tau: np.ndarray
+    vol: np.ndarray
+
+
+def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book") -> BookState:
+    """Spots of the book's assets and the live options' time to expiry and mark vol at row ``i``.
+
+    The inputs :func:`revalue_at` prices from, exposed for models that build their own scenario
+    grids; options that expired at or before the row's observation time have settled and are
+    left out (no risk, as in :func:`revalue_at`).
+    """
+    spots, vols = _market_inputs(market, book, i, where)
+    if not book.has_options:
+        empty = np.empty(0)
+        return BookState(spots, np.empty(0, dtype=np.int64), empty, empty)
+    tau_all = _years_to_expiry(book, market, i)
+    m = np.flatnonzero(book.is_option & (tau_all > 0))
+    s = spots[book.asset_idx[m]]
+    vol = _position_vols(market, book, i, vols[book.asset_idx[m]], s, tau_all[m], m) if m.size else np.empty(0)
+    return BookState(spots, m, tau_all[m], np.asarray(vol, dtype=float))
+
+
 def mark_to_market(positions: Sequence[Position], market: MarketData, t, where: str = "book") -> np.ndarray:
     """Value of each position at ``t`` (options at Black-76 mark; linear at 0: zero-cost contracts).
 
-    Spot positions are valued at quantity x price. Returns an array of shape (n_positions,).
+    Spot positions are valued at quantity x price; options at their Black-76
+    mark with the time to expiry from the observation time of ``t`` (an option
+    already expired at that time at its settlement value). Returns an array of
+    shape (n_positions,).
     """
     book = book_arrays(positions)
     i = market.loc_of(t)
-    ts = market.index[i]
     spots, vols = _market_inputs(market, book, i, where)
     s = spots[book.asset_idx]
     value = np.zeros(len(positions))
     spot_mask = np.array([type(p.instrument).__name__ == "Spot" for p in positions], dtype=bool)
     value[spot_mask] = book.quantity[spot_mask] * s[spot_mask]
-    if book.is_option.any():
-        m = book.is_option
-        tau = _years_to_expiry(book, ts)[m]
+    if book.has_options:
+        m = np.flatnonzero(book.is_option)
+        tau = _years_to_expiry(book, market, i)[m]
         v = _position_vols(market, book, i, vols[book.asset_idx][m], s[m], tau, m)
         price = black76_price(s[m], book.strike[m], tau, v, book.is_call[m])
+        dead = tau <= 0
+        if dead.any():
+            settle = _settlement_spots(market, book, _cols(market, book), m[dead])
+            price[dead] = _intrinsic(settle, book.strike[m[dead]], book.is_call[m[dead]])
         value[m] = book.quantity[m] * price
     return value
 
 
+def option_mark(option: Option, market: MarketData, t, where: str = "book") -> float:
+    """Black-76 mark of one unit of ``option`` at ``t`` (see :func:`mark_to_market`)."""
+    return float(mark_to_market((Position(option, 1.0),), market, t, where)[0])
+
+
+def _horizon(market: MarketData, horizon: float, horizon_days: float | None, name: str = "horizon") -> float:
+    """The horizon in observations, accepting the old keyword ``horizon_days`` on daily panels only."""
+    if horizon_days is None:
+        return horizon
+    if horizon != 1:
+        raise ValueError(f"give either {name} (observations) or horizon_days, not both")
+    if market.freq != "1d":
+        raise ValueError(f"horizon_days is ambiguous on a {market.freq!r} panel: pass {name}= (a number of "
+                         "observations; converted to time through the panel's observation step)")
+    return horizon_days
+
+
 def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, vol_shocks=None,
-            horizon_days: float = 1.0, where: str = "book") -> np.ndarray:
+            horizon: float = 1, where: str = "book", *, horizon_days: float | None = None) -> np.ndarray:
     """P&L of a book under scenarios, reading market data at ``t`` only.
 
     Parameters
@@ -200,21 +322,31 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
     vol_shocks : ndarray, same shape as ``spot_shocks``, optional
         Additive changes of implied vol (decimal, 0.05 = +5 vol points); the
         shocked vol is floored at 1e-4.
-    horizon_days : float
-        Options are aged by this many days; those expiring inside it are valued
-        at intrinsic value on the shocked spot.
+    horizon : float
+        The horizon in **observations** of the panel (the MPOR): options are
+        aged by ``horizon`` x the panel's step (:meth:`MarketData.horizon_years`;
+        1 = one day on a daily panel, one hour on an hourly panel); those
+        expiring inside it are valued at intrinsic value on the shocked spot.
+    where : str
+        Names the book in error messages.
+    horizon_days : float, optional
+        The former name of ``horizon``, kept as an alias on daily panels (where
+        an observation is a day); on other panels it raises ValueError.
 
     Returns
     -------
     ndarray of shape spot_shocks.shape[:-1] (or (n_scenarios,)): P&L in the quote currency.
     """
-    return revalue_at(book_arrays(positions), market, market.loc_of(t), spot_shocks, vol_shocks, horizon_days,
-                      where)
+    return revalue_at(book_arrays(positions), market, market.loc_of(t), spot_shocks, vol_shocks,
+                      _horizon(market, horizon, horizon_days), where)
 
 
 def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_shocks=None,
-               horizon_days: float = 1.0, where: str = "book") -> np.ndarray:
-    """:func:`revalue` for a book's :class:`BookArrays` at row ``i`` of the market (the models' hot path)."""
+               horizon: float = 1, where: str = "book") -> np.ndarray:
+    """:func:`revalue` for a book's :class:`BookArrays` at row ``i`` of the market (the models' hot path).
+
+    ``horizon`` is in observations (see :func:`revalue`).
+    """
     n_assets = len(book.assets)
     shocks = np.asarray(spot_shocks, dtype=float)
     if n_assets == 1 and (shocks.ndim == 1 or shocks.shape[-1] != 1):
@@ -235,37 +367,43 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
     if book.has_options:
         if vol_shocks is None:
             dvol = np.zeros_like(shocks)
-        ts = market.index[i]
-        s1 = s0 * np.exp(shocks[..., book.asset_idx])  # (..., n_positions)
-        pnl = np.zeros(s1.shape)
-        m = book.is_option
-        tau0 = _years_to_expiry(book, ts)[m]
-        tau1 = np.maximum(tau0 - horizon_days / YEAR_DAYS, 0.0)
-        atm0 = vols[book.asset_idx][m]
-        atm1 = np.maximum(atm0 + dvol[..., book.asset_idx][..., m], 1e-4)
-        v0 = _position_vols(market, book, i, atm0, s0[m], tau0, m)
-        v1 = _position_vols(market, book, i, atm1, s1[..., m], tau1, m)
-        p0 = black76_price(s0[m], book.strike[m], tau0, v0, book.is_call[m])
-        p1 = black76_price(s1[..., m], book.strike[m], tau1, v1, book.is_call[m])
-        pnl[..., m] = book.quantity[m] * (p1 - p0)
-        total = total + pnl.sum(axis=-1)
+        tau_all = _years_to_expiry(book, market, i)
+        m = np.flatnonzero(book.is_option & (tau_all > 0))  # options expired by t have settled: no P&L
+        if m.size:
+            s1 = s0[m] * np.exp(shocks[..., book.asset_idx[m]])  # (..., n_live_options)
+            tau0 = tau_all[m]
+            tau1 = np.maximum(tau0 - market.horizon_years(horizon), 0.0)
+            atm0 = vols[book.asset_idx[m]]
+            atm1 = np.maximum(atm0 + dvol[..., book.asset_idx[m]], 1e-4)
+            v0 = _position_vols(market, book, i, atm0, s0[m], tau0, m)
+            v1 = _position_vols(market, book, i, atm1, s1, tau1, m)
+            p0 = black76_price(s0[m], book.strike[m], tau0, v0, book.is_call[m])
+            p1 = black76_price(s1, book.strike[m], tau1, v1, book.is_call[m])
+            total = total + ((p1 - p0) * book.quantity[m]).sum(axis=-1)
     return total
 
 
-def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_days: int = 1,
-                 include_funding: bool = False, where: str = "book") -> float:
-    """Realised P&L of the frozen book from ``t`` to ``t + horizon_days`` observations.
+def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: int = 1,
+                 include_funding: bool = False, where: str = "book", *, horizon_days: int | None = None) -> float:
+    """Realised P&L of the frozen book from ``t`` to ``t + horizon`` observations.
 
     Linear positions: quantity x (S_{t+h} - S_t) (x (1 + basis) for futures);
-    options aged and re-marked at t + h, or settled at intrinsic value on the
-    last observation at or before their expiry; perpetual funding charged when
-    ``include_funding`` (NaN funding counts as zero).
+    options aged from the observation time of t to that of t + h and re-marked
+    there, or settled at intrinsic value on the close of the last observation
+    at or before their expiry (module docstring); perpetual funding of rows
+    t+1 .. t+h (paid over [observation of t, observation of t + h)) charged
+    when ``include_funding`` (NaN funding counts as zero). ``horizon_days`` is
+    the former name of ``horizon`` (daily panels only).
     """
+    horizon = _horizon(market, horizon, horizon_days)
+    if not isinstance(horizon, int | np.integer) or isinstance(horizon, bool) or horizon < 1:
+        raise ValueError(f"{where}: the realised P&L horizon must be a whole number of observations >= 1, "
+                         f"got {horizon!r}")
     book = book_arrays(positions)
     i = market.loc_of(t)
-    j = i + horizon_days
+    j = i + horizon
     if j >= len(market.index):
-        raise DataError(f"{where}: no data {horizon_days} observation(s) after {market.index[i]} for the MPOR")
+        raise DataError(f"{where}: no data {horizon} observation(s) after {market.index[i]} for the MPOR")
     cols = _cols(market, book)
     s0v, v0v = _market_inputs(market, book, i, where)
     s1v = market.price_array[j, cols]
@@ -280,27 +418,28 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon_d
         pm = book.is_perp
         pnl[pm] -= book.quantity[pm] * s0[pm] * fund[book.asset_idx[pm]]
     if book.has_options:
-        t0, t1 = market.index[i], market.index[j]
-        v1v = market.vol_array[j, cols]
-        m = np.flatnonzero(book.is_option)
-        tau0 = _years_to_expiry(book, t0)
-        v0 = _position_vols(market, book, i, v0v[book.asset_idx[m]], s0[m], tau0[m], m)
-        p0 = black76_price(s0[m], book.strike[m], tau0[m], v0, book.is_call[m])
-        p1 = np.empty(m.size)
-        for n, k in enumerate(m):
-            expiry = book.expiry[k]
-            a = book.asset_idx[k]
-            if expiry <= t1:
-                e = int(market.index.searchsorted(expiry, side="right")) - 1
-                s_exp = market.price_array[e, cols[a]]
-                p1[n] = max(s_exp - book.strike[k], 0.0) if book.is_call[k] else max(book.strike[k] - s_exp, 0.0)
-            else:
-                vol1 = v1v[a]
-                if np.isnan(vol1):
-                    raise DataError(f"{where}: option {positions[k].instrument.label} needs implied vol of "
-                                    f"{book.assets[a]} at {t1}, which is missing")
-                tau1 = ((expiry - t1) / DAY) / YEAR_DAYS
-                vol1 = float(option_vols(market, book.assets[a], j, vol1, book.strike[k], s1[k], tau1))
-                p1[n] = black76_price(s1[k], book.strike[k], tau1, vol1, book.is_call[k])
-        pnl[m] = book.quantity[m] * (p1 - p0)
+        tau0 = _years_to_expiry(book, market, i)
+        tau1 = _years_to_expiry(book, market, j)
+        m = np.flatnonzero(book.is_option & (tau0 > 0))  # options expired by t have settled: no P&L
+        if m.size:
+            v0 = _position_vols(market, book, i, v0v[book.asset_idx[m]], s0[m], tau0[m], m)
+            p0 = black76_price(s0[m], book.strike[m], tau0[m], v0, book.is_call[m])
+            p1 = np.empty(m.size)
+            settled = tau1[m] <= 0
+            if settled.any():
+                k = m[settled]
+                p1[settled] = _intrinsic(_settlement_spots(market, book, cols, k), book.strike[k], book.is_call[k])
+            live = ~settled
+            if live.any():
+                k = m[live]
+                vol1 = market.vol_array[j, cols][book.asset_idx[k]]
+                if np.isnan(vol1).any():
+                    bad = k[np.isnan(vol1)][0]
+                    raise DataError(f"{where}: option {positions[bad].instrument.label} needs implied vol of "
+                                    f"{book.assets[book.asset_idx[bad]]} at {market.index[j]}, which is missing")
+                # one vol regime per P&L (module docstring): t + h under its own fitted smile when both ends
+                # have one, otherwise under the regime of t
+                v1 = _position_vols(market, book, _end_regime_rows(market, book, i, j), vol1, s1[k], tau1[k], k)
+                p1[live] = black76_price(s1[k], book.strike[k], tau1[k], v1, book.is_call[k])
+            pnl[m] = book.quantity[m] * (p1 - p0)
     return float(pnl.sum())

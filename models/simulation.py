@@ -8,15 +8,16 @@ simulated losses L (sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`):
 * ES at level α: :math:`\frac1k\sum_{i\le k} L_{(i)}` (so ES >= VaR on every date).
 
 The margin is the risk measure floored at 0. Scenarios use data up to t only.
-Random draws come from ``numpy.random.default_rng([seed, i])`` with i the
+At a one-observation MPOR, historical simulation and FHS take the risk measure
+of the window's scenarios exactly (every row once: the window's empirical
+distribution, no Monte Carlo noise). Over h > 1 observations FHS bootstraps
+h-step paths and EWMA simulates joint normal (or t) moves; their random draws
+come from the run context's generator ``default_rng([seed, i])`` with i the
 position of t in the market index (FHS row indices as 16-bit integers), so
 models compared in one study with the same seed, lookback and path count share
-the same draws, and a run is bit-for-bit repeatable. At a one-day MPOR a path
-is one window row, so FHS revalues the book once per row and takes the risk
-measure of the row losses weighted by how often each row is drawn (the same
-numbers as revaluing every path, :func:`drawn_risk_measure`). A model returns NaN (no margin) until it has
-``min_obs`` observations (returns, and implied-vol changes for option books);
-the engine reports those dates as warm-up.
+the same draws, and a run is bit-for-bit repeatable. A model gives no margin
+(NaN) until it has ``min_obs`` observations (returns, and implied-vol changes
+for option books); the engine reports those dates as warm-up.
 
 References: Barone-Adesi, Giannopoulos and Vosper (1999), "VaR without
 correlations for portfolios of derivative securities", J. Futures Markets 19;
@@ -26,96 +27,115 @@ MAR33 (expected shortfall at 97.5%).
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, fields
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from marginlab.datasets import MarketData
 
-from ._numba import NUMBA_ENABLED, njit
-from .base import MarginModel, check_ints, check_range, register
+from .base import Forecast, MarginModel, check_ints, check_range, register
+from .context import RunContext
+from .estimates import SCALE, FilterEstimates
 from .instruments import Position
 from .revaluation import book_arrays, revalue_at
-from .volatility import FilterFit, FilterSpec, fit_filter, simulate_paths
+from .volatility import FilterFit, FilterSpec, simulate_paths
 
-__all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "risk_measure", "drawn_risk_measure"]
-
-SCALE = 100.0  # returns are filtered in percent
+__all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "ScenarioSet", "risk_measure",
+           "weighted_risk_measure", "weighted_var_es", "loss_forecast", "row_moves"]
 
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
     """VaR (k-th largest loss) or ES (mean of the k largest), k = ceil(N (1 - level))."""
-    k = _risk_k(losses.size, level)
-    top = -np.partition(-losses, k - 1)[:k]
+    top = _top_losses(losses, level)
     return float(top.mean()) if measure == "es" else float(top.min())
+
+
+def _top_losses(losses: np.ndarray, level: float) -> np.ndarray:
+    """The k largest losses (unordered), k = ceil(N (1 - level))."""
+    k = _risk_k(losses.size, level)
+    return -np.partition(-losses, k - 1)[:k]
 
 
 def _risk_k(n: int, level: float) -> int:
     return max(int(np.ceil(n * (1.0 - level) - 1e-9)), 1)
 
 
-def drawn_risk_measure(row_losses: np.ndarray, draws: np.ndarray, measure: str, level: float) -> float:
-    """``risk_measure(row_losses[draws], measure, level)`` without building the drawn sample.
+def weighted_risk_measure(losses: np.ndarray, weights: np.ndarray, measure: str, level: float) -> float:
+    r"""VaR or ES at ``level`` of a discrete loss distribution with probability weights.
 
-    At a one-day MPOR the FHS paths are window rows drawn with replacement; the compiled kernel
-    counts how often each row is drawn and walks the rows down from the largest loss until k
-    draws are covered (VaR: the loss reached, the same number; ES: count-weighted sum / k).
+    Losses sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, with weights
+    :math:`w_{(i)}` normalised to sum to 1 and cumulative weights :math:`W_j = \sum_{i\le j} w_{(i)}`:
+
+    * VaR: :math:`L_{(j^*)}`, :math:`j^* = \min\{j: W_j \ge 1 - \alpha\}` (the smallest loss whose
+      exceedance probability is at most 1 - α); with equal weights this is the k-th largest loss,
+      k = ⌈N(1 - α)⌉, as :func:`risk_measure`;
+    * ES: the mean of the upper tail of mass 1 - α,
+      :math:`\big(\sum_{i<j^*} w_{(i)}L_{(i)} + (1 - \alpha - W_{j^*-1})L_{(j^*)}\big)/(1-\alpha)`
+      (Acerbi and Tasche 2002, "On the coherence of expected shortfall", J. Banking & Finance 26); with
+      equal weights and N(1 - α) an integer this is the mean of the k largest losses, as :func:`risk_measure`.
+
+    Parameters
+    ----------
+    losses, weights : ndarray of shape (n,)
+        Scenario losses (quote currency) and their non-negative weights (any positive total).
     """
-    k = _risk_k(draws.size, level)
-    if not NUMBA_ENABLED or not np.isfinite(row_losses).all():
-        return risk_measure(row_losses[draws], measure, level)
-    var, top_sum = _drawn_top_nb(np.ascontiguousarray(row_losses, dtype=float), np.ascontiguousarray(draws), k)
-    return float(top_sum / k) if measure == "es" else float(var)
+    var, es = weighted_var_es(losses, weights, level)
+    return var if measure == "var" else es
 
 
-if NUMBA_ENABLED:
-    @njit(cache=True)
-    def _drawn_top_nb(loss, draws, k):  # pragma: no cover - compiled
-        """k-th largest of the multiset {loss[draws[j]]} and the sum of its k largest elements."""
-        n = loss.size
-        counts = np.zeros(n, np.int64)
-        for j in range(draws.size):
-            counts[draws[j]] += 1
-        # candidate rows: the m largest losses (ties included), m doubled until they hold k draws
-        m = min(n, 2 * k * n // draws.size + 16)
-        while True:
-            v = -np.inf if m >= n else -np.partition(-loss, m - 1)[m - 1]
-            cand = np.nonzero(loss >= v)[0]
-            total = 0
-            for c in cand:
-                total += counts[c]
-            if total >= k or m >= n:
-                break
-            m = min(n, 2 * m)
-        order = cand[np.argsort(-loss[cand], kind="mergesort")]
-        acc = 0
-        top_sum = 0.0
-        for c in order:
-            take = min(counts[c], k - acc)
-            if take > 0:
-                top_sum += take * loss[c]
-                acc += take
-                if acc == k:
-                    return loss[c], top_sum
-        return np.nan, np.nan
+def weighted_var_es(losses: np.ndarray, weights: np.ndarray, level: float) -> tuple[float, float]:
+    """``(VaR, ES)`` of :func:`weighted_risk_measure` from one sort."""
+    order = np.argsort(-losses, kind="stable")
+    ordered = losses[order]
+    w = weights[order] / weights.sum()
+    cum = np.cumsum(w)
+    tail = 1.0 - level
+    j = min(int(np.searchsorted(cum, tail - 1e-12, side="left")), ordered.size - 1)
+    above = cum[j - 1] if j > 0 else 0.0
+    return float(ordered[j]), float((np.dot(w[:j], ordered[:j]) + (tail - above) * ordered[j]) / tail)
 
 
-def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool):
-    """Rows (positions <= i) of the last ``lookback`` dates where every needed series is observed."""
+def _resolve_level(model: MarginModel, default: float) -> None:
+    """Set a risk model's ``level`` (confidence, 1 - tail probability) to ``default`` when None, and check it."""
+    if model.level is None:
+        object.__setattr__(model, "level", default)
+    check_range(model.name, "level", model.level, 0.5, 1.0, high_open=True)
+
+
+def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, with_vol: bool | Sequence[str]):
+    """The last ``lookback`` rows up to i on which every needed series is observed, contiguous back from i.
+
+    A row missing a needed value (before an asset's listing, or before its implied-vol history) ends
+    the window, so a window is always one unbroken run of rows ``rows[0] .. i``. ``with_vol``: implied-vol
+    log changes of every asset (True), of none (False), or of the listed assets (those the book holds
+    options on) only: the other columns of the vol changes are then 0 (no option on them moves with
+    their vol; an asset without implied-vol data, e.g. XRP beside BTC options, does not end the window).
+    """
     cols = [market.asset_index[a] for a in assets]
     lo = max(1, i - lookback + 1)
     r = market.log_return_array[lo:i + 1][:, cols]
     ok = np.isfinite(r).all(axis=1)
     dv = None
-    if with_vol:
+    if with_vol is not False and (with_vol is True or len(with_vol)):
         dv = market.log_vol_change_array[lo:i + 1][:, cols]
-        ok &= np.isfinite(dv).all(axis=1)
+        need = slice(None) if with_vol is True or set(with_vol) >= set(assets) else \
+            [k for k, a in enumerate(assets) if a in set(with_vol)]
+        ok &= np.isfinite(dv[:, need]).all(axis=1)
+        if not isinstance(need, slice):
+            unused = [k for k in range(len(assets)) if k not in need]
+            dv = dv.copy()
+            dv[:, unused] = 0.0
     if ok.all():
         return np.arange(lo, i + 1), r, dv
+    ok[:np.flatnonzero(~ok)[-1]] = False  # (a boolean mask copies: the arrays keep their alignment)
     return np.arange(lo, i + 1)[ok], r[ok], (None if dv is None else dv[ok])
+
+
+def _vol_assets(book) -> list[str]:
+    """The book's assets it holds options on (whose implied-vol changes its scenarios need)."""
+    return [book.assets[k] for k in sorted(set(book.asset_idx[book.is_option].tolist()))]
 
 
 def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
@@ -134,56 +154,190 @@ def _book_history(positions: Sequence[Position], market: MarketData, i: int, loo
     Returns ``(book, rows, returns, vol_changes)``; ``vol_changes`` is None unless the book holds options.
     """
     book = book_arrays(positions)
-    rows, rets, dvol = _window(market, book.assets, i, lookback, bool(book.is_option.any()))
+    rows, rets, dvol = _window(market, book.assets, i, lookback, _vol_assets(book))
     if rows.size < min_obs:
         return None
     return book, rows, rets, dvol
 
 
+def row_moves(market: MarketData, assets: Sequence[str], rows: np.ndarray, horizon: int, with_vol: bool,
+              scaling: str = "overlapping"):
+    """Historical joint moves of ``assets`` over ``horizon`` observations ending at each of ``rows``.
+
+    ``scaling="overlapping"``: the sums of the log returns (and implied-vol log changes) of rows
+    ``r - horizon + 1 .. r``; ``"sqrt_time"``: the moves of row r times sqrt(horizon). Returns
+    ``(spot, log_vol)``, arrays of shape (n_rows, n_assets) (``log_vol`` None unless ``with_vol``); NaN
+    where a needed value is missing (before the data starts).
+    """
+    cols = [market.asset_index[a] for a in assets]
+    rows = np.asarray(rows, dtype=np.int64)
+    sources = [market.log_return_array] + ([market.log_vol_change_array] if with_vol else [])
+    out = []
+    for src in sources:
+        x = src[:, cols]
+        if scaling == "sqrt_time" or horizon == 1:
+            moves = x[rows] * np.sqrt(horizon)
+        else:
+            moves = np.full((rows.size, len(cols)), np.nan)
+            ok = rows - horizon + 1 >= 0
+            if ok.any():
+                lo = int(rows[ok].min()) - horizon + 1
+                seg = x[lo:int(rows[ok].max()) + 1]
+                kernel = np.ones(horizon)
+                sums = np.column_stack([np.convolve(seg[:, k], kernel, mode="valid") for k in range(len(cols))])
+                moves[ok] = sums[rows[ok] - horizon + 1 - lo]
+        out.append(moves)
+    return out[0], (out[1] if with_vol else None)
+
+
 def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int) -> np.ndarray:
-    """Full-revaluation P&L of the book on scenarios (log spot moves, log implied-vol moves)."""
+                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int) -> np.ndarray:
+    """Full-revaluation P&L of the book on scenarios (log spot moves, log implied-vol moves).
+
+    ``horizon`` is the MPOR in observations (options are aged by horizon x the panel's step).
+    """
     vol_shocks = None
     if log_vol_moves is not None:
         cols = [market.asset_index[a] for a in assets]
         vol_shocks = market.vol_array[i, cols] * (np.exp(log_vol_moves) - 1.0)
-    return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon_days=horizon_days)
+    return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon=horizon)
 
 
-def _scenario_measure(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                      spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon_days: int,
-                      measure: str, level: float) -> float:
-    """Revalue the book on scenarios and take VaR/ES of the losses, floored at 0."""
-    pnl = _scenario_pnl(positions, market, i, assets, spot_moves, log_vol_moves, horizon_days)
-    return max(risk_measure(-pnl, measure, level), 0.0)
+def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
+    """The forecast of equally weighted scenario losses: margin = VaR or ES at ``level``, each floored at 0."""
+    top = _top_losses(losses, level)  # one partition for both measures (risk_measure's numbers)
+    var, es = max(float(top.min()), 0.0), max(float(top.mean()), 0.0)
+    return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses)
 
 
-_FIT_CACHE: OrderedDict = OrderedDict()
-_FIT_CACHE_SIZE = 256
+@dataclass(frozen=True)
+class ScenarioSet:
+    """A book's scenario losses at one date, each with the market row it was drawn from.
+
+    Attributes
+    ----------
+    losses : ndarray of shape (n_scenarios,)
+        Scenario losses (quote currency; loss = -P&L of the full revaluation).
+    rows : ndarray of int64, shape (n_scenarios,)
+        The market row each scenario is (the last row of an h-observation historical move), or -1 when a
+        scenario is not one row's move (bootstrapped paths, simulated moves).
+    """
+
+    losses: np.ndarray
+    rows: np.ndarray
 
 
-@dataclass
+@dataclass(frozen=True)
+class _ScenarioModel(MarginModel):
+    """A model whose margin is a risk measure of scenario losses (see :meth:`scenarios`).
+
+    Subclasses implement ``_scenario_set(state, positions, market, t) -> ScenarioSet | None`` (None during
+    warm-up); :meth:`scenarios` memoises it in the run context for the current date, so that models with
+    the same scenarios (FHS VaR and ES on one filter, a model and the overlays wrapping it) revalue the book
+    once per date. ``measure`` and ``level`` do not change the scenarios.
+    """
+
+    #: names the construction of the scenarios (with the parameters other than ``measure`` and ``level``)
+    scenario_family: ClassVar[str] = "scenarios"
+
+    @property
+    def tail_prob(self) -> float:
+        """1 - level (rounded to 12 decimals): 0.01 for a 99% VaR, 0.025 for a 97.5% ES, whose VaR is tested there."""
+        return round(1.0 - self.level, 12)
+
+    @property
+    def margin_measure(self) -> str:
+        """The risk measure the margin is: ``"var"`` or ``"es"``."""
+        return self.measure
+
+    @property
+    def scenario_key(self) -> Hashable:
+        """What identifies the scenarios: the family and every parameter except ``measure`` and ``level``."""
+        return (self.scenario_family, *((f.name, getattr(self, f.name)) for f in fields(self)
+                                        if f.name not in ("measure", "level")))
+
+    def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
+        """The margin of :meth:`forecast` (NaN during warm-up)."""
+        return self.forecast(state, positions, market, t).margin
+
+    def forecast(self, state, positions: Sequence[Position], market: MarketData, t,
+                 book: str | None = None) -> Forecast:
+        """Margin, VaR and ES at the model's level and the scenario losses (no margin during warm-up)."""
+        scenarios = self.scenarios(state, positions, market, t)
+        return _WARMING_UP if scenarios is None else loss_forecast(scenarios.losses, self.measure, self.level)
+
+    def scenarios(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
+        """The book's scenario losses at ``t`` and their rows (None during warm-up), memoised for the date.
+
+        The memo lives in the run context (``state.context.cache("scenario_sets")``) and holds the current
+        market row only: it is cleared when a later row is asked for.
+        """
+        memo = state.context.cache("scenario_sets")
+        if memo.get("_row") != state.i or memo.get("_market") is not market:
+            memo.clear()
+            memo["_row"], memo["_market"] = state.i, market
+        key = (self.scenario_key, tuple(positions))
+        if key not in memo:
+            memo[key] = self._scenario_set(state, positions, market, t)
+        return memo[key]
+
+    def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
+        raise NotImplementedError
+
+    def historical_scenarios(self, state, positions: Sequence[Position], market: MarketData, t,
+                             rows: np.ndarray) -> np.ndarray:
+        """Losses of the book at ``t`` on the historical h-observation joint moves ending at ``rows``.
+
+        h is the run's MPOR; moves are overlapping sums of log returns (and implied-vol log changes for
+        option books) over rows ``r - h + 1 .. r`` (:func:`row_moves`), as they happened (not filtered):
+        the "stressed observations" of EMIR RTS Art. 28(1)(b). Returns an array of shape (n_rows,), NaN
+        where a move is missing a value. Historical simulation with ``scaling="sqrt_time"`` scales one-row
+        moves by sqrt(h) instead, as its own scenarios do.
+        """
+        book = book_arrays(positions)
+        h = state.context.mpor
+        spot, log_vol = row_moves(market, book.assets, rows, h, book.has_options,
+                                  getattr(self, "scaling", "overlapping"))
+        ok = np.isfinite(spot).all(axis=1)
+        if log_vol is not None:
+            ok &= np.isfinite(log_vol).all(axis=1)
+        out = np.full(ok.size, np.nan)
+        if ok.any():
+            out[ok] = -_scenario_pnl(positions, market, state.i, book.assets, spot[ok],
+                                     None if log_vol is None else log_vol[ok], h)
+        return out
+
+
+_WARMING_UP = Forecast(margin=float("nan"))
+
+
+@dataclass(frozen=True)
 class FHSState:
-    """State of an FHS model at one date: lazily fitted filters per asset and cumulative diagnostics."""
+    """State of an FHS model at one date: its market row, the run context and the run's filter estimates."""
 
     i: int
-    prev_fits: dict[tuple, FilterFit]
-    fits: dict[tuple, FilterFit] = field(default_factory=dict)
-    diagnostics: dict[str, int] = field(default_factory=lambda: {"fits": 0, "failed": 0, "boundary": 0,
-                                                                 "reused": 0})
+    context: RunContext
+    estimates: FilterEstimates
+
+    def diagnostics(self) -> dict[str, int]:
+        """Filter fits of the run so far: total, failed (previous parameters kept), on the boundary, reused."""
+        return dict(self.estimates.counts)
 
 
 @register
 @dataclass(frozen=True)
-class FHSGarch(MarginModel):
+class FHSGarch(_ScenarioModel):
     r"""Filtered historical simulation with a GARCH-family volatility filter.
 
     For each asset a GARCH(1,1), GJR-GARCH(1,1,1) or EWMA filter is fitted to the
-    last ``lookback`` daily log returns (percent, zero mean); the standardised
-    residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a` of the
-    window are bootstrapped jointly across assets (keeping their
-    cross-correlation), and h-day paths are built with each asset's variance
-    propagated through its own recursion:
+    last ``lookback`` daily log returns (percent, zero mean), giving the
+    standardised residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a`
+    of the window (joint across assets, keeping their cross-correlation).
+    At an MPOR of one observation the scenarios are the window's rows,
+    :math:`r_{a} = \sigma_{a,t+1} z_{a,s}`, each used once: the risk measure is
+    that of the filtered empirical distribution, exactly (``n_paths`` is not
+    used). Over h > 1 observations ``n_paths`` paths bootstrap rows jointly and
+    are built with each asset's variance propagated through its own recursion:
     :math:`\epsilon_{a,t+j} = \sigma_{a,t+j} z_{a,u_j}`,
     :math:`\sigma^2_{a,t+j+1} = \omega + (\alpha + \gamma 1[\epsilon<0])\epsilon^2 + \beta\sigma^2_{a,t+j}`.
     For option books the log changes of implied vol on the same sampled dates
@@ -192,7 +346,12 @@ class FHSGarch(MarginModel):
     (``measure="var"``, level 0.99 by default) or ES (``"es"``, 0.975).
 
     ``vol_floor="long_run"`` floors each asset's one-step variance at the
-    sample variance of all its returns up to t (at most ten years);
+    sample variance of all its returns up to t (at most ten years): an
+    approximation of EMIR RTS 153/2013 Art. 28(1)(c) ("margin not lower than
+    that calculated with volatility estimated over a 10-year historical
+    lookback") applied to the filter's variance only; the ``lookback_floor``
+    overlay (:mod:`marginlab.models.overlays`) floors the margin itself at the
+    same model's margin with a ten-year lookback.
     ``refit_every=k`` re-estimates parameters every k-th date (filtering the
     new data with the previous parameters in between). A failed optimisation
     keeps the previous parameters and is counted in the diagnostics, as are
@@ -202,84 +361,55 @@ class FHSGarch(MarginModel):
     """
 
     name: ClassVar[str] = "fhs_garch"
+    scenario_family: ClassVar[str] = "fhs_garch"
     measure: str = "var"
     level: float | None = None
     vol: str = "garch"
     dist: str = "normal"
     lookback: int = 1000
     n_paths: int = 10_000
-    mpor_days: int = 1
     refit_every: int = 1
     vol_floor: str | None = None
     min_obs: int = 250
-    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.measure not in ("var", "es"):
             raise ValueError(f"{self.name}: measure must be 'var' or 'es', got {self.measure!r}")
-        if self.level is not None:
-            check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
+        _resolve_level(self, 0.99 if self.measure == "var" else 0.975)
         FilterSpec.from_names(self.vol, self.dist)
-        check_ints(self, {"lookback": 20, "n_paths": 100, "mpor_days": 1, "refit_every": 1, "min_obs": 20, "seed": 0})
+        check_ints(self, {"lookback": 20, "n_paths": 100, "refit_every": 1, "min_obs": 20})
         if self.min_obs > self.lookback:
             raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
         if self.vol_floor not in (None, "long_run"):
             raise ValueError(f"{self.name}: vol_floor must be None or 'long_run', got {self.vol_floor!r}")
 
     @property
-    def confidence(self) -> float:
-        """Risk-measure level (0.99 for VaR, 0.975 for ES unless ``level`` is set)."""
-        return self.level if self.level is not None else (0.99 if self.measure == "var" else 0.975)
+    def estimation_key(self) -> tuple:
+        """Models fitting the same filter on the same windows share their fits (FHS VaR and ES)."""
+        return ("filter", self.spec, self.lookback, self.min_obs, self.refit_every)
 
     @property
     def spec(self) -> FilterSpec:
         """The volatility filter specification."""
         return FilterSpec.from_names(self.vol, self.dist)
 
-    def fit(self, market: MarketData, t, warm_start=None) -> FHSState:
-        """Prepare the state at ``t``; filters are fitted lazily per asset from data up to ``t``."""
+    def fit(self, market: MarketData, t, warm_start=None, context: RunContext | None = None) -> FHSState:
+        """The state at ``t``: the run's filter estimates of this specification (fitted when a book asks)."""
         i = market.loc_of(t)
-        # warm starts: the previous date's fit of the same asset whose window started one row earlier
-        # (rolling window) or at the same row (growing window)
-        prev = {} if warm_start is None else {(a, r0 + (n == self.lookback), n + (n < self.lookback)): f
-                                              for (a, r0, n), f in warm_start.fits.items()}
-        state = FHSState(i=i, prev_fits=prev)
-        if warm_start is not None:
-            state.diagnostics = dict(warm_start.diagnostics)
-        return state
+        context = context or RunContext()
+        estimates = context.shared("filter_estimates", self.estimation_key, lambda: FilterEstimates(
+            self.spec, self.lookback, self.min_obs, self.refit_every, start_row=context.start_row(market, i),
+            on_fit=partial(context.record, "estimates"), key=repr(self.estimation_key)))
+        return FHSState(i=i, context=context, estimates=estimates)
 
-    def _asset_fit(self, state: FHSState, market: MarketData, asset: str, returns: np.ndarray,
-                   rows: np.ndarray) -> FilterFit:
-        # a fit is identified by the asset and the exact window of rows (option books use a
-        # shorter window: the dates with implied-vol data)
-        window = (asset, int(rows[0]), int(rows.size))
-        if window in state.fits:
-            return state.fits[window]
-        prev = state.prev_fits.get(window)
-        refit = state.i % self.refit_every == 0 or prev is None
-        key = (market.token, window, state.i, self.vol, self.dist, refit,
-               None if prev is None else prev.params.tobytes(),
-               None if prev is None or prev.inv_hessian is None else prev.inv_hessian.tobytes())
-        fit = _FIT_CACHE.get(key)
-        if fit is None:
-            fit = fit_filter(returns * SCALE, self.spec, warm_start=None if prev is None else prev.params,
-                             refit=refit, warm_hessian=None if prev is None else prev.inv_hessian)
-            _FIT_CACHE[key] = fit
-            if len(_FIT_CACHE) > _FIT_CACHE_SIZE:
-                _FIT_CACHE.popitem(last=False)
-        state.fits[window] = fit
-        state.diagnostics["fits"] += 1
-        if fit.status in ("failed", "boundary", "reused"):
-            state.diagnostics[fit.status] += 1
-        return fit
-
-    def margin(self, state: FHSState, positions: Sequence[Position], market: MarketData, t) -> float:
-        """FHS VaR or ES of the book (NaN before ``min_obs`` observations)."""
+    def _scenario_set(self, state: FHSState, positions: Sequence[Position], market: MarketData,
+                      t) -> ScenarioSet | None:
+        """FHS scenario losses of the book (None before ``min_obs`` observations)."""
         history = _book_history(positions, market, state.i, self.lookback, self.min_obs)
         if history is None:
-            return float("nan")
+            return None
         book, rows, rets, dvol = history
-        fits = [self._asset_fit(state, market, a, rets[:, k], rows) for k, a in enumerate(book.assets)]
+        fits = [state.estimates.fit(market, a, int(rows[0]), state.i) for a in book.assets]
         if self.vol_floor == "long_run":
             all_r = market.log_return_array[max(1, state.i - 3650 + 1):state.i + 1][:, [market.asset_index[a]
                                                                                       for a in book.assets]]
@@ -290,85 +420,54 @@ class FHSGarch(MarginModel):
                                         std_resids=f.std_resids, sigma2_next=floor, backcast=f.backcast,
                                         status=f.status)
         z = fits[0].std_resids[:, None] if len(fits) == 1 else np.column_stack([f.std_resids for f in fits])
-        draws = _draws(self.seed, state.i, rows.size, self.n_paths, self.mpor_days)
-        if self.mpor_days == 1:
-            # a one-day path is one window row scaled by sigma_{t+1}: revalue the book once per row and
-            # give each path its row's P&L (the same numbers as revaluing all n_paths scenarios)
+        h = state.context.mpor
+        if h == 1:
+            # a one-step scenario is one window row scaled by sigma_{t+1}: the window's empirical distribution
+            # is used exactly (every row once), with no Monte Carlo noise
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
-            row_pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
-            return max(drawn_risk_measure(-row_pnl, draws[:, 0], self.measure, self.confidence), 0.0)
+            pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
+            return ScenarioSet(losses=-pnl, rows=rows)
+        draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
-        pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, self.mpor_days)
-        return max(risk_measure(-pnl, self.measure, self.confidence), 0.0)
+        pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, h)
+        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64))
 
 
 @dataclass(frozen=True)
-class _Historical(MarginModel):
+class _Historical(_ScenarioModel):
     """Plain historical simulation on the lookback window (shared by historical_var / historical_es)."""
 
     measure: ClassVar[str] = "var"
+    scenario_family: ClassVar[str] = "historical"
     level: float | None = None
     lookback: int = 1000
-    mpor_days: int = 1
     scaling: str = "overlapping"
-    stress_start: str | None = None
-    stress_end: str | None = None
     min_obs: int = 250
 
     def __post_init__(self) -> None:
-        if self.level is not None:
-            check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
-        check_ints(self, {"lookback": 20, "mpor_days": 1, "min_obs": 20})
+        _resolve_level(self, 0.99 if self.measure == "var" else 0.975)
+        check_ints(self, {"lookback": 20, "min_obs": 20})
         if self.scaling not in ("overlapping", "sqrt_time"):
             raise ValueError(f"{self.name}: scaling must be 'overlapping' or 'sqrt_time', got {self.scaling!r}")
-        if (self.stress_start is None) != (self.stress_end is None):
-            raise ValueError(f"{self.name}: give both stress_start and stress_end, or neither")
-        if self.stress_start is not None and pd.Timestamp(self.stress_start) > pd.Timestamp(self.stress_end):
-            raise ValueError(f"{self.name}: stress_start is after stress_end")
 
     @property
-    def confidence(self) -> float:
-        """Risk-measure level (0.99 for VaR, 0.975 for ES unless ``level`` is set)."""
-        return self.level if self.level is not None else (0.99 if self.measure == "var" else 0.975)
+    def estimation_key(self) -> tuple:
+        """Historical VaR and ES on the same window (and overlays of them) run together and share scenarios."""
+        return ("scenarios", self.scenario_key)
 
-    def fit(self, market: MarketData, t, warm_start=None) -> int:
-        """The state is the position of ``t``."""
-        return market.loc_of(t)
-
-    def _scenarios(self, rets: np.ndarray, dvol: np.ndarray | None):
-        h = self.mpor_days
-        if self.scaling == "sqrt_time" or h == 1:
-            s = rets * np.sqrt(h)
-            return s, (None if dvol is None else dvol * np.sqrt(h))
-        kernel = np.ones(h)
-
-        def overlap(x):
-            return np.column_stack([np.convolve(x[:, k], kernel, mode="valid") for k in range(x.shape[1])])
-
-        return overlap(rets), (None if dvol is None else overlap(dvol))
-
-    def margin(self, state: int, positions: Sequence[Position], market: MarketData, t) -> float:
-        """Historical VaR/ES of the book's full-revaluation losses (NaN before ``min_obs``)."""
-        i = state
+    def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
+        """Historical scenario losses of the book (None before ``min_obs`` observations)."""
+        i, h = state.i, state.context.mpor
         history = _book_history(positions, market, i, self.lookback, self.min_obs)
         if history is None:
-            return float("nan")
-        book, rows, rets, dvol = history
-        with_vol = dvol is not None
-        spot, vol = self._scenarios(rets, dvol)
-        if self.stress_start is not None:
-            s0 = pd.Timestamp(self.stress_start, tz="UTC")
-            s1 = pd.Timestamp(self.stress_end, tz="UTC")
-            if s1 <= market.index[i]:
-                lo, hi = market.index.searchsorted(s0), market.index.searchsorted(s1, side="right") - 1
-                srows, srets, sdvol = _window(market, book.assets, hi, hi - lo + 1, with_vol)
-                if srows.size >= self.mpor_days:
-                    sspot, svol = self._scenarios(srets, sdvol)
-                    spot = np.vstack([spot, sspot])
-                    vol = None if vol is None else np.vstack([vol, svol])
-        return _scenario_measure(positions, market, i, book.assets, spot, vol, self.mpor_days, self.measure,
-                                 self.confidence)
+            return None
+        book, rows, _, _ = history
+        # overlapping h-observation moves inside the window: the move ending at rows[k] uses rows[k-h+1 .. k]
+        ends = rows if (self.scaling == "sqrt_time" or h == 1) else rows[h - 1:]
+        spot, vol = row_moves(market, book.assets, ends, h, book.has_options, self.scaling)
+        pnl = _scenario_pnl(positions, market, i, book.assets, spot, vol, h)
+        return ScenarioSet(losses=-pnl, rows=ends)
 
 
 @register
@@ -379,9 +478,10 @@ class HistoricalVaR(_Historical):
     h-day scenarios are overlapping sums of daily log returns (and implied-vol
     log changes) in the window (``scaling="overlapping"``), or daily moves x
     :math:`\sqrt h` (``"sqrt_time"``, an approximation that ignores volatility
-    clustering and fat-tail aggregation). ``stress_start``/``stress_end`` add
-    the scenarios of a stressed period once it lies before t (EMIR RTS Art. 28
-    anti-procyclicality option (b)). Level 0.99 by default.
+    clustering and fat-tail aggregation). Level 0.99 by default. Stressed
+    observations (EMIR RTS 153/2013 Art. 28(1)(b)) are added by the
+    ``stressed_weight`` overlay (:mod:`marginlab.models.overlays`), which gives
+    them at least 25% of the probability mass.
     """
 
     name: ClassVar[str] = "historical_var"
@@ -399,7 +499,7 @@ class HistoricalES(_Historical):
 
 @register
 @dataclass(frozen=True)
-class EWMAVaR(MarginModel):
+class EWMAVaR(_ScenarioModel):
     r"""EWMA (RiskMetrics) VaR by full revaluation under simulated joint moves.
 
     :math:`\Sigma_t = \lambda\Sigma_{t-1} + (1-\lambda) r_{t-1} r_{t-1}'` over the
@@ -413,15 +513,15 @@ class EWMAVaR(MarginModel):
     """
 
     name: ClassVar[str] = "ewma_var"
+    measure: ClassVar[str] = "var"
+    scenario_family: ClassVar[str] = "ewma_var"
     lam: float = 0.94
     dist: str = "normal"
     nu: float = 5.0
     level: float = 0.99
     lookback: int = 1000
     n_paths: int = 10_000
-    mpor_days: int = 1
     min_obs: int = 250
-    seed: int = 0
 
     def __post_init__(self) -> None:
         check_range(self.name, "lam", self.lam, 0.0, 1.0, low_open=True, high_open=True)
@@ -429,11 +529,12 @@ class EWMAVaR(MarginModel):
             raise ValueError(f"{self.name}: dist must be 'normal' or 't', got {self.dist!r}")
         check_range(self.name, "nu", self.nu, 2.0, None, low_open=True)
         check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
-        check_ints(self, {"lookback": 40, "n_paths": 100, "mpor_days": 1, "min_obs": 40, "seed": 0})
+        check_ints(self, {"lookback": 40, "n_paths": 100, "min_obs": 40})
 
-    def fit(self, market: MarketData, t, warm_start=None) -> int:
-        """The state is the position of ``t``."""
-        return market.loc_of(t)
+    @property
+    def estimation_key(self) -> tuple:
+        """An EWMA model and the overlays wrapping it run together and share scenarios."""
+        return ("scenarios", self.scenario_key)
 
     def covariance(self, x: np.ndarray) -> np.ndarray:
         """EWMA covariance forecast for the next day from the rows of ``x`` (oldest first)."""
@@ -444,23 +545,38 @@ class EWMAVaR(MarginModel):
         w = (1 - self.lam) * self.lam ** np.arange(m - 1, -1, -1)
         return self.lam**m * cov0 + (rest * w[:, None]).T @ rest
 
-    def margin(self, state: int, positions: Sequence[Position], market: MarketData, t) -> float:
-        """EWMA VaR of the book (NaN before ``min_obs`` observations)."""
-        i = state
-        history = _book_history(positions, market, i, self.lookback, self.min_obs)
-        if history is None:
-            return float("nan")
-        book, rows, rets, dvol = history
+    def _moves(self, rets: np.ndarray, dvol: np.ndarray | None, rng: np.random.Generator, h: int) -> np.ndarray:
+        """Simulated h-day moves, shape (n_paths, n_factors): returns, then implied-vol log changes."""
         x = rets if dvol is None else np.hstack([rets, dvol])
         cov = self.covariance(x)
         chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
-        rng = np.random.default_rng([int(self.seed), int(i)])
-        z = rng.standard_normal((self.mpor_days, self.n_paths, x.shape[1]))
+        z = rng.standard_normal((h, self.n_paths, x.shape[1]))
         if self.dist == "t":
-            w = rng.chisquare(self.nu, size=(self.mpor_days, self.n_paths, 1))
+            w = rng.chisquare(self.nu, size=(h, self.n_paths, 1))
             z = z * np.sqrt((self.nu - 2.0) / w)
         moves = (z @ chol.T).sum(axis=0)
+        moves.setflags(write=False)
+        return moves
+
+    def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
+        """EWMA scenario losses of the book (None before ``min_obs`` observations)."""
+        i, h = state.i, state.context.mpor
+        history = _book_history(positions, market, i, self.lookback, self.min_obs)
+        if history is None:
+            return None
+        book, rows, rets, dvol = history
+        # the simulated moves depend on the date, the book's assets and whether it holds options only: books
+        # sharing them share the moves (computed once per date; the store keeps the current row only)
+        store = state.context.cache("ewma_moves")
+        if store.get("row") != i:
+            store.clear()
+            store["row"] = i
+        key = (self.lam, self.dist, self.nu, self.lookback, self.n_paths, h, tuple(book.assets),
+               tuple(_vol_assets(book)))
+        moves = store.get(key)
+        if moves is None:
+            moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
-        return _scenario_measure(positions, market, i, book.assets, moves[:, :n], log_vol, self.mpor_days, "var",
-                                 self.level)
+        pnl = _scenario_pnl(positions, market, i, book.assets, moves[:, :n], log_vol, h)
+        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64))

@@ -1,4 +1,9 @@
-"""Static (rule-based) margin models: flat rate, exchange leverage tiers, Deribit standard margin."""
+"""Static (rule-based) margin models: flat rate, exchange leverage tiers, Deribit standard margin.
+
+The venue models (``tiered``, ``deribit_standard``) take their numbers from the
+per-venue tables of :mod:`marginlab.models.venues`, where each entry names its
+source and vintage.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,16 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from marginlab.datasets import DataError, MarketData
 
 from .base import MarginModel, check_range, register
-from .instruments import LINEAR, OPTION, Option, Position
-from .pricing import black76_price
-from .revaluation import DAY, YEAR_DAYS, option_vols
+from .instruments import LINEAR, OPTION, Future, Instrument, Option, Perpetual, Position, Spot
+from .params import Asset, Cap
+from .revaluation import option_mark
+from .venues import BINANCE_USDM_TIERS, DERIBIT_STANDARD, LEVELS, DeribitParams, check_caps
 
-__all__ = ["StaticMargin", "TieredMargin", "DeribitStandardMargin", "BINANCE_BTCUSDT_2021_TIERS"]
+__all__ = ["StaticMargin", "TieredMargin", "DeribitStandardMargin", "BINANCE_BTCUSDT_2021_TIERS",
+           "bracket_requirement", "deribit_option_margin_coin"]
 
 
 def _spot(market: MarketData, t, asset: str) -> float:
@@ -40,7 +46,7 @@ class StaticMargin(MarginModel):
 
     name: ClassVar[str] = "static"
     rate: float = 0.10
-    rates: dict[str, float] = field(default_factory=dict)
+    rates: dict[Asset, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check_range(self.name, "rate", self.rate, 0.0, 1.0, low_open=True)
@@ -62,143 +68,271 @@ class StaticMargin(MarginModel):
 
 
 def _option_mark(option: Option, market: MarketData, t, spot: float) -> float:
-    i = market.loc_of(t)
-    vol = float(market.vol_array[i, market.asset_index[option.asset]])
-    if not np.isfinite(vol):
-        raise DataError(f"option {option.label}: no implied vol for {option.asset} at {t}")
-    tau = ((option.expiry - pd.Timestamp(t)) / DAY) / YEAR_DAYS
-    vol = float(option_vols(market, option.asset, i, vol, option.strike, spot, tau))
-    return float(black76_price(spot, option.strike, tau, vol, option.is_call))
+    """Mark of one unit of ``option`` at ``t``: :func:`~marginlab.models.revaluation.option_mark`."""
+    return option_mark(option, market, t, where=f"option {option.label}")
 
 
-#: Binance USDT-margined BTCUSDT perpetual, 2021 leverage brackets:
-#: (notional cap in USDT, maintenance margin rate).
-BINANCE_BTCUSDT_2021_TIERS: tuple[tuple[float, float], ...] = (
-    (50_000, 0.004), (250_000, 0.005), (1_000_000, 0.01), (10_000_000, 0.025), (20_000_000, 0.05),
-    (50_000_000, 0.10), (100_000_000, 0.125), (200_000_000, 0.15), (300_000_000, 0.25), (500_000_000, 0.50),
-)
+#: Binance BTCUSDT maintenance column, ``(notional cap in USDT, maintenance margin rate)``, in force
+#: from 2021-03-18 09:00 UTC: ``BINANCE_USDM_TIERS["BTC"].column("maintenance")``.
+BINANCE_BTCUSDT_2021_TIERS: tuple[tuple[float, float], ...] = BINANCE_USDM_TIERS["BTC"].column("maintenance")
+
+
+def _check_level(model: str, level: str) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"{model}: level must be 'initial' or 'maintenance', got {level!r}")
+
+
+def _check_table(model: str, key: str, table: object) -> None:
+    if not (isinstance(table, tuple | list) and table
+            and all(isinstance(row, tuple | list) and len(row) == 2 for row in table)):
+        raise ValueError(f"{model}: {key} must be a non-empty sequence of (cap, rate), got {table!r}")
+    check_caps(f"{model}: {key}", [cap for cap, _ in table])
+    for _, rate in table:
+        check_range(model, f"{key} rate", rate, 0.0, 1.0, low_open=True)
+
+
+def bracket_requirement(notional: float, tiers: Sequence[tuple[float, float]], level: str = "maintenance") -> float:
+    r"""Margin of one position of ``notional`` (>= 0, quote currency) under leverage brackets.
+
+    ``tiers`` is ``((cap_1, rate_1), ..., (cap_n, rate_n))``; the position is in
+    bracket i when :math:`c_{i-1} < N \le c_i`. Maintenance:
+    :math:`N r_i - A_i`, :math:`A_i = A_{i-1} + c_{i-1}(r_i - r_{i-1})`, :math:`A_1 = 0`
+    (Binance's maintenance amount; continuous at every edge). Initial: :math:`N r_i`
+    (notional / maximum leverage of the bracket; jumps at the edges). A notional above
+    the last cap raises ``ValueError`` (the venue takes no larger position).
+    """
+    amount, prev_cap, prev_rate = 0.0, 0.0, 0.0
+    for cap, rate in tiers:
+        amount += prev_cap * (rate - prev_rate)
+        if notional <= cap:
+            return notional * rate - (amount if level == "maintenance" else 0.0)
+        prev_cap, prev_rate = cap, rate
+    raise ValueError(f"tiered: notional {notional:,.0f} above the last bracket cap {prev_cap:,.0f}")
 
 
 @register
 @dataclass(frozen=True)
 class TieredMargin(MarginModel):
-    r"""Exchange leverage brackets with cumulative maintenance amount.
+    r"""Binance USDⓈ-M leverage brackets, ``level="maintenance"`` (default) or ``"initial"``.
 
-    For a position of notional N = |q| S in bracket i (cap :math:`c_{i-1} < N \le c_i`)
-    with rate :math:`r_i`, :math:`M = N r_i - A_i`, where the maintenance amount
-    :math:`A_i = A_{i-1} + c_{i-1}(r_i - r_{i-1})`, :math:`A_1 = 0`, keeps the
-    requirement continuous at every bracket edge (Binance "maintenance amount").
-    Each linear position is bracketed by its own notional; notional above the last
-    cap raises an error. Default: Binance BTCUSDT 2021 table
-    (:data:`BINANCE_BTCUSDT_2021_TIERS`), used for every asset unless
-    ``asset_tiers`` gives another table. Linear products only.
+    The net position in each contract (Binance one-way mode: positions in the same
+    perpetual or future net) has notional :math:`N = |q| S` (index price) and falls in
+    bracket i, :math:`c_{i-1} < N \le c_i`, of its asset's table:
+
+    * maintenance: :math:`M = N m_i - A_i`, :math:`A_i = A_{i-1} + c_{i-1}(m_i - m_{i-1})`,
+      :math:`A_1 = 0` — Binance's maintenance amount ("tax bracket"), continuous at
+      every edge;
+    * initial: :math:`M = N / L_i = N r_i`, :math:`L_i` the bracket's maximum leverage —
+      Binance's "Initial Margin = Notional Position Value / Leverage" at the highest
+      leverage the position's bracket allows. Binance has no cumulative amount for the
+      initial margin, so it jumps at each edge (by :math:`c_i (r_{i+1} - r_i)`).
+
+    Tables (:data:`~marginlab.models.venues.BINANCE_USDM_TIERS`, one vintage each,
+    applied to every date):
+
+    * BTC — BTCUSDT, both columns, Binance announcement "Updates to Leverage and Margin
+      Tiers of Binance Futures Contracts (2021-03-18)", in force from 2021-03-18 09:00
+      UTC (superseded 2021-06-22); verified;
+    * ETH — ETHUSDT (x100 table) and XRP — XRPUSDT (x75 alt-coin table): maintenance
+      column only, from a third-party copy of Binance's 2021 tables (unverified); their
+      initial column was not found, so ``level="initial"`` does not apply to them;
+    * SOL and the other bundled assets: no table found.
+
+    Binance's 50x alt-coin table (both columns, 2021-03-18) is shipped as
+    :data:`~marginlab.models.venues.BINANCE_USDT_50X_2021` but assigned to no asset.
+
+    **Applicability.** The model applies to books of perpetuals and futures whose
+    assets have a table at the chosen level; any other book (options, spot holdings —
+    Binance's brackets margin futures, not fully paid spot — or an asset without a
+    table) is reported not applicable (n/a) by the engine, never given another asset's
+    table. Calling :meth:`margin` on such a book raises ``ValueError`` naming the
+    position and the assets that have tables.
+
+    Parameters
+    ----------
+    level : {"maintenance", "initial"}
+        Which column of the venue's table.
+    tiers : tuple of (cap, rate) or None
+        One table applied to every asset without an ``asset_tiers`` entry (an explicit
+        choice, e.g. a hypothetical schedule); None (default): the venue's per-asset tables.
+    asset_tiers : dict
+        Per-asset tables ``{asset: ((cap, rate), ...)}`` at ``level``, overriding the rest.
     """
 
     name: ClassVar[str] = "tiered"
     families: ClassVar[frozenset[str]] = frozenset({LINEAR})
-    tiers: tuple[tuple[float, float], ...] = BINANCE_BTCUSDT_2021_TIERS
-    asset_tiers: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    level: str = "maintenance"
+    tiers: tuple[tuple[Cap, float], ...] | None = None
+    asset_tiers: dict[Asset, tuple[tuple[Cap, float], ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for key, table in [("tiers", self.tiers)] + [(f"asset_tiers[{a!r}]", t) for a, t in self.asset_tiers.items()]:
-            caps = [c for c, _ in table]
-            rates = [r for _, r in table]
-            if not table or any(c <= 0 for c in caps) or caps != sorted(caps) or len(set(caps)) != len(caps):
-                raise ValueError(f"{self.name}: {key} must be a non-empty list of (cap, rate) with increasing "
-                                 "positive caps")
-            for r in rates:
-                check_range(self.name, f"{key} rate", r, 0.0, 1.0, low_open=True)
+        _check_level(self.name, self.level)
+        if self.tiers is not None:
+            _check_table(self.name, "tiers", self.tiers)
+        if not isinstance(self.asset_tiers, dict):
+            raise ValueError(f"{self.name}: asset_tiers must be a mapping asset -> ((cap, rate), ...)")
+        for asset, table in self.asset_tiers.items():
+            _check_table(self.name, f"asset_tiers[{asset!r}]", table)
 
-    @staticmethod
-    def requirement(notional: float, tiers: Sequence[tuple[float, float]]) -> float:
-        """Maintenance requirement of one position of ``notional`` (>= 0) under ``tiers``."""
-        amount, prev_cap, prev_rate = 0.0, 0.0, 0.0
-        for cap, rate in tiers:
-            amount += prev_cap * (rate - prev_rate)
-            if notional <= cap:
-                return notional * rate - amount
-            prev_cap, prev_rate = cap, rate
-        raise ValueError(f"tiered: notional {notional:,.0f} above the last bracket cap {prev_cap:,.0f}")
+    requirement = staticmethod(bracket_requirement)
+
+    def table(self, asset: str) -> tuple[tuple[float, float], ...] | None:
+        """The ``(cap, rate)`` brackets used for ``asset`` at this model's level; None if there is none."""
+        if asset in self.asset_tiers:
+            return tuple(self.asset_tiers[asset])
+        if self.tiers is not None:
+            return tuple(self.tiers)
+        venue = BINANCE_USDM_TIERS.get(asset)
+        return None if venue is None else venue.column(self.level)
+
+    def applies_to(self, positions: Sequence[Position]) -> bool:
+        """True if every position is a perpetual or future on an asset with a table at ``level``."""
+        return all(isinstance(p.instrument, Perpetual | Future) and self.table(p.instrument.asset) is not None
+                   for p in positions)
+
+    def _no_table(self, inst) -> str:
+        have = sorted(set(self.asset_tiers) | {a for a, v in BINANCE_USDM_TIERS.items()
+                                               if v.column(self.level) is not None})
+        return (f"{self.name}: no Binance {self.level} bracket table for {inst.asset} ({inst.label}); "
+                f"{self.level} tables exist for {have}; pass asset_tiers={{{inst.asset!r}: ((cap, rate), ...)}}")
 
     def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
-        """Sum over positions of the bracket requirement."""
-        total = 0.0
+        """Sum over contracts of the bracket requirement of the net position (see class docstring)."""
+        net: dict[Instrument, float] = {}
         for p in positions:
-            s = _spot(market, t, p.instrument.asset)
-            table = self.asset_tiers.get(p.instrument.asset, self.tiers)
-            total += self.requirement(abs(p.quantity) * s, table)
+            if not isinstance(p.instrument, Perpetual | Future):
+                raise ValueError(f"{self.name}: {p.instrument.label} is not a perpetual or future; Binance "
+                                 "USDⓈ-M brackets margin futures only (the model does not apply to this book)")
+            net[p.instrument] = net.get(p.instrument, 0.0) + p.quantity
+        total = 0.0
+        for inst, quantity in net.items():
+            table = self.table(inst.asset)
+            if table is None:
+                raise ValueError(self._no_table(inst))
+            total += bracket_requirement(abs(quantity) * _spot(market, t, inst.asset), table, self.level)
         return float(total)
+
+
+def deribit_option_margin_coin(is_call: bool, strike: float, index: float, mark_coin: float, short: bool,
+                               level: str, params: DeribitParams) -> float:
+    r"""Deribit standard margin of one option contract, in coin (units of the underlying).
+
+    Deribit's inverse options are quoted, margined and settled in coin; ``mark_coin``
+    is the option's mark in coin (USD mark / index). With OTM the out-of-the-money
+    amount (USD), :math:`a` = ``option_initial_max``, :math:`b` = ``option_initial_min``,
+    :math:`m` = ``option_maintenance``:
+
+    * long: the mark (premium paid; Deribit asks no margin; marginlab counts the value
+      held, the most the position can lose);
+    * short call: initial :math:`\max(a - OTM/S, b) + mark`, maintenance :math:`m + mark`;
+    * short put: maintenance :math:`\max(m, m \cdot mark) + mark`, initial
+      :math:`\max(\max(a - OTM/S, b) + mark, \text{maintenance})`.
+    """
+    if not short:
+        return mark_coin
+    otm = max(strike - index, 0.0) if is_call else max(index - strike, 0.0)
+    initial = max(params.option_initial_max - otm / index, params.option_initial_min) + mark_coin
+    if is_call:
+        maintenance = params.option_maintenance + mark_coin
+    else:
+        maintenance = max(params.option_maintenance, params.option_maintenance * mark_coin) + mark_coin
+        initial = max(initial, maintenance)
+    return initial if level == "initial" else maintenance
 
 
 @register
 @dataclass(frozen=True)
 class DeribitStandardMargin(MarginModel):
-    r"""Deribit standard (non-portfolio) margin, initial or maintenance.
+    r"""Deribit standard (non-portfolio) margin, ``level="initial"`` (default) or ``"maintenance"``.
 
-    * Futures and perpetuals (net size per currency, in units of the
-      underlying): initial :math:`(2\% + 0.005\% \times size) \times N`,
-      maintenance :math:`(1\% + 0.005\% \times size) \times N`, N the net notional.
-      For assets other than BTC the size is the BTC-equivalent size
-      (notional / BTC price), marginlab's extension of the BTC rule.
-    * Short options, per unit: initial
-      :math:`\max(0.15 - OTM/S, 0.10)\,S + mark`, maintenance
-      :math:`0.075\,S + mark`, OTM the out-of-the-money amount.
-    * Long options: fully paid; the margin counted is the mark value (the
-      premium held, the most the position can lose).
-    * Spot holdings are fully paid: margin 0 is required beyond the asset itself;
-      their loss is counted against the linear rate as for a future
-      (conservative reading, documented).
+    Per-currency parameters from :data:`~marginlab.models.venues.DERIBIT_STANDARD`
+    (one vintage each, applied to every date):
 
-    Reference: Deribit Knowledge Base, "Inverse futures / options margin"
-    (standard margin model), rates as of 2021 (the issue's specification).
+    * **Futures and perpetuals** (marginlab's linear USD contracts; net size :math:`n`
+      per currency): rate :math:`base + add \times size` of the net notional
+      :math:`|n| S`. BTC: initial 2%, maintenance 1%, add-on 0.005% per BTC; SOL: 4% /
+      2%, 0.0005% per SOL — Deribit Support "Linear Perpetual" (BTC_USDC, SOL_USDC
+      worked examples; page undated, written at BTC = $100,000, i.e. late 2024 or
+      later); verified. ETH: no Deribit page found; marginlab's earlier numbers are kept
+      and labelled unverified (BTC's rule on the BTC-equivalent size
+      :math:`|n| S_{ETH} / S_{BTC}`, so ETH books need the BTC price).
+    * **Options** (BTC and ETH; inverse: premium, margin and settlement in coin), per
+      unit, in coin (:func:`deribit_option_margin_coin`): short call initial
+      :math:`\max(0.15 - OTM/S, 0.10) + mark`, maintenance :math:`0.075 + mark`; short
+      put maintenance :math:`\max(0.075, 0.075\,mark) + mark`, initial the larger of
+      the call-style initial and the maintenance; long options: the mark (fully paid).
+      Source: a third-party copy of Deribit's rule (TSLab documentation, undated),
+      unverified against a Deribit page; ETH assumed identical to BTC.
+    * **Spot** is not a future: Deribit's standard margin does not margin fully paid
+      spot (the coin held is collateral, not a margined position) and does not net it
+      against futures, so the model does **not apply** to books holding spot.
+    * Not applicable: currencies without parameters (XRP, and the other bundled alt
+      coins: Deribit lists USDC linear perpetuals and options on some, but their
+      margin parameters were not found) and options on SOL (USDC-settled linear options
+      with other rules, not modelled). The engine reports such books as n/a; calling
+      :meth:`margin` on them raises ``ValueError`` naming the position.
+
+    **Inverse options.** The option requirement is computed in coin, as Deribit does
+    (``mark_coin`` = Black-76 USD mark / index), and converted to USD at the index:
+    :math:`M_{USD} = M_{coin} S`. The option's P&L in USD is the inverse payoff's
+    (:math:`(S_T-K)^+/S_T` coins at the settlement index :math:`S_T` is
+    :math:`(S_T-K)^+` USD), so marginlab's USD P&L is the inverse contract's. Not
+    modelled (limitation): the margin is held in coin, so its USD value moves with the
+    index over the MPOR (it falls with BTC, wrong-way for short puts); marginlab
+    compares the loss with the USD value of the margin at t.
     """
 
     name: ClassVar[str] = "deribit_standard"
     level: str = "initial"
-    futures_base: float = 0.02
-    futures_maintenance_base: float = 0.01
-    futures_per_unit: float = 0.00005
-    option_initial_max: float = 0.15
-    option_initial_min: float = 0.10
-    option_maintenance: float = 0.075
 
     def __post_init__(self) -> None:
-        if self.level not in ("initial", "maintenance"):
-            raise ValueError(f"{self.name}: level must be 'initial' or 'maintenance', got {self.level!r}")
-        for f in ("futures_base", "futures_maintenance_base", "futures_per_unit", "option_initial_max",
-                  "option_initial_min", "option_maintenance"):
-            check_range(self.name, f, getattr(self, f), 0.0, 1.0)
+        _check_level(self.name, self.level)
 
-    @staticmethod
-    def _size_in_btc(asset: str, size: float, spot: float, market: MarketData, t) -> float:
-        if asset == "BTC":
-            return abs(size)
-        btc = _spot(market, t, "BTC") if "BTC" in market.asset_index else float("nan")
-        # Other assets: the size add-on is applied to the BTC-equivalent size (marginlab's extension).
-        return abs(size) * spot / btc if np.isfinite(btc) else abs(size)
+    def applies_to(self, positions: Sequence[Position]) -> bool:
+        """True if every position is a future, perpetual or option with Deribit parameters (no spot)."""
+        return all(self._unsupported(p.instrument) is None for p in positions)
+
+    def _unsupported(self, inst) -> str | None:
+        """Why the model does not apply to ``inst`` (None if it does)."""
+        if isinstance(inst, Spot):
+            return (f"{inst.label} is a spot holding: Deribit's standard margin does not margin fully paid spot "
+                    "(it is collateral), so the model does not apply to books holding spot")
+        params = DERIBIT_STANDARD.get(inst.asset)
+        if params is None:
+            return (f"no Deribit standard-margin parameters for {inst.asset} ({inst.label}); parameters exist "
+                    f"for {sorted(DERIBIT_STANDARD)}")
+        if inst.family == OPTION and not params.has_options:
+            options = sorted(a for a, v in DERIBIT_STANDARD.items() if v.has_options)
+            return f"Deribit {inst.asset} options ({inst.label}) are not modelled; options are modelled for {options}"
+        return None
 
     def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
-        """Standard margin of the book (see class docstring)."""
-        base = self.futures_base if self.level == "initial" else self.futures_maintenance_base
+        """Standard margin of the book in the quote currency (see class docstring)."""
         net: dict[str, float] = {}
         total = 0.0
         for p in positions:
             inst = p.instrument
-            s = _spot(market, t, inst.asset)
-            if inst.family == OPTION:
-                mark = _option_mark(inst, market, t, s)
-                if p.quantity > 0:
-                    total += p.quantity * mark
-                    continue
-                otm = max(inst.strike - s, 0.0) if inst.is_call else max(s - inst.strike, 0.0)
-                if self.level == "initial":
-                    per_unit = max(self.option_initial_max - otm / s, self.option_initial_min) * s + mark
-                else:
-                    per_unit = self.option_maintenance * s + mark
-                total += abs(p.quantity) * per_unit
-            else:
+            why = self._unsupported(inst)
+            if why is not None:
+                raise ValueError(f"{self.name}: {why}")
+            if inst.family != OPTION:
                 net[inst.asset] = net.get(inst.asset, 0.0) + p.quantity
+                continue
+            index = _spot(market, t, inst.asset)
+            mark_coin = _option_mark(inst, market, t, index) / index
+            coin = deribit_option_margin_coin(inst.is_call, inst.strike, index, mark_coin, p.quantity < 0,
+                                              self.level, DERIBIT_STANDARD[inst.asset])
+            total += abs(p.quantity) * coin * index
         for asset, size in net.items():
-            s = _spot(market, t, asset)
-            total += (base + self.futures_per_unit * self._size_in_btc(asset, size, s, market, t)) * abs(size) * s
+            params = DERIBIT_STANDARD[asset]
+            index = _spot(market, t, asset)
+            units = abs(size)
+            if params.size_unit != asset:
+                if params.size_unit not in market.asset_index:
+                    raise DataError(f"{self.name}: the {asset} futures size add-on is measured in "
+                                    f"{params.size_unit}-equivalent size and needs the {params.size_unit} "
+                                    f"price; the market data has {market.assets}")
+                units = abs(size) * index / _spot(market, t, params.size_unit)
+            base = params.futures_initial if self.level == "initial" else params.futures_maintenance
+            total += (base + params.futures_add_on * units) * abs(size) * index
         return float(total)

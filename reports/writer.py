@@ -1,28 +1,37 @@
-"""Write a study's report: self-contained HTML (plots embedded), JSON and CSV.
+"""Write a study's report: self-contained HTML (plots embedded), ``results.json`` and CSV.
 
-The output folder is written atomically: every file goes to a temporary
-sibling folder first, which then replaces ``out`` in one rename, so a reader
-never sees a half-written report.
+The report is one folder, written by :func:`marginlab.datasets.folders.publish_folder`:
+only into a folder that does not exist, is empty, or is a previous marginlab
+report (recognised by its ``.marginlab-report`` manifest, which lists the study,
+the marginlab version and the sha256 of every file), and atomically (the new
+folder is written into a temporary sibling and swapped in one system call).
+The page is built from the section registry (:mod:`marginlab.reports.sections`):
+``results.json`` holds every section's content (tables with units), the HTML renders
+the same content. User text (study, portfolio and model names, descriptions, file
+names) is escaped on the page and drawn as plain text in the plots (matplotlib's
+``$...$`` math parsing is off).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
-import os
-import shutil
-import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from marginlab.validation.metrics import METRICS
+from marginlab.datasets.folders import FolderKind, check_output_folder, publish_folder
 
-__all__ = ["write_report", "render_html"]
+from .formatting import esc
+from .page import page_html
+from .sections import Page, ReportData, build_sections
+
+__all__ = ["REPORT_FOLDER", "REPORT_FILES", "RESULTS_FORMAT", "SCHEMA_PATH", "UNITS", "write_report", "render_html",
+           "report_files", "results_dict", "check_report_folder", "read_results"]
+
+#: A report folder: recognised by its manifest ``.marginlab-report``, whose first line is the signature.
+REPORT_FOLDER = FolderKind(what="marginlab report", manifest=".marginlab-report", header="# marginlab report\n",
+                           signature=(".marginlab-report", b"# marginlab report\n"))
 
 
 def _json_default(obj):
@@ -45,142 +54,140 @@ def _clean(obj):
     return obj
 
 
-def _figure_png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+#: Units of the numbers in ``results.json`` (every table column also names its unit).
+UNITS = {"quote ccy": "amount in the quote currency (USD or USDT)", "fraction": "a fraction (0.01 = 1%)",
+         "pvalue": "a p-value in [0, 1]", "count": "a whole number", "ratio": "a dimensionless number",
+         "seconds": "seconds", "days": "observations (days on daily data)",
+         "probability": "a tail probability (0.01 for a 99% level)"}
+#: Version of the layout of ``results.json`` (:data:`SCHEMA_PATH` describes it).
+RESULTS_FORMAT = "marginlab-results/1"
+#: The JSON schema ``results.json`` follows.
+SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 
 
-def _plots(study) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame = study.backtest.frame
-    out = []
-    for portfolio, rows in frame.groupby("portfolio", sort=False):
-        fig, ax = plt.subplots(figsize=(10, 3.2))
-        first = True
-        for model, r in rows.groupby("model", sort=False):
-            if first:
-                ax.plot(r["date"], r["loss"].clip(lower=0), color="0.6", lw=0.6, label="realised loss (MPOR)")
-                first = False
-            ax.plot(r["date"], r["margin"], lw=1.0, label=f"margin: {model}")
-            b = r[r["breach"]]
-            ax.scatter(b["date"], b["loss"], s=8, zorder=3)
-        ax.set_title(portfolio, fontsize=10)
-        ax.set_ylabel("quote currency")
-        ax.legend(fontsize=7, loc="upper left")
-        ax.grid(alpha=0.3)
-        out.append((portfolio, _figure_png(fig)))
-        plt.close(fig)
-    cov = study.coverage.reset_index()
-    fig, ax = plt.subplots(figsize=(10, 0.35 * len(cov) + 1.5))
-    labels = [f"{p} | {m}" for p, m in zip(cov["portfolio"], cov["model"], strict=True)]
-    ax.barh(labels, cov["breach_rate"], color=["#c0392b" if z == "red" else "#e1a100" if z == "yellow"
-                                              else "#2e8b57" for z in cov["traffic_light_zone"]])
-    ax.axvline(study.config.tail_prob, color="k", ls="--", lw=1, label=f"target {study.config.tail_prob:.2%}")
-    ax.set_xlabel("breach rate (colour: Basel zone of the last 250 observations)")
-    ax.invert_yaxis()
-    ax.tick_params(axis="y", labelsize=7)
-    ax.legend(fontsize=8)
-    out.insert(0, ("Breach rate per portfolio and model", _figure_png(fig)))
-    plt.close(fig)
-    return out
+def _sections(study) -> tuple[ReportData, list]:
+    data = ReportData(study)
+    return data, build_sections(data)
 
 
-def _table(frame: pd.DataFrame, floatfmt: str = "{:,.4g}") -> str:
-    return frame.to_html(classes="t", float_format=floatfmt.format, na_rep="", border=0, escape=True)
-
-
-def render_html(study) -> str:
-    """The self-contained HTML report of a :class:`~marginlab.validation.study.StudyResult`."""
+def results_dict(study, built=None) -> dict:
+    """Everything the HTML report shows, as JSON-ready data with units (``results.json``)."""
+    if built is None:
+        _, built = _sections(study)
     cfg = study.config
-    plots = "".join(f'<h3>{html.escape(title)}</h3><img alt="{html.escape(title)}" '
-                    f'src="data:image/png;base64,{png}"/>' for title, png in _plots(study))
-    units = {m.key: f"{m.title} [{m.unit}]" for m in METRICS}
-    metrics = study.metrics.rename(columns=units)
-    models = "".join(f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v)}</code></li>"
-                     for k, v in study.backtest.models.items())
-    na = ", ".join(f"{p} / {m}" for p, m in study.backtest.not_applicable) or "none"
-    skipped = study.files.get("skipped_portfolios") or "none"
-    bt = study.backtest
-    diag = "".join(f"<li><b>{html.escape(m)}</b>: " + ", ".join(f"{html.escape(str(k))} {v}" for k, v in d.items())
-                   + "</li>" for m, d in bt.diagnostics.items()) or "<li>no estimated model</li>"
-    warm = "".join(f"<li>{html.escape(pf)} / {html.escape(md)}: {n} dates</li>"
-                   for (pf, md), n in bt.warmup.items()) or "<li>none</li>"
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>marginlab study: {html.escape(cfg.name)}</title>
-<style>
-body {{ font-family: -apple-system, Segoe UI, Helvetica, Arial, sans-serif; margin: 2em; max-width: 1200px; }}
-table.t {{ border-collapse: collapse; font-size: 12px; margin-bottom: 1.5em; }}
-table.t td, table.t th {{ border: 1px solid #ccc; padding: 3px 6px; text-align: right; }}
-table.t th {{ background: #f2f2f2; }}
-img {{ max-width: 100%; }}
-code {{ font-size: 12px; }}
-</style></head><body>
-<h1>marginlab study: {html.escape(cfg.name)}</h1>
-<p>{html.escape(cfg.description)}</p>
-<p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Assets {", ".join(cfg.assets)}; frequency {cfg.freq};
-MPOR {cfg.mpor_days} observation(s); tail probability p = {cfg.tail_prob:g} (target coverage
-{1 - cfg.tail_prob:.2%}); seed {cfg.seed}. Breach = realised loss over the MPOR &gt; margin (strict).
-Margins use data up to the margin date only.</p>
-<h2>Models</h2><ul>{models}</ul>
-<p>Not applicable (model does not cover the book's instruments): {html.escape(na)}.
-Portfolios skipped (assets not in the study): {html.escape(skipped)}.</p>
-<h2>Estimation diagnostics</h2>
-<p>Filter fits per model over the whole replay: total fits, optimisations that failed (previous parameters
-kept), fits on the stationarity boundary (alpha + gamma/2 + beta = 1) and fits reusing parameters between
-refits.</p><ul>{diag}</ul>
-<p>Warm-up (dates without a margin because the model's history was shorter than its minimum):</p><ul>{warm}</ul>
-<h2>Coverage</h2>
-<p>Exact finite-sample p-values of the Kupiec POF and Christoffersen conditional-coverage tests
-(Bonferroni over non-overlapping sub-samples when MPOR &gt; 1); Basel traffic-light zone of the last
-250 observations and the worst zone of any rolling 250-observation window. A p-value printed as 0 is below
-the smallest double (1e-308).</p>
-{_table(study.coverage)}
-<h2>Capital efficiency and procyclicality</h2>
-{_table(metrics)}
-<h2>Plots</h2>
-{plots}
-<h2>Data</h2>
-<p>Bundled real market data; sources and licences in <code>datasets/NOTICE.md</code>, build actions in
-<code>datasets/data/BUILD_LOG.md</code>. Machine-readable results: <code>report.json</code>,
-<code>backtest.csv</code>, <code>coverage.csv</code>, <code>metrics.csv</code>.</p>
-</body></html>
-"""
+    return _clean({"format": RESULTS_FORMAT, "study": cfg.to_dict(), "units": UNITS,
+                   "generated": study.files.get("started"),
+                   "sections": [{"key": s.key, "title": s.title, "content": content} for s, content in built]})
+
+
+def render_html(study, built=None, data: ReportData | None = None) -> str:
+    """The self-contained HTML report of a :class:`~marginlab.validation.study.StudyResult`.
+
+    Sections come from the registry (:data:`marginlab.reports.sections.SECTIONS`); each renders only when
+    the result carries its data. The page has no script and loads nothing: figures are embedded PNG.
+    """
+    if built is None:
+        data, built = _sections(study)
+    page = Page(data)
+    cfg = study.config
+    toc, body = [], []
+    for section, content in built:
+        toc.append((section.key, section.title))
+        body.append(f'<section id="{esc(section.key)}"><h2>{esc(section.title)}</h2>'
+                    f"{section.render(content, page)}</section>")
+    when = study.files.get("started") or "unknown time"
+    dates = study.backtest.frame["date"]
+    span = f"{dates.min():%Y-%m-%d} .. {dates.max():%Y-%m-%d}" if len(dates) else "none"
+    header = (f"<h1>marginlab study: {esc(cfg.name)}</h1>"
+              + (f"<p>{esc(cfg.description)}</p>" if cfg.description else "")
+              + f'<p class="meta">Assets {esc(", ".join(cfg.assets))}; {esc(cfg.freq)} data, margin dates {esc(span)}; '
+              f"MPOR {cfg.mpor_days} observation(s); study p = {cfg.tail_prob:g}; seed {cfg.seed}; run {esc(when)}. "
+              f"Machine-readable: results.json (schema results.schema.json), backtest.csv, coverage.csv, "
+              f"metrics.csv.</p>")
+    return page_html(f"marginlab study: {cfg.name}", header, toc, "\n".join(body))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("marginlab")
+    except PackageNotFoundError:  # pragma: no cover - running from an uninstalled checkout
+        return "unknown"
+
+
+#: The files of every report folder (besides the manifest ``.marginlab-report``).
+REPORT_FILES = ("report.html", "results.json", "results.schema.json", "backtest.csv", "coverage.csv", "metrics.csv")
+#: Tables written as CSV when the study result carries them: file name -> ``StudyResult`` attribute.
+OPTIONAL_TABLES = {"procyclicality.csv": "procyclicality", "apc_tradeoff.csv": "apc", "stress_coverage.csv": "stress",
+                   "cover.csv": "cover", "reverse_stress.csv": "reverse", "sweep.csv": "sweep"}
+
+
+def report_files(study) -> dict[str, bytes]:
+    """The report's files (name -> content): :data:`REPORT_FILES`.
+
+    ``report.html`` (the page), ``results.json`` (everything the page shows, with units; it follows
+    ``results.schema.json``, shipped beside it), ``backtest.csv`` (every result row: the data of the
+    figures), ``coverage.csv`` and ``metrics.csv``; and the tables of :data:`OPTIONAL_TABLES` the result
+    carries (procyclicality, APC trade-off, stress coverage, Cover-1/2, reverse stress, sweep), and
+    ``accounts.csv`` (per member account and model) when the run has member accounts.
+    """
+    data, built = _sections(study)
+    results = results_dict(study, built)
+    return {
+        "report.html": render_html(study, built, data).encode("utf-8"),
+        "results.json": json.dumps(results, indent=1, default=_json_default, allow_nan=False).encode("utf-8"),
+        "results.schema.json": SCHEMA_PATH.read_bytes(),
+        "backtest.csv": study.backtest.frame.to_csv(index=False).encode("utf-8"),
+        "coverage.csv": study.coverage.to_csv().encode("utf-8"),
+        "metrics.csv": study.metrics.to_csv().encode("utf-8"),
+        **{name: _csv(table) for name, attribute in OPTIONAL_TABLES.items()
+           if (table := getattr(study, attribute, None)) is not None and len(table)},
+        # member accounts: each account's coverage test (the report shows the account-level summary)
+        **({"accounts.csv": _csv(study.backtest.account_breach_rates(study.config.tail_prob))}
+           if getattr(study.backtest, "accounts", None) else {}),
+    }
+
+
+def _csv(table: pd.DataFrame) -> bytes:
+    keep_index = not isinstance(table.index, pd.RangeIndex)
+    return table.to_csv(index=keep_index).encode("utf-8")
+
+
+def check_report_folder(out: str | Path) -> Path:
+    """Check that a report may be written to ``out`` (see module docstring); return its resolved path.
+
+    Raises ValueError naming the folder otherwise.
+    """
+    return check_output_folder(out, REPORT_FOLDER)
 
 
 def write_report(study, out: str | Path) -> Path:
-    """Write ``report.html``, ``report.json``, ``backtest.csv``, ``coverage.csv``, ``metrics.csv`` atomically.
+    """Write the report folder ``out`` atomically; return the path of ``report.html``.
 
-    Returns the path of ``report.html``.
+    ``out`` must not exist, be empty, or be a previous marginlab report whose files
+    are unchanged (see module docstring); anything else raises ValueError naming it.
     """
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    check_report_folder(out)
+    files = report_files(study)
+    real = publish_folder(out, files, REPORT_FOLDER,
+                          comments=[f"study: {json.dumps(study.config.name)}", f"marginlab {_version()}"])
+    return real / "report.html"
+
+
+def read_results(folder: str | Path) -> dict:
+    """The ``results.json`` of a report folder written by marginlab (ValueError naming the folder otherwise)."""
+    folder = Path(folder)
+    path = folder / "results.json"
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder; give the folder of a marginlab report")
+    if not path.is_file():
+        raise ValueError(f"{folder}: has no results.json; is it a marginlab report folder (marginlab run --out)?")
     try:
-        (tmp / "report.html").write_text(render_html(study), encoding="utf-8")
-        payload = {"config": study.config.to_dict(), "backtest": study.backtest.to_dict(),
-                   "coverage": study.coverage.reset_index().to_dict(orient="records"),
-                   "summary": study.backtest.breaches().reset_index().to_dict(orient="records")}
-        (tmp / "report.json").write_text(json.dumps(_clean(payload), indent=1, default=_json_default),
-                                         encoding="utf-8")
-        study.backtest.frame.to_csv(tmp / "backtest.csv", index=False)
-        study.coverage.to_csv(tmp / "coverage.csv")
-        study.metrics.to_csv(tmp / "metrics.csv")
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out / "report.html"
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read as JSON ({exc})") from None
+    found = results.get("format") if isinstance(results, dict) else None
+    if found != RESULTS_FORMAT:
+        raise ValueError(f"{path}: not a {RESULTS_FORMAT} file (format {found!r})")
+    return results

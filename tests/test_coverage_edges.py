@@ -60,15 +60,23 @@ def test_breach_on_first_and_last_day():
     r = cv.christoffersen_independence(h)
     assert (r.n00, r.n01, r.n10, r.n11) == (97, 1, 1, 0)
     w = cv.duration_weibull(h)
-    assert w.durations == (1, 99) and w.applicable
+    # Christoffersen-Pelletier / rugarch: the breach on day 1 starts the first duration; no "day 0"
+    assert w.durations == (99,) and w.censored == (False,)
+    assert not w.applicable and (w.statistic, w.pvalue) == (0.0, 1.0)  # one duration: shape not identified
 
 
-@pytest.mark.parametrize("positions, n_durations", [([50], 2), ([10, 60], 3), ([0], 2), ([99], 1)])
-def test_duration_test_with_one_or_two_durations(positions, n_durations):
+@pytest.mark.parametrize("positions, durations, censored, applicable", [
+    ([50], (51, 49), (True, True), False),
+    ([10, 60], (11, 50, 39), (True, False, True), True),
+    ([0], (99,), (True,), False),
+    ([99], (100,), (True,), False),
+    ([0, 30, 99], (30, 69), (False, False), True),
+])
+def test_duration_test_with_one_or_two_durations(positions, durations, censored, applicable):
     h = np.zeros(100, dtype=bool)
     h[positions] = True
     r = cv.duration_weibull(h)
-    assert len(r.durations) == n_durations
+    assert (r.durations, r.censored, r.applicable) == (durations, censored, applicable)
     assert np.isfinite(r.statistic) and 0 <= r.pvalue <= 1
 
 
@@ -102,6 +110,10 @@ def test_results_are_frozen_and_unpack():
     (lambda: cv.kupiec_pof([0, 2], 0.01), "0/1"),
     (lambda: cv.traffic_light([0, 1], 0.01, window=0), "window"),
     (lambda: cv.backtest([1.0, 2.0], [1.0, 1.0], mpor_days=0), "mpor_days"),
+    (lambda: cv.traffic_light([0, 1], 0.01, n_sims=0), "n_sims"),
+    (lambda: cv.traffic_light([0, 1], 0.01, n_sims=True), "n_sims"),
+    (lambda: cv.backtest([1.0, 2.0], [1.0, 1.0], es=[2.0, 2.0], es_p=0.7), r"p \(tail probability\)"),
+    (lambda: cv.mcneil_frey([1.0, 2.0], [1.0, 1.0], None), "es: no data"),
 ])
 def test_bad_input(call, message):
     with pytest.raises(ValueError, match=message):

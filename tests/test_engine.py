@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from marginlab.datasets import DataError, MarketData
 from marginlab.validation import Backtest
+from marginlab.validation.engine import COLUMNS
 
 
 def toy_market(prices, vols=None, start="2021-01-01"):
@@ -42,11 +43,15 @@ def test_option_repriced_and_settled_at_intrinsic():
     expiry = pd.Timestamp("2021-01-03 08:00", tz="UTC")
     book = [mm.Position(mm.Option("BTC", expiry, 110.0, "call"), -1.0)]
     t0 = market.index[0]
-    p0 = mm.black76_price(100.0, 110.0, (expiry - t0) / pd.Timedelta(days=1) / 365, 0.5, True)
-    p1 = mm.black76_price(100.0, 110.0, (expiry - market.index[1]) / pd.Timedelta(days=1) / 365, 0.5, True)
-    assert mm.realised_pnl(book, market, t0, 1) == pytest.approx(-(p1 - p0))
-    # over 3 days the option expires on 2021-01-03 08:00: settles on the 2021-01-03 price, 120
-    assert mm.realised_pnl(book, market, t0, 3) == pytest.approx(-(10.0 - p0))
+    # row D is observed at D 24:00: 1 day 8 hours to expiry at the first row, 8 hours at the second
+    p0 = mm.black76_price(100.0, 110.0, (1 + 8 / 24) / 365, 0.5, True)
+    p1 = mm.black76_price(100.0, 110.0, (8 / 24) / 365, 0.5, True)
+    assert mm.realised_pnl(book, market, t0, 1) == pytest.approx(-(p1 - p0), rel=1e-12)
+    # over 2 or 3 days the option expires on 2021-01-03 08:00: it settles on the last close observed at or
+    # before then, 2021-01-03 00:00 (row 2021-01-02, 100): worthless; the 120 close comes 16 hours later
+    assert mm.realised_pnl(book, market, t0, 3) == pytest.approx(p0, rel=1e-12)
+    # settled options carry no P&L after their expiry
+    assert mm.realised_pnl(book, market, market.index[2], 1) == 0.0
 
 
 def test_revalue_matches_realised_for_linear_and_options():
@@ -67,7 +72,8 @@ def test_reference_portfolios_full_history_static_models():
     res = Backtest(market, books, [mm.make_model("static"), mm.make_model("tiered"),
                                    mm.make_model("deribit_standard")]).run()
     f = res.to_frame()
-    assert set(f.columns) == {"date", "portfolio", "model", "margin", "pnl", "loss", "breach"}
+    assert list(f.columns) == COLUMNS
+    assert f[["var", "es", "pit"]].isna().all().all()  # rule-based models forecast no distribution
     assert (f["breach"] == (f["loss"] > f["margin"])).all()
     btc = f[(f["portfolio"] == "long BTC spot") & (f["model"] == "static")]
     assert btc["date"].iloc[0] == pd.Timestamp("2014-11-28", tz="UTC")
@@ -87,8 +93,10 @@ def test_metrics_closed_forms():
     res = Backtest(market, [book], [mm.make_model("static", rate=0.10)]).run()
     e = res.efficiency().loc[("two BTC", "static")]
     assert e["shortfall_total"] == pytest.approx(11.0) and e["shortfall_max"] == pytest.approx(11.0)
-    assert e["peak_to_trough"] == pytest.approx(20.0 / 16.0)
-    assert e["max_1d_increase"] == pytest.approx(19.0 / 18.0 - 1)
+    # procyclicality on the model, not on the book: a frozen book under a flat-rate model has a constant margin per
+    # unit notional, so no procyclicality (the margin itself swings from 20 to 16 with the price)
+    assert e["peak_to_trough"] == pytest.approx(1.0, abs=1e-12)
+    assert e["max_1d_increase"] == pytest.approx(0.0, abs=1e-12)
     assert e["excess_collateral"] == pytest.approx((0 + 28 + 0 + 26) / 4)
 
 
@@ -132,3 +140,28 @@ def test_options_without_vol_named():
 def test_bad_items(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_coverage_tests_each_model_at_its_own_level_on_the_common_dates():
+    """VaR 99% at p = 1%, ES 97.5% on its VaR at 2.5% (plus the ES tests), rule-based models at the study's p;
+    cross-model tables on the dates every model of the book has a margin (the static model has more)."""
+    market = ds.load_market(["BTC"], start="2019-01-01", end="2020-12-31")
+    book = {"long BTC": mm.FixedBook("long BTC", (mm.Position(mm.Spot("BTC"), 1.0),))}
+    models = {"static": mm.make_model("static", rate=0.08), "hs var": mm.make_model("historical_var", lookback=250),
+              "hs es": mm.make_model("historical_es", lookback=250)}
+    res = Backtest(market, book, models, start="2019-06-01").run()
+    cov = res.coverage(default_p=0.02)
+    assert cov["p"].to_dict() == {("long BTC", "static"): 0.02, ("long BTC", "hs var"): 0.01,
+                                  ("long BTC", "hs es"): pytest.approx(0.025)}
+    assert cov["observations"].nunique() == 1 and (cov["sample"] == "common").all()
+    own = res.coverage(default_p=0.02, sample="own")
+    assert own.loc[("long BTC", "static"), "observations"] > cov.loc[("long BTC", "static"), "observations"]
+    f = res.to_frame()
+    es_rows = f[(f["model"] == "hs es") & f["date"].isin(res.common_dates("long BTC"))]
+    assert cov.loc[("long BTC", "hs es"), "breaches"] == int((es_rows["loss"] > es_rows["var"]).sum())
+    assert (es_rows["margin"] >= es_rows["var"]).all()
+    assert np.isfinite(cov.loc[("long BTC", "hs es"), "acerbi_szekely_z2_pvalue"])
+    assert np.isnan(cov.loc[("long BTC", "hs var"), "acerbi_szekely_z2_pvalue"])
+    rep = res.coverage_report("long BTC", "hs var")
+    assert rep.headline()["kupiec_pvalue"] == cov.loc[("long BTC", "hs var"), "kupiec_pvalue"]
+    assert "berkowitz_tail" in rep.tests  # the PIT of the forecast distribution is tested

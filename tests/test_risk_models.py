@@ -5,6 +5,7 @@ import marginlab.models as mm
 import numpy as np
 import pandas as pd
 import pytest
+from marginlab.models import RunContext
 from marginlab.models.simulation import risk_measure
 from marginlab.validation import Backtest
 
@@ -32,19 +33,22 @@ def test_historical_var_closed_form_for_linear_book():
     assert m == pytest.approx(np.sort(losses)[-5], rel=1e-12)  # ceil(500 x 1%) = 5th largest
 
 
-def test_fhs_one_day_linear_equals_hand_simulation():
+def test_fhs_one_day_is_the_exact_filtered_empirical_distribution():
+    """At a one-day MPOR FHS uses every window row once (no bootstrap): VaR 99% = the ceil(n x 1%)-th largest
+    loss of sigma_{t+1} z_s over the window, independent of the seed and of n_paths."""
     t = pd.Timestamp("2021-06-01", tz="UTC")
-    model = mm.make_model("fhs_garch", n_paths=2000, seed=3)
+    model = mm.make_model("fhs_garch", n_paths=2000)
     pos = [mm.Position(mm.Perpetual("BTC"), -1.5)]
-    st = model.fit(MARKET, t)
+    st = model.fit(MARKET, t, context=RunContext(seed=3))
     m = model.margin(st, pos, MARKET, t)
-    fit = next(iter(st.fits.values()))
     i = MARKET.loc_of(t)
-    draws = np.random.default_rng([3, i]).integers(0, fit.std_resids.size, size=(2000, 1), dtype=np.uint16)
-    r = np.sqrt(fit.sigma2_next) * fit.std_resids[draws[:, 0]] / 100
-    s = MARKET.prices["BTC"].iloc[i]
-    losses = 1.5 * s * (np.exp(r) - 1)  # short: loses when the price rises
-    assert m == pytest.approx(np.sort(losses)[-20], rel=1e-12)
+    fit = st.estimates.fit(MARKET, "BTC", max(1, i - 999), i)  # the (up to) 1,000-row window ending at t
+    r = np.sqrt(fit.sigma2_next) * fit.std_resids / 100
+    losses = 1.5 * MARKET.prices["BTC"].iloc[i] * np.expm1(r)  # short: loses when the price rises
+    k = int(np.ceil(r.size * 0.01))
+    assert m == pytest.approx(np.sort(losses)[-k], rel=1e-12)
+    other = mm.make_model("fhs_garch", n_paths=500)
+    assert other.margin(other.fit(MARKET, t, context=RunContext(seed=99)), pos, MARKET, t) == m
 
 
 def test_es_at_least_var_every_date_and_deterministic():
@@ -62,9 +66,11 @@ def test_es_at_least_var_every_date_and_deterministic():
 def test_seed_changes_draws():
     t = pd.Timestamp("2021-06-01", tz="UTC")
     pos = [mm.Position(mm.Spot("BTC"), 1.0)]
-    a = mm.make_model("fhs_garch", seed=1, n_paths=1000)
-    b = mm.make_model("fhs_garch", seed=2, n_paths=1000)
-    assert a.margin(a.fit(MARKET, t), pos, MARKET, t) != b.margin(b.fit(MARKET, t), pos, MARKET, t)
+    m = mm.make_model("fhs_garch", n_paths=1000)
+    a = m.margin(m.fit(MARKET, t, context=RunContext(seed=1, mpor=2)), pos, MARKET, t)
+    b = m.margin(m.fit(MARKET, t, context=RunContext(seed=2, mpor=2)), pos, MARKET, t)
+    assert a != b  # two-day paths are bootstrapped from the seed's draws
+    assert a == m.margin(m.fit(MARKET, t, context=RunContext(seed=1, mpor=2)), pos, MARKET, t)
 
 
 @pytest.mark.parametrize("name", ["fhs_garch", "historical_var", "historical_es", "ewma_var"])
@@ -90,15 +96,22 @@ def test_option_book_warmup_and_vol_window():
     assert model.margin(model.fit(MARKET, late), book.positions_at(late, MARKET), MARKET, late) > 0
 
 
-def test_model_mpor_must_match_backtest():
-    with pytest.raises(ValueError, match="has mpor_days=1 but the backtest's mpor_days is 10"):
-        Backtest(MARKET, SEL, [mm.make_model("fhs_garch")], mpor_days=10)
+def test_mpor_comes_from_the_run_context():
+    """Models carry no MPOR of their own: sqrt-time historical VaR at an MPOR of 4 scales the moves by 2."""
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    model = mm.make_model("historical_var", lookback=500, scaling="sqrt_time")
+    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
+    m = model.margin(model.fit(MARKET, t, context=RunContext(mpor=4)), pos, MARKET, t)
+    p = MARKET.prices["BTC"].loc[:t]
+    r = np.log(p).diff().dropna().to_numpy()[-500:]
+    assert m == pytest.approx(np.sort(-p.iloc[-1] * np.expm1(2.0 * r))[-5], rel=1e-12)
+    assert "mpor_days" not in mm.model_parameters("historical_var") and "seed" not in mm.model_parameters("fhs_garch")
 
 
 def test_ten_day_fhs_and_historical_run():
-    models = {"fhs": mm.make_model("fhs_garch", mpor_days=10, n_paths=1000),
-              "hs": mm.make_model("historical_var", mpor_days=10),
-              "hs_sqrt": mm.make_model("historical_var", mpor_days=10, scaling="sqrt_time")}
+    models = {"fhs": mm.make_model("fhs_garch", n_paths=1000),
+              "hs": mm.make_model("historical_var"),
+              "hs_sqrt": mm.make_model("historical_var", scaling="sqrt_time")}
     res = Backtest(MARKET, {"long BTC spot": SEL["long BTC spot"]}, models, mpor_days=10,
                    start="2021-01-01", end="2021-06-30").run()
     f = res.to_frame()
@@ -111,7 +124,6 @@ def test_ten_day_fhs_and_historical_run():
     ("fhs_garch", {"n_paths": 10}, "n_paths must be an integer >= 100"),
     ("fhs_garch", {"level": 1.2}, r"level must be in \[0.5, 1.0\)"),
     ("historical_var", {"scaling": "linear"}, "scaling must be 'overlapping' or 'sqrt_time'"),
-    ("historical_var", {"stress_start": "2020-03-01"}, "give both stress_start and stress_end"),
     ("ewma_var", {"lam": 1.5}, r"lam must be in \(0.0, 1.0\)"),
 ])
 def test_bad_parameters(name, kwargs, message):
@@ -127,15 +139,6 @@ def test_ewma_covariance_matches_recursion():
     for row in x[30:]:
         cov = 0.9 * cov + 0.1 * np.outer(row, row)
     np.testing.assert_allclose(model.covariance(x), cov, rtol=1e-12)
-
-
-def test_stressed_period_raises_historical_margin():
-    t = pd.Timestamp("2022-06-01", tz="UTC")
-    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
-    plain = mm.make_model("historical_var", lookback=250)
-    stressed = mm.make_model("historical_var", lookback=250, stress_start="2020-03-01", stress_end="2020-04-30")
-    assert stressed.margin(stressed.fit(MARKET, t), pos, MARKET, t) >= plain.margin(plain.fit(MARKET, t), pos,
-                                                                                      MARKET, t)
 
 
 def test_ewma_var_matches_normal_closed_form_for_one_asset():
@@ -156,50 +159,45 @@ def test_ewma_var_matches_normal_closed_form_for_one_asset():
 
 
 @pytest.mark.parametrize("book", ["long BTC / short ETH perpetuals", "short BTC 25-delta strangle (30d, rolled at 7d)"])
-def test_fhs_one_day_row_revaluation_equals_revaluing_every_path(book):
-    """At a one-day MPOR FHS revalues the book once per window row and gathers the paths' P&L; this must
-    give exactly the margin of simulating and revaluing all paths (the general h-day route)."""
-    from marginlab.models.garch import simulate_paths
+def test_fhs_multi_day_revalues_every_bootstrap_path(book):
+    """Over h > 1 days FHS bootstraps window rows jointly, propagates each asset's variance and revalues every
+    path (with the implied-vol changes of the same rows for option books): rebuilt here from its pieces."""
     from marginlab.models.simulation import _book_history, _draws
+    from marginlab.models.volatility import simulate_paths
 
     t = pd.Timestamp("2022-03-15", tz="UTC")
-    model = mm.make_model("fhs_garch", n_paths=3000, seed=5)
+    model = mm.make_model("fhs_garch", n_paths=3000)
     pos = SEL[book].positions_at(t, MARKET)
-    st = model.fit(MARKET, t)
+    st = model.fit(MARKET, t, context=RunContext(seed=5, mpor=3))
     m = model.margin(st, pos, MARKET, t)
     bk, rows, rets, dvol = _book_history(pos, MARKET, st.i, model.lookback, model.min_obs)
-    fits = [st.fits[(a, int(rows[0]), int(rows.size))] for a in bk.assets]
+    fits = [st.estimates.fit(MARKET, a, int(rows[0]), st.i) for a in bk.assets]
     z = np.column_stack([f.std_resids for f in fits])
-    draws = _draws(5, st.i, rows.size, 3000, 1)
+    draws = _draws(5, st.i, rows.size, 3000, 3)
     spot = simulate_paths(fits, z, draws) / 100
     vol_shocks = None
     if dvol is not None:
         cols = [MARKET.asset_index[a] for a in bk.assets]
         vol_shocks = MARKET.vol_array[st.i, cols] * (np.exp(dvol[draws].sum(axis=1)) - 1.0)
-    pnl = mm.revalue(pos, MARKET, t, spot, vol_shocks, horizon_days=1)
+    pnl = mm.revalue(pos, MARKET, t, spot, vol_shocks, horizon_days=3)
     assert m == max(risk_measure(-pnl, "var", 0.99), 0.0)
     assert m > 0
 
 
-def test_drawn_risk_measure_equals_the_measure_of_the_drawn_sample():
-    """Counting draws per row and walking the rows down from the largest loss gives the same VaR
-    (exactly) and ES (to rounding) as building the N drawn losses and sorting them; ties, rows
-    never drawn and a k covering most of the sample included."""
-    from marginlab.models.simulation import drawn_risk_measure
-
-    rng = np.random.default_rng(3)
-    for n_rows, n_draws, level in ((1000, 10_000, 0.99), (1000, 10_000, 0.975), (250, 10_000, 0.99),
-                                   (1000, 3_000, 0.5), (40, 100, 0.9), (1000, 10_000, 0.9999)):
-        losses = rng.standard_t(4, n_rows)
-        losses[::7] = losses[3]  # ties
-        draws = rng.integers(0, n_rows, n_draws, dtype=np.uint16)
-        for measure in ("var", "es"):
-            ref = risk_measure(losses[draws], measure, level)
-            got = drawn_risk_measure(losses, draws, measure, level)
-            if measure == "var":
-                assert got == ref
-            else:
-                assert got == pytest.approx(ref, rel=1e-13)
-    losses = np.array([1.0, np.nan, 3.0])  # not finite: falls back to the drawn sample
-    draws = np.array([0, 2, 2, 0], dtype=np.uint16)
-    assert drawn_risk_measure(losses, draws, "var", 0.5) == risk_measure(losses[draws], "var", 0.5)
+def test_forecast_records_var_es_and_pit_of_the_scenario_distribution():
+    """An ES model records its ES (the margin) and its VaR at the ES level; the PIT of the realised loss is
+    the share of scenario losses at or above it (hand-computed from the window's historical moves)."""
+    book = {"long BTC spot": mm.FixedBook("one BTC", (mm.Position(mm.Spot("BTC"), 1.0),))}
+    res = Backtest(MARKET, book, {"hs es": mm.make_model("historical_es", lookback=500)}, start="2021-06-01",
+                   end="2021-06-10").run()
+    f = res.to_frame().set_index("date")
+    t = pd.Timestamp("2021-06-05", tz="UTC")
+    p = MARKET.prices["BTC"].loc[:t]
+    losses = -p.iloc[-1] * np.expm1(np.log(p).diff().dropna().to_numpy()[-500:])
+    top = np.sort(losses)[::-1][:13]  # k = ceil(500 x 2.5%) = 13
+    row = f.loc[t]
+    assert row["var"] == pytest.approx(top[-1], rel=1e-12) and row["es"] == pytest.approx(top.mean(), rel=1e-12)
+    assert row["margin"] == row["es"]
+    assert row["pit"] == pytest.approx(np.mean(losses >= row["loss"]), abs=1e-15)
+    assert mm.make_model("historical_es").tail_prob == pytest.approx(0.025)
+    assert mm.make_model("fhs_garch").tail_prob == pytest.approx(0.01) and mm.make_model("static").tail_prob is None

@@ -1,11 +1,10 @@
-"""Static models against their rulebook formulas, computed by hand."""
+"""Static models against their rulebook formulas, computed by hand (venue tables: test_venue_models.py)."""
 
 import marginlab.models as mm
 import numpy as np
 import pandas as pd
 import pytest
 from marginlab.datasets import MarketData
-from marginlab.models.static import BINANCE_BTCUSDT_2021_TIERS, TieredMargin
 
 
 def market(btc=40_000.0, eth=2_000.0, vol=0.8):
@@ -15,29 +14,6 @@ def market(btc=40_000.0, eth=2_000.0, vol=0.8):
 
 
 T = pd.Timestamp("2021-06-01", tz="UTC")
-
-
-def test_tiered_is_continuous_at_every_edge_and_matches_binance_amounts():
-    req = TieredMargin.requirement
-    for cap, _ in BINANCE_BTCUSDT_2021_TIERS[:-1]:
-        below = req(cap, BINANCE_BTCUSDT_2021_TIERS)
-        above = req(cap * (1 + 1e-12), BINANCE_BTCUSDT_2021_TIERS)
-        assert above == pytest.approx(below, rel=1e-9)
-    # Binance's published maintenance amounts for the 2021 BTCUSDT brackets
-    amounts = [0, 50, 1_300, 16_300, 266_300, 1_266_300, 2_516_300, 5_016_300, 25_016_300, 100_016_300]
-    for (cap, rate), amount in zip(BINANCE_BTCUSDT_2021_TIERS[1:], amounts[1:], strict=False):
-        n = cap * 0.99
-        assert req(n, BINANCE_BTCUSDT_2021_TIERS) == pytest.approx(n * rate - amount)
-    assert req(40_000.0, BINANCE_BTCUSDT_2021_TIERS) == pytest.approx(160.0)
-    with pytest.raises(ValueError, match="above the last bracket cap"):
-        req(6e8, BINANCE_BTCUSDT_2021_TIERS)
-
-
-def test_tiered_book():
-    book = [mm.Position(mm.Perpetual("BTC"), 10.0), mm.Position(mm.Perpetual("ETH"), -100.0)]
-    m = mm.make_model("tiered").margin(None, book, market(), T)
-    # BTC 400k: 1% - 1300 = 2700; ETH 200k: 0.5% - 50 = 950
-    assert m == pytest.approx(2_700.0 + 950.0)
 
 
 def test_static_rates():
@@ -55,7 +31,7 @@ def test_deribit_standard_futures_and_options():
     assert mm_ == pytest.approx((0.01 + 0.00005 * 6) * 6 * 40_000)
     expiry = pd.Timestamp("2021-07-01 08:00", tz="UTC")
     call = mm.Option("BTC", expiry, 48_000.0, "call")
-    tau = (expiry - T) / pd.Timedelta(days=1) / 365
+    tau = (expiry - (T + pd.Timedelta(days=1))) / pd.Timedelta(days=1) / 365  # the row of T is observed at T 24:00
     mark = float(mm.black76_price(40_000.0, 48_000.0, tau, 0.8, True))
     short = mm.make_model("deribit_standard").margin(None, [mm.Position(call, -2.0)], mk, T)
     # OTM 8000 -> 0.15 - 0.2 < 0.10 -> 0.10 x S + mark

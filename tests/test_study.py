@@ -44,7 +44,10 @@ def test_bad_config_values_name_the_key(raw, message):
 
 def test_default_study_file_is_valid():
     cfg = load_study("studies/default.toml")
-    assert cfg.mpor_days == 1 and len(cfg.models) == 7
+    assert cfg.mpor_days == 1 and len(cfg.models) == 13
+    assert cfg.stress_scenarios is not None and cfg.reverse_every > 0
+    overlaid = cfg.build_models()
+    assert {o.name for m in overlaid.values() for o in getattr(m, "overlays", ())} == {"apc_buffer"}
 
 
 def test_run_study_writes_complete_report_atomically(tmp_path):
@@ -52,11 +55,12 @@ def test_run_study_writes_complete_report_atomically(tmp_path):
     out = tmp_path / "rep"
     res = run_study(cfg, out=out)
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["backtest.csv", "coverage.csv", "metrics.csv", "report.html", "report.json"]
+    assert names == [".marginlab-report", "backtest.csv", "coverage.csv", "metrics.csv", "procyclicality.csv",
+                     "report.html", "results.json", "results.schema.json"]
     html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "Coverage" in html and "Estimation diagnostics" in html
-    data = json.loads((out / "report.json").read_text())
-    assert data["config"]["seed"] == 1
+    assert "data:image/png;base64," in html and "Verdict" in html and "Estimation diagnostics" in html
+    data = json.loads((out / "results.json").read_text())
+    assert data["study"]["seed"] == 1
     rows = pd.read_csv(out / "backtest.csv")
     assert len(rows) == len(res.backtest.frame)
     # rewriting replaces the folder whole, leaving no temporary folders behind
@@ -68,13 +72,13 @@ def test_report_failure_leaves_previous_report(tmp_path, monkeypatch):
     cfg = parse_study(BASE)
     out = tmp_path / "rep"
     run_study(cfg, out=out)
-    before = (out / "report.json").read_text()
+    before = (out / "results.json").read_text()
     import marginlab.reports.writer as w
 
-    monkeypatch.setattr(w, "render_html", lambda study: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(w, "render_html", lambda *args: (_ for _ in ()).throw(RuntimeError("boom")))
     with pytest.raises(RuntimeError):
         run_study(cfg, out=out)
-    assert (out / "report.json").read_text() == before
+    assert (out / "results.json").read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
 
@@ -85,3 +89,36 @@ def test_cli_datasets_and_bad_study(capsys, tmp_path):
     bad.write_text("[study]\nseed = -3\n[market]\nassets=['BTC']\n[[models]]\nname='static'\n")
     assert main(["run", str(bad)]) == 2
     assert "study.seed" in capsys.readouterr().err
+
+
+def test_study_start_is_the_first_margin_date_with_all_history_before_it():
+    """A six-month study from 2021-01-01: risk models give margins from its first date (they see the
+    history before it) instead of spending 250 days of the range in warm-up."""
+    raw = with_change("market", "start", "2021-01-01")
+    raw["market"]["end"] = "2021-06-30"
+    raw["portfolios"]["reference"] = ["long BTC spot"]
+    raw["models"] = [{"name": "historical_var", "params": {"lookback": 500}}]
+    res = run_study(parse_study(raw), write=False).backtest
+    f = res.to_frame()
+    assert f["date"].min() == pd.Timestamp("2021-01-01", tz="UTC")
+    assert f["date"].max() == pd.Timestamp("2021-06-30", tz="UTC")
+    assert len(f) == 181 and f["margin"].notna().all() and not res.warmup
+
+
+def test_study_with_overlays_and_stress_reports_apc_cost_and_stress_coverage(tmp_path):
+    raw = with_change("models", None, [
+        {"name": "historical_var", "label": "hs", "params": {"lookback": 250}},
+        {"name": "historical_var", "label": "hs + apc", "params": {"lookback": 250},
+         "overlays": [{"name": "apc_buffer", "params": {"buffer": 0.25}}]}])
+    raw["stress"] = {"scenarios": ["ftx_2022_11", "down_30_vol_up_50"], "reverse_every": 30}
+    out = tmp_path / "rep"
+    res = run_study(parse_study(raw), out=out)
+    assert ("long BTC spot", "hs + apc") in res.apc.index
+    assert set(res.stress.index.get_level_values("scenario")) == {"ftx_2022_11", "down_30_vol_up_50", "worst"}
+    assert len(res.cover) and len(res.reverse)
+    names = sorted(p.name for p in out.iterdir())
+    assert {"apc_tradeoff.csv", "stress_coverage.csv", "cover.csv", "reverse_stress.csv"} <= set(names)
+    html = (out / "report.html").read_text()
+    assert "Procyclicality and APC tools" in html and "Cover-1 and Cover-2" in html
+    data = json.loads((out / "results.json").read_text())
+    assert data["study"]["models"][1]["overlays"] == [{"name": "apc_buffer", "params": {"buffer": 0.25}}]

@@ -2,25 +2,65 @@
 
 ``marginlab datasets`` prints the catalogue of bundled datasets;
 ``marginlab datasets build --raw DIR`` rebuilds them from the raw files;
-``marginlab run [STUDY.toml] [--out DIR]`` runs a study and writes its report.
+``marginlab run [STUDY.toml] [--out DIR] [--executor serial|local|remote] [--workers N] [--scheduler ADDRESS]``
+runs a study (on this process, a local Dask cluster or a remote one:
+:mod:`marginlab.validation.executors`), writes its report and prints the verdict
+matrix (books x models) and the report's path; on a terminal it shows the stages
+and a bar over the backtest's tasks (standard error);
+``marginlab show REPORT_DIR`` prints the verdict matrix of a report written before;
+``marginlab models`` lists the registered margin models (and overlays) with their
+parameters, defaults and a one-line description;
+``marginlab sweep STUDY.toml --grid GRID.toml --out DIR`` runs the study's books over a
+grid of model parameters (:mod:`marginlab.validation.sweep`) and writes its table and
+heatmaps; it takes the same executor flags.
+
+Errors. Every error a user can cause (a bad study file, bad data, an output
+folder marginlab may not write) ends in one line ``marginlab: error: ...``
+naming the file, key or value, with exit code 2; Ctrl-C ends with one line and
+exit code 130. An error is the user's when it is a :class:`DataError`, an
+``OSError`` (a file that cannot be read or written) or a ``ValueError`` raised
+by marginlab's own code; anything else (an exception from a library, or of
+another type) is a bug in marginlab and is shown with its traceback and a line
+asking to report it (exit code 1).
+
+Output folders. ``marginlab run --out DIR``, ``marginlab sweep --out DIR`` and
+``marginlab datasets build --out DIR`` write only into a folder that does not exist, is empty, or is one
+marginlab wrote before (recognised by its manifest), and replace it atomically;
+see :mod:`marginlab.datasets.folders`. There is no option to override this.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
+from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "is_user_error"]
+
+
+def _own_code() -> frozenset[Path]:
+    """Folders holding marginlab's own modules: a ValueError raised there is a message written for the user."""
+    import marginlab.datasets
+    import marginlab.models
+    import marginlab.reports
+    import marginlab.validation
+
+    return frozenset(Path(p.__file__).resolve().parent for p in (marginlab.datasets, marginlab.models,
+                                                                  marginlab.reports, marginlab.validation))
 
 
 def _datasets(args: argparse.Namespace) -> int:
     if args.action == "build":
-        from marginlab.datasets.build import main as build_main
+        from marginlab.datasets.build import DATA_DIR, build
 
         if not args.raw:
-            print("marginlab datasets build: --raw DIR is required", file=sys.stderr)
-            return 2
-        return build_main(["--raw", args.raw] + (["--out", args.out] if args.out else []))
+            raise ValueError("datasets build: --raw DIR (the folder of raw files) is required")
+        hashes = build(args.raw, args.out if args.out else DATA_DIR)
+        for name, digest in sorted(hashes.items()):
+            print(f"{digest}  {name}")
+        return 0
     import pandas as pd
     from marginlab.datasets import catalog
 
@@ -32,44 +72,159 @@ def _datasets(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from marginlab.validation.executors import executor_from_args
+    from marginlab.validation.progress import Progress
     from marginlab.validation.study import run_study
 
-    result = run_study(args.study, out=args.out)
-    print(result.summary())
+    progress = Progress()
+    result = run_study(args.study, out=args.out, progress=progress, **executor_from_args(args))
+    progress.done("study finished")
+    cfg = result.config
+    print(f"Study {cfg.name!r}: MPOR {cfg.mpor_days} observation(s), seed {cfg.seed}; verdict per book and model "
+          "(each model at its own level):\n")
+    print(result.verdict_text())
     if result.report_path is not None:
         print(f"\nreport written to {result.report_path}")
     return 0
 
 
+def _show(args: argparse.Namespace) -> int:
+    from marginlab.reports import read_results, verdict_text
+
+    results = read_results(args.report)
+    study = results["study"]
+    verdict = next((s["content"]["matrix"] for s in results["sections"] if s["key"] == "verdict"), None)
+    if verdict is None:
+        raise ValueError(f"{args.report}: results.json has no verdict section")
+    print(f"Study {study['name']!r} ({study['source']}): MPOR {study['mpor_days']} observation(s), seed "
+          f"{study['seed']}; run {results.get('generated') or 'at an unknown time'}\n")
+    print(verdict_text(verdict))
+    return 0
+
+
+def _fmt_default(value) -> str:
+    import dataclasses
+
+    if value is dataclasses.MISSING:
+        return "required"
+    return repr(value)
+
+
+def _models(args: argparse.Namespace) -> int:
+    import marginlab.models as mm
+    from marginlab.models.methodology import class_summary
+
+    def block(title: str, registry: dict) -> list[str]:
+        lines = [title, "=" * len(title)]
+        for name in sorted(registry):
+            summary, params = class_summary(registry[name])
+            lines.append(f"{name}: {summary}")
+            width = max((len(p.name) for p in params), default=0)
+            for p in params:
+                desc = f"  {p.description}" if p.description else ""
+                lines.append(f"    {p.name.ljust(width)}  {p.type} = {_fmt_default(p.default)}{desc}")
+            lines.append("")
+        return lines
+
+    out = block("Margin models (study: [[models]] name = ..., params = {...})", mm.MODELS)
+    overlays = getattr(mm, "OVERLAYS", None)
+    if overlays:
+        out += block("Overlays (study: overlays = [{ name = ..., params = {...} }] in a [[models]] entry)", overlays)
+    print("\n".join(out).rstrip())
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from marginlab.validation.executors import executor_from_args, make_executor
+    from marginlab.validation.sweep import run_sweep
+
+    settings = executor_from_args(args)
+    with make_executor(settings["executor"] or "auto", workers=settings["workers"],
+                       scheduler=settings["scheduler"]) as executor:
+        result = run_sweep(args.study, args.grid, out=args.out, executor=executor)
+    print(result.summary())
+    print(f"\nsweep written to {result.path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``marginlab`` command."""
+    from marginlab.validation.executors import add_executor_arguments
+
     parser = argparse.ArgumentParser(prog="marginlab", description="Margin-model validation on "
                                      "real crypto market history.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_data = sub.add_parser("datasets", help="list (or build) the bundled datasets")
     p_data.add_argument("action", nargs="?", choices=["list", "build"], default="list")
     p_data.add_argument("--raw", help="raw data folder for 'build'")
-    p_data.add_argument("--out", help="output folder for 'build' (default: bundled data)")
+    p_data.add_argument("--out", help="output folder for 'build' (default: bundled data); must be new, empty "
+                                      "or a previous build")
     p_data.set_defaults(func=_datasets)
     p_run = sub.add_parser("run", help="run a study (TOML) and write its report")
     p_run.add_argument("study", nargs="?", default=None,
                        help="study config (default: the bundled default study)")
-    p_run.add_argument("--out", default=None, help="output folder (overrides the config)")
+    p_run.add_argument("--out", default=None, help="report folder (overrides the config); must be new, empty "
+                                                  "or a previous marginlab report")
+    add_executor_arguments(p_run)
     p_run.set_defaults(func=_run)
+    p_show = sub.add_parser("show", help="print the verdict matrix of a report written before")
+    p_show.add_argument("report", help="report folder (marginlab run --out)")
+    p_show.set_defaults(func=_show)
+    p_models = sub.add_parser("models", help="list the registered margin models (and overlays) with their parameters")
+    p_models.set_defaults(func=_models)
+    p_sweep = sub.add_parser("sweep", help="run a study's books over a grid of model parameters")
+    p_sweep.add_argument("study", help="study config (market, books, MPOR, seed; its models are replaced)")
+    p_sweep.add_argument("--grid", required=True, help="grid file: [[models]] entries, list-valued parameters swept")
+    p_sweep.add_argument("--out", required=True, help="sweep folder; must be new, empty or a previous marginlab "
+                                                     "sweep")
+    add_executor_arguments(p_sweep)
+    p_sweep.set_defaults(func=_sweep)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``marginlab`` console script."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def is_user_error(exc: BaseException) -> bool:
+    """True when ``exc`` is an error the user can cause and fix (see module docstring)."""
     from marginlab.datasets import DataError
 
+    if isinstance(exc, DataError | OSError):
+        return True
+    if not isinstance(exc, ValueError):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return True
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().parent in _own_code()
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        names = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return f"{names}: {exc.strerror}" if names else exc.strerror
+    return " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``marginlab`` console script; returns the exit code (see module docstring)."""
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, ValueError) as exc:
-        print(f"marginlab: error: {exc}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("marginlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into a command that stopped reading (e.g. head)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except Exception as exc:
+        if is_user_error(exc):
+            print(f"marginlab: error: {_one_line(exc)}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        print("marginlab: internal error: this is a bug in marginlab, not in your input; please report it "
+              "with the command you ran and the traceback above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

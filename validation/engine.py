@@ -12,30 +12,40 @@ vols) have data at t and t + mpor_days.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
-from marginlab.models.base import MarginModel
+from marginlab.datasets.conventions import utc
+from marginlab.models.accounts import AccountBook
+from marginlab.models.base import HasDiagnostics, MarginModel
+from marginlab.models.context import RunContext
 from marginlab.models.instruments import Position
 from marginlab.models.portfolios import Portfolio
-from marginlab.models.revaluation import realised_pnl
+from marginlab.models.revaluation import Book, realised_pnl
+from threadpoolctl import threadpool_limits
 
 from . import coverage as cv
-from .metrics import METRICS, compute_metrics
+from .executors import SerialExecutor
+from .metrics import METRICS, apc_tradeoff, compute_metrics, compute_procyclicality
 
-__all__ = ["Backtest", "BacktestResult"]
+__all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLUMNS"]
 
-COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach"]
-
-
-def _utc(t) -> pd.Timestamp | None:
-    if t is None:
-        return None
-    ts = pd.Timestamp(t)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+#: Columns of the result frame: the margin date, portfolio and model labels, the margin, the realised P&L over
+#: the MPOR and loss = -pnl, breach = loss > margin (strict), VaR and ES at the model's level and the PIT of the
+#: realised P&L under the forecast distribution (NaN for rule-based models), the book's gross notional
+#: (sum |q| S, quote currency) and whether its instruments changed since its previous date (a roll).
+#: ``Backtest(..., standalone_legs=True)`` adds ``standalone_margin``: the sum of the margins of the book's
+#: positions, each margined alone by the same model at the same date (the offset benefit's denominator).
+COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
+           "book_changed"]
+#: Columns of :meth:`BacktestResult.coverage` after ``sample`` (the headline of a coverage report and two ES tests).
+COVERAGE_COLUMNS = ["p", "mpor_days", "observations", "breaches", "expected_breaches", "breach_rate", "kupiec_pvalue",
+                    "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
+                    "worst_window_breaches", "worst_window_pvalue", "acerbi_szekely_z2_pvalue", "mcneil_frey_pvalue"]
 
 
 def _model_labels(models) -> dict[str, MarginModel]:
@@ -86,68 +96,147 @@ class Backtest:
     portfolios : mapping name -> Portfolio, or a sequence of portfolios
     models : mapping label -> MarginModel, or a sequence of models
     mpor_days : int
-        Margin period of risk in observations (days for daily data), >= 1.
+        Margin period of risk in observations (days for daily data), >= 1. The
+        engine passes it to every model through the run context.
     start, end : optional
         Range of margin dates; must lie inside the market data.
     include_funding : bool
         Charge perpetual funding over the MPOR when the market has funding data.
+    seed : int
+        Seed of every random draw of the run (passed to the models through the
+        run context): the same seed gives the same margins bit for bit.
+    standalone_legs : bool
+        Also margin every position of a book alone, with the same model, state and
+        date, and add their sum as the column ``standalone_margin`` (for the offset
+        benefit, :data:`~marginlab.validation.metrics.METRICS`). Off by default: it
+        multiplies the models' work by the number of legs.
     """
 
     market: MarketData
-    portfolios: object
-    models: object
+    portfolios: Mapping[str, Portfolio] | Sequence[Portfolio] | Portfolio
+    models: Mapping[str, MarginModel] | Sequence[MarginModel]
     mpor_days: int = 1
-    start: object = None
-    end: object = None
+    start: pd.Timestamp | str | None = None
+    end: pd.Timestamp | str | None = None
     include_funding: bool = False
+    seed: int = 0
+    standalone_legs: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.market, MarketData):
             raise ValueError("Backtest: market must be a MarketData (see marginlab.datasets.load_market)")
         if not isinstance(self.mpor_days, int | np.integer) or isinstance(self.mpor_days, bool) or self.mpor_days < 1:
             raise ValueError(f"Backtest: mpor_days must be an integer >= 1, got {self.mpor_days!r}")
+        if not isinstance(self.seed, int | np.integer) or isinstance(self.seed, bool) or self.seed < 0:
+            raise ValueError(f"Backtest: seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.standalone_legs, bool | np.bool_):
+            raise ValueError(f"Backtest: standalone_legs must be true or false, got {self.standalone_legs!r}")
         self._portfolios = _portfolio_map(self.portfolios)
         self._models = _model_labels(self.models)
         idx = self.market.index
-        self._start, self._end = _utc(self.start), _utc(self.end)
+        self._start, self._end = utc(self.start), utc(self.end)
         for label, ts in (("start", self._start), ("end", self._end)):
             if ts is not None and not (idx[0] <= ts <= idx[-1]):
                 raise DataError(f"Backtest: {label} {ts:%Y-%m-%d} is outside the market data "
                                 f"({idx[0]:%Y-%m-%d} .. {idx[-1]:%Y-%m-%d})")
         if self._start is not None and self._end is not None and self._start > self._end:
             raise DataError(f"Backtest: start {self._start:%Y-%m-%d} is after end {self._end:%Y-%m-%d}")
-        for label, model in self._models.items():
-            h = getattr(model, "mpor_days", None)
-            if h is not None and h != self.mpor_days:
-                raise ValueError(f"model {label!r} has mpor_days={h} but the backtest's mpor_days is {self.mpor_days}; "
-                                 "build the model with the backtest's MPOR")
         for name, p in self._portfolios.items():
             unknown = [a for a in p.assets if a not in self.market.assets]
             if unknown:
                 raise DataError(f"portfolio {name!r}: unknown asset(s) {unknown}; the market data has "
                                 f"{self.market.assets}")
+        self._paths: dict[str, _BookPath] = {}
+        self._dates: dict[str, pd.DatetimeIndex] = {}
+
+    def __getstate__(self) -> dict:
+        # shipped to workers without the book paths computed here: each process builds its own, once
+        return {k: v for k, v in self.__dict__.items() if k not in ("_paths", "_dates")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._paths, self._dates = {}, {}
 
     def portfolio_dates(self, name: str) -> pd.DatetimeIndex:
-        """Margin dates of one portfolio (see module docstring)."""
+        """Margin dates of one portfolio (see module docstring; computed once per process)."""
+        dates = self._dates.get(name)
+        if dates is None:
+            dates = self._dates[name] = self._portfolio_dates(name)
+        return dates
+
+    def _portfolio_dates(self, name: str) -> pd.DatetimeIndex:
         p = self._portfolios[name]
         m, h = self.market, self.mpor_days
         cols = [m.asset_index[a] for a in p.assets]
         ok = ~np.isnan(m.price_array[:, cols]).any(axis=1)
         if p.needs_implied_vol:
-            ok &= ~np.isnan(m.vol_array[:, cols]).any(axis=1)
+            ok &= ~np.isnan(m.vol_array[:, [m.asset_index[a] for a in p.implied_vol_assets]]).any(axis=1)
         ok_t = ok.copy()
         ok_t[: len(ok) - h] &= ok[h:]
         ok_t[len(ok) - h:] = False
+        held = p.held(m)
+        if held is not None:  # accounts: only the dates the account holds a book
+            ok_t &= held
         dates = m.index[ok_t]
         if self._start is not None:
             dates = dates[dates >= self._start]
         if self._end is not None:
             dates = dates[dates <= self._end]
+        if len(dates) == 0:
+            raise DataError(f"portfolio {name!r}: no date in the backtest range has the data it needs "
+                            f"(assets {p.assets}{', implied vol' if p.needs_implied_vol else ''}, "
+                            f"and {h} observation(s) after)")
         return dates
 
-    def _book(self, name: str, dates: pd.DatetimeIndex):
+    @property
+    def first_margin_date(self) -> pd.Timestamp:
+        """The run's first margin date: the earliest date of any portfolio (the run context's ``start``)."""
+        return min(self.portfolio_dates(name)[0] for name in self._portfolios)
+
+    def context(self) -> RunContext:
+        """A fresh run context with this backtest's settings (every task gets its own, with the same numbers)."""
+        return RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=self.first_margin_date)
+
+    def tasks(self, books_per_task: int | None = None, split_models: bool = True) -> list[Task]:
+        """The run split into independent tasks: models sharing an estimation x groups of portfolios.
+
+        Models with the same :attr:`~marginlab.models.MarginModel.estimation_key` (e.g. FHS VaR and ES on
+        the same filter) run in one task so their fits are computed once; ``books_per_task`` splits the
+        portfolios into groups of that size (all in one group by default). ``split_models=False`` runs every
+        model in each group's task instead (for many books: each book's positions and realised P&L are then
+        built by one task only). Results do not depend on the split: estimates are keyed by content and
+        random draws by seed and date.
+        """
+        groups: dict[object, list[str]] = {}
+        for label, model in self._models.items():
+            key = model.estimation_key
+            groups.setdefault(("own", label) if key is None or not split_models else key, []).append(label)
+        if not split_models:
+            groups = {"all": list(self._models)}
+        names = list(self._portfolios)
+        size = len(names) if books_per_task is None else int(books_per_task)
+        if size < 1:
+            raise ValueError(f"books_per_task must be >= 1, got {books_per_task!r}")
+        chunks = [tuple(names[k:k + size]) for k in range(0, len(names), size)]
+        return [Task(models=tuple(labels), books=chunk) for labels in groups.values() for chunk in chunks]
+
+    def book_path(self, name: str) -> _BookPath:
+        """The portfolio over its margin dates (positions, realised MPOR P&L, notional, rolls), built once per process.
+
+        Every task holding the portfolio uses the same path: the positions and the realised P&L do not depend
+        on the model, so they are computed on the first request in this process (on a Dask worker: once per
+        worker) and kept for the run.
+        """
+        path = self._paths.get(name)
+        if path is None:
+            path = self._paths[name] = self._book(name, self.portfolio_dates(name))
+        return path
+
+    def _book(self, name: str, dates: pd.DatetimeIndex) -> _BookPath:
         p = self._portfolios[name]
-        positions, pnl = [], np.empty(len(dates))
+        positions, pnl, notional = [], np.empty(len(dates)), np.empty(len(dates))
+        changed = np.zeros(len(dates), dtype=bool)
+        previous: frozenset | None = None
         for k, t in enumerate(dates):
             book = p.positions_at(t, self.market)
             for item, pos in enumerate(book):
@@ -156,74 +245,220 @@ class Backtest:
                 if pos.instrument.asset not in self.market.assets:
                     raise DataError(f"portfolio {name!r}: item {item} ({pos.instrument.label}) has unknown asset "
                                     f"{pos.instrument.asset!r}; the market data has {self.market.assets}")
+            instruments = frozenset(pos.instrument for pos in book)
+            changed[k] = previous is not None and instruments != previous
+            previous = instruments
+            # one Book per distinct list of positions (a fixed book is the same object every date): its arrays
+            # are built once and shared by every model
+            book = positions[-1] if positions and positions[-1] == tuple(book) else Book(book)
             positions.append(book)
+            i = self.market.loc_of(t)
+            notional[k] = sum(abs(pos.quantity) * self.market.price_array[i, self.market.asset_index[
+                pos.instrument.asset]] for pos in book)
             pnl[k] = realised_pnl(book, self.market, t, self.mpor_days, self.include_funding,
                                   where=f"portfolio {name!r}")
-        return positions, pnl
+        return _BookPath(dates, positions, pnl, notional, changed)
 
-    def run(self) -> BacktestResult:
-        """Replay every portfolio through every model and return the result."""
-        t0 = time.perf_counter()
-        books: dict[str, tuple[pd.DatetimeIndex, list, np.ndarray]] = {}
-        for name in self._portfolios:
-            dates = self.portfolio_dates(name)
-            if len(dates) == 0:
-                raise DataError(f"portfolio {name!r}: no date in the backtest range has the data it needs "
-                                f"(assets {self._portfolios[name].assets}"
-                                f"{', implied vol' if self._portfolios[name].needs_implied_vol else ''}, "
-                                f"and {self.mpor_days} day(s) after)")
-            positions, pnl = self._book(name, dates)
-            books[name] = (dates, positions, pnl)
-        all_dates = sorted(set().union(*(set(d) for d, _, _ in books.values())))
-        frames, not_applicable, timings, warmup, diagnostics = [], [], {}, {}, {}
-        active: dict[str, dict[str, dict]] = {}
-        margins: dict[str, dict[str, np.ndarray]] = {}
-        for label, model in self._models.items():
+    def run_task(self, task: Task) -> TaskResult:
+        """Run one task (its models on its portfolios) with a fresh run context: a pure function of the task.
+
+        The task runs with one BLAS thread: a multi-threaded BLAS splits long dot products between threads,
+        so its sums (e.g. in the filter fits' optimiser) would depend on the thread count of the process
+        (Dask workers run with one), and results would differ between executors in the last bits.
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run_task(task)
+
+    def _run_task(self, task: Task) -> TaskResult:
+        context = self.context()
+        books = {name: self.book_path(name) for name in task.books}
+        models = {label: self._models[label] for label in task.models}
+        out = TaskResult(task=task)
+        active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
+        forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit
+        standalone: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> sum of the legs' own margins
+        for label, model in models.items():
             active[label] = {}
-            for name, (dates, positions, _) in books.items():
-                if all(model.applies_to(b) for b in positions):
-                    active[label][name] = {t: k for k, t in enumerate(dates)}
+            for name, path in books.items():
+                if all(model.applies_to(b) for b in path.positions):
+                    active[label][name] = {t: k for k, t in enumerate(path.dates)}
+                    forecasts[(label, name)] = np.full((len(path.dates), 4), np.nan)
+                    standalone[(label, name)] = np.full(len(path.dates), np.nan)
                 else:
-                    not_applicable.append((name, label))
-            margins[label] = {name: np.full(len(books[name][0]), np.nan) for name in active[label]}
-            timings[label] = 0.0
+                    out.not_applicable.append((name, label))
+            out.seconds[label] = 0.0
         # dates outer, models inner: each model's state is warm-started from its previous date,
         # and models sharing an estimation (e.g. FHS VaR and ES) reuse it within the date.
-        states: dict[str, object] = {label: None for label in self._models}
-        for t in all_dates:
-            for label, model in self._models.items():
+        states: dict[str, object] = {label: None for label in models}
+        for t in sorted(set().union(*(set(path.dates) for path in books.values()))):
+            legs: dict[str, dict[Position, float]] = {}  # per model, this date's standalone leg margins
+            for label, model in models.items():
                 holders = [name for name, pos in active[label].items() if t in pos]
                 if not holders:
                     continue
                 tm = time.perf_counter()
-                states[label] = model.fit(self.market, t, warm_start=states[label])
+                states[label] = model.fit(self.market, t, warm_start=states[label], context=context)
                 for name in holders:
                     k = active[label][name][t]
-                    margins[label][name][k] = model.margin(states[label], books[name][1][k], self.market, t)
-                timings[label] += time.perf_counter() - tm
-        for label in self._models:
-            diag = getattr(states[label], "diagnostics", None)
-            if diag:
-                diagnostics[label] = dict(diag)
+                    path = books[name]
+                    fc = model.forecast(states[label], path.positions[k], self.market, t, book=name)
+                    forecasts[(label, name)][k] = fc.margin, fc.var, fc.es, fc.pit(path.pnl[k])
+                    if self.standalone_legs:
+                        standalone[(label, name)][k] = self._standalone_margin(
+                            model, states[label], path.positions[k], t, name, fc.margin, legs.setdefault(label, {}))
+                out.seconds[label] += time.perf_counter() - tm
+        for label in models:
+            if isinstance(states[label], HasDiagnostics) and states[label].diagnostics():
+                out.diagnostics[label] = states[label].diagnostics()
             for name in active[label]:
-                dates, _, pnl = books[name]
-                m = margins[label][name]
+                path, x = books[name], forecasts[(label, name)]
+                m = x[:, 0]
                 if (m < 0).any() or np.isinf(m).any():
-                    bad = dates[(m < 0) | np.isinf(m)]
+                    bad = path.dates[(m < 0) | np.isinf(m)]
                     raise ValueError(f"model {label!r} returned an invalid margin for portfolio {name!r} at "
                                      f"{bad[:3].tolist()}")
                 ok = np.isfinite(m)
                 if (~ok).any():
-                    warmup[(name, label)] = int((~ok).sum())
+                    out.warmup[(name, label)] = int((~ok).sum())
                 if not ok.any():
                     continue
-                frames.append(pd.DataFrame({"date": dates[ok], "portfolio": name, "model": label, "margin": m[ok],
-                                            "pnl": pnl[ok], "loss": -pnl[ok], "breach": -pnl[ok] > m[ok]}))
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
-        return BacktestResult(frame=frame[COLUMNS], mpor_days=self.mpor_days,
-                              models={k: v.describe() for k, v in self._models.items()},
-                              not_applicable=not_applicable, warmup=warmup, diagnostics=diagnostics,
-                              elapsed_s=time.perf_counter() - t0, model_seconds=timings)
+                pnl = path.pnl[ok]
+                out.frames[(label, name)] = pd.DataFrame({
+                    "date": path.dates[ok], "portfolio": name, "model": label, "margin": m[ok], "pnl": pnl,
+                    "loss": -pnl, "breach": cv.exceptions(pnl, m[ok]), "var": x[ok, 1], "es": x[ok, 2],
+                    "pit": x[ok, 3], "notional": path.notional[ok], "book_changed": path.changed[ok]})
+                if self.standalone_legs:
+                    out.frames[(label, name)]["standalone_margin"] = standalone[(label, name)][ok]
+        out.estimates = context.table("estimates")
+        return out
+
+    def _standalone_margin(self, model: MarginModel, state: object, book: Book, t: pd.Timestamp, name: str,
+                           margin: float, done: dict[Position, float]) -> float:
+        """Sum of the margins of the book's positions, each margined alone (NaN if one has none yet).
+
+        Each leg is passed as its own book, named ``"<portfolio> :: <instrument>"`` for models that
+        keep something per book. A position held by several books on a date (the same instrument and
+        quantity) is margined once per model and date (``done``); a one-position book is its own leg.
+        """
+        if len(book) == 1:
+            return float(margin)
+        total = 0.0
+        for pos in book:
+            if pos not in done:
+                done[pos] = model.forecast(state, Book((pos,)), self.market, t,
+                                           book=f"{name} :: {pos.instrument.label}").margin
+            total += done[pos]
+        return float(total)
+
+    def run(self, executor: Executor | None = None, books_per_task: int | None = None,
+            split_models: bool = True) -> BacktestResult:
+        """Replay every portfolio through every model and return the result.
+
+        Parameters
+        ----------
+        executor : object with ``map(function, items) -> list``, optional
+            Runs the tasks (:meth:`tasks`); serially in this process by default
+            (:mod:`marginlab.validation.executors`: serial, local or remote Dask). The result is the same
+            whichever executor runs them.
+        books_per_task : int, optional
+            Portfolios per task (all in one task by default).
+        split_models : bool
+            One task per estimation group and portfolio group (default), or one per portfolio group with
+            every model (see :meth:`tasks`).
+        """
+        t0 = time.perf_counter()
+        # the longest tasks first (risk models, many books), so that workers do not wait on one last long task
+        tasks = sorted(self.tasks(books_per_task, split_models), key=self._task_weight, reverse=True)
+        results = (executor if executor is not None else SerialExecutor()).map(self.run_task, tasks)
+        if len(results) != len(tasks):
+            raise RuntimeError(f"the executor returned {len(results)} results for {len(tasks)} tasks")
+        return self._merge(results, time.perf_counter() - t0)
+
+    def _task_weight(self, task: Task) -> int:
+        """A rough cost of a task: books x (10 per risk model: scenario revaluation, 1 per rule-based model)."""
+        return len(task.books) * sum(10 if self._models[label].tail_prob is not None else 1 for label in task.models)
+
+    def _merge(self, results: Sequence[TaskResult], elapsed: float) -> BacktestResult:
+        """One result from the tasks' results, in the order models and portfolios were given."""
+        frames, not_applicable, warmup, diagnostics, seconds, estimates = {}, set(), {}, {}, {}, []
+        for r in results:
+            frames.update(r.frames)
+            not_applicable.update(r.not_applicable)
+            warmup.update(r.warmup)
+            for label, diag in r.diagnostics.items():
+                diagnostics.setdefault(label, {})
+                for k, v in diag.items():
+                    diagnostics[label][k] = diagnostics[label].get(k, 0) + v
+            for label, sec in r.seconds.items():
+                seconds[label] = seconds.get(label, 0.0) + sec
+            estimates.append(r.estimates)
+        order = [(label, name) for label in self._models for name in self._portfolios]
+        pieces = [frames[key] for key in order if key in frames]
+        frame = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=COLUMNS)
+        est = pd.concat([e for e in estimates if len(e)], ignore_index=True) if any(len(e) for e in estimates) \
+            else pd.DataFrame()
+        if len(est):
+            # a fit needed by portfolios of several tasks is computed by each (identically): keep one
+            est = est.drop_duplicates(["estimation_key", "date", "asset", "window_start"]).sort_values(
+                ["estimation_key", "asset", "date", "window_start"], kind="stable").reset_index(drop=True)
+            for label, model in self._models.items():
+                # estimated models: counts from the (de-duplicated) estimates, whichever tasks fitted them
+                rows = est[est["estimation_key"] == repr(model.estimation_key)]
+                if len(rows):
+                    status = rows["status"].value_counts()
+                    diagnostics[label] = {"fits": len(rows), **{k: int(status.get(k, 0))
+                                                                for k in ("failed", "boundary", "reused")}}
+        columns = COLUMNS + (["standalone_margin"] if self.standalone_legs else [])
+        if self.standalone_legs and "standalone_margin" not in frame:
+            frame["standalone_margin"] = np.nan
+        return BacktestResult(
+            frame=frame[columns], mpor_days=self.mpor_days, models=dict(self._models),
+            not_applicable=[(name, label) for label, name in order if (name, label) in not_applicable],
+            warmup={(name, label): warmup[(name, label)] for label, name in order if (name, label) in warmup},
+            diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},
+            elapsed_s=elapsed, model_seconds={label: seconds.get(label, 0.0) for label in self._models},
+            estimates=est, portfolios=dict(self._portfolios),
+            accounts=[n for n, p in self._portfolios.items() if isinstance(p, AccountBook)])
+
+
+@dataclass(frozen=True)
+class Task:
+    """One independent piece of a backtest: the models (labels) to run on the portfolios (names)."""
+
+    models: tuple[str, ...]
+    books: tuple[str, ...]
+
+
+@dataclass
+class TaskResult:
+    """What a task returns: frame pieces per (model, portfolio) and the run metadata of its part."""
+
+    task: Task
+    frames: dict[tuple[str, str], pd.DataFrame] = field(default_factory=dict)
+    not_applicable: list[tuple[str, str]] = field(default_factory=list)
+    warmup: dict[tuple[str, str], int] = field(default_factory=dict)
+    diagnostics: dict[str, dict[str, int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+@dataclass(frozen=True)
+class _BookPath:
+    """A portfolio over its margin dates: positions held, realised MPOR P&L, gross notional, roll flags."""
+
+    dates: pd.DatetimeIndex
+    positions: list[Book]
+    pnl: np.ndarray
+    notional: np.ndarray
+    changed: np.ndarray
+
+
+class Executor(Protocol):
+    """Runs tasks: ``map(function, items)`` returns ``[function(item) for item in items]`` in order."""
+
+    def map(self, function: Callable, items: Sequence) -> list:
+        """Apply ``function`` to every item; results in the order of ``items``."""
+        ...
 
 
 @dataclass
@@ -232,12 +467,18 @@ class BacktestResult:
 
     frame: pd.DataFrame
     mpor_days: int
-    models: dict[str, str] = field(default_factory=dict)
+    models: dict[str, MarginModel] = field(default_factory=dict)
     not_applicable: list[tuple[str, str]] = field(default_factory=list)
     warmup: dict[tuple[str, str], int] = field(default_factory=dict)
     diagnostics: dict[str, dict[str, int]] = field(default_factory=dict)
     elapsed_s: float = 0.0
     model_seconds: dict[str, float] = field(default_factory=dict)
+    #: one row per volatility-filter fit: date, filter, lookback, asset, window, parameters, loglik, status
+    estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
+    #: the portfolios that are member accounts (:class:`~marginlab.models.AccountBook`), in run order
+    accounts: list[str] = field(default_factory=list)
+    #: the portfolios replayed (name -> Portfolio), e.g. for stress tests of the same books
+    portfolios: dict[str, Portfolio] = field(default_factory=dict)
 
     def to_frame(self) -> pd.DataFrame:
         """The long-format rows (a copy)."""
@@ -249,48 +490,265 @@ class BacktestResult:
             yield key, rows.set_index("date")
 
     def breaches(self) -> pd.DataFrame:
-        """Breach counts and rates per portfolio (rows) x model (columns)."""
+        """Breach counts and rates per portfolio (rows) x model (columns), each pair on its own dates."""
         g = self.frame.groupby(["portfolio", "model"], sort=False)["breach"]
         out = pd.DataFrame({"observations": g.size(), "breaches": g.sum(), "breach_rate": g.mean()})
         return out
 
-    def coverage_report(self, portfolio: str, model: str, p: float = 0.01) -> cv.CoverageReport:
-        """Every coverage test of one pair (non-overlapping sub-samples when mpor_days > 1)."""
+    def common_dates(self, portfolio: str) -> pd.DatetimeIndex:
+        """Dates on which every model with margins for ``portfolio`` has one (the comparison sample)."""
+        rows = self.frame[self.frame["portfolio"] == portfolio]
+        if rows.empty:
+            raise ValueError(f"no rows for portfolio {portfolio!r}; portfolios: {sorted(set(self.frame['portfolio']))}")
+        counts = rows.groupby("date").size()
+        return pd.DatetimeIndex(counts.index[counts.to_numpy() == rows["model"].nunique()], name="date")
+
+    def _rows(self, portfolio: str, model: str, sample: str) -> pd.DataFrame:
+        if sample not in ("common", "own"):
+            raise ValueError(f"sample must be 'common' (dates shared by the book's models) or 'own', got {sample!r}")
         rows = self.frame[(self.frame["portfolio"] == portfolio) & (self.frame["model"] == model)]
         if rows.empty:
             raise ValueError(f"no rows for portfolio {portfolio!r} and model {model!r}")
         rows = rows.set_index("date")
-        return cv.backtest(rows["pnl"], rows["margin"].to_numpy(), p=p, mpor_days=self.mpor_days)
+        return rows.loc[rows.index.intersection(self.common_dates(portfolio))] if sample == "common" else rows
 
-    def coverage(self, p: float = 0.01) -> pd.DataFrame:
-        """Headline coverage tests per pair.
+    def tail_prob(self, model: str, default: float = 0.01) -> float:
+        """The tail probability ``model`` is tested at: its own (``MarginModel.tail_prob``) or ``default``."""
+        own = self.models[model].tail_prob if model in self.models else None
+        return float(default if own is None else own)
 
-        Kupiec POF and Christoffersen conditional coverage with exact p-values
-        (Bonferroni over the non-overlapping sub-samples when mpor_days > 1), the
-        Basel zone of the last 250 observations and the worst zone of any rolling
-        250-observation window.
+    def coverage_report(self, portfolio: str, model: str, p: float | None = None, default_p: float = 0.01,
+                        sample: str = "common") -> cv.CoverageReport:
+        """Every coverage test of one pair (:func:`marginlab.validation.coverage.backtest`).
+
+        The series tested is the model's VaR at its own level (``p`` = its tail probability, or
+        ``default_p`` for rule-based models, unless ``p`` is given): for a VaR model that is the margin;
+        for an ES model the VaR at the ES level, with the ES backtests run on the margin (the ES). The PIT
+        tests run where the model forecasts a distribution. ``sample="common"`` restricts the pair to the
+        dates every model of the book has a margin (the default, for comparisons); ``"own"`` uses all of
+        the pair's dates. MPOR > 1: non-overlapping sub-samples combined by Bonferroni.
+        """
+        rows = self._rows(portfolio, model, sample)
+        if len(rows) < self.mpor_days + 1:
+            raise ValueError(f"portfolio {portfolio!r} / model {model!r}: {len(rows)} margin date(s) in the "
+                             f"{sample} sample, too few for coverage tests at an MPOR of {self.mpor_days} (at least "
+                             f"{self.mpor_days + 1} needed); widen the date range")
+        level = float(p) if p is not None else self.tail_prob(model, default_p)
+        var = rows["var"] if rows["var"].notna().all() else rows["margin"]
+        is_es = model in self.models and self.models[model].margin_measure == "es"
+        pit = rows["pit"] if rows["pit"].notna().all() else None
+        return cv.backtest(rows["pnl"], var, es=rows["margin"] if is_es else None, p=level, pit=pit,
+                           mpor_days=self.mpor_days)
+
+    def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common",
+                 portfolios: Sequence[str] | None = None,
+                 reports: Mapping[tuple[str, str], cv.CoverageReport] | None = None) -> pd.DataFrame:
+        """Headline coverage tests per pair (:meth:`CoverageReport.headline`), each at its model's own level.
+
+        Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the
+        exact two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided
+        "too many breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone
+        of the last 250 observations, the worst 250-observation window and its calibrated p-value, and for
+        ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`; ``reports``
+        (``(portfolio, model) -> CoverageReport``, computed with the same arguments) are used instead of
+        running the tests again. ``portfolios`` restricts the table to those books (e.g. the reference books
+        of a run with thousands of member accounts, whose account-level view is :meth:`accounts_summary`).
         """
         records = []
-        for (portfolio, model), rows in self.pairs():
-            h = rows["breach"].to_numpy()
-            sub = [h[k::self.mpor_days] for k in range(self.mpor_days) if h[k::self.mpor_days].size >= 2]
-            m = len(sub)
-            pof = min(cv.kupiec_pof(s, p, exact=True).pvalue for s in sub)
-            cc = min(cv.christoffersen_conditional_coverage(s, p, exact=True).pvalue for s in sub)
-            # Basel zones need non-overlapping outcomes: the first sub-sample when mpor_days > 1
-            tl = cv.traffic_light(h if self.mpor_days == 1 else sub[0], p)
-            zones = tl.rolling["zone"] if len(tl.rolling) else pd.Series([tl.zone])
-            worst = "red" if (zones == "red").any() else "yellow" if (zones == "yellow").any() else "green"
-            records.append({"portfolio": portfolio, "model": model, "observations": len(h),
-                            "breaches": int(h.sum()), "breach_rate": float(h.mean()), "expected_rate": p,
-                            "kupiec_pvalue": min(1.0, m * pof), "christoffersen_cc_pvalue": min(1.0, m * cc),
-                            "traffic_light_zone": tl.zone, "worst_rolling_zone": worst})
+        if self.frame.empty:
+            raise ValueError("no margin to test: every model was in its warm-up (history shorter than its min_obs) "
+                             "or not applicable on every date; widen the date range")
+        for portfolio, model in self._pairs(portfolios):
+            rep = reports[(portfolio, model)] if reports is not None and (portfolio, model) in reports else \
+                self.coverage_report(portfolio, model, p=p, default_p=default_p, sample=sample)
+            es_tests = {f"{key}_pvalue": rep.tests[key].pvalue if key in rep.tests else float("nan")
+                        for key in ("acerbi_szekely_z2", "mcneil_frey")}
+            records.append({"portfolio": portfolio, "model": model, "sample": sample, **rep.headline(), **es_tests})
+        if not records:
+            return pd.DataFrame(columns=["portfolio", "model", "sample", *COVERAGE_COLUMNS]).set_index(
+                ["portfolio", "model"])
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
-    def efficiency(self) -> pd.DataFrame:
-        """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair."""
-        records = [{"portfolio": pf, "model": md, **compute_metrics(rows)} for (pf, md), rows in self.pairs()]
+    def efficiency(self, sample: str = "common", portfolios: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair (common dates by default)."""
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(self._rows(pf, md, sample))}
+                   for pf, md in self._pairs(portfolios)]
+        return pd.DataFrame(records, columns=["portfolio", "model", "sample", *(m.key for m in METRICS)]
+                            ).set_index(["portfolio", "model"])
+
+    def _pairs(self, portfolios: Sequence[str] | None) -> list[tuple[str, str]]:
+        pairs = list(self.frame.groupby(["portfolio", "model"], sort=False).groups)
+        if portfolios is None:
+            return pairs
+        keep = set(portfolios)
+        return [(pf, md) for pf, md in pairs if pf in keep]
+
+    # ------------------------------------------------------------------ account-level view (PQD 6.5)
+
+    def _account_rows(self, portfolios: Sequence[str] | None) -> pd.DataFrame:
+        names = list(self.accounts) if portfolios is None else list(portfolios)
+        if not names:
+            raise ValueError("no member accounts in this run (give [accounts] in the study, or AccountBook "
+                             "portfolios to the Backtest); pass portfolios=[...] to treat other books as accounts")
+        unknown = sorted(set(names) - set(self.frame["portfolio"]) - {pf for pf, _ in self.not_applicable}
+                         - {pf for pf, _ in self.warmup})
+        if unknown:
+            raise ValueError(f"no rows for portfolio(s) {unknown[:3]}")
+        rows = self.frame[self.frame["portfolio"].isin(names)]
+        return rows.assign(shortfall=(rows["loss"] - rows["margin"]).where(rows["breach"], 0.0))
+
+    def account_breach_rates(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per account and model: account-days, breaches, breach rate, coverage, largest shortfall, p-value.
+
+        ``coverage`` = 1 - breach rate; ``largest_shortfall`` = max(loss - margin) over the account's
+        breaches (quote currency, 0 without breach) and its date; ``too_many_pvalue`` = P(X >= breaches)
+        under Binomial(account-days, p) with p the model's tail probability (``default_p`` for rule-based
+        models): the exact one-sided test of too many breaches for that account alone (many accounts are
+        tested: expect about p-value x accounts of them below any threshold by chance). Index (account, model).
+        """
+        from scipy import stats
+
+        rows = self._account_rows(portfolios)
+        g = rows.groupby(["portfolio", "model"], sort=False)
+        out = pd.DataFrame({"account_days": g.size(), "breaches": g["breach"].sum().astype(int),
+                            "largest_shortfall": g["shortfall"].max()})
+        idx = rows.loc[g["shortfall"].idxmax(), ["portfolio", "model", "date"]].set_index(["portfolio", "model"])
+        out["largest_shortfall_date"] = idx["date"].where(out["largest_shortfall"] > 0)
+        out["breach_rate"] = out["breaches"] / out["account_days"]
+        out["coverage"] = 1.0 - out["breach_rate"]
+        p = np.array([self.tail_prob(m, default_p) for m in out.index.get_level_values("model")])
+        out["p"] = p
+        out["too_many_pvalue"] = stats.binom.sf(out["breaches"].to_numpy() - 1, out["account_days"].to_numpy(), p)
+        out.index = out.index.set_names(["account", "model"])
+        return out[["account_days", "breaches", "breach_rate", "coverage", "p", "too_many_pvalue", "largest_shortfall",
+                    "largest_shortfall_date"]]
+
+    def accounts_summary(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None) -> pd.DataFrame:
+        """The account-level back-test table per model (CPMI-IOSCO PQD 6.5 style).
+
+        Columns: ``accounts``, ``account_days``, ``breaches``, ``breach_rate`` (pooled over account-days),
+        ``target_coverage`` (1 - p), ``coverage`` (pooled, 1 - breach rate), ``accounts_with_breach`` (>= 1
+        breach) and their share, ``largest_shortfall`` (max loss - margin over every breach, quote currency)
+        with its account and date, ``median_account_coverage`` and ``min_account_coverage`` (coverage by
+        account), ``accounts_below_target`` (accounts whose own coverage is below 1 - p) and
+        ``accounts_rejected_5pct`` (accounts whose one-sided binomial p-value is below 5%). Index: model.
+        """
+        per = self.account_breach_rates(default_p, portfolios).reset_index()
+        records = []
+        for model, r in per.groupby("model", sort=False):
+            worst = r.loc[r["largest_shortfall"].idxmax()]
+            n_days, n_breach = int(r["account_days"].sum()), int(r["breaches"].sum())
+            p = float(r["p"].iloc[0])
+            records.append({
+                "model": model, "accounts": len(r), "account_days": n_days, "breaches": n_breach,
+                "breach_rate": n_breach / n_days, "target_coverage": 1.0 - p, "coverage": 1.0 - n_breach / n_days,
+                "accounts_with_breach": int((r["breaches"] > 0).sum()),
+                "share_with_breach": float((r["breaches"] > 0).mean()),
+                "largest_shortfall": float(worst["largest_shortfall"]),
+                "largest_shortfall_account": worst["account"] if worst["largest_shortfall"] > 0 else None,
+                "largest_shortfall_date": worst["largest_shortfall_date"],
+                "median_account_coverage": float(r["coverage"].median()),
+                "min_account_coverage": float(r["coverage"].min()),
+                "accounts_below_target": int((r["coverage"] < 1.0 - p).sum()),
+                "accounts_rejected_5pct": int((r["too_many_pvalue"] < 0.05).sum())})
+        return pd.DataFrame(records).set_index("model")
+
+    def account_breach_distribution(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None,
+                                    quantiles: Sequence[float] = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+                                    ) -> pd.DataFrame:
+        """Quantiles of the per-account breach rates, per model (rows: model; columns: the quantiles)."""
+        per = self.account_breach_rates(default_p, portfolios).reset_index()
+        q = per.groupby("model", sort=False)["breach_rate"].quantile(list(quantiles)).unstack()
+        q.columns = [f"q{100 * c:g}" for c in q.columns]
+        return q
+
+    def worst_accounts(self, n: int = 10, by: str = "largest_shortfall", default_p: float = 0.01,
+                       portfolios: Sequence[str] | None = None) -> pd.DataFrame:
+        """The ``n`` worst accounts per model by ``"largest_shortfall"``, ``"breach_rate"`` or ``"too_many_pvalue"``."""
+        if by not in ("largest_shortfall", "breach_rate", "too_many_pvalue"):
+            raise ValueError(f"by must be 'largest_shortfall', 'breach_rate' or 'too_many_pvalue', got {by!r}")
+        per = self.account_breach_rates(default_p, portfolios).reset_index()
+        asc = by == "too_many_pvalue"
+        out = (per.sort_values(["model", by, "account"], ascending=[True, asc, True], kind="stable")
+               .groupby("model", sort=False).head(int(n)))
+        order = {m: k for k, m in enumerate(dict.fromkeys(per["model"]))}
+        return out.sort_values("model", key=lambda c: c.map(order), kind="stable").set_index(["model", "account"])
+
+    def accounts_dict(self, default_p: float = 0.01, n_worst: int = 10) -> dict:
+        """JSON-ready account-level view (empty without accounts).
+
+        Keys: ``summary`` (per model), ``distribution`` (breach-rate quantiles), ``worst`` (the ``n_worst``
+        accounts per model by largest shortfall) and ``per_account`` rows.
+        """
+        if not self.accounts:
+            return {}
+
+        def records(frame: pd.DataFrame) -> list[dict]:
+            return frame.reset_index().to_dict(orient="records")
+
+        return {"summary": records(self.accounts_summary(default_p)),
+                "distribution": records(self.account_breach_distribution(default_p)),
+                "worst": records(self.worst_accounts(n_worst, default_p=default_p)),
+                "per_account": records(self.account_breach_rates(default_p))}
+
+    def procyclicality(self, sample: str = "common") -> pd.DataFrame:
+        """The procyclicality measures of :data:`~marginlab.validation.metrics.PROCYCLICALITY` per pair.
+
+        Measured on the model, not on the book: margins per unit of gross notional, n-day changes only where
+        the book holds the same instruments at both ends (rolls excluded), on the common dates by default
+        (see :mod:`marginlab.validation.metrics`): the average margin rate, peak-to-trough ratios (sample and
+        worst rolling year), the largest 1-, 5- and 30-day increases and quantiles of the daily margin calls.
+        """
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_procyclicality(rows)}
+                   for (pf, md), rows in self._pair_rows(sample).items()]
         return pd.DataFrame(records).set_index(["portfolio", "model"])
+
+    def _pair_rows(self, sample: str = "common") -> dict[tuple[str, str], pd.DataFrame]:
+        """Every pair's rows indexed by date (the book's common dates, or the pair's own), in first-seen order.
+
+        The same rows as ``_rows`` for each pair, with each book's common dates computed once.
+        """
+        if sample not in ("common", "own"):
+            raise ValueError(f"sample must be 'common' (dates shared by the book's models) or 'own', got {sample!r}")
+        out = {}
+        for pf, book in self.frame.groupby("portfolio", sort=False):
+            common = self.common_dates(pf) if sample == "common" else None
+            for md, rows in book.groupby("model", sort=False):
+                rows = rows.set_index("date")
+                out[(pf, md)] = rows.loc[rows.index.intersection(common)] if common is not None else rows
+        order = list(self.frame.groupby(["portfolio", "model"], sort=False).groups)
+        return {key: out[key] for key in order}
+
+    def overlay_bases(self) -> dict[str, str]:
+        """Overlaid models of the result whose inner model is also in it: label -> label of the inner model."""
+        out = {}
+        for label, model in self.models.items():
+            inner = getattr(model, "inner", None)
+            base = next((other for other, m in self.models.items() if other != label and inner is not None
+                         and type(m) is type(inner) and m == inner), None)
+            if base is not None:
+                out[label] = base
+        return out
+
+    def apc_tradeoff(self, sample: str = "common") -> pd.DataFrame:
+        """Cost against benefit of each overlay (APC tool), side by side with the model it wraps, per book.
+
+        For every overlaid model whose inner model is also in the result (:meth:`overlay_bases`) and every
+        portfolio both have rows for: the average extra margin (quote currency and relative) and the largest
+        1-, 5- and 30-day margin-rate increases without and with the overlay, and their reduction
+        (:func:`~marginlab.validation.metrics.apc_tradeoff`); on the common dates by default.
+        """
+        records = []
+        bases = self.overlay_bases()
+        pairs = self._pair_rows(sample) if bases else {}
+        for label, base in bases.items():
+            tools = " + ".join(o.name for o in self.models[label].overlays)
+            for pf, md in pairs:
+                if md == label and (pf, base) in pairs:
+                    records.append({"portfolio": pf, "model": label, "base_model": base, "tools": tools,
+                                    **apc_tradeoff(pairs[(pf, base)], pairs[(pf, label)])})
+        columns = ["portfolio", "model", "base_model", "tools"]
+        return pd.DataFrame(records, columns=columns if not records else None).set_index(["portfolio", "model"])
 
     def summary(self) -> str:
         """Breaches and breach rates per portfolio x model, as text."""
@@ -320,9 +778,11 @@ class BacktestResult:
         return self.summary()
 
     def to_dict(self) -> dict:
-        """JSON-ready summary: breaches, coverage and metrics per pair."""
-        eff = self.efficiency().reset_index().to_dict(orient="records")
-        return {"mpor_days": self.mpor_days, "models": self.models, "metrics": eff,
+        """JSON-ready summary: metrics per pair (reference books) and the account-level view (accounts)."""
+        books = [pf for pf in dict.fromkeys(self.frame["portfolio"]) if pf not in set(self.accounts)]
+        eff = self.efficiency(portfolios=books).reset_index().to_dict(orient="records")
+        return {"mpor_days": self.mpor_days, "models": {k: m.describe() for k, m in self.models.items()},
+                "metrics": eff, "accounts": self.accounts_dict(),
                 "metric_units": {m.key: m.unit for m in METRICS},
                 "not_applicable": [list(x) for x in self.not_applicable],
                 "warmup": [{"portfolio": pf, "model": md, "dates": n} for (pf, md), n in self.warmup.items()],

@@ -1,14 +1,32 @@
 """Capital-efficiency and procyclicality metrics, one registry entry each.
 
 Each :class:`Metric` takes the backtest rows of one (portfolio, model) pair —
-a frame with ``margin``, ``loss`` and ``breach`` indexed by date — and returns
-a number. Tables and reports are generated from :data:`METRICS`, so a new
-metric is one entry plus its test.
+a frame with ``margin``, ``loss`` and ``breach`` (and, for the procyclicality
+measures, the book's gross ``notional`` and ``book_changed``) indexed by date —
+and returns a number. Tables and reports are generated from :data:`METRICS`
+(the efficiency table) and :data:`PROCYCLICALITY`, so a new metric is one entry
+plus its test.
 
-Procyclicality measures follow the CPMI-IOSCO / ESMA EMIR RTS Art. 28 and the
+Procyclicality is measured **on the model, not on the book**: margins are
+normalised by the book's gross notional (margin per unit notional, the margin
+*rate*), so re-sizing a book (constant-notional books are re-sized every day)
+is not a margin change, and an n-day increase counts only over a window in
+which the book keeps its instruments (no ``book_changed`` inside: a roll to
+new options is a new book, not a margin increase; 30-day windows of option
+books that roll every 23 days therefore have none, NaN). The
+measures follow ESMA's Guidelines on EMIR anti-procyclicality margin measures
+for CCPs (ESMA70-151-1293, 28 May 2018; Guideline on monitoring: the
+peak-to-trough ratio over defined windows, the maximum margin increase over
+rolling n-day windows, and the distribution of daily margin calls) and the
 CCP literature (Murphy, Vasios and Vause 2014, "An investigation into the
-procyclicality of risk-based initial margin models"): the peak-to-trough
-ratio of the margin and its largest n-day increase.
+procyclicality of risk-based initial margin models", Bank of England FSP 29;
+2016, "A comparative analysis of tools to limit the procyclicality of initial
+margin requirements", BoE SWP 597): the largest 1-, 5- and 30-observation
+increases (days on daily data), the peak-to-trough ratio of the margin rate
+over the sample and over the worst rolling 365-observation window (a level
+measure, rolls included), and quantiles of the daily change of the margin
+rate on days without a book change (the margin calls per unit notional of an
+unchanged book).
 """
 
 from __future__ import annotations
@@ -19,7 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Metric", "METRICS", "compute_metrics", "max_n_day_increase"]
+__all__ = ["Metric", "METRICS", "PROCYCLICALITY", "compute_metrics", "compute_procyclicality", "apc_tradeoff",
+           "margin_rate", "offset_benefit",
+           "comparable", "max_n_day_increase", "n_day_increases", "peak_to_trough", "INCREASE_WINDOWS"]
+
+#: The n of the "largest n-day margin increase" measures (observations; days on daily data).
+INCREASE_WINDOWS: tuple[int, ...] = (1, 5, 30)
 
 
 @dataclass(frozen=True)
@@ -33,27 +56,126 @@ class Metric:
     family: str  # "coverage", "efficiency" or "procyclicality"
 
 
-def max_n_day_increase(margin: pd.Series, n: int) -> float:
-    r"""Largest relative increase over n observations: :math:`\max_t M_t / M_{t-n} - 1` (NaN if undefined)."""
-    m = margin.to_numpy(float)
+def margin_rate(rows: pd.DataFrame) -> np.ndarray:
+    """Margin per unit of gross notional, shape (n_rows,); the margin itself when rows carry no ``notional``.
+
+    A zero notional gives NaN (no rate).
+    """
+    m = rows["margin"].to_numpy(float)
+    if "notional" not in rows.columns:
+        return m
+    n = rows["notional"].to_numpy(float)
+    out = np.full(m.shape, np.nan)
+    np.divide(m, n, out=out, where=n > 0)
+    return out
+
+
+def comparable(rows: pd.DataFrame, n: int) -> np.ndarray:
+    """For each row k >= n, whether rows k - n and k hold the same book: no ``book_changed`` in rows k-n+1 .. k.
+
+    Returns a boolean array of shape (n_rows - n,) aligned with rows n, n+1, ... (all True when rows carry no
+    ``book_changed`` column).
+    """
+    size = len(rows) - n
+    if size <= 0:
+        return np.zeros(0, dtype=bool)
+    if "book_changed" not in rows.columns:
+        return np.ones(size, dtype=bool)
+    changed = rows["book_changed"].to_numpy(bool).astype(np.int64)
+    csum = np.concatenate([[0], np.cumsum(changed)])
+    # changes in rows k-n+1 .. k = csum[k+1] - csum[k-n+1]
+    return (csum[n + 1:] - csum[1:size + 1]) == 0
+
+
+def n_day_increases(rows: pd.DataFrame, n: int) -> np.ndarray:
+    r"""Relative n-observation changes of the margin rate on windows without a book change, :math:`m_t/m_{t-n} - 1`.
+
+    Only windows where rows t - n and t hold the same book (:func:`comparable`: no roll inside) and the
+    earlier rate is positive count; empty when there is none (e.g. 30-day windows of a book that rolls
+    every 23 days).
+    """
+    m = margin_rate(rows)
     if m.size <= n:
-        return float("nan")
+        return np.zeros(0)
     prev, cur = m[:-n], m[n:]
-    ok = prev > 0
-    if not ok.any():
+    ok = comparable(rows, n) & (prev > 0) & np.isfinite(prev) & np.isfinite(cur)
+    return cur[ok] / prev[ok] - 1.0
+
+
+def max_n_day_increase(margin: pd.Series | pd.DataFrame, n: int) -> float:
+    r"""Largest relative increase over n observations, :math:`\max_t m_t / m_{t-n} - 1` (NaN if undefined).
+
+    Given a pair's rows (a frame), ``m`` is the margin rate on windows without a book change
+    (:func:`n_day_increases`); given a Series, the margin itself over every window.
+    """
+    rows = margin if isinstance(margin, pd.DataFrame) else pd.DataFrame({"margin": margin})
+    x = n_day_increases(rows, n)
+    return float(x.max()) if x.size else float("nan")
+
+
+def peak_to_trough(rows: pd.DataFrame, window: int | None = None) -> float:
+    """Peak-to-trough ratio of the margin rate (margin / notional), max / min (inf when the minimum is 0).
+
+    With ``window`` (observations), the largest ratio over rolling windows of that length (the sample's when
+    shorter). NaN without a rate. A level measure: for rolling option books it includes the rate's changes
+    at rolls (the n-day increases do not).
+    """
+    m = pd.Series(margin_rate(rows)).dropna()
+    if m.empty:
         return float("nan")
-    return float(np.max(cur[ok] / prev[ok] - 1.0))
-
-
-def _peak_to_trough(margin: pd.Series) -> float:
-    m = margin.to_numpy(float)
+    if window is not None and len(m) > window:
+        hi = m.rolling(window).max().to_numpy()[window - 1:]
+        lo = m.rolling(window).min().to_numpy()[window - 1:]
+        with np.errstate(divide="ignore"):
+            return float(np.max(np.where(lo > 0, hi / np.where(lo > 0, lo, 1.0), np.inf)))
     low = m.min()
     return float(m.max() / low) if low > 0 else float("inf")
+
+
+def offset_benefit(rows: pd.DataFrame) -> float:
+    r"""Average over dates of the book's margin over the sum of its legs' standalone margins.
+
+    .. math:: \frac{1}{T}\sum_t \frac{M_t(\text{book})}{\sum_i M_t(\text{leg}_i)}
+
+    1 = no offset (the book costs what its legs cost apart); 0.3 = the book needs 30% of the
+    collateral of its legs margined one by one. Needs the ``standalone_margin`` column
+    (``Backtest(..., standalone_legs=True)``); NaN without it, and dates whose legs need no
+    margin are left out.
+    """
+    if "standalone_margin" not in rows:
+        return float("nan")
+    parts = rows["standalone_margin"].to_numpy(float)
+    ok = np.isfinite(parts) & (parts > 0) & np.isfinite(rows["margin"].to_numpy(float))
+    return float(np.mean(rows["margin"].to_numpy(float)[ok] / parts[ok])) if ok.any() else float("nan")
+
+
+def _daily_calls(rows: pd.DataFrame) -> np.ndarray:
+    """One-observation changes of the margin rate on comparable days (fraction of notional)."""
+    m = margin_rate(rows)
+    if m.size < 2:
+        return np.zeros(0)
+    d = m[1:] - m[:-1]
+    return d[comparable(rows, 1) & np.isfinite(d)]
+
+
+def _call_quantile(q: float) -> Callable[[pd.DataFrame], float]:
+    def func(rows: pd.DataFrame) -> float:
+        d = _daily_calls(rows)
+        return float(np.quantile(d, q)) if d.size else float("nan")
+    return func
 
 
 def _shortfall(rows: pd.DataFrame) -> pd.Series:
     return (rows["loss"] - rows["margin"])[rows["breach"]]
 
+
+#: Procyclicality measures of the efficiency table (and of :data:`PROCYCLICALITY`).
+_PROCYCLICALITY_CORE: tuple[Metric, ...] = (
+    Metric("peak_to_trough", "Peak-to-trough margin rate (max / min of margin / notional)",
+           lambda r: peak_to_trough(r), "ratio", "procyclicality"),
+    *(Metric(f"max_{n}d_increase", f"Largest {n}-day increase of margin / notional, same book",
+             lambda r, n=n: max_n_day_increase(r, n), "fraction", "procyclicality") for n in INCREASE_WINDOWS),
+)
 
 METRICS: tuple[Metric, ...] = (
     Metric("observations", "Observations", lambda r: float(len(r)), "days", "coverage"),
@@ -73,13 +195,29 @@ METRICS: tuple[Metric, ...] = (
            lambda r: float(_shortfall(r).max()) if r["breach"].any() else 0.0, "quote ccy", "efficiency"),
     Metric("shortfall_mean", "Average shortfall on breaches",
            lambda r: float(_shortfall(r).mean()) if r["breach"].any() else 0.0, "quote ccy", "efficiency"),
-    Metric("peak_to_trough", "Peak-to-trough margin ratio (max / min)", lambda r: _peak_to_trough(r["margin"]),
-           "ratio", "procyclicality"),
-    Metric("max_1d_increase", "Largest 1-day margin increase", lambda r: max_n_day_increase(r["margin"], 1),
+    Metric("offset_benefit", "Offset benefit: margin / sum of standalone leg margins (mean over dates)",
+           offset_benefit, "ratio", "efficiency"),
+    *_PROCYCLICALITY_CORE,
+)
+
+#: The ESMA 2018 procyclicality measures of :meth:`BacktestResult.procyclicality`: the four of :data:`METRICS`,
+#: the peak-to-trough ratio of the worst rolling year, the distribution of daily margin calls and the average
+#: margin rate.
+PROCYCLICALITY: tuple[Metric, ...] = (
+    Metric("mean_margin_rate", "Average margin / notional", lambda r: float(np.nanmean(margin_rate(r))),
            "fraction", "procyclicality"),
-    Metric("max_5d_increase", "Largest 5-day margin increase", lambda r: max_n_day_increase(r["margin"], 5),
+    *_PROCYCLICALITY_CORE,
+    Metric("peak_to_trough_1y", "Peak-to-trough margin rate, worst rolling 365 observations",
+           lambda r: peak_to_trough(r, 365), "ratio", "procyclicality"),
+    Metric("comparable_days", "Days with an unchanged book (1-day windows)",
+           lambda r: float(comparable(r, 1).sum()), "days", "procyclicality"),
+    Metric("daily_call_p50", "Daily change of margin / notional, median (same book)", _call_quantile(0.50),
            "fraction", "procyclicality"),
-    Metric("max_30d_increase", "Largest 30-day margin increase", lambda r: max_n_day_increase(r["margin"], 30),
+    Metric("daily_call_p95", "Daily change of margin / notional, 95th percentile (same book)", _call_quantile(0.95),
+           "fraction", "procyclicality"),
+    Metric("daily_call_p99", "Daily change of margin / notional, 99th percentile (same book)", _call_quantile(0.99),
+           "fraction", "procyclicality"),
+    Metric("daily_call_max", "Largest daily increase of margin / notional (same book)", _call_quantile(1.0),
            "fraction", "procyclicality"),
 )
 
@@ -87,3 +225,29 @@ METRICS: tuple[Metric, ...] = (
 def compute_metrics(rows: pd.DataFrame, families: tuple[str, ...] | None = None) -> dict[str, float]:
     """Evaluate every registered metric (optionally of some families) on one pair's rows."""
     return {m.key: m.func(rows) for m in METRICS if families is None or m.family in families}
+
+
+def compute_procyclicality(rows: pd.DataFrame) -> dict[str, float]:
+    """Evaluate every measure of :data:`PROCYCLICALITY` on one pair's rows (in date order)."""
+    return {m.key: m.func(rows) for m in PROCYCLICALITY}
+
+
+def apc_tradeoff(base: pd.DataFrame, overlaid: pd.DataFrame) -> dict[str, float]:
+    """Cost and benefit of an overlay: the overlaid model's rows against its inner model's, on the same dates.
+
+    Cost: the average extra margin, ``extra_margin`` (quote currency) and ``extra_margin_rel`` (mean overlaid /
+    mean base - 1). Benefit: for each n of :data:`INCREASE_WINDOWS`, the largest n-day increase of the margin
+    rate without (``base_max_{n}d``) and with (``apc_max_{n}d``) the overlay and the reduction
+    ``reduction_{n}d`` = base - apc (fraction points); likewise the peak-to-trough ratios. Both frames hold one
+    pair's rows indexed by date; only their common dates count.
+    """
+    dates = base.index.intersection(overlaid.index)
+    b, o = base.loc[dates], overlaid.loc[dates]
+    out = {"dates": float(len(dates)), "extra_margin": float((o["margin"] - b["margin"]).mean()),
+           "extra_margin_rel": float(o["margin"].mean() / b["margin"].mean() - 1.0)
+           if b["margin"].mean() > 0 else float("nan")}
+    for n in INCREASE_WINDOWS:
+        before, after = max_n_day_increase(b, n), max_n_day_increase(o, n)
+        out.update({f"base_max_{n}d": before, f"apc_max_{n}d": after, f"reduction_{n}d": before - after})
+    out.update({"base_peak_to_trough": peak_to_trough(b), "apc_peak_to_trough": peak_to_trough(o)})
+    return out

@@ -12,10 +12,12 @@ Example (``studies/default.toml``)::
     mpor_days = 1
     tail_prob = 0.01         # p of the coverage tests (99% coverage)
     out = "reports_out"
+    standalone_legs = true   # also margin each leg alone: the offset benefit metric
 
     [market]
     assets = ["BTC", "ETH", "SOL", "XRP"]
-    freq = "1d"              # optional start / end (UTC dates)
+    freq = "1d"              # optional start / end: first and last margin dates (UTC); models see
+                             # all the bundled history before start
     smile = true             # BTC option vols: DVOL x smile fitted from the bundled chains
 
     [portfolios]
@@ -25,22 +27,50 @@ Example (``studies/default.toml``)::
     [[models]]
     name = "static"
     params = { rate = 0.10 }
+
+Member accounts (beside or instead of ``[portfolios]``) and where the run executes::
+
+    [accounts]
+    file = "accounts_sample.csv.gz"   # relative to the study file; see marginlab.datasets.read_positions
+    carry_forward = true
+
+    [execution]
+    executor = "auto"        # "serial", "local" (Dask on this machine) or "remote" (with scheduler)
+    workers = 2              # local cluster size (default: the free cores)
+    scheduler = "tcp://host:8786"
+    books_per_task = 25
+    [[models]]                # a model with anti-procyclicality overlays, applied in order (first innermost)
+    name = "historical_var"
+    label = "Historical VaR + APC buffer"
+    overlays = [{ name = "apc_buffer", params = { buffer = 0.25 } }]
+
+    [stress]                  # optional: stress tests of every book and model
+    scenarios = "all"         # or a list of names of marginlab.validation.stress.SCENARIOS
+    every = 1                 # stress every k-th margin date
+    reverse_every = 7         # reverse stress every k-th margin date (0: none)
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from marginlab.datasets import load_market
-from marginlab.models import MODELS, make_model, reference_portfolios
+from marginlab.datasets import load_market, read_positions
+from marginlab.models import MODELS, MarginModel, account_books, make_model, make_overlay, reference_portfolios
+from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
+from .executors import make_executor
+from .progress import Progress
 
-__all__ = ["StudyConfig", "StudyResult", "load_study", "run_study", "DEFAULT_STUDY"]
+__all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "build_model", "read_toml",
+           "DEFAULT_STUDY", "STUDY_KEYS", "MODEL_KEYS", "OVERLAY_KEYS"]
 
 #: ``marginlab run`` without a file runs ``studies/default.toml`` of the working directory,
 #: or of the source checkout for an editable install.
@@ -54,18 +84,35 @@ def _default_study() -> Path:
     raise ValueError(f"no study file given and {DEFAULT_STUDY} not found in {Path.cwd()}; "
                      "pass the path of a study TOML file")
 
-_SECTIONS = {
-    "study": {"name", "seed", "mpor_days", "tail_prob", "out", "include_funding", "description"},
-    "market": {"assets", "freq", "start", "end", "smile"},
-    "portfolios": {"reference", "notional"},
-    "models": None,
+#: Every key of a study file, per section, and its type: the one declaration that the parser checks
+#: (``marginlab.models.params.check_value``: no coercion, ``bool`` is not a number). ``[[models]]``
+#: entries have the keys of :data:`MODEL_KEYS`; their ``params`` are checked by the model itself, and each
+#: entry of their ``overlays`` has the keys of :data:`OVERLAY_KEYS` (``params`` checked by the overlay).
+STUDY_KEYS: dict[str, dict[str, Any]] = {
+    "study": {"name": str, "seed": int, "mpor_days": int, "tail_prob": float, "out": str,
+              "include_funding": bool, "description": str, "standalone_legs": bool},
+    "market": {"assets": list[Asset], "freq": str, "start": dt.date, "end": dt.date, "smile": bool},
+    "portfolios": {"reference": str | list[str], "notional": float},
+    "accounts": {"file": str, "carry_forward": bool},
+    "execution": {"executor": str, "workers": int, "scheduler": str, "books_per_task": int},
+    "stress": {"scenarios": str | list[str], "every": int, "reverse_every": int},
 }
-_MODEL_KEYS = {"name", "label", "params"}
+MODEL_KEYS: dict[str, Any] = {"name": str, "label": str, "params": dict[str, Any], "overlays": list[dict[str, Any]]}
+OVERLAY_KEYS: dict[str, Any] = {"name": str, "params": dict[str, Any]}
+
+
+def build_model(name: str, params: dict[str, Any] | None = None,
+                overlays: tuple[tuple[str, dict[str, Any]], ...] = ()) -> MarginModel:
+    """A registered model with its overlays applied in order, the first innermost (make_model, make_overlay)."""
+    model = make_model(name, **(params or {}))
+    for overlay, overlay_params in overlays:
+        model = make_overlay(overlay, **overlay_params)(model)
+    return model
 
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """A validated study configuration."""
+    """A validated study configuration (field types checked on construction)."""
 
     name: str
     seed: int
@@ -82,7 +129,23 @@ class StudyConfig:
     include_funding: bool = False
     smile: bool = False
     description: str = ""
+    accounts_file: str | None = None
+    carry_forward: bool = True
+    executor: str = "auto"
+    workers: int | None = None
+    scheduler: str | None = None
+    books_per_task: int | None = None
+    standalone_legs: bool = False
     source: str = "<dict>"
+    #: model label -> overlays ``((name, params), ...)`` applied in order (the first innermost)
+    model_overlays: dict[str, tuple[tuple[str, dict], ...]] = field(default_factory=dict)
+    #: stress scenarios (names of ``marginlab.validation.stress.SCENARIOS``); None: no stress tests
+    stress_scenarios: tuple[str, ...] | None = None
+    stress_every: int = 1
+    reverse_every: int = 0
+
+    def __post_init__(self) -> None:
+        validate_fields(self, prefix=f"{self.source}: StudyConfig" if isinstance(self.source, str) else None)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for the JSON report)."""
@@ -90,8 +153,20 @@ class StudyConfig:
                 "assets": list(self.assets), "freq": self.freq, "start": self.start, "end": self.end,
                 "portfolios": self.portfolios if isinstance(self.portfolios, str) else list(self.portfolios),
                 "notional": self.notional, "include_funding": self.include_funding, "smile": self.smile,
-                "models": [{"label": lab, "name": n, "params": p} for lab, n, p in self.models],
-                "description": self.description, "source": self.source}
+                "models": [{"label": lab, "name": n, "params": p,
+                            "overlays": [{"name": o, "params": op} for o, op in self.model_overlays.get(lab, ())]}
+                           for lab, n, p in self.models],
+                "stress": None if self.stress_scenarios is None else {
+                    "scenarios": list(self.stress_scenarios), "every": self.stress_every,
+                    "reverse_every": self.reverse_every},
+                "accounts": None if self.accounts_file is None else {"file": self.accounts_file,
+                                                                     "carry_forward": self.carry_forward},
+                "description": self.description, "standalone_legs": self.standalone_legs, "source": self.source}
+
+    def build_models(self) -> dict[str, MarginModel]:
+        """The study's models by label, overlays applied."""
+        return {label: build_model(name, params, self.model_overlays.get(label, ()))
+                for label, name, params in self.models}
 
 
 def _require(cond: bool, where: str, message: str) -> None:
@@ -99,137 +174,352 @@ def _require(cond: bool, where: str, message: str) -> None:
         raise ValueError(f"{where}: {message}")
 
 
+def _bare(key: str) -> str:
+    """A TOML key as written: bare when it can be, quoted otherwise (spaces, newlines, ...)."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else repr(key)
+
+
+def _table(value: Any, keys: dict[str, Any], source: str, prefix: str) -> dict[str, Any]:
+    """Check the TOML table ``prefix`` against ``keys`` (name -> type): unknown keys and wrong types raise."""
+    _require(isinstance(value, dict), source, f"[{prefix}] must be a table, got {value!r}")
+    for key in value:
+        _require(key in keys, source, f"unknown key {prefix}.{_bare(key)}; valid keys: {sorted(keys)}")
+    return {key: check_value(v, keys[key], f"{source}: {prefix}.{key}") for key, v in value.items()}
+
+
+def _utc(value: dt.date) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def _iso(value: dt.date | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
-    """Validate a parsed TOML mapping and return a :class:`StudyConfig`."""
+    """Validate a parsed TOML mapping and return a :class:`StudyConfig`.
+
+    Every key's type comes from :data:`STUDY_KEYS` / :data:`MODEL_KEYS`; ranges
+    and names are checked here, model parameters by the model. Raises
+    ``ValueError`` naming the file and the key.
+    """
+    _require(isinstance(raw, dict), source, "a study must be a table of sections")
     for key in raw:
-        _require(key in _SECTIONS, source, f"unknown section [{key}]; known sections: {sorted(_SECTIONS)}")
-    for section, keys in _SECTIONS.items():
-        if keys is None or section not in raw:
-            continue
-        _require(isinstance(raw[section], dict), source, f"[{section}] must be a table")
-        for key in raw[section]:
-            _require(key in keys, source, f"unknown key {section}.{key}; valid keys: {sorted(keys)}")
-    study, market, books = raw.get("study", {}), raw.get("market", {}), raw.get("portfolios", {})
+        _require(key in STUDY_KEYS or key == "models", source,
+                 f"unknown section [{_bare(key)}]; known sections: {sorted([*STUDY_KEYS, 'models'])}")
+    study, market, books, accounts, execution = (_table(raw.get(name, {}), STUDY_KEYS[name], source, name)
+                                                 for name in ("study", "market", "portfolios", "accounts",
+                                                              "execution"))
     seed = study.get("seed", 0)
-    _require(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, source,
-             f"study.seed must be a non-negative integer, got {seed!r}")
+    _require(seed >= 0, source, f"study.seed must be a non-negative integer, got {seed!r}")
     mpor = study.get("mpor_days", 1)
-    _require(isinstance(mpor, int) and not isinstance(mpor, bool) and 1 <= mpor <= 60, source,
-             f"study.mpor_days must be an integer in [1, 60], got {mpor!r}")
+    _require(1 <= mpor <= 60, source, f"study.mpor_days must be an integer in [1, 60], got {mpor!r}")
     p = study.get("tail_prob", 0.01)
-    _require(isinstance(p, float | int) and 0 < p <= 0.5, source, f"study.tail_prob must be in (0, 0.5], got {p!r}")
+    _require(0 < p <= 0.5, source, f"study.tail_prob must be in (0, 0.5], got {p!r}")
     assets = market.get("assets")
-    _require(isinstance(assets, list) and assets and all(isinstance(a, str) for a in assets), source,
-             f"market.assets must be a non-empty list of asset codes, got {assets!r}")
+    _require(bool(assets), source, f"market.assets must be a non-empty list of asset codes, got {assets!r}")
+    dup = sorted({a for a in assets if assets.count(a) > 1})
+    _require(not dup, source, f"market.assets lists {dup} twice")
     freq = market.get("freq", "1d")
     _require(freq in ("1d", "1h"), source, f"market.freq must be '1d' or '1h', got {freq!r}")
-    for key in ("start", "end"):
-        if key in market:
-            try:
-                pd.Timestamp(market[key])
-            except (ValueError, TypeError):
-                raise ValueError(f"{source}: market.{key} is not a date: {market[key]!r}") from None
-    smile = market.get("smile", False)
-    _require(isinstance(smile, bool), source, f"market.smile must be true or false, got {smile!r}")
-    names = books.get("reference", "all")
+    start, end = market.get("start"), market.get("end")
+    if start is not None and end is not None:
+        _require(_utc(start) <= _utc(end), source,
+                 f"market.start {start.isoformat()} is after market.end {end.isoformat()}")
+    names = books.get("reference", "all") if "portfolios" in raw or "accounts" not in raw else ()
     known = list(reference_portfolios())
-    if names != "all":
+    if names not in ("all", ()):
         _require(isinstance(names, list) and names, source, "portfolios.reference must be 'all' or a list of names")
         unknown = [n for n in names if n not in known]
         _require(not unknown, source, f"unknown reference portfolio(s) {unknown}; known: {known}")
         names = tuple(names)
     notional = books.get("notional", 1_000_000.0)
-    _require(isinstance(notional, int | float) and notional > 0, source,
-             f"portfolios.notional must be positive, got {notional!r}")
+    _require(notional > 0, source, f"portfolios.notional must be positive, got {notional!r}")
     models_raw = raw.get("models", [])
     _require(isinstance(models_raw, list) and models_raw, source, "at least one [[models]] entry is required")
-    models, labels = [], set()
+    models, labels, overlays = [], set(), {}
     for k, entry in enumerate(models_raw):
         where = f"{source}: models[{k}]"
-        _require(isinstance(entry, dict), where, "must be a table")
-        extra = set(entry) - _MODEL_KEYS
-        _require(not extra, where, f"unknown key(s) {sorted(extra)}; valid keys: {sorted(_MODEL_KEYS)}")
+        entry = _table(entry, MODEL_KEYS, source, f"models[{k}]")
         name = entry.get("name")
         _require(name in MODELS, where, f"unknown model {name!r}; registered models: {sorted(MODELS)}")
-        params = dict(entry.get("params", {}))
+        params = entry.get("params", {})
+        chain = _overlays(entry.get("overlays", []), source, f"models[{k}]")
         try:
-            make_model(name, **params)
+            build_model(name, params, chain)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{where} ({name}): {exc}") from None
         label = entry.get("label", name)
+        _require(bool(label.strip()), where, "label must not be blank")
         _require(label not in labels, where, f"duplicate model label {label!r}; give each model a distinct label")
         labels.add(label)
         models.append((label, name, params))
-    return StudyConfig(name=str(study.get("name", "study")), seed=seed, mpor_days=mpor, tail_prob=float(p),
-                       assets=tuple(assets), freq=freq, start=market.get("start"), end=market.get("end"),
+        if chain:
+            overlays[label] = chain
+    stress = _table(raw["stress"], STUDY_KEYS["stress"], source, "stress") if "stress" in raw else None
+    scenarios, stress_every, reverse_every = None, 1, 0
+    if stress is not None:
+        from .stress import SCENARIOS
+
+        wanted = stress.get("scenarios", "all")
+        if wanted == "all":
+            scenarios = tuple(SCENARIOS)
+        else:
+            _require(isinstance(wanted, list) and wanted, source, "stress.scenarios must be 'all' or a list of names")
+            unknown = [n for n in wanted if n not in SCENARIOS]
+            _require(not unknown, source, f"unknown stress scenario(s) {unknown}; known: {list(SCENARIOS)}")
+            scenarios = tuple(wanted)
+        stress_every = stress.get("every", 1)
+        _require(stress_every >= 1, source, f"stress.every must be an integer >= 1, got {stress_every!r}")
+        reverse_every = stress.get("reverse_every", 0)
+        _require(reverse_every >= 0, source, f"stress.reverse_every must be an integer >= 0, got {reverse_every!r}")
+    accounts_file = None
+    if "accounts" in raw:
+        _require("file" in accounts, source, "[accounts] needs file = \"...\" (a position file; see "
+                 "marginlab.datasets.read_positions)")
+        accounts_file = _relative(accounts["file"], source)
+        _require(Path(accounts_file).is_file(), source, f"accounts.file: {accounts_file} is not a file")
+    from .executors import EXECUTORS
+
+    executor = execution.get("executor", "remote" if "scheduler" in execution else "auto")
+    _require(executor in EXECUTORS, source, f"execution.executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    _require((executor == "remote") == ("scheduler" in execution), source,
+             "execution.scheduler (a Dask scheduler address such as tcp://host:8786) goes with executor = "
+             f"\"remote\" and only with it (executor is {executor!r})")
+    for key in ("workers", "books_per_task"):
+        _require(execution.get(key, 1) >= 1, source, f"execution.{key} must be an integer >= 1, got "
+                 f"{execution.get(key)!r}")
+    return StudyConfig(name=study.get("name", "study"), seed=seed, mpor_days=mpor, tail_prob=float(p),
+                       assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
-                       out=str(study.get("out", "reports_out")), include_funding=bool(study.get("include_funding",
-                                                                                               False)),
-                       smile=smile, description=str(study.get("description", "")), source=source)
+                       out=study.get("out", "reports_out"), include_funding=study.get("include_funding", False),
+                       smile=market.get("smile", False), description=study.get("description", ""), source=source,
+                       standalone_legs=study.get("standalone_legs", False),
+                       model_overlays=overlays, stress_scenarios=scenarios, stress_every=stress_every,
+                       reverse_every=reverse_every,
+                       accounts_file=accounts_file, carry_forward=accounts.get("carry_forward", True),
+                       executor=executor, workers=execution.get("workers"), scheduler=execution.get("scheduler"),
+                       books_per_task=execution.get("books_per_task"))
+
+
+def _relative(file: str, source: str) -> str:
+    """``file`` relative to the study file's folder (to the working directory for a study given as a dict)."""
+    path = Path(file).expanduser()
+    if not path.is_absolute() and not source.startswith("<"):
+        path = Path(source).resolve().parent / path
+    return str(path)
+
+
+def _overlays(raw: Any, source: str, prefix: str) -> tuple[tuple[str, dict], ...]:
+    """The ``overlays`` list of a ``[[models]]`` entry as ``((name, params), ...)`` (keys checked here)."""
+    _require(isinstance(raw, list), source, f"{prefix}.overlays must be a list of tables, got {raw!r}")
+    out = []
+    for k, entry in enumerate(raw):
+        entry = _table(entry, OVERLAY_KEYS, source, f"{prefix}.overlays[{k}]")
+        _require("name" in entry, source, f"{prefix}.overlays[{k}] needs a name")
+        out.append((entry["name"], entry.get("params", {})))
+    return tuple(out)
+
+
+def read_toml(path: str | Path, what: str = "study") -> dict[str, Any]:
+    """Read a TOML file marginlab is given (a study or a grid): ValueError naming the file when it cannot.
+
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, a missing, unreadable or non-UTF-8 file
+    or invalid TOML raises ValueError naming it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder, not a {what} file; give the path of a {what} TOML file")
+    if not path.exists():
+        raise ValueError(f"{what} file not found: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ValueError(f"{path}: is UTF-16 text; TOML files are UTF-8: save it as UTF-8")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
+                         "TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
 
 
 def load_study(path: str | Path | None = None) -> StudyConfig:
-    """Read and validate a study TOML file (default: the bundled default study)."""
+    """Read and validate a study TOML file (default: the bundled default study).
+
+    The file must be UTF-8 (a byte-order mark is skipped); a folder, an
+    unreadable or non-UTF-8 file or invalid TOML raises ValueError naming it.
+    """
     path = Path(path) if path is not None else _default_study()
-    if not path.exists():
-        raise ValueError(f"study file not found: {path}")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    return parse_study(raw, source=str(path))
+    return parse_study(read_toml(path), source=str(path))
 
 
 @dataclass
 class StudyResult:
-    """A study's configuration, backtest result, coverage and metrics tables, and report location."""
+    """A study's configuration, backtest result, coverage and metrics tables, and report location.
+
+    ``files`` holds the run's facts the report shows (``started``: ISO time in UTC, ``elapsed_s``,
+    ``out``: the report folder, ``skipped_portfolios``). :meth:`verdict` is the verdict matrix of the
+    report's first screen and :meth:`verdict_text` the same as text (what ``marginlab run`` prints).
+    ``procyclicality`` and ``apc`` are :meth:`BacktestResult.procyclicality` and
+    :meth:`BacktestResult.apc_tradeoff`; with a ``[stress]`` section, ``stress`` is
+    :func:`~marginlab.validation.stress.stress_coverage`, ``cover`` :func:`~marginlab.validation.stress.cover_n`
+    and ``reverse`` :func:`~marginlab.validation.stress.reverse_stress` (None without).
+    """
 
     config: StudyConfig
     backtest: BacktestResult
     coverage: pd.DataFrame
     metrics: pd.DataFrame
     report_path: Path | None = None
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+    #: every coverage test per (book, model), as :attr:`coverage` summarises them (see :meth:`coverage_reports`)
+    reports: dict[tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    #: a parameter sweep's tidy table (one row per grid point x book x model), when the study is a sweep
+    sweep: pd.DataFrame | None = None
+    procyclicality: pd.DataFrame | None = None
+    apc: pd.DataFrame | None = None
+    stress: pd.DataFrame | None = None
+    cover: pd.DataFrame | None = None
+    reverse: pd.DataFrame | None = None
+
+    def coverage_reports(self) -> dict[tuple[str, str], Any]:
+        """Every coverage test per (book, model) of :attr:`coverage` (computed once, when not given).
+
+        :class:`~marginlab.validation.coverage.CoverageReport` of each pair, each model at its own level
+        on the book's common sample.
+        """
+        missing = [key for key in self.coverage.index if key not in self.reports]
+        for key in missing:
+            self.reports[key] = self.backtest.coverage_report(*key, default_p=self.config.tail_prob)
+        return self.reports
+
+    def verdict(self) -> dict[str, Any]:
+        """The verdict matrix (books x models; :func:`marginlab.reports.verdict.verdict_matrix`)."""
+        from marginlab.reports.verdict import verdict_matrix
+
+        return verdict_matrix(self.backtest, self.coverage)
+
+    def verdict_text(self) -> str:
+        """The verdict matrix as terminal text, with its three sentences."""
+        from marginlab.reports.verdict import verdict_text
+
+        return verdict_text(self.verdict())
 
     def summary(self) -> str:
         """Breach table plus the headline coverage tests."""
-        cov = self.coverage[["breaches", "observations", "breach_rate", "kupiec_pvalue",
-                             "christoffersen_cc_pvalue", "traffic_light_zone", "worst_rolling_zone"]]
+        cov = self.coverage[["p", "breaches", "observations", "breach_rate", "kupiec_pvalue", "kupiec_direction",
+                             "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
+                             "worst_window_pvalue"]]
+        bt = self.backtest
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_colwidth", 60,
                                "display.float_format", "{:.4g}".format):
-            return (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
-                    f"p = {self.config.tail_prob:g})\n\n{self.backtest.summary()}\n\n"
-                    f"Coverage (exact p-values):\n{cov.to_string()}")
+            head = (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
+                    f"rule-based models tested at p = {self.config.tail_prob:g}, risk models at their own level)")
+            if bt.accounts:
+                reference = bt.frame[~bt.frame["portfolio"].isin(set(bt.accounts))]
+                table = BacktestResult(reference, bt.mpor_days, bt.models).summary() if len(reference) else ""
+                accounts = bt.accounts_summary(self.config.tail_prob)[
+                    ["accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",
+                     "largest_shortfall", "median_account_coverage", "accounts_below_target"]]
+                text = f"{head}\n\n{table}\n\nMember accounts ({len(bt.accounts)}):\n{accounts.to_string()}"
+            else:
+                text = f"{head}\n\n{bt.summary()}"
+            return text + (f"\n\nCoverage (exact p-values):\n{cov.to_string()}" if len(cov) else "")
 
 
 def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
-              write: bool = True) -> StudyResult:
-    """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``)."""
+              write: bool = True, progress: Progress | None = None, *, executor: str | None = None,
+              workers: int | None = None, scheduler: str | None = None,
+              books_per_task: int | None = None) -> StudyResult:
+    """Run a study and (by default) write its report to ``out`` (or the config's ``study.out``).
+
+    ``progress`` (:class:`~marginlab.validation.progress.Progress`) shows the stages and a bar over the
+    backtest's tasks on a terminal; nothing is shown by default. ``executor``, ``workers``, ``scheduler`` and
+    ``books_per_task`` override the study's ``[execution]`` section
+    (:func:`marginlab.validation.executors.make_executor`); the result is the same whichever runs it.
+    """
+    progress = progress if progress is not None else Progress(enabled=False)
+    started = dt.datetime.now(dt.UTC)
     config = study if isinstance(study, StudyConfig) else load_study(study)
-    market = load_market(list(config.assets), start=config.start, end=config.end, freq=config.freq,
-                         with_option_chains=config.smile)
+    requested = str(out if out is not None else config.out)
+    if write:  # a bad output folder fails now, not after the backtest
+        from marginlab.reports import check_report_folder
+
+        out = check_report_folder(out if out is not None else config.out)
+    # the whole bundled history is loaded: start/end select the margin dates, and every model sees all the
+    # history before the first one (no warm-up spent inside the requested range)
+    progress.stage(f"loading market data ({', '.join(config.assets)}, {config.freq})")
+    market = load_market(list(config.assets), freq=config.freq, with_option_chains=config.smile)
     library = reference_portfolios(config.notional)
     names = list(library) if config.portfolios == "all" else list(config.portfolios)
     books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
     skipped = [n for n in names if n not in books]
+    accounts: dict = {}
+    if config.accounts_file is not None:
+        table = read_positions(config.accounts_file, carry_forward=config.carry_forward, market=market)
+        accounts = account_books(table)
+        clash = sorted(set(accounts) & set(books))
+        if clash:
+            raise ValueError(f"{config.accounts_file}: account(s) {clash[:3]} have the names of reference portfolios; "
+                             "rename them")
+        books.update(accounts)
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
-    models = {}
-    for label, name, params in config.models:
-        params = dict(params)
-        fields_ = MODELS[name].__dataclass_fields__
-        if "seed" in fields_ and "seed" not in params:
-            params["seed"] = config.seed
-        if "mpor_days" in fields_ and "mpor_days" not in params:
-            params["mpor_days"] = config.mpor_days
-        models[label] = make_model(name, **params)
-    result = Backtest(market, books, models, mpor_days=config.mpor_days, include_funding=config.include_funding).run()
-    coverage = result.coverage(p=config.tail_prob)
-    metrics = result.efficiency()
-    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics)
+    models = config.build_models()
+    backtest = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
+                        include_funding=config.include_funding, seed=config.seed,
+                        standalone_legs=config.standalone_legs)
+    kind = executor if executor is not None else ("remote" if scheduler is not None else config.executor)
+    n_workers = workers if workers is not None else config.workers
+    per_task = books_per_task if books_per_task is not None else config.books_per_task
+    split_models = len(books) <= _MANY_BOOKS
+    progress.stage(f"replaying {len(books)} book(s) through {len(models)} model(s)")
+    with make_executor(kind, workers=n_workers, scheduler=scheduler if scheduler is not None else config.scheduler,
+                       n_tasks=len(backtest.tasks(per_task, split_models)), progress=progress,
+                       label="tasks (model groups)") as runner:
+        if per_task is None and not split_models:  # many books: a few tasks per worker
+            per_task = max(1, math.ceil(len(books) / (4 * max(1, runner.workers))))
+        result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
+    # the full battery of tests and metrics per reference book; member accounts get the account-level view
+    # (BacktestResult.accounts_summary & co.)
+    reference = [n for n in books if n not in accounts]
+    progress.stage("coverage tests")
+    # every coverage test of every pair, run once: the headline table and the report's drill-down share them
+    reports = {} if result.frame.empty else {
+        key: result.coverage_report(*key, default_p=config.tail_prob)
+        for key in result.frame.groupby(["portfolio", "model"], sort=False).groups if key[0] not in accounts}
+    coverage = result.coverage(default_p=config.tail_prob, reports=reports, portfolios=reference)
+    metrics = result.efficiency(portfolios=reference)
+    progress.stage("procyclicality")
+    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
+                     procyclicality=result.procyclicality(), apc=result.apc_tradeoff())
+    if config.stress_scenarios is not None:
+        from .stress import cover_n, reverse_stress, stress_coverage, stress_losses
+
+        progress.stage(f"stress tests ({len(config.stress_scenarios)} scenarios)")
+        frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every)
+        sr.stress, sr.cover = stress_coverage(frame), cover_n(frame)
+        if config.reverse_every:
+            progress.stage("reverse stress")
+            sr.reverse = reverse_stress(result, market, every=config.reverse_every)
     sr.files["skipped_portfolios"] = ", ".join(skipped)
+    sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
+    sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
     if write:
         from marginlab.reports import write_report
 
-        sr.report_path = write_report(sr, out if out is not None else config.out)
+        sr.files["out"] = requested
+        progress.stage("writing the report")
+        sr.report_path = write_report(sr, out)
     return sr
+
+
+#: Above this many portfolios (e.g. member accounts) a task runs every model on a group of books, so that each
+#: book's positions and realised P&L are built by one task (see :meth:`Backtest.tasks`).
+_MANY_BOOKS = 20

@@ -37,7 +37,7 @@ import sys
 import marginlab.datasets as ds
 import marginlab.models as mm
 import numpy as np
-from marginlab.models.garch import GarchSpec, fit_filter
+from marginlab.models.volatility import FilterSpec, fit_filter
 from marginlab.validation import Backtest
 
 SPECS = [(vol, dist) for vol in ("garch", "gjr", "ewma") for dist in ("normal", "t")]
@@ -78,7 +78,7 @@ def fit_chain(market, vol: str, dist: str, asset: str, rng: str) -> dict[str, np
     """The daily warm-started fits of ``asset`` over ``rng`` (1,000-day windows, percent returns)."""
     start, end = RANGES[rng]
     r = np.log(market.prices[asset]).diff().to_numpy() * 100
-    spec = GarchSpec(vol, dist)
+    spec = FilterSpec.from_names(vol, dist)
     prev = None
     rows = {"params": [], "loglik": [], "sigma2_next": [], "iterations": [], "status": [], "digests": []}
     for t in market.index[(market.index >= start) & (market.index <= end)]:

@@ -1,0 +1,132 @@
+"""Volatility-filter estimates of a run: one explicit, keyed estimation step shared by every model.
+
+A filter fit is identified by **what it is fitted to**: the filter specification
+(process, distribution), the asset and the window of market rows
+``first_row .. row`` (contiguous; ``row`` is the date's row). Models that need the
+same fit (FHS VaR and ES on the same asset and window, or two books holding the
+same asset) get the same object from the run's :class:`FilterEstimates`, which
+the run context owns — no module-level cache.
+
+Daily fits are warm-started from the fit of the **predecessor window** on the
+previous row, defined by content alone so that the chain of fits does not
+depend on which books or models are run, in which order, or on which worker:
+
+* a full window (``lookback`` rows) rolls: its predecessor is the full window one
+  row earlier (``first_row - 1 .. row - 1``) when that row has a return, else the
+  window grows;
+* a growing window's predecessor is the same window without its last row;
+* there is no predecessor (a cold fit) before the chain's start row (the run's
+  first margin date) or when the shorter window would have fewer than
+  ``min_obs`` rows.
+
+A fit asked for on a row whose predecessor was never fitted (e.g. a book that
+starts later than the others, or a worker given only some books) first fits the
+missing predecessors, oldest first, so the result is the same whoever asks.
+Every fit is recorded in the run's ``estimates`` table (parameters, log-likelihood,
+status, one-step variance) for the report's parameter-stability charts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from marginlab.datasets import MarketData
+
+from .volatility import FilterFit, FilterSpec, fit_filter
+
+__all__ = ["FilterEstimates", "SCALE"]
+
+SCALE = 100.0  # returns are filtered in percent
+
+
+@dataclass
+class FilterEstimates:
+    """The fits of one filter specification over a run (see the module docstring).
+
+    Parameters
+    ----------
+    spec : FilterSpec
+        Volatility process and innovation distribution.
+    lookback, min_obs : int
+        Longest window (rows) and the fewest rows a window may have.
+    refit_every : int
+        Parameters are re-estimated on rows divisible by this; in between the
+        previous parameters filter the new window.
+    start_row : int
+        The chain's first row: windows on earlier rows are never fitted.
+    on_fit : callable, optional
+        Called with one record (dict) per fit, e.g. ``partial(context.record, "estimates")``.
+    key : str
+        Identifies this chain in the records (``estimation_key`` column), e.g. the models' estimation key.
+    """
+
+    spec: FilterSpec
+    lookback: int
+    min_obs: int
+    refit_every: int = 1
+    start_row: int = 0
+    on_fit: Callable[[dict], None] | None = field(default=None, repr=False)
+    key: str = ""
+    _fits: dict[tuple[str, int, int], FilterFit] = field(default_factory=dict, repr=False)
+    _latest_row: int = field(default=-1, repr=False)
+    counts: dict[str, int] = field(default_factory=lambda: {"fits": 0, "failed": 0, "boundary": 0, "reused": 0})
+
+    @property
+    def label(self) -> str:
+        """Short name of the specification, e.g. ``garch-normal``."""
+        return f"{self.spec.vol}-{self.spec.dist}"
+
+    def predecessor(self, market: MarketData, asset: str, first_row: int, row: int) -> tuple[int, int] | None:
+        """``(first_row, row)`` of the window the fit of ``(first_row, row)`` is warm-started from, or None."""
+        if row - 1 < self.start_row:
+            return None
+        n = row - first_row + 1
+        if n >= self.lookback and first_row - 1 >= 1 \
+                and np.isfinite(market.log_return_array[first_row - 1, market.asset_index[asset]]):
+            return first_row - 1, row - 1
+        if n - 1 >= self.min_obs:
+            return first_row, row - 1
+        return None
+
+    def fit(self, market: MarketData, asset: str, first_row: int, row: int) -> FilterFit:
+        """The fit of ``asset``'s returns on rows ``first_row .. row`` (fitting missing predecessors first)."""
+        key = (asset, first_row, row)
+        if key in self._fits:
+            return self._fits[key]
+        chain = [(first_row, row)]
+        while (prev := self.predecessor(market, asset, *chain[-1])) is not None \
+                and (asset, *prev) not in self._fits:
+            chain.append(prev)
+        warm = None if prev is None else self._fits[(asset, *prev)]
+        for r0, i in reversed(chain):
+            warm = self._fit_window(market, asset, r0, i, warm)
+            self._store((asset, r0, i), warm)
+        return warm
+
+    def _store(self, key: tuple[str, int, int], fit: FilterFit) -> None:
+        # keep the fits of the latest row and the one before only: a window's predecessor is one row back
+        row = key[2]
+        if row > self._latest_row:
+            self._fits = {k: f for k, f in self._fits.items() if k[2] >= row - 1}
+            self._latest_row = row
+        if row >= self._latest_row - 1:
+            self._fits[key] = fit
+
+    def _fit_window(self, market: MarketData, asset: str, first_row: int, row: int,
+                    warm: FilterFit | None) -> FilterFit:
+        returns = market.log_return_array[first_row:row + 1, market.asset_index[asset]]
+        refit = row % self.refit_every == 0 or warm is None
+        fit = fit_filter(returns * SCALE, self.spec, warm_start=None if warm is None else warm.params,
+                         refit=refit, warm_hessian=None if warm is None else warm.inv_hessian)
+        self.counts["fits"] += 1
+        if fit.status in ("failed", "boundary", "reused"):
+            self.counts[fit.status] += 1
+        if self.on_fit is not None:
+            self.on_fit({"estimation_key": self.key, "date": market.index[row], "filter": self.label,
+                         "lookback": self.lookback,
+                         "asset": asset, "window_start": market.index[first_row], "window_rows": row - first_row + 1,
+                         **fit.param_dict, "loglik": fit.loglik, "persistence": fit.persistence,
+                         "sigma2_next": fit.sigma2_next, "status": fit.status, "iterations": fit.iterations})
+        return fit

@@ -1,0 +1,369 @@
+r"""SPAN-style portfolio margin (CME SPAN methodology), on marginlab's instruments.
+
+Each underlying asset is one SPAN *combined commodity*. For a book held at t:
+
+1. **Risk arrays** (CME, "Components of SPAN", cme.com/clearing/rmspan/span/components.html: risk
+   arrays, risk scenarios, look-ahead time): per position, for one unit long, the loss (positive) in
+   16 scenarios of the underlying price and its implied vol over the look-ahead time —
+   price moves 0, ±1/3, ±2/3, ±1 of the price scan range (PSR), each with the vol up and down by the
+   vol scan range (VSR), and two extreme moves ±k PSR at unchanged vol counted at the cover
+   fraction c (scenarios 15-16; the 16-scenario table with its fractions is as printed in NSE
+   Clearing's SPAN documentation; CME Clearing Advisory 08-303, 2008-11-03, lists an "Extreme Move
+   Value" of 3 and an "Extreme Move Coverage" of 0.33 for gasoil options; defaults here k = 3,
+   c = 0.35). Options are repriced with Black-76 at the shocked spot
+   :math:`S_0(1 + f\,PSR)` and vol :math:`\sigma(1 \pm VSR)`, their time to expiry shortened by the
+   look-ahead time (``look_ahead`` observations at the panel's step, one day on daily data, one
+   hour on hourly data); linear positions lose :math:`-q(1+b) S_0 f\,PSR`. Arrays are computed once
+   per contract and date (the run context's cache) and shared by every book holding the contract.
+2. **Scan risk** per underlying: :math:`\max(0, \max_k \sum_i q_i RA_{ik})`, the worst scenario loss
+   of the net book.
+3. **Composite delta** per position (CME Clearing, SPAN Advisory 04-06, 2004-03-22: composite deltas
+   are "probability-weighted estimates of what each contract's delta will be one day in the
+   future"; PC-SPAN "Risk Scenarios" report: each delta point carries a probability weight): the
+   weighted mean of the Black-76 deltas at the seven price points 0, ±1/3, ±2/3, ±1 PSR (vol
+   unchanged, aged by the look-ahead time). The weights (``composite_weights``) are not published;
+   the default is marginlab's: the probabilities of a normal move with standard deviation PSR/3
+   falling in the bin of width PSR/3 around each point (outer bins open): 0.0062, 0.0606, 0.2417,
+   0.3829, 0.2417, 0.0606, 0.0062.
+4. **Intra-commodity (calendar) spread charge**: composite deltas are netted per tier (one tier per
+   expiry; perpetuals and spot form the undated tier); offsetting long and short tier deltas form
+   :math:`\min(\sum_e d_e^+, \sum_e d_e^-)` spread deltas, charged ``intra_spread_rate`` times their
+   notional (NSE Clearing "SPAN Risk Parameters", updated 2024-07-04: calendar spread charge 1.75%
+   of the far-month contract for index derivatives, computed on the delta of each month; the
+   default here). Scan risk treats all tiers as perfectly correlated; this charge adds back their
+   basis risk. marginlab prices every tier off the spot (zero basis), so the realised P&L has no
+   basis risk: the charge is an add-on only.
+5. **Inter-commodity spread credit** between configured pairs (``inter_spreads``, e.g.
+   ``{"BTC/ETH": 0.5}``): when the remaining net deltas of two underlyings have opposite signs,
+   spreads are formed on their USD deltas, :math:`s = \min(|D_A|, |D_B|)`, and each leg is credited
+   ``rate`` x its weighted price risk (scan risk per unit of net delta) x the delta it puts in
+   spreads: :math:`credit_A = rate \cdot scan_A \cdot s / |D_A|` (CME SPAN methodology overview:
+   inter-commodity spreads on delta; the "Normal" weighted-price-risk method of the PC-SPAN
+   "Combined Commodities" report). Pairs are taken in the table's order; credit never exceeds a
+   leg's scan risk. The default rate 0.5 is marginlab's illustration, not a published CME rate.
+6. **Short option minimum** (CME Clearing Advisory 20-319, 2020-08-13: "a charge that is applied
+   only to portfolios concentrated in short options"; NSE Clearing "SPAN parameters": "3% of the
+   notional value of all short index option positions", 7.5% for options on individual
+   securities): :math:`SOM = r_{SOM} S_0 \sum |q|` over all short options; default 3% (Deribit's
+   BTC and ETH options are options on an index).
+7. **Net option value** (NSE Clearing: long minus short option positions valued at the last
+   closing price): :math:`NOV = \sum_{options} q\,V_0`.
+
+.. math:: M = \max\Bigl(0,\ \sum_a \max(scan_a + intra_a - inter_a,\ SOM_a) - NOV\Bigr)
+
+(``net_option_value=False`` leaves NOV out: a risk-only requirement.) A book of long options can
+have :math:`M = 0`: SPAN credits the long option value held in the account, so marginlab's loss
+test then counts any loss as a breach, although a fully paid long option costs the clearing
+house nothing.
+
+**Scan ranges** are fixed (``price_scan_range``/``vol_scan_range``: one number, or a number per
+asset) or **dynamic** (None, the default): recalibrated on every date from data up to t
+(:func:`~marginlab.models.shocks.move_quantile`): PSR = the ``scan_quantile`` of
+:math:`|S_s/S_{s-h} - 1|` and VSR = that of :math:`|\sigma_s/\sigma_{s-h} - 1|` over the last
+``lookback`` observations, h = the MPOR in observations, as clearing houses recalibrate (NSE
+Clearing: PSR from an EWMA volatility, VSR 25% of the EWMA volatility, reset daily). No margin
+(NaN, warm-up) before ``min_obs`` moves.
+
+**Simplified** (not modelled): SPAN's time risk and volatility risk split of the scan risk (the
+weighted price risk is the whole scan risk per delta), tiered intra-commodity rates, spread
+priorities across several pairs beyond the table's order, delivery (spot) charges, super
+inter-commodity and inter-exchange spreads, per-contract scan ranges (one PSR/VSR per
+underlying), and the limits on available NOV. Prices, strikes and moves are relative to the spot
+(no contract value factors: one unit = one unit of the underlying).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from marginlab.datasets import MarketData
+from scipy.special import ndtr
+
+from .base import MarginModel, ModelState, check_ints, check_range, register
+from .instruments import Position
+from .params import Asset
+from .revaluation import book_arrays, book_state
+from .scenarios import grid_values
+from .shocks import asset_pairs, move_quantile
+
+__all__ = ["SpanMargin", "SpanBreakdown", "SPAN_PRICE_FRACTIONS", "SPAN_VOL_DIRECTIONS", "COMPOSITE_POINTS",
+           "normal_bin_weights"]
+
+#: price move of each of the 16 scenarios, in multiples of the PSR (15-16: times the extreme multiple k)
+SPAN_PRICE_FRACTIONS = (0.0, 0.0, 1 / 3, 1 / 3, -1 / 3, -1 / 3, 2 / 3, 2 / 3, -2 / 3, -2 / 3, 1.0, 1.0, -1.0, -1.0,
+                        1.0, -1.0)
+#: vol move of each scenario in multiples of the VSR (+1 up, -1 down, 0 unchanged)
+SPAN_VOL_DIRECTIONS = (1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 1, -1, 0, 0)
+#: price points of the composite delta, in multiples of the PSR
+COMPOSITE_POINTS = (-1.0, -2 / 3, -1 / 3, 0.0, 1 / 3, 2 / 3, 1.0)
+
+
+def normal_bin_weights() -> tuple[float, ...]:
+    """Composite-delta weights: P(normal move, sd PSR/3, in the PSR/3-wide bin of each point), outer bins open."""
+    edges = np.array([-np.inf, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, np.inf])
+    return tuple(float(w) for w in np.diff(ndtr(edges)))
+
+
+@dataclass(frozen=True)
+class SpanBreakdown:
+    """Every intermediate of one SPAN requirement (quote currency unless stated).
+
+    ``per_asset`` has one row per underlying: ``spot``, ``psr`` and ``vsr`` (fractions), ``scan``
+    (scan risk) and ``scan_scenario`` (1-16, the worst), ``net_delta`` (composite, units of the
+    underlying), ``long_tier_delta``/``short_tier_delta`` (sums over tiers), ``intra``, ``inter``
+    (credit), ``som``, ``risk`` = max(scan + intra - inter, som), ``nov``.
+    """
+
+    rows: dict[str, dict[str, float]]
+    total: float
+
+    @property
+    def per_asset(self) -> pd.DataFrame:
+        """One row per underlying (built on demand: the hot path keeps plain dicts)."""
+        return pd.DataFrame.from_dict(self.rows, orient="index").rename_axis("asset")
+
+    def to_frame(self) -> pd.DataFrame:
+        """The per-asset table."""
+        return self.per_asset
+
+
+@register
+@dataclass(frozen=True)
+class SpanMargin(MarginModel):
+    """SPAN-style portfolio margin (see the module docstring for the method and its sources).
+
+    Parameters
+    ----------
+    price_scan_range : float, dict or None
+        PSR as a fraction of the spot (0.15 = 15%), in [0, 1/k): one for every asset, or per asset
+        (assets missing from the dict are dynamic); None: dynamic.
+    vol_scan_range : float, dict or None
+        VSR as a fraction of the vol (0.25: vol x 1.25 and x 0.75), in [0, 1); as ``price_scan_range``.
+    scan_quantile : float
+        Quantile of the dynamic scan ranges, in (0, 1).
+    lookback, min_obs : int
+        Observations of the dynamic calibration window and the fewest moves to calibrate.
+    extreme_multiple : float
+        k: the extreme scenarios move the price by ±k PSR.
+    cover_fraction : float
+        c in [0, 1]: the part of the extreme scenarios' loss counted.
+    look_ahead : int
+        Observations options are aged by in the risk arrays.
+    composite_weights : tuple of 7 floats
+        Probability weights of the composite delta at -1, -2/3, ..., +1 PSR (sum 1).
+    intra_spread_rate, short_option_minimum : float
+        Fractions of the notional (spread delta x spot; short option units x spot).
+    inter_spreads : dict
+        ``{"A/B": rate}`` inter-commodity credit rates in [0, 1].
+    net_option_value : bool
+        Subtract the net option value (long credited, short charged).
+    """
+
+    name: ClassVar[str] = "span"
+    price_scan_range: float | dict[Asset, float] | None = None
+    vol_scan_range: float | dict[Asset, float] | None = None
+    scan_quantile: float = 0.99
+    lookback: int = 365
+    min_obs: int = 60
+    extreme_multiple: float = 3.0
+    cover_fraction: float = 0.35
+    look_ahead: int = 1
+    composite_weights: tuple[float, ...] = field(default_factory=normal_bin_weights)
+    intra_spread_rate: float = 0.0175
+    inter_spreads: dict[str, float] = field(default_factory=lambda: {"BTC/ETH": 0.5})
+    short_option_minimum: float = 0.03
+    net_option_value: bool = True
+
+    def __post_init__(self) -> None:
+        check_range(self.name, "extreme_multiple", self.extreme_multiple, 1.0, None)
+        check_range(self.name, "cover_fraction", self.cover_fraction, 0.0, 1.0)
+        check_range(self.name, "scan_quantile", self.scan_quantile, 0.0, 1.0, low_open=True, high_open=True)
+        check_range(self.name, "intra_spread_rate", self.intra_spread_rate, 0.0, 1.0)
+        check_range(self.name, "short_option_minimum", self.short_option_minimum, 0.0, 1.0)
+        check_ints(self, {"lookback": 20, "min_obs": 2, "look_ahead": 0})
+        if self.min_obs > self.lookback:
+            raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
+        for key, high in (("price_scan_range", 1.0 / self.extreme_multiple), ("vol_scan_range", 1.0)):
+            value = getattr(self, key)
+            table = value if isinstance(value, dict) else {} if value is None else {"": value}
+            for asset, v in table.items():
+                where = f"{key}[{asset!r}]" if asset else key
+                check_range(self.name, where, v, 0.0, high, high_open=True)
+        w = self.composite_weights
+        if len(w) != len(COMPOSITE_POINTS) or any(x < 0 for x in w) or abs(sum(w) - 1.0) > 1e-9:
+            raise ValueError(f"{self.name}: composite_weights must be {len(COMPOSITE_POINTS)} non-negative "
+                             f"weights summing to 1, got {w!r}")
+        self._pairs  # noqa: B018  (parses and checks the table)
+
+    @cached_property
+    def _key(self) -> str:
+        return repr(self)
+
+    # -- scan ranges -----------------------------------------------------------------------------------
+    def _range(self, key: str, state: ModelState, market: MarketData, asset: str) -> float:
+        value = getattr(self, key)
+        if isinstance(value, dict):
+            if asset in value:
+                return float(value[asset])
+            value = None
+        if value is not None:
+            return float(value)
+        series = "price" if key == "price_scan_range" else "vol"
+        return state.context.shared("span_scan_ranges", (self._key, key, asset, state.i, state.context.mpor),
+                                    lambda: move_quantile(market, asset, state.i, state.context.mpor,
+                                                          self.lookback, self.scan_quantile, self.min_obs, series))
+
+    def scan_ranges(self, state: ModelState, market: MarketData, asset: str) -> tuple[float, float]:
+        """(PSR, VSR) of ``asset`` at the state's date (fractions; NaN while warming up)."""
+        return (self._range("price_scan_range", state, market, asset),
+                self._range("vol_scan_range", state, market, asset))
+
+    def _price_moves(self, psr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Spot factors of the 16 scan scenarios and 7 composite-delta points, and the scan weights."""
+        f = np.array(SPAN_PRICE_FRACTIONS) * psr
+        f[14:] *= self.extreme_multiple
+        weights = np.ones(16)
+        weights[14:] = self.cover_fraction
+        # a dynamic PSR above 1/k (or 1): falls floored at -99%
+        return np.maximum(1.0 + f, 0.01), np.maximum(1.0 + np.array(COMPOSITE_POINTS) * psr, 0.01), weights
+
+    # -- risk arrays -----------------------------------------------------------------------------------
+    def _option_arrays(self, state: ModelState, market: MarketData, contracts: list[tuple], spot: np.ndarray,
+                       tau: np.ndarray, vol: np.ndarray, psr: float, vsr: float) -> list[tuple]:
+        """Risk array (16), composite delta and mark per unit long of each option contract (one kernel call)."""
+        factors, points, weights = self._price_moves(psr)
+        moves = np.log(np.concatenate([[1.0], factors, points]))[:, None]
+        n_scan, n_pts = 16, len(COMPOSITE_POINTS)
+        time_index = np.array([0] + [1] * (n_scan + n_pts))
+        vol_index = np.array([0] + [{1: 1, -1: 2, 0: 0}[d] for d in SPAN_VOL_DIRECTIONS] + [0] * n_pts)
+        aged = np.maximum(tau - market.horizon_years(self.look_ahead), 0.0)
+        vols = np.vstack([vol, vol * (1.0 + vsr), np.maximum(vol * (1.0 - vsr), 0.0)])
+        strike = np.array([c[2] for c in contracts])
+        is_call = np.array([c[3] for c in contracts])
+        price, delta = grid_values(spot, strike, is_call, np.zeros(len(contracts), dtype=np.int64),
+                                   np.vstack([tau, aged]), vols, moves, time_index, vol_index)
+        w = np.asarray(self.composite_weights)
+        out = []
+        for j in range(len(contracts)):
+            ra = -(price[1:1 + n_scan, j] - price[0, j]) * weights
+            out.append((ra, float(w @ delta[1 + n_scan:, j]), float(price[0, j])))
+        return out
+
+    def _arrays(self, state: ModelState, positions: Sequence[Position], market: MarketData):
+        """The book's arrays, market state, (PSR, VSR) per asset and per-position risk arrays (None: warm-up)."""
+        book = book_arrays(positions)
+        bs = book_state(book, market, state.i, f"{self.name} at {state.t}")
+        has_option = np.zeros(len(book.assets), dtype=bool)
+        has_option[book.asset_idx[bs.live]] = True
+        ranges = [(self._range("price_scan_range", state, market, a),
+                   self._range("vol_scan_range", state, market, a) if has_option[k] else float("nan"))
+                  for k, a in enumerate(book.assets)]
+        if any(not np.isfinite(psr) or (has_option[k] and not np.isfinite(vsr))
+               for k, (psr, vsr) in enumerate(ranges)):
+            return book, bs, ranges, None
+        # option risk arrays, per contract and date, from the run's cache (computed once per contract)
+        store = state.context.cache("span_risk_arrays")
+        arrays: list = [None] * len(positions)
+        missing: dict[int, list[int]] = {}
+        for pos_k, j in enumerate(bs.live):
+            inst = positions[j].instrument
+            key = (self._key, inst.asset, inst.expiry.value, inst.strike, inst.is_call, state.i, state.context.mpor)
+            if key in store:
+                arrays[j] = store[key]
+            else:
+                missing.setdefault(int(book.asset_idx[j]), []).append(pos_k)
+        for a, pos_list in missing.items():
+            psr, vsr = ranges[a]
+            js = bs.live[pos_list]
+            contracts = [(positions[j].instrument.asset, positions[j].instrument.expiry.value,
+                          positions[j].instrument.strike, positions[j].instrument.is_call) for j in js]
+            unique = list(dict.fromkeys(contracts))
+            where_u = [pos_list[contracts.index(c)] for c in unique]
+            built = self._option_arrays(state, market, unique, np.full(len(unique), bs.spots[a]),
+                                        bs.tau[where_u], bs.vol[where_u], psr, vsr)
+            for c, arr in zip(unique, built, strict=True):
+                store[(self._key, *c, state.i, state.context.mpor)] = arr
+            for j, c in zip(js, contracts, strict=True):
+                arrays[j] = store[(self._key, *c, state.i, state.context.mpor)]
+        for j in np.flatnonzero(~book.is_option):
+            a = int(book.asset_idx[j])
+            factors, _, weights = self._price_moves(ranges[a][0])
+            lin = 1.0 + float(book.basis[j])
+            arrays[j] = (-lin * float(bs.spots[a]) * (factors - 1.0) * weights, lin, None)
+        return book, bs, ranges, arrays
+
+    def risk_arrays(self, state: ModelState, positions: Sequence[Position], market: MarketData, t
+                    ) -> list[tuple[np.ndarray, float, float | None] | None] | None:
+        """Per position, for one unit long: the risk array, the composite delta and the option mark.
+
+        The risk array has shape (16,): the loss (positive, quote currency) in each scenario, the
+        extreme ones (15-16) already at the cover fraction; the mark is None for linear positions.
+        An option expired by t has none (None); the whole result is None while the dynamic scan
+        ranges are warming up.
+        """
+        return self._arrays(state, positions, market)[3]
+
+    def breakdown(self, state: ModelState, positions: Sequence[Position], market: MarketData, t) -> SpanBreakdown:
+        """Every intermediate of the requirement for ``positions`` at ``t`` (see the module docstring)."""
+        book, bs, ranges, arrays = self._arrays(state, positions, market)
+        if arrays is None:
+            return SpanBreakdown({}, float("nan"))
+        rows: dict[str, dict[str, float]] = {}
+        for a, asset in enumerate(book.assets):
+            psr, vsr = ranges[a]
+            spot = float(bs.spots[a])
+            scan_vec = np.zeros(16)
+            tiers: dict[int, float] = {}
+            nov = som_units = 0.0
+            for j in np.flatnonzero(book.asset_idx == a):
+                if arrays[j] is None:
+                    continue  # an option expired by t: settled, no risk and no option value
+                q = float(book.quantity[j])
+                ra, cd, mark = arrays[j]
+                if mark is not None:
+                    nov += q * mark
+                    som_units += max(-q, 0.0)
+                scan_vec += q * ra
+                tier = int(book.expiry_ns[j])
+                tiers[tier] = tiers.get(tier, 0.0) + q * cd
+            worst = int(np.argmax(scan_vec))
+            longs = sum(d for d in tiers.values() if d > 0)
+            shorts = -sum(d for d in tiers.values() if d < 0)
+            rows[asset] = {"spot": spot, "psr": psr, "vsr": vsr, "scan": max(float(scan_vec[worst]), 0.0),
+                           "scan_scenario": worst + 1, "net_delta": longs - shorts, "long_tier_delta": longs,
+                           "short_tier_delta": shorts, "intra": self.intra_spread_rate * spot * min(longs, shorts),
+                           "inter": 0.0, "som": self.short_option_minimum * spot * som_units, "nov": nov}
+        self._inter_credits(rows)
+        total = 0.0
+        for r in rows.values():
+            r["risk"] = max(r["scan"] + r["intra"] - r["inter"], r["som"])
+            total += r["risk"] - (r["nov"] if self.net_option_value else 0.0)
+        return SpanBreakdown(rows, max(total, 0.0))
+
+    @cached_property
+    def _pairs(self) -> dict[tuple[str, str], float]:
+        return asset_pairs(f"{self.name}: inter_spreads", self.inter_spreads, 0.0, 1.0)
+
+    def _inter_credits(self, rows: dict[str, dict[str, float]]) -> None:
+        """Inter-commodity credits (``inter``) for the configured pairs, in the table's order."""
+        usd = {a: r["net_delta"] * r["spot"] for a, r in rows.items()}
+        remaining = {a: abs(v) for a, v in usd.items()}
+        for (a, b), rate in self._pairs.items():
+            if a not in rows or b not in rows or usd[a] * usd[b] >= 0:
+                continue
+            spread = min(remaining[a], remaining[b])
+            if spread <= 0:
+                continue
+            for leg in (a, b):
+                credit = rate * rows[leg]["scan"] * spread / abs(usd[leg])
+                rows[leg]["inter"] = min(rows[leg]["inter"] + credit, rows[leg]["scan"])
+                remaining[leg] -= spread
+
+    def margin(self, state: ModelState, positions: Sequence[Position], market: MarketData, t) -> float:
+        """The SPAN requirement (NaN while the dynamic scan ranges are warming up)."""
+        return self.breakdown(state, positions, market, t).total

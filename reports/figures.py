@@ -1,0 +1,335 @@
+"""The report's figures (matplotlib, embedded as PNG).
+
+Every figure is drawn at most 12.4 inches wide at 100 dpi (1,240 pixels: legible at
+a 1,300-pixel page without scaling), with 9-10 point text. User text (book and model
+names) is drawn as plain text: matplotlib's ``$...$`` math parsing is off.
+Functions take plain frames and return a matplotlib figure; :func:`png` encodes it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import textwrap
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["EPISODES", "png", "formula_png", "plotting", "frontier", "small_multiples", "episode_zoom",
+           "rolling_breaches", "parameter_stability", "bars", "heatmap", "zone_thresholds", "WIDTH"]
+
+#: Figure width in inches (x 100 dpi = pixels).
+WIDTH = 12.4
+DPI = 100
+
+#: Stress episodes shaded on the time series and zoomed on: (name, first day, last day), UTC.
+EPISODES: tuple[tuple[str, str, str], ...] = (
+    ("March 2020 (COVID crash)", "2020-03-05", "2020-03-25"),
+    ("May 2021 (China ban, leverage flush)", "2021-05-10", "2021-05-31"),
+    ("May/June 2022 (LUNA, Celsius, 3AC)", "2022-05-05", "2022-06-30"),
+    ("November 2022 (FTX)", "2022-11-05", "2022-11-20"),
+)
+
+_COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+            "#7f7f7f"]
+_RC = {"text.parse_math": False, "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10,
+       "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9, "axes.spines.top": False,
+       "axes.spines.right": False, "figure.dpi": DPI, "savefig.dpi": DPI}
+
+
+@contextmanager
+def plotting() -> Iterator[object]:
+    """``matplotlib.pyplot`` on the Agg backend with the report's style (math text off)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with matplotlib.rc_context(_RC):
+        yield plt
+
+
+def colour(k: int) -> str:
+    """The k-th model colour (stable across figures: models keep their colour)."""
+    return _COLOURS[k % len(_COLOURS)]
+
+
+def png(fig) -> str:
+    """The figure as base64 PNG (closed afterwards); no timestamp metadata, so output is repeatable."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def formula_png(latex: str) -> str | None:
+    """A LaTeX formula drawn by matplotlib's mathtext as base64 PNG, or None when mathtext cannot parse it."""
+    from matplotlib import mathtext
+
+    buf = io.BytesIO()
+    try:
+        with plotting():
+            mathtext.math_to_image(f"${latex}$", buf, dpi=110, format="png")
+    except (ValueError, RuntimeError):
+        return None
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _money_axis(ax) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(v, _):
+        a = abs(v)
+        if a >= 1e6:
+            return f"{v / 1e6:,.1f}M"
+        if a >= 1e3:
+            return f"{v / 1e3:,.0f}k"
+        return f"{v:,.0f}"
+
+    ax.yaxis.set_major_formatter(FuncFormatter(fmt))
+
+
+def _pct_axis(ax, axis: str = "y") -> None:
+    from matplotlib.ticker import PercentFormatter
+
+    (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0, decimals=None))
+
+
+def _dates(ax) -> None:
+    import matplotlib.dates as mdates
+
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=6)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _shade(ax, start: pd.Timestamp, end: pd.Timestamp) -> None:
+    for _, a, b in EPISODES:
+        a, b = pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC")
+        if b >= start and a <= end:
+            ax.axvspan(a, b, color="#f4b183", alpha=0.35, lw=0, zorder=0)
+
+
+def frontier(points: pd.DataFrame, title: str, target: float | None, models: Sequence[str]):
+    """Breach rate (y) against average margin as % of notional (x), one point per model.
+
+    ``points`` has columns ``model``, ``margin_pct`` and ``breach_rate`` (and ``book`` for one panel per book).
+    """
+    with plotting() as plt:
+        books = list(dict.fromkeys(points["book"])) if "book" in points else [title]
+        ncol = min(3, len(books))
+        nrow = int(np.ceil(len(books) / ncol))
+        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 3.3 * nrow + 0.9), squeeze=False)
+        for k, book in enumerate(books):
+            ax = axes[k // ncol][k % ncol]
+            rows = points[points["book"] == book] if "book" in points else points
+            for md, r in rows.groupby("model", sort=False):
+                ax.scatter(r["margin_pct"], r["breach_rate"], s=46, color=colour(list(models).index(md)),
+                           edgecolor="k", lw=0.4, zorder=3, label=md)
+            if target is not None:
+                ax.axhline(target, color="k", ls="--", lw=0.8)
+            _pct_axis(ax, "x")
+            _pct_axis(ax, "y")
+            top_y = max(float(rows["breach_rate"].max()), target or 0.0)
+            ax.set_ylim(0, top_y * 1.12 if top_y > 0 else 0.01)
+            ax.set_xlim(0, max(float(rows["margin_pct"].max()), 0.001) * 1.12)
+            ax.grid(alpha=0.3)
+            ax.set_title(textwrap.shorten(book, 60, placeholder="\u2026"))
+            if k % ncol == 0:
+                ax.set_ylabel("breach rate")
+            if k // ncol == nrow - 1:
+                ax.set_xlabel("average margin, % of notional")
+        for k in range(len(books), nrow * ncol):
+            axes[k // ncol][k % ncol].axis("off")
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colour(k), markeredgecolor="k", label=md)
+                   for k, md in enumerate(models) if md in set(points["model"])]
+        if target is not None:
+            handles.append(plt.Line2D([], [], ls="--", color="k", label=f"target {target:.2%}"))
+        fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False,
+                   bbox_to_anchor=(0.5, 0.0))
+        fig.tight_layout(rect=(0, 0.1 if nrow == 1 else 0.05, 1, 1))
+        return fig
+
+
+def small_multiples(rows: pd.DataFrame, models: Sequence[str], titles: dict[str, str], all_models: Sequence[str]):
+    """One panel per model (shared x and y): margin, realised loss over the MPOR, breaches; episodes shaded.
+
+    ``rows`` are one book's result rows (``date, model, margin, loss, breach``).
+    """
+    with plotting() as plt:
+        n = len(models)
+        fig, axes = plt.subplots(n, 1, figsize=(WIDTH, 1.25 * n + 0.9), sharex=True, sharey=True, squeeze=False)
+        start, end = rows["date"].min(), rows["date"].max()
+        for k, md in enumerate(models):
+            ax = axes[k][0]
+            r = rows[rows["model"] == md]
+            _shade(ax, start, end)
+            ax.fill_between(r["date"], 0, r["loss"].clip(lower=0), color="0.55", lw=0, step="post",
+                            label="realised loss over the MPOR")
+            ax.plot(r["date"], r["margin"], color=colour(list(all_models).index(md)), lw=1.1, label="margin")
+            b = r[r["breach"]]
+            ax.scatter(b["date"], b["loss"], s=14, color="#c00000", zorder=4, label="breach (loss > margin)")
+            ax.text(0.005, 0.93, titles.get(md, md), transform=ax.transAxes, va="top", fontsize=9.5,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+            _money_axis(ax)
+            ax.grid(alpha=0.25)
+        shown = rows[rows["model"].isin(list(models))]
+        top = float(np.nanmax(np.r_[shown["margin"].to_numpy(float), shown["loss"].to_numpy(float), 1.0]))
+        axes[0][0].set_ylim(0, top * 1.05)  # shared by every panel
+        handles = [plt.Rectangle((0, 0), 1, 1, color="0.55", label="realised loss over the MPOR"),
+                   plt.Line2D([], [], color="k", lw=1.1, label="margin (model colour)"),
+                   plt.Line2D([], [], marker="o", ls="", color="#c00000", label="breach (loss > margin)"),
+                   plt.Rectangle((0, 0), 1, 1, color="#f4b183", alpha=0.35, label="stress episode")]
+        fig.supylabel("quote currency")
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (1.25 * n + 0.9)))
+        fig.legend(handles=handles, loc="upper center", ncol=4, frameon=False)
+        fig.subplots_adjust(hspace=0.08)
+        return fig
+
+
+def episode_zoom(rows: pd.DataFrame, models: Sequence[str], all_models: Sequence[str]):
+    """One panel per stress episode inside the book's dates: every model's margin and the realised loss."""
+    start, end = rows["date"].min(), rows["date"].max()
+    episodes = [(n, pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC")) for n, a, b in EPISODES
+                if pd.Timestamp(b, tz="UTC") >= start and pd.Timestamp(a, tz="UTC") <= end]
+    if not episodes:
+        return None
+    with plotting() as plt:
+        import matplotlib.dates as mdates
+
+        fig, axes = plt.subplots(1, len(episodes), figsize=(WIDTH, 3.6), squeeze=False, sharey=True)
+        for k, (name, a, b) in enumerate(episodes):
+            ax = axes[0][k]
+            pad = pd.Timedelta(days=5)
+            win = rows[(rows["date"] >= a - pad) & (rows["date"] <= b + pad)]
+            loss = win.drop_duplicates("date")
+            ax.axvspan(a, b, color="#f4b183", alpha=0.25, lw=0, zorder=0)
+            ax.bar(loss["date"], loss["loss"].clip(lower=0), width=0.8, color="0.6", label="realised loss")
+            for md in models:
+                r = win[win["model"] == md]
+                ax.plot(r["date"], r["margin"], color=colour(list(all_models).index(md)), lw=1.3, label=md)
+                bb = r[r["breach"]]
+                ax.scatter(bb["date"], bb["loss"], s=16, color="#c00000", zorder=4)
+            ax.set_title(name)
+            ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=5))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b\n%Y"))
+            _money_axis(ax)
+            ax.grid(alpha=0.25)
+        handles = [plt.Line2D([], [], color=colour(list(all_models).index(md)), lw=1.5, label=md) for md in models]
+        handles += [plt.Rectangle((0, 0), 1, 1, color="0.6", label="realised loss"),
+                    plt.Line2D([], [], marker="o", ls="", color="#c00000", label="breach")]
+        fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False)
+        nrows_legend = int(np.ceil(len(handles) / 5))
+        fig.tight_layout(rect=(0, 0.07 * nrows_legend + 0.02, 1, 1))
+        return fig
+
+
+def zone_thresholds(p: float, window: int = 250) -> tuple[int, int]:
+    """Smallest breach counts in ``window`` observations that are yellow and red.
+
+    BCBS 1996: cumulative probabilities 0.95 and 0.9999 under Binomial(window, p).
+    """
+    x = np.arange(window + 1)
+    cdf = stats.binom.cdf(x, window, p)
+    return int(x[cdf >= 0.95][0]), int(x[cdf >= 0.9999][0])
+
+
+def rolling_breaches(rows: pd.DataFrame, models: Sequence[str], levels: dict[str, float],
+                     all_models: Sequence[str], window: int = 250):
+    """Rolling ``window``-observation breach count of each model against its traffic-light bands."""
+    with plotting() as plt:
+        ncol = min(4, len(models))
+        nrow = int(np.ceil(len(models) / ncol))
+        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 2.3 * nrow + 0.5), squeeze=False, sharex=True)
+        for k, md in enumerate(models):
+            ax = axes[k // ncol][k % ncol]
+            r = rows[rows["model"] == md]
+            hits = r["hit"].to_numpy(int) if "hit" in r else r["breach"].to_numpy(int)
+            yellow, red = zone_thresholds(levels[md], window)
+            counts = pd.Series(hits, index=r["date"].to_numpy()).rolling(window).sum()
+            top = max(red + 2, float(np.nanmax(counts.to_numpy())) + 1 if counts.notna().any() else red + 2)
+            ax.axhspan(0, yellow - 0.5, color="#d9f2e0", lw=0)
+            ax.axhspan(yellow - 0.5, red - 0.5, color="#fff0c2", lw=0)
+            ax.axhspan(red - 0.5, top, color="#f8d0cc", lw=0)
+            ax.plot(counts.index, counts.to_numpy(), color=colour(list(all_models).index(md)), lw=1.2)
+            ax.set_ylim(0, top)
+            ax.set_title(md if len(md) <= 34 else md[:32] + "\u2026")
+            ax.text(0.01, 0.96, f"p = {levels[md]:g}: yellow \u2265 {yellow}, red \u2265 {red}",
+                    transform=ax.transAxes, va="top", fontsize=8.5)
+            ax.grid(alpha=0.25)
+            _dates(ax)
+            if k % ncol == 0:
+                ax.set_ylabel(f"breaches in {window} obs.")
+        for k in range(len(models), nrow * ncol):
+            axes[k // ncol][k % ncol].axis("off")
+        fig.tight_layout()
+        return fig
+
+
+def parameter_stability(est: pd.DataFrame, params: Sequence[str], title: str):
+    """One panel per parameter over the fit dates, one line per asset; failed and boundary fits marked."""
+    with plotting() as plt:
+        ncol = min(3, len(params))
+        nrow = int(np.ceil(len(params) / ncol))
+        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 2.4 * nrow + 0.7), squeeze=False)
+        assets = list(dict.fromkeys(est["asset"]))
+        for k, name in enumerate(params):
+            ax = axes[k // ncol][k % ncol]
+            for j, asset in enumerate(assets):
+                # one fit per date: the longest window (books with shorter histories fit shorter windows)
+                r = est[est["asset"] == asset].sort_values(["date", "window_rows"]).drop_duplicates("date", keep="last")
+                ax.plot(r["date"], r[name], lw=0.9, color=colour(j), label=asset)
+                if "status" in r:
+                    edge = r[r["status"] == "boundary"]
+                    ax.scatter(edge["date"], edge[name], s=2, color="0.35", alpha=0.35, lw=0, zorder=3)
+                    failed = r[r["status"] == "failed"]
+                    ax.scatter(failed["date"], failed[name], s=22, marker="x", color="#c00000", zorder=4)
+            ax.set_title(name)
+            ax.grid(alpha=0.25)
+            _dates(ax)
+        for k in range(len(params), nrow * ncol):
+            axes[k // ncol][k % ncol].axis("off")
+        handles = [plt.Line2D([], [], color=colour(j), label=a) for j, a in enumerate(assets)]
+        handles.append(plt.Line2D([], [], marker="o", ls="", color="0.35", markersize=3,
+                                  label="fit on the stationarity boundary"))
+        handles.append(plt.Line2D([], [], marker="x", ls="", color="#c00000", label="failed fit (previous kept)"))
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / (2.4 * nrow + 0.7)))
+        fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False)
+        return fig
+
+
+def bars(frame: pd.DataFrame, value: str, label: str, percent_axis: bool = False):
+    """Horizontal bars of ``value`` per row label (index), e.g. a measure per model."""
+    with plotting() as plt:
+        fig, ax = plt.subplots(figsize=(WIDTH * 0.7, 0.32 * len(frame) + 1.0))
+        ax.barh([str(i) for i in frame.index], frame[value].to_numpy(float), color=colour(0))
+        ax.invert_yaxis()
+        ax.set_xlabel(label)
+        if percent_axis:
+            _pct_axis(ax, "x")
+        ax.grid(alpha=0.3, axis="x")
+        fig.tight_layout()
+        return fig
+
+
+def heatmap(table: pd.DataFrame, title: str, fmt) -> object:
+    """A 2-D grid of values (rows x columns) as a heatmap with each value written in its cell."""
+    with plotting() as plt:
+        fig, ax = plt.subplots(figsize=(min(WIDTH, 1.2 * table.shape[1] + 2.5), 0.5 * table.shape[0] + 1.3))
+        values = table.to_numpy(float)
+        ax.imshow(values, cmap="RdYlGn_r", aspect="auto")
+        ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns])
+        ax.set_yticks(range(table.shape[0]), [str(i) for i in table.index])
+        ax.set_xlabel(str(table.columns.name or ""))
+        ax.set_ylabel(str(table.index.name or ""))
+        for i in range(table.shape[0]):
+            for j in range(table.shape[1]):
+                ax.text(j, i, fmt(values[i, j]), ha="center", va="center", fontsize=9)
+        ax.set_title(title)
+        fig.tight_layout()
+        return fig

@@ -1,0 +1,103 @@
+"""Where a report's numbers come from: package versions, data files, study file, seed, commit, command.
+
+Everything here is read, never guessed: versions from the installed distributions,
+data files with the sha256 recorded in the bundled ``datasets/data/MANIFEST.sha256``,
+the study file's text as it is on disk, the git commit of the source checkout when
+marginlab runs from one (``None`` otherwise, e.g. from a wheel).
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PACKAGES", "package_versions", "data_files", "git_commit", "study_text", "reproduce_command",
+           "provenance"]
+
+#: Distributions whose versions a report records.
+PACKAGES = ("marginlab", "numpy", "pandas", "scipy", "numba", "arch", "statsmodels", "matplotlib")
+
+
+def package_versions() -> dict[str, str]:
+    """Python and the versions of :data:`PACKAGES` (``"not installed"`` when absent)."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _data_dir() -> Path:
+    from marginlab.datasets.loaders import DATA_DIR
+
+    return Path(DATA_DIR)
+
+
+def data_files(assets: list[str], freq: str, smile: bool) -> list[dict[str, Any]]:
+    """The bundled data files with their manifest sha256, each flagged ``used`` when the study reads it.
+
+    A study reads the price files of its assets at its frequency, the implied-vol files of its
+    assets, the funding files, and the option chains when ``smile`` is on.
+    """
+    manifest = _data_dir() / "MANIFEST.sha256"
+    files = []
+    if not manifest.is_file():
+        return files
+    lower = {a.lower() for a in assets}
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        digest, name = line.split(None, 1)
+        name = name.strip()
+        stem = name.split(".")[0]
+        parts = stem.split("_")
+        used = (stem.startswith(f"prices_{freq}_") and parts[-1] in lower) or (
+            stem.startswith("implied_vol_") and parts[-1] in lower) or stem.startswith("funding_") or (
+            smile and stem.startswith("options_"))
+        files.append({"file": name, "sha256": digest, "used": bool(used)})
+    return files
+
+
+def git_commit() -> dict[str, Any] | None:
+    """``{"commit", "dirty"}`` of the source checkout marginlab runs from, or None when it is not one."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": bool(status)} if commit else None
+
+
+def study_text(source: str) -> str | None:
+    """The study file's text as on disk (None when the study was not read from a file)."""
+    path = Path(source)
+    try:
+        return path.read_text(encoding="utf-8-sig") if path.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def reproduce_command(source: str, out: str | None) -> str:
+    """The shell command that reruns the study into the same folder."""
+    return "marginlab run " + shlex.quote(source) + (f" --out {shlex.quote(str(out))}" if out else "")
+
+
+def provenance(config, out: str | None, started: str | None, elapsed_s: float | None) -> dict[str, Any]:
+    """Everything the provenance section shows, as a JSON-ready dict."""
+    text = study_text(config.source)
+    return {"packages": package_versions(), "platform": platform.platform(),
+            "data_files": data_files(list(config.assets), config.freq, config.smile),
+            "manifest": "datasets/data/MANIFEST.sha256", "study_file": config.source, "study_text": text,
+            "study_config": config.to_dict(), "seed": config.seed, "git": git_commit(), "started": started,
+            "elapsed_s": elapsed_s, "command": reproduce_command(config.source, out) if text is not None else None}

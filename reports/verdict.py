@@ -1,0 +1,235 @@
+"""The verdict: which models hold coverage on which books, and at what cost.
+
+One cell per (book, model): the coverage verdict of the model at its own level
+(:meth:`BacktestResult.coverage`, exact tests, on the book's common sample), the
+breaches against the number expected, the Basel traffic-light zone of the last 250
+observations and the average margin as a percentage of the book's gross notional.
+
+Verdict rule (significance :data:`LEVEL` = 5%):
+
+* **too many breaches** when the exact one-sided binomial test rejects,
+  P(X >= x | n, p) < 5% (under-margining: the margin is below its stated level);
+* **over-margined** when the exact two-sided Kupiec test rejects with fewer breaches
+  than expected (the margin is above what its level needs: collateral at a cost);
+* **pass** otherwise;
+* **n/a** when the model does not cover the book's instruments (no number invented),
+  **warm-up** when it never had enough history on the book's dates.
+
+The matrix is a plain dict (``results.json``'s ``verdict``), rendered by the HTML
+report, ``marginlab run`` and ``marginlab show`` alike (:func:`verdict_text`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import textwrap
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .formatting import MISSING, money, percent
+
+__all__ = ["LEVEL", "VERDICTS", "verdict_of", "verdict_matrix", "verdict_sentences", "verdict_text",
+           "mean_margin_pct", "common_sample"]
+
+#: Significance of the verdict's tests.
+LEVEL = 0.05
+#: Verdicts, in the order of the legend.
+VERDICTS = ("pass", "too many breaches", "over-margined", "n/a", "warm-up")
+_SHORT = {"pass": "pass", "too many breaches": "TOO MANY", "over-margined": "over", "n/a": "n/a",
+          "warm-up": "warm-up"}
+
+
+def verdict_of(too_many_pvalue: float, kupiec_pvalue: float, kupiec_direction: str, level: float = LEVEL) -> str:
+    """The verdict of one pair from its exact p-values (see module docstring)."""
+    if too_many_pvalue < level:
+        return "too many breaches"
+    if kupiec_pvalue < level and kupiec_direction == "too few":
+        return "over-margined"
+    return "pass"
+
+
+def common_sample(backtest) -> dict[str, pd.DatetimeIndex]:
+    """Each book's comparison sample: the dates on which every model with margins for it has one."""
+    return {pf: backtest.common_dates(pf) for pf in dict.fromkeys(backtest.frame["portfolio"])}
+
+
+def mean_margin_pct(rows: pd.DataFrame) -> float:
+    """Average of margin / gross notional over the rows (NaN where the notional is zero)."""
+    notional = rows["notional"].to_numpy(float)
+    ok = notional > 0
+    return float(np.mean(rows["margin"].to_numpy(float)[ok] / notional[ok])) if ok.any() else float("nan")
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = None,
+                   level: float = LEVEL) -> dict[str, Any]:
+    """The verdict matrix as a JSON-ready dict: books, models and one cell per pair (see module docstring)."""
+    frame = backtest.frame
+    models = list(backtest.models) or list(dict.fromkeys(frame["model"]))
+    if books is None:
+        books = list(dict.fromkeys([*frame["portfolio"], *(pf for pf, _ in backtest.not_applicable),
+                                    *(pf for pf, _ in backtest.warmup)]))
+    samples = common_sample(backtest)
+    na = set(backtest.not_applicable)
+    cells = []
+    for pf in books:
+        rows_pf = frame[frame["portfolio"] == pf]
+        dates = samples.get(pf)
+        for md in models:
+            cell: dict[str, Any] = {"portfolio": pf, "model": md}
+            if (pf, md) in na:
+                cells.append({**cell, "verdict": "n/a"})
+                continue
+            if (pf, md) not in coverage.index:
+                cells.append({**cell, "verdict": "warm-up"})
+                continue
+            c = coverage.loc[(pf, md)]
+            rows = rows_pf[(rows_pf["model"] == md) & rows_pf["date"].isin(dates)]
+            shortfall = (rows["loss"] - rows["margin"])[rows["breach"]]
+            worst = shortfall.idxmax() if len(shortfall) else None
+            cells.append({**cell,
+                          "verdict": verdict_of(float(c["too_many_pvalue"]), float(c["kupiec_pvalue"]),
+                                                str(c["kupiec_direction"]), level),
+                          "p": float(c["p"]), "observations": int(c["observations"]),
+                          "breaches": int(c["breaches"]), "expected_breaches": float(c["expected_breaches"]),
+                          "breach_rate": float(c["breach_rate"]), "kupiec_pvalue": _num(c["kupiec_pvalue"]),
+                          "kupiec_direction": str(c["kupiec_direction"]),
+                          "too_many_pvalue": _num(c["too_many_pvalue"]),
+                          "christoffersen_cc_pvalue": _num(c["christoffersen_cc_pvalue"]),
+                          "traffic_light_zone": str(c["traffic_light_zone"]),
+                          "margin_breach_rate": float(rows["breach"].mean()) if len(rows) else None,
+                          "mean_margin": float(rows["margin"].mean()) if len(rows) else None,
+                          "mean_margin_pct_notional": _num(mean_margin_pct(rows)) if len(rows) else None,
+                          "largest_shortfall": float(shortfall.max()) if len(shortfall) else 0.0,
+                          "largest_shortfall_date": None if worst is None else
+                          pd.Timestamp(rows.loc[worst, "date"]).strftime("%Y-%m-%d"),
+                          "largest_shortfall_pct_notional": None if worst is None else
+                          _num(shortfall.max() / rows.loc[worst, "notional"])})
+    sample = []
+    for pf in books:
+        d = samples.get(pf)
+        sample.append({"portfolio": pf, "dates": 0 if d is None else len(d),
+                       "first": None if d is None or not len(d) else d[0].strftime("%Y-%m-%d"),
+                       "last": None if d is None or not len(d) else d[-1].strftime("%Y-%m-%d")})
+    out = {"level": level, "books": books, "models": models, "cells": cells, "common_sample": sample,
+           "rule": ("Each model at its own level p (its tail probability; rule-based models at the study's p), "
+                    "exact tests on the book's common sample at 5%: too many breaches = one-sided binomial "
+                    "P(X >= x) < 5%; over-margined = two-sided Kupiec rejects with fewer breaches than "
+                    "expected; pass otherwise.")}
+    out["sentences"] = verdict_sentences(out)
+    return out
+
+
+def _cells(matrix: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(c["portfolio"], c["model"]): c for c in matrix["cells"]}
+
+
+def _list(items: list[str], limit: int = 4) -> str:
+    if len(items) > limit:
+        items = [*items[:limit], f"{len(items) - limit} more"]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
+    """Three sentences from the numbers: who holds coverage where, who over-margins, the largest shortfall."""
+    cells = [c for c in matrix["cells"] if c["verdict"] in ("pass", "too many breaches", "over-margined")]
+    by_model: dict[str, list[dict]] = {}
+    for c in cells:
+        by_model.setdefault(c["model"], []).append(c)
+    if not by_model:
+        return ["No model produced a margin that could be tested.", "", ""]
+    # 1. coverage: models ranked by the share of their books that pass
+    ranked = sorted(by_model, key=lambda m: (-sum(c["verdict"] == "pass" for c in by_model[m]) / len(by_model[m]),
+                                             m))
+    holds = [f"{m} on {sum(c['verdict'] == 'pass' for c in by_model[m])} of {len(by_model[m])} books"
+             for m in ranked]
+    everywhere = [m for m in ranked if all(c["verdict"] == "pass" for c in by_model[m])]
+    first = (f"Coverage holds (exact tests at {matrix['level']:.0%}, each model at its own level) for "
+             f"{_list(holds, 8)}; " + (f"{_list(everywhere)} hold{'s' if len(everywhere) == 1 else ''} it on "
+                                       "every book it covers." if everywhere else
+                                       "no model holds it on every book it covers."))
+    # 2. over-margining, with the cost
+    over = {m: [c for c in v if c["verdict"] == "over-margined"] for m, v in by_model.items()}
+    over = {m: v for m, v in over.items() if v}
+    if over:
+        parts = []
+        for m in sorted(over, key=lambda m: -len(over[m])):
+            pct = [c["mean_margin_pct_notional"] for c in over[m] if c.get("mean_margin_pct_notional") is not None]
+            parts.append(f"{m} on {len(over[m])} book{'s' if len(over[m]) > 1 else ''}"
+                         + (f" (average margin {percent(float(np.mean(pct)))} of notional)" if pct else ""))
+        second = f"Over-margined (fewer breaches than its level allows, collateral held at a cost): {_list(parts)}."
+    else:
+        second = "No model is over-margined: none has significantly fewer breaches than its level allows."
+    # 3. the largest shortfall
+    worst = max(cells, key=lambda c: c.get("largest_shortfall") or 0.0)
+    if (worst.get("largest_shortfall") or 0.0) > 0:
+        pct = worst.get("largest_shortfall_pct_notional")
+        third = (f"The largest shortfall: {worst['model']} on {worst['portfolio']}, where the loss exceeded the "
+                 f"margin by {money(worst['largest_shortfall'])} USD"
+                 + (f" ({percent(pct)} of notional)" if pct is not None else "")
+                 + f" on {worst['largest_shortfall_date']}.")
+        under = sorted({c["model"] for c in cells if c["verdict"] == "too many breaches"})
+        if under:
+            third += f" Too many breaches: {_list(under)}."
+    else:
+        third = "No loss exceeded its margin on the compared dates."
+    return [first, second, third]
+
+
+def cell_text(cell: dict[str, Any]) -> str:
+    """A cell in one line: verdict, breaches / expected, zone, average margin % of notional."""
+    v = cell["verdict"]
+    if v in ("n/a", "warm-up"):
+        return v
+    pct = cell.get("mean_margin_pct_notional")
+    return (f"{_SHORT[v]} {cell['breaches']:,}/{cell['expected_breaches']:,.1f} "
+            f"{cell['traffic_light_zone'][0].upper()} {percent(pct, 1) if pct is not None else MISSING}")
+
+
+def verdict_text(matrix: dict[str, Any], width: int | None = None) -> str:
+    """The verdict matrix as plain text for a terminal (books as rows, models as columns).
+
+    Columns that do not fit in ``width`` characters (default: the terminal's width, 120 when unknown)
+    continue in a further block, each block repeating the book names.
+    """
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    cells = _cells(matrix)
+    books, models = matrix["books"], matrix["models"]
+    names = [pf if len(pf) <= 40 else pf[:39] + "\u2026" for pf in books]
+    first = max([len("book"), *(len(n) for n in names)])
+    columns = []
+    for md in models:
+        texts = [cell_text(cells.get((pf, md), {"verdict": "n/a"})) for pf in books]
+        columns.append((md, texts, max([len(md), *(len(t) for t in texts)])))
+    blocks, current, used = [], [], first
+    for col in columns:
+        if current and used + 2 + col[2] > width:
+            blocks.append(current)
+            current, used = [], first
+        current.append(col)
+        used += 2 + col[2]
+    blocks.append(current)
+    out = []
+    for block in blocks:
+        widths = [first, *(w for _, _, w in block)]
+
+        def line(r: list[str], widths=widths) -> str:
+            return "  ".join(str(x).ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
+
+        out += [line(["book", *(md for md, _, _ in block)]), line(["-" * w for w in widths])]
+        out += [line([n, *(texts[k] for _, texts, _ in block)]) for k, n in enumerate(names)]
+        out.append("")
+    legend = ("cell: verdict, breaches/expected, traffic-light zone (G/Y/R, last 250 observations), average "
+              "margin % of notional. " + matrix["rule"])
+    fill = max(60, min(width, 110))
+    wrap = [textwrap.fill(s, fill) for s in [*matrix.get("sentences", []), legend] if s]
+    return "\n".join([*out, *wrap[:-1], "", wrap[-1]])

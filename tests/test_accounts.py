@@ -1,0 +1,264 @@
+"""Member accounts: the position file reader, AccountBook, the synthetic generator and the account-level view."""
+
+import json
+
+import marginlab.datasets as ds
+import marginlab.models as mm
+import numpy as np
+import pandas as pd
+import pytest
+from marginlab.datasets import DataError, read_positions
+from marginlab.validation import Backtest
+from marginlab.validation.study import parse_study, run_study
+from scipy import stats
+
+MARKET = ds.load_market(["BTC", "ETH", "SOL", "XRP"], start="2021-01-01", end="2022-06-30")
+HEADER = "date,account,instrument,asset,quantity,expiry,strike,kind\n"
+GOOD = HEADER + ("2022-01-03,A1,spot,BTC,2,,,\n"
+                 "2022-01-03,A1,option,BTC,-1,2022-01-28,50000,call\n"
+                 "2022-01-10,A1,perpetual,ETH,-3,,,\n"
+                 "2022-01-03,B2,future,SOL,100,2022-03-25 08:00,,\n")
+
+
+def _write(tmp_path, text, name="pos.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_read_positions_returns_the_validated_table(tmp_path):
+    table = read_positions(_write(tmp_path, GOOD), market=MARKET)
+    f = table.frame
+    assert table.accounts == ["A1", "B2"] and table.carry_forward and len(table) == 4
+    assert list(f["row"]) == [1, 2, 3, 4]  # sorted by account, date, file row
+    opt = f[f["instrument"] == "option"].iloc[0]
+    assert opt["expiry"] == pd.Timestamp("2022-01-28 08:00", tz="UTC")  # a day: Deribit's 08:00 expiry
+    assert opt["strike"] == 50000 and opt["kind"] == "call"
+    fut = f[f["instrument"] == "future"].iloc[0]
+    assert np.isnan(fut["strike"]) and fut["kind"] == ""
+    # a written table reads back identically (CSV, gzip and Parquet)
+    for name in ("back.csv", "back.csv.gz", "back.parquet"):
+        again = read_positions(table.to_file(tmp_path / name), market=MARKET)
+        pd.testing.assert_frame_equal(again.frame, f)
+
+
+BAD = {
+    "unknown asset": (GOOD.replace("perpetual,ETH", "perpetual,DOGE"), 3, "A1", "asset", "unknown asset 'DOGE'"),
+    "option past expiry": (GOOD.replace("2022-01-28,50000", "2022-01-03,50000"), 2, "A1", "expiry",
+                           "held on 2022-01-03 .* at or after its expiry"),
+    "non-positive strike": (GOOD.replace("50000", "-5"), 2, "A1", "strike", "strike must be positive"),
+    "zero strike": (GOOD.replace("50000", "0"), 2, "A1", "strike", "strike must be positive"),
+    "non-numeric quantity": (GOOD.replace("BTC,2,", "BTC,two,"), 1, "A1", "quantity", "'two' is not a number"),
+    "missing quantity": (GOOD.replace("BTC,2,", "BTC,,"), 1, "A1", "quantity", "missing value"),
+    "infinite quantity": (GOOD.replace("BTC,2,", "BTC,inf,"), 1, "A1", "quantity", "not a finite number"),
+    "date before the market": (GOOD.replace("2022-01-10", "2019-01-10"), 3, "A1", "date",
+                               "2019-01-10 00:00 is outside the market data"),
+    "date after the market": (GOOD.replace("2022-01-10", "2023-01-10"), 3, "A1", "date", "outside the market data"),
+    "not a date": (GOOD.replace("2022-01-10", "10/01/2022"), 3, "A1", "date", "not an ISO 8601"),
+    "off-grid date": (GOOD.replace("2022-01-10", "2022-01-10 12:00"), 3, "A1", "date", "not on the 1d grid"),
+    "unknown instrument": (GOOD.replace("perpetual", "swap"), 3, "A1", "instrument", "unknown instrument 'swap'"),
+    "option kind": (GOOD.replace("50000,call", "50000,straddle"), 2, "A1", "kind", "'call' or 'put'"),
+    "missing strike": (GOOD.replace("50000,call", ",call"), 2, "A1", "strike", "missing value"),
+    "missing expiry": (GOOD.replace("2022-03-25 08:00", ""), 4, "B2", "expiry", "missing expiry for a future"),
+    "expiry on spot": (GOOD.replace("BTC,2,,", "BTC,2,2022-02-01,"), 1, "A1", "expiry", "a spot has no expiry"),
+    "strike on a future": (GOOD.replace("08:00,,", "08:00,100,"), 4, "B2", "strike", "only options have a strike"),
+    "missing account": (GOOD.replace("2022-01-03,B2", "2022-01-03,"), 4, "", "account", "missing value"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_position_files_are_one_line_naming_file_row_account_and_column(case, tmp_path):
+    text, row, account, column, message = BAD[case]
+    path = _write(tmp_path, text)
+    with pytest.raises(DataError, match=message) as info:
+        read_positions(path, market=MARKET)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(str(path))
+    assert f"data row {row} " in msg and f"column '{column}'" in msg
+    if account:
+        assert f"account '{account}'" in msg
+
+
+def test_duplicate_rows_name_both_rows(tmp_path):
+    path = _write(tmp_path, GOOD + "2022-01-03,A1,spot,BTC,5,,,\n")
+    with pytest.raises(DataError, match=r"data rows 1 and 5 \(account 'A1'\).*the same position twice") as info:
+        read_positions(path, market=MARKET)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "file is empty"),
+    ("date,account,asset,quantity\n2022-01-03,A,BTC,1\n", r"missing column\(s\) \['instrument'\]"),
+    (HEADER.replace("kind", "kind,venue") + "2022-01-03,A,spot,BTC,1,,,,x\n", r"unknown column\(s\) \['venue'\]"),
+    (HEADER + "2022-01-03,A,spot,BTC,true,,,\n", "holds true/false values"),
+])
+def test_unreadable_or_malformed_position_files(text, message, tmp_path):
+    with pytest.raises(DataError, match=message):
+        read_positions(_write(tmp_path, text), market=MARKET)
+
+
+def test_without_a_market_dates_are_checked_against_the_bundled_history(tmp_path):
+    path = _write(tmp_path, GOOD.replace("2022-01-10,A1,perpetual,ETH", "2016-01-10,A1,perpetual,ETH"))
+    with pytest.raises(DataError, match=r"outside the bundled ETH data \(2017-11-09"):
+        read_positions(path)
+    assert read_positions(_write(tmp_path, GOOD)).accounts == ["A1", "B2"]
+
+
+def test_account_book_carries_forward_and_drops_expired_instruments(tmp_path):
+    books = mm.account_books(read_positions(_write(tmp_path, GOOD), market=MARKET))
+    a1 = books["A1"]
+    assert a1.dates.dtype == np.int64 and len(a1.dates) == 2  # indexed once: one entry per row set
+    at = {d: a1.positions_at(pd.Timestamp(d, tz="UTC"), MARKET) for d in
+          ("2022-01-02", "2022-01-03", "2022-01-09", "2022-01-10", "2022-03-01")}
+    assert at["2022-01-02"] == []  # before the first row set
+    assert [p.instrument.label for p in at["2022-01-03"]] == ["BTC", "BTC-28JAN22-50000-C"]
+    assert at["2022-01-09"] == at["2022-01-03"]  # carried forward
+    assert [(p.instrument.label, p.quantity) for p in at["2022-03-01"]] == [("ETH-PERP", -3.0)]
+    b2 = books["B2"]  # futures only: held until the expiry (observation 2022-03-25 00:00 < 08:00)
+    held = MARKET.index[b2.held(MARKET)]
+    assert held[0] == pd.Timestamp("2022-01-03", tz="UTC") and held[-1] == pd.Timestamp("2022-03-24", tz="UTC")
+    assert b2.positions_at(pd.Timestamp("2022-03-25", tz="UTC"), MARKET) == []
+    snap = mm.account_books(read_positions(_write(tmp_path, GOOD), carry_forward=False, market=MARKET))["A1"]
+    assert snap.positions_at(pd.Timestamp("2022-01-09", tz="UTC"), MARKET) == []
+    assert list(MARKET.index[snap.held(MARKET)].strftime("%Y-%m-%d")) == ["2022-01-03", "2022-01-10"]
+
+
+def test_a_flat_row_set_closes_the_account(tmp_path):
+    text = HEADER + "2022-01-03,A,spot,BTC,1,,,\n2022-01-05,A,spot,BTC,0,,,\n2022-01-08,A,spot,BTC,2,,,\n"
+    book = mm.account_books(read_positions(_write(tmp_path, text), market=MARKET))["A"]
+    held = MARKET.index[book.held(MARKET)]
+    assert pd.Timestamp("2022-01-06", tz="UTC") not in held and pd.Timestamp("2022-01-08", tz="UTC") in held
+
+
+def test_an_account_holding_a_fixed_book_has_the_fixed_books_margins(tmp_path):
+    """The independent reference: the same positions as a FixedBook, replayed by the same engine."""
+    text = HEADER + "2021-06-01,M1,spot,BTC,3,,,\n2021-06-01,M1,perpetual,ETH,-20,,,\n"
+    account = mm.account_books(read_positions(_write(tmp_path, text), market=MARKET))["M1"]
+    fixed = mm.FixedBook("fixed", (mm.Position(mm.Spot("BTC"), 3.0), mm.Position(mm.Perpetual("ETH"), -20.0)))
+    models = {"static": mm.make_model("static"), "hs": mm.make_model("historical_var", lookback=250)}
+    res = Backtest(MARKET, [account, fixed], models, start="2021-05-01", end="2022-03-31").run()
+    f = res.frame
+    a, b = f[f["portfolio"] == "M1"].drop(columns="portfolio"), f[f["portfolio"] == "fixed"].drop(columns="portfolio")
+    assert a["date"].min() == pd.Timestamp("2021-06-01", tz="UTC")  # the account's first row set
+    b = b[b["date"] >= a["date"].min()]
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_exact=True)
+    assert res.accounts == ["M1"]
+
+
+def test_synthetic_accounts_are_deterministic_and_read_back(tmp_path):
+    market = ds.load_market(["BTC", "ETH", "SOL", "XRP"], start="2021-01-01", end="2022-12-31")
+    three = mm.synthetic_accounts(3, seed=5, market=market, start="2022-01-01", end="2022-06-30")
+    five = mm.synthetic_accounts(5, seed=5, market=market, start="2022-01-01", end="2022-06-30")
+    first3 = five.frame[five.frame["account"].isin(three.accounts)].drop(columns="row").reset_index(drop=True)
+    pd.testing.assert_frame_equal(three.frame.drop(columns="row").reset_index(drop=True), first3)
+    back = read_positions(five.to_file(tmp_path / "syn.csv.gz"), market=market)
+    assert back.accounts == five.accounts
+    np.testing.assert_allclose(back.frame["quantity"], five.frame["quantity"], rtol=1e-9)
+    kinds = set(back.frame["instrument"])
+    assert kinds <= {"spot", "perpetual", "option"} and mm.account_books(back)
+
+
+def _result_with_accounts(tmp_path):
+    text = HEADER + ("2021-06-01,L,spot,BTC,10,,,\n"
+                     "2021-06-01,S,perpetual,ETH,-300,,,\n"
+                     "2021-09-01,P,perpetual,BTC,5,,,\n2021-09-01,P,perpetual,SOL,-2000,,,\n")
+    books = mm.account_books(read_positions(_write(tmp_path, text), market=MARKET))
+    models = {"static 2%": mm.make_model("static", rate=0.02), "hs": mm.make_model("historical_var", lookback=250)}
+    return Backtest(MARKET, books, models, start="2021-06-01", end="2022-05-31").run()
+
+
+def test_account_level_view_against_a_direct_count(tmp_path):
+    res = _result_with_accounts(tmp_path)
+    f = res.frame
+    per = res.account_breach_rates(default_p=0.01)
+    for (acc, model), row in per.iterrows():
+        r = f[(f["portfolio"] == acc) & (f["model"] == model)]
+        x, n = int(r["breach"].sum()), len(r)
+        assert (row["account_days"], row["breaches"]) == (n, x)
+        p = 0.01 if model == "static 2%" else 0.01  # historical VaR 99%: tail_prob 0.01
+        if x:
+            assert row["too_many_pvalue"] == pytest.approx(stats.binomtest(x, n, p, alternative="greater").pvalue,
+                                                           rel=1e-9)
+            short = (r["loss"] - r["margin"])[r["breach"]]
+            assert row["largest_shortfall"] == short.max()
+        else:
+            assert row["largest_shortfall"] == 0 and pd.isna(row["largest_shortfall_date"])
+    table = res.accounts_summary(default_p=0.01)
+    for model, row in table.iterrows():
+        r = f[f["model"] == model]
+        assert row["accounts"] == 3 and row["account_days"] == len(r) and row["breaches"] == r["breach"].sum()
+        assert row["accounts_with_breach"] == r.groupby("portfolio")["breach"].any().sum()
+        assert row["largest_shortfall"] == max(0.0, ((r["loss"] - r["margin"])[r["breach"]]).max()
+                                               if r["breach"].any() else 0.0)
+        assert row["min_account_coverage"] == 1 - r.groupby("portfolio")["breach"].mean().max()
+    dist = res.account_breach_distribution()
+    assert list(dist.columns)[:3] == ["q0", "q10", "q25"] and (dist["q0"] <= dist["q100"]).all()
+    worst = res.worst_accounts(2)
+    assert len(worst) == 4 and set(worst.index.get_level_values("model")) == set(table.index)
+    json.dumps(res.accounts_dict(), default=str)  # JSON-ready
+    with pytest.raises(ValueError, match="no member accounts"):
+        Backtest(MARKET, mm.reference_portfolios(), [mm.make_model("static")], start="2022-01-01",
+                 end="2022-01-31").run().accounts_summary()
+
+
+def test_study_with_accounts_writes_the_account_view(tmp_path):
+    (tmp_path / "data").mkdir()
+    text = HEADER + ("2022-01-03,A1,spot,BTC,2,,,\n2022-01-03,A1,option,BTC,-1,2022-01-28,50000,call\n"
+                     "2022-01-03,B2,perpetual,ETH,-30,,,\n")
+    _write(tmp_path / "data", text, "members.csv")
+    study = tmp_path / "s.toml"
+    study.write_text('[study]\nname = "acc"\nseed = 1\n[market]\nassets = ["BTC", "ETH"]\nstart = 2022-01-03\n'
+                     'end = 2022-01-20\n[accounts]\nfile = "data/members.csv"\n[execution]\nexecutor = "serial"\n'
+                     '[[models]]\nname = "static"\n')
+    res = run_study(study, out=tmp_path / "out")
+    assert res.backtest.accounts == ["A1", "B2"] and res.coverage.empty
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "accounts.csv" in files
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Member accounts" in html and "per-account breach rate" in html
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    section = next(s["content"] for s in data["sections"] if s["key"] == "accounts")
+    assert section["tables"][0]["table"]["rows"][0]["accounts"] == 2
+    assert "A1" not in {c["portfolio"] for c in next(
+        s["content"] for s in data["sections"] if s["key"] == "verdict")["matrix"]["cells"]}
+    assert "Member accounts (2)" in res.summary()
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"accounts": {"carry_forward": True}}, r"\[accounts\] needs file"),
+    ({"accounts": {"file": "nope.csv"}}, "accounts.file: .*nope.csv is not a file"),
+    ({"accounts": {"file": "x.csv", "colour": 1}}, "unknown key accounts.colour"),
+    ({"execution": {"executor": "cloud"}}, "execution.executor must be one of"),
+    ({"execution": {"scheduler": "tcp://h:1", "executor": "local"}}, "execution.scheduler"),
+    ({"execution": {"executor": "remote"}}, "execution.scheduler"),
+    ({"execution": {"workers": 0}}, "execution.workers must be an integer >= 1"),
+    ({"execution": {"workers": "2"}}, "execution.workers"),
+])
+def test_accounts_and_execution_keys_are_checked(section, message):
+    raw = {"study": {"name": "t"}, "market": {"assets": ["BTC"]}, "models": [{"name": "static"}], **section}
+    with pytest.raises(ValueError, match=message):
+        parse_study(raw, source="s.toml")
+
+
+def test_options_beside_an_asset_without_implied_vol_get_risk_margins():
+    """Fails before the fix: the scenario window required implied-vol changes of every asset of a book
+    holding options, so BTC options held with XRP (no DVOL) left the book in warm-up on every date."""
+    market = ds.load_market(["BTC", "XRP"], start="2021-01-01", end="2022-06-30")
+    call = mm.Option("BTC", "2022-12-30 08:00", 60000.0, "call")
+    book = mm.FixedBook("mixed", (mm.Position(call, -2.0), mm.Position(mm.Spot("XRP"), 1e5)))
+    models = {"hs": mm.make_model("historical_var", lookback=250, min_obs=100),
+              "fhs": mm.make_model("fhs_garch", lookback=250, min_obs=100),
+              "ewma": mm.make_model("ewma_var", lookback=250, min_obs=100, n_paths=2000)}
+    f = Backtest(market, [book], models, start="2022-03-01", end="2022-03-10").run().frame
+    assert set(f["model"]) == set(models) and f["margin"].gt(0).all() and len(f) == 30
+    # historical VaR by hand: the joint window of BTC and XRP returns with BTC's DVOL changes (XRP has none)
+    t = pd.Timestamp("2022-03-04", tz="UTC")
+    i = market.loc_of(t)
+    rows = np.arange(i - 249, i + 1)
+    rets = market.log_return_array[rows][:, [market.asset_index["BTC"], market.asset_index["XRP"]]]
+    dv = market.log_vol_change_array[rows, market.asset_index["BTC"]]
+    vol_shocks = np.column_stack([market.vol_array[i, market.asset_index["BTC"]] * np.expm1(dv), np.zeros(250)])
+    losses = -mm.revalue(book.positions, market, t, rets, vol_shocks)
+    k = int(np.ceil(250 * 0.01))
+    hs = f[(f["model"] == "hs") & (f["date"] == t)]["margin"].iloc[0]
+    assert hs == pytest.approx(np.sort(losses)[::-1][k - 1], rel=1e-12)

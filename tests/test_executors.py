@@ -1,0 +1,222 @@
+"""Executors: the same bytes on serial, local and remote Dask; a worker dying mid-run; the CLI flags."""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import marginlab.datasets as ds
+import marginlab.models as mm
+import pandas as pd
+import pytest
+from marginlab.validation import Backtest
+from marginlab.validation.cli import build_parser, main
+from marginlab.validation.executors import (
+    LocalExecutor,
+    SerialExecutor,
+    executor_from_args,
+    make_executor,
+)
+from marginlab.validation.progress import Progress
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import the test module
+
+MARKET = ds.load_market(["BTC", "SOL"], start="2020-01-01", end="2021-06-30")
+BOOKS = [mm.ConstantNotionalBook("long BTC", ((mm.Spot("BTC"), 1e6),)),
+         mm.ConstantNotionalBook("BTC vs SOL", ((mm.Perpetual("BTC"), 1e6), (mm.Perpetual("SOL"), -1e6)))]
+MODELS = {"static": mm.make_model("static"),
+          "fhs": mm.make_model("fhs_garch", lookback=200, min_obs=100, n_paths=500),
+          "ewma": mm.make_model("ewma_var", lookback=200, min_obs=100, n_paths=500)}
+
+
+@pytest.fixture(scope="module")
+def backtest():
+    bt = Backtest(MARKET, BOOKS, MODELS, start="2020-10-01", end="2021-01-31", mpor_days=2, seed=3)
+    return bt, bt.run()
+
+
+@pytest.fixture(scope="module")
+def local():
+    with LocalExecutor(2, progress=None) as ex:
+        yield ex
+
+
+def _same(a, b):
+    pd.testing.assert_frame_equal(a.frame, b.frame, check_exact=True)
+    pd.testing.assert_frame_equal(a.estimates, b.estimates, check_exact=True)
+    assert a.diagnostics == b.diagnostics and a.not_applicable == b.not_applicable and a.warmup == b.warmup
+
+
+def test_local_cluster_gives_the_serial_bytes(backtest, local):
+    """Fails without the one-BLAS-thread rule of run_task: Dask workers run with one BLAS thread, this
+    process with several, and the FHS fits' optimiser sums moved in the last bits (3e-7 relative in margins)."""
+    bt, serial = backtest
+    assert local.workers == 2
+    _same(serial, bt.run(executor=local, books_per_task=1))
+    _same(serial, bt.run(executor=local, split_models=False))
+
+
+class _KillOnce:
+    """Wraps the task function: the first task run on a worker kills that worker's process (SIGKILL)."""
+
+    def __init__(self, function, marker: Path):
+        self.function, self.marker = function, marker
+
+    def __call__(self, task):
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return self.function(task)
+        os.close(fd)
+        time.sleep(0.5)  # let the other worker start its tasks: the death is mid-run
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _KillingExecutor:
+    def __init__(self, inner, marker):
+        self.inner, self.marker = inner, marker
+
+    def map(self, function, items):
+        return self.inner.map(_KillOnce(function, self.marker), items)
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_result_is_unchanged(backtest, local, tmp_path):
+    bt, serial = backtest
+    marker = tmp_path / "killed"
+    before = set(local.client.scheduler_info()["workers"])
+    result = bt.run(executor=_KillingExecutor(local, marker), books_per_task=1)
+    assert marker.exists()  # a worker did die
+    _same(serial, result)
+    local.client.wait_for_workers(2, timeout=60)
+    assert set(local.client.scheduler_info()["workers"]) != before  # the nanny started a new worker
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+STUDY = """[study]
+name = "remote"
+seed = 4
+[market]
+assets = ["BTC", "ETH"]
+start = 2021-01-01
+end = 2021-04-30
+[portfolios]
+reference = ["long BTC spot", "long BTC / short ETH perpetuals"]
+[[models]]
+name = "static"
+[[models]]
+name = "fhs_garch"
+params = { lookback = 300, min_obs = 100, n_paths = 500 }
+[[models]]
+name = "historical_var"
+params = { lookback = 300, min_obs = 100 }
+"""
+
+
+def test_a_real_dask_scheduler_and_two_workers_give_the_serial_bytes(tmp_path, capsys):
+    study = tmp_path / "remote.toml"
+    study.write_text(STUDY)
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    dask = [sys.executable, "-m", "dask"]
+    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)]
+    try:
+        for _ in range(2):
+            procs.append(subprocess.Popen([*dask, "worker", address, "--nthreads", "1", "--no-dashboard",
+                                           "--host", "127.0.0.1", "--no-nanny"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+        from dask.distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        assert main(["run", str(study), "--scheduler", address, "--books-per-task", "1",
+                     "--out", str(tmp_path / "remote")]) == 0
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    assert main(["run", str(study), "--executor", "serial", "--out", str(tmp_path / "serial")]) == 0
+    capsys.readouterr()
+    for name in ("backtest.csv", "coverage.csv", "metrics.csv"):
+        assert (tmp_path / "remote" / name).read_bytes() == (tmp_path / "serial" / name).read_bytes(), name
+
+
+def test_no_scheduler_at_the_address_is_one_line(tmp_path, capsys):
+    study = tmp_path / "s.toml"
+    study.write_text(STUDY)
+    assert main(["run", str(study), "--scheduler", f"tcp://127.0.0.1:{_free_port()}",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("marginlab: error: no Dask scheduler answers at tcp://127.0.0.1:")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--executor", "local", "--scheduler", "tcp://h:1"], "--scheduler runs on that cluster"),
+    (["--workers", "0"], "--workers must be >= 1"),
+    (["--books-per-task", "0"], "--books-per-task must be >= 1"),
+])
+def test_bad_executor_flags_are_one_line(argv, message, tmp_path, capsys):
+    study = tmp_path / "s.toml"
+    study.write_text(STUDY)
+    assert main(["run", str(study), *argv, "--out", str(tmp_path / "o")]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_flags_are_reusable_by_other_subcommands():
+    from marginlab.validation.executors import add_executor_arguments
+
+    parser = build_parser()
+    args = parser.parse_args(["run", "x.toml", "--executor", "serial", "--workers", "3"])
+    assert executor_from_args(args) == {"executor": "serial", "workers": 3, "scheduler": None,
+                                        "books_per_task": None}
+    import argparse
+
+    sweep = argparse.ArgumentParser()
+    add_executor_arguments(sweep)
+    assert executor_from_args(sweep.parse_args(["--scheduler", "tcp://h:8786"]))["executor"] == "remote"
+
+
+def test_auto_choice_and_its_override(monkeypatch):
+    monkeypatch.setenv("MARGINLAB_EXECUTOR", "serial")
+    assert isinstance(make_executor("auto"), SerialExecutor)
+    monkeypatch.setenv("MARGINLAB_EXECUTOR", "cluster")
+    with pytest.raises(ValueError, match="MARGINLAB_EXECUTOR must be 'serial' or 'local'"):
+        make_executor("auto")
+    monkeypatch.delenv("MARGINLAB_EXECUTOR")
+    monkeypatch.setattr("marginlab.validation.executors.free_cores", lambda: 1)
+    assert isinstance(make_executor("auto"), SerialExecutor)
+    monkeypatch.setattr("marginlab.validation.executors.free_cores", lambda: 4)
+    assert isinstance(make_executor("auto", n_tasks=1), SerialExecutor)  # one task: nothing to spread
+    with pytest.raises(ValueError, match="executor must be one of"):
+        make_executor("threads")
+    with pytest.raises(ValueError, match="needs a scheduler address"):
+        make_executor("remote")
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_executors_advance_the_one_progress_bar_on_a_terminal_only():
+    quiet = io.StringIO()
+    SerialExecutor(progress=Progress(stream=quiet), label="tasks").map(lambda x: x, [1, 2, 3])
+    assert quiet.getvalue() == ""
+    tty = _Tty()
+    assert SerialExecutor(progress=Progress(stream=tty), label="tasks").map(lambda x: 2 * x, [1, 2]) == [2, 4]
+    assert "2/2 tasks" in tty.getvalue() and tty.getvalue().endswith("\n")

@@ -1,0 +1,261 @@
+"""The report: number formatting, the verdict rule, methodology, results.json and its schema, the CLI around it.
+
+The browser tests (``test_report_browser.py``) open the rendered page; here the report's data and text.
+"""
+
+import json
+import re
+from dataclasses import dataclass
+from typing import ClassVar
+
+import jsonschema
+import numpy as np
+import pytest
+from marginlab.models import MarginModel, make_model
+from marginlab.reports import REPORT_FILES, read_results
+from marginlab.reports.formatting import count, money, percent, probability, pvalue, ratio
+from marginlab.reports.verdict import verdict_of
+from marginlab.reports.writer import SCHEMA_PATH
+from marginlab.validation import coverage as cv
+from marginlab.validation.cli import main
+from scipy import stats
+
+# --------------------------------------------------------------------------- formatting
+
+
+@pytest.mark.parametrize("value, text", [
+    (1_387_204.4, "1,387,204"), (2.22e-16, "0"), (0.0, "0"), (-0.0, "0"), (12.345, "12.35"), (-55_526.2, "-55,526"),
+    (1e12, "1,000,000,000,000"), (99.999, "100"), (0.004, "0"), (float("nan"), "\u2014"), (None, "\u2014"),
+    (float("inf"), "\u221e"),
+])
+def test_money_has_separators_and_never_scientific_notation(value, text):
+    assert money(value) == text
+    assert "e" not in money(value)
+
+
+@pytest.mark.parametrize("fn, value, text", [
+    (percent, 0.0117, "1.17%"), (percent, 0.0, "0%"), (percent, 0.1, "10.00%"), (percent, 2.3e-7, "0.000023%"),
+    (pvalue, 0.0123456, "0.0123"), (pvalue, 0.5, "0.500"), (pvalue, 0.000123456, "0.000123"),
+    (pvalue, 3e-11, "< 1e-10"), (pvalue, 0.0, "< 1e-10"), (pvalue, 1.0, "1"), (pvalue, 0.99951, "1"),
+    (pvalue, 1e-10, "1.00 \u00d7 10\u207b\u00b9\u2070"),
+    (pvalue, 1.234e-7, "1.23 \u00d7 10\u207b\u2077"), (pvalue, 9.996e-6, "1.00 \u00d7 10\u207b\u2075"),
+    (count, 12345, "12,345"), (ratio, 57.26, "57.3"), (ratio, 0.001234, "0.00123"), (ratio, 12345.6, "12,346"),
+    (probability, 0.025, "0.025"), (probability, 0.01, "0.01"),
+])
+def test_rates_pvalues_counts(fn, value, text):
+    assert fn(value) == text
+    assert fn(value) == "< 1e-10" or not re.search(r"\de[+-]\d", fn(value))
+
+
+# --------------------------------------------------------------------------- the verdict rule
+
+
+@pytest.mark.parametrize("n, x, p, verdict", [
+    (250, 7, 0.01, "too many breaches"),   # P(X >= 7 | 250, 1%) = 0.0042
+    (250, 5, 0.01, "pass"),                # P(X >= 5) = 0.108
+    (1000, 2, 0.01, "over-margined"),      # far fewer than the 10 expected
+    (1000, 10, 0.01, "pass"),
+    (400, 0, 0.025, "over-margined"),      # ES 97.5% tested at its VaR level: 10 expected, none seen
+])
+def test_verdict_from_the_exact_tests_matches_scipy(n, x, p, verdict):
+    hits = np.zeros(n, dtype=bool)
+    hits[np.linspace(0, n - 1, x).astype(int) if x else []] = True
+    upper = cv.binomial_upper(hits, p)
+    kupiec = cv.kupiec_pof(hits, p, exact=True)
+    # the one-sided p-value the verdict reads is scipy's exact binomial test (independent reference)
+    assert upper.pvalue == pytest.approx(stats.binomtest(x, n, p, alternative="greater").pvalue, rel=1e-9)
+    assert verdict_of(upper.pvalue, kupiec.pvalue, kupiec.direction) == verdict
+
+
+# --------------------------------------------------------------------------- methodology
+
+
+def test_methodology_from_docstring_and_fields():
+    meth = make_model("static", rate=0.07).methodology()
+    assert meth.name == "static" and meth.summary.startswith("Flat percentage of gross notional")
+    assert any("\\sum_i" in f for f in meth.formula)
+    params = {p.name: p for p in meth.parameters}
+    assert params["rate"].value == 0.07 and params["rate"].default == 0.10 and params["rate"].type == "float"
+    fhs = make_model("fhs_garch").methodology()
+    assert any("Barone-Adesi" in s for s in fhs.sources)
+    deribit = make_model("deribit_standard").methodology()
+    assert any("not modelled" in lim.lower() or "unverified" in lim.lower() for lim in deribit.limitations)
+
+
+def test_a_new_model_gets_its_methodology_for_free():
+    @dataclass(frozen=True)
+    class Haircut(MarginModel):
+        r"""Haircut margin: a share of the gross notional.
+
+        .. math:: M = h \sum_i |q_i| S_i
+
+        Parameters
+        ----------
+        haircut : float
+            Share of the notional held.
+
+        References
+        ----------
+        A rulebook, section 3 (2024).
+
+        Limitations
+        -----------
+        Delta-blind.
+        """
+
+        name: ClassVar[str] = "haircut_test"
+        haircut: float = 0.2
+
+    meth = Haircut().methodology()
+    assert meth.summary == "Haircut margin: a share of the gross notional."
+    assert meth.formula == (r"M = h \sum_i |q_i| S_i",)
+    assert meth.parameters[0].description == "Share of the notional held."
+    assert meth.sources == ("A rulebook, section 3 (2024).",) and meth.limitations == ("Delta-blind.",)
+    assert json.dumps(meth.to_dict())
+
+
+# --------------------------------------------------------------------------- results.json, the CLI
+
+
+def test_results_json_follows_its_schema_and_carries_the_verdict(hostile_report):
+    out = hostile_report["out"]
+    assert set(REPORT_FILES) == {"report.html", "results.json", "results.schema.json", "backtest.csv", "coverage.csv",
+                                 "metrics.csv"}
+    assert {p.name for p in out.iterdir()} == {*REPORT_FILES, ".marginlab-report"}
+    results = read_results(out)
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(results, schema)
+    assert json.loads((out / "results.schema.json").read_text()) == schema
+    keys = [s["key"] for s in results["sections"]]
+    assert keys[0] == "verdict" and {"compare", "drilldown", "parameters", "methodology", "limitations",
+                                     "provenance"} <= set(keys)
+    assert not {"offsets", "stress", "accounts", "sweep"} & set(keys)  # no data for them
+    assert "procyclicality" in keys  # every backtest has its procyclicality measures (BacktestResult.procyclicality)
+    matrix = results["sections"][0]["content"]["matrix"]
+    study = hostile_report["study"]
+    cov = study.coverage
+    for cell in matrix["cells"]:
+        if cell["verdict"] in ("pass", "too many breaches", "over-margined"):
+            row = cov.loc[(cell["portfolio"], cell["model"])]
+            assert cell["breaches"] == row["breaches"] and cell["too_many_pvalue"] == row["too_many_pvalue"]
+    assert {c["verdict"] for c in matrix["cells"]} >= {"n/a"}
+    assert len(matrix["sentences"]) == 3
+    prov = results["sections"][-1]["content"]
+    assert prov["seed"] == study.config.seed and prov["study_text"] == hostile_report["study_file"].read_text()
+    assert any(f["used"] and f["file"] == "prices_1d_btc.csv.gz" for f in prov["data_files"])
+
+
+def test_cli_show_and_models(hostile_report, capsys):
+    assert main(["show", str(hostile_report["out"])]) == 0
+    out = capsys.readouterr().out
+    assert "Coverage holds" in out and hostile_report["book"][:39] in out
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "fhs_garch: Filtered historical simulation" in out and "lookback" in out and "= 1000" in out
+    assert main(["show", str(hostile_report["out"].parent)]) == 2
+    assert "has no results.json" in capsys.readouterr().err
+
+
+def test_cli_run_prints_the_verdict_and_no_progress_when_not_a_terminal(tmp_path, capsys):
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "tiny"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = 2022-01-01\n'
+                     'end = 2022-06-30\n[portfolios]\nreference = ["long BTC spot"]\n'
+                     '[[models]]\nname = "static"\nlabel = "static 10%"\n')
+    assert main(["run", str(study), "--out", str(tmp_path / "rep")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # stages and bar only on a terminal
+    assert "static 10%" in captured.out and "long BTC spot" in captured.out and "Coverage holds" in captured.out
+    assert f"report written to {tmp_path / 'rep' / 'report.html'}" in captured.out
+
+
+def test_regulatory_study_is_valid():
+    from marginlab.validation.study import load_study
+
+    cfg = load_study("studies/regulatory.toml")
+    assert cfg.mpor_days == 2 and cfg.tail_prob == 0.01 and len(cfg.models) >= 6
+
+
+def test_sections_for_other_streams_render_when_the_result_carries_their_data(hostile_report):
+    """Offsets (standalone legs), procyclicality and APC trade-off, a sweep, member accounts: each section appears
+    only with its data, in results.json and on the page (shapes as the portfolio-margin, stress and scale-out
+    streams produce them)."""
+    import copy
+    import types
+
+    import pandas as pd
+    from marginlab.reports.sections import ReportData, build_accounts, build_sections
+    from marginlab.reports.writer import render_html, results_dict
+
+    study = copy.copy(hostile_report["study"])
+    bt = copy.copy(study.backtest)
+    bt.frame = bt.frame.assign(standalone_margin=bt.frame["margin"] * 1.25)
+    pairs = bt.frame.groupby(["portfolio", "model"], sort=False).size().index
+    bt.procyclicality = lambda: pd.DataFrame({"max_1d_increase": 0.05, "peak_to_trough": 3.0,
+                                              "daily_call_p99": 0.01}, index=pairs)
+    study.backtest = bt
+    # the stress stream's StudyResult fields: apc (apc_tradeoff), stress (stress_coverage), cover (cover_n)
+    study.apc = pd.DataFrame({"base_model": ["HS VaR 99%"], "tools": ["apc_buffer"], "extra_margin": [12_345.0],
+                              "reduction_1d": [0.02]},
+                             index=pd.MultiIndex.from_tuples([(hostile_report["book"], "HS VaR 99%+apc")],
+                                                             names=["portfolio", "model"]))
+    scenarios = pd.MultiIndex.from_tuples([("b", "HS VaR 99%", "FTX"), ("b", "HS VaR 99%", "worst")],
+                                          names=["portfolio", "model", "scenario"])
+    study.stress = pd.DataFrame({"dates": [10, 10], "covered_share": [0.9, 0.5], "median_ratio": [1.4, 1.0],
+                                 "min_ratio": [0.7, 0.4], "mean_stress_loss": [1e5, 2e5],
+                                 "max_stress_loss": [2e5, 4e5]}, index=scenarios)
+    study.cover = pd.DataFrame({"members": [2], "cover1": [5e4], "cover2": [7.5e4]},
+                               index=pd.MultiIndex.from_tuples([(pd.Timestamp("2022-11-09", tz="UTC"), "HS VaR 99%")],
+                                                               names=["date", "model"]))
+    study.sweep = pd.DataFrame({"portfolio": "b", "model": "HS VaR 99%", "lookback": [250, 250, 500, 500],
+                                "dist": ["normal", "t", "normal", "t"], "breach_rate": [0.01, 0.02, 0.015, 0.01]})
+    data = ReportData(study)
+    keys = [s.key for s, _ in build_sections(data)]
+    assert keys[:2] == ["verdict", "compare"] and {"offsets", "procyclicality", "stress", "sweep"} <= set(keys)
+    results = results_dict(study)
+    jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
+    offsets = next(s["content"] for s in results["sections"] if s["key"] == "offsets")
+    assert [r["offset_benefit"] for r in offsets["table"]["rows"]] == pytest.approx([0.8] * len(pairs))
+    html = render_html(study)
+    for key in ("offsets", "procyclicality", "stress", "sweep"):
+        assert f'<section id="{key}">' in html
+    assert "12,345" in html and "75,000" in html  # the APC tool's extra margin, Cover-2: money
+    from marginlab.reports import report_files
+
+    assert {"stress_coverage.csv", "cover.csv", "apc_tradeoff.csv", "sweep.csv"} <= set(report_files(study))
+    # member accounts: the PQD 6.5 table from the rows of the accounts' portfolios
+    stub = types.SimpleNamespace(accounts=[hostile_report["book"]], frame=data.frame)
+    content = build_accounts.build(stub)
+    row = next(r for r in content["tables"][0]["table"]["rows"] if r["model"] == "HS VaR 99%")
+    rows = data.frame[(data.frame["portfolio"] == hostile_report["book"]) & (data.frame["model"] == "HS VaR 99%")]
+    assert row["accounts"] == 1 and row["account_days"] == len(rows) and row["breaches"] == rows["breach"].sum()
+
+
+def test_an_overlaid_model_is_documented_as_its_inner_model_and_its_overlays():
+    import types
+
+    from marginlab.reports.sections import _methodology
+
+    @dataclass(frozen=True)
+    class Buffer:
+        """APC buffer: 25% of the margin held on top.
+
+        Parameters
+        ----------
+        buffer : float
+            Share of the margin added.
+
+        References
+        ----------
+        EMIR RTS 153/2013 Art. 28(1)(a).
+        """
+
+        name: ClassVar[str] = "apc_buffer"
+        buffer: float = 0.25
+
+    overlaid = types.SimpleNamespace(inner=make_model("static"), overlays=(Buffer(),))
+    meth = _methodology(overlaid)
+    assert meth["summary"].startswith("Flat percentage") and "Overlay apc_buffer: APC buffer" in meth["summary"]
+    assert "EMIR RTS 153/2013 Art. 28(1)(a)." in meth["sources"]
+    assert {"name": "apc_buffer.buffer", "value": 0.25, "default": 0.25, "type": "float",
+            "description": "Share of the margin added."} in meth["parameters"]

@@ -1,0 +1,120 @@
+"""Stress tests: historical episodes reproduce the data, hypothetical shocks and reverse stress in closed form."""
+
+import marginlab.datasets as ds
+import marginlab.models as mm
+import numpy as np
+import pandas as pd
+import pytest
+from marginlab.validation import Backtest
+from marginlab.validation import stress as st
+
+MARKET = ds.load_market(["BTC", "ETH", "SOL", "XRP"], start="2019-01-01", end="2023-01-31")
+BOOKS = mm.reference_portfolios()
+
+
+@pytest.mark.parametrize("name", ["covid_2020_03", "ftx_2022_11"])
+@pytest.mark.parametrize("h", [1, 3])
+def test_historical_episode_reproduces_the_bundled_joint_moves(name, h):
+    """Each day D of the episode: the move from the close at D 00:00 UTC to h closes later, read from the
+    bundled files directly (the close of the bar opened at D - 1 day is the close at D 00:00)."""
+    episode = st.SCENARIOS[name]
+    moves = episode.moves(MARKET, h)
+    days = pd.date_range(str(episode.start), str(episode.end), tz="UTC")
+    assert list(moves.index) == list(days)
+    for asset in ("BTC", "ETH", "SOL", "XRP"):
+        bars = ds.load_prices(asset)["close"]
+        bars.index = bars.index + pd.Timedelta(days=1)  # indexed by observation time
+        for d in days:
+            start, end = d, d + pd.Timedelta(days=h)
+            expected = np.log(bars.get(end, np.nan) / bars.get(start, np.nan))
+            got = moves.loc[d, ("price", asset)]
+            assert (np.isnan(got) and np.isnan(expected)) or got == pytest.approx(expected, rel=1e-12), (asset, d)
+    if name == "ftx_2022_11":
+        dvol = ds.load_implied_vol("BTC")  # DVOL of day D is known at D 24:00: the row labelled D
+        d, day = days[3], pd.Timedelta(days=1)
+        expected = np.log(dvol.loc[d - day + h * day] / dvol.loc[d - day])
+        assert moves.loc[d, ("vol", "BTC")] == pytest.approx(expected, rel=1e-12)
+    if name == "covid_2020_03":
+        assert moves.loc["2020-03-12", ("price", "SOL")] != moves.loc["2020-03-12", ("price", "SOL")]  # not listed
+        assert moves[("vol", "BTC")].isna().all()  # before DVOL
+
+
+def test_stress_losses_of_a_linear_book_in_closed_form():
+    """Long 1 BTC and 1 ETH spot at t: a uniform move x loses (S_BTC + S_ETH) x; an episode day loses
+    sum S (1 - exp(r)); correlation breakdown moves each leg against the book by its largest 1-day move."""
+    book = mm.FixedBook("long", (mm.Position(mm.Spot("BTC"), 1.0), mm.Position(mm.Spot("ETH"), 1.0)))
+    t = pd.Timestamp("2022-12-01", tz="UTC")
+    f = st.stress_losses(book, MARKET, dates=[t]).set_index("scenario")["stress_loss"]
+    s = MARKET.prices.loc[t, ["BTC", "ETH"]].to_numpy()
+    assert f["down_50"] == pytest.approx(0.5 * s.sum(), rel=1e-12)
+    assert f["up_50"] == pytest.approx(-0.5 * s.sum(), rel=1e-12)  # a gain: negative stress loss
+    moves = st.SCENARIOS["ftx_2022_11"].moves(MARKET, 1)["price"][["BTC", "ETH"]].to_numpy()
+    assert f["ftx_2022_11"] == pytest.approx(np.max(-(np.expm1(moves) * s).sum(axis=1)), rel=1e-12)
+    i = MARKET.loc_of(t)
+    r = np.log(MARKET.prices[["BTC", "ETH"]]).diff().abs().iloc[max(0, i - 3649):i + 1].max().to_numpy()
+    assert f["correlation_breakdown"] == pytest.approx((s * -np.expm1(-r)).sum(), rel=1e-12)
+    hedged = mm.FixedBook("pair", (mm.Position(mm.Perpetual("BTC"), 1.0), mm.Position(mm.Perpetual("ETH"), -10.0)))
+    g = st.stress_losses(hedged, MARKET, dates=[t]).set_index("scenario")["stress_loss"]
+    legs = s * np.array([1.0, 10.0])
+    assert g["correlation_breakdown"] == pytest.approx(legs[0] * -np.expm1(-r[0]) + legs[1] * np.expm1(r[1]),
+                                                       rel=1e-12)
+    assert g["correlation_breakdown"] > g["down_50"]
+
+
+def test_vol_shocks_revalue_options_in_full():
+    t = pd.Timestamp("2022-03-01", tz="UTC")
+    strangle = BOOKS["short BTC 25-delta strangle (30d, rolled at 7d)"]
+    f = st.stress_losses(strangle, MARKET, dates=[t]).set_index("scenario")["stress_loss"]
+    pos = strangle.positions_at(t, MARKET)
+    vol = MARKET.implied_vol.loc[t, "BTC"]
+    assert f["vol_x2"] == pytest.approx(-mm.revalue(pos, MARKET, t, [0.0], [vol])[0], rel=1e-12)
+    assert f["vol_x2"] > 0 > f["vol_x0.5"]
+
+
+def test_reverse_stress_of_a_linear_book_is_margin_over_exposure():
+    book = {"long": mm.FixedBook("long", (mm.Position(mm.Spot("BTC"), 2.0),)),
+            "short": mm.FixedBook("short", (mm.Position(mm.Perpetual("BTC"), -3.0),))}
+    res = Backtest(MARKET, book, {"static": mm.make_model("static", rate=0.1),
+                                  "hs": mm.make_model("historical_var", lookback=250)},
+                   start="2022-06-01", end="2022-06-30").run()
+    rev = st.reverse_stress(res, MARKET, every=7, tol=1e-10)
+    assert len(rev) == 2 * 2 * 5
+    s = MARKET.prices["BTC"].reindex(rev["date"]).to_numpy()
+    exposure = np.where(rev["portfolio"] == "long", 2.0, 3.0) * s
+    np.testing.assert_allclose(rev["move"], rev["margin"] / exposure, rtol=1e-8)
+    assert set(rev.loc[rev["portfolio"] == "long", "direction"]) == {"down"}
+    assert set(rev.loc[rev["portfolio"] == "short", "direction"]) == {"up"}
+    static = rev[rev["model"] == "static"]
+    np.testing.assert_allclose(static["move"], 0.1, rtol=1e-8)
+
+
+def test_stress_coverage_and_cover_n_by_hand():
+    frame = pd.DataFrame({
+        "date": pd.Timestamp("2022-01-01", tz="UTC"), "model": "m",
+        "portfolio": ["a", "b", "c", "a", "b", "c"], "scenario": ["s1"] * 3 + ["s2"] * 3, "kind": "hypothetical",
+        "stress_loss": [100.0, 50.0, 10.0, 20.0, 90.0, 80.0], "margin": [40.0, 30.0, 20.0, 40.0, 30.0, 20.0]})
+    frame["coverage_ratio"] = frame["margin"] / frame["stress_loss"]
+    frame["covered"] = frame["stress_loss"] <= frame["margin"]
+    c = st.cover_n(frame).iloc[0]
+    # s1 uncovered: a 60, b 20, c 0; s2: a 0, b 60, c 60 -> Cover-1 60 (first found), Cover-2 120 (s2: b + c)
+    assert c["cover1"] == 60 and c["cover2"] == 120 and c["cover2_scenario"] == "s2"
+    assert set(c["cover2_members"].split(" + ")) == {"b", "c"} and c["members"] == 3
+    cov = st.stress_coverage(frame)
+    assert cov.loc[("c", "m", "s1"), "covered_share"] == 1.0 and cov.loc[("c", "m", "worst"), "covered_share"] == 0
+    assert cov.loc[("a", "m", "worst"), "max_stress_loss"] == 100.0
+
+
+def test_stress_losses_joins_every_model_of_a_result():
+    res = Backtest(MARKET, {k: BOOKS[k] for k in ("long BTC spot", "equal-weight BTC-ETH-SOL-XRP basket")},
+                   {"static": mm.make_model("static")}, start="2022-11-01", end="2022-11-10").run()
+    f = st.stress_losses(res, MARKET, ["covid_2020_03", "down_30_vol_up_50"])
+    assert len(f) == len(res.frame) * 2
+    basket = f[(f["portfolio"].str.startswith("equal")) & (f["scenario"] == "covid_2020_03")]
+    assert basket["stress_loss"].isna().all() and not basket["covered"].any()  # SOL was not listed in March 2020
+    row = f[(f["portfolio"] == "long BTC spot") & (f["scenario"] == "down_30_vol_up_50")].iloc[0]
+    assert row["stress_loss"] == pytest.approx(0.3e6, rel=1e-9)  # $1m long: 30%
+    assert row["coverage_ratio"] == pytest.approx(row["margin"] / row["stress_loss"])
+    with pytest.raises(ValueError, match="unknown stress scenario 'nope'"):
+        st.stress_losses(res, MARKET, ["nope"])
+    assert set(st.SCENARIOS) >= {"covid_2020_03", "china_2021_05", "luna_2022_05", "celsius_2022_06", "ftx_2022_11"}
+    assert all(s.source and s.description for s in st.SCENARIOS.values())

@@ -1,0 +1,104 @@
+"""Parameter sweeps: grid parsing, the table equals separate runs of its points, any executor, the CLI."""
+
+import pandas as pd
+import pytest
+from marginlab.validation.cli import main
+from marginlab.validation.study import parse_study
+from marginlab.validation.sweep import parse_grid, run_sweep, sweep_point
+
+STUDY = parse_study({
+    "study": {"name": "sweep test", "seed": 7},
+    "market": {"assets": ["BTC", "ETH"], "start": "2021-06-01", "end": "2021-08-31"},
+    "portfolios": {"reference": ["long BTC spot", "long BTC / short ETH perpetuals"]},
+    "models": [{"name": "static"}]})
+GRID = {"models": [
+    {"name": "historical_var", "params": {"lookback": [250, 500]},
+     "overlays": [{"name": "apc_buffer", "params": {"buffer": [0.25, 0.5]}}]},
+    {"name": "static", "label": "flat", "params": {"rate": [0.05, 0.1]}},
+]}
+
+
+class ReversedExecutor:
+    """Runs the items last to first (as a pool might finish them) and returns the results in order."""
+
+    def map(self, function, items):
+        return [function(x) for x in reversed(items)][::-1]
+
+
+def test_grid_is_the_cartesian_product_within_each_entry():
+    points = parse_grid(GRID)
+    assert len(points) == 6
+    assert [p.swept for p in points[:4]] == [{"lookback": 250, "apc_buffer.buffer": 0.25},
+                                             {"lookback": 250, "apc_buffer.buffer": 0.5},
+                                             {"lookback": 500, "apc_buffer.buffer": 0.25},
+                                             {"lookback": 500, "apc_buffer.buffer": 0.5}]
+    assert points[1].params == {"lookback": 250} and points[1].overlays == (("apc_buffer", {"buffer": 0.5}),)
+    assert points[4].label == "flat [rate=0.05]" and points[4].entry == 1 and points[4].model == "flat"
+    twice = parse_grid({"models": [{"name": "static", "params": {"rate": [0.1, 0.2]}},
+                                   {"name": "static", "params": {"rate": [0.3]}}]})
+    assert [p.model for p in twice] == ["static", "static", "static (1)"]
+    single = parse_grid({"models": [{"name": "static", "params": {"rate": 0.2}}]})
+    assert len(single) == 1 and single[0].swept == {} and single[0].label == "static"
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"models": [{"name": "nope"}]}, r"models\[0\]: unknown model 'nope'"),
+    ({"models": [{"name": "static", "params": {"rate": [0.1, 2.0]}}]}, r"models\[0\] \(static\) at \{'rate': 2.0\}"),
+    ({"models": [{"name": "static", "params": {"rate": []}}]}, "rate is an empty list"),
+    ({"models": [], "study": {}}, r"unknown section\(s\) \['study'\]"),
+    ({"models": [{"name": "static", "colour": 1}]}, r"unknown key models\[0\].colour"),
+    ({"models": [{"name": "static", "label": "x (2)"}, {"name": "static", "label": "x"}, {"name": "static",
+                                                                                      "label": "x"}]},
+     "appears twice"),
+])
+def test_bad_grids_name_the_fault(grid, message):
+    with pytest.raises(ValueError, match=message):
+        parse_grid(grid, source="grid.toml")
+
+
+def test_sweep_table_equals_separate_runs_on_any_executor():
+    points = parse_grid(GRID)
+    serial = run_sweep(STUDY, points, write=False)
+    reversed_ = run_sweep(STUDY, points, write=False, executor=ReversedExecutor())
+    pd.testing.assert_frame_equal(serial.table, reversed_.table, check_exact=True)
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+
+    market = load_market(["BTC", "ETH"])
+    books = {n: reference_portfolios()[n] for n in STUDY.portfolios}
+    for k in (0, 3, 5):  # a point run on its own gives the same rows
+        alone = sweep_point(points[k], STUDY, market, books)
+        mine = serial.table[serial.table["grid_point"] == points[k].label]
+        mine = mine.dropna(axis=1, how="all").reset_index(drop=True)
+        alone = alone.dropna(axis=1, how="all").reset_index(drop=True)[mine.columns]
+        pd.testing.assert_frame_equal(mine, alone, check_exact=True, check_dtype=False)
+    t = serial.table
+    assert len(t) == 6 * 2 and {"breach_rate", "kupiec_pvalue", "mean_margin", "max_5d_increase",
+                                "param:lookback", "param:apc_buffer.buffer"} <= set(t.columns)
+    flat = t[t["grid_point"] == "flat [rate=0.1]"]
+    assert set(t["model"]) == {"historical_var", "flat"}
+    assert (flat["mean_margin_rate"] - 0.1).abs().max() < 1e-12
+    bigger = t[t["grid_point"].str.contains("buffer=0.5")]["mean_margin"].to_numpy()
+    smaller = t[t["grid_point"].str.contains("buffer=0.25")]["mean_margin"].to_numpy()
+    assert (bigger > smaller).all()
+
+
+def test_sweep_cli_writes_a_folder_and_refuses_foreign_ones(tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "s"\n[market]\nassets = ["BTC"]\nstart = 2021-06-01\nend = 2021-06-30\n'
+                     '[portfolios]\nreference = ["long BTC spot"]\n[[models]]\nname = "static"\n')
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[models]]\nname = "static"\nparams = { rate = [0.05, 0.1, 0.2] }\n')
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(study), "--grid", str(grid), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [".marginlab-sweep", "sweep.csv", "sweep.html", "sweep.json"]
+    table = pd.read_csv(out / "sweep.csv")
+    assert list(table["param:rate"]) == [0.05, 0.1, 0.2]
+    assert "data:image/png;base64," in (out / "sweep.html").read_text()
+    assert main(["sweep", str(study), "--grid", str(grid), "--out", str(out)]) == 0  # a previous sweep: replaced
+    (out / "notes.txt").write_text("mine")
+    assert main(["sweep", str(study), "--grid", str(grid), "--out", str(out)]) == 2
+    assert (out / "notes.txt").read_text() == "mine"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[models]]\nname = "static"\nparams = { rate = [true] }\n')
+    assert main(["sweep", str(study), "--grid", str(bad), "--out", str(tmp_path / "x")]) == 2

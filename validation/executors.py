@@ -1,0 +1,272 @@
+"""Executors: where a backtest's tasks run (this process, a local Dask cluster, a remote Dask cluster).
+
+An executor is any object with ``map(function, items) -> list`` returning
+``[function(item) for item in items]`` in the order of ``items``
+(:class:`marginlab.validation.engine.Executor`); :meth:`Backtest.run
+<marginlab.validation.engine.Backtest.run>` hands it ``Backtest.run_task`` and the
+run's tasks. Three are provided:
+
+* :class:`SerialExecutor`: in this process, one task after the other;
+* :class:`LocalExecutor`: a :class:`dask.distributed.LocalCluster` of worker
+  processes on this machine (one thread each: the kernels hold the GIL);
+* :class:`RemoteExecutor`: the workers of a running Dask scheduler
+  (``tcp://host:8786``), e.g. started with ``dask scheduler`` and ``dask worker``.
+
+The Dask executors ship ``function`` (for a backtest: the bound ``run_task``,
+which carries the market data, the portfolios and the models) to every worker
+**once** (``Client.scatter(..., broadcast=True)``), then submit one small task
+per item that refers to it; the results come back in the order of the items.
+A worker that dies mid-run loses only its running tasks, which the scheduler
+runs again elsewhere (each task is a pure function of its item), and every
+worker holds a replica of the shipped function, so the run completes on the
+survivors. Results are the same bytes whichever executor runs them: random
+draws are keyed by the seed and the market row, estimates by window content
+(:mod:`marginlab.models.context`), never by worker or order.
+
+:func:`make_executor` builds one from the study's ``[execution]`` settings or the
+command line (``marginlab run --executor serial|local [--workers N]`` or
+``--scheduler tcp://host:8786``; :func:`add_executor_arguments` adds these flags to
+any sub-command). ``executor = "auto"`` (the default) picks the local cluster
+when at least two cores are free (:func:`free_cores`) and the run has more than
+one task, else serial; the environment variable ``MARGINLAB_EXECUTOR``
+(``serial``/``local``) overrides the automatic choice (the test suite sets it to
+``serial``).
+
+Given a :class:`~marginlab.validation.progress.Progress`, an executor advances its
+bar as each task finishes (it draws only on a terminal: nothing in CI or when
+redirected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .progress import Progress
+
+__all__ = ["SerialExecutor", "DaskExecutor", "LocalExecutor", "RemoteExecutor", "EXECUTORS",
+           "make_executor", "free_cores", "add_executor_arguments", "executor_from_args"]
+
+#: Executor names accepted by :func:`make_executor`, the study key ``execution.executor`` and ``--executor``.
+EXECUTORS = ("auto", "serial", "local", "remote")
+
+
+def _bar(progress: Progress | None, done: int, total: int, label: str) -> None:
+    if progress is not None:
+        progress.bar(done, total, label)
+
+
+@dataclass
+class SerialExecutor:
+    """Run every task in this process, in order."""
+
+    progress: Progress | None = None
+    label: str = "tasks"
+
+    @property
+    def workers(self) -> int:
+        """One worker: this process."""
+        return 1
+
+    def map(self, function: Callable, items: Sequence) -> list:
+        """``[function(item) for item in items]``, advancing ``progress``'s bar after each."""
+        items = list(items)
+        out = []
+        _bar(self.progress, 0, len(items), self.label)
+        for k, item in enumerate(items):
+            out.append(function(item))
+            _bar(self.progress, k + 1, len(items), self.label)
+        return out
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _apply(function: Callable, item: Any) -> Any:
+    """Run one task on a worker (``function`` arrives as the worker's replica of the shipped object)."""
+    return function(item)
+
+
+@dataclass
+class DaskExecutor:
+    """Run tasks on the workers of a :class:`dask.distributed.Client` (see the module docstring).
+
+    Parameters
+    ----------
+    client : dask.distributed.Client
+    progress : Progress, optional
+        Its bar advances as tasks finish (:class:`~marginlab.validation.progress.Progress`; none by default).
+    label : str
+        What the bar counts.
+    retries : int
+        Extra attempts of a task that raised on a worker (a task lost with a dead worker is rescheduled
+        by Dask regardless, up to ``distributed.scheduler.allowed-failures`` times).
+    """
+
+    client: Any
+    progress: Progress | None = None
+    label: str = "tasks"
+    retries: int = 1
+    _owns: list = field(default_factory=list, repr=False)
+
+    @property
+    def workers(self) -> int:
+        """Number of workers connected now."""
+        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    def map(self, function: Callable, items: Sequence) -> list:
+        """``[function(item) for item in items]`` on the cluster, ``function`` shipped once to every worker."""
+        from dask.distributed import as_completed
+
+        items = list(items)
+        if not items:
+            return []
+        # the function (with the market data it carries) is sent to every worker once; tasks refer to it
+        shipped = self.client.scatter(function, broadcast=True, hash=False)
+        run = uuid.uuid4().hex[:8]
+        futures = [self.client.submit(_apply, shipped, item, key=f"marginlab-{run}-{k}", pure=False,
+                                      retries=self.retries) for k, item in enumerate(items)]
+        try:
+            _bar(self.progress, 0, len(futures), self.label)
+            for k, _ in enumerate(as_completed(futures)):
+                _bar(self.progress, k + 1, len(futures), self.label)
+            return self.client.gather(futures)
+        finally:
+            self.client.cancel([*futures, shipped])
+
+    def close(self) -> None:
+        """Close the client (and the cluster) this executor started."""
+        for thing in reversed(self._owns):
+            thing.close()
+        self._owns.clear()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def LocalExecutor(workers: int | None = None, progress: Progress | None = None, label: str = "tasks",
+                  **cluster_kwargs: Any) -> DaskExecutor:
+    """A :class:`DaskExecutor` on a new :class:`dask.distributed.LocalCluster` of ``workers`` processes.
+
+    ``workers`` defaults to :func:`free_cores` (at least 1); each worker has one thread. Close it (or use it
+    as a context manager) to stop the cluster. Extra keyword arguments go to ``LocalCluster``.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    n = workers if workers is not None else max(1, free_cores())
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    options = {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
+               "silence_logs": 40, **cluster_kwargs}
+    cluster = LocalCluster(**options)
+    client = Client(cluster)
+    return DaskExecutor(client, progress=progress, label=label, _owns=[cluster, client])
+
+
+def RemoteExecutor(scheduler: str, progress: Progress | None = None, timeout: float = 10.0,
+                   label: str = "tasks") -> DaskExecutor:
+    """A :class:`DaskExecutor` on the Dask scheduler at ``scheduler`` (e.g. ``tcp://10.0.0.5:8786``).
+
+    The workers must be able to import marginlab (the same version as here). Raises ValueError naming the
+    address when no scheduler answers within ``timeout`` seconds.
+    """
+    from dask.distributed import Client
+
+    if not isinstance(scheduler, str) or "://" not in scheduler:
+        raise ValueError(f"scheduler must be an address such as tcp://host:8786, got {scheduler!r}")
+    try:
+        client = Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"no Dask scheduler answers at {scheduler} ({type(exc).__name__}: {exc})") from None
+    return DaskExecutor(client, progress=progress, label=label, _owns=[client])
+
+
+def free_cores() -> int:
+    """Cores this process may use that are not busy: usable cores minus the 1-minute load average (floor)."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        usable = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - no load average
+        busy = 0.0
+    return max(0, int(math.floor(usable - busy + 0.5)))
+
+
+def make_executor(executor: str = "auto", workers: int | None = None, scheduler: str | None = None,
+                  n_tasks: int | None = None, progress: Progress | None = None, label: str = "tasks"):
+    """The executor named by ``executor`` (see :data:`EXECUTORS` and the module docstring).
+
+    ``"auto"``: the local cluster when :func:`free_cores` >= 2 and ``n_tasks`` (if known) > 1, else serial;
+    a ``scheduler`` address means ``"remote"``. ``workers`` sets the local cluster's size (default: the free
+    cores). Close the returned executor when done (all are context managers).
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor must be one of {list(EXECUTORS)}, got {executor!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if scheduler is not None and executor not in ("auto", "remote"):
+        raise ValueError(f"a scheduler address ({scheduler}) runs on that cluster: it cannot be combined with "
+                         f"executor {executor!r}")
+    if executor == "remote" or scheduler is not None:
+        if scheduler is None:
+            raise ValueError("executor 'remote' needs a scheduler address (e.g. tcp://host:8786)")
+        return RemoteExecutor(scheduler, progress=progress, label=label)
+    if executor == "auto":
+        forced = os.environ.get("MARGINLAB_EXECUTOR", "").strip()
+        if forced:
+            if forced not in ("serial", "local"):
+                raise ValueError(f"environment variable MARGINLAB_EXECUTOR must be 'serial' or 'local', "
+                                 f"got {forced!r}")
+            executor = forced
+        else:
+            many = n_tasks is None or n_tasks > 1
+            executor = "local" if (workers is not None and workers > 1 or free_cores() >= 2) and many else "serial"
+    if executor == "serial":
+        return SerialExecutor(progress=progress, label=label)
+    return LocalExecutor(workers=workers, progress=progress, label=label)
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--executor``, ``--workers``, ``--scheduler`` and ``--books-per-task`` to a (sub-)command's parser."""
+    group = parser.add_argument_group("execution (overrides the study's [execution] section)")
+    group.add_argument("--executor", choices=[e for e in EXECUTORS if e != "remote"], default=None,
+                       help="serial: this process; local: a Dask cluster on this machine's cores; auto (the "
+                            "default): local when at least two cores are free")
+    group.add_argument("--workers", type=int, default=None, help="worker processes of the local cluster "
+                                                                 "(default: the free cores)")
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on the Dask cluster of this scheduler, e.g. tcp://host:8786")
+    group.add_argument("--books-per-task", type=int, default=None, dest="books_per_task",
+                       help="portfolios per task (default: chosen from the number of books and workers)")
+
+
+def executor_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The execution settings given on the command line (None where not given), for ``run_study`` & co."""
+    for name in ("workers", "books_per_task"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    executor = getattr(args, "executor", None)
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is not None:
+        if executor not in (None, "auto"):
+            raise ValueError(f"--scheduler runs on that cluster: it cannot be combined with --executor {executor}")
+        executor = "remote"
+    return {"executor": executor, "workers": getattr(args, "workers", None), "scheduler": scheduler,
+            "books_per_task": getattr(args, "books_per_task", None)}

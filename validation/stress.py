@@ -1,0 +1,624 @@
+r"""Stress tests: a scenario library, stress losses, stress coverage, Cover-1/Cover-2 and reverse stress.
+
+A **scenario** is a named object with its source (:data:`SCENARIOS`, name ->
+scenario). Applied to a book at a date t it gives one or more joint shocks of
+the book's assets — log price moves and implied-vol moves — over the margin
+period of risk, and the book is revalued in full under each
+(:func:`~marginlab.models.revaluation.revalue_at`, the pricer every model uses:
+options aged by the MPOR, vol shocks on the at-the-money level, smile sticky in
+moneyness); the scenario's **stress loss** is the largest loss of its shocks.
+
+* :class:`HistoricalEpisode`: the joint moves of every asset and implied vol
+  over the MPOR starting at each day D of a date range of the bundled data
+  (from the close at D 00:00 UTC, the row labelled D - 1, to h observations
+  later), implied-vol moves applied to today's vol in proportion
+  (:math:`\sigma_t(\sigma_{D+h}/\sigma_D - 1)`); no vol move where the episode
+  predates the implied-vol data (DVOL starts 2021-03-24). A book holding an
+  asset without prices in the episode gets no stress loss (NaN). Episodes are
+  applied at every date, also before they happened: a hindsight test of how the
+  margin of the day would have fared.
+* :class:`PriceShock`: every asset's price times 1 + ``move`` and every implied
+  vol times ``vol_multiplier``.
+* :class:`CorrelationBreakdown`: each asset moves by its own stressed move (the
+  largest absolute h-observation log move of the asset in the ``lookback_days``
+  before t, known at t) in the direction adverse to the book, and each implied
+  vol by its own stressed move likewise: the worst of every sign combination,
+  so the legs of a hedged or long/short book lose together (no correlation
+  benefit).
+
+:func:`stress_losses` gives the tidy frame (one row per book, date, scenario
+and, given a backtest result, model, with the margin and the stress coverage
+ratio margin / stress loss); :func:`stress_coverage` the share of dates where
+the margin covers each scenario (and the worst of them); :func:`cover_n` the
+Cover-1 and Cover-2 amounts, treating books as clearing members;
+:func:`reverse_stress` the smallest uniform adverse price move that exhausts the
+margin.
+
+Sources: EMIR (Regulation (EU) No 648/2012) Art. 43 and RTS 153/2013 Arts.
+29-31 (default fund sized for the default of the member with the largest
+exposure, or of the second and third largest, in extreme but plausible
+conditions; historical and hypothetical scenarios); CPMI-IOSCO Principles for
+Financial Market Infrastructures (2012), Principle 4 (credit risk: Cover 1 /
+Cover 2, key consideration 4; stress testing and reverse stress testing,
+explanatory notes 3.4.21-3.4.24) and Principle 6 (margin); CPMI-IOSCO
+"Resilience of central counterparties: further guidance on the PFMI" (2017),
+section 4 (stress testing, reverse stress testing).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from marginlab.datasets import DataError, MarketData
+from marginlab.datasets.conventions import utc
+from marginlab.models.portfolios import Portfolio
+from marginlab.models.revaluation import Book, BookArrays, book_arrays, revalue_at
+
+__all__ = ["Scenario", "HistoricalEpisode", "PriceShock", "CorrelationBreakdown", "SCENARIOS", "stress_losses",
+           "stress_coverage", "cover_n", "reverse_stress", "vol_price_beta"]
+
+_DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Base class of stress scenarios: a name, a kind, a one-line description and its source."""
+
+    name: str
+    description: str
+    source: str
+
+    kind = "scenario"
+    #: True when the shocks do not depend on the date (only today's vol level scales the vol moves)
+    static = False
+
+    def prepare(self, market: MarketData, horizon: int):
+        """Whatever the scenario computes once per market and MPOR (passed back to :meth:`shocks`)."""
+        return None
+
+    def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
+        r"""``(spot, vol)``: log price moves and relative implied-vol moves, each of shape (k, n_assets), or None.
+
+        The shocked vol is :math:`\sigma_t(1 + vol)`; ``vol`` is None for books without options. None when the
+        scenario does not apply to the book (e.g. an asset without prices in an episode). ``prepared`` is
+        :meth:`prepare`'s result for the same market and horizon (computed here when None).
+        """
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class HistoricalEpisode(Scenario):
+    """The joint moves of a date range of the bundled data (see the module docstring).
+
+    Parameters
+    ----------
+    start, end : date
+        The first and last day D of the episode (UTC days); each gives the move over the MPOR from the close
+        at D 00:00 (the row labelled D - 1).
+    """
+
+    start: dt.date = dt.date(2020, 3, 12)
+    end: dt.date = dt.date(2020, 3, 12)
+
+    kind = "historical"
+    static = True
+
+    def start_rows(self, market: MarketData) -> np.ndarray:
+        """Rows observed at the start of each day of the episode (labelled the day before), inside the panel."""
+        days = pd.date_range(utc(self.start), utc(self.end), freq="D")
+        labels = days - _DAY if market.freq == "1d" else days - market.step
+        rows = market.index.get_indexer(labels)
+        return rows[rows >= 0]
+
+    def moves(self, market: MarketData, horizon: int = 1) -> pd.DataFrame:
+        r"""The episode's joint moves: one row per day D, log price moves and log implied-vol moves per asset.
+
+        Columns ``("price", asset)`` and ``("vol", asset)``: :math:`\ln(X_{s+h}/X_s)` with s the row observed
+        at D 00:00 and h = ``horizon`` observations (NaN where a value is missing).
+        """
+        rows = self.start_rows(market)
+        rows = rows[rows + horizon < len(market.index)]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            price = np.log(market.price_array[rows + horizon] / market.price_array[rows])
+            vol = np.log(market.vol_array[rows + horizon] / market.vol_array[rows])
+        days = market.observation_time[rows].normalize()
+        cols = pd.MultiIndex.from_product([["price", "vol"], market.assets])
+        return pd.DataFrame(np.hstack([price, vol]), index=pd.DatetimeIndex(days, name="day"), columns=cols)
+
+    def prepare(self, market: MarketData, horizon: int):
+        """The episode's (price, vol) log moves, arrays of shape (n_days, n_market_assets)."""
+        frame = self.moves(market, horizon)
+        return frame["price"].to_numpy(float), frame["vol"].to_numpy(float)
+
+    def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
+        """The episode's moves of the book's assets; vol moves in proportion to today's vol (0 where missing)."""
+        price, vol = prepared if prepared is not None else self.prepare(market, horizon)
+        cols = [market.asset_index[a] for a in book.assets]
+        spot = price[:, cols]
+        if not spot.size or np.isnan(spot).any():
+            return None
+        if not book.has_options:
+            return spot, None
+        return spot, np.nan_to_num(np.expm1(vol[:, cols]), nan=0.0)
+
+
+@dataclass(frozen=True)
+class PriceShock(Scenario):
+    """Every price times 1 + ``move`` and every implied vol times ``vol_multiplier`` (a hypothetical scenario)."""
+
+    move: float = -0.3
+    vol_multiplier: float = 1.0
+
+    kind = "hypothetical"
+    static = True
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.move) and self.move > -1.0):
+            raise ValueError(f"scenario {self.name!r}: move must be > -1 (a price cannot fall below 0), "
+                             f"got {self.move}")
+        if not (np.isfinite(self.vol_multiplier) and self.vol_multiplier > 0):
+            raise ValueError(f"scenario {self.name!r}: vol_multiplier must be positive, got {self.vol_multiplier}")
+
+    def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
+        """One shock: the same price move for every asset, vols scaled."""
+        n = len(book.assets)
+        spot = np.full((1, n), np.log1p(self.move))
+        if not book.has_options:
+            return spot, None
+        return spot, np.full((1, n), self.vol_multiplier - 1.0)
+
+
+@dataclass(frozen=True)
+class CorrelationBreakdown(Scenario):
+    """Each leg moves adversely by its own stressed move (see the module docstring).
+
+    Parameters
+    ----------
+    lookback_days : int
+        History (days before t) in which each asset's largest absolute h-observation move is taken.
+    """
+
+    lookback_days: int = 3650
+
+    kind = "hypothetical"
+
+    def prepare(self, market: MarketData, horizon: int):
+        """Each asset's stressed moves known at every row: (price, vol) arrays of shape (n_rows, n_market_assets).
+
+        Row i holds the largest absolute h-observation log move ending at rows ``i - n + 1 .. i`` (n =
+        ``lookback_days`` in observations); 0 where none is known.
+        """
+        n = max(int(round(self.lookback_days * (_DAY / market.step))), 1)
+        out = []
+        for levels in (market.price_array, market.vol_array):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                x = np.log(levels)
+                moves = np.full(x.shape, np.nan)
+                moves[horizon:] = np.abs(x[horizon:] - x[:-horizon])
+            rolled = pd.DataFrame(moves).rolling(n, min_periods=1).max().to_numpy()
+            out.append(np.nan_to_num(rolled, nan=0.0))
+        return tuple(out)
+
+    def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
+        """Every sign combination of the assets' (and, for option books, implied vols') stressed moves."""
+        price, vol = prepared if prepared is not None else self.prepare(market, horizon)
+        n = len(book.assets)
+        cols = [market.asset_index[a] for a in book.assets]
+        up = price[i, cols]
+        vol_assets = sorted(set(book.asset_idx[book.is_option].tolist())) if book.has_options else []
+        dims = n + len(vol_assets)
+        signs = ((np.arange(2**dims)[:, None] >> np.arange(dims)[::-1]) & 1) * 2.0 - 1.0  # every sign combination
+        spot = signs[:, :n] * up
+        if not book.has_options:
+            return spot, None
+        vol_up = vol[i, cols]
+        log_vol = np.zeros((signs.shape[0], n))
+        for k, a in enumerate(vol_assets):
+            log_vol[:, a] = signs[:, n + k] * vol_up[a]
+        return spot, np.expm1(log_vol)
+
+
+_SOURCE_DATA = ("bundled data (Bitstamp USD closes for BTC, ETH, XRP; Binance USDT for SOL; Deribit DVOL for BTC "
+                "and ETH implied vol from 2021-03-24)")
+
+#: The scenario library: name -> scenario. Historical episodes from the bundled data, hypothetical shocks.
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    HistoricalEpisode("covid_2020_03", "COVID-19 crash week ('Black Thursday' 2020-03-12: BTC -39% in a day)",
+                      _SOURCE_DATA, dt.date(2020, 3, 12), dt.date(2020, 3, 16)),
+    HistoricalEpisode("china_2021_05", "May 2021 sell-off (China mining ban; 2021-05-19: BTC -14%, ETH -28%)",
+                      _SOURCE_DATA, dt.date(2021, 5, 12), dt.date(2021, 5, 23)),
+    HistoricalEpisode("luna_2022_05", "Terra/LUNA collapse (UST de-peg 2022-05-09)", _SOURCE_DATA,
+                      dt.date(2022, 5, 5), dt.date(2022, 5, 13)),
+    HistoricalEpisode("celsius_2022_06", "Celsius freeze and 3AC (2022-06-13: BTC -16%)", _SOURCE_DATA,
+                      dt.date(2022, 6, 10), dt.date(2022, 6, 18)),
+    HistoricalEpisode("ftx_2022_11", "FTX collapse (2022-11-08/09: BTC -24%, SOL -53% in two days)", _SOURCE_DATA,
+                      dt.date(2022, 11, 6), dt.date(2022, 11, 14)),
+    PriceShock("down_30_vol_up_50", "every price -30%, implied vols x1.5",
+               "hypothetical; EMIR RTS 153/2013 Art. 30 (extreme but plausible); BTC's largest daily fall in "
+               "the bundled data is -39% (2020-03-12)", -0.30, 1.5),
+    PriceShock("up_30_vol_up_50", "every price +30%, implied vols x1.5",
+               "hypothetical; EMIR RTS 153/2013 Art. 30; short books lose on rallies", 0.30, 1.5),
+    PriceShock("down_50", "every price -50%, implied vols unchanged", "hypothetical; EMIR RTS 153/2013 Art. 30",
+               -0.50, 1.0),
+    PriceShock("up_50", "every price +50%, implied vols unchanged", "hypothetical; EMIR RTS 153/2013 Art. 30",
+               0.50, 1.0),
+    PriceShock("vol_x2", "prices unchanged, implied vols x2", "hypothetical; vega stress", 0.0, 2.0),
+    PriceShock("vol_x0.5", "prices unchanged, implied vols x0.5", "hypothetical; vega stress (long vol books)",
+               0.0, 0.5),
+    CorrelationBreakdown("correlation_breakdown", "each leg moves adversely by its own largest MPOR move of the "
+                         "last ten years (implied vols likewise): no diversification between legs",
+                         "hypothetical; CPMI-IOSCO PFMI Principle 4 explanatory note 3.4.23 (breakdown of "
+                         "correlations); EMIR RTS 153/2013 Art. 30", 3650),
+)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# stress losses
+
+
+def _check_every(every, where: str) -> None:
+    if not isinstance(every, int | np.integer) or isinstance(every, bool) or every < 1:
+        raise ValueError(f"{where}: every must be an integer >= 1, got {every!r}")
+
+
+def _book_map(books) -> dict[str, Portfolio]:
+    if isinstance(books, Portfolio):
+        return {books.name: books}
+    if isinstance(books, Mapping):
+        return dict(books)
+    return {b.name: b for b in books}
+
+
+def _book_rows(portfolio: Portfolio, market: MarketData) -> np.ndarray:
+    """Rows where the book's assets (and implied vols for option books) have data."""
+    cols = [market.asset_index[a] for a in portfolio.assets]
+    ok = np.isfinite(market.price_array[:, cols]).all(axis=1)
+    if portfolio.needs_implied_vol:
+        ok &= np.isfinite(market.vol_array[:, cols]).all(axis=1)
+    return np.flatnonzero(ok)
+
+
+def _scenarios(scenarios) -> dict[str, Scenario]:
+    if scenarios is None:
+        return dict(SCENARIOS)
+    out = {}
+    for s in scenarios:
+        if isinstance(s, str):
+            if s not in SCENARIOS:
+                raise ValueError(f"unknown stress scenario {s!r}; known scenarios: {sorted(SCENARIOS)}")
+            s = SCENARIOS[s]
+        if not isinstance(s, Scenario):
+            raise ValueError(f"a stress scenario must be a name or a Scenario, got {s!r}")
+        out[s.name] = s
+    if not out:
+        raise ValueError("no stress scenario given")
+    return out
+
+
+class _Layout:
+    """The scenarios' shocks for one book layout (assets, option assets), stacked for one revaluation per row.
+
+    Static scenarios' shocks are built once; dynamic ones (:class:`CorrelationBreakdown`) at each row.
+    """
+
+    def __init__(self, market: MarketData, book: BookArrays, horizon: int, scenarios: dict[str, Scenario],
+                 prepared: dict[str, object]):
+        self.scenarios, self.prepared, self.horizon = scenarios, prepared, horizon
+        self.cols = [market.asset_index[a] for a in book.assets]
+        self.static = {name: s.shocks(market, book, -1, horizon, prepared[name])
+                       for name, s in scenarios.items() if s.static}
+
+    def losses(self, market: MarketData, book: BookArrays, i: int, where: str) -> np.ndarray:
+        """The stress loss of each scenario at row i (NaN where a scenario does not apply)."""
+        spots, vols, sizes = [], [], []
+        for name, s in self.scenarios.items():
+            shock = self.static[name] if s.static else s.shocks(market, book, i, self.horizon, self.prepared[name])
+            if shock is None:
+                sizes.append(0)
+                continue
+            spots.append(shock[0])
+            if book.has_options:
+                vols.append(shock[1])
+            sizes.append(shock[0].shape[0])
+        out = np.full(len(sizes), np.nan)
+        if not spots:
+            return out
+        vol = np.vstack(vols) * market.vol_array[i, self.cols] if book.has_options else None
+        pnl = revalue_at(book, market, i, np.vstack(spots), vol, horizon=self.horizon, where=where)
+        sizes = np.asarray(sizes)
+        used = sizes > 0
+        starts = np.concatenate([[0], np.cumsum(sizes[used])[:-1]])
+        out[used] = -np.minimum.reduceat(pnl, starts)
+        return out
+
+
+def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=None, every: int = 1,
+                  horizon: int | None = None) -> pd.DataFrame:
+    """Stress loss of each book, date and scenario (and, given a backtest result, model), as a tidy frame.
+
+    Parameters
+    ----------
+    result_or_books : BacktestResult, Portfolio, mapping name -> Portfolio or sequence of portfolios
+        A backtest result: its portfolios on its margin dates, joined with every model's margin; or books, on
+        ``dates`` (default: every row where the book's data exist).
+    market : MarketData
+        The market the books are revalued on (the backtest's).
+    scenarios : sequence of names or Scenario objects, optional
+        Default: every scenario of :data:`SCENARIOS`.
+    dates : sequence of timestamps, optional
+        Margin dates to test (a subset of the result's dates, or of the books' rows).
+    every : int
+        Test every k-th of those dates of each book (>= 1).
+    horizon : int, optional
+        MPOR in observations (default: the result's, else 1).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``date, portfolio, scenario, kind, stress_loss`` (quote currency; NaN where the scenario does
+        not apply to the book); with a result also ``model, margin, coverage_ratio`` (margin / stress loss,
+        inf when the scenario makes no loss) and ``covered`` (stress loss <= margin).
+    """
+    from .engine import BacktestResult
+
+    _check_every(every, "stress_losses")
+    result = result_or_books if isinstance(result_or_books, BacktestResult) else None
+    books = _book_map(result.portfolios if result is not None else result_or_books)
+    if result is not None and not books:
+        raise ValueError("stress_losses: the backtest result carries no portfolios; pass the books instead")
+    scen = _scenarios(scenarios)
+    h = int(horizon if horizon is not None else (result.mpor_days if result is not None else 1))
+    wanted = None if dates is None else pd.DatetimeIndex([utc(d) for d in dates])
+    prepared = {name: s.prepare(market, h) for name, s in scen.items()}
+    pieces = []
+    for name, portfolio in books.items():
+        market.require_assets(portfolio.assets, f"portfolio {name!r}")
+        if result is not None:
+            rows = market.index.get_indexer(pd.DatetimeIndex(result.frame.loc[result.frame["portfolio"] == name,
+                                                                              "date"].unique()))
+        else:
+            rows = _book_rows(portfolio, market)
+        if wanted is not None:
+            rows = rows[market.index[rows].isin(wanted)]
+        rows = np.sort(rows[rows >= 0])[::every]
+        losses = np.full((rows.size, len(scen)), np.nan)
+        previous, book, layouts = None, None, {}
+        for k, i in enumerate(rows):
+            t = market.index[i]
+            positions = portfolio.positions_at(t, market)
+            if previous is None or tuple(positions) != previous:
+                previous, book = tuple(positions), Book(positions)
+            if not len(book):
+                losses[k] = 0.0
+                continue
+            arrays = book_arrays(book)
+            key = (tuple(arrays.assets), tuple(arrays.asset_idx[arrays.is_option].tolist()))
+            if key not in layouts:
+                layouts[key] = _Layout(market, arrays, h, scen, prepared)
+            losses[k] = layouts[key].losses(market, arrays, i, where=f"portfolio {name!r}")
+        pieces.append(pd.DataFrame({
+            "date": np.repeat(market.index[rows], len(scen)), "portfolio": name,
+            "scenario": np.tile(list(scen), rows.size),
+            "kind": np.tile([s.kind for s in scen.values()], rows.size), "stress_loss": losses.ravel()}))
+    out = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
+        columns=["date", "portfolio", "scenario", "kind", "stress_loss"])
+    if result is None:
+        return out
+    margins = result.frame[["date", "portfolio", "model", "margin"]]
+    out = margins.merge(out, on=["date", "portfolio"], how="inner")[
+        ["date", "portfolio", "model", "scenario", "kind", "stress_loss", "margin"]]
+    loss = out["stress_loss"].to_numpy(float)
+    margin = out["margin"].to_numpy(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(loss > 0, margin / np.where(loss > 0, loss, 1.0), np.inf)
+    out["coverage_ratio"] = np.where(np.isnan(loss), np.nan, ratio)
+    out["covered"] = np.where(np.isnan(loss), False, loss <= margin)
+    return out
+
+
+def stress_coverage(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per portfolio, model and scenario (and ``"worst"``, the largest stress loss of each date): coverage.
+
+    Columns: ``dates`` (with a stress loss), ``covered_share`` (share of dates where margin >= stress loss),
+    ``median_ratio`` and ``min_ratio`` of margin / stress loss, ``mean_stress_loss`` and ``max_stress_loss``
+    (quote currency). ``frame`` is :func:`stress_losses` of a backtest result.
+    """
+    if "model" not in frame.columns:
+        raise ValueError("stress_coverage needs stress_losses of a backtest result (with margins)")
+    f = frame.dropna(subset=["stress_loss"])
+    worst = f.loc[f.groupby(["date", "portfolio", "model"], sort=False)["stress_loss"].idxmax()].copy()
+    worst["scenario"] = "worst"
+    both = pd.concat([f, worst], ignore_index=True)
+    g = both.groupby(["portfolio", "model", "scenario"], sort=False)
+    out = pd.DataFrame({"dates": g.size(), "covered_share": g["covered"].mean(),
+                        "median_ratio": g["coverage_ratio"].median(), "min_ratio": g["coverage_ratio"].min(),
+                        "mean_stress_loss": g["stress_loss"].mean(), "max_stress_loss": g["stress_loss"].max()})
+    return out
+
+
+def cover_n(frame: pd.DataFrame, members: Sequence[str] | None = None) -> pd.DataFrame:
+    r"""Cover-1 and Cover-2 per date and model, treating books as clearing members (EMIR Art. 43, PFMI 4).
+
+    For each scenario s and member b, the uncovered stress loss is :math:`U_{b,s} = \max(L_{b,s} - M_b, 0)`;
+    Cover-1 is :math:`\max_s \max_b U_{b,s}` (the default of the member with the largest exposure) and
+    Cover-2 :math:`\max_s` of the sum of the two largest :math:`U_{b,s}` (the two largest together), the
+    amounts a default fund sized on these scenarios must hold beyond the defaulters' margins. Historical
+    episodes count each book's worst day of the episode (conservative).
+
+    Returns a frame indexed by ``(date, model)`` with ``members`` (books with a margin and a stress loss),
+    ``cover1``, ``cover1_member``, ``cover1_scenario``, ``cover2``, ``cover2_members``, ``cover2_scenario``.
+    """
+    if "model" not in frame.columns:
+        raise ValueError("cover_n needs stress_losses of a backtest result (with margins)")
+    f = frame.dropna(subset=["stress_loss"])
+    if members is not None:
+        f = f[f["portfolio"].isin(list(members))]
+    f = f.assign(uncovered=np.maximum(f["stress_loss"] - f["margin"], 0.0))
+    cols = ["date", "model", "members", "cover1", "cover1_member", "cover1_scenario", "cover2", "cover2_members",
+            "cover2_scenario"]
+    if f.empty:
+        return pd.DataFrame(columns=cols).set_index(["date", "model"])
+    members_n = f.groupby(["date", "model"], sort=True)["portfolio"].nunique()
+    ranked = f.sort_values(["date", "model", "scenario", "uncovered"], ascending=[True, True, True, False],
+                           kind="stable")
+    keys = ["date", "model", "scenario"]
+    first = ranked.groupby(keys, sort=False).nth(0).set_index(keys)
+    second = ranked.groupby(keys, sort=False).nth(1).set_index(keys)
+    per = pd.DataFrame({"top1": first["uncovered"], "name1": first["portfolio"]})
+    per["top2"] = second["uncovered"].reindex(per.index).fillna(0.0)
+    per["name2"] = second["portfolio"].reindex(per.index).fillna("")
+    per["pair"] = per["top1"] + per["top2"]
+    per = per.reset_index()
+    by = per.groupby(["date", "model"], sort=True)
+    c1 = per.loc[by["top1"].idxmax()].set_index(["date", "model"])
+    c2 = per.loc[by["pair"].idxmax()].set_index(["date", "model"])
+    out = pd.DataFrame({"members": members_n})
+    out["cover1"] = c1["top1"]
+    out["cover1_member"] = np.where(c1["top1"] > 0, c1["name1"], "")
+    out["cover1_scenario"] = np.where(c1["top1"] > 0, c1["scenario"], "")
+    out["cover2"] = c2["pair"]
+    names = [" + ".join(n for n, x in ((a, u), (b, v)) if x > 0)
+             for a, u, b, v in zip(c2["name1"], c2["top1"], c2["name2"], c2["top2"], strict=True)]
+    out["cover2_members"] = names
+    out["cover2_scenario"] = np.where(c2["pair"] > 0, c2["scenario"], "")
+    return out[cols[2:]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reverse stress
+
+
+def vol_price_beta(market: MarketData, assets: Sequence[str], i: int, lookback: int = 1000) -> np.ndarray:
+    r"""Slope of implied-vol log changes on price log returns per asset, over the last ``lookback`` rows to i.
+
+    OLS with intercept of :math:`\Delta\ln\sigma_s` on :math:`r_s` on the rows where both are known: the
+    vol-price relation that historical simulation and FHS carry in their joint scenarios (negative for
+    crypto: vol rises when prices fall). 0 for assets without implied vol.
+    """
+    cols = [market.asset_index[a] for a in assets]
+    lo = max(1, i - lookback + 1)
+    r = market.log_return_array[lo:i + 1][:, cols]
+    v = market.log_vol_change_array[lo:i + 1][:, cols]
+    out = np.zeros(len(cols))
+    for k in range(len(cols)):
+        ok = np.isfinite(r[:, k]) & np.isfinite(v[:, k])
+        if ok.sum() >= 20:
+            x, y = r[ok, k], v[ok, k]
+            var = np.var(x)
+            out[k] = float(np.mean((x - x.mean()) * (y - y.mean())) / var) if var > 0 else 0.0
+    return out
+
+
+def _uniform_losses(book: BookArrays, market: MarketData, i: int, horizon: int, beta: np.ndarray,
+                    moves: np.ndarray, where: str) -> np.ndarray:
+    """Losses under uniform relative price moves ``moves`` (> -1) of every asset, vols moving by ``beta``."""
+    log_move = np.log1p(moves)[:, None] * np.ones(len(book.assets))
+    vol = None
+    if book.has_options:
+        cols = [market.asset_index[a] for a in book.assets]
+        vol = market.vol_array[i, cols] * np.expm1(beta * log_move)
+    return -revalue_at(book, market, i, log_move, vol, horizon=horizon, where=where)
+
+
+def _reverse_one(book: BookArrays, market: MarketData, i: int, horizon: int, beta: np.ndarray,
+                 margins: np.ndarray, where: str, tol: float):
+    """Smallest adverse uniform move exhausting each margin: arrays (move, direction) per margin."""
+    n_grid = 60
+    down = np.geomspace(1e-4, 0.9999, n_grid)  # falls of 0.01% .. 99.99%
+    up = np.geomspace(1e-4, 20.0, n_grid)
+    grid = {"down": down, "up": up}
+    losses = _uniform_losses(book, market, i, horizon, beta, np.concatenate([-down, up]), where)
+    curve = {"down": losses[:n_grid], "up": losses[n_grid:]}
+    best = np.full(margins.size, np.inf)
+    side = np.full(margins.size, "", dtype=object)
+    for direction, sign in (("down", -1.0), ("up", 1.0)):
+        x, loss = grid[direction], curve[direction]
+        lo = np.zeros(margins.size)
+        hi = np.full(margins.size, np.nan)
+        for k, m in enumerate(margins):
+            if not np.isfinite(m):
+                continue
+            hit = np.flatnonzero(loss >= m)
+            if hit.size:
+                j = hit[0]
+                hi[k] = x[j]
+                lo[k] = x[j - 1] if j > 0 else 0.0
+        active = np.isfinite(hi)
+        # bisection on full revaluation, every margin at once: the loss reaches the margin in (lo, hi]
+        while active.any() and np.max(hi[active] - lo[active]) > tol:
+            mid = 0.5 * (lo + hi)
+            idx = np.flatnonzero(active)
+            at = _uniform_losses(book, market, i, horizon, beta, sign * mid[idx], where)
+            reached = at >= margins[idx]
+            hi[idx[reached]] = mid[idx[reached]]
+            lo[idx[~reached]] = mid[idx[~reached]]
+        better = active & (hi < best)
+        best[better] = hi[better]
+        side[better] = direction
+    return best, side
+
+
+def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: float = 1e-5,
+                   lookback: int = 1000) -> pd.DataFrame:
+    r"""Smallest uniform adverse price move that exhausts the margin, per book, date and model.
+
+    Every asset's price moves by the same relative amount x (down: :math:`S(1 - x)`, up: :math:`S(1 + x)`)
+    and each implied vol by the vol-price relation of the last ``lookback`` rows
+    (:func:`vol_price_beta`: :math:`\sigma(1 + x)^{\beta}` for an up move); the book is revalued in full over
+    the MPOR. The answer is the smallest x of either direction whose loss reaches the margin: a grid of 60
+    geometric points per direction (down to -99.99%, up to +2,000%) brackets the first crossing and bisection
+    on full revaluation narrows it to ``tol``. For a linear book of exposure E (long) the loss is E x, so
+    x = margin / E exactly. ``inf`` when no move within the grid exhausts the margin (e.g. a long option).
+
+    Parameters
+    ----------
+    result : BacktestResult
+        Its portfolios, margin dates and every model's margin.
+    market : MarketData
+        The backtest's market.
+    dates : sequence of timestamps, optional
+        Dates to test (default: every ``every``-th margin date of each book).
+    every : int
+        Test every k-th margin date (>= 1).
+    tol : float
+        Bisection tolerance on x (1e-5: a thousandth of a percent of the price).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``date, portfolio, model, margin, move`` (x, a fraction) and ``direction`` ("down"/"up").
+    """
+    _check_every(every, "reverse_stress")
+    if not result.portfolios:
+        raise ValueError("reverse_stress: the backtest result carries no portfolios")
+    wanted = None if dates is None else pd.DatetimeIndex([utc(d) for d in dates])
+    records = []
+    frame = result.frame
+    for name, portfolio in result.portfolios.items():
+        rows = frame[frame["portfolio"] == name]
+        if rows.empty:
+            continue
+        table = rows.pivot(index="date", columns="model", values="margin")
+        dates_b = table.index if wanted is not None else table.index[::every]
+        if wanted is not None:
+            dates_b = dates_b[dates_b.isin(wanted)]
+        for t in dates_b:
+            i = market.loc_of(t)
+            positions = portfolio.positions_at(t, market)
+            book = book_arrays(Book(positions))
+            if not len(book.assets):
+                continue
+            beta = vol_price_beta(market, book.assets, i, lookback)
+            margins = table.loc[t].to_numpy(float)
+            move, side = _reverse_one(book, market, i, result.mpor_days, beta, margins, f"portfolio {name!r}", tol)
+            for model, m, x, d in zip(table.columns, margins, move, side, strict=True):
+                if np.isfinite(m):
+                    records.append({"date": t, "portfolio": name, "model": model, "margin": m, "move": x,
+                                    "direction": d})
+    if not records and dates is not None:
+        raise DataError("reverse_stress: none of the given dates is a margin date of the result")
+    return pd.DataFrame(records, columns=["date", "portfolio", "model", "margin", "move", "direction"])
