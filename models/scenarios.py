@@ -15,7 +15,8 @@ rates; :mod:`marginlab.models.pricing`) and returns the price and the delta, sha
 (n_scenarios, n_options). The kernel :func:`revalue_grid` is written once, ``@njit(cache=True)``;
 with numba switched off (``NUMBA_DISABLE_JIT=1`` or ``MARGINLAB_DISABLE_NUMBA=1``: the project's one
 switch, :mod:`marginlab.models._numba`) the same source runs as plain Python. Its cost per price
-is two ``erfc`` calls: the log-moneyness is taken once per option, :math:`\sigma\sqrt T` once per option and level, the spot factors once per call.
+is two ``erfc`` calls: the log-moneyness is taken once per option,
+:math:`\sigma\sqrt T` once per option and level, the spot factors once per call.
 
 Linear positions need no kernel: their P&L under a move is :math:`q (1 + b) S_0 (e^{x} - 1)`
 (:func:`linear_pnl`).
