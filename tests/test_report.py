@@ -224,7 +224,9 @@ def test_sections_for_other_streams_render_when_the_result_carries_their_data(ho
 
     assert {"stress_coverage.csv", "cover.csv", "apc_tradeoff.csv", "sweep.csv"} <= set(report_files(study))
     # member accounts: the PQD 6.5 table from the rows of the accounts' portfolios
-    stub = types.SimpleNamespace(accounts=[hostile_report["book"]], frame=data.frame)
+    accounts_bt = copy.copy(study.backtest)
+    accounts_bt.accounts = [hostile_report["book"]]
+    stub = types.SimpleNamespace(accounts=[hostile_report["book"]], backtest=accounts_bt, config=study.config)
     content = build_accounts.build(stub)
     row = next(r for r in content["tables"][0]["table"]["rows"] if r["model"] == "HS VaR 99%")
     rows = data.frame[(data.frame["portfolio"] == hostile_report["book"]) & (data.frame["model"] == "HS VaR 99%")]
