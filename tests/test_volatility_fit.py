@@ -276,8 +276,8 @@ def test_fhs_with_egarch_and_skewed_t(mpor_days):
     """``fhs_garch(vol="egarch", dist="skewt")``: margins on linear books, ES >= VaR at the same level."""
     books = {k: v for k, v in mm.reference_portfolios().items() if k in ("long BTC spot",
                                                                            "long BTC / short ETH perpetuals")}
-    models = {m: mm.make_model("fhs_garch", measure=m, level=0.99, vol="egarch", dist="skewt", n_paths=2000,
-                               mpor_days=mpor_days) for m in ("var", "es")}
+    models = {m: mm.make_model("fhs_garch", measure=m, level=0.99, vol="egarch", dist="skewt", n_paths=2000)
+              for m in ("var", "es")}
     frame = Backtest(MARKET, books, models, mpor_days=mpor_days, start="2022-10-20", end="2022-11-08").run().to_frame()
     wide = frame.pivot_table(index=["date", "portfolio"], columns="model", values="margin")
     assert len(wide) == 2 * 20 and (wide["var"] > 0).all() and (wide["es"] >= wide["var"]).all()

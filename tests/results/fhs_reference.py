@@ -25,8 +25,15 @@ script's output that differ from ``fhs_reference_14f0f03.npz`` at that commit.
 ``fhs_reference_ewma_shape.npz`` likewise for the commit fitting EWMA's shape parameters (the
 t's ν) by warm-started projected BFGS instead of scipy's bounded Brent (EWMA margins do not move).
 
+The margins of those files came from the engine of their time (before the engine-model contract: models
+carried their MPOR and seed, and the one-day FHS drew bootstrap paths). The engine has changed since, so
+the margins are pinned by ``fhs_reference_margins_main.npz``, produced by this script on main at 70f249e
+(the contract engine with ``models/garch.py``, just before the volatility package was merged)::
+
+    python tests/results/fhs_reference.py tests/results/fhs_reference_margins_main.npz margins
+
 ``tests/test_volatility_reference.py`` recomputes everything and asserts exact equality (bit for bit) with
-the newest file holding each key, and with the eafa450 file where no change was intended.
+the newest file holding each key, and with the base file where no change was intended.
 """
 
 from __future__ import annotations
@@ -37,7 +44,6 @@ import sys
 import marginlab.datasets as ds
 import marginlab.models as mm
 import numpy as np
-from marginlab.models.volatility import FilterSpec, fit_filter
 from marginlab.validation import Backtest
 
 SPECS = [(vol, dist) for vol in ("garch", "gjr", "ewma") for dist in ("normal", "t")]
@@ -62,8 +68,8 @@ def margins(market, vol: str, dist: str, books: list[str], rng: str, mpor_days: 
     """FHS VaR and ES margins, shape (n_books, 2, n_dates) (NaN where a book has no margin)."""
     start, end = RANGES[rng]
     refs = mm.reference_portfolios()
-    models = {m: mm.make_model("fhs_garch", measure=m, vol=vol, dist=dist, n_paths=2000, mpor_days=mpor_days,
-                               **params) for m in ("var", "es")}
+    models = {m: mm.make_model("fhs_garch", measure=m, vol=vol, dist=dist, n_paths=2000, **params)
+              for m in ("var", "es")}
     frame = Backtest(market, {b: refs[b] for b in books}, models, mpor_days=mpor_days, start=start,
                      end=end).run().to_frame()
     dates = market.index[(market.index >= start) & (market.index <= end)]
@@ -76,6 +82,8 @@ def margins(market, vol: str, dist: str, books: list[str], rng: str, mpor_days: 
 
 def fit_chain(market, vol: str, dist: str, asset: str, rng: str) -> dict[str, np.ndarray]:
     """The daily warm-started fits of ``asset`` over ``rng`` (1,000-day windows, percent returns)."""
+    from marginlab.models.volatility import FilterSpec, fit_filter
+
     start, end = RANGES[rng]
     r = np.log(market.prices[asset]).diff().to_numpy() * 100
     spec = FilterSpec.from_names(vol, dist)
@@ -95,21 +103,25 @@ def fit_chain(market, vol: str, dist: str, asset: str, rng: str) -> dict[str, np
     return {k: np.array(v) for k, v in rows.items()}
 
 
-def compute() -> dict[str, np.ndarray]:
-    """Every reference array, keyed as stored in the .npz file."""
+def compute(parts: tuple[str, ...] = ("margins", "chain")) -> dict[str, np.ndarray]:
+    """Every reference array of ``parts``, keyed as stored in the .npz files."""
     market = ds.load_market(["BTC", "ETH"])
     out: dict[str, np.ndarray] = {}
     for vol, dist in SPECS:
-        for rng in RANGES:
-            books = BOOKS if rng == "2022-10" else BOOKS[:2]  # implied vols (option books) from 2021 only
-            out[f"margins/{vol}-{dist}/{rng}"] = margins(market, vol, dist, books, rng)
-        for asset, rng in CHAINS:
-            for key, value in fit_chain(market, vol, dist, asset, rng).items():
-                out[f"chain/{vol}-{dist}/{asset}/{rng}/{key}"] = value
-    for label, vol, dist, book, params, h, rng in EXTRA:
-        out[f"margins/{label}"] = margins(market, vol, dist, [book], rng, mpor_days=h, **params)
+        if "margins" in parts:
+            for rng in RANGES:
+                books = BOOKS if rng == "2022-10" else BOOKS[:2]  # implied vols (option books) from 2021 only
+                out[f"margins/{vol}-{dist}/{rng}"] = margins(market, vol, dist, books, rng)
+        if "chain" in parts:
+            for asset, rng in CHAINS:
+                for key, value in fit_chain(market, vol, dist, asset, rng).items():
+                    out[f"chain/{vol}-{dist}/{asset}/{rng}/{key}"] = value
+    if "margins" in parts:
+        for label, vol, dist, book, params, h, rng in EXTRA:
+            out[f"margins/{label}"] = margins(market, vol, dist, [book], rng, mpor_days=h, **params)
     return out
 
 
 if __name__ == "__main__":
-    np.savez_compressed(sys.argv[1], **compute())
+    parts = tuple(sys.argv[2].split(",")) if len(sys.argv) > 2 else ("margins", "chain")
+    np.savez_compressed(sys.argv[1], **compute(parts))
