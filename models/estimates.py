@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from marginlab.datasets import MarketData
 
-from .garch import FilterFit, GarchSpec, fit_filter
+from .volatility import FilterFit, FilterSpec, fit_filter
 
 __all__ = ["FilterEstimates", "SCALE"]
 
@@ -47,7 +47,7 @@ class FilterEstimates:
 
     Parameters
     ----------
-    spec : GarchSpec
+    spec : FilterSpec
         Volatility process and innovation distribution.
     lookback, min_obs : int
         Longest window (rows) and the fewest rows a window may have.
@@ -62,7 +62,7 @@ class FilterEstimates:
         Identifies this chain in the records (``estimation_key`` column), e.g. the models' estimation key.
     """
 
-    spec: GarchSpec
+    spec: FilterSpec
     lookback: int
     min_obs: int
     refit_every: int = 1

@@ -25,19 +25,13 @@ twin, which the tests use as the reference.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 from scipy.special import ndtr
 
+from ._numba import NUMBA_ENABLED, njit
+
 __all__ = ["black76_price", "black76_greeks", "strike_from_delta", "NUMBA_ENABLED"]
-
-NUMBA_ENABLED = os.environ.get("MARGINLAB_DISABLE_NUMBA", "0") != "1"
-
-try:  # pragma: no cover - import guard
-    from numba import njit
-except ImportError:  # pragma: no cover
-    NUMBA_ENABLED = False
 
 _SQRT2 = math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)

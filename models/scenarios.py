@@ -13,10 +13,10 @@ A scenario grid is a list of scenarios, each a combination of three levels:
 :func:`grid_values` prices every option under every scenario with Black-76 (forward = spot, zero
 rates; :mod:`marginlab.models.pricing`) and returns the price and the delta, shape
 (n_scenarios, n_options). The kernel :func:`revalue_grid` is written once, ``@njit(cache=True)``;
-with numba switched off (``MARGINLAB_DISABLE_NUMBA=1``, the project's switch
-:data:`~marginlab.models.pricing.NUMBA_ENABLED`) the same source runs as plain Python
-(``revalue_grid.py_func``). Its cost per price is two ``erfc`` calls: the log-moneyness is taken
-once per option, :math:`\sigma\sqrt T` once per option and level, the spot factors once per call.
+with numba switched off (``NUMBA_DISABLE_JIT=1`` or ``MARGINLAB_DISABLE_NUMBA=1``: the project's one
+switch, :mod:`marginlab.models._numba`) the same source runs as plain Python. Its cost per price
+is two ``erfc`` calls: the log-moneyness is taken once per option,
+:math:`\sigma\sqrt T` once per option and level, the spot factors once per call.
 
 Linear positions need no kernel: their P&L under a move is :math:`q (1 + b) S_0 (e^{x} - 1)`
 (:func:`linear_pnl`).
@@ -28,13 +28,7 @@ import math
 
 import numpy as np
 
-from .pricing import NUMBA_ENABLED
-
-try:  # pragma: no cover - import guard
-    from numba import njit
-except ImportError:  # pragma: no cover
-    def njit(**_kwargs):
-        return lambda f: f
+from ._numba import njit
 
 __all__ = ["revalue_grid", "grid_values", "linear_pnl"]
 
@@ -110,8 +104,8 @@ def revalue_grid(spot, strike, is_call, asset, taus, vols, log_moves, time_index
 
 
 def _kernel():
-    """The compiled kernel, or its Python source when numba is switched off."""
-    return revalue_grid if NUMBA_ENABLED else getattr(revalue_grid, "py_func", revalue_grid)
+    """The kernel: compiled, or its Python source when numba is switched off (:mod:`marginlab.models._numba`)."""
+    return revalue_grid
 
 
 def grid_values(spot, strike, is_call, asset, taus, vols, log_moves, time_index, vol_index

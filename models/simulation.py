@@ -38,9 +38,9 @@ from marginlab.datasets import MarketData
 from .base import Forecast, MarginModel, check_ints, check_range, register
 from .context import RunContext
 from .estimates import SCALE, FilterEstimates
-from .garch import FilterFit, GarchSpec, simulate_paths
 from .instruments import Position
 from .revaluation import book_arrays, revalue_at
+from .volatility import FilterFit, FilterSpec, simulate_paths
 
 __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "ScenarioSet", "risk_measure",
            "weighted_risk_measure", "weighted_var_es", "loss_forecast", "row_moves"]
@@ -376,7 +376,7 @@ class FHSGarch(_ScenarioModel):
         if self.measure not in ("var", "es"):
             raise ValueError(f"{self.name}: measure must be 'var' or 'es', got {self.measure!r}")
         _resolve_level(self, 0.99 if self.measure == "var" else 0.975)
-        GarchSpec(self.vol, self.dist)
+        FilterSpec.from_names(self.vol, self.dist)
         check_ints(self, {"lookback": 20, "n_paths": 100, "refit_every": 1, "min_obs": 20})
         if self.min_obs > self.lookback:
             raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
@@ -389,9 +389,9 @@ class FHSGarch(_ScenarioModel):
         return ("filter", self.spec, self.lookback, self.min_obs, self.refit_every)
 
     @property
-    def spec(self) -> GarchSpec:
+    def spec(self) -> FilterSpec:
         """The volatility filter specification."""
-        return GarchSpec(self.vol, self.dist)
+        return FilterSpec.from_names(self.vol, self.dist)
 
     def fit(self, market: MarketData, t, warm_start=None, context: RunContext | None = None) -> FHSState:
         """The state at ``t``: the run's filter estimates of this specification (fitted when a book asks)."""

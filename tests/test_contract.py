@@ -61,7 +61,7 @@ def test_two_backtests_in_one_process_do_not_influence_each_other():
 
 
 def test_estimates_table_records_every_fit_with_its_likelihood():
-    from marginlab.models.garch import GarchSpec, backcast, loglik_and_grad
+    from marginlab.models.volatility import FilterSpec, backcast, loglik_and_grad
 
     _, res = _margins([BTC, PAIR])
     est = res.estimates
@@ -75,8 +75,8 @@ def test_estimates_table_records_every_fit_with_its_likelihood():
     i, r0 = MARKET.loc_of(row["date"]), MARKET.loc_of(row["window_start"])
     r = MARKET.log_return_array[r0:i + 1, MARKET.asset_index[row["asset"]]] * 100
     theta = row[["omega", "alpha", "beta"]].to_numpy(float)
-    assert loglik_and_grad(theta, r, GarchSpec("garch", "normal"), backcast(r))[0] == pytest.approx(row["loglik"],
-                                                                                                      rel=1e-12)
+    spec = FilterSpec.from_names("garch", "normal")
+    assert loglik_and_grad(theta, r, spec, backcast(r))[0] == pytest.approx(row["loglik"], rel=1e-12)
 
 
 class ReversedExecutor:

@@ -120,7 +120,7 @@ def test_ten_day_fhs_and_historical_run():
 
 @pytest.mark.parametrize("name, kwargs, message", [
     ("fhs_garch", {"measure": "cvar"}, "measure must be 'var' or 'es'"),
-    ("fhs_garch", {"vol": "egarch"}, "vol must be 'garch', 'gjr' or 'ewma'"),
+    ("fhs_garch", {"vol": "figarch"}, r"vol must be one of \['egarch', 'ewma', 'garch', 'gjr'\]"),
     ("fhs_garch", {"n_paths": 10}, "n_paths must be an integer >= 100"),
     ("fhs_garch", {"level": 1.2}, r"level must be in \[0.5, 1.0\)"),
     ("historical_var", {"scaling": "linear"}, "scaling must be 'overlapping' or 'sqrt_time'"),
@@ -162,8 +162,8 @@ def test_ewma_var_matches_normal_closed_form_for_one_asset():
 def test_fhs_multi_day_revalues_every_bootstrap_path(book):
     """Over h > 1 days FHS bootstraps window rows jointly, propagates each asset's variance and revalues every
     path (with the implied-vol changes of the same rows for option books): rebuilt here from its pieces."""
-    from marginlab.models.garch import simulate_paths
     from marginlab.models.simulation import _book_history, _draws
+    from marginlab.models.volatility import simulate_paths
 
     t = pd.Timestamp("2022-03-15", tz="UTC")
     model = mm.make_model("fhs_garch", n_paths=3000)
