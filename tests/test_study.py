@@ -1,5 +1,6 @@
 """Study config validation, the CLI, and atomic report writing."""
 
+import datetime as dt
 import json
 
 import pandas as pd
@@ -122,3 +123,14 @@ def test_study_with_overlays_and_stress_reports_apc_cost_and_stress_coverage(tmp
     assert "Procyclicality and APC tools" in html and "Cover-1 and Cover-2" in html
     data = json.loads((out / "results.json").read_text())
     assert data["study"]["models"][1]["overlays"] == [{"name": "apc_buffer", "params": {"buffer": 0.25}}]
+
+
+def test_summary_states_the_mpor_in_observations_of_the_panel():
+    """An hourly study's MPOR is a number of hours, not days: the summary says observations of 1h."""
+    cfg = parse_study({"study": {"name": "hourly", "seed": 1, "mpor_days": 4},
+                       "market": {"assets": ["BTC"], "freq": "1h", "start": dt.date(2021, 3, 1),
+                                  "end": dt.date(2021, 3, 3)},
+                       "portfolios": {"reference": ["long BTC spot"]},
+                       "models": [{"name": "static", "params": {"rate": 0.05}}]}, "<test>")
+    text = run_study(cfg, write=False).summary()
+    assert "MPOR 4 observation(s) of 1h" in text and "4d" not in text

@@ -419,7 +419,8 @@ class StudyResult:
         bt = self.backtest
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_colwidth", 60,
                                "display.float_format", "{:.4g}".format):
-            head = (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days}d, "
+            head = (f"Study {self.config.name!r} (seed {self.config.seed}, MPOR {self.config.mpor_days} "
+                    f"observation(s) of {self.config.freq}, "
                     f"rule-based models tested at p = {self.config.tail_prob:g}, risk models at their own level)")
             if bt.accounts:
                 reference = bt.frame[~bt.frame["portfolio"].isin(set(bt.accounts))]
