@@ -174,6 +174,10 @@ def test_regulatory_study_is_valid():
 
     cfg = load_study("studies/regulatory.toml")
     assert cfg.mpor_days == 2 and cfg.tail_prob == 0.01 and len(cfg.models) >= 6
+    overlaid = cfg.build_models()
+    assert {o.name for m in overlaid.values() for o in getattr(m, "overlays", ())} == {
+        "apc_buffer", "stressed_weight", "lookback_floor"}
+    assert cfg.stress_scenarios is not None
 
 
 def test_sections_for_other_streams_render_when_the_result_carries_their_data(hostile_report):
