@@ -50,7 +50,7 @@ from typing import Any
 from .progress import Progress
 
 __all__ = ["SerialExecutor", "DaskExecutor", "LocalExecutor", "RemoteExecutor", "EXECUTORS",
-           "make_executor", "free_cores", "add_executor_arguments", "executor_from_args"]
+           "make_executor", "free_cores", "usable_cores", "add_executor_arguments", "executor_from_args"]
 
 #: Executor names accepted by :func:`make_executor`, the study key ``execution.executor`` and ``--executor``.
 EXECUTORS = ("auto", "serial", "local", "remote")
@@ -162,12 +162,14 @@ def LocalExecutor(workers: int | None = None, progress: Progress | None = None, 
                   **cluster_kwargs: Any) -> DaskExecutor:
     """A :class:`DaskExecutor` on a new :class:`dask.distributed.LocalCluster` of ``workers`` processes.
 
-    ``workers`` defaults to :func:`free_cores` (at least 1); each worker has one thread. Close it (or use it
+    ``workers`` defaults to :func:`usable_cores` (asking for a local cluster is asking for the machine's
+    cores; the load average, which counts this user's own last run, decides only ``auto``); each worker has
+    one thread. Close it (or use it
     as a context manager) to stop the cluster. Extra keyword arguments go to ``LocalCluster``.
     """
     from dask.distributed import Client, LocalCluster
 
-    n = workers if workers is not None else max(1, free_cores())
+    n = workers if workers is not None else usable_cores()
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     options = {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
@@ -195,12 +197,17 @@ def RemoteExecutor(scheduler: str, progress: Progress | None = None, timeout: fl
     return DaskExecutor(client, progress=progress, label=label, _owns=[client])
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
 def free_cores() -> int:
     """Cores this process may use that are not busy: usable cores minus the 1-minute load average (floor)."""
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        usable = os.cpu_count() or 1
+    usable = usable_cores()
     try:
         busy = os.getloadavg()[0]
     except OSError:  # pragma: no cover - no load average
@@ -249,7 +256,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                        help="serial: this process; local: a Dask cluster on this machine's cores; auto (the "
                             "default): local when at least two cores are free")
     group.add_argument("--workers", type=int, default=None, help="worker processes of the local cluster "
-                                                                 "(default: the free cores)")
+                                                                 "(default: the usable cores)")
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on the Dask cluster of this scheduler, e.g. tcp://host:8786")
     group.add_argument("--books-per-task", type=int, default=None, dest="books_per_task",
