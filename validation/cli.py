@@ -8,6 +8,8 @@ runs a study (on this process, a local Dask cluster or a remote one:
 matrix (books x models) and the report's path; on a terminal it shows the stages
 and a bar over the backtest's tasks (standard error);
 ``marginlab show REPORT_DIR`` prints the verdict matrix of a report written before;
+``marginlab diff BEFORE AFTER`` says which margins moved between two runs and which
+breaches flipped (:mod:`marginlab.validation.compare`);
 ``marginlab models`` lists the registered margin models (and overlays) with their
 parameters, defaults and a one-line description;
 ``marginlab sweep STUDY.toml --grid GRID.toml --out DIR`` runs the study's books over a
@@ -110,6 +112,14 @@ def _fmt_default(value) -> str:
     return repr(value)
 
 
+def _diff(args: argparse.Namespace) -> int:
+    from marginlab.validation.compare import compare_backtests, read_backtest
+
+    diff = compare_backtests(read_backtest(args.before), read_backtest(args.after))
+    print(diff.summary())
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     import marginlab.models as mm
     from marginlab.models.methodology import class_summary
@@ -170,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_show = sub.add_parser("show", help="print the verdict matrix of a report written before")
     p_show.add_argument("report", help="report folder (marginlab run --out)")
     p_show.set_defaults(func=_show)
+    p_diff = sub.add_parser("diff", help="what moved between two runs (two report folders or backtest.csv files)")
+    p_diff.add_argument("before", help="report folder or backtest.csv of the first run")
+    p_diff.add_argument("after", help="report folder or backtest.csv of the second run")
+    p_diff.set_defaults(func=_diff)
     p_models = sub.add_parser("models", help="list the registered margin models (and overlays) with their parameters")
     p_models.set_defaults(func=_models)
     p_sweep = sub.add_parser("sweep", help="run a study's books over a grid of model parameters")
