@@ -90,8 +90,13 @@ def smile_ratio(coef: np.ndarray, log_moneyness: np.ndarray, t_years: np.ndarray
     """
     t = np.maximum(np.asarray(t_years, float), 1e-9)
     x = np.asarray(log_moneyness, float) / np.sqrt(t)
-    ratio = _design(np.atleast_1d(x).ravel(), np.broadcast_to(t, np.shape(x)).ravel()) @ coef
-    ratio = np.clip(ratio, *RATIO_BOUNDS).reshape(np.shape(x))
+    # element by element, in a fixed order: a BLAS matrix-vector product rounds a row differently
+    # depending on its position in the matrix, so an option's vol (and every margin revaluing it) would
+    # depend on which other options were evaluated with it (found as last-bit differences of SPAN margins
+    # between a serial and a 2-worker run of the default study)
+    b0, b1, b2, b3 = (float(c) for c in coef)
+    ratio = b0 + b1 * x + b2 * (x * x) + b3 * (np.sqrt(np.broadcast_to(t, np.shape(x))) - _T_REF)
+    ratio = np.clip(ratio, *RATIO_BOUNDS)
     return np.where(np.asarray(t_years) > 0, ratio, 1.0)
 
 

@@ -251,7 +251,10 @@ class SpanMargin(MarginModel):
         out = []
         for j in range(len(contracts)):
             ra = -(price[1:1 + n_scan, j] - price[0, j]) * weights
-            out.append((ra, float(w @ delta[1 + n_scan:, j]), float(price[0, j])))
+            # the composite delta summed in a fixed order: a BLAS dot product takes another path (another
+            # rounding) for a strided column, i.e. depending on how many contracts share this call, and a
+            # contract's array must not depend on the books computed beside it in a task
+            out.append((ra, float((w * delta[1 + n_scan:, j]).sum()), float(price[0, j])))
         return out
 
     def _arrays(self, state: ModelState, positions: Sequence[Position], market: MarketData):
