@@ -54,8 +54,10 @@ def plotting() -> Iterator[object]:
 
 def fixed_layout(fig, *, left: float = 0.85, right: float = 0.15, top: float = 0.35, bottom: float = 0.55,
                  hspace: float = 0.08, wspace: float = 0.2) -> None:
-    """Margins in inches instead of ``tight_layout`` (which draws the whole figure once more to measure it:
-    most of the report's drawing time on the per-book figures). The defaults fit money and date tick labels.
+    """Set the figure's margins in inches.
+
+    Used instead of ``tight_layout``, which draws the whole figure once more to measure it (most of the
+    report's drawing time on the per-book figures). The defaults fit money and date tick labels.
     """
     w, h = fig.get_size_inches()
     fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h, hspace=hspace,
