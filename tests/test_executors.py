@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import cloudpickle
@@ -206,6 +207,32 @@ def test_auto_choice_and_its_override(monkeypatch):
         make_executor("threads")
     with pytest.raises(ValueError, match="needs a scheduler address"):
         make_executor("remote")
+
+
+def test_a_local_cluster_asked_for_gets_the_usable_cores_whatever_the_load(monkeypatch):
+    """The load average counts this user's own last run: right after a run it left one worker on two cores.
+    An explicit local cluster sizes itself on the usable cores; only ``auto`` looks at the load."""
+    import dask.distributed
+
+    asked = {}
+
+    class FakeCluster:
+        def __init__(self, **options):
+            asked.update(options)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(dask.distributed, "LocalCluster", FakeCluster)
+    monkeypatch.setattr(dask.distributed, "Client", lambda cluster: types.SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr("marginlab.validation.executors.free_cores", lambda: 0)
+    monkeypatch.setattr("marginlab.validation.executors.usable_cores", lambda: 2)
+    with LocalExecutor():
+        pass
+    assert asked["n_workers"] == 2 and asked["threads_per_worker"] == 1
+    with LocalExecutor(3):
+        pass
+    assert asked["n_workers"] == 3
 
 
 class _Tty(io.StringIO):
