@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["SMILE_COLUMNS", "SMILE_MAX_AGE", "RATIO_BOUNDS", "fit_smile", "fit_smiles", "smile_ratio",
+__all__ = ["SMILE_COLUMNS", "SMILE_MAX_AGE", "RATIO_BOUNDS", "T_REF", "fit_smile", "fit_smiles", "smile_ratio",
            "smile_regimes"]
 
 SMILE_COLUMNS = ["b0", "b1", "b2", "b3"]
@@ -46,7 +46,8 @@ SMILE_COLUMNS = ["b0", "b1", "b2", "b3"]
 SMILE_MAX_AGE = pd.Timedelta(days=4)
 #: DVOL older than this at a snapshot is not paired with it (the daily close is one day apart).
 _DVOL_MAX_AGE = pd.Timedelta(days=1)
-_T_REF = np.sqrt(30.0 / 365.0)
+#: Reference tenor of the smile's term-structure term, sqrt(years): b3 x (sqrt(T) - T_REF).
+T_REF = float(np.sqrt(30.0 / 365.0))
 RATIO_BOUNDS = (0.5, 3.0)
 
 
@@ -56,7 +57,7 @@ def _design(x: np.ndarray, t_years: np.ndarray) -> np.ndarray:
     out[:, 1] = x
     np.multiply(x, x, out=out[:, 2])
     np.sqrt(t_years, out=out[:, 3])
-    out[:, 3] -= _T_REF
+    out[:, 3] -= T_REF
     return out
 
 
@@ -95,7 +96,7 @@ def smile_ratio(coef: np.ndarray, log_moneyness: np.ndarray, t_years: np.ndarray
     # depend on which other options were evaluated with it (found as last-bit differences of SPAN margins
     # between a serial and a 2-worker run of the default study)
     b0, b1, b2, b3 = (float(c) for c in coef)
-    ratio = b0 + b1 * x + b2 * (x * x) + b3 * (np.sqrt(np.broadcast_to(t, np.shape(x))) - _T_REF)
+    ratio = b0 + b1 * x + b2 * (x * x) + b3 * (np.sqrt(np.broadcast_to(t, np.shape(x))) - T_REF)
     ratio = np.clip(ratio, *RATIO_BOUNDS)
     return np.where(np.asarray(t_years) > 0, ratio, 1.0)
 

@@ -45,19 +45,21 @@ if NUMBA_ENABLED:
     _norm_cdf_nb = njit(cache=True)(_norm_cdf)
 
     @njit(cache=True)
+    def black76_one(f, k, t, s, is_call):  # pragma: no cover - compiled
+        """Black-76 price of one option (the formula of the module docstring; intrinsic if t <= 0 or s <= 0)."""
+        if t <= 0.0 or s <= 0.0:
+            return max(f - k, 0.0) if is_call else max(k - f, 0.0)
+        sq = s * math.sqrt(t)
+        d1 = (math.log(f / k) + 0.5 * sq * sq) / sq
+        d2 = d1 - sq
+        if is_call:
+            return f * _norm_cdf_nb(d1) - k * _norm_cdf_nb(d2)
+        return k * _norm_cdf_nb(-d2) - f * _norm_cdf_nb(-d1)
+
+    @njit(cache=True)
     def _price_kernel(forward, strike, t_years, vol, is_call, out):  # pragma: no cover - compiled
         for i in range(forward.size):
-            f, k, t, s = forward[i], strike[i], t_years[i], vol[i]
-            if t <= 0.0 or s <= 0.0:
-                out[i] = max(f - k, 0.0) if is_call[i] else max(k - f, 0.0)
-                continue
-            sq = s * math.sqrt(t)
-            d1 = (math.log(f / k) + 0.5 * sq * sq) / sq
-            d2 = d1 - sq
-            if is_call[i]:
-                out[i] = f * _norm_cdf_nb(d1) - k * _norm_cdf_nb(d2)
-            else:
-                out[i] = k * _norm_cdf_nb(-d2) - f * _norm_cdf_nb(-d1)
+            out[i] = black76_one(forward[i], strike[i], t_years[i], vol[i], is_call[i])
 
     @njit(cache=True)
     def _greeks_kernel(forward, strike, t_years, vol, is_call, out):  # pragma: no cover - compiled

@@ -48,15 +48,20 @@ Valuation rules
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 from marginlab.datasets import DataError, MarketData
-from marginlab.datasets.smile import RATIO_BOUNDS, smile_ratio
+from marginlab.datasets.smile import RATIO_BOUNDS, T_REF, smile_ratio
 
+from ._numba import NUMBA_ENABLED, njit
 from .instruments import Future, Option, Perpetual, Position
 from .pricing import black76_price
+
+if NUMBA_ENABLED:
+    from .pricing import black76_one
 
 __all__ = ["Book", "BookArrays", "BookState", "book_arrays", "book_state", "mark_to_market", "option_mark",
            "realised_pnl", "revalue", "revalue_at", "option_vols"]
@@ -121,6 +126,52 @@ def _end_regime_rows(market: MarketData, book: BookArrays, i: int, j: int) -> np
         if _fitted_smile(coefs, i) and _fitted_smile(coefs, j):
             rows[a] = j
     return rows
+
+
+_NO_SMILE, _FLAT_SMILE, _FITTED_SMILE = 0, 1, 2
+
+
+def _smile_inputs(market: MarketData, book: BookArrays, i: int, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per option ``m`` of the book, the kind of vol regime in force at row ``i`` and its coefficients.
+
+    Returns ``(mode, coef)``: mode 0 flat at the ATM level (no smile), 1 flat at the level x the
+    clipped b0 (DVOL mapped to the ATM level), 2 a fitted smile (b0 .. b3), the cases of :func:`option_vols`.
+    """
+    mode = np.zeros(m.size, dtype=np.int64)
+    coef = np.zeros((m.size, 4))
+    for a in np.unique(book.asset_idx[m]):
+        c = market.smile_coefficients(book.assets[a])
+        if c is None or not np.isfinite(c[i, 0]):
+            continue
+        sel = book.asset_idx[m] == a
+        coef[sel] = c[i]
+        mode[sel] = _FLAT_SMILE if (c[i, 1] == 0.0 and c[i, 2] == 0.0 and c[i, 3] == 0.0) else _FITTED_SMILE
+    return mode, coef
+
+
+@njit(cache=True)
+def _scenario_option_pnl(spot, atm, strike, is_call, tau, mode, coef, quantity, p0, lo, hi, t_ref,
+                         out):  # pragma: no cover - compiled; tested against the NumPy path of revalue_at
+    """P&L of each live option under each scenario: q (Black-76(S, K, tau, vol) - p0), vol = ATM x smile ratio.
+
+    ``spot`` and ``atm`` have shape (n_scenarios, n_options): the shocked spot and ATM level per option;
+    ``out`` the same shape. The smile ratio is :func:`marginlab.datasets.smile.smile_ratio` (mode 2) or the
+    flat b0 (mode 1), clipped to [lo, hi], 1 at or after expiry; one pass, no temporaries.
+    """
+    n, k = spot.shape
+    for m in range(n):
+        for j in range(k):
+            f = spot[m, j]
+            t = tau[j]
+            v = atm[m, j]
+            if t > 0.0 and mode[j] == 1:
+                v = v * min(max(coef[j, 0], lo), hi)
+            elif t > 0.0 and mode[j] == 2:
+                rt = math.sqrt(max(t, 1e-9))
+                x = math.log(strike[j] / f) / rt
+                r = coef[j, 0] + coef[j, 1] * x + coef[j, 2] * (x * x) + coef[j, 3] * (rt - t_ref)
+                v = v * min(max(r, lo), hi)
+            out[m, j] = (black76_one(f, strike[j], t, v, is_call[j]) - p0[j]) * quantity[j]
 
 
 class BookArrays:
@@ -376,10 +427,21 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
             atm0 = vols[book.asset_idx[m]]
             atm1 = np.maximum(atm0 + dvol[..., book.asset_idx[m]], 1e-4)
             v0 = _position_vols(market, book, i, atm0, s0[m], tau0, m)
-            v1 = _position_vols(market, book, i, atm1, s1, tau1, m)
             p0 = black76_price(s0[m], book.strike[m], tau0, v0, book.is_call[m])
-            p1 = black76_price(s1, book.strike[m], tau1, v1, book.is_call[m])
-            total = total + ((p1 - p0) * book.quantity[m]).sum(axis=-1)
+            if NUMBA_ENABLED:  # smile and price in one compiled pass over the scenarios
+                mode, coef = _smile_inputs(market, book, i, m)
+                shape = np.broadcast_shapes(s1.shape, atm1.shape)
+                spot2 = np.ascontiguousarray(np.broadcast_to(s1, shape)).reshape(-1, m.size)
+                atm2 = np.ascontiguousarray(np.broadcast_to(atm1, shape)).reshape(-1, m.size)
+                contrib = np.empty(spot2.shape)
+                _scenario_option_pnl(spot2, atm2, book.strike[m], book.is_call[m], tau1, mode, coef,
+                                     book.quantity[m], p0, RATIO_BOUNDS[0], RATIO_BOUNDS[1], T_REF, contrib)
+                contrib = contrib.reshape(shape)
+            else:
+                v1 = _position_vols(market, book, i, atm1, s1, tau1, m)
+                p1 = black76_price(s1, book.strike[m], tau1, v1, book.is_call[m])
+                contrib = (p1 - p0) * book.quantity[m]
+            total = total + contrib.sum(axis=-1)
     return total
 
 
