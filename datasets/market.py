@@ -229,7 +229,11 @@ class MarketData:
     @property
     def assets(self) -> list[str]:
         """Asset names (columns of ``prices``)."""
-        return list(self.prices.columns)
+        return list(self._asset_names)
+
+    @cached_property
+    def _asset_names(self) -> tuple[str, ...]:
+        return tuple(self.prices.columns)
 
     @property
     def periods_per_year(self) -> float:
@@ -238,6 +242,10 @@ class MarketData:
 
     def loc_of(self, t: pd.Timestamp | str) -> int:
         """Integer position of timestamp ``t`` in the index, or DataError."""
+        if isinstance(t, pd.Timestamp) and t.tzinfo is not None:  # the engine's dates: one dict lookup
+            k = self._positions.get(t)
+            if k is not None:
+                return k
         ts = utc(t)
         try:
             return self._positions[ts]

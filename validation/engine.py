@@ -342,11 +342,14 @@ class Backtest:
         """
         if len(book) == 1:
             return float(margin)
+        legs = self.book_path(name).legs
         total = 0.0
         for pos in book:
             if pos not in done:
-                done[pos] = model.forecast(state, Book((pos,)), self.market, t,
-                                           book=f"{name} :: {pos.instrument.label}").margin
+                leg = legs.get(pos)
+                if leg is None:  # one Book per position over the run: its arrays are built once
+                    leg = legs[pos] = (Book((pos,)), f"{name} :: {pos.instrument.label}")
+                done[pos] = model.forecast(state, leg[0], self.market, t, book=leg[1]).margin
             total += done[pos]
         return float(total)
 
@@ -451,6 +454,8 @@ class _BookPath:
     pnl: np.ndarray
     notional: np.ndarray
     changed: np.ndarray
+    #: position -> (the position alone as a Book, its name "<portfolio> :: <instrument>"), built on first use
+    legs: dict[Position, tuple[Book, str]] = field(default_factory=dict)
 
 
 class Executor(Protocol):
@@ -779,7 +784,7 @@ class BacktestResult:
 
     def to_dict(self) -> dict:
         """JSON-ready summary: metrics per pair (reference books) and the account-level view (accounts)."""
-        books = [pf for pf in dict.fromkeys(self.frame["portfolio"]) if pf not in set(self.accounts)]
+        books = [pf for pf in self.frame["portfolio"].unique() if pf not in set(self.accounts)]
         eff = self.efficiency(portfolios=books).reset_index().to_dict(orient="records")
         return {"mpor_days": self.mpor_days, "models": {k: m.describe() for k, m in self.models.items()},
                 "metrics": eff, "accounts": self.accounts_dict(),
