@@ -62,6 +62,22 @@ def test_local_cluster_gives_the_serial_bytes(backtest, local):
     _same(serial, bt.run(executor=local, split_models=False))
 
 
+def _malloc_environment() -> dict:
+    import os
+
+    return {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
+def test_local_workers_keep_glibcs_dynamic_mmap_threshold(local):
+    """Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes every NumPy temporary above
+    128 KiB a fresh mmap: the models' array arithmetic ran ~3x slower on a worker than here (executors.WORKER_ENVIRON).
+    The local cluster's workers run without it, and still with one BLAS/OpenMP thread."""
+    if "MALLOC_TRIM_THRESHOLD_" in __import__("os").environ:
+        pytest.skip("MALLOC_TRIM_THRESHOLD_ is set in this process: workers inherit it")
+    for env in local.client.run(_malloc_environment).values():
+        assert env == {"MALLOC_TRIM_THRESHOLD_": None, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
 class _KillOnce:
     """Wraps the task function: the first task run on a worker kills that worker's process (SIGKILL)."""
 
