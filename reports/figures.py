@@ -112,6 +112,18 @@ def _pct_axis(ax, axis: str = "y") -> None:
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(PercentFormatter(1.0, decimals=None))
 
 
+def _x(dates) -> np.ndarray:
+    """Dates as naive UTC ``datetime64`` for matplotlib's x axis.
+
+    Matplotlib converts tz-aware dates one by one (an ``astimezone`` per point: ~14 s of the default report's
+    drawing), naive ``datetime64`` in one vectorised step; the axis shows the same UTC dates.
+    """
+    if isinstance(dates, pd.Timestamp):
+        return np.datetime64((dates.tz_convert("UTC").tz_localize(None) if dates.tzinfo else dates).value, "ns")
+    idx = pd.DatetimeIndex(dates)
+    return (idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx).to_numpy()
+
+
 def _dates(ax) -> None:
     import matplotlib.dates as mdates
 
@@ -124,7 +136,7 @@ def _shade(ax, start: pd.Timestamp, end: pd.Timestamp) -> None:
     for _, a, b in EPISODES:
         a, b = pd.Timestamp(a, tz="UTC"), pd.Timestamp(b, tz="UTC")
         if b >= start and a <= end:
-            ax.axvspan(a, b, color="#f4b183", alpha=0.35, lw=0, zorder=0)
+            ax.axvspan(_x(a), _x(b), color="#f4b183", alpha=0.35, lw=0, zorder=0)
 
 
 def frontier(points: pd.DataFrame, title: str, target: float | None, models: Sequence[str]):
@@ -181,11 +193,11 @@ def small_multiples(rows: pd.DataFrame, models: Sequence[str], titles: dict[str,
             ax = axes[k][0]
             r = rows[rows["model"] == md]
             _shade(ax, start, end)
-            ax.fill_between(r["date"], 0, r["loss"].clip(lower=0), color="0.55", lw=0, step="post",
+            ax.fill_between(_x(r["date"]), 0, r["loss"].clip(lower=0), color="0.55", lw=0, step="post",
                             label="realised loss over the MPOR")
-            ax.plot(r["date"], r["margin"], color=colour(list(all_models).index(md)), lw=1.1, label="margin")
+            ax.plot(_x(r["date"]), r["margin"], color=colour(list(all_models).index(md)), lw=1.1, label="margin")
             b = r[r["breach"]]
-            ax.scatter(b["date"], b["loss"], s=14, color="#c00000", zorder=4, label="breach (loss > margin)")
+            ax.scatter(_x(b["date"]), b["loss"], s=14, color="#c00000", zorder=4, label="breach (loss > margin)")
             ax.text(0.005, 0.93, titles.get(md, md), transform=ax.transAxes, va="top", fontsize=9.5,
                     bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
             _money_axis(ax)
@@ -219,13 +231,13 @@ def episode_zoom(rows: pd.DataFrame, models: Sequence[str], all_models: Sequence
             pad = pd.Timedelta(days=5)
             win = rows[(rows["date"] >= a - pad) & (rows["date"] <= b + pad)]
             loss = win.drop_duplicates("date")
-            ax.axvspan(a, b, color="#f4b183", alpha=0.25, lw=0, zorder=0)
-            ax.bar(loss["date"], loss["loss"].clip(lower=0), width=0.8, color="0.6", label="realised loss")
+            ax.axvspan(_x(a), _x(b), color="#f4b183", alpha=0.25, lw=0, zorder=0)
+            ax.bar(_x(loss["date"]), loss["loss"].clip(lower=0), width=0.8, color="0.6", label="realised loss")
             for md in models:
                 r = win[win["model"] == md]
-                ax.plot(r["date"], r["margin"], color=colour(list(all_models).index(md)), lw=1.3, label=md)
+                ax.plot(_x(r["date"]), r["margin"], color=colour(list(all_models).index(md)), lw=1.3, label=md)
                 bb = r[r["breach"]]
-                ax.scatter(bb["date"], bb["loss"], s=16, color="#c00000", zorder=4)
+                ax.scatter(_x(bb["date"]), bb["loss"], s=16, color="#c00000", zorder=4)
             ax.set_title(name)
             ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=5))
             ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b\n%Y"))
@@ -267,7 +279,7 @@ def rolling_breaches(rows: pd.DataFrame, models: Sequence[str], levels: dict[str
             ax.axhspan(0, yellow - 0.5, color="#d9f2e0", lw=0)
             ax.axhspan(yellow - 0.5, red - 0.5, color="#fff0c2", lw=0)
             ax.axhspan(red - 0.5, top, color="#f8d0cc", lw=0)
-            ax.plot(counts.index, counts.to_numpy(), color=colour(list(all_models).index(md)), lw=1.2)
+            ax.plot(_x(counts.index), counts.to_numpy(), color=colour(list(all_models).index(md)), lw=1.2)
             ax.set_ylim(0, top)
             ax.set_title(md if len(md) <= 34 else md[:32] + "\u2026")
             ax.text(0.01, 0.96, f"p = {levels[md]:g}: yellow \u2265 {yellow}, red \u2265 {red}",
@@ -294,12 +306,12 @@ def parameter_stability(est: pd.DataFrame, params: Sequence[str], title: str):
             for j, asset in enumerate(assets):
                 # one fit per date: the longest window (books with shorter histories fit shorter windows)
                 r = est[est["asset"] == asset].sort_values(["date", "window_rows"]).drop_duplicates("date", keep="last")
-                ax.plot(r["date"], r[name], lw=0.9, color=colour(j), label=asset)
+                ax.plot(_x(r["date"]), r[name], lw=0.9, color=colour(j), label=asset)
                 if "status" in r:
                     edge = r[r["status"] == "boundary"]
-                    ax.scatter(edge["date"], edge[name], s=2, color="0.35", alpha=0.35, lw=0, zorder=3)
+                    ax.scatter(_x(edge["date"]), edge[name], s=2, color="0.35", alpha=0.35, lw=0, zorder=3)
                     failed = r[r["status"] == "failed"]
-                    ax.scatter(failed["date"], failed[name], s=22, marker="x", color="#c00000", zorder=4)
+                    ax.scatter(_x(failed["date"]), failed[name], s=22, marker="x", color="#c00000", zorder=4)
             ax.set_title(name)
             ax.grid(alpha=0.25)
             _dates(ax)

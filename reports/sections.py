@@ -104,12 +104,12 @@ class ReportData:
     @cached_property
     def samples(self) -> dict[str, pd.DatetimeIndex]:
         """Each book's common sample."""
-        return {pf: self.backtest.common_dates(pf) for pf in dict.fromkeys(self.backtest.frame["portfolio"])}
+        return {pf: self.backtest.common_dates(pf) for pf in self.backtest.frame["portfolio"].unique()}
 
     @cached_property
     def models(self) -> list[str]:
         """Model labels in study order."""
-        return list(self.backtest.models) or list(dict.fromkeys(self.backtest.frame["model"]))
+        return list(self.backtest.models) or list(self.backtest.frame["model"].unique())
 
     @cached_property
     def accounts(self) -> list[str]:
@@ -120,7 +120,7 @@ class ReportData:
     def books(self) -> list[str]:
         """Books of the verdict matrix and drill-down: every portfolio but member accounts."""
         bt = self.backtest
-        names = dict.fromkeys([*bt.frame["portfolio"], *(pf for pf, _ in bt.not_applicable),
+        names = dict.fromkeys([*bt.frame["portfolio"].unique(), *(pf for pf, _ in bt.not_applicable),
                                *(pf for pf, _ in bt.warmup)])
         acc = set(self.accounts)
         return [pf for pf in names if pf not in acc]
@@ -592,7 +592,8 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
     for book in content["books"]:
         pf = book["portfolio"]
         rows = d.frame[d.frame["portfolio"] == pf]
-        models = [m for m in d.models if m in set(rows["model"])]
+        present = set(rows["model"].unique())  # unique() first: iterating the column row by row is slow
+        models = [m for m in d.models if m in present]
         out.append(f'<h3 id="book-{_slug(pf)}">{esc(pf)}</h3>')
         if not models:
             out.append(_para("No model has a margin for this book."))

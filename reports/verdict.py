@@ -53,7 +53,7 @@ def verdict_of(too_many_pvalue: float, kupiec_pvalue: float, kupiec_direction: s
 
 def common_sample(backtest) -> dict[str, pd.DatetimeIndex]:
     """Each book's comparison sample: the dates on which every model with margins for it has one."""
-    return {pf: backtest.common_dates(pf) for pf in dict.fromkeys(backtest.frame["portfolio"])}
+    return {pf: backtest.common_dates(pf) for pf in backtest.frame["portfolio"].unique()}
 
 
 def mean_margin_pct(rows: pd.DataFrame) -> float:
@@ -74,9 +74,9 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
                    level: float = LEVEL) -> dict[str, Any]:
     """The verdict matrix as a JSON-ready dict: books, models and one cell per pair (see module docstring)."""
     frame = backtest.frame
-    models = list(backtest.models) or list(dict.fromkeys(frame["model"]))
+    models = list(backtest.models) or list(frame["model"].unique())
     if books is None:
-        books = list(dict.fromkeys([*frame["portfolio"], *(pf for pf, _ in backtest.not_applicable),
+        books = list(dict.fromkeys([*frame["portfolio"].unique(), *(pf for pf, _ in backtest.not_applicable),
                                     *(pf for pf, _ in backtest.warmup)]))
     samples = common_sample(backtest)
     na = set(backtest.not_applicable)

@@ -69,6 +69,7 @@ CPMI-IOSCO (2015), "Public quantitative disclosure standards for CCPs", 6.5.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -678,6 +679,7 @@ def _plus_factor(x: int, p: float, window: int, zone: str) -> float:
     return float("nan")
 
 
+@functools.lru_cache(maxsize=256)
 def _worst_window_null(n: int, window: int, p: float, n_sims: int, seed: int) -> np.ndarray:
     """Largest exception count in any ``window`` consecutive observations, simulated under H0.
 
@@ -688,7 +690,9 @@ def _worst_window_null(n: int, window: int, p: float, n_sims: int, seed: int) ->
     ``searchsorted`` over all samples laid end to end (each sample shifted by
     n + window, so no window reaches the next one); the worst window of a
     sample starts at one of its exceptions. Samples are drawn in chunks of a
-    fixed size from one generator, so the result depends only on the arguments.
+    fixed size from one generator, so the result depends only on the arguments:
+    it is memoised, read-only (a study tests many model x book pairs of one
+    length, each against the same simulated law).
 
     Returns
     -------
@@ -712,6 +716,7 @@ def _worst_window_null(n: int, window: int, p: float, n_sims: int, seed: int) ->
         counts = np.searchsorted(flat, flat + window, side="left") - np.arange(flat.size)
         starts = np.flatnonzero(np.r_[True, sample[1:] != sample[:-1]])
         out[lo + sample[starts]] = np.maximum.reduceat(counts, starts)
+    out.setflags(write=False)
     return out
 
 
