@@ -393,10 +393,14 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
 
 
 def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_shocks=None,
-               horizon: float = 1, where: str = "book") -> np.ndarray:
+               horizon: float = 1, where: str = "book", option_legs: bool = False):
     """:func:`revalue` for a book's :class:`BookArrays` at row ``i`` of the market (the models' hot path).
 
-    ``horizon`` is in observations (see :func:`revalue`).
+    ``horizon`` is in observations (see :func:`revalue`). With ``option_legs=True`` returns
+    ``(pnl, legs)``: ``legs`` maps the index (in the book) of each live option to its P&L alone on the
+    same shocks of its underlying, equal bit for bit to revaluing that position as a one-position book
+    (the same operations on the same numbers), so a model whose leg scenarios are the book's can take
+    a leg's margin from the book's revaluation.
     """
     n_assets = len(book.assets)
     shocks = np.asarray(spot_shocks, dtype=float)
@@ -442,7 +446,13 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
                 p1 = black76_price(s1, book.strike[m], tau1, v1, book.is_call[m])
                 contrib = (p1 - p0) * book.quantity[m]
             total = total + contrib.sum(axis=-1)
-    return total
+            if option_legs:
+                # one option alone: no linear exposure (np.expm1(shocks) @ [0.0], as its own revaluation
+                # computes it, signed zeros included) plus its column
+                legs = {int(j): (np.expm1(shocks[..., book.asset_idx[j]:book.asset_idx[j] + 1]) @ np.zeros(1))
+                        + contrib[..., k:k + 1].sum(axis=-1) for k, j in enumerate(m)}
+                return total, legs
+    return (total, {}) if option_legs else total
 
 
 def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: int = 1,

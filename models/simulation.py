@@ -28,7 +28,7 @@ MAR33 (expected shortfall at 97.5%).
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import partial
 from typing import ClassVar
 
@@ -191,16 +191,24 @@ def row_moves(market: MarketData, assets: Sequence[str], rows: np.ndarray, horiz
 
 
 def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int) -> np.ndarray:
+                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int
+                  ) -> tuple[np.ndarray, dict[Position, np.ndarray]]:
     """Full-revaluation P&L of the book on scenarios (log spot moves, log implied-vol moves).
 
     ``horizon`` is the MPOR in observations (options are aged by horizon x the panel's step).
+    Returns ``(pnl, legs)``: for a book of several positions on one asset, ``legs`` holds each live
+    option's P&L alone on the same scenarios (:func:`revalue_at` with ``option_legs``): such a leg has
+    the book's assets and vol assets, hence the book's scenarios (see :class:`_ScenarioModel`).
     """
     vol_shocks = None
     if log_vol_moves is not None:
         cols = [market.asset_index[a] for a in assets]
         vol_shocks = market.vol_array[i, cols] * (np.exp(log_vol_moves) - 1.0)
-    return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon=horizon)
+    book = book_arrays(positions)
+    if len(positions) > 1 and len(book.assets) == 1 and book.has_options:
+        pnl, legs = revalue_at(book, market, i, spot_moves, vol_shocks, horizon=horizon, option_legs=True)
+        return pnl, {positions[j]: leg for j, leg in legs.items()}
+    return revalue_at(book, market, i, spot_moves, vol_shocks, horizon=horizon), {}
 
 
 def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
@@ -225,6 +233,9 @@ class ScenarioSet:
 
     losses: np.ndarray
     rows: np.ndarray
+    #: scenario losses of some of the book's positions each held alone, on the same scenarios (the option
+    #: legs of a one-asset book: :func:`_scenario_pnl`); empty when none is known
+    leg_losses: dict[Position, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -235,6 +246,11 @@ class _ScenarioModel(MarginModel):
     warm-up); :meth:`scenarios` memoises it in the run context for the current date, so that models with
     the same scenarios (FHS VaR and ES on one filter, a model and the overlays wrapping it) revalue the book
     once per date. ``measure`` and ``level`` do not change the scenarios.
+
+    The scenarios of a book depend on its assets and the assets it holds options on only (their window
+    rows, filters and simulated moves), never on the positions: an option leg of a one-asset book has the
+    book's scenarios, and its standalone losses (``ScenarioSet.leg_losses``) are taken from the book's
+    revaluation, bit for bit what revaluing the leg alone gives.
     """
 
     #: names the construction of the scenarios (with the parameters other than ``measure`` and ``level``)
@@ -278,7 +294,9 @@ class _ScenarioModel(MarginModel):
             memo["_row"], memo["_market"] = state.i, market
         key = (self.scenario_key, tuple(positions))
         if key not in memo:
-            memo[key] = self._scenario_set(state, positions, market, t)
+            found = memo[key] = self._scenario_set(state, positions, market, t)
+            for pos, losses in (found.leg_losses.items() if found is not None else ()):
+                memo.setdefault((self.scenario_key, (pos,)), ScenarioSet(losses=losses, rows=found.rows))
         return memo[key]
 
     def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
@@ -304,7 +322,7 @@ class _ScenarioModel(MarginModel):
         out = np.full(ok.size, np.nan)
         if ok.any():
             out[ok] = -_scenario_pnl(positions, market, state.i, book.assets, spot[ok],
-                                     None if log_vol is None else log_vol[ok], h)
+                                     None if log_vol is None else log_vol[ok], h)[0]
         return out
 
 
@@ -425,13 +443,14 @@ class FHSGarch(_ScenarioModel):
             # a one-step scenario is one window row scaled by sigma_{t+1}: the window's empirical distribution
             # is used exactly (every row once), with no Monte Carlo noise
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
-            pnl = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
-            return ScenarioSet(losses=-pnl, rows=rows)
+            pnl, legs = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
+            return ScenarioSet(losses=-pnl, rows=rows, leg_losses={p: -x for p, x in legs.items()})
         draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
-        pnl = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, h)
-        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64))
+        pnl, legs = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, h)
+        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64),
+                           leg_losses={p: -x for p, x in legs.items()})
 
 
 @dataclass(frozen=True)
@@ -466,8 +485,8 @@ class _Historical(_ScenarioModel):
         # overlapping h-observation moves inside the window: the move ending at rows[k] uses rows[k-h+1 .. k]
         ends = rows if (self.scaling == "sqrt_time" or h == 1) else rows[h - 1:]
         spot, vol = row_moves(market, book.assets, ends, h, book.has_options, self.scaling)
-        pnl = _scenario_pnl(positions, market, i, book.assets, spot, vol, h)
-        return ScenarioSet(losses=-pnl, rows=ends)
+        pnl, legs = _scenario_pnl(positions, market, i, book.assets, spot, vol, h)
+        return ScenarioSet(losses=-pnl, rows=ends, leg_losses={p: -x for p, x in legs.items()})
 
 
 @register
@@ -578,5 +597,6 @@ class EWMAVaR(_ScenarioModel):
             moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
-        pnl = _scenario_pnl(positions, market, i, book.assets, moves[:, :n], log_vol, h)
-        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64))
+        pnl, legs = _scenario_pnl(positions, market, i, book.assets, moves[:, :n], log_vol, h)
+        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64),
+                           leg_losses={p: -x for p, x in legs.items()})

@@ -87,3 +87,31 @@ def test_compiled_option_scenarios_equal_the_numpy_revaluation_bit_for_bit(monke
                 monkeypatch.setattr(rv, "NUMBA_ENABLED", False)
                 generic = rv.revalue_at(arrays, market, i, spot, vol_shocks)
                 assert fast.shape == shape[:-1] and np.array_equal(fast, generic)
+
+
+@pytest.mark.parametrize("name, params", [("fhs_garch", {"lookback": 300, "min_obs": 100}),
+                                          ("historical_var", {"lookback": 300, "min_obs": 100}),
+                                          ("ewma_var", {"lookback": 300, "min_obs": 100, "n_paths": 3000})])
+def test_option_legs_taken_from_the_book_equal_the_legs_revalued_alone(name, params):
+    """A one-asset book's option legs have the book's scenarios: their standalone losses come from the book's
+    revaluation (ScenarioSet.leg_losses), equal bit for bit (signed zeros included) to each leg's own."""
+    from marginlab.models.context import RunContext
+    from marginlab.models.revaluation import Book
+
+    market = ds.load_market(["BTC"], start="2021-01-01", end="2022-12-31", with_option_chains=True)
+    book = mm.reference_portfolios()["short BTC ATM straddle, delta-hedged daily"]
+    model = mm.make_model(name, **params)
+    for day, mpor in (("2022-01-20", 1), ("2022-06-15", 2), ("2022-11-09", 1), ("2022-11-10", 3)):
+        t = pd.Timestamp(day, tz="UTC")
+        positions = Book(book.positions_at(t, market))
+        shared = RunContext(mpor=mpor, seed=5)
+        found = model.scenarios(model.fit(market, t, context=shared), positions, market, t)
+        options = [p for p in positions if p.instrument.family == "option"]
+        assert len(options) == 2 and set(found.leg_losses) == set(options)
+        for pos in positions:
+            alone = RunContext(mpor=mpor, seed=5)  # a fresh run: the leg revalued on its own
+            own = model.scenarios(model.fit(market, t, context=alone), Book((pos,)), market, t)
+            memo = model.scenarios(model.fit(market, t, context=shared), Book((pos,)), market, t)
+            assert np.array_equal(own.losses, memo.losses) and np.array_equal(np.signbit(own.losses),
+                                                                               np.signbit(memo.losses))
+            assert np.array_equal(own.rows, memo.rows)
