@@ -114,7 +114,7 @@ class ReportData:
     @cached_property
     def accounts(self) -> list[str]:
         """Portfolios that are member accounts (``[accounts]`` of the study: :class:`AccountBook`), in run order."""
-        return list(getattr(self.backtest, "accounts", None) or [])
+        return list(self.backtest.accounts)
 
     @cached_property
     def books(self) -> list[str]:

@@ -145,7 +145,7 @@ def report_files(study) -> dict[str, bytes]:
            if (table := getattr(study, attribute, None)) is not None and len(table)},
         # member accounts: each account's coverage test (the report shows the account-level summary)
         **({"accounts.csv": _csv(study.backtest.account_breach_rates(study.config.tail_prob))}
-           if getattr(study.backtest, "accounts", None) else {}),
+           if study.backtest.accounts else {}),
     }
 
 
