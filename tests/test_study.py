@@ -134,3 +134,30 @@ def test_summary_states_the_mpor_in_observations_of_the_panel():
                        "models": [{"name": "static", "params": {"rate": 0.05}}]}, "<test>")
     text = run_study(cfg, write=False).summary()
     assert "MPOR 4 observation(s) of 1h" in text and "4d" not in text
+
+
+def test_a_multi_worker_run_splits_each_model_groups_books_in_one_group_per_worker(monkeypatch):
+    """On two workers each model group's books go in two tasks (so the costliest model is not one task the
+    others wait for); the result is the serial one."""
+    from marginlab.validation import study as study_module
+    from marginlab.validation.executors import SerialExecutor
+
+    seen = []
+
+    class TwoWorkers(SerialExecutor):
+        workers = 2
+
+        def map(self, function, items):
+            seen.extend(items)
+            return super().map(function, items)
+
+    raw = with_change("market", "start", "2022-01-01")
+    raw["market"]["end"] = "2022-01-31"
+    raw["portfolios"]["reference"] = ["long BTC spot", "short BTC perpetual", "long BTC / short ETH perpetuals"]
+    raw["models"] = [{"name": "static", "params": {"rate": 0.1}}, {"name": "historical_var"}]
+    serial = run_study(parse_study(raw), write=False, executor="serial").backtest.frame
+    monkeypatch.setattr(study_module, "make_executor", lambda *a, **k: TwoWorkers())
+    split = run_study(parse_study(raw), write=False).backtest.frame
+    assert sorted((t.models, len(t.books)) for t in seen) == [(("historical_var",), 1), (("historical_var",), 2),
+                                                              (("static",), 1), (("static",), 2)]
+    pd.testing.assert_frame_equal(serial, split, check_exact=True)
