@@ -150,13 +150,16 @@ def _smile_inputs(market: MarketData, book: BookArrays, i: int, m: np.ndarray) -
 
 
 @njit(cache=True)
-def _scenario_option_pnl(spot, atm, strike, is_call, tau, mode, coef, quantity, p0, lo, hi, t_ref,
+def _scenario_option_pnl(spot, atm, log_moneyness, strike, is_call, tau, mode, coef, quantity, p0, lo, hi, t_ref,
                          out):  # pragma: no cover - compiled; tested against the NumPy path of revalue_at
     """P&L of each live option under each scenario: q (Black-76(S, K, tau, vol) - p0), vol = ATM x smile ratio.
 
-    ``spot`` and ``atm`` have shape (n_scenarios, n_options): the shocked spot and ATM level per option;
-    ``out`` the same shape. The smile ratio is :func:`marginlab.datasets.smile.smile_ratio` (mode 2) or the
-    flat b0 (mode 1), clipped to [lo, hi], 1 at or after expiry; one pass, no temporaries.
+    ``spot``, ``atm`` and ``log_moneyness`` (ln(K / S), used by fitted smiles only) have shape
+    (n_scenarios, n_options): the shocked spot, ATM level and log-moneyness per option; ``out`` the same
+    shape. The smile ratio is :func:`marginlab.datasets.smile.smile_ratio` (mode 2) or the flat b0
+    (mode 1), clipped to [lo, hi], 1 at or after expiry. The log-moneyness comes from NumPy's ``log``,
+    as in :func:`option_vols`: NumPy's vectorised ``log`` and libm's differ in the last bit on ~0.5% of
+    inputs (AVX-512), and the compiled pass must give the NumPy path's numbers exactly.
     """
     n, k = spot.shape
     for m in range(n):
@@ -168,7 +171,7 @@ def _scenario_option_pnl(spot, atm, strike, is_call, tau, mode, coef, quantity, 
                 v = v * min(max(coef[j, 0], lo), hi)
             elif t > 0.0 and mode[j] == 2:
                 rt = math.sqrt(max(t, 1e-9))
-                x = math.log(strike[j] / f) / rt
+                x = log_moneyness[m, j] / rt
                 r = coef[j, 0] + coef[j, 1] * x + coef[j, 2] * (x * x) + coef[j, 3] * (rt - t_ref)
                 v = v * min(max(r, lo), hi)
             out[m, j] = (black76_one(f, strike[j], t, v, is_call[j]) - p0[j]) * quantity[j]
@@ -438,7 +441,8 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
                 spot2 = np.ascontiguousarray(np.broadcast_to(s1, shape)).reshape(-1, m.size)
                 atm2 = np.ascontiguousarray(np.broadcast_to(atm1, shape)).reshape(-1, m.size)
                 contrib = np.empty(spot2.shape)
-                _scenario_option_pnl(spot2, atm2, book.strike[m], book.is_call[m], tau1, mode, coef,
+                logm = np.log(book.strike[m] / spot2) if (mode == _FITTED_SMILE).any() else spot2
+                _scenario_option_pnl(spot2, atm2, logm, book.strike[m], book.is_call[m], tau1, mode, coef,
                                      book.quantity[m], p0, RATIO_BOUNDS[0], RATIO_BOUNDS[1], T_REF, contrib)
                 contrib = contrib.reshape(shape)
             else:

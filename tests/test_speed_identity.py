@@ -79,14 +79,19 @@ def test_compiled_option_scenarios_equal_the_numpy_revaluation_bit_for_bit(monke
     rng = np.random.default_rng(11)
     for i in rows:
         arrays = rv.book_arrays(book.positions_at(market.index[i], market))
-        for shape in [(3000, 2), (40, 50, 2)]:
-            spot, vol = rng.normal(0, 0.05, shape), rng.normal(0, 0.03, shape)
+        for shape, scale in [((3000, 2), 0.05), ((40, 50, 2), 0.05), ((20000, 2), 0.3)]:
+            # large moves too: NumPy's vectorised log and libm's differ in the last bit on ~0.5% of inputs
+            spot, vol = rng.normal(0, scale, shape), rng.normal(0, 0.03, shape)
+            spot.reshape(-1, 2)[:2] = [[-800.0, 0.0], [np.nan, 0.1]]  # a zero and a missing spot: NaN P&L
             for vol_shocks in (vol, None):
                 monkeypatch.setattr(rv, "NUMBA_ENABLED", True)
-                fast = rv.revalue_at(arrays, market, i, spot, vol_shocks)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    fast = rv.revalue_at(arrays, market, i, spot, vol_shocks)
                 monkeypatch.setattr(rv, "NUMBA_ENABLED", False)
-                generic = rv.revalue_at(arrays, market, i, spot, vol_shocks)
-                assert fast.shape == shape[:-1] and np.array_equal(fast, generic)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    generic = rv.revalue_at(arrays, market, i, spot, vol_shocks)
+                assert fast.shape == shape[:-1]
+                np.testing.assert_array_equal(fast, generic)  # bit for bit, NaN where NaN
 
 
 @pytest.mark.parametrize("name, params", [("fhs_garch", {"lookback": 300, "min_obs": 100}),
