@@ -161,3 +161,21 @@ def test_backtest_report_and_overlapping_windows():
     assert rep10.tests["pof"].pvalue == pytest.approx(min(1.0, 10 * min(sub_p)))
     assert "Bonferroni" in rep10.tests["pof"].note
     assert rep10.to_dict()["combination"].startswith("Bonferroni")
+
+
+def test_worst_window_null_is_memoised_for_integer_seeds_only():
+    """The simulated worst-window law is shared between calls with the same integer seed; a sequence seed (which
+    numpy accepts) still works and None still draws afresh (the memo must not change what a seed means)."""
+    import numpy as np
+    from marginlab.validation import coverage as cv
+
+    hits = np.zeros(1200, dtype=bool)
+    hits[[5, 100, 400, 401, 402, 900]] = True
+    first = cv.traffic_light(hits, seed=3, n_sims=4000)
+    again = cv.traffic_light(hits, seed=np.int64(3), n_sims=4000)
+    assert first.worst_window_pvalue == again.worst_window_pvalue
+    assert cv.traffic_light(hits, seed=[1, 2], n_sims=4000).worst_window_pvalue > 0
+    null = cv._worst_window_null(1200, 250, 0.01, 4000, 3)
+    assert not null.flags.writeable
+    fresh = {cv.traffic_light(hits, seed=None, n_sims=4000).worst_window_pvalue for _ in range(3)}
+    assert len(fresh) > 1

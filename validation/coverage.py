@@ -679,8 +679,7 @@ def _plus_factor(x: int, p: float, window: int, zone: str) -> float:
     return float("nan")
 
 
-@functools.lru_cache(maxsize=256)
-def _worst_window_null(n: int, window: int, p: float, n_sims: int, seed: int) -> np.ndarray:
+def _worst_window_null(n: int, window: int, p: float, n_sims: int, seed) -> np.ndarray:
     """Largest exception count in any ``window`` consecutive observations, simulated under H0.
 
     Each of ``n_sims`` samples is a sequence of n i.i.d. Bernoulli(p) exceptions,
@@ -691,13 +690,20 @@ def _worst_window_null(n: int, window: int, p: float, n_sims: int, seed: int) ->
     n + window, so no window reaches the next one); the worst window of a
     sample starts at one of its exceptions. Samples are drawn in chunks of a
     fixed size from one generator, so the result depends only on the arguments:
-    it is memoised, read-only (a study tests many model x book pairs of one
-    length, each against the same simulated law).
+    with an integer seed it is memoised, read-only (a study tests many model x
+    book pairs of one length, each against the same simulated law); any other
+    seed numpy accepts (None, a sequence, a generator) draws afresh.
 
     Returns
     -------
     ndarray of int64, shape (n_sims,)
     """
+    if isinstance(seed, int | np.integer) and not isinstance(seed, bool):
+        return _worst_window_null_memo(int(n), int(window), float(p), int(n_sims), int(seed))
+    return _draw_worst_window_null(n, window, p, n_sims, seed)
+
+
+def _draw_worst_window_null(n: int, window: int, p: float, n_sims: int, seed) -> np.ndarray:
     rng = np.random.default_rng(seed)
     mean = n * p
     width = int(np.ceil(mean + 8.0 * np.sqrt(mean * (1.0 - p)) + 10.0))
@@ -718,6 +724,9 @@ def _worst_window_null(n: int, window: int, p: float, n_sims: int, seed: int) ->
         out[lo + sample[starts]] = np.maximum.reduceat(counts, starts)
     out.setflags(write=False)
     return out
+
+
+_worst_window_null_memo = functools.lru_cache(maxsize=256)(_draw_worst_window_null)
 
 
 def traffic_light(hits, p: float = 0.01, window: int = 250, n_sims: int = 20_000,

@@ -167,6 +167,9 @@ class DaskExecutor:
 #: 10,000 x 4 floats 320 vs 100 us; a half-year default-study backtest 1.4x slower on one worker than serially).
 #: ``None`` unsets the variable (Dask's documented override); the other entries (one BLAS/OpenMP thread) stay.
 #: Workers of a remote cluster are started by their owner: start them the same way (README, "Execution").
+#: ``None`` leaves the variable out; it cannot remove one this process already has (Dask's nanny writes its
+#: pre-spawn variables into the parent's ``os.environ``, so a plain Dask cluster started earlier in the same
+#: process puts it back): the workers then inherit it, as they inherit anything set in the user's shell.
 WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
