@@ -81,10 +81,11 @@ def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t
     t_years = np.asarray(t_years, dtype=float)
     shape = np.broadcast(atm, np.asarray(strike), np.asarray(spot), t_years).shape
     coefs = market.smile_coefficients(asset)
-    if coefs is None or not np.isfinite(coefs[i, 0]):
+    regime = _regime(coefs, i)
+    if regime == _NO_SMILE:
         return np.broadcast_to(atm, shape).copy()
     c = coefs[i]
-    if c[1] == 0.0 and c[2] == 0.0 and c[3] == 0.0:  # flat regime: DVOL mapped to the ATM level
+    if regime == _FLAT_SMILE:  # DVOL mapped to the ATM level
         ratio = np.where(t_years > 0, min(max(c[0], RATIO_BOUNDS[0]), RATIO_BOUNDS[1]), 1.0)
         return np.broadcast_to(atm * ratio, shape).copy()
     x = np.broadcast_to(np.log(np.asarray(strike, float) / np.asarray(spot, float)), shape)
@@ -110,8 +111,20 @@ def _position_vols(market: MarketData, book: BookArrays, i, atm, spots, t_years,
     return out
 
 
+#: The vol regime in force at a row (:func:`_regime`): flat at the ATM level (no smile known), flat at the
+#: level x b0 (DVOL mapped to the ATM level), or a fitted smile (b0 .. b3).
+_NO_SMILE, _FLAT_SMILE, _FITTED_SMILE = 0, 1, 2
+
+
+def _regime(coefs: np.ndarray | None, i: int) -> int:
+    """The vol regime of an asset's smile coefficients (:meth:`MarketData.smile_coefficients`) at row ``i``."""
+    if coefs is None or not np.isfinite(coefs[i, 0]):
+        return _NO_SMILE
+    return _FLAT_SMILE if (coefs[i, 1] == 0.0 and coefs[i, 2] == 0.0 and coefs[i, 3] == 0.0) else _FITTED_SMILE
+
+
 def _fitted_smile(coefs: np.ndarray | None, i: int) -> bool:
-    return coefs is not None and bool(np.isfinite(coefs[i, 0]) and (coefs[i, 1:] != 0.0).any())
+    return _regime(coefs, i) == _FITTED_SMILE
 
 
 def _end_regime_rows(market: MarketData, book: BookArrays, i: int, j: int) -> np.ndarray:
@@ -128,24 +141,16 @@ def _end_regime_rows(market: MarketData, book: BookArrays, i: int, j: int) -> np
     return rows
 
 
-_NO_SMILE, _FLAT_SMILE, _FITTED_SMILE = 0, 1, 2
-
-
 def _smile_inputs(market: MarketData, book: BookArrays, i: int, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per option ``m`` of the book, the kind of vol regime in force at row ``i`` and its coefficients.
-
-    Returns ``(mode, coef)``: mode 0 flat at the ATM level (no smile), 1 flat at the level x the
-    clipped b0 (DVOL mapped to the ATM level), 2 a fitted smile (b0 .. b3), the cases of :func:`option_vols`.
-    """
-    mode = np.zeros(m.size, dtype=np.int64)
+    """Per option ``m`` of the book, the vol regime in force at row ``i`` (:func:`_regime`) and its coefficients."""
+    mode = np.full(m.size, _NO_SMILE, dtype=np.int64)
     coef = np.zeros((m.size, 4))
     for a in np.unique(book.asset_idx[m]):
         c = market.smile_coefficients(book.assets[a])
-        if c is None or not np.isfinite(c[i, 0]):
-            continue
-        sel = book.asset_idx[m] == a
-        coef[sel] = c[i]
-        mode[sel] = _FLAT_SMILE if (c[i, 1] == 0.0 and c[i, 2] == 0.0 and c[i, 3] == 0.0) else _FITTED_SMILE
+        regime = _regime(c, i)
+        if regime != _NO_SMILE:
+            sel = book.asset_idx[m] == a
+            coef[sel], mode[sel] = c[i], regime
     return mode, coef
 
 
@@ -156,8 +161,8 @@ def _scenario_option_pnl(spot, atm, log_moneyness, strike, is_call, tau, mode, c
 
     ``spot``, ``atm`` and ``log_moneyness`` (ln(K / S), used by fitted smiles only) have shape
     (n_scenarios, n_options): the shocked spot, ATM level and log-moneyness per option; ``out`` the same
-    shape. The smile ratio is :func:`marginlab.datasets.smile.smile_ratio` (mode 2) or the flat b0
-    (mode 1), clipped to [lo, hi], 1 at or after expiry. The log-moneyness comes from NumPy's ``log``,
+    shape. The smile ratio is :func:`marginlab.datasets.smile.smile_ratio` (fitted smile) or the flat b0
+    (flat regime), clipped to [lo, hi], 1 at or after expiry. The log-moneyness comes from NumPy's ``log``,
     as in :func:`option_vols`: NumPy's vectorised ``log`` and libm's differ in the last bit on ~0.5% of
     inputs (AVX-512), and the compiled pass must give the NumPy path's numbers exactly.
     """
@@ -167,9 +172,9 @@ def _scenario_option_pnl(spot, atm, log_moneyness, strike, is_call, tau, mode, c
             f = spot[m, j]
             t = tau[j]
             v = atm[m, j]
-            if t > 0.0 and mode[j] == 1:
+            if t > 0.0 and mode[j] == _FLAT_SMILE:
                 v = v * min(max(coef[j, 0], lo), hi)
-            elif t > 0.0 and mode[j] == 2:
+            elif t > 0.0 and mode[j] == _FITTED_SMILE:
                 rt = math.sqrt(max(t, 1e-9))
                 x = log_moneyness[m, j] / rt
                 r = coef[j, 0] + coef[j, 1] * x + coef[j, 2] * (x * x) + coef[j, 3] * (rt - t_ref)
@@ -421,7 +426,8 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
     s0 = spots[book.asset_idx]
     # linear positions: P&L = sum_i q_i (1 + basis_i) S_i (exp(shock_a(i)) - 1), one product per asset
     exposure = np.bincount(book.asset_idx, weights=book.linear_weight * s0, minlength=n_assets)
-    total = np.expm1(shocks) @ exposure
+    moved = np.expm1(shocks)
+    total = moved @ exposure
     if book.has_options:
         if vol_shocks is None:
             dvol = np.zeros_like(shocks)
@@ -451,9 +457,9 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
                 contrib = (p1 - p0) * book.quantity[m]
             total = total + contrib.sum(axis=-1)
             if option_legs:
-                # one option alone: no linear exposure (np.expm1(shocks) @ [0.0], as its own revaluation
+                # one option alone: no linear exposure (expm1(shocks) @ [0.0], as its own revaluation
                 # computes it, signed zeros included) plus its column
-                legs = {int(j): (np.expm1(shocks[..., book.asset_idx[j]:book.asset_idx[j] + 1]) @ np.zeros(1))
+                legs = {int(j): (moved[..., book.asset_idx[j]:book.asset_idx[j] + 1] @ np.zeros(1))
                         + contrib[..., k:k + 1].sum(axis=-1) for k, j in enumerate(m)}
                 return total, legs
     return (total, {}) if option_legs else total

@@ -191,24 +191,37 @@ def row_moves(market: MarketData, assets: Sequence[str], rows: np.ndarray, horiz
 
 
 def _scenario_pnl(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
-                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int
-                  ) -> tuple[np.ndarray, dict[Position, np.ndarray]]:
+                  spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int,
+                  option_legs: bool = False):
     """Full-revaluation P&L of the book on scenarios (log spot moves, log implied-vol moves).
 
     ``horizon`` is the MPOR in observations (options are aged by horizon x the panel's step).
-    Returns ``(pnl, legs)``: for a book of several positions on one asset, ``legs`` holds each live
-    option's P&L alone on the same scenarios (:func:`revalue_at` with ``option_legs``): such a leg has
-    the book's assets and vol assets, hence the book's scenarios (see :class:`_ScenarioModel`).
+    ``option_legs``: also each live option's P&L alone (:func:`revalue_at`, returns ``(pnl, legs)``).
     """
     vol_shocks = None
     if log_vol_moves is not None:
         cols = [market.asset_index[a] for a in assets]
         vol_shocks = market.vol_array[i, cols] * (np.exp(log_vol_moves) - 1.0)
+    return revalue_at(book_arrays(positions), market, i, spot_moves, vol_shocks, horizon=horizon,
+                      option_legs=option_legs)
+
+
+def _scenario_losses(positions: Sequence[Position], market: MarketData, i: int, assets: list[str],
+                     spot_moves: np.ndarray, log_vol_moves: np.ndarray | None, horizon: int,
+                     rows: np.ndarray | None = None) -> ScenarioSet:
+    """The book's :class:`ScenarioSet` on scenarios (:func:`_scenario_pnl`); ``rows`` None: not rows' moves (-1).
+
+    For a book of several positions on one asset, ``leg_losses`` holds each live option's losses alone on
+    the same scenarios: such a leg has the book's assets and vol assets, hence the book's scenarios
+    (see :class:`_ScenarioModel`).
+    """
     book = book_arrays(positions)
     if len(positions) > 1 and len(book.assets) == 1 and book.has_options:
-        pnl, legs = revalue_at(book, market, i, spot_moves, vol_shocks, horizon=horizon, option_legs=True)
-        return pnl, {positions[j]: leg for j, leg in legs.items()}
-    return revalue_at(book, market, i, spot_moves, vol_shocks, horizon=horizon), {}
+        pnl, legs = _scenario_pnl(positions, market, i, assets, spot_moves, log_vol_moves, horizon, option_legs=True)
+    else:
+        pnl, legs = _scenario_pnl(positions, market, i, assets, spot_moves, log_vol_moves, horizon), {}
+    return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64) if rows is None else rows,
+                       leg_losses={positions[j]: -leg for j, leg in legs.items()})
 
 
 def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
@@ -234,7 +247,7 @@ class ScenarioSet:
     losses: np.ndarray
     rows: np.ndarray
     #: scenario losses of some of the book's positions each held alone, on the same scenarios (the option
-    #: legs of a one-asset book: :func:`_scenario_pnl`); empty when none is known
+    #: legs of a one-asset book: :func:`_scenario_losses`); empty when none is known
     leg_losses: dict[Position, np.ndarray] = field(default_factory=dict)
 
 
@@ -322,7 +335,7 @@ class _ScenarioModel(MarginModel):
         out = np.full(ok.size, np.nan)
         if ok.any():
             out[ok] = -_scenario_pnl(positions, market, state.i, book.assets, spot[ok],
-                                     None if log_vol is None else log_vol[ok], h)[0]
+                                     None if log_vol is None else log_vol[ok], h)
         return out
 
 
@@ -443,14 +456,11 @@ class FHSGarch(_ScenarioModel):
             # a one-step scenario is one window row scaled by sigma_{t+1}: the window's empirical distribution
             # is used exactly (every row once), with no Monte Carlo noise
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
-            pnl, legs = _scenario_pnl(positions, market, state.i, book.assets, spot_rows, dvol, 1)
-            return ScenarioSet(losses=-pnl, rows=rows, leg_losses={p: -x for p, x in legs.items()})
+            return _scenario_losses(positions, market, state.i, book.assets, spot_rows, dvol, 1, rows)
         draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
-        pnl, legs = _scenario_pnl(positions, market, state.i, book.assets, spot, log_vol, h)
-        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64),
-                           leg_losses={p: -x for p, x in legs.items()})
+        return _scenario_losses(positions, market, state.i, book.assets, spot, log_vol, h)
 
 
 @dataclass(frozen=True)
@@ -485,8 +495,7 @@ class _Historical(_ScenarioModel):
         # overlapping h-observation moves inside the window: the move ending at rows[k] uses rows[k-h+1 .. k]
         ends = rows if (self.scaling == "sqrt_time" or h == 1) else rows[h - 1:]
         spot, vol = row_moves(market, book.assets, ends, h, book.has_options, self.scaling)
-        pnl, legs = _scenario_pnl(positions, market, i, book.assets, spot, vol, h)
-        return ScenarioSet(losses=-pnl, rows=ends, leg_losses={p: -x for p, x in legs.items()})
+        return _scenario_losses(positions, market, i, book.assets, spot, vol, h, ends)
 
 
 @register
@@ -597,6 +606,4 @@ class EWMAVaR(_ScenarioModel):
             moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
-        pnl, legs = _scenario_pnl(positions, market, i, book.assets, moves[:, :n], log_vol, h)
-        return ScenarioSet(losses=-pnl, rows=np.full(pnl.size, -1, dtype=np.int64),
-                           leg_losses={p: -x for p, x in legs.items()})
+        return _scenario_losses(positions, market, i, book.assets, moves[:, :n], log_vol, h)

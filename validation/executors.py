@@ -164,12 +164,11 @@ class DaskExecutor:
 #: early); setting it switches off glibc's dynamic mmap threshold, so every NumPy temporary above 128 KiB (a
 #: 10,000-scenario column of a few assets) is a fresh ``mmap`` whose pages fault in again: the models' array
 #: arithmetic ran ~3x slower on a worker than in the parent process (measured: ``exp`` and two operations on
-#: 10,000 x 4 floats 320 vs 100 us; a half-year default-study backtest 1.4x slower on one worker than serially).
-#: ``None`` unsets the variable (Dask's documented override); the other entries (one BLAS/OpenMP thread) stay.
+#: 10,000 x 4 floats 263-360 vs 76-130 us). ``None`` leaves the variable out of what the nanny sets (Dask's
+#: documented override); the other entries (one BLAS/OpenMP thread) stay. It cannot remove one this process
+#: already has (Dask's nanny writes its pre-spawn variables into the parent's ``os.environ``, so a plain Dask
+#: cluster started earlier in the same process puts it back): workers inherit it, as anything set in the shell.
 #: Workers of a remote cluster are started by their owner: start them the same way (README, "Execution").
-#: ``None`` leaves the variable out; it cannot remove one this process already has (Dask's nanny writes its
-#: pre-spawn variables into the parent's ``os.environ``, so a plain Dask cluster started earlier in the same
-#: process puts it back): the workers then inherit it, as they inherit anything set in the user's shell.
 WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
