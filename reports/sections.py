@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -147,18 +149,69 @@ class ReportData:
 
 
 class Page:
-    """What a section's ``render`` draws with: the report data and figure numbering."""
+    """What a section's ``render`` draws with: the report data and its figures.
 
-    def __init__(self, data: ReportData) -> None:
+    Figures are numbered in page order. :meth:`draw` defers a figure: the section's HTML gets a placeholder and
+    :meth:`finish` draws every deferred figure, on ``executor`` when one is given (``map(function, items)``,
+    :mod:`marginlab.validation.executors`: the per-book figures are most of the report's time), else here.
+    A drawing is a pure function of its arguments, so the page is the same bytes whoever draws it.
+    """
+
+    def __init__(self, data: ReportData, executor: Any = None) -> None:
         self.data = data
-        self._n = 0
+        self.executor = executor
+        self._jobs: list[tuple] = []
+        self._token = f"<!--marginlab-figure-{uuid.uuid4().hex}-"
+
+    def _placeholder(self, job: tuple, alt: str, caption: str) -> str:
+        self._jobs.append((job, alt, caption))
+        return f"{self._token}{len(self._jobs) - 1}-->"
 
     def figure(self, fig, alt: str, caption: str) -> str:
-        """Embed a matplotlib figure (None draws nothing)."""
+        """Embed a matplotlib figure drawn already (None draws nothing)."""
         if fig is None:
             return ""
-        self._n += 1
-        return figure_html(fg.png(fig), alt, f"Figure {self._n}. {caption}", f"fig-{self._n}")
+        return self._placeholder(("png", fg.png(fig)), alt, caption)
+
+    def draw(self, function: Callable, *args: Any, alt: str, caption: str) -> str:
+        """Embed the figure ``function(*args)`` (a function of :mod:`.figures`; None draws nothing), drawn later."""
+        return self._placeholder(("draw", function, args), alt, caption)
+
+    def finish(self, html: str) -> str:
+        """``html`` with every placeholder replaced by its figure, numbered in page order (Figure 1, 2, ...)."""
+        pending = [k for k, (job, _, _) in enumerate(self._jobs) if job[0] == "draw"]
+        items = [self._jobs[k][0][1:] for k in pending]
+        executor = self.executor
+        if executor is not None and len(items) > 1:
+            label = getattr(executor, "label", None)
+            if label is not None:
+                executor.label = "figures"
+            try:
+                drawn = executor.map(_draw, items)
+            finally:
+                if label is not None:
+                    executor.label = label
+        else:
+            drawn = [_draw(item) for item in items]
+        pngs = {k: job[1] for k, (job, _, _) in enumerate(self._jobs) if job[0] == "png"}
+        pngs.update(zip(pending, drawn, strict=True))
+        html_of, n = {}, 0
+        for k, (_, alt, caption) in enumerate(self._jobs):
+            if pngs[k] is None:
+                html_of[k] = ""
+                continue
+            n += 1
+            html_of[k] = figure_html(pngs[k], alt, f"Figure {n}. {caption}", f"fig-{n}")
+        self._jobs.clear()
+        pattern = re.compile(re.escape(self._token) + r"(\d+)-->")
+        return pattern.sub(lambda m: html_of[int(m.group(1))], html)
+
+
+def _draw(item: tuple) -> str | None:
+    """One deferred figure: ``function(*args)`` as base64 PNG (None when the function draws nothing)."""
+    function, args = item
+    fig = function(*args)
+    return None if fig is None else fg.png(fig)
 
 
 def build_sections(data: ReportData) -> list[tuple[Section, dict[str, Any]]]:
@@ -272,18 +325,18 @@ def render_compare(content: dict[str, Any], page: Page) -> str:
     out = [_para(content["intro"])]
     if len(pooled):
         pts = pooled.assign(book="all books (pooled)")
-        out.append(page.figure(fg.frontier(pts, "pooled", d.config.tail_prob, d.models),
-                               "Efficiency frontier, pooled over books",
-                               "Efficiency frontier, pooled: breach rate of the margin against average margin as % of "
-                               "notional, one point per model over the books it covers (dashed: the study's target p). "
-                               "Lower left is better: fewer breaches for less collateral."))
+        out.append(page.draw(fg.frontier, pts, "pooled", d.config.tail_prob, d.models,
+                             alt="Efficiency frontier, pooled over books",
+                             caption="Efficiency frontier, pooled: breach rate of the margin against average margin "
+                                     "as % of notional, one point per model over the books it covers (dashed: the "
+                                     "study's target p). Lower left is better: fewer breaches for less collateral."))
     out.append(render_table(content["pooled"], caption="Pooled over the books each model covers (common samples)"))
     if len(pairs):
         pts = pairs[pairs["portfolio"].isin(d.books)].rename(columns={"portfolio": "book"})
         if len(pts):
-            out.append(page.figure(fg.frontier(pts, "per book", d.config.tail_prob, d.models),
-                                   "Efficiency frontier per book",
-                                   "Efficiency frontier per book: breach rate against average margin as % of "
+            out.append(page.draw(fg.frontier, pts, "per book", d.config.tail_prob, d.models,
+                                 alt="Efficiency frontier per book",
+                                 caption="Efficiency frontier per book: breach rate against average margin as % of "
                                    "notional."))
     out.append(details("Cost of collateral and efficiency per book and model",
                        render_table(content["pairs"])))
@@ -349,10 +402,11 @@ def render_offsets(content: dict[str, Any], page: Page) -> str:
     frame = pd.DataFrame(content["table"]["rows"])
     if len(frame):
         wide = frame.pivot_table(index="model", values="offset_benefit", aggfunc="mean")
-        out.append(page.figure(fg.bars(wide, "offset_benefit", "average offset benefit (margin / sum of standalone "
-                                                               "legs' margins)", percent_axis=True),
-                               "Offset benefit per model", "Offset benefit per model, averaged over books: 100% = no "
-                               "offset recognised; lower = more netting across legs."))
+        out.append(page.draw(fg.bars, wide, "offset_benefit", "average offset benefit (margin / sum of standalone "
+                                                          "legs' margins)", True,
+                             alt="Offset benefit per model",
+                             caption="Offset benefit per model, averaged over books: 100% = no offset recognised; "
+                                     "lower = more netting across legs."))
     return "".join(out)
 
 
@@ -384,8 +438,8 @@ def render_generic(content: dict[str, Any], page: Page) -> str:
         out.append(details(item["caption"], body) if item.get("collapsed") else body)
     for fig in content.get("bars", []):
         frame = pd.DataFrame(fig["rows"]).set_index("label")
-        out.append(page.figure(fg.bars(frame, "value", fig["axis"], percent_axis=fig.get("percent", False)),
-                               fig["title"], fig["title"]))
+        out.append(page.draw(fg.bars, frame, "value", fig["axis"], fig.get("percent", False), alt=fig["title"],
+                             caption=fig["title"]))
     return "".join(out)
 
 
@@ -538,9 +592,10 @@ def render_sweep(content: dict[str, Any], page: Page) -> str:
     for hm in content["heatmaps"]:
         r = frame[frame["model"] == hm["model"]] if "model" in frame else frame
         grid = r.pivot_table(index=hm["rows"], columns=hm["columns"], values=hm["value"], aggfunc="mean")
-        out.append(page.figure(fg.heatmap(grid, f"{hm['model']}: {hm['value'].replace('_', ' ')}", percent),
-                               f"Sweep heatmap {hm['model']}", f"{hm['model']}: {hm['value']} (mean over books) by "
-                               f"{hm['rows']} and {hm['columns']}."))
+        out.append(page.draw(fg.heatmap, grid, f"{hm['model']}: {hm['value'].replace('_', ' ')}", percent,
+                             alt=f"Sweep heatmap {hm['model']}",
+                             caption=f"{hm['model']}: {hm['value']} (mean over books) by {hm['rows']} and "
+                                     f"{hm['columns']}."))
     out.append(details("Every grid point", render_table(content["table"])))
     return "".join(out)
 
@@ -585,13 +640,18 @@ _TEST_COLUMNS = [("test", "test", None), ("level", "level tested (tail probabili
                  ("reject_5pct", "at 5%", None), ("note", "note", None)]
 
 
+#: The result columns the per-book figures read.
+_DRAWN = ("date", "model", "margin", "loss", "breach", "hit", "common")
+
+
 def render_drilldown(content: dict[str, Any], page: Page) -> str:
     """Per book: small multiples, episode zooms, rolling breach counts, the coverage tables."""
     d = page.data
     out = [_para(content["intro"])]
     for book in content["books"]:
         pf = book["portfolio"]
-        rows = d.frame[d.frame["portfolio"] == pf]
+        # only the columns the figures draw: the rows travel to the executor's workers (pickled)
+        rows = d.frame.loc[d.frame["portfolio"] == pf, [c for c in _DRAWN if c in d.frame.columns]]
         present = set(rows["model"].unique())  # unique() first: iterating the column row by row is slow
         models = [m for m in d.models if m in present]
         out.append(f'<h3 id="book-{_slug(pf)}">{esc(pf)}</h3>')
@@ -601,19 +661,20 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
         out.append(render_table(book["summary"]))
         titles = {c["model"]: f"{c['model']}: {c['breaches']} breaches / {c['expected_breaches']:.1f} expected "
                               f"({c['verdict']})" for c in book["cells"]}
-        out.append(page.figure(fg.small_multiples(rows, models, titles, d.models), f"Margins and losses: {pf}",
-                               f"{pf}: margin (line) and realised loss over the MPOR (grey), one model per panel on a "
-                               "shared axis; red dots are breaches; shaded: stress episodes."))
-        zoom = fg.episode_zoom(rows, models, d.models)
-        if zoom is not None:
-            out.append(page.figure(zoom, f"Stress episodes: {pf}", f"{pf}: every model's margin through each stress "
-                                                                     "episode in the book's dates."))
+        out.append(page.draw(fg.small_multiples, rows, models, titles, d.models, alt=f"Margins and losses: {pf}",
+                             caption=f"{pf}: margin (line) and realised loss over the MPOR (grey), one model per "
+                                     "panel on a shared axis; red dots are breaches; shaded: stress episodes."))
+        # None (nothing drawn, no figure number) when no stress episode falls in the book's dates
+        out.append(page.draw(fg.episode_zoom, rows, models, d.models, alt=f"Stress episodes: {pf}",
+                             caption=f"{pf}: every model's margin through each stress episode in the book's dates."))
         common = rows[rows["common"]]
         levels = {m: d.level(m) for m in models}
         if len(common) >= 250:
-            out.append(page.figure(fg.rolling_breaches(common, models, levels, d.models), f"Rolling breaches: {pf}",
-                                   f"{pf}: breaches of each model's VaR at its own level in the last 250 observations "
-                                   "(common sample) against the traffic-light bands (green, yellow, red; BCBS 1996)."))
+            out.append(page.draw(fg.rolling_breaches, common, models, levels, d.models,
+                                 alt=f"Rolling breaches: {pf}",
+                                 caption=f"{pf}: breaches of each model's VaR at its own level in the last 250 "
+                                         "observations (common sample) against the traffic-light bands (green, "
+                                         "yellow, red; BCBS 1996)."))
         for pair in book["tests"]:
             out.append(details(f"Every coverage test: {pf} / {pair['model']} (p = {pair['p']:g}, "
                                f"{pair['observations']:,} observations)", render_table(pair["table"]), cls="pair"))
@@ -661,12 +722,13 @@ def render_parameters(content: dict[str, Any], page: Page) -> str:
     for chain in content["chains"]:
         rows = est[est["estimation_key"] == chain["key"]]
         out.append(f"<h3>{esc(chain['label'])}</h3>")
-        out.append(page.figure(fg.parameter_stability(rows, chain["parameters"], chain["label"]),
-                               f"Parameter stability: {chain['label']}",
-                               f"Estimated parameters of {chain['label']} at each fit date, per asset (the fit of "
-                               "the longest window of the date; grey dots: fits on the stationarity boundary; red "
-                               "crosses: failed fits, which keep the previous parameters). Fits by status: "
-                               + ", ".join(f"{k} {v:,}" for k, v in chain["status"].items()) + "."))
+        out.append(page.draw(fg.parameter_stability, rows, chain["parameters"], chain["label"],
+                             alt=f"Parameter stability: {chain['label']}",
+                             caption=f"Estimated parameters of {chain['label']} at each fit date, per asset (the fit "
+                                     "of the longest window of the date; grey dots: fits on the stationarity "
+                                     "boundary; red crosses: failed fits, which keep the previous parameters). Fits "
+                                     "by status: "
+                                     + ", ".join(f"{k} {v:,}" for k, v in chain["status"].items()) + "."))
         out.append(render_table(chain["table"]))
     return "".join(out)
 

@@ -263,3 +263,26 @@ def test_executors_advance_the_one_progress_bar_on_a_terminal_only():
     tty = _Tty()
     assert SerialExecutor(progress=Progress(stream=tty), label="tasks").map(lambda x: 2 * x, [1, 2]) == [2, 4]
     assert "2/2 tasks" in tty.getvalue() and tty.getvalue().endswith("\n")
+
+
+def test_a_local_cluster_draws_the_reports_figures_and_the_page_is_the_same_bytes(tmp_path, monkeypatch):
+    """run_study keeps its local cluster up for the report: the figures are drawn on the workers (the report's
+    slowest part), and the page is the one drawn here, byte for byte."""
+    from marginlab.reports.writer import render_html
+    from marginlab.validation.executors import DaskExecutor
+    from marginlab.validation.study import parse_study, run_study
+
+    mapped = []
+    dask_map = DaskExecutor.map
+
+    def spy(self, function, items):
+        mapped.append((function.__name__, len(items), self.local))
+        return dask_map(self, function, items)
+
+    monkeypatch.setattr(DaskExecutor, "map", spy)
+    import tomllib
+
+    sr = run_study(parse_study(tomllib.loads(STUDY)), out=tmp_path / "local", executor="local", workers=2)
+    drawn = [m for m in mapped if m[0] == "_draw"]
+    assert len(drawn) == 1 and drawn[0][1] >= 4 and drawn[0][2] is True
+    assert (tmp_path / "local" / "report.html").read_text(encoding="utf-8") == render_html(sr)

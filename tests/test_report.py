@@ -265,3 +265,50 @@ def test_an_overlaid_model_is_documented_as_its_inner_model_and_its_overlays():
     assert "EMIR RTS 153/2013 Art. 28(1)(a)." in meth["sources"]
     assert {"name": "apc_buffer.buffer", "value": 0.25, "default": 0.25, "type": "float",
             "description": "Share of the margin added."} in meth["parameters"]
+
+
+def _draws_nothing():
+    return None
+
+
+class _BackwardsExecutor:
+    """An executor whose ``map`` computes the items last to first (and returns them in order, as every executor)."""
+
+    label = "tasks"
+
+    def __init__(self):
+        self.labels = []
+
+    def map(self, function, items):
+        self.labels.append(self.label)
+        return list(reversed([function(item) for item in reversed(list(items))]))
+
+
+def test_figures_are_numbered_in_page_order_wherever_they_are_drawn_and_nothing_drawn_takes_no_number(
+        hostile_report):
+    """Figures are drawn after the sections (on an executor when given): each lands at its place with its number,
+    a drawing that returns None leaves no figure and no gap in the numbering, and the page is the same bytes."""
+    import pandas as pd
+    from marginlab.reports import figures as fg
+    from marginlab.reports.sections import Page, ReportData
+    from marginlab.reports.writer import render_html
+
+    data = ReportData(hostile_report["study"])
+    frame = pd.DataFrame({"value": [0.25, 0.5]}, index=["a", "b"])
+    pages = []
+    for executor in (None, _BackwardsExecutor()):
+        page = Page(data, executor)
+        html = ("<p>one</p>" + page.draw(fg.bars, frame, "value", "x", False, alt="A", caption="first")
+                + page.draw(_draws_nothing, alt="B", caption="drawn by nothing")
+                + "<p>two</p>" + page.draw(fg.bars, frame, "value", "y", True, alt="C", caption="second"))
+        pages.append(page.finish(html))
+        if executor is not None:
+            assert executor.labels == ["figures"] and executor.label == "tasks"  # its bar says what it counts
+    assert pages[0] == pages[1]
+    out = pages[0]
+    assert out.count("<figure") == 2 and "drawn by nothing" not in out and "<!--" not in out
+    assert out.index("<p>one</p>") < out.index("Figure 1. first") < out.index("<p>two</p>") < out.index(
+        "Figure 2. second")
+    assert 'id="fig-1"' in out and 'id="fig-2"' in out
+    study = hostile_report["study"]
+    assert render_html(study) == render_html(study, executor=_BackwardsExecutor())

@@ -113,12 +113,16 @@ class DaskExecutor:
     retries : int
         Extra attempts of a task that raised on a worker (a task lost with a dead worker is rescheduled
         by Dask regardless, up to ``distributed.scheduler.allowed-failures`` times).
+    local : bool
+        The workers are processes of this machine started from this interpreter (:func:`LocalExecutor`):
+        work whose bytes depend on the installed libraries (the report's figures) may run there too.
     """
 
     client: Any
     progress: Progress | None = None
     label: str = "tasks"
     retries: int = 1
+    local: bool = False
     _owns: list = field(default_factory=list, repr=False)
 
     @property
@@ -192,7 +196,7 @@ def LocalExecutor(workers: int | None = None, progress: Progress | None = None, 
     with dask.config.set(WORKER_ENVIRON):
         cluster = LocalCluster(**options)
     client = Client(cluster)
-    return DaskExecutor(client, progress=progress, label=label, _owns=[cluster, client])
+    return DaskExecutor(client, progress=progress, label=label, local=True, _owns=[cluster, client])
 
 
 def RemoteExecutor(scheduler: str, progress: Progress | None = None, timeout: float = 10.0,

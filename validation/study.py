@@ -492,9 +492,27 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
             # result is the same bytes on any split (tests/test_contract.py)
             per_task = max(1, math.ceil(len(books) / runner.workers))
         result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
-    # the full battery of tests and metrics per reference book; member accounts get the account-level view
-    # (BacktestResult.accounts_summary & co.)
-    reference = [n for n in books if n not in accounts]
+        sr = _analyse(config, result, market, [n for n in books if n not in accounts], set(accounts), progress)
+        sr.files["skipped_portfolios"] = ", ".join(skipped)
+        sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
+        sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
+        if write:
+            from marginlab.reports import write_report
+
+            sr.files["out"] = requested
+            progress.stage("writing the report")
+            # the figures are drawn on the workers of a local cluster (the same bytes: the same machine and
+            # libraries); a remote cluster's machines may draw them otherwise, so they are drawn here
+            sr.report_path = write_report(sr, out, executor=runner if getattr(runner, "local", False) else None)
+    return sr
+
+
+def _analyse(config: StudyConfig, result: BacktestResult, market, reference: list[str], accounts: set[str],
+             progress: Progress) -> StudyResult:
+    """The full battery of tests and metrics per reference book, procyclicality and the stress tests.
+
+    Member accounts get the account-level view (:meth:`BacktestResult.accounts_summary` & co.).
+    """
     progress.stage("coverage tests")
     # every coverage test of every pair, run once: the headline table and the report's drill-down share them
     reports = {} if result.frame.empty else {
@@ -514,15 +532,6 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
         if config.reverse_every:
             progress.stage("reverse stress")
             sr.reverse = reverse_stress(result, market, every=config.reverse_every)
-    sr.files["skipped_portfolios"] = ", ".join(skipped)
-    sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
-    sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
-    if write:
-        from marginlab.reports import write_report
-
-        sr.files["out"] = requested
-        progress.stage("writing the report")
-        sr.report_path = write_report(sr, out)
     return sr
 
 
