@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from marginlab.models.methodology import methodology_of
+from marginlab.validation.executors import counting
 
 from . import figures as fg
 from .formatting import esc, percent, pvalue
@@ -181,16 +182,9 @@ class Page:
         """``html`` with every placeholder replaced by its figure, numbered in page order (Figure 1, 2, ...)."""
         pending = [k for k, (job, _, _) in enumerate(self._jobs) if job[0] == "draw"]
         items = [self._jobs[k][0][1:] for k in pending]
-        executor = self.executor
-        if executor is not None and len(items) > 1:
-            label = getattr(executor, "label", None)
-            if label is not None:
-                executor.label = "figures"
-            try:
+        if self.executor is not None and len(items) > 1:
+            with counting(self.executor, "figures") as executor:
                 drawn = executor.map(_draw, items)
-            finally:
-                if label is not None:
-                    executor.label = label
         else:
             drawn = [_draw(item) for item in items]
         pngs = {k: job[1] for k, (job, _, _) in enumerate(self._jobs) if job[0] == "png"}

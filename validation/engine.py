@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -458,6 +458,11 @@ class _BookPath:
     legs: dict[Position, tuple[Book, str]] = field(default_factory=dict)
 
 
+def _coverage_of(inputs: dict[str, Any]) -> cv.CoverageReport:
+    """One pair's coverage tests (a task of :meth:`BacktestResult.coverage_reports`)."""
+    return cv.backtest(**inputs)
+
+
 class Executor(Protocol):
     """Runs tasks: ``map(function, items)`` returns ``[function(item) for item in items]`` in order."""
 
@@ -533,6 +538,25 @@ class BacktestResult:
         dates every model of the book has a margin (the default, for comparisons); ``"own"`` uses all of
         the pair's dates. MPOR > 1: non-overlapping sub-samples combined by Bonferroni.
         """
+        return cv.backtest(**self._coverage_inputs(portfolio, model, p, default_p, sample))
+
+    def coverage_reports(self, pairs: Sequence[tuple[str, str]], p: float | None = None, default_p: float = 0.01,
+                         sample: str = "common", executor: Executor | None = None
+                         ) -> dict[tuple[str, str], cv.CoverageReport]:
+        """:meth:`coverage_report` of each ``(portfolio, model)`` pair, the tests run on ``executor`` if given.
+
+        Each pair's tests are a pure function of its series (their simulations have fixed seeds), so the
+        reports are the same whichever executor (:mod:`marginlab.validation.executors`) runs them; the series
+        are cut here, so a pair with too few dates raises here, naming it.
+        """
+        inputs = [self._coverage_inputs(pf, md, p, default_p, sample) for pf, md in pairs]
+        run = executor.map(_coverage_of, inputs) if executor is not None and len(inputs) > 1 else [
+            _coverage_of(x) for x in inputs]
+        return dict(zip(pairs, run, strict=True))
+
+    def _coverage_inputs(self, portfolio: str, model: str, p: float | None, default_p: float,
+                         sample: str) -> dict[str, Any]:
+        """The arguments of :func:`coverage.backtest <marginlab.validation.coverage.backtest>` for one pair."""
         rows = self._rows(portfolio, model, sample)
         if len(rows) < self.mpor_days + 1:
             raise ValueError(f"portfolio {portfolio!r} / model {model!r}: {len(rows)} margin date(s) in the "
@@ -542,8 +566,8 @@ class BacktestResult:
         var = rows["var"] if rows["var"].notna().all() else rows["margin"]
         is_es = model in self.models and self.models[model].margin_measure == "es"
         pit = rows["pit"] if rows["pit"].notna().all() else None
-        return cv.backtest(rows["pnl"], var, es=rows["margin"] if is_es else None, p=level, pit=pit,
-                           mpor_days=self.mpor_days)
+        return {"pnl": rows["pnl"], "var": var, "es": rows["margin"] if is_es else None, "p": level, "pit": pit,
+                "mpor_days": self.mpor_days}
 
     def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common",
                  portfolios: Sequence[str] | None = None,

@@ -43,7 +43,8 @@ import argparse
 import math
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ from .progress import Progress
 
 __all__ = ["SerialExecutor", "DaskExecutor", "LocalExecutor", "RemoteExecutor", "EXECUTORS",
            "make_executor", "free_cores", "usable_cores", "add_executor_arguments", "executor_from_args",
-           "WORKER_ENVIRON"]
+           "WORKER_ENVIRON", "counting"]
 
 #: Executor names accepted by :func:`make_executor`, the study key ``execution.executor`` and ``--executor``.
 EXECUTORS = ("auto", "serial", "local", "remote")
@@ -92,6 +93,20 @@ class SerialExecutor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextmanager
+def counting(executor: Any, label: str) -> Iterator[Any]:
+    """``executor`` with its progress bar counting ``label`` (e.g. "figures") inside the block, then as before."""
+    before = getattr(executor, "label", None)
+    if before is None:
+        yield executor
+        return
+    executor.label = label
+    try:
+        yield executor
+    finally:
+        executor.label = before
 
 
 def _apply(function: Callable, item: Any) -> Any:
