@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -137,10 +138,24 @@ def report_files(study, executor=None) -> dict[str, bytes]:
     """
     data, built = _sections(study)
     results = results_dict(study, built)
+    if executor is None:
+        page, tables = render_html(study, built, data), _tables(study)
+    else:  # the tables are written here while the executor's workers draw the figures
+        with ThreadPoolExecutor(1, thread_name_prefix="marginlab-report") as pool:
+            drawing = pool.submit(render_html, study, built, data, executor)
+            tables = _tables(study)
+            page = drawing.result()
+    return {"report.html": page.encode("utf-8"), **_json_files(results), **tables}
+
+
+def _json_files(results: dict) -> dict[str, bytes]:
     return {
-        "report.html": render_html(study, built, data, executor).encode("utf-8"),
         "results.json": json.dumps(results, indent=1, default=_json_default, allow_nan=False).encode("utf-8"),
-        "results.schema.json": SCHEMA_PATH.read_bytes(),
+        "results.schema.json": SCHEMA_PATH.read_bytes()}
+
+
+def _tables(study) -> dict[str, bytes]:
+    return {
         "backtest.csv": study.backtest.frame.to_csv(index=False).encode("utf-8"),
         "coverage.csv": study.coverage.to_csv().encode("utf-8"),
         "metrics.csv": study.metrics.to_csv().encode("utf-8"),
