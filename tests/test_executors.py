@@ -291,3 +291,11 @@ def test_a_local_cluster_runs_the_coverage_tests_and_draws_the_figures_with_the_
     assert len(sr.reports) == 6
     for (book, model), report in sr.reports.items():
         pd.testing.assert_frame_equal(report.to_frame(), sr.backtest.coverage_report(book, model).to_frame())
+
+
+def test_two_local_clusters_at_once_take_no_fixed_port(local, recwarn):
+    """Each local cluster's scheduler serves its HTTP endpoints on a free port: a second one (another run, or a
+    test's) used to find Dask's default 8787 taken and warn ("Port 8787 is already in use")."""
+    with LocalExecutor(1) as other:
+        assert other.workers == 1
+    assert not [w for w in recwarn if "8787" in str(w.message)]

@@ -206,8 +206,10 @@ def LocalExecutor(workers: int | None = None, progress: Progress | None = None, 
     n = workers if workers is not None else usable_cores()
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    # no dashboard; the scheduler's HTTP endpoints (health, metrics) on a free local port, not Dask's default 8787:
+    # a second cluster (another run, a test's) would otherwise find it taken and warn
     options = {"n_workers": n, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
-               "silence_logs": 40, **cluster_kwargs}
+               "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"}, "silence_logs": 40, **cluster_kwargs}
     with dask.config.set(WORKER_ENVIRON):
         cluster = LocalCluster(**options)
     client = Client(cluster)
