@@ -5,7 +5,9 @@ temporary folder), after a warm-up that loads numba's compiled kernels from the 
 the very first run; timed separately). Prints the end-to-end seconds, then each model's seconds (fit +
 forecast, summed over its tasks: the engine's ``model_seconds``), the rest of the backtest (books,
 realised P&L, merging) and, re-timed on the finished result, the coverage tests, the metrics and the
-report writing.
+report writing; and the wall-clock seconds of each stage of the run itself (``run_study``'s progress
+stages: loading, backtest, coverage tests, procyclicality, stress, report), where the coverage tests and
+the report's figures run on the executor's workers.
 
 On a shared machine the absolute figures move with the load: the script prints ``os.getloadavg()``
 before and after; compare runs made under similar load, or repeat (``--repeat``).
@@ -23,19 +25,38 @@ import time
 from pathlib import Path
 
 from marginlab.reports import write_report
+from marginlab.validation.progress import Progress
 from marginlab.validation.study import load_study, run_study
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(config, executor: str | None, workers: int | None) -> tuple[float, object]:
-    kwargs = {}
+class StageClock(Progress):
+    """A silent progress display that records when each of run_study's stages starts."""
+
+    def __init__(self) -> None:
+        super().__init__(enabled=False)
+        self.starts: list[tuple[str, float]] = []
+
+    def stage(self, text: str) -> None:
+        self.starts.append((text, time.perf_counter()))
+        super().stage(text)
+
+    def seconds(self, end: float) -> list[tuple[str, float]]:
+        """Each stage's wall-clock seconds (the last one until ``end``)."""
+        ends = [t for _, t in self.starts[1:]] + [end]
+        return [(text, stop - start) for (text, start), stop in zip(self.starts, ends, strict=True)]
+
+
+def _run(config, executor: str | None, workers: int | None) -> tuple[float, float, object, StageClock]:
+    clock = StageClock()
+    kwargs = {"progress": clock}
     if executor is not None:  # the executor options exist from issue 16 on
-        kwargs = {"executor": executor, "workers": workers}
+        kwargs.update(executor=executor, workers=workers)
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.perf_counter(), time.process_time()
         result = run_study(config, out=Path(tmp) / "report", **kwargs)
-        return time.perf_counter() - t0, time.process_time() - c0, result
+        return time.perf_counter() - t0, time.process_time() - c0, result, clock
 
 
 def main() -> None:
@@ -56,7 +77,8 @@ def main() -> None:
     print(f"warm-up (imports, numba cache, data) {time.perf_counter() - t0:.1f} s")
     for k in range(args.repeat):
         load = os.getloadavg()
-        total, cpu, result = _run(config, args.executor, args.workers)
+        total, cpu, result, clock = _run(config, args.executor, args.workers)
+        done = time.perf_counter()
         bt = result.backtest
         print(f"\nrun {k + 1}: end to end {total:.1f} s, CPU of this process {cpu:.1f} s (load average before "
               f"{load[0]:.2f}, after {os.getloadavg()[0]:.2f}; {os.cpu_count()} cores)")
@@ -65,16 +87,21 @@ def main() -> None:
             print(f"    {label:32s} {sec:7.1f} s")
         print(f"    {'books, realised P&L, merge':32s} {bt.elapsed_s - sum(bt.model_seconds.values()):7.1f} s"
               "  (serial: the rest of the backtest; on workers the model seconds overlap)")
+        print("  wall-clock seconds per stage of the run (coverage tests and the report's figures run on the "
+              "executor's workers when it has several):")
+        for text, sec in clock.seconds(done):
+            print(f"    {text[:60]:60s} {sec:7.1f} s")
+        print("  re-timed here in one process on the finished result:")
         t = time.perf_counter()
         bt.coverage(default_p=config.tail_prob)
-        print(f"  coverage tests {time.perf_counter() - t:.1f} s")
+        print(f"    coverage tests {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
         bt.efficiency()
-        print(f"  metrics {time.perf_counter() - t:.1f} s")
+        print(f"    metrics {time.perf_counter() - t:.1f} s")
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             write_report(result, Path(tmp) / "report")
-            print(f"  report writing {time.perf_counter() - t:.1f} s")
+            print(f"    report writing {time.perf_counter() - t:.1f} s")
 
 
 if __name__ == "__main__":
