@@ -165,3 +165,18 @@ def test_coverage_tests_each_model_at_its_own_level_on_the_common_dates():
     rep = res.coverage_report("long BTC", "hs var")
     assert rep.headline()["kupiec_pvalue"] == cov.loc[("long BTC", "hs var"), "kupiec_pvalue"]
     assert "berkowitz_tail" in rep.tests  # the PIT of the forecast distribution is tested
+    # every pair at once (each book's common dates cut once; the tests optionally on an executor) = pair by pair
+    pairs = [("long BTC", m) for m in models]
+    for sample in ("common", "own"):
+        batch = res.coverage_reports(pairs, default_p=0.02, sample=sample)
+        for pair in pairs:
+            pd.testing.assert_frame_equal(batch[pair].to_frame(),
+                                          res.coverage_report(*pair, default_p=0.02, sample=sample).to_frame())
+    with pytest.raises(ValueError, match="no rows for portfolio 'long BTC' and model 'nope'"):
+        res.coverage_reports([("long BTC", "nope")])
+    from marginlab.validation.metrics import compute_metrics
+
+    eff = res.efficiency()
+    for pair in pairs:
+        assert eff.loc[pair].drop("sample").to_dict() == pytest.approx(
+            compute_metrics(res._rows(*pair, "common")), nan_ok=True, rel=0, abs=0)

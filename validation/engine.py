@@ -549,15 +549,19 @@ class BacktestResult:
         reports are the same whichever executor (:mod:`marginlab.validation.executors`) runs them; the series
         are cut here, so a pair with too few dates raises here, naming it.
         """
-        inputs = [self._coverage_inputs(pf, md, p, default_p, sample) for pf, md in pairs]
+        every = self._pair_rows(sample)  # each book's common dates computed once, not once per model
+        inputs = [self._coverage_inputs(pf, md, p, default_p, sample, every.get((pf, md))) for pf, md in pairs]
         run = executor.map(_coverage_of, inputs) if executor is not None and len(inputs) > 1 else [
             _coverage_of(x) for x in inputs]
         return dict(zip(pairs, run, strict=True))
 
-    def _coverage_inputs(self, portfolio: str, model: str, p: float | None, default_p: float,
-                         sample: str) -> dict[str, Any]:
-        """The arguments of :func:`coverage.backtest <marginlab.validation.coverage.backtest>` for one pair."""
-        rows = self._rows(portfolio, model, sample)
+    def _coverage_inputs(self, portfolio: str, model: str, p: float | None, default_p: float, sample: str,
+                         rows: pd.DataFrame | None = None) -> dict[str, Any]:
+        """The arguments of :func:`coverage.backtest <marginlab.validation.coverage.backtest>` for one pair.
+
+        ``rows``: the pair's rows as :meth:`_rows` gives them, when already cut (:meth:`_pair_rows`).
+        """
+        rows = self._rows(portfolio, model, sample) if rows is None else rows
         if len(rows) < self.mpor_days + 1:
             raise ValueError(f"portfolio {portfolio!r} / model {model!r}: {len(rows)} margin date(s) in the "
                              f"{sample} sample, too few for coverage tests at an MPOR of {self.mpor_days} (at least "
@@ -600,7 +604,8 @@ class BacktestResult:
 
     def efficiency(self, sample: str = "common", portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair (common dates by default)."""
-        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(self._rows(pf, md, sample))}
+        every = self._pair_rows(sample)
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(every[(pf, md)])}
                    for pf, md in self._pairs(portfolios)]
         return pd.DataFrame(records, columns=["portfolio", "model", "sample", *(m.key for m in METRICS)]
                             ).set_index(["portfolio", "model"])
