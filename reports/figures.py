@@ -42,13 +42,18 @@ _RC = {"text.parse_math": False, "font.size": 10, "axes.titlesize": 10, "axes.la
 
 @contextmanager
 def plotting() -> Iterator[object]:
-    """``matplotlib.pyplot`` on the Agg backend with the report's style (math text off)."""
+    """``matplotlib.pyplot`` on the Agg backend with the report's style (math text off).
+
+    The style is matplotlib's defaults plus :data:`_RC`, whatever the calling process set (a notebook's
+    style, a matplotlibrc): a figure is the same bytes here and on a worker process.
+    """
     import matplotlib
+    import matplotlib.style
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with matplotlib.rc_context(_RC):
+    with matplotlib.style.context(["default", _RC]):
         yield plt
 
 
@@ -71,11 +76,10 @@ def colour(k: int) -> str:
 
 def png(fig) -> str:
     """The figure as base64 PNG (closed afterwards); no timestamp metadata, so output is repeatable."""
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
-    plt.close(fig)
+    with plotting() as plt:  # saving reads the style too (face colour, ...)
+        fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
+        plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

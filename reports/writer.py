@@ -140,11 +140,12 @@ def report_files(study, executor=None) -> dict[str, bytes]:
     results = results_dict(study, built)
     if executor is None:
         page, tables = render_html(study, built, data), _tables(study)
-    else:  # the tables are written here while the executor's workers draw the figures
+    else:  # the tables are written in a thread while the executor's workers draw the figures
+        # (the page is waited for here: an interrupt stops the wait and the executor cancels its tasks)
         with ThreadPoolExecutor(1, thread_name_prefix="marginlab-report") as pool:
-            drawing = pool.submit(render_html, study, built, data, executor)
-            tables = _tables(study)
-            page = drawing.result()
+            writing = pool.submit(_tables, study)
+            page = render_html(study, built, data, executor)
+            tables = writing.result()
     return {"report.html": page.encode("utf-8"), **_json_files(results), **tables}
 
 

@@ -290,7 +290,8 @@ def test_a_local_cluster_runs_the_coverage_tests_and_draws_the_figures_with_the_
     assert [m[:2] for m in mapped if m[0] == "_coverage_of"] == [("_coverage_of", len(sr.reports))]
     assert len(sr.reports) == 6
     for (book, model), report in sr.reports.items():
-        pd.testing.assert_frame_equal(report.to_frame(), sr.backtest.coverage_report(book, model).to_frame())
+        pd.testing.assert_frame_equal(report.to_frame(), sr.backtest.coverage_report(book, model).to_frame(),
+                                      check_exact=True)
 
 
 def test_two_local_clusters_at_once_take_no_fixed_port(local, recwarn):

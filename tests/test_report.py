@@ -312,3 +312,19 @@ def test_figures_are_numbered_in_page_order_wherever_they_are_drawn_and_nothing_
     assert 'id="fig-1"' in out and 'id="fig-2"' in out
     study = hostile_report["study"]
     assert render_html(study) == render_html(study, executor=_BackwardsExecutor())
+
+
+def test_a_figure_is_the_same_bytes_whatever_style_the_calling_process_set():
+    """Figures are drawn (and saved) under matplotlib's defaults plus the report's style: a process with its own
+    style (a notebook's) draws the bytes a fresh worker process draws."""
+    import matplotlib
+    import pandas as pd
+    from marginlab.reports import figures as fg
+
+    frame = pd.DataFrame({"value": [0.25, 0.5]}, index=["a", "b"])
+    plain = fg.png(fg.bars(frame, "value", "x"))
+    with matplotlib.rc_context({"lines.linewidth": 5.0, "savefig.facecolor": "red", "font.size": 20,
+                                "axes.grid": True}):
+        styled = fg.png(fg.bars(frame, "value", "x"))
+        assert matplotlib.rcParams["font.size"] == 20  # and the caller's style is left as it was
+    assert styled == plain

@@ -213,7 +213,10 @@ def LocalExecutor(workers: int | None = None, progress: Progress | None = None, 
     with dask.config.set(WORKER_ENVIRON):
         cluster = LocalCluster(**options)
     client = Client(cluster)
-    return DaskExecutor(client, progress=progress, label=label, local=True, _owns=[cluster, client])
+    # local: worker processes started from this interpreter (threads of this process would share its matplotlib
+    # state, which the report's figures set while drawing)
+    return DaskExecutor(client, progress=progress, label=label, local=bool(options["processes"]),
+                        _owns=[cluster, client])
 
 
 def RemoteExecutor(scheduler: str, progress: Progress | None = None, timeout: float = 10.0,
