@@ -265,9 +265,9 @@ def test_executors_advance_the_one_progress_bar_on_a_terminal_only():
     assert "2/2 tasks" in tty.getvalue() and tty.getvalue().endswith("\n")
 
 
-def test_a_local_cluster_runs_the_coverage_tests_and_draws_the_figures_with_the_same_bytes(tmp_path, monkeypatch):
-    """run_study keeps its local cluster up after the backtest: the coverage tests and the report's figures (its
-    slowest parts) run on the workers, and the reports and the page are the ones made here, byte for byte."""
+def test_a_local_cluster_draws_the_figures_and_runs_coverage_tests_with_the_same_bytes(tmp_path, monkeypatch):
+    """run_study keeps its local cluster up for the report: the figures (its slowest part) are drawn on the
+    workers and the page is the one drawn here, byte for byte; coverage tests run there are the ones run here."""
     from marginlab.reports.writer import render_html
     from marginlab.validation.executors import DaskExecutor
     from marginlab.validation.study import parse_study, run_study
@@ -286,12 +286,12 @@ def test_a_local_cluster_runs_the_coverage_tests_and_draws_the_figures_with_the_
     drawn = [m for m in mapped if m[0] == "_draw"]
     assert len(drawn) == 1 and drawn[0][1] >= 4 and drawn[0][2] is True
     assert (tmp_path / "local" / "report.html").read_text(encoding="utf-8") == render_html(sr)
-    # the coverage tests of every pair ran there too, and are the ones run here
-    assert [m[:2] for m in mapped if m[0] == "_coverage_of"] == [("_coverage_of", len(sr.reports))]
+    # the coverage tests of every pair on the cluster (BacktestResult.coverage_reports) are the ones run here
     assert len(sr.reports) == 6
+    with LocalExecutor(2) as cluster:
+        shipped = sr.backtest.coverage_reports(list(sr.reports), executor=cluster)
     for (book, model), report in sr.reports.items():
-        pd.testing.assert_frame_equal(report.to_frame(), sr.backtest.coverage_report(book, model).to_frame(),
-                                      check_exact=True)
+        pd.testing.assert_frame_equal(shipped[(book, model)].to_frame(), report.to_frame(), check_exact=True)
 
 
 def test_two_local_clusters_at_once_take_no_fixed_port(local, recwarn):

@@ -148,7 +148,7 @@ def test_a_multi_worker_run_splits_each_model_groups_books_in_one_group_per_work
         workers = 2
 
         def map(self, function, items):
-            if getattr(function, "__name__", "") == "run_task":  # the backtest's (the coverage tests run here too)
+            if getattr(function, "__name__", "") == "run_task":  # the backtest's tasks (not the report's figures)
                 seen.extend(items)
             return super().map(function, items)
 

@@ -66,7 +66,7 @@ from marginlab.models import MODELS, MarginModel, account_books, make_model, mak
 from marginlab.models.params import Asset, check_value, validate_fields
 
 from .engine import Backtest, BacktestResult
-from .executors import counting, make_executor
+from .executors import make_executor
 from .progress import Progress
 
 __all__ = ["StudyConfig", "StudyResult", "load_study", "parse_study", "run_study", "build_model", "read_toml",
@@ -492,8 +492,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
             # result is the same bytes on any split (tests/test_contract.py)
             per_task = max(1, math.ceil(len(books) / runner.workers))
         result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
-        sr = _analyse(config, result, market, [n for n in books if n not in accounts], set(accounts), progress,
-                      runner)
+        sr = _analyse(config, result, market, [n for n in books if n not in accounts], set(accounts), progress)
         sr.files["skipped_portfolios"] = ", ".join(skipped)
         sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
         sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
@@ -509,19 +508,17 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
 
 
 def _analyse(config: StudyConfig, result: BacktestResult, market, reference: list[str], accounts: set[str],
-             progress: Progress, executor=None) -> StudyResult:
+             progress: Progress) -> StudyResult:
     """The full battery of tests and metrics per reference book, procyclicality and the stress tests.
 
     Member accounts get the account-level view (:meth:`BacktestResult.accounts_summary` & co.).
     """
     progress.stage("coverage tests")
-    # every coverage test of every pair, run once: the headline table and the report's drill-down share them
-    # (on the executor's workers when it has several: ~17 s in one process for the default study's 153 pairs)
+    # every coverage test of every pair, run once: the headline table and the report's drill-down share them.
+    # Here, not on the executor: on two local workers the default study's 153 pairs took as long as in one
+    # process (each task ~1.5x slower with two running at once, and ~25 MB to ship), measured 2026-11-30
     keys = [] if result.frame.empty else list(result.frame.groupby(["portfolio", "model"], sort=False).groups)
-    pairs = [key for key in keys if key[0] not in accounts]
-    with counting(executor, "coverage tests (book x model)") as runner:
-        reports = result.coverage_reports(pairs, default_p=config.tail_prob,
-                                          executor=runner if runner is not None and runner.workers > 1 else None)
+    reports = result.coverage_reports([key for key in keys if key[0] not in accounts], default_p=config.tail_prob)
     coverage = result.coverage(default_p=config.tail_prob, reports=reports, portfolios=reference)
     metrics = result.efficiency(portfolios=reference)
     progress.stage("procyclicality")
