@@ -6,8 +6,8 @@ the very first run; timed separately). Prints the end-to-end seconds, then each 
 forecast, summed over its tasks: the engine's ``model_seconds``), the rest of the backtest (books,
 realised P&L, merging) and, re-timed on the finished result, the coverage tests, the metrics and the
 report writing; and the wall-clock seconds of each stage of the run itself (``run_study``'s progress
-stages: loading, backtest, coverage tests, procyclicality, stress, report), where the coverage tests and
-the report's figures run on the executor's workers.
+stages: loading, backtest, coverage tests, procyclicality, stress, report), where the report's figures
+run on the workers of a local cluster.
 
 On a shared machine the absolute figures move with the load: the script prints ``os.getloadavg()``
 before and after; compare runs made under similar load, or repeat (``--repeat``).
@@ -87,8 +87,8 @@ def main() -> None:
             print(f"    {label:32s} {sec:7.1f} s")
         print(f"    {'books, realised P&L, merge':32s} {bt.elapsed_s - sum(bt.model_seconds.values()):7.1f} s"
               "  (serial: the rest of the backtest; on workers the model seconds overlap)")
-        print("  wall-clock seconds per stage of the run (coverage tests and the report's figures run on the "
-              "executor's workers when it has several):")
+        print("  wall-clock seconds per stage of the run (the report's figures are drawn on a local cluster's "
+              "workers):")
         for text, sec in clock.seconds(done):
             print(f"    {text[:60]:60s} {sec:7.1f} s")
         print("  re-timed here in one process on the finished result:")
