@@ -12,7 +12,7 @@ vols) have data at t and t + mpor_days.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -549,7 +549,8 @@ class BacktestResult:
         reports are the same whichever executor (:mod:`marginlab.validation.executors`) runs them; the series
         are cut here, so a pair with too few dates raises here, naming it.
         """
-        every = self._pair_rows(sample)  # each book's common dates computed once, not once per model
+        # each book's common dates computed once, not once per model; only the books asked for
+        every = self._pair_rows(sample, {pf for pf, _ in pairs})
         inputs = [self._coverage_inputs(pf, md, p, default_p, sample, every.get((pf, md))) for pf, md in pairs]
         run = executor.map(_coverage_of, inputs) if executor is not None and len(inputs) > 1 else [
             _coverage_of(x) for x in inputs]
@@ -604,9 +605,9 @@ class BacktestResult:
 
     def efficiency(self, sample: str = "common", portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair (common dates by default)."""
-        every = self._pair_rows(sample)
-        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(every[(pf, md)])}
-                   for pf, md in self._pairs(portfolios)]
+        every = self._pair_rows(sample, portfolios)
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(rows)}
+                   for (pf, md), rows in every.items()]
         return pd.DataFrame(records, columns=["portfolio", "model", "sample", *(m.key for m in METRICS)]
                             ).set_index(["portfolio", "model"])
 
@@ -737,21 +738,25 @@ class BacktestResult:
                    for (pf, md), rows in self._pair_rows(sample).items()]
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
-    def _pair_rows(self, sample: str = "common") -> dict[tuple[str, str], pd.DataFrame]:
+    def _pair_rows(self, sample: str = "common", portfolios: Collection[str] | None = None
+                   ) -> dict[tuple[str, str], pd.DataFrame]:
         """Every pair's rows indexed by date (the book's common dates, or the pair's own), in first-seen order.
 
-        The same rows as ``_rows`` for each pair, with each book's common dates computed once.
+        The same rows as ``_rows`` for each pair, with each book's common dates computed once; only the pairs
+        of ``portfolios`` when given (as :meth:`_pairs`).
         """
         if sample not in ("common", "own"):
             raise ValueError(f"sample must be 'common' (dates shared by the book's models) or 'own', got {sample!r}")
         out = {}
+        keep = None if portfolios is None else set(portfolios)
         for pf, book in self.frame.groupby("portfolio", sort=False):
+            if keep is not None and pf not in keep:
+                continue
             common = self.common_dates(pf) if sample == "common" else None
             for md, rows in book.groupby("model", sort=False):
                 rows = rows.set_index("date")
                 out[(pf, md)] = rows.loc[rows.index.intersection(common)] if common is not None else rows
-        order = list(self.frame.groupby(["portfolio", "model"], sort=False).groups)
-        return {key: out[key] for key in order}
+        return {key: out[key] for key in self._pairs(portfolios)}
 
     def overlay_bases(self) -> dict[str, str]:
         """Overlaid models of the result whose inner model is also in it: label -> label of the inner model."""

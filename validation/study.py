@@ -492,7 +492,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
             # result is the same bytes on any split (tests/test_contract.py)
             per_task = max(1, math.ceil(len(books) / runner.workers))
         result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
-        sr = _analyse(config, result, market, [n for n in books if n not in accounts], set(accounts), progress)
+        sr = _analyse(config, result, market, [n for n in books if n not in accounts], progress)
         sr.files["skipped_portfolios"] = ", ".join(skipped)
         sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
         sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
@@ -507,7 +507,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     return sr
 
 
-def _analyse(config: StudyConfig, result: BacktestResult, market, reference: list[str], accounts: set[str],
+def _analyse(config: StudyConfig, result: BacktestResult, market, reference: list[str],
              progress: Progress) -> StudyResult:
     """The full battery of tests and metrics per reference book, procyclicality and the stress tests.
 
@@ -517,8 +517,7 @@ def _analyse(config: StudyConfig, result: BacktestResult, market, reference: lis
     # every coverage test of every pair, run once: the headline table and the report's drill-down share them.
     # Here, not on the executor: on two local workers the default study's 153 pairs took as long as in one
     # process (each task ~1.5x slower with two running at once, and ~25 MB to ship), measured 2026-11-30
-    keys = [] if result.frame.empty else list(result.frame.groupby(["portfolio", "model"], sort=False).groups)
-    reports = result.coverage_reports([key for key in keys if key[0] not in accounts], default_p=config.tail_prob)
+    reports = result.coverage_reports(result._pairs(reference), default_p=config.tail_prob)
     coverage = result.coverage(default_p=config.tail_prob, reports=reports, portfolios=reference)
     metrics = result.efficiency(portfolios=reference)
     progress.stage("procyclicality")
