@@ -161,42 +161,43 @@ class Page:
     def __init__(self, data: ReportData, executor: Any = None) -> None:
         self.data = data
         self.executor = executor
-        self._jobs: list[tuple] = []
+        self._figures: list[list] = []  # [base64 PNG (None: draws nothing or not drawn yet), alt, caption]
+        self._drawings: dict[int, tuple[Callable, tuple]] = {}  # figure index -> (function, args) to draw
         self._token = f"<!--marginlab-figure-{uuid.uuid4().hex}-"
 
-    def _placeholder(self, job: tuple, alt: str, caption: str) -> str:
-        self._jobs.append((job, alt, caption))
-        return f"{self._token}{len(self._jobs) - 1}-->"
+    def _placeholder(self, png: str | None, alt: str, caption: str) -> str:
+        self._figures.append([png, alt, caption])
+        return f"{self._token}{len(self._figures) - 1}-->"
 
     def figure(self, fig, alt: str, caption: str) -> str:
         """Embed a matplotlib figure drawn already (None draws nothing)."""
         if fig is None:
             return ""
-        return self._placeholder(("png", fg.png(fig)), alt, caption)
+        return self._placeholder(fg.png(fig), alt, caption)
 
     def draw(self, function: Callable, *args: Any, alt: str, caption: str) -> str:
         """Embed the figure ``function(*args)`` (a function of :mod:`.figures`; None draws nothing), drawn later."""
-        return self._placeholder(("draw", function, args), alt, caption)
+        self._drawings[len(self._figures)] = (function, args)
+        return self._placeholder(None, alt, caption)
 
     def finish(self, html: str) -> str:
         """``html`` with every placeholder replaced by its figure, numbered in page order (Figure 1, 2, ...)."""
-        pending = [k for k, (job, _, _) in enumerate(self._jobs) if job[0] == "draw"]
-        items = [self._jobs[k][0][1:] for k in pending]
+        items = list(self._drawings.values())
         if self.executor is not None and len(items) > 1:
             with counting(self.executor, "figures") as executor:
                 drawn = executor.map(_draw, items)
         else:
             drawn = [_draw(item) for item in items]
-        pngs = {k: job[1] for k, (job, _, _) in enumerate(self._jobs) if job[0] == "png"}
-        pngs.update(zip(pending, drawn, strict=True))
-        html_of, n = {}, 0
-        for k, (_, alt, caption) in enumerate(self._jobs):
-            if pngs[k] is None:
-                html_of[k] = ""
+        for k, png in zip(self._drawings, drawn, strict=True):
+            self._figures[k][0] = png
+        html_of, n = [], 0
+        for png, alt, caption in self._figures:
+            if png is None:
+                html_of.append("")
                 continue
             n += 1
-            html_of[k] = figure_html(pngs[k], alt, f"Figure {n}. {caption}", f"fig-{n}")
-        self._jobs.clear()
+            html_of.append(figure_html(png, alt, f"Figure {n}. {caption}", f"fig-{n}"))
+        self._figures, self._drawings = [], {}
         pattern = re.compile(re.escape(self._token) + r"(\d+)-->")
         return pattern.sub(lambda m: html_of[int(m.group(1))], html)
 
