@@ -16,10 +16,12 @@ The Dask executors ship ``function`` (for a backtest: the bound ``run_task``,
 which carries the market data, the portfolios and the models) to every worker
 **once** (``Client.scatter(..., broadcast=True)``), then submit one small task
 per item that refers to it; the results come back in the order of the items.
-A worker that dies mid-run loses only its running tasks, which the scheduler
-runs again elsewhere (each task is a pure function of its item), and every
-worker holds a replica of the shipped function, so the run completes on the
-survivors. Results are the same bytes whichever executor runs them: random
+A worker that dies mid-run loses its running tasks, which the scheduler
+runs again elsewhere (each task is a pure function of its item); if it held the
+last copy of the shipped function (Dask's active memory manager drops replicas
+that no waiting task needs), the scheduler cancels the tasks that need it and
+the executor ships the function again and reruns the unfinished tasks, so the
+run completes on the survivors. Results are the same bytes whichever executor runs them: random
 draws are keyed by the seed and the market row, estimates by window content
 (:mod:`marginlab.models.context`), never by worker or order.
 
@@ -53,6 +55,9 @@ from .progress import Progress
 __all__ = ["SerialExecutor", "DaskExecutor", "LocalExecutor", "RemoteExecutor", "EXECUTORS",
            "make_executor", "free_cores", "usable_cores", "add_executor_arguments", "executor_from_args",
            "WORKER_ENVIRON", "counting"]
+
+#: How many times :meth:`DaskExecutor.map` ships its function when the cluster loses every copy of it.
+SHIPMENTS = 3
 
 #: Executor names accepted by :func:`make_executor`, the study key ``execution.executor`` and ``--executor``.
 EXECUTORS = ("auto", "serial", "local", "remote")
@@ -146,22 +151,46 @@ class DaskExecutor:
         return len(self.client.scheduler_info(n_workers=-1)["workers"])
 
     def map(self, function: Callable, items: Sequence) -> list:
-        """``[function(item) for item in items]`` on the cluster, ``function`` shipped once to every worker."""
-        from dask.distributed import as_completed
+        """``[function(item) for item in items]`` on the cluster, ``function`` shipped once to every worker.
 
+        Each result is fetched as its task finishes. If the cluster loses every copy of the shipped
+        function (a worker dies holding the last one: Dask's active memory manager drops the replicas
+        that no waiting task needs), the scheduler cancels the tasks that need it; ``function`` is then
+        shipped again and the unfinished tasks rerun, up to ``SHIPMENTS`` times in all.
+        """
         items = list(items)
         if not items:
             return []
+        results: dict[int, Any] = {}
+        _bar(self.progress, 0, len(items), self.label)
+        for _ in range(SHIPMENTS):
+            pending = [k for k in range(len(items)) if k not in results]
+            if not pending or not self._ship_and_run(function, items, pending, results):
+                break
+        if len(results) < len(items):
+            raise RuntimeError(f"the Dask cluster lost the shipped work {SHIPMENTS} times (workers dying?): "
+                               f"{len(items) - len(results)} of {len(items)} tasks did not finish")
+        return [results[k] for k in range(len(items))]
+
+    def _ship_and_run(self, function: Callable, items: list, pending: list[int], results: dict[int, Any]) -> bool:
+        """Ship ``function``, run ``items[k]`` for k in ``pending`` into ``results``; True if the shipment was lost."""
+        from dask.distributed import as_completed
+
         # the function (with the market data it carries) is sent to every worker once; tasks refer to it
         shipped = self.client.scatter(function, broadcast=True, hash=False)
         run = uuid.uuid4().hex[:8]
-        futures = [self.client.submit(_apply, shipped, item, key=f"marginlab-{run}-{k}", pure=False,
-                                      retries=self.retries) for k, item in enumerate(items)]
+        futures = {self.client.submit(_apply, shipped, items[k], key=f"marginlab-{run}-{k}", pure=False,
+                                      retries=self.retries): k for k in pending}
         try:
-            _bar(self.progress, 0, len(futures), self.label)
-            for k, _ in enumerate(as_completed(futures)):
-                _bar(self.progress, k + 1, len(futures), self.label)
-            return self.client.gather(futures)
+            for future in as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()  # a task's own error is raised here
+                except Exception:
+                    if future.status in ("cancelled", "lost"):  # its input went with a dead worker
+                        return True
+                    raise
+                _bar(self.progress, len(results), len(items), self.label)
+            return False
         finally:
             self.client.cancel([*futures, shipped])
 
