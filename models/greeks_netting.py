@@ -135,6 +135,7 @@ class GreeksNetting(MarginModel):
     """
 
     name: ClassVar[str] = "greeks_netting"
+    relative_cost: ClassVar[float] = 4.5  # MarginModel.relative_cost (default study: 4.5 x static)
     risk_weights: float | dict[Asset, float] | None = None
     vol_risk_weights: float | dict[Asset, float] | None = None
     correlations: dict[str, float] | None = None

@@ -165,6 +165,7 @@ class SpanMargin(MarginModel):
     """
 
     name: ClassVar[str] = "span"
+    relative_cost: ClassVar[float] = 4.0  # MarginModel.relative_cost (default study: 4.2 x static)
     price_scan_range: float | dict[Asset, float] | None = None
     vol_scan_range: float | dict[Asset, float] | None = None
     scan_quantile: float = 0.99

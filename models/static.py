@@ -160,6 +160,7 @@ class TieredMargin(MarginModel):
     """
 
     name: ClassVar[str] = "tiered"
+    relative_cost: ClassVar[float] = 0.1  # MarginModel.relative_cost (default study: 0.06 x static: linear books only)
     families: ClassVar[frozenset[str]] = frozenset({LINEAR})
     level: str = "maintenance"
     tiers: tuple[tuple[Cap, float], ...] | None = None
@@ -283,6 +284,7 @@ class DeribitStandardMargin(MarginModel):
     """
 
     name: ClassVar[str] = "deribit_standard"
+    relative_cost: ClassVar[float] = 3.0  # MarginModel.relative_cost (default study: 2.7 x static)
     level: str = "initial"
 
     def __post_init__(self) -> None:

@@ -370,16 +370,28 @@ class Backtest:
             every model (see :meth:`tasks`).
         """
         t0 = time.perf_counter()
-        # the longest tasks first (risk models, many books), so that workers do not wait on one last long task
+        # the costliest tasks first (books x models' relative_cost), so that workers do not wait on one last long task
         tasks = sorted(self.tasks(books_per_task, split_models), key=self._task_weight, reverse=True)
         results = (executor if executor is not None else SerialExecutor()).map(self.run_task, tasks)
         if len(results) != len(tasks):
             raise RuntimeError(f"the executor returned {len(results)} results for {len(tasks)} tasks")
         return self._merge(results, time.perf_counter() - t0)
 
-    def _task_weight(self, task: Task) -> int:
-        """A rough cost of a task: books x (10 per risk model: scenario revaluation, 1 per rule-based model)."""
-        return len(task.books) * sum(10 if self._models[label].tail_prob is not None else 1 for label in task.models)
+    def _task_weight(self, task: Task) -> float:
+        """A rough cost of a task: books x the sum of its models' :attr:`~marginlab.models.MarginModel.relative_cost`.
+
+        A model sharing the estimation of one before it in the task (FHS ES beside FHS VaR, an overlay beside
+        the model it wraps) counts a tenth: it reuses the fits and scenarios.
+        """
+        seen: set = set()
+        cost = 0.0
+        for label in task.models:
+            model = self._models[label]
+            key = model.estimation_key
+            cost += model.relative_cost * (0.1 if key is not None and key in seen else 1.0)
+            if key is not None:
+                seen.add(key)
+        return len(task.books) * cost
 
     def _merge(self, results: Sequence[TaskResult], elapsed: float) -> BacktestResult:
         """One result from the tasks' results, in the order models and portfolios were given."""
