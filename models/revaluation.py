@@ -186,7 +186,7 @@ class BookArrays:
     """Column arrays of a book (one entry per position) for the vectorised kernels."""
 
     __slots__ = ("assets", "asset_idx", "quantity", "is_option", "is_call", "strike", "expiry", "expiry_ns",
-                 "basis", "is_perp", "has_options", "linear_weight")
+                 "basis", "is_perp", "has_options", "linear_weight", "option_assets")
 
     def __init__(self, positions: Sequence[Position], assets: list[str]):
         self.assets = assets
@@ -206,6 +206,8 @@ class BookArrays:
         self.has_options = bool(self.is_option.any())
         #: quantity x (1 + basis) of linear positions, 0 for options
         self.linear_weight = np.where(self.is_option, 0.0, self.quantity * (1.0 + self.basis))
+        #: indices (into ``assets``) of the assets the book holds options on, sorted
+        self.option_assets = np.unique(self.asset_idx[self.is_option])
 
 
 class Book(tuple):
@@ -226,7 +228,7 @@ class Book(tuple):
 def _arrays(positions: Sequence[Position]) -> BookArrays:
     book = BookArrays(positions, list(dict.fromkeys(p.instrument.asset for p in positions)))
     for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "expiry_ns", "basis", "is_perp",
-                 "linear_weight"):
+                 "linear_weight", "option_assets"):
         getattr(book, name).setflags(write=False)
     return book
 
@@ -273,7 +275,7 @@ def _market_inputs(market: MarketData, book: BookArrays, i: int, where: str):
     if not book.has_options:
         return spots, None  # implied vols are read for option books only
     vols = market.vol_array[i, cols]
-    need = np.unique(book.asset_idx[book.is_option])
+    need = book.option_assets
     if len(need) and np.isnan(vols[need]).any():
         missing = [book.assets[j] for j in need if np.isnan(vols[j])]
         raise DataError(f"{where}: options on {missing} but no implied vol at {market.index[i]} "

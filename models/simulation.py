@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, fields
-from functools import partial
+from functools import cached_property, partial
 from typing import ClassVar
 
 import numpy as np
@@ -279,9 +279,12 @@ class _ScenarioModel(MarginModel):
         """The risk measure the margin is: ``"var"`` or ``"es"``."""
         return self.measure
 
-    @property
+    @cached_property
     def scenario_key(self) -> Hashable:
-        """What identifies the scenarios: the family and every parameter except ``measure`` and ``level``."""
+        """What identifies the scenarios: the family and every parameter except ``measure`` and ``level``.
+
+        Computed once per model (the parameters are frozen; asked for on every book and date).
+        """
         return (self.scenario_family, *((f.name, getattr(self, f.name)) for f in fields(self)
                                         if f.name not in ("measure", "level")))
 
@@ -306,11 +309,12 @@ class _ScenarioModel(MarginModel):
             memo.clear()
             memo["_row"], memo["_market"] = state.i, market
         key = (self.scenario_key, tuple(positions))
-        if key not in memo:
+        found = memo.get(key, _NOT_YET)
+        if found is _NOT_YET:
             found = memo[key] = self._scenario_set(state, positions, market, t)
             for pos, losses in (found.leg_losses.items() if found is not None else ()):
                 memo.setdefault((self.scenario_key, (pos,)), ScenarioSet(losses=losses, rows=found.rows))
-        return memo[key]
+        return found
 
     def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
         raise NotImplementedError
@@ -340,6 +344,7 @@ class _ScenarioModel(MarginModel):
 
 
 _WARMING_UP = Forecast(margin=float("nan"))
+_NOT_YET = object()  # a memo miss (None is a memoised warm-up)
 
 
 @dataclass(frozen=True)
