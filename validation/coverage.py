@@ -1195,15 +1195,24 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
                         n_sims=int(sim_stats.size))
 
 
-def du_escanciano(pit, p: float, lags: int = 5) -> tuple[TestResult, TestResult]:
+def du_escanciano(pit, p: float, lags: int = 5, n_sim: int = 2_000, seed: int = 0) -> tuple[TestResult, TestResult]:
     r"""Du and Escanciano (2017) unconditional and conditional ES backtests.
 
     Cumulative violations :math:`H_t = (p - u_t)/p \cdot 1[u_t \le p]` have mean p/2
     and variance :math:`p(1/3 - p/4)` under H0.
     Unconditional: :math:`U = \sqrt{n}(\bar H - p/2)/\sqrt{p(1/3-p/4)} \sim N(0,1)`
-    (two-sided). Conditional: :math:`C = n\sum_{j=1}^{m}\hat\rho_j^2 \sim \chi^2_m`
+    (two-sided). Conditional: :math:`C = n\sum_{j=1}^{m}\hat\rho_j^2`
     with :math:`\hat\rho_j = \hat\gamma_j/\hat\gamma_0`,
     :math:`\hat\gamma_j = \frac{1}{n-j}\sum_{t=j+1}^{n}(H_t - p/2)(H_{t-j} - p/2)`.
+
+    The paper refers C to :math:`\chi^2_m`; with most :math:`H_t` at 0 that approximation
+    over-rejects (9.5% at the 5% level for n = 1,000 and p = 2.5%, measured: 2,000 samples of
+    uniform PITs), so the conditional p-value here is the Monte Carlo one under H0 (PITs iid
+    uniform): :math:`(1 + \#\{C^* \ge C\})/(1 + N)` over ``n_sim`` samples of n uniforms from
+    ``default_rng([seed, n, lags])`` (the χ² p-value is in the note). With fewer than two tail
+    observations the autocorrelations of H are not estimable (none: H is constant and every
+    :math:`\hat\rho_j = 1`): the conditional test is then not applicable (p-value 1, as
+    :func:`mcneil_frey`).
 
     Returns
     -------
@@ -1222,13 +1231,48 @@ def du_escanciano(pit, p: float, lags: int = 5) -> tuple[TestResult, TestResult]
     uncond = TestResult(name="Du-Escanciano unconditional", statistic=float(stat_u),
                         pvalue=float(2 * stats.norm.sf(abs(stat_u))), n_obs=n, n_exceptions=x,
                         distribution="normal")
-    e = h - p / 2
-    gamma0 = np.mean(e * e)
-    rho = np.array([np.sum(e[j:] * e[:-j]) / (n - j) for j in range(1, lags + 1)]) / gamma0
-    stat_c = float(n * np.sum(rho ** 2))
-    cond = TestResult(name="Du-Escanciano conditional", statistic=stat_c,
-                      pvalue=float(stats.chi2.sf(stat_c, lags)), df=lags, n_obs=n, n_exceptions=x)
+    name = "Du-Escanciano conditional"
+    if x < 2:
+        return uncond, TestResult(name=name, statistic=0.0, pvalue=1.0, df=lags, n_obs=n, n_exceptions=x,
+                                  distribution="monte carlo", note="fewer than 2 tail observations: not applicable")
+    stat_c = float(_du_escanciano_c(u[None, :], p, lags)[0])
+    null = _du_escanciano_null(n, p, lags, int(n_sim), int(seed))
+    exceed = null.size - int(np.searchsorted(null, stat_c, side="left"))
+    chi2_p = float(stats.chi2.sf(stat_c, lags))
+    cond = TestResult(name=name, statistic=stat_c, pvalue=(1 + exceed) / (1 + null.size), df=lags, n_obs=n,
+                      n_exceptions=x, distribution="monte carlo",
+                      note=f"Monte Carlo p-value under iid uniform PITs ({null.size} of {int(n_sim)} samples with "
+                           f"2+ tail observations); chi2({lags}) p-value {chi2_p:.4g}")
     return uncond, cond
+
+
+@functools.lru_cache(maxsize=32)
+def _du_escanciano_null(n: int, p: float, lags: int, n_sim: int, seed: int) -> np.ndarray:
+    """C of :func:`du_escanciano` on ``n_sim`` samples of n iid uniform PITs, those with 2+ tail observations, sorted.
+
+    Drawn from ``default_rng([seed, n, lags])`` in blocks of 256 samples (the same stream as one draw);
+    a pure function of its arguments, kept for the samples of the same size in a study (read-only).
+    """
+    rng = np.random.default_rng([seed, n, lags])
+    parts = []
+    for start in range(0, n_sim, 256):
+        c = _du_escanciano_c(rng.random((min(256, n_sim - start), n)), p, lags)
+        parts.append(c[np.isfinite(c)])
+    null = np.sort(np.concatenate(parts))
+    null.setflags(write=False)
+    return null
+
+
+def _du_escanciano_c(u: np.ndarray, p: float, lags: int) -> np.ndarray:
+    """The conditional statistic C of :func:`du_escanciano` for each row of ``u`` (nan without 2+ tail observations)."""
+    n = u.shape[1]
+    e = (p - u) / p * (u <= p) - p / 2
+    gamma0 = np.mean(e * e, axis=1)
+    rho = np.column_stack([np.sum(e[:, j:] * e[:, :-j], axis=1) / (n - j) for j in range(1, lags + 1)])
+    rho = rho / gamma0[:, None]
+    out = n * np.sum(rho ** 2, axis=1)
+    out[(u <= p).sum(axis=1) < 2] = np.nan
+    return out
 
 
 # --------------------------------------------------------------------------- disclosure & report
