@@ -32,7 +32,7 @@ from marginlab.validation.executors import counting
 from . import figures as fg
 from .formatting import esc, percent, pvalue
 from .page import details, figure_html, frame_table, render_table, table_data
-from .verdict import LEVEL, verdict_matrix
+from .verdict import LEVEL, verdict_books, verdict_matrix
 
 __all__ = ["Section", "SECTIONS", "register_section", "ReportData", "Page", "build_sections", "DEFAULT_FUNDING_RATE",
            "LEVEL"]
@@ -121,12 +121,8 @@ class ReportData:
 
     @cached_property
     def books(self) -> list[str]:
-        """Books of the verdict matrix and drill-down: every portfolio but member accounts."""
-        bt = self.backtest
-        names = dict.fromkeys([*bt.frame["portfolio"].unique(), *(pf for pf, _ in bt.not_applicable),
-                               *(pf for pf, _ in bt.warmup)])
-        acc = set(self.accounts)
-        return [pf for pf in names if pf not in acc]
+        """Books of the verdict matrix and drill-down: every portfolio but member accounts (:func:`verdict_books`)."""
+        return verdict_books(self.backtest)
 
     def level(self, model: str) -> float:
         """Tail probability ``model`` is tested at."""
@@ -237,6 +233,8 @@ def _zone(zone: str) -> str:
 def render_verdict(content: dict[str, Any], page: Page) -> str:
     """The first screen: three sentences, the matrix, its legend and the common-sample note."""
     m = content["matrix"]
+    if not m["books"]:  # member accounts only: their view is the account-level section
+        return '<ul class="lede">' + "".join(f"<li>{esc(s)}</li>" for s in m["sentences"] if s) + "</ul>"
     cells = {(c["portfolio"], c["model"]): c for c in m["cells"]}
     head = "".join(f'<th scope="col">{esc(md)}<span class="unit">p = {esc(f"{page.data.level(md):g}")}</span></th>'
                    for md in m["models"])
@@ -288,7 +286,7 @@ def build_verdict(data: ReportData) -> dict[str, Any]:
                 f"{data.config.mpor_days} observation(s) > margin (strict); margins use data known at each date's "
                 "close only.")
     else:
-        note = "No book has a common sample."
+        note = "No book has a common sample." if m["books"] else ""
     return {"matrix": m, "sample_note": note, "common_sample": table_data(
         [("portfolio", "book", None), ("dates", "dates", "count"), ("first", "first", None), ("last", "last", None)],
         m["common_sample"])}
@@ -571,7 +569,9 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     return {"intro": f"Account-level backtests (CPMI-IOSCO PQD 6.5; EMIR RTS 153/2013 Art. 49) over {len(accounts):,} "
                      "member accounts: pooled over account-days, by account, and the accounts with the largest "
                      "shortfall (loss - margin on a breach). The one-sided exact binomial p-value of too many "
-                     "breaches is per account: with many accounts some fall below any threshold by chance.",
+                     "breaches is per account: with many accounts some fall below any threshold by chance."
+                     + (f" {len(bt.idle_accounts):,} further account(s) of the file hold no book on any date of the "
+                        "study and are not replayed." if bt.idle_accounts else ""),
             "tables": [{"caption": "Coverage of member accounts, per model", "table": frame_table(summary, units)},
                        {"caption": "Quantiles of the per-account breach rate, per model",
                         "table": frame_table(dist, {c: "fraction" for c in dist.columns})},

@@ -70,14 +70,28 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def verdict_books(backtest) -> list[str]:
+    """The books of the verdict matrix: every portfolio of the run but member accounts, in run order.
+
+    Member accounts (:class:`~marginlab.models.AccountBook`) are tested in the account-level view
+    (pooled coverage per model, CPMI-IOSCO PQD 6.5), not one cell each.
+    """
+    accounts = set(backtest.accounts)
+    names = dict.fromkeys([*backtest.frame["portfolio"].unique(), *(pf for pf, _ in backtest.not_applicable),
+                           *(pf for pf, _ in backtest.warmup)])
+    return [pf for pf in names if pf not in accounts]
+
+
 def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = None,
                    level: float = LEVEL) -> dict[str, Any]:
-    """The verdict matrix as a JSON-ready dict: books, models and one cell per pair (see module docstring)."""
+    """The verdict matrix as a JSON-ready dict: books (default :func:`verdict_books`), models and one cell per pair.
+
+    See the module docstring; ``accounts`` counts the run's member accounts (not in the matrix).
+    """
     frame = backtest.frame
     models = list(backtest.models) or list(frame["model"].unique())
     if books is None:
-        books = list(dict.fromkeys([*frame["portfolio"].unique(), *(pf for pf, _ in backtest.not_applicable),
-                                    *(pf for pf, _ in backtest.warmup)]))
+        books = verdict_books(backtest)
     samples = common_sample(backtest)
     na = set(backtest.not_applicable)
     cells = []
@@ -121,6 +135,7 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
                        "first": None if d is None or not len(d) else d[0].strftime("%Y-%m-%d"),
                        "last": None if d is None or not len(d) else d[-1].strftime("%Y-%m-%d")})
     out = {"level": level, "books": books, "models": models, "cells": cells, "common_sample": sample,
+           "accounts": len(backtest.accounts),
            "rule": ("Each model at its own level p (its tail probability; rule-based models at the study's p), "
                     "exact tests on the book's common sample at 5%: too many breaches = one-sided binomial "
                     "P(X >= x) < 5%; over-margined = two-sided Kupiec rejects with fewer breaches than "
@@ -146,6 +161,9 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
     for c in cells:
         by_model.setdefault(c["model"], []).append(c)
     if not by_model:
+        if not matrix["books"] and matrix.get("accounts"):
+            return [f"No reference book in this study: its {matrix['accounts']:,} member accounts are tested in the "
+                    "account-level view (pooled coverage per model, CPMI-IOSCO PQD 6.5).", "", ""]
         return ["No model produced a margin that could be tested.", "", ""]
     # 1. coverage: models ranked by the share of their books that pass
     ranked = sorted(by_model, key=lambda m: (-sum(c["verdict"] == "pass" for c in by_model[m]) / len(by_model[m]),
@@ -219,7 +237,7 @@ def verdict_text(matrix: dict[str, Any], width: int | None = None) -> str:
         used += 2 + col[2]
     blocks.append(current)
     out = []
-    for block in blocks:
+    for block in blocks if books else []:  # a study of member accounts only has no matrix
         widths = [first, *(w for _, _, w in block)]
 
         def line(r: list[str], widths=widths) -> str:
@@ -231,5 +249,7 @@ def verdict_text(matrix: dict[str, Any], width: int | None = None) -> str:
     legend = ("cell: verdict, breaches/expected, traffic-light zone (G/Y/R, last 250 observations), average "
               "margin % of notional. " + matrix["rule"])
     fill = max(60, min(width, 110))
-    wrap = [textwrap.fill(s, fill) for s in [*matrix.get("sentences", []), legend] if s]
+    wrap = [textwrap.fill(s, fill) for s in [*matrix.get("sentences", []), legend if books else ""] if s]
+    if not books:
+        return "\n".join(wrap)
     return "\n".join([*out, *wrap[:-1], "", wrap[-1]])

@@ -202,9 +202,14 @@ def test_account_level_view_against_a_direct_count(tmp_path):
 
 
 def test_study_with_accounts_writes_the_account_view(tmp_path):
+    """Also (found by a reviewer): the verdict printed by ``marginlab run`` listed every account as "warm-up" and
+    said "No model produced a margin that could be tested" (the report's matrix leaves accounts out, the
+    terminal's did not); and an account holding no book in the study's dates (C3 here, after the end) stopped
+    the whole run with "no date in the backtest range". Now accounts are only in the account-level view, and an
+    idle account is named as not replayed."""
     (tmp_path / "data").mkdir()
     text = HEADER + ("2022-01-03,A1,spot,BTC,2,,,\n2022-01-03,A1,option,BTC,-1,2022-01-28,50000,call\n"
-                     "2022-01-03,B2,perpetual,ETH,-30,,,\n")
+                     "2022-01-03,B2,perpetual,ETH,-30,,,\n2022-02-15,C3,spot,BTC,1,,,\n")
     _write(tmp_path / "data", text, "members.csv")
     study = tmp_path / "s.toml"
     study.write_text('[study]\nname = "acc"\nseed = 1\n[market]\nassets = ["BTC", "ETH"]\nstart = 2022-01-03\n'
@@ -221,7 +226,13 @@ def test_study_with_accounts_writes_the_account_view(tmp_path):
     assert section["tables"][0]["table"]["rows"][0]["accounts"] == 2
     assert "A1" not in {c["portfolio"] for c in next(
         s["content"] for s in data["sections"] if s["key"] == "verdict")["matrix"]["cells"]}
-    assert "Member accounts (2)" in res.summary()
+    assert "Member accounts (2; 1 more hold no book in the study's dates)" in res.summary()
+    assert res.backtest.idle_accounts == ["C3"]
+    verdict = res.verdict()
+    assert verdict["books"] == [] and verdict["accounts"] == 2
+    assert verdict["sentences"][0].startswith("No reference book in this study: its 2 member accounts")
+    assert "warm-up" not in res.verdict_text() and "A1" not in res.verdict_text()
+    assert "verdict-matrix" not in html and "1 further account(s) of the file hold no book" in html
 
 
 @pytest.mark.parametrize("section, message", [

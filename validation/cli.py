@@ -85,12 +85,15 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Study {cfg.name!r}: MPOR {cfg.mpor_days} observation(s), seed {cfg.seed}; verdict per book and model "
           "(each model at its own level):\n")
     print(result.verdict_text())
+    if result.backtest.accounts:
+        print(f"\n{result.accounts_text()}")
     if result.report_path is not None:
         print(f"\nreport written to {result.report_path}")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
+    import pandas as pd
     from marginlab.reports import read_results, verdict_text
 
     results = read_results(args.report)
@@ -101,6 +104,14 @@ def _show(args: argparse.Namespace) -> int:
     print(f"Study {study['name']!r} ({study['source']}): MPOR {study['mpor_days']} observation(s), seed "
           f"{study['seed']}; run {results.get('generated') or 'at an unknown time'}\n")
     print(verdict_text(verdict))
+    accounts = next((s["content"] for s in results["sections"] if s["key"] == "accounts"), None)
+    if accounts and accounts.get("tables"):
+        table = accounts["tables"][0]["table"]
+        keys = ["model", "accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",
+                "largest_shortfall", "median_account_coverage", "accounts_below_target"]
+        frame = pd.DataFrame(table["rows"]).reindex(columns=keys).set_index("model")
+        with pd.option_context("display.width", 250, "display.float_format", "{:.4g}".format):
+            print(f"\nMember accounts ({accounts['tables'][0]['caption']}):\n{frame.to_string()}")
     return 0
 
 

@@ -182,16 +182,29 @@ class Backtest:
             dates = dates[dates >= self._start]
         if self._end is not None:
             dates = dates[dates <= self._end]
-        if len(dates) == 0:
+        if len(dates) == 0 and held is None:  # an account without a book in the range is idle (not replayed)
             raise DataError(f"portfolio {name!r}: no date in the backtest range has the data it needs "
                             f"(assets {p.assets}{', implied vol' if p.needs_implied_vol else ''}, "
                             f"and {h} observation(s) after)")
         return dates
 
+    def replayed(self) -> list[str]:
+        """The portfolios with margin dates, in order: all but member accounts holding no book in the range.
+
+        A reference portfolio without a margin date is an error (:meth:`portfolio_dates`); an account that
+        holds no book on any date of the range is idle (``BacktestResult.idle_accounts``).
+        """
+        names = [name for name in self._portfolios if len(self.portfolio_dates(name))]
+        if not names:
+            start = "the start" if self._start is None else f"{self._start:%Y-%m-%d}"
+            end = "the end of the data" if self._end is None else f"{self._end:%Y-%m-%d}"
+            raise DataError(f"no member account holds a book on a margin date between {start} and {end}")
+        return names
+
     @property
     def first_margin_date(self) -> pd.Timestamp:
         """The run's first margin date: the earliest date of any portfolio (the run context's ``start``)."""
-        return min(self.portfolio_dates(name)[0] for name in self._portfolios)
+        return min(self.portfolio_dates(name)[0] for name in self.replayed())
 
     def context(self) -> RunContext:
         """A fresh run context with this backtest's settings (every task gets its own, with the same numbers)."""
@@ -213,7 +226,7 @@ class Backtest:
             groups.setdefault(("own", label) if key is None or not split_models else key, []).append(label)
         if not split_models:
             groups = {"all": list(self._models)}
-        names = list(self._portfolios)
+        names = self.replayed()
         size = len(names) if books_per_task is None else int(books_per_task)
         if size < 1:
             raise ValueError(f"books_per_task must be >= 1, got {books_per_task!r}")
@@ -395,6 +408,8 @@ class Backtest:
 
     def _merge(self, results: Sequence[TaskResult], elapsed: float) -> BacktestResult:
         """One result from the tasks' results, in the order models and portfolios were given."""
+        replayed = self.replayed()
+        live = set(replayed)
         frames, not_applicable, warmup, diagnostics, seconds, estimates = {}, set(), {}, {}, {}, []
         for r in results:
             frames.update(r.frames)
@@ -433,7 +448,9 @@ class Backtest:
             diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},
             elapsed_s=elapsed, model_seconds={label: seconds.get(label, 0.0) for label in self._models},
             estimates=est, portfolios=dict(self._portfolios),
-            accounts=[n for n, p in self._portfolios.items() if isinstance(p, AccountBook)])
+            accounts=[n for n in replayed if isinstance(self._portfolios[n], AccountBook)],
+            idle_accounts=[n for n, p in self._portfolios.items()
+                           if isinstance(p, AccountBook) and n not in live])
 
 
 @dataclass(frozen=True)
@@ -499,6 +516,8 @@ class BacktestResult:
     estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: the portfolios that are member accounts (:class:`~marginlab.models.AccountBook`), in run order
     accounts: list[str] = field(default_factory=list)
+    #: member accounts holding no book on any margin date of the run: not replayed (not in ``accounts``)
+    idle_accounts: list[str] = field(default_factory=list)
     #: the portfolios replayed (name -> Portfolio), e.g. for stress tests of the same books
     portfolios: dict[str, Portfolio] = field(default_factory=dict)
 

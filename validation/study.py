@@ -411,6 +411,18 @@ class StudyResult:
 
         return verdict_text(self.verdict())
 
+    def accounts_text(self) -> str:
+        """The member accounts' pooled back-test per model (CPMI-IOSCO PQD 6.5) as text; empty without accounts."""
+        bt = self.backtest
+        if not bt.accounts:
+            return ""
+        table = bt.accounts_summary(self.config.tail_prob)[
+            ["accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach", "largest_shortfall",
+             "median_account_coverage", "accounts_below_target"]]
+        idle = f"; {len(bt.idle_accounts)} more hold no book in the study's dates" if bt.idle_accounts else ""
+        with pd.option_context("display.width", 250, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
+            return f"Member accounts ({len(bt.accounts)}{idle}):\n{table.to_string()}"
+
     def summary(self) -> str:
         """Breach table plus the headline coverage tests."""
         cov = self.coverage[["p", "breaches", "observations", "breach_rate", "kupiec_pvalue", "kupiec_direction",
@@ -425,10 +437,7 @@ class StudyResult:
             if bt.accounts:
                 reference = bt.frame[~bt.frame["portfolio"].isin(set(bt.accounts))]
                 table = BacktestResult(reference, bt.mpor_days, bt.models).summary() if len(reference) else ""
-                accounts = bt.accounts_summary(self.config.tail_prob)[
-                    ["accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",
-                     "largest_shortfall", "median_account_coverage", "accounts_below_target"]]
-                text = f"{head}\n\n{table}\n\nMember accounts ({len(bt.accounts)}):\n{accounts.to_string()}"
+                text = f"{head}\n\n{table}\n\n{self.accounts_text()}"
             else:
                 text = f"{head}\n\n{bt.summary()}"
             return text + (f"\n\nCoverage (exact p-values):\n{cov.to_string()}" if len(cov) else "")
