@@ -149,8 +149,15 @@ def seconds(x: Any) -> str:
     return MISSING if v is None else f"{v:,.1f}"
 
 
+def points(x: Any) -> str:
+    """A difference of two fractions in percentage points: ``0.5951`` -> ``59.51 pp`` (not a relative change)."""
+    v = _finite(x)
+    return (_inf(x) or MISSING) if v is None else f"{100.0 * v:,.2f} pp"
+
+
 #: Formatter of each unit (the ``unit`` of a metric, a column or a JSON value).
-_UNITS = {"quote ccy": money, "usd": money, "money": money, "fraction": percent, "rate": percent,
+_UNITS = {"quote ccy": money, "usd": money, "money": money, "fraction": percent, "fraction points": points,
+          "rate": percent,
           "percent": percent, "pvalue": pvalue, "p-value": pvalue, "count": count, "days": count,
           "observations": count, "ratio": ratio, "seconds": seconds,
           "probability": probability}

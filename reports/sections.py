@@ -477,11 +477,13 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
     cb = _study_table(data, "apc", "apc_tradeoff")
     if cb is not None:
         cb_units = {c: ("quote ccy" if c == "extra_margin" else "count" if c == "dates" else
-                        "ratio" if "peak_to_trough" in c else "fraction") for c in cb.columns
-                    if pd.api.types.is_numeric_dtype(cb[c])}
-        tables.insert(0, {"caption": "Cost of each APC tool (average extra margin) against its benefit (reduction "
-                                     "of the largest 1/5/30-day increases of margin / notional), beside the model "
-                                     "it wraps", "table": frame_table(cb, units=cb_units)})
+                        "ratio" if "peak_to_trough" in c else
+                        "fraction points" if c.startswith("reduction_") and not c.endswith("_rel") else "fraction")
+                    for c in cb.columns if pd.api.types.is_numeric_dtype(cb[c])}
+        tables.insert(0, {"caption": "Cost of each APC tool (average extra margin) against its benefit: the largest "
+                                     "1/5/30-day increases of margin / notional without and with it, their reduction "
+                                     "in percentage points (pp) and relative to the increase without it (_rel), "
+                                     "beside the model it wraps", "table": frame_table(cb, units=cb_units)})
     bars = [b for b in (_measure_bars(flat, c, f"{c.replace('_', ' ')} per model", True)
                         for c in flat.columns if "1d" in str(c) and "increase" in str(c)) if b][:1]
     return {"intro": "How much the margin moves when volatility rises (EMIR RTS 153/2013 Art. 28; ESMA 2018 APC "

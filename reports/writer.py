@@ -57,6 +57,7 @@ def _clean(obj):
 
 #: Units of the numbers in ``results.json`` (every table column also names its unit).
 UNITS = {"quote ccy": "amount in the quote currency (USD or USDT)", "fraction": "a fraction (0.01 = 1%)",
+         "fraction points": "a difference of two fractions (0.01 = 1 percentage point), not a relative change",
          "pvalue": "a p-value in [0, 1]", "count": "a whole number", "ratio": "a dimensionless number",
          "seconds": "seconds", "days": "observations (days on daily data)",
          "probability": "a tail probability (0.01 for a 99% level)"}

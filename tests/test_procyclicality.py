@@ -65,7 +65,19 @@ def test_apc_tradeoff_by_hand():
     assert out["extra_margin"] == pytest.approx(7.5 / 4)
     assert out["extra_margin_rel"] == pytest.approx(57.5 / 50 - 1)
     assert out["base_max_1d"] == pytest.approx(1.0) and out["apc_max_1d"] == pytest.approx(0.6)
-    assert out["reduction_1d"] == pytest.approx(0.4)
+    assert out["reduction_1d"] == pytest.approx(0.4)  # 40 percentage points of the margin rate
+    assert out["reduction_1d_rel"] == pytest.approx(0.4 / 1.0)  # of the base increase (100 points)
+
+
+def test_apc_reductions_are_shown_in_points_and_relative():
+    """The report showed base - apc (fraction points) with the % of a relative change: a rise cut from 197.56% to
+    138.05% of notional read "reduction 59.51%" although it is 30% of the rise (found by a reviewer)."""
+    from marginlab.reports.formatting import by_unit
+
+    base, apc = rows([10, 29.756, 29.756]), rows([10, 23.805, 23.805])
+    out = mt.apc_tradeoff(base, apc)
+    assert by_unit(out["reduction_1d"], "fraction points") == "59.51 pp"
+    assert by_unit(out["reduction_1d_rel"], "fraction") == "30.12%"
 
 
 def test_backtest_reports_apc_cost_and_benefit_side_by_side():

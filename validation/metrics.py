@@ -237,9 +237,10 @@ def apc_tradeoff(base: pd.DataFrame, overlaid: pd.DataFrame) -> dict[str, float]
 
     Cost: the average extra margin, ``extra_margin`` (quote currency) and ``extra_margin_rel`` (mean overlaid /
     mean base - 1). Benefit: for each n of :data:`INCREASE_WINDOWS`, the largest n-day increase of the margin
-    rate without (``base_max_{n}d``) and with (``apc_max_{n}d``) the overlay and the reduction
-    ``reduction_{n}d`` = base - apc (fraction points); likewise the peak-to-trough ratios. Both frames hold one
-    pair's rows indexed by date; only their common dates count.
+    rate without (``base_max_{n}d``) and with (``apc_max_{n}d``) the overlay, the reduction
+    ``reduction_{n}d`` = base - apc (fraction points: 0.58 is 58 percentage points of the margin rate) and the
+    relative reduction ``reduction_{n}d_rel`` = (base - apc) / base (NaN without a base increase); likewise
+    the peak-to-trough ratios. Both frames hold one pair's rows indexed by date; only their common dates count.
     """
     dates = base.index.intersection(overlaid.index)
     b, o = base.loc[dates], overlaid.loc[dates]
@@ -248,6 +249,7 @@ def apc_tradeoff(base: pd.DataFrame, overlaid: pd.DataFrame) -> dict[str, float]
            if b["margin"].mean() > 0 else float("nan")}
     for n in INCREASE_WINDOWS:
         before, after = max_n_day_increase(b, n), max_n_day_increase(o, n)
-        out.update({f"base_max_{n}d": before, f"apc_max_{n}d": after, f"reduction_{n}d": before - after})
+        out.update({f"base_max_{n}d": before, f"apc_max_{n}d": after, f"reduction_{n}d": before - after,
+                    f"reduction_{n}d_rel": (before - after) / before if before > 0 else float("nan")})
     out.update({"base_peak_to_trough": peak_to_trough(b), "apc_peak_to_trough": peak_to_trough(o)})
     return out
