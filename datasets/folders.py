@@ -34,6 +34,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import glob
 import hashlib
 import os
 import re
@@ -195,6 +196,16 @@ def check_output_folder(out: str | Path, kind: FolderKind) -> Path:
             raise ValueError(f"{shown}: cannot be created: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"{shown}: cannot be written: folder {parent} is not writable")
+    try:  # permissions are not the whole story (root, read-only mounts, /proc): create and remove a folder there
+        os.rmdir(tempfile.mkdtemp(prefix=f".{real.name}.marginlab-probe-", dir=parent))
+    except OSError as exc:
+        raise ValueError(f"{shown}: cannot be written: no folder can be created in {parent} "
+                         f"({exc.strerror or exc})") from None
+    left = sorted(p.name for stage in ("new", "old")
+                  for p in parent.glob(f".{glob.escape(real.name)}.marginlab-{stage}-*"))
+    if left:
+        warnings.warn(f"{shown}: {_names(left)} beside it were left by an interrupted marginlab run (killed while "
+                      "writing); marginlab does not delete them: check and remove them", stacklevel=2)
     return real
 
 
@@ -315,6 +326,15 @@ def publish_folder(out: str | Path, files: Mapping[str, bytes], kind: FolderKind
     if bad:
         raise ValueError(f"invalid file name(s) for the {kind.what}: {bad}")
     real = check_output_folder(out, kind)
+    try:
+        return _publish(real, files, kind, comments)
+    except OSError as exc:  # one line naming the folder asked for, not the temporary sibling it failed in
+        raise ValueError(f"{_shown(out, real)}: the {kind.what} could not be written ({exc.strerror or exc})") \
+            from None
+
+
+def _publish(real: Path, files: Mapping[str, bytes], kind: FolderKind, comments: Sequence[str]) -> Path:
+    """:func:`publish_folder` after the checks: write into a temporary sibling, verify, swap in."""
     existing = real if real.is_dir() else None
     real.parent.mkdir(parents=True, exist_ok=True)
     content = {**files, kind.manifest: kind.manifest_bytes(files, comments)}

@@ -155,6 +155,36 @@ def test_unwritable_output_parent_is_refused(tmp_path, study_file, capsys, monke
     assert list(parent.iterdir()) == []
 
 
+def test_an_output_folder_no_folder_can_be_created_in_is_refused_before_the_backtest(tmp_path, study_file, capsys,
+                                                                                     monkeypatch):
+    """Permission bits are not the whole story: as root every folder is 'writable' to os.access, yet nothing can
+    be created under /proc or on a read-only mount. Such an --out was found only after the backtest, and the error
+    named marginlab's temporary sibling ('/proc/.foo.marginlab-new-65cdqj92: No such file or directory'; found by
+    a reviewer). Now a probe folder is created and removed at the check: one line naming the folder, up front."""
+    import marginlab.validation.study as study
+
+    def no_backtest(*args, **kwargs):
+        raise AssertionError("the backtest ran before the output folder was checked")
+
+    monkeypatch.setattr(study, "load_market", no_backtest)
+    code, err = run_cli(["run", study_file, "--out", "/proc/marginlab-report"], capsys)
+    line = one_error_line(err)
+    assert code == 2 and line.startswith("marginlab: error: /proc/marginlab-report: cannot be written")
+    assert "marginlab-new" not in err
+
+
+def test_folders_left_by_a_killed_run_are_named_not_deleted(tmp_path):
+    """A run killed while writing leaves its temporary sibling (.DIR.marginlab-new-*): the next run warns, naming
+    it, and leaves it (marginlab cannot tell it from a folder someone else put there)."""
+    out = tmp_path / "rep"
+    left = tmp_path / ".rep.marginlab-new-abc123"
+    left.mkdir()
+    (left / "report.html").write_text("half")
+    with pytest.warns(UserWarning, match=r"\.rep\.marginlab-new-abc123 beside it were left by an interrupted"):
+        folders.check_output_folder(out, REPORT_FOLDER)
+    assert (left / "report.html").read_text() == "half"
+
+
 def test_run_replaces_its_own_report_and_nothing_else(tmp_path, study_file, capsys):
     out = tmp_path / "rep"
     (tmp_path / "keep.txt").write_text("mine")
@@ -252,8 +282,8 @@ def test_a_failure_at_any_file_operation_leaves_the_old_or_the_new_folder_whole(
                     warnings.simplefilter("ignore")  # a failure in the clean-up warns about the folder it left
                     publish_folder(out, new_files, kind)
                 returned = True
-            except Injected:
-                pass
+            except ValueError as exc:  # publish_folder reports a failed file operation naming the folder
+                assert "injected failure" in str(exc) and str(out) in str(exc), exc
         done = len(calls) < k  # the k-th operation was never reached: every operation has been failed once
         state = _folder_bytes(out)
         assert state in (old, new), f"failure at operation {k} ({calls[k - 1]}) left {state}"
