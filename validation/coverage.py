@@ -1241,8 +1241,9 @@ def du_escanciano(pit, p: float, lags: int = 5, n_sim: int = 2_000, seed: int = 
     chi2_p = float(stats.chi2.sf(stat_c, lags))
     cond = TestResult(name=name, statistic=stat_c, pvalue=(1 + exceed) / (1 + null.size), df=lags, n_obs=n,
                       n_exceptions=x, distribution="monte carlo",
-                      note=f"Monte Carlo p-value under iid uniform PITs ({null.size} of {int(n_sim)} samples with "
-                           f"2+ tail observations); chi2({lags}) p-value {chi2_p:.4g}")
+                      note=f"Monte Carlo p-value under iid uniform PITs ({null.size:,} of {int(n_sim):,} samples with "
+                           f"2+ tail observations); chi2({lags}) p-value "
+                           + ("< 0.0001" if chi2_p < 1e-4 else f"{chi2_p:.4f}"))
     return uncond, cond
 
 
