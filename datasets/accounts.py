@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .conventions import iso_text
 from .errors import DataError
 from .loaders import _catalog_records, _read_table, known_assets
 from .market import MarketData
@@ -111,10 +112,11 @@ def _where(path, frame: pd.DataFrame, mask, column: str) -> str:
     """``file: data row N (account A), column C`` of the first row in ``mask``."""
     k = int(np.flatnonzero(np.asarray(mask))[0])
     row = int(frame["row"].iloc[k])
-    account = frame["account"].iloc[k] if "account" in frame else "?"
+    account = frame["account"].iloc[k] if "account" in frame else None
     more = int(np.asarray(mask).sum()) - 1
     also = f" (and {more} more row(s))" if more > 0 else ""
-    return f"{path}: data row {row} (account {account!r}), column {column!r}{also}"
+    who = "no account" if account is None or pd.isna(account) or not str(account).strip() else f"account {account!r}"
+    return f"{path}: data row {row} ({who}), column {column!r}{also}"
 
 
 def _text(frame: pd.DataFrame, column: str, path, allow_empty: bool = False) -> pd.Series:
@@ -129,7 +131,11 @@ def _text(frame: pd.DataFrame, column: str, path, allow_empty: bool = False) -> 
     missing = raw.isna() | (raw.astype(str).str.strip() == "")
     if missing.any() and not allow_empty:
         raise DataError(f"{_where(path, frame, missing, column)}: missing value")
-    out = raw.where(~missing, "").astype(str).str.strip()
+    out = raw.where(~missing, "").astype(str)
+    padded = ~missing & (out != out.str.strip())
+    if padded.any():  # ' A1' and 'A1' would be two accounts, or one if stripped: neither is said by the file
+        raise DataError(f"{_where(path, frame, padded, column)}: {out[padded].iloc[0]!r} has leading or trailing "
+                        "spaces")
     return out
 
 
@@ -212,8 +218,9 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
     raw_exp = frame["expiry"]
     has_exp = raw_exp.notna().to_numpy() & (raw_exp.astype(str).str.strip() != "").to_numpy()
     if (dated & ~has_exp).any():
-        raise DataError(f"{_where(path, out, dated & ~has_exp, 'expiry')}: missing expiry for a "
-                        f"{inst[dated & ~has_exp].iloc[0]}")
+        kind = inst[dated & ~has_exp].iloc[0]
+        raise DataError(f"{_where(path, out, dated & ~has_exp, 'expiry')}: missing expiry for "
+                        f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}")
     if (~dated & has_exp).any():
         raise DataError(f"{_where(path, out, ~dated & has_exp, 'expiry')}: a {inst[~dated & has_exp].iloc[0]} has "
                         "no expiry; leave the column empty")
@@ -278,7 +285,7 @@ def _times(raw: pd.Series, out: pd.DataFrame, column: str, path, present: np.nda
                             "(YYYY-MM-DD)")
         text = raw.where(present, None).astype(object)
         values = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-        bad = present & values.isna().to_numpy()
+        bad = present & (values.isna().to_numpy() | ~iso_text(text))
         if bad.any():
             shown = raw[bad].iloc[0]
             what = "missing value" if shown is None or (isinstance(shown, float) and np.isnan(shown)) or \

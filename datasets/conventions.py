@@ -19,12 +19,24 @@ One definition of each, imported everywhere else (never re-defined):
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 from .validate import frequency_delta
 
-__all__ = ["YEAR_DAYS", "YEAR", "utc", "observation_times", "year_fraction", "breach"]
+__all__ = ["YEAR_DAYS", "YEAR", "utc", "observation_times", "year_fraction", "breach", "ISO_TEXT", "iso_text"]
+
+#: A date or time as marginlab reads it from text: ISO 8601 ``YYYY-MM-DD``, optionally ``[ T]HH:MM[:SS[.f]]`` and
+#: ``Z`` or an offset ``+HH[:MM]`` (pandas' ``format="ISO8601"`` alone also takes 2022/01/10, 2022.01.10,
+#: 2022-1-10 and 20220110, which this does not).
+ISO_TEXT = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+
+
+def iso_text(values: pd.Series) -> np.ndarray:
+    """Boolean mask: each value is text matching :data:`ISO_TEXT` exactly (no surrounding spaces)."""
+    return values.astype(str).str.fullmatch(ISO_TEXT).to_numpy(dtype=bool)
 
 #: Days in a year for every annualisation and time to expiry.
 YEAR_DAYS = 365.0
@@ -34,9 +46,14 @@ _YEAR_NS = float(YEAR.value)
 
 
 def utc(t) -> pd.Timestamp | None:
-    """``t`` as a UTC Timestamp (naive taken as UTC, aware converted); None stays None."""
+    """``t`` as a UTC Timestamp (naive taken as UTC, aware converted); None stays None.
+
+    Text must be ISO 8601 (:data:`ISO_TEXT`): ``"01/02/2022"`` (2 January or 1 February?) is a ValueError.
+    """
     if t is None:
         return None
+    if isinstance(t, str) and not re.fullmatch(ISO_TEXT, t):
+        raise ValueError(f"{t!r} is not an ISO 8601 date or time (YYYY-MM-DD[ HH:MM[:SS]][+HH:MM])")
     ts = pd.Timestamp(t)
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 

@@ -7,6 +7,7 @@ timestamps at fault.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import warnings
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .conventions import utc
+from .conventions import iso_text, utc
 from .errors import DataError
 from .inputs import MarketInputs
 from .market import MarketData
@@ -330,6 +331,20 @@ def _sniff_text(path: Path, head: bytes) -> None:
                             "save it as UTF-8 CSV") from None
 
 
+def _check_header(path: Path, head: bytes) -> None:
+    """Raise DataError for a blank or repeated column name in a CSV header (pandas would rename them silently)."""
+    line = head.decode("utf-8", errors="replace").splitlines()[0] if head.strip() else ""
+    names = next(csv.reader([line]), [])
+    blank = [k + 1 for k, n in enumerate(names) if not n.strip()]
+    if blank:
+        raise DataError(f"{path}: header column {blank[0]} has no name; name every column")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"{path}: column {name!r} appears twice in the header; each column needs its own name")
+        seen.add(name)
+
+
 def _read_table(path: Path, time_column: str | None, dtype: dict | None = None) -> pd.DataFrame:
     """Read a user's CSV/Parquet file; every failure is a DataError naming the file (``dtype``: CSV columns' types)."""
     if not path.exists():
@@ -350,7 +365,9 @@ def _read_table(path: Path, time_column: str | None, dtype: dict | None = None) 
             raise DataError(f"{path}: unsupported file type {suffixes!r} (use .csv, .csv.gz or .parquet)")
         opener = gzip.open if suffixes.endswith(".gz") else open
         with opener(path, "rb") as fh:
-            _sniff_text(path, fh.read(65536))
+            head = fh.read(65536)
+        _sniff_text(path, head)
+        _check_header(path, head)
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # rows longer than the header: data lost
             return pd.read_csv(path, encoding="utf-8", index_col=False, dtype=dtype)
@@ -386,12 +403,14 @@ def _parse_times(raw_t: pd.Series, path: Path, column: str) -> pd.DatetimeIndex:
                 raise DataError(f"{path}: column {column!r} has numbers too large for unix seconds or milliseconds "
                                 f"at {rows(np.abs(values) >= 1e14)}")
             return pd.DatetimeIndex(pd.to_datetime(raw_t, unit="s" if seconds.all() else "ms", utc=True), name="time")
+        if not iso_text(raw_t).all():
+            raise ValueError("not ISO 8601")
         return pd.DatetimeIndex(pd.to_datetime(raw_t.astype(str), utc=True, format="ISO8601"), name="time")
     except (ValueError, TypeError, OverflowError) as exc:
         if isinstance(exc, DataError):
             raise
         parsed = pd.to_datetime(raw_t.astype(str), utc=True, format="ISO8601", errors="coerce")
-        bad = parsed.isna().to_numpy()
+        bad = parsed.isna().to_numpy() | ~iso_text(raw_t)
         first = f"; first: {raw_t[bad].iloc[0]!r} at {rows(bad)}" if bad.any() else ""
         raise DataError(f"{path}: column {column!r} has timestamps that are not ISO 8601 dates or times "
                         f"(YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]){first}") from None

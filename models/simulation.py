@@ -133,6 +133,12 @@ def _window(market: MarketData, assets: Sequence[str], i: int, lookback: int, wi
     return np.arange(lo, i + 1)[ok], r[ok], (None if dv is None else dv[ok])
 
 
+def _check_min_obs(model) -> None:
+    """A window of ``lookback`` rows can never hold ``min_obs`` > lookback observations: the model would give none."""
+    if model.min_obs > model.lookback:
+        raise ValueError(f"{model.name}: min_obs ({model.min_obs}) must not exceed lookback ({model.lookback})")
+
+
 def _vol_assets(book) -> list[str]:
     """The book's assets it holds options on (whose implied-vol changes its scenarios need)."""
     return [book.assets[k] for k in sorted(set(book.asset_idx[book.is_option].tolist()))]
@@ -415,8 +421,7 @@ class FHSGarch(_ScenarioModel):
         _resolve_level(self, 0.99 if self.measure == "var" else 0.975)
         FilterSpec.from_names(self.vol, self.dist)
         check_ints(self, {"lookback": 20, "n_paths": 100, "refit_every": 1, "min_obs": 20})
-        if self.min_obs > self.lookback:
-            raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
+        _check_min_obs(self)
         if self.vol_floor not in (None, "long_run"):
             raise ValueError(f"{self.name}: vol_floor must be None or 'long_run', got {self.vol_floor!r}")
 
@@ -484,6 +489,7 @@ class _Historical(_ScenarioModel):
     def __post_init__(self) -> None:
         _resolve_level(self, 0.99 if self.measure == "var" else 0.975)
         check_ints(self, {"lookback": 20, "min_obs": 20})
+        _check_min_obs(self)
         if self.scaling not in ("overlapping", "sqrt_time"):
             raise ValueError(f"{self.name}: scaling must be 'overlapping' or 'sqrt_time', got {self.scaling!r}")
 
@@ -565,6 +571,7 @@ class EWMAVaR(_ScenarioModel):
         check_range(self.name, "nu", self.nu, 2.0, None, low_open=True)
         check_range(self.name, "level", self.level, 0.5, 1.0, high_open=True)
         check_ints(self, {"lookback": 40, "n_paths": 100, "min_obs": 40})
+        _check_min_obs(self)
 
     @property
     def relative_cost(self) -> float:

@@ -55,6 +55,13 @@ BAD = {
                                "2019-01-10 00:00 is outside the market data"),
     "date after the market": (GOOD.replace("2022-01-10", "2023-01-10"), 3, "A1", "date", "outside the market data"),
     "not a date": (GOOD.replace("2022-01-10", "10/01/2022"), 3, "A1", "date", "not an ISO 8601"),
+    # read as dates by pandas' format="ISO8601" (found by a reviewer): the file must say ISO 8601
+    "slashed date": (GOOD.replace("2022-01-10", "2022/01/10"), 3, "A1", "date", "'2022/01/10' is not an ISO 8601"),
+    "one-digit month": (GOOD.replace("2022-01-10", "2022-1-10"), 3, "A1", "date", "'2022-1-10' is not an ISO 8601"),
+    "padded instrument": (GOOD.replace(",perpetual,", ", perpetual,"), 3, "A1", "instrument",
+                          "' perpetual' has leading or trailing spaces"),
+    "padded account": (GOOD.replace("2022-01-03,B2", "2022-01-03,B2 "), 4, "", "account",
+                       "'B2 ' has leading or trailing spaces"),
     "off-grid date": (GOOD.replace("2022-01-10", "2022-01-10 12:00"), 3, "A1", "date", "not on the 1d grid"),
     "unknown instrument": (GOOD.replace("perpetual", "swap"), 3, "A1", "instrument", "unknown instrument 'swap'"),
     "option kind": (GOOD.replace("50000,call", "50000,straddle"), 2, "A1", "kind", "'call' or 'put'"),

@@ -448,6 +448,8 @@ BAD_VALUES = [
     ("market", "smile", "1", "market.smile must be true or false"),
     ("market", "start", "20220101", "market.start must be a date"),
     ("market", "start", "'01/02/2021'", "market.start is not an ISO 8601 date"),
+    # the engine's "Backtest: end ... is outside the market data" named neither file nor key (found by a reviewer)
+    ("market", "end", "2030-01-31", r"market.end 2030-01-31 is outside the data of \['BTC'"),
     ("market", "assets", "['eth']", r"unknown asset 'eth' \(did you mean 'ETH'\?\)"),
     ("market", "assets", "['BTC', 'BTC']", "lists \\['BTC'\\] twice"),
     ("portfolios", "reference", "5", "portfolios.reference must be a string or a list of strings"),
@@ -492,6 +494,10 @@ BAD_MODELS = [
     ('name = "fhs_garch"\nparams = { lookback = true }', "lookback must be an integer"),
     ('name = "fhs_garch"\nparams = { level = nan }', "level must be a finite number"),
     ('name = "ewma_var"\nparams = { lam = "0.94" }', "lam must be a number"),
+    # passed, then every date was warm-up and the run ended "no margin to test" (found by a reviewer)
+    ('name = "historical_var"\nparams = { lookback = 100, min_obs = 500 }',
+     r"historical_var: min_obs \(500\) must not exceed lookback \(100\)"),
+    ('name = "ewma_var"\nparams = { lookback = 100, min_obs = 500 }', r"ewma_var: min_obs \(500\) must not exceed"),
     ('name = "static"\nlabel = 42', r"models\[0\].label must be a string, got 42"),
     ('name = "static"\nparams = 5', r"models\[0\].params must be a table"),
 ]
@@ -566,6 +572,14 @@ BAD_FILES = {
     "ragged.csv": ("date,close\n2021-01-01,1,2,3\n", "cannot be read"),
     "not_a_date.csv": ("date,close\n2021-13-45,1\n", "not ISO 8601 .* first: '2021-13-45' at data row\\(s\\) 1"),
     "us_date.csv": ("date,close\n01/02/2021,1\n", "not ISO 8601"),
+    # pandas' format="ISO8601" reads these as dates (found by a reviewer); the README promises ISO 8601 only
+    "slash_date.csv": (GOOD.replace("2021-01-02", "2021/01/02"), "not ISO 8601 .* first: '2021/01/02' at data row"),
+    "dotted_date.csv": (GOOD.replace("2021-01-02", "2021.01.02"), "not ISO 8601 .* first: '2021.01.02'"),
+    "one_digit_month.csv": (GOOD.replace("2021-01-02", "2021-1-02"), "not ISO 8601 .* first: '2021-1-02'"),
+    "basic_format.csv": (GOOD.replace("2021-01-02", "20210102"), "not ISO 8601|unix seconds"),
+    # pandas renamed these columns BTC.1 and 'Unnamed: 1' without a word
+    "repeated_column.csv": ("date,BTC,BTC\n2021-01-01,1,2\n", "column 'BTC' appears twice in the header"),
+    "blank_column.csv": ("date,,ETH\n2021-01-01,1,2\n", "header column 2 has no name"),
 }
 
 
@@ -766,3 +780,16 @@ def test_property_read_prices_succeeds_or_raises_data_error(header, rows, encodi
         assert str(path) in str(exc)
     else:
         assert np.isfinite(frame.to_numpy(dtype=float)).all() and (frame.to_numpy(dtype=float) > 0).all()
+
+
+def test_backtest_dates_given_as_text_must_be_iso_8601():
+    """Backtest(start="01/02/2022") was read as 2 January (pandas' guess; found by a reviewer): text dates are ISO."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.validation import Backtest
+
+    market = load_market(["BTC"], start="2021-01-01", end="2022-06-30")
+    with pytest.raises(ValueError, match=r"^Backtest: start '01/02/2022' is not an ISO 8601 date"):
+        Backtest(market, [reference_portfolios()["long BTC spot"]], [make_model("static")], start="01/02/2022")
+    Backtest(market, [reference_portfolios()["long BTC spot"]], [make_model("static")], start="2022-01-02",
+             end="2022-01-31T00:00:00Z")

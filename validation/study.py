@@ -62,6 +62,7 @@ from typing import Any
 
 import pandas as pd
 from marginlab.datasets import load_market, read_positions
+from marginlab.datasets.conventions import utc
 from marginlab.models import MODELS, MarginModel, account_books, make_model, make_overlay, reference_portfolios
 from marginlab.models.params import Asset, check_value, validate_fields
 
@@ -482,6 +483,10 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
     models = config.build_models()
+    for key, value in (("start", config.start), ("end", config.end)):  # the study's key, not the engine's argument
+        if value is not None and not market.index[0] <= utc(value) <= market.index[-1]:
+            raise ValueError(f"{config.source}: market.{key} {value} is outside the data of {list(config.assets)} "
+                             f"({market.index[0]:%Y-%m-%d} .. {market.index[-1]:%Y-%m-%d})")
     backtest = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
                         include_funding=config.include_funding, seed=config.seed,
                         standalone_legs=config.standalone_legs)
