@@ -149,6 +149,12 @@ def seconds(x: Any) -> str:
     return MISSING if v is None else f"{v:,.1f}"
 
 
+def expected_count(x: Any) -> str:
+    """An expected number of breaches: one decimal from 1 up, two significant digits below (0.25, not 0.2)."""
+    v = _finite(x)
+    return MISSING if v is None else (f"{v:,.1f}" if abs(v) >= 1 else f"{v:.2g}")
+
+
 def points(x: Any) -> str:
     """A difference of two fractions in percentage points: ``0.5951`` -> ``59.51 pp`` (not a relative change)."""
     v = _finite(x)

@@ -30,7 +30,7 @@ from marginlab.models.methodology import methodology_of
 from marginlab.validation.executors import counting
 
 from . import figures as fg
-from .formatting import esc, percent, pvalue
+from .formatting import esc, expected_count, percent, pvalue
 from .page import details, figure_html, frame_table, render_table, table_data
 from .verdict import LEVEL, verdict_books, verdict_matrix
 
@@ -250,9 +250,9 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
                 continue
             pct = c.get("mean_margin_pct_notional")
             tip = (f"{pf} / {md}: {v}; {c['breaches']} breaches in {c['observations']} observations, "
-                   f"{c['expected_breaches']:.1f} expected at p = {c['p']:g}; "
+                   f"{expected_count(c['expected_breaches'])} expected at p = {c['p']:g}; "
                    f"one-sided p {pvalue(c['too_many_pvalue'])}, Kupiec p {pvalue(c['kupiec_pvalue'])}")
-            counts = f"{c['breaches']:,} / {c['expected_breaches']:,.1f}"
+            counts = f"{c['breaches']:,} / {expected_count(c['expected_breaches'])}"
             tds.append(f'<td class="v-{_slug(v)}" title="{esc(tip)}"><span class="vl">{esc(v)}</span>'
                        f'<span class="vn">{counts} {_zone(c["traffic_light_zone"])}</span>'
                        f'<span class="vn">{esc(percent(pct, 1))} of notional</span></td>')
@@ -656,8 +656,9 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
             out.append(_para("No model has a margin for this book."))
             continue
         out.append(render_table(book["summary"]))
-        titles = {c["model"]: f"{c['model']}: {c['breaches']} breaches / {c['expected_breaches']:.1f} expected "
-                              f"({c['verdict']})" for c in book["cells"]}
+        titles = {c["model"]: f"{c['model']}: {c['breaches']} breaches / "
+                              f"{expected_count(c['expected_breaches'])} expected ({c['verdict']})"
+                  for c in book["cells"]}
         out.append(page.draw(fg.small_multiples, rows, models, titles, d.models, alt=f"Margins and losses: {pf}",
                              caption=f"{pf}: margin (line) and realised loss over the MPOR (grey), one model per "
                                      "panel on a shared axis; red dots are breaches; shaded: stress episodes."))

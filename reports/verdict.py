@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .formatting import MISSING, money, percent
+from .formatting import MISSING, expected_count, money, percent
 
 __all__ = ["LEVEL", "VERDICTS", "verdict_of", "verdict_matrix", "verdict_sentences", "verdict_text",
            "mean_margin_pct", "common_sample"]
@@ -209,7 +209,7 @@ def cell_text(cell: dict[str, Any]) -> str:
     if v in ("n/a", "warm-up"):
         return v
     pct = cell.get("mean_margin_pct_notional")
-    return (f"{_SHORT[v]} {cell['breaches']:,}/{cell['expected_breaches']:,.1f} "
+    return (f"{_SHORT[v]} {cell['breaches']:,}/{expected_count(cell['expected_breaches'])} "
             f"{cell['traffic_light_zone'][0].upper()} {percent(pct, 1) if pct is not None else MISSING}")
 
 

@@ -328,3 +328,15 @@ def test_a_figure_is_the_same_bytes_whatever_style_the_calling_process_set():
         styled = fg.png(fg.bars(frame, "value", "x"))
         assert matplotlib.rcParams["font.size"] == 20  # and the caller's style is left as it was
     assert styled == plain
+
+
+def test_expected_breach_counts_below_one_keep_two_significant_digits():
+    """0.25 expected breaches printed as '0 / 0.2' (one decimal, rounded half to even; found by a reviewer)."""
+    from marginlab.reports.formatting import expected_count
+    from marginlab.reports.verdict import cell_text
+
+    assert [expected_count(x) for x in (0.25, 0.0125, 2.5, 17.25, 1234.5)] == ["0.25", "0.013", "2.5", "17.2",
+                                                                                 "1,234.5"]
+    cell = {"verdict": "pass", "breaches": 0, "expected_breaches": 0.25, "traffic_light_zone": "green",
+            "mean_margin_pct_notional": 0.1}
+    assert "0/0.25" in cell_text(cell)
