@@ -452,6 +452,9 @@ BAD_VALUES = [
     ("market", "end", "2030-01-31", r"market.end 2030-01-31 is outside the data of \['BTC'"),
     ("market", "assets", "['eth']", r"unknown asset 'eth' \(did you mean 'ETH'\?\)"),
     ("market", "assets", "['BTC', 'BTC']", "lists \\['BTC'\\] twice"),
+    # was silently dropped (found by a reviewer)
+    ("portfolios", "reference", "['long BTC spot', 'long BTC spot']",
+     "portfolios.reference lists \\['long BTC spot'\\] twice"),
     ("portfolios", "reference", "5", "portfolios.reference must be a string or a list of strings"),
 ]
 

@@ -86,6 +86,8 @@ def test_report_failure_leaves_previous_report(tmp_path, monkeypatch):
 def test_cli_datasets_and_bad_study(capsys, tmp_path):
     assert main(["datasets"]) == 0
     assert "prices_1d_btc" in capsys.readouterr().out
+    assert main(["datasets", "--raw", str(tmp_path)]) == 2  # listed the catalogue, ignoring the folder (reviewer)
+    assert "--raw is for 'datasets build'" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text("[study]\nseed = -3\n[market]\nassets=['BTC']\n[[models]]\nname='static'\n")
     assert main(["run", str(bad)]) == 2

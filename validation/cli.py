@@ -63,6 +63,9 @@ def _datasets(args: argparse.Namespace) -> int:
         for name, digest in sorted(hashes.items()):
             print(f"{digest}  {name}")
         return 0
+    given = [flag for flag in ("raw", "out") if getattr(args, flag)]
+    if given:  # 'datasets --raw DIR' (without 'build') used to list the catalogue and ignore the folder
+        raise ValueError(f"datasets: --{given[0]} is for 'datasets build' (marginlab datasets build --raw DIR)")
     import pandas as pd
     from marginlab.datasets import catalog
 

@@ -233,6 +233,8 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
         _require(isinstance(names, list) and names, source, "portfolios.reference must be 'all' or a list of names")
         unknown = [n for n in names if n not in known]
         _require(not unknown, source, f"unknown reference portfolio(s) {unknown}; known: {known}")
+        dup = sorted({n for n in names if names.count(n) > 1})
+        _require(not dup, source, f"portfolios.reference lists {dup} twice")
         names = tuple(names)
     notional = books.get("notional", 1_000_000.0)
     _require(notional > 0, source, f"portfolios.notional must be positive, got {notional!r}")
