@@ -969,7 +969,8 @@ def render_provenance(content: dict[str, Any], page: Page) -> str:
              ("Git commit", "not a git checkout" if git is None else git["commit"] + (" (uncommitted changes)"
                                                                                        if git["dirty"] else "")),
              ("Run started", p["started"] or "unknown"),
-             ("Run time", "unknown" if p["elapsed_s"] is None else f"{p['elapsed_s']:,.1f} s"),
+             ("Run time (loading, backtest and tests; writing this report comes after)",
+              "unknown" if p["elapsed_s"] is None else f"{p['elapsed_s']:,.1f} s"),
              ("Platform", p["platform"]),
              ("Reproduce", p["command"] or "the study was given as an object, not a file: see its settings below")]
     out = ["<ul>" + "".join(f"<li><b>{esc(k)}:</b> <code>{esc(v)}</code></li>" for k, v in facts) + "</ul>"]
