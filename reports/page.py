@@ -127,6 +127,7 @@ h4 { font-size: 14px; margin: 14px 0 4px; }
 p.meta { color: var(--muted); margin: 2px 0 8px; font-size: 13px; }
 nav.toc { font-size: 13px; margin: 6px 0 4px; }
 nav.toc ol { display: flex; flex-wrap: wrap; gap: 4px 18px; padding-left: 18px; margin: 4px 0; }
+nav.toc li { list-style-position: inside; }  /* markers inside: "10." no longer runs into item 9 */
 ul.lede { font-size: 15.5px; margin: 6px 0 10px; padding-left: 20px; }
 ul.lede li { margin-bottom: 4px; }
 .scroll { overflow-x: auto; max-width: 100%; }
