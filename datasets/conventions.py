@@ -31,7 +31,7 @@ __all__ = ["YEAR_DAYS", "YEAR", "utc", "observation_times", "year_fraction", "br
 #: A date or time as marginlab reads it from text: ISO 8601 ``YYYY-MM-DD``, optionally ``[ T]HH:MM[:SS[.f]]`` and
 #: ``Z`` or an offset ``+HH[:MM]`` (pandas' ``format="ISO8601"`` alone also takes 2022/01/10, 2022.01.10,
 #: 2022-1-10 and 20220110, which this does not).
-ISO_TEXT = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+ISO_TEXT = r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?"
 
 
 def iso_text(values: pd.Series) -> np.ndarray:

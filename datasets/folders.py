@@ -144,8 +144,11 @@ def _names(names: Sequence[str], limit: int = 5) -> str:
     return ", ".join(names[:limit]) + more
 
 
-def check_output_folder(out: str | Path, kind: FolderKind) -> Path:
+def check_output_folder(out: str | Path, kind: FolderKind, warn_leftovers: bool = True) -> Path:
     """Check that marginlab may write the ``kind`` folder ``out``; return its resolved path.
+
+    ``warn_leftovers``: warn about temporary folders an interrupted run left beside ``out`` (callers
+    checking the same folder again pass False, so that a run warns once).
 
     Raises
     ------
@@ -202,10 +205,11 @@ def check_output_folder(out: str | Path, kind: FolderKind) -> Path:
         raise ValueError(f"{shown}: cannot be written: no folder can be created in {parent} "
                          f"({exc.strerror or exc})") from None
     left = sorted(p.name for stage in ("new", "old")
-                  for p in parent.glob(f".{glob.escape(real.name)}.marginlab-{stage}-*"))
+                  for p in parent.glob(f".{glob.escape(real.name)}.marginlab-{stage}-*")) if warn_leftovers else []
     if left:
-        warnings.warn(f"{shown}: {_names(left)} beside it were left by an interrupted marginlab run (killed while "
-                      "writing); marginlab does not delete them: check and remove them", stacklevel=2)
+        warnings.warn(f"{shown}: left beside it by an interrupted marginlab run (killed while writing): "
+                      f"{_names(left)}; marginlab does not delete what it cannot prove it wrote: check and remove",
+                      stacklevel=2)
     return real
 
 
@@ -325,7 +329,7 @@ def publish_folder(out: str | Path, files: Mapping[str, bytes], kind: FolderKind
     bad = [n for n in files if n in ("", ".", "..", kind.manifest) or "/" in n or "\\" in n]
     if bad:
         raise ValueError(f"invalid file name(s) for the {kind.what}: {bad}")
-    real = check_output_folder(out, kind)
+    real = check_output_folder(out, kind, warn_leftovers=False)
     try:
         return _publish(real, files, kind, comments)
     except OSError as exc:  # one line naming the folder asked for, not the temporary sibling it failed in

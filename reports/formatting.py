@@ -150,15 +150,18 @@ def seconds(x: Any) -> str:
 
 
 def expected_count(x: Any) -> str:
-    """An expected number of breaches: one decimal from 1 up, two significant digits below (0.25, not 0.2)."""
+    """An expected number of breaches: one decimal from 1 up, two below (0.25, not 0.2)."""
     v = _finite(x)
-    return MISSING if v is None else (f"{v:,.1f}" if abs(v) >= 1 else f"{v:.2g}")
+    return MISSING if v is None else (f"{v:,.1f}" if round(abs(v), 2) >= 1 else f"{v:.2f}")
 
 
 def points(x: Any) -> str:
     """A difference of two fractions in percentage points: ``0.5951`` -> ``59.51 pp`` (not a relative change)."""
     v = _finite(x)
-    return (_inf(x) or MISSING) if v is None else f"{100.0 * v:,.2f} pp"
+    if v is None:
+        return _inf(x) or MISSING
+    text = f"{100.0 * v:,.2f}"
+    return ("0.00" if text == "-0.00" else text) + " pp"
 
 
 #: Formatter of each unit (the ``unit`` of a metric, a column or a JSON value).

@@ -97,7 +97,8 @@ def render_table(data: dict[str, Any], table_id: str | None = None, caption: str
 
 
 def _unit_label(unit: str | None) -> str:
-    return {"quote ccy": "USD", "fraction": "%", "pvalue": "p", "count": "", "ratio": "", None: "",
+    return {"quote ccy": "USD", "fraction": "%", "fraction points": "pp", "pvalue": "p", "count": "", "ratio": "",
+            None: "",
             "days": "days", "seconds": "s"}.get(unit, unit or "")
 
 

@@ -548,9 +548,13 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     A PQD 6.5-style table per model, the distribution of per-account breach rates, the worst accounts.
     """
     accounts = data.accounts
+    bt, p = data.backtest, data.config.tail_prob
+    if not accounts and bt.idle_accounts:  # a file given, none of its accounts in the study's dates
+        return {"intro": f"None of the {len(bt.idle_accounts):,} member accounts of the file holds a book on a date "
+                         "of the study: no account was replayed (the account-level view needs the file's dates).",
+                "tables": [], "bars": []}
     if not accounts:
         return None
-    bt, p = data.backtest, data.config.tail_prob
 
     def dates_as_text(frame: pd.DataFrame) -> pd.DataFrame:
         cols = {c: frame[c].map(lambda d: None if pd.isna(d) else f"{d:%Y-%m-%d}")

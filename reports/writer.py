@@ -174,12 +174,12 @@ def _csv(table: pd.DataFrame) -> bytes:
     return table.to_csv(index=keep_index).encode("utf-8")
 
 
-def check_report_folder(out: str | Path) -> Path:
+def check_report_folder(out: str | Path, warn_leftovers: bool = True) -> Path:
     """Check that a report may be written to ``out`` (see module docstring); return its resolved path.
 
-    Raises ValueError naming the folder otherwise.
+    Raises ValueError naming the folder otherwise (``warn_leftovers``: see :func:`check_output_folder`).
     """
-    return check_output_folder(out, REPORT_FOLDER)
+    return check_output_folder(out, REPORT_FOLDER, warn_leftovers)
 
 
 def write_report(study, out: str | Path, executor=None) -> Path:

@@ -280,3 +280,31 @@ def test_options_beside_an_asset_without_implied_vol_get_risk_margins():
     k = int(np.ceil(250 * 0.01))
     hs = f[(f["model"] == "hs") & (f["date"] == t)]["margin"].iloc[0]
     assert hs == pytest.approx(np.sort(losses)[::-1][k - 1], rel=1e-12)
+
+
+def test_an_accounts_file_with_no_account_in_the_studys_dates_is_said_not_dropped(tmp_path):
+    """Beside a reference book, a file whose accounts all hold books only after the study's end was dropped without
+    a word (no accounts section, nothing printed; found by a reviewer)."""
+    (tmp_path / "data").mkdir()
+    _write(tmp_path / "data", HEADER + "2022-02-15,C3,spot,BTC,1,,,\n", "members.csv")
+    study = tmp_path / "s.toml"
+    study.write_text('[study]\nname = "acc"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = 2022-01-03\n'
+                     'end = 2022-01-20\n[portfolios]\nreference = ["long BTC spot"]\n[accounts]\n'
+                     'file = "data/members.csv"\n[execution]\nexecutor = "serial"\n[[models]]\nname = "static"\n')
+    res = run_study(study, out=tmp_path / "out")
+    assert res.backtest.accounts == [] and res.backtest.idle_accounts == ["C3"]
+    assert "none of the 1 in the file holds a book" in res.accounts_text()
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "None of the 1 member accounts of the file holds a book" in html
+
+
+def test_a_portfolio_with_its_own_held_dates_is_not_taken_for_an_idle_account():
+    """Only AccountBooks are idle without dates in the range: another Portfolio with held() still raises (reviewer)."""
+    class OnlyIn2021(mm.FixedBook):
+        def held(self, market):
+            return market.index.year == 2021
+
+    book = OnlyIn2021("2021 only", (mm.Position(mm.Spot("BTC"), 1.0),))
+    with pytest.raises(DataError, match="portfolio '2021 only': no date in the backtest range"):
+        Backtest(MARKET, [book, mm.reference_portfolios()["long BTC spot"]], [mm.make_model("static")],
+                 start="2022-01-01", end="2022-02-01").run()

@@ -180,7 +180,7 @@ def test_folders_left_by_a_killed_run_are_named_not_deleted(tmp_path):
     left = tmp_path / ".rep.marginlab-new-abc123"
     left.mkdir()
     (left / "report.html").write_text("half")
-    with pytest.warns(UserWarning, match=r"\.rep\.marginlab-new-abc123 beside it were left by an interrupted"):
+    with pytest.warns(UserWarning, match=r"left beside it by an interrupted marginlab run .*\.rep\.marginlab-new-abc"):
         folders.check_output_folder(out, REPORT_FOLDER)
     assert (left / "report.html").read_text() == "half"
 
@@ -796,3 +796,14 @@ def test_backtest_dates_given_as_text_must_be_iso_8601():
         Backtest(market, [reference_portfolios()["long BTC spot"]], [make_model("static")], start="01/02/2022")
     Backtest(market, [reference_portfolios()["long BTC spot"]], [make_model("static")], start="2022-01-02",
              end="2022-01-31T00:00:00Z")
+
+
+def test_a_run_warns_once_about_folders_a_killed_run_left(tmp_path, study_file, capsys):
+    """The warning came three times per run (each check of the folder; found by a reviewer)."""
+    left = tmp_path / ".rep.marginlab-new-xyz"
+    left.mkdir()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _ = run_cli(["run", study_file, "--out", tmp_path / "rep"], capsys)
+    assert code == 0 and left.is_dir()
+    assert sum("interrupted marginlab run" in str(w.message) for w in caught) == 1

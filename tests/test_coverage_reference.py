@@ -245,6 +245,9 @@ def test_du_escanciano_conditional_p_value_is_the_monte_carlo_one_under_the_null
 
     no_tail = cv.du_escanciano(np.random.default_rng(0).uniform(0.02, 1, 90), 0.01)[1]
     assert no_tail.pvalue == 1.0 and not no_tail.reject() and "not applicable" in no_tail.note
+    at_p = np.random.default_rng(1).uniform(0.03, 1, 500)
+    at_p[[100, 300]] = 0.025  # a PIT of k/N scenarios can equal p exactly: H_t = 0 there (reviewer: C = n x lags)
+    assert "not applicable" in cv.du_escanciano(at_p, 0.025)[1].note
 
 
 def test_mcneil_frey_t_ratio_equals_scipy_and_bootstrap_close_to_t():

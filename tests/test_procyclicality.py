@@ -98,3 +98,10 @@ def test_backtest_reports_apc_cost_and_benefit_side_by_side():
     pro = res.procyclicality()
     assert pro.loc[(book.name, "hs + apc"), "max_30d_increase"] == pytest.approx(t["apc_max_30d"])
     assert pro.loc[(book.name, "hs + apc"), "max_30d_increase"] < pro.loc[(book.name, "hs"), "max_30d_increase"]
+
+
+def test_relative_apc_reduction_is_undefined_without_a_base_increase():
+    """A constant rate has float-noise 'increases' (4.4e-16): the relative reduction read 100% (a reviewer)."""
+    base = rows([0.1 * 3.0, 0.1 * 3.0 + 4.4e-16, 0.1 * 3.0])
+    out = mt.apc_tradeoff(base, rows([0.3, 0.3, 0.3]))
+    assert np.isnan(out["reduction_1d_rel"])

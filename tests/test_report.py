@@ -335,8 +335,8 @@ def test_expected_breach_counts_below_one_keep_two_significant_digits():
     from marginlab.reports.formatting import expected_count
     from marginlab.reports.verdict import cell_text
 
-    assert [expected_count(x) for x in (0.25, 0.0125, 2.5, 17.25, 1234.5)] == ["0.25", "0.013", "2.5", "17.2",
-                                                                                 "1,234.5"]
+    assert [expected_count(x) for x in (0.25, 0.0125, 0.9999, 1.0, 2.5, 17.25, 1234.5)] == [
+        "0.25", "0.01", "1.0", "1.0", "2.5", "17.2", "1,234.5"]
     cell = {"verdict": "pass", "breaches": 0, "expected_breaches": 0.25, "traffic_light_zone": "green",
             "mean_margin_pct_notional": 0.1}
     assert "0/0.25" in cell_text(cell)

@@ -102,3 +102,12 @@ def test_sweep_cli_writes_a_folder_and_refuses_foreign_ones(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[models]]\nname = "static"\nparams = { rate = [true] }\n')
     assert main(["sweep", str(study), "--grid", str(bad), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_sweep_names_the_study_key_of_a_range_outside_the_data(tmp_path):
+    """Like run: 'Backtest: start 2010-01-01 is outside the market data' named neither file nor key (reviewer)."""
+    study = parse_study({"study": {"name": "s", "seed": 1},
+                         "market": {"assets": ["BTC"], "start": "2010-01-01", "end": "2021-01-31"},
+                         "portfolios": {"reference": ["long BTC spot"]}, "models": [{"name": "static"}]}, "s.toml")
+    with pytest.raises(ValueError, match=r"^s.toml: market.start 2010-01-01 is outside the data of \['BTC'\]"):
+        run_sweep(study, parse_grid(GRID), write=False)

@@ -88,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Study {cfg.name!r}: MPOR {cfg.mpor_days} observation(s), seed {cfg.seed}; verdict per book and model "
           "(each model at its own level):\n")
     print(result.verdict_text())
-    if result.backtest.accounts:
+    if result.backtest.accounts or result.backtest.idle_accounts:
         print(f"\n{result.accounts_text()}")
     if result.report_path is not None:
         print(f"\nreport written to {result.report_path}")
@@ -108,6 +108,8 @@ def _show(args: argparse.Namespace) -> int:
           f"{study['seed']}; run {results.get('generated') or 'at an unknown time'}\n")
     print(verdict_text(verdict))
     accounts = next((s["content"] for s in results["sections"] if s["key"] == "accounts"), None)
+    if accounts and not accounts.get("tables"):
+        print(f"\n{accounts['intro']}")
     if accounts and accounts.get("tables"):
         table = accounts["tables"][0]["table"]
         keys = ["model", "accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",

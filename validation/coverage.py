@@ -1210,7 +1210,8 @@ def du_escanciano(pit, p: float, lags: int = 5, n_sim: int = 2_000, seed: int = 
     uniform PITs), so the conditional p-value here is the Monte Carlo one under H0 (PITs iid
     uniform): :math:`(1 + \#\{C^* \ge C\})/(1 + N)` over ``n_sim`` samples of n uniforms from
     ``default_rng([seed, n, lags])`` (the χ² p-value is in the note). With fewer than two tail
-    observations the autocorrelations of H are not estimable (none: H is constant and every
+    observations (PITs strictly below p: only they make :math:`H_t > 0`) the autocorrelations of H are
+    not estimable (none: H is constant and every
     :math:`\hat\rho_j = 1`): the conditional test is then not applicable (p-value 1, as
     :func:`mcneil_frey`).
 
@@ -1232,7 +1233,7 @@ def du_escanciano(pit, p: float, lags: int = 5, n_sim: int = 2_000, seed: int = 
                         pvalue=float(2 * stats.norm.sf(abs(stat_u))), n_obs=n, n_exceptions=x,
                         distribution="normal")
     name = "Du-Escanciano conditional"
-    if x < 2:
+    if int((u < p).sum()) < 2:  # H_t > 0 only below p: a PIT equal to p (k/N of the scenarios) is no tail value
         return uncond, TestResult(name=name, statistic=0.0, pvalue=1.0, df=lags, n_obs=n, n_exceptions=x,
                                   distribution="monte carlo", note="fewer than 2 tail observations: not applicable")
     stat_c = float(_du_escanciano_c(u[None, :], p, lags)[0])
@@ -1259,9 +1260,8 @@ def _du_escanciano_null(n: int, p: float, lags: int, n_sim: int, seed: int) -> n
     for start in range(0, n_sim, 256):
         c = _du_escanciano_c(rng.random((min(256, n_sim - start), n)), p, lags)
         parts.append(c[np.isfinite(c)])
-    null = np.sort(np.concatenate(parts))
-    null.setflags(write=False)
-    return null
+    # over immutable bytes: the cached array cannot be made writable again by a caller
+    return np.frombuffer(np.sort(np.concatenate(parts)).tobytes())
 
 
 def _du_escanciano_c(u: np.ndarray, p: float, lags: int) -> np.ndarray:
@@ -1272,7 +1272,7 @@ def _du_escanciano_c(u: np.ndarray, p: float, lags: int) -> np.ndarray:
     rho = np.column_stack([np.sum(e[:, j:] * e[:, :-j], axis=1) / (n - j) for j in range(1, lags + 1)])
     rho = rho / gamma0[:, None]
     out = n * np.sum(rho ** 2, axis=1)
-    out[(u <= p).sum(axis=1) < 2] = np.nan
+    out[(u < p).sum(axis=1) < 2] = np.nan
     return out
 
 

@@ -187,7 +187,7 @@ class Backtest:
             dates = dates[dates >= self._start]
         if self._end is not None:
             dates = dates[dates <= self._end]
-        if len(dates) == 0 and held is None:  # an account without a book in the range is idle (not replayed)
+        if len(dates) == 0 and not isinstance(p, AccountBook):  # an account without a book in the range is idle
             raise DataError(f"portfolio {name!r}: no date in the backtest range has the data it needs "
                             f"(assets {p.assets}{', implied vol' if p.needs_implied_vol else ''}, "
                             f"and {h} observation(s) after)")

@@ -250,6 +250,7 @@ def apc_tradeoff(base: pd.DataFrame, overlaid: pd.DataFrame) -> dict[str, float]
     for n in INCREASE_WINDOWS:
         before, after = max_n_day_increase(b, n), max_n_day_increase(o, n)
         out.update({f"base_max_{n}d": before, f"apc_max_{n}d": after, f"reduction_{n}d": before - after,
-                    f"reduction_{n}d_rel": (before - after) / before if before > 0 else float("nan")})
+                    # NaN without a base increase (below 1e-12: float noise of a constant rate, e.g. 4.4e-16)
+                    f"reduction_{n}d_rel": (before - after) / before if before > 1e-12 else float("nan")})
     out.update({"base_peak_to_trough": peak_to_trough(b), "apc_peak_to_trough": peak_to_trough(o)})
     return out

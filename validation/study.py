@@ -418,7 +418,8 @@ class StudyResult:
         """The member accounts' pooled back-test per model (CPMI-IOSCO PQD 6.5) as text; empty without accounts."""
         bt = self.backtest
         if not bt.accounts:
-            return ""
+            return (f"Member accounts: none of the {len(bt.idle_accounts):,} in the file holds a book in the study's "
+                    "dates; none was replayed." if bt.idle_accounts else "")
         table = bt.accounts_summary(self.config.tail_prob)[
             ["accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach", "largest_shortfall",
              "median_account_coverage", "accounts_below_target"]]
@@ -446,6 +447,14 @@ class StudyResult:
             return text + (f"\n\nCoverage (exact p-values):\n{cov.to_string()}" if len(cov) else "")
 
 
+def check_study_range(config: StudyConfig, market) -> None:
+    """A study's ``market.start``/``market.end`` inside the loaded data, else ValueError naming the file and key."""
+    for key, value in (("start", config.start), ("end", config.end)):
+        if value is not None and not market.index[0] <= utc(value) <= market.index[-1]:
+            raise ValueError(f"{config.source}: market.{key} {value} is outside the data of {list(config.assets)} "
+                             f"({market.index[0]:%Y-%m-%d} .. {market.index[-1]:%Y-%m-%d})")
+
+
 def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | None = None,
               write: bool = True, progress: Progress | None = None, *, executor: str | None = None,
               workers: int | None = None, scheduler: str | None = None,
@@ -464,7 +473,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     if write:  # a bad output folder fails now, not after the backtest
         from marginlab.reports import check_report_folder
 
-        out = check_report_folder(out if out is not None else config.out)
+        out = check_report_folder(out if out is not None else config.out, warn_leftovers=False)  # warned on writing
     # the whole bundled history is loaded: start/end select the margin dates, and every model sees all the
     # history before the first one (no warm-up spent inside the requested range)
     progress.stage(f"loading market data ({', '.join(config.assets)}, {config.freq})")
@@ -485,10 +494,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
     models = config.build_models()
-    for key, value in (("start", config.start), ("end", config.end)):  # the study's key, not the engine's argument
-        if value is not None and not market.index[0] <= utc(value) <= market.index[-1]:
-            raise ValueError(f"{config.source}: market.{key} {value} is outside the data of {list(config.assets)} "
-                             f"({market.index[0]:%Y-%m-%d} .. {market.index[-1]:%Y-%m-%d})")
+    check_study_range(config, market)
     backtest = Backtest(market, books, models, mpor_days=config.mpor_days, start=config.start, end=config.end,
                         include_funding=config.include_funding, seed=config.seed,
                         standalone_legs=config.standalone_legs)

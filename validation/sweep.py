@@ -57,7 +57,7 @@ from marginlab.datasets.folders import FolderKind, check_output_folder, publish_
 from marginlab.models import MODELS, reference_portfolios
 
 from .engine import Backtest, Executor
-from .study import MODEL_KEYS, StudyConfig, _overlays, _table, build_model, load_study, read_toml
+from .study import MODEL_KEYS, StudyConfig, _overlays, _table, build_model, check_study_range, load_study, read_toml
 
 __all__ = ["GridPoint", "SweepResult", "SWEEP_FOLDER", "HEATMAP_MEASURES", "parse_grid", "load_grid", "run_sweep",
            "sweep_point"]
@@ -232,6 +232,7 @@ def run_sweep(study: str | Path | StudyConfig, grid: str | Path | Sequence[GridP
         out = check_output_folder(out, SWEEP_FOLDER)
     t0 = time.perf_counter()
     market = load_market(list(config.assets), freq=config.freq, with_option_chains=config.smile)
+    check_study_range(config, market)
     library = reference_portfolios(config.notional)
     names = list(library) if config.portfolios == "all" else list(config.portfolios)
     books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
