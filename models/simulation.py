@@ -141,7 +141,7 @@ def _check_min_obs(model) -> None:
 
 def _vol_assets(book) -> list[str]:
     """The book's assets it holds options on (whose implied-vol changes its scenarios need)."""
-    return [book.assets[k] for k in sorted(set(book.asset_idx[book.is_option].tolist()))]
+    return [book.assets[k] for k in book.option_assets]
 
 
 def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray:

@@ -233,8 +233,9 @@ def _zone(zone: str) -> str:
 def render_verdict(content: dict[str, Any], page: Page) -> str:
     """The first screen: three sentences, the matrix, its legend and the common-sample note."""
     m = content["matrix"]
+    lede = '<ul class="lede">' + "".join(f"<li>{esc(s)}</li>" for s in m["sentences"] if s) + "</ul>"
     if not m["books"]:  # member accounts only: their view is the account-level section
-        return '<ul class="lede">' + "".join(f"<li>{esc(s)}</li>" for s in m["sentences"] if s) + "</ul>"
+        return lede
     cells = {(c["portfolio"], c["model"]): c for c in m["cells"]}
     head = "".join(f'<th scope="col">{esc(md)}<span class="unit">p = {esc(f"{page.data.level(md):g}")}</span></th>'
                    for md in m["models"])
@@ -267,8 +268,7 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
               '<span class="sw" style="background:var(--blue)"></span>over-margined'
               '<span class="sw" style="background:var(--grey)"></span>n/a (model does not cover the book) or '
               f"warm-up</p><p class=\"note\">{esc(m['rule'])}</p>")
-    sentences = "".join(f"<li>{esc(s)}</li>" for s in m["sentences"] if s)
-    return f'<ul class="lede">{sentences}</ul>{table}{legend}<p class="note">{esc(content["sample_note"])}</p>'
+    return f'{lede}{table}{legend}<p class="note">{esc(content["sample_note"])}</p>'
 
 
 @_section("verdict", "Verdict")(render_verdict)

@@ -98,6 +98,7 @@ def _run(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
     from marginlab.reports import read_results, verdict_text
+    from marginlab.validation.study import StudyResult
 
     results = read_results(args.report)
     study = results["study"]
@@ -110,11 +111,9 @@ def _show(args: argparse.Namespace) -> int:
     accounts = next((s["content"] for s in results["sections"] if s["key"] == "accounts"), None)
     if accounts and not accounts.get("tables"):
         print(f"\n{accounts['intro']}")
-    if accounts and accounts.get("tables"):
+    elif accounts:
         table = accounts["tables"][0]["table"]
-        keys = ["model", "accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",
-                "largest_shortfall", "median_account_coverage", "accounts_below_target"]
-        frame = pd.DataFrame(table["rows"]).reindex(columns=keys).set_index("model")
+        frame = pd.DataFrame(table["rows"]).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
         with pd.option_context("display.width", 250, "display.float_format", "{:.4g}".format):
             print(f"\nMember accounts ({accounts['tables'][0]['caption']}):\n{frame.to_string()}")
     return 0

@@ -134,12 +134,13 @@ class Backtest:
         self._portfolios = _portfolio_map(self.portfolios)
         self._models = _model_labels(self.models)
         idx = self.market.index
+        parsed = {}
         for label in ("start", "end"):
             try:
-                utc(getattr(self, label))
+                parsed[label] = utc(getattr(self, label))
             except ValueError as exc:
                 raise ValueError(f"Backtest: {label} {exc}") from None
-        self._start, self._end = utc(self.start), utc(self.end)
+        self._start, self._end = parsed["start"], parsed["end"]
         for label, ts in (("start", self._start), ("end", self._end)):
             if ts is not None and not (idx[0] <= ts <= idx[-1]):
                 raise DataError(f"Backtest: {label} {ts:%Y-%m-%d} is outside the market data "

@@ -414,15 +414,17 @@ class StudyResult:
 
         return verdict_text(self.verdict())
 
+    #: the columns of the member accounts' table printed by ``marginlab run`` and ``marginlab show``
+    ACCOUNT_COLUMNS = ("accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",
+                       "largest_shortfall", "median_account_coverage", "accounts_below_target")
+
     def accounts_text(self) -> str:
         """The member accounts' pooled back-test per model (CPMI-IOSCO PQD 6.5) as text; empty without accounts."""
         bt = self.backtest
         if not bt.accounts:
             return (f"Member accounts: none of the {len(bt.idle_accounts):,} in the file holds a book in the study's "
                     "dates; none was replayed." if bt.idle_accounts else "")
-        table = bt.accounts_summary(self.config.tail_prob)[
-            ["accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach", "largest_shortfall",
-             "median_account_coverage", "accounts_below_target"]]
+        table = bt.accounts_summary(self.config.tail_prob)[list(self.ACCOUNT_COLUMNS)]
         idle = f"; {len(bt.idle_accounts)} more hold no book in the study's dates" if bt.idle_accounts else ""
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
             return f"Member accounts ({len(bt.accounts)}{idle}):\n{table.to_string()}"
