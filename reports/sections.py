@@ -493,7 +493,8 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
 
 
 _STRESS_UNITS = {"dates": "count", "covered_share": "fraction", "median_ratio": "ratio", "min_ratio": "ratio",
-                 "mean_stress_loss": "quote ccy", "max_stress_loss": "quote ccy", "members": "count",
+                 "mean_stress_loss": "quote ccy", "max_stress_loss": "quote ccy", "members_min": "count",
+                 "members_median": "count", "members_max": "count",
                  "cover1_max": "quote ccy", "cover2_max": "quote ccy", "cover1_mean": "quote ccy",
                  "cover2_mean": "quote ccy", "count": "count", "median": "fraction", "min": "fraction"}
 
@@ -523,10 +524,13 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
                "table": frame_table(summary, units=_STRESS_UNITS)}]
     if cover is not None and len(cover):
         largest = cover.reset_index().groupby("model", sort=False).agg(
-            members=("members", "max"), cover1_max=("cover1", "max"), cover1_mean=("cover1", "mean"),
+            dates=("members", "size"), members_min=("members", "min"), members_median=("members", "median"),
+            members_max=("members", "max"), cover1_max=("cover1", "max"), cover1_mean=("cover1", "mean"),
             cover2_max=("cover2", "max"), cover2_mean=("cover2", "mean")).reset_index()
         tables.append({"caption": "Cover-1 and Cover-2: the largest uncovered stress losses of one and of two books "
-                                  "taken as members (EMIR Art. 43; PFMI Principle 4), largest and average over dates",
+                                  "taken as members (EMIR Art. 43; PFMI Principle 4) on the same stress dates, largest "
+                                  "and average over dates; members: books stressed on a date (smallest, median, "
+                                  "largest over dates; Cover-2 is Cover-1 on a date with one member)",
                        "table": frame_table(largest, units=_STRESS_UNITS)})
     reverse = getattr(data.study, "reverse", None)
     if reverse is not None and len(reverse) and "move" in reverse.columns:

@@ -118,3 +118,32 @@ def test_stress_losses_joins_every_model_of_a_result():
         st.stress_losses(res, MARKET, ["nope"])
     assert set(st.SCENARIOS) >= {"covid_2020_03", "china_2021_05", "luna_2022_05", "celsius_2022_06", "ftx_2022_11"}
     assert all(s.source and s.description for s in st.SCENARIOS.values())
+
+
+def test_books_starting_on_different_dates_are_stressed_on_one_calendar():
+    """Every k-th date of the run's calendar (the union of the books' margin dates, anchored at the first),
+    the same for every book: SOL starts 2020-08-11, ten days after BTC (not a multiple of 7), and is stressed
+    on the calendar's dates from then on, so that Cover-2 takes both members on one date."""
+    market = ds.load_market(["BTC", "SOL"], start="2019-01-01", end="2020-10-31")
+    books = {"btc": mm.FixedBook("btc", (mm.Position(mm.Spot("BTC"), 1.0),)),
+             "sol": mm.FixedBook("sol", (mm.Position(mm.Spot("SOL"), 100.0),))}
+    res = Backtest(market, books, {"static": mm.make_model("static", rate=0.1)},
+                   start="2020-08-01", end="2020-10-31").run()
+    f = st.stress_losses(res, market, ["down_50", "up_50"], every=7)
+    assert res.frame["date"].max() == pd.Timestamp("2020-10-30", tz="UTC")  # the last date with a next close
+    calendar = pd.date_range("2020-08-01", "2020-10-30", freq="7D", tz="UTC")
+    assert sorted(f.loc[f["portfolio"] == "btc", "date"].unique()) == list(calendar)
+    assert sorted(f.loc[f["portfolio"] == "sol", "date"].unique()) == [d for d in calendar if d >= pd.Timestamp(
+        "2020-08-11", tz="UTC")]
+    cover = st.cover_n(f).xs("static", level="model")
+    both = cover.index >= pd.Timestamp("2020-08-11", tz="UTC")
+    assert (cover.loc[both, "members"] == 2).all() and (cover.loc[~both, "members"] == 1).all()
+    # down_50 on 10% margins: each member's uncovered loss is 40% of its notional; Cover-2 the sum of both
+    s = market.prices.loc[cover.index[both], ["BTC", "SOL"]].to_numpy() * [1.0, 100.0]
+    np.testing.assert_allclose(cover.loc[both, "cover2"], 0.4 * s.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(cover.loc[both, "cover1"], 0.4 * s.max(axis=1), rtol=1e-12)
+    assert (cover.loc[both, "cover2"] > cover.loc[both, "cover1"]).all()
+    assert (cover.loc[both, "cover2_scenario"] == "down_50").all()
+    rev = st.reverse_stress(res, market, every=7)
+    assert sorted(rev.loc[rev["portfolio"] == "sol", "date"].unique()) == [d for d in calendar if d >= pd.Timestamp(
+        "2020-08-11", tz="UTC")]

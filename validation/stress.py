@@ -265,6 +265,21 @@ def _check_every(every, where: str) -> None:
         raise ValueError(f"{where}: every must be an integer >= 1, got {every!r}")
 
 
+def _calendar(rows_per_book, market: MarketData, dates, every: int) -> np.ndarray:
+    """The run's stress rows: every k-th row of the union of the books' rows (within ``dates``), from the first.
+
+    One calendar for every book, so that books (members) are stressed on the same dates and Cover-1/Cover-2
+    compare them date by date; a book is stressed on the calendar's dates it holds.
+    """
+    rows = [np.asarray(r, dtype=np.int64) for r in rows_per_book]
+    union = np.unique(np.concatenate(rows)) if rows else np.empty(0, dtype=np.int64)
+    union = union[union >= 0]
+    if dates is not None:
+        wanted = pd.DatetimeIndex([utc(d) for d in dates])
+        union = union[market.index[union].isin(wanted)]
+    return union[::every]
+
+
 def _book_map(books) -> dict[str, Portfolio]:
     if isinstance(books, Portfolio):
         return {books.name: books}
@@ -352,7 +367,9 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
     dates : sequence of timestamps, optional
         Margin dates to test (a subset of the result's dates, or of the books' rows).
     every : int
-        Test every k-th of those dates of each book (>= 1).
+        Test every k-th date (>= 1) of the run's calendar: the union of the books' dates (within ``dates``),
+        anchored at its first date. The same dates for every book, so that Cover-1/Cover-2 compare the books
+        (members) on one date; each book is tested on the calendar dates it holds.
     horizon : int, optional
         MPOR in observations (default: the result's, else 1).
 
@@ -372,9 +389,8 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
         raise ValueError("stress_losses: the backtest result carries no portfolios; pass the books instead")
     scen = _scenarios(scenarios)
     h = int(horizon if horizon is not None else (result.mpor_days if result is not None else 1))
-    wanted = None if dates is None else pd.DatetimeIndex([utc(d) for d in dates])
     prepared = {name: s.prepare(market, h) for name, s in scen.items()}
-    pieces = []
+    book_rows = {}
     for name, portfolio in books.items():
         market.require_assets(portfolio.assets, f"portfolio {name!r}")
         if result is not None:
@@ -382,9 +398,12 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
                                                                               "date"].unique()))
         else:
             rows = _book_rows(portfolio, market)
-        if wanted is not None:
-            rows = rows[market.index[rows].isin(wanted)]
-        rows = np.sort(rows[rows >= 0])[::every]
+        book_rows[name] = np.sort(rows[rows >= 0])
+    calendar = _calendar(book_rows.values(), market, dates, every)
+    pieces = []
+    for name, portfolio in books.items():
+        rows = book_rows[name]
+        rows = rows[np.isin(rows, calendar)]
         losses = np.full((rows.size, len(scen)), np.nan)
         previous, book, layouts = None, None, {}
         for k, i in enumerate(rows):
@@ -581,9 +600,10 @@ def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: 
     market : MarketData
         The backtest's market.
     dates : sequence of timestamps, optional
-        Dates to test (default: every ``every``-th margin date of each book).
+        Dates to test (default: every margin date of the result).
     every : int
-        Test every k-th margin date (>= 1).
+        Test every k-th date (>= 1) of the run's calendar (the union of the books' margin dates within
+        ``dates``, anchored at its first), the same dates for every book, as :func:`stress_losses`.
     tol : float
         Bisection tolerance on x (1e-5: a thousandth of a percent of the price).
 
@@ -595,18 +615,18 @@ def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: 
     _check_every(every, "reverse_stress")
     if not result.portfolios:
         raise ValueError("reverse_stress: the backtest result carries no portfolios")
-    wanted = None if dates is None else pd.DatetimeIndex([utc(d) for d in dates])
     records = []
     frame = result.frame
-    for name, portfolio in result.portfolios.items():
+    tables = {}
+    for name in result.portfolios:
         rows = frame[frame["portfolio"] == name]
-        if rows.empty:
-            continue
-        table = rows.pivot(index="date", columns="model", values="margin")
-        dates_b = table.index if wanted is not None else table.index[::every]
-        if wanted is not None:
-            dates_b = dates_b[dates_b.isin(wanted)]
-        for t in dates_b:
+        if not rows.empty:
+            tables[name] = rows.pivot(index="date", columns="model", values="margin")
+    calendar = market.index[_calendar([market.index.get_indexer(t.index) for t in tables.values()], market, dates,
+                                      every)]
+    for name, table in tables.items():
+        portfolio = result.portfolios[name]
+        for t in table.index[table.index.isin(calendar)]:
             i = market.loc_of(t)
             positions = portfolio.positions_at(t, market)
             book = book_arrays(Book(positions))

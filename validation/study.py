@@ -46,8 +46,8 @@ Member accounts (beside or instead of ``[portfolios]``) and where the run execut
 
     [stress]                  # optional: stress tests of every book and model
     scenarios = "all"         # or a list of names of marginlab.validation.stress.SCENARIOS
-    every = 1                 # stress every k-th margin date
-    reverse_every = 7         # reverse stress every k-th margin date (0: none)
+    every = 1                 # stress every k-th date of the run's margin-date calendar (all books)
+    reverse_every = 7         # reverse stress every k-th date of that calendar (0: none)
 """
 
 from __future__ import annotations
