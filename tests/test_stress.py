@@ -41,7 +41,8 @@ def test_historical_episode_reproduces_the_bundled_joint_moves(name, h):
 
 def test_stress_losses_of_a_linear_book_in_closed_form():
     """Long 1 BTC and 1 ETH spot at t: a uniform move x loses (S_BTC + S_ETH) x; an episode day loses
-    sum S (1 - exp(r)); correlation breakdown moves each leg against the book by its largest 1-day move."""
+    sum S (1 - exp(r)); correlation breakdown moves each leg against the book by its largest 1-day fall (long)
+    or rise (short)."""
     book = mm.FixedBook("long", (mm.Position(mm.Spot("BTC"), 1.0), mm.Position(mm.Spot("ETH"), 1.0)))
     t = pd.Timestamp("2022-12-01", tz="UTC")
     f = st.stress_losses(book, MARKET, dates=[t]).set_index("scenario")["stress_loss"]
@@ -51,14 +52,42 @@ def test_stress_losses_of_a_linear_book_in_closed_form():
     moves = st.SCENARIOS["ftx_2022_11"].moves(MARKET, 1)["price"][["BTC", "ETH"]].to_numpy()
     assert f["ftx_2022_11"] == pytest.approx(np.max(-(np.expm1(moves) * s).sum(axis=1)), rel=1e-12)
     i = MARKET.loc_of(t)
-    r = np.log(MARKET.prices[["BTC", "ETH"]]).diff().abs().iloc[max(0, i - 3649):i + 1].max().to_numpy()
-    assert f["correlation_breakdown"] == pytest.approx((s * -np.expm1(-r)).sum(), rel=1e-12)
+    r = np.log(MARKET.prices[["BTC", "ETH"]]).diff().iloc[max(0, i - 3649):i + 1]
+    fall, rise = r.min().to_numpy(), r.max().to_numpy()
+    assert f["correlation_breakdown"] == pytest.approx((s * -np.expm1(fall)).sum(), rel=1e-12)
     hedged = mm.FixedBook("pair", (mm.Position(mm.Perpetual("BTC"), 1.0), mm.Position(mm.Perpetual("ETH"), -10.0)))
     g = st.stress_losses(hedged, MARKET, dates=[t]).set_index("scenario")["stress_loss"]
     legs = s * np.array([1.0, 10.0])
-    assert g["correlation_breakdown"] == pytest.approx(legs[0] * -np.expm1(-r[0]) + legs[1] * np.expm1(r[1]),
+    assert g["correlation_breakdown"] == pytest.approx(legs[0] * -np.expm1(fall[0]) + legs[1] * np.expm1(rise[1]),
                                                        rel=1e-12)
     assert g["correlation_breakdown"] > g["down_50"]
+
+
+def test_correlation_breakdown_shocks_a_short_leg_by_its_largest_observed_rise():
+    """Short $1m BTC perpetual on 2022-01-03, full history: BTC's largest daily rise in the bundled closes is
+    +28.9% (2015-01-15), its largest fall -39.0% (2020-03-12). The short loses 1m x 28.9%, read from the raw file;
+    the crash is not mirrored into a +63.9% rally (the largest absolute move), which exceeded the +50% shock."""
+    market = ds.load_market(["BTC", "ETH"], end="2022-01-31")
+    t = pd.Timestamp("2022-01-03", tz="UTC")
+    closes = ds.load_prices("BTC")["close"].loc[:t]  # the row labelled D is the close at D 24:00, known at t
+    r = np.log(closes).diff().iloc[-3650:]
+    assert np.expm1(r.max()) == pytest.approx(0.28895, abs=1e-5) and np.expm1(r.min()) == pytest.approx(-0.3898,
+                                                                                                          abs=1e-4)
+    f = st.stress_losses(BOOKS["short BTC perpetual"], market, ["correlation_breakdown", "up_50"], dates=[t])
+    f = f.set_index("scenario")["stress_loss"]
+    assert f["correlation_breakdown"] == pytest.approx(1e6 * np.expm1(r.max()), rel=1e-9)  # 288,951
+    assert f["correlation_breakdown"] < f["up_50"]
+    # an option book: each implied vol by its own largest rise or fall too, the worst of the four combinations
+    t = pd.Timestamp("2022-03-01", tz="UTC")
+    strangle = BOOKS["short BTC 25-delta strangle (30d, rolled at 7d)"]
+    got = st.stress_losses(strangle, MARKET, ["correlation_breakdown"], dates=[t])["stress_loss"].iloc[0]
+    i = MARKET.loc_of(t)
+    p = np.log(MARKET.prices["BTC"]).diff().iloc[max(0, i - 3649):i + 1]
+    v = np.log(MARKET.implied_vol["BTC"]).diff().iloc[max(0, i - 3649):i + 1]
+    pos, vol = strangle.positions_at(t, MARKET), MARKET.implied_vol.loc[t, "BTC"]
+    losses = [-mm.revalue(pos, MARKET, t, [x], [vol * np.expm1(y)])[0] for x in (p.min(), p.max())
+              for y in (v.min(), v.max())]
+    assert v.min() < 0 < v.max() and got == pytest.approx(max(losses), rel=1e-12)
 
 
 def test_vol_shocks_revalue_options_in_full():

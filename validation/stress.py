@@ -19,12 +19,13 @@ moneyness); the scenario's **stress loss** is the largest loss of its shocks.
   margin of the day would have fared.
 * :class:`PriceShock`: every asset's price times 1 + ``move`` and every implied
   vol times ``vol_multiplier``.
-* :class:`CorrelationBreakdown`: each asset moves by its own stressed move (the
-  largest absolute h-observation log move of the asset in the ``lookback_days``
-  before t, known at t) in the direction adverse to the book, and each implied
-  vol by its own stressed move likewise: the worst of every sign combination,
-  so the legs of a hedged or long/short book lose together (no correlation
-  benefit).
+* :class:`CorrelationBreakdown`: each asset moves by its own stressed move in
+  the direction adverse to the book: up by its largest observed h-observation
+  log rise, or down by its largest observed h-observation log fall, each over
+  the ``lookback_days`` before t (known at t); each implied vol likewise by its
+  own largest rise or fall. The stress loss is the worst of every combination
+  of directions, so the legs of a hedged or long/short book lose together (no
+  correlation benefit), each by a move it has actually made.
 
 :func:`stress_losses` gives the tidy frame (one row per book, date, scenario
 and, given a backtest result, model, with the margin and the stress coverage
@@ -174,12 +175,23 @@ class PriceShock(Scenario):
 
 @dataclass(frozen=True)
 class CorrelationBreakdown(Scenario):
-    """Each leg moves adversely by its own stressed move (see the module docstring).
+    r"""Each leg moves adversely by its own largest observed rise or fall (see the module docstring).
+
+    With :math:`r_{j,s} = \ln(X_{j,s}/X_{j,s-h})` the h-observation log move of asset (or implied vol) j ending
+    at row s, the stressed rise and fall known at row i are
+
+    .. math:: u_{j,i} = \max(0, \max_{i-n<s\le i} r_{j,s}), \qquad d_{j,i} = \min(0, \min_{i-n<s\le i} r_{j,s})
+
+    (n = ``lookback_days`` in observations); the shocks are every combination of :math:`u_j` or :math:`d_j` per
+    asset (and per implied vol of an option book) and the stress loss the largest loss among them. A short leg
+    is shocked by the asset's own largest rise, a long leg by its largest fall: a crash is not mirrored into a
+    rally of the same size (BTC to 2022: largest daily rise +28.9% on 2015-01-15, largest fall -39.0% on
+    2020-03-12).
 
     Parameters
     ----------
     lookback_days : int
-        History (days before t) in which each asset's largest absolute h-observation move is taken.
+        History (days before t) in which each asset's largest h-observation rise and fall are taken.
     """
 
     lookback_days: int = 3650
@@ -187,10 +199,11 @@ class CorrelationBreakdown(Scenario):
     kind = "hypothetical"
 
     def prepare(self, market: MarketData, horizon: int):
-        """Each asset's stressed moves known at every row: (price, vol) arrays of shape (n_rows, n_market_assets).
+        """Each asset's stressed moves known at every row: ``(price_up, price_down, vol_up, vol_down)``.
 
-        Row i holds the largest absolute h-observation log move ending at rows ``i - n + 1 .. i`` (n =
-        ``lookback_days`` in observations); 0 where none is known.
+        Arrays of shape (n_rows, n_market_assets): row i holds the largest h-observation log rise (>= 0) and
+        log fall (<= 0) ending at rows ``i - n + 1 .. i`` (n = ``lookback_days`` in observations); 0 where none
+        is known.
         """
         n = max(int(round(self.lookback_days * (_DAY / market.step))), 1)
         out = []
@@ -198,27 +211,26 @@ class CorrelationBreakdown(Scenario):
             with np.errstate(invalid="ignore", divide="ignore"):
                 x = np.log(levels)
                 moves = np.full(x.shape, np.nan)
-                moves[horizon:] = np.abs(x[horizon:] - x[:-horizon])
-            rolled = pd.DataFrame(moves).rolling(n, min_periods=1).max().to_numpy()
-            out.append(np.nan_to_num(rolled, nan=0.0))
+                moves[horizon:] = x[horizon:] - x[:-horizon]
+            window = pd.DataFrame(moves).rolling(n, min_periods=1)
+            out.append(np.maximum(np.nan_to_num(window.max().to_numpy(), nan=0.0), 0.0))
+            out.append(np.minimum(np.nan_to_num(window.min().to_numpy(), nan=0.0), 0.0))
         return tuple(out)
 
     def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
-        """Every sign combination of the assets' (and, for option books, implied vols') stressed moves."""
-        price, vol = prepared if prepared is not None else self.prepare(market, horizon)
+        """Every combination of each asset's (and, for option books, implied vol's) largest rise or fall."""
+        up, down, vol_up, vol_down = prepared if prepared is not None else self.prepare(market, horizon)
         n = len(book.assets)
         cols = [market.asset_index[a] for a in book.assets]
-        up = price[i, cols]
         vol_assets = sorted(set(book.asset_idx[book.is_option].tolist())) if book.has_options else []
         dims = n + len(vol_assets)
-        signs = ((np.arange(2**dims)[:, None] >> np.arange(dims)[::-1]) & 1) * 2.0 - 1.0  # every sign combination
-        spot = signs[:, :n] * up
+        rise = ((np.arange(2**dims)[:, None] >> np.arange(dims)[::-1]) & 1).astype(bool)  # every combination
+        spot = np.where(rise[:, :n], up[i, cols], down[i, cols])
         if not book.has_options:
             return spot, None
-        vol_up = vol[i, cols]
-        log_vol = np.zeros((signs.shape[0], n))
+        log_vol = np.zeros((rise.shape[0], n))
         for k, a in enumerate(vol_assets):
-            log_vol[:, a] = signs[:, n + k] * vol_up[a]
+            log_vol[:, a] = np.where(rise[:, n + k], vol_up[i, cols[a]], vol_down[i, cols[a]])
         return spot, np.expm1(log_vol)
 
 
@@ -249,8 +261,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     PriceShock("vol_x2", "prices unchanged, implied vols x2", "hypothetical; vega stress", 0.0, 2.0),
     PriceShock("vol_x0.5", "prices unchanged, implied vols x0.5", "hypothetical; vega stress (long vol books)",
                0.0, 0.5),
-    CorrelationBreakdown("correlation_breakdown", "each leg moves adversely by its own largest MPOR move of the "
-                         "last ten years (implied vols likewise): no diversification between legs",
+    CorrelationBreakdown("correlation_breakdown", "each leg moves adversely by its own largest MPOR rise (short "
+                         "legs) or fall (long legs) of the last ten years, implied vols likewise: no "
+                         "diversification between legs",
                          "hypothetical; CPMI-IOSCO PFMI Principle 4 explanatory note 3.4.23 (breakdown of "
                          "correlations); EMIR RTS 153/2013 Art. 30", 3650),
 )}
