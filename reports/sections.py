@@ -508,8 +508,11 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
     ``StudyResult.reverse``: ``reverse_stress`` per book, model and date.
     """
     stress = getattr(data.study, "stress", None)
-    if stress is None or len(stress) == 0:
+    note = data.study.stress_text() if hasattr(data.study, "stress_text") else ""
+    if stress is None:
         return None
+    if len(stress) == 0:  # every requested scenario n/a for the books (or no stress date): said, never silent
+        return {"intro": note or "No stress loss: the study's books have no stress date.", "tables": [], "bars": []}
     cover = getattr(data.study, "cover", None)
     if "stress_loss" in stress.columns:  # the tidy losses: summarise them as the stress stream does
         from marginlab.validation.stress import cover_n, stress_coverage
@@ -542,7 +545,8 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
                                                               "scenario", True)] if b]
     return {"intro": "Stress losses of historical episodes and hypothetical scenarios against the margin: the stress "
                      "coverage ratio (margin / worst stress loss) and the share of dates on which the margin covers "
-                     "each scenario (EMIR RTS 153/2013 Art. 49; PFMI Principle 4).", "tables": tables, "bars": bars}
+                     "each scenario (EMIR RTS 153/2013 Art. 49; PFMI Principle 4)." + (f" {note}" if note else ""),
+            "tables": tables, "bars": bars}
 
 
 @_section("accounts", "Member accounts")(render_generic)
@@ -918,7 +922,7 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
                                                                  "n/a", "warm-up")}
     model_limits = [f"{label}: {lim}" for label, model in bt.models.items()
                     for lim in _methodology(model)["limitations"]]
-    stress = getattr(data.study, "stress", None) is not None
+    stress = getattr(data.study, "stress", None)
     items = [
         {"title": "(a) Conceptual soundness of the models",
          "points": model_limits or ["No model states a limitation in its documentation."]},
@@ -943,9 +947,11 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
                     "before June 2021): option premiums and vol exposure outside the chain months are biased.",
                     "Futures are priced at spot (no dated-futures curve in the bundled data)."]},
         {"title": "(e) Stress-testing scenarios",
-         "points": ["Stress coverage is reported in its section." if stress else
-                    "No stress scenarios were run for this report; the shaded episodes in the drill-down show the "
-                    "historical stress periods in the sample only."]},
+         "points": ["No stress scenarios were run for this report; the shaded episodes in the drill-down show the "
+                    "historical stress periods in the sample only." if stress is None else
+                    "Stress coverage is reported in its section." if len(stress) else
+                    "No requested stress scenario gave a stress loss for the study's books: no stress coverage is "
+                    "reported (the stress section says why)."]},
         {"title": "(f) Outcomes of the tests",
          "points": [f"Verdicts: {counts['pass']} pass, {counts['too many breaches']} too many breaches, "
                     f"{counts['over-margined']} over-margined, {counts['warm-up']} without a margin (warm-up).",

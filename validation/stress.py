@@ -30,7 +30,8 @@ moneyness); the scenario's **stress loss** is the largest loss of its shocks.
 :func:`stress_losses` gives the tidy frame (one row per book, date, scenario
 and, given a backtest result, model, with the margin and the stress coverage
 ratio margin / stress loss); :func:`stress_coverage` the share of dates where
-the margin covers each scenario (and the worst of them); :func:`cover_n` the
+the margin covers each scenario (and the worst of them); :func:`not_applicable`
+the book/scenario pairs without a stress loss and why; :func:`cover_n` the
 Cover-1 and Cover-2 amounts, treating books as clearing members;
 :func:`reverse_stress` the smallest uniform adverse price move that exhausts the
 margin.
@@ -60,7 +61,7 @@ from marginlab.models.portfolios import Portfolio
 from marginlab.models.revaluation import Book, BookArrays, book_arrays, revalue_at
 
 __all__ = ["Scenario", "HistoricalEpisode", "PriceShock", "CorrelationBreakdown", "SCENARIOS", "stress_losses",
-           "stress_coverage", "cover_n", "reverse_stress", "vol_price_beta"]
+           "stress_coverage", "not_applicable", "cover_n", "reverse_stress", "vol_price_beta"]
 
 _DAY = pd.Timedelta(days=1)
 
@@ -80,6 +81,10 @@ class Scenario:
     def prepare(self, market: MarketData, horizon: int):
         """Whatever the scenario computes once per market and MPOR (passed back to :meth:`shocks`)."""
         return None
+
+    def why_not_applicable(self, market: MarketData, assets: Sequence[str], horizon: int = 1) -> str:
+        """Why the scenario gives no stress loss to a book holding ``assets`` (a short clause)."""
+        return "the scenario does not apply to the book"
 
     def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
         r"""``(spot, vol)``: log price moves and relative implied-vol moves, each of shape (k, n_assets), or None.
@@ -129,6 +134,17 @@ class HistoricalEpisode(Scenario):
         days = market.observation_time[rows].normalize()
         cols = pd.MultiIndex.from_product([["price", "vol"], market.assets])
         return pd.DataFrame(np.hstack([price, vol]), index=pd.DatetimeIndex(days, name="day"), columns=cols)
+
+    def why_not_applicable(self, market: MarketData, assets: Sequence[str], horizon: int = 1) -> str:
+        """The assets of ``assets`` without prices in the episode, or that the episode is outside the data."""
+        period = f"{self.start:%Y-%m-%d} to {self.end:%Y-%m-%d}"
+        price = self.moves(market, horizon)["price"]
+        if price.empty:
+            return f"the episode, {period}, is outside the market data"
+        missing = [a for a in assets if price[a].isna().any()]
+        if not missing:
+            return f"the episode, {period}, does not apply to the book"
+        return f"{', '.join(missing)} had no prices in the episode, {period}"
 
     def prepare(self, market: MarketData, horizon: int):
         """The episode's (price, vol) log moves, arrays of shape (n_days, n_market_assets)."""
@@ -470,6 +486,42 @@ def stress_coverage(frame: pd.DataFrame) -> pd.DataFrame:
                         "median_ratio": g["coverage_ratio"].median(), "min_ratio": g["coverage_ratio"].min(),
                         "mean_stress_loss": g["stress_loss"].mean(), "max_stress_loss": g["stress_loss"].max()})
     return out
+
+
+def not_applicable(frame: pd.DataFrame, books, market: MarketData, scenarios=None,
+                   horizon: int = 1) -> pd.DataFrame:
+    """The (book, scenario) pairs of a :func:`stress_losses` frame without a stress loss on some date, and why.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`stress_losses` (of books or of a backtest result).
+    books : mapping name -> Portfolio or sequence of portfolios
+        The books of the frame (their assets name the reason).
+    market : MarketData
+        The market of the frame.
+    scenarios : sequence of names or Scenario objects, optional
+        The scenarios of the frame (default: every scenario of :data:`SCENARIOS`).
+    horizon : int
+        MPOR in observations.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``portfolio, scenario, dates`` (stress dates of the book), ``dates_na`` (those without a stress
+        loss) and ``reason`` (e.g. "SOL had no prices in the episode, 2020-03-12 to 2020-03-16"), one row per
+        pair with ``dates_na`` > 0.
+    """
+    cols = ["portfolio", "scenario", "dates", "dates_na", "reason"]
+    scen = _scenarios(scenarios)
+    books = _book_map(books)
+    f = frame.drop_duplicates(["date", "portfolio", "scenario"])
+    g = f.groupby(["portfolio", "scenario"], sort=False)["stress_loss"]
+    counts = pd.DataFrame({"dates": g.size(), "dates_na": g.apply(lambda x: int(x.isna().sum()))}).reset_index()
+    counts = counts[counts["dates_na"] > 0]
+    reasons = [scen[s].why_not_applicable(market, books[b].assets, horizon) if s in scen and b in books else ""
+               for b, s in zip(counts["portfolio"], counts["scenario"], strict=True)]
+    return counts.assign(reason=reasons).reset_index(drop=True)[cols]
 
 
 def cover_n(frame: pd.DataFrame, members: Sequence[str] | None = None) -> pd.DataFrame:
