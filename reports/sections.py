@@ -537,9 +537,12 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
                        "table": frame_table(largest, units=_STRESS_UNITS)})
     reverse = getattr(data.study, "reverse", None)
     if reverse is not None and len(reverse) and "move" in reverse.columns:
-        rs = reverse.groupby(["portfolio", "model"], sort=False)["move"].agg(["count", "median", "min"]).reset_index()
+        side = reverse["direction"].replace("", "none") if "direction" in reverse.columns else "?"
+        rs = reverse.assign(direction=side).groupby(["portfolio", "model", "direction"], sort=False)["move"].agg(
+            ["count", "median", "min"]).reset_index()
         tables.append({"caption": "Reverse stress: the smallest uniform adverse price move whose loss exhausts the "
-                                  "margin (median and smallest over the dates tested)",
+                                  "margin, by the direction of that breaking move (down: prices fall, up: prices "
+                                  "rise; none: no move within the grid): dates tested, median and smallest move",
                        "table": frame_table(rs, units=_STRESS_UNITS)})
     bars = [b for b in [_measure_bars(worst, "covered_share", "Share of dates the margin covers the worst "
                                                               "scenario", True)] if b]
