@@ -493,7 +493,8 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
 
 
 _STRESS_UNITS = {"dates": "count", "covered_share": "fraction", "median_ratio": "ratio", "min_ratio": "ratio",
-                 "mean_stress_loss": "quote ccy", "max_stress_loss": "quote ccy", "members": "count",
+                 "mean_stress_loss": "quote ccy", "max_stress_loss": "quote ccy", "members_min": "count",
+                 "members_median": "count", "members_max": "count",
                  "cover1_max": "quote ccy", "cover2_max": "quote ccy", "cover1_mean": "quote ccy",
                  "cover2_mean": "quote ccy", "count": "count", "median": "fraction", "min": "fraction"}
 
@@ -507,8 +508,11 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
     ``StudyResult.reverse``: ``reverse_stress`` per book, model and date.
     """
     stress = getattr(data.study, "stress", None)
-    if stress is None or len(stress) == 0:
+    note = data.study.stress_text() if hasattr(data.study, "stress_text") else ""
+    if stress is None:
         return None
+    if len(stress) == 0:  # every requested scenario n/a for the books (or no stress date): said, never silent
+        return {"intro": note or "No stress loss: the study's books have no stress date.", "tables": [], "bars": []}
     cover = getattr(data.study, "cover", None)
     if "stress_loss" in stress.columns:  # the tidy losses: summarise them as the stress stream does
         from marginlab.validation.stress import cover_n, stress_coverage
@@ -523,22 +527,29 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
                "table": frame_table(summary, units=_STRESS_UNITS)}]
     if cover is not None and len(cover):
         largest = cover.reset_index().groupby("model", sort=False).agg(
-            members=("members", "max"), cover1_max=("cover1", "max"), cover1_mean=("cover1", "mean"),
+            dates=("members", "size"), members_min=("members", "min"), members_median=("members", "median"),
+            members_max=("members", "max"), cover1_max=("cover1", "max"), cover1_mean=("cover1", "mean"),
             cover2_max=("cover2", "max"), cover2_mean=("cover2", "mean")).reset_index()
         tables.append({"caption": "Cover-1 and Cover-2: the largest uncovered stress losses of one and of two books "
-                                  "taken as members (EMIR Art. 43; PFMI Principle 4), largest and average over dates",
+                                  "taken as members (EMIR Art. 43; PFMI Principle 4) on the same stress dates, largest "
+                                  "and average over dates; members: books stressed on a date (smallest, median, "
+                                  "largest over dates; Cover-2 is Cover-1 on a date with one member)",
                        "table": frame_table(largest, units=_STRESS_UNITS)})
     reverse = getattr(data.study, "reverse", None)
     if reverse is not None and len(reverse) and "move" in reverse.columns:
-        rs = reverse.groupby(["portfolio", "model"], sort=False)["move"].agg(["count", "median", "min"]).reset_index()
+        side = reverse["direction"].replace("", "none") if "direction" in reverse.columns else "?"
+        rs = reverse.assign(direction=side).groupby(["portfolio", "model", "direction"], sort=False)["move"].agg(
+            ["count", "median", "min"]).reset_index()
         tables.append({"caption": "Reverse stress: the smallest uniform adverse price move whose loss exhausts the "
-                                  "margin (median and smallest over the dates tested)",
+                                  "margin, by the direction of that breaking move (down: prices fall, up: prices "
+                                  "rise; none: no move within the grid): dates tested, median and smallest move",
                        "table": frame_table(rs, units=_STRESS_UNITS)})
     bars = [b for b in [_measure_bars(worst, "covered_share", "Share of dates the margin covers the worst "
                                                               "scenario", True)] if b]
     return {"intro": "Stress losses of historical episodes and hypothetical scenarios against the margin: the stress "
                      "coverage ratio (margin / worst stress loss) and the share of dates on which the margin covers "
-                     "each scenario (EMIR RTS 153/2013 Art. 49; PFMI Principle 4).", "tables": tables, "bars": bars}
+                     "each scenario (EMIR RTS 153/2013 Art. 49; PFMI Principle 4)." + (f" {note}" if note else ""),
+            "tables": tables, "bars": bars}
 
 
 @_section("accounts", "Member accounts")(render_generic)
@@ -914,7 +925,7 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
                                                                  "n/a", "warm-up")}
     model_limits = [f"{label}: {lim}" for label, model in bt.models.items()
                     for lim in _methodology(model)["limitations"]]
-    stress = getattr(data.study, "stress", None) is not None
+    stress = getattr(data.study, "stress", None)
     items = [
         {"title": "(a) Conceptual soundness of the models",
          "points": model_limits or ["No model states a limitation in its documentation."]},
@@ -939,9 +950,11 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
                     "before June 2021): option premiums and vol exposure outside the chain months are biased.",
                     "Futures are priced at spot (no dated-futures curve in the bundled data)."]},
         {"title": "(e) Stress-testing scenarios",
-         "points": ["Stress coverage is reported in its section." if stress else
-                    "No stress scenarios were run for this report; the shaded episodes in the drill-down show the "
-                    "historical stress periods in the sample only."]},
+         "points": ["No stress scenarios were run for this report; the shaded episodes in the drill-down show the "
+                    "historical stress periods in the sample only." if stress is None else
+                    "Stress coverage is reported in its section." if len(stress) else
+                    "No requested stress scenario gave a stress loss for the study's books: no stress coverage is "
+                    "reported (the stress section says why)."]},
         {"title": "(f) Outcomes of the tests",
          "points": [f"Verdicts: {counts['pass']} pass, {counts['too many breaches']} too many breaches, "
                     f"{counts['over-margined']} over-margined, {counts['warm-up']} without a margin (warm-up).",

@@ -208,9 +208,13 @@ def test_sections_for_other_streams_render_when_the_result_carries_their_data(ho
     study.stress = pd.DataFrame({"dates": [10, 10], "covered_share": [0.9, 0.5], "median_ratio": [1.4, 1.0],
                                  "min_ratio": [0.7, 0.4], "mean_stress_loss": [1e5, 2e5],
                                  "max_stress_loss": [2e5, 4e5]}, index=scenarios)
-    study.cover = pd.DataFrame({"members": [2], "cover1": [5e4], "cover2": [7.5e4]},
-                               index=pd.MultiIndex.from_tuples([(pd.Timestamp("2022-11-09", tz="UTC"), "HS VaR 99%")],
-                                                               names=["date", "model"]))
+    study.cover = pd.DataFrame({"members": [1, 2, 2], "cover1": [4e4, 5e4, 3e4], "cover2": [4e4, 7.5e4, 6e4]},
+                               index=pd.MultiIndex.from_product([pd.date_range("2022-11-02", periods=3, freq="7D",
+                                                                               tz="UTC"), ["HS VaR 99%"]],
+                                                                names=["date", "model"]))
+    study.reverse = pd.DataFrame({"date": pd.date_range("2022-11-02", periods=3, freq="30D", tz="UTC"),
+                                  "portfolio": "b", "model": "HS VaR 99%", "margin": [5e4, 6e4, 7e4],
+                                  "move": [0.08, 0.05, 0.06], "direction": ["up", "down", "up"]})
     study.sweep = pd.DataFrame({"portfolio": "b", "model": "HS VaR 99%", "lookback": [250, 250, 500, 500],
                                 "dist": ["normal", "t", "normal", "t"], "breach_rate": [0.01, 0.02, 0.015, 0.01]})
     data = ReportData(study)
@@ -220,6 +224,14 @@ def test_sections_for_other_streams_render_when_the_result_carries_their_data(ho
     jsonschema.validate(results, json.loads(SCHEMA_PATH.read_text()))
     offsets = next(s["content"] for s in results["sections"] if s["key"] == "offsets")
     assert [r["offset_benefit"] for r in offsets["table"]["rows"]] == pytest.approx([0.8] * len(pairs))
+    stress = next(s["content"] for s in results["sections"] if s["key"] == "stress")
+    cover = next(t["table"]["rows"] for t in stress["tables"] if t["caption"].startswith("Cover-1"))
+    # members per date as covered: one member on the first date (Cover-2 = Cover-1), not only the largest count
+    assert [(r["dates"], r["members_min"], r["members_median"], r["members_max"]) for r in cover] == [(3, 1, 2, 2)]
+    reverse = next(t["table"]["rows"] for t in stress["tables"] if t["caption"].startswith("Reverse stress"))
+    # the direction of the breaking move (a reviewer: the table dropped it)
+    assert [(r["direction"], r["count"], r["median"], r["min"]) for r in reverse] == [("up", 2, pytest.approx(0.07),
+                                                                                      0.06), ("down", 1, 0.05, 0.05)]
     html = render_html(study)
     for key in ("offsets", "procyclicality", "stress", "sweep"):
         assert f'<section id="{key}">' in html

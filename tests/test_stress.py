@@ -41,7 +41,8 @@ def test_historical_episode_reproduces_the_bundled_joint_moves(name, h):
 
 def test_stress_losses_of_a_linear_book_in_closed_form():
     """Long 1 BTC and 1 ETH spot at t: a uniform move x loses (S_BTC + S_ETH) x; an episode day loses
-    sum S (1 - exp(r)); correlation breakdown moves each leg against the book by its largest 1-day move."""
+    sum S (1 - exp(r)); correlation breakdown moves each leg against the book by its largest 1-day fall (long)
+    or rise (short)."""
     book = mm.FixedBook("long", (mm.Position(mm.Spot("BTC"), 1.0), mm.Position(mm.Spot("ETH"), 1.0)))
     t = pd.Timestamp("2022-12-01", tz="UTC")
     f = st.stress_losses(book, MARKET, dates=[t]).set_index("scenario")["stress_loss"]
@@ -51,14 +52,42 @@ def test_stress_losses_of_a_linear_book_in_closed_form():
     moves = st.SCENARIOS["ftx_2022_11"].moves(MARKET, 1)["price"][["BTC", "ETH"]].to_numpy()
     assert f["ftx_2022_11"] == pytest.approx(np.max(-(np.expm1(moves) * s).sum(axis=1)), rel=1e-12)
     i = MARKET.loc_of(t)
-    r = np.log(MARKET.prices[["BTC", "ETH"]]).diff().abs().iloc[max(0, i - 3649):i + 1].max().to_numpy()
-    assert f["correlation_breakdown"] == pytest.approx((s * -np.expm1(-r)).sum(), rel=1e-12)
+    r = np.log(MARKET.prices[["BTC", "ETH"]]).diff().iloc[max(0, i - 3649):i + 1]
+    fall, rise = r.min().to_numpy(), r.max().to_numpy()
+    assert f["correlation_breakdown"] == pytest.approx((s * -np.expm1(fall)).sum(), rel=1e-12)
     hedged = mm.FixedBook("pair", (mm.Position(mm.Perpetual("BTC"), 1.0), mm.Position(mm.Perpetual("ETH"), -10.0)))
     g = st.stress_losses(hedged, MARKET, dates=[t]).set_index("scenario")["stress_loss"]
     legs = s * np.array([1.0, 10.0])
-    assert g["correlation_breakdown"] == pytest.approx(legs[0] * -np.expm1(-r[0]) + legs[1] * np.expm1(r[1]),
+    assert g["correlation_breakdown"] == pytest.approx(legs[0] * -np.expm1(fall[0]) + legs[1] * np.expm1(rise[1]),
                                                        rel=1e-12)
     assert g["correlation_breakdown"] > g["down_50"]
+
+
+def test_correlation_breakdown_shocks_a_short_leg_by_its_largest_observed_rise():
+    """Short $1m BTC perpetual on 2022-01-03, full history: BTC's largest daily rise in the bundled closes is
+    +28.9% (2015-01-15), its largest fall -39.0% (2020-03-12). The short loses 1m x 28.9%, read from the raw file;
+    the crash is not mirrored into a +63.9% rally (the largest absolute move), which exceeded the +50% shock."""
+    market = ds.load_market(["BTC", "ETH"], end="2022-01-31")
+    t = pd.Timestamp("2022-01-03", tz="UTC")
+    closes = ds.load_prices("BTC")["close"].loc[:t]  # the row labelled D is the close at D 24:00, known at t
+    r = np.log(closes).diff().iloc[-3650:]
+    assert np.expm1(r.max()) == pytest.approx(0.28895, abs=1e-5) and np.expm1(r.min()) == pytest.approx(-0.3898,
+                                                                                                          abs=1e-4)
+    f = st.stress_losses(BOOKS["short BTC perpetual"], market, ["correlation_breakdown", "up_50"], dates=[t])
+    f = f.set_index("scenario")["stress_loss"]
+    assert f["correlation_breakdown"] == pytest.approx(1e6 * np.expm1(r.max()), rel=1e-9)  # 288,951
+    assert f["correlation_breakdown"] < f["up_50"]
+    # an option book: each implied vol by its own largest rise or fall too, the worst of the four combinations
+    t = pd.Timestamp("2022-03-01", tz="UTC")
+    strangle = BOOKS["short BTC 25-delta strangle (30d, rolled at 7d)"]
+    got = st.stress_losses(strangle, MARKET, ["correlation_breakdown"], dates=[t])["stress_loss"].iloc[0]
+    i = MARKET.loc_of(t)
+    p = np.log(MARKET.prices["BTC"]).diff().iloc[max(0, i - 3649):i + 1]
+    v = np.log(MARKET.implied_vol["BTC"]).diff().iloc[max(0, i - 3649):i + 1]
+    pos, vol = strangle.positions_at(t, MARKET), MARKET.implied_vol.loc[t, "BTC"]
+    losses = [-mm.revalue(pos, MARKET, t, [x], [vol * np.expm1(y)])[0] for x in (p.min(), p.max())
+              for y in (v.min(), v.max())]
+    assert v.min() < 0 < v.max() and got == pytest.approx(max(losses), rel=1e-12)
 
 
 def test_vol_shocks_revalue_options_in_full():
@@ -118,3 +147,32 @@ def test_stress_losses_joins_every_model_of_a_result():
         st.stress_losses(res, MARKET, ["nope"])
     assert set(st.SCENARIOS) >= {"covid_2020_03", "china_2021_05", "luna_2022_05", "celsius_2022_06", "ftx_2022_11"}
     assert all(s.source and s.description for s in st.SCENARIOS.values())
+
+
+def test_books_starting_on_different_dates_are_stressed_on_one_calendar():
+    """Every k-th date of the run's calendar (the union of the books' margin dates, anchored at the first),
+    the same for every book: SOL starts 2020-08-11, ten days after BTC (not a multiple of 7), and is stressed
+    on the calendar's dates from then on, so that Cover-2 takes both members on one date."""
+    market = ds.load_market(["BTC", "SOL"], start="2019-01-01", end="2020-10-31")
+    books = {"btc": mm.FixedBook("btc", (mm.Position(mm.Spot("BTC"), 1.0),)),
+             "sol": mm.FixedBook("sol", (mm.Position(mm.Spot("SOL"), 100.0),))}
+    res = Backtest(market, books, {"static": mm.make_model("static", rate=0.1)},
+                   start="2020-08-01", end="2020-10-31").run()
+    f = st.stress_losses(res, market, ["down_50", "up_50"], every=7)
+    assert res.frame["date"].max() == pd.Timestamp("2020-10-30", tz="UTC")  # the last date with a next close
+    calendar = pd.date_range("2020-08-01", "2020-10-30", freq="7D", tz="UTC")
+    assert sorted(f.loc[f["portfolio"] == "btc", "date"].unique()) == list(calendar)
+    assert sorted(f.loc[f["portfolio"] == "sol", "date"].unique()) == [d for d in calendar if d >= pd.Timestamp(
+        "2020-08-11", tz="UTC")]
+    cover = st.cover_n(f).xs("static", level="model")
+    both = cover.index >= pd.Timestamp("2020-08-11", tz="UTC")
+    assert (cover.loc[both, "members"] == 2).all() and (cover.loc[~both, "members"] == 1).all()
+    # down_50 on 10% margins: each member's uncovered loss is 40% of its notional; Cover-2 the sum of both
+    s = market.prices.loc[cover.index[both], ["BTC", "SOL"]].to_numpy() * [1.0, 100.0]
+    np.testing.assert_allclose(cover.loc[both, "cover2"], 0.4 * s.sum(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(cover.loc[both, "cover1"], 0.4 * s.max(axis=1), rtol=1e-12)
+    assert (cover.loc[both, "cover2"] > cover.loc[both, "cover1"]).all()
+    assert (cover.loc[both, "cover2_scenario"] == "down_50").all()
+    rev = st.reverse_stress(res, market, every=7)
+    assert sorted(rev.loc[rev["portfolio"] == "sol", "date"].unique()) == [d for d in calendar if d >= pd.Timestamp(
+        "2020-08-11", tz="UTC")]

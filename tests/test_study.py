@@ -164,3 +164,40 @@ def test_a_multi_worker_run_splits_each_model_groups_books_in_one_group_per_work
     assert sorted((t.models, len(t.books)) for t in seen) == [(("historical_var",), 1), (("historical_var",), 2),
                                                               (("static",), 1), (("static",), 2)]
     pd.testing.assert_frame_equal(serial, split, check_exact=True)
+
+
+def test_stress_scenarios_all_not_applicable_are_said_in_the_terminal_and_the_report(capsys, tmp_path):
+    """Every requested scenario n/a for the books (SOL was not listed in March 2020): no stress coverage, and the
+    terminal, the report's stress section and its limitations say so and why (found by a reviewer: silent)."""
+    study = tmp_path / "s.toml"
+    study.write_text('[study]\nname = "na"\n[market]\nassets = ["BTC", "ETH", "SOL", "XRP"]\nstart = 2022-01-01\n'
+                     'end = 2022-01-31\n[portfolios]\nreference = ["equal-weight BTC-ETH-SOL-XRP basket"]\n'
+                     '[[models]]\nname = "static"\n[stress]\nscenarios = ["covid_2020_03"]\nevery = 7\n')
+    out = tmp_path / "rep"
+    assert main(["run", str(study), "--out", str(out), "--executor", "serial"]) == 0
+    said = ("none of the requested scenarios (covid_2020_03) gives a stress loss to the study's books, so there is "
+            "no stress coverage, Cover-1/2 or stress_coverage.csv: covid_2020_03 is n/a for equal-weight "
+            "BTC-ETH-SOL-XRP basket (SOL had no prices in the episode, 2020-03-12 to 2020-03-16).")
+    assert said in " ".join(capsys.readouterr().out.split())
+    assert not (out / "stress_coverage.csv").exists()
+    data = json.loads((out / "results.json").read_text())
+    section = next(s["content"] for s in data["sections"] if s["key"] == "stress")
+    assert said in section["intro"] and section["tables"] == []
+    html = (out / "report.html").read_text()
+    assert "Stress coverage is reported in its section" not in html
+    assert "No requested stress scenario gave a stress loss for the study" in html
+
+
+def test_stress_scenarios_not_applicable_to_some_books_are_listed(tmp_path):
+    raw = with_change("portfolios", "reference", ["long BTC spot", "equal-weight BTC-ETH-SOL-XRP basket"])
+    raw["market"].update(assets=["BTC", "ETH", "SOL", "XRP"], start="2022-01-01", end="2022-01-31")
+    raw["models"] = [{"name": "static", "params": {"rate": 0.1}}]
+    raw["stress"] = {"scenarios": ["covid_2020_03", "down_50"], "every": 7}
+    res = run_study(parse_study(raw), out=tmp_path / "rep")
+    assert res.stress_na[["portfolio", "scenario", "dates", "dates_na"]].values.tolist() == [
+        ["equal-weight BTC-ETH-SOL-XRP basket", "covid_2020_03", 5, 5]]
+    assert res.stress_text() == ("Stress scenarios not tested: covid_2020_03 is n/a for equal-weight BTC-ETH-SOL-XRP "
+                                 "basket (SOL had no prices in the episode, 2020-03-12 to 2020-03-16).")
+    assert ("long BTC spot", "static", "covid_2020_03") in res.stress.index
+    html = (tmp_path / "rep" / "report.html").read_text()
+    assert "Stress scenarios not tested: covid_2020_03 is n/a" in html

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import traceback
 from pathlib import Path
 
@@ -90,6 +91,8 @@ def _run(args: argparse.Namespace) -> int:
     print(result.verdict_text())
     if result.backtest.accounts or result.backtest.idle_accounts:
         print(f"\n{result.accounts_text()}")
+    if stress := result.stress_text():
+        print(f"\n{textwrap.fill(stress, 110)}")
     if result.report_path is not None:
         print(f"\nreport written to {result.report_path}")
     return 0

@@ -19,17 +19,19 @@ moneyness); the scenario's **stress loss** is the largest loss of its shocks.
   margin of the day would have fared.
 * :class:`PriceShock`: every asset's price times 1 + ``move`` and every implied
   vol times ``vol_multiplier``.
-* :class:`CorrelationBreakdown`: each asset moves by its own stressed move (the
-  largest absolute h-observation log move of the asset in the ``lookback_days``
-  before t, known at t) in the direction adverse to the book, and each implied
-  vol by its own stressed move likewise: the worst of every sign combination,
-  so the legs of a hedged or long/short book lose together (no correlation
-  benefit).
+* :class:`CorrelationBreakdown`: each asset moves by its own stressed move in
+  the direction adverse to the book: up by its largest observed h-observation
+  log rise, or down by its largest observed h-observation log fall, each over
+  the ``lookback_days`` before t (known at t); each implied vol likewise by its
+  own largest rise or fall. The stress loss is the worst of every combination
+  of directions, so the legs of a hedged or long/short book lose together (no
+  correlation benefit), each by a move it has actually made.
 
 :func:`stress_losses` gives the tidy frame (one row per book, date, scenario
 and, given a backtest result, model, with the margin and the stress coverage
 ratio margin / stress loss); :func:`stress_coverage` the share of dates where
-the margin covers each scenario (and the worst of them); :func:`cover_n` the
+the margin covers each scenario (and the worst of them); :func:`not_applicable`
+the book/scenario pairs without a stress loss and why; :func:`cover_n` the
 Cover-1 and Cover-2 amounts, treating books as clearing members;
 :func:`reverse_stress` the smallest uniform adverse price move that exhausts the
 margin.
@@ -59,7 +61,7 @@ from marginlab.models.portfolios import Portfolio
 from marginlab.models.revaluation import Book, BookArrays, book_arrays, revalue_at
 
 __all__ = ["Scenario", "HistoricalEpisode", "PriceShock", "CorrelationBreakdown", "SCENARIOS", "stress_losses",
-           "stress_coverage", "cover_n", "reverse_stress", "vol_price_beta"]
+           "stress_coverage", "not_applicable", "cover_n", "reverse_stress", "vol_price_beta"]
 
 _DAY = pd.Timedelta(days=1)
 
@@ -79,6 +81,10 @@ class Scenario:
     def prepare(self, market: MarketData, horizon: int):
         """Whatever the scenario computes once per market and MPOR (passed back to :meth:`shocks`)."""
         return None
+
+    def why_not_applicable(self, market: MarketData, assets: Sequence[str], horizon: int = 1) -> str:
+        """Why the scenario gives no stress loss to a book holding ``assets`` (a short clause)."""
+        return "the scenario does not apply to the book"
 
     def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
         r"""``(spot, vol)``: log price moves and relative implied-vol moves, each of shape (k, n_assets), or None.
@@ -129,6 +135,17 @@ class HistoricalEpisode(Scenario):
         cols = pd.MultiIndex.from_product([["price", "vol"], market.assets])
         return pd.DataFrame(np.hstack([price, vol]), index=pd.DatetimeIndex(days, name="day"), columns=cols)
 
+    def why_not_applicable(self, market: MarketData, assets: Sequence[str], horizon: int = 1) -> str:
+        """The assets of ``assets`` without prices in the episode, or that the episode is outside the data."""
+        period = f"{self.start:%Y-%m-%d} to {self.end:%Y-%m-%d}"
+        price = self.moves(market, horizon)["price"]
+        if price.empty:
+            return f"the episode, {period}, is outside the market data"
+        missing = [a for a in assets if price[a].isna().any()]
+        if not missing:
+            return f"the episode, {period}, does not apply to the book"
+        return f"{', '.join(missing)} had no prices in the episode, {period}"
+
     def prepare(self, market: MarketData, horizon: int):
         """The episode's (price, vol) log moves, arrays of shape (n_days, n_market_assets)."""
         frame = self.moves(market, horizon)
@@ -174,12 +191,23 @@ class PriceShock(Scenario):
 
 @dataclass(frozen=True)
 class CorrelationBreakdown(Scenario):
-    """Each leg moves adversely by its own stressed move (see the module docstring).
+    r"""Each leg moves adversely by its own largest observed rise or fall (see the module docstring).
+
+    With :math:`r_{j,s} = \ln(X_{j,s}/X_{j,s-h})` the h-observation log move of asset (or implied vol) j ending
+    at row s, the stressed rise and fall known at row i are
+
+    .. math:: u_{j,i} = \max(0, \max_{i-n<s\le i} r_{j,s}), \qquad d_{j,i} = \min(0, \min_{i-n<s\le i} r_{j,s})
+
+    (n = ``lookback_days`` in observations); the shocks are every combination of :math:`u_j` or :math:`d_j` per
+    asset (and per implied vol of an option book) and the stress loss the largest loss among them. A short leg
+    is shocked by the asset's own largest rise, a long leg by its largest fall: a crash is not mirrored into a
+    rally of the same size (BTC to 2022: largest daily rise +28.9% on 2015-01-15, largest fall -39.0% on
+    2020-03-12).
 
     Parameters
     ----------
     lookback_days : int
-        History (days before t) in which each asset's largest absolute h-observation move is taken.
+        History (days before t) in which each asset's largest h-observation rise and fall are taken.
     """
 
     lookback_days: int = 3650
@@ -187,10 +215,11 @@ class CorrelationBreakdown(Scenario):
     kind = "hypothetical"
 
     def prepare(self, market: MarketData, horizon: int):
-        """Each asset's stressed moves known at every row: (price, vol) arrays of shape (n_rows, n_market_assets).
+        """Each asset's stressed moves known at every row: ``(price_up, price_down, vol_up, vol_down)``.
 
-        Row i holds the largest absolute h-observation log move ending at rows ``i - n + 1 .. i`` (n =
-        ``lookback_days`` in observations); 0 where none is known.
+        Arrays of shape (n_rows, n_market_assets): row i holds the largest h-observation log rise (>= 0) and
+        log fall (<= 0) ending at rows ``i - n + 1 .. i`` (n = ``lookback_days`` in observations); 0 where none
+        is known.
         """
         n = max(int(round(self.lookback_days * (_DAY / market.step))), 1)
         out = []
@@ -198,27 +227,26 @@ class CorrelationBreakdown(Scenario):
             with np.errstate(invalid="ignore", divide="ignore"):
                 x = np.log(levels)
                 moves = np.full(x.shape, np.nan)
-                moves[horizon:] = np.abs(x[horizon:] - x[:-horizon])
-            rolled = pd.DataFrame(moves).rolling(n, min_periods=1).max().to_numpy()
-            out.append(np.nan_to_num(rolled, nan=0.0))
+                moves[horizon:] = x[horizon:] - x[:-horizon]
+            window = pd.DataFrame(moves).rolling(n, min_periods=1)
+            out.append(np.maximum(np.nan_to_num(window.max().to_numpy(), nan=0.0), 0.0))
+            out.append(np.minimum(np.nan_to_num(window.min().to_numpy(), nan=0.0), 0.0))
         return tuple(out)
 
     def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
-        """Every sign combination of the assets' (and, for option books, implied vols') stressed moves."""
-        price, vol = prepared if prepared is not None else self.prepare(market, horizon)
+        """Every combination of each asset's (and, for option books, implied vol's) largest rise or fall."""
+        up, down, vol_up, vol_down = prepared if prepared is not None else self.prepare(market, horizon)
         n = len(book.assets)
         cols = [market.asset_index[a] for a in book.assets]
-        up = price[i, cols]
         vol_assets = sorted(set(book.asset_idx[book.is_option].tolist())) if book.has_options else []
         dims = n + len(vol_assets)
-        signs = ((np.arange(2**dims)[:, None] >> np.arange(dims)[::-1]) & 1) * 2.0 - 1.0  # every sign combination
-        spot = signs[:, :n] * up
+        rise = ((np.arange(2**dims)[:, None] >> np.arange(dims)[::-1]) & 1).astype(bool)  # every combination
+        spot = np.where(rise[:, :n], up[i, cols], down[i, cols])
         if not book.has_options:
             return spot, None
-        vol_up = vol[i, cols]
-        log_vol = np.zeros((signs.shape[0], n))
+        log_vol = np.zeros((rise.shape[0], n))
         for k, a in enumerate(vol_assets):
-            log_vol[:, a] = signs[:, n + k] * vol_up[a]
+            log_vol[:, a] = np.where(rise[:, n + k], vol_up[i, cols[a]], vol_down[i, cols[a]])
         return spot, np.expm1(log_vol)
 
 
@@ -249,8 +277,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     PriceShock("vol_x2", "prices unchanged, implied vols x2", "hypothetical; vega stress", 0.0, 2.0),
     PriceShock("vol_x0.5", "prices unchanged, implied vols x0.5", "hypothetical; vega stress (long vol books)",
                0.0, 0.5),
-    CorrelationBreakdown("correlation_breakdown", "each leg moves adversely by its own largest MPOR move of the "
-                         "last ten years (implied vols likewise): no diversification between legs",
+    CorrelationBreakdown("correlation_breakdown", "each leg moves adversely by its own largest MPOR rise (short "
+                         "legs) or fall (long legs) of the last ten years, implied vols likewise: no "
+                         "diversification between legs",
                          "hypothetical; CPMI-IOSCO PFMI Principle 4 explanatory note 3.4.23 (breakdown of "
                          "correlations); EMIR RTS 153/2013 Art. 30", 3650),
 )}
@@ -263,6 +292,21 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
 def _check_every(every, where: str) -> None:
     if not isinstance(every, int | np.integer) or isinstance(every, bool) or every < 1:
         raise ValueError(f"{where}: every must be an integer >= 1, got {every!r}")
+
+
+def _calendar(rows_per_book, market: MarketData, dates, every: int) -> np.ndarray:
+    """The run's stress rows: every k-th row of the union of the books' rows (within ``dates``), from the first.
+
+    One calendar for every book, so that books (members) are stressed on the same dates and Cover-1/Cover-2
+    compare them date by date; a book is stressed on the calendar's dates it holds.
+    """
+    rows = [np.asarray(r, dtype=np.int64) for r in rows_per_book]
+    union = np.unique(np.concatenate(rows)) if rows else np.empty(0, dtype=np.int64)
+    union = union[union >= 0]
+    if dates is not None:
+        wanted = pd.DatetimeIndex([utc(d) for d in dates])
+        union = union[market.index[union].isin(wanted)]
+    return union[::every]
 
 
 def _book_map(books) -> dict[str, Portfolio]:
@@ -352,7 +396,9 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
     dates : sequence of timestamps, optional
         Margin dates to test (a subset of the result's dates, or of the books' rows).
     every : int
-        Test every k-th of those dates of each book (>= 1).
+        Test every k-th date (>= 1) of the run's calendar: the union of the books' dates (within ``dates``),
+        anchored at its first date. The same dates for every book, so that Cover-1/Cover-2 compare the books
+        (members) on one date; each book is tested on the calendar dates it holds.
     horizon : int, optional
         MPOR in observations (default: the result's, else 1).
 
@@ -372,9 +418,8 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
         raise ValueError("stress_losses: the backtest result carries no portfolios; pass the books instead")
     scen = _scenarios(scenarios)
     h = int(horizon if horizon is not None else (result.mpor_days if result is not None else 1))
-    wanted = None if dates is None else pd.DatetimeIndex([utc(d) for d in dates])
     prepared = {name: s.prepare(market, h) for name, s in scen.items()}
-    pieces = []
+    book_rows = {}
     for name, portfolio in books.items():
         market.require_assets(portfolio.assets, f"portfolio {name!r}")
         if result is not None:
@@ -382,9 +427,12 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
                                                                               "date"].unique()))
         else:
             rows = _book_rows(portfolio, market)
-        if wanted is not None:
-            rows = rows[market.index[rows].isin(wanted)]
-        rows = np.sort(rows[rows >= 0])[::every]
+        book_rows[name] = np.sort(rows[rows >= 0])
+    calendar = _calendar(book_rows.values(), market, dates, every)
+    pieces = []
+    for name, portfolio in books.items():
+        rows = book_rows[name]
+        rows = rows[np.isin(rows, calendar)]
         losses = np.full((rows.size, len(scen)), np.nan)
         previous, book, layouts = None, None, {}
         for k, i in enumerate(rows):
@@ -438,6 +486,42 @@ def stress_coverage(frame: pd.DataFrame) -> pd.DataFrame:
                         "median_ratio": g["coverage_ratio"].median(), "min_ratio": g["coverage_ratio"].min(),
                         "mean_stress_loss": g["stress_loss"].mean(), "max_stress_loss": g["stress_loss"].max()})
     return out
+
+
+def not_applicable(frame: pd.DataFrame, books, market: MarketData, scenarios=None,
+                   horizon: int = 1) -> pd.DataFrame:
+    """The (book, scenario) pairs of a :func:`stress_losses` frame without a stress loss on some date, and why.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`stress_losses` (of books or of a backtest result).
+    books : mapping name -> Portfolio or sequence of portfolios
+        The books of the frame (their assets name the reason).
+    market : MarketData
+        The market of the frame.
+    scenarios : sequence of names or Scenario objects, optional
+        The scenarios of the frame (default: every scenario of :data:`SCENARIOS`).
+    horizon : int
+        MPOR in observations.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``portfolio, scenario, dates`` (stress dates of the book), ``dates_na`` (those without a stress
+        loss) and ``reason`` (e.g. "SOL had no prices in the episode, 2020-03-12 to 2020-03-16"), one row per
+        pair with ``dates_na`` > 0.
+    """
+    cols = ["portfolio", "scenario", "dates", "dates_na", "reason"]
+    scen = _scenarios(scenarios)
+    books = _book_map(books)
+    f = frame.drop_duplicates(["date", "portfolio", "scenario"])
+    g = f.groupby(["portfolio", "scenario"], sort=False)["stress_loss"]
+    counts = pd.DataFrame({"dates": g.size(), "dates_na": g.apply(lambda x: int(x.isna().sum()))}).reset_index()
+    counts = counts[counts["dates_na"] > 0]
+    reasons = [scen[s].why_not_applicable(market, books[b].assets, horizon) if s in scen and b in books else ""
+               for b, s in zip(counts["portfolio"], counts["scenario"], strict=True)]
+    return counts.assign(reason=reasons).reset_index(drop=True)[cols]
 
 
 def cover_n(frame: pd.DataFrame, members: Sequence[str] | None = None) -> pd.DataFrame:
@@ -581,9 +665,10 @@ def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: 
     market : MarketData
         The backtest's market.
     dates : sequence of timestamps, optional
-        Dates to test (default: every ``every``-th margin date of each book).
+        Dates to test (default: every margin date of the result).
     every : int
-        Test every k-th margin date (>= 1).
+        Test every k-th date (>= 1) of the run's calendar (the union of the books' margin dates within
+        ``dates``, anchored at its first), the same dates for every book, as :func:`stress_losses`.
     tol : float
         Bisection tolerance on x (1e-5: a thousandth of a percent of the price).
 
@@ -595,18 +680,18 @@ def reverse_stress(result, market: MarketData, dates=None, every: int = 1, tol: 
     _check_every(every, "reverse_stress")
     if not result.portfolios:
         raise ValueError("reverse_stress: the backtest result carries no portfolios")
-    wanted = None if dates is None else pd.DatetimeIndex([utc(d) for d in dates])
     records = []
     frame = result.frame
-    for name, portfolio in result.portfolios.items():
+    tables = {}
+    for name in result.portfolios:
         rows = frame[frame["portfolio"] == name]
-        if rows.empty:
-            continue
-        table = rows.pivot(index="date", columns="model", values="margin")
-        dates_b = table.index if wanted is not None else table.index[::every]
-        if wanted is not None:
-            dates_b = dates_b[dates_b.isin(wanted)]
-        for t in dates_b:
+        if not rows.empty:
+            tables[name] = rows.pivot(index="date", columns="model", values="margin")
+    calendar = market.index[_calendar([market.index.get_indexer(t.index) for t in tables.values()], market, dates,
+                                      every)]
+    for name, table in tables.items():
+        portfolio = result.portfolios[name]
+        for t in table.index[table.index.isin(calendar)]:
             i = market.loc_of(t)
             positions = portfolio.positions_at(t, market)
             book = book_arrays(Book(positions))

@@ -46,8 +46,8 @@ Member accounts (beside or instead of ``[portfolios]``) and where the run execut
 
     [stress]                  # optional: stress tests of every book and model
     scenarios = "all"         # or a list of names of marginlab.validation.stress.SCENARIOS
-    every = 1                 # stress every k-th margin date
-    reverse_every = 7         # reverse stress every k-th margin date (0: none)
+    every = 1                 # stress every k-th date of the run's margin-date calendar (all books)
+    reverse_every = 7         # reverse stress every k-th date of that calendar (0: none)
 """
 
 from __future__ import annotations
@@ -390,6 +390,8 @@ class StudyResult:
     stress: pd.DataFrame | None = None
     cover: pd.DataFrame | None = None
     reverse: pd.DataFrame | None = None
+    #: :func:`~marginlab.validation.stress.not_applicable`: book/scenario pairs without a stress loss, and why
+    stress_na: pd.DataFrame | None = None
 
     def coverage_reports(self) -> dict[tuple[str, str], Any]:
         """Every coverage test per (book, model) of :attr:`coverage` (computed once, when not given).
@@ -428,6 +430,30 @@ class StudyResult:
         idle = f"; {len(bt.idle_accounts)} more hold no book in the study's dates" if bt.idle_accounts else ""
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
             return f"Member accounts ({len(bt.accounts)}{idle}):\n{table.to_string()}"
+
+    def stress_text(self) -> str:
+        """What the stress tests could not test, in one sentence (empty when every scenario applied, or no stress).
+
+        Names the scenarios without a stress loss for a book and why (e.g. an asset not yet listed in an
+        episode); says so when no requested scenario gave any stress loss, so that the absence of a stress
+        coverage table is never silent. ``marginlab run`` prints it and the report's stress section shows it.
+        """
+        if self.config.stress_scenarios is None:
+            return ""
+        na = self.stress_na if self.stress_na is not None else pd.DataFrame(columns=["scenario", "reason"])
+        parts = []
+        for (scenario, reason), group in na.groupby(["scenario", "reason"], sort=False):
+            books = list(dict.fromkeys(group["portfolio"]))
+            who = ", ".join(books) if len(books) <= 3 else f"{len(books):,} books"
+            parts.append(f"{scenario} is n/a for {who} ({reason})")
+        listed = "; ".join(parts)
+        if self.stress is None or not len(self.stress):
+            names = ", ".join(self.config.stress_scenarios)
+            if not parts:
+                return f"Stress: no book has a stress date in the study's dates; no stress coverage ({names})."
+            return (f"Stress: none of the requested scenarios ({names}) gives a stress loss to the study's books, "
+                    f"so there is no stress coverage, Cover-1/2 or stress_coverage.csv: {listed}.")
+        return f"Stress scenarios not tested: {listed}." if parts else ""
 
     def summary(self) -> str:
         """Breach table plus the headline coverage tests."""
@@ -548,11 +574,12 @@ def _analyse(config: StudyConfig, result: BacktestResult, market, reference: lis
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
                      procyclicality=result.procyclicality(), apc=result.apc_tradeoff())
     if config.stress_scenarios is not None:
-        from .stress import cover_n, reverse_stress, stress_coverage, stress_losses
+        from .stress import cover_n, not_applicable, reverse_stress, stress_coverage, stress_losses
 
         progress.stage(f"stress tests ({len(config.stress_scenarios)} scenarios)")
         frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every)
         sr.stress, sr.cover = stress_coverage(frame), cover_n(frame)
+        sr.stress_na = not_applicable(frame, result.portfolios, market, config.stress_scenarios, result.mpor_days)
         if config.reverse_every:
             progress.stage("reverse stress")
             sr.reverse = reverse_stress(result, market, every=config.reverse_every)
