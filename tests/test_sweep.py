@@ -111,3 +111,29 @@ def test_a_sweep_names_the_study_key_of_a_range_outside_the_data(tmp_path):
                          "portfolios": {"reference": ["long BTC spot"]}, "models": [{"name": "static"}]}, "s.toml")
     with pytest.raises(ValueError, match=r"^s.toml: market.start 2010-01-01 is outside the data of \['BTC'\]"):
         run_sweep(study, parse_grid(GRID), write=False)
+
+
+def test_a_grid_point_applying_to_no_book_is_refused_before_anything_is_written(tmp_path, capsys):
+    """tiered on long BTC spot gave KeyError 'grid_point' and left a 1-byte sweep.csv (found by a reviewer)."""
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "s"\n[market]\nassets = ["BTC"]\nstart = 2022-01-01\nend = 2022-01-31\n'
+                     '[portfolios]\nreference = ["long BTC spot"]\n[[models]]\nname = "static"\n')
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[models]]\nname = "tiered"\nparams = { level = ["maintenance", "initial"] }\n'
+                    '[[models]]\nname = "static"\n')
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(study), "--grid", str(grid), "--out", str(out), "--executor", "serial"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (f"{study}: grid point(s) \"tiered [level='maintenance']\" (model 'tiered'), \"tiered [level='initial']\" "
+            "(model 'tiered') apply to none of the study's books (long BTC spot)") in err
+    assert not out.exists()
+
+
+def test_books_a_grid_point_does_not_apply_to_are_named_in_the_summary():
+    result = run_sweep(STUDY, parse_grid({"models": [{"name": "tiered"}, {"name": "static"}]}), write=False)
+    t = result.table
+    assert list(t.loc[t["grid_point"] == "tiered", "portfolio"]) == ["long BTC / short ETH perpetuals"]
+    assert len(t[t["grid_point"] == "static"]) == 2
+    assert result.not_applicable == [("tiered", "long BTC spot")]
+    assert result.summary().endswith("\ntiered does not apply to (no rows): long BTC spot")

@@ -212,6 +212,15 @@ class Backtest:
         """The run's first margin date: the earliest date of any portfolio (the run context's ``start``)."""
         return min(self.portfolio_dates(name)[0] for name in self.replayed())
 
+    def applies(self, label: str, name: str) -> bool:
+        """True when model ``label`` applies to (``applies_to``) every book portfolio ``name`` holds on its dates.
+
+        The engine margins a portfolio with a model only where this holds (else the pair is
+        ``BacktestResult.not_applicable``).
+        """
+        model = self._models[label]
+        return all(model.applies_to(b) for b in self.book_path(name).positions)
+
     def context(self) -> RunContext:
         """A fresh run context with this backtest's settings (every task gets its own, with the same numbers)."""
         return RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=self.first_margin_date)
@@ -296,10 +305,10 @@ class Backtest:
         active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
         forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit
         standalone: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> sum of the legs' own margins
-        for label, model in models.items():
+        for label in models:
             active[label] = {}
             for name, path in books.items():
-                if all(model.applies_to(b) for b in path.positions):
+                if self.applies(label, name):
                     active[label][name] = {t: k for k, t in enumerate(path.dates)}
                     forecasts[(label, name)] = np.full((len(path.dates), 4), np.nan)
                     standalone[(label, name)] = np.full(len(path.dates), np.nan)
