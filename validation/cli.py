@@ -19,7 +19,9 @@ heatmaps; it takes the same executor flags.
 Errors. Every error a user can cause (a bad study file, bad data, an output
 folder marginlab may not write) ends in one line ``marginlab: error: ...``
 naming the file, key or value, with exit code 2; Ctrl-C ends with one line and
-exit code 130. An error is the user's when it is a :class:`DataError`, an
+exit code 130. A warning (a setting a command does not use, a folder left by an
+interrupted run) is one line ``marginlab: warning: ...`` on standard error.
+An error is the user's when it is a :class:`DataError`, an
 ``OSError`` (a file that cannot be read or written) or a ``ValueError`` raised
 by marginlab's own code; anything else (an exception from a library, or of
 another type) is a bug in marginlab and is shown with its traceback and a line
@@ -37,6 +39,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "is_user_error"]
@@ -234,11 +237,25 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A marginlab warning (a UserWarning) as one line ``marginlab: warning: ...``; others as Python shows them."""
+    if category is UserWarning:
+        print(f"marginlab: warning: {_one_line(message if isinstance(message, Warning) else Warning(message))}",
+              file=sys.stderr if file is None else file)
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
+_python_show_warning = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``marginlab`` console script; returns the exit code (see module docstring)."""
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("marginlab: interrupted", file=sys.stderr)
         return 130

@@ -40,6 +40,12 @@ Before any point runs, each point's model is checked against the books
 (``applies_to``, :meth:`Backtest.applies`): a point applying to none is a
 ValueError naming it and the books; a book a point does not apply to has no rows
 (``SweepResult.not_applicable``, named in :meth:`SweepResult.summary`).
+
+The sweep runs the study's reference portfolios (``[portfolios]``) with its
+market, MPOR, seed, tail probability, date range and ``include_funding``; a
+study with ``[accounts]`` is refused (ValueError), and ``standalone_legs``,
+``[stress]`` and ``[execution]`` (the executor is ``run_sweep``'s argument, the
+CLI's flags) are not used: a UserWarning names those present.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import io
 import itertools
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +245,7 @@ def run_sweep(study: str | Path | StudyConfig, grid: str | Path | Sequence[GridP
     points = list(grid) if not isinstance(grid, str | Path) else load_grid(grid)
     if not points:
         raise ValueError("run_sweep: the grid has no point")
+    _check_settings(config)
     if write:
         if out is None:
             raise ValueError("run_sweep: give the output folder (--out DIR)")
@@ -270,6 +278,23 @@ def run_sweep(study: str | Path | StudyConfig, grid: str | Path | Sequence[GridP
                  "sweep.html": render_sweep_html(result).encode("utf-8")}
         result.path = publish_folder(out, files, SWEEP_FOLDER, comments=[f"study: {json.dumps(config.name)}"])
     return result
+
+
+def _check_settings(config: StudyConfig) -> None:
+    """Refuse member accounts (the sweep runs reference portfolios only); warn once of the settings it ignores."""
+    if config.accounts_file is not None:
+        raise ValueError(f"{config.source}: [accounts]: a sweep runs the study's reference portfolios only, not "
+                         f"member accounts ({config.accounts_file}); remove [accounts] (keep [portfolios]) for the "
+                         "sweep, or compare models on the accounts with marginlab run")
+    ignored = [name for name, used in (
+        ("study.standalone_legs", config.standalone_legs),
+        ("[stress]", config.stress_scenarios is not None),
+        ("[execution] (give --executor/--workers/--scheduler, or run_sweep(executor=...))",
+         config.executor != "auto" or config.workers is not None or config.scheduler is not None
+         or config.books_per_task is not None)) if used]
+    if ignored:
+        warnings.warn(f"{config.source}: a sweep does not use {', '.join(ignored)}: its table has coverage, "
+                      "margin and procyclicality only", stacklevel=3)
 
 
 def _applicability(config: StudyConfig, market: MarketData, books: dict, points: list[GridPoint]) -> list[tuple]:
