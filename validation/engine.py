@@ -625,14 +625,16 @@ class BacktestResult:
                  reports: Mapping[tuple[str, str], cv.CoverageReport] | None = None) -> pd.DataFrame:
         """Headline coverage tests per pair (:meth:`CoverageReport.headline`), each at its model's own level.
 
-        Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the
-        exact two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided
-        "too many breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone
-        of the last 250 observations, the worst 250-observation window and its calibrated p-value, and for
-        ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`; ``reports``
-        (``(portfolio, model) -> CoverageReport``, computed with the same arguments) are used instead of
-        running the tests again. ``portfolios`` restricts the table to those books (e.g. the reference books
-        of a run with thousands of member accounts, whose account-level view is :meth:`accounts_summary`).
+        Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the exact
+        two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided "too many
+        breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone of the last 250
+        observations (all when fewer; per sub-sample, Bonferroni-combined, when the MPOR is above one
+        observation: ``reports.verdict.ZONE_LEGEND``), the worst 250-observation window and its calibrated
+        p-value, and for ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`;
+        ``reports`` (``(portfolio, model) -> CoverageReport``, computed with the same arguments) are used
+        instead of running the tests again. ``portfolios`` restricts the table to those books (e.g. the
+        reference books of a run with thousands of member accounts, whose account-level view is
+        :meth:`accounts_summary`).
         """
         records = []
         if self.frame.empty:
