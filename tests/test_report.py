@@ -366,3 +366,24 @@ def test_the_zone_legend_says_what_the_zone_is():
     assert zone(100, [10, 20], 1) == "green" and zone(100, [10, 20, 30], 1) == "yellow"         # Binomial(100)
     # h = 2: 5 breaches in one sub-sample of 250 (cumulative 0.9588 < 1 - 0.05/2) is green, 6 (0.9863) yellow
     assert zone(500, [0, 2, 4, 6, 8], 2) == "green" and zone(500, [0, 2, 4, 6, 8, 10], 2) == "yellow"
+
+
+@pytest.mark.parametrize("cut, message", [
+    (lambda r: r["sections"][0]["content"].pop("matrix"), "key sections[0].content.matrix is missing"),
+    (lambda r: r["study"].pop("mpor_days"), "key study.mpor_days is missing"),
+    (lambda r: r.pop("sections"), "key sections is missing"),
+    (lambda r: r["sections"][0]["content"]["matrix"].pop("books"), "key sections[0].content.matrix.books is missing"),
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].pop("verdict"),
+     "the verdict matrix (sections[0].content.matrix) has a cell without key 'verdict'"),
+    (lambda r: r["sections"].pop(0), "has no verdict section"),
+])
+def test_cli_show_names_the_key_missing_from_results_json(hostile_report, tmp_path, capsys, cut, message):
+    """A results.json without its verdict matrix gave a KeyError traceback (found by a reviewer)."""
+    results = read_results(hostile_report["out"])
+    cut(results)
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "results.json").write_text(json.dumps(results))
+    assert main(["show", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"marginlab: error: {tmp_path / 'rep' / 'results.json'}: {message}")
