@@ -264,25 +264,22 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     """A marginlab warning (a UserWarning) as one line ``marginlab: warning: ...``; others as Python shows them."""
     if category is UserWarning:
-        print(f"marginlab: warning: {_one_line(message if isinstance(message, Warning) else Warning(message))}",
-              file=sys.stderr if file is None else file)
-    else:
-        _python_show_warning(message, category, filename, lineno, file, line)
+        return f"marginlab: warning: {_one_line(message if isinstance(message, Warning) else Warning(message))}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
 
 
-_python_show_warning = warnings.showwarning
+_python_format_warning = warnings.formatwarning
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``marginlab`` console script; returns the exit code (see module docstring)."""
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning  # how Python prints a warning; a caller recording them gets them as such
     try:
-        with warnings.catch_warnings():
-            warnings.showwarning = _show_warning
-            return int(args.func(args) or 0)
+        return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("marginlab: interrupted", file=sys.stderr)
         return 130
@@ -298,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         print("marginlab: internal error: this is a bug in marginlab, not in your input; please report it "
               "with the command you ran and the traceback above", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = _python_format_warning
 
 
 if __name__ == "__main__":  # pragma: no cover
