@@ -32,7 +32,7 @@ from marginlab.validation.executors import counting
 from . import figures as fg
 from .formatting import esc, expected_count, percent, pvalue
 from .page import details, figure_html, frame_table, render_table, table_data
-from .verdict import LEVEL, verdict_books, verdict_matrix
+from .verdict import LEVEL, ZONE_LEGEND, verdict_books, verdict_matrix
 
 __all__ = ["Section", "SECTIONS", "register_section", "ReportData", "Page", "build_sections", "DEFAULT_FUNDING_RATE",
            "LEVEL"]
@@ -261,13 +261,13 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
     table = (f'<div class="scroll"><table class="verdict" id="verdict-matrix"><caption class="note">Books x models: '
              f"coverage verdict at each model's own level</caption><thead><tr><th>book</th>{head}</tr></thead>"
              f'<tbody>{"".join(rows)}</tbody></table></div>')
-    legend = ('<p class="legend">Cell: verdict; breaches / expected; traffic-light zone of the last 250 '
-              "observations (G green, Y yellow, R red); average margin as % of gross notional."
+    legend = ('<p class="legend">Cell: verdict; breaches / expected; traffic-light zone (G green, Y yellow, '
+              "R red; see below); average margin as % of gross notional."
               '<span class="sw" style="background:var(--green)"></span>pass'
               '<span class="sw" style="background:var(--red)"></span>too many breaches'
               '<span class="sw" style="background:var(--blue)"></span>over-margined'
               '<span class="sw" style="background:var(--grey)"></span>n/a (model does not cover the book) or '
-              f"warm-up</p><p class=\"note\">{esc(m['rule'])}</p>")
+              f"warm-up</p><p class=\"note\">{esc(ZONE_LEGEND)}</p><p class=\"note\">{esc(m['rule'])}</p>")
     return f'{lede}{table}{legend}<p class="note">{esc(content["sample_note"])}</p>'
 
 

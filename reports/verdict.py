@@ -2,8 +2,9 @@
 
 One cell per (book, model): the coverage verdict of the model at its own level
 (:meth:`BacktestResult.coverage`, exact tests, on the book's common sample), the
-breaches against the number expected, the Basel traffic-light zone of the last 250
-observations and the average margin as a percentage of the book's gross notional.
+breaches against the number expected, the Basel traffic-light zone (:data:`ZONE_LEGEND`:
+the last 250 observations, all of them when fewer, per sub-sample with an MPOR above one
+observation) and the average margin as a percentage of the book's gross notional.
 
 Verdict rule (significance :data:`LEVEL` = 5%):
 
@@ -31,11 +32,18 @@ import pandas as pd
 
 from .formatting import MISSING, expected_count, money, percent
 
-__all__ = ["LEVEL", "VERDICTS", "verdict_of", "verdict_matrix", "verdict_sentences", "verdict_text",
+__all__ = ["LEVEL", "VERDICTS", "ZONE_LEGEND", "verdict_of", "verdict_matrix", "verdict_sentences", "verdict_text",
            "mean_margin_pct", "common_sample"]
 
 #: Significance of the verdict's tests.
 LEVEL = 0.05
+#: What a cell's traffic-light zone is (the rule of :func:`marginlab.validation.coverage.backtest`), for the legends.
+ZONE_LEGEND = ("Traffic-light zone (G/Y/R): the Basel bands (BCBS 1996) for the breaches in the last 250 "
+               "observations, or in all n when there are fewer: yellow when their cumulative probability under "
+               "Binomial(250, p), or Binomial(n, p), reaches 95%, red at 99.99%. With an MPOR of h > 1 "
+               "observations the same count is taken on each of the h non-overlapping sub-samples (every h-th "
+               "observation: its last 250, or all when fewer) and combined by Bonferroni: yellow when one "
+               "sub-sample's cumulative probability reaches 1 - 0.05/h, red at 1 - 0.0001/h.")
 #: Verdicts, in the order of the legend.
 VERDICTS = ("pass", "too many breaches", "over-margined", "n/a", "warm-up")
 _SHORT = {"pass": "pass", "too many breaches": "TOO MANY", "over-margined": "over", "n/a": "n/a",
@@ -246,10 +254,11 @@ def verdict_text(matrix: dict[str, Any], width: int | None = None) -> str:
         out += [line(["book", *(md for md, _, _ in block)]), line(["-" * w for w in widths])]
         out += [line([n, *(texts[k] for _, texts, _ in block)]) for k, n in enumerate(names)]
         out.append("")
-    legend = ("cell: verdict, breaches/expected, traffic-light zone (G/Y/R, last 250 observations), average "
-              "margin % of notional. " + matrix["rule"])
+    legend = ("cell: verdict, breaches/expected, traffic-light zone, average margin % of notional. "
+              f"{ZONE_LEGEND} {matrix['rule']}")
     fill = max(60, min(width, 110))
-    wrap = [textwrap.fill(s, fill) for s in [*matrix.get("sentences", []), legend if books else ""] if s]
+    wrap = [textwrap.fill(s, fill, break_on_hyphens=False)
+            for s in [*matrix.get("sentences", []), legend if books else ""] if s]
     if not books:
         return "\n".join(wrap)
     return "\n".join([*out, *wrap[:-1], "", wrap[-1]])

@@ -50,3 +50,60 @@ def test_cli_diff_reads_report_folders_and_names_a_bad_path(tmp_path, capsys):
     assert main(["diff", str(tmp_path / "a"), str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and "backtest.csv" in err and "Traceback" not in err
+
+
+def _written(tmp_path, name, frame):
+    file = tmp_path / f"{name}.csv"
+    frame.to_csv(file, index=False)
+    return file
+
+
+def test_dates_resaved_as_plain_dates_match_the_original(tmp_path, capsys):
+    """A backtest.csv re-saved with YYYY-MM-DD dates is the same run (dates compared as UTC times, not text)."""
+    before = _written(tmp_path, "before", _frame())
+    after = _written(tmp_path, "after", _frame().assign(date=_frame()["date"].dt.strftime("%Y-%m-%d")))
+    assert main(["diff", str(before), str(after)]) == 0
+    assert capsys.readouterr().out.startswith("identical")
+    read = read_backtest(after)
+    assert str(read["date"].dtype) == "datetime64[ns, UTC]" and read["breach"].dtype == bool
+    assert np.isnan(read["var"]).all() and read["margin"].tolist() == _frame()["margin"].tolist()
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("breach", "maybe", "column 'breach': 'maybe' is not True or False"),
+    ("breach", "1", "column 'breach': '1' is not True or False"),
+    ("margin", "x", "column 'margin': 'x' is not a finite number"),
+    ("margin", "", "column 'margin': missing value"),
+    ("pnl", "inf", "column 'pnl': 'inf' is not a finite number"),
+    ("date", "01/03/2022", "column 'date': '01/03/2022' is not an ISO 8601 date"),
+    ("date", "2022-1-3", "column 'date': '2022-1-3' is not an ISO 8601 date"),
+])
+def test_a_bad_cell_is_one_line_naming_file_row_and_column(tmp_path, capsys, column, value, message):
+    """Never coerced: a breach of 'maybe' used to count as a flipped flag, a margin of 'x' gave a traceback."""
+    bad = _frame().astype({column: object})
+    bad.loc[2, column] = value
+    before = _written(tmp_path, "before", _frame())
+    after = _written(tmp_path, "after", bad)
+    assert main(["diff", str(before), str(after)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{after}: data row 3 (" in err and "model 'static'" in err and message in err
+
+
+def test_the_same_key_twice_is_named(tmp_path):
+    f = _frame()
+    f.loc[1, "date"] = f.loc[0, "date"]
+    file = tmp_path / "dup.csv"
+    f.assign(date=f["date"].dt.strftime("%Y-%m-%d")).to_csv(file, index=False)
+    with pytest.raises(ValueError, match=r"dup.csv: data rows 1 and 2 have the same \(date, portfolio, model\)"):
+        read_backtest(file)
+
+
+def test_frames_with_untyped_columns_are_refused():
+    f = _frame()
+    with pytest.raises(ValueError, match=r"second backtest: column 'breach' holds \w+, not booleans"):
+        compare_backtests(f, f.astype({"breach": str}))
+    with pytest.raises(ValueError, match=r"first backtest: column 'date' holds \w+, not timestamps"):
+        compare_backtests(f.assign(date=f["date"].astype(str)), f)
+    naive = f.assign(date=f["date"].dt.tz_localize(None))
+    assert compare_backtests(naive, f).identical

@@ -352,3 +352,50 @@ def test_expected_breach_counts_below_one_keep_two_significant_digits():
     cell = {"verdict": "pass", "breaches": 0, "expected_breaches": 0.25, "traffic_light_zone": "green",
             "mean_margin_pct_notional": 0.1}
     assert "0/0.25" in cell_text(cell)
+
+
+def test_the_zone_legend_says_what_the_zone_is():
+    """The legend said 'last 250 observations'; with fewer the zone is judged under Binomial(n, p), and with
+    MPOR h > 1 per sub-sample with Bonferroni thresholds (found by a reviewer). Each statement checked here."""
+    from marginlab.reports import verdict_text
+    from marginlab.reports.verdict import ZONE_LEGEND
+    from marginlab.validation import coverage as cv
+
+    text = verdict_text({"books": ["b"], "models": ["m"], "cells": [{"portfolio": "b", "model": "m", "verdict": "n/a"}],
+                         "rule": "R.", "sentences": []}, width=100)
+    assert " ".join(text.split()).endswith(f"average margin % of notional. {ZONE_LEGEND} R.")
+    assert "last 250 observations)" not in text
+    for claim in ("or in all n when there are fewer", "Binomial(n, p)", "each of the h non-overlapping sub-samples",
+                  "1 - 0.05/h, red at 1 - 0.0001/h"):
+        assert claim in ZONE_LEGEND
+
+    def zone(n, breaches, h=1):
+        pnl = np.zeros(n)
+        pnl[breaches] = -2.0
+        return cv.backtest(pnl, np.ones(n), p=0.01, mpor_days=h).headline()["traffic_light_zone"]
+
+    assert zone(250, [0, 1, 2, 3], 1) == "green" and zone(250, [0, 1, 2, 3, 4], 1) == "yellow"   # Binomial(250)
+    assert zone(100, [10, 20], 1) == "green" and zone(100, [10, 20, 30], 1) == "yellow"         # Binomial(100)
+    # h = 2: 5 breaches in one sub-sample of 250 (cumulative 0.9588 < 1 - 0.05/2) is green, 6 (0.9863) yellow
+    assert zone(500, [0, 2, 4, 6, 8], 2) == "green" and zone(500, [0, 2, 4, 6, 8, 10], 2) == "yellow"
+
+
+@pytest.mark.parametrize("cut, message", [
+    (lambda r: r["sections"][0]["content"].pop("matrix"), "key sections[0].content.matrix is missing"),
+    (lambda r: r["study"].pop("mpor_days"), "key study.mpor_days is missing"),
+    (lambda r: r.pop("sections"), "key sections is missing"),
+    (lambda r: r["sections"][0]["content"]["matrix"].pop("books"), "key sections[0].content.matrix.books is missing"),
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].pop("verdict"),
+     "the verdict matrix (sections[0].content.matrix) has a cell without key 'verdict'"),
+    (lambda r: r["sections"].pop(0), "has no verdict section"),
+])
+def test_cli_show_names_the_key_missing_from_results_json(hostile_report, tmp_path, capsys, cut, message):
+    """A results.json without its verdict matrix gave a KeyError traceback (found by a reviewer)."""
+    results = read_results(hostile_report["out"])
+    cut(results)
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "results.json").write_text(json.dumps(results))
+    assert main(["show", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"marginlab: error: {tmp_path / 'rep' / 'results.json'}: {message}")

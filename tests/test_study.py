@@ -201,3 +201,34 @@ def test_stress_scenarios_not_applicable_to_some_books_are_listed(tmp_path):
     assert ("long BTC spot", "static", "covid_2020_03") in res.stress.index
     html = (tmp_path / "rep" / "report.html").read_text()
     assert "Stress scenarios not tested: covid_2020_03 is n/a" in html
+
+
+@pytest.mark.parametrize("start, end, message", [
+    ("2022-01-01T12:30:00Z", "2022-02-01", "market.start must be a date (YYYY-MM-DD) for daily data (market.freq = "
+                                           "'1d'), got '2022-01-01T12:30:00+00:00'"),
+    ("2022-01-01", "2022-02-01T23:00:00-05:00", "market.end must be a date (YYYY-MM-DD) for daily data"),
+    ("2022-01-01", "2022-02-01T00:00:00", "market.end must be a date (YYYY-MM-DD) for daily data"),
+])
+def test_daily_studies_refuse_a_time_of_day_in_start_or_end(tmp_path, capsys, start, end, message):
+    """TOML datetimes passed the dt.date check (datetime is a date): 12:30 on 1 January started at 2 January
+    and an end at 23:00-05:00 ended at 2 February, without a word (found by a reviewer)."""
+    study = tmp_path / "dt.toml"
+    study.write_text(f'[market]\nassets = ["BTC"]\nstart = {start}\nend = {end}\n'
+                     '[portfolios]\nreference = ["long BTC spot"]\n[[models]]\nname = "static"\n')
+    assert main(["run", str(study), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{study}: {message}" in err and not (tmp_path / "out").exists()
+
+
+def test_hourly_studies_take_a_whole_hour_in_start_and_end():
+    def study(start):
+        return parse_study({"market": {"assets": ["BTC"], "freq": "1h", "start": start},
+                            "portfolios": {"reference": ["long BTC spot"]}, "models": [{"name": "static"}]}, "h.toml")
+
+    assert study(dt.datetime(2021, 1, 1, 7, tzinfo=dt.timezone(dt.timedelta(hours=-5)))).start == \
+        "2021-01-01T07:00:00-05:00"
+    assert study(dt.date(2021, 1, 1)).start == "2021-01-01"
+    for bad in (dt.datetime(2021, 1, 1, 12, 30, tzinfo=dt.UTC), "2021-01-01T12:00:00+05:30"):
+        with pytest.raises(ValueError, match=r"^h.toml: market.start '2021-01-01T12:[03]0:00\+0[05]:[03]0' is not a "
+                                             r"whole hour in UTC \(market.freq = '1h'"):
+            study(bad)

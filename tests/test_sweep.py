@@ -1,5 +1,9 @@
 """Parameter sweeps: grid parsing, the table equals separate runs of its points, any executor, the CLI."""
 
+import os
+import subprocess
+import sys
+
 import pandas as pd
 import pytest
 from marginlab.validation.cli import main
@@ -111,3 +115,69 @@ def test_a_sweep_names_the_study_key_of_a_range_outside_the_data(tmp_path):
                          "portfolios": {"reference": ["long BTC spot"]}, "models": [{"name": "static"}]}, "s.toml")
     with pytest.raises(ValueError, match=r"^s.toml: market.start 2010-01-01 is outside the data of \['BTC'\]"):
         run_sweep(study, parse_grid(GRID), write=False)
+
+
+def test_a_grid_point_applying_to_no_book_is_refused_before_anything_is_written(tmp_path, capsys):
+    """tiered on long BTC spot gave KeyError 'grid_point' and left a 1-byte sweep.csv (found by a reviewer)."""
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "s"\n[market]\nassets = ["BTC"]\nstart = 2022-01-01\nend = 2022-01-31\n'
+                     '[portfolios]\nreference = ["long BTC spot"]\n[[models]]\nname = "static"\n')
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[models]]\nname = "tiered"\nparams = { level = ["maintenance", "initial"] }\n'
+                    '[[models]]\nname = "static"\n')
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(study), "--grid", str(grid), "--out", str(out), "--executor", "serial"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (f"{study}: grid point(s) \"tiered [level='maintenance']\" (model 'tiered'), \"tiered [level='initial']\" "
+            "(model 'tiered') apply to none of the study's books (long BTC spot)") in err
+    assert not out.exists()
+
+
+def test_books_a_grid_point_does_not_apply_to_are_named_in_the_summary():
+    result = run_sweep(STUDY, parse_grid({"models": [{"name": "tiered"}, {"name": "static"}]}), write=False)
+    t = result.table
+    assert list(t.loc[t["grid_point"] == "tiered", "portfolio"]) == ["long BTC / short ETH perpetuals"]
+    assert len(t[t["grid_point"] == "static"]) == 2
+    assert result.not_applicable == [("tiered", "long BTC spot")]
+    assert result.summary().endswith("\ntiered does not apply to (no rows): long BTC spot")
+
+
+@pytest.mark.parametrize("portfolios", ["", '[portfolios]\nreference = ["long BTC spot"]\n'])
+def test_a_study_with_accounts_is_refused_not_swept_without_them(tmp_path, capsys, portfolios):
+    """[accounts] alone gave 'no portfolio can be built from market.assets'; beside [portfolios] the accounts
+    were dropped without a word (found by a reviewer)."""
+    (tmp_path / "positions.csv").write_text("date,account,instrument,asset,quantity\n2022-01-03,A1,spot,BTC,1\n")
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "s"\n[market]\nassets = ["BTC"]\nstart = 2022-01-01\nend = 2022-01-31\n'
+                     f'{portfolios}[accounts]\nfile = "positions.csv"\n[[models]]\nname = "static"\n')
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[models]]\nname = "static"\nparams = { rate = [0.05, 0.1] }\n')
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(study), "--grid", str(grid), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and not out.exists()
+    assert f"{study}: [accounts]: a sweep runs the study's reference portfolios only, not member accounts" in err
+
+
+def test_settings_a_sweep_does_not_use_are_one_warning_line(tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nname = "s"\nstandalone_legs = true\n[market]\nassets = ["BTC"]\nstart = 2021-06-01\n'
+                     'end = 2021-06-30\n[portfolios]\nreference = ["long BTC spot"]\n[stress]\nscenarios = "all"\n'
+                     '[[models]]\nname = "static"\n')
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[models]]\nname = "static"\nparams = { rate = [0.05, 0.1] }\n')
+    # in a process of its own: as a user sees it (pytest records the warnings of the tests' own process)
+    done = subprocess.run([sys.executable, "-m", "marginlab.validation.cli", "sweep", str(study), "--grid", str(grid),
+                           "--out", str(tmp_path / "sweep"), "--executor", "serial"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONWARNINGS": ""})
+    assert done.returncode == 0
+    assert done.stderr == (f"marginlab: warning: {study}: a sweep does not use study.standalone_legs, [stress]: its "
+                           "table has coverage, margin and procyclicality only\n")
+    quiet = parse_study({"market": {"assets": ["BTC"], "start": "2021-06-01", "end": "2021-06-30"},
+                         "portfolios": {"reference": ["long BTC spot"]}, "models": [{"name": "static"}]})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run_sweep(quiet, parse_grid({"models": [{"name": "static"}]}), write=False)

@@ -19,7 +19,9 @@ heatmaps; it takes the same executor flags.
 Errors. Every error a user can cause (a bad study file, bad data, an output
 folder marginlab may not write) ends in one line ``marginlab: error: ...``
 naming the file, key or value, with exit code 2; Ctrl-C ends with one line and
-exit code 130. An error is the user's when it is a :class:`DataError`, an
+exit code 130. A warning (a setting a command does not use, a folder left by an
+interrupted run) is one line ``marginlab: warning: ...`` on standard error.
+An error is the user's when it is a :class:`DataError`, an
 ``OSError`` (a file that cannot be read or written) or a ``ValueError`` raised
 by marginlab's own code; anything else (an exception from a library, or of
 another type) is a bug in marginlab and is shown with its traceback and a line
@@ -38,6 +40,7 @@ import os
 import sys
 import textwrap
 import traceback
+import warnings
 from pathlib import Path
 
 __all__ = ["main", "build_parser", "is_user_error"]
@@ -104,21 +107,48 @@ def _show(args: argparse.Namespace) -> int:
     from marginlab.validation.study import StudyResult
 
     results = read_results(args.report)
-    study = results["study"]
-    verdict = next((s["content"]["matrix"] for s in results["sections"] if s["key"] == "verdict"), None)
-    if verdict is None:
-        raise ValueError(f"{args.report}: results.json has no verdict section")
-    print(f"Study {study['name']!r} ({study['source']}): MPOR {study['mpor_days']} observation(s), seed "
-          f"{study['seed']}; run {results.get('generated') or 'at an unknown time'}\n")
-    print(verdict_text(verdict))
-    accounts = next((s["content"] for s in results["sections"] if s["key"] == "accounts"), None)
-    if accounts and not accounts.get("tables"):
-        print(f"\n{accounts['intro']}")
-    elif accounts:
-        table = accounts["tables"][0]["table"]
-        frame = pd.DataFrame(table["rows"]).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
-        with pd.option_context("display.width", 250, "display.float_format", "{:.4g}".format):
-            print(f"\nMember accounts ({accounts['tables'][0]['caption']}):\n{frame.to_string()}")
+    file = Path(args.report) / "results.json"
+
+    def need(node, where: str, *keys):
+        """``node[k1][k2]...``; a missing key is one line naming the file and the key's path."""
+        for key in keys:
+            found = key in node if isinstance(node, dict) else isinstance(node, list) and 0 <= key < len(node)
+            where = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else key
+            if not found:
+                raise ValueError(f"{file}: key {where} is missing (a results.json written by marginlab run has "
+                                 "it; was the file edited or cut short?)")
+            node = node[key]
+        return node
+
+    study, sections = need(results, "", "study"), need(results, "", "sections")
+    name, source, mpor, seed = (need(study, "study", k) for k in ("name", "source", "mpor_days", "seed"))
+    keys = [need(section, f"sections[{k}]", "key") for k, section in enumerate(sections)]
+    if "verdict" not in keys:
+        raise ValueError(f"{file}: has no verdict section (sections[*].key = 'verdict')")
+    k = keys.index("verdict")
+    verdict = need(sections[k], f"sections[{k}]", "content", "matrix")
+    for key in ("books", "models", "cells", "rule"):
+        need(verdict, f"sections[{k}].content.matrix", key)
+    try:
+        text = verdict_text(verdict)
+    except KeyError as exc:
+        raise ValueError(f"{file}: the verdict matrix (sections[{k}].content.matrix) has a cell without key "
+                         f"{exc.args[0]!r}") from None
+    print(f"Study {name!r} ({source}): MPOR {mpor} observation(s), seed {seed}; run "
+          f"{results.get('generated') or 'at an unknown time'}\n")
+    print(text)
+    if "accounts" in keys:
+        k = keys.index("accounts")
+        where = f"sections[{k}].content"
+        accounts = need(sections[k], f"sections[{k}]", "content")
+        if not (isinstance(accounts, dict) and accounts.get("tables")):
+            print(f"\n{need(accounts, where, 'intro')}")
+        else:
+            rows, caption = need(accounts, where, "tables", 0, "table", "rows"), need(accounts, where, "tables", 0,
+                                                                                     "caption")
+            frame = pd.DataFrame(rows).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
+            with pd.option_context("display.width", 250, "display.float_format", "{:.4g}".format):
+                print(f"\nMember accounts ({caption}):\n{frame.to_string()}")
     return 0
 
 
@@ -237,9 +267,20 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
 
 
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A marginlab warning (a UserWarning) as one line ``marginlab: warning: ...``; others as Python shows them."""
+    if category is UserWarning:
+        return f"marginlab: warning: {_one_line(message if isinstance(message, Warning) else Warning(message))}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``marginlab`` console script; returns the exit code (see module docstring)."""
     args = build_parser().parse_args(argv)
+    warnings.formatwarning = _format_warning  # how Python prints a warning; a caller recording them gets them as such
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -257,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         print("marginlab: internal error: this is a bug in marginlab, not in your input; please report it "
               "with the command you ran and the traceback above", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = _python_format_warning
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,28 +16,109 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from marginlab.datasets.conventions import iso_text
 
 __all__ = ["BacktestDiff", "compare_backtests", "read_backtest"]
 
 KEY = ["date", "portfolio", "model"]
 #: the numeric columns compared (those present in both runs)
 VALUES = ["margin", "var", "es", "pit", "pnl", "standalone_margin"]
+#: numeric columns of a backtest table (``BacktestResult.frame``) -> whether the writer leaves them empty (NaN):
+#: VaR, ES and PIT are NaN for rule-based models, the standalone margin before a model's warm-up ends
+NUMBERS = {"margin": False, "pnl": False, "loss": False, "notional": False, "var": True, "es": True, "pit": True,
+           "standalone_margin": True}
+#: true/false columns of a backtest table, written as ``True``/``False``
+FLAGS = ("breach", "book_changed")
 
 
 def read_backtest(path: str | Path) -> pd.DataFrame:
-    """The ``backtest.csv`` of a report folder (or the file itself); ValueError naming the path if unreadable."""
+    """The ``backtest.csv`` of a report folder (or the file itself), typed as marginlab wrote it.
+
+    ``date`` is read as UTC timestamps (ISO 8601 text, :data:`marginlab.datasets.conventions.ISO_TEXT`: a
+    file re-saved with ``YYYY-MM-DD`` dates matches the original), ``breach`` and ``book_changed`` as
+    booleans (the text ``True`` or ``False`` only), the numeric columns (:data:`NUMBERS`) as finite floats
+    (empty, i.e. NaN, only in ``var``, ``es``, ``pit`` and ``standalone_margin``). Anything else is a
+    ValueError naming the file, the data row (1 = the first line after the header), its key and the column;
+    nothing is coerced.
+    """
     path = Path(path)
     file = path / "backtest.csv" if path.is_dir() else path
     if not file.is_file():
         raise ValueError(f"{file}: no backtest.csv here (give a marginlab report folder or its backtest.csv)")
     try:
-        frame = pd.read_csv(file)
+        raw = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[])
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"{file}: cannot be read as a backtest table ({exc})") from None
-    missing = [c for c in [*KEY, "margin", "breach"] if c not in frame.columns]
+    missing = [c for c in [*KEY, "margin", "breach"] if c not in raw.columns]
     if missing:
         raise ValueError(f"{file}: not a marginlab backtest table (missing column(s) {missing})")
-    return frame
+
+    def where(bad: np.ndarray, column: str) -> str:
+        k = int(np.flatnonzero(bad)[0])
+        more = int(bad.sum()) - 1
+        key = ", ".join(f"{c} {raw[c].iloc[k]!r}" for c in KEY if c != column)
+        return (f"{file}: data row {k + 1} ({key}), column {column!r}"
+                + (f" (and {more} more row(s))" if more else ""))
+
+    out = pd.DataFrame(index=raw.index)
+    for column in ("portfolio", "model"):
+        empty = (raw[column].str.strip() == "").to_numpy()
+        if empty.any():
+            raise ValueError(f"{where(empty, column)}: missing value")
+    text = raw["date"]
+    dates = pd.to_datetime(text.where(iso_text(text), None), utc=True, format="ISO8601", errors="coerce")
+    bad = dates.isna().to_numpy()
+    if bad.any():
+        shown = text[bad].iloc[0]
+        what = "missing value" if not shown.strip() else \
+            f"{shown!r} is not an ISO 8601 date or time (YYYY-MM-DD[ HH:MM[:SS]][+HH:MM])"
+        raise ValueError(f"{where(bad, 'date')}: {what}")
+    for column in raw.columns:
+        if column == "date":
+            out[column] = dates.astype("datetime64[ns, UTC]")
+        elif column in FLAGS:
+            bad = ~raw[column].isin(["True", "False"]).to_numpy()
+            if bad.any():
+                raise ValueError(f"{where(bad, column)}: {raw[column][bad].iloc[0]!r} is not True or False")
+            out[column] = (raw[column] == "True").to_numpy()
+        elif column in NUMBERS:
+            empty = (raw[column] == "").to_numpy()
+            values = pd.to_numeric(raw[column].mask(empty, None), errors="coerce").to_numpy(dtype=float)
+            bad = ~empty & ~np.isfinite(values)
+            if bad.any():
+                raise ValueError(f"{where(bad, column)}: {raw[column][bad].iloc[0]!r} is not a finite number")
+            if empty.any() and not NUMBERS[column]:
+                raise ValueError(f"{where(empty, column)}: missing value (marginlab writes a number here)")
+            out[column] = values
+        else:
+            out[column] = raw[column]
+    dup = out.duplicated(KEY, keep=False).to_numpy()
+    if dup.any():
+        first = np.flatnonzero(dup)[0]
+        same = np.flatnonzero((out[KEY] == out[KEY].iloc[first]).all(axis=1).to_numpy())[:2] + 1
+        raise ValueError(f"{file}: data rows {same[0]} and {same[1]} have the same (date, portfolio, model) = "
+                         f"({raw['date'].iloc[first]!r}, {raw['portfolio'].iloc[first]!r}, "
+                         f"{raw['model'].iloc[first]!r})")
+    return out
+
+
+def _typed(frame: pd.DataFrame, which: str) -> pd.DataFrame:
+    """``frame`` with UTC dates, after checking its columns' types (ValueError naming ``which`` and the column)."""
+    missing = [c for c in [*KEY, "margin", "breach"] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the {which} backtest is not a marginlab backtest table (missing column(s) {missing})")
+    if not pd.api.types.is_datetime64_any_dtype(frame["date"]):
+        raise ValueError(f"the {which} backtest: column 'date' holds {frame['date'].dtype}, not timestamps "
+                         "(read a backtest.csv with read_backtest)")
+    for column in FLAGS:
+        if column in frame.columns and not pd.api.types.is_bool_dtype(frame[column]):
+            raise ValueError(f"the {which} backtest: column {column!r} holds {frame[column].dtype}, not booleans")
+    for column in NUMBERS:
+        if column in frame.columns and (not pd.api.types.is_numeric_dtype(frame[column])
+                                        or pd.api.types.is_bool_dtype(frame[column])):
+            raise ValueError(f"the {which} backtest: column {column!r} holds {frame[column].dtype}, not numbers")
+    dates = pd.DatetimeIndex(frame["date"])
+    return frame.assign(date=dates.tz_localize("UTC") if dates.tz is None else dates.tz_convert("UTC"))
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -79,8 +160,8 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame) -> BacktestDiff
     Returns a :class:`BacktestDiff`; ``moved`` holds the rows whose margin moved or whose breach flipped,
     with both values and the relative move.
     """
-    a = before.assign(date=before["date"].astype(str)).set_index(KEY)
-    b = after.assign(date=after["date"].astype(str)).set_index(KEY)
+    a = _typed(before, "first").set_index(KEY)
+    b = _typed(after, "second").set_index(KEY)
     if a.index.has_duplicates or b.index.has_duplicates:
         raise ValueError("a backtest has duplicate (date, portfolio, model) rows")
     both = a.index.intersection(b.index)
@@ -104,7 +185,7 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame) -> BacktestDiff
         rel = rel[moved & np.isfinite(rel)]
         rec["margin_rel_median"] = float(np.median(rel)) if rel.size else 0.0
         rec["margin_rel_max"] = float(rel.max()) if rel.size else 0.0
-        flipped = xa["breach"].astype(bool).to_numpy() != yb["breach"].astype(bool).to_numpy()
+        flipped = xa["breach"].to_numpy() != yb["breach"].to_numpy()
         rec["breaches_flipped"] = int(flipped.sum())
         records.append(rec)
         keep = moved | flipped

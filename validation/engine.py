@@ -212,6 +212,15 @@ class Backtest:
         """The run's first margin date: the earliest date of any portfolio (the run context's ``start``)."""
         return min(self.portfolio_dates(name)[0] for name in self.replayed())
 
+    def applies(self, label: str, name: str) -> bool:
+        """True when model ``label`` applies to (``applies_to``) every book portfolio ``name`` holds on its dates.
+
+        The engine margins a portfolio with a model only where this holds (else the pair is
+        ``BacktestResult.not_applicable``).
+        """
+        model = self._models[label]
+        return all(model.applies_to(b) for b in self.book_path(name).positions)
+
     def context(self) -> RunContext:
         """A fresh run context with this backtest's settings (every task gets its own, with the same numbers)."""
         return RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=self.first_margin_date)
@@ -296,10 +305,10 @@ class Backtest:
         active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
         forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit
         standalone: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> sum of the legs' own margins
-        for label, model in models.items():
+        for label in models:
             active[label] = {}
             for name, path in books.items():
-                if all(model.applies_to(b) for b in path.positions):
+                if self.applies(label, name):
                     active[label][name] = {t: k for k, t in enumerate(path.dates)}
                     forecasts[(label, name)] = np.full((len(path.dates), 4), np.nan)
                     standalone[(label, name)] = np.full(len(path.dates), np.nan)
@@ -616,14 +625,16 @@ class BacktestResult:
                  reports: Mapping[tuple[str, str], cv.CoverageReport] | None = None) -> pd.DataFrame:
         """Headline coverage tests per pair (:meth:`CoverageReport.headline`), each at its model's own level.
 
-        Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the
-        exact two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided
-        "too many breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone
-        of the last 250 observations, the worst 250-observation window and its calibrated p-value, and for
-        ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`; ``reports``
-        (``(portfolio, model) -> CoverageReport``, computed with the same arguments) are used instead of
-        running the tests again. ``portfolios`` restricts the table to those books (e.g. the reference books
-        of a run with thousands of member accounts, whose account-level view is :meth:`accounts_summary`).
+        Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the exact
+        two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided "too many
+        breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone of the last 250
+        observations (all when fewer; per sub-sample, Bonferroni-combined, when the MPOR is above one
+        observation: ``reports.verdict.ZONE_LEGEND``), the worst 250-observation window and its calibrated
+        p-value, and for ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`;
+        ``reports`` (``(portfolio, model) -> CoverageReport``, computed with the same arguments) are used
+        instead of running the tests again. ``portfolios`` restricts the table to those books (e.g. the
+        reference books of a run with thousands of member accounts, whose account-level view is
+        :meth:`accounts_summary`).
         """
         records = []
         if self.frame.empty:

@@ -182,9 +182,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("breaches", "Breaches (loss > margin)", lambda r: float(r["breach"].sum()), "count", "coverage"),
     Metric("breach_rate", "Breach rate", lambda r: float(r["breach"].mean()), "fraction", "coverage"),
     Metric("mean_margin", "Average margin", lambda r: float(r["margin"].mean()), "quote ccy", "efficiency"),
-    Metric("mean_positive_loss", "Average realised loss (losses only)",
+    # the mean over every row of the loss floored at zero (a gain counts as 0), not the mean over loss days
+    Metric("mean_positive_loss", "Average realised loss floored at zero, mean(max(loss, 0)) over all dates",
            lambda r: float(r["loss"].clip(lower=0).mean()), "quote ccy", "efficiency"),
-    Metric("margin_to_loss", "Average margin / average realised loss",
+    Metric("margin_to_loss", "Average margin / mean(max(loss, 0)) over all dates",
            lambda r: float(r["margin"].mean() / r["loss"].clip(lower=0).mean())
            if r["loss"].clip(lower=0).mean() > 0 else float("nan"), "ratio", "efficiency"),
     Metric("excess_collateral", "Average excess collateral, mean(max(margin - loss, 0))",

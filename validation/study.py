@@ -17,7 +17,8 @@ Example (``studies/default.toml``)::
     [market]
     assets = ["BTC", "ETH", "SOL", "XRP"]
     freq = "1d"              # optional start / end: first and last margin dates (UTC); models see
-                             # all the bundled history before start
+                             # all the bundled history before start. Dates on daily data; on hourly
+                             # data ("1h") a date or a whole hour (2021-01-01T08:00:00Z)
     smile = true             # BTC option vols: DVOL x smile fitted from the bundled chains
 
     [portfolios]
@@ -224,6 +225,16 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     freq = market.get("freq", "1d")
     _require(freq in ("1d", "1h"), source, f"market.freq must be '1d' or '1h', got {freq!r}")
     start, end = market.get("start"), market.get("end")
+    for key, value in (("start", start), ("end", end)):
+        # a daily row is a day (labelled D 00:00 UTC): a time of day would move the range silently (12:30 on
+        # 1 January started at 2 January); an hourly row is an hour: the time must be a whole hour
+        if isinstance(value, dt.datetime) and freq == "1d":
+            _require(False, source, f"market.{key} must be a date (YYYY-MM-DD) for daily data (market.freq = "
+                     f"'1d'), got {value.isoformat()!r}: a daily margin date has no time of day")
+        if isinstance(value, dt.datetime):
+            _require(_utc(value) == _utc(value).floor("h"), source,
+                     f"market.{key} {value.isoformat()!r} is not a whole hour in UTC (market.freq = '1h' margins "
+                     "on the hour): give YYYY-MM-DDTHH:00[Z|+HH:00] or a date")
     if start is not None and end is not None:
         _require(_utc(start) <= _utc(end), source,
                  f"market.start {start.isoformat()} is after market.end {end.isoformat()}")

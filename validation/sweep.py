@@ -35,6 +35,17 @@ margin and margin per unit notional, and the procyclicality measures of
 heatmap per entry and measure (books x grid points), written like a report (only
 into a new, empty or previous sweep folder, atomically). The table has the shape
 of ``StudyResult.sweep``, which the study report draws (Parameter sensitivity).
+
+Before any point runs, each point's model is checked against the books
+(``applies_to``, :meth:`Backtest.applies`): a point applying to none is a
+ValueError naming it and the books; a book a point does not apply to has no rows
+(``SweepResult.not_applicable``, named in :meth:`SweepResult.summary`).
+
+The sweep runs the study's reference portfolios (``[portfolios]``) with its
+market, MPOR, seed, tail probability, date range and ``include_funding``; a
+study with ``[accounts]`` is refused (ValueError), and ``standalone_legs``,
+``[stress]`` and ``[execution]`` (the executor is ``run_sweep``'s argument, the
+CLI's flags) are not used: a UserWarning names those present.
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ import io
 import itertools
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,15 +203,22 @@ class SweepResult:
     table: pd.DataFrame
     elapsed_s: float = 0.0
     path: Path | None = None
+    #: (grid point label, book) pairs without rows: the model does not apply to the book (``applies_to``)
+    not_applicable: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
-        """Median over books of the headline columns per grid point."""
+        """Median over books of the headline columns per grid point, and the points that skip books."""
         cols = ["breach_rate", "kupiec_pvalue", "mean_margin_rate", "max_5d_increase"]
         med = self.table.groupby("grid_point", sort=False)[cols].median()
+        skipped = {}
+        for label, book in self.not_applicable:
+            skipped.setdefault(label, []).append(book)
+        notes = "".join(f"\n{label} does not apply to (no rows): {', '.join(books)}"
+                        for label, books in skipped.items())
         with pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.float_format",
                                "{:.4g}".format):
             return (f"Sweep of {len(self.points)} grid point(s) on study {self.config.name!r} in "
-                    f"{self.elapsed_s:.1f}s; medians over books:\n{med.to_string()}")
+                    f"{self.elapsed_s:.1f}s; medians over books:\n{med.to_string()}{notes}")
 
     def __str__(self) -> str:
         return self.summary()
@@ -226,6 +245,7 @@ def run_sweep(study: str | Path | StudyConfig, grid: str | Path | Sequence[GridP
     points = list(grid) if not isinstance(grid, str | Path) else load_grid(grid)
     if not points:
         raise ValueError("run_sweep: the grid has no point")
+    _check_settings(config)
     if write:
         if out is None:
             raise ValueError("run_sweep: give the output folder (--out DIR)")
@@ -238,21 +258,61 @@ def run_sweep(study: str | Path | StudyConfig, grid: str | Path | Sequence[GridP
     books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
+    not_applicable = _applicability(config, market, books, points)
     runner = _Runner(config, market, books)
     pieces = [runner(p) for p in points] if executor is None else executor.map(runner, points)
-    table = pd.concat([p for p in pieces if len(p)], ignore_index=True) if any(len(p) for p in pieces) \
-        else pd.DataFrame()
-    if len(table):  # the swept parameters of every entry next to the point's name
-        params = [c for c in table.columns if c.startswith("param:")]
-        head = ["grid_point", "model", *params]
-        table = table[head + [c for c in table.columns if c not in head]]
-    result = SweepResult(config=config, points=points, table=table, elapsed_s=time.perf_counter() - t0)
+    empty = [p.label for p, piece in zip(points, pieces, strict=True) if not len(piece)]
+    if empty:  # every book of the point is inside the model's warm-up
+        raise ValueError(f"{config.source}: grid point(s) {empty} give no margin on any book between "
+                         f"{config.start or 'the start'} and {config.end or 'the end of the data'} (every date is "
+                         "in the model's warm-up); widen market.start/end or shorten the lookback")
+    table = pd.concat(pieces, ignore_index=True)
+    params = [c for c in table.columns if c.startswith("param:")]  # swept parameters next to the point's name
+    head = ["grid_point", "model", *params]
+    table = table[head + [c for c in table.columns if c not in head]]
+    result = SweepResult(config=config, points=points, table=table, elapsed_s=time.perf_counter() - t0,
+                         not_applicable=not_applicable)
     if write:
         files = {"sweep.csv": table.to_csv(index=False).encode("utf-8"),
                  "sweep.json": json.dumps(_json(result), indent=1, default=str).encode("utf-8"),
                  "sweep.html": render_sweep_html(result).encode("utf-8")}
         result.path = publish_folder(out, files, SWEEP_FOLDER, comments=[f"study: {json.dumps(config.name)}"])
     return result
+
+
+def _check_settings(config: StudyConfig) -> None:
+    """Refuse member accounts (the sweep runs reference portfolios only); warn once of the settings it ignores."""
+    if config.accounts_file is not None:
+        raise ValueError(f"{config.source}: [accounts]: a sweep runs the study's reference portfolios only, not "
+                         f"member accounts ({config.accounts_file}); remove [accounts] (keep [portfolios]) for the "
+                         "sweep, or compare models on the accounts with marginlab run")
+    ignored = [name for name, used in (
+        ("study.standalone_legs", config.standalone_legs),
+        ("[stress]", config.stress_scenarios is not None),
+        ("[execution] (give --executor/--workers/--scheduler, or run_sweep(executor=...))",
+         config.executor != "auto" or config.workers is not None or config.scheduler is not None
+         or config.books_per_task is not None)) if used]
+    if ignored:
+        warnings.warn(f"{config.source}: a sweep does not use {', '.join(ignored)}: its table has coverage, "
+                      "margin and procyclicality only", stacklevel=3)
+
+
+def _applicability(config: StudyConfig, market: MarketData, books: dict, points: list[GridPoint]) -> list[tuple]:
+    """(point label, book) pairs the point's model does not apply to; ValueError if a point applies to no book.
+
+    Checked before any point runs (and so before anything is written): a point without a book would
+    leave an empty table.
+    """
+    check = Backtest(market, books, {p.label: build_model(p.name, p.params, p.overlays) for p in points},
+                     mpor_days=config.mpor_days, start=config.start, end=config.end)
+    pairs = [(p.label, name) for p in points for name in books if not check.applies(p.label, name)]
+    none = [f"{p.label!r} (model {p.name!r})" for p in points
+            if sum(label == p.label for label, _ in pairs) == len(books)]
+    if none:
+        raise ValueError(f"{config.source}: grid point(s) {', '.join(none)} apply to none of the study's books "
+                         f"({', '.join(books)}): the model does not margin their instruments; sweep it on books "
+                         "it applies to (see marginlab models)")
+    return pairs
 
 
 def _json(result: SweepResult) -> dict:
