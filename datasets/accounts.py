@@ -280,7 +280,8 @@ def _times(raw: pd.Series, out: pd.DataFrame, column: str, path, present: np.nda
         values = pd.Series(pd.DatetimeIndex(raw).tz_localize("UTC") if pd.DatetimeIndex(raw).tz is None
                            else pd.DatetimeIndex(raw).tz_convert("UTC"), index=raw.index)
     else:
-        if pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw):
+        if (pd.api.types.is_bool_dtype(raw) or pd.api.types.is_numeric_dtype(raw)) and present.any():
+            # an empty column (absent, or every cell blank) reads as float NaN: no number to refuse
             raise DataError(f"{_where(path, out, present, column)}: holds numbers, expected ISO 8601 dates "
                             "(YYYY-MM-DD)")
         text = raw.where(present, None).astype(object)

@@ -86,6 +86,18 @@ def test_bad_position_files_are_one_line_naming_file_row_account_and_column(case
         assert f"account '{account}'" in msg
 
 
+def test_a_file_of_linear_positions_needs_no_option_columns(tmp_path):
+    """Spot and perpetual rows only, without the expiry/strike/kind columns: read (the absent expiry column, all NaN,
+    was taken for 'holds numbers' and the error's row lookup crashed: an internal error; found by a helper)."""
+    text = "date,account,instrument,asset,quantity\n2022-01-03,A1,spot,BTC,2\n2022-01-03,A2,perpetual,ETH,-3\n"
+    f = read_positions(_write(tmp_path, text), market=MARKET).frame
+    assert f["instrument"].tolist() == ["spot", "perpetual"] and f["expiry"].isna().all()
+    assert f["strike"].isna().all() and f["kind"].tolist() == ["", ""]
+    with pytest.raises(DataError, match=r"pos.csv: data row 1 \(account 'A1'\), column 'expiry': '20220325' is not"):
+        read_positions(_write(tmp_path, "date,account,instrument,asset,quantity,expiry\n"
+                                        "2022-01-03,A1,future,BTC,2,20220325\n"), market=MARKET)
+
+
 def test_duplicate_rows_name_both_rows(tmp_path):
     path = _write(tmp_path, GOOD + "2022-01-03,A1,spot,BTC,5,,,\n")
     with pytest.raises(DataError, match=r"data rows 1 and 5 \(account 'A1'\).*the same position twice") as info:
