@@ -119,7 +119,7 @@ def test_dynamic_quantile_has_nominal_size_given_the_var():
     assert lo <= np.mean(rej) <= hi, np.mean(rej)
 
 
-@pytest.mark.filterwarnings("ignore:The design matrix is rank-deficient")
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.SingularMatrixWarning")
 def test_dynamic_quantile_batch_statistic_against_statsmodels_ols():
     """The batched DQ (sparse counts, normal equations) of simulated rows equals statsmodels OLS row by row,
     rank-deficient rows included (no exception; exceptions only in the first lags)."""
@@ -179,3 +179,14 @@ def test_backtest_reports_acerbi_szekely_not_applicable_where_es_is_below_var():
     z2 = rep.tests["acerbi_szekely_z2"]
     assert z2.pvalue == 1.0 and "ES below the VaR on 2 dates (first at observation 10)" in z2.note
     assert np.isfinite(rep.tests["mcneil_frey"].pvalue)
+
+
+def test_backtest_z1_and_z2_from_one_simulation_equal_separate_calls():
+    n, p = 500, 0.025
+    rng = np.random.default_rng(6)
+    var = np.full(n, 2.0) * np.exp(rng.normal(0, 0.2, n))
+    es = var * rng.uniform(1.3, 1.7, n)
+    pnl = rng.standard_t(4, n) * var / 3
+    rep = cv.backtest(pnl, var, es=es, p=p, es_p=p)
+    for kind in ("z1", "z2"):
+        assert rep.tests[f"acerbi_szekely_{kind}"] == cv.acerbi_szekely(pnl, var, es, p, kind=kind)

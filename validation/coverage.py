@@ -1440,8 +1440,9 @@ def _matched_tail(var: np.ndarray, es: np.ndarray, p: float) -> tuple[np.ndarray
     return nu, var / es - c1 * q, c1
 
 
-def _simulated_z(rng: np.random.Generator, p: float, n_sims: int, kind: str, tail) -> np.ndarray:
-    r"""Z1 or Z2 of ``n_sims`` P&L paths simulated under H0, drawing only the exceptions.
+def _simulated_z(rng: np.random.Generator, p: float, n_sims: int, kinds: tuple[str, ...],
+                 tail) -> list[np.ndarray]:
+    r"""Z1 and/or Z2 (one array per kind) of ``n_sims`` P&L paths simulated under H0, drawing only the exceptions.
 
     Under H0 every (path, date) is an exception with probability p, independently, and given one its
     loss over ES is ``tail(dates, v)`` with v uniform on (0, 1) (the exception's tail probability over p:
@@ -1457,10 +1458,9 @@ def _simulated_z(rng: np.random.Generator, p: float, n_sims: int, kind: str, tai
     dates = np.repeat(np.arange(n), counts)
     loss_over_es = tail(dates, rng.random(paths.size))
     total = np.bincount(paths, weights=loss_over_es, minlength=n_sims)
-    if kind == "z2":
-        return 1.0 - total / (n * p)
     k = np.bincount(paths, minlength=n_sims)
-    return np.where(k > 0, 1.0 - total / np.maximum(k, 1), 0.0)
+    return [1.0 - total / (n * p) if kind == "z2" else np.where(k > 0, 1.0 - total / np.maximum(k, 1), 0.0)
+            for kind in kinds]
 
 
 @dataclass(frozen=True)
@@ -1537,14 +1537,24 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
     normal by default, scaled as above); :math:`\widehat{ES}_T` is the empirical ES of the T
     rank-ordered draws :math:`F_t^{-1}(U_s)` and its expectation is simulated with the same generator.
     """
+    if kind not in ("z1", "z2", "z3"):
+        raise ValueError(f"kind must be 'z1', 'z2' or 'z3', got {kind!r}")
+    return _acerbi_szekely((kind,), pnl, var, es, p, dist, scale, n_sims, seed)[0]
+
+
+def _acerbi_szekely(kinds: tuple[str, ...], pnl, var, es, p: float, dist, scale, n_sims: int,
+                    seed: int) -> list[ESTestResult]:
+    """:func:`acerbi_szekely` of each of ``kinds`` (z3 alone, or z1 and/or z2 from one simulation).
+
+    Z1 and Z2 are functions of the same simulated exceptions: one simulation gives both, with the
+    draws (and so the results) of separate calls with the same seed.
+    """
     arrays, index = _aligned(pnl=pnl, var=var, es=_required(es, "es"), scale=scale)
     pnl_a, var_a, es_a = arrays["pnl"], arrays["var"], arrays["es"]
     p = _check_p(p)
     if (es_a <= 0).any():
         raise ValueError("es: values must be positive")
-    if kind not in ("z1", "z2", "z3"):
-        raise ValueError(f"kind must be 'z1', 'z2' or 'z3', got {kind!r}")
-    matched = dist is None and kind != "z3"
+    matched = dist is None and kinds != ("z3",)
     if matched:
         low = es_a < var_a - _TOL * np.abs(var_a)
         if low.any():
@@ -1559,7 +1569,7 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
     rng = np.random.default_rng(seed)
     hit = -pnl_a > var_a
     note = ""
-    if kind == "z3":
+    if kinds == ("z3",):
         sims = scale_a * dist.ppf(rng.random((n_sims, n)))
         m = int(np.floor(n * p))
         if m < 1:
@@ -1576,8 +1586,8 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
         stat = 1.0 - np.mean(z3(u) / ev)
         sim_u = dist.cdf(sims / scale_a)
         sim_stats = np.array([1.0 - np.mean(z3(row) / ev) for row in sim_u[: min(n_sims, 2000)]])
+        results = [(stat, sim_stats)]
     else:
-        stat = float(_as_z(pnl_a, var_a, es_a, p, kind))
         if matched:
             tail = _MatchedTail(p, *_matched_tail(var_a, es_a, p))
             t_nu = tail.nu[np.isfinite(tail.nu)]
@@ -1585,11 +1595,12 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
                     + (f" (median nu {np.median(t_nu):.3g})" if t_nu.size else "") + ", normal on the others")
         else:
             tail = _ScaledTail(dist, p, scale_a / es_a)
-        sim_stats = _simulated_z(rng, p, n_sims, kind, tail)
-    pvalue = float((np.sum(sim_stats <= stat) + 1) / (sim_stats.size + 1))
-    return ESTestResult(name=f"Acerbi-Szekely {kind.upper()}", statistic=float(stat), pvalue=pvalue,
-                        n_obs=n, n_exceptions=int(hit.sum()), distribution="simulated", kind=kind,
-                        n_sims=int(sim_stats.size), note=note)
+        sims = _simulated_z(rng, p, n_sims, kinds, tail)
+        results = [(float(_as_z(pnl_a, var_a, es_a, p, k)), z) for k, z in zip(kinds, sims, strict=True)]
+    return [ESTestResult(name=f"Acerbi-Szekely {k.upper()}", statistic=float(stat),
+                         pvalue=float((np.sum(z <= stat) + 1) / (z.size + 1)), n_obs=n,
+                         n_exceptions=int(hit.sum()), distribution="simulated", kind=k, n_sims=int(z.size),
+                         note=note) for k, (stat, z) in zip(kinds, results, strict=True)]
 
 
 def du_escanciano(pit, p: float, lags: int = 5, n_sim: int = 2_000, seed: int = 0) -> tuple[TestResult, TestResult]:
@@ -1844,9 +1855,10 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
     if es is not None:
         out["mcneil_frey"] = mcneil_frey(pnl, es_var, es, seed=seed)
         low = es < es_var - _TOL * np.abs(es_var)
-        for kind in ("z1", "z2"):
-            out[f"acerbi_szekely_{kind}"] = acerbi_szekely(pnl, es_var, es, es_p, kind=kind, seed=seed) \
-                if not low.any() else ESTestResult(
+        z12 = _acerbi_szekely(("z1", "z2"), pnl, es_var, es, es_p, None, None, 10_000, seed) if not low.any() \
+            else None
+        for i, kind in enumerate(("z1", "z2")):
+            out[f"acerbi_szekely_{kind}"] = z12[i] if z12 is not None else ESTestResult(
                     name=f"Acerbi-Szekely {kind.upper()}", statistic=0.0, pvalue=1.0, n_obs=pnl.size,
                     n_exceptions=int((-pnl > es_var).sum()), distribution="simulated", kind=kind,
                     note=f"ES below the VaR on {int(low.sum())} dates (first at observation {int(np.argmax(low))}): "
