@@ -1646,13 +1646,10 @@ def du_escanciano(pit, p: float, lags: int = 5, n_sim: int = 2_000, seed: int = 
                                   distribution="monte carlo", note="fewer than 2 tail observations: not applicable")
     stat_c = float(_du_escanciano_c(u[None, :], p, lags)[0])
     null = _du_escanciano_null(n, p, lags, int(n_sim), int(seed))
-    exceed = null.size - int(np.searchsorted(null, stat_c, side="left"))
-    chi2_p = float(stats.chi2.sf(stat_c, lags))
-    cond = TestResult(name=name, statistic=stat_c, pvalue=(1 + exceed) / (1 + null.size), df=lags, n_obs=n,
+    cond = TestResult(name=name, statistic=stat_c, pvalue=_mc_pvalue(null, stat_c), df=lags, n_obs=n,
                       n_exceptions=x, distribution="monte carlo",
                       note=f"Monte Carlo p-value under iid uniform PITs ({null.size:,} of {int(n_sim):,} samples with "
-                           f"2+ tail observations); chi2({lags}) p-value "
-                           + ("< 0.0001" if chi2_p < 1e-4 else f"{chi2_p:.4f}"))
+                           f"2+ tail observations); " + _chi2_note(stat_c, lags))
     return uncond, cond
 
 
@@ -1668,8 +1665,7 @@ def _du_escanciano_null(n: int, p: float, lags: int, n_sim: int, seed: int) -> n
     for start in range(0, n_sim, 256):
         c = _du_escanciano_c(rng.random((min(256, n_sim - start), n)), p, lags)
         parts.append(c[np.isfinite(c)])
-    # over immutable bytes: the cached array cannot be made writable again by a caller
-    return np.frombuffer(np.sort(np.concatenate(parts)).tobytes())
+    return _read_only(np.concatenate(parts))
 
 
 def _du_escanciano_c(u: np.ndarray, p: float, lags: int) -> np.ndarray:
