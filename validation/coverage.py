@@ -1431,8 +1431,9 @@ def _matched_tail(var: np.ndarray, es: np.ndarray, p: float) -> tuple[np.ndarray
     if ok.any():
         nu[ok] = _t_shape(es[ok] / var[ok], p)
     t_dates = np.isfinite(nu)
-    q = np.full(var.size, -special.ndtri(p))
-    m = np.full(var.size, stats.norm.pdf(q[0]) / p)
+    z = -float(special.ndtri(p))
+    q = np.full(var.size, z)
+    m = np.full(var.size, stats.norm.pdf(z) / p)
     if t_dates.any():
         q[t_dates] = -special.stdtrit(nu[t_dates], p)
         m[t_dates] = _t_es_over_var(nu[t_dates], p) * q[t_dates]
