@@ -288,7 +288,7 @@ def test_acerbi_szekely_closed_forms_and_size():
 def test_acerbi_szekely_sparse_simulation_has_the_law_of_the_dense_one():
     """Z1/Z2 under H0 drawn exception by exception (binomial counts, uniform tail draws) match, in law, the
     brute-force simulation of every scale x N(0, 1) draw (two-sample KS at 10,000 paths each)."""
-    from marginlab.validation.coverage import _as_z, _simulated_z
+    from marginlab.validation.coverage import _as_z, _ScaledTail, _simulated_z
 
     rng = np.random.default_rng(5)
     n, p = 300, 0.025
@@ -299,6 +299,6 @@ def test_acerbi_szekely_sparse_simulation_has_the_law_of_the_dense_one():
     dense_pnl = scale * rng.standard_normal((10_000, n))
     for kind in ("z1", "z2"):
         dense = _as_z(dense_pnl, var, es, p, kind)
-        sparse = _simulated_z(np.random.default_rng(9), stats.norm(), p, scale / es, 10_000, kind)
+        sparse = _simulated_z(np.random.default_rng(9), p, 10_000, (kind,), _ScaledTail(stats.norm(), p, scale / es))[0]
         assert stats.ks_2samp(dense, sparse).pvalue > 0.01, kind
         assert sparse.mean() == pytest.approx(dense.mean(), abs=4 * dense.std() / 100)

@@ -189,7 +189,8 @@ def test_duration_weibull_against_scipy_censored_fit_with_rugarch_durations(seed
     b, lr = scipy_weibull_lr(d, cens, cv.WEIBULL_SHAPE_BOUNDS)
     assert r.weibull_b == pytest.approx(b, rel=1e-4)
     assert r.statistic == pytest.approx(lr, rel=1e-6, abs=1e-6)
-    assert r.pvalue == pytest.approx(stats.chi2.sf(lr, 1), rel=1e-5, abs=1e-9)
+    # the p-value is the Monte Carlo one (tests/test_coverage_null.py); the chi2(1) one stays in the note
+    assert f"chi2(1) p-value {stats.chi2.sf(lr, 1):.4f}" in r.note and r.distribution == "monte carlo"
     assert not r.at_bound and r.applicable
 
 
