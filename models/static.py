@@ -250,9 +250,14 @@ class DeribitStandardMargin(MarginModel):
     (one vintage each, applied to every date):
 
     * **Futures and perpetuals** (marginlab's linear USD contracts; net size :math:`n`
-      per currency): rate :math:`base + add \times size` of the net notional
-      :math:`|n| S`. BTC: initial 2%, maintenance 1%, add-on 0.005% per BTC; SOL: 4% /
-      2%, 0.0005% per SOL — Deribit Support "Linear Perpetual" (BTC_USDC, SOL_USDC
+      per contract): rate :math:`base + add \times size` of the notional
+      :math:`|n| S`. Each contract (the perpetual, each dated future) is margined on
+      its own and the requirements add up: standard margin "is calculated separately
+      for each position" and "doesn't offer any benefits for positions that either
+      partially or fully hedge each other" (Deribit Support, "Margin types and
+      usage"), so a perpetual against a future, or a calendar spread, gets no offset.
+      BTC: initial 2%, maintenance 1%, add-on 0.005% per BTC; SOL: 4% / 2%, 0.0005% per SOL
+      — Deribit Support "Linear Perpetual" (BTC_USDC, SOL_USDC
       worked examples; page undated, written at BTC = $100,000, i.e. late 2024 or
       later); verified. ETH: no Deribit page found; marginlab's earlier numbers are kept
       and labelled unverified (BTC's rule on the BTC-equivalent size
@@ -310,7 +315,7 @@ class DeribitStandardMargin(MarginModel):
 
     def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
         """Standard margin of the book in the quote currency (see class docstring)."""
-        net: dict[str, float] = {}
+        net: dict = {}  # linear instrument -> net size: each contract is margined on its own (no offsets)
         total = 0.0
         for p in positions:
             inst = p.instrument
@@ -318,14 +323,15 @@ class DeribitStandardMargin(MarginModel):
             if why is not None:
                 raise ValueError(f"{self.name}: {why}")
             if inst.family != OPTION:
-                net[inst.asset] = net.get(inst.asset, 0.0) + p.quantity
+                net[inst] = net.get(inst, 0.0) + p.quantity
                 continue
             index = _spot(market, t, inst.asset)
             mark_coin = _option_mark(inst, market, t, index) / index
             coin = deribit_option_margin_coin(inst.is_call, inst.strike, index, mark_coin, p.quantity < 0,
                                               self.level, DERIBIT_STANDARD[inst.asset])
             total += abs(p.quantity) * coin * index
-        for asset, size in net.items():
+        for inst, size in net.items():
+            asset = inst.asset
             params = DERIBIT_STANDARD[asset]
             index = _spot(market, t, asset)
             units = abs(size)

@@ -46,6 +46,24 @@ def test_deribit_standard_futures_and_options():
     assert long == pytest.approx(pmark)
 
 
+def test_deribit_standard_margins_each_contract_alone():
+    """Deribit Support, "Margin types and usage": standard margin "is calculated separately for each position" and
+    "doesn't offer any benefits for positions that either partially or fully hedge each other". A perpetual against a
+    future (or a calendar spread) netted to zero margin before (found by a reviewer)."""
+    mk = market(btc=40_000.0)
+    model = mm.make_model("deribit_standard")
+    perp = mm.Position(mm.Perpetual("BTC"), 10.0)
+    alone = model.margin(None, [perp], mk, T)
+    assert alone == pytest.approx((0.02 + 0.00005 * 10) * 10 * 40_000)  # 8,200
+    march, june = mm.Future("BTC", "2021-09-24 08:00"), mm.Future("BTC", "2021-12-31 08:00")
+    hedged = model.margin(None, [perp, mm.Position(march, -10.0)], mk, T)
+    assert hedged == pytest.approx(2 * 8_200)
+    assert model.margin(None, [mm.Position(march, 10.0), mm.Position(june, -10.0)], mk, T) == pytest.approx(2 * 8_200)
+    # one contract held in two rows is one venue position: its rows net
+    assert model.margin(None, [perp, mm.Position(mm.Perpetual("BTC"), -4.0)], mk, T) == pytest.approx(
+        (0.02 + 0.00005 * 6) * 6 * 40_000)
+
+
 def test_margin_rises_with_position_size():
     mk = market()
     for name in ("static", "tiered", "deribit_standard"):
