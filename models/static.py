@@ -58,7 +58,7 @@ class StaticMargin(MarginModel):
     def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
         """Gross-notional margin (see class docstring)."""
         total = 0.0
-        for p in positions:
+        for p in _held(positions, market, t):
             s = _spot(market, t, p.instrument.asset)
             if isinstance(p.instrument, Option) and p.quantity > 0:
                 total += p.quantity * _option_mark(p.instrument, market, t, s)
@@ -70,6 +70,17 @@ class StaticMargin(MarginModel):
 def _option_mark(option: Option, market: MarketData, t, spot: float) -> float:
     """Mark of one unit of ``option`` at ``t``: :func:`~marginlab.models.revaluation.option_mark`."""
     return option_mark(option, market, t, where=f"option {option.label}")
+
+
+def _held(positions: Sequence[Position], market: MarketData, t) -> list[Position]:
+    """The positions still held at ``t`` (settled options and dated futures dropped).
+
+    An option or dated future expiring at or before the observation time of ``t`` has settled into cash and
+    carries no margin, as in every scenario model (:func:`~marginlab.models.revaluation.revalue_at`).
+    """
+    seen = market.observation_time[market.loc_of(t)]
+    return [p for p in positions
+            if not (isinstance(p.instrument, Option | Future) and p.instrument.expiry <= seen)]
 
 
 #: Binance BTCUSDT maintenance column, ``(notional cap in USDT, maintenance margin rate)``, in force
@@ -206,7 +217,8 @@ class TieredMargin(MarginModel):
                                  "USDⓈ-M brackets margin futures only (the model does not apply to this book)")
             net[p.instrument] = net.get(p.instrument, 0.0) + p.quantity
         total = 0.0
-        for inst, quantity in net.items():
+        held = {p.instrument for p in _held(positions, market, t)}
+        for inst, quantity in ((i, q) for i, q in net.items() if i in held):
             table = self.table(inst.asset)
             if table is None:
                 raise ValueError(self._no_table(inst))
@@ -318,10 +330,11 @@ class DeribitStandardMargin(MarginModel):
         net: dict = {}  # linear instrument -> net size: each contract is margined on its own (no offsets)
         total = 0.0
         for p in positions:
-            inst = p.instrument
-            why = self._unsupported(inst)
+            why = self._unsupported(p.instrument)
             if why is not None:
                 raise ValueError(f"{self.name}: {why}")
+        for p in _held(positions, market, t):
+            inst = p.instrument
             if inst.family != OPTION:
                 net[inst] = net.get(inst, 0.0) + p.quantity
                 continue

@@ -64,6 +64,26 @@ def test_deribit_standard_margins_each_contract_alone():
         (0.02 + 0.00005 * 6) * 6 * 40_000)
 
 
+def test_settled_options_and_futures_carry_no_margin():
+    """An option or dated future expiring at or before a row's observation time has settled: no margin from the
+    rule-based models, as from the scenario models (static and Deribit standard charged 10% of spot on a short call
+    a day after its expiry, SPAN / Deribit PM / greeks netting 0; found by a reviewer)."""
+    mk = market(btc=40_000.0)
+    t0, t1 = mk.index  # observed 2021-06-02 00:00 and 2021-06-03 00:00
+    expiry = pd.Timestamp("2021-06-02 08:00", tz="UTC")
+    short_call = mm.Position(mm.Option("BTC", expiry, 44_000.0, "call"), -1.0)
+    future = mm.Position(mm.Future("BTC", expiry), 2.0)
+    perp = mm.Position(mm.Perpetual("BTC"), 1.0)
+    static, deribit, tiered = (mm.make_model(n) for n in ("static", "deribit_standard", "tiered"))
+    assert static.margin(None, [short_call], mk, t0) == pytest.approx(0.1 * 40_000)  # live on the first row
+    assert static.margin(None, [short_call, perp], mk, t1) == pytest.approx(0.1 * 40_000)  # the perpetual only
+    assert deribit.margin(None, [short_call], mk, t1) == 0.0
+    assert deribit.margin(None, [future, perp], mk, t1) == deribit.margin(None, [perp], mk, t1) > 0
+    assert tiered.margin(None, [future], mk, t0) > 0 and tiered.margin(None, [future], mk, t1) == 0.0
+    span = mm.make_model("span", price_scan_range=0.12, vol_scan_range=0.25, net_option_value=False)
+    assert span.margin(span.fit(mk, t1), [short_call], mk, t1) == 0.0
+
+
 def test_margin_rises_with_position_size():
     mk = market()
     for name in ("static", "tiered", "deribit_standard"):
