@@ -203,6 +203,15 @@ def test_deribit_pm_reproduces_deribits_published_risk_vector_of_a_perpetual():
     assert margins["maintenance_margin"] == pytest.approx(0.8 * margins["risk_matrix_margin"], rel=1e-12)
     # initial = worst case + roll shock (+ delta shock), to Deribit's rounding of the published figures
     assert margins["risk_matrix_margin"] == pytest.approx(margins["worst_case"] + margins["roll_shock"], rel=1e-8)
+    # the final margin: marginlab takes the worst case in USD (the loss at +18% of a linear short, 350.70), Deribit
+    # in coin valued at the unshocked index (the same loss / 1.18, 297.21); with the roll shock (9.74) marginlab's IM
+    # is 360.44 USD against Deribit's 0.157462 ETH x 1,949.34 = 306.95 USD (README: coin-margined vs USD)
+    worst_usd = row.at["ETH", "worst_standard"]
+    assert worst_usd == pytest.approx(-q * s0 * 0.18, rel=1e-12)
+    assert b.initial == pytest.approx(worst_usd + row.at["ETH", "roll_shock"], rel=1e-15)
+    assert round(b.initial, 2) == 360.44
+    assert margins["initial_margin"] * s0 == pytest.approx(worst_usd / 1.18 + row.at["ETH", "roll_shock"], rel=1e-8)
+    assert round(margins["initial_margin"] * s0, 2) == 306.95
 
 
 @pytest.mark.parametrize("days", [10.0, 45.0])
