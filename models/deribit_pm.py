@@ -65,6 +65,7 @@ parameters (SOL, XRP and the other bundled alt coins) are not applicable.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
@@ -79,6 +80,7 @@ from marginlab.datasets.conventions import utc
 
 from .base import MarginModel, ModelState, register
 from .instruments import Future, Perpetual, Position
+from .methodology import Methodology
 from .params import Asset
 from .pricing import black76_greeks
 from .revaluation import book_arrays, book_state
@@ -362,6 +364,22 @@ class DeribitPortfolioMargin(MarginModel):
         for net, t_years in by_expiry.values():
             total += abs(net) * max(v.annualised_move_risk * t_years, v.min_annualised_move) * spot
         return total
+
+    def methodology(self) -> Methodology:
+        """:meth:`MarginModel.methodology`, with a limitation naming each currency's first vintage under backfill.
+
+        With ``before_first="backfill"`` every date before a currency's first vintage is margined with parameters
+        published later (a methodology look-ahead the data look-ahead test cannot see): the reader of the
+        report's breach rates is told which dates that is.
+        """
+        base = super().methodology()
+        if self.before_first != "backfill":
+            return base
+        firsts = ", ".join(f"{asset} {table[0].start}" for asset, table in sorted(self.table.items()))
+        note = (f"Dates before each currency's first parameter vintage ({firsts}) use that vintage "
+                "(before_first='backfill'): they are margined with parameters Deribit published later, not the "
+                "older portfolio-margin model then in force; set before_first='none' to leave them without a margin.")
+        return dataclasses.replace(base, limitations=(*base.limitations, note))
 
     def margin(self, state: ModelState, positions: Sequence[Position], market: MarketData, t) -> float:
         """Initial or maintenance margin (NaN before the first vintage with ``before_first="none"``)."""

@@ -455,3 +455,13 @@ def test_study_key_standalone_legs_and_default_study():
         parse_study(raw)
     raw["study"]["standalone_legs"] = True
     assert parse_study(raw).to_dict()["standalone_legs"] is True
+
+
+def test_deribit_pm_methodology_names_the_backfilled_dates():
+    """Backfill margins 2021-2024 BTC and every bundled ETH date with parameters published later: the methodology
+    (shown in the report beside the model's results) says so and names each currency's first vintage (found by a
+    reviewer: disclosed in the README only)."""
+    said = mm.make_model("deribit_pm").methodology().limitations[-1]
+    assert said.startswith("Dates before each currency's first parameter vintage (BTC 2024-06-17, ETH 2026-02-15) "
+                           "use that vintage (before_first='backfill')")
+    assert not any("backfill" in x for x in mm.make_model("deribit_pm", before_first="none").methodology().limitations)
