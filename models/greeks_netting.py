@@ -36,6 +36,13 @@ last ``lookback`` observations, h = the MPOR (:func:`~marginlab.models.shocks.mo
 ``default_correlation``; the matrix over the catalogue must be positive semi-definite) or
 estimated from the h-observation log returns of the window (None, the default).
 
+**Capped at the most the book can lose.** A book of long options only (no linear position, no
+short option) cannot lose more than its mark value :math:`\sum_i q_i V_i`; the sensitivity
+margin can exceed it (the delta and vega charges of a far out-of-the-money call are linear
+approximations of a loss the premium bounds), so for such a book
+:math:`M = \min(M_{\text{sensitivities}}, \sum_i q_i V_i)`, as exchanges margin a fully paid
+long option at most at its premium.
+
 **Simplified** (not modelled): SIMM's concentration thresholds, tenor buckets of delta and vega
 (one vega per underlying, all expiries together), the cross-bucket γ, and its curvature scaling
 function and λ (SIMM's vega-derived CVR needs them; a shock-based CVR already is a tail loss).
@@ -90,8 +97,8 @@ class GreeksBreakdown:
 
     ``values`` (and the frame ``per_asset``): per underlying ``spot``, ``risk_weight``,
     ``vol_risk_weight``, ``delta`` (:math:`\delta_k`), ``vega_risk`` (:math:`VR_k`), ``ws_delta``, ``ws_vega``, ``cvr``;
-    ``correlation``: the matrix used; ``delta_margin``, ``vega_margin``, ``curvature_margin`` and
-    their sum ``total``.
+    ``correlation``: the matrix used; ``delta_margin``, ``vega_margin``, ``curvature_margin``;
+    ``total`` their sum, capped at ``max_loss`` for a book of long options only (module docstring).
     """
 
     assets: tuple[str, ...]
@@ -101,6 +108,8 @@ class GreeksBreakdown:
     vega_margin: float
     curvature_margin: float
     total: float
+    #: the book's mark value when it holds long options only (the most it can lose, the cap of ``total``), else None
+    max_loss: float | None = None
 
     @property
     def per_asset(self) -> pd.DataFrame:
@@ -215,6 +224,7 @@ class GreeksNetting(MarginModel):
         spots = bs.spots
         delta = np.bincount(book.asset_idx, weights=book.linear_weight, minlength=n) * spots
         vega_risk, cvr = np.zeros(n), np.zeros(n)
+        max_loss = None
         if bs.live.size:
             live = bs.live
             a_live = book.asset_idx[live]
@@ -237,11 +247,14 @@ class GreeksNetting(MarginModel):
                 up = ((price[1 + 2 * a, k] - price[0, k] - linear) * q[k]).sum()
                 down = ((price[2 + 2 * a, k] - price[0, k] + linear) * q[k]).sum()
                 cvr[a] = -min(up, down)
+            if not book.linear_weight.any() and (q > 0).all():  # long options only: the loss is at most their value
+                max_loss = float(price[0] @ q)
         ws, ws_vega = rw * delta, vrw * vega_risk
         dm, vm, cm = simm_margin(ws, rho), simm_margin(ws_vega, rho), curvature_margin(cvr, rho)
         values = {"spot": spots, "risk_weight": rw, "vol_risk_weight": vrw, "delta": delta, "vega_risk": vega_risk,
                   "ws_delta": ws, "ws_vega": ws_vega, "cvr": cvr}
-        return GreeksBreakdown(tuple(book.assets), values, rho, dm, vm, cm, dm + vm + cm)
+        total = dm + vm + cm if max_loss is None else min(dm + vm + cm, max_loss)
+        return GreeksBreakdown(tuple(book.assets), values, rho, dm, vm, cm, total, max_loss)
 
     def margin(self, state: ModelState, positions: Sequence[Position], market: MarketData, t) -> float:
         """Delta + vega + curvature margin (NaN while a calibration is warming up)."""

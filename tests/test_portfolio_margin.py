@@ -465,3 +465,26 @@ def test_deribit_pm_methodology_names_the_backfilled_dates():
     assert said.startswith("Dates before each currency's first parameter vintage (BTC 2024-06-17, ETH 2026-02-15) "
                            "use that vintage (before_first='backfill')")
     assert not any("backfill" in x for x in mm.make_model("deribit_pm", before_first="none").methodology().limitations)
+
+
+def test_greeks_netting_never_charges_long_options_more_than_their_value():
+    """A book of long options loses at most its mark value; the delta + vega + curvature charge of a far OTM call
+    was 2.4x its premium (found by a reviewer). Capped for long-only option books; short or hedged books are not."""
+    from marginlab.models.revaluation import option_mark
+
+    m = toy_market()
+    t = m.index[2]
+    model = mm.make_model("greeks_netting", risk_weights=0.1, vol_risk_weights=0.2, correlations={})
+    state = model.fit(m, t)
+    expiry = pd.Timestamp("2022-01-28 08:00", tz="UTC")
+    for strike, premium in ((44_000.0, 1939.67), (60_000.0, 119.84)):
+        call = mm.Option("BTC", expiry, strike, "call")
+        assert round(option_mark(call, m, t), 2) == premium  # Black-76 at S 40,000, vol 80%
+        long = [mm.Position(call, 2.0)]
+        b = model.breakdown(state, long, m, t)
+        assert b.delta_margin + b.vega_margin + b.curvature_margin > 2 * premium  # the uncapped charge
+        assert b.max_loss == pytest.approx(2 * option_mark(call, m, t), rel=1e-12) and b.total == b.max_loss
+        short = model.breakdown(state, [mm.Position(call, -2.0)], m, t)
+        assert short.max_loss is None and short.total == short.delta_margin + short.vega_margin + short.curvature_margin
+        hedged = model.breakdown(state, long + [mm.Position(mm.Perpetual("BTC"), -0.5)], m, t)
+        assert hedged.max_loss is None
