@@ -512,7 +512,8 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
     if stress is None:
         return None
     if len(stress) == 0:  # every requested scenario n/a for the books (or no stress date): said, never silent
-        return {"intro": note or "No stress loss: the study's books have no stress date.", "tables": [], "bars": []}
+        return {"intro": note or "No stress loss: the study's books have no stress date.", "tables": [], "bars": [],
+                "note": note}
     cover = getattr(data.study, "cover", None)
     if "stress_loss" in stress.columns:  # the tidy losses: summarise them as the stress stream does
         from marginlab.validation.stress import cover_n, stress_coverage
@@ -549,7 +550,7 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
     return {"intro": "Stress losses of historical episodes and hypothetical scenarios against the margin: the stress "
                      "coverage ratio (margin / worst stress loss) and the share of dates on which the margin covers "
                      "each scenario (EMIR RTS 153/2013 Art. 49; PFMI Principle 4)." + (f" {note}" if note else ""),
-            "tables": tables, "bars": bars}
+            "tables": tables, "bars": bars, "note": note}
 
 
 @_section("accounts", "Member accounts")(render_generic)

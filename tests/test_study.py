@@ -186,6 +186,8 @@ def test_stress_scenarios_all_not_applicable_are_said_in_the_terminal_and_the_re
     html = (out / "report.html").read_text()
     assert "Stress coverage is reported in its section" not in html
     assert "No requested stress scenario gave a stress loss for the study" in html
+    assert main(["show", str(out)]) == 0  # show reprints it, as run printed it
+    assert said in " ".join(capsys.readouterr().out.split())
 
 
 def test_stress_scenarios_not_applicable_to_some_books_are_listed(tmp_path):

@@ -149,6 +149,10 @@ def _show(args: argparse.Namespace) -> int:
             frame = pd.DataFrame(rows).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
             with pd.option_context("display.width", 250, "display.float_format", "{:.4g}".format):
                 print(f"\nMember accounts ({caption}):\n{frame.to_string()}")
+    if "stress" in keys:  # what the stress tests could not test, as marginlab run printed it
+        note = sections[keys.index("stress")].get("content", {}).get("note")
+        if note:
+            print(f"\n{textwrap.fill(note, 110)}")
     return 0
 
 
