@@ -190,3 +190,24 @@ def test_backtest_z1_and_z2_from_one_simulation_equal_separate_calls():
     rep = cv.backtest(pnl, var, es=es, p=p, es_p=p)
     for kind in ("z1", "z2"):
         assert rep.tests[f"acerbi_szekely_{kind}"] == cv.acerbi_szekely(pnl, var, es, p, kind=kind)
+
+
+@pytest.mark.parametrize("n", [250, 500, 1000])
+def test_haas_tests_without_an_exception_keep_the_whole_statistic(n):
+    """No exception: TBFI is the LR of one censored duration n + 1 (= TUFF's); np.bincount of no rows is int64 and
+    truncated it to a whole number (1.0 for 1.1886 at n = 250, a too-lenient p; found by a reviewer)."""
+    z = np.zeros(n, dtype=bool)
+    expected = cv.tuff(z, 0.01).statistic
+    assert expected == pytest.approx(float(cv._geometric_lr(n + 1, 0.01)), rel=1e-14) and expected % 1 != 0
+    assert cv.haas_tbfi(z, 0.01).statistic == pytest.approx(expected, rel=1e-14)
+    assert cv.haas_tbf(z, 0.01).statistic == pytest.approx(cv.kupiec_pof(z, 0.01).statistic + expected, rel=1e-14)
+
+
+def test_weibull_shape_at_the_upper_bound_is_flagged():
+    """The golden-section search ends within 3e-14 of log(10): that is the bound (at_bound, b = 10, the note), as
+    before the Monte Carlo change (it returned 9.9999999999999, at_bound False; found by a reviewer)."""
+    h = np.zeros(199, dtype=bool)
+    h[[14, 105, 180]] = True
+    r = cv.duration_weibull(h, 0.01)
+    assert r.weibull_b == 10.0 and r.at_bound and "the statistic depends on the bound" in r.note
+    assert r.statistic == pytest.approx(8.31917988094591, rel=1e-10)

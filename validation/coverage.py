@@ -923,7 +923,8 @@ def _tbfi_stats(h: np.ndarray, p: float) -> np.ndarray:
     prev = np.zeros(t.size, dtype=t.dtype)
     prev[1:] = t[:-1]
     d = t - np.where(first, 0, prev)  # days since the previous exception of the row (from 0 for the first)
-    out = np.bincount(rows, weights=np.maximum(_geometric_lr(d, p), 0.0), minlength=h.shape[0])
+    # float even when no row has an exception (bincount of no rows is int64 and would truncate the LR below)
+    out = np.bincount(rows, weights=np.maximum(_geometric_lr(d, p), 0.0), minlength=h.shape[0]).astype(float)
     out[~h.any(axis=1)] = max(float(_geometric_lr(h.shape[1] + 1, p)), 0.0)
     return out
 
@@ -1089,13 +1090,18 @@ def _weibull_lr(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
         new = f(np.where(left, c, e))
         fc, fe = np.where(left, new, fe), np.where(left, fc, new)
     best = 0.5 * (lo + hi)
+    # a search that converged onto a bound (within its own 3e-14 resolution) is at that bound
+    log_bounds = np.log(np.asarray(WEIBULL_SHAPE_BOUNDS, dtype=float))
+    near = np.abs(best[:, None] - log_bounds[None, :]) <= 1e-12
+    best = np.where(near[:, 0], log_bounds[0], np.where(near[:, 1], log_bounds[1], best))
     candidates = np.column_stack([f(best)] + [f(np.full(n_u.size, np.log(b))) for b in WEIBULL_SHAPE_BOUNDS])
     k = np.argmax(candidates, axis=1)  # the first maximum: the search's optimum on a tie
     ll_w = candidates[np.arange(k.size), k]
     ll_exp = f(np.zeros(n_u.size))
     lr[ok] = np.maximum(2.0 * (np.maximum(ll_w, ll_exp) - ll_exp), 0.0)
     b_hat[ok] = np.column_stack([np.exp(best), np.tile(WEIBULL_SHAPE_BOUNDS, (best.size, 1))])[np.arange(k.size), k]
-    at_bound[ok] = k > 0
+    b_hat[ok] = np.where(near[:, 0], WEIBULL_SHAPE_BOUNDS[0], np.where(near[:, 1], WEIBULL_SHAPE_BOUNDS[1], b_hat[ok]))
+    at_bound[ok] = (k > 0) | near.any(axis=1)
     return lr, b_hat, at_bound, ok
 
 
