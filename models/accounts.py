@@ -101,7 +101,7 @@ class AccountBook(Portfolio):
         if k < 0:
             return []
         observed = market.observation_ns[market.loc_of(t)] if market is not None else t.value + self.step_ns
-        return [p for p in self.books[k] if _alive(p, observed)]
+        return [p for p in self.books[k] if p.held_at(observed)]
 
     def held(self, market: MarketData) -> np.ndarray:
         """Boolean mask over the market's rows: True where the account holds a non-empty book."""
@@ -129,11 +129,6 @@ class AccountBook(Portfolio):
         if not len(rows):
             raise DataError(f"account {self.name!r}: holds no position on any date of the market data")
         return market.index[rows[0]]
-
-
-def _alive(position: Position, observed_ns: int) -> bool:
-    inst = position.instrument
-    return not isinstance(inst, Option | Future) or inst.expiry.value > observed_ns
 
 
 def account_books(table: PositionTable) -> dict[str, AccountBook]:

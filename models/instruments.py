@@ -132,3 +132,12 @@ class Position:
         q = self.quantity
         if not isinstance(q, int | float) or not math.isfinite(q):
             raise ValueError(f"Position {self.instrument.label}: quantity must be a finite number, got {q!r}")
+
+    def held_at(self, observed_ns: int) -> bool:
+        """Whether the position is still held at ``observed_ns`` (an observation time, ns since the epoch, UTC).
+
+        False once an option or dated future has expired at or before it (settled into cash); spot and
+        perpetuals are always held.
+        """
+        inst = self.instrument
+        return not isinstance(inst, Option | Future) or inst.expiry.value > observed_ns

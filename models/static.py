@@ -78,9 +78,8 @@ def _held(positions: Sequence[Position], market: MarketData, t) -> list[Position
     An option or dated future expiring at or before the observation time of ``t`` has settled into cash and
     carries no margin, as in every scenario model (:func:`~marginlab.models.revaluation.revalue_at`).
     """
-    seen = market.observation_time[market.loc_of(t)]
-    return [p for p in positions
-            if not (isinstance(p.instrument, Option | Future) and p.instrument.expiry <= seen)]
+    seen = int(market.observation_ns[market.loc_of(t)])
+    return [p for p in positions if p.held_at(seen)]
 
 
 #: Binance BTCUSDT maintenance column, ``(notional cap in USDT, maintenance margin rate)``, in force
@@ -210,15 +209,15 @@ class TieredMargin(MarginModel):
 
     def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
         """Sum over contracts of the bracket requirement of the net position (see class docstring)."""
-        net: dict[Instrument, float] = {}
         for p in positions:
             if not isinstance(p.instrument, Perpetual | Future):
                 raise ValueError(f"{self.name}: {p.instrument.label} is not a perpetual or future; Binance "
                                  "USDⓈ-M brackets margin futures only (the model does not apply to this book)")
+        net: dict[Instrument, float] = {}
+        for p in _held(positions, market, t):
             net[p.instrument] = net.get(p.instrument, 0.0) + p.quantity
         total = 0.0
-        held = {p.instrument for p in _held(positions, market, t)}
-        for inst, quantity in ((i, q) for i, q in net.items() if i in held):
+        for inst, quantity in net.items():
             table = self.table(inst.asset)
             if table is None:
                 raise ValueError(self._no_table(inst))
@@ -327,7 +326,7 @@ class DeribitStandardMargin(MarginModel):
 
     def margin(self, state, positions: Sequence[Position], market: MarketData, t) -> float:
         """Standard margin of the book in the quote currency (see class docstring)."""
-        net: dict = {}  # linear instrument -> net size: each contract is margined on its own (no offsets)
+        net: dict[Instrument, float] = {}  # linear contract -> net size: each margined on its own (no offsets)
         total = 0.0
         for p in positions:
             why = self._unsupported(p.instrument)
