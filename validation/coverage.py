@@ -914,12 +914,20 @@ def _read_only(values: np.ndarray) -> np.ndarray:
     return np.frombuffer(np.sort(values).tobytes())
 
 
-def _tbfi_stats(h: np.ndarray, p: float) -> np.ndarray:
-    """Haas TBFI statistic of each row of the (S, n) hit matrix ``h`` (see :func:`haas_tbfi`)."""
+def _exception_times(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exceptions of the (S, n) hit matrix ``h``: ``(rows, t, first)``, by row then time.
+
+    ``t`` the 1-based time of each exception, ``first`` whether it is the first of its row.
+    """
     rows, cols = np.nonzero(h)
-    t = cols + 1
     first = np.ones(rows.size, dtype=bool)
     first[1:] = rows[1:] != rows[:-1]
+    return rows, cols + 1, first
+
+
+def _tbfi_stats(h: np.ndarray, p: float) -> np.ndarray:
+    """Haas TBFI statistic of each row of the (S, n) hit matrix ``h`` (see :func:`haas_tbfi`)."""
+    rows, t, first = _exception_times(h)
     prev = np.zeros(t.size, dtype=t.dtype)
     prev[1:] = t[:-1]
     d = t - np.where(first, 0, prev)  # days since the previous exception of the row (from 0 for the first)
@@ -1020,10 +1028,7 @@ def _duration_samples(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     in time order within a row (rows without an exception have none).
     """
     n = h.shape[1]
-    rows, cols = np.nonzero(h)
-    t = cols + 1
-    first = np.ones(rows.size, dtype=bool)
-    first[1:] = rows[1:] != rows[:-1]
+    rows, t, first = _exception_times(h)
     last = np.ones(rows.size, dtype=bool)
     last[:-1] = rows[1:] != rows[:-1]
     lead = first & ~h[rows, 0]
@@ -1099,8 +1104,8 @@ def _weibull_lr(h: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
     ll_w = candidates[np.arange(k.size), k]
     ll_exp = f(np.zeros(n_u.size))
     lr[ok] = np.maximum(2.0 * (np.maximum(ll_w, ll_exp) - ll_exp), 0.0)
-    b_hat[ok] = np.column_stack([np.exp(best), np.tile(WEIBULL_SHAPE_BOUNDS, (best.size, 1))])[np.arange(k.size), k]
-    b_hat[ok] = np.where(near[:, 0], WEIBULL_SHAPE_BOUNDS[0], np.where(near[:, 1], WEIBULL_SHAPE_BOUNDS[1], b_hat[ok]))
+    b_best = np.where(near[:, 0], WEIBULL_SHAPE_BOUNDS[0], np.where(near[:, 1], WEIBULL_SHAPE_BOUNDS[1], np.exp(best)))
+    b_hat[ok] = np.column_stack([b_best, np.tile(WEIBULL_SHAPE_BOUNDS, (best.size, 1))])[np.arange(k.size), k]
     at_bound[ok] = (k > 0) | near.any(axis=1)
     return lr, b_hat, at_bound, ok
 
@@ -1549,6 +1554,11 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
     return _acerbi_szekely((kind,), pnl, var, es, p, dist, scale, n_sims, seed)[0]
 
 
+def _es_below_var(var: np.ndarray, es: np.ndarray) -> np.ndarray:
+    """Dates whose ES is below their VaR (beyond float noise): no tail law has them (the matched null's domain)."""
+    return es < var - _TOL * np.abs(var)
+
+
 def _acerbi_szekely(kinds: tuple[str, ...], pnl, var, es, p: float, dist, scale, n_sims: int,
                     seed: int) -> list[ESTestResult]:
     """:func:`acerbi_szekely` of each of ``kinds`` (z3 alone, or z1 and/or z2 from one simulation).
@@ -1563,7 +1573,7 @@ def _acerbi_szekely(kinds: tuple[str, ...], pnl, var, es, p: float, dist, scale,
         raise ValueError("es: values must be positive")
     matched = dist is None and kinds != ("z3",)
     if matched:
-        low = es_a < var_a - _TOL * np.abs(var_a)
+        low = _es_below_var(var_a, es_a)
         if low.any():
             i = int(np.argmax(low))
             at = f"date {index[i]}" if index is not None else f"position {i}"
@@ -1857,7 +1867,7 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
             out["du_escanciano_u"], out["du_escanciano_c"] = u, c
     if es is not None:
         out["mcneil_frey"] = mcneil_frey(pnl, es_var, es, seed=seed)
-        low = es < es_var - _TOL * np.abs(es_var)
+        low = _es_below_var(es_var, es)
         z12 = _acerbi_szekely(("z1", "z2"), pnl, es_var, es, es_p, None, None, 10_000, seed) if not low.any() \
             else None
         for i, kind in enumerate(("z1", "z2")):
