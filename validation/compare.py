@@ -21,6 +21,8 @@ from marginlab.datasets.conventions import iso_text
 __all__ = ["BacktestDiff", "compare_backtests", "read_backtest"]
 
 KEY = ["date", "portfolio", "model"]
+#: the columns a backtest table must have to be compared
+REQUIRED = [*KEY, "margin", "breach"]
 #: the numeric columns compared (those present in both runs)
 VALUES = ["margin", "var", "es", "pit", "pnl", "standalone_margin"]
 #: numeric columns of a backtest table (``BacktestResult.frame``) -> whether the writer leaves them empty (NaN):
@@ -49,7 +51,7 @@ def read_backtest(path: str | Path) -> pd.DataFrame:
         raw = pd.read_csv(file, dtype=str, keep_default_na=False, na_values=[])
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ValueError(f"{file}: cannot be read as a backtest table ({exc})") from None
-    missing = [c for c in [*KEY, "margin", "breach"] if c not in raw.columns]
+    missing = [c for c in REQUIRED if c not in raw.columns]
     if missing:
         raise ValueError(f"{file}: not a marginlab backtest table (missing column(s) {missing})")
 
@@ -104,7 +106,7 @@ def read_backtest(path: str | Path) -> pd.DataFrame:
 
 def _typed(frame: pd.DataFrame, which: str) -> pd.DataFrame:
     """``frame`` with UTC dates, after checking its columns' types (ValueError naming ``which`` and the column)."""
-    missing = [c for c in [*KEY, "margin", "breach"] if c not in frame.columns]
+    missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise ValueError(f"the {which} backtest is not a marginlab backtest table (missing column(s) {missing})")
     if not pd.api.types.is_datetime64_any_dtype(frame["date"]):
