@@ -302,12 +302,12 @@ class DeribitPortfolioMargin(MarginModel):
             std_moves = np.arange(-v.buckets, v.buckets + 1) * v.price_range / v.buckets
             ext = np.asarray(v.extended_moves, dtype=float)
             lin = ~book.is_option[sel]
-            lin_weight = float((book.linear_weight[sel][lin] * spot).sum())
+            lin_weight = float((bs.linear[sel][lin] * spot).sum())  # futures expired by t: settled, weight 0
             lin_std = lin_weight * std_moves
             lin_ext = lin_weight * np.sign(ext) * v.price_range
             opt_std = np.zeros((std_moves.size, 3))
             opt_ext = np.zeros(ext.size)
-            delta = float(book.linear_weight[sel][lin].sum())
+            delta = float(bs.linear[sel][lin].sum())
             option_delta: dict[int, float] = {}
             if live.size:
                 q = book.quantity[live]
@@ -356,7 +356,7 @@ class DeribitPortfolioMargin(MarginModel):
             inst, q = positions[j].instrument, float(positions[j].quantity)
             if isinstance(inst, Perpetual):
                 perp += q
-            elif isinstance(inst, Future) or int(j) in option_delta:
+            elif (isinstance(inst, Future) and years[j] > 0) or int(j) in option_delta:  # held at t
                 d = q * (1.0 + inst.basis) if isinstance(inst, Future) else q * option_delta[int(j)]
                 entry = by_expiry.setdefault(int(inst.expiry.value), [0.0, max(float(years[j]), 0.0)])
                 entry[0] += d

@@ -222,7 +222,7 @@ class GreeksNetting(MarginModel):
         if not (np.isfinite(rw).all() and np.isfinite(vrw).all() and np.isfinite(rho).all()):
             return None
         spots = bs.spots
-        delta = np.bincount(book.asset_idx, weights=book.linear_weight, minlength=n) * spots
+        delta = np.bincount(book.asset_idx, weights=bs.linear, minlength=n) * spots  # futures expired by t: 0
         vega_risk, cvr = np.zeros(n), np.zeros(n)
         max_loss = None
         if bs.live.size:
@@ -247,7 +247,7 @@ class GreeksNetting(MarginModel):
                 up = ((price[1 + 2 * a, k] - price[0, k] - linear) * q[k]).sum()
                 down = ((price[2 + 2 * a, k] - price[0, k] + linear) * q[k]).sum()
                 cvr[a] = -min(up, down)
-            if not book.linear_weight.any() and (q > 0).all():  # long options only: the loss is at most their value
+            if not bs.linear.any() and (q > 0).all():  # long options only: the loss is at most their value
                 max_loss = float(price[0] @ q)
         ws, ws_vega = rw * delta, vrw * vega_risk
         dm, vm, cm = simm_margin(ws, rho), simm_margin(ws_vega, rho), curvature_margin(cvr, rho)

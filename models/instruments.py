@@ -65,7 +65,11 @@ class Perpetual(Instrument):
 
 @dataclass(frozen=True)
 class Future(Instrument):
-    """Linear dated future, priced at spot x (1 + basis) (zero basis by default)."""
+    """Linear dated future, priced at spot x (1 + basis) (zero basis by default) while it lives.
+
+    Cash-settled at ``expiry`` on the spot close of the last observation at or before it: the basis is
+    paid back at settlement (:mod:`marginlab.models.revaluation`, "Settlement").
+    """
 
     expiry: pd.Timestamp | str | None = None
     basis: float = 0.0

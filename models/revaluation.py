@@ -7,7 +7,8 @@ once (:func:`revalue`); the realised P&L over the margin period of risk
 Valuation rules
 ---------------
 * Spot, perpetual and future: value change = quantity x (S_{t+h} - S_t)
-  (futures times 1 + basis). Perpetual funding over (t, t+h] is charged when
+  (futures times 1 + basis: F = S (1 + basis), a constant basis while the
+  future lives). Perpetual funding over (t, t+h] is charged when
   ``include_funding`` is set: P&L -= quantity x S_t x sum of daily funding.
 * Options: Black-76 on forward = spot at the vol of the regime in force
   (:func:`option_vols`): the asset's implied-vol level (DVOL, the last close
@@ -42,7 +43,12 @@ Valuation rules
   day before expiry), 8 hours before Deribit's 08:00 fixing: the next daily
   close is 16 hours after it. On hourly data it is the close at 08:00 itself.
   An option that expired at or before t's observation has settled: it carries
-  its settlement value and no P&L.
+  its settlement value and no P&L. A dated future expiring inside (t, t + h]
+  settles on the same close S_e: P&L = quantity x (S_e - F_t), F_t = S_t (1 + basis)
+  (the basis is paid back at settlement: a cash-settled future converges to its
+  index at the fixing); one expired at or before t's observation has settled, with
+  no P&L and no exposure. Scenarios (:func:`revalue_at`) settle a future
+  expiring inside the horizon at the shocked spot, as they settle options.
 """
 
 from __future__ import annotations
@@ -63,8 +69,8 @@ from .pricing import black76_price
 if NUMBA_ENABLED:
     from .pricing import black76_one
 
-__all__ = ["Book", "BookArrays", "BookState", "book_arrays", "book_state", "mark_to_market", "option_mark",
-           "realised_pnl", "revalue", "revalue_at", "option_vols"]
+__all__ = ["Book", "BookArrays", "BookState", "book_arrays", "book_state", "linear_weights", "mark_to_market",
+           "option_mark", "realised_pnl", "revalue", "revalue_at", "option_vols"]
 
 
 def option_vols(market: MarketData, asset: str, i: int, atm_vol, strike, spot, t_years) -> np.ndarray:
@@ -186,7 +192,7 @@ class BookArrays:
     """Column arrays of a book (one entry per position) for the vectorised kernels."""
 
     __slots__ = ("assets", "asset_idx", "quantity", "is_option", "is_call", "strike", "expiry", "expiry_ns",
-                 "basis", "is_perp", "has_options", "linear_weight", "option_assets")
+                 "basis", "is_perp", "is_future", "has_options", "has_futures", "linear_weight", "option_assets")
 
     def __init__(self, positions: Sequence[Position], assets: list[str]):
         self.assets = assets
@@ -203,8 +209,11 @@ class BookArrays:
         self.basis = np.array([p.instrument.basis if isinstance(p.instrument, Future) else 0.0
                                for p in positions], dtype=float)
         self.is_perp = np.array([isinstance(p.instrument, Perpetual) for p in positions], dtype=bool)
+        self.is_future = np.array([isinstance(p.instrument, Future) for p in positions], dtype=bool)
         self.has_options = bool(self.is_option.any())
-        #: quantity x (1 + basis) of linear positions, 0 for options
+        self.has_futures = bool(self.is_future.any())
+        #: quantity x (1 + basis) of linear positions, 0 for options (a dated future's weight while it lives:
+        #: :func:`linear_weights` gives the weights at a row, expired and settling futures included)
         self.linear_weight = np.where(self.is_option, 0.0, self.quantity * (1.0 + self.basis))
         #: indices (into ``assets``) of the assets the book holds options on, sorted
         self.option_assets = np.unique(self.asset_idx[self.is_option])
@@ -228,7 +237,7 @@ class Book(tuple):
 def _arrays(positions: Sequence[Position]) -> BookArrays:
     book = BookArrays(positions, list(dict.fromkeys(p.instrument.asset for p in positions)))
     for name in ("asset_idx", "quantity", "is_option", "is_call", "strike", "expiry_ns", "basis", "is_perp",
-                 "linear_weight", "option_assets"):
+                 "is_future", "linear_weight", "option_assets"):
         getattr(book, name).setflags(write=False)
     return book
 
@@ -254,8 +263,39 @@ def _settlement_spots(market: MarketData, book: BookArrays, cols: list[int], k: 
     if (e < 0).any() or np.isnan(s).any():
         bad = [book.expiry[j] for j in np.asarray(k)[(e < 0) | np.isnan(s)]]
         raise DataError(f"no {book.assets[book.asset_idx[k[0]]]} close at or before the expiry {bad[0]} to "
-                        "settle the option")
+                        "settle the contract")
     return s
+
+
+def linear_weights(book: BookArrays, market: MarketData, i: int, end_ns: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    r"""Weights of the book's linear positions at the start (row ``i``) and end (time ``end_ns``) of a P&L.
+
+    The linear P&L from row i to a time e with end spots :math:`S_e` (a settling future's: its settlement
+    spot) is :math:`\sum_k w^1_k S_{e,k} - w^0_k S_{i,k}`.
+
+    * ``w0``: :math:`q(1 + b)` for spot, perpetuals and futures still held at the observation time of row
+      ``i`` (:meth:`~marginlab.models.instruments.Position.held_at`); 0 for options and for futures expired
+      at or before it (settled: no exposure).
+    * ``w1``: ``w0``, except :math:`q` for a future expiring in (observation of i, ``end_ns``]: it settles
+      on the spot (the basis is paid back; module docstring). Without ``end_ns``, ``w1 = w0``.
+
+    A book without futures returns :attr:`BookArrays.linear_weight` twice (the same array). Shapes
+    (n_positions,).
+    """
+    if not book.has_futures:
+        return book.linear_weight, book.linear_weight
+    expired, settling = _future_masks(book, market, i, end_ns)
+    w0 = np.where(expired, 0.0, book.linear_weight)
+    return w0, np.where(settling, book.quantity, w0)
+
+
+def _future_masks(book: BookArrays, market: MarketData, i: int, end_ns: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Futures expired at or before the observation of row ``i``; those expiring in (that time, ``end_ns``]."""
+    expired = book.is_future & (book.expiry_ns <= market.observation_ns[i])
+    if end_ns is None:
+        return expired, np.zeros_like(expired)
+    return expired, book.is_future & ~expired & (book.expiry_ns <= end_ns)
 
 
 def _cols(market: MarketData, book: BookArrays) -> list[int]:
@@ -296,30 +336,36 @@ class BookState(NamedTuple):
         Their years (365 days) to expiry from the row's observation time.
     vol : ndarray of shape (n_live,)
         Their mark vols (decimal) under the vol regime in force at the row (:func:`option_vols`).
+    linear : ndarray of shape (n_positions,)
+        Each position's linear weight held at the row, quantity x (1 + basis) (units of the underlying):
+        0 for options and for futures expired at or before the row's observation time
+        (``w0`` of :func:`linear_weights`).
     """
 
     spots: np.ndarray
     live: np.ndarray
     tau: np.ndarray
     vol: np.ndarray
+    linear: np.ndarray
 
 
 def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book") -> BookState:
     """Spots of the book's assets and the live options' time to expiry and mark vol at row ``i``.
 
     The inputs :func:`revalue_at` prices from, exposed for models that build their own scenario
-    grids; options that expired at or before the row's observation time have settled and are
-    left out (no risk, as in :func:`revalue_at`).
+    grids; options and dated futures that expired at or before the row's observation time have
+    settled and are left out (no risk, as in :func:`revalue_at`).
     """
     spots, vols = _market_inputs(market, book, i, where)
+    linear = linear_weights(book, market, i)[0]
     if not book.has_options:
         empty = np.empty(0)
-        return BookState(spots, np.empty(0, dtype=np.int64), empty, empty)
+        return BookState(spots, np.empty(0, dtype=np.int64), empty, empty, linear)
     tau_all = _years_to_expiry(book, market, i)
     m = np.flatnonzero(book.is_option & (tau_all > 0))
     s = spots[book.asset_idx[m]]
     vol = _position_vols(market, book, i, vols[book.asset_idx[m]], s, tau_all[m], m) if m.size else np.empty(0)
-    return BookState(spots, m, tau_all[m], np.asarray(vol, dtype=float))
+    return BookState(spots, m, tau_all[m], np.asarray(vol, dtype=float), linear)
 
 
 def mark_to_market(positions: Sequence[Position], market: MarketData, t, where: str = "book") -> np.ndarray:
@@ -387,7 +433,9 @@ def revalue(positions: Sequence[Position], market: MarketData, t, spot_shocks, v
         The horizon in **observations** of the panel (the MPOR): options are
         aged by ``horizon`` x the panel's step (:meth:`MarketData.horizon_years`;
         1 = one day on a daily panel, one hour on an hourly panel); those
-        expiring inside it are valued at intrinsic value on the shocked spot.
+        expiring inside it are valued at intrinsic value on the shocked spot,
+        dated futures expiring inside it settle on the shocked spot, and options
+        and futures expired at or before t carry no P&L.
     where : str
         Names the book in error messages.
     horizon_days : float, optional
@@ -426,10 +474,15 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
             raise ValueError(f"{where}: vol_shocks shape {dvol.shape} differs from spot_shocks {shocks.shape}")
     spots, vols = _market_inputs(market, book, i, where)
     s0 = spots[book.asset_idx]
-    # linear positions: P&L = sum_i q_i (1 + basis_i) S_i (exp(shock_a(i)) - 1), one product per asset
-    exposure = np.bincount(book.asset_idx, weights=book.linear_weight * s0, minlength=n_assets)
+    # linear positions: P&L = sum_i w1_i S_i (exp(shock_a(i)) - 1) + (w1_i - w0_i) S_i, one product per asset
+    # (w0 = w1 = q (1 + basis) but for dated futures expired by t or settling inside the horizon:
+    # linear_weights)
+    w0, w1 = linear_weights(book, market, i, int(market.observation_ns[i]) + round(horizon * market.step.value))
+    exposure = np.bincount(book.asset_idx, weights=w1 * s0, minlength=n_assets)
     moved = np.expm1(shocks)
     total = moved @ exposure
+    if book.has_futures:  # a settling future pays its basis back: the constant (w1 - w0) S
+        total = total + float(((w1 - w0) * s0).sum())
     if book.has_options:
         if vol_shocks is None:
             dvol = np.zeros_like(shocks)
@@ -472,7 +525,9 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: 
     """Realised P&L of the frozen book from ``t`` to ``t + horizon`` observations.
 
     Linear positions: quantity x (S_{t+h} - S_t) (x (1 + basis) for futures);
-    options aged from the observation time of t to that of t + h and re-marked
+    a dated future expiring inside the window settles: quantity x (S_e - S_t (1 + basis)),
+    S_e the close of the last observation at or before its expiry; one expired at or
+    before the observation of t has no P&L; options aged from the observation time of t to that of t + h and re-marked
     there, or settled at intrinsic value on the close of the last observation
     at or before their expiry (module docstring); perpetual funding of rows
     t+1 .. t+h (paid over [observation of t, observation of t + h)) charged
@@ -497,6 +552,12 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: 
     pnl = np.zeros(len(positions))
     lin = ~book.is_option
     pnl[lin] = book.quantity[lin] * (1.0 + book.basis[lin]) * (s1[lin] - s0[lin])
+    if book.has_futures:
+        expired, settling = _future_masks(book, market, i, market.observation_ns[j])
+        pnl[expired] = 0.0
+        if settling.any():
+            k = np.flatnonzero(settling)
+            pnl[k] = book.quantity[k] * (_settlement_spots(market, book, cols, k) - (1.0 + book.basis[k]) * s0[k])
     if include_funding and market.funding_array is not None and book.is_perp.any():
         fund = np.nan_to_num(market.funding_array[i + 1:j + 1][:, cols]).sum(axis=0)
         pm = book.is_perp

@@ -294,7 +294,10 @@ class SpanMargin(MarginModel):
                 store[(self._key, *c, state.i, state.context.mpor)] = arr
             for j, c in zip(js, contracts, strict=True):
                 arrays[j] = store[(self._key, *c, state.i, state.context.mpor)]
+        seen = int(market.observation_ns[state.i])
         for j in np.flatnonzero(~book.is_option):
+            if not positions[j].held_at(seen):
+                continue  # a future expired by t: settled, no risk
             a = int(book.asset_idx[j])
             factors, _, weights = self._price_moves(ranges[a][0])
             lin = 1.0 + float(book.basis[j])
@@ -307,8 +310,8 @@ class SpanMargin(MarginModel):
 
         The risk array has shape (16,): the loss (positive, quote currency) in each scenario, the
         extreme ones (15-16) already at the cover fraction; the mark is None for linear positions.
-        An option expired by t has none (None); the whole result is None while the dynamic scan
-        ranges are warming up.
+        An option or dated future expired by t has none (None); the whole result is None while the
+        dynamic scan ranges are warming up.
         """
         return self._arrays(state, positions, market)[3]
 
@@ -326,7 +329,7 @@ class SpanMargin(MarginModel):
             nov = som_units = 0.0
             for j in np.flatnonzero(book.asset_idx == a):
                 if arrays[j] is None:
-                    continue  # an option expired by t: settled, no risk and no option value
+                    continue  # an option or future expired by t: settled, no risk and no option value
                 q = float(book.quantity[j])
                 ra, cd, mark = arrays[j]
                 if mark is not None:
