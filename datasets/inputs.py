@@ -28,7 +28,9 @@ rows observed at or after the time it became known:
 * funding is a flow: each day's funding is booked once, at the first row
   observed at or after the time it became known (daily panels: the row of the
   day; hourly panels: the hour closing at 24:00), so a row's funding is what
-  was paid over its period and sums agree across frequencies;
+  was paid over its period and sums agree across frequencies; a row inside a
+  funding period that books nothing carries 0 (the other hours of the day on
+  hourly panels), a row outside the series' coverage NaN (no data: never 0);
 * the smile is fitted once per snapshot against the last DVOL known at the
   snapshot (:mod:`marginlab.datasets.smile`) and kept as a table with its
   quote times; :class:`MarketData` derives the regime in force at each row.
@@ -174,7 +176,10 @@ def _flow_at(series: pd.Series, obs: np.ndarray, step_ns: int) -> np.ndarray:
     """Book each value of ``series`` (indexed by known time) at the first row observed at or after it.
 
     A value is booked at row r when obs[r-1] < known <= obs[r] (row 0: within one step before
-    obs[0]); values outside the panel are dropped; values landing on one row are summed.
+    obs[0]); values outside the panel are dropped; values landing on one row are summed. Each value
+    covers the period (known - period, known], the period being the series' shortest spacing (one
+    step for a single value): a row observed inside a covered period without a booking gets 0 (it
+    paid nothing yet: the period's funding is booked at its end); rows outside every period stay NaN.
     """
     out = np.full(len(obs), np.nan)
     if series.empty or not len(obs):
@@ -188,4 +193,8 @@ def _flow_at(series: pd.Series, obs: np.ndarray, step_ns: int) -> np.ndarray:
     np.add.at(booked, r[inside], values[inside])
     hit[r[inside]] = True
     out[hit] = booked[hit]
+    period = int(np.diff(known).min()) if len(known) > 1 else step_ns
+    k = np.searchsorted(known, obs, side="left")  # the first value known at or after each observation
+    covered = (k < len(known)) & (known[np.minimum(k, len(known) - 1)] - period < obs)
+    out[covered & ~hit] = 0.0
     return out

@@ -520,6 +520,27 @@ def revalue_at(book: BookArrays, market: MarketData, i: int, spot_shocks, vol_sh
     return (total, {}) if option_legs else total
 
 
+def _funding(market: MarketData, book: BookArrays, cols: list[int], i: int, j: int, where: str) -> np.ndarray:
+    """Funding (fraction of notional) per book asset over rows i+1 .. j; DataError where a held perpetual has none."""
+    rows = market.funding_array[i + 1:j + 1][:, cols] if market.funding_array is not None else \
+        np.full((j - i, len(cols)), np.nan)
+    fund = rows.sum(axis=0)
+    missing = [a for a in np.unique(book.asset_idx[book.is_perp]) if np.isnan(fund[a])]
+    if missing:
+        asset = book.assets[missing[0]]
+        covered = []
+        if market.funding is not None:
+            for name in market.funding.columns:
+                s = market.funding[name]
+                if s.notna().any():
+                    covered.append(f"{name} from {s.first_valid_index():%Y-%m-%d} to {s.last_valid_index():%Y-%m-%d}")
+        coverage = ("funding data covers " + "; ".join(covered)) if covered else "the market has no funding data"
+        date = market.index[i].strftime("%Y-%m-%d" if market.freq == "1d" else "%Y-%m-%d %H:%M")
+        raise DataError(f"{where}: include_funding is set but the {asset} perpetual has no funding data over the "
+                        f"MPOR after {date} ({coverage}): set include_funding = false or restrict the books/dates")
+    return fund
+
+
 def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: int = 1,
                  include_funding: bool = False, where: str = "book", *, horizon_days: int | None = None) -> float:
     """Realised P&L of the frozen book from ``t`` to ``t + horizon`` observations.
@@ -531,8 +552,9 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: 
     there, or settled at intrinsic value on the close of the last observation
     at or before their expiry (module docstring); perpetual funding of rows
     t+1 .. t+h (paid over [observation of t, observation of t + h)) charged
-    when ``include_funding`` (NaN funding counts as zero). ``horizon_days`` is
-    the former name of ``horizon`` (daily panels only).
+    when ``include_funding``: a perpetual whose window lacks funding data
+    (NaN: outside the series' coverage) raises DataError, never counts as 0.
+    ``horizon_days`` is the former name of ``horizon`` (daily panels only).
     """
     horizon = _horizon(market, horizon, horizon_days)
     if not isinstance(horizon, int | np.integer) or isinstance(horizon, bool) or horizon < 1:
@@ -558,9 +580,9 @@ def realised_pnl(positions: Sequence[Position], market: MarketData, t, horizon: 
         if settling.any():
             k = np.flatnonzero(settling)
             pnl[k] = book.quantity[k] * (_settlement_spots(market, book, cols, k) - (1.0 + book.basis[k]) * s0[k])
-    if include_funding and market.funding_array is not None and book.is_perp.any():
-        fund = np.nan_to_num(market.funding_array[i + 1:j + 1][:, cols]).sum(axis=0)
+    if include_funding and book.is_perp.any():
         pm = book.is_perp
+        fund = _funding(market, book, cols, i, j, where)
         pnl[pm] -= book.quantity[pm] * s0[pm] * fund[book.asset_idx[pm]]
     if book.has_options:
         tau0 = _years_to_expiry(book, market, i)

@@ -807,3 +807,19 @@ def test_a_run_warns_once_about_folders_a_killed_run_left(tmp_path, study_file, 
         code, _ = run_cli(["run", study_file, "--out", tmp_path / "rep"], capsys)
     assert code == 0 and left.is_dir()
     assert sum("interrupted marginlab run" in str(w.message) for w in caught) == 1
+
+
+def test_cli_funding_missing_is_one_line(tmp_path, capsys):
+    """include_funding on the ETH perpetual (no bundled ETH funding): one line naming the book, the asset, the
+    first date and the coverage, no traceback, no report (the P&L charged 0 without a word before)."""
+    path = tmp_path / "study.toml"
+    path.write_text('[study]\nname = "funding"\ninclude_funding = true\n[market]\nassets = ["BTC", "ETH"]\n'
+                    'start = "2022-02-01"\nend = "2022-02-10"\n[portfolios]\n'
+                    'reference = ["long BTC / short ETH perpetuals"]\n[[models]]\nname = "static"\n')
+    code, err = run_cli(["run", path, "--out", tmp_path / "rep", "--executor", "serial"], capsys)
+    assert code == 2
+    assert one_error_line(err) == (
+        "marginlab: error: portfolio 'long BTC / short ETH perpetuals': include_funding is set but the ETH perpetual "
+        "has no funding data over the MPOR after 2022-02-01 (funding data covers BTC from 2019-09-10 to "
+        "2025-11-26): set include_funding = false or restrict the books/dates")
+    assert not (tmp_path / "rep").exists()

@@ -10,8 +10,9 @@ import marginlab.models as mm
 import numpy as np
 import pandas as pd
 import pytest
-from marginlab.datasets import MarketData
+from marginlab.datasets import DataError, MarketData
 from marginlab.datasets.conventions import YEAR, breach, observation_times, utc, year_fraction
+from marginlab.validation import Backtest
 
 HOUR = pd.Timedelta(hours=1)
 DAY = pd.Timedelta(days=1)
@@ -200,3 +201,32 @@ def test_load_market_as_of_keeps_what_was_known():
     assert known.funding["BTC"].last_valid_index() == pd.Timestamp("2021-06-01 23:00", tz="UTC")
     with pytest.raises(ds.DataError, match="before the first price close"):
         ds.load_market(["BTC"], as_of="2010-01-01")
+
+
+def test_funding_missing_over_the_mpor_is_an_error_never_zero():
+    """include_funding on perpetuals without funding data (ETH; BTC before 2019-09-10): one line naming the book,
+    the asset, the first date affected and the coverage, never a silent 0 (found by a reviewer)."""
+    market = ds.load_market(["BTC", "ETH"], start="2019-08-01", end="2022-03-31")
+    pair = mm.ConstantNotionalBook("pair", ((mm.Perpetual("BTC"), 1e6), (mm.Perpetual("ETH"), -1e6)))
+    with pytest.raises(DataError, match=r"^portfolio 'pair': include_funding is set but the ETH perpetual has no "
+                                        r"funding data over the MPOR after 2022-02-01 \(funding data covers BTC from "
+                                        r"2019-09-10 to 2022-03-31\): set include_funding = false or restrict"):
+        Backtest(market, [pair], [mm.make_model("static")], start="2022-02-01", include_funding=True).run()
+    btc = mm.FixedBook("btc", (mm.Position(mm.Perpetual("BTC"), 1.0),))
+    # the window after 2019-09-07 (MPOR 3: rows 09-08 .. 09-10) straddles the start of the funding series
+    with pytest.raises(DataError, match=r"^portfolio 'btc': .* BTC perpetual .* after 2019-09-07 \(funding data covers "
+                                        r"BTC from 2019-09-10"):
+        Backtest(market, [btc], [mm.make_model("static")], mpor_days=3, start="2019-09-07",
+                 include_funding=True).run()
+    ok = Backtest(market, [btc], [mm.make_model("static")], mpor_days=3, start="2019-09-09", end="2019-09-30",
+                  include_funding=True).run().frame
+    assert ok["date"].iloc[0] == pd.Timestamp("2019-09-09", tz="UTC") and ok["pnl"].notna().all()
+    # a market without any funding table
+    toy = MarketData(prices=market.prices.iloc[:5], implied_vol=market.implied_vol.iloc[:5])
+    with pytest.raises(DataError, match=r"BTC perpetual has no funding data .* \(the market has no funding data\)"):
+        mm.realised_pnl([mm.Position(mm.Perpetual("BTC"), 1.0)], toy, toy.index[0], 1, include_funding=True)
+    # hourly panels: the hours between two daily bookings paid nothing yet (0), outside the series NaN
+    hourly = ds.load_market(["BTC"], freq="1h", start="2019-09-09", end="2019-09-11 23:00")
+    funding = hourly.funding["BTC"]
+    assert funding.loc[:"2019-09-09 23:00"].isna().all() and funding.loc["2019-09-10":].notna().all()
+    assert (funding.loc["2019-09-10 00:00":"2019-09-10 22:00"] == 0.0).all() and funding.loc["2019-09-10 23:00"] > 0

@@ -101,7 +101,9 @@ class Backtest:
     start, end : optional
         Range of margin dates; must lie inside the market data.
     include_funding : bool
-        Charge perpetual funding over the MPOR when the market has funding data.
+        Charge perpetual funding over the MPOR; a perpetual whose MPOR window lacks funding data
+        (the bundled series covers BTC from 2019-09-10) is a DataError naming the book, the asset, the
+        first date affected and the coverage.
     seed : int
         Seed of every random draw of the run (passed to the models through the
         run context): the same seed gives the same margins bit for bit.
@@ -265,6 +267,7 @@ class Backtest:
         positions, pnl, notional = [], np.empty(len(dates)), np.empty(len(dates))
         changed = np.zeros(len(dates), dtype=bool)
         previous: frozenset | None = None
+        where = f"{'account' if isinstance(p, AccountBook) else 'portfolio'} {name!r}"
         for k, t in enumerate(dates):
             book = p.positions_at(t, self.market)
             for item, pos in enumerate(book):
@@ -283,8 +286,7 @@ class Backtest:
             i = self.market.loc_of(t)
             notional[k] = sum(abs(pos.quantity) * self.market.price_array[i, self.market.asset_index[
                 pos.instrument.asset]] for pos in book)
-            pnl[k] = realised_pnl(book, self.market, t, self.mpor_days, self.include_funding,
-                                  where=f"portfolio {name!r}")
+            pnl[k] = realised_pnl(book, self.market, t, self.mpor_days, self.include_funding, where=where)
         return _BookPath(dates, positions, pnl, notional, changed)
 
     def run_task(self, task: Task) -> TaskResult:
