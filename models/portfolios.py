@@ -30,10 +30,16 @@ __all__ = [
     "CombinedBook",
     "reference_portfolios",
     "EXPIRY_HOUR",
+    "CYCLE_ANCHOR",
 ]
 
 EXPIRY_HOUR = 8  # Deribit options expire at 08:00 UTC
 _DAY_NS = pd.Timedelta(days=1).value
+#: The anchor of :class:`OptionStrategy` roll cycles without ``start``: an observation time, the close of the
+#: daily row 2021-03-24 (2021-03-25 00:00 UTC), the first Deribit DVOL close of BTC and ETH in the bundled data
+#: (the first hourly row with a DVOL is observed at the same time). Fixed, so that the books do not depend on
+#: the first row of the loaded panel.
+CYCLE_ANCHOR = pd.Timestamp("2021-03-25 00:00", tz="UTC")
 _EXPIRY_NS = pd.Timedelta(hours=EXPIRY_HOUR).value
 _YEAR_NS = float(YEAR.value)
 
@@ -194,9 +200,17 @@ class OptionLeg:
 class OptionStrategy(Portfolio):
     """Options opened at a target delta and tenor, rolled before expiry.
 
-    All legs are opened together on the first date with data (or ``start``) and
-    reopened every ``tenor_days - roll_days`` days of the shortest leg, i.e. when
-    it has ``roll_days`` left. The size is set at each opening so that one unit
+    All legs are opened together at the start of each roll cycle and reopened
+    every ``tenor_days - roll_days`` days of the shortest leg, i.e. when it has
+    ``roll_days`` left. The cycles are anchored at a fixed time that does not
+    depend on the loaded panel: :data:`CYCLE_ANCHOR` (the close of 2021-03-24, the
+    first Deribit DVOL close of BTC and ETH in the bundled data), or the close of
+    the row labelled ``start`` when given (no position before it). A cycle starts
+    at anchor + k x cycle (any integer k); its options are opened at the first row
+    observed at or after that time (hourly panels keep maintenance gaps). A date
+    whose cycle started before the panel's first row, or at a row without a price
+    and implied vol, holds no position (:meth:`held`): a panel loaded from a later
+    date holds the same options on the same dates as the full history. The size is set at each opening so that one unit
     is ``notional / S_open`` of the underlying. Optional linear legs: a spot
     holding of ``spot_units`` x size (covered call, protective put) and a daily
     delta hedge in the perpetual (``delta_hedge=True``: quantity = minus the
@@ -237,23 +251,55 @@ class OptionStrategy(Portfolio):
         """Days between two openings."""
         return min(leg.tenor_days for leg in self.legs) - self.roll_days
 
-    def _origin(self, market: MarketData) -> int:
-        """Row of the first opening: the first row with a price and an implied vol (at or after ``start``)."""
-        first = self._first_row(market)
+    def _anchor_ns(self, market: MarketData) -> int:
+        """The cycles' anchor (ns, an observation time): the close of the row labelled ``start``, or CYCLE_ANCHOR."""
         if self.start is not None:
-            first = max(first, int(market.index.searchsorted(utc(self.start))))
-        return first
+            return int(utc(self.start).value + market.step.value)
+        return int(CYCLE_ANCHOR.value)
+
+    def _opening_rows(self, market: MarketData, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of ``rows``: the start of its roll cycle (ns) and the row its options were opened at (-1: none).
+
+        None where the cycle started before the panel's first observation, before ``start``, or at a row
+        without a price and implied vol of the asset.
+        """
+        obs = market.observation_ns
+        anchor = self._anchor_ns(market)
+        cycle = self.cycle_days * _DAY_NS
+        begins = anchor + ((obs[rows] - anchor) // cycle) * cycle
+        opened = np.searchsorted(obs, begins)  # the first row at or after the cycle start (hourly gaps kept)
+        a = market.asset_index[self.asset]
+        found = np.minimum(opened, len(obs) - 1)
+        ok = (begins >= obs[0]) & np.isfinite(market.price_array[found, a]) & np.isfinite(market.vol_array[found, a])
+        if self.start is not None:
+            ok &= obs[rows] >= anchor
+        return begins, np.where(ok, opened, -1)
+
+    def _origin(self, market: MarketData) -> int:
+        """The panel's first opening row (the first row holding a position, opened there)."""
+        rows = np.arange(len(market.index))
+        opened = self._opening_rows(market, rows)[1]
+        first = np.flatnonzero(opened == rows)
+        if not len(first):
+            raise DataError(f"portfolio {self.name!r}: no roll cycle of {self.cycle_days} days starts at a row with "
+                            f"{self.asset} price and implied vol in the market data")
+        return int(first[0])
+
+    def held(self, market: MarketData) -> np.ndarray:
+        """Rows whose options were opened inside the panel, at a row with a price and implied vol (class docstring)."""
+        self._first_row(market)  # checks the asset
+        return self._opening_rows(market, np.arange(len(market.index)))[1] >= 0
 
     def _opening_row(self, i: int, market: MarketData) -> int:
-        """Row at which the options held at row ``i`` were opened (every ``cycle_days`` from the origin)."""
-        origin = self._origin(market)
-        if i < origin:
-            raise DataError(f"portfolio {self.name!r}: no position before {market.index[origin]:%Y-%m-%d} "
-                            f"(first date with {self.asset} price and implied vol)")
-        obs = market.observation_ns
-        cycle = self.cycle_days * _DAY_NS
-        # the first row at or after the cycle start (hourly panels keep maintenance gaps)
-        return int(np.searchsorted(obs, obs[origin] + ((obs[i] - obs[origin]) // cycle) * cycle))
+        """Row at which the options held at row ``i`` were opened (at the start of its roll cycle)."""
+        begins, opened = self._opening_rows(market, np.array([i]))
+        if opened[0] < 0:
+            begun = pd.Timestamp(int(begins[0]), tz="UTC")
+            date = market.index[i].strftime("%Y-%m-%d" if market.freq == "1d" else "%Y-%m-%d %H:%M")
+            raise DataError(f"portfolio {self.name!r}: no position at {date}: its roll cycle began at "
+                            f"{begun:%Y-%m-%d %H:%M} UTC, before the market data, before start or at a row without "
+                            f"{self.asset} price and implied vol")
+        return int(opened[0])
 
     def _opening(self, row: int, market: MarketData) -> list[Position]:
         """The positions opened at ``row``: sizes from its close, strikes from the close and the ATM vol.
@@ -332,6 +378,11 @@ class CombinedBook(Portfolio):
         """True if any part holds options."""
         return any(p.needs_implied_vol for p in self.parts)
 
+    def held(self, market: MarketData) -> np.ndarray | None:
+        """Rows where every part holds a book (None: every row)."""
+        masks = [m for m in (p.held(market) for p in self.parts) if m is not None]
+        return np.logical_and.reduce(masks) if masks else None
+
     def positions_at(self, t, market=None) -> list[Position]:
         """Every part's positions at ``t``, in the parts' order."""
         return [pos for p in self.parts for pos in p.positions_at(t, market)]
@@ -342,7 +393,8 @@ def reference_portfolios(notional: float = 1_000_000.0) -> dict[str, Portfolio]:
 
     Linear books are re-sized daily to constant notional; option books open
     ``notional / S`` units of the underlying and roll (30-day tenor, rolled with
-    7 days left) from 2021-03-24, the first day of Deribit DVOL. Two books exercise
+    7 days left) on cycles anchored at 2021-03-24's close, the first day of Deribit DVOL
+    (:data:`CYCLE_ANCHOR`, whatever the first row of the loaded panel). Two books exercise
     portfolio-margin offsets: short BTC and long ETH ATM straddles, each delta-hedged
     daily with its perpetual (offsets across underlyings and between the perpetual and
     the option expiries), and a long 60-day BTC ATM call delta-hedged daily with the

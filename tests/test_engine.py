@@ -180,3 +180,33 @@ def test_coverage_tests_each_model_at_its_own_level_on_the_common_dates():
     for pair in pairs:
         assert eff.loc[pair].drop("sample").to_dict() == pytest.approx(
             compute_metrics(res._rows(*pair, "common")), nan_ok=True, rel=0, abs=0)
+
+
+def test_option_books_roll_on_cycles_that_do_not_depend_on_the_first_row_of_the_panel():
+    """A panel loaded from 2022-01-01 holds the same options on the same dates as the full history (the roll cycle
+    was anchored at the panel's first row: a different book on the same date, found by a reviewer)."""
+    books = mm.reference_portfolios()
+    full = ds.load_market(["BTC", "ETH"])
+    short = ds.load_market(["BTC", "ETH"], start="2022-01-01", end="2022-06-30")
+    names = ["short BTC 25-delta strangle (30d, rolled at 7d)", "BTC perpetual vs long 60d ATM call (delta-hedged "
+             "daily, rolled at 30d)", "short BTC / long ETH ATM straddles, each delta-hedged with its perpetual"]
+    for name in names:
+        book = books[name]
+        for t in short.index[short.index >= pd.Timestamp("2022-02-01", tz="UTC")]:
+            assert book.positions_at(t, short) == book.positions_at(t, full), (name, t)
+        held = short.index[book.held(short)]
+        # 2022-01-01 .. the first cycle start inside the short panel: opened before it, not held
+        assert held[0] > short.index[0] and held[-1] == short.index[-1]
+        assert book.held(short)[short.index.get_loc(held[0]):].all()
+        for t in held[held < pd.Timestamp("2022-02-01", tz="UTC")]:
+            assert book.positions_at(t, short) == book.positions_at(t, full), (name, t)
+        with pytest.raises(DataError, match=r"portfolio '.*': no position at 2022-01-01: its roll cycle began at "
+                                            r"2021-12-"):
+            book.positions_at(short.index[0], short)
+    # the 23-day cycle is anchored at 2021-03-24's close (observed 2021-03-25 00:00): the options held on
+    # 2022-01-17 were opened there (observed 2022-01-18 = anchor + 13 cycles); rolls every 23 days after
+    strangle = books[names[0]]
+    assert full.index[strangle._origin(full)] == pd.Timestamp("2021-03-24", tz="UTC")
+    f = Backtest(short, [strangle], [mm.make_model("static")]).run().frame
+    assert f["date"].iloc[0] == pd.Timestamp("2022-01-17", tz="UTC")
+    assert list(f.loc[f["book_changed"], "date"].dt.strftime("%m-%d"))[:3] == ["02-09", "03-04", "03-27"]
