@@ -210,3 +210,16 @@ def test_option_books_roll_on_cycles_that_do_not_depend_on_the_first_row_of_the_
     f = Backtest(short, [strangle], [mm.make_model("static")]).run().frame
     assert f["date"].iloc[0] == pd.Timestamp("2022-01-17", tz="UTC")
     assert list(f.loc[f["book_changed"], "date"].dt.strftime("%m-%d"))[:3] == ["02-09", "03-04", "03-27"]
+
+
+def test_notional_counts_only_the_positions_held_at_t():
+    """A fixed book keeps an option and a future past their expiry (2022-03-04 08:00): from the 03-04 row
+    (observed 03-05 00:00) only the spot counts (the notional counted the settled contracts, found by a reviewer)."""
+    market = ds.load_market(["BTC"], start="2021-06-01", end="2022-03-31")
+    expiry = "2022-03-04 08:00"
+    book = mm.FixedBook("b", (mm.Position(mm.Option("BTC", expiry, 40000.0, "call"), -2.0),
+                              mm.Position(mm.Future("BTC", expiry), 3.0), mm.Position(mm.Spot("BTC"), 1.0)))
+    f = Backtest(market, [book], [mm.make_model("static")], start="2022-03-01", end="2022-03-08").run().frame
+    close = market.prices["BTC"].reindex(f["date"]).to_numpy()
+    held = (f["date"] < pd.Timestamp("2022-03-04", tz="UTC")).to_numpy()
+    np.testing.assert_array_equal(f["notional"].to_numpy(), np.where(held, 6.0, 1.0) * close)

@@ -37,7 +37,8 @@ __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLU
 #: Columns of the result frame: the margin date, portfolio and model labels, the margin, the realised P&L over
 #: the MPOR and loss = -pnl, breach = loss > margin (strict), VaR and ES at the model's level and the PIT of the
 #: realised P&L under the forecast distribution (NaN for rule-based models), the book's gross notional
-#: (sum |q| S, quote currency) and whether its instruments changed since its previous date (a roll).
+#: (sum |q| S over the positions held at t, quote currency: options and futures expired by t are left out)
+#: and whether its instruments changed since its previous date (a roll).
 #: ``Backtest(..., standalone_legs=True)`` adds ``standalone_margin``: the sum of the margins of the book's
 #: positions, each margined alone by the same model at the same date (the offset benefit's denominator).
 COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
@@ -284,8 +285,9 @@ class Backtest:
             book = positions[-1] if positions and positions[-1] == tuple(book) else Book(book)
             positions.append(book)
             i = self.market.loc_of(t)
+            seen = int(self.market.observation_ns[i])  # options and futures expired by t are not held (settled)
             notional[k] = sum(abs(pos.quantity) * self.market.price_array[i, self.market.asset_index[
-                pos.instrument.asset]] for pos in book)
+                pos.instrument.asset]] for pos in book if pos.held_at(seen))
             pnl[k] = realised_pnl(book, self.market, t, self.mpor_days, self.include_funding, where=where)
         return _BookPath(dates, positions, pnl, notional, changed)
 
