@@ -6,7 +6,9 @@ published by then, option-chain snapshots quoted by then), aligned by the produc
 and every model's margin at t must equal, bit for bit, its margin on the full market. A leak
 built into the alignment (e.g. a daily value copied onto the hours before it was published)
 makes the two markets differ at t, which truncating the finished panel could not show.
-Daily and hourly panels, linear and option books, dates with and without the smile in force.
+Daily and hourly panels, MPOR 1 and 5 observations (the run context's ``mpor``: models build
+h-observation moves from it), spot, perpetual, BTC and ETH option books and a dated future expiring
+inside the MPOR, dates with and without the smile in force.
 """
 
 import marginlab.datasets as ds
@@ -29,9 +31,20 @@ DATES = {
 }
 BOOKS = {
     "linear": "long BTC / short ETH perpetuals",
+    "spot": "long BTC spot",
     "options": "short BTC 25-delta strangle (30d, rolled at 7d)",
+    "ETH options": "short ETH 25-delta strangle (30d, rolled at 7d)",
     "hedged options": "short BTC ATM straddle, delta-hedged daily",
 }
+MPORS = (1, 5)
+
+
+def future_book(t: pd.Timestamp) -> mm.FixedBook:
+    """Long a BTC future expiring 08:00 UTC three days after ``t`` (inside an MPOR of 5 days, after one of 1) against
+    short ETH perpetuals."""
+    expiry = t.normalize() + pd.Timedelta(days=3, hours=8)
+    return mm.FixedBook("future", (mm.Position(mm.Future("BTC", expiry), 10.0),
+                                   mm.Position(mm.Perpetual("ETH"), -150.0)))
 
 
 @pytest.fixture(scope="module")
@@ -113,23 +126,26 @@ def test_no_lookahead_path_dependent_overlays(name, markets):
 
 def _check_no_lookahead(name, model, markets):
     finite = {}
+    books = mm.reference_portfolios()
     for freq, (full, known) in markets.items():
         for t, cut in known.items():
-            for kind, book_name in BOOKS.items():
-                book = mm.reference_portfolios()[book_name]
-                if kind != "linear" and not np.isfinite(full.vol_array[full.loc_of(t), 0]):
+            for kind in [*BOOKS, "future"]:
+                book = future_book(t) if kind == "future" else books[BOOKS[kind]]
+                if book.needs_implied_vol and not np.isfinite(full.vol_array[full.loc_of(t), 0]):
                     continue
                 positions = book.positions_at(t, full)
-                assert positions == book.positions_at(t, cut), (freq, book_name, t)
+                assert positions == book.positions_at(t, cut), (freq, book.name, t)
                 if not model.applies_to(positions):
                     continue
-                m_full = model.margin(model.fit(full, t), positions, full, t)
-                m_cut = model.margin(model.fit(cut, t), positions, cut, t)
-                # bit for bit (NaN = no margin yet, during a model's warm-up, must match too)
-                assert np.array_equal(np.float64(m_full), np.float64(m_cut), equal_nan=True), \
-                    (name, freq, book_name, t, m_full, m_cut)
-                finite[freq] = finite.get(freq, 0) + int(np.isfinite(m_full))
-    assert finite.get("1d", 0) > 0 and finite.get("1h", 0) > 0, f"{name}: no margin checked on {finite}"
+                for h in MPORS:
+                    # a fresh run context per market and MPOR: the models read the MPOR from it
+                    m_full = model.margin(model.fit(full, t, context=mm.RunContext(mpor=h)), positions, full, t)
+                    m_cut = model.margin(model.fit(cut, t, context=mm.RunContext(mpor=h)), positions, cut, t)
+                    # bit for bit (NaN = no margin yet, during a model's warm-up, must match too)
+                    assert np.array_equal(np.float64(m_full), np.float64(m_cut), equal_nan=True), \
+                        (name, freq, book.name, h, t, m_full, m_cut)
+                    finite[freq, h] = finite.get((freq, h), 0) + int(np.isfinite(m_full))
+    assert all(finite.get((freq, h), 0) > 0 for freq in PANELS for h in MPORS), f"{name}: no margin checked on {finite}"
 
 
 def test_registry_is_covered():
