@@ -94,11 +94,18 @@ def make_overlay(name: str, **params: Any) -> Overlay:
 
 
 def gross_notional(positions: Sequence[Position], market: MarketData, i: int) -> float:
-    r"""Gross notional of a book at row ``i``: :math:`\sum |q| S` (quote currency), as the engine's rows."""
+    r"""Gross notional of a book at row ``i``: :math:`\sum |q| S` (quote currency), as the engine's rows.
+
+    Over the positions held at the row's observation time: options and futures expired by then are left out.
+    """
     book = book_arrays(positions)
     if not len(book.quantity):
         return 0.0
     spots = market.price_array[i, [market.asset_index[a] for a in book.assets]]
+    seen = int(market.observation_ns[i])
+    held = np.array([p.held_at(seen) for p in positions], dtype=bool)
+    if not held.all():
+        return float(np.abs(book.quantity[held]) @ spots[book.asset_idx[held]])
     return float(np.abs(book.quantity) @ spots[book.asset_idx])
 
 

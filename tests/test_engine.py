@@ -223,3 +223,14 @@ def test_notional_counts_only_the_positions_held_at_t():
     close = market.prices["BTC"].reindex(f["date"]).to_numpy()
     held = (f["date"] < pd.Timestamp("2022-03-04", tz="UTC")).to_numpy()
     np.testing.assert_array_equal(f["notional"].to_numpy(), np.where(held, 6.0, 1.0) * close)
+
+
+def test_the_apc_buffers_notional_is_the_engines():
+    """overlays.gross_notional (the APC buffer's rate denominator) leaves out expired contracts, as the engine does."""
+    from marginlab.models.overlays import gross_notional
+    market = ds.load_market(["BTC"], start="2021-06-01", end="2022-03-31")
+    book = mm.FixedBook("b", (mm.Position(mm.Option("BTC", "2022-03-04 08:00", 40000.0, "call"), -2.0),
+                              mm.Position(mm.Spot("BTC"), 1.0)))
+    f = Backtest(market, [book], [mm.make_model("static")], start="2022-03-01", end="2022-03-08").run().frame
+    for t, notional in zip(f["date"], f["notional"], strict=True):
+        assert gross_notional(book.positions, market, market.loc_of(t)) == pytest.approx(notional, rel=1e-12), t
