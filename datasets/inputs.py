@@ -193,7 +193,8 @@ def _flow_at(series: pd.Series, obs: np.ndarray, step_ns: int) -> np.ndarray:
     np.add.at(booked, r[inside], values[inside])
     hit[r[inside]] = True
     out[hit] = booked[hit]
-    period = int(np.diff(known).min()) if len(known) > 1 else step_ns
+    spacing = np.diff(known)
+    period = int(spacing[spacing > 0].min()) if (spacing > 0).any() else step_ns
     k = np.searchsorted(known, obs, side="left")  # the first value known at or after each observation
     covered = (k < len(known)) & (known[np.minimum(k, len(known) - 1)] - period < obs)
     out[covered & ~hit] = 0.0

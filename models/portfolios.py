@@ -82,8 +82,15 @@ class Portfolio:
         raise NotImplementedError
 
     def first_date(self, market: MarketData) -> pd.Timestamp:
-        """First date on which the book can be built from ``market``."""
-        return market.index[self._first_row(market)]
+        """First date on which the book can be built from ``market`` (and holds a book, :meth:`held`)."""
+        row = self._first_row(market)
+        held = self.held(market)
+        if held is not None:
+            rows = np.flatnonzero(held[row:])
+            if not len(rows):
+                raise DataError(f"portfolio {self.name!r}: holds no book on any date of the market data")
+            row += int(rows[0])
+        return market.index[row]
 
     def held(self, market: MarketData) -> np.ndarray | None:
         """Boolean mask over the market's rows where the portfolio holds a book (None: on every date)."""

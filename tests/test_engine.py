@@ -208,7 +208,7 @@ def test_option_books_roll_on_cycles_that_do_not_depend_on_the_first_row_of_the_
     strangle = books[names[0]]
     assert full.index[strangle._origin(full)] == pd.Timestamp("2021-03-24", tz="UTC")
     f = Backtest(short, [strangle], [mm.make_model("static")]).run().frame
-    assert f["date"].iloc[0] == pd.Timestamp("2022-01-17", tz="UTC")
+    assert f["date"].iloc[0] == pd.Timestamp("2022-01-17", tz="UTC") == strangle.first_date(short)
     assert list(f.loc[f["book_changed"], "date"].dt.strftime("%m-%d"))[:3] == ["02-09", "03-04", "03-27"]
 
 
