@@ -149,6 +149,50 @@ def test_a_flat_row_set_closes_the_account(tmp_path):
     assert pd.Timestamp("2022-01-06", tz="UTC") not in held and pd.Timestamp("2022-01-08", tz="UTC") in held
 
 
+def _brute_force_dates(book, market, h):
+    """The reference for an account's margin dates: ``positions_at(t)`` per row, and the data of those positions
+    only (prices at t and t + h, implied vol at t for options, and at t + h for options not expired there)."""
+    dates, obs = [], market.observation_ns
+    for i, t in enumerate(market.index[:-h]):
+        held = book.positions_at(t, market)
+        ok = bool(held)
+        for p in held:
+            a = market.asset_index[p.instrument.asset]
+            ok &= not np.isnan(market.price_array[[i, i + h], a]).any()
+            if isinstance(p.instrument, mm.Option):
+                ok &= not np.isnan(market.vol_array[i, a])
+                ok &= p.instrument.expiry.value <= obs[i + h] or not np.isnan(market.vol_array[i + h, a])
+        if ok:
+            dates.append(t)
+    return pd.DatetimeIndex(dates)
+
+
+@pytest.mark.parametrize("h", [1, 3])
+def test_an_accounts_margin_dates_need_the_data_of_the_book_it_holds_then(tmp_path, h):
+    """An account needs the data of the book it holds at t, not of every asset it ever holds (found by a reviewer:
+    a later ETH option cut the BTC-spot dates before DVOL starts; XRP held once cut every BTC date after XRP's
+    data ends)."""
+    text = HEADER + ("2021-01-04,A1,spot,BTC,1,,,\n2021-06-01,A1,option,ETH,-10,2021-06-25,3000,call\n"
+                     "2021-01-04,B1,spot,BTC,1,,,\n"
+                     "2021-02-01,D1,spot,BTC,1,,,\n2021-04-01,D1,spot,BTC,1,,,\n"
+                     "2021-04-01,D1,option,ETH,1,2021-04-16,2000,put\n")
+    books = mm.account_books(read_positions(_write(tmp_path, text), market=MARKET))
+    late = ds.load_market(["BTC", "XRP"], start="2025-05-01", end="2025-08-31")  # bundled XRP ends 2025-07-04
+    text = HEADER + "2025-06-02,C1,spot,XRP,1000,,,\n2025-06-20,C1,spot,BTC,1,,,\n"
+    late_books = mm.account_books(read_positions(_write(tmp_path, text, "late.csv"), market=late))
+    static = {"static": mm.make_model("static")}
+    for market, accounts in ((MARKET, books), (late, late_books)):
+        res = Backtest(market, accounts, static, mpor_days=h).run().frame
+        for name, book in accounts.items():
+            expected = _brute_force_dates(book, market, h)
+            assert len(expected) > 0
+            pd.testing.assert_index_equal(pd.DatetimeIndex(res.loc[res["portfolio"] == name, "date"]), expected,
+                                          check_names=False)
+    assert Backtest(MARKET, books, static, mpor_days=h).portfolio_dates("A1")[0] == \
+        pd.Timestamp("2021-01-04", tz="UTC")  # BTC spot only: no implied vol needed before 2021-06-01
+    assert Backtest(late, late_books, static, mpor_days=h).portfolio_dates("C1")[-1] == late.index[-1 - h]
+
+
 def test_an_account_holding_a_fixed_book_has_the_fixed_books_margins(tmp_path):
     """The independent reference: the same positions as a FixedBook, replayed by the same engine."""
     text = HEADER + "2021-06-01,M1,spot,BTC,3,,,\n2021-06-01,M1,perpetual,ETH,-20,,,\n"
