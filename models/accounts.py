@@ -52,6 +52,8 @@ class AccountBook(Portfolio):
     step_ns : int
         Nanoseconds from a row's date to its observation time (one day on daily data): used when
         ``positions_at`` is called without the market.
+    source : str
+        The position file the account was read from (for messages).
     """
 
     name: str
@@ -59,6 +61,7 @@ class AccountBook(Portfolio):
     books: tuple[tuple[Position, ...], ...]
     carry_forward: bool = True
     step_ns: int = pd.Timedelta(days=1).value
+    source: str = ""
     _assets: list[str] = field(default_factory=list, repr=False)
     _legs: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
@@ -113,13 +116,28 @@ class AccountBook(Portfolio):
         return [p for p in self.books[k] if p.held_at(observed)]
 
     def _set_rows(self, market: MarketData) -> tuple[np.ndarray, np.ndarray]:
-        """Per row set, the market rows ``lo[k]:hi[k]`` it is in force at (``lo == hi``: none)."""
+        """Per row set, the market rows ``lo[k]:hi[k]`` it is in force at (``lo == hi``: none).
+
+        Carried forward, a set is in force at every row from its date until the next set's date, as in
+        :meth:`positions_at`, whether or not its own date is a row (a set dated before the market's first
+        row, or at an hour missing from an hourly panel, holds from the next row). A snapshot
+        (``carry_forward=False``) holds on its date only: a snapshot dated inside the market's range on a
+        date that is not a row would never be margined, and is refused (``DataError``).
+        """
         index_ns = market.index.as_unit("ns").asi8
         n = len(index_ns)
         lo = np.searchsorted(index_ns, self.dates, side="left")
-        hi = np.r_[lo[1:], n] if self.carry_forward else lo + 1
+        if self.carry_forward:
+            return lo, np.r_[lo[1:], n]
         exact = (lo < n) & (index_ns[np.minimum(lo, n - 1)] == self.dates)
-        return lo, np.where(exact, hi, lo)  # a date the market does not have: no row
+        inside = (self.dates >= index_ns[0]) & (self.dates <= index_ns[-1])
+        if (inside & ~exact).any():
+            d = pd.Timestamp(int(self.dates[np.flatnonzero(inside & ~exact)[0]]), tz="UTC")
+            where = f"{self.source}: " if self.source else ""
+            raise DataError(f"{where}account {self.name!r}: the row set dated {d:%Y-%m-%d %H:%M} is not a row of the "
+                            f"market data ({market.freq}; a missing hour?) and carry_forward=False holds it on that "
+                            "date only")
+        return lo, np.where(exact, lo + 1, lo)
 
     def _leg_rows(self, market: MarketData) -> tuple[np.ndarray, np.ndarray]:
         """Every (market row, leg) pair where a row set's leg is in the book: rows and indices into ``_legs``."""
@@ -209,7 +227,7 @@ def account_books(table: PositionTable) -> dict[str, AccountBook]:
                                for j in range(a, b) if qty[j] != 0.0))
         name = str(account[lo])
         out[name] = AccountBook(name=name, dates=dates_ns[set_starts], books=tuple(books),
-                                carry_forward=table.carry_forward, step_ns=step)
+                                carry_forward=table.carry_forward, step_ns=step, source=table.source)
     return out
 
 

@@ -364,3 +364,33 @@ def test_a_portfolio_with_its_own_held_dates_is_not_taken_for_an_idle_account():
     with pytest.raises(DataError, match="portfolio '2021 only': no date in the backtest range"):
         Backtest(MARKET, [book, mm.reference_portfolios()["long BTC spot"]], [mm.make_model("static")],
                  start="2022-01-01", end="2022-02-01").run()
+
+
+def _held_by_positions_at(book, market):
+    """The reference for ``held``: a non-empty ``positions_at`` per market row."""
+    return np.array([bool(book.positions_at(t, market)) for t in market.index])
+
+
+def test_a_carried_row_set_dated_off_the_markets_rows_holds_from_the_next_row(tmp_path):
+    """A carried set dated before the market's first row, or at an hour missing from the hourly panel, is in force
+    from the next row, as positions_at says (found by a reviewer: the account was silently idle)."""
+    text = "date,account,instrument,asset,quantity\n2022-01-03,A1,spot,BTC,2\n2022-01-06,B1,spot,BTC,2\n"
+    books = mm.account_books(read_positions(_write(tmp_path, text)))  # checked against the bundled history only
+    market = ds.load_market(["BTC"], start="2022-01-05", end="2022-01-31")
+    for book in books.values():
+        np.testing.assert_array_equal(book.held(market), _held_by_positions_at(book, market))
+    res = Backtest(market, books, {"static": mm.make_model("static")}, start="2022-01-05", end="2022-01-20").run()
+    assert res.idle_accounts == [] and res.frame.groupby("portfolio")["date"].min()["A1"] == market.index[0]
+    # hourly: 2020-11-30 06:00 is one of the 16 maintenance hours missing from the panel
+    text = "date,account,instrument,asset,quantity\n2020-11-30 06:00,A1,spot,BTC,2\n2020-11-30 09:00,A1,spot,BTC,3\n"
+    hourly = ds.load_market(["BTC"], freq="1h", start="2020-11-29", end="2020-12-01")
+    assert pd.Timestamp("2020-11-30 06:00", tz="UTC") not in hourly.index
+    book = mm.account_books(read_positions(_write(tmp_path, text, "h.csv"), freq="1h"))["A1"]
+    np.testing.assert_array_equal(book.held(hourly), _held_by_positions_at(book, hourly))
+    assert hourly.index[book.held(hourly)][0] == pd.Timestamp("2020-11-30 07:00", tz="UTC")
+    # a snapshot there would never be margined: refused, one line naming the file, account and date
+    snap = mm.account_books(read_positions(_write(tmp_path, text, "h.csv"), carry_forward=False, freq="1h"))["A1"]
+    with pytest.raises(DataError, match=r"h.csv: account 'A1': the row set dated 2020-11-30 06:00 is not a row"):
+        snap.held(hourly)
+    # snapshots outside the market's range are outside the replay, not an error
+    assert not snap.held(ds.load_market(["BTC"], freq="1h", start="2020-12-01", end="2020-12-02")).any()
