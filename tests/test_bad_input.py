@@ -807,3 +807,19 @@ def test_a_run_warns_once_about_folders_a_killed_run_left(tmp_path, study_file, 
         code, _ = run_cli(["run", study_file, "--out", tmp_path / "rep"], capsys)
     assert code == 0 and left.is_dir()
     assert sum("interrupted marginlab run" in str(w.message) for w in caught) == 1
+
+
+@pytest.mark.parametrize("column, rows, message", [
+    ("close", [_day(3, 103), _day(2, 1020), _day(1, 101)], r"line 3: column 'close' 1020 on 2018-01-02 00:00 is "
+                                                            r"outside its bar's \[low, high\] = \[90, 110\]"),
+    ("close", [_day(3, 103), _day(2, 89), _day(1, 101)], r"line 3: column 'close' 89 on 2018-01-02"),
+    ("open", [_day(3, 103), _day(2, 102).replace(",100,110,", ",1000,110,"), _day(1, 101)],
+     r"line 3: column 'open' 1000 on 2018-01-02"),
+])
+def test_build_price_outside_its_bars_range_is_an_error_naming_line_date_and_column(tmp_path, column, rows, message):
+    """A typo'd close (a digit added) was shipped; the Coin Metrics cross-check fails on the median difference only
+    (found by a reviewer). The shipped raw files have no such row (test_build_reproduces_bundled_files)."""
+    with pytest.raises(DataError, match=r"raw.csv: " + message):
+        b.clean_cdd(_cdd(tmp_path, rows), b.BuildLog(), daily=True)
+    edge = [_day(3, 103), _day(2, 110 * (1 + 1e-12)), _day(1, 90)]  # at high/low, within the tolerance: kept
+    assert b.clean_cdd(_cdd(tmp_path, edge, "edge.csv"), b.BuildLog(), daily=True)["close"].tolist()[0] == 90
