@@ -13,8 +13,9 @@ A position file has one row per account x date x position::
   (European); ``asset`` its underlying as in the catalogue (``BTC``).
 * ``quantity``: signed units of the underlying (negative = short); a row set
   whose quantities are all zero says the account is flat from that date.
-* ``expiry``: futures and options only (ISO 8601; a day without a time is at
-  08:00 UTC, Deribit's expiry hour); ``strike`` (> 0) and ``kind`` (``call`` or
+* ``expiry``: futures and options only (ISO 8601; a day without a time, as text
+  or a Parquet date32, is at 08:00 UTC, Deribit's expiry hour; a Parquet datetime
+  keeps its time, and one at exactly 00:00 UTC is refused as ambiguous); ``strike`` (> 0) and ``kind`` (``call`` or
   ``put``): options only. The columns are left empty for other instruments.
 
 **Semantics.** The rows of one (account, date) are the account's whole book
@@ -225,7 +226,16 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
         raise DataError(f"{_where(path, out, ~dated & has_exp, 'expiry')}: a {inst[~dated & has_exp].iloc[0]} has "
                         "no expiry; leave the column empty")
     expiry = _times(raw_exp, out, "expiry", path, has_exp)
-    if not pd.api.types.is_datetime64_any_dtype(raw_exp):  # a day without a time: the 08:00 UTC expiry
+    if pd.api.types.is_datetime64_any_dtype(raw_exp):
+        # a datetime column (Parquet) keeps its time; at exactly 00:00 UTC it may be a day exported as a datetime
+        # (pandas writes a day so) or a deliberate midnight: refused rather than guessed
+        midnight = has_exp & (expiry == expiry.dt.floor("D")).to_numpy()
+        if midnight.any():
+            k = int(np.flatnonzero(midnight)[0])
+            raise DataError(f"{_where(path, out, midnight, 'expiry')}: {expiry.iloc[k]:%Y-%m-%d %H:%M} UTC in a "
+                            "datetime column is ambiguous (a day without its time, or midnight?); write the expiry "
+                            f"as text, e.g. '{expiry.iloc[k]:%Y-%m-%d} 08:00' (a day without a time is 08:00 UTC)")
+    else:  # a day without a time (text, or a Parquet date32): the 08:00 UTC expiry
         day_only = has_exp & ~raw_exp.astype(str).str.contains(":").to_numpy()
         expiry = expiry.where(~day_only, expiry + pd.Timedelta(hours=EXPIRY_HOUR))
     out["expiry"] = expiry

@@ -394,3 +394,25 @@ def test_a_carried_row_set_dated_off_the_markets_rows_holds_from_the_next_row(tm
         snap.held(hourly)
     # snapshots outside the market's range are outside the replay, not an error
     assert not snap.held(ds.load_market(["BTC"], freq="1h", start="2020-12-01", end="2020-12-02")).any()
+
+
+def test_parquet_expiry_a_day_is_0800_a_datetime_keeps_its_time_and_midnight_is_refused(tmp_path):
+    """A datetime64 expiry at 00:00 (pandas' export of a day) was read as 00:00 UTC while the same day as text or
+    date32 is 08:00 (found by a reviewer): the option left a carried book 8 hours early. Midnight in a datetime column
+    is ambiguous (a day, or a deliberate 00:00?) and refused; other times are kept."""
+    base = pd.DataFrame({"date": ["2022-01-03"], "account": ["A1"], "instrument": ["option"], "asset": ["BTC"],
+                         "quantity": [-1.0], "expiry": ["2022-01-28"], "strike": [50000.0], "kind": ["call"]})
+
+    def expiry(frame, name):
+        frame.to_parquet(tmp_path / name, index=False)
+        return read_positions(tmp_path / name, market=MARKET).frame["expiry"].iloc[0]
+
+    at8 = pd.Timestamp("2022-01-28 08:00", tz="UTC")
+    assert expiry(base, "text.parquet") == at8
+    assert expiry(base.assign(expiry=pd.to_datetime(base["expiry"]).dt.date), "date32.parquet") == at8
+    assert expiry(base.assign(expiry=pd.to_datetime(["2022-01-28 08:00"])), "dt8.parquet") == at8
+    assert expiry(base.assign(expiry=pd.to_datetime(["2022-01-28 03:00-05:00"])), "ny.parquet") == at8
+    for name, value in (("naive.parquet", "2022-01-28"), ("utc.parquet", "2022-01-28T00:00Z")):
+        with pytest.raises(DataError, match=r"data row 1 \(account 'A1'\), column 'expiry': 2022-01-28 00:00 UTC in a "
+                                            r"datetime column is ambiguous .* e.g. '2022-01-28 08:00'"):
+            expiry(base.assign(expiry=pd.to_datetime([value])), name)
