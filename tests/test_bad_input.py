@@ -583,6 +583,11 @@ BAD_FILES = {
     # pandas renamed these columns BTC.1 and 'Unnamed: 1' without a word
     "repeated_column.csv": ("date,BTC,BTC\n2021-01-01,1,2\n", "column 'BTC' appears twice in the header"),
     "blank_column.csv": ("date,,ETH\n2021-01-01,1,2\n", "header column 2 has no name"),
+    # 'BTC ' was kept as a second BTC column, ' BTC' as a column of that name (found by a reviewer)
+    "padded_duplicate.csv": ("date,BTC,BTC \n2021-01-01,1,2\n", "column 'BTC ' has leading or trailing spaces in "
+                                                                  "its name; name it 'BTC'"),
+    "padded_column.csv": ("date, BTC\n2021-01-01,1\n", "column ' BTC' has leading or trailing spaces"),
+    "padded_time.csv": ("date ,BTC\n2021-01-01,1\n", "column 'date ' has leading or trailing spaces"),
 }
 
 
@@ -609,6 +614,14 @@ def test_read_prices_unreadable_files_name_the_file(name, payload, message, tmp_
     with pytest.raises(DataError, match=message) as info:
         read_prices(path)
     assert str(path) in str(info.value)
+
+
+def test_read_prices_parquet_column_names_with_spaces_are_refused(tmp_path):
+    path = tmp_path / "padded.parquet"
+    pd.DataFrame({"date": pd.to_datetime(["2021-01-01", "2021-01-02"]), "BTC": [1.0, 2.0], "BTC ": [1.0, 2.0]}
+                 ).to_parquet(path, index=False)
+    with pytest.raises(DataError, match=r"padded.parquet: column 'BTC ' has leading or trailing spaces"):
+        read_prices(path)
 
 
 def test_read_prices_plausible_range_is_configurable(tmp_path):
