@@ -70,6 +70,9 @@ BAD = {
     "expiry on spot": (GOOD.replace("BTC,2,,", "BTC,2,2022-02-01,"), 1, "A1", "expiry", "a spot has no expiry"),
     "strike on a future": (GOOD.replace("08:00,,", "08:00,100,"), 4, "B2", "strike", "only options have a strike"),
     "missing account": (GOOD.replace("2022-01-03,B2", "2022-01-03,"), 4, "", "account", "missing value"),
+    # numbers with spaces were read as numbers while text with spaces is refused (found by a reviewer)
+    "padded quantity": (GOOD.replace("BTC,2,", "BTC, 2 ,"), 1, "A1", "quantity", "' 2 ' has leading or trailing"),
+    "padded strike": (GOOD.replace(",50000,", ",50000 ,"), 2, "A1", "strike", "'50000 ' has leading or trailing"),
 }
 
 
@@ -416,3 +419,18 @@ def test_parquet_expiry_a_day_is_0800_a_datetime_keeps_its_time_and_midnight_is_
         with pytest.raises(DataError, match=r"data row 1 \(account 'A1'\), column 'expiry': 2022-01-28 00:00 UTC in a "
                                             r"datetime column is ambiguous .* e.g. '2022-01-28 08:00'"):
             expiry(base.assign(expiry=pd.to_datetime([value])), name)
+
+
+def test_hourly_messages_name_the_missing_hour_and_keep_the_rows_hour(tmp_path):
+    """A row at an hour missing from the hourly panel was called 'outside the market data' (the hour is inside
+    it); the held-after-expiry message dropped the row's hour (found by a reviewer)."""
+    hourly = ds.load_market(["BTC"], freq="1h", start="2017-09-20", end="2021-01-02")
+    assert pd.Timestamp("2017-09-22 20:00", tz="UTC") not in hourly.index
+    text = "date,account,instrument,asset,quantity\n2017-09-22 19:00,A,spot,BTC,1\n2017-09-22 20:00,A,spot,BTC,2\n"
+    with pytest.raises(DataError, match=r"data row 2 \(account 'A'\), column 'date': 2017-09-22 20:00 is missing from "
+                                        r"the market data \(a gap inside 2017-09-20 .. 2021-01-02, 1h\)"):
+        read_positions(_write(tmp_path, text), market=hourly)
+    text = HEADER + "2021-01-01 07:00,A,option,BTC,-1,2021-01-01 08:00,30000,call\n"
+    with pytest.raises(DataError, match=r"option expiring 2021-01-01 08:00 UTC is held on 2021-01-01 07:00 \(observed "
+                                        r"at its close, 2021-01-01 08:00 UTC\)"):
+        read_positions(_write(tmp_path, text), market=hourly)
