@@ -13,8 +13,9 @@ A position file has one row per account x date x position::
   (European); ``asset`` its underlying as in the catalogue (``BTC``).
 * ``quantity``: signed units of the underlying (negative = short); a row set
   whose quantities are all zero says the account is flat from that date.
-* ``expiry``: futures and options only (ISO 8601; a day without a time is at
-  08:00 UTC, Deribit's expiry hour); ``strike`` (> 0) and ``kind`` (``call`` or
+* ``expiry``: futures and options only (ISO 8601; a day without a time, as text
+  or a Parquet date32, is at 08:00 UTC, Deribit's expiry hour; a Parquet datetime
+  keeps its time, and one at exactly 00:00 UTC is refused as ambiguous); ``strike`` (> 0) and ``kind`` (``call`` or
   ``put``): options only. The columns are left empty for other instruments.
 
 **Semantics.** The rows of one (account, date) are the account's whole book
@@ -164,9 +165,10 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
     ------
     DataError
         One line naming the file, the data row, the account and the column: an unreadable, empty or binary
-        file; missing or unknown columns; missing or non-ISO dates, dates off the frequency's grid or
-        outside the market data; a missing account; an unknown instrument kind or asset; a true/false,
-        non-numeric, missing or infinite quantity; an expiry missing (futures, options) or given where
+        file; missing or unknown columns; missing or non-ISO dates, dates off the frequency's grid,
+        outside the market data or missing from it; a text or number with leading or trailing spaces; a
+        missing account; an unknown instrument kind or asset; a true/false, non-numeric, missing or
+        infinite quantity; an expiry missing (futures, options) or given where
         there is none; a missing, non-numeric or non-positive strike; a kind other than call/put; an
         instrument held at or after its expiry; the same position twice in one row set.
     """
@@ -175,8 +177,8 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
         raise ValueError(f"read_positions: carry_forward must be True or False, got {carry_forward!r}")
     freq = market.freq if market is not None and freq is None else (freq or "1d")
     step = frequency_delta(freq)
-    frame = _read_table(path, time_column="date", dtype={c: str for c in ("date", "account", "instrument", "asset",
-                                                                           "expiry", "kind")})
+    # every CSV cell as its text (numbers too: ' 2 ' would be read as 2, while ' A1' is refused)
+    frame = _read_table(path, time_column="date", dtype={c: str for c in POSITION_COLUMNS})
     if frame.empty or not len(frame.columns):
         raise DataError(f"{path}: no rows")
     frame.columns = [str(c).strip() for c in frame.columns]
@@ -225,7 +227,16 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
         raise DataError(f"{_where(path, out, ~dated & has_exp, 'expiry')}: a {inst[~dated & has_exp].iloc[0]} has "
                         "no expiry; leave the column empty")
     expiry = _times(raw_exp, out, "expiry", path, has_exp)
-    if not pd.api.types.is_datetime64_any_dtype(raw_exp):  # a day without a time: the 08:00 UTC expiry
+    if pd.api.types.is_datetime64_any_dtype(raw_exp):
+        # a datetime column (Parquet) keeps its time; at exactly 00:00 UTC it may be a day exported as a datetime
+        # (pandas writes a day so) or a deliberate midnight: refused rather than guessed
+        midnight = has_exp & (expiry == expiry.dt.floor("D")).to_numpy()
+        if midnight.any():
+            k = int(np.flatnonzero(midnight)[0])
+            raise DataError(f"{_where(path, out, midnight, 'expiry')}: {expiry.iloc[k]:%Y-%m-%d %H:%M} UTC in a "
+                            "datetime column is ambiguous (a day without its time, or midnight?); write the expiry "
+                            f"as text, e.g. '{expiry.iloc[k]:%Y-%m-%d} 08:00' (a day without a time is 08:00 UTC)")
+    else:  # a day without a time (text, or a Parquet date32): the 08:00 UTC expiry
         day_only = has_exp & ~raw_exp.astype(str).str.contains(":").to_numpy()
         expiry = expiry.where(~day_only, expiry + pd.Timedelta(hours=EXPIRY_HOUR))
     out["expiry"] = expiry
@@ -252,11 +263,12 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
     # dates inside the market data (or the asset's bundled history)
     _check_dates(out, path, market, freq)
     # an instrument held at or after its expiry: the row's close (date + step) must be before the expiry
+    day = "%Y-%m-%d" if freq == "1d" else "%Y-%m-%d %H:%M"  # a row's date as the file writes it
     held_after = dated & ((out["date"] + step).to_numpy() >= out["expiry"].to_numpy())
     if held_after.any():
         k = int(np.flatnonzero(held_after)[0])
         raise DataError(f"{_where(path, out, held_after, 'expiry')}: {out['instrument'].iloc[k]} expiring "
-                        f"{out['expiry'].iloc[k]:%Y-%m-%d %H:%M} UTC is held on {out['date'].iloc[k]:%Y-%m-%d} "
+                        f"{out['expiry'].iloc[k]:%Y-%m-%d %H:%M} UTC is held on {out['date'].iloc[k].strftime(day)} "
                         f"(observed at its close, {out['date'].iloc[k] + step:%Y-%m-%d %H:%M} UTC), at or after "
                         "its expiry")
     keys = ["account", "date", "instrument", "asset", "expiry", "strike", "kind"]
@@ -268,7 +280,7 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
                    & (out["asset"] == first["asset"]).to_numpy()]
         raise DataError(f"{path}: data rows {same['row'].iloc[0]} and {same['row'].iloc[1]} (account "
                         f"{first['account']!r}), columns {keys[1:]}: the same position twice on "
-                        f"{first['date']:%Y-%m-%d}; give one row per position (sum the quantities)")
+                        f"{first['date'].strftime(day)}; give one row per position (sum the quantities)")
     out = out.sort_values(["account", "date", "row"], kind="stable").reset_index(drop=True)
     columns = ["date", "account", "instrument", "asset", "quantity", "expiry", "strike", "kind", "row"]
     return PositionTable(frame=out[columns], carry_forward=carry_forward, source=str(path), freq=freq)
@@ -298,13 +310,20 @@ def _times(raw: pd.Series, out: pd.DataFrame, column: str, path, present: np.nda
 def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required: np.ndarray) -> pd.Series:
     """A numeric column as float: no true/false, no text, finite where ``required`` (NaN elsewhere)."""
     raw = frame[column]
-    if pd.api.types.is_bool_dtype(raw) or (raw.dtype == object and raw.map(lambda v: isinstance(v, bool)).any()):
+    flags = not pd.api.types.is_numeric_dtype(raw) and raw.map(lambda v: isinstance(v, bool) or (
+        isinstance(v, str) and v.strip().lower() in ("true", "false"))).any()
+    if pd.api.types.is_bool_dtype(raw) or flags:
         raise DataError(f"{_where(path, out, np.ones(len(raw), bool), column)}: holds true/false values, not numbers")
     if pd.api.types.is_numeric_dtype(raw):
         values = raw.to_numpy(dtype=float)
     else:
+        shown = raw.astype(str)
+        text = raw.notna().to_numpy() & (shown.str.strip() != "").to_numpy()
+        padded = text & (shown != shown.str.strip()).to_numpy()
+        if padded.any():  # refused like a padded text value: the file should say exactly what it means
+            raise DataError(f"{_where(path, out, padded, column)}: {raw[padded].iloc[0]!r} has leading or trailing "
+                            "spaces")
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
-        text = raw.notna().to_numpy() & (raw.astype(str).str.strip() != "").to_numpy()
         bad = text & np.isnan(values)
         if bad.any():
             raise DataError(f"{_where(path, out, bad, column)}: {raw[bad].iloc[0]!r} is not a number")
@@ -324,8 +343,12 @@ def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str) 
         bad = ~out["date"].isin(index).to_numpy()
         if bad.any():
             d = out["date"][bad].iloc[0]
+            span = f"{index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}, {market.freq}"
+            if index[0] <= d <= index[-1]:  # e.g. one of the hours missing from the hourly panel (maintenance)
+                raise DataError(f"{_where(path, out, bad, 'date')}: {d:%Y-%m-%d %H:%M} is missing from the market "
+                                f"data (a gap inside {span}); no book can be margined there")
             raise DataError(f"{_where(path, out, bad, 'date')}: {d:%Y-%m-%d %H:%M} is outside the market data "
-                            f"({index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}, {market.freq})")
+                            f"({span})")
         a = out["asset"].map(market.asset_index).to_numpy()
         rows = index.get_indexer(out["date"])
         no_price = np.isnan(market.price_array[rows, a])

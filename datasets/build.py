@@ -36,6 +36,8 @@ rule                        action
 ``stale_prices``            zero-volume days whose close equals the previous close are
                             kept (they are the exchange's last price) and listed
 ``non_positive``            rows with a non-positive price are an error, never repaired
+``bar_range``               an open or close outside its bar's [low, high] (relative
+                            tolerance 1e-9) is an error naming the line, date and column
 ==========================  =============================================================
 
 Nothing is written until every dataset is built and validated; the data folder is
@@ -413,6 +415,26 @@ def check_positive(frame: pd.DataFrame, name: str) -> None:
                             f"{', '.join(str(x) for x in bad[:5])}")
 
 
+#: Relative tolerance of :func:`check_bar_range` (exports rounded in the last digit; none seen in the raw files).
+BAR_RANGE_TOLERANCE = 1e-9
+
+
+def check_bar_range(frame: pd.DataFrame, name: str) -> None:
+    """Raise DataError if an open or close lies outside its bar's [low, high] (a typo'd price, e.g. a digit added).
+
+    Checked with a relative tolerance :data:`BAR_RANGE_TOLERANCE`; the shipped raw files have no such row.
+    """
+    for c in ("close", "open"):
+        below = frame["low"] > frame[c] * (1.0 + BAR_RANGE_TOLERANCE)
+        above = frame[c] > frame["high"] * (1.0 + BAR_RANGE_TOLERANCE)
+        bad = np.flatnonzero((below | above).to_numpy())
+        if len(bad):
+            r = frame.iloc[bad[0]]
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise DataError(f"{name}: line {int(r['line'])}: column {c!r} {r[c]:g} on {r['time']:%Y-%m-%d %H:%M} is "
+                            f"outside its bar's [low, high] = [{r['low']:g}, {r['high']:g}]{more}")
+
+
 def clean_cdd(path: Path, log: BuildLog, *, daily: bool) -> pd.DataFrame:
     """Apply every CDD rule in order and return the cleaned frame (``time`` + prices)."""
     name = Path(path).name
@@ -422,6 +444,7 @@ def clean_cdd(path: Path, log: BuildLog, *, daily: bool) -> pd.DataFrame:
     frame = drop_stitched_duplicates(frame, name, log)
     frame = drop_bogus_first_row(frame, name, log)
     check_positive(frame, name)
+    check_bar_range(frame, name)
     frame = fix_swapped_volume(frame, name, log)
     frame = drop_partial_last_period(frame, name, log)
     if daily:

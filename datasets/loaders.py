@@ -461,6 +461,12 @@ def read_prices(path, *, time_column: str | None = None, columns: list[str] | No
     frame = _read_table(path, time_column)
     if frame.empty or not len(frame.columns):
         raise DataError(f"{path}: no rows")
+    for c in frame.columns:  # 'BTC ' would be a second BTC column, ' BTC' a column nobody asks for
+        if isinstance(c, str) and c != c.strip():
+            raise DataError(f"{path}: column {c!r} has leading or trailing spaces in its name; name it {c.strip()!r}")
+    if frame.columns.has_duplicates:
+        c = frame.columns[frame.columns.duplicated()][0]
+        raise DataError(f"{path}: column {c!r} appears twice; each column needs its own name")
     if time_column is None:
         time_column = next((c for c in frame.columns
                             if str(c).lower() in ("time", "date", "timestamp", "datetime")), None)

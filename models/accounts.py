@@ -32,6 +32,7 @@ from .portfolios import OptionLeg, OptionStrategy, Portfolio
 __all__ = ["AccountBook", "account_books", "synthetic_accounts", "STRATEGY_MIX"]
 
 _INSTRUMENT_TYPES = {"spot": Spot, "perpetual": Perpetual}
+_NEVER = np.iinfo(np.int64).max  # the expiry of an undated instrument (spot, perpetual)
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +52,8 @@ class AccountBook(Portfolio):
     step_ns : int
         Nanoseconds from a row's date to its observation time (one day on daily data): used when
         ``positions_at`` is called without the market.
+    source : str
+        The position file the account was read from (for messages).
     """
 
     name: str
@@ -58,7 +61,9 @@ class AccountBook(Portfolio):
     books: tuple[tuple[Position, ...], ...]
     carry_forward: bool = True
     step_ns: int = pd.Timedelta(days=1).value
+    source: str = ""
     _assets: list[str] = field(default_factory=list, repr=False)
+    _legs: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         dates = np.asarray(self.dates, dtype=np.int64)
@@ -70,6 +75,13 @@ class AccountBook(Portfolio):
         object.__setattr__(self, "dates", dates)
         object.__setattr__(self, "books", tuple(tuple(b) for b in self.books))
         object.__setattr__(self, "_assets", list(dict.fromkeys(p.instrument.asset for b in self.books for p in b)))
+        # the distinct legs of each row set: (set, asset, expiry in ns or never, option?), for the data mask
+        legs = [(k, *leg) for k, book in enumerate(self.books) for leg in dict.fromkeys(
+            (p.instrument.asset, p.instrument.expiry.value if isinstance(p.instrument, Option | Future) else _NEVER,
+             isinstance(p.instrument, Option)) for p in book)]
+        columns = list(zip(*legs, strict=True)) if legs else [(), (), (), ()]
+        object.__setattr__(self, "_legs", (np.array(columns[0], dtype=np.int64), np.array(columns[1], dtype=object),
+                                           np.array(columns[2], dtype=np.int64), np.array(columns[3], dtype=bool)))
 
     @property
     def assets(self) -> list[str]:
@@ -103,24 +115,70 @@ class AccountBook(Portfolio):
         observed = market.observation_ns[market.loc_of(t)] if market is not None else t.value + self.step_ns
         return [p for p in self.books[k] if p.held_at(observed)]
 
+    def _set_rows(self, market: MarketData) -> tuple[np.ndarray, np.ndarray]:
+        """Per row set, the market rows ``lo[k]:hi[k]`` it is in force at (``lo == hi``: none).
+
+        Carried forward, a set is in force at every row from its date until the next set's date, as in
+        :meth:`positions_at`, whether or not its own date is a row (a set dated before the market's first
+        row, or at an hour missing from an hourly panel, holds from the next row). A snapshot
+        (``carry_forward=False``) holds on its date only: a snapshot dated inside the market's range on a
+        date that is not a row would never be margined, and is refused (``DataError``).
+        """
+        index_ns = market.index.as_unit("ns").asi8
+        n = len(index_ns)
+        lo = np.searchsorted(index_ns, self.dates, side="left")
+        if self.carry_forward:
+            return lo, np.r_[lo[1:], n]
+        exact = (lo < n) & (index_ns[np.minimum(lo, n - 1)] == self.dates)
+        inside = (self.dates >= index_ns[0]) & (self.dates <= index_ns[-1])
+        if (inside & ~exact).any():
+            d = pd.Timestamp(int(self.dates[np.flatnonzero(inside & ~exact)[0]]), tz="UTC")
+            where = f"{self.source}: " if self.source else ""
+            raise DataError(f"{where}account {self.name!r}: the row set dated {d:%Y-%m-%d %H:%M} is not a row of the "
+                            f"market data ({market.freq}; a missing hour?) and carry_forward=False holds it on that "
+                            "date only")
+        return lo, np.where(exact, lo + 1, lo)
+
+    def _leg_rows(self, market: MarketData) -> tuple[np.ndarray, np.ndarray]:
+        """Every (market row, leg) pair where a row set's leg is in the book: rows and indices into ``_legs``."""
+        lo, hi = self._set_rows(market)
+        set_id = self._legs[0]
+        count = (hi - lo)[set_id]
+        leg = np.repeat(np.arange(len(set_id)), count)
+        rows = np.repeat(lo[set_id], count) + np.arange(len(leg)) - np.repeat(np.cumsum(count) - count, count)
+        return rows, leg
+
     def held(self, market: MarketData) -> np.ndarray:
         """Boolean mask over the market's rows: True where the account holds a non-empty book."""
-        index_ns = market.index.as_unit("ns").asi8
+        rows, leg = self._leg_rows(market)
+        out = np.zeros(len(market.index), dtype=bool)
+        out[rows[market.observation_ns[rows] < self._legs[2][leg]]] = True  # a leg not expired at the row's close
+        return out
+
+    def margin_rows(self, market: MarketData, horizon: int = 1) -> np.ndarray:
+        """Boolean mask over the market's rows: the account's margin dates for an MPOR of ``horizon`` observations.
+
+        True at row t where the account holds a non-empty book (:meth:`positions_at`) and the market has
+        the data that book needs: the price of each asset it holds at t and at t + h, the implied vol of
+        each asset it holds options on at t, and at t + h for the options not yet expired there (an option
+        expired by t + h settles at intrinsic value). Only the book held at t counts, not the assets the
+        account holds on other dates.
+        """
+        h = int(horizon)
+        n = len(market.index)
+        rows, leg = self._leg_rows(market)
+        _, assets, expiry_ns, is_option = self._legs
+        a = np.array([market.asset_index[x] for x in assets], dtype=np.int64)[leg]
+        expiry, option = expiry_ns[leg], is_option[leg]
         obs = market.observation_ns
-        out = np.zeros(len(index_ns), dtype=bool)
-        starts = np.searchsorted(index_ns, self.dates, side="left")
-        for k, book in enumerate(self.books):
-            lo = int(starts[k])
-            if lo >= len(index_ns) or index_ns[lo] != self.dates[k]:
-                continue  # a date the market does not have (the engine's range check reports it)
-            hi = (int(starts[k + 1]) if k + 1 < len(self.books) else len(index_ns)) if self.carry_forward else lo + 1
-            if not book:
-                continue
-            if any(not isinstance(p.instrument, Option | Future) for p in book):
-                out[lo:hi] = True
-            else:  # options and futures only: held until the last of them expires
-                last = max(p.instrument.expiry.value for p in book)
-                out[lo:hi] = obs[lo:hi] < last
+        later = np.minimum(rows + h, n - 1)  # row t + h (clipped: rows without it fail the check below)
+        price, vol = market.price_array, market.vol_array
+        need = (rows + h < n) & ~np.isnan(price[rows, a]) & ~np.isnan(price[later, a])
+        need &= ~option | (~np.isnan(vol[rows, a]) & (~np.isnan(vol[later, a]) | (obs[later] >= expiry)))
+        alive = obs[rows] < expiry
+        out = np.zeros(n, dtype=bool)
+        out[rows[alive]] = True
+        out[rows[alive & ~need]] = False  # a leg held at t without its data at t or t + h
         return out
 
     def first_date(self, market: MarketData) -> pd.Timestamp:
@@ -169,7 +227,7 @@ def account_books(table: PositionTable) -> dict[str, AccountBook]:
                                for j in range(a, b) if qty[j] != 0.0))
         name = str(account[lo])
         out[name] = AccountBook(name=name, dates=dates_ns[set_starts], books=tuple(books),
-                                carry_forward=table.carry_forward, step_ns=step)
+                                carry_forward=table.carry_forward, step_ns=step, source=table.source)
     return out
 
 

@@ -70,6 +70,9 @@ BAD = {
     "expiry on spot": (GOOD.replace("BTC,2,,", "BTC,2,2022-02-01,"), 1, "A1", "expiry", "a spot has no expiry"),
     "strike on a future": (GOOD.replace("08:00,,", "08:00,100,"), 4, "B2", "strike", "only options have a strike"),
     "missing account": (GOOD.replace("2022-01-03,B2", "2022-01-03,"), 4, "", "account", "missing value"),
+    # numbers with spaces were read as numbers while text with spaces is refused (found by a reviewer)
+    "padded quantity": (GOOD.replace("BTC,2,", "BTC, 2 ,"), 1, "A1", "quantity", "' 2 ' has leading or trailing"),
+    "padded strike": (GOOD.replace(",50000,", ",50000 ,"), 2, "A1", "strike", "'50000 ' has leading or trailing"),
 }
 
 
@@ -147,6 +150,50 @@ def test_a_flat_row_set_closes_the_account(tmp_path):
     book = mm.account_books(read_positions(_write(tmp_path, text), market=MARKET))["A"]
     held = MARKET.index[book.held(MARKET)]
     assert pd.Timestamp("2022-01-06", tz="UTC") not in held and pd.Timestamp("2022-01-08", tz="UTC") in held
+
+
+def _brute_force_dates(book, market, h):
+    """The reference for an account's margin dates: ``positions_at(t)`` per row, and the data of those positions
+    only (prices at t and t + h, implied vol at t for options, and at t + h for options not expired there)."""
+    dates, obs = [], market.observation_ns
+    for i, t in enumerate(market.index[:-h]):
+        held = book.positions_at(t, market)
+        ok = bool(held)
+        for p in held:
+            a = market.asset_index[p.instrument.asset]
+            ok &= not np.isnan(market.price_array[[i, i + h], a]).any()
+            if isinstance(p.instrument, mm.Option):
+                ok &= not np.isnan(market.vol_array[i, a])
+                ok &= p.instrument.expiry.value <= obs[i + h] or not np.isnan(market.vol_array[i + h, a])
+        if ok:
+            dates.append(t)
+    return pd.DatetimeIndex(dates)
+
+
+@pytest.mark.parametrize("h", [1, 3])
+def test_an_accounts_margin_dates_need_the_data_of_the_book_it_holds_then(tmp_path, h):
+    """An account needs the data of the book it holds at t, not of every asset it ever holds (found by a reviewer:
+    a later ETH option cut the BTC-spot dates before DVOL starts; XRP held once cut every BTC date after XRP's
+    data ends)."""
+    text = HEADER + ("2021-01-04,A1,spot,BTC,1,,,\n2021-06-01,A1,option,ETH,-10,2021-06-25,3000,call\n"
+                     "2021-01-04,B1,spot,BTC,1,,,\n"
+                     "2021-02-01,D1,spot,BTC,1,,,\n2021-04-01,D1,spot,BTC,1,,,\n"
+                     "2021-04-01,D1,option,ETH,1,2021-04-16,2000,put\n")
+    books = mm.account_books(read_positions(_write(tmp_path, text), market=MARKET))
+    late = ds.load_market(["BTC", "XRP"], start="2025-05-01", end="2025-08-31")  # bundled XRP ends 2025-07-04
+    text = HEADER + "2025-06-02,C1,spot,XRP,1000,,,\n2025-06-20,C1,spot,BTC,1,,,\n"
+    late_books = mm.account_books(read_positions(_write(tmp_path, text, "late.csv"), market=late))
+    static = {"static": mm.make_model("static")}
+    for market, accounts in ((MARKET, books), (late, late_books)):
+        res = Backtest(market, accounts, static, mpor_days=h).run().frame
+        for name, book in accounts.items():
+            expected = _brute_force_dates(book, market, h)
+            assert len(expected) > 0
+            pd.testing.assert_index_equal(pd.DatetimeIndex(res.loc[res["portfolio"] == name, "date"]), expected,
+                                          check_names=False)
+    assert Backtest(MARKET, books, static, mpor_days=h).portfolio_dates("A1")[0] == \
+        pd.Timestamp("2021-01-04", tz="UTC")  # BTC spot only: no implied vol needed before 2021-06-01
+    assert Backtest(late, late_books, static, mpor_days=h).portfolio_dates("C1")[-1] == late.index[-1 - h]
 
 
 def test_an_account_holding_a_fixed_book_has_the_fixed_books_margins(tmp_path):
@@ -320,3 +367,70 @@ def test_a_portfolio_with_its_own_held_dates_is_not_taken_for_an_idle_account():
     with pytest.raises(DataError, match="portfolio '2021 only': no date in the backtest range"):
         Backtest(MARKET, [book, mm.reference_portfolios()["long BTC spot"]], [mm.make_model("static")],
                  start="2022-01-01", end="2022-02-01").run()
+
+
+def _held_by_positions_at(book, market):
+    """The reference for ``held``: a non-empty ``positions_at`` per market row."""
+    return np.array([bool(book.positions_at(t, market)) for t in market.index])
+
+
+def test_a_carried_row_set_dated_off_the_markets_rows_holds_from_the_next_row(tmp_path):
+    """A carried set dated before the market's first row, or at an hour missing from the hourly panel, is in force
+    from the next row, as positions_at says (found by a reviewer: the account was silently idle)."""
+    text = "date,account,instrument,asset,quantity\n2022-01-03,A1,spot,BTC,2\n2022-01-06,B1,spot,BTC,2\n"
+    books = mm.account_books(read_positions(_write(tmp_path, text)))  # checked against the bundled history only
+    market = ds.load_market(["BTC"], start="2022-01-05", end="2022-01-31")
+    for book in books.values():
+        np.testing.assert_array_equal(book.held(market), _held_by_positions_at(book, market))
+    res = Backtest(market, books, {"static": mm.make_model("static")}, start="2022-01-05", end="2022-01-20").run()
+    assert res.idle_accounts == [] and res.frame.groupby("portfolio")["date"].min()["A1"] == market.index[0]
+    # hourly: 2020-11-30 06:00 is one of the 16 maintenance hours missing from the panel
+    text = "date,account,instrument,asset,quantity\n2020-11-30 06:00,A1,spot,BTC,2\n2020-11-30 09:00,A1,spot,BTC,3\n"
+    hourly = ds.load_market(["BTC"], freq="1h", start="2020-11-29", end="2020-12-01")
+    assert pd.Timestamp("2020-11-30 06:00", tz="UTC") not in hourly.index
+    book = mm.account_books(read_positions(_write(tmp_path, text, "h.csv"), freq="1h"))["A1"]
+    np.testing.assert_array_equal(book.held(hourly), _held_by_positions_at(book, hourly))
+    assert hourly.index[book.held(hourly)][0] == pd.Timestamp("2020-11-30 07:00", tz="UTC")
+    # a snapshot there would never be margined: refused, one line naming the file, account and date
+    snap = mm.account_books(read_positions(_write(tmp_path, text, "h.csv"), carry_forward=False, freq="1h"))["A1"]
+    with pytest.raises(DataError, match=r"h.csv: account 'A1': the row set dated 2020-11-30 06:00 is not a row"):
+        snap.held(hourly)
+    # snapshots outside the market's range are outside the replay, not an error
+    assert not snap.held(ds.load_market(["BTC"], freq="1h", start="2020-12-01", end="2020-12-02")).any()
+
+
+def test_parquet_expiry_a_day_is_0800_a_datetime_keeps_its_time_and_midnight_is_refused(tmp_path):
+    """A datetime64 expiry at 00:00 (pandas' export of a day) was read as 00:00 UTC while the same day as text or
+    date32 is 08:00 (found by a reviewer): the option left a carried book 8 hours early. Midnight in a datetime column
+    is ambiguous (a day, or a deliberate 00:00?) and refused; other times are kept."""
+    base = pd.DataFrame({"date": ["2022-01-03"], "account": ["A1"], "instrument": ["option"], "asset": ["BTC"],
+                         "quantity": [-1.0], "expiry": ["2022-01-28"], "strike": [50000.0], "kind": ["call"]})
+
+    def expiry(frame, name):
+        frame.to_parquet(tmp_path / name, index=False)
+        return read_positions(tmp_path / name, market=MARKET).frame["expiry"].iloc[0]
+
+    at8 = pd.Timestamp("2022-01-28 08:00", tz="UTC")
+    assert expiry(base, "text.parquet") == at8
+    assert expiry(base.assign(expiry=pd.to_datetime(base["expiry"]).dt.date), "date32.parquet") == at8
+    assert expiry(base.assign(expiry=pd.to_datetime(["2022-01-28 08:00"])), "dt8.parquet") == at8
+    assert expiry(base.assign(expiry=pd.to_datetime(["2022-01-28 03:00-05:00"])), "ny.parquet") == at8
+    for name, value in (("naive.parquet", "2022-01-28"), ("utc.parquet", "2022-01-28T00:00Z")):
+        with pytest.raises(DataError, match=r"data row 1 \(account 'A1'\), column 'expiry': 2022-01-28 00:00 UTC in a "
+                                            r"datetime column is ambiguous .* e.g. '2022-01-28 08:00'"):
+            expiry(base.assign(expiry=pd.to_datetime([value])), name)
+
+
+def test_hourly_messages_name_the_missing_hour_and_keep_the_rows_hour(tmp_path):
+    """A row at an hour missing from the hourly panel was called 'outside the market data' (the hour is inside
+    it); the held-after-expiry message dropped the row's hour (found by a reviewer)."""
+    hourly = ds.load_market(["BTC"], freq="1h", start="2017-09-20", end="2021-01-02")
+    assert pd.Timestamp("2017-09-22 20:00", tz="UTC") not in hourly.index
+    text = "date,account,instrument,asset,quantity\n2017-09-22 19:00,A,spot,BTC,1\n2017-09-22 20:00,A,spot,BTC,2\n"
+    with pytest.raises(DataError, match=r"data row 2 \(account 'A'\), column 'date': 2017-09-22 20:00 is missing from "
+                                        r"the market data \(a gap inside 2017-09-20 .. 2021-01-02, 1h\)"):
+        read_positions(_write(tmp_path, text), market=hourly)
+    text = HEADER + "2021-01-01 07:00,A,option,BTC,-1,2021-01-01 08:00,30000,call\n"
+    with pytest.raises(DataError, match=r"option expiring 2021-01-01 08:00 UTC is held on 2021-01-01 07:00 \(observed "
+                                        r"at its close, 2021-01-01 08:00 UTC\)"):
+        read_positions(_write(tmp_path, text), market=hourly)

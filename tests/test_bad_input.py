@@ -583,6 +583,11 @@ BAD_FILES = {
     # pandas renamed these columns BTC.1 and 'Unnamed: 1' without a word
     "repeated_column.csv": ("date,BTC,BTC\n2021-01-01,1,2\n", "column 'BTC' appears twice in the header"),
     "blank_column.csv": ("date,,ETH\n2021-01-01,1,2\n", "header column 2 has no name"),
+    # 'BTC ' was kept as a second BTC column, ' BTC' as a column of that name (found by a reviewer)
+    "padded_duplicate.csv": ("date,BTC,BTC \n2021-01-01,1,2\n", "column 'BTC ' has leading or trailing spaces in "
+                                                                  "its name; name it 'BTC'"),
+    "padded_column.csv": ("date, BTC\n2021-01-01,1\n", "column ' BTC' has leading or trailing spaces"),
+    "padded_time.csv": ("date ,BTC\n2021-01-01,1\n", "column 'date ' has leading or trailing spaces"),
 }
 
 
@@ -609,6 +614,14 @@ def test_read_prices_unreadable_files_name_the_file(name, payload, message, tmp_
     with pytest.raises(DataError, match=message) as info:
         read_prices(path)
     assert str(path) in str(info.value)
+
+
+def test_read_prices_parquet_column_names_with_spaces_are_refused(tmp_path):
+    path = tmp_path / "padded.parquet"
+    pd.DataFrame({"date": pd.to_datetime(["2021-01-01", "2021-01-02"]), "BTC": [1.0, 2.0], "BTC ": [1.0, 2.0]}
+                 ).to_parquet(path, index=False)
+    with pytest.raises(DataError, match=r"padded.parquet: column 'BTC ' has leading or trailing spaces"):
+        read_prices(path)
 
 
 def test_read_prices_plausible_range_is_configurable(tmp_path):
@@ -823,3 +836,19 @@ def test_cli_funding_missing_is_one_line(tmp_path, capsys):
         "has no funding data over the MPOR after 2022-02-01 (funding data covers BTC from 2019-09-10 to "
         "2025-11-26): set include_funding = false or restrict the books/dates")
     assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("column, rows, message", [
+    ("close", [_day(3, 103), _day(2, 1020), _day(1, 101)], r"line 3: column 'close' 1020 on 2018-01-02 00:00 is "
+                                                            r"outside its bar's \[low, high\] = \[90, 110\]"),
+    ("close", [_day(3, 103), _day(2, 89), _day(1, 101)], r"line 3: column 'close' 89 on 2018-01-02"),
+    ("open", [_day(3, 103), _day(2, 102).replace(",100,110,", ",1000,110,"), _day(1, 101)],
+     r"line 3: column 'open' 1000 on 2018-01-02"),
+])
+def test_build_price_outside_its_bars_range_is_an_error_naming_line_date_and_column(tmp_path, column, rows, message):
+    """A typo'd close (a digit added) was shipped; the Coin Metrics cross-check fails on the median difference only
+    (found by a reviewer). The shipped raw files have no such row (test_build_reproduces_bundled_files)."""
+    with pytest.raises(DataError, match=r"raw.csv: " + message):
+        b.clean_cdd(_cdd(tmp_path, rows), b.BuildLog(), daily=True)
+    edge = [_day(3, 103), _day(2, 110 * (1 + 1e-12)), _day(1, 90)]  # at high/low, within the tolerance: kept
+    assert b.clean_cdd(_cdd(tmp_path, edge, "edge.csv"), b.BuildLog(), daily=True)["close"].tolist()[0] == 90

@@ -107,3 +107,17 @@ def test_frames_with_untyped_columns_are_refused():
         compare_backtests(f.assign(date=f["date"].astype(str)), f)
     naive = f.assign(date=f["date"].dt.tz_localize(None))
     assert compare_backtests(naive, f).identical
+
+
+@pytest.mark.parametrize("column", ["pnl", "var"])
+def test_a_value_column_in_one_file_only_is_refused_naming_the_file(tmp_path, capsys, column):
+    """A file without 'pnl' was reported 'identical: every row and value bit for bit the same' (found by a reviewer):
+    its values cannot be compared."""
+    before = _written(tmp_path, "before", _frame())
+    after = _written(tmp_path, "after", _frame().drop(columns=column))
+    assert main(["diff", str(before), str(after)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "identical" not in err
+    assert f"{after}: no column {column!r}, which {before} has" in err
+    with pytest.raises(ValueError, match=rf"the first backtest: no column '{column}', which the second backtest has"):
+        compare_backtests(_frame().drop(columns=column), _frame())

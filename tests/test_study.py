@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -234,3 +235,10 @@ def test_hourly_studies_take_a_whole_hour_in_start_and_end():
         with pytest.raises(ValueError, match=r"^h.toml: market.start '2021-01-01T12:[03]0:00\+0[05]:[03]0' is not a "
                                              r"whole hour in UTC \(market.freq = '1h'"):
             study(bad)
+
+
+def test_study_out_is_relative_to_the_working_directory_with_home_expanded():
+    """study.out is the default of --out: relative to the working directory; '~' meant a folder named '~' there
+    (accounts.file, an input, is relative to the study file and expanded already; found by a reviewer)."""
+    assert parse_study(with_change("study", "out", "~/reports_x")).out == os.path.expanduser("~/reports_x")
+    assert parse_study(with_change("study", "out", "reports_x")).out == "reports_x"

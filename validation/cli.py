@@ -167,7 +167,8 @@ def _fmt_default(value) -> str:
 def _diff(args: argparse.Namespace) -> int:
     from marginlab.validation.compare import compare_backtests, read_backtest
 
-    diff = compare_backtests(read_backtest(args.before), read_backtest(args.after))
+    files = [Path(f) / "backtest.csv" if Path(f).is_dir() else Path(f) for f in (args.before, args.after)]
+    diff = compare_backtests(read_backtest(files[0]), read_backtest(files[1]), names=(str(files[0]), str(files[1])))
     print(diff.summary())
     return 0
 

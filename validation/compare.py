@@ -156,16 +156,24 @@ class BacktestDiff:
             return f"{head}\n\n{self.table.to_string()}"
 
 
-def compare_backtests(before: pd.DataFrame, after: pd.DataFrame) -> BacktestDiff:
+def compare_backtests(before: pd.DataFrame, after: pd.DataFrame,
+                      names: tuple[str, str] = ("the first backtest", "the second backtest")) -> BacktestDiff:
     """Compare two backtest frames (``BacktestResult.frame`` or :func:`read_backtest`) row by row.
 
     Returns a :class:`BacktestDiff`; ``moved`` holds the rows whose margin moved or whose breach flipped,
-    with both values and the relative move.
+    with both values and the relative move. A value column (:data:`VALUES`) in one frame only is a
+    ValueError naming the frame without it (``names``: how messages call the two, e.g. their files): its
+    values cannot be compared, and the runs would be called identical without them.
     """
     a = _typed(before, "first").set_index(KEY)
     b = _typed(after, "second").set_index(KEY)
     if a.index.has_duplicates or b.index.has_duplicates:
         raise ValueError("a backtest has duplicate (date, portfolio, model) rows")
+    for lacks, has, mine, theirs in ((names[0], names[1], a, b), (names[1], names[0], b, a)):
+        one_only = [c for c in VALUES if c in theirs.columns and c not in mine.columns]
+        if one_only:
+            raise ValueError(f"{lacks}: no column {one_only[0]!r}, which {has} has; compare backtests with the same "
+                             "value columns (standalone_margin: the same standalone_legs setting)")
     both = a.index.intersection(b.index)
     columns = [c for c in VALUES if c in a.columns and c in b.columns]
     x, y = a.loc[both], b.loc[both]

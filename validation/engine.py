@@ -6,7 +6,8 @@ revalues the frozen book over the margin period of risk: ``pnl`` is the
 full-revaluation P&L from t to t + ``mpor_days`` observations, ``loss = -pnl``
 and ``breach = loss > margin`` (strict). A portfolio's range is the set of
 dates inside ``[start, end]`` where its assets (and, for option books, implied
-vols) have data at t and t + mpor_days.
+vols) have data at t and t + mpor_days; a member account's, the dates it holds a
+book and the market has that book's data (``AccountBook.margin_rows``).
 """
 
 from __future__ import annotations
@@ -176,16 +177,19 @@ class Backtest:
     def _portfolio_dates(self, name: str) -> pd.DatetimeIndex:
         p = self._portfolios[name]
         m, h = self.market, self.mpor_days
-        cols = [m.asset_index[a] for a in p.assets]
-        ok = ~np.isnan(m.price_array[:, cols]).any(axis=1)
-        if p.needs_implied_vol:
-            ok &= ~np.isnan(m.vol_array[:, [m.asset_index[a] for a in p.implied_vol_assets]]).any(axis=1)
-        ok_t = ok.copy()
-        ok_t[: len(ok) - h] &= ok[h:]
-        ok_t[len(ok) - h:] = False
-        held = p.held(m)
-        if held is not None:  # accounts: only the dates the account holds a book
-            ok_t &= held
+        if isinstance(p, AccountBook):  # the dates it holds a book, with that book's data at t and t + h
+            ok_t = p.margin_rows(m, h)
+        else:
+            cols = [m.asset_index[a] for a in p.assets]
+            ok = ~np.isnan(m.price_array[:, cols]).any(axis=1)
+            if p.needs_implied_vol:
+                ok &= ~np.isnan(m.vol_array[:, [m.asset_index[a] for a in p.implied_vol_assets]]).any(axis=1)
+            ok_t = ok.copy()
+            ok_t[: len(ok) - h] &= ok[h:]
+            ok_t[len(ok) - h:] = False
+            held = p.held(m)
+            if held is not None:  # a book that holds nothing on some dates
+                ok_t &= held
         dates = m.index[ok_t]
         if self._start is not None:
             dates = dates[dates >= self._start]

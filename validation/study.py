@@ -11,7 +11,7 @@ Example (``studies/default.toml``)::
     seed = 20261122          # randomness (FHS bootstrap) is drawn from this seed only
     mpor_days = 1
     tail_prob = 0.01         # p of the coverage tests (99% coverage)
-    out = "reports_out"
+    out = "reports_out"      # the report folder: like --out, relative to the working directory
     standalone_legs = true   # also margin each leg alone: the offset benefit metric
 
     [market]
@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -306,7 +307,8 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     return StudyConfig(name=study.get("name", "study"), seed=seed, mpor_days=mpor, tail_prob=float(p),
                        assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
-                       out=study.get("out", "reports_out"), include_funding=study.get("include_funding", False),
+                       out=os.path.expanduser(study.get("out", "reports_out")),  # like --out: the working directory
+                       include_funding=study.get("include_funding", False),
                        smile=market.get("smile", False), description=study.get("description", ""), source=source,
                        standalone_legs=study.get("standalone_legs", False),
                        model_overlays=overlays, stress_scenarios=scenarios, stress_every=stress_every,
