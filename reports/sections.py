@@ -92,12 +92,12 @@ class ReportData:
     def frame(self) -> pd.DataFrame:
         """Result rows with ``hit`` and ``common`` columns.
 
-        ``hit``: breach of the tested VaR (``loss > var``; of the margin for rule-based models); ``common``:
+        ``hit``: exception of the tested VaR as the coverage tests count it (:meth:`BacktestResult.exceptions`:
+        ``loss > var`` at the model's level; the margin for rule-based models); ``common``:
         the date is in the book's common sample.
         """
         f = self.backtest.frame.copy()
-        var = f["var"].where(f["var"].notna(), f["margin"])
-        f["hit"] = f["loss"].to_numpy(float) > var.to_numpy(float)
+        f["hit"] = self.backtest.exceptions(f).to_numpy()
         f["common"] = False
         for pf, dates in self.samples.items():
             m = f["portfolio"] == pf
@@ -580,14 +580,18 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
              "axis": "breach rate (90th percentile over accounts)",
              "rows": [{"label": md, "value": float(dist.loc[md, "q90"])} for md in dist.index]}]
     units = {"accounts": "count", "account_days": "count", "breaches": "count", "accounts_with_breach": "count",
+             "margin_breaches": "count",
              "accounts_below_target": "count", "accounts_rejected_5pct": "count", "largest_shortfall": "quote ccy",
              "breach_rate": "fraction", "target_coverage": "fraction", "coverage": "fraction",
              "share_with_breach": "fraction", "median_account_coverage": "fraction",
              "min_account_coverage": "fraction", "too_many_pvalue": "pvalue", "p": "probability"}
     return {"intro": f"Account-level backtests (CPMI-IOSCO PQD 6.5; EMIR RTS 153/2013 Art. 49) over {len(accounts):,} "
                      "member accounts: pooled over account-days, by account, and the accounts with the largest "
-                     "shortfall (loss - margin on a breach). The one-sided exact binomial p-value of too many "
-                     "breaches is per account: with many accounts some fall below any threshold by chance."
+                     "shortfall (loss - margin where the loss exceeds the margin). Breaches are counted as in the "
+                     "verdict matrix: losses above the model's VaR at its own level p (the margin for VaR and "
+                     "rule-based models; for an ES model its VaR at the ES level, e.g. p = 2.5%; its margin "
+                     "breaches, loss > ES, are the margin breaches column). The one-sided exact binomial p-value of "
+                     "too many breaches is per account: with many accounts some fall below any threshold by chance."
                      + (f" {len(bt.idle_accounts):,} further account(s) of the file hold no book on any date of the "
                         "study and are not replayed." if bt.idle_accounts else ""),
             "tables": [{"caption": "Coverage of member accounts, per model", "table": frame_table(summary, units)},
