@@ -687,12 +687,20 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
                              caption=f"{pf}: every model's margin through each stress episode in the book's dates."))
         common = rows[rows["common"]]
         levels = {m: d.level(m) for m in models}
-        if len(common) >= 250:
-            out.append(page.draw(fg.rolling_breaches, common, models, levels, d.models,
-                                 alt=f"Rolling breaches: {pf}",
-                                 caption=f"{pf}: breaches of each model's VaR at its own level in the last 250 "
-                                         "observations (common sample) against the traffic-light bands (green, "
-                                         "yellow, red; BCBS 1996)."))
+        mpor = d.config.mpor_days
+        tested = [m for m in models if m in {c["model"] for c in book["cells"]}]
+        if tested and common["date"].nunique() > mpor:  # the book's dates, not its rows over models
+            what = ("in the last 250 observations (all of them while fewer, with the bands of Binomial(n, p))"
+                    if mpor == 1 else
+                    f"in the last 250 observations of each of the {mpor} non-overlapping sub-samples (every "
+                    f"{mpor}th observation; one line each, all of it while fewer) against the Bonferroni bands "
+                    f"(one sub-sample's cumulative probability reaching 1 - 0.05/{mpor}, 1 - 0.0001/{mpor})")
+            out.append(page.draw(fg.rolling_breaches, common[common["model"].isin(tested)], tested, levels,
+                                 d.models, mpor, alt=f"Rolling breaches: {pf}",
+                                 caption=f"{pf}: breaches of each model's VaR at its own level {what}, as of each "
+                                         "date of the common sample, against the traffic-light bands (green, "
+                                         "yellow, red; BCBS 1996): the count and bands the matrix cell's zone "
+                                         "reads, which the last point shows."))
         for pair in book["tests"]:
             out.append(details(f"Every coverage test: {pf} / {pair['model']} (p = {pair['p']:g}, "
                                f"{pair['observations']:,} observations)", render_table(pair["table"]), cls="pair"))

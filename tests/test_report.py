@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import jsonschema
 import numpy as np
+import pandas as pd
 import pytest
 from marginlab.models import MarginModel, make_model
 from marginlab.reports import REPORT_FILES, read_results
@@ -399,3 +400,45 @@ def test_cli_show_names_the_key_missing_from_results_json(hostile_report, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"marginlab: error: {tmp_path / 'rep' / 'results.json'}: {message}")
+
+
+# --------------------------------------------------------------------------- the rolling-breaches figure
+
+
+@pytest.mark.parametrize("start, end, mpor", [("2022-01-01", "2022-06-30", 1), ("2021-01-01", "2022-12-31", 1),
+                                              ("2021-01-01", "2022-12-31", 5), ("2022-01-01", "2022-06-30", 3)])
+def test_the_rolling_breaches_figure_counts_what_the_cells_zone_reads(start, end, mpor):
+    """Found by a reviewer: the figure counted 250-observation windows only (empty under 250 dates, its guard
+    counting rows over models), against Binomial(250, p) bands while the cell used Binomial(n, p); and with an
+    MPOR of 5 it drew overlapping breaches in yellow beside a green cell (Bonferroni sub-sample rule). The
+    figure's counts (:func:`zone_counts`) now end in the cell's zone for every pair, recounted here by hand."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.reports.figures import rolling_breaches, zone_counts
+    from marginlab.validation import Backtest
+
+    market = load_market(["BTC", "ETH"])
+    books = {k: reference_portfolios()[k] for k in ("long BTC spot", "long BTC / short ETH perpetuals")}
+    models = {f"static {r:.0%}": make_model("static", rate=r) for r in (0.03, 0.05, 0.1, 0.2)}
+    bt = Backtest(market, books, models, mpor_days=mpor, start=start, end=end).run()
+    zones = set()
+    for (pf, md), rows in bt.frame.groupby(["portfolio", "model"], sort=False):
+        rows = rows.sort_values("date")
+        hits = pd.Series(bt.exceptions(rows).to_numpy(), index=rows["date"].to_numpy())
+        z = zone_counts(hits, 0.01, mpor)
+        cell = bt.coverage_report(pf, md).tests["traffic_light"].zone
+        last = z.groupby("subsample").tail(1)
+        worst = max(last["zone"], key=["green", "yellow", "red"].index)
+        assert worst == cell, (pf, md)
+        zones.add(cell)
+        # by hand: the last 250 (or all) observations of each sub-sample, its exact binomial law, Bonferroni
+        m = sum(len(hits.iloc[k::mpor]) >= 2 for k in range(mpor)) if mpor > 1 else 1
+        for k, row in last.set_index("subsample").iterrows():
+            sub = hits.iloc[k::mpor].to_numpy()[-250:]
+            x, w = int(sub.sum()), len(sub)
+            assert (row["count"], row["observations"]) == (x, w)
+            cum = stats.binom.cdf(x, w, 0.01) if m == 1 else 1 - min(1.0, m * stats.binom.sf(x, w, 0.01))
+            assert row["zone"] == ("green" if cum < 0.95 else "yellow" if cum < 0.9999 else "red")
+    assert zones & {"yellow", "red"} and "green" in zones  # the cases tell the bands apart
+    rows = bt.frame.assign(hit=bt.exceptions()).query("portfolio == 'long BTC spot'")
+    assert rolling_breaches(rows, list(models), dict.fromkeys(models, 0.01), list(models), mpor) is not None
