@@ -676,12 +676,13 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
             out.append(_para("No model has a margin for this book."))
             continue
         out.append(render_table(book["summary"]))
-        titles = {c["model"]: f"{c['model']}: {c['breaches']} breaches / "
-                              f"{expected_count(c['expected_breaches'])} expected ({c['verdict']})"
-                  for c in book["cells"]}
+        titles = panel_titles(book["cells"], rows, d.backtest.models)
         out.append(page.draw(fg.small_multiples, rows, models, titles, d.models, alt=f"Margins and losses: {pf}",
                              caption=f"{pf}: margin (line) and realised loss over the MPOR (grey), one model per "
-                                     "panel on a shared axis; red dots are breaches; shaded: stress episodes."))
+                                     "panel on a shared axis; red dots are margin breaches (loss > margin), as many "
+                                     "as each panel's first count; where the cell tests something else (an ES "
+                                     "model's VaR at its level, or only the common dates) the panel says so; "
+                                     "shaded: stress episodes."))
         # None (nothing drawn, no figure number) when no stress episode falls in the book's dates
         out.append(page.draw(fg.episode_zoom, rows, models, d.models, alt=f"Stress episodes: {pf}",
                              caption=f"{pf}: every model's margin through each stress episode in the book's dates."))
@@ -705,6 +706,32 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
             out.append(details(f"Every coverage test: {pf} / {pair['model']} (p = {pair['p']:g}, "
                                f"{pair['observations']:,} observations)", render_table(pair["table"]), cls="pair"))
     return "".join(out)
+
+
+def panel_titles(cells: list[dict[str, Any]], rows: pd.DataFrame, models: dict[str, Any]) -> dict[str, str]:
+    """The title of each model's panel of the drill-down: first the margin breaches drawn as dots.
+
+    ``rows``: the book's result rows drawn (every date of each model); ``cells``: its verdict cells. The first
+    count is the number of red dots (loss > margin over the dates drawn). When the cell counts the same thing
+    (a VaR or rule-based model whose dates are the common sample), the title is that count against the
+    expected one and the verdict; otherwise it adds what the cell tests: an ES model's exceptions of its VaR at
+    its level, on the common dates.
+    """
+    out = {}
+    for c in cells:
+        md = c["model"]
+        drawn = rows[rows["model"] == md]
+        dots = int(drawn["breach"].sum())
+        expected = f"{expected_count(c['expected_breaches'])} expected ({c['verdict']})"
+        es = getattr(models.get(md), "margin_measure", None) == "es"
+        head = f"{md}: {dots:,} margin breach{'' if dots == 1 else 'es'} (dots)"
+        if not es and len(drawn) == c["observations"]:
+            out[md] = f"{head} / {expected}"
+            continue
+        what = f"VaR {100 * (1 - c['p']):g}% exceptions" if es else "breaches"
+        out[md] = (f"{head} on {len(drawn):,} dates; tested: {c['breaches']:,} {what} / {expected} on the "
+                   f"{c['observations']:,} common dates")
+    return out
 
 
 @_section("drilldown", "Drill-down per book")(render_drilldown)

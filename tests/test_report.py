@@ -442,3 +442,29 @@ def test_the_rolling_breaches_figure_counts_what_the_cells_zone_reads(start, end
     assert zones & {"yellow", "red"} and "green" in zones  # the cases tell the bands apart
     rows = bt.frame.assign(hit=bt.exceptions()).query("portfolio == 'long BTC spot'")
     assert rolling_breaches(rows, list(models), dict.fromkeys(models, 0.01), list(models), mpor) is not None
+
+
+def test_a_drilldown_panel_counts_the_dots_it_draws(hostile_report):
+    """Found by a reviewer: an ES model's panel said "7 breaches / 4.5 expected" (its VaR 97.5% exceptions, the
+    cell's count) above 3 red dots (loss > ES margin). Each panel's first count is now its dots; an ES model's
+    panel adds its VaR exceptions, and a model drawn on more dates than the common sample says so."""
+    from marginlab.reports.sections import ReportData, panel_titles
+
+    data = ReportData(hostile_report["study"])
+    bt = data.backtest
+    seen_es = False
+    for pf in data.books:
+        rows = data.frame[data.frame["portfolio"] == pf]
+        cells = [c for c in data.matrix["cells"] if c["portfolio"] == pf and "observations" in c]
+        titles = panel_titles(cells, rows, bt.models)
+        for c in cells:
+            r = rows[rows["model"] == c["model"]]
+            dots = int(r["breach"].sum())
+            assert titles[c["model"]].startswith(f"{c['model']}: {dots:,} margin breach"), titles[c["model"]]
+            if bt.models[c["model"]].margin_measure == "es":
+                seen_es = True
+                common = r[r["common"]]
+                x = int((common["loss"] > common["var"]).sum())
+                assert x == c["breaches"] and x != dots
+                assert f"tested: {x:,} VaR 97.5% exceptions / " in titles[c["model"]]
+    assert seen_es
