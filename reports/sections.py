@@ -296,7 +296,8 @@ def build_verdict(data: ReportData) -> dict[str, Any]:
 
 
 def _pair_stats(data: ReportData) -> pd.DataFrame:
-    f = data.frame[data.frame["common"]]
+    """Per (reference book, model) on the book's common sample; member accounts have their own section."""
+    f = data.frame[data.frame["common"] & data.frame["portfolio"].isin(data.books)]
     rows = []
     for (pf, md), r in f.groupby(["portfolio", "model"], sort=False):
         notional = r["notional"].to_numpy(float)
@@ -317,13 +318,18 @@ def render_compare(content: dict[str, Any], page: Page) -> str:
     pairs = pd.DataFrame(content["pairs"]["rows"])
     out = [_para(content["intro"])]
     if len(pooled):
-        pts = pooled.assign(book="all books (pooled)")
+        shared = pooled[pooled["population"] == content["pooled_shared"]]
+        pts = (shared if len(shared) else pooled).assign(book="pooled: " + (content["pooled_shared"] if len(shared)
+                                                                            else "the books each model covers"))
         out.append(page.draw(fg.frontier, pts, "pooled", d.config.tail_prob, d.models,
                              alt="Efficiency frontier, pooled over books",
                              caption="Efficiency frontier, pooled: breach rate of the margin against average margin "
-                                     "as % of notional, one point per model over the books it covers (dashed: the "
-                                     "study's target p). Lower left is better: fewer breaches for less collateral."))
-    out.append(render_table(content["pooled"], caption="Pooled over the books each model covers (common samples)"))
+                                     "as % of notional, one point per model over "
+                                     + (content["pooled_shared"] if len(shared) else
+                                        "the books it covers (no book is covered by every model)")
+                                     + " (dashed: the study's target p). Lower left is better: fewer breaches for "
+                                       "less collateral."))
+    out.append(render_table(content["pooled"], caption=content["pooled_caption"]))
     if len(pairs):
         pts = pairs[pairs["portfolio"].isin(d.books)].rename(columns={"portfolio": "book"})
         if len(pts):
@@ -346,16 +352,29 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
     pairs = _pair_stats(data)
     if pairs.empty:
         return None
-    pooled = []
-    for md in data.models:
-        r = pairs[pairs["model"] == md]
-        if r.empty:
-            continue
-        pooled.append({"model": md, "books": len(r), "observations": int(r["observations"].sum()),
-                       "breaches": int(r["breaches"].sum()),
-                       "breach_rate": float(r["breaches"].sum() / r["observations"].sum()),
-                       "margin_pct": float(r["margin_pct"].mean()),
-                       "cost_per_million": float(r["cost_per_million"].mean())})
+    covers = {md: set(r["portfolio"]) for md, r in pairs.groupby("model", sort=False)}
+    models = [md for md in data.models if md in covers]
+    shared = set.intersection(*covers.values())
+    same = all(v == shared for v in covers.values())
+    shared_label = (f"the {len(shared)} reference book{'s' if len(shared) != 1 else ''}"
+                    + (" every model covers" if not same else ""))
+
+    def pool(md: str, books: set[str], population: str) -> dict[str, Any]:
+        r = pairs[(pairs["model"] == md) & pairs["portfolio"].isin(books)]
+        return {"model": md, "population": population, "books": len(r),
+                "observations": int(r["observations"].sum()), "breaches": int(r["breaches"].sum()),
+                "breach_rate": float(r["breaches"].sum() / r["observations"].sum()),
+                "margin_pct": float(r["margin_pct"].mean()), "cost_per_million": float(r["cost_per_million"].mean())}
+
+    pooled = [pool(md, shared, shared_label) for md in models] if shared else []
+    own = [md for md in models if covers[md] != shared]
+    pooled += [pool(md, covers[md], f"the {len(covers[md])} book{'s' if len(covers[md]) != 1 else ''} it covers")
+               for md in own]
+    caption = f"Pooled over {shared_label} (common samples; member accounts are in their own section)"
+    if not same:
+        caption = ((caption if shared else "No reference book is covered by every model") + "; models cover "
+                   "different books, so each model covering others also has a row over all the books it covers: "
+                   + ", ".join(f"{md} {len(covers[md])} of {len(data.books)}" for md in own))
     from marginlab.validation.metrics import METRICS
 
     units = {m.key: m.unit for m in METRICS}
@@ -365,10 +384,13 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
     return {
         "funding_rate": rate,
         "intro": (f"Each model's breach rate (realised loss > margin) against its average margin as % of the book's "
-                  f"gross notional, on each book's common sample. Collateral is costed at a funding rate of "
+                  f"gross notional, on each reference book's common sample (member accounts: their own section). "
+                  f"Collateral is costed at a funding rate of "
                   f"{percent(rate)} a year: the annual cost of holding the average margin, and per $1,000,000 of "
                   "notional (comparable across books)."),
-        "pooled": table_data([("model", "model", None), ("books", "books", "count"),
+        "pooled_shared": shared_label if shared else None, "pooled_caption": caption,
+        "pooled": table_data([("model", "model", None), ("population", "pooled over", None),
+                              ("books", "books", "count"),
                               ("observations", "observations", "count"), ("breaches", "breaches", "count"),
                               ("breach_rate", "breach rate", "fraction"),
                               ("margin_pct", "average margin, % of notional", "fraction"),
