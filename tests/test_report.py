@@ -508,3 +508,21 @@ def test_compare_pools_reference_books_only_and_each_model_over_the_same_books(t
     assert (own[0]["books"], own[0]["observations"]) == (len(books), len(g))
     assert "static 10% 3 of 3" in content["pooled_caption"]
     assert not {r["portfolio"] for r in content["pairs"]["rows"]} & {"A1", "B2"}
+
+
+def test_the_first_sentence_counts_over_margined_books_as_covered_and_says_so():
+    """Found by a reviewer: "Coverage holds ... for static 10% on 1 of 3 books" when static 10% had no breach at
+    all on the two others (over-margined): the sentence read as if it failed to cover them."""
+    from marginlab.reports.verdict import verdict_sentences
+
+    def cell(pf, md, v):
+        return {"portfolio": pf, "model": md, "verdict": v, "largest_shortfall": 0.0}
+
+    matrix = {"level": 0.05, "books": ["a", "b", "c"], "cells": [
+        cell("a", "static 10%", "pass"), cell("b", "static 10%", "over-margined"),
+        cell("c", "static 10%", "over-margined"), cell("a", "HS", "pass"), cell("b", "HS", "too many breaches"),
+        cell("c", "HS", "pass"), cell("a", "EWMA", "pass"), cell("b", "EWMA", "pass"), cell("c", "EWMA", "n/a")]}
+    first = verdict_sentences(matrix)[0]
+    assert first == ("Coverage holds (no significant excess of breaches: exact one-sided test at 5%, each model at "
+                     "its own level) for EWMA on 2 of 2 books, static 10% on 3 of 3 books (2 of them over-margined) "
+                     "and HS on 2 of 3 books; EWMA and static 10% hold it on every book they cover.")
