@@ -935,7 +935,9 @@ def build_methodology(data: ReportData) -> dict[str, Any]:
 def render_sample(content: dict[str, Any], page: Page) -> str:
     """Warm-up, n/a and estimation diagnostics."""
     out = [_para(content["intro"]), render_table(content["common_sample"], caption="Common sample per book")]
-    out.append(render_table(content["diagnostics"], caption="Estimation diagnostics per model"))
+    out.append(render_table(content["diagnostics"], caption="Estimation diagnostics per model")
+               if content["diagnostics"]["rows"] else
+               _para("Estimation diagnostics: none (no model of this study fits parameters)."))
     if content["not_applicable"]["rows"]:
         out.append(details(f"Not applicable ({len(content['not_applicable']['rows'])} pairs)",
                            render_table(content["not_applicable"])))
@@ -946,13 +948,13 @@ def render_sample(content: dict[str, Any], page: Page) -> str:
 
 @_section("sample", "Sample and diagnostics")(render_sample)
 def build_sample(data: ReportData) -> dict[str, Any]:
-    """The sample behind the numbers: common samples, warm-up, n/a pairs, estimation diagnostics, run time."""
+    """The sample behind the numbers: common samples, warm-up, n/a pairs, estimation diagnostics."""
     bt = data.backtest
     diag = [{"model": md, "fits": d.get("fits"), "failed": d.get("failed"), "boundary": d.get("boundary"),
-             "reused": d.get("reused"), "seconds": bt.model_seconds.get(md)} for md, d in bt.diagnostics.items()]
-    diag += [{"model": md, "seconds": s} for md, s in bt.model_seconds.items() if md not in bt.diagnostics]
-    return {"intro": f"{len(bt.frame):,} margin rows (book x model x date); replay ran in {bt.elapsed_s:,.1f} s. "
-                     "Risk-based models give no margin until they have their minimum history (warm-up); a model that "
+             "reused": d.get("reused")} for md, d in bt.diagnostics.items()]
+    return {"intro": f"{len(bt.frame):,} margin rows (book x model x date); compute times are in the run "
+                     "metadata (Provenance). Risk-based models give no margin until they have their minimum "
+                     "history (warm-up); a model that "
                      "does not cover a book's instruments is n/a, never given an invented number.",
             "common_sample": table_data([("portfolio", "book", None), ("dates", "dates", "count"),
                                          ("first", "first", None), ("last", "last", None)],
@@ -960,8 +962,7 @@ def build_sample(data: ReportData) -> dict[str, Any]:
             "diagnostics": table_data([("model", "model", None), ("fits", "filter fits", "count"),
                                        ("failed", "failed (previous parameters kept)", "count"),
                                        ("boundary", "on the stationarity boundary", "count"),
-                                       ("reused", "reused between refits", "count"),
-                                       ("seconds", "compute time", "seconds")], diag),
+                                       ("reused", "reused between refits", "count")], diag),
             "not_applicable": table_data([("portfolio", "book", None), ("model", "model", None)],
                                          [{"portfolio": pf, "model": md} for pf, md in bt.not_applicable]),
             "warmup": table_data([("portfolio", "book", None), ("model", "model", None),
@@ -1040,18 +1041,38 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
                      "(EMIR RTS 153/2013 Art. 47(3)(a)-(f) and 47(5)).", "items": items}
 
 
+#: Marks around the report's run metadata (:func:`render_run`), the only part of the page that differs between
+#: two runs of a study with the same seed.
+RUN_MARKS = ("<!--run-metadata-->", "<!--/run-metadata-->")
+
+
+def render_run(run: dict[str, Any]) -> str:
+    """The run metadata block (results.json's ``run``: :func:`~marginlab.reports.provenance.run_metadata`)."""
+    facts = [("Run started", run["started"] or "unknown"),
+             ("Run time (loading, backtest and tests; writing this report comes after)",
+              "unknown" if run["elapsed_s"] is None else f"{run['elapsed_s']:,.1f} s"),
+             ("Backtest replay", "unknown" if run["replay_s"] is None else f"{run['replay_s']:,.1f} s"),
+             ("Rerun into the same folder",
+              run["command"] or "the study was given as an object, not a file: see its settings below")]
+    times = table_data([("model", "model", None), ("seconds", "compute time", "seconds")],
+                       [{"model": k, "seconds": v} for k, v in run["model_seconds"].items()])
+    return (f'{RUN_MARKS[0]}<div class="run" id="run-metadata"><h3>Run metadata</h3><p class="note">The facts of '
+            "this run: the only part of the report (and results.json's run block) that differs between runs with "
+            "the same seed.</p><ul>" + "".join(f"<li><b>{esc(k)}:</b> <code>{esc(v)}</code></li>" for k, v in facts)
+            + "</ul>" + (render_table(times, caption="Compute time per model (summed over tasks)")
+                         if times["rows"] else "") + f"</div>{RUN_MARKS[1]}")
+
+
 def render_provenance(content: dict[str, Any], page: Page) -> str:
-    """Versions, data files, study file, seed, commit, run time, command."""
+    """Versions, data files, study file, seed, commit; the run metadata (run time, command)."""
+    from .provenance import run_metadata
+
     p = content
     git = p["git"]
     facts = [("Seed", str(p["seed"])),
              ("Git commit", "not a git checkout" if git is None else git["commit"] + (" (uncommitted changes)"
                                                                                        if git["dirty"] else "")),
-             ("Run started", p["started"] or "unknown"),
-             ("Run time (loading, backtest and tests; writing this report comes after)",
-              "unknown" if p["elapsed_s"] is None else f"{p['elapsed_s']:,.1f} s"),
-             ("Platform", p["platform"]),
-             ("Reproduce", p["command"] or "the study was given as an object, not a file: see its settings below")]
+             ("Platform", p["platform"])]
     out = ["<ul>" + "".join(f"<li><b>{esc(k)}:</b> <code>{esc(v)}</code></li>" for k, v in facts) + "</ul>"]
     out.append(render_table(table_data([("package", "package", None), ("version", "version", None)],
                                        [{"package": k, "version": v} for k, v in p["packages"].items()]),
@@ -1062,14 +1083,14 @@ def render_provenance(content: dict[str, Any], page: Page) -> str:
                                                 ("sha256", "sha256", None)], p["data_files"]))))
     text = p["study_text"] if p["study_text"] is not None else repr(p["study_config"])
     out.append(details(f"Study file: {p['study_file']}", f'<pre class="study">{esc(text)}</pre>', open_=False))
+    out.append(render_run(run_metadata(page.data.study)))
     return "".join(out)
 
 
 @_section("provenance", "Provenance")(render_provenance)
 def build_provenance(data: ReportData) -> dict[str, Any]:
-    """Package versions, data files with sha256, the study file verbatim, seed, commit, run time, command."""
+    """Package versions, data files with sha256, the study file verbatim, seed, commit (run facts: ``run``)."""
     from .provenance import provenance
 
-    s = data.study
-    return provenance(data.config, s.files.get("out"), s.files.get("started"), s.files.get("elapsed_s"))
+    return provenance(data.config)
 

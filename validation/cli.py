@@ -135,7 +135,7 @@ def _show(args: argparse.Namespace) -> int:
         raise ValueError(f"{file}: the verdict matrix (sections[{k}].content.matrix) has a cell without key "
                          f"{exc.args[0]!r}") from None
     print(f"Study {name!r} ({source}): MPOR {mpor} observation(s), seed {seed}; run "
-          f"{results.get('generated') or 'at an unknown time'}\n")
+          f"{(results.get('run') or {}).get('started') or 'at an unknown time'}\n")
     print(text)
     if "accounts" in keys:
         k = keys.index("accounts")
