@@ -394,6 +394,11 @@ def bars(frame: pd.DataFrame, value: str, label: str, percent_axis: bool = False
         ax.barh([str(i) for i in frame.index], frame[value].to_numpy(float), color=colour(0))
         ax.invert_yaxis()
         ax.set_xlabel(label)
+        values = frame[value].to_numpy(float)
+        if percent_axis and np.isfinite(values).any() and np.nanmin(values) >= 0:
+            # a share or ratio from zero; all zero: the axis is 0..100%, not matplotlib's -4%..4% around nothing
+            top = float(np.nanmax(values))
+            ax.set_xlim(0, top * 1.08 if top > 0 else 1.0)
         if percent_axis:
             _pct_axis(ax, "x")
         ax.grid(alpha=0.3, axis="x")

@@ -575,6 +575,14 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
             "tables": tables, "bars": bars, "note": note}
 
 
+#: Units of the account-level tables (the report's and the terminal's: ``StudyResult.accounts_text``).
+ACCOUNT_UNITS = {"accounts": "count", "account_days": "count", "breaches": "count", "accounts_with_breach": "count",
+                 "margin_breaches": "count", "accounts_below_target": "count", "accounts_rejected_5pct": "count",
+                 "largest_shortfall": "quote ccy", "breach_rate": "fraction", "target_coverage": "fraction",
+                 "coverage": "fraction", "share_with_breach": "fraction", "median_account_coverage": "fraction",
+                 "min_account_coverage": "fraction", "too_many_pvalue": "pvalue", "p": "probability"}
+
+
 @_section("accounts", "Member accounts")(render_generic)
 def build_accounts(data: ReportData) -> dict[str, Any] | None:
     """Present when the study has member accounts.
@@ -601,12 +609,7 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     bars = [{"title": "90th percentile of the per-account breach rate", "percent": True,
              "axis": "breach rate (90th percentile over accounts)",
              "rows": [{"label": md, "value": float(dist.loc[md, "q90"])} for md in dist.index]}]
-    units = {"accounts": "count", "account_days": "count", "breaches": "count", "accounts_with_breach": "count",
-             "margin_breaches": "count",
-             "accounts_below_target": "count", "accounts_rejected_5pct": "count", "largest_shortfall": "quote ccy",
-             "breach_rate": "fraction", "target_coverage": "fraction", "coverage": "fraction",
-             "share_with_breach": "fraction", "median_account_coverage": "fraction",
-             "min_account_coverage": "fraction", "too_many_pvalue": "pvalue", "p": "probability"}
+    units = ACCOUNT_UNITS
     return {"intro": f"Account-level backtests (CPMI-IOSCO PQD 6.5; EMIR RTS 153/2013 Art. 49) over {len(accounts):,} "
                      "member accounts: pooled over account-days, by account, and the accounts with the largest "
                      "shortfall (loss - margin where the loss exceeds the margin). Breaches are counted as in the "

@@ -563,3 +563,45 @@ def test_two_runs_with_the_same_seed_differ_only_in_the_run_metadata(tmp_path):
     pages = [(out / "report.html").read_text() for out in outs]
     assert without_run(pages[0]) == without_run(pages[1])
     assert runs[1]["command"] in pages[1]
+
+
+def test_terminal_tables_read_like_the_report():
+    """Found by a reviewer: the account table of ``marginlab run``/``show`` printed ``9.344e+05`` and breach
+    rates as fractions; it now formats each column by its unit as the page does."""
+    import pandas as pd
+    from marginlab.reports.formatting import frame_text
+    from marginlab.reports.sections import ACCOUNT_UNITS
+
+    frame = pd.DataFrame({"accounts": [139], "breaches": [161], "breach_rate": [0.012687], "largest_shortfall":
+                          [934425.71], "median_account_coverage": [float("nan")]}, index=pd.Index(["static"],
+                                                                                                     name="model"))
+    text = frame_text(frame, ACCOUNT_UNITS)
+    assert "934,426" in text and "1.27%" in text and "\u2014" in text and "e+" not in text
+
+
+def test_infinite_table_values_are_described_by_the_schema():
+    """Found by a reviewer: 4,727 "inf" strings (stress ratios of a zero or negative stress loss) in results.json,
+    described nowhere. The schema now says what a table cell is: a number, null, "inf"/"-inf", or text."""
+    from marginlab.reports.page import table_data
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert '"inf"' in schema["description"] and "inf" in schema["$defs"]["value"]["description"]
+    table = table_data([("book", "book", None), ("ratio", "median ratio", "ratio")],
+                       [{"book": "a", "ratio": float("inf")}, {"book": "b", "ratio": float("-inf")},
+                        {"book": "c", "ratio": float("nan")}, {"book": "d", "ratio": 1.5}])
+    assert [r["ratio"] for r in table["rows"]] == ["inf", "-inf", None, 1.5]
+    table_schema = {**schema["$defs"]["table"], "$defs": schema["$defs"]}
+    jsonschema.validate(table, table_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"columns": [], "rows": [{"x": [1]}]}, table_schema)
+
+
+def test_a_share_chart_of_zeros_keeps_a_share_axis():
+    """Found by a reviewer: every median share was 0%, and the bar chart drew no bar on an axis of -4% to 4%."""
+    import pandas as pd
+    from marginlab.reports.figures import bars
+
+    fig = bars(pd.DataFrame({"value": [0.0, 0.0]}, index=["a", "b"]), "value", "share", True)
+    assert fig.axes[0].get_xlim() == (0.0, 1.0)
+    fig = bars(pd.DataFrame({"value": [0.2, 0.5]}, index=["a", "b"]), "value", "share", True)
+    assert fig.axes[0].get_xlim()[0] == 0.0 and fig.axes[0].get_xlim()[1] == pytest.approx(0.54)
