@@ -341,9 +341,11 @@ def rolling_breaches(rows: pd.DataFrame, models: Sequence[str], levels: dict[str
             last = z.groupby("subsample").tail(1)
             zone = max(last["zone"], key=order.get) if len(last) else "green"
             y, rd = int(z["yellow"].iloc[-1]), int(z["red"].iloc[-1])
-            ax.text(0.01, 0.96, f"p = {levels[md]:g}: yellow \u2265 {y}, red \u2265 {rd}"
-                    + (f" (n = {int(z['observations'].iloc[-1])})" if z["observations"].iloc[-1] < window else "")
-                    + f"; now {zone}", transform=ax.transAxes, va="top", fontsize=8.5)
+            n_last = int(z["observations"].iloc[-1])
+            ax.text(0.01, 0.96, f"p = {levels[md]:g}: yellow \u2265 {y}, red \u2265 {rd}\n"
+                    + (f"n = {n_last}; " if n_last < window else "") + f"zone now: {zone}",
+                    transform=ax.transAxes, va="top", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
             ax.grid(alpha=0.25)
             _dates(ax)
             if k % ncol == 0:
