@@ -19,7 +19,7 @@ import pandas as pd
 from scipy import stats
 
 __all__ = ["EPISODES", "png", "formula_png", "plotting", "frontier", "small_multiples", "episode_zoom",
-           "rolling_breaches", "parameter_stability", "bars", "heatmap", "zone_thresholds", "WIDTH"]
+           "rolling_breaches", "parameter_stability", "bars", "heatmap", "zone_thresholds", "zone_counts", "WIDTH"]
 
 #: Figure width in inches (x 100 dpi = pixels).
 WIDTH = 12.4
@@ -256,42 +256,101 @@ def episode_zoom(rows: pd.DataFrame, models: Sequence[str], all_models: Sequence
         return fig
 
 
-def zone_thresholds(p: float, window: int = 250) -> tuple[int, int]:
+def zone_thresholds(p: float, window: int = 250, m: int = 1) -> tuple[int, int]:
     """Smallest breach counts in ``window`` observations that are yellow and red.
 
-    BCBS 1996: cumulative probabilities 0.95 and 0.9999 under Binomial(window, p).
+    BCBS 1996: cumulative probabilities 0.95 and 0.9999 under Binomial(window, p). With ``m`` sub-samples
+    (an MPOR of h > 1 observations) the Bonferroni rule of :func:`marginlab.validation.coverage.backtest`:
+    the combined cumulative probability ``1 - min(1, m P(X > x))`` reaches 0.95 and 0.9999, i.e. one
+    sub-sample's reaches 1 - 0.05/m and 1 - 0.0001/m.
     """
+    from marginlab.validation.coverage import _zone
+
     x = np.arange(window + 1)
-    cdf = stats.binom.cdf(x, window, p)
-    return int(x[cdf >= 0.95][0]), int(x[cdf >= 0.9999][0])
+    cum = stats.binom.cdf(x, window, p) if m == 1 else 1.0 - np.minimum(1.0, m * stats.binom.sf(x, window, p))
+    zones = np.array([_zone(float(c)) for c in cum])
+    return int(x[zones != "green"][0]), int(x[zones == "red"][0])
+
+
+def zone_counts(hits: pd.Series, p: float, mpor: int = 1, window: int = 250) -> pd.DataFrame:
+    """The breach count the traffic-light zone of a verdict cell reads, as it stood at each date.
+
+    ``hits``: one pair's exceptions (bool) on its dates, in date order. At each date, with the sample ending
+    there: the exceptions in the last ``window`` observations, or in all of them when fewer; with an MPOR of
+    h > 1 observations, in the last ``window`` observations of the date's non-overlapping sub-sample (every
+    h-th observation; the ``m`` sub-samples with at least two observations in the whole sample), against the
+    bands of :func:`zone_thresholds` for that many observations and ``m``. The zone of each sub-sample's last
+    row is its zone in the cell (the cell's zone is the worst of them: :func:`marginlab.validation.coverage.backtest`).
+
+    Returns a frame with columns ``date``, ``subsample``, ``observations`` (in the count), ``count``,
+    ``yellow``, ``red`` (the smallest yellow and red counts) and ``zone``, one row per date.
+    """
+    h = np.asarray(hits, dtype=bool)
+    n, mpor = h.size, int(mpor)
+    pos = np.arange(n)
+    sub, j = pos % mpor, pos // mpor
+    sizes = np.array([len(range(k, n, mpor)) for k in range(mpor)])
+    valid = np.ones(mpor, bool) if mpor == 1 else sizes >= 2
+    m = int(valid.sum())
+    counts = np.zeros(n, dtype=int)
+    for k in np.flatnonzero(valid):
+        c = np.cumsum(np.r_[0, h[k::mpor].astype(int)])
+        jj = np.arange(sizes[k])
+        counts[k::mpor] = c[jj + 1] - c[np.maximum(jj + 1 - window, 0)]
+    w = np.minimum(j + 1, window)
+    bands = {int(v): zone_thresholds(p, int(v), m) for v in np.unique(w)}
+    yellow = np.array([bands[int(v)][0] for v in w])
+    red = np.array([bands[int(v)][1] for v in w])
+    zone = np.where(counts >= red, "red", np.where(counts >= yellow, "yellow", "green"))
+    out = pd.DataFrame({"date": hits.index if isinstance(hits, pd.Series) else pos, "subsample": sub,
+                        "observations": w, "count": counts, "yellow": yellow, "red": red, "zone": zone})
+    return out[valid[sub]].reset_index(drop=True)
 
 
 def rolling_breaches(rows: pd.DataFrame, models: Sequence[str], levels: dict[str, float],
-                     all_models: Sequence[str], window: int = 250):
-    """Rolling ``window``-observation breach count of each model against its traffic-light bands."""
+                     all_models: Sequence[str], mpor: int = 1, window: int = 250):
+    """Each model's breach count against its traffic-light bands, as the verdict cell's zone reads it.
+
+    :func:`zone_counts` at every date of the book's common sample (``rows``: ``date, model, hit``): the
+    exceptions of the model's VaR at its own level in the last ``window`` observations (all of them while
+    fewer, with the bands of Binomial(n, p)); with an MPOR above one observation, one line per
+    non-overlapping sub-sample against the Bonferroni bands. The last point of each line is in the zone the
+    verdict cell shows (the worst sub-sample's, when several), which the panel states.
+    """
     with plotting() as plt:
         ncol = min(4, len(models))
         nrow = int(np.ceil(len(models) / ncol))
         fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 2.3 * nrow + 0.5), squeeze=False, sharex=True)
+        order = {"green": 0, "yellow": 1, "red": 2}
         for k, md in enumerate(models):
             ax = axes[k // ncol][k % ncol]
-            r = rows[rows["model"] == md]
-            hits = r["hit"].to_numpy(int) if "hit" in r else r["breach"].to_numpy(int)
-            yellow, red = zone_thresholds(levels[md], window)
-            counts = pd.Series(hits, index=r["date"].to_numpy()).rolling(window).sum()
-            top = max(red + 2, float(np.nanmax(counts.to_numpy())) + 1 if counts.notna().any() else red + 2)
-            ax.axhspan(0, yellow - 0.5, color="#d9f2e0", lw=0)
-            ax.axhspan(yellow - 0.5, red - 0.5, color="#fff0c2", lw=0)
-            ax.axhspan(red - 0.5, top, color="#f8d0cc", lw=0)
-            ax.plot(_x(counts.index), counts.to_numpy(), color=colour(list(all_models).index(md)), lw=1.2)
+            r = rows[rows["model"] == md].sort_values("date", kind="stable")
+            z = zone_counts(pd.Series(r["hit"].to_numpy(bool), index=r["date"].to_numpy()), levels[md], mpor, window)
+            x = _x(z["date"])
+            top = max(float(z["red"].max()) + 2, float(z["count"].max()) + 1) if len(z) else 2.0
+            y0 = np.maximum(z["yellow"].to_numpy(float) - 0.5, 0)
+            y1 = np.maximum(z["red"].to_numpy(float) - 0.5, 0)
+            ax.fill_between(x, 0, y0, color="#d9f2e0", lw=0, step="post")
+            ax.fill_between(x, y0, y1, color="#fff0c2", lw=0, step="post")
+            ax.fill_between(x, y1, top, color="#f8d0cc", lw=0, step="post")
+            for _, s in z.groupby("subsample", sort=True):
+                ax.step(_x(s["date"]), s["count"].to_numpy(), where="post",
+                        color=colour(list(all_models).index(md)), lw=1.2 if mpor == 1 else 0.8)
             ax.set_ylim(0, top)
             ax.set_title(md if len(md) <= 34 else md[:32] + "\u2026")
-            ax.text(0.01, 0.96, f"p = {levels[md]:g}: yellow \u2265 {yellow}, red \u2265 {red}",
-                    transform=ax.transAxes, va="top", fontsize=8.5)
+            last = z.groupby("subsample").tail(1)
+            zone = max(last["zone"], key=order.get) if len(last) else "green"
+            y, rd = int(z["yellow"].iloc[-1]), int(z["red"].iloc[-1])
+            n_last = int(z["observations"].iloc[-1])
+            ax.text(0.01, 0.96, f"p = {levels[md]:g}: yellow \u2265 {y}, red \u2265 {rd}\n"
+                    + (f"n = {n_last}; " if n_last < window else "") + f"zone now: {zone}",
+                    transform=ax.transAxes, va="top", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.7, "pad": 1})
             ax.grid(alpha=0.25)
             _dates(ax)
             if k % ncol == 0:
-                ax.set_ylabel(f"breaches in {window} obs.")
+                ax.set_ylabel(f"breaches, last {window} obs." if mpor == 1 else
+                              f"per sub-sample, last {window}")
         for k in range(len(models), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
         fixed_layout(fig, left=0.7, top=0.3, bottom=0.35, hspace=0.35, wspace=0.25)
@@ -337,6 +396,11 @@ def bars(frame: pd.DataFrame, value: str, label: str, percent_axis: bool = False
         ax.barh([str(i) for i in frame.index], frame[value].to_numpy(float), color=colour(0))
         ax.invert_yaxis()
         ax.set_xlabel(label)
+        values = frame[value].to_numpy(float)
+        if percent_axis and np.isfinite(values).any() and np.nanmin(values) >= 0:
+            # a share or ratio from zero; all zero: the axis is 0..100%, not matplotlib's -4%..4% around nothing
+            top = float(np.nanmax(values))
+            ax.set_xlim(0, top * 1.08 if top > 0 else 1.0)
         if percent_axis:
             _pct_axis(ax, "x")
         ax.grid(alpha=0.3, axis="x")

@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 __all__ = ["MISSING", "esc", "money", "percent", "pvalue", "count", "ratio", "number", "seconds", "probability",
-           "by_unit", "is_missing"]
+           "by_unit", "is_missing", "frame_text"]
 
 #: How a missing value is shown.
 MISSING = "\u2014"
@@ -179,3 +179,18 @@ def by_unit(x: Any, unit: str | None) -> str:
     if isinstance(x, bool):
         return "yes" if x else "no"
     return _UNITS.get((unit or "").lower(), number)(x)
+
+
+def frame_text(frame, units: dict[str, str | None] | None = None) -> str:
+    """A table (pandas DataFrame) as terminal text, each column formatted by its unit as on the report's pages.
+
+    ``units``: column -> unit of :func:`by_unit` (columns not named: :func:`number` for numbers, text as is);
+    right-aligned, index as the first column(s).
+    """
+    units = units or {}
+    cells = frame.copy().astype(object)
+    for c in frame.columns:
+        unit = units.get(str(c))
+        cells[c] = [MISSING if is_missing(v) else by_unit(v, unit) if unit or not isinstance(v, str) else v
+                    for v in frame[c].tolist()]
+    return cells.to_string()

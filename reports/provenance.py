@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["PACKAGES", "package_versions", "data_files", "git_commit", "study_text", "reproduce_command",
-           "provenance"]
+           "provenance", "run_metadata"]
 
 #: Distributions whose versions a report records.
 PACKAGES = ("marginlab", "numpy", "pandas", "scipy", "numba", "arch", "statsmodels", "matplotlib")
@@ -93,11 +93,30 @@ def reproduce_command(source: str, out: str | None) -> str:
     return "marginlab run " + shlex.quote(source) + (f" --out {shlex.quote(str(out))}" if out else "")
 
 
-def provenance(config, out: str | None, started: str | None, elapsed_s: float | None) -> dict[str, Any]:
-    """Everything the provenance section shows, as a JSON-ready dict."""
-    text = study_text(config.source)
+def provenance(config) -> dict[str, Any]:
+    """Everything the provenance section shows, as a JSON-ready dict: what the numbers depend on.
+
+    The facts of one run (when, how long, the command with its output folder) are not here but in
+    :func:`run_metadata`, so that two runs of a study with the same seed give the same provenance.
+    """
     return {"packages": package_versions(), "platform": platform.platform(),
             "data_files": data_files(list(config.assets), config.freq, config.smile),
-            "manifest": "datasets/data/MANIFEST.sha256", "study_file": config.source, "study_text": text,
-            "study_config": config.to_dict(), "seed": config.seed, "git": git_commit(), "started": started,
-            "elapsed_s": elapsed_s, "command": reproduce_command(config.source, out) if text is not None else None}
+            "manifest": "datasets/data/MANIFEST.sha256", "study_file": config.source,
+            "study_text": study_text(config.source), "study_config": config.to_dict(), "seed": config.seed,
+            "git": git_commit()}
+
+
+def run_metadata(study) -> dict[str, Any]:
+    """The facts of one run, the only part of a report that differs between runs with the same seed.
+
+    ``results.json``'s ``run`` block and the report's "Run metadata" block: ``started`` (UTC), ``elapsed_s``
+    (loading, backtest and tests; writing the report comes after), ``replay_s`` (the backtest), ``model_seconds``
+    (compute time per model, summed over tasks) and ``command`` (what reruns the study into the same folder;
+    None when the study was not read from a file).
+    """
+    files, bt, config = study.files, study.backtest, study.config
+    return {"started": files.get("started"), "elapsed_s": files.get("elapsed_s"),
+            "replay_s": getattr(bt, "elapsed_s", None),
+            "model_seconds": {str(k): float(v) for k, v in getattr(bt, "model_seconds", {}).items()},
+            "command": reproduce_command(config.source, files.get("out"))
+            if study_text(config.source) is not None else None}

@@ -92,12 +92,12 @@ class ReportData:
     def frame(self) -> pd.DataFrame:
         """Result rows with ``hit`` and ``common`` columns.
 
-        ``hit``: breach of the tested VaR (``loss > var``; of the margin for rule-based models); ``common``:
+        ``hit``: exception of the tested VaR as the coverage tests count it (:meth:`BacktestResult.exceptions`:
+        ``loss > var`` at the model's level; the margin for rule-based models); ``common``:
         the date is in the book's common sample.
         """
         f = self.backtest.frame.copy()
-        var = f["var"].where(f["var"].notna(), f["margin"])
-        f["hit"] = f["loss"].to_numpy(float) > var.to_numpy(float)
+        f["hit"] = self.backtest.exceptions(f).to_numpy()
         f["common"] = False
         for pf, dates in self.samples.items():
             m = f["portfolio"] == pf
@@ -296,7 +296,8 @@ def build_verdict(data: ReportData) -> dict[str, Any]:
 
 
 def _pair_stats(data: ReportData) -> pd.DataFrame:
-    f = data.frame[data.frame["common"]]
+    """Per (reference book, model) on the book's common sample; member accounts have their own section."""
+    f = data.frame[data.frame["common"] & data.frame["portfolio"].isin(data.books)]
     rows = []
     for (pf, md), r in f.groupby(["portfolio", "model"], sort=False):
         notional = r["notional"].to_numpy(float)
@@ -317,13 +318,18 @@ def render_compare(content: dict[str, Any], page: Page) -> str:
     pairs = pd.DataFrame(content["pairs"]["rows"])
     out = [_para(content["intro"])]
     if len(pooled):
-        pts = pooled.assign(book="all books (pooled)")
+        shared = pooled[pooled["population"] == content["pooled_shared"]]
+        pts = (shared if len(shared) else pooled).assign(book="pooled: " + (content["pooled_shared"] if len(shared)
+                                                                            else "the books each model covers"))
         out.append(page.draw(fg.frontier, pts, "pooled", d.config.tail_prob, d.models,
                              alt="Efficiency frontier, pooled over books",
                              caption="Efficiency frontier, pooled: breach rate of the margin against average margin "
-                                     "as % of notional, one point per model over the books it covers (dashed: the "
-                                     "study's target p). Lower left is better: fewer breaches for less collateral."))
-    out.append(render_table(content["pooled"], caption="Pooled over the books each model covers (common samples)"))
+                                     "as % of notional, one point per model over "
+                                     + (content["pooled_shared"] if len(shared) else
+                                        "the books it covers (no book is covered by every model)")
+                                     + " (dashed: the study's target p). Lower left is better: fewer breaches for "
+                                       "less collateral."))
+    out.append(render_table(content["pooled"], caption=content["pooled_caption"]))
     if len(pairs):
         pts = pairs[pairs["portfolio"].isin(d.books)].rename(columns={"portfolio": "book"})
         if len(pts):
@@ -346,16 +352,29 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
     pairs = _pair_stats(data)
     if pairs.empty:
         return None
-    pooled = []
-    for md in data.models:
-        r = pairs[pairs["model"] == md]
-        if r.empty:
-            continue
-        pooled.append({"model": md, "books": len(r), "observations": int(r["observations"].sum()),
-                       "breaches": int(r["breaches"].sum()),
-                       "breach_rate": float(r["breaches"].sum() / r["observations"].sum()),
-                       "margin_pct": float(r["margin_pct"].mean()),
-                       "cost_per_million": float(r["cost_per_million"].mean())})
+    covers = {md: set(r["portfolio"]) for md, r in pairs.groupby("model", sort=False)}
+    models = [md for md in data.models if md in covers]
+    shared = set.intersection(*covers.values())
+    same = all(v == shared for v in covers.values())
+    shared_label = (f"the {len(shared)} reference book{'s' if len(shared) != 1 else ''}"
+                    + (" every model covers" if not same else ""))
+
+    def pool(md: str, books: set[str], population: str) -> dict[str, Any]:
+        r = pairs[(pairs["model"] == md) & pairs["portfolio"].isin(books)]
+        return {"model": md, "population": population, "books": len(r),
+                "observations": int(r["observations"].sum()), "breaches": int(r["breaches"].sum()),
+                "breach_rate": float(r["breaches"].sum() / r["observations"].sum()),
+                "margin_pct": float(r["margin_pct"].mean()), "cost_per_million": float(r["cost_per_million"].mean())}
+
+    pooled = [pool(md, shared, shared_label) for md in models] if shared else []
+    own = [md for md in models if covers[md] != shared]
+    pooled += [pool(md, covers[md], f"the {len(covers[md])} book{'s' if len(covers[md]) != 1 else ''} it covers")
+               for md in own]
+    caption = f"Pooled over {shared_label} (common samples; member accounts are in their own section)"
+    if not same:
+        caption = ((caption if shared else "No reference book is covered by every model") + "; models cover "
+                   "different books, so each model covering others also has a row over all the books it covers: "
+                   + ", ".join(f"{md} {len(covers[md])} of {len(data.books)}" for md in own))
     from marginlab.validation.metrics import METRICS
 
     units = {m.key: m.unit for m in METRICS}
@@ -365,10 +384,13 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
     return {
         "funding_rate": rate,
         "intro": (f"Each model's breach rate (realised loss > margin) against its average margin as % of the book's "
-                  f"gross notional, on each book's common sample. Collateral is costed at a funding rate of "
+                  f"gross notional, on each reference book's common sample (member accounts: their own section). "
+                  f"Collateral is costed at a funding rate of "
                   f"{percent(rate)} a year: the annual cost of holding the average margin, and per $1,000,000 of "
                   "notional (comparable across books)."),
-        "pooled": table_data([("model", "model", None), ("books", "books", "count"),
+        "pooled_shared": shared_label if shared else None, "pooled_caption": caption,
+        "pooled": table_data([("model", "model", None), ("population", "pooled over", None),
+                              ("books", "books", "count"),
                               ("observations", "observations", "count"), ("breaches", "breaches", "count"),
                               ("breach_rate", "breach rate", "fraction"),
                               ("margin_pct", "average margin, % of notional", "fraction"),
@@ -553,6 +575,14 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
             "tables": tables, "bars": bars, "note": note}
 
 
+#: Units of the account-level tables (the report's and the terminal's: ``StudyResult.accounts_text``).
+ACCOUNT_UNITS = {"accounts": "count", "account_days": "count", "breaches": "count", "accounts_with_breach": "count",
+                 "margin_breaches": "count", "accounts_below_target": "count", "accounts_rejected_5pct": "count",
+                 "largest_shortfall": "quote ccy", "breach_rate": "fraction", "target_coverage": "fraction",
+                 "coverage": "fraction", "share_with_breach": "fraction", "median_account_coverage": "fraction",
+                 "min_account_coverage": "fraction", "too_many_pvalue": "pvalue", "p": "probability"}
+
+
 @_section("accounts", "Member accounts")(render_generic)
 def build_accounts(data: ReportData) -> dict[str, Any] | None:
     """Present when the study has member accounts.
@@ -579,15 +609,14 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     bars = [{"title": "90th percentile of the per-account breach rate", "percent": True,
              "axis": "breach rate (90th percentile over accounts)",
              "rows": [{"label": md, "value": float(dist.loc[md, "q90"])} for md in dist.index]}]
-    units = {"accounts": "count", "account_days": "count", "breaches": "count", "accounts_with_breach": "count",
-             "accounts_below_target": "count", "accounts_rejected_5pct": "count", "largest_shortfall": "quote ccy",
-             "breach_rate": "fraction", "target_coverage": "fraction", "coverage": "fraction",
-             "share_with_breach": "fraction", "median_account_coverage": "fraction",
-             "min_account_coverage": "fraction", "too_many_pvalue": "pvalue", "p": "probability"}
+    units = ACCOUNT_UNITS
     return {"intro": f"Account-level backtests (CPMI-IOSCO PQD 6.5; EMIR RTS 153/2013 Art. 49) over {len(accounts):,} "
                      "member accounts: pooled over account-days, by account, and the accounts with the largest "
-                     "shortfall (loss - margin on a breach). The one-sided exact binomial p-value of too many "
-                     "breaches is per account: with many accounts some fall below any threshold by chance."
+                     "shortfall (loss - margin where the loss exceeds the margin). Breaches are counted as in the "
+                     "verdict matrix: losses above the model's VaR at its own level p (the margin for VaR and "
+                     "rule-based models; for an ES model its VaR at the ES level, e.g. p = 2.5%; its margin "
+                     "breaches, loss > ES, are the margin breaches column). The one-sided exact binomial p-value of "
+                     "too many breaches is per account: with many accounts some fall below any threshold by chance."
                      + (f" {len(bt.idle_accounts):,} further account(s) of the file hold no book on any date of the "
                         "study and are not replayed." if bt.idle_accounts else ""),
             "tables": [{"caption": "Coverage of member accounts, per model", "table": frame_table(summary, units)},
@@ -672,27 +701,62 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
             out.append(_para("No model has a margin for this book."))
             continue
         out.append(render_table(book["summary"]))
-        titles = {c["model"]: f"{c['model']}: {c['breaches']} breaches / "
-                              f"{expected_count(c['expected_breaches'])} expected ({c['verdict']})"
-                  for c in book["cells"]}
+        titles = panel_titles(book["cells"], rows, d.backtest.models)
         out.append(page.draw(fg.small_multiples, rows, models, titles, d.models, alt=f"Margins and losses: {pf}",
                              caption=f"{pf}: margin (line) and realised loss over the MPOR (grey), one model per "
-                                     "panel on a shared axis; red dots are breaches; shaded: stress episodes."))
+                                     "panel on a shared axis; red dots are margin breaches (loss > margin), as many "
+                                     "as each panel's first count; where the cell tests something else (an ES "
+                                     "model's VaR at its level, or only the common dates) the panel says so; "
+                                     "shaded: stress episodes."))
         # None (nothing drawn, no figure number) when no stress episode falls in the book's dates
         out.append(page.draw(fg.episode_zoom, rows, models, d.models, alt=f"Stress episodes: {pf}",
                              caption=f"{pf}: every model's margin through each stress episode in the book's dates."))
         common = rows[rows["common"]]
         levels = {m: d.level(m) for m in models}
-        if len(common) >= 250:
-            out.append(page.draw(fg.rolling_breaches, common, models, levels, d.models,
-                                 alt=f"Rolling breaches: {pf}",
-                                 caption=f"{pf}: breaches of each model's VaR at its own level in the last 250 "
-                                         "observations (common sample) against the traffic-light bands (green, "
-                                         "yellow, red; BCBS 1996)."))
+        mpor = d.config.mpor_days
+        tested = [m for m in models if m in {c["model"] for c in book["cells"]}]
+        if tested and common["date"].nunique() > mpor:  # the book's dates, not its rows over models
+            what = ("in the last 250 observations (all of them while fewer, with the bands of Binomial(n, p))"
+                    if mpor == 1 else
+                    f"in the last 250 observations of each of the {mpor} non-overlapping sub-samples (every "
+                    f"{mpor}th observation; one line each, all of it while fewer) against the Bonferroni bands "
+                    f"(one sub-sample's cumulative probability reaching 1 - 0.05/{mpor}, 1 - 0.0001/{mpor})")
+            out.append(page.draw(fg.rolling_breaches, common[common["model"].isin(tested)], tested, levels,
+                                 d.models, mpor, alt=f"Rolling breaches: {pf}",
+                                 caption=f"{pf}: breaches of each model's VaR at its own level {what}, as of each "
+                                         "date of the common sample, against the traffic-light bands (green, "
+                                         "yellow, red; BCBS 1996): the count and bands the matrix cell's zone "
+                                         "reads, which the last point shows."))
         for pair in book["tests"]:
             out.append(details(f"Every coverage test: {pf} / {pair['model']} (p = {pair['p']:g}, "
                                f"{pair['observations']:,} observations)", render_table(pair["table"]), cls="pair"))
     return "".join(out)
+
+
+def panel_titles(cells: list[dict[str, Any]], rows: pd.DataFrame, models: dict[str, Any]) -> dict[str, str]:
+    """The title of each model's panel of the drill-down: first the margin breaches drawn as dots.
+
+    ``rows``: the book's result rows drawn (every date of each model); ``cells``: its verdict cells. The first
+    count is the number of red dots (loss > margin over the dates drawn). When the cell counts the same thing
+    (a VaR or rule-based model whose dates are the common sample), the title is that count against the
+    expected one and the verdict; otherwise it adds what the cell tests: an ES model's exceptions of its VaR at
+    its level, on the common dates.
+    """
+    out = {}
+    for c in cells:
+        md = c["model"]
+        drawn = rows[rows["model"] == md]
+        dots = int(drawn["breach"].sum())
+        expected = f"{expected_count(c['expected_breaches'])} expected ({c['verdict']})"
+        es = getattr(models.get(md), "margin_measure", None) == "es"
+        head = f"{md}: {dots:,} margin breach{'' if dots == 1 else 'es'} (dots)"
+        if not es and len(drawn) == c["observations"]:
+            out[md] = f"{head} / {expected}"
+            continue
+        what = f"VaR {100 * (1 - c['p']):g}% exceptions" if es else "breaches"
+        out[md] = (f"{head} on {len(drawn):,} dates; tested: {c['breaches']:,} {what} / {expected} on the "
+                   f"{c['observations']:,} common dates")
+    return out
 
 
 @_section("drilldown", "Drill-down per book")(render_drilldown)
@@ -874,7 +938,9 @@ def build_methodology(data: ReportData) -> dict[str, Any]:
 def render_sample(content: dict[str, Any], page: Page) -> str:
     """Warm-up, n/a and estimation diagnostics."""
     out = [_para(content["intro"]), render_table(content["common_sample"], caption="Common sample per book")]
-    out.append(render_table(content["diagnostics"], caption="Estimation diagnostics per model"))
+    out.append(render_table(content["diagnostics"], caption="Estimation diagnostics per model")
+               if content["diagnostics"]["rows"] else
+               _para("Estimation diagnostics: none (no model of this study fits parameters)."))
     if content["not_applicable"]["rows"]:
         out.append(details(f"Not applicable ({len(content['not_applicable']['rows'])} pairs)",
                            render_table(content["not_applicable"])))
@@ -885,13 +951,13 @@ def render_sample(content: dict[str, Any], page: Page) -> str:
 
 @_section("sample", "Sample and diagnostics")(render_sample)
 def build_sample(data: ReportData) -> dict[str, Any]:
-    """The sample behind the numbers: common samples, warm-up, n/a pairs, estimation diagnostics, run time."""
+    """The sample behind the numbers: common samples, warm-up, n/a pairs, estimation diagnostics."""
     bt = data.backtest
     diag = [{"model": md, "fits": d.get("fits"), "failed": d.get("failed"), "boundary": d.get("boundary"),
-             "reused": d.get("reused"), "seconds": bt.model_seconds.get(md)} for md, d in bt.diagnostics.items()]
-    diag += [{"model": md, "seconds": s} for md, s in bt.model_seconds.items() if md not in bt.diagnostics]
-    return {"intro": f"{len(bt.frame):,} margin rows (book x model x date); replay ran in {bt.elapsed_s:,.1f} s. "
-                     "Risk-based models give no margin until they have their minimum history (warm-up); a model that "
+             "reused": d.get("reused")} for md, d in bt.diagnostics.items()]
+    return {"intro": f"{len(bt.frame):,} margin rows (book x model x date); compute times are in the run "
+                     "metadata (Provenance). Risk-based models give no margin until they have their minimum "
+                     "history (warm-up); a model that "
                      "does not cover a book's instruments is n/a, never given an invented number.",
             "common_sample": table_data([("portfolio", "book", None), ("dates", "dates", "count"),
                                          ("first", "first", None), ("last", "last", None)],
@@ -899,8 +965,7 @@ def build_sample(data: ReportData) -> dict[str, Any]:
             "diagnostics": table_data([("model", "model", None), ("fits", "filter fits", "count"),
                                        ("failed", "failed (previous parameters kept)", "count"),
                                        ("boundary", "on the stationarity boundary", "count"),
-                                       ("reused", "reused between refits", "count"),
-                                       ("seconds", "compute time", "seconds")], diag),
+                                       ("reused", "reused between refits", "count")], diag),
             "not_applicable": table_data([("portfolio", "book", None), ("model", "model", None)],
                                          [{"portfolio": pf, "model": md} for pf, md in bt.not_applicable]),
             "warmup": table_data([("portfolio", "book", None), ("model", "model", None),
@@ -979,18 +1044,38 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
                      "(EMIR RTS 153/2013 Art. 47(3)(a)-(f) and 47(5)).", "items": items}
 
 
+#: Marks around the report's run metadata (:func:`render_run`), the only part of the page that differs between
+#: two runs of a study with the same seed.
+RUN_MARKS = ("<!--run-metadata-->", "<!--/run-metadata-->")
+
+
+def render_run(run: dict[str, Any]) -> str:
+    """The run metadata block (results.json's ``run``: :func:`~marginlab.reports.provenance.run_metadata`)."""
+    facts = [("Run started", run["started"] or "unknown"),
+             ("Run time (loading, backtest and tests; writing this report comes after)",
+              "unknown" if run["elapsed_s"] is None else f"{run['elapsed_s']:,.1f} s"),
+             ("Backtest replay", "unknown" if run["replay_s"] is None else f"{run['replay_s']:,.1f} s"),
+             ("Rerun into the same folder",
+              run["command"] or "the study was given as an object, not a file: see its settings below")]
+    times = table_data([("model", "model", None), ("seconds", "compute time", "seconds")],
+                       [{"model": k, "seconds": v} for k, v in run["model_seconds"].items()])
+    return (f'{RUN_MARKS[0]}<div class="run" id="run-metadata"><h3>Run metadata</h3><p class="note">The facts of '
+            "this run: the only part of the report (and results.json's run block) that differs between runs with "
+            "the same seed.</p><ul>" + "".join(f"<li><b>{esc(k)}:</b> <code>{esc(v)}</code></li>" for k, v in facts)
+            + "</ul>" + (render_table(times, caption="Compute time per model (summed over tasks)")
+                         if times["rows"] else "") + f"</div>{RUN_MARKS[1]}")
+
+
 def render_provenance(content: dict[str, Any], page: Page) -> str:
-    """Versions, data files, study file, seed, commit, run time, command."""
+    """Versions, data files, study file, seed, commit; the run metadata (run time, command)."""
+    from .provenance import run_metadata
+
     p = content
     git = p["git"]
     facts = [("Seed", str(p["seed"])),
              ("Git commit", "not a git checkout" if git is None else git["commit"] + (" (uncommitted changes)"
                                                                                        if git["dirty"] else "")),
-             ("Run started", p["started"] or "unknown"),
-             ("Run time (loading, backtest and tests; writing this report comes after)",
-              "unknown" if p["elapsed_s"] is None else f"{p['elapsed_s']:,.1f} s"),
-             ("Platform", p["platform"]),
-             ("Reproduce", p["command"] or "the study was given as an object, not a file: see its settings below")]
+             ("Platform", p["platform"])]
     out = ["<ul>" + "".join(f"<li><b>{esc(k)}:</b> <code>{esc(v)}</code></li>" for k, v in facts) + "</ul>"]
     out.append(render_table(table_data([("package", "package", None), ("version", "version", None)],
                                        [{"package": k, "version": v} for k, v in p["packages"].items()]),
@@ -1001,14 +1086,14 @@ def render_provenance(content: dict[str, Any], page: Page) -> str:
                                                 ("sha256", "sha256", None)], p["data_files"]))))
     text = p["study_text"] if p["study_text"] is not None else repr(p["study_config"])
     out.append(details(f"Study file: {p['study_file']}", f'<pre class="study">{esc(text)}</pre>', open_=False))
+    out.append(render_run(run_metadata(page.data.study)))
     return "".join(out)
 
 
 @_section("provenance", "Provenance")(render_provenance)
 def build_provenance(data: ReportData) -> dict[str, Any]:
-    """Package versions, data files with sha256, the study file verbatim, seed, commit, run time, command."""
+    """Package versions, data files with sha256, the study file verbatim, seed, commit (run facts: ``run``)."""
     from .provenance import provenance
 
-    s = data.study
-    return provenance(data.config, s.files.get("out"), s.files.get("started"), s.files.get("elapsed_s"))
+    return provenance(data.config)
 

@@ -163,7 +163,11 @@ def _list(items: list[str], limit: int = 4) -> str:
 
 
 def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
-    """Three sentences from the numbers: who holds coverage where, who over-margins, the largest shortfall."""
+    """Three sentences from the numbers: who holds coverage where, who over-margins, the largest shortfall.
+
+    Coverage holds on a book when the model has no significant excess of breaches (verdict pass or
+    over-margined: an over-margined book is covered, at a cost, and is counted and named as such).
+    """
     cells = [c for c in matrix["cells"] if c["verdict"] in ("pass", "too many breaches", "over-margined")]
     by_model: dict[str, list[dict]] = {}
     for c in cells:
@@ -173,16 +177,23 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
             return [f"No reference book in this study: its {matrix['accounts']:,} member accounts are tested in the "
                     "account-level view (pooled coverage per model, CPMI-IOSCO PQD 6.5).", "", ""]
         return ["No model produced a margin that could be tested.", "", ""]
-    # 1. coverage: models ranked by the share of their books that pass
-    ranked = sorted(by_model, key=lambda m: (-sum(c["verdict"] == "pass" for c in by_model[m]) / len(by_model[m]),
-                                             m))
-    holds = [f"{m} on {sum(c['verdict'] == 'pass' for c in by_model[m])} of {len(by_model[m])} books"
-             for m in ranked]
-    everywhere = [m for m in ranked if all(c["verdict"] == "pass" for c in by_model[m])]
-    first = (f"Coverage holds (exact tests at {matrix['level']:.0%}, each model at its own level) for "
-             f"{_list(holds, 8)}; " + (f"{_list(everywhere)} hold{'s' if len(everywhere) == 1 else ''} it on "
-                                       "every book it covers." if everywhere else
-                                       "no model holds it on every book it covers."))
+    # 1. coverage: the books without too many breaches (pass or over-margined), models ranked by their share;
+    # an over-margined book is covered (fewer breaches than the level allows), counted and named as such
+    def covered(m: str) -> int:
+        return sum(c["verdict"] != "too many breaches" for c in by_model[m])
+
+    def over_count(m: str) -> int:
+        return sum(c["verdict"] == "over-margined" for c in by_model[m])
+
+    ranked = sorted(by_model, key=lambda m: (-covered(m) / len(by_model[m]), m))
+    holds = [f"{m} on {covered(m)} of {len(by_model[m])} books"
+             + (f" ({over_count(m)} of them over-margined)" if over_count(m) else "") for m in ranked]
+    everywhere = [m for m in ranked if covered(m) == len(by_model[m])]
+    first = (f"Coverage holds (no significant excess of breaches: exact one-sided test at {matrix['level']:.0%}, "
+             f"each model at its own level) for {_list(holds, 8)}; "
+             + (f"{_list(everywhere)} hold{'s' if len(everywhere) == 1 else ''} it on every book "
+                f"{'it covers' if len(everywhere) == 1 else 'they cover'}."
+                if everywhere else "no model holds it on every book it covers."))
     # 2. over-margining, with the cost
     over = {m: [c for c in v if c["verdict"] == "over-margined"] for m, v in by_model.items()}
     over = {m: v for m, v in over.items() if v}

@@ -25,6 +25,7 @@ from marginlab.datasets.folders import FolderKind, check_output_folder, publish_
 
 from .formatting import esc
 from .page import page_html
+from .provenance import run_metadata
 from .sections import Page, ReportData, build_sections
 
 __all__ = ["REPORT_FOLDER", "REPORT_FILES", "RESULTS_FORMAT", "SCHEMA_PATH", "UNITS", "write_report", "render_html",
@@ -73,13 +74,17 @@ def _sections(study) -> tuple[ReportData, list]:
 
 
 def results_dict(study, built=None) -> dict:
-    """Everything the HTML report shows, as JSON-ready data with units (``results.json``)."""
+    """Everything the HTML report shows, as JSON-ready data with units (``results.json``).
+
+    Every key but ``run`` (:func:`~marginlab.reports.provenance.run_metadata`: when the run started, how long
+    it took, the command) is the same for two runs of a study with the same seed.
+    """
     if built is None:
         _, built = _sections(study)
     cfg = study.config
     return _clean({"format": RESULTS_FORMAT, "study": cfg.to_dict(), "units": UNITS,
-                   "generated": study.files.get("started"),
-                   "sections": [{"key": s.key, "title": s.title, "content": content} for s, content in built]})
+                   "sections": [{"key": s.key, "title": s.title, "content": content} for s, content in built],
+                   "run": run_metadata(study)})
 
 
 def render_html(study, built=None, data: ReportData | None = None, executor=None) -> str:
@@ -99,13 +104,13 @@ def render_html(study, built=None, data: ReportData | None = None, executor=None
         toc.append((section.key, section.title))
         body.append(f'<section id="{esc(section.key)}"><h2>{esc(section.title)}</h2>'
                     f"{section.render(content, page)}</section>")
-    when = study.files.get("started") or "unknown time"
     dates = study.backtest.frame["date"]
     span = f"{dates.min():%Y-%m-%d} .. {dates.max():%Y-%m-%d}" if len(dates) else "none"
     header = (f"<h1>marginlab study: {esc(cfg.name)}</h1>"
               + (f"<p>{esc(cfg.description)}</p>" if cfg.description else "")
               + f'<p class="meta">Assets {esc(", ".join(cfg.assets))}; {esc(cfg.freq)} data, margin dates {esc(span)}; '
-              f"MPOR {cfg.mpor_days} observation(s); study p = {cfg.tail_prob:g}; seed {cfg.seed}; run {esc(when)}. "
+              f"MPOR {cfg.mpor_days} observation(s); study p = {cfg.tail_prob:g}; seed {cfg.seed} (when and how long: "
+              '<a href="#run-metadata">run metadata</a>). '
               f"Machine-readable: results.json (schema results.schema.json), backtest.csv, coverage.csv, "
               f"metrics.csv.</p>")
     return page.finish(page_html(f"marginlab study: {cfg.name}", header, toc, "\n".join(body)))

@@ -224,12 +224,14 @@ def test_synthetic_accounts_are_deterministic_and_read_back(tmp_path):
     assert kinds <= {"spot", "perpetual", "option"} and mm.account_books(back)
 
 
-def _result_with_accounts(tmp_path):
+def _result_with_accounts(tmp_path, es=False):
     text = HEADER + ("2021-06-01,L,spot,BTC,10,,,\n"
                      "2021-06-01,S,perpetual,ETH,-300,,,\n"
                      "2021-09-01,P,perpetual,BTC,5,,,\n2021-09-01,P,perpetual,SOL,-2000,,,\n")
     books = mm.account_books(read_positions(_write(tmp_path, text), market=MARKET))
     models = {"static 2%": mm.make_model("static", rate=0.02), "hs": mm.make_model("historical_var", lookback=250)}
+    if es:
+        models = {"static 2%": models["static 2%"], "hs ES 97.5%": mm.make_model("historical_es", lookback=250)}
     return Backtest(MARKET, books, models, start="2021-06-01", end="2022-05-31").run()
 
 
@@ -265,6 +267,41 @@ def test_account_level_view_against_a_direct_count(tmp_path):
     with pytest.raises(ValueError, match="no member accounts"):
         Backtest(MARKET, mm.reference_portfolios(), [mm.make_model("static")], start="2022-01-01",
                  end="2022-01-31").run().accounts_summary()
+
+
+def test_an_es_models_account_breaches_are_its_var_exceptions_as_in_the_verdict_matrix(tmp_path):
+    """Found by a reviewer: the account-level view counted an ES model's losses above its ES margin and set
+    them against the ES tail probability (2.5%), which is lenient by construction (ES 97.5% sits near the 99th
+    percentile): a failing ES model read as the best covered. The account view now counts what the verdict
+    matrix counts: losses above the model's VaR at its own level (here the ES level), recomputed below from the
+    result frame, with the per-account coverage tests (``coverage(sample="own")``) giving the same counts."""
+    res = _result_with_accounts(tmp_path, es=True)
+    f = res.frame
+    es = "hs ES 97.5%"
+    assert res.tail_prob(es) == 0.025
+    r = f[f["model"] == es]
+    hits = r["loss"] > r["var"]  # independent: the VaR at the ES level, from the frame
+    assert hits.sum() > r["breach"].sum()  # the ES margin is exceeded less often (the old, lenient count)
+    per = res.account_breach_rates(default_p=0.01)
+    for acc, rows in r.groupby("portfolio"):
+        row = per.loc[(acc, es)]
+        x, n = int((rows["loss"] > rows["var"]).sum()), len(rows)
+        assert (row["breaches"], row["account_days"]) == (x, n)
+        assert row["margin_breaches"] == int(rows["breach"].sum())
+        assert row["too_many_pvalue"] == pytest.approx(stats.binomtest(x, n, 0.025, alternative="greater").pvalue,
+                                                       rel=1e-9) if x else row["too_many_pvalue"] == 1.0
+        own = res.coverage(default_p=0.01, sample="own", portfolios=[acc]).loc[(acc, es)]
+        assert (own["breaches"], own["observations"], own["p"]) == (x, n, 0.025)
+    summary = res.accounts_summary(default_p=0.01).loc[es]
+    x, n = int(hits.sum()), len(r)
+    assert (summary["breaches"], summary["account_days"]) == (x, n)
+    assert summary["coverage"] == pytest.approx(1 - x / n) and summary["target_coverage"] == 0.975
+    assert summary["margin_breaches"] == int(r["breach"].sum())
+    rates = r.assign(h=hits).groupby("portfolio")["h"].mean()
+    assert summary["accounts_below_target"] == int((1 - rates < 0.975).sum())
+    short = (r["loss"] - r["margin"])[r["breach"]]  # the shortfall stays on the margin
+    assert summary["largest_shortfall"] == (short.max() if len(short) else 0.0)
+    assert res.account_breach_distribution().loc[es, "q100"] == pytest.approx(rates.max())
 
 
 def test_study_with_accounts_writes_the_account_view(tmp_path):

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import jsonschema
 import numpy as np
+import pandas as pd
 import pytest
 from marginlab.models import MarginModel, make_model
 from marginlab.reports import REPORT_FILES, read_results
@@ -399,3 +400,224 @@ def test_cli_show_names_the_key_missing_from_results_json(hostile_report, tmp_pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith(f"marginlab: error: {tmp_path / 'rep' / 'results.json'}: {message}")
+
+
+# --------------------------------------------------------------------------- the rolling-breaches figure
+
+
+@pytest.mark.parametrize("start, end, mpor", [("2022-01-01", "2022-06-30", 1), ("2021-01-01", "2022-12-31", 1),
+                                              ("2021-01-01", "2022-12-31", 5), ("2022-01-01", "2022-06-30", 3)])
+def test_the_rolling_breaches_figure_counts_what_the_cells_zone_reads(start, end, mpor):
+    """Found by a reviewer: the figure counted 250-observation windows only (empty under 250 dates, its guard
+    counting rows over models), against Binomial(250, p) bands while the cell used Binomial(n, p); and with an
+    MPOR of 5 it drew overlapping breaches in yellow beside a green cell (Bonferroni sub-sample rule). The
+    figure's counts (:func:`zone_counts`) now end in the cell's zone for every pair, recounted here by hand."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.reports.figures import rolling_breaches, zone_counts
+    from marginlab.validation import Backtest
+
+    market = load_market(["BTC", "ETH"])
+    books = {k: reference_portfolios()[k] for k in ("long BTC spot", "long BTC / short ETH perpetuals")}
+    models = {f"static {r:.0%}": make_model("static", rate=r) for r in (0.03, 0.05, 0.1, 0.2)}
+    bt = Backtest(market, books, models, mpor_days=mpor, start=start, end=end).run()
+    zones = set()
+    for (pf, md), rows in bt.frame.groupby(["portfolio", "model"], sort=False):
+        rows = rows.sort_values("date")
+        hits = pd.Series(bt.exceptions(rows).to_numpy(), index=rows["date"].to_numpy())
+        z = zone_counts(hits, 0.01, mpor)
+        cell = bt.coverage_report(pf, md).tests["traffic_light"].zone
+        last = z.groupby("subsample").tail(1)
+        worst = max(last["zone"], key=["green", "yellow", "red"].index)
+        assert worst == cell, (pf, md)
+        zones.add(cell)
+        # by hand: the last 250 (or all) observations of each sub-sample, its exact binomial law, Bonferroni
+        m = sum(len(hits.iloc[k::mpor]) >= 2 for k in range(mpor)) if mpor > 1 else 1
+        for k, row in last.set_index("subsample").iterrows():
+            sub = hits.iloc[k::mpor].to_numpy()[-250:]
+            x, w = int(sub.sum()), len(sub)
+            assert (row["count"], row["observations"]) == (x, w)
+            cum = stats.binom.cdf(x, w, 0.01) if m == 1 else 1 - min(1.0, m * stats.binom.sf(x, w, 0.01))
+            assert row["zone"] == ("green" if cum < 0.95 else "yellow" if cum < 0.9999 else "red")
+    assert zones & {"yellow", "red"} and "green" in zones  # the cases tell the bands apart
+    rows = bt.frame.assign(hit=bt.exceptions()).query("portfolio == 'long BTC spot'")
+    assert rolling_breaches(rows, list(models), dict.fromkeys(models, 0.01), list(models), mpor) is not None
+
+
+def test_a_drilldown_panel_counts_the_dots_it_draws(hostile_report):
+    """Found by a reviewer: an ES model's panel said "7 breaches / 4.5 expected" (its VaR 97.5% exceptions, the
+    cell's count) above 3 red dots (loss > ES margin). Each panel's first count is now its dots; an ES model's
+    panel adds its VaR exceptions, and a model drawn on more dates than the common sample says so."""
+    from marginlab.reports.sections import ReportData, panel_titles
+
+    data = ReportData(hostile_report["study"])
+    bt = data.backtest
+    seen_es = False
+    for pf in data.books:
+        rows = data.frame[data.frame["portfolio"] == pf]
+        cells = [c for c in data.matrix["cells"] if c["portfolio"] == pf and "observations" in c]
+        titles = panel_titles(cells, rows, bt.models)
+        for c in cells:
+            r = rows[rows["model"] == c["model"]]
+            dots = int(r["breach"].sum())
+            assert titles[c["model"]].startswith(f"{c['model']}: {dots:,} margin breach"), titles[c["model"]]
+            if bt.models[c["model"]].margin_measure == "es":
+                seen_es = True
+                common = r[r["common"]]
+                x = int((common["loss"] > common["var"]).sum())
+                assert x == c["breaches"] and x != dots
+                assert f"tested: {x:,} VaR 97.5% exceptions / " in titles[c["model"]]
+    assert seen_es
+
+
+def test_compare_pools_reference_books_only_and_each_model_over_the_same_books(tmp_path):
+    """Found by a reviewer: the pooled frontier and table of "Compare schemes" pooled member accounts with the
+    reference books (12,690 of 15,043 observations were account-days), and each model over a different set of
+    books (Binance tiers over 2 books, the others over 13). Now: reference books only; one row per model over
+    the books every model covers, and a row over its own books for a model covering others (the caption names
+    them). Recounted here from the result frame."""
+    from marginlab.reports.sections import ReportData, build_compare
+    from marginlab.validation.study import run_study
+
+    (tmp_path / "members.csv").write_text(
+        "date,account,instrument,asset,quantity,expiry,strike,kind\n"
+        "2022-01-03,A1,spot,BTC,20,,,\n2022-01-03,B2,perpetual,ETH,-300,,,\n")
+    study = tmp_path / "s.toml"
+    study.write_text('[study]\nname = "pool"\nseed = 1\n[market]\nassets = ["BTC", "ETH"]\nstart = 2022-01-03\n'
+                     'end = 2022-03-31\n[portfolios]\nreference = ["long BTC spot", "long BTC / short ETH perpetuals", '
+                     '"short BTC perpetual"]\n[accounts]\nfile = "members.csv"\n[execution]\nexecutor = "serial"\n'
+                     '[[models]]\nname = "static"\nlabel = "static 10%"\nparams = { rate = 0.1 }\n'
+                     '[[models]]\nname = "tiered"\nlabel = "tiers"\n')
+    res = run_study(study, write=False)
+    data = ReportData(res)
+    content = build_compare.build(data)
+    f = data.frame[data.frame["common"]]
+    books = list(data.books)
+    assert set(res.backtest.accounts) == {"A1", "B2"} and not set(books) & {"A1", "B2"}
+    tiers_books = set(f.loc[f["model"] == "tiers", "portfolio"]) & set(books)
+    assert 0 < len(tiers_books) < len(books)  # the models cover different books
+    rows = content["pooled"]["rows"]
+    shared = [r for r in rows if r["population"] == content["pooled_shared"]]
+    assert {r["model"] for r in shared} == {"static 10%", "tiers"}
+    for r in shared:
+        g = f[(f["model"] == r["model"]) & f["portfolio"].isin(tiers_books)]
+        assert (r["books"], r["observations"], r["breaches"]) == (len(tiers_books), len(g), int(g["breach"].sum()))
+    own = [r for r in rows if r not in shared]
+    assert [r["model"] for r in own] == ["static 10%"]
+    g = f[(f["model"] == "static 10%") & f["portfolio"].isin(books)]
+    assert (own[0]["books"], own[0]["observations"]) == (len(books), len(g))
+    assert "static 10% 3 of 3" in content["pooled_caption"]
+    assert not {r["portfolio"] for r in content["pairs"]["rows"]} & {"A1", "B2"}
+
+
+def test_the_first_sentence_counts_over_margined_books_as_covered_and_says_so():
+    """Found by a reviewer: "Coverage holds ... for static 10% on 1 of 3 books" when static 10% had no breach at
+    all on the two others (over-margined): the sentence read as if it failed to cover them."""
+    from marginlab.reports.verdict import verdict_sentences
+
+    def cell(pf, md, v):
+        return {"portfolio": pf, "model": md, "verdict": v, "largest_shortfall": 0.0}
+
+    matrix = {"level": 0.05, "books": ["a", "b", "c"], "cells": [
+        cell("a", "static 10%", "pass"), cell("b", "static 10%", "over-margined"),
+        cell("c", "static 10%", "over-margined"), cell("a", "HS", "pass"), cell("b", "HS", "too many breaches"),
+        cell("c", "HS", "pass"), cell("a", "EWMA", "pass"), cell("b", "EWMA", "pass"), cell("c", "EWMA", "n/a")]}
+    first = verdict_sentences(matrix)[0]
+    assert first == ("Coverage holds (no significant excess of breaches: exact one-sided test at 5%, each model at "
+                     "its own level) for EWMA on 2 of 2 books, static 10% on 3 of 3 books (2 of them over-margined) "
+                     "and HS on 2 of 3 books; EWMA and static 10% hold it on every book they cover.")
+
+
+def test_two_runs_with_the_same_seed_differ_only_in_the_run_metadata(tmp_path):
+    """Found by a reviewer: results.json and report.html differed between two runs with the same seed inside
+    content ("replay ran in 96.9 s" vs "84.4 s" in a section's prose, per-model seconds in a diagnostics table,
+    the provenance's start time and command). The run's facts are now one block, results.json's ``run`` and the
+    page's marked "Run metadata": without it the two reports are the same bytes."""
+    from marginlab.reports.sections import RUN_MARKS
+    from marginlab.validation.study import run_study
+
+    study = tmp_path / "s.toml"
+    study.write_text('[study]\nname = "twice"\nseed = 7\n[market]\nassets = ["BTC", "ETH"]\nstart = 2022-03-01\n'
+                     'end = 2022-04-30\n[portfolios]\nreference = ["long BTC spot", '
+                     '"long BTC / short ETH perpetuals"]\n[execution]\nexecutor = "serial"\n'
+                     '[[models]]\nname = "static"\n'
+                     '[[models]]\nname = "historical_var"\nparams = { lookback = 250 }\n')
+    outs = [tmp_path / "one", tmp_path / "two"]
+    for out in outs:
+        run_study(study, out=out)
+    results = [json.loads((out / "results.json").read_text()) for out in outs]
+    jsonschema.validate(results[0], json.loads(SCHEMA_PATH.read_text()))
+    runs = [r.pop("run") for r in results]
+    assert runs[0]["command"] != runs[1]["command"] and set(runs[0]["model_seconds"]) == {"static",
+                                                                                          "historical_var"}
+    assert results[0] == results[1]
+    text = json.dumps(results[0])
+    assert "seconds" not in {c["unit"] for s in results[0]["sections"] if s["key"] == "sample"
+                             for c in s["content"]["diagnostics"]["columns"]} and " s." not in text
+
+    def without_run(html: str) -> str:
+        a, b = html.index(RUN_MARKS[0]), html.index(RUN_MARKS[1]) + len(RUN_MARKS[1])
+        assert html.count(RUN_MARKS[0]) == 1 and runs[0]["started"] not in html[:a] + html[b:]
+        return html[:a] + html[b:]
+
+    pages = [(out / "report.html").read_text() for out in outs]
+    assert without_run(pages[0]) == without_run(pages[1])
+    assert runs[1]["command"] in pages[1]
+
+
+def test_terminal_tables_read_like_the_report():
+    """Found by a reviewer: the account table of ``marginlab run``/``show`` printed ``9.344e+05`` and breach
+    rates as fractions; it now formats each column by its unit as the page does."""
+    import pandas as pd
+    from marginlab.reports.formatting import frame_text
+    from marginlab.reports.sections import ACCOUNT_UNITS
+
+    frame = pd.DataFrame({"accounts": [139], "breaches": [161], "breach_rate": [0.012687], "largest_shortfall":
+                          [934425.71], "median_account_coverage": [float("nan")]}, index=pd.Index(["static"],
+                                                                                                     name="model"))
+    text = frame_text(frame, ACCOUNT_UNITS)
+    assert "934,426" in text and "1.27%" in text and "\u2014" in text and "e+" not in text
+
+
+def test_infinite_table_values_are_described_by_the_schema():
+    """Found by a reviewer: 4,727 "inf" strings (stress ratios of a zero or negative stress loss) in results.json,
+    described nowhere. The schema now says what a table cell is: a number, null, "inf"/"-inf", or text."""
+    from marginlab.reports.page import table_data
+
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert '"inf"' in schema["description"] and "inf" in schema["$defs"]["value"]["description"]
+    table = table_data([("book", "book", None), ("ratio", "median ratio", "ratio")],
+                       [{"book": "a", "ratio": float("inf")}, {"book": "b", "ratio": float("-inf")},
+                        {"book": "c", "ratio": float("nan")}, {"book": "d", "ratio": 1.5}])
+    assert [r["ratio"] for r in table["rows"]] == ["inf", "-inf", None, 1.5]
+    table_schema = {**schema["$defs"]["table"], "$defs": schema["$defs"]}
+    jsonschema.validate(table, table_schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"columns": [], "rows": [{"x": [1]}]}, table_schema)
+
+
+def test_a_share_chart_of_zeros_keeps_a_share_axis():
+    """Found by a reviewer: every median share was 0%, and the bar chart drew no bar on an axis of -4% to 4%."""
+    import pandas as pd
+    from marginlab.reports.figures import bars
+
+    fig = bars(pd.DataFrame({"value": [0.0, 0.0]}, index=["a", "b"]), "value", "share", True)
+    assert fig.axes[0].get_xlim() == (0.0, 1.0)
+    fig = bars(pd.DataFrame({"value": [0.2, 0.5]}, index=["a", "b"]), "value", "share", True)
+    assert fig.axes[0].get_xlim()[0] == 0.0 and fig.axes[0].get_xlim()[1] == pytest.approx(0.54)
+
+
+def test_notebook_03_says_what_its_cells_compute():
+    """Found by a reviewer: notebook 03's "Stress coverage" promised the margin posted before an episode against
+    the loss over it, from the stress module's scenarios, and its cell counted 1-day breaches inside two
+    windows; and fallback branches for an installation without issue 14/15's tools were dead code."""
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "03_compare_margin_schemes.ipynb").read_text())
+    text = {c["cell_type"]: "" for c in nb["cells"]}
+    for c in nb["cells"]:
+        text[c["cell_type"]] += "".join(c["source"]) + "\n"
+    assert not re.search(r"issue 1[45]|this installation|hasattr\(|in mm\.MODELS", text["code"] + text["markdown"])
+    stress = next("".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith("## 5."))
+    assert "Breaches inside stress episodes" in stress and "This is not a stress test" in stress
+    assert "stress.SCENARIOS" not in text["code"]

@@ -1,6 +1,7 @@
 """Parameter sweeps: grid parsing, the table equals separate runs of its points, any executor, the CLI."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -141,6 +142,9 @@ def test_books_a_grid_point_does_not_apply_to_are_named_in_the_summary():
     assert len(t[t["grid_point"] == "static"]) == 2
     assert result.not_applicable == [("tiered", "long BTC spot")]
     assert result.summary().endswith("\ntiered does not apply to (no rows): long BTC spot")
+    # numbers as the report writes them (found by a reviewer: "2.22e-16"): rates in %, p-values, no exponent
+    table = result.summary().split("medians over books:\n")[1].split("\n\n")[0]
+    assert not re.search(r"\d\.\d+e[+-]\d", table) and "%" in table  # "< 1e-10" is the report's p-value text
 
 
 @pytest.mark.parametrize("portfolios", ["", '[portfolios]\nreference = ["long BTC spot"]\n'])

@@ -135,7 +135,7 @@ def _show(args: argparse.Namespace) -> int:
         raise ValueError(f"{file}: the verdict matrix (sections[{k}].content.matrix) has a cell without key "
                          f"{exc.args[0]!r}") from None
     print(f"Study {name!r} ({source}): MPOR {mpor} observation(s), seed {seed}; run "
-          f"{results.get('generated') or 'at an unknown time'}\n")
+          f"{(results.get('run') or {}).get('started') or 'at an unknown time'}\n")
     print(text)
     if "accounts" in keys:
         k = keys.index("accounts")
@@ -146,9 +146,12 @@ def _show(args: argparse.Namespace) -> int:
         else:
             rows, caption = need(accounts, where, "tables", 0, "table", "rows"), need(accounts, where, "tables", 0,
                                                                                      "caption")
+            from marginlab.reports.formatting import frame_text
+            from marginlab.reports.sections import ACCOUNT_UNITS
+
             frame = pd.DataFrame(rows).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
-            with pd.option_context("display.width", 250, "display.float_format", "{:.4g}".format):
-                print(f"\nMember accounts ({caption}):\n{frame.to_string()}")
+            with pd.option_context("display.width", 250):
+                print(f"\nMember accounts ({caption}):\n{frame_text(frame, ACCOUNT_UNITS)}")
     if "stress" in keys:  # what the stress tests could not test, as marginlab run printed it
         note = sections[keys.index("stress")].get("content", {}).get("note")
         if note:

@@ -50,6 +50,17 @@ COVERAGE_COLUMNS = ["p", "mpor_days", "observations", "breaches", "expected_brea
                     "worst_window_breaches", "worst_window_pvalue", "acerbi_szekely_z2_pvalue", "mcneil_frey_pvalue"]
 
 
+def _tested_var(rows: pd.DataFrame) -> pd.Series:
+    """The series the coverage of each (portfolio, model) pair of ``rows`` is tested on.
+
+    The model's VaR at its own level (the ``var`` column) where the pair has one on every one of its rows,
+    else the margin (rule-based models and overlays carry no VaR).
+    """
+    keys = [rows["portfolio"].to_numpy(), rows["model"].to_numpy()]
+    whole = rows["var"].notna().groupby(keys, sort=False).transform("all")
+    return rows["var"].where(whole, rows["margin"])
+
+
 def _model_labels(models) -> dict[str, MarginModel]:
     if isinstance(models, Mapping):
         items = list(models.items())
@@ -622,7 +633,7 @@ class BacktestResult:
                              f"{sample} sample, too few for coverage tests at an MPOR of {self.mpor_days} (at least "
                              f"{self.mpor_days + 1} needed); widen the date range")
         level = float(p) if p is not None else self.tail_prob(model, default_p)
-        var = rows["var"] if rows["var"].notna().all() else rows["margin"]
+        var = _tested_var(rows)
         is_es = model in self.models and self.models[model].margin_measure == "es"
         pit = rows["pit"] if rows["pit"].notna().all() else None
         return {"pnl": rows["pnl"], "var": var, "es": rows["margin"] if is_es else None, "p": level, "pit": pit,
@@ -676,6 +687,17 @@ class BacktestResult:
 
     # ------------------------------------------------------------------ account-level view (PQD 6.5)
 
+    def exceptions(self, rows: pd.DataFrame | None = None) -> pd.Series:
+        """The exception of every row (default: every row of :attr:`frame`) as the coverage tests count it.
+
+        ``loss > tested VaR`` (:func:`coverage.exceptions <marginlab.validation.coverage.exceptions>`), the
+        tested VaR being the model's VaR at its own level where the pair has one on every date (for an ES
+        model: its VaR at the ES level, not the ES margin), else the margin (rule-based models, overlays):
+        the series :meth:`coverage_report` tests. Boolean Series on ``rows``' index.
+        """
+        rows = self.frame if rows is None else rows
+        return cv.exceptions(rows["pnl"], _tested_var(rows))
+
     def _account_rows(self, portfolios: Sequence[str] | None) -> pd.DataFrame:
         names = list(self.accounts) if portfolios is None else list(portfolios)
         if not names:
@@ -686,13 +708,18 @@ class BacktestResult:
         if unknown:
             raise ValueError(f"no rows for portfolio(s) {unknown[:3]}")
         rows = self.frame[self.frame["portfolio"].isin(names)]
-        return rows.assign(shortfall=(rows["loss"] - rows["margin"]).where(rows["breach"], 0.0))
+        return rows.assign(exception=self.exceptions(rows),
+                           shortfall=(rows["loss"] - rows["margin"]).where(rows["breach"], 0.0))
 
     def account_breach_rates(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """Per account and model: account-days, breaches, breach rate, coverage, largest shortfall, p-value.
 
+        ``breaches`` are counted as the verdict matrix counts them (:meth:`exceptions`): losses above the
+        model's VaR at its own level p, which is the margin for VaR and rule-based models and, for an ES
+        model, its VaR at the ES level (an ES 97.5% margin is exceeded far less often than 2.5%: testing its
+        exceedances at p = 0.025 would be lenient by construction); ``margin_breaches`` counts loss > margin.
         ``coverage`` = 1 - breach rate; ``largest_shortfall`` = max(loss - margin) over the account's
-        breaches (quote currency, 0 without breach) and its date; ``too_many_pvalue`` = P(X >= breaches)
+        margin breaches (quote currency, 0 without one) and its date; ``too_many_pvalue`` = P(X >= breaches)
         under Binomial(account-days, p) with p the model's tail probability (``default_p`` for rule-based
         models): the exact one-sided test of too many breaches for that account alone (many accounts are
         tested: expect about p-value x accounts of them below any threshold by chance). Index (account, model).
@@ -701,7 +728,8 @@ class BacktestResult:
 
         rows = self._account_rows(portfolios)
         g = rows.groupby(["portfolio", "model"], sort=False)
-        out = pd.DataFrame({"account_days": g.size(), "breaches": g["breach"].sum().astype(int),
+        out = pd.DataFrame({"account_days": g.size(), "breaches": g["exception"].sum().astype(int),
+                            "margin_breaches": g["breach"].sum().astype(int),
                             "largest_shortfall": g["shortfall"].max()})
         idx = rows.loc[g["shortfall"].idxmax(), ["portfolio", "model", "date"]].set_index(["portfolio", "model"])
         out["largest_shortfall_date"] = idx["date"].where(out["largest_shortfall"] > 0)
@@ -711,15 +739,17 @@ class BacktestResult:
         out["p"] = p
         out["too_many_pvalue"] = stats.binom.sf(out["breaches"].to_numpy() - 1, out["account_days"].to_numpy(), p)
         out.index = out.index.set_names(["account", "model"])
-        return out[["account_days", "breaches", "breach_rate", "coverage", "p", "too_many_pvalue", "largest_shortfall",
-                    "largest_shortfall_date"]]
+        return out[["account_days", "breaches", "breach_rate", "coverage", "p", "too_many_pvalue", "margin_breaches",
+                    "largest_shortfall", "largest_shortfall_date"]]
 
     def accounts_summary(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """The account-level back-test table per model (CPMI-IOSCO PQD 6.5 style).
 
-        Columns: ``accounts``, ``account_days``, ``breaches``, ``breach_rate`` (pooled over account-days),
+        Columns: ``accounts``, ``account_days``, ``breaches`` (losses above the VaR at the model's level p, as
+        in the verdict matrix: :meth:`account_breach_rates`), ``breach_rate`` (pooled over account-days),
         ``target_coverage`` (1 - p), ``coverage`` (pooled, 1 - breach rate), ``accounts_with_breach`` (>= 1
-        breach) and their share, ``largest_shortfall`` (max loss - margin over every breach, quote currency)
+        breach) and their share, ``margin_breaches`` (loss > margin; the breaches for all but ES models),
+        ``largest_shortfall`` (max loss - margin over every margin breach, quote currency)
         with its account and date, ``median_account_coverage`` and ``min_account_coverage`` (coverage by
         account), ``accounts_below_target`` (accounts whose own coverage is below 1 - p) and
         ``accounts_rejected_5pct`` (accounts whose one-sided binomial p-value is below 5%). Index: model.
@@ -735,6 +765,7 @@ class BacktestResult:
                 "breach_rate": n_breach / n_days, "target_coverage": 1.0 - p, "coverage": 1.0 - n_breach / n_days,
                 "accounts_with_breach": int((r["breaches"] > 0).sum()),
                 "share_with_breach": float((r["breaches"] > 0).mean()),
+                "margin_breaches": int(r["margin_breaches"].sum()),
                 "largest_shortfall": float(worst["largest_shortfall"]),
                 "largest_shortfall_account": worst["account"] if worst["largest_shortfall"] > 0 else None,
                 "largest_shortfall_date": worst["largest_shortfall_date"],

@@ -188,7 +188,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("margin_to_loss", "Average margin / mean(max(loss, 0)) over all dates",
            lambda r: float(r["margin"].mean() / r["loss"].clip(lower=0).mean())
            if r["loss"].clip(lower=0).mean() > 0 else float("nan"), "ratio", "efficiency"),
-    Metric("excess_collateral", "Average excess collateral, mean(max(margin - loss, 0))",
+    # over every date, with the signed loss: on a gain (loss < 0) the excess is the margin plus the gain
+    Metric("excess_collateral", "Average excess collateral, mean(max(margin - loss, 0)) over all dates "
+                                "(signed loss: on a gain the excess exceeds the margin)",
            lambda r: float((r["margin"] - r["loss"]).clip(lower=0).mean()), "quote ccy", "efficiency"),
     Metric("shortfall_total", "Total shortfall on breaches", lambda r: float(_shortfall(r).sum()),
            "quote ccy", "efficiency"),

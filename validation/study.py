@@ -430,7 +430,7 @@ class StudyResult:
         return verdict_text(self.verdict())
 
     #: the columns of the member accounts' table printed by ``marginlab run`` and ``marginlab show``
-    ACCOUNT_COLUMNS = ("accounts", "account_days", "breaches", "breach_rate", "accounts_with_breach",
+    ACCOUNT_COLUMNS = ("accounts", "account_days", "breaches", "breach_rate", "margin_breaches", "accounts_with_breach",
                        "largest_shortfall", "median_account_coverage", "accounts_below_target")
 
     def accounts_text(self) -> str:
@@ -439,10 +439,13 @@ class StudyResult:
         if not bt.accounts:
             return (f"Member accounts: none of the {len(bt.idle_accounts):,} in the file holds a book in the study's "
                     "dates; none was replayed." if bt.idle_accounts else "")
+        from marginlab.reports.formatting import frame_text
+        from marginlab.reports.sections import ACCOUNT_UNITS
+
         table = bt.accounts_summary(self.config.tail_prob)[list(self.ACCOUNT_COLUMNS)]
         idle = f"; {len(bt.idle_accounts)} more hold no book in the study's dates" if bt.idle_accounts else ""
-        with pd.option_context("display.width", 250, "display.max_rows", 500, "display.float_format", "{:.4g}".format):
-            return f"Member accounts ({len(bt.accounts)}{idle}):\n{table.to_string()}"
+        with pd.option_context("display.width", 250, "display.max_rows", 500):
+            return f"Member accounts ({len(bt.accounts)}{idle}):\n{frame_text(table, ACCOUNT_UNITS)}"
 
     def stress_text(self) -> str:
         """What the stress tests could not test, in one sentence (empty when every scenario applied, or no stress).

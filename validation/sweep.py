@@ -215,10 +215,13 @@ class SweepResult:
             skipped.setdefault(label, []).append(book)
         notes = "".join(f"\n{label} does not apply to (no rows): {', '.join(books)}"
                         for label, books in skipped.items())
-        with pd.option_context("display.width", 200, "display.max_colwidth", 80, "display.float_format",
-                               "{:.4g}".format):
+        from marginlab.reports.formatting import frame_text
+
+        units = {"breach_rate": "fraction", "kupiec_pvalue": "pvalue", "mean_margin_rate": "fraction",
+                 "max_5d_increase": "fraction"}
+        with pd.option_context("display.width", 200, "display.max_colwidth", 80):
             return (f"Sweep of {len(self.points)} grid point(s) on study {self.config.name!r} in "
-                    f"{self.elapsed_s:.1f}s; medians over books:\n{med.to_string()}{notes}")
+                    f"{self.elapsed_s:.1f}s; medians over books:\n{frame_text(med, units)}{notes}")
 
     def __str__(self) -> str:
         return self.summary()
