@@ -218,6 +218,14 @@ class BookArrays:
         #: indices (into ``assets``) of the assets the book holds options on, sorted
         self.option_assets = np.unique(self.asset_idx[self.is_option])
 
+    def held_at(self, observed_ns: int) -> np.ndarray:
+        """Boolean mask of the positions still held at ``observed_ns`` (ns since the epoch, UTC).
+
+        :meth:`Position.held_at <marginlab.models.instruments.Position.held_at>` over the arrays: options and
+        dated futures expired at or before it have settled; spot and perpetuals are always held.
+        """
+        return ~(self.is_option | self.is_future) | (self.expiry_ns > observed_ns)
+
 
 class Book(tuple):
     """An immutable book of positions that builds its :class:`BookArrays` once.
@@ -292,7 +300,7 @@ def linear_weights(book: BookArrays, market: MarketData, i: int, end_ns: int | N
 
 def _future_masks(book: BookArrays, market: MarketData, i: int, end_ns: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Futures expired at or before the observation of row ``i``; those expiring in (that time, ``end_ns``]."""
-    expired = book.is_future & (book.expiry_ns <= market.observation_ns[i])
+    expired = book.is_future & ~book.held_at(market.observation_ns[i])
     if end_ns is None:
         return expired, np.zeros_like(expired)
     return expired, book.is_future & ~expired & (book.expiry_ns <= end_ns)

@@ -294,10 +294,8 @@ class SpanMargin(MarginModel):
                 store[(self._key, *c, state.i, state.context.mpor)] = arr
             for j, c in zip(js, contracts, strict=True):
                 arrays[j] = store[(self._key, *c, state.i, state.context.mpor)]
-        seen = int(market.observation_ns[state.i])
-        for j in np.flatnonzero(~book.is_option):
-            if not positions[j].held_at(seen):
-                continue  # a future expired by t: settled, no risk
+        # linear positions held at t (a future expired by t has settled: no risk)
+        for j in np.flatnonzero(~book.is_option & book.held_at(market.observation_ns[state.i])):
             a = int(book.asset_idx[j])
             factors, _, weights = self._price_moves(ranges[a][0])
             lin = 1.0 + float(book.basis[j])
