@@ -150,8 +150,7 @@ def _show(args: argparse.Namespace) -> int:
             from marginlab.reports.sections import ACCOUNT_UNITS
 
             frame = pd.DataFrame(rows).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
-            with pd.option_context("display.width", 250):
-                print(f"\nMember accounts ({caption}):\n{frame_text(frame, ACCOUNT_UNITS)}")
+            print(f"\nMember accounts ({caption}):\n{frame_text(frame, ACCOUNT_UNITS)}")
     if "stress" in keys:  # what the stress tests could not test, as marginlab run printed it
         note = sections[keys.index("stress")].get("content", {}).get("note")
         if note:

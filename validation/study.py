@@ -444,8 +444,7 @@ class StudyResult:
 
         table = bt.accounts_summary(self.config.tail_prob)[list(self.ACCOUNT_COLUMNS)]
         idle = f"; {len(bt.idle_accounts)} more hold no book in the study's dates" if bt.idle_accounts else ""
-        with pd.option_context("display.width", 250, "display.max_rows", 500):
-            return f"Member accounts ({len(bt.accounts)}{idle}):\n{frame_text(table, ACCOUNT_UNITS)}"
+        return f"Member accounts ({len(bt.accounts)}{idle}):\n{frame_text(table, ACCOUNT_UNITS)}"
 
     def stress_text(self) -> str:
         """What the stress tests could not test, in one sentence (empty when every scenario applied, or no stress).

@@ -219,9 +219,8 @@ class SweepResult:
 
         units = {"breach_rate": "fraction", "kupiec_pvalue": "pvalue", "mean_margin_rate": "fraction",
                  "max_5d_increase": "fraction"}
-        with pd.option_context("display.width", 200, "display.max_colwidth", 80):
-            return (f"Sweep of {len(self.points)} grid point(s) on study {self.config.name!r} in "
-                    f"{self.elapsed_s:.1f}s; medians over books:\n{frame_text(med, units)}{notes}")
+        return (f"Sweep of {len(self.points)} grid point(s) on study {self.config.name!r} in "
+                f"{self.elapsed_s:.1f}s; medians over books:\n{frame_text(med, units)}{notes}")
 
     def __str__(self) -> str:
         return self.summary()
