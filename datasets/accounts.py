@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .conventions import iso_text
+from .conventions import date_format, iso_text
 from .errors import DataError
 from .loaders import _catalog_records, _read_table, known_assets
 from .market import MarketData
@@ -96,7 +96,7 @@ class PositionTable:
         """Write the table in the file format :func:`read_positions` reads (``.csv``, ``.csv.gz``, ``.parquet``)."""
         path = Path(path)
         f = self.frame
-        fmt = "%Y-%m-%d" if self.freq == "1d" else "%Y-%m-%d %H:%M"
+        fmt = date_format(self.freq)
         out = pd.DataFrame({
             "date": f["date"].dt.strftime(fmt), "account": f["account"], "instrument": f["instrument"],
             "asset": f["asset"], "quantity": f["quantity"],
@@ -263,7 +263,7 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
     # dates inside the market data (or the asset's bundled history)
     _check_dates(out, path, market, freq)
     # an instrument held at or after its expiry: the row's close (date + step) must be before the expiry
-    day = "%Y-%m-%d" if freq == "1d" else "%Y-%m-%d %H:%M"  # a row's date as the file writes it
+    day = date_format(freq)  # a row's date as the file writes it
     held_after = dated & ((out["date"] + step).to_numpy() >= out["expiry"].to_numpy())
     if held_after.any():
         k = int(np.flatnonzero(held_after)[0])

@@ -26,7 +26,8 @@ import pandas as pd
 
 from .validate import frequency_delta
 
-__all__ = ["YEAR_DAYS", "YEAR", "utc", "observation_times", "year_fraction", "breach", "ISO_TEXT", "iso_text"]
+__all__ = ["YEAR_DAYS", "YEAR", "utc", "observation_times", "date_format", "year_fraction", "breach", "ISO_TEXT",
+           "iso_text"]
 
 #: A date or time as marginlab reads it from text: ISO 8601 ``YYYY-MM-DD``, optionally ``[ T]HH:MM[:SS[.f]]`` and
 #: ``Z`` or an offset ``+HH[:MM]`` (pandas' ``format="ISO8601"`` alone also takes 2022/01/10, 2022.01.10,
@@ -72,6 +73,14 @@ def observation_times(index: pd.DatetimeIndex, freq: str) -> pd.DatetimeIndex:
     DatetimeIndex of the same length, named ``observation_time``.
     """
     return pd.DatetimeIndex(index + frequency_delta(freq), name="observation_time")
+
+
+def date_format(freq: str) -> str:
+    """The strftime format of a row's date on a ``freq`` panel as files and messages write it.
+
+    ``"%Y-%m-%d"`` on a daily panel, ``"%Y-%m-%d %H:%M"`` on an hourly one.
+    """
+    return "%Y-%m-%d" if frequency_delta(freq) == pd.Timedelta(days=1) else "%Y-%m-%d %H:%M"
 
 
 def year_fraction(start, end):

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
 from marginlab.datasets.accounts import PositionTable
+from marginlab.datasets.validate import frequency_delta
 
 from .instruments import Future, Option, Perpetual, Position, Spot
 from .portfolios import OptionLeg, OptionStrategy, Portfolio
@@ -195,7 +196,7 @@ def account_books(table: PositionTable) -> dict[str, AccountBook]:
         raise ValueError(f"account_books needs a PositionTable (marginlab.datasets.read_positions), got "
                          f"{type(table).__name__}")
     f = table.frame
-    step = pd.Timedelta("1D" if table.freq == "1d" else "1h").value
+    step = frequency_delta(table.freq).value
     instruments: dict[tuple, object] = {}
 
     def instrument(kind: str, asset: str, expiry, strike: float, option_kind: str):

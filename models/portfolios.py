@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
-from marginlab.datasets.conventions import YEAR, utc
+from marginlab.datasets.conventions import YEAR, date_format, utc
 
 from .instruments import Option, Perpetual, Position, Spot
 from .pricing import black76_greeks, strike_from_delta
@@ -302,7 +302,7 @@ class OptionStrategy(Portfolio):
         begins, opened = self._opening_rows(market, np.array([i]))
         if opened[0] < 0:
             begun = pd.Timestamp(int(begins[0]), tz="UTC")
-            date = market.index[i].strftime("%Y-%m-%d" if market.freq == "1d" else "%Y-%m-%d %H:%M")
+            date = market.index[i].strftime(date_format(market.freq))
             raise DataError(f"portfolio {self.name!r}: no position at {date}: its roll cycle began at "
                             f"{begun:%Y-%m-%d %H:%M} UTC, before the market data, before start or at a row without "
                             f"{self.asset} price and implied vol")

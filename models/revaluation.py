@@ -60,6 +60,7 @@ from typing import NamedTuple
 
 import numpy as np
 from marginlab.datasets import DataError, MarketData
+from marginlab.datasets.conventions import date_format
 from marginlab.datasets.smile import RATIO_BOUNDS, T_REF, smile_ratio
 
 from ._numba import NUMBA_ENABLED, njit
@@ -543,7 +544,7 @@ def _funding(market: MarketData, book: BookArrays, cols: list[int], i: int, j: i
                 if s.notna().any():
                     covered.append(f"{name} from {s.first_valid_index():%Y-%m-%d} to {s.last_valid_index():%Y-%m-%d}")
         coverage = ("funding data covers " + "; ".join(covered)) if covered else "the market has no funding data"
-        date = market.index[i].strftime("%Y-%m-%d" if market.freq == "1d" else "%Y-%m-%d %H:%M")
+        date = market.index[i].strftime(date_format(market.freq))
         raise DataError(f"{where}: include_funding is set but the {asset} perpetual has no funding data over the "
                         f"MPOR after {date} ({coverage}): set include_funding = false or restrict the books/dates")
     return fund

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from marginlab.datasets import DataError, MarketData
-from marginlab.datasets.conventions import YEAR, breach, observation_times, utc, year_fraction
+from marginlab.datasets.conventions import YEAR, breach, date_format, observation_times, utc, year_fraction
 from marginlab.validation import Backtest
 
 HOUR = pd.Timedelta(hours=1)
@@ -35,6 +35,7 @@ def test_conventions():
     assert list(observation_times(idx, "1d")) == list(idx + DAY)
     assert list(observation_times(idx, "1h")) == list(idx + HOUR)
     np.testing.assert_array_equal(breach([1.0, 2.0, 3.0, 1.0], [2.0, 2.0, 2.0, np.nan]), [False, False, True, False])
+    assert [date_format(f) for f in ("1d", "1h")] == ["%Y-%m-%d", "%Y-%m-%d %H:%M"]
 
 
 def test_market_observation_time_and_helpers():
