@@ -133,11 +133,19 @@ def _text(frame: pd.DataFrame, column: str, path, allow_empty: bool = False) -> 
     if missing.any() and not allow_empty:
         raise DataError(f"{_where(path, frame, missing, column)}: missing value")
     out = raw.where(~missing, "").astype(str)
-    padded = ~missing & (out != out.str.strip())
-    if padded.any():  # ' A1' and 'A1' would be two accounts, or one if stripped: neither is said by the file
-        raise DataError(f"{_where(path, frame, padded, column)}: {out[padded].iloc[0]!r} has leading or trailing "
-                        "spaces")
+    _refuse_padded(path, frame, column, out, ~missing.to_numpy())  # ' A1' and 'A1': two accounts, or one?
     return out
+
+
+def _refuse_padded(path, frame: pd.DataFrame, column: str, text: pd.Series, present: np.ndarray) -> None:
+    """DataError naming the first value of ``text`` (where ``present``) with leading or trailing spaces.
+
+    Text and numbers alike: the file should say exactly what it means, not what it means once stripped.
+    """
+    padded = present & (text != text.str.strip()).to_numpy()
+    if padded.any():
+        raise DataError(f"{_where(path, frame, padded, column)}: {text.to_numpy()[padded][0]!r} has leading or "
+                        "trailing spaces")
 
 
 def read_positions(path, carry_forward: bool = True, *, market: MarketData | None = None,
@@ -319,10 +327,7 @@ def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required
     else:
         shown = raw.astype(str)
         text = raw.notna().to_numpy() & (shown.str.strip() != "").to_numpy()
-        padded = text & (shown != shown.str.strip()).to_numpy()
-        if padded.any():  # refused like a padded text value: the file should say exactly what it means
-            raise DataError(f"{_where(path, out, padded, column)}: {raw[padded].iloc[0]!r} has leading or trailing "
-                            "spaces")
+        _refuse_padded(path, out, column, shown, text)
         values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
         bad = text & np.isnan(values)
         if bad.any():
