@@ -304,7 +304,7 @@ def test_an_es_models_account_breaches_are_its_var_exceptions_as_in_the_verdict_
     assert res.account_breach_distribution().loc[es, "q100"] == pytest.approx(rates.max())
 
 
-def test_study_with_accounts_writes_the_account_view(tmp_path):
+def test_study_with_accounts_writes_the_account_view(tmp_path, capsys):
     """Also (found by a reviewer): the verdict printed by ``marginlab run`` listed every account as "warm-up" and
     said "No model produced a margin that could be tested" (the report's matrix leaves accounts out, the
     terminal's did not); and an account holding no book in the study's dates (C3 here, after the end) stopped
@@ -336,6 +336,13 @@ def test_study_with_accounts_writes_the_account_view(tmp_path):
     assert verdict["sentences"][0].startswith("No reference book in this study: its 2 member accounts")
     assert "warm-up" not in res.verdict_text() and "A1" not in res.verdict_text()
     assert "verdict-matrix" not in html and "1 further account(s) of the file hold no book" in html
+    # `marginlab show` prints the account table as `run` did, with the units results.json stores
+    from marginlab.validation.cli import main
+
+    assert main(["show", str(tmp_path / "out")]) == 0
+    shown = capsys.readouterr().out
+    table = res.summary().split("Member accounts (2; 1 more hold no book in the study's dates):\n")[1]
+    assert "\n".join(table.splitlines()[:3]) in shown
 
 
 @pytest.mark.parametrize("section, message", [

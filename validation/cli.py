@@ -146,11 +146,12 @@ def _show(args: argparse.Namespace) -> int:
         else:
             rows, caption = need(accounts, where, "tables", 0, "table", "rows"), need(accounts, where, "tables", 0,
                                                                                      "caption")
+            columns = need(accounts, where, "tables", 0, "table", "columns")
             from marginlab.reports.formatting import frame_text
-            from marginlab.reports.sections import ACCOUNT_UNITS
 
+            units = {c.get("key"): c.get("unit") for c in columns if isinstance(c, dict)}  # as the page shows them
             frame = pd.DataFrame(rows).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
-            print(f"\nMember accounts ({caption}):\n{frame_text(frame, ACCOUNT_UNITS)}")
+            print(f"\nMember accounts ({caption}):\n{frame_text(frame, units)}")
     if "stress" in keys:  # what the stress tests could not test, as marginlab run printed it
         note = sections[keys.index("stress")].get("content", {}).get("note")
         if note:
@@ -167,9 +168,9 @@ def _fmt_default(value) -> str:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from marginlab.validation.compare import compare_backtests, read_backtest
+    from marginlab.validation.compare import backtest_file, compare_backtests, read_backtest
 
-    files = [Path(f) / "backtest.csv" if Path(f).is_dir() else Path(f) for f in (args.before, args.after)]
+    files = [backtest_file(f) for f in (args.before, args.after)]
     diff = compare_backtests(read_backtest(files[0]), read_backtest(files[1]), names=(str(files[0]), str(files[1])))
     print(diff.summary())
     return 0

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets.conventions import iso_text
 
-__all__ = ["BacktestDiff", "compare_backtests", "read_backtest"]
+__all__ = ["BacktestDiff", "backtest_file", "compare_backtests", "read_backtest"]
 
 KEY = ["date", "portfolio", "model"]
 #: the columns a backtest table must have to be compared
@@ -33,6 +33,12 @@ NUMBERS = {"margin": False, "pnl": False, "loss": False, "notional": False, "var
 FLAGS = ("breach", "book_changed")
 
 
+def backtest_file(path: str | Path) -> Path:
+    """The backtest table a path names: ``<folder>/backtest.csv`` for a report folder, else the path itself."""
+    path = Path(path).expanduser()
+    return path / "backtest.csv" if path.is_dir() else path
+
+
 def read_backtest(path: str | Path) -> pd.DataFrame:
     """The ``backtest.csv`` of a report folder (or the file itself), typed as marginlab wrote it.
 
@@ -43,8 +49,7 @@ def read_backtest(path: str | Path) -> pd.DataFrame:
     ValueError naming the file, the data row (1 = the first line after the header), its key and the column;
     nothing is coerced.
     """
-    path = Path(path)
-    file = path / "backtest.csv" if path.is_dir() else path
+    file = backtest_file(path)
     if not file.is_file():
         raise ValueError(f"{file}: no backtest.csv here (give a marginlab report folder or its backtest.csv)")
     try:
