@@ -118,5 +118,4 @@ def run_metadata(study) -> dict[str, Any]:
     return {"started": files.get("started"), "elapsed_s": files.get("elapsed_s"),
             "replay_s": getattr(bt, "elapsed_s", None),
             "model_seconds": {str(k): float(v) for k, v in getattr(bt, "model_seconds", {}).items()},
-            "command": reproduce_command(config.source, files.get("out"))
-            if study_text(config.source) is not None else None}
+            "command": reproduce_command(config.source, files.get("out")) if Path(config.source).is_file() else None}
