@@ -149,12 +149,17 @@ class AccountBook(Portfolio):
         rows = np.repeat(lo[set_id], count) + np.arange(len(leg)) - np.repeat(np.cumsum(count) - count, count)
         return rows, leg
 
+    def _held_legs(self, market: MarketData) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`_leg_rows` and the mask over them of legs not expired at the row's close; :meth:`held`."""
+        rows, leg = self._leg_rows(market)
+        alive = market.observation_ns[rows] < self._legs[2][leg]
+        out = np.zeros(len(market.index), dtype=bool)
+        out[rows[alive]] = True
+        return rows, leg, alive, out
+
     def held(self, market: MarketData) -> np.ndarray:
         """Boolean mask over the market's rows: True where the account holds a non-empty book."""
-        rows, leg = self._leg_rows(market)
-        out = np.zeros(len(market.index), dtype=bool)
-        out[rows[market.observation_ns[rows] < self._legs[2][leg]]] = True  # a leg not expired at the row's close
-        return out
+        return self._held_legs(market)[3]
 
     def margin_rows(self, market: MarketData, horizon: int = 1) -> np.ndarray:
         """Boolean mask over the market's rows: the account's margin dates for an MPOR of ``horizon`` observations.
@@ -167,7 +172,7 @@ class AccountBook(Portfolio):
         """
         h = int(horizon)
         n = len(market.index)
-        rows, leg = self._leg_rows(market)
+        rows, leg, alive, out = self._held_legs(market)
         _, assets, expiry_ns, is_option = self._legs
         a = np.array([market.asset_index[x] for x in assets], dtype=np.int64)[leg]
         expiry, option = expiry_ns[leg], is_option[leg]
@@ -176,9 +181,6 @@ class AccountBook(Portfolio):
         price, vol = market.price_array, market.vol_array
         need = (rows + h < n) & ~np.isnan(price[rows, a]) & ~np.isnan(price[later, a])
         need &= ~option | (~np.isnan(vol[rows, a]) & (~np.isnan(vol[later, a]) | (obs[later] >= expiry)))
-        alive = obs[rows] < expiry
-        out = np.zeros(n, dtype=bool)
-        out[rows[alive]] = True
         out[rows[alive & ~need]] = False  # a leg held at t without its data at t or t + h
         return out
 

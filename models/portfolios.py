@@ -96,6 +96,24 @@ class Portfolio:
         """Boolean mask over the market's rows where the portfolio holds a book (None: on every date)."""
         return None
 
+    def margin_rows(self, market: MarketData, horizon: int = 1) -> np.ndarray:
+        """Boolean mask over the market's rows: the book's margin dates for an MPOR of ``horizon`` observations.
+
+        True at row t where the book holds positions (:meth:`held`) and the market has the price of each of
+        its assets, and the implied vol of each asset it holds options on (:attr:`implied_vol_assets`), at
+        t and at t + h. (A member account, :class:`~marginlab.models.accounts.AccountBook`, needs only the
+        data of the book it holds at t.)
+        """
+        h = int(horizon)
+        ok = ~np.isnan(market.price_array[:, [market.asset_index[a] for a in self.assets]]).any(axis=1)
+        if self.needs_implied_vol:
+            ok &= ~np.isnan(market.vol_array[:, [market.asset_index[a] for a in self.implied_vol_assets]]).any(axis=1)
+        out = ok.copy()
+        out[: len(ok) - h] &= ok[h:]
+        out[len(ok) - h:] = False
+        held = self.held(market)
+        return out if held is None else out & held  # a book that holds nothing on some dates
+
     def _first_row(self, market: MarketData) -> int:
         if any(a not in market.asset_index for a in self.assets):
             market.require_assets(self.assets, f"portfolio {self.name!r}")

@@ -7,7 +7,7 @@ full-revaluation P&L from t to t + ``mpor_days`` observations, ``loss = -pnl``
 and ``breach = loss > margin`` (strict). A portfolio's range is the set of
 dates inside ``[start, end]`` where its assets (and, for option books, implied
 vols) have data at t and t + mpor_days; a member account's, the dates it holds a
-book and the market has that book's data (``AccountBook.margin_rows``).
+book and the market has that book's data (``Portfolio.margin_rows``, which ``AccountBook`` overrides).
 """
 
 from __future__ import annotations
@@ -188,20 +188,7 @@ class Backtest:
     def _portfolio_dates(self, name: str) -> pd.DatetimeIndex:
         p = self._portfolios[name]
         m, h = self.market, self.mpor_days
-        if isinstance(p, AccountBook):  # the dates it holds a book, with that book's data at t and t + h
-            ok_t = p.margin_rows(m, h)
-        else:
-            cols = [m.asset_index[a] for a in p.assets]
-            ok = ~np.isnan(m.price_array[:, cols]).any(axis=1)
-            if p.needs_implied_vol:
-                ok &= ~np.isnan(m.vol_array[:, [m.asset_index[a] for a in p.implied_vol_assets]]).any(axis=1)
-            ok_t = ok.copy()
-            ok_t[: len(ok) - h] &= ok[h:]
-            ok_t[len(ok) - h:] = False
-            held = p.held(m)
-            if held is not None:  # a book that holds nothing on some dates
-                ok_t &= held
-        dates = m.index[ok_t]
+        dates = m.index[p.margin_rows(m, h)]  # held, with its data at t and t + h
         if self._start is not None:
             dates = dates[dates >= self._start]
         if self._end is not None:
