@@ -25,6 +25,8 @@ __all__ = ["StaticMargin", "TieredMargin", "DeribitStandardMargin", "BINANCE_BTC
 
 
 def _spot(market: MarketData, t, asset: str) -> float:
+    if asset not in market.asset_index:
+        raise DataError(f"unknown asset(s) {[asset]}; the market data has {market.assets}")
     s = float(market.price_array[market.loc_of(t), market.asset_index[asset]])
     if not np.isfinite(s):
         raise DataError(f"no {asset} price at {t}")

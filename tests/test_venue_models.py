@@ -149,6 +149,14 @@ def test_asset_without_table_is_not_applicable_and_named():
     assert sol.margin(None, [perp("SOL", -1_000.0)], mk, T) == pytest.approx(40_000 * 0.05 - 700)
 
 
+@pytest.mark.parametrize("name", ["static", "tiered", "deribit_standard"])
+def test_asset_missing_from_the_market_is_one_line_data_error(name):
+    """A book on an asset the market lacks: DataError naming it, as the scenario models give (not KeyError)."""
+    mk = market(ETH=2_000.0)
+    with pytest.raises(DataError, match=r"^unknown asset\(s\) \['BTC'\]; the market data has \['ETH'\]$"):
+        mm.make_model(name).margin(None, [perp("BTC", 1.0)], mk, T)
+
+
 def test_spot_and_options_are_not_binance_futures():
     model = mm.make_model("tiered")
     assert not model.applies_to([mm.Position(mm.Spot("BTC"), 1.0)])
