@@ -12,8 +12,9 @@ Each underlying asset is one SPAN *combined commodity*. For a book held at t:
    Value" of 3 and an "Extreme Move Coverage" of 0.33 for gasoil options; defaults here k = 3,
    c = 0.35). Options are repriced with Black-76 at the shocked spot
    :math:`S_0(1 + f\,PSR)` and vol :math:`\sigma(1 \pm VSR)`, their time to expiry shortened by the
-   look-ahead time (``look_ahead`` observations at the panel's step, one day on daily data, one
-   hour on hourly data); linear positions lose :math:`-q(1+b) S_0 f\,PSR`. Arrays are computed once
+   look-ahead time (``look_ahead`` observations at the panel's step; by default the MPOR of the
+   run, the period the scan range covers: one day on daily data at MPOR 1, 24 hours on hourly
+   data at MPOR 24); linear positions lose :math:`-q(1+b) S_0 f\,PSR`. Arrays are computed once
    per contract and date (the run context's cache) and shared by every book holding the contract.
 2. **Scan risk** per underlying: :math:`\max(0, \max_k \sum_i q_i RA_{ik})`, the worst scenario loss
    of the net book.
@@ -152,8 +153,10 @@ class SpanMargin(MarginModel):
         k: the extreme scenarios move the price by ±k PSR.
     cover_fraction : float
         c in [0, 1]: the part of the extreme scenarios' loss counted.
-    look_ahead : int
-        Observations options are aged by in the risk arrays.
+    look_ahead : int or None
+        Observations options are aged by in the risk arrays; None (default): the run's MPOR
+        (``context.mpor``), the horizon of the scan ranges (CME "Components of SPAN": the
+        look-ahead time is the period the margin covers, "typically one trading day").
     composite_weights : tuple of 7 floats
         Probability weights of the composite delta at -1, -2/3, ..., +1 PSR (sum 1).
     intra_spread_rate, short_option_minimum : float
@@ -173,7 +176,7 @@ class SpanMargin(MarginModel):
     min_obs: int = 60
     extreme_multiple: float = 3.0
     cover_fraction: float = 0.35
-    look_ahead: int = 1
+    look_ahead: int | None = None
     composite_weights: tuple[float, ...] = field(default_factory=normal_bin_weights)
     intra_spread_rate: float = 0.0175
     inter_spreads: dict[str, float] = field(default_factory=lambda: {"BTC/ETH": 0.5})
@@ -186,7 +189,7 @@ class SpanMargin(MarginModel):
         check_range(self.name, "scan_quantile", self.scan_quantile, 0.0, 1.0, low_open=True, high_open=True)
         check_range(self.name, "intra_spread_rate", self.intra_spread_rate, 0.0, 1.0)
         check_range(self.name, "short_option_minimum", self.short_option_minimum, 0.0, 1.0)
-        check_ints(self, {"lookback": 20, "min_obs": 2, "look_ahead": 0})
+        check_ints(self, {"lookback": 20, "min_obs": 2, **({} if self.look_ahead is None else {"look_ahead": 0})})
         if self.min_obs > self.lookback:
             raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
         for key, high in (("price_scan_range", 1.0 / self.extreme_multiple), ("vol_scan_range", 1.0)):
@@ -224,6 +227,10 @@ class SpanMargin(MarginModel):
         return (self._range("price_scan_range", state, market, asset),
                 self._range("vol_scan_range", state, market, asset))
 
+    def look_ahead_obs(self, state: ModelState) -> int:
+        """Observations options are aged by: ``look_ahead``, or the run's MPOR when it is None."""
+        return state.context.mpor if self.look_ahead is None else self.look_ahead
+
     def _price_moves(self, psr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Spot factors of the 16 scan scenarios and 7 composite-delta points, and the scan weights."""
         f = np.array(SPAN_PRICE_FRACTIONS) * psr
@@ -242,7 +249,7 @@ class SpanMargin(MarginModel):
         n_scan, n_pts = 16, len(COMPOSITE_POINTS)
         time_index = np.array([0] + [1] * (n_scan + n_pts))
         vol_index = np.array([0] + [{1: 1, -1: 2, 0: 0}[d] for d in SPAN_VOL_DIRECTIONS] + [0] * n_pts)
-        aged = np.maximum(tau - market.horizon_years(self.look_ahead), 0.0)
+        aged = np.maximum(tau - market.horizon_years(self.look_ahead_obs(state)), 0.0)
         vols = np.vstack([vol, vol * (1.0 + vsr), np.maximum(vol * (1.0 - vsr), 0.0)])
         strike = np.array([c[2] for c in contracts])
         is_call = np.array([c[3] for c in contracts])

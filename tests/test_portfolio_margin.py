@@ -105,6 +105,45 @@ def test_span_risk_array_is_black76_repricing_aged_by_one_observation(freq, step
     assert mark == pytest.approx(v0, rel=1e-12)
 
 
+def _black76_scipy(f, k, tau, vol, call):
+    """Black-76 (zero rate) from scipy's normal CDF: the reference, independent of marginlab's pricing kernel."""
+    from scipy.stats import norm
+
+    sd = vol * math.sqrt(tau)
+    d1 = (math.log(f / k) + 0.5 * sd * sd) / sd
+    d2 = d1 - sd
+    return f * norm.cdf(d1) - k * norm.cdf(d2) if call else k * norm.cdf(-d2) - f * norm.cdf(-d1)
+
+
+@pytest.mark.parametrize("freq, mpor, look_ahead, aged_obs", [
+    ("1d", 1, None, 1), ("1d", 2, None, 2), ("1d", 3, 1, 1),  # an explicit look_ahead overrides the MPOR
+    ("1h", 1, None, 1), ("1h", 24, None, 24), ("1h", 24, 1, 1)])
+def test_span_ages_options_by_the_runs_mpor(freq, mpor, look_ahead, aged_obs):
+    """Default look-ahead = the run's MPOR (the horizon of the scan range): aged by MPOR x step (scipy Black-76)."""
+    m = toy_market(freq=freq)
+    t = m.index[2]
+    opt = option("BTC", 43000.0, "put", expiry=pd.Timestamp("2022-02-25 08:00", tz="UTC"))
+    model = mm.make_model("span", price_scan_range=0.12, vol_scan_range=0.3, look_ahead=look_ahead)
+    state = model.fit(m, t, context=RunContext(mpor=mpor))
+    ra = model.risk_arrays(state, [mm.Position(opt, 1.0)], m, t)[0][0]
+    tau0 = (opt.expiry - m.observation_time[2]) / pd.Timedelta(days=365)
+    tau1 = tau0 - aged_obs * (1 / 365 if freq == "1d" else 1 / 8760)
+    v0 = _black76_scipy(40000.0, 43000.0, tau0, 0.8, False)
+    want = [-(_black76_scipy(40000.0 * (1 + SPAN_PRICE_FRACTIONS[k] * (3.0 if k >= 14 else 1.0) * 0.12), 43000.0,
+                             tau1, 0.8 * (1 + SPAN_VOL_DIRECTIONS[k] * 0.3), False) - v0) * (0.35 if k >= 14 else 1.0)
+            for k in range(16)]
+    np.testing.assert_allclose(ra, want, rtol=1e-9, atol=1e-8)
+
+
+def test_span_look_ahead_parameter_is_checked():
+    assert mm.make_model("span").look_ahead is None
+    assert mm.make_model("span", look_ahead=5).look_ahead == 5
+    with pytest.raises(ValueError, match="span: look_ahead must be"):
+        mm.make_model("span", look_ahead=-1)
+    with pytest.raises(ValueError, match="span: look_ahead must be"):
+        mm.make_model("span", look_ahead=1.5)
+
+
 def _worked_positions(data):
     out = []
     for x in data["positions"]:
