@@ -61,9 +61,11 @@ house nothing.
 asset) or **dynamic** (None, the default): recalibrated on every date from data up to t
 (:func:`~marginlab.models.shocks.move_quantile`): PSR = the ``scan_quantile`` of
 :math:`|S_s/S_{s-h} - 1|` and VSR = that of :math:`|\sigma_s/\sigma_{s-h} - 1|` over the last
-``lookback`` observations, h = the MPOR in observations, as clearing houses recalibrate (NSE
-Clearing: PSR from an EWMA volatility, VSR 25% of the EWMA volatility, reset daily). No margin
-(NaN, warm-up) before ``min_obs`` moves.
+``lookback`` observations (default: 365 days of observations at the panel's step, 365 rows daily
+and 8,760 hourly, :func:`~marginlab.models.shocks.window_rows`), h = the MPOR in observations, as
+clearing houses recalibrate (NSE Clearing: PSR from an EWMA volatility, VSR 25% of the EWMA
+volatility, reset daily). No margin (NaN, warm-up) before ``min_obs`` moves (default: 60 days of
+observations, 60 daily and 1,440 hourly).
 
 **Simplified** (not modelled): SPAN's time risk and volatility risk split of the scan risk (the
 weighted price risk is the whole scan risk per delta), tiered intra-commodity rates, spread
@@ -90,7 +92,7 @@ from .instruments import Position
 from .params import Asset
 from .revaluation import book_arrays, book_state
 from .scenarios import grid_values
-from .shocks import asset_pairs, move_quantile
+from .shocks import asset_pairs, check_window, move_quantile
 
 __all__ = ["SpanMargin", "SpanBreakdown", "SPAN_PRICE_FRACTIONS", "SPAN_VOL_DIRECTIONS", "COMPOSITE_POINTS",
            "normal_bin_weights"]
@@ -147,8 +149,9 @@ class SpanMargin(MarginModel):
         VSR as a fraction of the vol (0.25: vol x 1.25 and x 0.75), in [0, 1); as ``price_scan_range``.
     scan_quantile : float
         Quantile of the dynamic scan ranges, in (0, 1).
-    lookback, min_obs : int
-        Observations of the dynamic calibration window and the fewest moves to calibrate.
+    lookback, min_obs : int or None
+        Observations of the dynamic calibration window and the fewest moves to calibrate; None
+        (default): 365 and 60 calendar days of observations at the panel's step.
     extreme_multiple : float
         k: the extreme scenarios move the price by ±k PSR.
     cover_fraction : float
@@ -172,8 +175,8 @@ class SpanMargin(MarginModel):
     price_scan_range: float | dict[Asset, float] | None = None
     vol_scan_range: float | dict[Asset, float] | None = None
     scan_quantile: float = 0.99
-    lookback: int = 365
-    min_obs: int = 60
+    lookback: int | None = None
+    min_obs: int | None = None
     extreme_multiple: float = 3.0
     cover_fraction: float = 0.35
     look_ahead: int | None = None
@@ -189,9 +192,9 @@ class SpanMargin(MarginModel):
         check_range(self.name, "scan_quantile", self.scan_quantile, 0.0, 1.0, low_open=True, high_open=True)
         check_range(self.name, "intra_spread_rate", self.intra_spread_rate, 0.0, 1.0)
         check_range(self.name, "short_option_minimum", self.short_option_minimum, 0.0, 1.0)
-        check_ints(self, {"lookback": 20, "min_obs": 2, **({} if self.look_ahead is None else {"look_ahead": 0})})
-        if self.min_obs > self.lookback:
-            raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
+        check_window(self, 20, 2)
+        if self.look_ahead is not None:
+            check_ints(self, {"look_ahead": 0})
         for key, high in (("price_scan_range", 1.0 / self.extreme_multiple), ("vol_scan_range", 1.0)):
             value = getattr(self, key)
             table = value if isinstance(value, dict) else {} if value is None else {"": value}
