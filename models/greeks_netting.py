@@ -31,7 +31,9 @@ CurvatureMargin within a risk class (§B.5).
 **Risk weights** are fixed (``risk_weights``, ``vol_risk_weights``: one number or one per asset) or
 **calibrated** on each date from data up to t (None, the default): the ``quantile`` of
 :math:`|S_s/S_{s-h} - 1|` (price) and of :math:`|\sigma_s/\sigma_{s-h} - 1|` (implied vol) over the
-last ``lookback`` observations, h = the MPOR (:func:`~marginlab.models.shocks.move_quantile`).
+last ``lookback`` observations (default: 365 days of observations at the panel's step, 365 rows
+daily and 8,760 hourly; warm-up until 60 days of moves: :func:`~marginlab.models.shocks.window_rows`),
+h = the MPOR (:func:`~marginlab.models.shocks.move_quantile`).
 **Correlations** are fixed (``correlations``: ``{"BTC/ETH": 0.8}``, other pairs
 ``default_correlation``; the matrix over the catalogue must be positive semi-definite) or
 estimated from the h-observation log returns of the window (None, the default).
@@ -59,13 +61,13 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import MarketData, known_assets
 
-from .base import MarginModel, ModelState, check_ints, check_range, register
+from .base import MarginModel, ModelState, check_range, register
 from .instruments import Position
 from .params import Asset
 from .pricing import black76_greeks
 from .revaluation import book_arrays, book_state
 from .scenarios import grid_values
-from .shocks import asset_pairs, check_correlation, move_quantile, return_correlation
+from .shocks import asset_pairs, check_correlation, check_window, move_quantile, return_correlation
 
 __all__ = ["GreeksNetting", "GreeksBreakdown", "simm_margin", "curvature_margin"]
 
@@ -139,8 +141,9 @@ class GreeksNetting(MarginModel):
         Correlation of pairs not in ``correlations``.
     quantile : float
         Quantile of the calibrated risk weights, in (0, 1).
-    lookback, min_obs : int
-        Observations of the calibration window and the fewest moves to calibrate.
+    lookback, min_obs : int or None
+        Observations of the calibration window and the fewest moves to calibrate; None (default):
+        365 and 60 calendar days of observations at the panel's step.
     """
 
     name: ClassVar[str] = "greeks_netting"
@@ -150,15 +153,13 @@ class GreeksNetting(MarginModel):
     correlations: dict[str, float] | None = None
     default_correlation: float = 0.0
     quantile: float = 0.99
-    lookback: int = 365
-    min_obs: int = 60
+    lookback: int | None = None
+    min_obs: int | None = None
 
     def __post_init__(self) -> None:
         check_range(self.name, "quantile", self.quantile, 0.0, 1.0, low_open=True, high_open=True)
         check_range(self.name, "default_correlation", self.default_correlation, -1.0, 1.0)
-        check_ints(self, {"lookback": 20, "min_obs": 3})
-        if self.min_obs > self.lookback:
-            raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
+        check_window(self, 20, 3)
         for key in ("risk_weights", "vol_risk_weights"):
             value = getattr(self, key)
             table = value if isinstance(value, dict) else {} if value is None else {"": value}

@@ -67,6 +67,7 @@ from .context import RunContext
 from .instruments import Position
 from .params import install_field_validation
 from .revaluation import book_arrays, revalue_at
+from .shocks import lookback_rows
 from .simulation import _ScenarioModel, _window, row_moves, weighted_var_es
 
 __all__ = ["OVERLAYS", "Overlay", "OverlaidModel", "OverlaidState", "OverlayCall", "make_overlay",
@@ -527,8 +528,9 @@ class LookbackFloor(Overlay):
 
     def floor_model(self, inner: MarginModel, market: MarketData) -> MarginModel:
         """The inner model with the long lookback (in observations of ``market``)."""
-        n = max(int(round(self.years * market.periods_per_year)), inner.lookback)
-        return inner if n == inner.lookback else replace(inner, lookback=n)
+        current = lookback_rows(market, inner.lookback)  # a None lookback: the model's calendar default (span)
+        n = max(int(round(self.years * market.periods_per_year)), current)
+        return inner if n == current else replace(inner, lookback=n)
 
     def fit(self, inner: MarginModel, market: MarketData, t, warm_start: Any, context: RunContext) -> Any:
         """The floor model and its state at ``t``: ``(model, state)``."""

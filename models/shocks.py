@@ -12,6 +12,11 @@ in their parameters, from the rows up to and including t only:
   over the same window (rows where every asset is observed).
 
 Both give NaN (no calibration yet: the model is warming up) with fewer than ``min_obs`` moves.
+
+The models' windows are in calendar time by default (:func:`window_rows`): 365 days of observations
+(:data:`LOOKBACK_DAYS`) and at least 60 days of moves (:data:`MIN_OBS_DAYS`) at the panel's step, i.e.
+365 and 60 rows on daily data, 8,760 and 1,440 on hourly data, so that an hourly run calibrates on a year
+as a daily one does; an integer ``lookback``/``min_obs`` is a number of observations.
 """
 
 from __future__ import annotations
@@ -20,8 +25,50 @@ from collections.abc import Sequence
 
 import numpy as np
 from marginlab.datasets import MarketData
+from marginlab.datasets.conventions import YEAR_DAYS
 
-__all__ = ["move_quantile", "return_correlation", "check_correlation", "asset_pairs"]
+from .base import check_ints
+
+__all__ = ["move_quantile", "return_correlation", "check_correlation", "asset_pairs", "window_rows",
+           "lookback_rows", "check_window", "LOOKBACK_DAYS", "MIN_OBS_DAYS"]
+
+#: default calibration window of the dynamic shock sizes, calendar days
+LOOKBACK_DAYS = 365
+#: default fewest moves to calibrate, calendar days of observations
+MIN_OBS_DAYS = 60
+
+
+def _days_to_rows(market: MarketData, days: float) -> int:
+    return int(round(days * market.periods_per_year / YEAR_DAYS))
+
+
+def lookback_rows(market: MarketData, lookback: int | None) -> int:
+    """Rows of a calibration window: ``lookback`` observations, or :data:`LOOKBACK_DAYS` days at the step if None."""
+    return _days_to_rows(market, LOOKBACK_DAYS) if lookback is None else int(lookback)
+
+
+def window_rows(market: MarketData, lookback: int | None, min_obs: int | None) -> tuple[int, int]:
+    """``(lookback, min_obs)`` in rows of ``market``: integers as given, None the calendar defaults.
+
+    A default ``min_obs`` (:data:`MIN_OBS_DAYS` days of observations) is capped at the window.
+    """
+    n = lookback_rows(market, lookback)
+    return n, (min(_days_to_rows(market, MIN_OBS_DAYS), n) if min_obs is None else int(min_obs))
+
+
+def check_window(model, lookback_min: int, min_obs_min: int) -> None:
+    """Check ``model.lookback``/``model.min_obs``: None (calendar default) or an integer >= its minimum.
+
+    An explicit ``min_obs`` must not exceed the window: ``lookback``, or with the default window its
+    shortest length, :data:`LOOKBACK_DAYS` daily observations (hourly windows are 24 times longer).
+    """
+    check_ints(model, {k: v for k, v in (("lookback", lookback_min), ("min_obs", min_obs_min))
+                       if getattr(model, k) is not None})
+    if model.min_obs is not None:
+        window = model.lookback if model.lookback is not None else LOOKBACK_DAYS
+        if model.min_obs > window:
+            what = model.lookback if model.lookback is not None else f"None: {LOOKBACK_DAYS} days, {window} daily rows"
+            raise ValueError(f"{model.name}: min_obs ({model.min_obs}) must not exceed lookback ({what})")
 
 
 def _moves(values: np.ndarray, i: int, horizon: int, lookback: int) -> np.ndarray:
@@ -34,8 +81,8 @@ def _moves(values: np.ndarray, i: int, horizon: int, lookback: int) -> np.ndarra
     return x[np.isfinite(x)]
 
 
-def move_quantile(market: MarketData, asset: str, i: int, horizon: int, lookback: int, quantile: float,
-                  min_obs: int, series: str = "price") -> float:
+def move_quantile(market: MarketData, asset: str, i: int, horizon: int, lookback: int | None, quantile: float,
+                  min_obs: int | None, series: str = "price") -> float:
     """The ``quantile`` of |relative h-observation moves| of ``asset`` in the window ending at row ``i``.
 
     Parameters
@@ -46,12 +93,12 @@ def move_quantile(market: MarketData, asset: str, i: int, horizon: int, lookback
         Row of t; rows after it are never read.
     horizon : int
         h, the move's length in observations (the MPOR).
-    lookback : int
-        Rows of the window (the last one is row i).
+    lookback : int or None
+        Rows of the window (the last one is row i); None: 365 days of rows (:func:`window_rows`).
     quantile : float
         In (0, 1), e.g. 0.99.
-    min_obs : int
-        Fewest finite moves for a calibration; fewer gives NaN.
+    min_obs : int or None
+        Fewest finite moves for a calibration, fewer gives NaN; None: 60 days of rows.
     series : {"price", "vol"}
         The asset's close or its implied vol.
 
@@ -59,6 +106,7 @@ def move_quantile(market: MarketData, asset: str, i: int, horizon: int, lookback
     -------
     float: a fraction (0.12 = a 12% move), or NaN.
     """
+    lookback, min_obs = window_rows(market, lookback, min_obs)
     col = market.asset_index[asset]
     values = market.price_array[:, col] if series == "price" else market.vol_array[:, col]
     x = _moves(values, i, horizon, lookback)
@@ -67,13 +115,15 @@ def move_quantile(market: MarketData, asset: str, i: int, horizon: int, lookback
     return float(np.quantile(np.abs(x), quantile))
 
 
-def return_correlation(market: MarketData, assets: Sequence[str], i: int, horizon: int, lookback: int,
-                       min_obs: int) -> np.ndarray:
+def return_correlation(market: MarketData, assets: Sequence[str], i: int, horizon: int, lookback: int | None,
+                       min_obs: int | None) -> np.ndarray:
     """Correlation matrix of the assets' h-observation log returns over the window ending at row ``i``.
 
     Rows where an asset has no price are dropped (jointly); fewer than ``min_obs`` joint rows, or an
-    asset without variance, gives a matrix of NaN. Returns an ndarray of shape (n_assets, n_assets).
+    asset without variance, gives a matrix of NaN. ``lookback``/``min_obs`` as in :func:`move_quantile`.
+    Returns an ndarray of shape (n_assets, n_assets).
     """
+    lookback, min_obs = window_rows(market, lookback, min_obs)
     n = len(assets)
     lo = max(horizon, i - lookback + 1)
     out = np.full((n, n), np.nan)

@@ -12,8 +12,9 @@ Each underlying asset is one SPAN *combined commodity*. For a book held at t:
    Value" of 3 and an "Extreme Move Coverage" of 0.33 for gasoil options; defaults here k = 3,
    c = 0.35). Options are repriced with Black-76 at the shocked spot
    :math:`S_0(1 + f\,PSR)` and vol :math:`\sigma(1 \pm VSR)`, their time to expiry shortened by the
-   look-ahead time (``look_ahead`` observations at the panel's step, one day on daily data, one
-   hour on hourly data); linear positions lose :math:`-q(1+b) S_0 f\,PSR`. Arrays are computed once
+   look-ahead time (``look_ahead`` observations at the panel's step; by default the MPOR of the
+   run, the period the scan range covers: one day on daily data at MPOR 1, 24 hours on hourly
+   data at MPOR 24); linear positions lose :math:`-q(1+b) S_0 f\,PSR`. Arrays are computed once
    per contract and date (the run context's cache) and shared by every book holding the contract.
 2. **Scan risk** per underlying: :math:`\max(0, \max_k \sum_i q_i RA_{ik})`, the worst scenario loss
    of the net book.
@@ -60,9 +61,11 @@ house nothing.
 asset) or **dynamic** (None, the default): recalibrated on every date from data up to t
 (:func:`~marginlab.models.shocks.move_quantile`): PSR = the ``scan_quantile`` of
 :math:`|S_s/S_{s-h} - 1|` and VSR = that of :math:`|\sigma_s/\sigma_{s-h} - 1|` over the last
-``lookback`` observations, h = the MPOR in observations, as clearing houses recalibrate (NSE
-Clearing: PSR from an EWMA volatility, VSR 25% of the EWMA volatility, reset daily). No margin
-(NaN, warm-up) before ``min_obs`` moves.
+``lookback`` observations (default: 365 days of observations at the panel's step, 365 rows daily
+and 8,760 hourly, :func:`~marginlab.models.shocks.window_rows`), h = the MPOR in observations, as
+clearing houses recalibrate (NSE Clearing: PSR from an EWMA volatility, VSR 25% of the EWMA
+volatility, reset daily). No margin (NaN, warm-up) before ``min_obs`` moves (default: 60 days of
+observations, 60 daily and 1,440 hourly).
 
 **Simplified** (not modelled): SPAN's time risk and volatility risk split of the scan risk (the
 weighted price risk is the whole scan risk per delta), tiered intra-commodity rates, spread
@@ -89,7 +92,7 @@ from .instruments import Position
 from .params import Asset
 from .revaluation import book_arrays, book_state
 from .scenarios import grid_values
-from .shocks import asset_pairs, move_quantile
+from .shocks import asset_pairs, check_window, move_quantile
 
 __all__ = ["SpanMargin", "SpanBreakdown", "SPAN_PRICE_FRACTIONS", "SPAN_VOL_DIRECTIONS", "COMPOSITE_POINTS",
            "normal_bin_weights"]
@@ -146,14 +149,17 @@ class SpanMargin(MarginModel):
         VSR as a fraction of the vol (0.25: vol x 1.25 and x 0.75), in [0, 1); as ``price_scan_range``.
     scan_quantile : float
         Quantile of the dynamic scan ranges, in (0, 1).
-    lookback, min_obs : int
-        Observations of the dynamic calibration window and the fewest moves to calibrate.
+    lookback, min_obs : int or None
+        Observations of the dynamic calibration window and the fewest moves to calibrate; None
+        (default): 365 and 60 calendar days of observations at the panel's step.
     extreme_multiple : float
         k: the extreme scenarios move the price by ±k PSR.
     cover_fraction : float
         c in [0, 1]: the part of the extreme scenarios' loss counted.
-    look_ahead : int
-        Observations options are aged by in the risk arrays.
+    look_ahead : int or None
+        Observations options are aged by in the risk arrays; None (default): the run's MPOR
+        (``context.mpor``), the horizon of the scan ranges (CME "Components of SPAN": the
+        look-ahead time is the period the margin covers, "typically one trading day").
     composite_weights : tuple of 7 floats
         Probability weights of the composite delta at -1, -2/3, ..., +1 PSR (sum 1).
     intra_spread_rate, short_option_minimum : float
@@ -169,11 +175,11 @@ class SpanMargin(MarginModel):
     price_scan_range: float | dict[Asset, float] | None = None
     vol_scan_range: float | dict[Asset, float] | None = None
     scan_quantile: float = 0.99
-    lookback: int = 365
-    min_obs: int = 60
+    lookback: int | None = None
+    min_obs: int | None = None
     extreme_multiple: float = 3.0
     cover_fraction: float = 0.35
-    look_ahead: int = 1
+    look_ahead: int | None = None
     composite_weights: tuple[float, ...] = field(default_factory=normal_bin_weights)
     intra_spread_rate: float = 0.0175
     inter_spreads: dict[str, float] = field(default_factory=lambda: {"BTC/ETH": 0.5})
@@ -186,9 +192,9 @@ class SpanMargin(MarginModel):
         check_range(self.name, "scan_quantile", self.scan_quantile, 0.0, 1.0, low_open=True, high_open=True)
         check_range(self.name, "intra_spread_rate", self.intra_spread_rate, 0.0, 1.0)
         check_range(self.name, "short_option_minimum", self.short_option_minimum, 0.0, 1.0)
-        check_ints(self, {"lookback": 20, "min_obs": 2, "look_ahead": 0})
-        if self.min_obs > self.lookback:
-            raise ValueError(f"{self.name}: min_obs ({self.min_obs}) must not exceed lookback ({self.lookback})")
+        check_window(self, 20, 2)
+        if self.look_ahead is not None:
+            check_ints(self, {"look_ahead": 0})
         for key, high in (("price_scan_range", 1.0 / self.extreme_multiple), ("vol_scan_range", 1.0)):
             value = getattr(self, key)
             table = value if isinstance(value, dict) else {} if value is None else {"": value}
@@ -224,6 +230,10 @@ class SpanMargin(MarginModel):
         return (self._range("price_scan_range", state, market, asset),
                 self._range("vol_scan_range", state, market, asset))
 
+    def look_ahead_obs(self, state: ModelState) -> int:
+        """Observations options are aged by: ``look_ahead``, or the run's MPOR when it is None."""
+        return state.context.mpor if self.look_ahead is None else self.look_ahead
+
     def _price_moves(self, psr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Spot factors of the 16 scan scenarios and 7 composite-delta points, and the scan weights."""
         f = np.array(SPAN_PRICE_FRACTIONS) * psr
@@ -242,7 +252,7 @@ class SpanMargin(MarginModel):
         n_scan, n_pts = 16, len(COMPOSITE_POINTS)
         time_index = np.array([0] + [1] * (n_scan + n_pts))
         vol_index = np.array([0] + [{1: 1, -1: 2, 0: 0}[d] for d in SPAN_VOL_DIRECTIONS] + [0] * n_pts)
-        aged = np.maximum(tau - market.horizon_years(self.look_ahead), 0.0)
+        aged = np.maximum(tau - market.horizon_years(self.look_ahead_obs(state)), 0.0)
         vols = np.vstack([vol, vol * (1.0 + vsr), np.maximum(vol * (1.0 - vsr), 0.0)])
         strike = np.array([c[2] for c in contracts])
         is_call = np.array([c[3] for c in contracts])

@@ -25,6 +25,8 @@ __all__ = ["StaticMargin", "TieredMargin", "DeribitStandardMargin", "BINANCE_BTC
 
 
 def _spot(market: MarketData, t, asset: str) -> float:
+    if asset not in market.asset_index:
+        raise DataError(f"unknown asset(s) {[asset]}; the market data has {market.assets}")
     s = float(market.price_array[market.loc_of(t), market.asset_index[asset]])
     if not np.isfinite(s):
         raise DataError(f"no {asset} price at {t}")
@@ -258,21 +260,23 @@ class DeribitStandardMargin(MarginModel):
     r"""Deribit standard (non-portfolio) margin, ``level="initial"`` (default) or ``"maintenance"``.
 
     Per-currency parameters from :data:`~marginlab.models.venues.DERIBIT_STANDARD`
-    (one vintage each, applied to every date):
+    (BTC and ETH futures: the rule in force on each date; otherwise one vintage on every date):
 
     * **Futures and perpetuals** (marginlab's linear USD contracts; net size :math:`n`
-      per contract): rate :math:`base + add \times size` of the notional
+      per contract, in the currency's coin): rate :math:`base + add \times |n|` of the notional
       :math:`|n| S`. Each contract (the perpetual, each dated future) is margined on
       its own and the requirements add up: standard margin "is calculated separately
       for each position" and "doesn't offer any benefits for positions that either
       partially or fully hedge each other" (Deribit Support, "Margin types and
       usage"), so a perpetual against a future, or a calendar spread, gets no offset.
-      BTC: initial 2%, maintenance 1%, add-on 0.005% per BTC; SOL: 4% / 2%, 0.0005% per SOL
-      — Deribit Support "Linear Perpetual" (BTC_USDC, SOL_USDC
-      worked examples; page undated, written at BTC = $100,000, i.e. late 2024 or
-      later); verified. ETH: no Deribit page found; marginlab's earlier numbers are kept
-      and labelled unverified (BTC's rule on the BTC-equivalent size
-      :math:`|n| S_{ETH} / S_{BTC}`, so ETH books need the BTC price).
+      The rule in force on each date, from Deribit Support "11 January 2022" (the
+      change's "Current" and "New" rates; verified): from 2022-01-11 BTC initial 2%,
+      maintenance 1%, add-on 0.005% per BTC (also Deribit Support "Linear Perpetual"),
+      ETH 2% / 1%, 0.0004% per ETH; before 2022-01-11 BTC 1% / 0.525%, 0.005% per BTC,
+      ETH 2% / 1%, 0.0002% per ETH — backfilled to every earlier date, as the start of
+      that rule is not published (older undated Deribit pages show 10%, 5%, then 2% +
+      0.5% per 100 BTC). SOL: 4% / 2%, 0.0005% per SOL on every date (Deribit Support
+      "Linear Perpetual", undated, written at BTC = $100,000; verified).
     * **Options** (BTC and ETH; inverse: premium, margin and settlement in coin), per
       unit, in coin (:func:`deribit_option_margin_coin`): short call initial
       :math:`\max(0.15 - OTM/S, 0.10) + mark`, maintenance :math:`0.075 + mark`; short
@@ -342,17 +346,10 @@ class DeribitStandardMargin(MarginModel):
             coin = deribit_option_margin_coin(inst.is_call, inst.strike, index, mark_coin, p.quantity < 0,
                                               self.level, DERIBIT_STANDARD[inst.asset])
             total += abs(p.quantity) * coin * index
+        seen = int(market.observation_ns[market.loc_of(t)])  # the rule in force when t is observed
         for inst, size in net.items():
             asset = inst.asset
-            params = DERIBIT_STANDARD[asset]
             index = _spot(market, t, asset)
-            units = abs(size)
-            if params.size_unit != asset:
-                if params.size_unit not in market.asset_index:
-                    raise DataError(f"{self.name}: the {asset} futures size add-on is measured in "
-                                    f"{params.size_unit}-equivalent size and needs the {params.size_unit} "
-                                    f"price; the market data has {market.assets}")
-                units = abs(size) * index / _spot(market, t, params.size_unit)
-            base = params.futures_initial if self.level == "initial" else params.futures_maintenance
-            total += (base + params.futures_add_on * units) * abs(size) * index
+            base, add_on = DERIBIT_STANDARD[asset].futures_rates(self.level, seen)
+            total += (base + add_on * abs(size)) * abs(size) * index
         return float(total)

@@ -10,11 +10,15 @@ here and nowhere else:
   (:class:`DeribitParams`: futures base rates and size add-on, option rates), used by
   ``deribit_standard``.
 
-**One vintage per entry.** Venues re-cut their tables often (Binance changed the
-BTCUSDT brackets on 2021-03-18 and again on 2021-06-22; Deribit's futures initial
-margin was 10%, then 5%, then 2% + a size add-on). marginlab applies the single
-vintage named in each entry to every date of a backtest; it does not switch tables on
-the dates a venue changed them. ``verified`` says whether the numbers were read on the
+**Vintages.** Venues re-cut their tables often (Binance changed the BTCUSDT brackets
+on 2021-03-18 and again on 2021-06-22; Deribit's futures initial margin was 10%, then
+5%, then 2% + a size add-on). marginlab applies the single vintage named in each
+Binance entry to every date of a backtest. Deribit's BTC and ETH futures rules switch
+on the one dated change Deribit published with both the old and the new rates
+(Deribit Support "11 January 2022"): dates observed from 2022-01-11 00:00 UTC use the
+new rates, earlier dates the rates in force before it (``futures_before``); how long
+those had been in force is not published, so they are also applied to the older dates
+(a backfill, said in the entry). ``verified`` says whether the numbers were read on the
 venue's own page (True) or only in a third-party copy (False); unverified entries are
 kept, labelled, rather than replaced by invented numbers. The reference numbers and
 their sources are also in ``tests/results/venue_margin_reference.json``.
@@ -26,6 +30,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+
+import pandas as pd
 
 __all__ = [
     "BracketTable",
@@ -168,10 +174,12 @@ BINANCE_USDT_50X_2021 = BracketTable(
 class DeribitParams:
     """Deribit standard-margin parameters of one currency.
 
-    Futures and perpetuals (net size ``n`` per currency): rate
+    Futures and perpetuals (net size ``n`` per contract): rate
     ``base + add_on * size`` of the net notional, ``base`` = ``futures_initial`` or
-    ``futures_maintenance``, ``size = |n|`` in units of ``size_unit`` (the asset
-    itself, or ``"BTC"``: the BTC-equivalent size ``|n| S / S_BTC``). Short options,
+    ``futures_maintenance``, ``size = |n|`` in units of the currency itself
+    (``size_unit``, as the venue writes it). These rates are in force from
+    ``futures_from`` (UTC; None: on every date); before it, ``futures_before`` =
+    ``(initial, maintenance, add_on)`` when given (:meth:`futures_rates`). Short options,
     per unit, in coin: initial ``max(option_initial_max - OTM/S, option_initial_min)
     + mark``, maintenance ``option_maintenance + mark`` (see
     :class:`~marginlab.models.static.DeribitStandardMargin`). ``option_initial_max``
@@ -190,12 +198,20 @@ class DeribitParams:
     option_maintenance: float | None = None
     option_source: str = ""
     option_verified: bool = False
+    futures_from: str | None = None
+    futures_before: tuple[float, float, float] | None = None
+    futures_before_source: str = ""
 
     def __post_init__(self) -> None:
         for name in ("futures_initial", "futures_maintenance", "futures_add_on"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and 0.0 <= v < 1.0):
                 raise ValueError(f"Deribit parameters: {name} must be in [0, 1), got {v!r}")
+        if self.futures_before is not None:
+            if self.futures_from is None or len(self.futures_before) != 3 or not all(
+                    isinstance(v, int | float) and 0.0 <= v < 1.0 for v in self.futures_before):
+                raise ValueError("Deribit parameters: futures_before must be (initial, maintenance, add_on) in "
+                                 f"[0, 1) with a futures_from date, got {self.futures_before!r}")
         opts = (self.option_initial_max, self.option_initial_min, self.option_maintenance)
         if any(v is None for v in opts) and any(v is not None for v in opts):
             raise ValueError("Deribit parameters: give all three option rates or none")
@@ -203,6 +219,14 @@ class DeribitParams:
                 0.0 < self.option_maintenance <= self.option_initial_min <= self.option_initial_max < 1.0):
             raise ValueError("Deribit parameters: option rates must satisfy 0 < maintenance <= initial_min "
                              "<= initial_max < 1")
+
+    def futures_rates(self, level: str, time_ns: int) -> tuple[float, float]:
+        """``(base, add_on)`` of futures and perpetuals at ``level`` in force at ``time_ns`` (UTC nanoseconds)."""
+        if self.futures_before is not None and time_ns < pd.Timestamp(self.futures_from, tz="UTC").value:
+            initial, maintenance, add_on = self.futures_before
+        else:
+            initial, maintenance, add_on = self.futures_initial, self.futures_maintenance, self.futures_add_on
+        return (initial if level == "initial" else maintenance), add_on
 
     @property
     def has_options(self) -> bool:
@@ -214,6 +238,13 @@ _DERIBIT_LINEAR = ("Deribit Support, 'Linear Perpetual' (standard margin IM & MM
                    "SOL_USDC), https://support.deribit.com/hc/en-us/articles/25944738177565-Linear-Perpetual")
 _DERIBIT_LINEAR_VINTAGE = ("page undated; its worked example prices BTC at $100,000, so late 2024 or later; "
                            "earlier Deribit pages show IM 10%, then 5%, then 2% + 0.5% per 100 BTC with MM 1.5%")
+_DERIBIT_2022 = ("Deribit Support, '11 January 2022' (change of leverage levels as of 11 January 2022: 'Current' and "
+                 "'New' futures IM/MM for BTC and ETH), "
+                 "https://support.deribit.com/hc/en-us/articles/25944826427293-11-January-2022")
+_DERIBIT_2022_VINTAGE = ("in force from 2022-01-11 (" + _DERIBIT_2022 + "; the hour is not given: marginlab switches "
+                         "at 2022-01-11 00:00 UTC); before it, the page's 'Current' rates (futures_before), in force "
+                         "on 2022-01-10; their start is not published, so they are backfilled to every earlier date "
+                         "(older, undated Deribit pages show other rules: IM 10%, then 5%, then 2% + 0.5% per 100 BTC)")
 _DERIBIT_OPTIONS = ("third-party copy of Deribit's inverse-option standard margin: TSLab, 'Deribit Margin "
                     "Requirements Calculation', https://doc.tslab.pro/tslab/eng/data-providers/connection-to-"
                     "broker/deribit-cryptocurrency-exchange/deribit-margin-requirements-calculation (undated); "
@@ -224,15 +255,15 @@ _DERIBIT_OPTIONS = ("third-party copy of Deribit's inverse-option standard margi
 DERIBIT_STANDARD: Mapping[str, DeribitParams] = MappingProxyType({
     "BTC": DeribitParams(
         futures_initial=0.02, futures_maintenance=0.01, futures_add_on=0.00005, size_unit="BTC",
-        futures_source=_DERIBIT_LINEAR, futures_vintage=_DERIBIT_LINEAR_VINTAGE, futures_verified=True,
+        futures_source=_DERIBIT_2022 + "; the same rule in " + _DERIBIT_LINEAR,
+        futures_vintage=_DERIBIT_2022_VINTAGE, futures_verified=True,
+        futures_from="2022-01-11", futures_before=(0.01, 0.00525, 0.00005), futures_before_source=_DERIBIT_2022,
         option_initial_max=0.15, option_initial_min=0.10, option_maintenance=0.075,
         option_source=_DERIBIT_OPTIONS, option_verified=False),
     "ETH": DeribitParams(
-        # marginlab's earlier numbers (the BTC rule on the BTC-equivalent size): no Deribit page with the
-        # ETH futures rates was found, so they are kept and labelled unverified.
-        futures_initial=0.02, futures_maintenance=0.01, futures_add_on=0.00005, size_unit="BTC",
-        futures_source="not found; BTC's rule applied to the BTC-equivalent size (marginlab's extension)",
-        futures_vintage="unverified", futures_verified=False,
+        futures_initial=0.02, futures_maintenance=0.01, futures_add_on=0.000004, size_unit="ETH",
+        futures_source=_DERIBIT_2022, futures_vintage=_DERIBIT_2022_VINTAGE, futures_verified=True,
+        futures_from="2022-01-11", futures_before=(0.02, 0.01, 0.000002), futures_before_source=_DERIBIT_2022,
         option_initial_max=0.15, option_initial_min=0.10, option_maintenance=0.075,
         option_source=_DERIBIT_OPTIONS + "; the copy states the BTC rates, assumed identical for ETH",
         option_verified=False),

@@ -105,6 +105,45 @@ def test_span_risk_array_is_black76_repricing_aged_by_one_observation(freq, step
     assert mark == pytest.approx(v0, rel=1e-12)
 
 
+def _black76_scipy(f, k, tau, vol, call):
+    """Black-76 (zero rate) from scipy's normal CDF: the reference, independent of marginlab's pricing kernel."""
+    from scipy.stats import norm
+
+    sd = vol * math.sqrt(tau)
+    d1 = (math.log(f / k) + 0.5 * sd * sd) / sd
+    d2 = d1 - sd
+    return f * norm.cdf(d1) - k * norm.cdf(d2) if call else k * norm.cdf(-d2) - f * norm.cdf(-d1)
+
+
+@pytest.mark.parametrize("freq, mpor, look_ahead, aged_obs", [
+    ("1d", 1, None, 1), ("1d", 2, None, 2), ("1d", 3, 1, 1),  # an explicit look_ahead overrides the MPOR
+    ("1h", 1, None, 1), ("1h", 24, None, 24), ("1h", 24, 1, 1)])
+def test_span_ages_options_by_the_runs_mpor(freq, mpor, look_ahead, aged_obs):
+    """Default look-ahead = the run's MPOR (the horizon of the scan range): aged by MPOR x step (scipy Black-76)."""
+    m = toy_market(freq=freq)
+    t = m.index[2]
+    opt = option("BTC", 43000.0, "put", expiry=pd.Timestamp("2022-02-25 08:00", tz="UTC"))
+    model = mm.make_model("span", price_scan_range=0.12, vol_scan_range=0.3, look_ahead=look_ahead)
+    state = model.fit(m, t, context=RunContext(mpor=mpor))
+    ra = model.risk_arrays(state, [mm.Position(opt, 1.0)], m, t)[0][0]
+    tau0 = (opt.expiry - m.observation_time[2]) / pd.Timedelta(days=365)
+    tau1 = tau0 - aged_obs * (1 / 365 if freq == "1d" else 1 / 8760)
+    v0 = _black76_scipy(40000.0, 43000.0, tau0, 0.8, False)
+    want = [-(_black76_scipy(40000.0 * (1 + SPAN_PRICE_FRACTIONS[k] * (3.0 if k >= 14 else 1.0) * 0.12), 43000.0,
+                             tau1, 0.8 * (1 + SPAN_VOL_DIRECTIONS[k] * 0.3), False) - v0) * (0.35 if k >= 14 else 1.0)
+            for k in range(16)]
+    np.testing.assert_allclose(ra, want, rtol=1e-9, atol=1e-8)
+
+
+def test_span_look_ahead_parameter_is_checked():
+    assert mm.make_model("span").look_ahead is None
+    assert mm.make_model("span", look_ahead=5).look_ahead == 5
+    with pytest.raises(ValueError, match="span: look_ahead must be"):
+        mm.make_model("span", look_ahead=-1)
+    with pytest.raises(ValueError, match="span: look_ahead must be"):
+        mm.make_model("span", look_ahead=1.5)
+
+
 def _worked_positions(data):
     out = []
     for x in data["positions"]:
@@ -176,6 +215,61 @@ def test_dynamic_scan_range_is_the_quantile_of_moves_known_at_t(market):
 
 
 # ------------------------------------------------------------------------------------------ Deribit PM
+def _random_market(freq, rows, seed=7):
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2020-01-01", periods=rows, freq="D" if freq == "1d" else "h", tz="UTC", name="time")
+    p = pd.DataFrame({a: s0 * np.exp(np.cumsum(rng.normal(0, 0.01, rows))) for a, s0 in (("BTC", 4e4), ("ETH", 3e3))},
+                     index=idx)
+    iv = pd.DataFrame({a: 0.8 * np.exp(np.cumsum(rng.normal(0, 0.01, rows))) for a in ("BTC", "ETH")}, index=idx)
+    return MarketData(prices=p, implied_vol=iv, freq=freq)
+
+
+@pytest.mark.parametrize("freq, per_day", [("1d", 1), ("1h", 24)])
+def test_default_calibration_windows_are_365_calendar_days(freq, per_day):
+    """span and greeks_netting calibrate on 365 days of rows (365 daily, 8,760 hourly), warm up for 60 days."""
+    h = per_day  # a one-day MPOR
+    m = _random_market(freq, 400 * per_day)
+    i = len(m.index) - 1
+    context = RunContext(mpor=h)
+    window = slice(i - 365 * per_day + 1, i + 1)
+    p, v = m.prices["BTC"].to_numpy(), m.implied_vol["BTC"].to_numpy()
+    lag = slice(window.start - h, window.stop - h)
+    span = mm.make_model("span")
+    state = span.fit(m, m.index[i], context=context)
+    psr, vsr = span.scan_ranges(state, m, "BTC")
+    assert psr == np.quantile(np.abs(p[window] / p[lag] - 1.0), 0.99)
+    assert vsr == np.quantile(np.abs(v[window] / v[lag] - 1.0), 0.99)
+    greeks = mm.make_model("greeks_netting")
+    perps = [mm.Position(mm.Perpetual("BTC"), 1.0), mm.Position(mm.Perpetual("ETH"), 1.0)]
+    b = greeks.breakdown(greeks.fit(m, m.index[i], context=context), perps, m, m.index[i])
+    assert b.values["risk_weight"][0] == psr
+    logs = np.log(m.prices[["BTC", "ETH"]].to_numpy())
+    rho = np.corrcoef((logs[window] - logs[lag]).T)[0, 1]
+    assert b.correlation[0, 1] == pytest.approx(rho, rel=1e-12)
+    # warm-up: 60 days of h-observation moves (the first move is at row h)
+    first = h + 60 * per_day - 1
+    for model in (span, greeks):
+        at = model.fit(m, m.index[first], context=context)
+        before = model.fit(m, m.index[first - 1], context=context)
+        book = [mm.Position(mm.Perpetual("BTC"), 1.0)]
+        assert np.isfinite(model.margin(at, book, m, m.index[first]))
+        assert np.isnan(model.margin(before, book, m, m.index[first - 1]))
+    # an explicit integer is a number of observations, as before
+    short = mm.make_model("span", lookback=365, min_obs=60)
+    assert short.scan_ranges(short.fit(m, m.index[i], context=context), m, "BTC")[0] == np.quantile(
+        np.abs(p[i - 364:i + 1] / p[i - 364 - h:i + 1 - h] - 1.0), 0.99)
+
+
+def test_calibration_window_parameters_are_checked():
+    with pytest.raises(ValueError, match=r"span: min_obs \(400\) must not exceed lookback \(None: 365 days"):
+        mm.make_model("span", min_obs=400)
+    with pytest.raises(ValueError, match=r"greeks_netting: min_obs \(100\) must not exceed lookback \(50\)"):
+        mm.make_model("greeks_netting", lookback=50, min_obs=100)
+    with pytest.raises(ValueError, match="greeks_netting: lookback must be an integer >= 20"):
+        mm.make_model("greeks_netting", lookback=10)
+    assert mm.make_model("span", lookback=30).lookback == 30  # a default min_obs is capped at the window
+
+
 def test_deribit_pm_reproduces_deribits_published_risk_vector_of_a_perpetual():
     ref = json.loads((RESULTS / "deribit_pm_reference.json").read_text())
     s0 = ref["index_price"]

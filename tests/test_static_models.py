@@ -25,10 +25,11 @@ def test_static_rates():
 def test_deribit_standard_futures_and_options():
     mk = market(btc=40_000.0, vol=0.8)
     fut = [mm.Position(mm.Perpetual("BTC"), 10.0), mm.Position(mm.Perpetual("BTC"), -4.0)]
+    # 2021-06-01: the rule before 2022-01-11 (Deribit Support "11 January 2022"): IM 1%, MM 0.525% + 0.005%/BTC
     m = mm.make_model("deribit_standard").margin(None, fut, mk, T)
-    assert m == pytest.approx((0.02 + 0.00005 * 6) * 6 * 40_000)
+    assert m == pytest.approx((0.01 + 0.00005 * 6) * 6 * 40_000)
     mm_ = mm.make_model("deribit_standard", level="maintenance").margin(None, fut, mk, T)
-    assert mm_ == pytest.approx((0.01 + 0.00005 * 6) * 6 * 40_000)
+    assert mm_ == pytest.approx((0.00525 + 0.00005 * 6) * 6 * 40_000)
     expiry = pd.Timestamp("2021-07-01 08:00", tz="UTC")
     call = mm.Option("BTC", expiry, 48_000.0, "call")
     tau = (expiry - (T + pd.Timedelta(days=1))) / pd.Timedelta(days=1) / 365  # the row of T is observed at T 24:00
@@ -54,14 +55,14 @@ def test_deribit_standard_margins_each_contract_alone():
     model = mm.make_model("deribit_standard")
     perp = mm.Position(mm.Perpetual("BTC"), 10.0)
     alone = model.margin(None, [perp], mk, T)
-    assert alone == pytest.approx((0.02 + 0.00005 * 10) * 10 * 40_000)  # 8,200
+    assert alone == pytest.approx((0.01 + 0.00005 * 10) * 10 * 40_000)  # 4,200 (the rule before 2022-01-11)
     march, june = mm.Future("BTC", "2021-09-24 08:00"), mm.Future("BTC", "2021-12-31 08:00")
     hedged = model.margin(None, [perp, mm.Position(march, -10.0)], mk, T)
-    assert hedged == pytest.approx(2 * 8_200)
-    assert model.margin(None, [mm.Position(march, 10.0), mm.Position(june, -10.0)], mk, T) == pytest.approx(2 * 8_200)
+    assert hedged == pytest.approx(2 * 4_200)
+    assert model.margin(None, [mm.Position(march, 10.0), mm.Position(june, -10.0)], mk, T) == pytest.approx(2 * 4_200)
     # one contract held in two rows is one venue position: its rows net
     assert model.margin(None, [perp, mm.Position(mm.Perpetual("BTC"), -4.0)], mk, T) == pytest.approx(
-        (0.02 + 0.00005 * 6) * 6 * 40_000)
+        (0.01 + 0.00005 * 6) * 6 * 40_000)
 
 
 def test_settled_options_and_futures_carry_no_margin():

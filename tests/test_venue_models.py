@@ -25,10 +25,11 @@ from marginlab.validation import Backtest
 
 REF = json.loads((Path(__file__).parent / "results" / "venue_margin_reference.json").read_text())
 T = pd.Timestamp("2021-06-01", tz="UTC")
+T_2024 = pd.Timestamp("2024-12-01", tz="UTC")  # the Deribit "Linear Perpetual" page's vintage (after 2022-01-11)
 
 
-def market(**prices):
-    idx = pd.date_range("2021-06-01", periods=3, tz="UTC", name="time")
+def market(start="2021-06-01", **prices):
+    idx = pd.date_range(start, periods=3, tz="UTC", name="time")
     p = pd.DataFrame({a: [v, v * 0.9, v * 1.05] for a, v in prices.items()}, index=idx)
     vol = pd.DataFrame({a: [0.8, 0.8, 0.8] for a in prices}, index=idx)
     return MarketData(prices=p, implied_vol=vol)
@@ -149,6 +150,14 @@ def test_asset_without_table_is_not_applicable_and_named():
     assert sol.margin(None, [perp("SOL", -1_000.0)], mk, T) == pytest.approx(40_000 * 0.05 - 700)
 
 
+@pytest.mark.parametrize("name", ["static", "tiered", "deribit_standard"])
+def test_asset_missing_from_the_market_is_one_line_data_error(name):
+    """A book on an asset the market lacks: DataError naming it, as the scenario models give (not KeyError)."""
+    mk = market(ETH=2_000.0)
+    with pytest.raises(DataError, match=r"^unknown asset\(s\) \['BTC'\]; the market data has \['ETH'\]$"):
+        mm.make_model(name).margin(None, [perp("BTC", 1.0)], mk, T)
+
+
 def test_spot_and_options_are_not_binance_futures():
     model = mm.make_model("tiered")
     assert not model.applies_to([mm.Position(mm.Spot("BTC"), 1.0)])
@@ -202,29 +211,49 @@ def test_table_validation():
 @pytest.mark.parametrize("ex", REF["deribit"]["linear_perpetual"]["examples"],
                          ids=lambda e: f"{e['currency']}-{e['size']}-{e['level']}")
 def test_deribit_linear_perpetual_worked_examples(ex):
-    """Deribit's own worked examples (BTC_USDC, SOL_USDC) reproduced to the cent."""
-    mk = market(**{ex["currency"]: float(ex["index"])})
+    """Deribit's own worked examples (BTC_USDC, SOL_USDC; a page of late 2024 or later) reproduced to the cent."""
+    mk = market(start="2024-12-01", **{ex["currency"]: float(ex["index"])})
     model = mm.make_model("deribit_standard", level=ex["level"])
-    m = model.margin(None, [perp(ex["currency"], -float(ex["size"]))], mk, T)
+    m = model.margin(None, [perp(ex["currency"], -float(ex["size"]))], mk, T_2024)
     assert m == pytest.approx(ex["margin_usd"], rel=1e-12)
     assert m / ex["index"] == pytest.approx(ex["margin_coin"], rel=1e-12)
 
 
 def test_deribit_per_asset_parameters():
-    assert DERIBIT_STANDARD["BTC"].futures_verified and DERIBIT_STANDARD["SOL"].futures_verified
-    assert not DERIBIT_STANDARD["ETH"].futures_verified
-    mk = market(BTC=40_000.0, ETH=2_000.0, SOL=40.0)
+    assert all(DERIBIT_STANDARD[a].futures_verified for a in ("BTC", "ETH", "SOL"))
+    mk = market(start="2024-12-01", BTC=40_000.0, ETH=2_000.0, SOL=40.0)
     model = mm.make_model("deribit_standard")
-    # SOL: 4% + 0.0005% per SOL (not BTC's 2% + 0.005% per BTC-equivalent)
-    assert model.margin(None, [perp("SOL", 1_000.0)], mk, T) == pytest.approx((0.04 + 0.000005 * 1_000) * 40_000)
-    # ETH (unverified, kept): BTC's rule on the BTC-equivalent size, 100 ETH = 5 BTC
-    assert model.margin(None, [perp("ETH", -100.0)], mk, T) == pytest.approx((0.02 + 0.00005 * 5) * 200_000)
+    # SOL: 4% + 0.0005% per SOL (not BTC's 2% + 0.005% per BTC)
+    assert model.margin(None, [perp("SOL", 1_000.0)], mk, T_2024) == pytest.approx((0.04 + 0.000005 * 1_000) * 40_000)
+    # ETH: its own rule, 2% + 0.0004% per ETH (Deribit Support "11 January 2022"), no BTC price needed
+    assert model.margin(None, [perp("ETH", -100.0)], mk, T_2024) == pytest.approx(0.0204 * 200_000)
+    eth_only = market(start="2024-12-01", ETH=2_000.0)
+    assert model.margin(None, [perp("ETH", -100.0)], eth_only, T_2024) == pytest.approx(0.0204 * 200_000)
     # futures net per currency; currencies are margined separately
     book = [perp("BTC", 10.0), perp("BTC", -4.0), perp("SOL", 1_000.0)]
-    assert model.margin(None, book, mk, T) == pytest.approx((0.02 + 0.00005 * 6) * 6 * 40_000
-                                                            + (0.04 + 0.005) * 40_000)
-    with pytest.raises(DataError, match="needs the BTC price"):
-        model.margin(None, [perp("ETH", 1.0)], market(ETH=2_000.0), T)
+    assert model.margin(None, book, mk, T_2024) == pytest.approx((0.02 + 0.00005 * 6) * 6 * 40_000
+                                                                 + (0.04 + 0.005) * 40_000)
+
+
+@pytest.mark.parametrize("asset, size, price, want", [
+    # Deribit Support "11 January 2022", 'Current' (before) and 'New' (from 2022-01-11) rates, by hand:
+    # BTC 25 BTC at $40,000 ($1m): IM 1% + 25 x 0.005% = 1.125% -> 2.125%; MM 0.525% + 0.125% = 0.65% -> 1.125%
+    ("BTC", 25.0, 40_000.0, {"before": (11_250.0, 6_500.0), "from": (21_250.0, 11_250.0)}),
+    # ETH 1,000 ETH at $3,000 ($3m): IM 2% + 1,000 x 0.0002% = 2.2% -> 2% + 0.4% = 2.4%; MM 1.2% -> 1.4%
+    ("ETH", 1_000.0, 3_000.0, {"before": (66_000.0, 36_000.0), "from": (72_000.0, 42_000.0)}),
+])
+def test_deribit_futures_rule_in_force_on_each_date(asset, size, price, want):
+    """The rule in force when t is observed: the row of 2022-01-09 (seen 01-10 24:00) before, 2022-01-10 from."""
+    assert REF["deribit"]["futures_2022_01_11"]["verified"]
+    idx = pd.date_range("2021-03-01", "2022-01-12", tz="UTC", name="time")
+    mk = MarketData(prices=pd.DataFrame({asset: price}, index=idx), implied_vol=pd.DataFrame({asset: 0.8}, index=idx))
+    for level, k in (("initial", 0), ("maintenance", 1)):
+        model = mm.make_model("deribit_standard", level=level)
+        for day, when in (("2021-03-01", "before"), ("2022-01-09", "before"), ("2022-01-10", "from"),
+                          ("2022-01-12", "from")):
+            t = pd.Timestamp(day, tz="UTC")
+            assert model.margin(None, [perp(asset, -size)], mk, t) == pytest.approx(want[when][k], rel=1e-12), \
+                (level, day)
 
 
 def test_deribit_spot_is_not_a_future():
@@ -298,6 +327,12 @@ def test_deribit_parameter_validation():
     with pytest.raises(ValueError, match="all three option rates or none"):
         DeribitParams(futures_initial=0.02, futures_maintenance=0.01, futures_add_on=0.0,
                       option_initial_max=0.15, **kw)
+    with pytest.raises(ValueError, match="futures_before must be .* with a futures_from date"):
+        DeribitParams(futures_initial=0.02, futures_maintenance=0.01, futures_add_on=0.0,
+                      futures_before=(0.01, 0.005, 0.0), **kw)
+    with pytest.raises(ValueError, match="futures_before must be"):
+        DeribitParams(futures_initial=0.02, futures_maintenance=0.01, futures_add_on=0.0, futures_from="2022-01-11",
+                      futures_before=(0.01, 1.5, 0.0), **kw)
     with pytest.raises(ValueError, match="level must be 'initial' or 'maintenance'"):
         mm.make_model("deribit_standard", level="gold")
     assert np.isfinite(DERIBIT_STANDARD["BTC"].option_maintenance)
