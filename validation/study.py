@@ -589,11 +589,12 @@ def _analyse(config: StudyConfig, result: BacktestResult, market, reference: lis
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
                      procyclicality=result.procyclicality(), apc=result.apc_tradeoff())
     if config.stress_scenarios is not None:
-        from .stress import cover_n, not_applicable, reverse_stress, stress_coverage, stress_losses
+        from .stress import cover_n, not_applicable, reverse_stress, state_losses, stress_coverage, stress_losses
 
         progress.stage(f"stress tests ({len(config.stress_scenarios)} scenarios)")
-        frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every)
-        sr.stress, sr.cover = stress_coverage(frame), cover_n(frame)
+        states = state_losses(result, market, config.stress_scenarios, every=config.stress_every)
+        frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every, states=states)
+        sr.stress, sr.cover = stress_coverage(frame), cover_n(frame, states=states)
         sr.stress_na = not_applicable(frame, result.portfolios, market, config.stress_scenarios, result.mpor_days)
         if config.reverse_every:
             progress.stage("reverse stress")
