@@ -61,8 +61,8 @@ from marginlab.models.portfolios import Portfolio
 from marginlab.models.revaluation import Book, BookArrays, book_arrays, revalue_at
 
 __all__ = ["Scenario", "Members", "HistoricalEpisode", "PriceShock", "CorrelationBreakdown", "SCENARIOS",
-           "stress_losses", "state_losses", "stress_coverage", "not_applicable", "cover_n", "reverse_stress",
-           "vol_price_beta"]
+           "stress_losses", "state_losses", "LOSS_TOLERANCE", "stress_coverage", "not_applicable", "cover_n",
+           "reverse_stress", "vol_price_beta"]
 
 _DAY = pd.Timedelta(days=1)
 
@@ -84,6 +84,12 @@ class Members:
         vol = {a for b in books.values() for a in b.implied_vol_assets}
         return cls(tuple(a for a in market.assets if a in held), tuple(a for a in market.assets if a in vol))
 
+
+#: A stress loss (or gain) at most this fraction of the book's gross notional (sum of |quantity| x price of the
+#: underlying) is zero: the rounding residue of an exactly hedged book (a $1m long BTC / $1m short ETH perpetual
+#: book under a uniform shock gives +-1e-10, i.e. 5e-17 of its notional, where it has no exposure), which would
+#: give coverage ratios of 1e16 and a random sign; 1e-12 is a millionth of a dollar per $1m.
+LOSS_TOLERANCE = 1e-12
 
 #: The most asset and implied-vol dimensions of a correlation breakdown's joint states (2^16 states)
 _MAX_DIRECTIONS = 16
@@ -462,6 +468,9 @@ class _Layout:
             return out
         vol = np.vstack(vols) * market.vol_array[i, self.cols] if book.has_options else None
         loss = -revalue_at(book, market, i, np.vstack(spots), vol, horizon=self.horizon, where=where)
+        # a loss within LOSS_TOLERANCE of the gross notional is rounding residue (an exactly hedged book): none
+        gross = float(np.abs(book.quantity) @ market.price_array[i, self.cols][book.asset_idx])
+        loss = np.where(np.abs(loss) <= LOSS_TOLERANCE * gross, 0.0, loss)
         first, at = 0, 0
         for name, count, size in zip(self.scenarios, counts, sizes, strict=True):
             if count:
@@ -601,8 +610,8 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
     DataFrame
         Columns ``date, portfolio, scenario, kind, stress_loss`` (quote currency, the largest loss of the
         scenario's shocks; NaN where the scenario does not apply to the book); with a result also ``model,
-        margin, coverage_ratio`` (margin / stress loss, inf when the scenario makes no loss) and ``covered``
-        (stress loss <= margin).
+        margin, coverage_ratio`` (margin / stress loss, inf when the scenario makes no loss: a loss within
+        :data:`LOSS_TOLERANCE` of the book's gross notional is none) and ``covered`` (stress loss <= margin).
     """
     if states is None:
         result, out = _run(result_or_books, market, scenarios, dates, every, horizon, "stress_losses", joint=False)
