@@ -275,3 +275,20 @@ def test_an_exactly_hedged_book_has_no_stress_loss_not_rounding_residue():
     assert (f.loc[f["scenario"] == "correlation_breakdown", "stress_loss"] > 2e5).all()
     cov = st.stress_coverage(f).xs("static", level="model")
     assert np.isinf(cov.loc[("ls", "up_30_vol_up_50"), "min_ratio"])
+
+
+def test_scenario_descriptions_quote_the_bundled_closes():
+    """Found by a reviewer: ftx_2022_11 said BTC -24% (the intraday high-to-low) where the bundled closes give
+    -22.9% over 2022-11-08/09. Each quoted move is the close-to-close move of the raw files."""
+    import re
+
+    for name, asset, first, last in (("ftx_2022_11", "BTC", "2022-11-08", "2022-11-09"),
+                                     ("ftx_2022_11", "SOL", "2022-11-08", "2022-11-09"),
+                                     ("covid_2020_03", "BTC", "2020-03-12", "2020-03-12"),
+                                     ("celsius_2022_06", "BTC", "2022-06-13", "2022-06-13")):
+        bars = ds.load_prices(asset)["close"]  # the bar opened on D - 1 closes at D 00:00
+        day = pd.Timedelta(days=1)
+        move = bars[pd.Timestamp(last, tz="UTC")] / bars[pd.Timestamp(first, tz="UTC") - day] - 1
+        quoted = re.search(rf"{asset} (-[\d.]+)%", st.SCENARIOS[name].description).group(1)
+        decimals = len(quoted.split(".")[1]) if "." in quoted else 0
+        assert float(quoted) == round(100 * move, decimals), (name, asset, move)

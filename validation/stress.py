@@ -36,10 +36,13 @@ Cover-1 and Cover-2 amounts, treating books as clearing members;
 :func:`reverse_stress` the smallest uniform adverse price move that exhausts the
 margin.
 
-Sources: EMIR (Regulation (EU) No 648/2012) Art. 43 and RTS 153/2013 Arts.
-29-31 (default fund sized for the default of the member with the largest
-exposure, or of the second and third largest, in extreme but plausible
-conditions; historical and hypothetical scenarios); CPMI-IOSCO Principles for
+Sources: EMIR (Regulation (EU) No 648/2012) Art. 43(2) (the default fund and
+the other financial resources withstand the default of the two members to which
+the CCP has the largest exposures in extreme but plausible market conditions:
+Cover-2, what :func:`cover_n` computes; Art. 42(3), the default fund alone for
+the largest member or the second and third largest together, is not computed)
+and RTS 153/2013 Arts. 29-31 (extreme but plausible conditions; historical and
+hypothetical scenarios); CPMI-IOSCO Principles for
 Financial Market Infrastructures (2012), Principle 4 (credit risk: Cover 1 /
 Cover 2, key consideration 4; stress testing and reverse stress testing,
 explanatory notes 3.4.21-3.4.24) and Principle 6 (margin); CPMI-IOSCO
@@ -352,8 +355,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                       dt.date(2022, 5, 5), dt.date(2022, 5, 13)),
     HistoricalEpisode("celsius_2022_06", "Celsius freeze and 3AC (2022-06-13: BTC -16%)", _SOURCE_DATA,
                       dt.date(2022, 6, 10), dt.date(2022, 6, 18)),
-    HistoricalEpisode("ftx_2022_11", "FTX collapse (2022-11-08/09: BTC -24%, SOL -53% in two days)", _SOURCE_DATA,
-                      dt.date(2022, 11, 6), dt.date(2022, 11, 14)),
+    HistoricalEpisode("ftx_2022_11", "FTX collapse (2022-11-08/09: BTC -22.9%, SOL -52.5% close to close in two "
+                      "days)", _SOURCE_DATA, dt.date(2022, 11, 6), dt.date(2022, 11, 14)),
     PriceShock("down_30_vol_up_50", "every price -30%, implied vols x1.5",
                "hypothetical; EMIR RTS 153/2013 Art. 30 (extreme but plausible); BTC's largest daily fall in "
                "the bundled data is -39% (2020-03-12)", -0.30, 1.5),
