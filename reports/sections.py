@@ -540,7 +540,8 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
     if "stress_loss" in stress.columns:  # the tidy losses: summarise them as the stress stream does
         from marginlab.validation.stress import cover_n, stress_coverage
 
-        cover = cover_n(stress) if cover is None else cover
+        # Cover-n needs the members' losses per joint market state (a frame with a "state" column)
+        cover = cover_n(stress) if cover is None and "state" in stress.columns else cover
         stress = stress_coverage(stress)
     summary = stress.reset_index()
     worst = summary[summary["scenario"] == "worst"] if "scenario" in summary else summary
@@ -553,9 +554,18 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
             dates=("members", "size"), members_min=("members", "min"), members_median=("members", "median"),
             members_max=("members", "max"), cover1_max=("cover1", "max"), cover1_mean=("cover1", "mean"),
             cover2_max=("cover2", "max"), cover2_mean=("cover2", "mean")).reset_index()
+        if "cover2_state" in cover.columns:  # where the largest Cover-2 comes from (the first date of the peak)
+            peak = cover.reset_index().sort_values("cover2", ascending=False, kind="stable").drop_duplicates("model")
+            peak = peak.set_index("model").reindex(largest["model"])
+            largest["cover2_max_date"] = [f"{d:%Y-%m-%d}" if isinstance(d, pd.Timestamp) else "" for d in peak["date"]]
+            for c in ("members", "scenario", "state"):
+                largest[f"cover2_max_{c}"] = peak[f"cover2_{c}"].to_numpy()
         tables.append({"caption": "Cover-1 and Cover-2: the largest uncovered stress losses of one and of two books "
-                                  "taken as members (EMIR Art. 43; PFMI Principle 4) on the same stress dates, largest "
-                                  "and average over dates; members: books stressed on a date (smallest, median, "
+                                  "taken as members (EMIR Art. 43(2); PFMI Principle 4) on the same stress dates, "
+                                  "added within one joint market state (a shock, an episode's day or a combination of "
+                                  "directions applied to every member at once), largest and average over dates, and "
+                                  "the date, members, scenario and state of the largest Cover-2 (cover.csv: every "
+                                  "date's); members: books stressed on a date (smallest, median, "
                                   "largest over dates; Cover-2 is Cover-1 on a date with one member)",
                        "table": frame_table(largest, units=_STRESS_UNITS)})
     reverse = getattr(data.study, "reverse", None)

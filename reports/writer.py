@@ -112,7 +112,8 @@ def render_html(study, built=None, data: ReportData | None = None, executor=None
               f"MPOR {cfg.mpor_days} observation(s); study p = {cfg.tail_prob:g}; seed {cfg.seed} (when and how long: "
               '<a href="#run-metadata">run metadata</a>). '
               f"Machine-readable: results.json (schema results.schema.json), backtest.csv, coverage.csv, "
-              f"metrics.csv.</p>")
+              f"metrics.csv.</p>"
+              + (f'<p class="note">{esc(cfg.left_out_text())}</p>' if cfg.left_out_text() else ""))
     return page.finish(page_html(f"marginlab study: {cfg.name}", header, toc, "\n".join(body)))
 
 

@@ -121,3 +121,25 @@ def test_a_value_column_in_one_file_only_is_refused_naming_the_file(tmp_path, ca
     assert f"{after}: no column {column!r}, which {before} has" in err
     with pytest.raises(ValueError, match=rf"the first backtest: no column '{column}', which the second backtest has"):
         compare_backtests(_frame().drop(columns=column), _frame())
+
+
+def test_every_column_is_compared_notional_loss_and_roll_flags_included(tmp_path, capsys):
+    """Found by a reviewer: a copy of a run's backtest.csv with every notional doubled and every book_changed
+    set was reported "identical: every row and value bit for bit the same" (notional, loss and book_changed
+    were not compared; the margin rate and procyclicality read them). A margin that moves from 0 has an
+    infinite relative move, not none."""
+    before = _frame().assign(notional=1e6, book_changed=False)
+    after = before.assign(notional=2e6, book_changed=True)
+    after.loc[after.index[0], "loss"] += 1.0
+    diff = compare_backtests(before, after)
+    t = diff.to_frame()
+    assert not diff.identical and not diff.summary().startswith("identical")
+    assert (t["notional_moved"] == 4).all() and (t["book_changed_flipped"] == 4).all()
+    assert t["loss_moved"].tolist() == [1, 0] and (t["margin_moved"] == 0).all()
+    assert "other values changed: loss 1, notional 8, book_changed 8" in diff.summary()
+    before_csv, after_csv = _written(tmp_path, "before", before), _written(tmp_path, "after", after)
+    main(["diff", str(before_csv), str(after_csv)])
+    assert "identical" not in capsys.readouterr().out
+    zero = before.assign(margin=0.0)
+    t = compare_backtests(zero, before).to_frame()
+    assert (t["margin_moved"] == 4).all() and np.isinf(t["margin_rel_max"]).all()

@@ -124,7 +124,7 @@ def test_stress_coverage_and_cover_n_by_hand():
         "stress_loss": [100.0, 50.0, 10.0, 20.0, 90.0, 80.0], "margin": [40.0, 30.0, 20.0, 40.0, 30.0, 20.0]})
     frame["coverage_ratio"] = frame["margin"] / frame["stress_loss"]
     frame["covered"] = frame["stress_loss"] <= frame["margin"]
-    c = st.cover_n(frame).iloc[0]
+    c = st.cover_n(frame.assign(state="")).iloc[0]  # each scenario one joint state
     # s1 uncovered: a 60, b 20, c 0; s2: a 0, b 60, c 60 -> Cover-1 60 (first found), Cover-2 120 (s2: b + c)
     assert c["cover1"] == 60 and c["cover2"] == 120 and c["cover2_scenario"] == "s2"
     assert set(c["cover2_members"].split(" + ")) == {"b", "c"} and c["members"] == 3
@@ -158,13 +158,14 @@ def test_books_starting_on_different_dates_are_stressed_on_one_calendar():
              "sol": mm.FixedBook("sol", (mm.Position(mm.Spot("SOL"), 100.0),))}
     res = Backtest(market, books, {"static": mm.make_model("static", rate=0.1)},
                    start="2020-08-01", end="2020-10-31").run()
-    f = st.stress_losses(res, market, ["down_50", "up_50"], every=7)
+    states = st.state_losses(res, market, ["down_50", "up_50"], every=7)
+    f = st.stress_losses(res, market, ["down_50", "up_50"], every=7, states=states)
     assert res.frame["date"].max() == pd.Timestamp("2020-10-30", tz="UTC")  # the last date with a next close
     calendar = pd.date_range("2020-08-01", "2020-10-30", freq="7D", tz="UTC")
     assert sorted(f.loc[f["portfolio"] == "btc", "date"].unique()) == list(calendar)
     assert sorted(f.loc[f["portfolio"] == "sol", "date"].unique()) == [d for d in calendar if d >= pd.Timestamp(
         "2020-08-11", tz="UTC")]
-    cover = st.cover_n(f).xs("static", level="model")
+    cover = st.cover_n(f, states=states).xs("static", level="model")
     both = cover.index >= pd.Timestamp("2020-08-11", tz="UTC")
     assert (cover.loc[both, "members"] == 2).all() and (cover.loc[~both, "members"] == 1).all()
     # down_50 on 10% margins: each member's uncovered loss is 40% of its notional; Cover-2 the sum of both
@@ -176,3 +177,118 @@ def test_books_starting_on_different_dates_are_stressed_on_one_calendar():
     rev = st.reverse_stress(res, market, every=7)
     assert sorted(rev.loc[rev["portfolio"] == "sol", "date"].unique()) == [d for d in calendar if d >= pd.Timestamp(
         "2020-08-11", tz="UTC")]
+
+
+def test_cover_n_adds_losses_of_one_joint_market_state():
+    """Found by a reviewer: Cover-2 added a long member's loss when BTC falls 39% (its correlation-breakdown
+    move) to a short member's loss when BTC rises 28.9%: 478,751 on 2022-06-01, a state no market produces. In
+    one state (every asset moves the same way for every member) at most one of the two loses: Cover-2 =
+    Cover-1 = the down_50 (or up_50) loss in excess of a 10% margin on $1m, 400,000."""
+    books = {k: BOOKS[k] for k in ("long BTC spot", "short BTC perpetual")}
+    res = Backtest(MARKET, books, {"static 10%": mm.make_model("static", rate=0.10)}, start="2022-06-01",
+                   end="2022-06-01").run()
+    scenarios = ["correlation_breakdown", "down_50", "up_50"]
+    states = st.state_losses(res, MARKET, scenarios)
+    frame = st.stress_losses(res, MARKET, scenarios, states=states)
+    pd.testing.assert_frame_equal(frame, st.stress_losses(res, MARKET, scenarios))  # the worst state per scenario
+    c = st.cover_n(frame, states=states).iloc[0]
+    assert c["cover2"] == pytest.approx(400_000.0, rel=1e-12) and c["cover1"] == pytest.approx(400_000.0, rel=1e-12)
+    assert c["cover2_members"] == "long BTC spot" and c["cover2_scenario"] == "down_50"
+    cb = states[states["scenario"] == "correlation_breakdown"]
+    assert set(cb["state"]) == {"BTC down", "BTC up"}
+    assert (cb.groupby("state")["stress_loss"].apply(lambda x: (x > 0).sum()) == 1).all()  # one member loses
+    with pytest.raises(ValueError, match="joint market state"):
+        st.cover_n(frame)
+
+
+def test_cover_n_equals_brute_force_over_joint_states():
+    """Cover-1/Cover-2 against an enumeration written here: every combination of each held asset's and implied
+    vol's largest rise or fall (itertools.product), each episode day, each price shock, the same for every
+    member; each book revalued under it; the largest member and the largest pair (itertools.combinations)."""
+    import itertools
+
+    from marginlab.models.revaluation import Book, book_arrays, revalue_at
+
+    names = ["long BTC / short ETH perpetuals", "equal-weight BTC-ETH-SOL-XRP basket", "short BTC perpetual",
+             "short BTC ATM straddle, delta-hedged daily",
+             "short BTC / long ETH ATM straddles, each delta-hedged with its perpetual"]
+    books = {k: BOOKS[k] for k in names}
+    res = Backtest(MARKET, books, {"static 5%": mm.make_model("static", rate=0.05),
+                                   "hs": mm.make_model("historical_var", lookback=250)},
+                   start="2022-10-20", end="2022-12-10").run()
+    scenarios = ["correlation_breakdown", "ftx_2022_11", "down_30_vol_up_50", "up_50"]
+    states = st.state_losses(res, MARKET, scenarios, every=9)
+    got = st.cover_n(st.stress_losses(res, MARKET, scenarios, every=9, states=states), states=states)
+    cb = st.SCENARIOS["correlation_breakdown"]
+    up, down, vol_up, vol_down = cb.prepare(MARKET, 1)
+    moves = st.SCENARIOS["ftx_2022_11"].moves(MARKET, 1)
+    assets, vol_assets = ["BTC", "ETH", "SOL", "XRP"], ["BTC", "ETH"]
+    col = {a: MARKET.asset_index[a] for a in assets}
+    checked = 0
+    for (date, model), row in got.iterrows():
+        i = MARKET.loc_of(date)
+        margin = res.frame.set_index(["date", "portfolio", "model"])["margin"]
+        losses = {}
+        for name, book in books.items():
+            if (date, name, model) not in margin.index:
+                continue
+            b = book_arrays(Book(book.positions_at(date, MARKET)))
+            shocks = []  # (spot log moves of the book's assets, relative vol moves) per joint state
+            for signs in itertools.product([False, True], repeat=len(assets) + len(vol_assets)):
+                rise = dict(zip(assets, signs[:4], strict=True))
+                vrise = dict(zip(vol_assets, signs[4:], strict=True))
+                shocks.append(([up[i, col[a]] if rise[a] else down[i, col[a]] for a in b.assets],
+                               [np.expm1(vol_up[i, col[a]] if vrise[a] else vol_down[i, col[a]])
+                                if a in vrise else 0.0 for a in b.assets]))
+            for _, day in moves.iterrows():
+                shocks.append(([day[("price", a)] for a in b.assets],
+                               [np.nan_to_num(np.expm1(day[("vol", a)])) for a in b.assets]))
+            shocks += [([np.log(0.7)] * len(b.assets), [0.5] * len(b.assets)),
+                       ([np.log(1.5)] * len(b.assets), [0.0] * len(b.assets))]
+            spot = np.array([s for s, _ in shocks])
+            vol = np.array([v for _, v in shocks]) * MARKET.vol_array[i, [col[a] for a in b.assets]]
+            pnl = revalue_at(b, MARKET, i, spot, vol if b.has_options else None, horizon=1)
+            losses[name] = np.maximum(-pnl - margin[(date, name, model)], 0.0)
+        u = np.array(list(losses.values()))
+        cover1 = u.max()
+        cover2 = max((u[a] + u[b]).max() for a, b in itertools.combinations(range(len(u)), 2))
+        assert row["members"] == len(losses)
+        assert row["cover1"] == pytest.approx(cover1, rel=1e-9, abs=1e-6)
+        assert row["cover2"] == pytest.approx(cover2, rel=1e-9, abs=1e-6)
+        checked += 1
+    assert checked >= 10 and (got["cover2"] > got["cover1"]).any()
+
+
+def test_an_exactly_hedged_book_has_no_stress_loss_not_rounding_residue():
+    """Found by a reviewer: the $1m long BTC / $1m short ETH perpetual book has no exposure to a uniform price
+    shock (1m x - 1m x = 0), but its stress loss came out as +-1e-10 (a random sign) and its coverage ratio as
+    1e14-1e16. A loss within LOSS_TOLERANCE (1e-12) of the gross notional is zero: ratio inf, covered."""
+    book = {"ls": BOOKS["long BTC / short ETH perpetuals"]}
+    scenarios = ["down_30_vol_up_50", "up_30_vol_up_50", "down_50", "up_50", "correlation_breakdown"]
+    res = Backtest(MARKET, book, {"static": mm.make_model("static", rate=0.1)}, start="2022-06-01",
+                   end="2022-06-05").run()
+    f = st.stress_losses(res, MARKET, scenarios)
+    uniform = f[f["scenario"] != "correlation_breakdown"]
+    assert (uniform["stress_loss"] == 0.0).all()  # exactly: no exposure
+    assert np.isinf(uniform["coverage_ratio"]).all() and uniform["covered"].all()  # "no loss", not 1e16
+    # the correlation breakdown moves BTC and ETH apart: a real loss, untouched (> 10% of the $2m gross)
+    assert (f.loc[f["scenario"] == "correlation_breakdown", "stress_loss"] > 2e5).all()
+    cov = st.stress_coverage(f).xs("static", level="model")
+    assert np.isinf(cov.loc[("ls", "up_30_vol_up_50"), "min_ratio"])
+
+
+def test_scenario_descriptions_quote_the_bundled_closes():
+    """Found by a reviewer: ftx_2022_11 said BTC -24% (the intraday high-to-low) where the bundled closes give
+    -22.9% over 2022-11-08/09. Each quoted move is the close-to-close move of the raw files."""
+    import re
+
+    for name, asset, first, last in (("ftx_2022_11", "BTC", "2022-11-08", "2022-11-09"),
+                                     ("ftx_2022_11", "SOL", "2022-11-08", "2022-11-09"),
+                                     ("covid_2020_03", "BTC", "2020-03-12", "2020-03-12"),
+                                     ("celsius_2022_06", "BTC", "2022-06-13", "2022-06-13")):
+        bars = ds.load_prices(asset)["close"]  # the bar opened on D - 1 closes at D 00:00
+        day = pd.Timedelta(days=1)
+        move = bars[pd.Timestamp(last, tz="UTC")] / bars[pd.Timestamp(first, tz="UTC") - day] - 1
+        quoted = re.search(rf"{asset} (-[\d.]+)%", st.SCENARIOS[name].description).group(1)
+        decimals = len(quoted.split(".")[1]) if "." in quoted else 0
+        assert float(quoted) == round(100 * move, decimals), (name, asset, move)

@@ -242,3 +242,42 @@ def test_study_out_is_relative_to_the_working_directory_with_home_expanded():
     (accounts.file, an input, is relative to the study file and expanded already; found by a reviewer)."""
     assert parse_study(with_change("study", "out", "~/reports_x")).out == os.path.expanduser("~/reports_x")
     assert parse_study(with_change("study", "out", "reports_x")).out == "reports_x"
+
+
+def test_a_listed_portfolio_without_its_assets_is_refused_and_all_says_what_it_leaves_out(tmp_path):
+    """Found by a reviewer: a listed reference portfolio whose asset is not in market.assets was dropped
+    without a word by marginlab run and sweep. Listed by name it is refused (one line naming the file, the book
+    and the asset); with "all", the books left out are warned of and named in results.json, the report and the
+    sweep."""
+    from marginlab.validation.sweep import run_sweep
+
+    raw = with_change("market", "assets", ["BTC"])
+    raw["portfolios"]["reference"] = ["long BTC spot", "long BTC / short ETH perpetuals"]
+    with pytest.raises(ValueError, match=r"^study_btc.toml: portfolios.reference: portfolio 'long BTC / short ETH "
+                                         r"perpetuals' needs ETH, not in market.assets \['BTC'\]$"):
+        parse_study(raw, source="study_btc.toml")
+    raw["portfolios"]["reference"] = "all"
+    raw["market"].update(start="2023-06-01", end="2023-06-10")
+    raw["models"] = [{"name": "static", "params": {"rate": 0.1}}]
+    cfg = parse_study(raw, source="all.toml")
+    books, left_out = cfg.reference_books()
+    assert left_out == {"long BTC / short ETH perpetuals": ["ETH"],
+                        "equal-weight BTC-ETH-SOL-XRP basket": ["ETH", "SOL", "XRP"],
+                        "short ETH 25-delta strangle (30d, rolled at 7d)": ["ETH"],
+                        "short BTC / long ETH ATM straddles, each delta-hedged with its perpetual": ["ETH"]}
+    assert len(books) == 9 and not set(books) & set(left_out)
+    with pytest.warns(UserWarning, match=r"leaves out 4 reference portfolio\(s\).*'long BTC / short ETH perpetuals' "
+                                         r"\(needs ETH\)"):
+        res = run_study(cfg, out=tmp_path / "rep")
+    assert json.loads((tmp_path / "rep" / "results.json").read_text())["study"]["portfolios_left_out"] == left_out
+    assert "leaves out 4 reference portfolio(s)" in (tmp_path / "rep" / "report.html").read_text()
+    assert set(res.backtest.frame["portfolio"]) <= set(books)
+    with pytest.warns(UserWarning, match="leaves out 4"):
+        sweep = run_sweep(cfg, _grid(tmp_path), write=False)
+    assert "leaves out 4 reference portfolio(s)" in sweep.summary()
+
+
+def _grid(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text('[[models]]\nname = "static"\nparams = { rate = [0.1, 0.2] }\n')
+    return path

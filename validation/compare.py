@@ -3,10 +3,12 @@
 A validator re-running a study after a code or data change needs to know which margins moved,
 by how much, and whether any breach changed: ``marginlab diff BEFORE AFTER`` (two report folders
 or two ``backtest.csv`` files) or :func:`compare_backtests` on two frames. Rows are matched on
-``(date, portfolio, model)``; a value counts as moved when it is not bit for bit the same (NaN
-equals NaN). For each model: the rows in both runs and in one only, the rows whose margin moved,
-the median and largest relative move among them (|after − before| / |before|), and the breach
-flags that flipped.
+``(date, portfolio, model)`` and every other column is compared: a number counts as moved when it
+is not bit for bit the same (NaN equals NaN), a flag or text when it differs. For each model: the
+rows in both runs and in one only, the rows moved per column (``margin_moved``, ``notional_moved``,
+...), the median and largest relative move of the margin among them (|after − before| / |before|;
+inf for a margin that moves from 0), the breach flags that flipped (``breaches_flipped``) and the
+roll flags (``book_changed_flipped``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ __all__ = ["BacktestDiff", "backtest_file", "compare_backtests", "read_backtest"
 KEY = ["date", "portfolio", "model"]
 #: the columns a backtest table must have to be compared
 REQUIRED = [*KEY, "margin", "breach"]
-#: the numeric columns compared (those present in both runs)
-VALUES = ["margin", "var", "es", "pit", "pnl", "standalone_margin"]
+#: the value columns of a backtest table (all compared; any other non-key column is compared too)
+VALUES = ["margin", "pnl", "loss", "notional", "var", "es", "pit", "standalone_margin", "breach", "book_changed"]
 #: numeric columns of a backtest table (``BacktestResult.frame``) -> whether the writer leaves them empty (NaN):
 #: VaR, ES and PIT are NaN for rule-based models, the standalone margin before a model's warm-up ends
 NUMBERS = {"margin": False, "pnl": False, "loss": False, "notional": False, "var": True, "es": True, "pit": True,
@@ -145,17 +147,22 @@ class BacktestDiff:
 
     @property
     def identical(self) -> bool:
-        """True when both runs have the same keys and every compared value is bit for bit the same."""
+        """True when both runs have the same keys and every value of every column is bit for bit the same."""
         t = self.table
-        return bool((t[["only_before", "only_after", "breaches_flipped"]].to_numpy() == 0).all()
-                    and (t.filter(like="_moved").to_numpy() == 0).all())
+        return bool((t[["only_before", "only_after"]].to_numpy() == 0).all()
+                    and (t.filter(regex="_moved$|_flipped$").to_numpy() == 0).all())
 
     def summary(self) -> str:
         """A table per model, and one line saying whether the runs are identical."""
+        t = self.table
+        others = {c.rsplit("_", 1)[0]: int(t[c].sum()) for c in t.filter(regex="_moved$|_flipped$").columns
+                  if c not in ("margin_moved", "breaches_flipped") and t[c].sum()}
         head = ("identical: every row and value bit for bit the same" if self.identical else
-                f"{int(self.table['margin_moved'].sum()):,} margin(s) moved, "
-                f"{int(self.table['breaches_flipped'].sum()):,} breach flag(s) flipped, "
-                f"{int(self.table['only_before'].sum() + self.table['only_after'].sum()):,} row(s) in one run only")
+                f"{int(t['margin_moved'].sum()):,} margin(s) moved, "
+                f"{int(t['breaches_flipped'].sum()):,} breach flag(s) flipped, "
+                f"{int(t['only_before'].sum() + t['only_after'].sum()):,} row(s) in one run only"
+                + (f", other values changed: {', '.join(f'{c} {n:,}' for c, n in others.items())}" if others
+                   else ""))
         with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format",
                                "{:.3g}".format):
             return f"{head}\n\n{self.table.to_string()}"
@@ -166,8 +173,8 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame,
     """Compare two backtest frames (``BacktestResult.frame`` or :func:`read_backtest`) row by row.
 
     Returns a :class:`BacktestDiff`; ``moved`` holds the rows whose margin moved or whose breach flipped,
-    with both values and the relative move. A value column (:data:`VALUES`) in one frame only is a
-    ValueError naming the frame without it (``names``: how messages call the two, e.g. their files): its
+    with both values and the relative move. Every column but the key is compared; a column in one frame only
+    is a ValueError naming the frame without it (``names``: how messages call the two, e.g. their files): its
     values cannot be compared, and the runs would be called identical without them.
     """
     a = _typed(before, "first").set_index(KEY)
@@ -175,12 +182,12 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame,
     if a.index.has_duplicates or b.index.has_duplicates:
         raise ValueError("a backtest has duplicate (date, portfolio, model) rows")
     for lacks, has, mine, theirs in ((names[0], names[1], a, b), (names[1], names[0], b, a)):
-        one_only = [c for c in VALUES if c in theirs.columns and c not in mine.columns]
+        one_only = [c for c in theirs.columns if c not in mine.columns]
         if one_only:
             raise ValueError(f"{lacks}: no column {one_only[0]!r}, which {has} has; compare backtests with the same "
                              "value columns (standalone_margin: the same standalone_legs setting)")
     both = a.index.intersection(b.index)
-    columns = [c for c in VALUES if c in a.columns and c in b.columns]
+    columns = list(a.columns)  # the same in both (checked above)
     x, y = a.loc[both], b.loc[both]
     records = []
     moved_rows = []
@@ -192,12 +199,17 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame,
         rec = {"model": model, "rows_both": int(sel.sum()),
                "only_before": int(in_a.sum() - sel.sum()), "only_after": int(in_b.sum() - sel.sum())}
         for c in columns:
-            rec[f"{c}_moved"] = int((~_same(xa[c].to_numpy(float), yb[c].to_numpy(float))).sum())
+            if c == "breach":
+                continue  # breaches_flipped below
+            numeric = pd.api.types.is_numeric_dtype(xa[c]) and not pd.api.types.is_bool_dtype(xa[c])
+            differ = (~_same(xa[c].to_numpy(float), yb[c].to_numpy(float)) if numeric
+                      else xa[c].to_numpy() != yb[c].to_numpy())
+            rec[f"{c}_flipped" if c in FLAGS else f"{c}_moved"] = int(differ.sum())
         m0, m1 = xa["margin"].to_numpy(float), yb["margin"].to_numpy(float)
         moved = ~_same(m0, m1)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel = np.abs(m1 - m0) / np.abs(m0)
-        rel = rel[moved & np.isfinite(rel)]
+        rel = rel[moved & ~np.isnan(rel)]  # inf: a margin that moves from 0
         rec["margin_rel_median"] = float(np.median(rel)) if rel.size else 0.0
         rec["margin_rel_max"] = float(rel.max()) if rel.size else 0.0
         flipped = xa["breach"].to_numpy() != yb["breach"].to_numpy()

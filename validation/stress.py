@@ -36,10 +36,13 @@ Cover-1 and Cover-2 amounts, treating books as clearing members;
 :func:`reverse_stress` the smallest uniform adverse price move that exhausts the
 margin.
 
-Sources: EMIR (Regulation (EU) No 648/2012) Art. 43 and RTS 153/2013 Arts.
-29-31 (default fund sized for the default of the member with the largest
-exposure, or of the second and third largest, in extreme but plausible
-conditions; historical and hypothetical scenarios); CPMI-IOSCO Principles for
+Sources: EMIR (Regulation (EU) No 648/2012) Art. 43(2) (the default fund and
+the other financial resources withstand the default of the two members to which
+the CCP has the largest exposures in extreme but plausible market conditions:
+Cover-2, what :func:`cover_n` computes; Art. 42(3), the default fund alone for
+the largest member or the second and third largest together, is not computed)
+and RTS 153/2013 Arts. 29-31 (extreme but plausible conditions; historical and
+hypothetical scenarios); CPMI-IOSCO Principles for
 Financial Market Infrastructures (2012), Principle 4 (credit risk: Cover 1 /
 Cover 2, key consideration 4; stress testing and reverse stress testing,
 explanatory notes 3.4.21-3.4.24) and Principle 6 (margin); CPMI-IOSCO
@@ -60,10 +63,39 @@ from marginlab.datasets.conventions import utc
 from marginlab.models.portfolios import Portfolio
 from marginlab.models.revaluation import Book, BookArrays, book_arrays, revalue_at
 
-__all__ = ["Scenario", "HistoricalEpisode", "PriceShock", "CorrelationBreakdown", "SCENARIOS", "stress_losses",
-           "stress_coverage", "not_applicable", "cover_n", "reverse_stress", "vol_price_beta"]
+__all__ = ["Scenario", "Members", "HistoricalEpisode", "PriceShock", "CorrelationBreakdown", "SCENARIOS",
+           "stress_losses", "state_losses", "LOSS_TOLERANCE", "stress_coverage", "not_applicable", "cover_n",
+           "reverse_stress", "vol_price_beta"]
 
 _DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Members:
+    """The assets the members (books) of a stress run hold, in market order: the dimensions of a joint state.
+
+    ``price_assets``: every asset of a member; ``vol_assets``: every asset whose implied vol a member needs.
+    """
+
+    price_assets: tuple[str, ...]
+    vol_assets: tuple[str, ...]
+
+    @classmethod
+    def of(cls, books: Mapping[str, Portfolio], market: MarketData) -> Members:
+        """The members' assets and implied-vol assets, in the market's order."""
+        held = {a for b in books.values() for a in b.assets}
+        vol = {a for b in books.values() for a in b.implied_vol_assets}
+        return cls(tuple(a for a in market.assets if a in held), tuple(a for a in market.assets if a in vol))
+
+
+#: A stress loss (or gain) at most this fraction of the book's gross notional (sum of |quantity| x price of the
+#: underlying) is zero: the rounding residue of an exactly hedged book (a $1m long BTC / $1m short ETH perpetual
+#: book under a uniform shock gives +-1e-10, i.e. 5e-17 of its notional, where it has no exposure), which would
+#: give coverage ratios of 1e16 and a random sign; 1e-12 is a millionth of a dollar per $1m.
+LOSS_TOLERANCE = 1e-12
+
+#: The most asset and implied-vol dimensions of a correlation breakdown's joint states (2^16 states)
+_MAX_DIRECTIONS = 16
 
 
 @dataclass(frozen=True)
@@ -85,6 +117,21 @@ class Scenario:
     def why_not_applicable(self, market: MarketData, assets: Sequence[str], horizon: int = 1) -> str:
         """Why the scenario gives no stress loss to a book holding ``assets`` (a short clause)."""
         return "the scenario does not apply to the book"
+
+    def states(self, market: MarketData, horizon: int, members: Members) -> list[str]:
+        """Labels of the scenario's joint market states, the same for every member (one per shock by default).
+
+        A joint state moves every asset (and implied vol) of every member the same way at once: the states over
+        which Cover-1/Cover-2 add members' losses (:func:`cover_n`). ``members`` names the members' assets.
+        """
+        return [""]
+
+    def state_rows(self, book: BookArrays, members: Members) -> np.ndarray | None:
+        """The row of the book's :meth:`shocks` that is each joint state of :meth:`states` (None: row k is state k).
+
+        Needed when a scenario's shocks depend on the book's own assets (:class:`CorrelationBreakdown`).
+        """
+        return None
 
     def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
         r"""``(spot, vol)``: log price moves and relative implied-vol moves, each of shape (k, n_assets), or None.
@@ -145,6 +192,10 @@ class HistoricalEpisode(Scenario):
         if not missing:
             return f"the episode, {period}, does not apply to the book"
         return f"{', '.join(missing)} had no prices in the episode, {period}"
+
+    def states(self, market: MarketData, horizon: int, members: Members) -> list[str]:
+        """One joint state per day D of the episode (``YYYY-MM-DD``): every asset's move of that day."""
+        return [f"{d:%Y-%m-%d}" for d in self.moves(market, horizon).index]
 
     def prepare(self, market: MarketData, horizon: int):
         """The episode's (price, vol) log moves, arrays of shape (n_days, n_market_assets)."""
@@ -233,6 +284,47 @@ class CorrelationBreakdown(Scenario):
             out.append(np.minimum(np.nan_to_num(window.min().to_numpy(), nan=0.0), 0.0))
         return tuple(out)
 
+    @staticmethod
+    def _directions(members: Members) -> np.ndarray:
+        """Every combination of up (True) / down of the members' prices, then implied vols.
+
+        The first dimension is the most significant bit (the order of :meth:`shocks`); too many are refused.
+        """
+        dims = len(members.price_assets) + len(members.vol_assets)
+        if dims > _MAX_DIRECTIONS:
+            raise ValueError(f"correlation_breakdown: the members hold {len(members.price_assets)} assets and "
+                             f"{len(members.vol_assets)} implied vols, 2^{dims} joint directions (at most "
+                             f"2^{_MAX_DIRECTIONS}); stress fewer assets at once")
+        return ((np.arange(2**dims)[:, None] >> np.arange(dims)[::-1]) & 1).astype(bool)
+
+    def states(self, market: MarketData, horizon: int, members: Members) -> list[str]:
+        """Every combination of directions of the members' assets and implied vols.
+
+        Labelled e.g. ``BTC down, ETH up; vol BTC up``: in a state every member's legs on an asset move by that
+        asset's largest rise, or all by its largest fall.
+        """
+        rise = self._directions(members)
+        n = len(members.price_assets)
+        word = np.array(["down", "up"])
+        out = []
+        for row in rise:
+            price = ", ".join(f"{a} {w}" for a, w in zip(members.price_assets, word[row[:n].astype(int)],
+                                                          strict=True))
+            vol = ", ".join(f"{a} {w}" for a, w in zip(members.vol_assets, word[row[n:].astype(int)], strict=True))
+            out.append(price + (f"; vol {vol}" if vol else ""))
+        return out
+
+    def state_rows(self, book: BookArrays, members: Members) -> np.ndarray:
+        """The book's combination (row of :meth:`shocks`) in each joint state: its own assets' directions."""
+        rise = self._directions(members)
+        n = len(members.price_assets)
+        cols = [members.price_assets.index(a) for a in book.assets]
+        if book.has_options:
+            cols += [n + members.vol_assets.index(book.assets[k]) for k in sorted(set(book.asset_idx[
+                book.is_option].tolist()))]
+        own = rise[:, cols].astype(np.int64)
+        return own @ (1 << np.arange(len(cols))[::-1]).astype(np.int64)
+
     def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
         """Every combination of each asset's (and, for option books, implied vol's) largest rise or fall."""
         up, down, vol_up, vol_down = prepared if prepared is not None else self.prepare(market, horizon)
@@ -263,8 +355,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                       dt.date(2022, 5, 5), dt.date(2022, 5, 13)),
     HistoricalEpisode("celsius_2022_06", "Celsius freeze and 3AC (2022-06-13: BTC -16%)", _SOURCE_DATA,
                       dt.date(2022, 6, 10), dt.date(2022, 6, 18)),
-    HistoricalEpisode("ftx_2022_11", "FTX collapse (2022-11-08/09: BTC -24%, SOL -53% in two days)", _SOURCE_DATA,
-                      dt.date(2022, 11, 6), dt.date(2022, 11, 14)),
+    HistoricalEpisode("ftx_2022_11", "FTX collapse (2022-11-08/09: BTC -22.9%, SOL -52.5% close to close in two "
+                      "days)", _SOURCE_DATA, dt.date(2022, 11, 6), dt.date(2022, 11, 14)),
     PriceShock("down_30_vol_up_50", "every price -30%, implied vols x1.5",
                "hypothetical; EMIR RTS 153/2013 Art. 30 (extreme but plausible); BTC's largest daily fall in "
                "the bundled data is -39% (2020-03-12)", -0.30, 1.5),
@@ -346,42 +438,153 @@ def _scenarios(scenarios) -> dict[str, Scenario]:
 class _Layout:
     """The scenarios' shocks for one book layout (assets, option assets), stacked for one revaluation per row.
 
-    Static scenarios' shocks are built once; dynamic ones (:class:`CorrelationBreakdown`) at each row.
+    Static scenarios' shocks are built once; dynamic ones (:class:`CorrelationBreakdown`) at each row. The
+    losses come out per joint market state of the members (:meth:`Scenario.state_rows`).
     """
 
     def __init__(self, market: MarketData, book: BookArrays, horizon: int, scenarios: dict[str, Scenario],
-                 prepared: dict[str, object]):
+                 prepared: dict[str, object], members: Members):
         self.scenarios, self.prepared, self.horizon = scenarios, prepared, horizon
         self.cols = [market.asset_index[a] for a in book.assets]
         self.static = {name: s.shocks(market, book, -1, horizon, prepared[name])
                        for name, s in scenarios.items() if s.static}
+        self.rows = {name: s.state_rows(book, members) for name, s in scenarios.items()}
 
-    def losses(self, market: MarketData, book: BookArrays, i: int, where: str) -> np.ndarray:
-        """The stress loss of each scenario at row i (NaN where a scenario does not apply)."""
-        spots, vols, sizes = [], [], []
+    def losses(self, market: MarketData, book: BookArrays, i: int, where: str,
+               sizes: Sequence[int]) -> np.ndarray:
+        """The book's loss in each joint state of each scenario at row i, scenario after scenario.
+
+        ``sizes`` states per scenario; NaN where a scenario does not apply.
+        """
+        spots, vols, counts = [], [], []
         for name, s in self.scenarios.items():
             shock = self.static[name] if s.static else s.shocks(market, book, i, self.horizon, self.prepared[name])
             if shock is None:
-                sizes.append(0)
+                counts.append(0)
                 continue
             spots.append(shock[0])
             if book.has_options:
                 vols.append(shock[1])
-            sizes.append(shock[0].shape[0])
-        out = np.full(len(sizes), np.nan)
+            counts.append(shock[0].shape[0])
+        out = np.full(int(np.sum(sizes)), np.nan)
         if not spots:
             return out
         vol = np.vstack(vols) * market.vol_array[i, self.cols] if book.has_options else None
-        pnl = revalue_at(book, market, i, np.vstack(spots), vol, horizon=self.horizon, where=where)
-        sizes = np.asarray(sizes)
-        used = sizes > 0
-        starts = np.concatenate([[0], np.cumsum(sizes[used])[:-1]])
-        out[used] = -np.minimum.reduceat(pnl, starts)
+        loss = -revalue_at(book, market, i, np.vstack(spots), vol, horizon=self.horizon, where=where)
+        # a loss within LOSS_TOLERANCE of the gross notional is rounding residue (an exactly hedged book): none
+        gross = float(np.abs(book.quantity) @ market.price_array[i, self.cols][book.asset_idx])
+        loss = np.where(np.abs(loss) <= LOSS_TOLERANCE * gross, 0.0, loss)
+        first, at = 0, 0
+        for name, count, size in zip(self.scenarios, counts, sizes, strict=True):
+            if count:
+                rows = self.rows[name]
+                out[at:at + size] = loss[first:first + count] if rows is None else loss[first + rows]
+                first += count
+            at += size
         return out
 
 
+def _stress_rows(result, books: dict[str, Portfolio], market: MarketData, dates, every: int):
+    """Each book's stress rows: the run's calendar (:func:`_calendar`) on the book's margin dates (or data rows)."""
+    book_rows = {}
+    for name, portfolio in books.items():
+        market.require_assets(portfolio.assets, f"portfolio {name!r}")
+        if result is not None:
+            rows = market.index.get_indexer(pd.DatetimeIndex(result.frame.loc[result.frame["portfolio"] == name,
+                                                                              "date"].unique()))
+        else:
+            rows = _book_rows(portfolio, market)
+        book_rows[name] = np.sort(rows[rows >= 0])
+    calendar = _calendar(book_rows.values(), market, dates, every)
+    return {name: rows[np.isin(rows, calendar)] for name, rows in book_rows.items()}
+
+
+def _run(result_or_books, market: MarketData, scenarios, dates, every: int, horizon: int | None, where: str,
+         joint: bool):
+    """The stress losses of each book and stress date: per joint state (``joint``) or the worst per scenario.
+
+    Returns ``(result, frame)``: the backtest result (or None) and the tidy frame without margins.
+    """
+    from .engine import BacktestResult
+
+    _check_every(every, where)
+    result = result_or_books if isinstance(result_or_books, BacktestResult) else None
+    books = _book_map(result.portfolios if result is not None else result_or_books)
+    if result is not None and not books:
+        raise ValueError(f"{where}: the backtest result carries no portfolios; pass the books instead")
+    scen = _scenarios(scenarios)
+    h = int(horizon if horizon is not None else (result.mpor_days if result is not None else 1))
+    prepared = {name: s.prepare(market, h) for name, s in scen.items()}
+    stress_rows = _stress_rows(result, books, market, dates, every)
+    members = Members.of(books, market)
+    # a scenario without a state (an episode outside the market data) keeps one, without a loss (NaN)
+    labels = [s.states(market, h, members) or [""] for s in scen.values()]
+    sizes = [len(x) for x in labels]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    n_states = int(np.sum(sizes))
+    names = list(scen)
+    kinds = [s.kind for s in scen.values()]
+    pieces = []
+    for name, portfolio in books.items():
+        rows = stress_rows[name]
+        losses = np.full((rows.size, n_states), np.nan)
+        previous, book, layouts = None, None, {}
+        for k, i in enumerate(rows):
+            t = market.index[i]
+            positions = portfolio.positions_at(t, market)
+            if previous is None or tuple(positions) != previous:
+                previous, book = tuple(positions), Book(positions)
+            if not len(book):
+                losses[k] = 0.0
+                continue
+            arrays = book_arrays(book)
+            key = (tuple(arrays.assets), tuple(arrays.asset_idx[arrays.is_option].tolist()))
+            if key not in layouts:
+                layouts[key] = _Layout(market, arrays, h, scen, prepared, members)
+            losses[k] = layouts[key].losses(market, arrays, i, f"portfolio {name!r}", sizes)
+        if joint:
+            per_row = np.repeat(np.arange(len(scen)), sizes)
+            pieces.append(pd.DataFrame({
+                "date": np.repeat(market.index[rows], n_states), "portfolio": name,
+                "scenario": np.tile(np.asarray(names, dtype=object)[per_row], rows.size),
+                "kind": np.tile(np.asarray(kinds, dtype=object)[per_row], rows.size),
+                "state": np.tile(np.asarray([x for group in labels for x in group], dtype=object), rows.size),
+                "stress_loss": losses.ravel()}))
+        else:  # the worst state of each scenario (NaN propagates: a scenario applies to all its states or none)
+            worst = np.column_stack([losses[:, a:a + n].max(axis=1) for a, n in zip(starts, sizes, strict=True)])
+            pieces.append(pd.DataFrame({
+                "date": np.repeat(market.index[rows], len(scen)), "portfolio": name,
+                "scenario": np.tile(names, rows.size), "kind": np.tile(kinds, rows.size),
+                "stress_loss": worst.ravel()}))
+    cols = ["date", "portfolio", "scenario", "kind", *(["state"] if joint else []), "stress_loss"]
+    return result, (pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=cols))
+
+
+def state_losses(result_or_books, market: MarketData, scenarios=None, dates=None, every: int = 1,
+                 horizon: int | None = None) -> pd.DataFrame:
+    """Each book's loss in every joint market state of each scenario, per stress date: what :func:`cover_n` adds.
+
+    A **joint state** moves every asset and implied vol the same way for every book at once
+    (:meth:`Scenario.states`): a price shock is one state, a historical episode one state per day D of the
+    episode (every asset's move of that day), the correlation breakdown one state per combination of directions
+    (largest rise or fall) of every asset and implied vol the books hold. A book's stress loss
+    (:func:`stress_losses`) is its largest loss over the scenario's states.
+
+    Parameters are those of :func:`stress_losses` (the same books, dates and calendar).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``date, portfolio, scenario, kind, state`` (the state's label: ``YYYY-MM-DD`` for an episode's
+        day, e.g. ``BTC down, ETH up; vol BTC up`` for the correlation breakdown, empty for a price shock) and
+        ``stress_loss`` (quote currency; NaN where the scenario does not apply to the book). No margins: join
+        them from :func:`stress_losses` (as :func:`cover_n` does).
+    """
+    return _run(result_or_books, market, scenarios, dates, every, horizon, "state_losses", joint=True)[1]
+
+
 def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=None, every: int = 1,
-                  horizon: int | None = None) -> pd.DataFrame:
+                  horizon: int | None = None, states: pd.DataFrame | None = None) -> pd.DataFrame:
     """Stress loss of each book, date and scenario (and, given a backtest result, model), as a tidy frame.
 
     Parameters
@@ -401,59 +604,26 @@ def stress_losses(result_or_books, market: MarketData, scenarios=None, dates=Non
         (members) on one date; each book is tested on the calendar dates it holds.
     horizon : int, optional
         MPOR in observations (default: the result's, else 1).
+    states : DataFrame, optional
+        :func:`state_losses` of the same books, scenarios and dates: the stress loss is the largest of each
+        scenario's states (the same numbers; nothing is revalued again). Computed here when not given.
 
     Returns
     -------
     DataFrame
-        Columns ``date, portfolio, scenario, kind, stress_loss`` (quote currency; NaN where the scenario does
-        not apply to the book); with a result also ``model, margin, coverage_ratio`` (margin / stress loss,
-        inf when the scenario makes no loss) and ``covered`` (stress loss <= margin).
+        Columns ``date, portfolio, scenario, kind, stress_loss`` (quote currency, the largest loss of the
+        scenario's shocks; NaN where the scenario does not apply to the book); with a result also ``model,
+        margin, coverage_ratio`` (margin / stress loss, inf when the scenario makes no loss: a loss within
+        :data:`LOSS_TOLERANCE` of the book's gross notional is none) and ``covered`` (stress loss <= margin).
     """
-    from .engine import BacktestResult
+    if states is None:
+        result, out = _run(result_or_books, market, scenarios, dates, every, horizon, "stress_losses", joint=False)
+    else:
+        from .engine import BacktestResult
 
-    _check_every(every, "stress_losses")
-    result = result_or_books if isinstance(result_or_books, BacktestResult) else None
-    books = _book_map(result.portfolios if result is not None else result_or_books)
-    if result is not None and not books:
-        raise ValueError("stress_losses: the backtest result carries no portfolios; pass the books instead")
-    scen = _scenarios(scenarios)
-    h = int(horizon if horizon is not None else (result.mpor_days if result is not None else 1))
-    prepared = {name: s.prepare(market, h) for name, s in scen.items()}
-    book_rows = {}
-    for name, portfolio in books.items():
-        market.require_assets(portfolio.assets, f"portfolio {name!r}")
-        if result is not None:
-            rows = market.index.get_indexer(pd.DatetimeIndex(result.frame.loc[result.frame["portfolio"] == name,
-                                                                              "date"].unique()))
-        else:
-            rows = _book_rows(portfolio, market)
-        book_rows[name] = np.sort(rows[rows >= 0])
-    calendar = _calendar(book_rows.values(), market, dates, every)
-    pieces = []
-    for name, portfolio in books.items():
-        rows = book_rows[name]
-        rows = rows[np.isin(rows, calendar)]
-        losses = np.full((rows.size, len(scen)), np.nan)
-        previous, book, layouts = None, None, {}
-        for k, i in enumerate(rows):
-            t = market.index[i]
-            positions = portfolio.positions_at(t, market)
-            if previous is None or tuple(positions) != previous:
-                previous, book = tuple(positions), Book(positions)
-            if not len(book):
-                losses[k] = 0.0
-                continue
-            arrays = book_arrays(book)
-            key = (tuple(arrays.assets), tuple(arrays.asset_idx[arrays.is_option].tolist()))
-            if key not in layouts:
-                layouts[key] = _Layout(market, arrays, h, scen, prepared)
-            losses[k] = layouts[key].losses(market, arrays, i, where=f"portfolio {name!r}")
-        pieces.append(pd.DataFrame({
-            "date": np.repeat(market.index[rows], len(scen)), "portfolio": name,
-            "scenario": np.tile(list(scen), rows.size),
-            "kind": np.tile([s.kind for s in scen.values()], rows.size), "stress_loss": losses.ravel()}))
-    out = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
-        columns=["date", "portfolio", "scenario", "kind", "stress_loss"])
+        result = result_or_books if isinstance(result_or_books, BacktestResult) else None
+        keys = ["date", "portfolio", "scenario", "kind"]
+        out = states.groupby(keys, sort=False, dropna=False)["stress_loss"].max().reset_index()
     if result is None:
         return out
     margins = result.frame[["date", "portfolio", "model", "margin"]]
@@ -524,52 +694,103 @@ def not_applicable(frame: pd.DataFrame, books, market: MarketData, scenarios=Non
     return counts.assign(reason=reasons).reset_index(drop=True)[cols]
 
 
-def cover_n(frame: pd.DataFrame, members: Sequence[str] | None = None) -> pd.DataFrame:
-    r"""Cover-1 and Cover-2 per date and model, treating books as clearing members (EMIR Art. 43, PFMI 4).
+def cover_n(frame: pd.DataFrame, members: Sequence[str] | None = None,
+            states: pd.DataFrame | None = None) -> pd.DataFrame:
+    r"""Cover-1 and Cover-2 per date and model, treating books as clearing members (EMIR Art. 43(2), PFMI 4).
 
-    For each scenario s and member b, the uncovered stress loss is :math:`U_{b,s} = \max(L_{b,s} - M_b, 0)`;
-    Cover-1 is :math:`\max_s \max_b U_{b,s}` (the default of the member with the largest exposure) and
-    Cover-2 :math:`\max_s` of the sum of the two largest :math:`U_{b,s}` (the two largest together), the
-    amounts a default fund sized on these scenarios must hold beyond the defaulters' margins. Historical
-    episodes count each book's worst day of the episode (conservative).
+    The members' losses are added within one joint market state (:func:`state_losses`): every asset and
+    implied vol moves the same way for every member at once (a price shock; one day of a historical episode;
+    one combination of directions of the correlation breakdown), since the default fund must cover the
+    defaults "in extreme but plausible market conditions", the same conditions for all (CPMI-IOSCO PFMI
+    Principle 4, key consideration 4 and explanatory note 3.4.19; EMIR Art. 43(2)). For each joint state s
+    and member b the uncovered loss is :math:`U_{b,s} = \max(L_{b,s} - M_b, 0)`; Cover-1 is
+    :math:`\max_s \max_b U_{b,s}` (the default of the member with the largest exposure) and Cover-2
+    :math:`\max_s` of the sum of the two largest :math:`U_{b,s}` (the two largest together): the amounts a
+    default fund sized on these scenarios must hold beyond the defaulters' margins. Each member's own worst
+    state (its stress loss in :func:`stress_losses`) is not added: a long and a short member cannot both take
+    their worst move of one asset at once.
 
-    Returns a frame indexed by ``(date, model)`` with ``members`` (books with a margin and a stress loss),
-    ``cover1``, ``cover1_member``, ``cover1_scenario``, ``cover2``, ``cover2_members``, ``cover2_scenario``.
+    Parameters
+    ----------
+    frame : DataFrame
+        :func:`stress_losses` of a backtest result: each member's margin per date and model (members: books
+        with a margin and a stress loss that date).
+    members : sequence of str, optional
+        The books taken as members (default: every book of ``frame``).
+    states : DataFrame, optional
+        :func:`state_losses` of the same run, scenarios and dates. Needed unless ``frame`` itself has a
+        ``state`` column (one row per book, model, scenario and state, with the margin).
+
+    Returns
+    -------
+    DataFrame
+        Indexed by ``(date, model)``: ``members``, ``cover1``, ``cover1_member``, ``cover1_scenario``,
+        ``cover1_state``, ``cover2``, ``cover2_members``, ``cover2_scenario`` and ``cover2_state`` (the joint
+        state of the scenario that gives the amount: see :func:`state_losses`; empty when nothing is uncovered).
+        Ties go to the first scenario and state of the run's order, and to the first member.
     """
+    cols = ["date", "model", "members", "cover1", "cover1_member", "cover1_scenario", "cover1_state", "cover2",
+            "cover2_members", "cover2_scenario", "cover2_state"]
     if "model" not in frame.columns:
         raise ValueError("cover_n needs stress_losses of a backtest result (with margins)")
+    if states is None:
+        if "state" not in frame.columns:
+            raise ValueError("cover_n adds members' losses within one joint market state: pass "
+                             "states=state_losses(result, market, ...) of the same run, scenarios and dates")
+        states = frame
     f = frame.dropna(subset=["stress_loss"])
+    s = states.dropna(subset=["stress_loss"]).drop_duplicates(["date", "portfolio", "scenario", "state"])
     if members is not None:
-        f = f[f["portfolio"].isin(list(members))]
-    f = f.assign(uncovered=np.maximum(f["stress_loss"] - f["margin"], 0.0))
-    cols = ["date", "model", "members", "cover1", "cover1_member", "cover1_scenario", "cover2", "cover2_members",
-            "cover2_scenario"]
-    if f.empty:
+        f, s = f[f["portfolio"].isin(list(members))], s[s["portfolio"].isin(list(members))]
+    margins = f.drop_duplicates(["date", "portfolio", "model"])
+    if margins.empty or s.empty:
         return pd.DataFrame(columns=cols).set_index(["date", "model"])
-    members_n = f.groupby(["date", "model"], sort=True)["portfolio"].nunique()
-    ranked = f.sort_values(["date", "model", "scenario", "uncovered"], ascending=[True, True, True, False],
-                           kind="stable")
-    keys = ["date", "model", "scenario"]
-    first = ranked.groupby(keys, sort=False).nth(0).set_index(keys)
-    second = ranked.groupby(keys, sort=False).nth(1).set_index(keys)
-    per = pd.DataFrame({"top1": first["uncovered"], "name1": first["portfolio"]})
-    per["top2"] = second["uncovered"].reindex(per.index).fillna(0.0)
-    per["name2"] = second["portfolio"].reindex(per.index).fillna("")
-    per["pair"] = per["top1"] + per["top2"]
-    per = per.reset_index()
-    by = per.groupby(["date", "model"], sort=True)
-    c1 = per.loc[by["top1"].idxmax()].set_index(["date", "model"])
-    c2 = per.loc[by["pair"].idxmax()].set_index(["date", "model"])
-    out = pd.DataFrame({"members": members_n})
-    out["cover1"] = c1["top1"]
-    out["cover1_member"] = np.where(c1["top1"] > 0, c1["name1"], "")
-    out["cover1_scenario"] = np.where(c1["top1"] > 0, c1["scenario"], "")
-    out["cover2"] = c2["pair"]
-    names = [" + ".join(n for n, x in ((a, u), (b, v)) if x > 0)
-             for a, u, b, v in zip(c2["name1"], c2["top1"], c2["name2"], c2["top2"], strict=True)]
-    out["cover2_members"] = names
-    out["cover2_scenario"] = np.where(c2["pair"] > 0, c2["scenario"], "")
-    return out[cols[2:]]
+    key = pd.MultiIndex.from_arrays([s["scenario"], s["state"]])
+    codes, keys = pd.factorize(key)  # in the run's order of scenarios and states
+    scen_names = keys.get_level_values(0).to_numpy(object)
+    state_names = keys.get_level_values(1).to_numpy(object)
+    s_dates, s_books, s_loss = s["date"].to_numpy(), s["portfolio"].to_numpy(object), s["stress_loss"].to_numpy(float)
+    by_date = pd.Series(np.arange(len(s))).groupby(s_dates, sort=True).indices
+    m_by_date = pd.Series(np.arange(len(margins))).groupby(margins["date"].to_numpy(), sort=True).indices
+    m_books, m_models = margins["portfolio"].to_numpy(object), margins["model"].to_numpy(object)
+    m_value = margins["margin"].to_numpy(float)
+    records = []
+    for date, at in by_date.items():
+        if date not in m_by_date:
+            continue
+        book_code, books = pd.factorize(s_books[at])  # members in the frame's order (ties go to the first)
+        loss = np.full((books.size, len(keys)), np.nan)
+        loss[book_code, codes[at]] = s_loss[at]
+        where = {b: k for k, b in enumerate(books)}
+        mat = m_by_date[date]
+        models = pd.unique(m_models[mat])
+        margin = np.full((models.size, books.size), np.nan)
+        row_of = {m: k for k, m in enumerate(models)}
+        for j in mat:
+            if m_books[j] in where:
+                margin[row_of[m_models[j]], where[m_books[j]]] = m_value[j]
+        present = np.isfinite(margin) & np.isfinite(loss).any(axis=1)[None, :]
+        with np.errstate(invalid="ignore"):
+            uncovered = np.where(present[:, :, None] & np.isfinite(loss)[None],
+                                 np.maximum(loss[None] - margin[:, :, None], 0.0), 0.0)
+        rank = np.argsort(-uncovered, axis=1, kind="stable")  # per model and state: members by uncovered loss
+        first, second = rank[:, 0], (rank[:, 1] if books.size > 1 else None)
+        top1 = np.take_along_axis(uncovered, first[:, None], axis=1)[:, 0]
+        top2 = (np.take_along_axis(uncovered, second[:, None], axis=1)[:, 0] if second is not None
+                else np.zeros_like(top1))
+        pair = top1 + top2
+        for k, model in enumerate(models):
+            n = int(present[k].sum())
+            if not n:
+                continue
+            c1, c2 = int(np.argmax(top1[k])), int(np.argmax(pair[k]))
+            names = [books[b[k, c2]] for b, u in ((first, top1), (second, top2)) if b is not None and u[k, c2] > 0]
+            records.append((date, model, n, top1[k, c1], books[first[k, c1]] if top1[k, c1] > 0 else "",
+                            scen_names[c1] if top1[k, c1] > 0 else "", state_names[c1] if top1[k, c1] > 0 else "",
+                            pair[k, c2], " + ".join(names), scen_names[c2] if pair[k, c2] > 0 else "",
+                            state_names[c2] if pair[k, c2] > 0 else ""))
+    out = pd.DataFrame.from_records(records, columns=cols)
+    return out.sort_values(["date", "model"], kind="stable").set_index(["date", "model"])
 
 
 # ----------------------------------------------------------------------------------------------------------------

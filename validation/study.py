@@ -58,6 +58,7 @@ import math
 import os
 import re
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,40 @@ class StudyConfig:
                     "reverse_every": self.reverse_every},
                 "accounts": None if self.accounts_file is None else {"file": self.accounts_file,
                                                                      "carry_forward": self.carry_forward},
-                "description": self.description, "standalone_legs": self.standalone_legs, "source": self.source}
+                "description": self.description, "standalone_legs": self.standalone_legs, "source": self.source,
+                "portfolios_left_out": self.reference_books()[1] if self.portfolios else {}}
+
+    def reference_books(self) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The reference portfolios the study replays, and those left out with the assets they miss.
+
+        A book needs every asset it holds in ``market.assets``. Listed by name (``portfolios.reference =
+        [...]``), a book that cannot be built is refused: ValueError naming the study file, the book and the
+        missing assets. With ``"all"`` such books are left out: returned as name -> missing assets, and
+        ``marginlab run``/``sweep`` warn of them, ``results.json``/``sweep.json`` (``study.portfolios_left_out``),
+        the report's header and the sweep's summary name them.
+        """
+        library = reference_portfolios(self.notional)
+        names = list(library) if self.portfolios == "all" else list(self.portfolios)
+        books, left_out = {}, {}
+        for name in names:
+            missing = [a for a in library[name].assets if a not in self.assets]
+            if missing and self.portfolios != "all":
+                raise ValueError(f"{self.source}: portfolios.reference: portfolio {name!r} needs "
+                                 f"{', '.join(missing)}, not in market.assets {list(self.assets)}")
+            if missing:
+                left_out[name] = missing
+            else:
+                books[name] = library[name]
+        return books, left_out
+
+    def left_out_text(self) -> str:
+        """One line naming the reference portfolios left out (``"all"`` on a market without their assets)."""
+        left_out = self.reference_books()[1]
+        if not left_out:
+            return ""
+        named = "; ".join(f"{n!r} (needs {', '.join(m)})" for n, m in left_out.items())
+        return (f"{self.source}: portfolios.reference = 'all' leaves out {len(left_out)} reference portfolio(s) "
+                f"whose assets are not all in market.assets {list(self.assets)}: {named}")
 
     def build_models(self) -> dict[str, MarginModel]:
         """The study's models by label, overlays applied."""
@@ -304,7 +338,7 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
     for key in ("workers", "books_per_task"):
         _require(execution.get(key, 1) >= 1, source, f"execution.{key} must be an integer >= 1, got "
                  f"{execution.get(key)!r}")
-    return StudyConfig(name=study.get("name", "study"), seed=seed, mpor_days=mpor, tail_prob=float(p),
+    config = StudyConfig(name=study.get("name", "study"), seed=seed, mpor_days=mpor, tail_prob=float(p),
                        assets=tuple(assets), freq=freq, start=_iso(start), end=_iso(end),
                        portfolios=names, notional=float(notional), models=tuple(models),
                        out=os.path.expanduser(study.get("out", "reports_out")),  # like --out: the working directory
@@ -316,6 +350,8 @@ def parse_study(raw: dict[str, Any], source: str = "<dict>") -> StudyConfig:
                        accounts_file=accounts_file, carry_forward=accounts.get("carry_forward", True),
                        executor=executor, workers=execution.get("workers"), scheduler=execution.get("scheduler"),
                        books_per_task=execution.get("books_per_task"))
+    config.reference_books()  # a listed portfolio whose assets are not all in market.assets is refused here
+    return config
 
 
 def _relative(file: str, source: str) -> str:
@@ -521,10 +557,9 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
     # history before the first one (no warm-up spent inside the requested range)
     progress.stage(f"loading market data ({', '.join(config.assets)}, {config.freq})")
     market = load_market(list(config.assets), freq=config.freq, with_option_chains=config.smile)
-    library = reference_portfolios(config.notional)
-    names = list(library) if config.portfolios == "all" else list(config.portfolios)
-    books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
-    skipped = [n for n in names if n not in books]
+    books, left_out = config.reference_books()
+    if left_out:
+        warnings.warn(config.left_out_text(), stacklevel=2)
     accounts: dict = {}
     if config.accounts_file is not None:
         table = read_positions(config.accounts_file, carry_forward=config.carry_forward, market=market)
@@ -558,7 +593,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
             per_task = max(1, math.ceil(len(books) / runner.workers))
         result = backtest.run(executor=runner, books_per_task=per_task, split_models=split_models)
         sr = _analyse(config, result, market, [n for n in books if n not in accounts], progress)
-        sr.files["skipped_portfolios"] = ", ".join(skipped)
+        sr.files["skipped_portfolios"] = ", ".join(left_out)
         sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
         sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
         if write:
@@ -589,11 +624,12 @@ def _analyse(config: StudyConfig, result: BacktestResult, market, reference: lis
     sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
                      procyclicality=result.procyclicality(), apc=result.apc_tradeoff())
     if config.stress_scenarios is not None:
-        from .stress import cover_n, not_applicable, reverse_stress, stress_coverage, stress_losses
+        from .stress import cover_n, not_applicable, reverse_stress, state_losses, stress_coverage, stress_losses
 
         progress.stage(f"stress tests ({len(config.stress_scenarios)} scenarios)")
-        frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every)
-        sr.stress, sr.cover = stress_coverage(frame), cover_n(frame)
+        states = state_losses(result, market, config.stress_scenarios, every=config.stress_every)
+        frame = stress_losses(result, market, config.stress_scenarios, every=config.stress_every, states=states)
+        sr.stress, sr.cover = stress_coverage(frame), cover_n(frame, states=states)
         sr.stress_na = not_applicable(frame, result.portfolios, market, config.stress_scenarios, result.mpor_days)
         if config.reverse_every:
             progress.stage("reverse stress")

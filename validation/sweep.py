@@ -66,7 +66,7 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import MarketData, load_market
 from marginlab.datasets.folders import FolderKind, check_output_folder, publish_folder
-from marginlab.models import MODELS, reference_portfolios
+from marginlab.models import MODELS
 
 from .engine import Backtest, Executor
 from .study import MODEL_KEYS, StudyConfig, _overlays, _table, build_model, check_study_range, load_study, read_toml
@@ -215,6 +215,8 @@ class SweepResult:
             skipped.setdefault(label, []).append(book)
         notes = "".join(f"\n{label} does not apply to (no rows): {', '.join(books)}"
                         for label, books in skipped.items())
+        if self.config.left_out_text():
+            notes += f"\n{self.config.left_out_text()}"
         from marginlab.reports.formatting import frame_text
 
         units = {"breach_rate": "fraction", "kupiec_pvalue": "pvalue", "mean_margin_rate": "fraction",
@@ -255,9 +257,9 @@ def run_sweep(study: str | Path | StudyConfig, grid: str | Path | Sequence[GridP
     t0 = time.perf_counter()
     market = load_market(list(config.assets), freq=config.freq, with_option_chains=config.smile)
     check_study_range(config, market)
-    library = reference_portfolios(config.notional)
-    names = list(library) if config.portfolios == "all" else list(config.portfolios)
-    books = {n: library[n] for n in names if all(a in market.assets for a in library[n].assets)}
+    books, left_out = config.reference_books()
+    if left_out:
+        warnings.warn(config.left_out_text(), stacklevel=2)
     if not books:
         raise ValueError(f"{config.source}: no portfolio can be built from market.assets {list(config.assets)}")
     not_applicable = _applicability(config, market, books, points)
