@@ -194,6 +194,7 @@ def test_cover_n_adds_losses_of_one_joint_market_state():
     c = st.cover_n(frame, states=states).iloc[0]
     assert c["cover2"] == pytest.approx(400_000.0, rel=1e-12) and c["cover1"] == pytest.approx(400_000.0, rel=1e-12)
     assert c["cover2_members"] == "long BTC spot" and c["cover2_scenario"] == "down_50"
+    assert c["cover2_state"] == "every price -50%, implied vols x1"  # a price shock's one state, named
     cb = states[states["scenario"] == "correlation_breakdown"]
     assert set(cb["state"]) == {"BTC down", "BTC up"}
     assert (cb.groupby("state")["stress_loss"].apply(lambda x: (x > 0).sum()) == 1).all()  # one member loses

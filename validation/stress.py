@@ -231,6 +231,10 @@ class PriceShock(Scenario):
         if not (np.isfinite(self.vol_multiplier) and self.vol_multiplier > 0):
             raise ValueError(f"scenario {self.name!r}: vol_multiplier must be positive, got {self.vol_multiplier}")
 
+    def states(self, market: MarketData, horizon: int, members: Members) -> list[str]:
+        """One joint state, labelled by its moves (e.g. ``every price -30%, implied vols x1.5``)."""
+        return [f"every price {100 * self.move:+.4g}%, implied vols x{self.vol_multiplier:.4g}"]
+
     def shocks(self, market: MarketData, book: BookArrays, i: int, horizon: int, prepared=None):
         """One shock: the same price move for every asset, vols scaled."""
         n = len(book.assets)
@@ -576,7 +580,8 @@ def state_losses(result_or_books, market: MarketData, scenarios=None, dates=None
     -------
     DataFrame
         Columns ``date, portfolio, scenario, kind, state`` (the state's label: ``YYYY-MM-DD`` for an episode's
-        day, e.g. ``BTC down, ETH up; vol BTC up`` for the correlation breakdown, empty for a price shock) and
+        day, e.g. ``BTC down, ETH up; vol BTC up`` for the correlation breakdown, ``every price -50%, implied vols
+        x1`` for a price shock) and
         ``stress_loss`` (quote currency; NaN where the scenario does not apply to the book). No margins: join
         them from :func:`stress_losses` (as :func:`cover_n` does).
     """
