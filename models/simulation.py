@@ -592,15 +592,23 @@ class EWMAVaR(_ScenarioModel):
         w = (1 - self.lam) * self.lam ** np.arange(m - 1, -1, -1)
         return self.lam**m * cov0 + (rest * w[:, None]).T @ rest
 
-    def _moves(self, rets: np.ndarray, dvol: np.ndarray | None, rng: np.random.Generator, h: int) -> np.ndarray:
-        """Simulated h-day moves, shape (n_paths, n_factors): returns, then implied-vol log changes."""
-        x = rets if dvol is None else np.hstack([rets, dvol])
-        cov = self.covariance(x)
-        chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
-        z = rng.standard_normal((h, self.n_paths, x.shape[1]))
+    def _draws(self, rng: np.random.Generator, h: int, n_factors: int) -> np.ndarray:
+        """Unit-variance draws z of shape (h, n_paths, n_factors): standard normal, or Student-t scaled (read-only)."""
+        z = rng.standard_normal((h, self.n_paths, n_factors))
         if self.dist == "t":
             w = rng.chisquare(self.nu, size=(h, self.n_paths, 1))
             z = z * np.sqrt((self.nu - 2.0) / w)
+        z.setflags(write=False)
+        return z
+
+    def _moves(self, rets: np.ndarray, dvol: np.ndarray | None, z: np.ndarray) -> np.ndarray:
+        """Simulated h-day moves, shape (n_paths, n_factors): returns, then implied-vol log changes.
+
+        ``z`` are the draws of :meth:`_draws` for the factors (returns, then vol changes).
+        """
+        x = rets if dvol is None else np.hstack([rets, dvol])
+        cov = self.covariance(x)
+        chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
         moves = (z @ chol.T).sum(axis=0)
         moves.setflags(write=False)
         return moves
@@ -622,7 +630,14 @@ class EWMAVaR(_ScenarioModel):
                tuple(_vol_assets(book)))
         moves = store.get(key)
         if moves is None:
-            moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
+            # the draws come from a fresh generator (seed, i) whatever the key: keys with as many factors draw
+            # the same numbers, so they are drawn once per date and shape (only the Cholesky factor differs)
+            n_factors = rets.shape[1] + (0 if dvol is None else dvol.shape[1])
+            draws = (self.dist, self.nu, self.n_paths, h, n_factors)
+            z = store.get(draws)
+            if z is None:
+                z = store[draws] = self._draws(state.context.rng(i), h, n_factors)
+            moves = store[key] = self._moves(rets, dvol, z)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
         return _scenario_losses(positions, market, i, book.assets, moves[:, :n], log_vol, h)

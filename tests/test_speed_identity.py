@@ -41,6 +41,27 @@ def test_ewma_moves_shared_between_books_change_no_margin():
 
 
 @pytest.mark.parametrize("dist", ["normal", "t"])
+def test_ewma_draws_shared_between_keys_with_as_many_factors_change_no_margin(dist):
+    """Books with other assets but as many factors (BTC and ETH returns; BTC return and vol) draw z once per
+    date: each book's margins, VaR, ES and PIT are bit for bit those it has alone."""
+    market = ds.load_market(["BTC", "ETH"], start="2021-01-01", end="2021-12-31", with_option_chains=True)
+    books = mm.reference_portfolios()
+    names = ["long BTC / short ETH perpetuals", "short BTC 25-delta strangle (30d, rolled at 7d)", "long BTC spot",
+             "short ETH 25-delta strangle (30d, rolled at 7d)"]
+    model = {"ewma": mm.make_model("ewma_var", lookback=200, min_obs=100, n_paths=2000, dist=dist)}
+    together = Backtest(market, [books[n] for n in names], model, start="2021-09-01", seed=9, mpor_days=2,
+                        standalone_legs=True).run().frame
+    for n in names:
+        alone = Backtest(market, [books[n]], model, start="2021-09-01", seed=9, mpor_days=2,
+                         standalone_legs=True).run().frame
+        mine = together[together["portfolio"] == n].reset_index(drop=True)
+        assert len(alone) == len(mine) > 0
+        for col in ("margin", "var", "es", "pit", "standalone_margin"):
+            a, b = alone[col].to_numpy(), mine[col].to_numpy()
+            assert np.array_equal(a.view(np.int64), b.view(np.int64)), (n, col)
+
+
+@pytest.mark.parametrize("dist", ["normal", "t"])
 def test_ewma_moves_are_the_models_draws(dist):
     """The shared moves are exactly L z (z from the run's generator for the row) as documented."""
     market = ds.load_market(["BTC"], start="2021-01-01", end="2021-12-31")
