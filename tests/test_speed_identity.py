@@ -141,3 +141,24 @@ def test_option_legs_taken_from_the_book_equal_the_legs_revalued_alone(name, par
             assert np.array_equal(own.losses, memo.losses) and np.array_equal(np.signbit(own.losses),
                                                                                np.signbit(memo.losses))
             assert np.array_equal(own.rows, memo.rows)
+
+
+@pytest.mark.parametrize("name", ["static", "deribit_standard"])
+def test_option_marks_memoised_per_row_equal_the_marks_priced_alone(name):
+    """Static and Deribit standard price each option once per date in a run (books and their legs share the
+    memo): every book's and leg's margin is bit for bit the one priced without a run context."""
+    market = ds.load_market(["BTC", "ETH"], start="2022-01-01", end="2022-12-31", with_option_chains=True)
+    model = mm.make_model(name)
+    books = [b for n, b in mm.reference_portfolios().items() if "SOL" not in n
+             and model.applies_to(b.positions_at(market.index[300], market))]
+    ctx = mm.RunContext()
+    checked = 0
+    for t in market.index[280:320]:
+        state = model.fit(market, t, context=ctx)
+        for b in books:
+            positions = b.positions_at(t, market)
+            for group in [positions, *[(p,) for p in positions]]:
+                fast, slow = model.margin(state, group, market, t), model.margin(None, group, market, t)
+                assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64))
+                checked += any(isinstance(p.instrument, mm.Option) for p in group)
+    assert checked > 100
