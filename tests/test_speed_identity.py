@@ -162,3 +162,27 @@ def test_option_marks_memoised_per_row_equal_the_marks_priced_alone(name):
                 assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64))
                 checked += any(isinstance(p.instrument, mm.Option) for p in group)
     assert checked > 100
+
+
+@pytest.mark.parametrize("name", ["span", "deribit_pm", "greeks_netting"])
+def test_portfolio_margins_with_the_runs_caches_equal_each_computed_alone(name):
+    """SPAN (risk arrays and price moves cached per run, mark vols only for contracts not cached yet), Deribit PM
+    (vintages and grids built once) and greeks netting: every book's and leg's margin in one run context is bit
+    for bit the margin computed in a fresh context of its own."""
+    market = ds.load_market(["BTC", "ETH"], start="2021-01-01", end="2022-12-31", with_option_chains=True)
+    model = mm.make_model(name)
+    books = [b for n, b in mm.reference_portfolios().items() if "SOL" not in n]
+    ctx = mm.RunContext()
+    checked = 0
+    for t in market.index[560:575]:
+        state = model.fit(market, t, context=ctx)
+        for b in books:
+            positions = b.positions_at(t, market)
+            if not model.applies_to(positions):
+                continue
+            for group in [positions, *[(p,) for p in positions]]:
+                fast = model.margin(state, group, market, t)
+                slow = model.margin(model.fit(market, t, context=mm.RunContext()), group, market, t)
+                assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64)), (b.name, t)
+                checked += np.isfinite(fast) and any(isinstance(p.instrument, mm.Option) for p in group)
+    assert checked > 100
