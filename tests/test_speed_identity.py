@@ -186,3 +186,19 @@ def test_portfolio_margins_with_the_runs_caches_equal_each_computed_alone(name):
                 assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64)), (b.name, t)
                 checked += np.isfinite(fast) and any(isinstance(p.instrument, mm.Option) for p in group)
     assert checked > 100
+
+
+def test_ewma_models_with_other_min_obs_sharing_a_context_keep_their_own_warm_up():
+    """The date's window and moves are shared by EWMA models differing only in min_obs (one run context):
+    each keeps its own warm-up and its margins alone, bit for bit."""
+    market = ds.load_market(["BTC"], start="2021-01-01", end="2021-08-31")
+    book = mm.reference_portfolios()["long BTC spot"]
+    models = {"late": mm.make_model("ewma_var", lookback=200, min_obs=160, n_paths=500),
+              "early": mm.make_model("ewma_var", lookback=200, min_obs=120, n_paths=500)}
+    together = Backtest(market, [book], models, start="2021-04-15", seed=3).run(split_models=False).frame
+    for label, model in models.items():
+        alone = Backtest(market, [book], {label: model}, start="2021-04-15", seed=3).run().frame
+        mine = together[together["model"] == label].reset_index(drop=True)
+        assert len(alone) == len(mine) > 0
+        assert np.array_equal(alone["margin"].to_numpy().view(np.int64), mine["margin"].to_numpy().view(np.int64))
+    assert (together["model"] == "early").sum() > (together["model"] == "late").sum()
