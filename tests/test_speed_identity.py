@@ -202,3 +202,14 @@ def test_ewma_models_with_other_min_obs_sharing_a_context_keep_their_own_warm_up
         assert len(alone) == len(mine) > 0
         assert np.array_equal(alone["margin"].to_numpy().view(np.int64), mine["margin"].to_numpy().view(np.int64))
     assert (together["model"] == "early").sum() > (together["model"] == "late").sum()
+
+
+def test_pit_of_equal_weights_is_the_unit_weighted_pit():
+    """Forecast.pit without weights (a count over N) equals the same forecast with unit weights, bit for bit."""
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 7, 100, 10_000):
+        losses = np.round(rng.normal(size=n), 1)  # ties with the realised loss
+        for pnl in (*rng.normal(size=5), -losses[0], 0.0, -0.0, 50.0, -50.0):
+            fast = mm.Forecast(margin=0.0, losses=losses).pit(pnl)
+            slow = mm.Forecast(margin=0.0, losses=losses, weights=np.ones(n)).pit(pnl)
+            assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64))
