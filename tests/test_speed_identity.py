@@ -213,3 +213,23 @@ def test_pit_of_equal_weights_is_the_unit_weighted_pit():
             fast = mm.Forecast(margin=0.0, losses=losses).pit(pnl)
             slow = mm.Forecast(margin=0.0, losses=losses, weights=np.ones(n)).pit(pnl)
             assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64))
+
+
+def test_pricing_inputs_of_one_shape_skip_the_broadcast_and_give_the_same_arrays():
+    """Black-76 inputs of one shape (the models' case) are not broadcast: the kernel gets the same flat arrays."""
+    from marginlab.models.pricing import _broadcast
+
+    rng = np.random.default_rng(5)
+    base = rng.random((6, 4)) + 0.5
+    cases = [(base, base * 1.1, base[:, ::-1], base.T.copy().T, base > 1.0),  # 2-d, one non-contiguous
+             (base[0], base[1], base[2], base[3], base[4] > 1.0), (1.0, 2.0, 0.5, 0.3, True),
+             (base, base[0], 0.5, base[:, :1], True)]  # broadcasting
+    for args in cases:
+        ref = np.broadcast_arrays(*(np.asarray(a, float) for a in args[:4]), np.asarray(args[4], bool))
+        shape, got = _broadcast(*args)
+        assert shape == ref[0].shape
+        for g, r in zip(got, ref, strict=True):
+            want = np.ascontiguousarray(r).ravel()
+            assert g.dtype == want.dtype and g.flags.c_contiguous and np.array_equal(g, want)
+    assert np.array_equal(mm.black76_price(base, base * 1.1, base, base, True),
+                          mm.black76_price(base, base * 1.1, base, base, np.full(base.shape, True)))
