@@ -101,7 +101,9 @@ class Forecast:
         """
         if self.losses is None or not np.isfinite(pnl):
             return float("nan")
-        w = np.ones(self.losses.size) if self.weights is None else self.weights
+        if self.weights is None:  # equal weights: the count over N (the sums of unit weights, exactly)
+            return float(np.float64(np.count_nonzero(self.losses >= -pnl)) / np.float64(self.losses.size))
+        w = self.weights
         return float(w[self.losses >= -pnl].sum() / w.sum())
 
 

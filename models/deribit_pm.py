@@ -70,6 +70,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 from types import MappingProxyType
 from typing import ClassVar
 
@@ -268,14 +269,47 @@ class DeribitPortfolioMargin(MarginModel):
 
     def vintage(self, asset: str, time: pd.Timestamp) -> DeribitPMVintage | None:
         """The vintage of ``asset`` in force at ``time`` (UTC); before the first: per ``before_first``."""
-        table = self.table[asset]
-        day = utc(time)
+        found = self._in_force(asset, utc(time).value)
+        return None if found is None else found[0]
+
+    @cached_property
+    def _bounds(self) -> dict[str, tuple[tuple[int, int | None, DeribitPMVintage, tuple[np.ndarray, ...]], ...]]:
+        """Per currency, each vintage with its start and end (None: open) in ns since the epoch (UTC) and its grid.
+
+        Parsed and built once per model. The grid, ``(std_moves, ext, sign_ext, scen_moves, vol_index,
+        fraction)`` (read-only arrays): the standard price moves -p .. +p, the extended moves and their signs,
+        the log moves of the valuation grid (unshocked first, then each standard move under the vol up, same
+        and down, then the extended moves), each grid row's vol (0 up, 1 same, 2 down) and the extended losses'
+        counted fractions.
+        """
+        out = {}
+        for asset, table in self.table.items():
+            rows = []
+            for v in table:
+                std_moves = np.arange(-v.buckets, v.buckets + 1) * v.price_range / v.buckets
+                ext = np.asarray(v.extended_moves, dtype=float)
+                moves = np.log1p(np.concatenate([[0.0], std_moves, ext]))[:, None]
+                n_std = std_moves.size
+                scen_moves = np.concatenate([moves[:1], np.repeat(moves[1:1 + n_std], 3, axis=0), moves[1 + n_std:]])
+                vol_index = np.concatenate([[1], np.tile([0, 1, 2], n_std), np.zeros(ext.size, dtype=int)])
+                with np.errstate(divide="ignore"):
+                    fraction = v.extended_table_factor * v.price_range / np.abs(ext)
+                grid = (std_moves, ext, np.sign(ext), scen_moves, vol_index, fraction)
+                for x in grid:
+                    x.setflags(write=False)
+                rows.append((utc(v.start).value, None if v.end is None else utc(v.end).value, v, grid))
+            out[asset] = tuple(rows)
+        return out
+
+    def _in_force(self, asset: str, ns: int) -> tuple[DeribitPMVintage, tuple[np.ndarray, ...]] | None:
+        """The vintage of ``asset`` in force at ``ns`` (ns since the epoch, UTC; see :meth:`vintage`) and its grid."""
+        table = self._bounds[asset]
         found = None
-        for v in table:
-            if utc(v.start) <= day and (v.end is None or day < utc(v.end)):
-                found = v
-        if found is None and day < utc(table[0].start) and self.before_first == "backfill":
-            found = table[0]
+        for start, end, v, grid in table:
+            if start <= ns and (end is None or ns < end):
+                found = v, grid
+        if found is None and ns < table[0][0] and self.before_first == "backfill":
+            found = table[0][2], table[0][3]
         return found
 
     def breakdown(self, state: ModelState, positions: Sequence[Position], market: MarketData, t
@@ -287,24 +321,23 @@ class DeribitPortfolioMargin(MarginModel):
             raise ValueError(f"{self.name}: no Deribit portfolio-margin parameters for {unsupported[0]}; "
                              f"parameters exist for {sorted(self.table)}")
         bs = book_state(book, market, state.i, f"{self.name} at {state.t}")
-        time = market.observation_time[state.i]
+        seen = int(market.observation_ns[state.i])
         years = np.where(book.expiry_ns != 0, market.years_to(state.i, book.expiry_ns), 0.0)
         rows: dict[str, dict] = {}
         standard, extended = {}, {}
         for a, asset in enumerate(book.assets):
-            v = self.vintage(asset, time)
-            if v is None:
+            found = self._in_force(asset, seen)
+            if found is None:
                 return None
+            v, (std_moves, ext, sign_ext, scen_moves, vol_index, fraction) = found
             spot = float(bs.spots[a])
             sel = np.flatnonzero(book.asset_idx == a)
             live = bs.live[book.asset_idx[bs.live] == a]
             lk = np.searchsorted(bs.live, live)
-            std_moves = np.arange(-v.buckets, v.buckets + 1) * v.price_range / v.buckets
-            ext = np.asarray(v.extended_moves, dtype=float)
             lin = ~book.is_option[sel]
             lin_weight = float((bs.linear[sel][lin] * spot).sum())  # futures expired by t: settled, weight 0
             lin_std = lin_weight * std_moves
-            lin_ext = lin_weight * np.sign(ext) * v.price_range
+            lin_ext = lin_weight * sign_ext * v.price_range
             opt_std = np.zeros((std_moves.size, 3))
             opt_ext = np.zeros(ext.size)
             delta = float(bs.linear[sel][lin].sum())
@@ -312,16 +345,12 @@ class DeribitPortfolioMargin(MarginModel):
             if live.size:
                 q = book.quantity[live]
                 vols = shocked_vols(bs.vol[lk], bs.tau[lk], v)
-                moves = np.log1p(np.concatenate([[0.0], std_moves, ext]))[:, None]
                 n_std = std_moves.size
-                scen_moves = np.concatenate([moves[:1], np.repeat(moves[1:1 + n_std], 3, axis=0), moves[1 + n_std:]])
-                vol_index = np.concatenate([[1], np.tile([0, 1, 2], n_std), np.zeros(ext.size, dtype=int)])
                 price, _ = grid_values(np.full(live.size, spot), book.strike[live], book.is_call[live],
                                        np.zeros(live.size, dtype=np.int64), bs.tau[lk], vols, scen_moves,
                                        np.zeros(len(scen_moves), dtype=np.int64), vol_index)
                 pnl = (price[1:] - price[0]) @ q
                 opt_std = pnl[:3 * n_std].reshape(n_std, 3)
-                fraction = v.extended_table_factor * v.price_range / np.abs(ext)
                 opt_ext = pnl[3 * n_std:] * fraction
                 g = black76_greeks(spot, book.strike[live], bs.tau[lk], bs.vol[lk], book.is_call[live])
                 delta += float(g["delta"] @ q)

@@ -84,9 +84,12 @@ if NUMBA_ENABLED:
 
 
 def _broadcast(forward, strike, t_years, vol, is_call):
-    arrays = np.broadcast_arrays(np.asarray(forward, float), np.asarray(strike, float),
-                                 np.asarray(t_years, float), np.asarray(vol, float), np.asarray(is_call, bool))
+    arrays = [np.asarray(forward, float), np.asarray(strike, float), np.asarray(t_years, float),
+              np.asarray(vol, float), np.asarray(is_call, bool)]
     shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays[1:]):  # (inputs of one shape, the models' case, need no broadcast)
+        arrays = np.broadcast_arrays(*arrays)
+        shape = arrays[0].shape
     return shape, [np.ascontiguousarray(a).ravel() for a in arrays]
 
 

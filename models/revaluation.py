@@ -343,8 +343,9 @@ class BookState(NamedTuple):
         Positions (indices into the book) of the options still alive at the row's observation time.
     tau : ndarray of shape (n_live,)
         Their years (365 days) to expiry from the row's observation time.
-    vol : ndarray of shape (n_live,)
-        Their mark vols (decimal) under the vol regime in force at the row (:func:`option_vols`).
+    vol : ndarray of shape (n_live,), or None
+        Their mark vols (decimal) under the vol regime in force at the row (:func:`option_vols`); None when
+        left out (``book_state(..., with_vols=False)``).
     linear : ndarray of shape (n_positions,)
         Each position's linear weight held at the row, quantity x (1 + basis) (units of the underlying):
         0 for options and for futures expired at or before the row's observation time
@@ -358,12 +359,14 @@ class BookState(NamedTuple):
     linear: np.ndarray
 
 
-def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book") -> BookState:
+def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book", with_vols: bool = True
+               ) -> BookState:
     """Spots of the book's assets and the live options' time to expiry and mark vol at row ``i``.
 
     The inputs :func:`revalue_at` prices from, exposed for models that build their own scenario
     grids; options and dated futures that expired at or before the row's observation time have
-    settled and are left out (no risk, as in :func:`revalue_at`).
+    settled and are left out (no risk, as in :func:`revalue_at`). ``with_vols=False`` leaves the
+    mark vols out (``vol`` is None: for a model that has what it needs of them already).
     """
     spots, vols = _market_inputs(market, book, i, where)
     linear = linear_weights(book, market, i)[0]
@@ -372,6 +375,8 @@ def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book"
         return BookState(spots, np.empty(0, dtype=np.int64), empty, empty, linear)
     tau_all = _years_to_expiry(book, market, i)
     m = np.flatnonzero(book.is_option & (tau_all > 0))
+    if not with_vols:
+        return BookState(spots, m, tau_all[m], None, linear)
     s = spots[book.asset_idx[m]]
     vol = _position_vols(market, book, i, vols[book.asset_idx[m]], s, tau_all[m], m) if m.size else np.empty(0)
     return BookState(spots, m, tau_all[m], np.asarray(vol, dtype=float), linear)

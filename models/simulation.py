@@ -592,15 +592,23 @@ class EWMAVaR(_ScenarioModel):
         w = (1 - self.lam) * self.lam ** np.arange(m - 1, -1, -1)
         return self.lam**m * cov0 + (rest * w[:, None]).T @ rest
 
-    def _moves(self, rets: np.ndarray, dvol: np.ndarray | None, rng: np.random.Generator, h: int) -> np.ndarray:
-        """Simulated h-day moves, shape (n_paths, n_factors): returns, then implied-vol log changes."""
-        x = rets if dvol is None else np.hstack([rets, dvol])
-        cov = self.covariance(x)
-        chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
-        z = rng.standard_normal((h, self.n_paths, x.shape[1]))
+    def _draws(self, rng: np.random.Generator, h: int, n_factors: int) -> np.ndarray:
+        """Unit-variance draws z of shape (h, n_paths, n_factors): standard normal, or Student-t scaled (read-only)."""
+        z = rng.standard_normal((h, self.n_paths, n_factors))
         if self.dist == "t":
             w = rng.chisquare(self.nu, size=(h, self.n_paths, 1))
             z = z * np.sqrt((self.nu - 2.0) / w)
+        z.setflags(write=False)
+        return z
+
+    def _moves(self, rets: np.ndarray, dvol: np.ndarray | None, z: np.ndarray) -> np.ndarray:
+        """Simulated h-day moves, shape (n_paths, n_factors): returns, then implied-vol log changes.
+
+        ``z`` are the draws of :meth:`_draws` for the factors (returns, then vol changes).
+        """
+        x = rets if dvol is None else np.hstack([rets, dvol])
+        cov = self.covariance(x)
+        chol = np.linalg.cholesky(cov + 1e-14 * np.eye(cov.shape[0]))
         moves = (z @ chol.T).sum(axis=0)
         moves.setflags(write=False)
         return moves
@@ -608,21 +616,33 @@ class EWMAVaR(_ScenarioModel):
     def _scenario_set(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
         """EWMA scenario losses of the book (None before ``min_obs`` observations)."""
         i, h = state.i, state.context.mpor
-        history = _book_history(positions, market, i, self.lookback, self.min_obs)
-        if history is None:
-            return None
-        book, rows, rets, dvol = history
-        # the simulated moves depend on the date, the book's assets and whether it holds options only: books
-        # sharing them share the moves (computed once per date; the store keeps the current row only)
+        book = book_arrays(positions)
+        vol_assets = _vol_assets(book)
+        # the history window and the simulated moves depend on the date, the book's assets and the assets it holds
+        # options on only: books sharing them share both (computed once per date; the store keeps the current
+        # row only), each entry (rows in the window, moves or None while no model asking had min_obs rows)
         store = state.context.cache("ewma_moves")
         if store.get("row") != i:
             store.clear()
             store["row"] = i
-        key = (self.lam, self.dist, self.nu, self.lookback, self.n_paths, h, tuple(book.assets),
-               tuple(_vol_assets(book)))
-        moves = store.get(key)
-        if moves is None:
-            moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
+        key = (self.lam, self.dist, self.nu, self.lookback, self.n_paths, h, tuple(book.assets), tuple(vol_assets))
+        n_rows, moves = store.get(key, (None, None))
+        if n_rows is None or (moves is None and n_rows >= self.min_obs):
+            rows, rets, dvol = _window(market, book.assets, i, self.lookback, vol_assets)
+            n_rows, moves = rows.size, None
+            if n_rows >= self.min_obs:
+                # the draws come from a fresh generator (seed, i) whatever the key: keys with as many factors
+                # draw the same numbers, so they are drawn once per date and shape (only the Cholesky factor
+                # differs)
+                n_factors = rets.shape[1] + (0 if dvol is None else dvol.shape[1])
+                draws = (self.dist, self.nu, self.n_paths, h, n_factors)
+                z = store.get(draws)
+                if z is None:
+                    z = store[draws] = self._draws(state.context.rng(i), h, n_factors)
+                moves = self._moves(rets, dvol, z)
+            store[key] = n_rows, moves
+        if n_rows < self.min_obs:
+            return None
         n = len(book.assets)
-        log_vol = None if dvol is None else moves[:, n:]
+        log_vol = moves[:, n:] if vol_assets else None
         return _scenario_losses(positions, market, i, book.assets, moves[:, :n], log_vol, h)

@@ -88,6 +88,7 @@ from marginlab.datasets import MarketData
 from scipy.special import ndtr
 
 from .base import MarginModel, ModelState, check_ints, check_range, register
+from .context import RunContext
 from .instruments import Position
 from .params import Asset
 from .revaluation import book_arrays, book_state
@@ -234,14 +235,23 @@ class SpanMargin(MarginModel):
         """Observations options are aged by: ``look_ahead``, or the run's MPOR when it is None."""
         return state.context.mpor if self.look_ahead is None else self.look_ahead
 
-    def _price_moves(self, psr: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Spot factors of the 16 scan scenarios and 7 composite-delta points, and the scan weights."""
+    def _price_moves(self, psr: float, context: RunContext | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Spot factors of the 16 scan scenarios and 7 composite-delta points, and the scan weights (read-only).
+
+        With a run context, built once per PSR value in the run (every linear position of every book at a
+        date asks for its asset's).
+        """
+        if context is not None:
+            return context.shared("span_price_moves", (self._key, psr), lambda: self._price_moves(psr))
         f = np.array(SPAN_PRICE_FRACTIONS) * psr
         f[14:] *= self.extreme_multiple
         weights = np.ones(16)
         weights[14:] = self.cover_fraction
         # a dynamic PSR above 1/k (or 1): falls floored at -99%
-        return np.maximum(1.0 + f, 0.01), np.maximum(1.0 + np.array(COMPOSITE_POINTS) * psr, 0.01), weights
+        out = np.maximum(1.0 + f, 0.01), np.maximum(1.0 + np.array(COMPOSITE_POINTS) * psr, 0.01), weights
+        for x in out:
+            x.setflags(write=False)
+        return out
 
     # -- risk arrays -----------------------------------------------------------------------------------
     def _option_arrays(self, state: ModelState, market: MarketData, contracts: list[tuple], spot: np.ndarray,
@@ -271,7 +281,9 @@ class SpanMargin(MarginModel):
     def _arrays(self, state: ModelState, positions: Sequence[Position], market: MarketData):
         """The book's arrays, market state, (PSR, VSR) per asset and per-position risk arrays (None: warm-up)."""
         book = book_arrays(positions)
-        bs = book_state(book, market, state.i, f"{self.name} at {state.t}")
+        where = f"{self.name} at {state.t}"
+        # the mark vols only matter for contracts whose arrays are not in the run's cache yet (below)
+        bs = book_state(book, market, state.i, where, with_vols=False)
         has_option = np.zeros(len(book.assets), dtype=bool)
         has_option[book.asset_idx[bs.live]] = True
         ranges = [(self._range("price_scan_range", state, market, a),
@@ -291,6 +303,8 @@ class SpanMargin(MarginModel):
                 arrays[j] = store[key]
             else:
                 missing.setdefault(int(book.asset_idx[j]), []).append(pos_k)
+        if missing:
+            bs = book_state(book, market, state.i, where)  # with the live options' mark vols
         for a, pos_list in missing.items():
             psr, vsr = ranges[a]
             js = bs.live[pos_list]
@@ -307,7 +321,7 @@ class SpanMargin(MarginModel):
         # linear positions held at t (a future expired by t has settled: no risk)
         for j in np.flatnonzero(~book.is_option & book.held_at(market.observation_ns[state.i])):
             a = int(book.asset_idx[j])
-            factors, _, weights = self._price_moves(ranges[a][0])
+            factors, _, weights = self._price_moves(ranges[a][0], state.context)
             lin = 1.0 + float(book.basis[j])
             arrays[j] = (-lin * float(bs.spots[a]) * (factors - 1.0) * weights, lin, None)
         return book, bs, ranges, arrays

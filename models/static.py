@@ -63,15 +63,31 @@ class StaticMargin(MarginModel):
         for p in _held(positions, market, t):
             s = _spot(market, t, p.instrument.asset)
             if isinstance(p.instrument, Option) and p.quantity > 0:
-                total += p.quantity * _option_mark(p.instrument, market, t, s)
+                total += p.quantity * _option_mark(p.instrument, market, t, s, state)
             else:
                 total += self.rates.get(p.instrument.asset, self.rate) * abs(p.quantity) * s
         return float(total)
 
 
-def _option_mark(option: Option, market: MarketData, t, spot: float) -> float:
-    """Mark of one unit of ``option`` at ``t``: :func:`~marginlab.models.revaluation.option_mark`."""
-    return option_mark(option, market, t, where=f"option {option.label}")
+def _option_mark(option: Option, market: MarketData, t, spot: float, state=None) -> float:
+    """Mark of one unit of ``option`` at ``t``: :func:`~marginlab.models.revaluation.option_mark`.
+
+    The mark is a function of the option and the market row only: with a run context (``state.context``) it is
+    memoised for the current row, so a book and its standalone legs, and books holding the same option, price
+    it once per date (the memo holds one row: it is cleared when another row is asked for).
+    """
+    context = getattr(state, "context", None)
+    if context is None:
+        return option_mark(option, market, t, where=f"option {option.label}")
+    memo = context.cache("option_marks")
+    i = market.loc_of(t)
+    if memo.get("_row") != i or memo.get("_market") is not market:
+        memo.clear()
+        memo["_row"], memo["_market"] = i, market
+    mark = memo.get(option)
+    if mark is None:
+        mark = memo[option] = option_mark(option, market, t, where=f"option {option.label}")
+    return mark
 
 
 def _held(positions: Sequence[Position], market: MarketData, t) -> list[Position]:
@@ -342,7 +358,7 @@ class DeribitStandardMargin(MarginModel):
                 net[inst] = net.get(inst, 0.0) + p.quantity
                 continue
             index = _spot(market, t, inst.asset)
-            mark_coin = _option_mark(inst, market, t, index) / index
+            mark_coin = _option_mark(inst, market, t, index, state) / index
             coin = deribit_option_margin_coin(inst.is_call, inst.strike, index, mark_coin, p.quantity < 0,
                                               self.level, DERIBIT_STANDARD[inst.asset])
             total += abs(p.quantity) * coin * index

@@ -41,6 +41,27 @@ def test_ewma_moves_shared_between_books_change_no_margin():
 
 
 @pytest.mark.parametrize("dist", ["normal", "t"])
+def test_ewma_draws_shared_between_keys_with_as_many_factors_change_no_margin(dist):
+    """Books with other assets but as many factors (BTC and ETH returns; BTC return and vol) draw z once per
+    date: each book's margins, VaR, ES and PIT are bit for bit those it has alone."""
+    market = ds.load_market(["BTC", "ETH"], start="2021-01-01", end="2021-12-31", with_option_chains=True)
+    books = mm.reference_portfolios()
+    names = ["long BTC / short ETH perpetuals", "short BTC 25-delta strangle (30d, rolled at 7d)", "long BTC spot",
+             "short ETH 25-delta strangle (30d, rolled at 7d)"]
+    model = {"ewma": mm.make_model("ewma_var", lookback=200, min_obs=100, n_paths=2000, dist=dist)}
+    together = Backtest(market, [books[n] for n in names], model, start="2021-09-01", seed=9, mpor_days=2,
+                        standalone_legs=True).run().frame
+    for n in names:
+        alone = Backtest(market, [books[n]], model, start="2021-09-01", seed=9, mpor_days=2,
+                         standalone_legs=True).run().frame
+        mine = together[together["portfolio"] == n].reset_index(drop=True)
+        assert len(alone) == len(mine) > 0
+        for col in ("margin", "var", "es", "pit", "standalone_margin"):
+            a, b = alone[col].to_numpy(), mine[col].to_numpy()
+            assert np.array_equal(a.view(np.int64), b.view(np.int64)), (n, col)
+
+
+@pytest.mark.parametrize("dist", ["normal", "t"])
 def test_ewma_moves_are_the_models_draws(dist):
     """The shared moves are exactly L z (z from the run's generator for the row) as documented."""
     market = ds.load_market(["BTC"], start="2021-01-01", end="2021-12-31")
@@ -120,3 +141,95 @@ def test_option_legs_taken_from_the_book_equal_the_legs_revalued_alone(name, par
             assert np.array_equal(own.losses, memo.losses) and np.array_equal(np.signbit(own.losses),
                                                                                np.signbit(memo.losses))
             assert np.array_equal(own.rows, memo.rows)
+
+
+@pytest.mark.parametrize("name", ["static", "deribit_standard"])
+def test_option_marks_memoised_per_row_equal_the_marks_priced_alone(name):
+    """Static and Deribit standard price each option once per date in a run (books and their legs share the
+    memo): every book's and leg's margin is bit for bit the one priced without a run context."""
+    market = ds.load_market(["BTC", "ETH"], start="2022-01-01", end="2022-12-31", with_option_chains=True)
+    model = mm.make_model(name)
+    books = [b for n, b in mm.reference_portfolios().items() if "SOL" not in n
+             and model.applies_to(b.positions_at(market.index[300], market))]
+    ctx = mm.RunContext()
+    checked = 0
+    for t in market.index[280:320]:
+        state = model.fit(market, t, context=ctx)
+        for b in books:
+            positions = b.positions_at(t, market)
+            for group in [positions, *[(p,) for p in positions]]:
+                fast, slow = model.margin(state, group, market, t), model.margin(None, group, market, t)
+                assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64))
+                checked += any(isinstance(p.instrument, mm.Option) for p in group)
+    assert checked > 100
+
+
+@pytest.mark.parametrize("name", ["span", "deribit_pm", "greeks_netting"])
+def test_portfolio_margins_with_the_runs_caches_equal_each_computed_alone(name):
+    """SPAN (risk arrays and price moves cached per run, mark vols only for contracts not cached yet), Deribit PM
+    (vintages and grids built once) and greeks netting: every book's and leg's margin in one run context is bit
+    for bit the margin computed in a fresh context of its own."""
+    market = ds.load_market(["BTC", "ETH"], start="2021-01-01", end="2022-12-31", with_option_chains=True)
+    model = mm.make_model(name)
+    books = [b for n, b in mm.reference_portfolios().items() if "SOL" not in n]
+    ctx = mm.RunContext()
+    checked = 0
+    for t in market.index[560:575]:
+        state = model.fit(market, t, context=ctx)
+        for b in books:
+            positions = b.positions_at(t, market)
+            if not model.applies_to(positions):
+                continue
+            for group in [positions, *[(p,) for p in positions]]:
+                fast = model.margin(state, group, market, t)
+                slow = model.margin(model.fit(market, t, context=mm.RunContext()), group, market, t)
+                assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64)), (b.name, t)
+                checked += np.isfinite(fast) and any(isinstance(p.instrument, mm.Option) for p in group)
+    assert checked > 100
+
+
+def test_ewma_models_with_other_min_obs_sharing_a_context_keep_their_own_warm_up():
+    """The date's window and moves are shared by EWMA models differing only in min_obs (one run context):
+    each keeps its own warm-up and its margins alone, bit for bit."""
+    market = ds.load_market(["BTC"], start="2021-01-01", end="2021-08-31")
+    book = mm.reference_portfolios()["long BTC spot"]
+    models = {"late": mm.make_model("ewma_var", lookback=200, min_obs=160, n_paths=500),
+              "early": mm.make_model("ewma_var", lookback=200, min_obs=120, n_paths=500)}
+    together = Backtest(market, [book], models, start="2021-04-15", seed=3).run(split_models=False).frame
+    for label, model in models.items():
+        alone = Backtest(market, [book], {label: model}, start="2021-04-15", seed=3).run().frame
+        mine = together[together["model"] == label].reset_index(drop=True)
+        assert len(alone) == len(mine) > 0
+        assert np.array_equal(alone["margin"].to_numpy().view(np.int64), mine["margin"].to_numpy().view(np.int64))
+    assert (together["model"] == "early").sum() > (together["model"] == "late").sum()
+
+
+def test_pit_of_equal_weights_is_the_unit_weighted_pit():
+    """Forecast.pit without weights (a count over N) equals the same forecast with unit weights, bit for bit."""
+    rng = np.random.default_rng(8)
+    for n in (1, 2, 7, 100, 10_000):
+        losses = np.round(rng.normal(size=n), 1)  # ties with the realised loss
+        for pnl in (*rng.normal(size=5), -losses[0], 0.0, -0.0, 50.0, -50.0):
+            fast = mm.Forecast(margin=0.0, losses=losses).pit(pnl)
+            slow = mm.Forecast(margin=0.0, losses=losses, weights=np.ones(n)).pit(pnl)
+            assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64))
+
+
+def test_pricing_inputs_of_one_shape_skip_the_broadcast_and_give_the_same_arrays():
+    """Black-76 inputs of one shape (the models' case) are not broadcast: the kernel gets the same flat arrays."""
+    from marginlab.models.pricing import _broadcast
+
+    rng = np.random.default_rng(5)
+    base = rng.random((6, 4)) + 0.5
+    cases = [(base, base * 1.1, base[:, ::-1], base.T.copy().T, base > 1.0),  # 2-d, one non-contiguous
+             (base[0], base[1], base[2], base[3], base[4] > 1.0), (1.0, 2.0, 0.5, 0.3, True),
+             (base, base[0], 0.5, base[:, :1], True)]  # broadcasting
+    for args in cases:
+        ref = np.broadcast_arrays(*(np.asarray(a, float) for a in args[:4]), np.asarray(args[4], bool))
+        shape, got = _broadcast(*args)
+        assert shape == ref[0].shape
+        for g, r in zip(got, ref, strict=True):
+            want = np.ascontiguousarray(r).ravel()
+            assert g.dtype == want.dtype and g.flags.c_contiguous and np.array_equal(g, want)
+    assert np.array_equal(mm.black76_price(base, base * 1.1, base, base, True),
+                          mm.black76_price(base, base * 1.1, base, base, np.full(base.shape, True)))
