@@ -166,21 +166,27 @@ def _book_history(positions: Sequence[Position], market: MarketData, i: int, loo
     return book, rows, rets, dvol
 
 
-def row_moves(market: MarketData, assets: Sequence[str], rows: np.ndarray, horizon: int, with_vol: bool,
-              scaling: str = "overlapping"):
+def row_moves(market: MarketData, assets: Sequence[str], rows: np.ndarray, horizon: int,
+              with_vol: bool | Sequence[str], scaling: str = "overlapping"):
     """Historical joint moves of ``assets`` over ``horizon`` observations ending at each of ``rows``.
 
     ``scaling="overlapping"``: the sums of the log returns (and implied-vol log changes) of rows
-    ``r - horizon + 1 .. r``; ``"sqrt_time"``: the moves of row r times sqrt(horizon). Returns
-    ``(spot, log_vol)``, arrays of shape (n_rows, n_assets) (``log_vol`` None unless ``with_vol``); NaN
-    where a needed value is missing (before the data starts).
+    ``r - horizon + 1 .. r``; ``"sqrt_time"``: the moves of row r times sqrt(horizon). ``with_vol``: the
+    implied-vol changes of every asset (True), of none (False), or of the listed assets (those the book
+    holds options on, as :func:`_window`): the other vol columns are then 0. Returns ``(spot, log_vol)``,
+    arrays of shape (n_rows, n_assets) (``log_vol`` None without vol); NaN where a needed value is missing
+    (before the data starts).
     """
     cols = [market.asset_index[a] for a in assets]
     rows = np.asarray(rows, dtype=np.int64)
+    unused = [] if isinstance(with_vol, bool) else [k for k, a in enumerate(assets) if a not in set(with_vol)]
+    with_vol = bool(with_vol) and len(unused) < len(assets)
     sources = [market.log_return_array] + ([market.log_vol_change_array] if with_vol else [])
     out = []
-    for src in sources:
+    for n, src in enumerate(sources):
         x = src[:, cols]
+        if n == 1 and unused:
+            x[:, unused] = 0.0  # (a copy: column selection copies)
         if scaling == "sqrt_time" or horizon == 1:
             moves = x[rows] * np.sqrt(horizon)
         else:
@@ -337,7 +343,7 @@ class _ScenarioModel(MarginModel):
         """
         book = book_arrays(positions)
         h = state.context.mpor
-        spot, log_vol = row_moves(market, book.assets, rows, h, book.has_options,
+        spot, log_vol = row_moves(market, book.assets, rows, h, _vol_assets(book),
                                   getattr(self, "scaling", "overlapping"))
         ok = np.isfinite(spot).all(axis=1)
         if log_vol is not None:
@@ -507,7 +513,7 @@ class _Historical(_ScenarioModel):
         book, rows, _, _ = history
         # overlapping h-observation moves inside the window: the move ending at rows[k] uses rows[k-h+1 .. k]
         ends = rows if (self.scaling == "sqrt_time" or h == 1) else rows[h - 1:]
-        spot, vol = row_moves(market, book.assets, ends, h, book.has_options, self.scaling)
+        spot, vol = row_moves(market, book.assets, ends, h, _vol_assets(book), self.scaling)
         return _scenario_losses(positions, market, i, book.assets, spot, vol, h, ends)
 
 
