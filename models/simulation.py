@@ -394,7 +394,8 @@ class FHSGarch(_ScenarioModel):
     (``measure="var"``, level 0.99 by default) or ES (``"es"``, 0.975).
 
     ``vol_floor="long_run"`` floors each asset's one-step variance at the
-    sample variance of all its returns up to t (at most ten years): an
+    sample variance of all its returns up to t (at most ten years of 365
+    days, in observations of the panel: 87,600 on hourly data): an
     approximation of EMIR RTS 153/2013 Art. 28(1)(c) ("margin not lower than
     that calculated with volatility estimated over a 10-year historical
     lookback") applied to the filter's variance only; the ``lookback_floor``
@@ -459,7 +460,8 @@ class FHSGarch(_ScenarioModel):
         book, rows, rets, dvol = history
         fits = [state.estimates.fit(market, a, int(rows[0]), state.i) for a in book.assets]
         if self.vol_floor == "long_run":
-            all_r = market.log_return_array[max(1, state.i - 3650 + 1):state.i + 1][:, [market.asset_index[a]
+            span = int(round(10 * market.periods_per_year))  # ten years of 365 days, in observations
+            all_r = market.log_return_array[max(1, state.i - span + 1):state.i + 1][:, [market.asset_index[a]
                                                                                       for a in book.assets]]
             for k, f in enumerate(fits):
                 floor = np.nanvar(all_r[:, k]) * SCALE**2

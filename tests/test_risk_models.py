@@ -51,6 +51,25 @@ def test_fhs_one_day_is_the_exact_filtered_empirical_distribution():
     assert other.margin(other.fit(MARKET, t, context=RunContext(seed=99)), pos, MARKET, t) == m
 
 
+def test_fhs_long_run_floor_is_ten_years_of_calendar_time_on_hourly_data():
+    """vol_floor="long_run" floors sigma^2_{t+1} at the variance of every return of the last ten years (87,600
+    hours: all 27,603 known at 2020-10-10 12:00 here), not of the last 3,650 rows (152 days of hours): 0.956 %^2
+    binds where the 3,650-row floor (0.258) lies below the fitted 0.294 and left the margin unfloored.
+    Reference at a one-hour MPOR: the 10th largest loss of sigma_floor z_s over the window's residuals."""
+    market = ds.load_market(["BTC"], freq="1h", end="2020-10-11")
+    t = pd.Timestamp("2020-10-10 12:00", tz="UTC")
+    i = market.loc_of(t)
+    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
+    model = mm.make_model("fhs_garch", vol_floor="long_run")
+    st = model.fit(market, t, context=RunContext(seed=3))
+    fit = st.estimates.fit(market, "BTC", i - 999, i)
+    r = market.log_return_array[1:i + 1, 0]
+    floor = np.var(r[np.isfinite(r)]) * 1e4
+    assert i > 3650 and floor > 3 * fit.sigma2_next and np.nanvar(r[-3650:]) * 1e4 < fit.sigma2_next
+    losses = -market.prices["BTC"].iloc[i] * np.expm1(np.sqrt(floor) * fit.std_resids / 100)
+    assert model.margin(st, pos, market, t) == pytest.approx(np.sort(losses)[-10], rel=1e-12)
+
+
 def test_es_at_least_var_every_date_and_deterministic():
     models = {"var": mm.make_model("fhs_garch", measure="var", level=0.975, n_paths=2000),
               "es": mm.make_model("fhs_garch", measure="es", level=0.975, n_paths=2000)}
