@@ -12,10 +12,12 @@ At a one-observation MPOR, historical simulation and FHS take the risk measure
 of the window's scenarios exactly (every row once: the window's empirical
 distribution, no Monte Carlo noise). Over h > 1 observations FHS bootstraps
 h-step paths and EWMA simulates joint normal (or t) moves; their random draws
-come from the run context's generator ``default_rng([seed, i])`` with i the
-position of t in the market index (FHS row indices as 16-bit integers), so
-models compared in one study with the same seed, lookback and path count share
-the same draws, and a run is bit-for-bit repeatable. A model gives no margin
+come from the run context's generator ``default_rng([seed, d])`` with d the
+observation time of t in whole seconds since 1970-01-01 UTC
+(:func:`~marginlab.models.context.date_key`; FHS row indices as 16-bit
+integers), so models compared in one study with the same seed, lookback and
+path count share the same draws, a run is bit-for-bit repeatable, and a market
+loaded from a later start gives the same margins on the same dates. A model gives no margin
 (NaN) until it has ``min_obs`` observations (returns, and implied-vol changes
 for option books); the engine reports those dates as warm-up.
 
@@ -36,7 +38,7 @@ import numpy as np
 from marginlab.datasets import MarketData
 
 from .base import Forecast, MarginModel, check_ints, check_range, register
-from .context import RunContext
+from .context import RunContext, date_key
 from .estimates import SCALE, FilterEstimates
 from .instruments import Position
 from .revaluation import book_arrays, revalue_at
@@ -144,13 +146,15 @@ def _vol_assets(book) -> list[str]:
     return [book.assets[k] for k in book.option_assets]
 
 
-def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
-    """Bootstrap row indices, shape (n_paths, h), uniform on [0, n_window), from the generator (seed, i).
+def _draws(seed: int, key: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
+    """Bootstrap row indices, shape (n_paths, h), uniform on [0, n_window), from the generator (seed, key).
+
+    ``key`` is the date's :func:`~marginlab.models.context.date_key`.
 
     Drawn as 16-bit integers when the window allows (numpy's exact bounded draws; a quarter of
     the generator output of 64-bit ones).
     """
-    rng = np.random.default_rng([int(seed), int(i)])
+    rng = np.random.default_rng([int(seed), int(key)])
     return rng.integers(0, n_window, size=(n_paths, h), dtype=np.uint16 if n_window <= 65536 else np.int64)
 
 
@@ -401,8 +405,9 @@ class FHSGarch(_ScenarioModel):
     lookback") applied to the filter's variance only; the ``lookback_floor``
     overlay (:mod:`marginlab.models.overlays`) floors the margin itself at the
     same model's margin with a ten-year lookback.
-    ``refit_every=k`` re-estimates parameters every k-th date (filtering the
-    new data with the previous parameters in between). A failed optimisation
+    ``refit_every=k`` re-estimates parameters every k-th date, counted from
+    1970-01-01 UTC (filtering the new data with the previous parameters in
+    between). A failed optimisation
     keeps the previous parameters and is counted in the diagnostics, as are
     fits on the stationarity boundary.
 
@@ -476,7 +481,7 @@ class FHSGarch(_ScenarioModel):
             # is used exactly (every row once), with no Monte Carlo noise
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
             return _scenario_losses(positions, market, state.i, book.assets, spot_rows, dvol, 1, rows)
-        draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
+        draws = _draws(state.context.seed, date_key(market, state.i), rows.size, self.n_paths, h)
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
         return _scenario_losses(positions, market, state.i, book.assets, spot, log_vol, h)
@@ -630,7 +635,7 @@ class EWMAVaR(_ScenarioModel):
                tuple(_vol_assets(book)))
         moves = store.get(key)
         if moves is None:
-            moves = store[key] = self._moves(rets, dvol, state.context.rng(i), h)
+            moves = store[key] = self._moves(rets, dvol, state.context.rng(date_key(market, i)), h)
         n = len(book.assets)
         log_vol = None if dvol is None else moves[:, n:]
         return _scenario_losses(positions, market, i, book.assets, moves[:, :n], log_vol, h)
