@@ -4,8 +4,11 @@ Every model here revalues the book in full on every scenario through
 :func:`~marginlab.models.revaluation.revalue` and takes a risk measure of the
 simulated losses L (sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`):
 
-* VaR at level α: :math:`L_{(k)}` with :math:`k = \lceil N(1-\alpha)\rceil`;
-* ES at level α: :math:`\frac1k\sum_{i\le k} L_{(i)}` (so ES >= VaR on every date).
+* VaR at level α: :math:`L_{(k)}` with :math:`k = \lceil N(1-\alpha)\rceil` (the upper empirical
+  quantile);
+* ES at level α: the mean of the upper tail of mass 1 - α (Acerbi and Tasche 2002),
+  :math:`\big(\sum_{i<k} L_{(i)} + (N(1-\alpha) - (k-1)) L_{(k)}\big)/(N(1-\alpha))`, the mean of
+  the k largest losses when N(1 - α) is an integer (so ES >= VaR on every date).
 
 The margin is the risk measure floored at 0. Scenarios use data up to t only.
 At a one-observation MPOR, historical simulation and FHS take the risk measure
@@ -49,15 +52,35 @@ __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "ScenarioSet"
 
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
-    """VaR (k-th largest loss) or ES (mean of the k largest), k = ceil(N (1 - level))."""
-    top = _top_losses(losses, level)
-    return float(top.mean()) if measure == "es" else float(top.min())
+    """VaR (k-th largest loss, k = ceil(N (1 - level))) or ES (Acerbi-Tasche tail mean) of equally weighted losses.
+
+    The measures of :func:`weighted_risk_measure` with equal weights, from one partition (no sort).
+    """
+    var, es = _var_es(losses, level)
+    return es if measure == "es" else var
 
 
-def _top_losses(losses: np.ndarray, level: float) -> np.ndarray:
-    """The k largest losses (unordered), k = ceil(N (1 - level))."""
-    k = _risk_k(losses.size, level)
-    return -np.partition(-losses, k - 1)[:k]
+def _var_es(losses: np.ndarray, level: float) -> tuple[float, float]:
+    """``(VaR, ES)`` of equally weighted losses from the k largest (one partition, unordered) and :func:`_tail_es`.
+
+    Masses in counts: each loss 1, the tail N (1 - level) (k when within 1e-9 of it, as :func:`_risk_k`).
+    """
+    n = losses.size
+    k = _risk_k(n, level)
+    top = -np.partition(-losses, k - 1)[:k]
+    var, tail = float(top.min()), n * (1.0 - level)
+    return var, _tail_es(var, float(top.sum()), k, k if abs(tail - k) < 1e-9 else tail)
+
+
+def _tail_es(var: float, top_sum: float, top_mass: float, tail: float) -> float:
+    r"""Acerbi-Tasche ES: the mean of the upper tail of mass τ, :math:`(S - (W - \tau)\,VaR)/\tau`.
+
+    S = ``top_sum``, the weighted sum of the losses from the largest down to VaR's scenario (included), of
+    total mass W = ``top_mass`` >= τ = ``tail``: the excess mass W - τ of VaR's scenario is taken off (Acerbi
+    and Tasche 2002). The one formula of equal weights (:func:`_var_es`, masses in counts) and of
+    :func:`weighted_var_es` (masses as probabilities).
+    """
+    return float((top_sum - (top_mass - tail) * var) / tail)
 
 
 def _risk_k(n: int, level: float) -> int:
@@ -76,7 +99,8 @@ def weighted_risk_measure(losses: np.ndarray, weights: np.ndarray, measure: str,
     * ES: the mean of the upper tail of mass 1 - α,
       :math:`\big(\sum_{i<j^*} w_{(i)}L_{(i)} + (1 - \alpha - W_{j^*-1})L_{(j^*)}\big)/(1-\alpha)`
       (Acerbi and Tasche 2002, "On the coherence of expected shortfall", J. Banking & Finance 26); with
-      equal weights and N(1 - α) an integer this is the mean of the k largest losses, as :func:`risk_measure`.
+      equal weights this is :func:`risk_measure`'s ES (the mean of the k largest losses when N(1 - α) is an
+      integer).
 
     Parameters
     ----------
@@ -95,8 +119,7 @@ def weighted_var_es(losses: np.ndarray, weights: np.ndarray, level: float) -> tu
     cum = np.cumsum(w)
     tail = 1.0 - level
     j = min(int(np.searchsorted(cum, tail - 1e-12, side="left")), ordered.size - 1)
-    above = cum[j - 1] if j > 0 else 0.0
-    return float(ordered[j]), float((np.dot(w[:j], ordered[:j]) + (tail - above) * ordered[j]) / tail)
+    return float(ordered[j]), _tail_es(float(ordered[j]), float(np.dot(w[:j + 1], ordered[:j + 1])), cum[j], tail)
 
 
 def _resolve_level(model: MarginModel, default: float) -> None:
@@ -242,8 +265,7 @@ def _scenario_losses(positions: Sequence[Position], market: MarketData, i: int, 
 
 def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
     """The forecast of equally weighted scenario losses: margin = VaR or ES at ``level``, each floored at 0."""
-    top = _top_losses(losses, level)  # one partition for both measures (risk_measure's numbers)
-    var, es = max(float(top.min()), 0.0), max(float(top.mean()), 0.0)
+    var, es = (max(x, 0.0) for x in _var_es(losses, level))  # one partition for both (risk_measure's numbers)
     return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses)
 
 

@@ -33,6 +33,24 @@ def test_historical_var_closed_form_for_linear_book():
     assert m == pytest.approx(np.sort(losses)[-5], rel=1e-12)  # ceil(500 x 1%) = 5th largest
 
 
+def test_historical_es_is_the_tail_mean_when_n_times_the_tail_is_not_an_integer():
+    """250 scenarios at 97.5%: the tail holds 6.25 scenarios. ES = the mean of the 25 largest of the sample with
+    every loss 4 times (tail mass exactly 25), i.e. the 6 largest and a quarter of the 7th; the mean of the 7
+    largest (before the fix) is 2.2% low for the reviewer's book. VaR (7th largest) is unchanged."""
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    model = mm.make_model("historical_es", lookback=250)
+    pos = [mm.Position(mm.Spot("BTC"), 2.0)]
+    fc = model.forecast(model.fit(MARKET, t), pos, MARKET, t)
+    p = MARKET.prices["BTC"].loc[:t]
+    losses = -2.0 * p.iloc[-1] * np.expm1(np.log(p).diff().dropna().to_numpy()[-250:])
+    assert fc.margin == pytest.approx(np.sort(np.repeat(losses, 4))[-25:].mean(), rel=1e-12)
+    assert fc.var == pytest.approx(np.sort(losses)[-7], rel=1e-12)
+    assert risk_measure(losses, "es", 0.975) == pytest.approx(fc.margin, rel=1e-12)
+    # N (1 - alpha) an integer: the mean of the k largest, bit for bit
+    x = np.random.default_rng(4).standard_normal(1000)
+    assert risk_measure(x, "es", 0.975) == float(-np.partition(-x, 24)[:25].mean())
+
+
 def test_fhs_one_day_is_the_exact_filtered_empirical_distribution():
     """At a one-day MPOR FHS uses every window row once (no bootstrap): VaR 99% = the ceil(n x 1%)-th largest
     loss of sigma_{t+1} z_s over the window, independent of the seed and of n_paths."""
@@ -243,9 +261,10 @@ def test_forecast_records_var_es_and_pit_of_the_scenario_distribution():
     t = pd.Timestamp("2021-06-05", tz="UTC")
     p = MARKET.prices["BTC"].loc[:t]
     losses = -p.iloc[-1] * np.expm1(np.log(p).diff().dropna().to_numpy()[-500:])
-    top = np.sort(losses)[::-1][:13]  # k = ceil(500 x 2.5%) = 13
+    top = np.sort(losses)[::-1][:13]  # k = ceil(500 x 2.5%) = 13; the tail holds 12.5 scenarios
     row = f.loc[t]
-    assert row["var"] == pytest.approx(top[-1], rel=1e-12) and row["es"] == pytest.approx(top.mean(), rel=1e-12)
+    assert row["var"] == pytest.approx(top[-1], rel=1e-12)
+    assert row["es"] == pytest.approx((top[:12].sum() + 0.5 * top[12]) / 12.5, rel=1e-12)  # Acerbi-Tasche
     assert row["margin"] == row["es"]
     assert row["pit"] == pytest.approx(np.mean(losses >= row["loss"]), abs=1e-15)
     assert mm.make_model("historical_es").tail_prob == pytest.approx(0.025)
