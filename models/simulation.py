@@ -93,9 +93,12 @@ def weighted_risk_measure(losses: np.ndarray, weights: np.ndarray, measure: str,
     Losses sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, with weights
     :math:`w_{(i)}` normalised to sum to 1 and cumulative weights :math:`W_j = \sum_{i\le j} w_{(i)}`:
 
-    * VaR: :math:`L_{(j^*)}`, :math:`j^* = \min\{j: W_j \ge 1 - \alpha\}` (the smallest loss whose
-      exceedance probability is at most 1 - α); with equal weights this is the k-th largest loss,
-      k = ⌈N(1 - α)⌉, as :func:`risk_measure`;
+    * VaR: :math:`L_{(j^*)}`, :math:`j^* = \min\{j: W_j \ge 1 - \alpha\}`, the largest loss whose
+      scenarios at or above it carry at least 1 - α of the mass (the upper empirical quantile); with equal
+      weights the k-th largest loss, k = ⌈N(1 - α)⌉, as :func:`risk_measure`. When N(1 - α) is an integer
+      this is one scenario above the lower quantile (the smallest loss whose exceedance probability is at
+      most 1 - α, ``np.quantile(..., method="inverted_cdf")``): for N = 1000 at 99% the 10th largest loss,
+      where the 11th already has exceedance probability 1%. A conservative convention;
     * ES: the mean of the upper tail of mass 1 - α,
       :math:`\big(\sum_{i<j^*} w_{(i)}L_{(i)} + (1 - \alpha - W_{j^*-1})L_{(j^*)}\big)/(1-\alpha)`
       (Acerbi and Tasche 2002, "On the coherence of expected shortfall", J. Banking & Finance 26); with

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from marginlab.models import RunContext
-from marginlab.models.simulation import risk_measure
+from marginlab.models.simulation import risk_measure, weighted_risk_measure
 from marginlab.validation import Backtest
 
 MARKET = ds.load_market(["BTC", "ETH"], start="2019-01-01", end="2022-06-30")
@@ -20,6 +20,17 @@ def test_risk_measure_closed_forms():
     assert risk_measure(losses, "var", 0.99) == 100.0
     assert risk_measure(losses, "var", 0.95) == 96.0
     assert risk_measure(losses, "es", 0.95) == pytest.approx(np.mean([96, 97, 98, 99, 100]))
+
+
+def test_var_is_the_upper_empirical_quantile():
+    """VaR = the k-th largest loss, k = ceil(N (1 - alpha)): numpy's "higher" quantile at N = 1000 and 99%, one
+    scenario above the lower ("inverted_cdf") quantile, whose exceedance probability is already 1 - alpha."""
+    x = np.random.default_rng(8).standard_normal(1000)
+    var = risk_measure(x, "var", 0.99)
+    assert var == np.sort(x)[-10] == np.quantile(x, 0.99, method="higher")
+    assert np.quantile(x, 0.99, method="inverted_cdf") == np.sort(x)[-11] < var
+    assert np.mean(x > np.sort(x)[-11]) == 0.01 and np.mean(x >= var) == 0.01
+    assert weighted_risk_measure(x, np.ones(1000), "var", 0.99) == var
 
 
 def test_historical_var_closed_form_for_linear_book():
