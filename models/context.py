@@ -20,7 +20,16 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import MarketData
 
-__all__ = ["RunContext"]
+__all__ = ["RunContext", "date_key"]
+
+
+def date_key(market: MarketData, i: int) -> int:
+    """The key of the random draws at market row i: its observation time in whole seconds since 1970-01-01 UTC.
+
+    A date, not the row's position in the loaded panel: a market loaded from a later start gives the same
+    draws, hence the same Monte Carlo margins, on the same dates.
+    """
+    return int(market.observation_ns[i] // 1_000_000_000)
 
 
 @dataclass
@@ -34,9 +43,11 @@ class RunContext:
         hourly data), >= 1. Models forecast the loss over this horizon.
     seed : int
         Seed of every random draw of the run. Draws are keyed by the seed and
-        the market row (``rng(i)``), never by model, worker or call order, so
-        models with the same seed share their draws and a run is bit-for-bit
-        repeatable on any executor.
+        the date (``rng(date_key(market, i))``, the observation time of row i),
+        never by model, worker, call order or the row's position in the loaded
+        panel, so models with the same seed share their draws, a run is
+        bit-for-bit repeatable on any executor, and a market loaded from a
+        later start gives the same draws on the same dates.
     start : Timestamp, optional
         The run's first margin date. Chains of daily estimates (e.g. filter
         fits warm-started from the previous day) start there, whichever books a
@@ -66,7 +77,7 @@ class RunContext:
         return int(market.index.searchsorted(self.start))
 
     def rng(self, *key: int) -> np.random.Generator:
-        """A generator seeded by ``(seed, *key)`` (e.g. ``rng(i)`` for market row i)."""
+        """A generator seeded by ``(seed, *key)`` (e.g. ``rng(date_key(market, i))`` for the date of row i)."""
         return np.random.default_rng([int(self.seed), *(int(k) for k in key)])
 
     def cache(self, name: str) -> dict:

@@ -52,8 +52,10 @@ class FilterEstimates:
     lookback, min_obs : int
         Longest window (rows) and the fewest rows a window may have.
     refit_every : int
-        Parameters are re-estimated on rows divisible by this; in between the
-        previous parameters filter the new window.
+        Parameters are re-estimated on the dates whose observation time is a
+        whole multiple of ``refit_every`` steps since 1970-01-01 00:00 UTC (a
+        date, not a row position: the same dates whatever the loaded panel's
+        first row); in between the previous parameters filter the new window.
     start_row : int
         The chain's first row: windows on earlier rows are never fitted.
     on_fit : callable, optional
@@ -117,7 +119,7 @@ class FilterEstimates:
     def _fit_window(self, market: MarketData, asset: str, first_row: int, row: int,
                     warm: FilterFit | None) -> FilterFit:
         returns = market.log_return_array[first_row:row + 1, market.asset_index[asset]]
-        refit = row % self.refit_every == 0 or warm is None
+        refit = (market.observation_ns[row] // market.step.value) % self.refit_every == 0 or warm is None
         fit = fit_filter(returns * SCALE, self.spec, warm_start=None if warm is None else warm.params,
                          refit=refit, warm_hessian=None if warm is None else warm.inv_hessian)
         self.counts["fits"] += 1

@@ -68,7 +68,7 @@ from .instruments import Position
 from .params import install_field_validation
 from .revaluation import book_arrays, revalue_at
 from .shocks import lookback_rows
-from .simulation import _ScenarioModel, _window, row_moves, weighted_var_es
+from .simulation import _ScenarioModel, _vol_assets, _window, row_moves, weighted_var_es
 
 __all__ = ["OVERLAYS", "Overlay", "OverlaidModel", "OverlaidState", "OverlayCall", "make_overlay",
            "overlay_parameters", "register_overlay", "StressedWeight", "LookbackFloor", "APCBuffer",
@@ -144,8 +144,8 @@ class Overlay:
         raise NotImplementedError
 
     def distribution(self, model: _ScenarioModel, state: Any, positions: Sequence[Position], market: MarketData,
-                     t: pd.Timestamp) -> Forecast:
-        """The forecast replacing ``model``'s (``"distribution"`` overlays)."""
+                     t: pd.Timestamp, book: str | None = None) -> Forecast:
+        """The forecast replacing ``model``'s (``"distribution"`` overlays); ``book`` names the portfolio."""
         raise NotImplementedError
 
     def describe(self) -> str:
@@ -303,7 +303,7 @@ class OverlaidModel(MarginModel):
         """``model``'s forecast under the distribution overlay (if the first overlay is one)."""
         first = self.overlays[0]
         if first.kind == "distribution":
-            return first.distribution(model, state, positions, market, t)
+            return first.distribution(model, state, positions, market, t, book)
         return model.forecast(state, positions, market, t, book=book)
 
     def forecast(self, state: OverlaidState, positions: Sequence[Position], market: MarketData, t,
@@ -344,8 +344,19 @@ class StressedWeight(Overlay):
     share of the window's scenarios that came from stressed rows (so the
     overlay never gives stressed rows less weight than the plain window), the
     other scenarios :math:`1 - \omega` equally; VaR and ES are the weighted
-    measures of :func:`~marginlab.models.simulation.weighted_risk_measure`. With
-    no stressed row known at t the inner forecast is returned unchanged.
+    measures of :func:`~marginlab.models.simulation.weighted_risk_measure`.
+    Stressed moves need the implied-vol changes of the assets the book holds
+    options on only (as the models' windows: a BTC option book with XRP spot
+    keeps its stressed rows although XRP has no implied vol).
+
+    Before a fixed stressed period starts (no row of it known at t) the model
+    gives **no margin** (NaN, reported as warm-up), not the inner model's
+    margin: a margin labelled as stressed-weighted that holds no stressed
+    observation would be counted in this model's coverage and cost. A period
+    whose rows known at t include none the book can be revalued on (e.g. an
+    option book and a period before its implied-vol history) is refused with
+    a DataError naming the book, the period and the data coverage; rows of a
+    period missing a needed value are dropped.
 
     The stressed period is ``stress_start`` .. ``stress_end`` (row labels,
     inclusive; only rows up to t are used) when given. Otherwise it is chosen at
@@ -397,29 +408,38 @@ class StressedWeight(Overlay):
                              f"{model.name!r}")
 
     def stressed_rows(self, model: _ScenarioModel, state: Any, positions: Sequence[Position], market: MarketData,
-                      t) -> tuple[np.ndarray, np.ndarray]:
-        """The stressed rows known at ``t`` and the book's losses on their moves: ``(rows, losses)``."""
+                      t, book: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The stressed rows known at ``t`` and the book's losses on their moves: ``(rows, losses)``.
+
+        Empty before a fixed stressed period starts; DataError (naming ``book``, the period and the data
+        coverage) when rows of the period are known at t but none can be revalued for the book.
+        """
         i = state.i
+        name = book
         book = book_arrays(positions)
         if self.stress_start is not None:
             lo = int(market.index.searchsorted(utc(self.stress_start)))
             hi = min(int(market.index.searchsorted(utc(self.stress_end), side="right")) - 1, i)
-            rows = np.arange(lo, hi + 1) if hi >= lo else np.arange(0)
+            if hi < lo:
+                return np.arange(0), np.zeros(0)
+            rows = np.arange(lo, hi + 1)
             losses = model.historical_scenarios(state, positions, market, t, rows)
             ok = np.isfinite(losses)
+            if not ok.any():
+                raise DataError(self.no_usable_row(market, book, name, i))
             return rows[ok], losses[ok]
         per_day = _DAY / market.step
         span = max(int(round(self.history_years * 365 * per_day)), 1)
-        rows, _, _ = _window(market, book.assets, i, span, book.has_options)
+        rows, _, _ = _window(market, book.assets, i, span, _vol_assets(book))
         h = state.context.mpor
-        spot, log_vol = row_moves(market, book.assets, rows, h, book.has_options, getattr(model, "scaling",
-                                                                                           "overlapping"))
+        spot, log_vol = row_moves(market, book.assets, rows, h, _vol_assets(book), getattr(model, "scaling",
+                                                                                            "overlapping"))
         proxy = self.proxy_pnl(positions, market, i, spot, log_vol)
         ok = np.isfinite(proxy)
         rows, proxy = rows[ok], proxy[ok]
         n = min(max(int(round(self.stress_days * per_day)), 1), rows.size)
         if n == 0:
-            return rows, np.zeros(0)
+            raise DataError(self.no_usable_row(market, book, name, i))
         # rows are one contiguous run (from _window): the stressed period is the run of n rows with the largest
         # mean squared P&L, the first such run on ties; its scenarios are then revalued in full
         csum = np.concatenate([[0.0], np.cumsum(proxy * proxy)])
@@ -427,7 +447,25 @@ class StressedWeight(Overlay):
         rows = rows[start:start + n]
         losses = model.historical_scenarios(state, positions, market, t, rows)
         ok = np.isfinite(losses)
+        if not ok.any():
+            raise DataError(self.no_usable_row(market, book, name, i))
         return rows[ok], losses[ok]
+
+    def no_usable_row(self, market: MarketData, book: Any, name: str | None, i: int) -> str:
+        """One line: the stressed period has no row revaluable for the book at row i, and the series' coverage."""
+        period = (f"the stress period {utc(self.stress_start).date()}..{utc(self.stress_end).date()}"
+                  if self.stress_start is not None else f"the last {self.history_years:g} years")
+        series = [(f"{a} returns", market.log_return_array[:, market.asset_index[a]]) for a in book.assets] + \
+            [(f"{a} implied-vol changes", market.log_vol_change_array[:, market.asset_index[a]])
+             for a in _vol_assets(book)]
+        when = "%Y-%m-%d" if market.step >= _DAY else "%Y-%m-%d %H:%M"
+        known = []
+        for label, x in series:
+            rows = np.flatnonzero(np.isfinite(x[:i + 1]))
+            known.append(f"{label} from {market.index[rows[0]]:{when}}" if rows.size else f"no {label}")
+        who = repr(name) if name is not None else "of " + ", ".join(book.assets)
+        return (f"{self.name}: {period} has no usable row for book {who} at {market.index[i]:{when}} "
+                f"(data known then: {'; '.join(known)})")
 
     @staticmethod
     def proxy_pnl(positions: Sequence[Position], market: MarketData, i: int, spot: np.ndarray,
@@ -468,14 +506,14 @@ class StressedWeight(Overlay):
         return keep, omega
 
     def distribution(self, model: _ScenarioModel, state: Any, positions: Sequence[Position], market: MarketData,
-                     t) -> Forecast:
-        """The weighted forecast (see the class docstring); the inner forecast when no stressed row is known."""
+                     t, book: str | None = None) -> Forecast:
+        """The weighted forecast (see the class docstring); no margin (NaN) before a fixed stressed period."""
         scenarios = model.scenarios(state, positions, market, t)
         if scenarios is None:
             return Forecast(margin=float("nan"))
-        rows, stressed = self.stressed_rows(model, state, positions, market, t)
+        rows, stressed = self.stressed_rows(model, state, positions, market, t, book)
         if not rows.size:
-            return model.forecast(state, positions, market, t)
+            return Forecast(margin=float("nan"))
         keep, omega = self.weights(scenarios.rows, rows)
         kept = scenarios.losses[keep]
         losses = np.concatenate([kept, stressed])

@@ -4,18 +4,23 @@ Every model here revalues the book in full on every scenario through
 :func:`~marginlab.models.revaluation.revalue` and takes a risk measure of the
 simulated losses L (sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`):
 
-* VaR at level α: :math:`L_{(k)}` with :math:`k = \lceil N(1-\alpha)\rceil`;
-* ES at level α: :math:`\frac1k\sum_{i\le k} L_{(i)}` (so ES >= VaR on every date).
+* VaR at level α: :math:`L_{(k)}` with :math:`k = \lceil N(1-\alpha)\rceil` (the upper empirical
+  quantile);
+* ES at level α: the mean of the upper tail of mass 1 - α (Acerbi and Tasche 2002),
+  :math:`\big(\sum_{i<k} L_{(i)} + (N(1-\alpha) - (k-1)) L_{(k)}\big)/(N(1-\alpha))`, the mean of
+  the k largest losses when N(1 - α) is an integer (so ES >= VaR on every date).
 
 The margin is the risk measure floored at 0. Scenarios use data up to t only.
 At a one-observation MPOR, historical simulation and FHS take the risk measure
 of the window's scenarios exactly (every row once: the window's empirical
 distribution, no Monte Carlo noise). Over h > 1 observations FHS bootstraps
 h-step paths and EWMA simulates joint normal (or t) moves; their random draws
-come from the run context's generator ``default_rng([seed, i])`` with i the
-position of t in the market index (FHS row indices as 16-bit integers), so
-models compared in one study with the same seed, lookback and path count share
-the same draws, and a run is bit-for-bit repeatable. A model gives no margin
+come from the run context's generator ``default_rng([seed, d])`` with d the
+observation time of t in whole seconds since 1970-01-01 UTC
+(:func:`~marginlab.models.context.date_key`; FHS row indices as 16-bit
+integers), so models compared in one study with the same seed, lookback and
+path count share the same draws, a run is bit-for-bit repeatable, and a market
+loaded from a later start gives the same margins on the same dates. A model gives no margin
 (NaN) until it has ``min_obs`` observations (returns, and implied-vol changes
 for option books); the engine reports those dates as warm-up.
 
@@ -36,7 +41,7 @@ import numpy as np
 from marginlab.datasets import MarketData
 
 from .base import Forecast, MarginModel, check_ints, check_range, register
-from .context import RunContext
+from .context import RunContext, date_key
 from .estimates import SCALE, FilterEstimates
 from .instruments import Position
 from .revaluation import book_arrays, revalue_at
@@ -47,15 +52,35 @@ __all__ = ["FHSGarch", "HistoricalVaR", "HistoricalES", "EWMAVaR", "ScenarioSet"
 
 
 def risk_measure(losses: np.ndarray, measure: str, level: float) -> float:
-    """VaR (k-th largest loss) or ES (mean of the k largest), k = ceil(N (1 - level))."""
-    top = _top_losses(losses, level)
-    return float(top.mean()) if measure == "es" else float(top.min())
+    """VaR (k-th largest loss, k = ceil(N (1 - level))) or ES (Acerbi-Tasche tail mean) of equally weighted losses.
+
+    The measures of :func:`weighted_risk_measure` with equal weights, from one partition (no sort).
+    """
+    var, es = _var_es(losses, level)
+    return es if measure == "es" else var
 
 
-def _top_losses(losses: np.ndarray, level: float) -> np.ndarray:
-    """The k largest losses (unordered), k = ceil(N (1 - level))."""
-    k = _risk_k(losses.size, level)
-    return -np.partition(-losses, k - 1)[:k]
+def _var_es(losses: np.ndarray, level: float) -> tuple[float, float]:
+    """``(VaR, ES)`` of equally weighted losses from the k largest (one partition, unordered) and :func:`_tail_es`.
+
+    Masses in counts: each loss 1, the tail N (1 - level) (k when within 1e-9 of it, as :func:`_risk_k`).
+    """
+    n = losses.size
+    k = _risk_k(n, level)
+    top = -np.partition(-losses, k - 1)[:k]
+    var, tail = float(top.min()), n * (1.0 - level)
+    return var, _tail_es(var, float(top.sum()), k, k if abs(tail - k) < 1e-9 else tail)
+
+
+def _tail_es(var: float, top_sum: float, top_mass: float, tail: float) -> float:
+    r"""Acerbi-Tasche ES: the mean of the upper tail of mass τ, :math:`(S - (W - \tau)\,VaR)/\tau`.
+
+    S = ``top_sum``, the weighted sum of the losses from the largest down to VaR's scenario (included), of
+    total mass W = ``top_mass`` >= τ = ``tail``: the excess mass W - τ of VaR's scenario is taken off (Acerbi
+    and Tasche 2002). The one formula of equal weights (:func:`_var_es`, masses in counts) and of
+    :func:`weighted_var_es` (masses as probabilities).
+    """
+    return float((top_sum - (top_mass - tail) * var) / tail)
 
 
 def _risk_k(n: int, level: float) -> int:
@@ -68,13 +93,17 @@ def weighted_risk_measure(losses: np.ndarray, weights: np.ndarray, measure: str,
     Losses sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, with weights
     :math:`w_{(i)}` normalised to sum to 1 and cumulative weights :math:`W_j = \sum_{i\le j} w_{(i)}`:
 
-    * VaR: :math:`L_{(j^*)}`, :math:`j^* = \min\{j: W_j \ge 1 - \alpha\}` (the smallest loss whose
-      exceedance probability is at most 1 - α); with equal weights this is the k-th largest loss,
-      k = ⌈N(1 - α)⌉, as :func:`risk_measure`;
+    * VaR: :math:`L_{(j^*)}`, :math:`j^* = \min\{j: W_j \ge 1 - \alpha\}`, the largest loss whose
+      scenarios at or above it carry at least 1 - α of the mass (the upper empirical quantile); with equal
+      weights the k-th largest loss, k = ⌈N(1 - α)⌉, as :func:`risk_measure`. When N(1 - α) is an integer
+      this is one scenario above the lower quantile (the smallest loss whose exceedance probability is at
+      most 1 - α, ``np.quantile(..., method="inverted_cdf")``): for N = 1000 at 99% the 10th largest loss,
+      where the 11th already has exceedance probability 1%. A conservative convention;
     * ES: the mean of the upper tail of mass 1 - α,
       :math:`\big(\sum_{i<j^*} w_{(i)}L_{(i)} + (1 - \alpha - W_{j^*-1})L_{(j^*)}\big)/(1-\alpha)`
       (Acerbi and Tasche 2002, "On the coherence of expected shortfall", J. Banking & Finance 26); with
-      equal weights and N(1 - α) an integer this is the mean of the k largest losses, as :func:`risk_measure`.
+      equal weights this is :func:`risk_measure`'s ES (the mean of the k largest losses when N(1 - α) is an
+      integer).
 
     Parameters
     ----------
@@ -93,8 +122,7 @@ def weighted_var_es(losses: np.ndarray, weights: np.ndarray, level: float) -> tu
     cum = np.cumsum(w)
     tail = 1.0 - level
     j = min(int(np.searchsorted(cum, tail - 1e-12, side="left")), ordered.size - 1)
-    above = cum[j - 1] if j > 0 else 0.0
-    return float(ordered[j]), float((np.dot(w[:j], ordered[:j]) + (tail - above) * ordered[j]) / tail)
+    return float(ordered[j]), _tail_es(float(ordered[j]), float(np.dot(w[:j + 1], ordered[:j + 1])), cum[j], tail)
 
 
 def _resolve_level(model: MarginModel, default: float) -> None:
@@ -144,13 +172,15 @@ def _vol_assets(book) -> list[str]:
     return [book.assets[k] for k in book.option_assets]
 
 
-def _draws(seed: int, i: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
-    """Bootstrap row indices, shape (n_paths, h), uniform on [0, n_window), from the generator (seed, i).
+def _draws(seed: int, key: int, n_window: int, n_paths: int, h: int) -> np.ndarray:
+    """Bootstrap row indices, shape (n_paths, h), uniform on [0, n_window), from the generator (seed, key).
+
+    ``key`` is the date's :func:`~marginlab.models.context.date_key`.
 
     Drawn as 16-bit integers when the window allows (numpy's exact bounded draws; a quarter of
     the generator output of 64-bit ones).
     """
-    rng = np.random.default_rng([int(seed), int(i)])
+    rng = np.random.default_rng([int(seed), int(key)])
     return rng.integers(0, n_window, size=(n_paths, h), dtype=np.uint16 if n_window <= 65536 else np.int64)
 
 
@@ -166,21 +196,27 @@ def _book_history(positions: Sequence[Position], market: MarketData, i: int, loo
     return book, rows, rets, dvol
 
 
-def row_moves(market: MarketData, assets: Sequence[str], rows: np.ndarray, horizon: int, with_vol: bool,
-              scaling: str = "overlapping"):
+def row_moves(market: MarketData, assets: Sequence[str], rows: np.ndarray, horizon: int,
+              with_vol: bool | Sequence[str], scaling: str = "overlapping"):
     """Historical joint moves of ``assets`` over ``horizon`` observations ending at each of ``rows``.
 
     ``scaling="overlapping"``: the sums of the log returns (and implied-vol log changes) of rows
-    ``r - horizon + 1 .. r``; ``"sqrt_time"``: the moves of row r times sqrt(horizon). Returns
-    ``(spot, log_vol)``, arrays of shape (n_rows, n_assets) (``log_vol`` None unless ``with_vol``); NaN
-    where a needed value is missing (before the data starts).
+    ``r - horizon + 1 .. r``; ``"sqrt_time"``: the moves of row r times sqrt(horizon). ``with_vol``: the
+    implied-vol changes of every asset (True), of none (False), or of the listed assets (those the book
+    holds options on, as :func:`_window`): the other vol columns are then 0. Returns ``(spot, log_vol)``,
+    arrays of shape (n_rows, n_assets) (``log_vol`` None without vol); NaN where a needed value is missing
+    (before the data starts).
     """
     cols = [market.asset_index[a] for a in assets]
     rows = np.asarray(rows, dtype=np.int64)
+    unused = [] if isinstance(with_vol, bool) else [k for k, a in enumerate(assets) if a not in set(with_vol)]
+    with_vol = bool(with_vol) and len(unused) < len(assets)
     sources = [market.log_return_array] + ([market.log_vol_change_array] if with_vol else [])
     out = []
-    for src in sources:
+    for n, src in enumerate(sources):
         x = src[:, cols]
+        if n == 1 and unused:
+            x[:, unused] = 0.0  # (a copy: column selection copies)
         if scaling == "sqrt_time" or horizon == 1:
             moves = x[rows] * np.sqrt(horizon)
         else:
@@ -232,8 +268,7 @@ def _scenario_losses(positions: Sequence[Position], market: MarketData, i: int, 
 
 def loss_forecast(losses: np.ndarray, measure: str, level: float) -> Forecast:
     """The forecast of equally weighted scenario losses: margin = VaR or ES at ``level``, each floored at 0."""
-    top = _top_losses(losses, level)  # one partition for both measures (risk_measure's numbers)
-    var, es = max(float(top.min()), 0.0), max(float(top.mean()), 0.0)
+    var, es = (max(x, 0.0) for x in _var_es(losses, level))  # one partition for both (risk_measure's numbers)
     return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses)
 
 
@@ -337,7 +372,7 @@ class _ScenarioModel(MarginModel):
         """
         book = book_arrays(positions)
         h = state.context.mpor
-        spot, log_vol = row_moves(market, book.assets, rows, h, book.has_options,
+        spot, log_vol = row_moves(market, book.assets, rows, h, _vol_assets(book),
                                   getattr(self, "scaling", "overlapping"))
         ok = np.isfinite(spot).all(axis=1)
         if log_vol is not None:
@@ -388,14 +423,16 @@ class FHSGarch(_ScenarioModel):
     (``measure="var"``, level 0.99 by default) or ES (``"es"``, 0.975).
 
     ``vol_floor="long_run"`` floors each asset's one-step variance at the
-    sample variance of all its returns up to t (at most ten years): an
+    sample variance of all its returns up to t (at most ten years of 365
+    days, in observations of the panel: 87,600 on hourly data): an
     approximation of EMIR RTS 153/2013 Art. 28(1)(c) ("margin not lower than
     that calculated with volatility estimated over a 10-year historical
     lookback") applied to the filter's variance only; the ``lookback_floor``
     overlay (:mod:`marginlab.models.overlays`) floors the margin itself at the
     same model's margin with a ten-year lookback.
-    ``refit_every=k`` re-estimates parameters every k-th date (filtering the
-    new data with the previous parameters in between). A failed optimisation
+    ``refit_every=k`` re-estimates parameters every k-th date, counted from
+    1970-01-01 UTC (filtering the new data with the previous parameters in
+    between). A failed optimisation
     keeps the previous parameters and is counted in the diagnostics, as are
     fits on the stationarity boundary.
 
@@ -453,7 +490,8 @@ class FHSGarch(_ScenarioModel):
         book, rows, rets, dvol = history
         fits = [state.estimates.fit(market, a, int(rows[0]), state.i) for a in book.assets]
         if self.vol_floor == "long_run":
-            all_r = market.log_return_array[max(1, state.i - 3650 + 1):state.i + 1][:, [market.asset_index[a]
+            span = int(round(10 * market.periods_per_year))  # ten years of 365 days, in observations
+            all_r = market.log_return_array[max(1, state.i - span + 1):state.i + 1][:, [market.asset_index[a]
                                                                                       for a in book.assets]]
             for k, f in enumerate(fits):
                 floor = np.nanvar(all_r[:, k]) * SCALE**2
@@ -468,7 +506,7 @@ class FHSGarch(_ScenarioModel):
             # is used exactly (every row once), with no Monte Carlo noise
             spot_rows = np.sqrt(np.array([f.sigma2_next for f in fits])) * z / SCALE
             return _scenario_losses(positions, market, state.i, book.assets, spot_rows, dvol, 1, rows)
-        draws = _draws(state.context.seed, state.i, rows.size, self.n_paths, h)
+        draws = _draws(state.context.seed, date_key(market, state.i), rows.size, self.n_paths, h)
         spot = simulate_paths(fits, z, draws) / SCALE
         log_vol = None if dvol is None else dvol[draws].sum(axis=1)
         return _scenario_losses(positions, market, state.i, book.assets, spot, log_vol, h)
@@ -507,7 +545,7 @@ class _Historical(_ScenarioModel):
         book, rows, _, _ = history
         # overlapping h-observation moves inside the window: the move ending at rows[k] uses rows[k-h+1 .. k]
         ends = rows if (self.scaling == "sqrt_time" or h == 1) else rows[h - 1:]
-        spot, vol = row_moves(market, book.assets, ends, h, book.has_options, self.scaling)
+        spot, vol = row_moves(market, book.assets, ends, h, _vol_assets(book), self.scaling)
         return _scenario_losses(positions, market, i, book.assets, spot, vol, h, ends)
 
 
@@ -631,14 +669,14 @@ class EWMAVaR(_ScenarioModel):
             rows, rets, dvol = _window(market, book.assets, i, self.lookback, vol_assets)
             n_rows, moves = rows.size, None
             if n_rows >= self.min_obs:
-                # the draws come from a fresh generator (seed, i) whatever the key: keys with as many factors
+                # the draws come from a fresh generator (seed, date key) whatever the key: keys with as many factors
                 # draw the same numbers, so they are drawn once per date and shape (only the Cholesky factor
                 # differs)
                 n_factors = rets.shape[1] + (0 if dvol is None else dvol.shape[1])
                 draws = (self.dist, self.nu, self.n_paths, h, n_factors)
                 z = store.get(draws)
                 if z is None:
-                    z = store[draws] = self._draws(state.context.rng(i), h, n_factors)
+                    z = store[draws] = self._draws(state.context.rng(date_key(market, i)), h, n_factors)
                 moves = self._moves(rets, dvol, z)
             store[key] = n_rows, moves
         if n_rows < self.min_obs:

@@ -234,8 +234,63 @@ def test_stressed_weight_takes_the_natural_share_when_larger_and_adds_nothing_wi
     inner = mm.make_model("historical_var", lookback=20, min_obs=20)
     later = mm.make_overlay("stressed_weight", stress_start="2030-01-01", stress_end="2030-02-01")(inner)
     t = market.index[30]
-    assert later.margin(later.fit(market, t), ONE.positions, market, t) == inner.margin(inner.fit(market, t),
-                                                                                       ONE.positions, market, t)
+    # before its stressed period the model has no margin (warm-up), not the inner model's margin under its name
+    assert np.isfinite(inner.margin(inner.fit(market, t), ONE.positions, market, t))
+    assert np.isnan(later.margin(later.fit(market, t), ONE.positions, market, t))
+    assert Backtest(market, [ONE], {"later": later}).run().to_frame()["margin"].isna().all()
+
+
+def _calls_and_xrp(market, t):
+    from marginlab.models.instruments import Option, Position, Spot
+    s, x = market.prices.loc[t, "BTC"], market.prices.loc[t, "XRP"]
+    return (Position(Option("BTC", "2022-03-25 08:00", float(round(s, -3)), "call"), -10.0),
+            Position(Spot("XRP"), 1e6 / x))
+
+
+def test_stressed_weight_needs_the_implied_vol_of_the_option_assets_only():
+    """Short BTC calls + XRP spot (XRP has no implied vol): the stressed period's 16 rows are kept (none were:
+    the overlay asked for XRP's vol and fell back to the inner margin, 153,625 instead of 309,474), each the
+    calls' loss plus the XRP spot loss -q S (e^r - 1); the margin is the weighted VaR of a replicated sample."""
+    import marginlab.datasets as ds
+    market = ds.load_market(["BTC", "XRP"], start="2021-01-01", end="2022-03-01")
+    t = pd.Timestamp("2022-03-01", tz="UTC")
+    calls, xrp = _calls_and_xrp(market, t)
+    inner = mm.make_model("historical_var")
+    overlay = mm.make_overlay("stressed_weight", stress_start="2021-05-10", stress_end="2021-05-25")
+    model = overlay(inner)
+    state = model.fit(market, t, context=RunContext(mpor=1, seed=1))
+    rows, losses = overlay.stressed_rows(inner, state.inner, (calls, xrp), market, t)
+    period = np.arange(market.loc_of("2021-05-10"), market.loc_of("2021-05-25") + 1)
+    assert list(rows) == list(period) and rows.size == 16
+    _, call_losses = overlay.stressed_rows(inner, state.inner, (calls,), market, t)
+    r_xrp = market.log_return_array[period, market.asset_index["XRP"]]
+    assert losses == pytest.approx(call_losses - 1e6 * np.expm1(r_xrp), rel=1e-12)
+    window = inner.scenarios(state.inner, (calls, xrp), market, t)
+    kept = window.losses[~np.isin(window.rows, period)]
+    n = kept.size
+    assert n == window.rows.size - 16 and 16 / window.rows.size < 0.25  # weights 0.75 / n and 0.25 / 16
+    sample = np.concatenate([np.repeat(kept, 48), np.repeat(losses, n)])  # 48 n : 16 n = 0.75 : 0.25
+    fc = model.forecast(state, (calls, xrp), market, t, book="calls + XRP")
+    assert fc.margin == pytest.approx(risk_measure(sample, "var", 0.99), rel=1e-12)
+    assert fc.margin > 2 * inner.margin(state.inner, (calls, xrp), market, t)
+
+
+def test_stressed_weight_refuses_a_period_the_book_cannot_be_revalued_on():
+    """An option book and a stressed period before BTC's implied-vol history (from 2021-03-24): one line naming
+    the period, the book and the data coverage (it silently gave the inner model's margin); a spot book uses it."""
+    import marginlab.datasets as ds
+    market = ds.load_market(["BTC", "XRP"], start="2019-06-01", end="2022-03-01")
+    t = pd.Timestamp("2022-03-01", tz="UTC")
+    calls, _ = _calls_and_xrp(market, t)
+    inner = mm.make_model("historical_var")
+    model = mm.make_overlay("stressed_weight", stress_start="2020-03-01", stress_end="2020-03-31")(inner)
+    state = model.fit(market, t, context=RunContext(mpor=1, seed=1))
+    with pytest.raises(DataError, match=r"^stressed_weight: the stress period 2020-03-01\.\.2020-03-31 has no usable "
+                                        r"row for book 'calls' at 2022-03-01 \(data known then: BTC returns from "
+                                        r"2019-06-02; BTC implied-vol changes from 2021-03-25\)$"):
+        model.forecast(state, (calls,), market, t, book="calls")
+    spot = (mm.Position(mm.Spot("BTC"), 1.0),)
+    assert model.margin(state, spot, market, t) > inner.margin(state.inner, spot, market, t)
 
 
 def test_stressed_weight_finds_the_most_volatile_period_known_at_t():

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from marginlab.models import RunContext
-from marginlab.models.simulation import risk_measure
+from marginlab.models.simulation import risk_measure, weighted_risk_measure
 from marginlab.validation import Backtest
 
 MARKET = ds.load_market(["BTC", "ETH"], start="2019-01-01", end="2022-06-30")
@@ -22,6 +22,17 @@ def test_risk_measure_closed_forms():
     assert risk_measure(losses, "es", 0.95) == pytest.approx(np.mean([96, 97, 98, 99, 100]))
 
 
+def test_var_is_the_upper_empirical_quantile():
+    """VaR = the k-th largest loss, k = ceil(N (1 - alpha)): numpy's "higher" quantile at N = 1000 and 99%, one
+    scenario above the lower ("inverted_cdf") quantile, whose exceedance probability is already 1 - alpha."""
+    x = np.random.default_rng(8).standard_normal(1000)
+    var = risk_measure(x, "var", 0.99)
+    assert var == np.sort(x)[-10] == np.quantile(x, 0.99, method="higher")
+    assert np.quantile(x, 0.99, method="inverted_cdf") == np.sort(x)[-11] < var
+    assert np.mean(x > np.sort(x)[-11]) == 0.01 and np.mean(x >= var) == 0.01
+    assert weighted_risk_measure(x, np.ones(1000), "var", 0.99) == var
+
+
 def test_historical_var_closed_form_for_linear_book():
     t = pd.Timestamp("2021-06-01", tz="UTC")
     model = mm.make_model("historical_var", lookback=500)
@@ -31,6 +42,24 @@ def test_historical_var_closed_form_for_linear_book():
     r = np.log(p).diff().dropna().to_numpy()[-500:]
     losses = -2.0 * p.iloc[-1] * (np.exp(r) - 1)
     assert m == pytest.approx(np.sort(losses)[-5], rel=1e-12)  # ceil(500 x 1%) = 5th largest
+
+
+def test_historical_es_is_the_tail_mean_when_n_times_the_tail_is_not_an_integer():
+    """250 scenarios at 97.5%: the tail holds 6.25 scenarios. ES = the mean of the 25 largest of the sample with
+    every loss 4 times (tail mass exactly 25), i.e. the 6 largest and a quarter of the 7th; the mean of the 7
+    largest (before the fix) is 2.2% low for the reviewer's book. VaR (7th largest) is unchanged."""
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    model = mm.make_model("historical_es", lookback=250)
+    pos = [mm.Position(mm.Spot("BTC"), 2.0)]
+    fc = model.forecast(model.fit(MARKET, t), pos, MARKET, t)
+    p = MARKET.prices["BTC"].loc[:t]
+    losses = -2.0 * p.iloc[-1] * np.expm1(np.log(p).diff().dropna().to_numpy()[-250:])
+    assert fc.margin == pytest.approx(np.sort(np.repeat(losses, 4))[-25:].mean(), rel=1e-12)
+    assert fc.var == pytest.approx(np.sort(losses)[-7], rel=1e-12)
+    assert risk_measure(losses, "es", 0.975) == pytest.approx(fc.margin, rel=1e-12)
+    # N (1 - alpha) an integer: the mean of the k largest, bit for bit
+    x = np.random.default_rng(4).standard_normal(1000)
+    assert risk_measure(x, "es", 0.975) == float(-np.partition(-x, 24)[:25].mean())
 
 
 def test_fhs_one_day_is_the_exact_filtered_empirical_distribution():
@@ -49,6 +78,55 @@ def test_fhs_one_day_is_the_exact_filtered_empirical_distribution():
     assert m == pytest.approx(np.sort(losses)[-k], rel=1e-12)
     other = mm.make_model("fhs_garch", n_paths=500)
     assert other.margin(other.fit(MARKET, t, context=RunContext(seed=99)), pos, MARKET, t) == m
+
+
+def test_fhs_long_run_floor_is_ten_years_of_calendar_time_on_hourly_data():
+    """vol_floor="long_run" floors sigma^2_{t+1} at the variance of every return of the last ten years (87,600
+    hours: all 27,603 known at 2020-10-10 12:00 here), not of the last 3,650 rows (152 days of hours): 0.956 %^2
+    binds where the 3,650-row floor (0.258) lies below the fitted 0.294 and left the margin unfloored.
+    Reference at a one-hour MPOR: the 10th largest loss of sigma_floor z_s over the window's residuals."""
+    market = ds.load_market(["BTC"], freq="1h", end="2020-10-11")
+    t = pd.Timestamp("2020-10-10 12:00", tz="UTC")
+    i = market.loc_of(t)
+    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
+    model = mm.make_model("fhs_garch", vol_floor="long_run")
+    st = model.fit(market, t, context=RunContext(seed=3))
+    fit = st.estimates.fit(market, "BTC", i - 999, i)
+    r = market.log_return_array[1:i + 1, 0]
+    floor = np.var(r[np.isfinite(r)]) * 1e4
+    assert i > 3650 and floor > 3 * fit.sigma2_next and np.nanvar(r[-3650:]) * 1e4 < fit.sigma2_next
+    losses = -market.prices["BTC"].iloc[i] * np.expm1(np.sqrt(floor) * fit.std_resids / 100)
+    assert model.margin(st, pos, market, t) == pytest.approx(np.sort(losses)[-10], rel=1e-12)
+
+
+def test_margins_on_a_date_do_not_depend_on_where_the_loaded_market_starts():
+    """The same dates, books, seed and MPOR (5: Monte Carlo draws) on markets loaded from 2019-01-01 and from
+    2020-06-01: every scenario model and overlay gives the same margins bit for bit. Draws and FHS's refit
+    schedule were keyed by the row's position in the panel (FHS VaR moved 7%, EWMA 0.03%, by the reviewer)."""
+    books = {k: BOOKS[k] for k in ["long BTC spot", "long BTC / short ETH perpetuals",
+                                   "short BTC 25-delta strangle (30d, rolled at 7d)"]}
+    fast = dict(lookback=300, n_paths=1000)
+    fhs = mm.make_model("fhs_garch", **fast)
+    ewma = mm.make_model("ewma_var", **fast)
+    hs = mm.make_model("historical_var", lookback=300)
+    models = {"fhs var": fhs, "fhs es": mm.make_model("fhs_garch", measure="es", **fast),
+              "fhs refit 3": mm.make_model("fhs_garch", refit_every=3, **fast), "ewma": ewma,
+              "ewma t": mm.make_model("ewma_var", dist="t", **fast), "hs var": hs,
+              "hs es": mm.make_model("historical_es", lookback=300),
+              "fhs apc": mm.make_overlay("apc_buffer", buffer=0.25)(fhs),
+              "ewma stressed": mm.make_overlay("stressed_weight", stress_start="2021-05-10",
+                                               stress_end="2021-05-25")(ewma),
+              "hs floor 1y": mm.make_overlay("lookback_floor", years=1.0)(hs)}
+    frames = []
+    for start in ("2019-01-01", "2020-06-01"):
+        market = ds.load_market(["BTC", "ETH"], start=start, end="2022-01-20")
+        res = Backtest(market, books, models, mpor_days=5, start="2022-01-03", end="2022-01-12", seed=11).run()
+        frames.append(res.to_frame().sort_values(["portfolio", "model", "date"]).reset_index(drop=True))
+    a, b = frames
+    assert len(a) == 3 * 10 * len(models) and a["margin"].notna().all()
+    assert a[["date", "portfolio", "model"]].equals(b[["date", "portfolio", "model"]])
+    for col in ("margin", "var", "es", "pit"):
+        assert a[col].to_numpy().tobytes() == b[col].to_numpy().tobytes(), col
 
 
 def test_es_at_least_var_every_date_and_deterministic():
@@ -173,7 +251,7 @@ def test_fhs_multi_day_revalues_every_bootstrap_path(book):
     bk, rows, rets, dvol = _book_history(pos, MARKET, st.i, model.lookback, model.min_obs)
     fits = [st.estimates.fit(MARKET, a, int(rows[0]), st.i) for a in bk.assets]
     z = np.column_stack([f.std_resids for f in fits])
-    draws = _draws(5, st.i, rows.size, 3000, 3)
+    draws = _draws(5, int((t + pd.Timedelta(days=1)).timestamp()), rows.size, 3000, 3)  # the close of t, in s
     spot = simulate_paths(fits, z, draws) / 100
     vol_shocks = None
     if dvol is not None:
@@ -194,9 +272,10 @@ def test_forecast_records_var_es_and_pit_of_the_scenario_distribution():
     t = pd.Timestamp("2021-06-05", tz="UTC")
     p = MARKET.prices["BTC"].loc[:t]
     losses = -p.iloc[-1] * np.expm1(np.log(p).diff().dropna().to_numpy()[-500:])
-    top = np.sort(losses)[::-1][:13]  # k = ceil(500 x 2.5%) = 13
+    top = np.sort(losses)[::-1][:13]  # k = ceil(500 x 2.5%) = 13; the tail holds 12.5 scenarios
     row = f.loc[t]
-    assert row["var"] == pytest.approx(top[-1], rel=1e-12) and row["es"] == pytest.approx(top.mean(), rel=1e-12)
+    assert row["var"] == pytest.approx(top[-1], rel=1e-12)
+    assert row["es"] == pytest.approx((top[:12].sum() + 0.5 * top[12]) / 12.5, rel=1e-12)  # Acerbi-Tasche
     assert row["margin"] == row["es"]
     assert row["pit"] == pytest.approx(np.mean(losses >= row["loss"]), abs=1e-15)
     assert mm.make_model("historical_es").tail_prob == pytest.approx(0.025)

@@ -74,7 +74,7 @@ def test_ewma_moves_are_the_models_draws(dist):
     i = market.loc_of(t)
     x = market.log_return_array[i - 199:i + 1, :1]
     chol = np.linalg.cholesky(model.covariance(x) + 1e-14 * np.eye(1))
-    rng = np.random.default_rng([2, i])
+    rng = np.random.default_rng([2, int((t + pd.Timedelta(days=1)).timestamp())])  # keyed by t's close (s)
     z = rng.standard_normal((2, 500, 1))
     if dist == "t":
         z = z * np.sqrt((model.nu - 2.0) / rng.chisquare(model.nu, size=(2, 500, 1)))

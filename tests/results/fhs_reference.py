@@ -32,6 +32,9 @@ the margins are pinned by ``fhs_reference_margins_main.npz``, produced by this s
 
     python tests/results/fhs_reference.py tests/results/fhs_reference_margins_main.npz margins
 
+``fhs_reference_margins_datekey.npz`` holds the margins keys this script's output moved at the riskmodels
+fixes F3 (random draws and ``refit_every`` keyed by the date) and F4 (Acerbi-Tasche ES), those keys only.
+
 ``tests/test_volatility_reference.py`` recomputes everything and asserts exact equality (bit for bit) with
 the newest file holding each key, and with the base file where no change was intended.
 """
