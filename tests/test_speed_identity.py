@@ -120,3 +120,44 @@ def test_option_legs_taken_from_the_book_equal_the_legs_revalued_alone(name, par
             assert np.array_equal(own.losses, memo.losses) and np.array_equal(np.signbit(own.losses),
                                                                                np.signbit(memo.losses))
             assert np.array_equal(own.rows, memo.rows)
+
+
+def _bands_one_by_one(p, n, m):
+    """The bands as the report's figure computed them before ``zone_bands``: ``_zone`` on each count."""
+    x = np.arange(n + 1)
+    cum = stats.binom.cdf(x, n, p) if m == 1 else 1.0 - np.minimum(1.0, m * stats.binom.sf(x, n, p))
+    zones = np.array([cv._zone(float(c)) for c in cum])
+    return int(x[zones != "green"][0]), int(x[zones == "red"][0])
+
+
+def test_zone_bands_equal_the_zone_of_every_count():
+    """``zone_bands`` (one binomial grid, ``searchsorted`` on the zone bounds) gives the smallest yellow and red
+    counts ``_zone`` gives count by count, on a grid of (p, n, m) with its edges: n = 0 and 1, a window of
+    250 and around it, p from 1e-6 to 0.5, m up to 20; for an array of n (repeated values) the same as one
+    n at a time."""
+    ns = [0, 1, 2, 3, 7, 40, 100, 249, 250, 251, 1000]
+    for p in (1e-6, 0.001, 0.01, 0.025, 0.05, 0.1, 0.3, 0.5):
+        for m in (1, 2, 3, 5, 10, 20):
+            expected = [_bands_one_by_one(p, n, m) for n in ns]
+            assert [cv.zone_bands(p, n, m) for n in ns] == expected
+            many = np.array(ns + ns[::-1])
+            yellow, red = cv.zone_bands(p, many, m)
+            assert yellow.tolist() == [y for y, _ in expected + expected[::-1]]
+            assert red.tolist() == [r for _, r in expected + expected[::-1]]
+    # the Basel table (BCBS 1996): 250 days at 99%, yellow from 5 exceptions, red from 10
+    assert cv.zone_bands(0.01, 250) == (5, 10)
+    yellow, red = cv.zone_bands(0.01, np.arange(1, 251).reshape(10, 25), 4)
+    assert yellow.shape == red.shape == (10, 25)
+
+
+def test_zone_index_is_zone_on_the_bounds_and_beyond():
+    eps = [np.nextafter(b, d) for b in cv.ZONE_BOUNDS for d in (0.0, 1.0)]
+    cum = np.array([0.0, -0.0, 0.5, *cv.ZONE_BOUNDS, *eps, 1.0, 1.5, -1.0, np.nan, np.inf, -np.inf])
+    assert [cv.ZONES[k] for k in cv._zone_index(cum)] == [cv._zone(float(c)) for c in cum]
+
+
+def test_traffic_light_rolling_zones_are_zone_of_each_window():
+    h = np.random.default_rng(8).random(900) < 0.03
+    r = cv.traffic_light(h, p=0.01, window=250)
+    assert r.rolling["zone"].tolist() == [cv._zone(float(c)) for c in r.rolling["cumulative_probability"]]
+    assert set(r.rolling["zone"]) == {"green", "yellow", "red"}
