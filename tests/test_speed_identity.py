@@ -161,3 +161,56 @@ def test_traffic_light_rolling_zones_are_zone_of_each_window():
     r = cv.traffic_light(h, p=0.01, window=250)
     assert r.rolling["zone"].tolist() == [cv._zone(float(c)) for c in r.rolling["cumulative_probability"]]
     assert set(r.rolling["zone"]) == {"green", "yellow", "red"}
+
+
+def _disclosure_with_pandas(pnl, var, p, by):
+    """The disclosure table as pandas computed it before (one frame per year): the reference of the array path."""
+    frame = pd.DataFrame({"loss": -pnl.to_numpy(float), "margin": np.asarray(var, float)}, index=pnl.index)
+
+    def row(f):
+        breach = f["loss"] > f["margin"]
+        size = (f["loss"] - f["margin"])[breach]
+        rel = (size / f["margin"][breach]).replace([np.inf, -np.inf], np.nan)
+        out = {"observations": len(f), "exceptions": int(breach.sum()),
+               "achieved_coverage": 1.0 - breach.mean() if len(f) else np.nan}
+        if p is not None:
+            out["target_coverage"] = 1.0 - p
+        out.update({"largest_breach": float(size.max()) if len(size) else 0.0,
+                    "average_breach": float(size.mean()) if len(size) else 0.0,
+                    "largest_breach_pct_of_margin": float(rel.max()) if rel.notna().any() else 0.0})
+        return out
+
+    rows, labels = [], []
+    if by == "year":
+        for year, f in frame.groupby(frame.index.year):
+            rows.append(row(f))
+            labels.append(str(year))
+    rows.append(row(frame))
+    labels.append("total")
+    return pd.DataFrame(rows, index=pd.Index(labels, name="period"))
+
+
+def test_disclosure_table_on_arrays_is_the_pandas_table_bit_for_bit():
+    """Random books (heavy tails, zero and negative margins: infinite and negative breach ratios, years without a
+    breach, unsorted dates) against the pandas computation it replaces, compared by the bytes of every float."""
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(1, 1500))
+        dates = pd.date_range("2019-06-01", periods=n, freq="D", tz="UTC")
+        if trial % 7 == 3:
+            dates = dates[rng.permutation(n)]
+        pnl = pd.Series(rng.standard_t(3, n) * 10 ** rng.uniform(0, 6), index=dates)
+        var = np.abs(rng.normal(2, 1, n)) * 10 ** rng.uniform(0, 6) * (0 if trial % 11 == 5 else 1)
+        if trial % 5 == 1:
+            var[rng.random(n) < 0.05] = 0.0
+        if trial % 9 == 2:
+            var[rng.random(n) < 0.05] *= -1.0
+        if trial % 13 == 4:
+            var[:] = 1e12  # no breach at all
+        for p, by in ((0.01, "year"), (None, None), (0.025, None)):
+            got = cv.disclosure_table(pnl, var, p, by=by)
+            want = _disclosure_with_pandas(pnl, var, p, by)
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+            for col in got.columns:
+                a, b = got[col].to_numpy(), want[col].to_numpy()
+                assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (trial, col)

@@ -1798,31 +1798,40 @@ def disclosure_table(pnl, var, p: float | None = None, by: str | None = None) ->
     calendar year (needs a datetime index) before the total row.
     """
     arrays, index = _aligned(pnl=pnl, var=var)
-    frame = pd.DataFrame({"loss": -arrays["pnl"], "margin": arrays["var"]}, index=index)
+    loss, margin = -arrays["pnl"], arrays["var"]
 
-    def row(f: pd.DataFrame) -> dict:
-        breach = f["loss"] > f["margin"]
-        size = (f["loss"] - f["margin"])[breach]
-        rel = (size / f["margin"][breach]).replace([np.inf, -np.inf], np.nan)
-        out = {"observations": len(f), "exceptions": int(breach.sum()),
-               "achieved_coverage": 1.0 - breach.mean() if len(f) else np.nan}
+    def row(at) -> dict:
+        # on arrays, the arithmetic of the pandas version (sums and means as pandas takes them, NaN skipped by
+        # max as pandas does: filled with -inf), without a frame per year
+        f_loss, f_margin = loss[at], margin[at]
+        breach = f_loss > f_margin
+        size = (f_loss - f_margin)[breach]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = size / f_margin[breach]
+        rel[np.isinf(rel)] = np.nan
+        kept = ~np.isnan(rel)
+        n = f_loss.size
+        out = {"observations": n, "exceptions": int(breach.sum()),
+               "achieved_coverage": 1.0 - breach.sum(dtype=np.int64) / np.float64(n) if n else np.nan}
         if p is not None:
             out["target_coverage"] = 1.0 - p
-        out.update({"largest_breach": float(size.max()) if len(size) else 0.0,
-                    "average_breach": float(size.mean()) if len(size) else 0.0,
-                    "largest_breach_pct_of_margin": float(rel.max()) if rel.notna().any() else 0.0})
+        out.update({"largest_breach": float(size.max()) if size.size else 0.0,
+                    "average_breach": float(size.sum() / np.float64(size.size)) if size.size else 0.0,
+                    "largest_breach_pct_of_margin": float(np.where(kept, rel, -np.inf).max()) if kept.any()
+                    else 0.0})
         return out
 
     rows, labels = [], []
     if by == "year":
-        if not isinstance(frame.index, pd.DatetimeIndex):
+        if not isinstance(index, pd.DatetimeIndex):
             raise ValueError("disclosure_table(by='year') needs pnl with a DatetimeIndex")
-        for year, f in frame.groupby(frame.index.year):
-            rows.append(row(f))
+        years = index.year.to_numpy()
+        for year in np.unique(years):
+            rows.append(row(years == year))
             labels.append(str(year))
     elif by is not None:
         raise ValueError(f"by must be None or 'year', got {by!r}")
-    rows.append(row(frame))
+    rows.append(row(slice(None)))
     labels.append("total")
     return pd.DataFrame(rows, index=pd.Index(labels, name="period"))
 
