@@ -16,7 +16,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 __all__ = ["EPISODES", "png", "formula_png", "plotting", "frontier", "small_multiples", "episode_zoom",
            "rolling_breaches", "parameter_stability", "bars", "heatmap", "zone_thresholds", "zone_counts", "WIDTH"]
@@ -261,15 +260,12 @@ def zone_thresholds(p: float, window: int = 250, m: int = 1) -> tuple[int, int]:
 
     BCBS 1996: cumulative probabilities 0.95 and 0.9999 under Binomial(window, p). With ``m`` sub-samples
     (an MPOR of h > 1 observations) the Bonferroni rule of :func:`marginlab.validation.coverage.backtest`:
-    the combined cumulative probability ``1 - min(1, m P(X > x))`` reaches 0.95 and 0.9999, i.e. one
-    sub-sample's reaches 1 - 0.05/m and 1 - 0.0001/m.
+    one sub-sample's cumulative probability reaches 1 - 0.05/m and 1 - 0.0001/m
+    (:func:`marginlab.validation.coverage.zone_bands`).
     """
-    from marginlab.validation.coverage import _zone
+    from marginlab.validation.coverage import zone_bands
 
-    x = np.arange(window + 1)
-    cum = stats.binom.cdf(x, window, p) if m == 1 else 1.0 - np.minimum(1.0, m * stats.binom.sf(x, window, p))
-    zones = np.array([_zone(float(c)) for c in cum])
-    return int(x[zones != "green"][0]), int(x[zones == "red"][0])
+    return zone_bands(p, int(window), m)
 
 
 def zone_counts(hits: pd.Series, p: float, mpor: int = 1, window: int = 250) -> pd.DataFrame:
@@ -278,19 +274,23 @@ def zone_counts(hits: pd.Series, p: float, mpor: int = 1, window: int = 250) -> 
     ``hits``: one pair's exceptions (bool) on its dates, in date order. At each date, with the sample ending
     there: the exceptions in the last ``window`` observations, or in all of them when fewer; with an MPOR of
     h > 1 observations, in the last ``window`` observations of the date's non-overlapping sub-sample (every
-    h-th observation; the ``m`` sub-samples with at least two observations in the whole sample), against the
-    bands of :func:`zone_thresholds` for that many observations and ``m``. The zone of each sub-sample's last
-    row is its zone in the cell (the cell's zone is the worst of them: :func:`marginlab.validation.coverage.backtest`).
+    h-th observation; the ``m`` sub-samples of :func:`marginlab.validation.coverage.subsample_offsets`),
+    against the bands of :func:`marginlab.validation.coverage.zone_bands` for that many observations and
+    ``m``. The zone of each sub-sample's last row is its zone in the cell (the cell's zone is the worst of
+    them: :func:`marginlab.validation.coverage.backtest`).
 
     Returns a frame with columns ``date``, ``subsample``, ``observations`` (in the count), ``count``,
     ``yellow``, ``red`` (the smallest yellow and red counts) and ``zone``, one row per date.
     """
+    from marginlab.validation.coverage import subsample_offsets, zone_bands
+
     h = np.asarray(hits, dtype=bool)
     n, mpor = h.size, int(mpor)
     pos = np.arange(n)
     sub, j = pos % mpor, pos // mpor
     sizes = np.array([len(range(k, n, mpor)) for k in range(mpor)])
-    valid = np.ones(mpor, bool) if mpor == 1 else sizes >= 2
+    valid = np.zeros(mpor, bool)
+    valid[subsample_offsets(n, mpor)] = True
     m = int(valid.sum())
     counts = np.zeros(n, dtype=int)
     for k in np.flatnonzero(valid):
@@ -298,9 +298,7 @@ def zone_counts(hits: pd.Series, p: float, mpor: int = 1, window: int = 250) -> 
         jj = np.arange(sizes[k])
         counts[k::mpor] = c[jj + 1] - c[np.maximum(jj + 1 - window, 0)]
     w = np.minimum(j + 1, window)
-    bands = {int(v): zone_thresholds(p, int(v), m) for v in np.unique(w)}
-    yellow = np.array([bands[int(v)][0] for v in w])
-    red = np.array([bands[int(v)][1] for v in w])
+    yellow, red = zone_bands(p, w, m)
     zone = np.where(counts >= red, "red", np.where(counts >= yellow, "yellow", "green"))
     out = pd.DataFrame({"date": hits.index if isinstance(hits, pd.Series) else pos, "subsample": sub,
                         "observations": w, "count": counts, "yellow": yellow, "red": red, "zone": zone})

@@ -316,12 +316,17 @@ def test_a_local_cluster_draws_the_figures_and_runs_coverage_tests_with_the_same
     drawn = [m for m in mapped if m[0] == "_draw"]
     assert len(drawn) == 1 and drawn[0][1] >= 4 and drawn[0][2] is True
     assert (tmp_path / "local" / "report.html").read_text(encoding="utf-8") == render_html(sr)
-    # the coverage tests of every pair on the cluster (BacktestResult.coverage_reports) are the ones run here
+    # the coverage tests of every pair ran on the cluster, one task per book (beside the stress tests run
+    # here): the reports, in order, and the coverage table are the ones run here
+    assert ("_coverage_of_book", 2, True) in mapped
     assert len(sr.reports) == 6
-    with LocalExecutor(2) as cluster:
-        shipped = sr.backtest.coverage_reports(list(sr.reports), executor=cluster)
+    here = sr.backtest.coverage_reports(list(sr.reports))
+    assert list(here) == list(sr.reports)
     for (book, model), report in sr.reports.items():
-        pd.testing.assert_frame_equal(shipped[(book, model)].to_frame(), report.to_frame(), check_exact=True)
+        pd.testing.assert_frame_equal(here[(book, model)].to_frame(), report.to_frame(), check_exact=True)
+        pd.testing.assert_frame_equal(here[(book, model)].disclosure, report.disclosure, check_exact=True)
+    pd.testing.assert_frame_equal(sr.backtest.coverage(reports=here, portfolios=list(dict.fromkeys(
+        pf for pf, _ in sr.reports))), sr.coverage, check_exact=True)
 
 
 def test_two_local_clusters_at_once_take_no_fixed_port(local, recwarn):

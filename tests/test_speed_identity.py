@@ -233,3 +233,97 @@ def test_pricing_inputs_of_one_shape_skip_the_broadcast_and_give_the_same_arrays
             assert g.dtype == want.dtype and g.flags.c_contiguous and np.array_equal(g, want)
     assert np.array_equal(mm.black76_price(base, base * 1.1, base, base, True),
                           mm.black76_price(base, base * 1.1, base, base, np.full(base.shape, True)))
+
+
+def _bands_one_by_one(p, n, m):
+    """The bands as the report's figure computed them before ``zone_bands``: ``_zone`` on each count."""
+    x = np.arange(n + 1)
+    cum = stats.binom.cdf(x, n, p) if m == 1 else 1.0 - np.minimum(1.0, m * stats.binom.sf(x, n, p))
+    zones = np.array([cv._zone(float(c)) for c in cum])
+    return int(x[zones != "green"][0]), int(x[zones == "red"][0])
+
+
+def test_zone_bands_equal_the_zone_of_every_count():
+    """``zone_bands`` (one binomial grid, ``searchsorted`` on the zone bounds) gives the smallest yellow and red
+    counts ``_zone`` gives count by count, on a grid of (p, n, m) with its edges: n = 0 and 1, a window of
+    250 and around it, p from 1e-6 to 0.5, m up to 20; for an array of n (repeated values) the same as one
+    n at a time."""
+    ns = [0, 1, 2, 3, 7, 40, 100, 249, 250, 251, 1000]
+    for p in (1e-6, 0.001, 0.01, 0.025, 0.05, 0.1, 0.3, 0.5):
+        for m in (1, 2, 3, 5, 10, 20):
+            expected = [_bands_one_by_one(p, n, m) for n in ns]
+            assert [cv.zone_bands(p, n, m) for n in ns] == expected
+            many = np.array(ns + ns[::-1])
+            yellow, red = cv.zone_bands(p, many, m)
+            assert yellow.tolist() == [y for y, _ in expected + expected[::-1]]
+            assert red.tolist() == [r for _, r in expected + expected[::-1]]
+    # the Basel table (BCBS 1996): 250 days at 99%, yellow from 5 exceptions, red from 10
+    assert cv.zone_bands(0.01, 250) == (5, 10)
+    yellow, red = cv.zone_bands(0.01, np.arange(1, 251).reshape(10, 25), 4)
+    assert yellow.shape == red.shape == (10, 25)
+
+
+def test_zone_index_is_zone_on_the_bounds_and_beyond():
+    eps = [np.nextafter(b, d) for b in cv.ZONE_BOUNDS for d in (0.0, 1.0)]
+    cum = np.array([0.0, -0.0, 0.5, *cv.ZONE_BOUNDS, *eps, 1.0, 1.5, -1.0, np.nan, np.inf, -np.inf])
+    assert [cv.ZONES[k] for k in cv._zone_index(cum)] == [cv._zone(float(c)) for c in cum]
+
+
+def test_traffic_light_rolling_zones_are_zone_of_each_window():
+    h = np.random.default_rng(8).random(900) < 0.03
+    r = cv.traffic_light(h, p=0.01, window=250)
+    assert r.rolling["zone"].tolist() == [cv._zone(float(c)) for c in r.rolling["cumulative_probability"]]
+    assert set(r.rolling["zone"]) == {"green", "yellow", "red"}
+
+
+def _disclosure_with_pandas(pnl, var, p, by):
+    """The disclosure table as pandas computed it before (one frame per year): the reference of the array path."""
+    frame = pd.DataFrame({"loss": -pnl.to_numpy(float), "margin": np.asarray(var, float)}, index=pnl.index)
+
+    def row(f):
+        breach = f["loss"] > f["margin"]
+        size = (f["loss"] - f["margin"])[breach]
+        rel = (size / f["margin"][breach]).replace([np.inf, -np.inf], np.nan)
+        out = {"observations": len(f), "exceptions": int(breach.sum()),
+               "achieved_coverage": 1.0 - breach.mean() if len(f) else np.nan}
+        if p is not None:
+            out["target_coverage"] = 1.0 - p
+        out.update({"largest_breach": float(size.max()) if len(size) else 0.0,
+                    "average_breach": float(size.mean()) if len(size) else 0.0,
+                    "largest_breach_pct_of_margin": float(rel.max()) if rel.notna().any() else 0.0})
+        return out
+
+    rows, labels = [], []
+    if by == "year":
+        for year, f in frame.groupby(frame.index.year):
+            rows.append(row(f))
+            labels.append(str(year))
+    rows.append(row(frame))
+    labels.append("total")
+    return pd.DataFrame(rows, index=pd.Index(labels, name="period"))
+
+
+def test_disclosure_table_on_arrays_is_the_pandas_table_bit_for_bit():
+    """Random books (heavy tails, zero and negative margins: infinite and negative breach ratios, years without a
+    breach, unsorted dates) against the pandas computation it replaces, compared by the bytes of every float."""
+    rng = np.random.default_rng(11)
+    for trial in range(60):
+        n = int(rng.integers(1, 1500))
+        dates = pd.date_range("2019-06-01", periods=n, freq="D", tz="UTC")
+        if trial % 7 == 3:
+            dates = dates[rng.permutation(n)]
+        pnl = pd.Series(rng.standard_t(3, n) * 10 ** rng.uniform(0, 6), index=dates)
+        var = np.abs(rng.normal(2, 1, n)) * 10 ** rng.uniform(0, 6) * (0 if trial % 11 == 5 else 1)
+        if trial % 5 == 1:
+            var[rng.random(n) < 0.05] = 0.0
+        if trial % 9 == 2:
+            var[rng.random(n) < 0.05] *= -1.0
+        if trial % 13 == 4:
+            var[:] = 1e12  # no breach at all
+        for p, by in ((0.01, "year"), (None, None), (0.025, None)):
+            got = cv.disclosure_table(pnl, var, p, by=by)
+            want = _disclosure_with_pandas(pnl, var, p, by)
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+            for col in got.columns:
+                a, b = got[col].to_numpy(), want[col].to_numpy()
+                assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), (trial, col)

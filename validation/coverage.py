@@ -106,6 +106,10 @@ __all__ = [
     "binomial",
     "binomial_upper",
     "traffic_light",
+    "zone_bands",
+    "subsample_offsets",
+    "ZONES",
+    "ZONE_BOUNDS",
     "tuff",
     "haas_tbf",
     "haas_tbfi",
@@ -686,8 +690,93 @@ def binomial(hits, p: float) -> BinomialResult:
                           pvalue_exact_greater=_binom_upper_tail(x, n, p)[0], distribution="normal")
 
 
+#: The Basel traffic-light zones (BCBS 1996), in order of severity.
+ZONES = ("green", "yellow", "red")
+#: Where the zones start on the cumulative probability P(X <= x) of the exception count (BCBS 1996): green
+#: below the first bound, yellow from it to below the second, red from the second on.
+ZONE_BOUNDS = (0.95, 0.9999)
+
+
 def _zone(cum: float) -> str:
-    return "green" if cum < 0.95 else ("yellow" if cum < 0.9999 else "red")
+    return ZONES[0] if cum < ZONE_BOUNDS[0] else (ZONES[1] if cum < ZONE_BOUNDS[1] else ZONES[2])
+
+
+def _zone_index(cum) -> np.ndarray:
+    """The zone of each cumulative probability as 0, 1, 2 (green, yellow, red): :func:`_zone` on an array.
+
+    ``searchsorted`` on :data:`ZONE_BOUNDS` (right side: a probability equal to a bound is in the zone it
+    starts), NaN sorting last (red), as ``_zone`` reads it.
+    """
+    return np.searchsorted(np.asarray(ZONE_BOUNDS), cum, side="right")
+
+
+def _bonferroni_cum(upper, m: int):
+    """The combined cumulative probability ``1 - min(1, m P(X > x))`` of m sub-samples (see :func:`backtest`)."""
+    return 1.0 - np.minimum(1.0, m * upper)
+
+
+def subsample_offsets(n: int, mpor_days: int) -> list[int]:
+    """The non-overlapping sub-samples :func:`backtest` tests a series of n observations on, by first offset.
+
+    One series (offset 0) when ``mpor_days`` is 1; else the offsets k = 0..h-1 (every h-th observation from
+    the k-th) whose sub-sample has at least 2 observations. Their number is the Bonferroni ``m``.
+    """
+    if mpor_days == 1:
+        return [0]
+    return [k for k in range(mpor_days) if len(range(k, n, mpor_days)) >= 2]
+
+
+def zone_bands(p: float, n, m: int = 1) -> tuple[Any, Any]:
+    r"""Smallest exception counts in n observations whose traffic-light zone is yellow, and red.
+
+    The zone of x exceptions in n observations is read off its cumulative probability (:data:`ZONE_BOUNDS`):
+    :math:`P(X \le x)` under Binomial(n, p) for one series (``m = 1``, :func:`traffic_light`), and for ``m``
+    non-overlapping sub-samples (an MPOR above one observation) the Bonferroni rule of :func:`backtest`,
+    :math:`1 - \min(1, m P(X > x))`: yellow when one sub-sample's cumulative probability reaches
+    1 - 0.05/m, red at 1 - 0.0001/m. The same numbers and zones as :func:`traffic_light` and :func:`backtest`
+    read: ``x >= yellow`` is where the zone stops being green, ``x >= red`` where it is red.
+
+    Parameters
+    ----------
+    p : float
+        Tail probability.
+    n : int or array-like of int
+        Observations (>= 0); each distinct value is computed once.
+    m : int
+        Number of sub-samples combined (1: a single series).
+
+    Returns
+    -------
+    (yellow, red) : ints when ``n`` is an int, else int64 arrays of n's shape.
+    """
+    p = _check_p(p)
+    if not isinstance(m, int | np.integer) or isinstance(m, bool) or m < 1:
+        raise ValueError(f"m (sub-samples) must be a positive integer, got {m!r}")
+    sizes = np.asarray(n)
+    if sizes.dtype.kind not in "iu" or (sizes < 0).any():
+        raise ValueError(f"n (observations) must be integers >= 0, got {n!r}")
+    values, inverse = np.unique(sizes, return_inverse=True)
+    yellow = np.full(values.size, -1, dtype=np.int64)
+    red = np.full(values.size, -1, dtype=np.int64)
+    # every distinct n at once, on a grid of counts x (columns) from 0 in blocks until each n has met its red
+    # count (at the latest x = n, cumulative 1): each cell is the binomial law of its own (x, n), as a call
+    # per n computes it, and counts above n are red
+    start, width = 0, 32
+    todo = np.arange(values.size)
+    while todo.size:
+        x = np.arange(start, start + width)
+        v = values[todo, None]
+        cum = stats.binom.cdf(x, v, p) if m == 1 else _bonferroni_cum(stats.binom.sf(x, v, p), m)
+        zone = np.where(x <= v, _zone_index(cum), 2)
+        for band, level in ((yellow, 1), (red, 2)):
+            hit = zone >= level
+            new = (band[todo] < 0) & hit.any(axis=1)
+            band[todo[new]] = start + np.argmax(hit[new], axis=1)
+        todo = todo[red[todo] < 0]
+        start, width = start + width, 2 * width
+    if sizes.ndim == 0:
+        return int(yellow[0]), int(red[0])
+    return yellow[inverse].reshape(sizes.shape), red[inverse].reshape(sizes.shape)
 
 
 def _plus_factor(x: int, p: float, window: int, zone: str) -> float:
@@ -813,7 +902,7 @@ def traffic_light(hits, p: float = 0.01, window: int = 250, n_sims: int = 20_000
         cums = stats.binom.cdf(counts, window, p)
         rolling = pd.DataFrame({"end": index[window - 1:], "exceptions": counts,
                                 "cumulative_probability": cums,
-                                "zone": [_zone(c) for c in cums]})
+                                "zone": np.asarray(ZONES, dtype=object)[_zone_index(cums)]})
     worst = int(counts.max())
     if worst == 0:
         worst_p, worst_se, sims, used_seed = 1.0, 0.0, 0, None
@@ -1709,31 +1798,40 @@ def disclosure_table(pnl, var, p: float | None = None, by: str | None = None) ->
     calendar year (needs a datetime index) before the total row.
     """
     arrays, index = _aligned(pnl=pnl, var=var)
-    frame = pd.DataFrame({"loss": -arrays["pnl"], "margin": arrays["var"]}, index=index)
+    loss, margin = -arrays["pnl"], arrays["var"]
 
-    def row(f: pd.DataFrame) -> dict:
-        breach = f["loss"] > f["margin"]
-        size = (f["loss"] - f["margin"])[breach]
-        rel = (size / f["margin"][breach]).replace([np.inf, -np.inf], np.nan)
-        out = {"observations": len(f), "exceptions": int(breach.sum()),
-               "achieved_coverage": 1.0 - breach.mean() if len(f) else np.nan}
+    def row(at) -> dict:
+        # on arrays, the arithmetic of the pandas version (sums and means as pandas takes them, NaN skipped by
+        # max as pandas does: filled with -inf), without a frame per year
+        f_loss, f_margin = loss[at], margin[at]
+        breach = f_loss > f_margin
+        size = (f_loss - f_margin)[breach]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = size / f_margin[breach]
+        rel[np.isinf(rel)] = np.nan
+        kept = ~np.isnan(rel)
+        n = f_loss.size
+        out = {"observations": n, "exceptions": int(breach.sum()),
+               "achieved_coverage": 1.0 - breach.sum(dtype=np.int64) / np.float64(n) if n else np.nan}
         if p is not None:
             out["target_coverage"] = 1.0 - p
-        out.update({"largest_breach": float(size.max()) if len(size) else 0.0,
-                    "average_breach": float(size.mean()) if len(size) else 0.0,
-                    "largest_breach_pct_of_margin": float(rel.max()) if rel.notna().any() else 0.0})
+        out.update({"largest_breach": float(size.max()) if size.size else 0.0,
+                    "average_breach": float(size.sum() / np.float64(size.size)) if size.size else 0.0,
+                    "largest_breach_pct_of_margin": float(np.where(kept, rel, -np.inf).max()) if kept.any()
+                    else 0.0})
         return out
 
     rows, labels = [], []
     if by == "year":
-        if not isinstance(frame.index, pd.DatetimeIndex):
+        if not isinstance(index, pd.DatetimeIndex):
             raise ValueError("disclosure_table(by='year') needs pnl with a DatetimeIndex")
-        for year, f in frame.groupby(frame.index.year):
-            rows.append(row(f))
+        years = index.year.to_numpy()
+        for year in np.unique(years):
+            rows.append(row(years == year))
             labels.append(str(year))
     elif by is not None:
         raise ValueError(f"by must be None or 'year', got {by!r}")
-    rows.append(row(frame))
+    rows.append(row(slice(None)))
     labels.append("total")
     return pd.DataFrame(rows, index=pd.Index(labels, name="period"))
 
@@ -1914,7 +2012,7 @@ def _bonferroni(results: list[TestResult], m: int) -> TestResult:
         changes["log_pvalue"] = min(0.0, np.log(m) + min(r.log_pvalue for r in results))
     if isinstance(best, TrafficLightResult):
         upper = min(float(stats.binom.sf(r.n_exceptions, r.window, r.p)) for r in results)
-        cum = 1.0 - min(1.0, m * upper)
+        cum = float(_bonferroni_cum(upper, m))
         zone = _zone(cum)
         worst = min(results, key=lambda r: r.worst_window_pvalue)
         changes.update(zone=zone, cumulative_probability=cum,
@@ -2009,10 +2107,8 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
         return CoverageReport(tests=tests, disclosure=disclosure, p=p, mpor_days=1, es_p=es_p,
                               combination="single sample (non-overlapping 1-day horizon)")
     subs: dict[int, dict[str, TestResult]] = {}
-    for k in range(mpor_days):
+    for k in subsample_offsets(pnl_a.size, mpor_days):
         sl = slice(k, None, mpor_days)
-        if pnl_a[sl].size < 2:
-            continue
         subs[k] = _run_tests(pnl_a[sl], var_a[sl], p, es=cut(es_a, sl), es_var=cut(es_var_a, sl),
                              pit=cut(pit_a, sl), **opts)
     if not subs:

@@ -509,8 +509,18 @@ class _BookPath:
 
 
 def _coverage_of(inputs: dict[str, Any]) -> cv.CoverageReport:
-    """One pair's coverage tests (a task of :meth:`BacktestResult.coverage_reports`)."""
+    """One pair's coverage tests."""
     return cv.backtest(**inputs)
+
+
+def _coverage_of_book(inputs: list[dict[str, Any]]) -> list[cv.CoverageReport]:
+    """The coverage tests of one book's pairs, in order (a task of :meth:`BacktestResult.coverage_reports`).
+
+    A book's pairs share their sample length, so the simulated nulls that depend on it alone (kept per
+    process, see :mod:`~marginlab.validation.coverage`) are drawn once per task rather than once per pair
+    and worker.
+    """
+    return [cv.backtest(**x) for x in inputs]
 
 
 class Executor(Protocol):
@@ -597,6 +607,9 @@ class BacktestResult:
                          ) -> dict[tuple[str, str], cv.CoverageReport]:
         """:meth:`coverage_report` of each ``(portfolio, model)`` pair, the tests run on ``executor`` if given.
 
+        On an executor each book's pairs are one task (they share the book's sample length, whose simulated
+        nulls a worker then draws once), the reports returned in the order of ``pairs``.
+
         Each pair's tests are a pure function of its series (their simulations have fixed seeds), so the
         reports are the same whichever executor (:mod:`marginlab.validation.executors`) runs them; the series
         are cut here, so a pair with too few dates raises here, naming it.
@@ -604,8 +617,17 @@ class BacktestResult:
         # each book's common dates computed once, not once per model; only the books asked for
         every = self._pair_rows(sample, {pf for pf, _ in pairs})
         inputs = [self._coverage_inputs(pf, md, p, default_p, sample, every.get((pf, md))) for pf, md in pairs]
-        run = executor.map(_coverage_of, inputs) if executor is not None and len(inputs) > 1 else [
-            _coverage_of(x) for x in inputs]
+        if executor is None or len(inputs) < 2:
+            return dict(zip(pairs, [_coverage_of(x) for x in inputs], strict=True))
+        books: dict[str, list[int]] = {}  # one task per book: its pairs' positions in ``pairs``
+        for k, (pf, _) in enumerate(pairs):
+            books.setdefault(pf, []).append(k)
+        run: list[Any] = [None] * len(pairs)
+        for at, reports in zip(books.values(), executor.map(_coverage_of_book, [[inputs[k] for k in at]
+                                                                                 for at in books.values()]),
+                               strict=True):
+            for k, report in zip(at, reports, strict=True):
+                run[k] = report
         return dict(zip(pairs, run, strict=True))
 
     def _coverage_inputs(self, portfolio: str, model: str, p: float | None, default_p: float, sample: str,
