@@ -143,25 +143,32 @@ def test_option_legs_taken_from_the_book_equal_the_legs_revalued_alone(name, par
             assert np.array_equal(own.rows, memo.rows)
 
 
+def _margins_in_one_context_equal_alone(model, market, dates, books, alone) -> int:
+    """Every book's and leg's margin on ``dates`` in one run context equals, bit for bit, its margin from the
+    state ``alone(t)``; returns how many finite margins of groups holding options were compared."""
+    ctx = mm.RunContext()
+    checked = 0
+    for t in dates:
+        state = model.fit(market, t, context=ctx)
+        for b in books:
+            positions = b.positions_at(t, market)
+            if not model.applies_to(positions):
+                continue
+            for group in [positions, *[(p,) for p in positions]]:
+                fast, slow = model.margin(state, group, market, t), model.margin(alone(t), group, market, t)
+                assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64)), (b.name, t)
+                checked += np.isfinite(fast) and any(isinstance(p.instrument, mm.Option) for p in group)
+    return checked
+
+
 @pytest.mark.parametrize("name", ["static", "deribit_standard"])
 def test_option_marks_memoised_per_row_equal_the_marks_priced_alone(name):
     """Static and Deribit standard price each option once per date in a run (books and their legs share the
     memo): every book's and leg's margin is bit for bit the one priced without a run context."""
     market = ds.load_market(["BTC", "ETH"], start="2022-01-01", end="2022-12-31", with_option_chains=True)
     model = mm.make_model(name)
-    books = [b for n, b in mm.reference_portfolios().items() if "SOL" not in n
-             and model.applies_to(b.positions_at(market.index[300], market))]
-    ctx = mm.RunContext()
-    checked = 0
-    for t in market.index[280:320]:
-        state = model.fit(market, t, context=ctx)
-        for b in books:
-            positions = b.positions_at(t, market)
-            for group in [positions, *[(p,) for p in positions]]:
-                fast, slow = model.margin(state, group, market, t), model.margin(None, group, market, t)
-                assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64))
-                checked += any(isinstance(p.instrument, mm.Option) for p in group)
-    assert checked > 100
+    books = [b for n, b in mm.reference_portfolios().items() if "SOL" not in n]
+    assert _margins_in_one_context_equal_alone(model, market, market.index[280:320], books, lambda t: None) > 100
 
 
 @pytest.mark.parametrize("name", ["span", "deribit_pm", "greeks_netting"])
@@ -172,20 +179,8 @@ def test_portfolio_margins_with_the_runs_caches_equal_each_computed_alone(name):
     market = ds.load_market(["BTC", "ETH"], start="2021-01-01", end="2022-12-31", with_option_chains=True)
     model = mm.make_model(name)
     books = [b for n, b in mm.reference_portfolios().items() if "SOL" not in n]
-    ctx = mm.RunContext()
-    checked = 0
-    for t in market.index[560:575]:
-        state = model.fit(market, t, context=ctx)
-        for b in books:
-            positions = b.positions_at(t, market)
-            if not model.applies_to(positions):
-                continue
-            for group in [positions, *[(p,) for p in positions]]:
-                fast = model.margin(state, group, market, t)
-                slow = model.margin(model.fit(market, t, context=mm.RunContext()), group, market, t)
-                assert np.array_equal(np.float64(fast).view(np.int64), np.float64(slow).view(np.int64)), (b.name, t)
-                checked += np.isfinite(fast) and any(isinstance(p.instrument, mm.Option) for p in group)
-    assert checked > 100
+    assert _margins_in_one_context_equal_alone(model, market, market.index[560:575], books,
+                                               lambda t: model.fit(market, t, context=mm.RunContext())) > 100
 
 
 def test_ewma_models_with_other_min_obs_sharing_a_context_keep_their_own_warm_up():
