@@ -40,7 +40,9 @@ for the book's positions on that asset at t:
   **inferred**, except for perpetuals): per expiry e, the net delta of its options and futures
   times :math:`\max(a\,T_e, a_{min})` times the spot, :math:`T_e` in years; a perpetual's net delta
   times :math:`a_{min}` (this reproduces Deribit's published roll shock of a short ETH perpetual:
-  0.005 x 0.999487053 = 0.004997435265 ETH). Spot holdings do not roll.
+  0.005 x 0.999487053 = 0.004997435265 ETH, and of a BTC perpetual with a short dated future at
+  a_min, with no netting between them: 0.00315725898 BTC, Deribit API example of 2024-06-17; an
+  expiry where a T_e exceeds a_min is not in a published example). Spot holdings do not roll.
 
 Initial margin = worst case + delta shock + roll shock, summed over currencies; maintenance =
 ``mm_factor`` x initial (``mm_factor`` 0.8 in both published vintages; the published example

@@ -270,6 +270,34 @@ def test_calibration_window_parameters_are_checked():
     assert mm.make_model("span", lookback=30).lookback == 30  # a default min_obs is capped at the window
 
 
+def test_deribit_pm_reproduces_deribits_published_btc_example_with_a_dated_future():
+    """Deribit's own API example (private/pme/simulate, 2024-06-17): a BTC perpetual and a short dated future.
+    The loss side of the published aggregated risk vector (coin, gains floored at 0) is marginlab's USD grid at
+    S0 (1 + m); the published roll shock is |q| x a_min per contract with no netting between the perpetual and
+    the future (0.314538364 x 1% + 0.001187534 x max(7.5% x T, 1%)). Found by a reviewer: an external check of
+    futures in the PM model that no test held."""
+    ref = json.loads((RESULTS / "deribit_pm_btc_reference.json").read_text())
+    s0 = ref["index_price"]
+    m = toy_market({"BTC": s0}, {"BTC": 0.5}, start="2024-06-14")
+    t = m.index[2]  # observed 2024-06-17 00:00 UTC: the example's vintage is in force
+    expiry = pd.Timestamp(ref["future_expiry"], tz="UTC")
+    book = [mm.Position(mm.Perpetual("BTC"), ref["positions"]["BTC-PERPETUAL"]),
+            mm.Position(mm.Future("BTC", expiry), ref["positions"]["BTC-28JUN24"])]
+    model = mm.make_model("deribit_pm")
+    b = model.breakdown(model.fit(m, t), book, m, t)
+    grid = b.standard["BTC"].ravel()
+    usd = np.array(ref["aggregated_standard_coin"]) * s0 * np.repeat(1 + np.arange(-4, 5) * 0.16 / 4, 3)
+    loss = usd < 0
+    assert loss.sum() == 12
+    np.testing.assert_allclose(grid[loss], usd[loss], rtol=1e-12)
+    assert np.all(grid[~loss] >= 0)  # gains, which Deribit's aggregated vector shows as 0
+    assert np.all(b.extended["BTC"] == 0.0) and ref["aggregated_extended_coin"] == [0] * 8
+    row = b.per_asset.loc["BTC"]
+    assert row["roll_shock"] / s0 == pytest.approx(ref["roll_shock_coin"], rel=1e-9)  # 9 published digits
+    assert row["worst_standard"] == pytest.approx(-usd.min(), rel=1e-12) and row["delta_shock"] == 0.0
+    assert b.initial == pytest.approx(row["worst_standard"] + row["roll_shock"], rel=1e-15)
+
+
 def test_deribit_pm_reproduces_deribits_published_risk_vector_of_a_perpetual():
     ref = json.loads((RESULTS / "deribit_pm_reference.json").read_text())
     s0 = ref["index_price"]
