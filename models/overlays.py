@@ -60,7 +60,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
-from marginlab.datasets.conventions import utc
+from marginlab.datasets.conventions import date_format, utc
 
 from .base import Forecast, HasDiagnostics, MarginModel, add_to_registry, build_registered, check_ints, check_range
 from .context import RunContext
@@ -458,7 +458,7 @@ class StressedWeight(Overlay):
         series = [(f"{a} returns", market.log_return_array[:, market.asset_index[a]]) for a in book.assets] + \
             [(f"{a} implied-vol changes", market.log_vol_change_array[:, market.asset_index[a]])
              for a in _vol_assets(book)]
-        when = "%Y-%m-%d" if market.step >= _DAY else "%Y-%m-%d %H:%M"
+        when = date_format(market.freq)
         known = []
         for label, x in series:
             rows = np.flatnonzero(np.isfinite(x[:i + 1]))

@@ -251,7 +251,8 @@ _DERIBIT_OPTIONS = ("third-party copy of Deribit's inverse-option standard margi
                     "not read on a Deribit page (Deribit Support 'Inverse Options' describes the contract, "
                     "not these rates)")
 
-#: Deribit standard margin per currency (single vintage each; see the module docstring).
+#: Deribit standard margin per currency (futures: the rule in force on each date, see ``DeribitParams``; options: one
+#: vintage; see the module docstring).
 DERIBIT_STANDARD: Mapping[str, DeribitParams] = MappingProxyType({
     "BTC": DeribitParams(
         futures_initial=0.02, futures_maintenance=0.01, futures_add_on=0.00005, size_unit="BTC",
