@@ -140,7 +140,7 @@ class MarginModel:
     def fit(self, market: MarketData, t: pd.Timestamp, warm_start: Any = None,
             context: RunContext | None = None) -> Any:
         """Prepare the state at ``t`` from data known at ``t`` (default: date, row and context only)."""
-        return ModelState(t=pd.Timestamp(t), i=market.loc_of(t), context=context or RunContext())
+        return ModelState(t=pd.Timestamp(t), i=market.loc_of(t), context=(context or RunContext()).for_market(market))
 
     def margin(self, state: Any, positions: Sequence[Position], market: MarketData, t: pd.Timestamp) -> float:
         """Return the margin for ``positions`` at ``t``."""

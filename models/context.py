@@ -59,6 +59,7 @@ class RunContext:
     start: pd.Timestamp | None = None
     _caches: dict[str, dict] = field(default_factory=dict, repr=False)
     _tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _market: MarketData | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("mpor", "seed"):
@@ -69,6 +70,20 @@ class RunContext:
             raise ValueError(f"RunContext: mpor must be >= 1 observation, got {self.mpor}")
         if self.seed < 0:
             raise ValueError(f"RunContext: seed must be >= 0, got {self.seed}")
+
+    def for_market(self, market: MarketData) -> RunContext:
+        """Bind the context to ``market`` on first use and return it; ValueError for another market.
+
+        A context belongs to one run on one market: its caches and estimates are keyed by the market's rows,
+        so another market (e.g. one loaded from another start) would silently read the first one's values at
+        the same row number, another date. Create one context per run and market.
+        """
+        if self._market is None:
+            self._market = market
+        elif self._market is not market:
+            raise ValueError("RunContext: this context was used with another market data object; a context "
+                             "belongs to one run on one market (create a new RunContext)")
+        return self
 
     def start_row(self, market: MarketData, first_call_row: int) -> int:
         """Row of the run's first margin date in ``market`` (``first_call_row`` when the run has no start)."""

@@ -287,7 +287,7 @@ class OverlaidModel(MarginModel):
     def fit(self, market: MarketData, t, warm_start: OverlaidState | None = None,
             context: RunContext | None = None) -> OverlaidState:
         """Fit the inner model and each overlay's state at ``t``."""
-        context = context or RunContext()
+        context = (context or RunContext()).for_market(market)
         prev = warm_start if isinstance(warm_start, OverlaidState) else None
         inner = self.inner.fit(market, t, warm_start=None if prev is None else prev.inner, context=context)
         states = tuple(o.fit(self.inner, market, t, None if prev is None else prev.overlays[k], context)

@@ -475,7 +475,7 @@ class FHSGarch(_ScenarioModel):
     def fit(self, market: MarketData, t, warm_start=None, context: RunContext | None = None) -> FHSState:
         """The state at ``t``: the run's filter estimates of this specification (fitted when a book asks)."""
         i = market.loc_of(t)
-        context = context or RunContext()
+        context = (context or RunContext()).for_market(market)
         estimates = context.shared("filter_estimates", self.estimation_key, lambda: FilterEstimates(
             self.spec, self.lookback, self.min_obs, self.refit_every, start_row=context.start_row(market, i),
             on_fit=partial(context.record, "estimates"), key=repr(self.estimation_key)))

@@ -33,6 +33,24 @@ def test_run_context_validates_its_settings():
     assert ctx.shared("x", 1, lambda: [1]) is ctx.shared("x", 1, lambda: [2])
 
 
+@pytest.mark.parametrize("name", ["ewma_var", "span", "fhs_garch"])
+def test_a_run_context_belongs_to_one_market(name):
+    """Found by a reviewer: caches in the run context are keyed by market row, so a context passed to a second
+    market (loaded from a later start) gave that market the first one's values at the same row number, another
+    date (EWMA 102,279.63 instead of 89,187.60). A context now binds to its market: another market is refused."""
+    full = ds.load_market(["BTC"], start="2021-01-01", end="2021-12-31")
+    later = ds.load_market(["BTC"], start="2021-03-01", end="2021-12-31")
+    model = mm.make_model(name)
+    book = mm.reference_portfolios()["long BTC spot"].positions_at(full.index[-1], full)
+    ctx = RunContext()
+    t = later.index[-1]
+    alone = model.margin(model.fit(later, t, context=RunContext()), book, later, t)
+    model.margin(model.fit(full, t, context=ctx), book, full, t)  # the context is now bound to `full`
+    with pytest.raises(ValueError, match="a context belongs to one run on one market"):
+        model.fit(later, t, context=ctx)
+    assert model.margin(model.fit(later, t, context=RunContext()), book, later, t) == alone
+
+
 def test_fhs_margins_do_not_depend_on_the_other_books_or_their_order():
     """The BTC window of the BTC/SOL book grows from SOL's listing (2020-08-11) until it equals the BTC
     book's rolling window (200 rows later): the fits' warm-start chain is defined by window content, so
