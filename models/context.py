@@ -99,6 +99,18 @@ class RunContext:
         """A dict owned by this run (created empty on first use)."""
         return self._caches.setdefault(name, {})
 
+    def row_cache(self, name: str, market: MarketData, i: int) -> dict:
+        """A dict owned by this run holding entries of market row ``i`` only: emptied when another row is asked for.
+
+        For memos of the current date (option marks, scenario sets, simulated moves), which a run asks for row
+        after row: memory stays one row's worth.
+        """
+        store = self.cache(name)
+        if store.get("_row") != i or store.get("_market") is not market:
+            store.clear()
+            store["_row"], store["_market"] = i, market
+        return store
+
     def shared(self, name: str, key: Hashable, build: Callable[[], Any]) -> Any:
         """The object stored under ``key`` in cache ``name``, built once per run by ``build()``."""
         store = self.cache(name)

@@ -104,9 +104,7 @@ def gross_notional(positions: Sequence[Position], market: MarketData, i: int) ->
         return 0.0
     spots = market.price_array[i, [market.asset_index[a] for a in book.assets]]
     held = book.held_at(market.observation_ns[i])
-    if not held.all():
-        return float(np.abs(book.quantity[held]) @ spots[book.asset_idx[held]])
-    return float(np.abs(book.quantity) @ spots[book.asset_idx])
+    return float(np.abs(book.quantity[held]) @ spots[book.asset_idx[held]])
 
 
 @dataclass(frozen=True)

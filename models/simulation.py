@@ -345,10 +345,7 @@ class _ScenarioModel(MarginModel):
         The memo lives in the run context (``state.context.cache("scenario_sets")``) and holds the current
         market row only: it is cleared when a later row is asked for.
         """
-        memo = state.context.cache("scenario_sets")
-        if memo.get("_row") != state.i or memo.get("_market") is not market:
-            memo.clear()
-            memo["_row"], memo["_market"] = state.i, market
+        memo = state.context.row_cache("scenario_sets", market, state.i)
         key = (self.scenario_key, tuple(positions))
         found = memo.get(key, _NOT_YET)
         if found is _NOT_YET:
@@ -659,10 +656,7 @@ class EWMAVaR(_ScenarioModel):
         # the history window and the simulated moves depend on the date, the book's assets and the assets it holds
         # options on only: books sharing them share both (computed once per date; the store keeps the current
         # row only), each entry (rows in the window, moves or None while no model asking had min_obs rows)
-        store = state.context.cache("ewma_moves")
-        if store.get("row") != i:
-            store.clear()
-            store["row"] = i
+        store = state.context.row_cache("ewma_moves", market, i)
         key = (self.lam, self.dist, self.nu, self.lookback, self.n_paths, h, tuple(book.assets), tuple(vol_assets))
         n_rows, moves = store.get(key, (None, None))
         if n_rows is None or (moves is None and n_rows >= self.min_obs):

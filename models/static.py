@@ -79,11 +79,7 @@ def _option_mark(option: Option, market: MarketData, t, spot: float, state=None)
     context = getattr(state, "context", None)
     if context is None:
         return option_mark(option, market, t, where=f"option {option.label}")
-    memo = context.cache("option_marks")
-    i = market.loc_of(t)
-    if memo.get("_row") != i or memo.get("_market") is not market:
-        memo.clear()
-        memo["_row"], memo["_market"] = i, market
+    memo = context.row_cache("option_marks", market, market.loc_of(t))
     mark = memo.get(option)
     if mark is None:
         mark = memo[option] = option_mark(option, market, t, where=f"option {option.label}")

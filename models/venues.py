@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from types import MappingProxyType
 
 import pandas as pd
@@ -220,9 +221,14 @@ class DeribitParams:
             raise ValueError("Deribit parameters: option rates must satisfy 0 < maintenance <= initial_min "
                              "<= initial_max < 1")
 
+    @cached_property
+    def _futures_from_ns(self) -> int:
+        """``futures_from`` as UTC nanoseconds (parsed once: futures_rates runs per contract and date)."""
+        return pd.Timestamp(self.futures_from, tz="UTC").value
+
     def futures_rates(self, level: str, time_ns: int) -> tuple[float, float]:
         """``(base, add_on)`` of futures and perpetuals at ``level`` in force at ``time_ns`` (UTC nanoseconds)."""
-        if self.futures_before is not None and time_ns < pd.Timestamp(self.futures_from, tz="UTC").value:
+        if self.futures_before is not None and time_ns < self._futures_from_ns:
             initial, maintenance, add_on = self.futures_before
         else:
             initial, maintenance, add_on = self.futures_initial, self.futures_maintenance, self.futures_add_on
