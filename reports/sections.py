@@ -550,12 +550,13 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
               {"caption": "Every scenario, per book and model", "collapsed": True,
                "table": frame_table(summary, units=_STRESS_UNITS)}]
     if cover is not None and len(cover):
-        largest = cover.reset_index().groupby("model", sort=False).agg(
+        flat = cover.reset_index()
+        largest = flat.groupby("model", sort=False).agg(
             dates=("members", "size"), members_min=("members", "min"), members_median=("members", "median"),
             members_max=("members", "max"), cover1_max=("cover1", "max"), cover1_mean=("cover1", "mean"),
             cover2_max=("cover2", "max"), cover2_mean=("cover2", "mean")).reset_index()
         if "cover2_state" in cover.columns:  # where the largest Cover-2 comes from (the first date of the peak)
-            peak = cover.reset_index().sort_values("cover2", ascending=False, kind="stable").drop_duplicates("model")
+            peak = flat.sort_values("cover2", ascending=False, kind="stable").drop_duplicates("model")
             peak = peak.set_index("model").reindex(largest["model"])
             largest["cover2_max_date"] = [f"{d:%Y-%m-%d}" if isinstance(d, pd.Timestamp) else "" for d in peak["date"]]
             for c in ("members", "scenario", "state"):

@@ -25,8 +25,6 @@ __all__ = ["BacktestDiff", "backtest_file", "compare_backtests", "read_backtest"
 KEY = ["date", "portfolio", "model"]
 #: the columns a backtest table must have to be compared
 REQUIRED = [*KEY, "margin", "breach"]
-#: the value columns of a backtest table (all compared; any other non-key column is compared too)
-VALUES = ["margin", "pnl", "loss", "notional", "var", "es", "pit", "standalone_margin", "breach", "book_changed"]
 #: numeric columns of a backtest table (``BacktestResult.frame``) -> whether the writer leaves them empty (NaN):
 #: VaR, ES and PIT are NaN for rule-based models, the standalone margin before a model's warm-up ends
 NUMBERS = {"margin": False, "pnl": False, "loss": False, "notional": False, "var": True, "es": True, "pit": True,

@@ -698,7 +698,8 @@ ZONE_BOUNDS = (0.95, 0.9999)
 
 
 def _zone(cum: float) -> str:
-    return ZONES[0] if cum < ZONE_BOUNDS[0] else (ZONES[1] if cum < ZONE_BOUNDS[1] else ZONES[2])
+    """The zone of one cumulative probability (:func:`_zone_index`)."""
+    return ZONES[int(_zone_index(cum))]
 
 
 def _zone_index(cum) -> np.ndarray:

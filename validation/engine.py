@@ -275,9 +275,9 @@ class Backtest:
             book = p.positions_at(t, self.market)
             for item, pos in enumerate(book):
                 if not isinstance(pos, Position):
-                    raise ValueError(f"portfolio {name!r}: item {item} at {t:%Y-%m-%d} is not a Position")
+                    raise ValueError(f"{where}: item {item} at {t:%Y-%m-%d} is not a Position")
                 if pos.instrument.asset not in self.market.assets:
-                    raise DataError(f"portfolio {name!r}: item {item} ({pos.instrument.label}) has unknown asset "
+                    raise DataError(f"{where}: item {item} ({pos.instrument.label}) has unknown asset "
                                     f"{pos.instrument.asset!r}; the market data has {self.market.assets}")
             instruments = frozenset(pos.instrument for pos in book)
             changed[k] = previous is not None and instruments != previous
@@ -508,11 +508,6 @@ class _BookPath:
     legs: dict[Position, tuple[Book, str]] = field(default_factory=dict)
 
 
-def _coverage_of(inputs: dict[str, Any]) -> cv.CoverageReport:
-    """One pair's coverage tests."""
-    return cv.backtest(**inputs)
-
-
 def _coverage_of_book(inputs: list[dict[str, Any]]) -> list[cv.CoverageReport]:
     """The coverage tests of one book's pairs, in order (a task of :meth:`BacktestResult.coverage_reports`).
 
@@ -618,7 +613,7 @@ class BacktestResult:
         every = self._pair_rows(sample, {pf for pf, _ in pairs})
         inputs = [self._coverage_inputs(pf, md, p, default_p, sample, every.get((pf, md))) for pf, md in pairs]
         if executor is None or len(inputs) < 2:
-            return dict(zip(pairs, [_coverage_of(x) for x in inputs], strict=True))
+            return dict(zip(pairs, _coverage_of_book(inputs), strict=True))
         books: dict[str, list[int]] = {}  # one task per book: its pairs' positions in ``pairs``
         for k, (pf, _) in enumerate(pairs):
             books.setdefault(pf, []).append(k)

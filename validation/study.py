@@ -606,7 +606,7 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
             progress.stage("writing the report")
             # the figures are drawn on the workers of a local cluster (the same bytes: the same machine and
             # libraries); a remote cluster's machines may draw them otherwise, so they are drawn here
-            sr.report_path = write_report(sr, out, executor=runner if getattr(runner, "local", False) else None)
+            sr.report_path = write_report(sr, out, executor=local)
     return sr
 
 
@@ -632,16 +632,16 @@ def _analyse(config: StudyConfig, result: BacktestResult, market, reference: lis
     with ThreadPoolExecutor(1, thread_name_prefix="marginlab-coverage") as pool:
         # waited for in _analyse_rest; an interrupt stops the wait and the executor cancels its tasks
         running = pool.submit(result.coverage_reports, pairs, default_p=config.tail_prob, executor=quiet)
-        return _analyse_rest(config, result, market, reference, None, running)
+        return _analyse_rest(config, result, market, reference, Progress(enabled=False), running)
 
 
 def _analyse_rest(config: StudyConfig, result: BacktestResult, market, reference: list[str],
-                  progress: Progress | None, reports) -> StudyResult:
+                  progress: Progress, reports) -> StudyResult:
     """:func:`_analyse` after the coverage tests started: ``reports`` is their result, or a future of it.
 
-    ``progress`` None: no stages shown (they run beside the coverage tests, whose stage is shown).
+    ``progress`` a silent one when these stages run beside the coverage tests (whose stage is shown).
     """
-    stage = progress.stage if progress is not None else (lambda text: None)
+    stage = progress.stage
     stage("procyclicality")
     procyclicality, apc = result.procyclicality(), result.apc_tradeoff()
     stress: dict[str, Any] = {}
@@ -660,11 +660,8 @@ def _analyse_rest(config: StudyConfig, result: BacktestResult, market, reference
     reports = reports if isinstance(reports, dict) else reports.result()
     coverage = result.coverage(default_p=config.tail_prob, reports=reports, portfolios=reference)
     metrics = result.efficiency(portfolios=reference)
-    sr = StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
-                     procyclicality=procyclicality, apc=apc)
-    for name, value in stress.items():
-        setattr(sr, name, value)
-    return sr
+    return StudyResult(config=config, backtest=result, coverage=coverage, metrics=metrics, reports=reports,
+                       procyclicality=procyclicality, apc=apc, **stress)
 
 
 #: Above this many portfolios (e.g. member accounts) a task runs every model on a group of books, so that each
