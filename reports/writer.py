@@ -113,7 +113,7 @@ def render_html(study, built=None, data: ReportData | None = None, executor=None
               '<a href="#run-metadata">run metadata</a>). '
               f"Machine-readable: results.json (schema results.schema.json), backtest.csv, coverage.csv, "
               f"metrics.csv.</p>"
-              + (f'<p class="note">{esc(cfg.left_out_text())}</p>' if cfg.left_out_text() else ""))
+              + (f'<p class="note">{esc(left_out)}</p>' if (left_out := cfg.left_out_text()) else ""))
     return page.finish(page_html(f"marginlab study: {cfg.name}", header, toc, "\n".join(body)))
 
 

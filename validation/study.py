@@ -416,8 +416,8 @@ class StudyResult:
     """A study's configuration, backtest result, coverage and metrics tables, and report location.
 
     ``files`` holds the run's facts the report shows (``started``: ISO time in UTC, ``elapsed_s``,
-    ``out``: the report folder, ``skipped_portfolios``). :meth:`verdict` is the verdict matrix of the
-    report's first screen and :meth:`verdict_text` the same as text (what ``marginlab run`` prints).
+    ``out``: the report folder). :meth:`verdict` is the verdict matrix of the report's first screen and
+    :meth:`verdict_text` the same as text (what ``marginlab run`` prints).
     ``procyclicality`` and ``apc`` are :meth:`BacktestResult.procyclicality` and
     :meth:`BacktestResult.apc_tradeoff`; with a ``[stress]`` section, ``stress`` is
     :func:`~marginlab.validation.stress.stress_coverage`, ``cover`` :func:`~marginlab.validation.stress.cover_n`
@@ -596,7 +596,6 @@ def run_study(study: str | Path | StudyConfig | None = None, out: str | Path | N
         # libraries, one BLAS thread in each process), while this process runs the other analyses
         local = runner if getattr(runner, "local", False) else None
         sr = _analyse(config, result, market, [n for n in books if n not in accounts], progress, local)
-        sr.files["skipped_portfolios"] = ", ".join(left_out)
         sr.files["started"] = started.strftime("%Y-%m-%d %H:%M:%S UTC")
         sr.files["elapsed_s"] = (dt.datetime.now(dt.UTC) - started).total_seconds()
         if write:

@@ -215,8 +215,9 @@ class SweepResult:
             skipped.setdefault(label, []).append(book)
         notes = "".join(f"\n{label} does not apply to (no rows): {', '.join(books)}"
                         for label, books in skipped.items())
-        if self.config.left_out_text():
-            notes += f"\n{self.config.left_out_text()}"
+        left_out = self.config.left_out_text()
+        if left_out:
+            notes += f"\n{left_out}"
         from marginlab.reports.formatting import frame_text
 
         units = {"breach_rate": "fraction", "kupiec_pvalue": "pvalue", "mean_margin_rate": "fraction",
