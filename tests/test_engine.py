@@ -30,6 +30,16 @@ def test_hand_computed_case_to_the_cent():
     assert res.breaches().loc[("two BTC", "static"), "breaches"] == 1
 
 
+def test_a_flat_price_is_a_loss_of_plus_zero():
+    # loss = -pnl wrote -0.0 for a zero P&L (a flat price, a hedged book): "-0.0" in backtest.csv
+    market = toy_market([100.0, 100.0, 90.0, 90.0])
+    book = mm.FixedBook("two BTC", (mm.Position(mm.Spot("BTC"), 2.0),))
+    f = Backtest(market, [book], [mm.make_model("static", rate=0.10)]).run().to_frame()
+    assert list(f["loss"]) == [0.0, 20.0, 0.0]
+    assert not np.signbit(f["loss"].to_numpy()[[0, 2]]).any()
+    assert "-0.0" not in f.to_csv(index=False)
+
+
 def test_mpor_two_days_hand_computed():
     market = toy_market([100.0, 90.0, 95.0, 80.0, 85.0])
     book = mm.FixedBook("short", (mm.Position(mm.Perpetual("BTC"), -1.0),))

@@ -359,7 +359,7 @@ class Backtest:
                 pnl = path.pnl[ok]
                 out.frames[(label, name)] = pd.DataFrame({
                     "date": path.dates[ok], "portfolio": name, "model": label, "margin": m[ok], "pnl": pnl,
-                    "loss": -pnl, "breach": cv.exceptions(pnl, m[ok]), "var": x[ok, 1], "es": x[ok, 2],
+                    "loss": 0.0 - pnl, "breach": cv.exceptions(pnl, m[ok]), "var": x[ok, 1], "es": x[ok, 2],
                     "pit": x[ok, 3], "notional": path.notional[ok], "book_changed": path.changed[ok]})
                 if self.standalone_legs:
                     out.frames[(label, name)]["standalone_margin"] = standalone[(label, name)][ok]
