@@ -147,6 +147,31 @@ def test_results_json_follows_its_schema_and_carries_the_verdict(hostile_report)
     assert any(f["used"] and f["file"] == "prices_1d_btc.csv.gz" for f in prov["data_files"])
 
 
+@pytest.mark.parametrize("path, value", [
+    (("content", "matrix", "cells", 0, "verdict"), "great"),
+    (("content", "matrix", "cells", 0, "breaches"), "six"),
+    (("content", "matrix", "cells", 0, "kupiec_pvalue"), 7.0),
+    (("content", "matrix", "cells", 0, "traffic_light_zone"), "purple"),
+    (("content", "matrix"), None),  # None: delete the key
+])
+def test_the_schema_checks_the_verdict_section_of_a_written_results_json(hostile_report, path, value):
+    """A reviewer: 'prefixItems' held only the verdict key's const and 'items' applies only after the prefix, so the
+    verdict section (sections[0], what `marginlab show` reads) was never checked against the section and cell
+    definitions: a verdict 'great', breaches 'six', a p-value of 7 or a missing matrix validated."""
+    results = read_results(hostile_report["out"])
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.validate(results, schema)
+    node = results["sections"][0]
+    for key in path[:-1]:
+        node = node[key]
+    if value is None:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(results, schema)
+
+
 def test_cli_show_and_models(hostile_report, capsys):
     assert main(["show", str(hostile_report["out"])]) == 0
     out = capsys.readouterr().out
