@@ -29,7 +29,7 @@ from .provenance import run_metadata
 from .sections import Page, ReportData, build_sections
 
 __all__ = ["REPORT_FOLDER", "REPORT_FILES", "RESULTS_FORMAT", "SCHEMA_PATH", "UNITS", "write_report", "render_html",
-           "report_files", "results_dict", "check_report_folder", "read_results"]
+           "report_files", "results_dict", "check_report_folder", "read_results", "cell_problem"]
 
 #: A report folder: recognised by its manifest ``.marginlab-report``, whose first line is the signature.
 REPORT_FOLDER = FolderKind(what="marginlab report", manifest=".marginlab-report", header="# marginlab report\n",
@@ -200,6 +200,46 @@ def write_report(study, out: str | Path, executor=None) -> Path:
     real = publish_folder(out, files, REPORT_FOLDER,
                           comments=[f"study: {json.dumps(study.config.name)}", f"marginlab {_version()}"])
     return real / "report.html"
+
+
+_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "object": (dict,),
+               "array": (list,), "null": (type(None),)}
+
+
+def cell_problem(cell: object) -> str | None:
+    """What is wrong with a verdict-matrix cell by the schema's ``cell`` definition (None: nothing).
+
+    Checks what :data:`SCHEMA_PATH` says of a cell (required keys, conditionally required ones, enums, types,
+    bounds) without needing ``jsonschema`` at run time, so ``marginlab show`` names the bad value and the allowed
+    ones instead of failing further on.
+    """
+    spec = json.loads(SCHEMA_PATH.read_text())["$defs"]["cell"]
+    if not isinstance(cell, dict):
+        return f"is {type(cell).__name__}, not an object"
+    required = list(spec["required"])
+    condition = spec.get("if", {}).get("properties", {}).get("verdict", {}).get("enum", ())
+    if cell.get("verdict") in condition:
+        required += spec["then"]["required"]
+    for key in required:
+        if key not in cell:
+            return f"has no key {key!r}"
+    for key, rule in spec["properties"].items():
+        if key not in cell:
+            continue
+        value = cell[key]
+        if "enum" in rule and value not in rule["enum"]:
+            return f"{key} {value!r} is not one of " + ", ".join(repr(v) for v in rule["enum"])
+        types = rule.get("type")
+        if types is not None:
+            types = [types] if isinstance(types, str) else types
+            allowed = tuple(t for name in types for t in _JSON_TYPES[name])
+            if isinstance(value, bool) and "boolean" not in types or not isinstance(value, allowed):
+                return f"{key} {value!r} is not of type {' or '.join(types)}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "minimum" in rule and value < rule["minimum"] or "maximum" in rule and value > rule["maximum"]:
+                return (f"{key} {value!r} is outside [{rule.get('minimum', '-inf')}, "
+                        f"{rule.get('maximum', 'inf')}]")
+    return None
 
 
 def read_results(folder: str | Path) -> dict:

@@ -412,7 +412,18 @@ def test_the_zone_legend_says_what_the_zone_is():
     (lambda r: r.pop("sections"), "key sections is missing"),
     (lambda r: r["sections"][0]["content"]["matrix"].pop("books"), "key sections[0].content.matrix.books is missing"),
     (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].pop("verdict"),
-     "the verdict matrix (sections[0].content.matrix) has a cell without key 'verdict'"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] has no key 'verdict'"),
+    # a reviewer: an unknown verdict was reported as a missing key ("has a cell without key 'great'")
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].update(verdict="great"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] verdict 'great' is not one of 'pass', "
+     "'too many breaches', 'over-margined', 'n/a', 'warm-up'"),
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].update(traffic_light_zone="purple", verdict="pass"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] traffic_light_zone 'purple' is not one of 'green', "
+     "'yellow', 'red'"),
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].update(breaches="six", verdict="pass"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] breaches 'six' is not of type integer"),
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].update(kupiec_pvalue=7.0, verdict="pass"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] kupiec_pvalue 7.0 is outside [0, 1]"),
     (lambda r: r["sections"].pop(0), "has no verdict section"),
 ])
 def test_cli_show_names_the_key_missing_from_results_json(hostile_report, tmp_path, capsys, cut, message):
