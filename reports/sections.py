@@ -447,7 +447,7 @@ def build_offsets(data: ReportData) -> dict[str, Any] | None:
 
 def render_generic(content: dict[str, Any], page: Page) -> str:
     """A section made of an introduction and tables (and optional bar figures)."""
-    out = [_para(content["intro"])]
+    out = [_para(content["intro"]), *(_para(note) for note in content.get("notes", []))]
     for item in content["tables"]:
         body = render_table(item["table"], caption=item.get("caption"))
         out.append(details(item["caption"], body) if item.get("collapsed") else body)
@@ -508,10 +508,44 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
                                      "beside the model it wraps", "table": frame_table(cb, units=cb_units)})
     bars = [b for b in (_measure_bars(flat, c, f"{c.replace('_', ' ')} per model", True)
                         for c in flat.columns if "1d" in str(c) and "increase" in str(c)) if b][:1]
-    return {"intro": "How much the margin moves when volatility rises (EMIR RTS 153/2013 Art. 28; ESMA 2018 APC "
-                     "guidelines): peak-to-trough, the largest n-day increases and the distribution of margin calls, "
-                     "measured on the margin per unit of notional so that rolls and re-sizing do not count as "
-                     "procyclicality.", "tables": tables, "bars": bars}
+    content = {"intro": "How much the margin moves when volatility rises (EMIR RTS 153/2013 Art. 28; ESMA 2018 APC "
+                        "guidelines): peak-to-trough, the largest n-day increases and the distribution of margin "
+                        "calls, measured on the margin per unit of notional so that rolls and re-sizing do not count "
+                        "as procyclicality.", "tables": tables, "bars": bars}
+    notes = _rule_switch_notes(data)
+    if notes:  # only when a venue model's largest increase is its rule changing (other reports: unchanged)
+        content["notes"] = notes
+    return content
+
+
+def _rule_switch_notes(data: ReportData) -> list[str]:
+    """One sentence per venue pair whose largest 1-day increase spans a switch of the venue's rule.
+
+    The window (rows t-1, t) spans a switch at day D when row t-1 is observed before D 00:00 UTC and row t at or
+    after it (rows are observed at label + one step, :func:`~marginlab.datasets.conventions.observation_times`).
+    """
+    from marginlab.datasets.conventions import observation_times
+    from marginlab.validation.metrics import largest_increase_window, max_n_day_increase
+
+    rules = {label: sw for label, sw in _venue_rules(data).items() if sw}
+    if not rules:
+        return []
+    f = data.frame[data.frame["common"] & data.frame["model"].isin(list(rules))]
+    notes = []
+    for (pf, md), rows in f.groupby(["portfolio", "model"], sort=False):
+        rows = rows.set_index("date")
+        window = largest_increase_window(rows, 1)
+        if window is None:
+            continue
+        seen = observation_times(pd.DatetimeIndex(list(window)), data.config.freq)
+        for day, what in rules[md].items():
+            switch = pd.Timestamp(day, tz="UTC")
+            if seen[0] < switch <= seen[1]:
+                notes.append(f"{md} on {pf}: the largest 1-day increase of margin / notional "
+                             f"({percent(max_n_day_increase(rows, 1))}, row dated {window[1]:%Y-%m-%d}, observed "
+                             f"{seen[1]:%Y-%m-%d %H:%M} UTC) falls on the venue's rule switch of {day}: {what}. It is "
+                             "the rule changing, not the model responding to the market (Limitations (c)).")
+    return notes
 
 
 _STRESS_UNITS = {"dates": "count", "covered_share": "fraction", "median_ratio": "ratio", "min_ratio": "ratio",
@@ -993,6 +1027,46 @@ def render_limitations(content: dict[str, Any], page: Page) -> str:
     return "".join(out)
 
 
+def _venue_rules(data: ReportData) -> dict[str, dict[str, str]]:
+    """Model label -> its venue rule switches (:meth:`MarginModel.rule_switches`), for the venue replicas only."""
+    out = {}
+    for label, model in data.backtest.models.items():
+        switches = model.rule_switches() if hasattr(model, "rule_switches") else None
+        if switches is not None:
+            out[label] = switches
+    return out
+
+
+def _venue_rule_points(data: ReportData) -> list[str]:
+    """Limitations (c) on venue parameters, from the venue models' dated rules (one point per distinct rule)."""
+    dates = data.backtest.frame["date"]
+    first, last = (dates.min(), dates.max()) if len(dates) else (None, None)
+    grouped: dict[tuple, list[str]] = {}
+    for label, switches in _venue_rules(data).items():
+        grouped.setdefault((data.backtest.models[label].name, tuple(switches.items())), []).append(label)
+    points = []
+    for (name, switches), labels in grouped.items():
+        who = f"{_and(labels)} ({name})"
+        if not switches:
+            points.append(f"{who}: the venue's parameters use one vintage per entry on every date; the venue changed "
+                          "them over time (entries, sources and vintages: marginlab.models.venues).")
+            continue
+        said = []
+        for day, what in switches:
+            inside = (first is not None and first <= pd.Timestamp(day, tz="UTC") <= last + pd.Timedelta(days=1))
+            said.append(f"on {day}, {what} ({'inside' if inside else 'outside'} this study's dates)")
+        points.append(f"{who}: the venue's rule switches " + "; ".join(said) + ". The rates in force before the first "
+                      "switch are backfilled to every earlier date (their start is not published), and every other "
+                      "entry uses one vintage on every date (sources and vintages: marginlab.models.venues). A step "
+                      "of the margin on a switch date is the venue's rule changing, not the model responding to the "
+                      "market.")
+    return points
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 @_section("limitations", "Limitations")(render_limitations)
 def build_limitations(data: ReportData) -> dict[str, Any]:
     """What the evidence does not show, ordered as EMIR RTS 153/2013 Art. 47(3)(a)-(f) and 47(5)."""
@@ -1012,8 +1086,7 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
                     "The reference books are stylised $1m strategies (constant notional, rolled option legs), not "
                     "members' actual portfolios."]},
         {"title": "(c) Parameters and assumptions",
-         "points": ["Venue parameters (Binance brackets, Deribit standard margin) use one vintage per entry for every "
-                    "date; the venues changed them over time.",
+         "points": [*_venue_rule_points(data),
                     "Each model is replayed with the parameters of the study file; sensitivity to them is "
                     + ("shown in the parameter-sensitivity section." if getattr(data.study, "sweep", None) is not None
                        else "not shown in this report (marginlab sweep runs a grid of parameters)."),

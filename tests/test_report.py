@@ -657,3 +657,72 @@ def test_notebook_03_says_what_its_cells_compute():
     stress = next("".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith("## 5."))
     assert "Breaches inside stress episodes" in stress and "This is not a stress test" in stress
     assert "stress.SCENARIOS" not in text["code"]
+
+
+# --------------------------------------------------------------------------- venue rules in the Limitations
+
+
+def _venue_study(tmp_path, start, end):
+    """A study of Deribit standard and static 10% on a short BTC perpetual, as a StudyResult (no report written)."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.validation import Backtest
+    from marginlab.validation.study import StudyResult, load_study
+
+    path = tmp_path / "venue.toml"
+    path.write_text(f'[study]\nname = "venue"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = {start}\nend = {end}\n'
+                    '[portfolios]\nreference = ["short BTC perpetual"]\n'
+                    '[[models]]\nname = "deribit_standard"\nlabel = "Deribit standard"\n'
+                    '[[models]]\nname = "static"\nlabel = "static 10%"\n')
+    cfg = load_study(path)
+    books = {"short BTC perpetual": reference_portfolios()["short BTC perpetual"]}
+    models = {label: make_model(name, **params) for label, name, params in cfg.models}
+    bt = Backtest(load_market(["BTC"]), books, models, start=cfg.start, end=cfg.end, seed=cfg.seed).run()
+    reports = {k: bt.coverage_report(*k, default_p=cfg.tail_prob)
+               for k in bt.frame.groupby(["portfolio", "model"], sort=False).groups}
+    return StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(default_p=cfg.tail_prob, reports=reports),
+                       metrics=bt.efficiency(), reports=reports, files={"started": None, "elapsed_s": 1.0})
+
+
+def test_limitations_and_procyclicality_name_the_venue_rule_switch(tmp_path):
+    """A reviewer: Limitations (c) said every venue parameter had one vintage on every date, but Deribit's BTC/ETH
+    futures rule switches on 2022-01-11; on a short BTC perpetual that switch is Deribit standard's largest 1-day
+    increase (1.119% -> 2.119% of notional, +89.34%), which the procyclicality section did not attribute to it."""
+    from marginlab.reports.writer import results_dict
+
+    results = results_dict(_venue_study(tmp_path, "2021-12-01", "2022-02-28"))
+    sections = {s["key"]: s["content"] for s in results["sections"]}
+    points = next(i["points"] for i in sections["limitations"]["items"] if i["title"].startswith("(c)"))
+    text = " ".join(points)
+    assert "one vintage per entry for every date" not in text
+    deribit = next(p for p in points if p.startswith("Deribit standard (deribit_standard)"))
+    assert "on 2022-01-11, Deribit's BTC and ETH futures and perpetual margin rates change" in deribit
+    assert "inside this study's dates" in deribit
+    assert not any(p.startswith("static 10%") for p in points)  # not a venue replica
+    notes = sections["procyclicality"]["notes"]
+    assert len(notes) == 1 and notes[0].startswith("Deribit standard on short BTC perpetual: the largest 1-day "
+                                                   "increase of margin / notional (89.34%, row dated 2022-01-10, "
+                                                   "observed 2022-01-11 00:00 UTC) falls on the venue's rule switch "
+                                                   "of 2022-01-11")
+    # the same 89.34% as the procyclicality table's, by hand from the margins either side of the switch
+    rows = [r for r in sections["procyclicality"]["tables"][0]["table"]["rows"] if r["model"] == "Deribit standard"]
+    assert rows[0]["max_1d_increase"] == pytest.approx(0.8934, abs=5e-5)
+    # a study that ends before the switch: no note, and the switch is said to be outside its dates
+    results = results_dict(_venue_study(tmp_path, "2021-10-01", "2021-12-31"))
+    sections = {s["key"]: s["content"] for s in results["sections"]}
+    assert "notes" not in sections["procyclicality"]
+    points = next(i["points"] for i in sections["limitations"]["items"] if i["title"].startswith("(c)"))
+    assert "outside this study's dates" in " ".join(points)
+
+
+def test_tiered_model_states_one_vintage_and_overlays_inherit_the_rule():
+    assert make_model("tiered").rule_switches() == {}
+    assert make_model("tiered", tiers=((1e6, 0.01), (float("inf"), 0.05))).rule_switches() is None
+    assert make_model("static").rule_switches() is None
+    assert make_model("deribit_pm").rule_switches() == {}  # one vintage per currency, backfilled
+    assert list(make_model("deribit_pm", before_first="none").rule_switches()) == ["2024-06-17", "2026-02-15"]
+    from marginlab.models.overlays import OverlaidModel, make_overlay
+
+    wrapped = OverlaidModel(inner=make_model("deribit_standard"), overlays=(make_overlay("apc_buffer"),))
+    assert wrapped.rule_switches() == make_model("deribit_standard").rule_switches()
+    assert list(wrapped.rule_switches()) == ["2022-01-11"]

@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Metric", "METRICS", "PROCYCLICALITY", "compute_metrics", "compute_procyclicality", "apc_tradeoff",
-           "margin_rate", "offset_benefit",
-           "comparable", "max_n_day_increase", "n_day_increases", "peak_to_trough", "INCREASE_WINDOWS"]
+           "margin_rate", "offset_benefit", "comparable", "max_n_day_increase", "n_day_increases",
+           "largest_increase_window", "peak_to_trough", "INCREASE_WINDOWS"]
 
 #: The n of the "largest n-day margin increase" measures (observations; days on daily data).
 INCREASE_WINDOWS: tuple[int, ...] = (1, 5, 30)
@@ -111,6 +111,23 @@ def max_n_day_increase(margin: pd.Series | pd.DataFrame, n: int) -> float:
     rows = margin if isinstance(margin, pd.DataFrame) else pd.DataFrame({"margin": margin})
     x = n_day_increases(rows, n)
     return float(x.max()) if x.size else float("nan")
+
+
+def largest_increase_window(rows: pd.DataFrame, n: int) -> tuple[object, object] | None:
+    """Row labels ``(start, end)`` of the window of :func:`max_n_day_increase` (the first if tied); None if none.
+
+    ``rows`` is one pair's rows indexed by date, as :func:`n_day_increases` reads them.
+    """
+    m = margin_rate(rows)
+    if m.size <= n:
+        return None
+    prev, cur = m[:-n], m[n:]
+    ok = comparable(rows, n) & (prev > 0) & np.isfinite(prev) & np.isfinite(cur)
+    if not ok.any():
+        return None
+    change = np.where(ok, cur / np.where(ok, prev, 1.0) - 1.0, -np.inf)
+    k = int(np.argmax(change))
+    return rows.index[k], rows.index[k + n]
 
 
 def peak_to_trough(rows: pd.DataFrame, window: int | None = None) -> float:
