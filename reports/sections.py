@@ -717,7 +717,8 @@ def _coverage_tests(rep) -> list[dict[str, Any]]:
         rows.append({"test": r["name"] + (" (exact)" if getattr(rep.tests[key], "exact", False) else ""),
                      "level": rep.es_p if key in es_tests else rep.p, "statistic": r["statistic"],
                      "pvalue": r["pvalue"], "observations": r["n_obs"], "exceptions": r["n_exceptions"],
-                     "reject_5pct": "reject" if r["reject_5pct"] else "accept", "note": r["note"]})
+                     "reject_5pct": ("n/a" if not np.isfinite(r["pvalue"]) else "reject" if r["reject_5pct"]
+                                     else "accept"), "note": r["note"]})
     return rows
 
 
