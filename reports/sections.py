@@ -414,15 +414,33 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
 def render_offsets(content: dict[str, Any], page: Page) -> str:
     """Offset benefit: the book's margin / the sum of its legs' standalone margins."""
     out = [_para(content["intro"]), render_table(content["table"])]
-    frame = pd.DataFrame(content["table"]["rows"])
-    if len(frame):
-        wide = frame.pivot_table(index="model", values="offset_benefit", aggfunc="mean")
+    bars = content.get("bars")
+    if bars and bars["table"]["rows"]:
+        wide = pd.DataFrame(bars["table"]["rows"]).set_index("model")
         out.append(page.draw(fg.bars, wide, "offset_benefit", "average offset benefit (margin / sum of standalone "
                                                           "legs' margins)", True,
-                             alt="Offset benefit per model",
-                             caption="Offset benefit per model, averaged over books: 100% = no offset recognised; "
-                                     "lower = more netting across legs."))
+                             alt="Offset benefit per model", caption=bars["caption"]))
     return "".join(out)
+
+
+def _offset_bars(data: ReportData, table: pd.DataFrame) -> dict[str, Any]:
+    """Figure 'offset benefit per model': the mean over the books that can have an offset (two positions or more).
+
+    A book of one position has a ratio of 1 by construction and is left out (a model covering more one-position
+    books would otherwise look as if it netted less); models in study order; the values are in results.json.
+    """
+    portfolios = getattr(data.backtest, "portfolios", {}) or {}
+    single = {pf for pf, book in portfolios.items() if getattr(book, "position_count", None) == 1}
+    multi = table[~table["portfolio"].isin(single)]
+    means = multi.groupby("model", sort=False)["offset_benefit"].agg(["mean", "size"])
+    rows = [{"model": md, "offset_benefit": float(means.loc[md, "mean"]), "books": int(means.loc[md, "size"])}
+            for md in [*data.models, *(m for m in means.index if m not in data.models)] if md in means.index]
+    books = list(dict.fromkeys(multi["portfolio"]))
+    caption = ("Offset benefit per model, mean over the books with two positions or more that the model covers ("
+               + (_and(books) if books else "none") + "; one-position books are 1 by construction and left out): "
+               "100% = no offset recognised; lower = more netting across legs. Models differ in the books they "
+               "cover: books per model " + ", ".join(f"{r['model']} {r['books']}" for r in rows) + ".")
+    return {"caption": caption, "books": books, "rows": rows}
 
 
 @_section("offsets", "Offset benefit")(render_offsets)
@@ -438,11 +456,16 @@ def build_offsets(data: ReportData) -> dict[str, Any] | None:
         return None
     if table.empty:
         return None
+    bars = _offset_bars(data, table)
     return {"intro": "Offset benefit: the book's margin divided by the sum of the margins of its legs margined "
                      "standalone, averaged over the common sample. 100% means the model recognises no offset.",
             "table": table_data([("portfolio", "book", None), ("model", "model", None),
                                  ("offset_benefit", "average offset benefit", "fraction")],
-                                table.to_dict(orient="records"))}
+                                table.to_dict(orient="records")),
+            "bars": {"caption": bars["caption"], "books": bars["books"],
+                     "table": table_data([("model", "model", None),
+                                          ("offset_benefit", "mean offset benefit over the books", "fraction"),
+                                          ("books", "books", "count")], bars["rows"])}}
 
 
 def render_generic(content: dict[str, Any], page: Page) -> str:

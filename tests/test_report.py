@@ -726,3 +726,39 @@ def test_tiered_model_states_one_vintage_and_overlays_inherit_the_rule():
     wrapped = OverlaidModel(inner=make_model("deribit_standard"), overlays=(make_overlay("apc_buffer"),))
     assert wrapped.rule_switches() == make_model("deribit_standard").rule_switches()
     assert list(wrapped.rule_switches()) == ["2022-01-11"]
+
+
+def test_offset_figure_averages_books_that_can_net_in_study_order_and_its_values_are_in_results_json(tmp_path):
+    """A reviewer: Figure 'offset benefit per model' averaged over every book, one-position books (1 by
+    construction) included, so a model covering more of them looked as if it netted less; bars were alphabetical;
+    the values were computed at render time and were not in results.json."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.reports.writer import results_dict
+    from marginlab.validation import Backtest
+    from marginlab.validation.study import StudyResult, load_study
+
+    path = tmp_path / "offsets.toml"
+    path.write_text('[study]\nname = "offsets"\nseed = 1\n[market]\nassets = ["BTC", "ETH"]\nstart = 2022-01-01\n'
+                    'end = 2022-04-30\n[portfolios]\nreference = ["long BTC spot", "long BTC / short ETH perpetuals"]\n'
+                    '[[models]]\nname = "static"\nlabel = "z static"\n'
+                    '[[models]]\nname = "historical_var"\nlabel = "a HS VaR"\nparams = { lookback = 250 }\n')
+    cfg = load_study(path)
+    lib = reference_portfolios()
+    books = {k: lib[k] for k in ("long BTC spot", "long BTC / short ETH perpetuals")}
+    models = {label: make_model(name, **params) for label, name, params in cfg.models}
+    bt = Backtest(load_market(["BTC", "ETH"]), books, models, start=cfg.start, end=cfg.end, seed=1,
+                  standalone_legs=True).run()
+    study = StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(), metrics=bt.efficiency(),
+                        files={"started": None, "elapsed_s": 1.0})
+    offsets = next(s["content"] for s in results_dict(study)["sections"] if s["key"] == "offsets")
+    per_book = {(r["portfolio"], r["model"]): r["offset_benefit"] for r in offsets["table"]["rows"]}
+    bars = offsets["bars"]
+    assert bars["books"] == ["long BTC / short ETH perpetuals"]
+    assert [r["model"] for r in bars["table"]["rows"]] == ["z static", "a HS VaR"]  # study order
+    for r in bars["table"]["rows"]:
+        assert r["books"] == 1
+        assert r["offset_benefit"] == per_book[("long BTC / short ETH perpetuals", r["model"])]
+    assert per_book[("long BTC spot", "a HS VaR")] == pytest.approx(1.0)  # one position: 1 by construction
+    assert per_book[("long BTC / short ETH perpetuals", "a HS VaR")] < 0.9  # it nets: mean over all would hide it
+    assert "long BTC / short ETH perpetuals" in bars["caption"] and "one-position books" in bars["caption"]
