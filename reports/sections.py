@@ -324,7 +324,8 @@ def render_compare(content: dict[str, Any], page: Page) -> str:
         out.append(page.draw(fg.frontier, pts, "pooled", d.config.tail_prob, d.models,
                              alt="Efficiency frontier, pooled over books",
                              caption="Efficiency frontier, pooled: breach rate of the margin against average margin "
-                                     "as % of notional, one point per model over "
+                                     "as % of notional (mean of daily margin / notional), both pooled over the "
+                                     "observations, one point per model over "
                                      + (content["pooled_shared"] if len(shared) else
                                         "the books it covers (no book is covered by every model)")
                                      + " (dashed: the study's target p). Lower left is better: fewer breaches for "
@@ -346,6 +347,13 @@ def render_compare(content: dict[str, Any], page: Page) -> str:
     return "".join(out)
 
 
+def _weighted(values: pd.Series, weights: pd.Series) -> float:
+    """Mean of the finite ``values`` weighted by ``weights`` (NaN when none is finite)."""
+    v, w = values.to_numpy(float), weights.to_numpy(float)
+    ok = np.isfinite(v) & (w > 0)
+    return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
+
+
 @_section("compare", "Compare schemes")(render_compare)
 def build_compare(data: ReportData) -> dict[str, Any] | None:
     """Efficiency (breach rate vs average margin % of notional), cost of collateral, every metric."""
@@ -364,7 +372,10 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
         return {"model": md, "population": population, "books": len(r),
                 "observations": int(r["observations"].sum()), "breaches": int(r["breaches"].sum()),
                 "breach_rate": float(r["breaches"].sum() / r["observations"].sum()),
-                "margin_pct": float(r["margin_pct"].mean()), "cost_per_million": float(r["cost_per_million"].mean())}
+                # weighted by observations, as the breach rate is pooled: the mean of daily margin / notional over
+                # the pooled dates (an unweighted mean over books gave a short book the weight of a long one)
+                "margin_pct": _weighted(r["margin_pct"], r["observations"]),
+                "cost_per_million": _weighted(r["cost_per_million"], r["observations"])}
 
     pooled = [pool(md, shared, shared_label) for md in models] if shared else []
     own = [md for md in models if covers[md] != shared]
@@ -393,13 +404,15 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
                               ("books", "books", "count"),
                               ("observations", "observations", "count"), ("breaches", "breaches", "count"),
                               ("breach_rate", "breach rate", "fraction"),
-                              ("margin_pct", "average margin, % of notional", "fraction"),
-                              ("cost_per_million", f"funding cost per $1m notional a year at {percent(rate)}",
-                               "quote ccy")], pooled),
+                              ("margin_pct", "average margin, % of notional (mean of daily margin / notional "
+                                             "over the pooled observations)", "fraction"),
+                              ("cost_per_million", f"funding cost per $1m notional a year at {percent(rate)} "
+                                                   "(weighted by observations)", "quote ccy")], pooled),
         "pairs": table_data([("portfolio", "book", None), ("model", "model", None),
                              ("observations", "observations", "count"), ("breaches", "breaches", "count"),
                              ("breach_rate", "breach rate", "fraction"), ("mean_margin", "average margin", "quote ccy"),
-                             ("margin_pct", "average margin, % of notional", "fraction"),
+                             ("margin_pct", "average margin, % of notional (mean of daily margin / notional)",
+                              "fraction"),
                              ("mean_notional", "average gross notional", "quote ccy"),
                              ("annual_cost", f"funding cost a year at {percent(rate)}", "quote ccy"),
                              ("cost_per_million", "funding cost per $1m notional a year", "quote ccy")],

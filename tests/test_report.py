@@ -762,3 +762,40 @@ def test_offset_figure_averages_books_that_can_net_in_study_order_and_its_values
     assert per_book[("long BTC spot", "a HS VaR")] == pytest.approx(1.0)  # one position: 1 by construction
     assert per_book[("long BTC / short ETH perpetuals", "a HS VaR")] < 0.9  # it nets: mean over all would hide it
     assert "long BTC / short ETH perpetuals" in bars["caption"] and "one-position books" in bars["caption"]
+
+
+def test_pooled_margin_rate_is_weighted_by_observations_as_the_breach_rate(tmp_path):
+    """A reviewer: the pooled row's breach rate was pooled over observations (sum of breaches / sum of dates) but
+    its average margin % and cost per $1m were unweighted means over books (FHS VaR 6.46% against 6.73% weighted:
+    the straddle book has 579 dates, the others 730)."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.reports.writer import results_dict
+    from marginlab.validation import Backtest
+    from marginlab.validation.study import StudyResult, load_study
+
+    path = tmp_path / "pool.toml"
+    path.write_text('[study]\nname = "pool"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = 2021-01-01\n'
+                    'end = 2022-04-30\n[portfolios]\nreference = ["long BTC spot", '
+                    '"short BTC ATM straddle, delta-hedged daily"]\n'
+                    '[[models]]\nname = "historical_var"\nlabel = "HS VaR"\nparams = { lookback = 250 }\n')
+    cfg = load_study(path)
+    lib = reference_portfolios()
+    books = {k: lib[k] for k in ("long BTC spot", "short BTC ATM straddle, delta-hedged daily")}
+    bt = Backtest(load_market(["BTC"]), books, {"HS VaR": make_model("historical_var", lookback=250)},
+                  start=cfg.start, end=cfg.end, seed=1).run()
+    study = StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(), metrics=bt.efficiency(),
+                        files={"started": None, "elapsed_s": 1.0})
+    compare = next(s["content"] for s in results_dict(study)["sections"] if s["key"] == "compare")
+    pairs = pd.DataFrame(compare["pairs"]["rows"])
+    assert pairs["observations"].nunique() == 2  # the straddle starts later (2021-03-24)
+    pooled = compare["pooled"]["rows"][0]
+    w = pairs["observations"]
+    assert pooled["breach_rate"] == pytest.approx(pairs["breaches"].sum() / w.sum(), rel=1e-12)
+    assert pooled["margin_pct"] == pytest.approx((pairs["margin_pct"] * w).sum() / w.sum(), rel=1e-12)
+    assert pooled["cost_per_million"] == pytest.approx((pairs["cost_per_million"] * w).sum() / w.sum(), rel=1e-12)
+    assert abs(pooled["margin_pct"] - pairs["margin_pct"].mean()) > 1e-4  # the unweighted mean differs here
+    titles = {c["key"]: c["title"] for c in compare["pooled"]["columns"]}
+    assert "pooled observations" in titles["margin_pct"]
+    assert "mean of daily margin / notional" in {c["key"]: c["title"] for c in compare["pairs"]["columns"]}[
+        "margin_pct"]
