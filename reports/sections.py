@@ -542,7 +542,9 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
                                      "1/5/30-day increases of margin / notional without and with it, their reduction "
                                      "in percentage points (pp) and relative to the increase without it (_rel), "
                                      "beside the model it wraps", "table": frame_table(cb, units=cb_units)})
-    bars = [b for b in (_measure_bars(flat, c, f"{c.replace('_', ' ')} per model", True)
+    bars = [b for b in (_measure_bars(flat, c, "Largest 1-day relative increase of margin / notional (max m_t / "
+                                               "m_t-1 - 1 on days the book is unchanged), median over the books of "
+                                               "each model", True)
                         for c in flat.columns if "1d" in str(c) and "increase" in str(c)) if b][:1]
     content = {"intro": "How much the margin moves when volatility rises (EMIR RTS 153/2013 Art. 28; ESMA 2018 APC "
                         "guidelines): peak-to-trough, the largest n-day increases and the distribution of margin "
@@ -805,7 +807,9 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
                     f"(one sub-sample's cumulative probability reaching 1 - 0.05/{mpor}, 1 - 0.0001/{mpor})")
             out.append(page.draw(fg.rolling_breaches, common[common["model"].isin(tested)], tested, levels,
                                  d.models, mpor, alt=f"Rolling breaches: {pf}",
-                                 caption=f"{pf}: breaches of each model's VaR at its own level {what}, as of each "
+                                 caption=f"{pf}: breaches of each model's VaR at its own level (of its margin for a "
+                                         f"model that forecasts no VaR: rule-based and scenario-grid models) {what}, "
+                                         "as of each "
                                          "date of the common sample, against the traffic-light bands (green, "
                                          "yellow, red; BCBS 1996): the count and bands the matrix cell's zone "
                                          "reads, which the last point shows."))

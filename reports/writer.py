@@ -111,8 +111,8 @@ def render_html(study, built=None, data: ReportData | None = None, executor=None
               + f'<p class="meta">Assets {esc(", ".join(cfg.assets))}; {esc(cfg.freq)} data, margin dates {esc(span)}; '
               f"MPOR {cfg.mpor_days} observation(s); study p = {cfg.tail_prob:g}; seed {cfg.seed} (when and how long: "
               '<a href="#run-metadata">run metadata</a>). '
-              f"Machine-readable: results.json (schema results.schema.json), backtest.csv, coverage.csv, "
-              f"metrics.csv.</p>"
+              f"Machine-readable: results.json (schema results.schema.json), {esc(', '.join(_table_names(study)))}."
+              "</p>"
               + (f'<p class="note">{esc(left_out)}</p>' if (left_out := cfg.left_out_text()) else ""))
     return page.finish(page_html(f"marginlab study: {cfg.name}", header, toc, "\n".join(body)))
 
@@ -173,6 +173,14 @@ def _tables(study) -> dict[str, bytes]:
         **({"accounts.csv": _csv(study.backtest.account_breach_rates(study.config.tail_prob))}
            if study.backtest.accounts else {}),
     }
+
+
+def _table_names(study) -> list[str]:
+    """The CSV files :func:`_tables` writes for ``study``, in its order (the page's header lists them)."""
+    return ["backtest.csv", "coverage.csv", "metrics.csv",
+            *(name for name, attribute in OPTIONAL_TABLES.items()
+              if (table := getattr(study, attribute, None)) is not None and len(table)),
+            *(["accounts.csv"] if study.backtest.accounts else [])]
 
 
 def _csv(table: pd.DataFrame) -> bytes:

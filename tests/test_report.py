@@ -373,8 +373,9 @@ def test_expected_breach_counts_below_one_keep_two_significant_digits():
     from marginlab.reports.formatting import expected_count
     from marginlab.reports.verdict import cell_text
 
-    assert [expected_count(x) for x in (0.25, 0.0125, 0.9999, 1.0, 2.5, 17.25, 1234.5)] == [
-        "0.25", "0.01", "1.0", "1.0", "2.5", "17.2", "1,234.5"]
+    # rounded half up (a reviewer: 18.25 = 1,825 x 1% printed "18.2", 3.65 "3.6"; a reader recomputes 18.3, 3.7)
+    assert [expected_count(x) for x in (0.25, 0.0125, 0.9999, 1.0, 2.5, 17.25, 1234.5, 18.25, 3.65, 0.125)] == [
+        "0.25", "0.01", "1.0", "1.0", "2.5", "17.3", "1,234.5", "18.3", "3.7", "0.13"]
     cell = {"verdict": "pass", "breaches": 0, "expected_breaches": 0.25, "traffic_light_zone": "green",
             "mean_margin_pct_notional": 0.1}
     assert "0/0.25" in cell_text(cell)
@@ -799,3 +800,21 @@ def test_pooled_margin_rate_is_weighted_by_observations_as_the_breach_rate(tmp_p
     assert "pooled observations" in titles["margin_pct"]
     assert "mean of daily margin / notional" in {c["key"]: c["title"] for c in compare["pairs"]["columns"]}[
         "margin_pct"]
+
+
+def test_header_lists_every_csv_and_captions_say_what_is_plotted(tmp_path):
+    """A reviewer: the header's 'Machine-readable' line named backtest, coverage and metrics only (not
+    procyclicality.csv and the other tables written beside them); the rolling-breach captions said 'VaR' where a
+    rule-based model's margin is counted; Figure 4's caption was only 'max 1d increase per model'."""
+    from marginlab.reports.writer import _tables, render_html, results_dict
+
+    study = _venue_study(tmp_path, "2021-12-01", "2022-02-28")
+    study.procyclicality = study.backtest.procyclicality()
+    written = [name for name in _tables(study) if name.endswith(".csv")]
+    assert "procyclicality.csv" in written
+    html = render_html(study)
+    assert f"Machine-readable: results.json (schema results.schema.json), {', '.join(written)}." in html
+    assert "of its margin for a model that forecasts no VaR" in html
+    bars = next(s["content"] for s in results_dict(study)["sections"] if s["key"] == "procyclicality")["bars"]
+    assert bars[0]["title"].startswith("Largest 1-day relative increase of margin / notional")
+    assert "median over the books" in bars[0]["title"]
