@@ -348,10 +348,17 @@ def render_compare(content: dict[str, Any], page: Page) -> str:
 
 
 def _weighted(values: pd.Series, weights: pd.Series) -> float:
-    """Mean of the finite ``values`` weighted by ``weights`` (NaN when none is finite)."""
+    """Mean of the finite ``values`` weighted by ``weights`` (NaN when none is finite).
+
+    Equal weights: the plain mean, computed as such (the same bits as an unweighted mean, not a rounding apart).
+    """
     v, w = values.to_numpy(float), weights.to_numpy(float)
     ok = np.isfinite(v) & (w > 0)
-    return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok])) if ok.any() else float("nan")
+    if not ok.any():
+        return float("nan")
+    if np.all(w[ok] == w[ok][0]):
+        return float(values[ok].mean())
+    return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok]))
 
 
 @_section("compare", "Compare schemes")(render_compare)
