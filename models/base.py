@@ -159,6 +159,15 @@ class MarginModel:
         """True if every position's instrument family is covered by the model."""
         return all(p.instrument.family in self.families for p in positions)
 
+    def rule_switches(self) -> dict[str, str] | None:
+        """The dated changes of the venue rule the model replicates: ``{date (UTC, ISO): what changes}``.
+
+        None: the model replicates no venue's rule (its parameters are the study's); ``{}``: a venue rule with
+        one vintage applied to every date. Read by the report's Limitations and procyclicality sections, so a
+        step of the margin on a switch date is attributed to the venue's rule, not to the model.
+        """
+        return None
+
     def describe(self) -> str:
         """One line: the registered name and the parameters."""
         params = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

@@ -265,6 +265,19 @@ class DeribitPortfolioMargin(MarginModel):
         """The vintage table in use (per currency)."""
         return DERIBIT_PM_VINTAGES if self.vintages is None else self.vintages
 
+    def rule_switches(self) -> dict[str, str]:
+        """Dates on which a currency's parameters change; ``{}``: one vintage per currency on every date.
+
+        A later vintage's start; with ``before_first="none"`` also the first vintage's start (margining begins).
+        """
+        dates: dict[str, list[str]] = {}
+        for asset, table in self.table.items():
+            starts = [v.start for v in table] if self.before_first == "none" else [v.start for v in table[1:]]
+            for start in starts:
+                dates.setdefault(start, []).append(asset)
+        return {day: f"Deribit portfolio-margin parameters of {' and '.join(assets)} change (vintage from {day})"
+                for day, assets in sorted(dates.items())}
+
     def applies_to(self, positions: Sequence[Position]) -> bool:
         """True if every position's currency has portfolio-margin parameters."""
         return all(p.instrument.asset in self.table for p in positions)

@@ -269,6 +269,10 @@ class OverlaidModel(MarginModel):
         """The inner model's (beside it in a task it reuses its scenarios: the engine counts a tenth)."""
         return self.inner.relative_cost
 
+    def rule_switches(self) -> dict[str, str] | None:
+        """The inner model's (:meth:`MarginModel.rule_switches`): the overlays add no dated rule."""
+        return self.inner.rule_switches()
+
     def applies_to(self, positions: Sequence[Position]) -> bool:
         """Where the inner model applies."""
         return self.inner.applies_to(positions)

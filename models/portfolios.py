@@ -77,6 +77,14 @@ class Portfolio:
         """Assets whose implied vol the book needs (those it holds options on; default: all when it holds any)."""
         return self.assets if self.needs_implied_vol else []
 
+    @property
+    def position_count(self) -> int | None:
+        """How many positions the book holds on a date with all its legs (None: not known without a market).
+
+        A book of one position has no offset to recognise (its margin is its leg's standalone margin).
+        """
+        return None
+
     def positions_at(self, t: pd.Timestamp, market: MarketData | None = None) -> list[Position]:
         """Positions held at ``t`` (frozen over the MPOR after ``t``)."""
         raise NotImplementedError
@@ -154,6 +162,11 @@ class FixedBook(Portfolio):
         """Assets the book holds options on."""
         return list(dict.fromkeys(p.instrument.asset for p in self.positions if isinstance(p.instrument, Option)))
 
+    @property
+    def position_count(self) -> int:
+        """The positions of the book (:attr:`Portfolio.position_count`)."""
+        return len(self.positions)
+
     def positions_at(self, t, market=None) -> list[Position]:
         """The fixed positions (independent of ``t``)."""
         return list(self.positions)
@@ -182,6 +195,11 @@ class ConstantNotionalBook(Portfolio):
     def assets(self) -> list[str]:
         """Assets in first-seen order."""
         return list(dict.fromkeys(inst.asset for inst, _ in self.legs))
+
+    @property
+    def position_count(self) -> int:
+        """One position per leg (:attr:`Portfolio.position_count`)."""
+        return len(self.legs)
 
     def positions_at(self, t, market=None) -> list[Position]:
         """Quantities notional / S_t."""
@@ -354,6 +372,11 @@ class OptionStrategy(Portfolio):
             positions.append(Position(Spot(self.asset), self.spot_units * size))
         return positions
 
+    @property
+    def position_count(self) -> int:
+        """The option legs, the spot holding and the perpetual hedge (:attr:`Portfolio.position_count`)."""
+        return len(self.legs) + bool(self.spot_units) + bool(self.delta_hedge)
+
     def positions_at(self, t, market=None) -> list[Position]:
         """Positions at ``t`` (data at or before the observation time of ``t`` only)."""
         if market is None:
@@ -407,6 +430,12 @@ class CombinedBook(Portfolio):
         """Rows where every part holds a book (None: every row)."""
         masks = [m for m in (p.held(market) for p in self.parts) if m is not None]
         return np.logical_and.reduce(masks) if masks else None
+
+    @property
+    def position_count(self) -> int | None:
+        """The parts' positions added up (None when a part's is not known)."""
+        counts = [p.position_count for p in self.parts]
+        return None if any(c is None for c in counts) else sum(counts)
 
     def positions_at(self, t, market=None) -> list[Position]:
         """Every part's positions at ``t``, in the parts' order."""

@@ -210,6 +210,10 @@ class TieredMargin(MarginModel):
         venue = BINANCE_USDM_TIERS.get(asset)
         return None if venue is None else venue.column(self.level)
 
+    def rule_switches(self) -> dict[str, str] | None:
+        """``{}`` when Binance's tables are read (one vintage per asset on every date); None with a user table."""
+        return None if self.tiers is not None else {}
+
     def applies_to(self, positions: Sequence[Position]) -> bool:
         """True if every position is a perpetual or future on an asset with a table at ``level``."""
         return all(isinstance(p.instrument, Perpetual | Future) and self.table(p.instrument.asset) is not None
@@ -321,6 +325,16 @@ class DeribitStandardMargin(MarginModel):
 
     def __post_init__(self) -> None:
         _check_level(self.name, self.level)
+
+    def rule_switches(self) -> dict[str, str]:
+        """Dates on which Deribit's futures and perpetual rates switch (``DeribitParams.futures_from``), per asset."""
+        dates: dict[str, list[str]] = {}
+        for asset, params in DERIBIT_STANDARD.items():
+            if params.futures_from is not None:
+                dates.setdefault(params.futures_from, []).append(asset)
+        return {day: (f"Deribit's {' and '.join(assets)} futures and perpetual margin rates change (observations from "
+                      f"{day} 00:00 UTC use the new rates, earlier ones the rates in force before it)")
+                for day, assets in sorted(dates.items())}
 
     def applies_to(self, positions: Sequence[Position]) -> bool:
         """True if every position is a future, perpetual or option with Deribit parameters (no spot)."""

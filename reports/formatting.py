@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 __all__ = ["MISSING", "esc", "money", "percent", "pvalue", "count", "ratio", "number", "seconds", "probability",
@@ -150,9 +151,19 @@ def seconds(x: Any) -> str:
 
 
 def expected_count(x: Any) -> str:
-    """An expected number of breaches: one decimal from 1 up, two below (0.25, not 0.2)."""
+    """An expected number of breaches: one decimal from 1 up, two below (0.25, not 0.2), rounded half up.
+
+    Half up on the number's shortest decimal text (18.25 -> 18.3, 3.65 -> 3.7, as a reader recomputes n x p),
+    not Python's half-even rounding of the binary value (18.25 -> 18.2, 3.65 -> 3.6).
+    """
     v = _finite(x)
-    return MISSING if v is None else (f"{v:,.1f}" if round(abs(v), 2) >= 1 else f"{v:.2f}")
+    if v is None:
+        return MISSING
+    exact = Decimal(repr(v))
+    two = exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    if abs(two) < 1:
+        return f"{two:.2f}"
+    return f"{exact.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP):,.1f}"
 
 
 def points(x: Any) -> str:

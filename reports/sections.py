@@ -324,7 +324,8 @@ def render_compare(content: dict[str, Any], page: Page) -> str:
         out.append(page.draw(fg.frontier, pts, "pooled", d.config.tail_prob, d.models,
                              alt="Efficiency frontier, pooled over books",
                              caption="Efficiency frontier, pooled: breach rate of the margin against average margin "
-                                     "as % of notional, one point per model over "
+                                     "as % of notional (mean of daily margin / notional), both pooled over the "
+                                     "observations, one point per model over "
                                      + (content["pooled_shared"] if len(shared) else
                                         "the books it covers (no book is covered by every model)")
                                      + " (dashed: the study's target p). Lower left is better: fewer breaches for "
@@ -346,6 +347,20 @@ def render_compare(content: dict[str, Any], page: Page) -> str:
     return "".join(out)
 
 
+def _weighted(values: pd.Series, weights: pd.Series) -> float:
+    """Mean of the finite ``values`` weighted by ``weights`` (NaN when none is finite).
+
+    Equal weights: the plain mean, computed as such (the same bits as an unweighted mean, not a rounding apart).
+    """
+    v, w = values.to_numpy(float), weights.to_numpy(float)
+    ok = np.isfinite(v) & (w > 0)
+    if not ok.any():
+        return float("nan")
+    if np.all(w[ok] == w[ok][0]):
+        return float(values[ok].mean())
+    return float(np.sum(v[ok] * w[ok]) / np.sum(w[ok]))
+
+
 @_section("compare", "Compare schemes")(render_compare)
 def build_compare(data: ReportData) -> dict[str, Any] | None:
     """Efficiency (breach rate vs average margin % of notional), cost of collateral, every metric."""
@@ -364,7 +379,10 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
         return {"model": md, "population": population, "books": len(r),
                 "observations": int(r["observations"].sum()), "breaches": int(r["breaches"].sum()),
                 "breach_rate": float(r["breaches"].sum() / r["observations"].sum()),
-                "margin_pct": float(r["margin_pct"].mean()), "cost_per_million": float(r["cost_per_million"].mean())}
+                # weighted by observations, as the breach rate is pooled: the mean of daily margin / notional over
+                # the pooled dates (an unweighted mean over books gave a short book the weight of a long one)
+                "margin_pct": _weighted(r["margin_pct"], r["observations"]),
+                "cost_per_million": _weighted(r["cost_per_million"], r["observations"])}
 
     pooled = [pool(md, shared, shared_label) for md in models] if shared else []
     own = [md for md in models if covers[md] != shared]
@@ -393,13 +411,15 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
                               ("books", "books", "count"),
                               ("observations", "observations", "count"), ("breaches", "breaches", "count"),
                               ("breach_rate", "breach rate", "fraction"),
-                              ("margin_pct", "average margin, % of notional", "fraction"),
-                              ("cost_per_million", f"funding cost per $1m notional a year at {percent(rate)}",
-                               "quote ccy")], pooled),
+                              ("margin_pct", "average margin, % of notional (mean of daily margin / notional "
+                                             "over the pooled observations)", "fraction"),
+                              ("cost_per_million", f"funding cost per $1m notional a year at {percent(rate)} "
+                                                   "(weighted by observations)", "quote ccy")], pooled),
         "pairs": table_data([("portfolio", "book", None), ("model", "model", None),
                              ("observations", "observations", "count"), ("breaches", "breaches", "count"),
                              ("breach_rate", "breach rate", "fraction"), ("mean_margin", "average margin", "quote ccy"),
-                             ("margin_pct", "average margin, % of notional", "fraction"),
+                             ("margin_pct", "average margin, % of notional (mean of daily margin / notional)",
+                              "fraction"),
                              ("mean_notional", "average gross notional", "quote ccy"),
                              ("annual_cost", f"funding cost a year at {percent(rate)}", "quote ccy"),
                              ("cost_per_million", "funding cost per $1m notional a year", "quote ccy")],
@@ -414,15 +434,33 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
 def render_offsets(content: dict[str, Any], page: Page) -> str:
     """Offset benefit: the book's margin / the sum of its legs' standalone margins."""
     out = [_para(content["intro"]), render_table(content["table"])]
-    frame = pd.DataFrame(content["table"]["rows"])
-    if len(frame):
-        wide = frame.pivot_table(index="model", values="offset_benefit", aggfunc="mean")
+    bars = content.get("bars")
+    if bars and bars["table"]["rows"]:
+        wide = pd.DataFrame(bars["table"]["rows"]).set_index("model")
         out.append(page.draw(fg.bars, wide, "offset_benefit", "average offset benefit (margin / sum of standalone "
                                                           "legs' margins)", True,
-                             alt="Offset benefit per model",
-                             caption="Offset benefit per model, averaged over books: 100% = no offset recognised; "
-                                     "lower = more netting across legs."))
+                             alt="Offset benefit per model", caption=bars["caption"]))
     return "".join(out)
+
+
+def _offset_bars(data: ReportData, table: pd.DataFrame) -> dict[str, Any]:
+    """Figure 'offset benefit per model': the mean over the books that can have an offset (two positions or more).
+
+    A book of one position has a ratio of 1 by construction and is left out (a model covering more one-position
+    books would otherwise look as if it netted less); models in study order; the values are in results.json.
+    """
+    portfolios = getattr(data.backtest, "portfolios", {}) or {}
+    single = {pf for pf, book in portfolios.items() if getattr(book, "position_count", None) == 1}
+    multi = table[~table["portfolio"].isin(single)]
+    means = multi.groupby("model", sort=False)["offset_benefit"].agg(["mean", "size"])
+    rows = [{"model": md, "offset_benefit": float(means.loc[md, "mean"]), "books": int(means.loc[md, "size"])}
+            for md in [*data.models, *(m for m in means.index if m not in data.models)] if md in means.index]
+    books = list(dict.fromkeys(multi["portfolio"]))
+    caption = ("Offset benefit per model, mean over the books with two positions or more that the model covers ("
+               + (_and(books) if books else "none") + "; one-position books are 1 by construction and left out): "
+               "100% = no offset recognised; lower = more netting across legs. Models differ in the books they "
+               "cover: books per model " + ", ".join(f"{r['model']} {r['books']}" for r in rows) + ".")
+    return {"caption": caption, "books": books, "rows": rows}
 
 
 @_section("offsets", "Offset benefit")(render_offsets)
@@ -438,16 +476,21 @@ def build_offsets(data: ReportData) -> dict[str, Any] | None:
         return None
     if table.empty:
         return None
+    bars = _offset_bars(data, table)
     return {"intro": "Offset benefit: the book's margin divided by the sum of the margins of its legs margined "
                      "standalone, averaged over the common sample. 100% means the model recognises no offset.",
             "table": table_data([("portfolio", "book", None), ("model", "model", None),
                                  ("offset_benefit", "average offset benefit", "fraction")],
-                                table.to_dict(orient="records"))}
+                                table.to_dict(orient="records")),
+            "bars": {"caption": bars["caption"], "books": bars["books"],
+                     "table": table_data([("model", "model", None),
+                                          ("offset_benefit", "mean offset benefit over the books", "fraction"),
+                                          ("books", "books", "count")], bars["rows"])}}
 
 
 def render_generic(content: dict[str, Any], page: Page) -> str:
     """A section made of an introduction and tables (and optional bar figures)."""
-    out = [_para(content["intro"])]
+    out = [_para(content["intro"]), *(_para(note) for note in content.get("notes", []))]
     for item in content["tables"]:
         body = render_table(item["table"], caption=item.get("caption"))
         out.append(details(item["caption"], body) if item.get("collapsed") else body)
@@ -506,12 +549,48 @@ def build_procyclicality(data: ReportData) -> dict[str, Any] | None:
                                      "1/5/30-day increases of margin / notional without and with it, their reduction "
                                      "in percentage points (pp) and relative to the increase without it (_rel), "
                                      "beside the model it wraps", "table": frame_table(cb, units=cb_units)})
-    bars = [b for b in (_measure_bars(flat, c, f"{c.replace('_', ' ')} per model", True)
+    bars = [b for b in (_measure_bars(flat, c, "Largest 1-day relative increase of margin / notional (max m_t / "
+                                               "m_t-1 - 1 on days the book is unchanged), median over the books of "
+                                               "each model", True)
                         for c in flat.columns if "1d" in str(c) and "increase" in str(c)) if b][:1]
-    return {"intro": "How much the margin moves when volatility rises (EMIR RTS 153/2013 Art. 28; ESMA 2018 APC "
-                     "guidelines): peak-to-trough, the largest n-day increases and the distribution of margin calls, "
-                     "measured on the margin per unit of notional so that rolls and re-sizing do not count as "
-                     "procyclicality.", "tables": tables, "bars": bars}
+    content = {"intro": "How much the margin moves when volatility rises (EMIR RTS 153/2013 Art. 28; ESMA 2018 APC "
+                        "guidelines): peak-to-trough, the largest n-day increases and the distribution of margin "
+                        "calls, measured on the margin per unit of notional so that rolls and re-sizing do not count "
+                        "as procyclicality.", "tables": tables, "bars": bars}
+    notes = _rule_switch_notes(data)
+    if notes:  # only when a venue model's largest increase is its rule changing (other reports: unchanged)
+        content["notes"] = notes
+    return content
+
+
+def _rule_switch_notes(data: ReportData) -> list[str]:
+    """One sentence per venue pair whose largest 1-day increase spans a switch of the venue's rule.
+
+    The window (rows t-1, t) spans a switch at day D when row t-1 is observed before D 00:00 UTC and row t at or
+    after it (rows are observed at label + one step, :func:`~marginlab.datasets.conventions.observation_times`).
+    """
+    from marginlab.datasets.conventions import observation_times
+    from marginlab.validation.metrics import largest_increase_window, max_n_day_increase
+
+    rules = {label: sw for label, sw in _venue_rules(data).items() if sw}
+    if not rules:
+        return []
+    f = data.frame[data.frame["common"] & data.frame["model"].isin(list(rules))]
+    notes = []
+    for (pf, md), rows in f.groupby(["portfolio", "model"], sort=False):
+        rows = rows.set_index("date")
+        window = largest_increase_window(rows, 1)
+        if window is None:
+            continue
+        seen = observation_times(pd.DatetimeIndex(list(window)), data.config.freq)
+        for day, what in rules[md].items():
+            switch = pd.Timestamp(day, tz="UTC")
+            if seen[0] < switch <= seen[1]:
+                notes.append(f"{md} on {pf}: the largest 1-day increase of margin / notional "
+                             f"({percent(max_n_day_increase(rows, 1))}, row dated {window[1]:%Y-%m-%d}, observed "
+                             f"{seen[1]:%Y-%m-%d %H:%M} UTC) falls on the venue's rule switch of {day}: {what}. It is "
+                             "the rule changing, not the model responding to the market (Limitations (c)).")
+    return notes
 
 
 _STRESS_UNITS = {"dates": "count", "covered_share": "fraction", "median_ratio": "ratio", "min_ratio": "ratio",
@@ -683,7 +762,8 @@ def _coverage_tests(rep) -> list[dict[str, Any]]:
         rows.append({"test": r["name"] + (" (exact)" if getattr(rep.tests[key], "exact", False) else ""),
                      "level": rep.es_p if key in es_tests else rep.p, "statistic": r["statistic"],
                      "pvalue": r["pvalue"], "observations": r["n_obs"], "exceptions": r["n_exceptions"],
-                     "reject_5pct": "reject" if r["reject_5pct"] else "accept", "note": r["note"]})
+                     "reject_5pct": ("n/a" if not np.isfinite(r["pvalue"]) else "reject" if r["reject_5pct"]
+                                     else "accept"), "note": r["note"]})
     return rows
 
 
@@ -734,7 +814,9 @@ def render_drilldown(content: dict[str, Any], page: Page) -> str:
                     f"(one sub-sample's cumulative probability reaching 1 - 0.05/{mpor}, 1 - 0.0001/{mpor})")
             out.append(page.draw(fg.rolling_breaches, common[common["model"].isin(tested)], tested, levels,
                                  d.models, mpor, alt=f"Rolling breaches: {pf}",
-                                 caption=f"{pf}: breaches of each model's VaR at its own level {what}, as of each "
+                                 caption=f"{pf}: breaches of each model's VaR at its own level (of its margin for a "
+                                         f"model that forecasts no VaR: rule-based and scenario-grid models) {what}, "
+                                         "as of each "
                                          "date of the common sample, against the traffic-light bands (green, "
                                          "yellow, red; BCBS 1996): the count and bands the matrix cell's zone "
                                          "reads, which the last point shows."))
@@ -993,6 +1075,46 @@ def render_limitations(content: dict[str, Any], page: Page) -> str:
     return "".join(out)
 
 
+def _venue_rules(data: ReportData) -> dict[str, dict[str, str]]:
+    """Model label -> its venue rule switches (:meth:`MarginModel.rule_switches`), for the venue replicas only."""
+    out = {}
+    for label, model in data.backtest.models.items():
+        switches = model.rule_switches() if hasattr(model, "rule_switches") else None
+        if switches is not None:
+            out[label] = switches
+    return out
+
+
+def _venue_rule_points(data: ReportData) -> list[str]:
+    """Limitations (c) on venue parameters, from the venue models' dated rules (one point per distinct rule)."""
+    dates = data.backtest.frame["date"]
+    first, last = (dates.min(), dates.max()) if len(dates) else (None, None)
+    grouped: dict[tuple, list[str]] = {}
+    for label, switches in _venue_rules(data).items():
+        grouped.setdefault((data.backtest.models[label].name, tuple(switches.items())), []).append(label)
+    points = []
+    for (name, switches), labels in grouped.items():
+        who = f"{_and(labels)} ({name})"
+        if not switches:
+            points.append(f"{who}: the venue's parameters use one vintage per entry on every date; the venue changed "
+                          "them over time (entries, sources and vintages: marginlab.models.venues).")
+            continue
+        said = []
+        for day, what in switches:
+            inside = (first is not None and first <= pd.Timestamp(day, tz="UTC") <= last + pd.Timedelta(days=1))
+            said.append(f"on {day}, {what} ({'inside' if inside else 'outside'} this study's dates)")
+        points.append(f"{who}: the venue's rule switches " + "; ".join(said) + ". The rates in force before the first "
+                      "switch are backfilled to every earlier date (their start is not published), and every other "
+                      "entry uses one vintage on every date (sources and vintages: marginlab.models.venues). A step "
+                      "of the margin on a switch date is the venue's rule changing, not the model responding to the "
+                      "market.")
+    return points
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 @_section("limitations", "Limitations")(render_limitations)
 def build_limitations(data: ReportData) -> dict[str, Any]:
     """What the evidence does not show, ordered as EMIR RTS 153/2013 Art. 47(3)(a)-(f) and 47(5)."""
@@ -1012,8 +1134,7 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
                     "The reference books are stylised $1m strategies (constant notional, rolled option legs), not "
                     "members' actual portfolios."]},
         {"title": "(c) Parameters and assumptions",
-         "points": ["Venue parameters (Binance brackets, Deribit standard margin) use one vintage per entry for every "
-                    "date; the venues changed them over time.",
+         "points": [*_venue_rule_points(data),
                     "Each model is replayed with the parameters of the study file; sensitivity to them is "
                     + ("shown in the parameter-sensitivity section." if getattr(data.study, "sweep", None) is not None
                        else "not shown in this report (marginlab sweep runs a grid of parameters)."),

@@ -29,7 +29,7 @@ from .provenance import run_metadata
 from .sections import Page, ReportData, build_sections
 
 __all__ = ["REPORT_FOLDER", "REPORT_FILES", "RESULTS_FORMAT", "SCHEMA_PATH", "UNITS", "write_report", "render_html",
-           "report_files", "results_dict", "check_report_folder", "read_results"]
+           "report_files", "results_dict", "check_report_folder", "read_results", "cell_problem"]
 
 #: A report folder: recognised by its manifest ``.marginlab-report``, whose first line is the signature.
 REPORT_FOLDER = FolderKind(what="marginlab report", manifest=".marginlab-report", header="# marginlab report\n",
@@ -111,8 +111,8 @@ def render_html(study, built=None, data: ReportData | None = None, executor=None
               + f'<p class="meta">Assets {esc(", ".join(cfg.assets))}; {esc(cfg.freq)} data, margin dates {esc(span)}; '
               f"MPOR {cfg.mpor_days} observation(s); study p = {cfg.tail_prob:g}; seed {cfg.seed} (when and how long: "
               '<a href="#run-metadata">run metadata</a>). '
-              f"Machine-readable: results.json (schema results.schema.json), backtest.csv, coverage.csv, "
-              f"metrics.csv.</p>"
+              f"Machine-readable: results.json (schema results.schema.json), {esc(', '.join(_table_names(study)))}."
+              "</p>"
               + (f'<p class="note">{esc(left_out)}</p>' if (left_out := cfg.left_out_text()) else ""))
     return page.finish(page_html(f"marginlab study: {cfg.name}", header, toc, "\n".join(body)))
 
@@ -175,6 +175,14 @@ def _tables(study) -> dict[str, bytes]:
     }
 
 
+def _table_names(study) -> list[str]:
+    """The CSV files :func:`_tables` writes for ``study``, in its order (the page's header lists them)."""
+    return ["backtest.csv", "coverage.csv", "metrics.csv",
+            *(name for name, attribute in OPTIONAL_TABLES.items()
+              if (table := getattr(study, attribute, None)) is not None and len(table)),
+            *(["accounts.csv"] if study.backtest.accounts else [])]
+
+
 def _csv(table: pd.DataFrame) -> bytes:
     keep_index = not isinstance(table.index, pd.RangeIndex)
     return table.to_csv(index=keep_index).encode("utf-8")
@@ -200,6 +208,46 @@ def write_report(study, out: str | Path, executor=None) -> Path:
     real = publish_folder(out, files, REPORT_FOLDER,
                           comments=[f"study: {json.dumps(study.config.name)}", f"marginlab {_version()}"])
     return real / "report.html"
+
+
+_JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "object": (dict,),
+               "array": (list,), "null": (type(None),)}
+
+
+def cell_problem(cell: object) -> str | None:
+    """What is wrong with a verdict-matrix cell by the schema's ``cell`` definition (None: nothing).
+
+    Checks what :data:`SCHEMA_PATH` says of a cell (required keys, conditionally required ones, enums, types,
+    bounds) without needing ``jsonschema`` at run time, so ``marginlab show`` names the bad value and the allowed
+    ones instead of failing further on.
+    """
+    spec = json.loads(SCHEMA_PATH.read_text())["$defs"]["cell"]
+    if not isinstance(cell, dict):
+        return f"is {type(cell).__name__}, not an object"
+    required = list(spec["required"])
+    condition = spec.get("if", {}).get("properties", {}).get("verdict", {}).get("enum", ())
+    if cell.get("verdict") in condition:
+        required += spec["then"]["required"]
+    for key in required:
+        if key not in cell:
+            return f"has no key {key!r}"
+    for key, rule in spec["properties"].items():
+        if key not in cell:
+            continue
+        value = cell[key]
+        if "enum" in rule and value not in rule["enum"]:
+            return f"{key} {value!r} is not one of " + ", ".join(repr(v) for v in rule["enum"])
+        types = rule.get("type")
+        if types is not None:
+            types = [types] if isinstance(types, str) else types
+            allowed = tuple(t for name in types for t in _JSON_TYPES[name])
+            if isinstance(value, bool) and "boolean" not in types or not isinstance(value, allowed):
+                return f"{key} {value!r} is not of type {' or '.join(types)}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "minimum" in rule and value < rule["minimum"] or "maximum" in rule and value > rule["maximum"]:
+                return (f"{key} {value!r} is outside [{rule.get('minimum', '-inf')}, "
+                        f"{rule.get('maximum', 'inf')}]")
+    return None
 
 
 def read_results(folder: str | Path) -> dict:

@@ -302,3 +302,42 @@ def test_acerbi_szekely_sparse_simulation_has_the_law_of_the_dense_one():
         sparse = _simulated_z(np.random.default_rng(9), p, 10_000, (kind,), _ScaledTail(stats.norm(), p, scale / es))[0]
         assert stats.ks_2samp(dense, sparse).pvalue > 0.01, kind
         assert sparse.mean() == pytest.approx(dense.mean(), abs=4 * dense.std() / 100)
+
+
+def test_berkowitz_tail_of_a_correct_discrete_forecast_is_not_set_by_a_clip_constant():
+    """A reviewer: a PIT of exactly 0 (a loss beyond every scenario of an empirical forecast) was clipped to 1e-300,
+    z = -37, and the statistic (6,747-8,128, p = 0) came from that constant. A correct 1,000-scenario forecast:
+    PITs on the 1/1000 grid, 5 of them 0 (a correct model sees a loss beyond all 1,000 scenarios on ~0.1% of dates)."""
+    rng = np.random.default_rng(5)
+    n = 1000
+    pit = np.floor(rng.random(579) * (n + 1)) / n  # k/N, k uniform on 0..N: the rank of a correct forecast
+    pit = np.minimum(pit, 1.0)
+    pit[[10, 100, 200, 300, 400]] = 0.0
+    r = cv.berkowitz_tail(pit, 0.01, n_scenarios=n)
+    assert r.pvalue > 1e-6 and np.isfinite(r.statistic)
+    # the mid-distribution PIT (Czado, Gneiting and Held 2009): (k + 1/2) / (N + 1), checked against scipy's fit
+    u = (pit * n + 0.5) / (n + 1)
+    assert u.min() == pytest.approx(0.5 / 1001) and u.max() < 1
+    z, c = stats.norm.ppf(u), stats.norm.ppf(0.01)
+    tail = z[z < c]
+    mu, sigma = stats.norm.fit(stats.CensoredData(uncensored=tail, right=np.full((z >= c).sum(), c)))
+    ll1 = stats.norm.logpdf(tail, mu, sigma).sum() + (z >= c).sum() * stats.norm.logsf(c, mu, sigma)
+    ll0 = stats.norm.logpdf(tail).sum() + (z >= c).sum() * stats.norm.logsf(c)
+    assert r.statistic == pytest.approx(2 * (ll1 - ll0), rel=1e-5)
+    # without the number of scenarios a PIT of 0 makes the test not applicable, with the reason
+    na = cv.berkowitz_tail(pit, 0.01)
+    assert np.isnan(na.pvalue) and np.isnan(na.statistic) and not na.reject(1e-6)
+    zeros = int((pit == 0).sum())
+    assert zeros >= 5 and na.note.startswith(f"not applicable: {zeros} PIT(s) of exactly 0 (losses beyond every")
+    # PITs inside (0, 1) (a continuous forecast) are tested as before
+    inner = np.clip(pit, 0.5 / n, 1 - 0.5 / n)
+    assert np.isfinite(cv.berkowitz_tail(inner, 0.01).pvalue)
+    with pytest.raises(ValueError, match="n_scenarios"):
+        cv.berkowitz_tail(pit, 0.01, n_scenarios=0)
+    # the drill-down's table says so, not "accept" (a NaN p-value is no acceptance)
+    from marginlab.reports.sections import _coverage_tests
+
+    pnl = np.r_[-5.0, np.random.default_rng(1).normal(size=300)]
+    rows = _coverage_tests(cv.backtest(pnl, np.full(301, 2.3), p=0.01, pit=np.r_[0.0, np.full(300, 0.5)]))
+    berkowitz = next(r for r in rows if r["test"] == "Berkowitz tail")
+    assert berkowitz["reject_5pct"] == "n/a" and berkowitz["note"].startswith("not applicable")

@@ -120,3 +120,21 @@ def test_mean_positive_loss_is_titled_as_computed():
                                                   "all dates")
     assert metric["margin_to_loss"].func(rows) == 10.0 / 1.5
     assert "mean(max(loss, 0))" in metric["margin_to_loss"].title
+
+
+def test_daily_calls_are_in_points_and_increases_are_relative_by_their_units_and_titles():
+    """A reviewer: the daily margin calls (absolute m_t - m_t-1 of the margin rate) had the unit "fraction" and a
+    title ("Largest daily increase of margin / notional") next to the relative 1-day increase's ("Largest 1-day
+    increase of margin / notional"): 89.34% and 1.00% for the same day of Deribit standard, both printed with "%"."""
+    units = {m.key: m.unit for m in mt.PROCYCLICALITY}
+    titles = {m.key: m.title for m in mt.PROCYCLICALITY}
+    for key in ("daily_call_p50", "daily_call_p95", "daily_call_p99", "daily_call_max"):
+        assert units[key] == "fraction points", key
+        assert "margin call" in titles[key] and "m_t - m_t-1" in titles[key] and "relative" not in titles[key]
+    for n in mt.INCREASE_WINDOWS:
+        assert units[f"max_{n}d_increase"] == "fraction"
+        assert "relative increase" in titles[f"max_{n}d_increase"] and "margin call" not in titles[f"max_{n}d_increase"]
+    # by hand: rates 0.10 -> 0.12 is a call of 0.02 points and a relative increase of 20%
+    r = rows([10, 12], [100, 100])
+    assert mt.compute_procyclicality(r)["daily_call_max"] == pytest.approx(0.02)
+    assert mt.max_n_day_increase(r, 1) == pytest.approx(0.2)

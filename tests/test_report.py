@@ -147,6 +147,31 @@ def test_results_json_follows_its_schema_and_carries_the_verdict(hostile_report)
     assert any(f["used"] and f["file"] == "prices_1d_btc.csv.gz" for f in prov["data_files"])
 
 
+@pytest.mark.parametrize("path, value", [
+    (("content", "matrix", "cells", 0, "verdict"), "great"),
+    (("content", "matrix", "cells", 0, "breaches"), "six"),
+    (("content", "matrix", "cells", 0, "kupiec_pvalue"), 7.0),
+    (("content", "matrix", "cells", 0, "traffic_light_zone"), "purple"),
+    (("content", "matrix"), None),  # None: delete the key
+])
+def test_the_schema_checks_the_verdict_section_of_a_written_results_json(hostile_report, path, value):
+    """A reviewer: 'prefixItems' held only the verdict key's const and 'items' applies only after the prefix, so the
+    verdict section (sections[0], what `marginlab show` reads) was never checked against the section and cell
+    definitions: a verdict 'great', breaches 'six', a p-value of 7 or a missing matrix validated."""
+    results = read_results(hostile_report["out"])
+    schema = json.loads(SCHEMA_PATH.read_text())
+    jsonschema.validate(results, schema)
+    node = results["sections"][0]
+    for key in path[:-1]:
+        node = node[key]
+    if value is None:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(results, schema)
+
+
 def test_cli_show_and_models(hostile_report, capsys):
     assert main(["show", str(hostile_report["out"])]) == 0
     out = capsys.readouterr().out
@@ -348,8 +373,9 @@ def test_expected_breach_counts_below_one_keep_two_significant_digits():
     from marginlab.reports.formatting import expected_count
     from marginlab.reports.verdict import cell_text
 
-    assert [expected_count(x) for x in (0.25, 0.0125, 0.9999, 1.0, 2.5, 17.25, 1234.5)] == [
-        "0.25", "0.01", "1.0", "1.0", "2.5", "17.2", "1,234.5"]
+    # rounded half up (a reviewer: 18.25 = 1,825 x 1% printed "18.2", 3.65 "3.6"; a reader recomputes 18.3, 3.7)
+    assert [expected_count(x) for x in (0.25, 0.0125, 0.9999, 1.0, 2.5, 17.25, 1234.5, 18.25, 3.65, 0.125)] == [
+        "0.25", "0.01", "1.0", "1.0", "2.5", "17.3", "1,234.5", "18.3", "3.7", "0.13"]
     cell = {"verdict": "pass", "breaches": 0, "expected_breaches": 0.25, "traffic_light_zone": "green",
             "mean_margin_pct_notional": 0.1}
     assert "0/0.25" in cell_text(cell)
@@ -387,7 +413,18 @@ def test_the_zone_legend_says_what_the_zone_is():
     (lambda r: r.pop("sections"), "key sections is missing"),
     (lambda r: r["sections"][0]["content"]["matrix"].pop("books"), "key sections[0].content.matrix.books is missing"),
     (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].pop("verdict"),
-     "the verdict matrix (sections[0].content.matrix) has a cell without key 'verdict'"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] has no key 'verdict'"),
+    # a reviewer: an unknown verdict was reported as a missing key ("has a cell without key 'great'")
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].update(verdict="great"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] verdict 'great' is not one of 'pass', "
+     "'too many breaches', 'over-margined', 'n/a', 'warm-up'"),
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].update(traffic_light_zone="purple", verdict="pass"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] traffic_light_zone 'purple' is not one of 'green', "
+     "'yellow', 'red'"),
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].update(breaches="six", verdict="pass"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] breaches 'six' is not of type integer"),
+    (lambda r: r["sections"][0]["content"]["matrix"]["cells"][0].update(kupiec_pvalue=7.0, verdict="pass"),
+     "the verdict matrix (sections[0].content.matrix): cells[0] kupiec_pvalue 7.0 is outside [0, 1]"),
     (lambda r: r["sections"].pop(0), "has no verdict section"),
 ])
 def test_cli_show_names_the_key_missing_from_results_json(hostile_report, tmp_path, capsys, cut, message):
@@ -621,3 +658,163 @@ def test_notebook_03_says_what_its_cells_compute():
     stress = next("".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith("## 5."))
     assert "Breaches inside stress episodes" in stress and "This is not a stress test" in stress
     assert "stress.SCENARIOS" not in text["code"]
+
+
+# --------------------------------------------------------------------------- venue rules in the Limitations
+
+
+def _venue_study(tmp_path, start, end):
+    """A study of Deribit standard and static 10% on a short BTC perpetual, as a StudyResult (no report written)."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.validation import Backtest
+    from marginlab.validation.study import StudyResult, load_study
+
+    path = tmp_path / "venue.toml"
+    path.write_text(f'[study]\nname = "venue"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = {start}\nend = {end}\n'
+                    '[portfolios]\nreference = ["short BTC perpetual"]\n'
+                    '[[models]]\nname = "deribit_standard"\nlabel = "Deribit standard"\n'
+                    '[[models]]\nname = "static"\nlabel = "static 10%"\n')
+    cfg = load_study(path)
+    books = {"short BTC perpetual": reference_portfolios()["short BTC perpetual"]}
+    models = {label: make_model(name, **params) for label, name, params in cfg.models}
+    bt = Backtest(load_market(["BTC"]), books, models, start=cfg.start, end=cfg.end, seed=cfg.seed).run()
+    reports = {k: bt.coverage_report(*k, default_p=cfg.tail_prob)
+               for k in bt.frame.groupby(["portfolio", "model"], sort=False).groups}
+    return StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(default_p=cfg.tail_prob, reports=reports),
+                       metrics=bt.efficiency(), reports=reports, files={"started": None, "elapsed_s": 1.0})
+
+
+def test_limitations_and_procyclicality_name_the_venue_rule_switch(tmp_path):
+    """A reviewer: Limitations (c) said every venue parameter had one vintage on every date, but Deribit's BTC/ETH
+    futures rule switches on 2022-01-11; on a short BTC perpetual that switch is Deribit standard's largest 1-day
+    increase (1.119% -> 2.119% of notional, +89.34%), which the procyclicality section did not attribute to it."""
+    from marginlab.reports.writer import results_dict
+
+    results = results_dict(_venue_study(tmp_path, "2021-12-01", "2022-02-28"))
+    sections = {s["key"]: s["content"] for s in results["sections"]}
+    points = next(i["points"] for i in sections["limitations"]["items"] if i["title"].startswith("(c)"))
+    text = " ".join(points)
+    assert "one vintage per entry for every date" not in text
+    deribit = next(p for p in points if p.startswith("Deribit standard (deribit_standard)"))
+    assert "on 2022-01-11, Deribit's BTC and ETH futures and perpetual margin rates change" in deribit
+    assert "inside this study's dates" in deribit
+    assert not any(p.startswith("static 10%") for p in points)  # not a venue replica
+    notes = sections["procyclicality"]["notes"]
+    assert len(notes) == 1 and notes[0].startswith("Deribit standard on short BTC perpetual: the largest 1-day "
+                                                   "increase of margin / notional (89.34%, row dated 2022-01-10, "
+                                                   "observed 2022-01-11 00:00 UTC) falls on the venue's rule switch "
+                                                   "of 2022-01-11")
+    # the same 89.34% as the procyclicality table's, by hand from the margins either side of the switch
+    rows = [r for r in sections["procyclicality"]["tables"][0]["table"]["rows"] if r["model"] == "Deribit standard"]
+    assert rows[0]["max_1d_increase"] == pytest.approx(0.8934, abs=5e-5)
+    # a study that ends before the switch: no note, and the switch is said to be outside its dates
+    results = results_dict(_venue_study(tmp_path, "2021-10-01", "2021-12-31"))
+    sections = {s["key"]: s["content"] for s in results["sections"]}
+    assert "notes" not in sections["procyclicality"]
+    points = next(i["points"] for i in sections["limitations"]["items"] if i["title"].startswith("(c)"))
+    assert "outside this study's dates" in " ".join(points)
+
+
+def test_tiered_model_states_one_vintage_and_overlays_inherit_the_rule():
+    assert make_model("tiered").rule_switches() == {}
+    assert make_model("tiered", tiers=((1e6, 0.01), (float("inf"), 0.05))).rule_switches() is None
+    assert make_model("static").rule_switches() is None
+    assert make_model("deribit_pm").rule_switches() == {}  # one vintage per currency, backfilled
+    assert list(make_model("deribit_pm", before_first="none").rule_switches()) == ["2024-06-17", "2026-02-15"]
+    from marginlab.models.overlays import OverlaidModel, make_overlay
+
+    wrapped = OverlaidModel(inner=make_model("deribit_standard"), overlays=(make_overlay("apc_buffer"),))
+    assert wrapped.rule_switches() == make_model("deribit_standard").rule_switches()
+    assert list(wrapped.rule_switches()) == ["2022-01-11"]
+
+
+def test_offset_figure_averages_books_that_can_net_in_study_order_and_its_values_are_in_results_json(tmp_path):
+    """A reviewer: Figure 'offset benefit per model' averaged over every book, one-position books (1 by
+    construction) included, so a model covering more of them looked as if it netted less; bars were alphabetical;
+    the values were computed at render time and were not in results.json."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.reports.writer import results_dict
+    from marginlab.validation import Backtest
+    from marginlab.validation.study import StudyResult, load_study
+
+    path = tmp_path / "offsets.toml"
+    path.write_text('[study]\nname = "offsets"\nseed = 1\n[market]\nassets = ["BTC", "ETH"]\nstart = 2022-01-01\n'
+                    'end = 2022-04-30\n[portfolios]\nreference = ["long BTC spot", "long BTC / short ETH perpetuals"]\n'
+                    '[[models]]\nname = "static"\nlabel = "z static"\n'
+                    '[[models]]\nname = "historical_var"\nlabel = "a HS VaR"\nparams = { lookback = 250 }\n')
+    cfg = load_study(path)
+    lib = reference_portfolios()
+    books = {k: lib[k] for k in ("long BTC spot", "long BTC / short ETH perpetuals")}
+    models = {label: make_model(name, **params) for label, name, params in cfg.models}
+    bt = Backtest(load_market(["BTC", "ETH"]), books, models, start=cfg.start, end=cfg.end, seed=1,
+                  standalone_legs=True).run()
+    study = StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(), metrics=bt.efficiency(),
+                        files={"started": None, "elapsed_s": 1.0})
+    offsets = next(s["content"] for s in results_dict(study)["sections"] if s["key"] == "offsets")
+    per_book = {(r["portfolio"], r["model"]): r["offset_benefit"] for r in offsets["table"]["rows"]}
+    bars = offsets["bars"]
+    assert bars["books"] == ["long BTC / short ETH perpetuals"]
+    assert [r["model"] for r in bars["table"]["rows"]] == ["z static", "a HS VaR"]  # study order
+    for r in bars["table"]["rows"]:
+        assert r["books"] == 1
+        assert r["offset_benefit"] == per_book[("long BTC / short ETH perpetuals", r["model"])]
+    assert per_book[("long BTC spot", "a HS VaR")] == pytest.approx(1.0)  # one position: 1 by construction
+    assert per_book[("long BTC / short ETH perpetuals", "a HS VaR")] < 0.9  # it nets: mean over all would hide it
+    assert "long BTC / short ETH perpetuals" in bars["caption"] and "one-position books" in bars["caption"]
+
+
+def test_pooled_margin_rate_is_weighted_by_observations_as_the_breach_rate(tmp_path):
+    """A reviewer: the pooled row's breach rate was pooled over observations (sum of breaches / sum of dates) but
+    its average margin % and cost per $1m were unweighted means over books (FHS VaR 6.46% against 6.73% weighted:
+    the straddle book has 579 dates, the others 730)."""
+    from marginlab.datasets import load_market
+    from marginlab.models import reference_portfolios
+    from marginlab.reports.writer import results_dict
+    from marginlab.validation import Backtest
+    from marginlab.validation.study import StudyResult, load_study
+
+    path = tmp_path / "pool.toml"
+    path.write_text('[study]\nname = "pool"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = 2021-01-01\n'
+                    'end = 2022-04-30\n[portfolios]\nreference = ["long BTC spot", '
+                    '"short BTC ATM straddle, delta-hedged daily"]\n'
+                    '[[models]]\nname = "historical_var"\nlabel = "HS VaR"\nparams = { lookback = 250 }\n')
+    cfg = load_study(path)
+    lib = reference_portfolios()
+    books = {k: lib[k] for k in ("long BTC spot", "short BTC ATM straddle, delta-hedged daily")}
+    bt = Backtest(load_market(["BTC"]), books, {"HS VaR": make_model("historical_var", lookback=250)},
+                  start=cfg.start, end=cfg.end, seed=1).run()
+    study = StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(), metrics=bt.efficiency(),
+                        files={"started": None, "elapsed_s": 1.0})
+    compare = next(s["content"] for s in results_dict(study)["sections"] if s["key"] == "compare")
+    pairs = pd.DataFrame(compare["pairs"]["rows"])
+    assert pairs["observations"].nunique() == 2  # the straddle starts later (2021-03-24)
+    pooled = compare["pooled"]["rows"][0]
+    w = pairs["observations"]
+    assert pooled["breach_rate"] == pytest.approx(pairs["breaches"].sum() / w.sum(), rel=1e-12)
+    assert pooled["margin_pct"] == pytest.approx((pairs["margin_pct"] * w).sum() / w.sum(), rel=1e-12)
+    assert pooled["cost_per_million"] == pytest.approx((pairs["cost_per_million"] * w).sum() / w.sum(), rel=1e-12)
+    assert abs(pooled["margin_pct"] - pairs["margin_pct"].mean()) > 1e-4  # the unweighted mean differs here
+    titles = {c["key"]: c["title"] for c in compare["pooled"]["columns"]}
+    assert "pooled observations" in titles["margin_pct"]
+    assert "mean of daily margin / notional" in {c["key"]: c["title"] for c in compare["pairs"]["columns"]}[
+        "margin_pct"]
+
+
+def test_header_lists_every_csv_and_captions_say_what_is_plotted(tmp_path):
+    """A reviewer: the header's 'Machine-readable' line named backtest, coverage and metrics only (not
+    procyclicality.csv and the other tables written beside them); the rolling-breach captions said 'VaR' where a
+    rule-based model's margin is counted; Figure 4's caption was only 'max 1d increase per model'."""
+    from marginlab.reports.writer import _tables, render_html, results_dict
+
+    study = _venue_study(tmp_path, "2021-12-01", "2022-02-28")
+    study.procyclicality = study.backtest.procyclicality()
+    written = [name for name in _tables(study) if name.endswith(".csv")]
+    assert "procyclicality.csv" in written
+    html = render_html(study)
+    assert f"Machine-readable: results.json (schema results.schema.json), {', '.join(written)}." in html
+    assert "of its margin for a model that forecasts no VaR" in html
+    bars = next(s["content"] for s in results_dict(study)["sections"] if s["key"] == "procyclicality")["bars"]
+    assert bars[0]["title"].startswith("Largest 1-day relative increase of margin / notional")
+    assert "median over the books" in bars[0]["title"]

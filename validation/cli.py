@@ -104,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     import pandas as pd
     from marginlab.reports import read_results, verdict_text
+    from marginlab.reports.writer import cell_problem
     from marginlab.validation.study import StudyResult
 
     results = read_results(args.report)
@@ -129,6 +130,11 @@ def _show(args: argparse.Namespace) -> int:
     verdict = need(sections[k], f"sections[{k}]", "content", "matrix")
     for key in ("books", "models", "cells", "rule"):
         need(verdict, f"sections[{k}].content.matrix", key)
+    cells = need(verdict, f"sections[{k}].content.matrix", "cells")
+    for i, cell in enumerate(cells if isinstance(cells, list) else [cells]):
+        problem = cell_problem(cell)
+        if problem is not None:  # a missing key, or a value the schema's cell definition does not allow
+            raise ValueError(f"{file}: the verdict matrix (sections[{k}].content.matrix): cells[{i}] {problem}")
     try:
         text = verdict_text(verdict)
     except KeyError as exc:

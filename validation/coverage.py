@@ -1387,7 +1387,7 @@ def _censored_normal_loglik(mu, sigma, z_tail, n_censored, c):
     return ll
 
 
-def berkowitz_tail(pit, p: float) -> TestResult:
+def berkowitz_tail(pit, p: float, n_scenarios: int | None = None) -> TestResult:
     r"""Berkowitz (2001) censored likelihood-ratio test of the loss tail.
 
     ``pit`` are the forecast CDF values of the realised P&L (small = loss). With
@@ -1397,13 +1397,35 @@ def berkowitz_tail(pit, p: float) -> TestResult:
     With fewer than two tail observations the unrestricted fit is not
     identified: the test is reported with ``note`` and p-value from the LR with
     sigma fixed at 1 (df 1).
+
+    **Discrete forecasts.** The PIT of an empirical forecast of N equally weighted scenarios is
+    k/N (k = scenarios at or below the realised P&L): a realisation beyond every scenario has PIT
+    exactly 0, where :math:`\Phi^{-1}` is infinite, so any clip constant (1e-300 gave z = -37)
+    sets the statistic alone. Given ``n_scenarios`` = N, the test uses the mid-distribution PIT of
+    the realisation's rank among the N + 1 values (Czado, Gneiting and Held 2009, "Predictive model
+    assessment for count data", Biometrics 65(4), non-randomised mid-PIT; the rank histogram of
+    Anderson 1996 / Hamill 2001): :math:`u^{mid} = (k + 1/2)/(N + 1)`, uniform on its grid under a
+    correct forecast and never 0 or 1. Without ``n_scenarios``, a PIT of exactly 0 makes the test
+    not applicable (statistic and p-value NaN, the reason in ``note``); other PITs are tested as
+    they are (a PIT of 1 lies above p and is censored: its value never enters).
     """
     u = _as_array(pit, "pit")
     p = _check_p(p)
     if ((u < 0) | (u > 1)).any():
         raise ValueError("pit: values must lie in [0, 1]")
-    # 0 and 1 are clipped: a PIT of exactly 0 (loss beyond every scenario) enters at
-    # Phi^-1(1e-300); values above p are censored anyway.
+    if n_scenarios is not None:
+        if int(n_scenarios) != n_scenarios or n_scenarios < 1:
+            raise ValueError(f"n_scenarios: a positive whole number of scenarios, got {n_scenarios!r}")
+        u = (u * n_scenarios + 0.5) / (n_scenarios + 1.0)  # mid-distribution PIT of the rank among N + 1
+    else:
+        edge = int((u == 0).sum())  # a PIT of 1 is above p: censored, its value never enters
+        if edge:
+            return TestResult(name="Berkowitz tail", statistic=float("nan"), pvalue=float("nan"), n_obs=int(u.size),
+                              n_exceptions=int((u < p).sum()),
+                              note=f"not applicable: {edge} PIT(s) of exactly 0 (losses beyond every scenario of "
+                                   "a discrete forecast, where the normal quantile is infinite); the "
+                                   "test needs the forecast's number of scenarios (mid-distribution PIT)")
+    # no PIT is 0 here: the clip only keeps Phi^-1 finite at 1, which is censored anyway (above p)
     z = stats.norm.ppf(np.clip(u, 1e-300, 1 - 1e-16))
     c = stats.norm.ppf(p)
     tail = z[z < c]

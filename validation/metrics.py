@@ -38,8 +38,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["Metric", "METRICS", "PROCYCLICALITY", "compute_metrics", "compute_procyclicality", "apc_tradeoff",
-           "margin_rate", "offset_benefit",
-           "comparable", "max_n_day_increase", "n_day_increases", "peak_to_trough", "INCREASE_WINDOWS"]
+           "margin_rate", "offset_benefit", "comparable", "max_n_day_increase", "n_day_increases",
+           "largest_increase_window", "peak_to_trough", "INCREASE_WINDOWS"]
 
 #: The n of the "largest n-day margin increase" measures (observations; days on daily data).
 INCREASE_WINDOWS: tuple[int, ...] = (1, 5, 30)
@@ -113,6 +113,23 @@ def max_n_day_increase(margin: pd.Series | pd.DataFrame, n: int) -> float:
     return float(x.max()) if x.size else float("nan")
 
 
+def largest_increase_window(rows: pd.DataFrame, n: int) -> tuple[object, object] | None:
+    """Row labels ``(start, end)`` of the window of :func:`max_n_day_increase` (the first if tied); None if none.
+
+    ``rows`` is one pair's rows indexed by date, as :func:`n_day_increases` reads them.
+    """
+    m = margin_rate(rows)
+    if m.size <= n:
+        return None
+    prev, cur = m[:-n], m[n:]
+    ok = comparable(rows, n) & (prev > 0) & np.isfinite(prev) & np.isfinite(cur)
+    if not ok.any():
+        return None
+    change = np.where(ok, cur / np.where(ok, prev, 1.0) - 1.0, -np.inf)
+    k = int(np.argmax(change))
+    return rows.index[k], rows.index[k + n]
+
+
 def peak_to_trough(rows: pd.DataFrame, window: int | None = None) -> float:
     """Peak-to-trough ratio of the margin rate (margin / notional), max / min (inf when the minimum is 0).
 
@@ -150,7 +167,11 @@ def offset_benefit(rows: pd.DataFrame) -> float:
 
 
 def _daily_calls(rows: pd.DataFrame) -> np.ndarray:
-    """One-observation changes of the margin rate on comparable days (fraction of notional)."""
+    """One-observation changes m_t - m_t-1 of the margin rate on comparable days (fraction points of notional).
+
+    An absolute difference of two rates (the margin call per unit notional), not the relative change of
+    :func:`max_n_day_increase`.
+    """
     m = margin_rate(rows)
     if m.size < 2:
         return np.zeros(0)
@@ -173,7 +194,8 @@ def _shortfall(rows: pd.DataFrame) -> pd.Series:
 _PROCYCLICALITY_CORE: tuple[Metric, ...] = (
     Metric("peak_to_trough", "Peak-to-trough margin rate (max / min of margin / notional)",
            lambda r: peak_to_trough(r), "ratio", "procyclicality"),
-    *(Metric(f"max_{n}d_increase", f"Largest {n}-day increase of margin / notional, same book",
+    *(Metric(f"max_{n}d_increase", f"Largest {n}-day relative increase of margin / notional, "
+                                          f"max m_t / m_t-{n} - 1 (same book)",
              lambda r, n=n: max_n_day_increase(r, n), "fraction", "procyclicality") for n in INCREASE_WINDOWS),
 )
 
@@ -214,14 +236,15 @@ PROCYCLICALITY: tuple[Metric, ...] = (
            lambda r: peak_to_trough(r, 365), "ratio", "procyclicality"),
     Metric("comparable_days", "Days with an unchanged book (1-day windows)",
            lambda r: float(comparable(r, 1).sum()), "days", "procyclicality"),
-    Metric("daily_call_p50", "Daily change of margin / notional, median (same book)", _call_quantile(0.50),
-           "fraction", "procyclicality"),
-    Metric("daily_call_p95", "Daily change of margin / notional, 95th percentile (same book)", _call_quantile(0.95),
-           "fraction", "procyclicality"),
-    Metric("daily_call_p99", "Daily change of margin / notional, 99th percentile (same book)", _call_quantile(0.99),
-           "fraction", "procyclicality"),
-    Metric("daily_call_max", "Largest daily increase of margin / notional (same book)", _call_quantile(1.0),
-           "fraction", "procyclicality"),
+    # margin calls: absolute changes m_t - m_t-1 of the margin rate (fraction points), not relative changes
+    Metric("daily_call_p50", "Daily margin call, m_t - m_t-1 of margin / notional in points, median (same book)",
+           _call_quantile(0.50), "fraction points", "procyclicality"),
+    Metric("daily_call_p95", "Daily margin call, m_t - m_t-1 of margin / notional in points, 95th percentile "
+                             "(same book)", _call_quantile(0.95), "fraction points", "procyclicality"),
+    Metric("daily_call_p99", "Daily margin call, m_t - m_t-1 of margin / notional in points, 99th percentile "
+                             "(same book)", _call_quantile(0.99), "fraction points", "procyclicality"),
+    Metric("daily_call_max", "Largest daily margin call, max m_t - m_t-1 of margin / notional in points (same book)",
+           _call_quantile(1.0), "fraction points", "procyclicality"),
 )
 
 
