@@ -626,8 +626,12 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
                      "shortfall (loss - margin where the loss exceeds the margin). Breaches are counted as in the "
                      "verdict matrix: losses above the model's VaR at its own level p (the margin for VaR and "
                      "rule-based models; for an ES model its VaR at the ES level, e.g. p = 2.5%; its margin "
-                     "breaches, loss > ES, are the margin breaches column). The one-sided exact binomial p-value of "
-                     "too many breaches is per account: with many accounts some fall below any threshold by chance."
+                     "breaches, loss > ES, are the margin breaches column). The p-value of too many breaches is per "
+                     "account, the verdict matrix's test on the account's own observations: "
+                     + ("the one-sided exact binomial" if bt.mpor_days == 1 else
+                        f"the one-sided exact binomial on each of the {bt.mpor_days} non-overlapping sub-samples "
+                        f"(one observation in {bt.mpor_days}: the MPOR windows overlap), Bonferroni-combined")
+                     + "; with many accounts some fall below any threshold by chance."
                      + (f" {len(bt.idle_accounts):,} further account(s) of the file hold no book on any date of the "
                         "study and are not replayed." if bt.idle_accounts else ""),
             "tables": [{"caption": "Coverage of member accounts, per model", "table": frame_table(summary, units)},

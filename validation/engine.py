@@ -723,13 +723,17 @@ class BacktestResult:
         model, its VaR at the ES level (an ES 97.5% margin is exceeded far less often than 2.5%: testing its
         exceedances at p = 0.025 would be lenient by construction); ``margin_breaches`` counts loss > margin.
         ``coverage`` = 1 - breach rate; ``largest_shortfall`` = max(loss - margin) over the account's
-        margin breaches (quote currency, 0 without one) and its date; ``too_many_pvalue`` = P(X >= breaches)
-        under Binomial(account-days, p) with p the model's tail probability (``default_p`` for rule-based
-        models): the exact one-sided test of too many breaches for that account alone (many accounts are
-        tested: expect about p-value x accounts of them below any threshold by chance). Index (account, model).
+        margin breaches (quote currency, 0 without one) and its date; ``too_many_pvalue``: the verdict
+        matrix's exact one-sided test of too many breaches (:func:`coverage.too_many_pvalue
+        <marginlab.validation.coverage.too_many_pvalue>`) on the account's own rows in date order, at p the
+        model's tail probability (``default_p`` for rule-based models): P(X >= breaches) under
+        Binomial(account-days, p) when the MPOR is one observation; above that, on each of the h
+        non-overlapping sub-samples (every h-th row), Bonferroni-combined, as for a book (the overlapping
+        windows are not independent), NaN for an account with too few rows for a sub-sample of 2. An account
+        holding a reference book's positions gets that book's p-value. For that account alone: many accounts
+        are tested, expect about p-value x accounts of them below any threshold by chance. Index (account,
+        model).
         """
-        from scipy import stats
-
         rows = self._account_rows(portfolios)
         g = rows.groupby(["portfolio", "model"], sort=False)
         out = pd.DataFrame({"account_days": g.size(), "breaches": g["exception"].sum().astype(int),
@@ -741,7 +745,10 @@ class BacktestResult:
         out["coverage"] = 1.0 - out["breach_rate"]
         p = np.array([self.tail_prob(m, default_p) for m in out.index.get_level_values("model")])
         out["p"] = p
-        out["too_many_pvalue"] = stats.binom.sf(out["breaches"].to_numpy() - 1, out["account_days"].to_numpy(), p)
+        hits = {key: h.to_numpy() for key, h in rows.sort_values("date", kind="stable")
+                .groupby(["portfolio", "model"], sort=False)["exception"]}
+        out["too_many_pvalue"] = [cv.too_many_pvalue(hits[key], level, self.mpor_days)
+                                  for key, level in zip(out.index, p, strict=True)]
         out.index = out.index.set_names(["account", "model"])
         return out[["account_days", "breaches", "breach_rate", "coverage", "p", "too_many_pvalue", "margin_breaches",
                     "largest_shortfall", "largest_shortfall_date"]]
@@ -756,7 +763,8 @@ class BacktestResult:
         ``largest_shortfall`` (max loss - margin over every margin breach, quote currency)
         with its account and date, ``median_account_coverage`` and ``min_account_coverage`` (coverage by
         account), ``accounts_below_target`` (accounts whose own coverage is below 1 - p) and
-        ``accounts_rejected_5pct`` (accounts whose one-sided binomial p-value is below 5%). Index: model.
+        ``accounts_rejected_5pct`` (accounts whose too-many-breaches p-value,
+        :meth:`account_breach_rates`, is below 5%). Index: model.
         """
         per = self.account_breach_rates(default_p, portfolios).reset_index()
         records = []
