@@ -505,3 +505,47 @@ def test_an_accounts_too_many_pvalue_is_its_books_mpor_aware_test(tmp_path):
                                             alternative="greater").pvalue for k in range(24)))
     assert row["too_many_pvalue"] == pytest.approx(ref, rel=1e-9)
     assert res.accounts_summary().loc["hs", "accounts_rejected_5pct"] == 0
+
+
+def test_held_account_days_without_the_books_data_are_counted_and_said(tmp_path, capsys):
+    """Held dates where the market lacks the data of the book were dropped without a word, and an account held on
+    every date but never testable was called idle (found by a reviewer). The reference: the held dates by
+    ``positions_at`` minus the margin dates by the brute-force data check."""
+    text = HEADER + ("2021-01-01,A,spot,BTC,1,,,\n2021-01-01,A,option,BTC,-1,2021-06-25,40000,call\n"
+                     "2021-01-01,B,spot,BTC,1,,,\n")
+    (tmp_path / "pos.csv").write_text(text)
+    books = mm.account_books(read_positions(tmp_path / "pos.csv", market=MARKET))
+    res = Backtest(MARKET, books, {"static": mm.make_model("static")}, start="2021-01-01", end="2021-05-31").run()
+    in_range = MARKET.index[(MARKET.index >= "2021-01-01") & (MARKET.index <= "2021-05-31")]
+    held = pd.DatetimeIndex([t for t in in_range if books["A"].positions_at(t, MARKET)])
+    untested = held.difference(_brute_force_dates(books["A"], MARKET, 1))
+    assert (len(held), len(untested)) == (151, 82)
+    assert untested[-1] < MARKET.index[~np.isnan(MARKET.vol_array[:, MARKET.asset_index["BTC"]])][0]
+    u = res.untested_account_days
+    assert u[["account", "reason", "account_days", "held_days"]].values.tolist() == [["A", "no BTC implied vol", 82,
+                                                                                      151]]
+    assert (u["first"].iloc[0], u["last"].iloc[0]) == (untested[0], untested[-1])
+    per = res.account_breach_rates()
+    assert per.loc[("A", "static"), ["account_days", "held_days_untested"]].tolist() == [69, 82]
+    assert per.loc[("B", "static"), "held_days_untested"] == 0
+    assert res.accounts_summary().loc["static", ["held_days_untested", "accounts_untestable"]].tolist() == [82, 0]
+    assert "82 of 151 held days of A (no BTC implied vol, 2021-01-01 .. 2021-03-23)" in res.untested_text()
+    assert res.accounts_dict()["untested"][0]["account_days"] == 82
+    # an account held on every date, never with the data of its book: not idle
+    market = ds.load_market(["BTC"], start="2020-01-01", end="2021-01-31")
+    text = HEADER + "2020-06-01,C,option,BTC,-1,2020-12-25,12000,call\n2020-06-01,D,spot,BTC,1,,,\n"
+    books = mm.account_books(read_positions(_write(tmp_path, text, "p3.csv"), market=market))
+    res = Backtest(market, books, {"static": mm.make_model("static")}, start="2020-06-01", end="2020-11-30").run()
+    assert (res.idle_accounts, res.untestable_accounts, res.accounts) == ([], ["C"], ["D"])
+    assert res.untested_account_days["account_days"].tolist() == [183]
+    assert "Never testable" in res.untested_text() and ", C." in res.untested_text()
+    # the study: accounts.csv, the terminal and the report say it
+    study = tmp_path / "s.toml"
+    study.write_text('[study]\nname = "vol"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = 2021-01-01\n'
+                     'end = 2021-05-31\n[accounts]\nfile = "pos.csv"\n[execution]\nexecutor = "serial"\n'
+                     '[[models]]\nname = "static"\n')
+    out = run_study(study, out=tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "accounts.csv", index_col=["account", "model"])
+    assert table["held_days_untested"].tolist() == [82, 0]
+    assert "82 of 151 held days of A" in out.accounts_text()
+    assert "82 of 151 held days of A" in (tmp_path / "out" / "report.html").read_text()

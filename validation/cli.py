@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Study {cfg.name!r}: MPOR {cfg.mpor_days} observation(s), seed {cfg.seed}; verdict per book and model "
           "(each model at its own level):\n")
     print(result.verdict_text())
-    if result.backtest.accounts or result.backtest.idle_accounts:
+    if result.backtest.accounts or result.backtest.idle_accounts or result.backtest.untestable_accounts:
         print(f"\n{result.accounts_text()}")
     if stress := result.stress_text():
         print(f"\n{textwrap.fill(stress, 110)}")
