@@ -318,10 +318,15 @@ def _times(raw: pd.Series, out: pd.DataFrame, column: str, path, present: np.nda
 def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required: np.ndarray) -> pd.Series:
     """A numeric column as float: no true/false, no text, finite where ``required`` (NaN elsewhere)."""
     raw = frame[column]
-    flags = not pd.api.types.is_numeric_dtype(raw) and raw.map(lambda v: isinstance(v, bool) or (
-        isinstance(v, str) and v.strip().lower() in ("true", "false"))).any()
-    if pd.api.types.is_bool_dtype(raw) or flags:
-        raise DataError(f"{_where(path, out, np.ones(len(raw), bool), column)}: holds true/false values, not numbers")
+    if pd.api.types.is_bool_dtype(raw):
+        flags = np.ones(len(raw), dtype=bool)  # every row a true/false
+    elif pd.api.types.is_numeric_dtype(raw):
+        flags = np.zeros(len(raw), dtype=bool)
+    else:  # the rows holding one, e.g. 'false' among numbers in a CSV
+        flags = raw.map(lambda v: isinstance(v, bool | np.bool_) or (
+            isinstance(v, str) and v.strip().lower() in ("true", "false"))).to_numpy(dtype=bool)
+    if flags.any():
+        raise DataError(f"{_where(path, out, flags, column)}: holds true/false values, not numbers")
     if pd.api.types.is_numeric_dtype(raw):
         values = raw.to_numpy(dtype=float)
     else:

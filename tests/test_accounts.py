@@ -73,6 +73,9 @@ BAD = {
     # numbers with spaces were read as numbers while text with spaces is refused (found by a reviewer)
     "padded quantity": (GOOD.replace("BTC,2,", "BTC, 2 ,"), 1, "A1", "quantity", "' 2 ' has leading or trailing"),
     "padded strike": (GOOD.replace(",50000,", ",50000 ,"), 2, "A1", "strike", "'50000 ' has leading or trailing"),
+    # a true/false among numbers was reported at data row 1 "and N more row(s)", all rows (found by a reviewer)
+    "false quantity": (GOOD.replace("ETH,-3,", "ETH,false,"), 3, "A1", "quantity",
+                       "column 'quantity': holds true/false values"),
 }
 
 
