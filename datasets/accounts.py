@@ -174,7 +174,8 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
     DataError
         One line naming the file, the data row, the account and the column: an unreadable, empty or binary
         file; missing or unknown columns; missing or non-ISO dates, dates off the frequency's grid,
-        outside the market data or missing from it; a text or number with leading or trailing spaces; a
+        outside the market data, or missing from it with ``carry_forward=False`` (a carried row set dated at
+        a missing hour is the book from the next row on); a text or number with leading or trailing spaces; a
         missing account; an unknown instrument kind or asset; a true/false, non-numeric, missing or
         infinite quantity; an expiry missing (futures, options) or given where
         there is none; a missing, non-numeric or non-positive strike; a kind other than call/put; an
@@ -269,7 +270,7 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
         raise DataError(f"{_where(path, out, bad, 'kind')}: only options have a kind; leave the column empty")
     out["kind"] = kind
     # dates inside the market data (or the asset's bundled history)
-    _check_dates(out, path, market, freq)
+    _check_dates(out, path, market, freq, carry_forward)
     # an instrument held at or after its expiry: the row's close (date + step) must be before the expiry
     day = date_format(freq)  # a row's date as the file writes it
     held_after = dated & ((out["date"] + step).to_numpy() >= out["expiry"].to_numpy())
@@ -346,21 +347,31 @@ def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required
     return pd.Series(values, index=frame.index)
 
 
-def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str) -> None:
-    """Every row's date is a row of the market (or inside its asset's bundled history)."""
+def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, carry_forward: bool) -> None:
+    """Every row's date is a row of the market (or inside its asset's bundled history).
+
+    Carried forward, a date inside the market's range that is not one of its rows (one of the hours missing
+    from the hourly panel) is accepted: the row set is the book from the next row on
+    (:meth:`AccountBook.positions_at <marginlab.models.AccountBook.positions_at>`), whose price is checked.
+    A snapshot (``carry_forward=False``) there would never be margined and is refused.
+    """
     if market is not None:
         index = market.index
         bad = ~out["date"].isin(index).to_numpy()
+        inside = ((out["date"] >= index[0]) & (out["date"] <= index[-1])).to_numpy()
+        if carry_forward:
+            bad &= ~inside  # a gap inside the panel: in force from the next row
         if bad.any():
             d = out["date"][bad].iloc[0]
             span = f"{index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}, {market.freq}"
             if index[0] <= d <= index[-1]:  # e.g. one of the hours missing from the hourly panel (maintenance)
                 raise DataError(f"{_where(path, out, bad, 'date')}: {d:%Y-%m-%d %H:%M} is missing from the market "
-                                f"data (a gap inside {span}); no book can be margined there")
+                                f"data (a gap inside {span}); with carry_forward=False no book can be margined "
+                                "there")
             raise DataError(f"{_where(path, out, bad, 'date')}: {d:%Y-%m-%d %H:%M} is outside the market data "
                             f"({span})")
         a = out["asset"].map(market.asset_index).to_numpy()
-        rows = index.get_indexer(out["date"])
+        rows = index.searchsorted(out["date"], side="left")  # the row itself, or the next one in a gap
         no_price = np.isnan(market.price_array[rows, a])
         if no_price.any():
             k = int(np.flatnonzero(no_price)[0])
