@@ -177,7 +177,8 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
         outside the market data, or missing from it with ``carry_forward=False`` (a carried row set dated at
         a missing hour is the book from the next row on); a text or number with leading or trailing spaces; a
         missing account; an unknown instrument kind or asset; a true/false, non-numeric, missing or
-        infinite quantity; an expiry missing (futures, options) or given where
+        infinite quantity, a non-zero one reading as 0 (``1e-400``), or (with ``market``) one whose
+        |quantity| x price is above :data:`MAX_POSITION_NOTIONAL`; an expiry missing (futures, options) or given where
         there is none; a missing, non-numeric or non-positive strike; a kind other than call/put; an
         instrument held at or after its expiry; the same position twice in one row set.
     """
@@ -316,6 +317,12 @@ def _times(raw: pd.Series, out: pd.DataFrame, column: str, path, present: np.nda
     return values.astype("datetime64[ns, UTC]")
 
 
+#: a number written as zero ("0", "-0.0", ".0", "0e5"): any other text reading as 0 underflowed
+_ZERO = r"[+-]?(0+\.?0*|\.0+)([eE][+-]?[0-9]+)?"
+#: the largest |quantity| x price a position may have (quote currency): above it, a typo or a unit error
+MAX_POSITION_NOTIONAL = 1e13
+
+
 def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required: np.ndarray) -> pd.Series:
     """A numeric column as float: no true/false, no text, finite where ``required`` (NaN elsewhere)."""
     raw = frame[column]
@@ -338,6 +345,11 @@ def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required
         bad = text & np.isnan(values)
         if bad.any():
             raise DataError(f"{_where(path, out, bad, column)}: {raw[bad].iloc[0]!r} is not a number")
+        # a non-zero text read as 0 (1e-400 underflows): an account silently flat, a strike of 0
+        lost = text & (values == 0) & ~shown.str.fullmatch(_ZERO).to_numpy(dtype=bool)
+        if lost.any():
+            raise DataError(f"{_where(path, out, lost, column)}: {raw[lost].iloc[0]!r} is not zero but too small "
+                            "for a double (it would read as 0)")
     missing = required & np.isnan(values)
     if missing.any():
         raise DataError(f"{_where(path, out, missing, column)}: missing value")
@@ -372,11 +384,19 @@ def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, 
                             f"({span})")
         a = out["asset"].map(market.asset_index).to_numpy()
         rows = index.searchsorted(out["date"], side="left")  # the row itself, or the next one in a gap
-        no_price = np.isnan(market.price_array[rows, a])
+        price = market.price_array[rows, a]
+        no_price = np.isnan(price)
         if no_price.any():
             k = int(np.flatnonzero(no_price)[0])
             raise DataError(f"{_where(path, out, no_price, 'date')}: no {out['asset'].iloc[k]} price on "
                             f"{out['date'].iloc[k]:%Y-%m-%d %H:%M} in the market data")
+        huge = np.abs(out["quantity"].to_numpy(dtype=float)) * price > MAX_POSITION_NOTIONAL
+        if huge.any():
+            k = int(np.flatnonzero(huge)[0])
+            q = out["quantity"].iloc[k]
+            raise DataError(f"{_where(path, out, huge, 'quantity')}: {q:g} {out['asset'].iloc[k]} at {price[k]:,.6g} "
+                            f"is a position of {abs(q) * price[k]:.3g} (above {MAX_POSITION_NOTIONAL:.0e} in the quote "
+                            "currency: a unit or typing error?)")
         return
     ranges = {r["asset"]: (pd.Timestamp(r["first"], tz="UTC"), pd.Timestamp(r["last"], tz="UTC"))
               for r in _catalog_records() if r["kind"] == "prices" and r["frequency"] == freq}

@@ -76,6 +76,11 @@ BAD = {
     # a true/false among numbers was reported at data row 1 "and N more row(s)", all rows (found by a reviewer)
     "false quantity": (GOOD.replace("ETH,-3,", "ETH,false,"), 3, "A1", "quantity",
                        "column 'quantity': holds true/false values"),
+    # 1e-400 read as 0 (the account silently flat) and 1e300 BTC were taken (found by a reviewer)
+    "underflowing quantity": (GOOD.replace("ETH,-3,", "ETH,1e-400,"), 3, "A1", "quantity",
+                              "'1e-400' is not zero but too small for a double"),
+    "implausible quantity": (GOOD.replace("BTC,2,", "BTC,1e300,"), 1, "A1", "quantity",
+                             r"1e\+300 BTC at .* is a position of .*above 1e\+13"),
 }
 
 
@@ -90,6 +95,14 @@ def test_bad_position_files_are_one_line_naming_file_row_account_and_column(case
     assert f"data row {row} " in msg and f"column '{column}'" in msg
     if account:
         assert f"account '{account}'" in msg
+
+
+def test_quantities_written_as_zero_are_zero_and_a_small_one_is_kept(tmp_path):
+    """Only an underflow is refused: zeros in any spelling are zero, a small non-zero quantity is kept."""
+    text = HEADER + "".join(f"2022-01-{3 + k:02d},A1,spot,BTC,{q},,,\n"
+                            for k, q in enumerate(["0", "-0.0", ".0", "0e5", "+00.000E-3", "1e-300"]))
+    q = read_positions(_write(tmp_path, text), market=MARKET).frame["quantity"].tolist()
+    assert q == [0.0, 0.0, 0.0, 0.0, 0.0, 1e-300]
 
 
 def test_a_file_of_linear_positions_needs_no_option_columns(tmp_path):
