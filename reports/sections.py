@@ -610,7 +610,7 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
                          f"file {what} on a date of the study: no account was replayed (the account-level view "
                          "needs the file's dates and the data of the books held)."
                          + (f" {untested}" if untested else ""),
-                "tables": [], "bars": []}
+                "tables": [], "bars": [], "untested": untested}
     if not accounts:
         return None
 
@@ -645,7 +645,7 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
                         "table": frame_table(dist, {c: "fraction" for c in dist.columns})},
                        {"caption": "Worst accounts per model (largest shortfall)", "collapsed": True,
                         "table": frame_table(worst, units)}],
-            "bars": bars}
+            "bars": bars, "untested": untested}
 
 
 def render_sweep(content: dict[str, Any], page: Page) -> str:

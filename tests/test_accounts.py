@@ -565,6 +565,10 @@ def test_held_account_days_without_the_books_data_are_counted_and_said(tmp_path,
     assert table["held_days_untested"].tolist() == [82, 0]
     assert "82 of 151 held days of A" in out.accounts_text()
     assert "82 of 151 held days of A" in (tmp_path / "out" / "report.html").read_text()
+    from marginlab.validation.cli import main
+    capsys.readouterr()
+    assert main(["show", str(tmp_path / "out")]) == 0
+    assert "82 of 151 held days of A" in capsys.readouterr().out
 
 
 def test_a_carried_row_set_at_a_missing_hour_is_read_with_the_market_and_holds_from_the_next_row(tmp_path):

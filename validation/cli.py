@@ -152,6 +152,8 @@ def _show(args: argparse.Namespace) -> int:
             units = {c.get("key"): c.get("unit") for c in columns if isinstance(c, dict)}  # as the page shows them
             frame = pd.DataFrame(rows).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
             print(f"\nMember accounts ({caption}):\n{frame_text(frame, units)}")
+            if accounts.get("untested"):  # held account-days not tested, as marginlab run printed them
+                print(accounts["untested"])
     if "stress" in keys:  # what the stress tests could not test, as marginlab run printed it
         note = sections[keys.index("stress")].get("content", {}).get("note")
         if note:
