@@ -808,9 +808,9 @@ class BacktestResult:
     def untested_text(self, limit: int = 3) -> str:
         """One sentence on the held account dates not tested (empty when there are none), for the report and CLI.
 
-        Each reason with its account-days and accounts, the first ``limit`` accounts named with their held
-        days (e.g. "82 of 151 held days of A not tested: no BTC implied vol, 2021-01-01 .. 2021-03-23"), and
-        the accounts held but never testable (not idle: :attr:`untestable_accounts`).
+        The untested account-days and accounts in total, the first ``limit`` accounts named with their held
+        days, reasons and spans (e.g. "82 of 151 held days of A (no BTC implied vol, 2021-01-01 ..
+        2021-03-23)"), and the accounts held but never testable (not idle: :attr:`untestable_accounts`).
         """
         u = self.untested_account_days
         if u.empty:
