@@ -174,9 +174,11 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
     DataError
         One line naming the file, the data row, the account and the column: an unreadable, empty or binary
         file; missing or unknown columns; missing or non-ISO dates, dates off the frequency's grid,
-        outside the market data or missing from it; a text or number with leading or trailing spaces; a
+        outside the market data, or missing from it with ``carry_forward=False`` (a carried row set dated at
+        a missing hour is the book from the next row on); a text or number with leading or trailing spaces; a
         missing account; an unknown instrument kind or asset; a true/false, non-numeric, missing or
-        infinite quantity; an expiry missing (futures, options) or given where
+        infinite quantity, a non-zero one reading as 0 (``1e-400``), or (with ``market``) one whose
+        |quantity| x price is above :data:`MAX_POSITION_NOTIONAL`; an expiry missing (futures, options) or given where
         there is none; a missing, non-numeric or non-positive strike; a kind other than call/put; an
         instrument held at or after its expiry; the same position twice in one row set.
     """
@@ -269,7 +271,7 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
         raise DataError(f"{_where(path, out, bad, 'kind')}: only options have a kind; leave the column empty")
     out["kind"] = kind
     # dates inside the market data (or the asset's bundled history)
-    _check_dates(out, path, market, freq)
+    _check_dates(out, path, market, freq, carry_forward)
     # an instrument held at or after its expiry: the row's close (date + step) must be before the expiry
     day = date_format(freq)  # a row's date as the file writes it
     held_after = dated & ((out["date"] + step).to_numpy() >= out["expiry"].to_numpy())
@@ -315,13 +317,24 @@ def _times(raw: pd.Series, out: pd.DataFrame, column: str, path, present: np.nda
     return values.astype("datetime64[ns, UTC]")
 
 
+#: a number written as zero ("0", "-0.0", ".0", "0e5"): any other text reading as 0 underflowed
+_ZERO = r"[+-]?(0+\.?0*|\.0+)([eE][+-]?[0-9]+)?"
+#: the largest |quantity| x price a position may have (quote currency): above it, a typo or a unit error
+MAX_POSITION_NOTIONAL = 1e13
+
+
 def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required: np.ndarray) -> pd.Series:
     """A numeric column as float: no true/false, no text, finite where ``required`` (NaN elsewhere)."""
     raw = frame[column]
-    flags = not pd.api.types.is_numeric_dtype(raw) and raw.map(lambda v: isinstance(v, bool) or (
-        isinstance(v, str) and v.strip().lower() in ("true", "false"))).any()
-    if pd.api.types.is_bool_dtype(raw) or flags:
-        raise DataError(f"{_where(path, out, np.ones(len(raw), bool), column)}: holds true/false values, not numbers")
+    if pd.api.types.is_bool_dtype(raw):
+        flags = np.ones(len(raw), dtype=bool)  # every row a true/false
+    elif pd.api.types.is_numeric_dtype(raw):
+        flags = np.zeros(len(raw), dtype=bool)
+    else:  # the rows holding one, e.g. 'false' among numbers in a CSV
+        flags = raw.map(lambda v: isinstance(v, bool | np.bool_) or (
+            isinstance(v, str) and v.strip().lower() in ("true", "false"))).to_numpy(dtype=bool)
+    if flags.any():
+        raise DataError(f"{_where(path, out, flags, column)}: holds true/false values, not numbers")
     if pd.api.types.is_numeric_dtype(raw):
         values = raw.to_numpy(dtype=float)
     else:
@@ -332,6 +345,11 @@ def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required
         bad = text & np.isnan(values)
         if bad.any():
             raise DataError(f"{_where(path, out, bad, column)}: {raw[bad].iloc[0]!r} is not a number")
+        # a non-zero text read as 0 (1e-400 underflows): an account silently flat, a strike of 0
+        lost = text & (values == 0) & ~shown.str.fullmatch(_ZERO).to_numpy(dtype=bool)
+        if lost.any():
+            raise DataError(f"{_where(path, out, lost, column)}: {raw[lost].iloc[0]!r} is not zero but too small "
+                            "for a double (it would read as 0)")
     missing = required & np.isnan(values)
     if missing.any():
         raise DataError(f"{_where(path, out, missing, column)}: missing value")
@@ -341,26 +359,44 @@ def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required
     return pd.Series(values, index=frame.index)
 
 
-def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str) -> None:
-    """Every row's date is a row of the market (or inside its asset's bundled history)."""
+def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, carry_forward: bool) -> None:
+    """Every row's date is a row of the market (or inside its asset's bundled history).
+
+    Carried forward, a date inside the market's range that is not one of its rows (one of the hours missing
+    from the hourly panel) is accepted: the row set is the book from the next row on
+    (:meth:`AccountBook.positions_at <marginlab.models.AccountBook.positions_at>`), whose price is checked.
+    A snapshot (``carry_forward=False``) there would never be margined and is refused.
+    """
     if market is not None:
         index = market.index
         bad = ~out["date"].isin(index).to_numpy()
+        inside = ((out["date"] >= index[0]) & (out["date"] <= index[-1])).to_numpy()
+        if carry_forward:
+            bad &= ~inside  # a gap inside the panel: in force from the next row
         if bad.any():
             d = out["date"][bad].iloc[0]
             span = f"{index[0]:%Y-%m-%d} .. {index[-1]:%Y-%m-%d}, {market.freq}"
             if index[0] <= d <= index[-1]:  # e.g. one of the hours missing from the hourly panel (maintenance)
                 raise DataError(f"{_where(path, out, bad, 'date')}: {d:%Y-%m-%d %H:%M} is missing from the market "
-                                f"data (a gap inside {span}); no book can be margined there")
+                                f"data (a gap inside {span}); with carry_forward=False no book can be margined "
+                                "there")
             raise DataError(f"{_where(path, out, bad, 'date')}: {d:%Y-%m-%d %H:%M} is outside the market data "
                             f"({span})")
         a = out["asset"].map(market.asset_index).to_numpy()
-        rows = index.get_indexer(out["date"])
-        no_price = np.isnan(market.price_array[rows, a])
+        rows = index.searchsorted(out["date"], side="left")  # the row itself, or the next one in a gap
+        price = market.price_array[rows, a]
+        no_price = np.isnan(price)
         if no_price.any():
             k = int(np.flatnonzero(no_price)[0])
             raise DataError(f"{_where(path, out, no_price, 'date')}: no {out['asset'].iloc[k]} price on "
                             f"{out['date'].iloc[k]:%Y-%m-%d %H:%M} in the market data")
+        huge = np.abs(out["quantity"].to_numpy(dtype=float)) * price > MAX_POSITION_NOTIONAL
+        if huge.any():
+            k = int(np.flatnonzero(huge)[0])
+            q = out["quantity"].iloc[k]
+            raise DataError(f"{_where(path, out, huge, 'quantity')}: {q:g} {out['asset'].iloc[k]} at {price[k]:,.6g} "
+                            f"is a position of {abs(q) * price[k]:.3g} (above {MAX_POSITION_NOTIONAL:.0e} in the quote "
+                            "currency: a unit or typing error?)")
         return
     ranges = {r["asset"]: (pd.Timestamp(r["first"], tz="UTC"), pd.Timestamp(r["last"], tz="UTC"))
               for r in _catalog_records() if r["kind"] == "prices" and r["frequency"] == freq}

@@ -161,14 +161,11 @@ class AccountBook(Portfolio):
         """Boolean mask over the market's rows: True where the account holds a non-empty book."""
         return self._held_legs(market)[3]
 
-    def margin_rows(self, market: MarketData, horizon: int = 1) -> np.ndarray:
-        """Boolean mask over the market's rows: the account's margin dates for an MPOR of ``horizon`` observations.
+    def _leg_data(self, market: MarketData, horizon: int):
+        """:meth:`_held_legs` and the data checks of each (row, leg).
 
-        True at row t where the account holds a non-empty book (:meth:`positions_at`) and the market has
-        the data that book needs: the price of each asset it holds at t and at t + h, the implied vol of
-        each asset it holds options on at t, and at t + h for the options not yet expired there (an option
-        expired by t + h settles at intrinsic value). Only the book held at t counts, not the assets the
-        account holds on other dates.
+        Per (row, leg): its asset's column, whether row t + h exists, and whether the leg has its prices at t
+        and t + h and (an option) its implied vol at t and, not expired there, at t + h.
         """
         h = int(horizon)
         n = len(market.index)
@@ -179,10 +176,42 @@ class AccountBook(Portfolio):
         obs = market.observation_ns
         later = np.minimum(rows + h, n - 1)  # row t + h (clipped: rows without it fail the check below)
         price, vol = market.price_array, market.vol_array
-        need = (rows + h < n) & ~np.isnan(price[rows, a]) & ~np.isnan(price[later, a])
-        need &= ~option | (~np.isnan(vol[rows, a]) & (~np.isnan(vol[later, a]) | (obs[later] >= expiry)))
-        out[rows[alive & ~need]] = False  # a leg held at t without its data at t or t + h
+        has_later = rows + h < n
+        price_ok = ~np.isnan(price[rows, a]) & ~np.isnan(price[later, a])
+        vol_ok = ~option | (~np.isnan(vol[rows, a]) & (~np.isnan(vol[later, a]) | (obs[later] >= expiry)))
+        return rows, leg, alive, out, a, has_later, price_ok, vol_ok
+
+    def margin_rows(self, market: MarketData, horizon: int = 1) -> np.ndarray:
+        """Boolean mask over the market's rows: the account's margin dates for an MPOR of ``horizon`` observations.
+
+        True at row t where the account holds a non-empty book (:meth:`positions_at`) and the market has
+        the data that book needs: the price of each asset it holds at t and at t + h, the implied vol of
+        each asset it holds options on at t, and at t + h for the options not yet expired there (an option
+        expired by t + h settles at intrinsic value). Only the book held at t counts, not the assets the
+        account holds on other dates. The held rows left out for missing data: :meth:`untested_rows`.
+        """
+        rows, _, alive, out, _, has_later, price_ok, vol_ok = self._leg_data(market, horizon)
+        out[rows[alive & ~(has_later & price_ok & vol_ok)]] = False  # a leg held at t without its data at t or t + h
         return out
+
+    def untested_rows(self, market: MarketData, horizon: int = 1) -> pd.Series:
+        """The rows the account holds a book on but :meth:`margin_rows` leaves out, and why.
+
+        A Series indexed by market row (int, increasing) of reasons: the data the book held at t lacks at t
+        or t + h, e.g. ``"no BTC implied vol"`` or ``"no ETH price; no BTC implied vol"`` (price first, then
+        implied vol, by asset in the market's order). The last h rows of the market (no row t + h: no
+        book of any kind can be tested there) are not counted.
+        """
+        rows, leg, alive, _, a, has_later, price_ok, vol_ok = self._leg_data(market, horizon)
+        bad = alive & has_later & ~(price_ok & vol_ok)
+        if not bad.any():
+            return pd.Series([], index=pd.Index([], dtype=np.int64), dtype=object)
+        names = {k: x for x, k in market.asset_index.items()}
+        why = pd.DataFrame({"row": rows[bad], "kind": np.where(~price_ok[bad], 0, 1), "asset": a[bad]})
+        why = why.drop_duplicates().sort_values(["row", "kind", "asset"], kind="stable")
+        text = [f"no {names[x]} {'price' if k == 0 else 'implied vol'}" for k, x in zip(why["kind"], why["asset"],
+                                                                                      strict=True)]
+        return why.assign(text=text).groupby("row", sort=True)["text"].agg("; ".join)
 
     def first_date(self, market: MarketData) -> pd.Timestamp:
         """The first date the account holds a book."""

@@ -670,7 +670,8 @@ ACCOUNT_UNITS = {"accounts": "count", "account_days": "count", "breaches": "coun
                  "margin_breaches": "count", "accounts_below_target": "count", "accounts_rejected_5pct": "count",
                  "largest_shortfall": "quote ccy", "breach_rate": "fraction", "target_coverage": "fraction",
                  "coverage": "fraction", "share_with_breach": "fraction", "median_account_coverage": "fraction",
-                 "min_account_coverage": "fraction", "too_many_pvalue": "pvalue", "p": "probability"}
+                 "min_account_coverage": "fraction", "too_many_pvalue": "pvalue", "p": "probability",
+                 "held_days_untested": "count", "accounts_untestable": "count"}
 
 
 @_section("accounts", "Member accounts")(render_generic)
@@ -681,10 +682,14 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     """
     accounts = data.accounts
     bt, p = data.backtest, data.config.tail_prob
-    if not accounts and bt.idle_accounts:  # a file given, none of its accounts in the study's dates
-        return {"intro": f"None of the {len(bt.idle_accounts):,} member accounts of the file holds a book on a date "
-                         "of the study: no account was replayed (the account-level view needs the file's dates).",
-                "tables": [], "bars": []}
+    untested = bt.untested_text()
+    if not accounts and (bt.idle_accounts or bt.untestable_accounts):  # none of the file's accounts tested
+        what = "holds a book" if not bt.untestable_accounts else "is tested"
+        return {"intro": f"None of the {len(bt.idle_accounts) + len(bt.untestable_accounts):,} member accounts of the "
+                         f"file {what} on a date of the study: no account was replayed (the account-level view "
+                         "needs the file's dates and the data of the books held)."
+                         + (f" {untested}" if untested else ""),
+                "tables": [], "bars": [], "untested": untested}
     if not accounts:
         return None
 
@@ -705,16 +710,21 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
                      "shortfall (loss - margin where the loss exceeds the margin). Breaches are counted as in the "
                      "verdict matrix: losses above the model's VaR at its own level p (the margin for VaR and "
                      "rule-based models; for an ES model its VaR at the ES level, e.g. p = 2.5%; its margin "
-                     "breaches, loss > ES, are the margin breaches column). The one-sided exact binomial p-value of "
-                     "too many breaches is per account: with many accounts some fall below any threshold by chance."
+                     "breaches, loss > ES, are the margin breaches column). The p-value of too many breaches is per "
+                     "account, the verdict matrix's test on the account's own observations: "
+                     + ("the one-sided exact binomial" if bt.mpor_days == 1 else
+                        f"the one-sided exact binomial on each of the {bt.mpor_days} non-overlapping sub-samples "
+                        f"(one observation in {bt.mpor_days}: the MPOR windows overlap), Bonferroni-combined")
+                     + "; with many accounts some fall below any threshold by chance."
                      + (f" {len(bt.idle_accounts):,} further account(s) of the file hold no book on any date of the "
-                        "study and are not replayed." if bt.idle_accounts else ""),
+                        "study and are not replayed." if bt.idle_accounts else "")
+                     + (f" {untested}" if untested else ""),
             "tables": [{"caption": "Coverage of member accounts, per model", "table": frame_table(summary, units)},
                        {"caption": "Quantiles of the per-account breach rate, per model",
                         "table": frame_table(dist, {c: "fraction" for c in dist.columns})},
                        {"caption": "Worst accounts per model (largest shortfall)", "collapsed": True,
                         "table": frame_table(worst, units)}],
-            "bars": bars}
+            "bars": bars, "untested": untested}
 
 
 def render_sweep(content: dict[str, Any], page: Page) -> str:

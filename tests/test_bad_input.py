@@ -852,3 +852,26 @@ def test_build_price_outside_its_bars_range_is_an_error_naming_line_date_and_col
         b.clean_cdd(_cdd(tmp_path, rows), b.BuildLog(), daily=True)
     edge = [_day(3, 103), _day(2, 110 * (1 + 1e-12)), _day(1, 90)]  # at high/low, within the tolerance: kept
     assert b.clean_cdd(_cdd(tmp_path, edge, "edge.csv"), b.BuildLog(), daily=True)["close"].tolist()[0] == 90
+
+
+@pytest.mark.parametrize("out", ["~", "~/rep"])
+def test_a_quoted_tilde_in_out_is_the_home_folder_not_a_folder_named_tilde(out, tmp_path, study_file, capsys,
+                                                                           monkeypatch):
+    """``--out '~'`` (quoted, as a script passes it) wrote a folder literally named '~' in the working directory,
+    while study.out = "~..." is expanded (found by a reviewer). Here the home holds a file in rep/: refused, naming
+    the expanded path, and nothing created in the working directory."""
+    import marginlab.validation.study as study
+
+    def no_backtest(*args, **kwargs):
+        raise AssertionError("the backtest ran before the output folder was checked")
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    (home / "rep").mkdir(parents=True)
+    (home / "rep" / "mine.txt").write_text("x")
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(study, "load_market", no_backtest)
+    code, err = run_cli(["run", study_file, "--out", out], capsys)
+    assert code == 2 and str(home if out == "~" else home / "rep") in one_error_line(err)
+    assert list(work.iterdir()) == []

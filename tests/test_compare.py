@@ -143,3 +143,20 @@ def test_every_column_is_compared_notional_loss_and_roll_flags_included(tmp_path
     zero = before.assign(margin=0.0)
     t = compare_backtests(zero, before).to_frame()
     assert (t["margin_moved"] == 4).all() and np.isinf(t["margin_rel_max"]).all()
+
+
+def test_the_sign_of_a_zero_is_a_move(tmp_path, capsys):
+    """diff said "identical: every row and value bit for bit the same" for runs whose loss differed by the sign of
+    zero (-0.0 before, 0.0 after; found by a reviewer): values are now compared bit for bit, in frames and files."""
+    before = _frame().assign(loss=-0.0)
+    after = before.assign(loss=0.0)
+    assert (before["loss"] == after["loss"]).all()  # == cannot see it
+    diff = compare_backtests(before, after)
+    assert not diff.identical and int(diff.to_frame()["loss_moved"].sum()) == 8
+    assert diff.to_frame()["margin_moved"].sum() == 0 and "other values changed: loss 8" in diff.summary()
+    before.to_csv(tmp_path / "a.csv", index=False)
+    after.to_csv(tmp_path / "b.csv", index=False)
+    assert "-0.0" in (tmp_path / "a.csv").read_text()
+    main(["diff", str(tmp_path / "a.csv"), str(tmp_path / "b.csv")])
+    assert "identical" not in capsys.readouterr().out
+    assert compare_backtests(before, before.copy()).identical  # NaNs (var, es, pit) still equal

@@ -92,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"Study {cfg.name!r}: MPOR {cfg.mpor_days} observation(s), seed {cfg.seed}; verdict per book and model "
           "(each model at its own level):\n")
     print(result.verdict_text())
-    if result.backtest.accounts or result.backtest.idle_accounts:
+    if result.backtest.accounts or result.backtest.idle_accounts or result.backtest.untestable_accounts:
         print(f"\n{result.accounts_text()}")
     if stress := result.stress_text():
         print(f"\n{textwrap.fill(stress, 110)}")
@@ -158,6 +158,8 @@ def _show(args: argparse.Namespace) -> int:
             units = {c.get("key"): c.get("unit") for c in columns if isinstance(c, dict)}  # as the page shows them
             frame = pd.DataFrame(rows).reindex(columns=["model", *StudyResult.ACCOUNT_COLUMNS]).set_index("model")
             print(f"\nMember accounts ({caption}):\n{frame_text(frame, units)}")
+            if accounts.get("untested"):  # held account-days not tested, as marginlab run printed them
+                print(accounts["untested"])
     if "stress" in keys:  # what the stress tests could not test, as marginlab run printed it
         note = sections[keys.index("stress")].get("content", {}).get("note")
         if note:
@@ -223,36 +225,38 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``marginlab`` command."""
     from marginlab.validation.executors import add_executor_arguments
 
+    path = os.path.expanduser  # every path argument: '~' expanded as in study.out (a quoted '~' is not a folder)
     parser = argparse.ArgumentParser(prog="marginlab", description="Margin-model validation on "
                                      "real crypto market history.")
     sub = parser.add_subparsers(dest="command", required=True)
     p_data = sub.add_parser("datasets", help="list (or build) the bundled datasets")
     p_data.add_argument("action", nargs="?", choices=["list", "build"], default="list")
-    p_data.add_argument("--raw", help="raw data folder for 'build'")
-    p_data.add_argument("--out", help="output folder for 'build' (default: bundled data); must be new, empty "
-                                      "or a previous build")
+    p_data.add_argument("--raw", type=path, help="raw data folder for 'build'")
+    p_data.add_argument("--out", type=path, help="output folder for 'build' (default: bundled data); must be "
+                                                 "new, empty or a previous build")
     p_data.set_defaults(func=_datasets)
     p_run = sub.add_parser("run", help="run a study (TOML) and write its report")
-    p_run.add_argument("study", nargs="?", default=None,
+    p_run.add_argument("study", nargs="?", default=None, type=path,
                        help="study config (default: the bundled default study)")
-    p_run.add_argument("--out", default=None, help="report folder (overrides the config); must be new, empty "
-                                                  "or a previous marginlab report")
+    p_run.add_argument("--out", default=None, type=path, help="report folder (overrides the config); must be "
+                                                             "new, empty or a previous marginlab report")
     add_executor_arguments(p_run)
     p_run.set_defaults(func=_run)
     p_show = sub.add_parser("show", help="print the verdict matrix of a report written before")
-    p_show.add_argument("report", help="report folder (marginlab run --out)")
+    p_show.add_argument("report", type=path, help="report folder (marginlab run --out)")
     p_show.set_defaults(func=_show)
     p_diff = sub.add_parser("diff", help="what moved between two runs (two report folders or backtest.csv files)")
-    p_diff.add_argument("before", help="report folder or backtest.csv of the first run")
-    p_diff.add_argument("after", help="report folder or backtest.csv of the second run")
+    p_diff.add_argument("before", type=path, help="report folder or backtest.csv of the first run")
+    p_diff.add_argument("after", type=path, help="report folder or backtest.csv of the second run")
     p_diff.set_defaults(func=_diff)
     p_models = sub.add_parser("models", help="list the registered margin models (and overlays) with their parameters")
     p_models.set_defaults(func=_models)
     p_sweep = sub.add_parser("sweep", help="run a study's books over a grid of model parameters")
-    p_sweep.add_argument("study", help="study config (market, books, MPOR, seed; its models are replaced)")
-    p_sweep.add_argument("--grid", required=True, help="grid file: [[models]] entries, list-valued parameters swept")
-    p_sweep.add_argument("--out", required=True, help="sweep folder; must be new, empty or a previous marginlab "
-                                                     "sweep")
+    p_sweep.add_argument("study", type=path, help="study config (market, books, MPOR, seed; its models are replaced)")
+    p_sweep.add_argument("--grid", required=True, type=path,
+                         help="grid file: [[models]] entries, list-valued parameters swept")
+    p_sweep.add_argument("--out", required=True, type=path,
+                         help="sweep folder; must be new, empty or a previous marginlab sweep")
     add_executor_arguments(p_sweep)
     p_sweep.set_defaults(func=_sweep)
     return parser

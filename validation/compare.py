@@ -4,11 +4,11 @@ A validator re-running a study after a code or data change needs to know which m
 by how much, and whether any breach changed: ``marginlab diff BEFORE AFTER`` (two report folders
 or two ``backtest.csv`` files) or :func:`compare_backtests` on two frames. Rows are matched on
 ``(date, portfolio, model)`` and every other column is compared: a number counts as moved when it
-is not bit for bit the same (NaN equals NaN), a flag or text when it differs. For each model: the
-rows in both runs and in one only, the rows moved per column (``margin_moved``, ``notional_moved``,
-...), the median and largest relative move of the margin among them (|after − before| / |before|;
-inf for a margin that moves from 0), the breach flags that flipped (``breaches_flipped``) and the
-roll flags (``book_changed_flipped``).
+is not bit for bit the same (NaN equals NaN; ``-0.0`` and ``0.0`` differ), a flag or text when it
+differs. For each model: the rows in both runs and in one only, the rows moved per column
+(``margin_moved``, ``notional_moved``, ...), the median and largest relative move of the margin
+among them (|after − before| / |before|; inf for a margin that moves from 0), the breach flags that
+flipped (``breaches_flipped``) and the roll flags (``book_changed_flipped``).
 """
 
 from __future__ import annotations
@@ -129,7 +129,9 @@ def _typed(frame: pd.DataFrame, which: str) -> pd.DataFrame:
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a == b) | (np.isnan(a) & np.isnan(b))
+    """Bit for bit the same (``-0.0`` is not ``0.0``), any NaN equal to any NaN."""
+    a, b = np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64)
+    return (a.view(np.int64) == b.view(np.int64)) | (np.isnan(a) & np.isnan(b))
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ __all__ = [
     "traffic_light",
     "zone_bands",
     "subsample_offsets",
+    "too_many_pvalue",
     "ZONES",
     "ZONE_BOUNDS",
     "tuff",
@@ -725,6 +726,23 @@ def subsample_offsets(n: int, mpor_days: int) -> list[int]:
     if mpor_days == 1:
         return [0]
     return [k for k in range(mpor_days) if len(range(k, n, mpor_days)) >= 2]
+
+
+def too_many_pvalue(hits, p: float, mpor_days: int = 1) -> float:
+    """The one-sided too-many-breaches p-value :func:`backtest` reports for ``hits`` (its ``too_many_pvalue``).
+
+    :func:`binomial_upper` on the series when ``mpor_days`` is 1; else on each non-overlapping sub-sample
+    (:func:`subsample_offsets`), Bonferroni-combined, ``min(1, m * min_k p_k)``, as :func:`backtest` does.
+    NaN when no sub-sample has 2 observations (too few for the test). The cheap form of the verdict matrix's
+    test, for many series at once (member accounts).
+    """
+    h = _as_hits(hits)
+    if mpor_days == 1:
+        return binomial_upper(h, p).pvalue
+    offsets = subsample_offsets(h.size, mpor_days)
+    if not offsets:
+        return float("nan")
+    return min(1.0, len(offsets) * min(binomial_upper(h[k::mpor_days], p).pvalue for k in offsets))
 
 
 def zone_bands(p: float, n, m: int = 1) -> tuple[Any, Any]:

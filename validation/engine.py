@@ -49,6 +49,9 @@ COVERAGE_COLUMNS = ["p", "mpor_days", "observations", "breaches", "expected_brea
                     "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
                     "worst_window_breaches", "worst_window_pvalue", "acerbi_szekely_z2_pvalue", "mcneil_frey_pvalue"]
 
+#: Columns of :meth:`Backtest.untested_account_days` (held account dates without the data of the book held).
+UNTESTED_COLUMNS = ["account", "reason", "account_days", "first", "last", "held_days"]
+
 
 def _tested_var(rows: pd.DataFrame) -> pd.Series:
     """The series the coverage of each (portfolio, model) pair of ``rows`` is tested on.
@@ -209,8 +212,43 @@ class Backtest:
         if not names:
             start = "the start" if self._start is None else f"{self._start:%Y-%m-%d}"
             end = "the end of the data" if self._end is None else f"{self._end:%Y-%m-%d}"
-            raise DataError(f"no member account holds a book on a margin date between {start} and {end}")
+            untested = self.untested_account_days()
+            held = "" if untested.empty else (
+                f" ({untested['account'].nunique():,} account(s) hold a book there but the market lacks its data: "
+                f"{'; '.join(dict.fromkeys(untested['reason']))})")
+            raise DataError(f"no member account holds a book on a margin date between {start} and {end}{held}")
         return names
+
+    def untested_account_days(self) -> pd.DataFrame:
+        """The dates in the range a member account holds a book on but is not tested on, and why.
+
+        One row per (account, reason) (:meth:`AccountBook.untested_rows
+        <marginlab.models.AccountBook.untested_rows>`: the market lacks the data of the book held then, e.g.
+        ``"no BTC implied vol"``): ``account_days`` (rows), ``first`` and ``last`` date, and the account's
+        ``held_days`` (all rows in the range it holds a book on, tested or not, but the market's last
+        ``mpor_days`` rows). Accounts in the order given; empty when every held date is tested.
+        """
+        m, h = self.market, self.mpor_days
+        n = len(m.index)
+        in_range = np.ones(n, dtype=bool)
+        if self._start is not None:
+            in_range &= m.index >= self._start
+        if self._end is not None:
+            in_range &= m.index <= self._end
+        in_range[max(n - h, 0):] = False  # no row t + h: nothing can be tested there
+        records = []
+        for name, book in self._portfolios.items():
+            if not isinstance(book, AccountBook):
+                continue
+            why = book.untested_rows(m, h)
+            why = why[in_range[why.index.to_numpy()]]
+            if why.empty:
+                continue
+            held = int((book.held(m) & in_range).sum())
+            for reason, rows in why.groupby(why, sort=False):
+                records.append({"account": name, "reason": reason, "account_days": len(rows),
+                                "first": m.index[rows.index[0]], "last": m.index[rows.index[-1]], "held_days": held})
+        return pd.DataFrame(records, columns=UNTESTED_COLUMNS)
 
     @property
     def first_margin_date(self) -> pd.Timestamp:
@@ -431,6 +469,8 @@ class Backtest:
         """One result from the tasks' results, in the order models and portfolios were given."""
         replayed = self.replayed()
         live = set(replayed)
+        untested = self.untested_account_days()
+        untestable = set(untested["account"]) - live  # held in the range, never with the data of the book
         frames, not_applicable, warmup, diagnostics, seconds, estimates = {}, set(), {}, {}, {}, []
         for r in results:
             frames.update(r.frames)
@@ -471,7 +511,9 @@ class Backtest:
             estimates=est, portfolios=dict(self._portfolios),
             accounts=[n for n in replayed if isinstance(self._portfolios[n], AccountBook)],
             idle_accounts=[n for n, p in self._portfolios.items()
-                           if isinstance(p, AccountBook) and n not in live])
+                           if isinstance(p, AccountBook) and n not in live and n not in untestable],
+            untestable_accounts=[n for n in self._portfolios if n in untestable],
+            untested_account_days=untested)
 
 
 @dataclass(frozen=True)
@@ -542,8 +584,12 @@ class BacktestResult:
     estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: the portfolios that are member accounts (:class:`~marginlab.models.AccountBook`), in run order
     accounts: list[str] = field(default_factory=list)
-    #: member accounts holding no book on any margin date of the run: not replayed (not in ``accounts``)
+    #: member accounts holding no book on any date of the run: not replayed (not in ``accounts``)
     idle_accounts: list[str] = field(default_factory=list)
+    #: member accounts holding a book in the run but never with the data it needs: not replayed, not idle
+    untestable_accounts: list[str] = field(default_factory=list)
+    #: held account dates not tested, per (account, reason): :meth:`Backtest.untested_account_days`
+    untested_account_days: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNTESTED_COLUMNS))
     #: the portfolios replayed (name -> Portfolio), e.g. for stress tests of the same books
     portfolios: dict[str, Portfolio] = field(default_factory=dict)
 
@@ -718,18 +764,25 @@ class BacktestResult:
     def account_breach_rates(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """Per account and model: account-days, breaches, breach rate, coverage, largest shortfall, p-value.
 
+        ``held_days_untested``: the dates the account holds a book on but is not tested on, the market lacking
+        that book's data (:attr:`untested_account_days`; the same for each model).
+
         ``breaches`` are counted as the verdict matrix counts them (:meth:`exceptions`): losses above the
         model's VaR at its own level p, which is the margin for VaR and rule-based models and, for an ES
         model, its VaR at the ES level (an ES 97.5% margin is exceeded far less often than 2.5%: testing its
         exceedances at p = 0.025 would be lenient by construction); ``margin_breaches`` counts loss > margin.
         ``coverage`` = 1 - breach rate; ``largest_shortfall`` = max(loss - margin) over the account's
-        margin breaches (quote currency, 0 without one) and its date; ``too_many_pvalue`` = P(X >= breaches)
-        under Binomial(account-days, p) with p the model's tail probability (``default_p`` for rule-based
-        models): the exact one-sided test of too many breaches for that account alone (many accounts are
-        tested: expect about p-value x accounts of them below any threshold by chance). Index (account, model).
+        margin breaches (quote currency, 0 without one) and its date; ``too_many_pvalue``: the verdict
+        matrix's exact one-sided test of too many breaches (:func:`coverage.too_many_pvalue
+        <marginlab.validation.coverage.too_many_pvalue>`) on the account's own rows in date order, at p the
+        model's tail probability (``default_p`` for rule-based models): P(X >= breaches) under
+        Binomial(account-days, p) when the MPOR is one observation; above that, on each of the h
+        non-overlapping sub-samples (every h-th row), Bonferroni-combined, as for a book (the overlapping
+        windows are not independent), NaN for an account with too few rows for a sub-sample of 2. An account
+        holding a reference book's positions gets that book's p-value. For that account alone: many accounts
+        are tested, expect about p-value x accounts of them below any threshold by chance. Index (account,
+        model).
         """
-        from scipy import stats
-
         rows = self._account_rows(portfolios)
         g = rows.groupby(["portfolio", "model"], sort=False)
         out = pd.DataFrame({"account_days": g.size(), "breaches": g["exception"].sum().astype(int),
@@ -741,10 +794,43 @@ class BacktestResult:
         out["coverage"] = 1.0 - out["breach_rate"]
         p = np.array([self.tail_prob(m, default_p) for m in out.index.get_level_values("model")])
         out["p"] = p
-        out["too_many_pvalue"] = stats.binom.sf(out["breaches"].to_numpy() - 1, out["account_days"].to_numpy(), p)
+        hits = {key: h.to_numpy() for key, h in rows.sort_values("date", kind="stable")
+                .groupby(["portfolio", "model"], sort=False)["exception"]}
+        out["too_many_pvalue"] = [cv.too_many_pvalue(hits[key], level, self.mpor_days)
+                                  for key, level in zip(out.index, p, strict=True)]
+        untested = self.untested_account_days.groupby("account")["account_days"].sum()
+        out["held_days_untested"] = (out.index.get_level_values("portfolio").map(untested).fillna(0)
+                                     .to_numpy().astype(int))
         out.index = out.index.set_names(["account", "model"])
-        return out[["account_days", "breaches", "breach_rate", "coverage", "p", "too_many_pvalue", "margin_breaches",
-                    "largest_shortfall", "largest_shortfall_date"]]
+        return out[["account_days", "held_days_untested", "breaches", "breach_rate", "coverage", "p",
+                    "too_many_pvalue", "margin_breaches", "largest_shortfall", "largest_shortfall_date"]]
+
+    def untested_text(self, limit: int = 3) -> str:
+        """One sentence on the held account dates not tested (empty when there are none), for the report and CLI.
+
+        The untested account-days and accounts in total, the first ``limit`` accounts named with their held
+        days, reasons and spans (e.g. "82 of 151 held days of A (no BTC implied vol, 2021-01-01 ..
+        2021-03-23)"), and the accounts held but never testable (not idle: :attr:`untestable_accounts`).
+        """
+        u = self.untested_account_days
+        if u.empty:
+            return ""
+        per = u.groupby("account", sort=False).agg(days=("account_days", "sum"), held=("held_days", "first"))
+        names = []
+        for account, r in u.groupby("account", sort=False):
+            if len(names) == limit:
+                break
+            spans = "; ".join(f"{x['reason']}, {x['first']:%Y-%m-%d %H:%M} .. {x['last']:%Y-%m-%d %H:%M}"
+                              .replace(" 00:00", "") for _, x in r.iterrows())
+            names.append(f"{per.loc[account, 'days']:,} of {per.loc[account, 'held']:,} held days of {account} "
+                         f"({spans})")
+        more = f"; {len(per) - limit:,} more account(s)" if len(per) > limit else ""
+        never = (f" Never testable (held, never with the data; not in the account tables, not idle): "
+                 f"{len(self.untestable_accounts):,} account(s), {', '.join(self.untestable_accounts[:limit])}"
+                 f"{', ...' if len(self.untestable_accounts) > limit else ''}." if self.untestable_accounts else "")
+        return (f"Not tested: {int(per['days'].sum()):,} held account-days of {len(per):,} account(s), where the "
+                f"market lacks the data of the book held (prices at t and t + MPOR, implied vol for options): "
+                f"{'; '.join(names)}{more}.{never}")
 
     def accounts_summary(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """The account-level back-test table per model (CPMI-IOSCO PQD 6.5 style).
@@ -756,9 +842,16 @@ class BacktestResult:
         ``largest_shortfall`` (max loss - margin over every margin breach, quote currency)
         with its account and date, ``median_account_coverage`` and ``min_account_coverage`` (coverage by
         account), ``accounts_below_target`` (accounts whose own coverage is below 1 - p) and
-        ``accounts_rejected_5pct`` (accounts whose one-sided binomial p-value is below 5%). Index: model.
+        ``accounts_rejected_5pct`` (accounts whose too-many-breaches p-value,
+        :meth:`account_breach_rates`, is below 5%); ``held_days_untested`` (account-days held without the
+        data of the book, over every account: :attr:`untested_account_days`) and ``accounts_untestable``
+        (accounts held but never testable, not in the other columns). Index: model.
         """
         per = self.account_breach_rates(default_p, portfolios).reset_index()
+        untested, never = self.untested_account_days, self.untestable_accounts
+        if portfolios is not None:
+            untested = untested[untested["account"].isin(list(portfolios))]
+            never = [n for n in never if n in set(portfolios)]
         records = []
         for model, r in per.groupby("model", sort=False):
             worst = r.loc[r["largest_shortfall"].idxmax()]
@@ -776,7 +869,9 @@ class BacktestResult:
                 "median_account_coverage": float(r["coverage"].median()),
                 "min_account_coverage": float(r["coverage"].min()),
                 "accounts_below_target": int((r["coverage"] < 1.0 - p).sum()),
-                "accounts_rejected_5pct": int((r["too_many_pvalue"] < 0.05).sum())})
+                "accounts_rejected_5pct": int((r["too_many_pvalue"] < 0.05).sum()),
+                "held_days_untested": int(untested["account_days"].sum()),
+                "accounts_untestable": len(never)})
         return pd.DataFrame(records).set_index("model")
 
     def account_breach_distribution(self, default_p: float = 0.01, portfolios: Sequence[str] | None = None,
@@ -804,15 +899,16 @@ class BacktestResult:
         """JSON-ready account-level view (empty without accounts).
 
         Keys: ``summary`` (per model), ``distribution`` (breach-rate quantiles), ``worst`` (the ``n_worst``
-        accounts per model by largest shortfall) and ``per_account`` rows.
+        accounts per model by largest shortfall), ``per_account`` rows, ``untested`` (held account dates
+        not tested, per account and reason: :attr:`untested_account_days`) and ``untestable`` (accounts).
         """
-        if not self.accounts:
-            return {}
-
         def records(frame: pd.DataFrame) -> list[dict]:
-            return frame.reset_index().to_dict(orient="records")
+            return frame.reset_index(drop=isinstance(frame.index, pd.RangeIndex)).to_dict(orient="records")
 
-        return {"summary": records(self.accounts_summary(default_p)),
+        untested = {"untested": records(self.untested_account_days), "untestable": list(self.untestable_accounts)}
+        if not self.accounts:
+            return untested if self.untestable_accounts else {}
+        return {**untested, "summary": records(self.accounts_summary(default_p)),
                 "distribution": records(self.account_breach_distribution(default_p)),
                 "worst": records(self.worst_accounts(n_worst, default_p=default_p)),
                 "per_account": records(self.account_breach_rates(default_p))}

@@ -467,20 +467,24 @@ class StudyResult:
 
     #: the columns of the member accounts' table printed by ``marginlab run`` and ``marginlab show``
     ACCOUNT_COLUMNS = ("accounts", "account_days", "breaches", "breach_rate", "margin_breaches", "accounts_with_breach",
-                       "largest_shortfall", "median_account_coverage", "accounts_below_target")
+                       "largest_shortfall", "median_account_coverage", "accounts_below_target", "held_days_untested")
 
     def accounts_text(self) -> str:
         """The member accounts' pooled back-test per model (CPMI-IOSCO PQD 6.5) as text; empty without accounts."""
         bt = self.backtest
+        untested = bt.untested_text()
         if not bt.accounts:
-            return (f"Member accounts: none of the {len(bt.idle_accounts):,} in the file holds a book in the study's "
-                    "dates; none was replayed." if bt.idle_accounts else "")
+            what = "holds a book" if not bt.untestable_accounts else "is tested"
+            idle = (f"Member accounts: none of the {len(bt.idle_accounts) + len(bt.untestable_accounts):,} in the "
+                    f"file {what} in the study's dates; none was replayed." if bt.idle_accounts or untested else "")
+            return f"{idle}\n{untested}" if untested else idle
         from marginlab.reports.formatting import frame_text
         from marginlab.reports.sections import ACCOUNT_UNITS
 
         table = bt.accounts_summary(self.config.tail_prob)[list(self.ACCOUNT_COLUMNS)]
         idle = f"; {len(bt.idle_accounts)} more hold no book in the study's dates" if bt.idle_accounts else ""
-        return f"Member accounts ({len(bt.accounts)}{idle}):\n{frame_text(table, ACCOUNT_UNITS)}"
+        text = f"Member accounts ({len(bt.accounts)}{idle}):\n{frame_text(table, ACCOUNT_UNITS)}"
+        return f"{text}\n{untested}" if untested else text
 
     def stress_text(self) -> str:
         """What the stress tests could not test, in one sentence (empty when every scenario applied, or no stress).
