@@ -427,6 +427,8 @@ class FHSGarch(_ScenarioModel):
     lookback") applied to the filter's variance only; the ``lookback_floor``
     overlay (:mod:`marginlab.models.overlays`) floors the margin itself at the
     same model's margin with a ten-year lookback.
+    ``lam`` is the decay of ``vol="ewma"`` (0.94, RiskMetrics' daily value; e.g. 0.94^(1/24) on
+    hourly panels); arch's backcast keeps its own 0.94 weights over the first 75 observations.
     ``refit_every=k`` re-estimates parameters every k-th date, counted from
     1970-01-01 UTC (filtering the new data with the previous parameters in
     between). A failed optimisation
@@ -448,12 +450,17 @@ class FHSGarch(_ScenarioModel):
     refit_every: int = 1
     vol_floor: str | None = None
     min_obs: int = 250
+    lam: float = 0.94
 
     def __post_init__(self) -> None:
         if self.measure not in ("var", "es"):
             raise ValueError(f"{self.name}: measure must be 'var' or 'es', got {self.measure!r}")
         _resolve_level(self, 0.99 if self.measure == "var" else 0.975)
-        FilterSpec.from_names(self.vol, self.dist)
+        if not 0.0 < self.lam < 1.0:
+            raise ValueError(f"{self.name}: lam must lie in (0, 1), got {self.lam!r}")
+        if self.vol != "ewma" and self.lam != 0.94:
+            raise ValueError(f"{self.name}: lam is EWMA's decay, used only with vol='ewma' (got vol={self.vol!r})")
+        FilterSpec.from_names(self.vol, self.dist, self.lam)
         check_ints(self, {"lookback": 20, "n_paths": 100, "refit_every": 1, "min_obs": 20})
         _check_min_obs(self)
         if self.vol_floor not in (None, "long_run"):
@@ -467,7 +474,7 @@ class FHSGarch(_ScenarioModel):
     @property
     def spec(self) -> FilterSpec:
         """The volatility filter specification."""
-        return FilterSpec.from_names(self.vol, self.dist)
+        return FilterSpec.from_names(self.vol, self.dist, self.lam)
 
     def fit(self, market: MarketData, t, warm_start=None, context: RunContext | None = None) -> FHSState:
         """The state at ``t``: the run's filter estimates of this specification (fitted when a book asks)."""

@@ -280,3 +280,23 @@ def test_forecast_records_var_es_and_pit_of_the_scenario_distribution():
     assert row["pit"] == pytest.approx(np.mean(losses >= row["loss"]), abs=1e-15)
     assert mm.make_model("historical_es").tail_prob == pytest.approx(0.025)
     assert mm.make_model("fhs_garch").tail_prob == pytest.approx(0.01) and mm.make_model("static").tail_prob is None
+
+
+def test_fhs_ewma_lambda_is_a_parameter():
+    """FHS vol="ewma" takes lam (e.g. 0.94^(1/24) on hourly panels): the filter's one-step variance is the
+    RiskMetrics recursion sigma2_t = lam sigma2_{t-1} + (1 - lam) r_{t-1}^2 from arch's backcast, written out
+    here by hand; lam with another process is refused."""
+    model = mm.make_model("fhs_garch", vol="ewma", lam=0.99)
+    assert model.spec.lam == 0.99 and mm.make_model("fhs_garch", vol="ewma").spec.lam == 0.94
+    t = pd.Timestamp("2022-06-01", tz="UTC")
+    st = model.fit(MARKET, t, context=RunContext(seed=3))
+    i = MARKET.loc_of(t)
+    fit = st.estimates.fit(MARKET, "BTC", i - 999, i)
+    r = MARKET.log_return_array[i - 999:i + 1, MARKET.asset_index["BTC"]] * 100
+    w = 0.94 ** np.arange(75)
+    s2 = float(np.sum(w * r[:75] ** 2) / w.sum())  # arch's backcast (its own 0.94 weights)
+    for x in r:
+        s2 = 0.99 * s2 + 0.01 * x * x
+    assert fit.sigma2_next == pytest.approx(s2, rel=1e-12)
+    with pytest.raises(ValueError, match="lam"):
+        mm.make_model("fhs_garch", vol="garch", lam=0.97)
