@@ -420,8 +420,9 @@ class FHSGarch(_ScenarioModel):
     (``measure="var"``, level 0.99 by default) or ES (``"es"``, 0.975).
 
     ``vol_floor="long_run"`` floors each asset's one-step variance at the
-    sample variance of all its returns up to t (at most ten years of 365
-    days, in observations of the panel: 87,600 on hourly data): an
+    mean squared return (zero mean, the filter's convention) of all its returns
+    up to t (at most ten years of 365 days, in observations of the panel: 87,600
+    on hourly data): an
     approximation of EMIR RTS 153/2013 Art. 28(1)(c) ("margin not lower than
     that calculated with volatility estimated over a 10-year historical
     lookback") applied to the filter's variance only; the ``lookback_floor``
@@ -498,7 +499,7 @@ class FHSGarch(_ScenarioModel):
             all_r = market.log_return_array[max(1, state.i - span + 1):state.i + 1][:, [market.asset_index[a]
                                                                                       for a in book.assets]]
             for k, f in enumerate(fits):
-                floor = np.nanvar(all_r[:, k]) * SCALE**2
+                floor = np.nanmean(all_r[:, k] ** 2) * SCALE**2  # zero mean, as the filter and its backcast
                 if f.sigma2_next < floor:
                     fits[k] = FilterFit(spec=f.spec, params=f.params, loglik=f.loglik, sigma2=f.sigma2,
                                         std_resids=f.std_resids, sigma2_next=floor, backcast=f.backcast,

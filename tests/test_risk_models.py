@@ -93,8 +93,8 @@ def test_fhs_long_run_floor_is_ten_years_of_calendar_time_on_hourly_data():
     st = model.fit(market, t, context=RunContext(seed=3))
     fit = st.estimates.fit(market, "BTC", i - 999, i)
     r = market.log_return_array[1:i + 1, 0]
-    floor = np.var(r[np.isfinite(r)]) * 1e4
-    assert i > 3650 and floor > 3 * fit.sigma2_next and np.nanvar(r[-3650:]) * 1e4 < fit.sigma2_next
+    floor = np.mean(r[np.isfinite(r)] ** 2) * 1e4  # zero mean, as the filter
+    assert i > 3650 and floor > 3 * fit.sigma2_next and np.nanmean(r[-3650:] ** 2) * 1e4 < fit.sigma2_next
     losses = -market.prices["BTC"].iloc[i] * np.expm1(np.sqrt(floor) * fit.std_resids / 100)
     assert model.margin(st, pos, market, t) == pytest.approx(np.sort(losses)[-10], rel=1e-12)
 
@@ -280,6 +280,24 @@ def test_forecast_records_var_es_and_pit_of_the_scenario_distribution():
     assert row["pit"] == pytest.approx(np.mean(losses >= row["loss"]), abs=1e-15)
     assert mm.make_model("historical_es").tail_prob == pytest.approx(0.025)
     assert mm.make_model("fhs_garch").tail_prob == pytest.approx(0.01) and mm.make_model("static").tail_prob is None
+
+
+def test_fhs_long_run_floor_is_the_zero_mean_variance():
+    """The long-run floor is the mean squared return (zero mean, like the filter, its backcast and the README's
+    formulas), not the demeaned sample variance: on BTC at 2020-10-10 (the 1.8 years of this panel) the
+    floor binds and the margin is the 10th largest loss of sqrt(mean r^2) z_s; the demeaned variance differs."""
+    t = pd.Timestamp("2020-10-10", tz="UTC")
+    i = MARKET.loc_of(t)
+    pos = [mm.Position(mm.Spot("BTC"), 1.0)]
+    model = mm.make_model("fhs_garch", vol_floor="long_run")
+    st = model.fit(MARKET, t, context=RunContext(seed=3))
+    fit = st.estimates.fit(MARKET, "BTC", max(1, i - 999), i)
+    r = MARKET.log_return_array[1:i + 1, MARKET.asset_index["BTC"]]
+    floor = float(np.mean(r ** 2)) * 1e4
+    assert floor > fit.sigma2_next and abs(np.var(r) * 1e4 / floor - 1) > 1e-3
+    losses = -MARKET.prices["BTC"].iloc[i] * np.expm1(np.sqrt(floor) * fit.std_resids / 100)
+    k = int(np.ceil(fit.std_resids.size * 0.01))
+    assert model.margin(st, pos, MARKET, t) == pytest.approx(np.sort(losses)[-k], rel=1e-12)
 
 
 def test_fhs_ewma_lambda_is_a_parameter():
