@@ -23,7 +23,8 @@ A fit asked for on a row whose predecessor was never fitted (e.g. a book that
 starts later than the others, or a worker given only some books) first fits the
 missing predecessors, oldest first, so the result is the same whoever asks.
 Every fit is recorded in the run's ``estimates`` table (parameters, log-likelihood,
-status, one-step variance) for the report's parameter-stability charts.
+status, one-step variance; ``long_run_var`` and ``long_run_obs``, the floor of ``vol_floor="long_run"`` on that date and the number of returns
+of the loaded panel it uses, up to ten years) for the report's parameter-stability charts.
 """
 
 from __future__ import annotations
@@ -36,9 +37,22 @@ from marginlab.datasets import MarketData
 
 from .volatility import FilterFit, FilterSpec, fit_filter
 
-__all__ = ["FilterEstimates", "SCALE"]
+__all__ = ["FilterEstimates", "SCALE", "long_run_variance"]
 
 SCALE = 100.0  # returns are filtered in percent
+
+
+def long_run_variance(market: MarketData, asset: str, row: int) -> tuple[float, int]:
+    """The long-run variance (percent squared) of ``asset`` at ``row`` and the number of returns it uses.
+
+    The mean squared return (zero mean, as the filter) of the finite returns of the loaded panel in the
+    ten years of 365 days up to ``row`` (``vol_floor="long_run"``): fewer than ten years when the panel, or
+    the asset's history, starts later.
+    """
+    span = int(round(10 * market.periods_per_year))  # ten years of 365 days, in observations
+    r = market.log_return_array[max(1, row - span + 1):row + 1, market.asset_index[asset]]
+    n = int(np.isfinite(r).sum())
+    return (float(np.nanmean(r**2) * SCALE**2) if n else float("nan")), n
 
 
 @dataclass
@@ -126,9 +140,11 @@ class FilterEstimates:
         if fit.status in ("failed", "boundary", "reused"):
             self.counts[fit.status] += 1
         if self.on_fit is not None:
+            long_run, n_long_run = long_run_variance(market, asset, row)
             self.on_fit({"estimation_key": self.key, "date": market.index[row], "filter": self.label,
                          "lookback": self.lookback,
                          "asset": asset, "window_start": market.index[first_row], "window_rows": row - first_row + 1,
                          **fit.param_dict, "loglik": fit.loglik, "persistence": fit.persistence,
-                         "sigma2_next": fit.sigma2_next, "status": fit.status, "iterations": fit.iterations})
+                         "sigma2_next": fit.sigma2_next, "status": fit.status, "iterations": fit.iterations,
+                         "long_run_var": long_run, "long_run_obs": n_long_run})
         return fit

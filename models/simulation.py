@@ -42,7 +42,7 @@ from marginlab.datasets import MarketData
 
 from .base import Forecast, MarginModel, check_ints, check_range, register
 from .context import RunContext, date_key
-from .estimates import SCALE, FilterEstimates
+from .estimates import SCALE, FilterEstimates, long_run_variance
 from .instruments import Position
 from .revaluation import book_arrays, revalue_at
 from .volatility import FilterFit, FilterSpec, simulate_paths
@@ -495,11 +495,8 @@ class FHSGarch(_ScenarioModel):
         book, rows, rets, dvol = history
         fits = [state.estimates.fit(market, a, int(rows[0]), state.i) for a in book.assets]
         if self.vol_floor == "long_run":
-            span = int(round(10 * market.periods_per_year))  # ten years of 365 days, in observations
-            all_r = market.log_return_array[max(1, state.i - span + 1):state.i + 1][:, [market.asset_index[a]
-                                                                                      for a in book.assets]]
             for k, f in enumerate(fits):
-                floor = np.nanmean(all_r[:, k] ** 2) * SCALE**2  # zero mean, as the filter and its backcast
+                floor = long_run_variance(market, book.assets[k], state.i)[0]
                 if f.sigma2_next < floor:
                     fits[k] = FilterFit(spec=f.spec, params=f.params, loglik=f.loglik, sigma2=f.sigma2,
                                         std_resids=f.std_resids, sigma2_next=floor, backcast=f.backcast,

@@ -893,7 +893,7 @@ def build_drilldown(data: ReportData) -> dict[str, Any] | None:
 
 
 _META = {"estimation_key", "date", "filter", "lookback", "asset", "window_start", "window_rows", "status",
-         "iterations", "sigma2_next", "loglik"}
+         "iterations", "sigma2_next", "loglik", "long_run_var", "long_run_obs"}
 
 
 def render_parameters(content: dict[str, Any], page: Page) -> str:

@@ -318,3 +318,25 @@ def test_fhs_ewma_lambda_is_a_parameter():
     assert fit.sigma2_next == pytest.approx(s2, rel=1e-12)
     with pytest.raises(ValueError, match="lam"):
         mm.make_model("fhs_garch", vol="garch", lam=0.97)
+
+
+def test_fhs_long_run_floor_records_the_observations_it_uses():
+    """vol_floor="long_run" uses the loaded panel's history only: on 2024-03-01 the BTC floor uses 3,381 returns
+    (10 years would be 3,650; the data start 2014-11-28) on the full panel and 1,369 on a panel loaded from
+    2020-06-01, and the margins differ. The estimates table records both the floor and its observation count,
+    counted here from the loaded prices."""
+    t = pd.Timestamp("2024-03-01", tz="UTC")
+    model = mm.make_model("fhs_garch", vol_floor="long_run")
+    out = {}
+    for start in (None, "2020-06-01"):
+        market = ds.load_market(["BTC"], start=start, end="2024-03-05")
+        res = Backtest(market, {"long BTC spot": mm.reference_portfolios()["long BTC spot"]}, {"floor": model},
+                       mpor_days=1, start=t,
+                       end=t, seed=1).run()
+        row = res.estimates.iloc[-1]
+        r = np.diff(np.log(market.prices["BTC"].loc[:t].to_numpy()))[-3650:]
+        assert row["long_run_obs"] == np.isfinite(r).sum()
+        assert row["long_run_var"] == pytest.approx(np.nanmean(r ** 2) * 1e4, rel=1e-12)
+        out[start] = (row["long_run_obs"], res.to_frame()["margin"].iloc[-1])
+    assert out[None][0] == 3381 and out["2020-06-01"][0] == 1369
+    assert out[None][1] != out["2020-06-01"][1]
