@@ -48,15 +48,10 @@ class RunContext:
         panel, so models with the same seed share their draws, a run is
         bit-for-bit repeatable on any executor, and a market loaded from a
         later start gives the same draws on the same dates.
-    start : Timestamp, optional
-        The run's first margin date. Chains of daily estimates (e.g. filter
-        fits warm-started from the previous day) start there, whichever books a
-        worker is given; None: at the first date a model is asked about.
     """
 
     mpor: int = 1
     seed: int = 0
-    start: pd.Timestamp | None = None
     _caches: dict[str, dict] = field(default_factory=dict, repr=False)
     _tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     _market: MarketData | None = field(default=None, repr=False)
@@ -84,12 +79,6 @@ class RunContext:
             raise ValueError("RunContext: this context was used with another market data object; a context "
                              "belongs to one run on one market (create a new RunContext)")
         return self
-
-    def start_row(self, market: MarketData, first_call_row: int) -> int:
-        """Row of the run's first margin date in ``market`` (``first_call_row`` when the run has no start)."""
-        if self.start is None:
-            return int(first_call_row)
-        return int(market.index.searchsorted(self.start))
 
     def rng(self, *key: int) -> np.random.Generator:
         """A generator seeded by ``(seed, *key)`` (e.g. ``rng(date_key(market, i))`` for the date of row i)."""

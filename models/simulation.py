@@ -482,7 +482,7 @@ class FHSGarch(_ScenarioModel):
         i = market.loc_of(t)
         context = (context or RunContext()).for_market(market)
         estimates = context.shared("filter_estimates", self.estimation_key, lambda: FilterEstimates(
-            self.spec, self.lookback, self.min_obs, self.refit_every, start_row=context.start_row(market, i),
+            self.spec, self.lookback, self.min_obs, self.refit_every,
             on_fit=partial(context.record, "estimates"), key=repr(self.estimation_key)))
         return FHSState(i=i, context=context, estimates=estimates)
 

@@ -250,11 +250,6 @@ class Backtest:
                                 "first": m.index[rows.index[0]], "last": m.index[rows.index[-1]], "held_days": held})
         return pd.DataFrame(records, columns=UNTESTED_COLUMNS)
 
-    @property
-    def first_margin_date(self) -> pd.Timestamp:
-        """The run's first margin date: the earliest date of any portfolio (the run context's ``start``)."""
-        return min(self.portfolio_dates(name)[0] for name in self.replayed())
-
     def applies(self, label: str, name: str) -> bool:
         """True when model ``label`` applies to (``applies_to``) every book portfolio ``name`` holds on its dates.
 
@@ -266,7 +261,7 @@ class Backtest:
 
     def context(self) -> RunContext:
         """A fresh run context with this backtest's settings (every task gets its own, with the same numbers)."""
-        return RunContext(mpor=int(self.mpor_days), seed=int(self.seed), start=self.first_margin_date)
+        return RunContext(mpor=int(self.mpor_days), seed=int(self.seed))
 
     def tasks(self, books_per_task: int | None = None, split_models: bool = True) -> list[Task]:
         """The run split into independent tasks: models sharing an estimation x groups of portfolios.
