@@ -593,7 +593,9 @@ class BacktestResult:
         for an ES model the VaR at the ES level, with the ES backtests run on the margin (the ES). The PIT
         tests run where the model forecasts a distribution. ``sample="common"`` restricts the pair to the
         dates every model of the book has a margin (the default, for comparisons); ``"own"`` uses all of
-        the pair's dates. MPOR > 1: non-overlapping sub-samples combined by Bonferroni.
+        the pair's dates. MPOR > 1: non-overlapping sub-samples combined by Bonferroni. The report's
+        ``disclosure`` (CPMI-IOSCO PQD 6.5) counts breaches of the margin held (the ``breach`` column), for an
+        ES model its ES.
         """
         return cv.backtest(**self._coverage_inputs(portfolio, model, p, default_p, sample))
 
@@ -641,7 +643,7 @@ class BacktestResult:
         is_es = model in self.models and self.models[model].margin_measure == "es"
         pit = rows["pit"] if rows["pit"].notna().all() else None
         return {"pnl": rows["pnl"], "var": var, "es": rows["margin"] if is_es else None, "p": level, "pit": pit,
-                "mpor_days": self.mpor_days}
+                "mpor_days": self.mpor_days, "margin": rows["margin"]}
 
     def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common",
                  portfolios: Sequence[str] | None = None,
