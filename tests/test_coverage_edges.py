@@ -162,6 +162,19 @@ def test_disclosure_of_an_es_margin_counts_breaches_of_the_margin_held():
     assert total["exceptions"] == 1 and total["largest_breach"] == pytest.approx(0.4)
 
 
+def test_es_of_zero_makes_the_es_tests_not_applicable():
+    """Models floor VaR and ES at 0 (a book with no tail loss): Z1/Z2 (which divide by the ES) are not applicable,
+    the rest of the battery runs."""
+    rep = cv.backtest(np.full(300, 0.1), np.zeros(300), es=np.zeros(300), p=0.025)
+    for kind in ("z1", "z2"):
+        r = rep.tests[f"acerbi_szekely_{kind}"]
+        assert r.pvalue == 1.0 and "ES not positive on 300 dates" in r.note and "not applicable" in r.note
+    es = np.r_[np.zeros(3), np.full(297, 2.0)]
+    rep = cv.backtest(-np.r_[np.zeros(3), np.full(297, 1.0)], np.r_[np.zeros(3), np.full(297, 1.5)], es=es, p=0.025)
+    assert "ES not positive on 3 dates (first at observation 0)" in rep.tests["acerbi_szekely_z2"].note
+    assert rep.headline()["breaches"] == 0
+
+
 def test_backtest_report_and_overlapping_windows():
     rng = np.random.default_rng(0)
     idx = pd.date_range("2020-01-01", periods=1000, tz="UTC")

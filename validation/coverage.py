@@ -1973,15 +1973,19 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
             out["du_escanciano_u"], out["du_escanciano_c"] = u, c
     if es is not None:
         out["mcneil_frey"] = mcneil_frey(pnl, es_var, es, seed=seed)
-        low = _es_below_var(es_var, es)
-        z12 = _acerbi_szekely(("z1", "z2"), pnl, es_var, es, es_p, None, None, 10_000, seed) if not low.any() \
+        # Z1/Z2 divide by the ES and match a tail law to (VaR, ES): not applicable when some ES is below its
+        # VaR (no tail law has it) or is 0 (the models floor VaR and ES at 0: a book without a tail loss)
+        low, zero = _es_below_var(es_var, es), es <= 0
+        bad = low | zero
+        z12 = _acerbi_szekely(("z1", "z2"), pnl, es_var, es, es_p, None, None, 10_000, seed) if not bad.any() \
             else None
+        why = "; ".join(f"ES {what} on {int(mask.sum())} dates (first at observation {int(np.argmax(mask))})"
+                        for what, mask in (("below the VaR", low), ("not positive", zero)) if mask.any())
         for i, kind in enumerate(("z1", "z2")):
             out[f"acerbi_szekely_{kind}"] = z12[i] if z12 is not None else ESTestResult(
                     name=f"Acerbi-Szekely {kind.upper()}", statistic=0.0, pvalue=1.0, n_obs=pnl.size,
                     n_exceptions=int((-pnl > es_var).sum()), distribution="simulated", kind=kind,
-                    note=f"ES below the VaR on {int(low.sum())} dates (first at observation {int(np.argmax(low))}): "
-                         "no tail law has them, not applicable")
+                    note=f"{why}: no tail law has them, not applicable")
     return out
 
 
