@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from marginlab.datasets.conventions import date_format
 from marginlab.models.methodology import methodology_of
 from marginlab.validation.executors import counting
 
@@ -558,7 +559,8 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
         if "cover2_state" in cover.columns:  # where the largest Cover-2 comes from (the first date of the peak)
             peak = flat.sort_values("cover2", ascending=False, kind="stable").drop_duplicates("model")
             peak = peak.set_index("model").reindex(largest["model"])
-            largest["cover2_max_date"] = [f"{d:%Y-%m-%d}" if isinstance(d, pd.Timestamp) else "" for d in peak["date"]]
+            when = date_format(data.config.freq)
+            largest["cover2_max_date"] = [d.strftime(when) if isinstance(d, pd.Timestamp) else "" for d in peak["date"]]
             for c in ("members", "scenario", "state"):
                 largest[f"cover2_max_{c}"] = peak[f"cover2_{c}"].to_numpy()
         tables.append({"caption": "Cover-1 and Cover-2: the largest uncovered stress losses of one and of two books "
@@ -609,10 +611,16 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     if not accounts:
         return None
 
+    when = date_format(data.config.freq)  # hours on hourly data, as accounts.csv writes them
+
+    daily = when == date_format("1d")
+    held = "account-days" if daily else "account-observations"
+
     def dates_as_text(frame: pd.DataFrame) -> pd.DataFrame:
-        cols = {c: frame[c].map(lambda d: None if pd.isna(d) else f"{d:%Y-%m-%d}")
+        cols = {c: frame[c].map(lambda d: None if pd.isna(d) else d.strftime(when))
                 for c in frame.columns if c.endswith("_date")}
-        return frame.assign(**cols)
+        # a count of rows: account-days on daily data, account-observations (e.g. hours) otherwise
+        return frame.assign(**cols).rename(columns={} if daily else {"account_days": "account_observations"})
 
     summary = dates_as_text(bt.accounts_summary(p))
     dist = bt.account_breach_distribution(p)
@@ -620,9 +628,9 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     bars = [{"title": "90th percentile of the per-account breach rate", "percent": True,
              "axis": "breach rate (90th percentile over accounts)",
              "rows": [{"label": md, "value": float(dist.loc[md, "q90"])} for md in dist.index]}]
-    units = ACCOUNT_UNITS
+    units = {**ACCOUNT_UNITS, "account_observations": "count"}
     return {"intro": f"Account-level backtests (CPMI-IOSCO PQD 6.5; EMIR RTS 153/2013 Art. 49) over {len(accounts):,} "
-                     "member accounts: pooled over account-days, by account, and the accounts with the largest "
+                     f"member accounts: pooled over {held}, by account, and the accounts with the largest "
                      "shortfall (loss - margin where the loss exceeds the margin). Breaches are counted as in the "
                      "verdict matrix: losses above the model's VaR at its own level p (the margin for VaR and "
                      "rule-based models; for an ES model its VaR at the ES level, e.g. p = 2.5%; its margin "

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from marginlab.datasets.conventions import date_format
 
 from .formatting import MISSING, expected_count, money, percent
 
@@ -97,6 +98,7 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
     See the module docstring; ``accounts`` counts the run's member accounts (not in the matrix).
     """
     frame = backtest.frame
+    when = date_format(getattr(backtest, "freq", "1d"))  # every time as the run's files write it (hours on 1h)
     models = list(backtest.models) or list(frame["model"].unique())
     if books is None:
         books = verdict_books(backtest)
@@ -133,15 +135,15 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
                           "mean_margin_pct_notional": _num(mean_margin_pct(rows)) if len(rows) else None,
                           "largest_shortfall": float(shortfall.max()) if len(shortfall) else 0.0,
                           "largest_shortfall_date": None if worst is None else
-                          pd.Timestamp(rows.loc[worst, "date"]).strftime("%Y-%m-%d"),
+                          pd.Timestamp(rows.loc[worst, "date"]).strftime(when),
                           "largest_shortfall_pct_notional": None if worst is None else
                           _num(shortfall.max() / rows.loc[worst, "notional"])})
     sample = []
     for pf in books:
         d = samples.get(pf)
         sample.append({"portfolio": pf, "dates": 0 if d is None else len(d),
-                       "first": None if d is None or not len(d) else d[0].strftime("%Y-%m-%d"),
-                       "last": None if d is None or not len(d) else d[-1].strftime("%Y-%m-%d")})
+                       "first": None if d is None or not len(d) else d[0].strftime(when),
+                       "last": None if d is None or not len(d) else d[-1].strftime(when)})
     out = {"level": level, "books": books, "models": models, "cells": cells, "common_sample": sample,
            "accounts": len(backtest.accounts),
            "rule": ("Each model at its own level p (its tail probability; rule-based models at the study's p), "

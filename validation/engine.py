@@ -468,7 +468,7 @@ class Backtest:
             warmup={(name, label): warmup[(name, label)] for label, name in order if (name, label) in warmup},
             diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},
             elapsed_s=elapsed, model_seconds={label: seconds.get(label, 0.0) for label in self._models},
-            estimates=est, portfolios=dict(self._portfolios),
+            estimates=est, portfolios=dict(self._portfolios), freq=self.market.freq,
             accounts=[n for n in replayed if isinstance(self._portfolios[n], AccountBook)],
             idle_accounts=[n for n, p in self._portfolios.items()
                            if isinstance(p, AccountBook) and n not in live])
@@ -546,6 +546,8 @@ class BacktestResult:
     idle_accounts: list[str] = field(default_factory=list)
     #: the portfolios replayed (name -> Portfolio), e.g. for stress tests of the same books
     portfolios: dict[str, Portfolio] = field(default_factory=dict)
+    #: the market panel's sampling frequency ("1d" or "1h"): how dates are written and n-day windows counted
+    freq: str = "1d"
 
     def to_frame(self) -> pd.DataFrame:
         """The long-format rows (a copy)."""
