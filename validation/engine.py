@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
 from marginlab.datasets.conventions import utc
+from marginlab.datasets.validate import frequency_delta
 from marginlab.models.accounts import AccountBook
 from marginlab.models.base import HasDiagnostics, MarginModel
 from marginlab.models.context import RunContext
@@ -549,6 +550,11 @@ class BacktestResult:
     #: the market panel's sampling frequency ("1d" or "1h"): how dates are written and n-day windows counted
     freq: str = "1d"
 
+    @property
+    def per_day(self) -> float:
+        """Observations a day of the panel (1 on daily data, 24 on hourly): the n-day windows of the metrics."""
+        return float(pd.Timedelta(days=1) / frequency_delta(self.freq))
+
     def to_frame(self) -> pd.DataFrame:
         """The long-format rows (a copy)."""
         return self.frame.copy()
@@ -681,7 +687,7 @@ class BacktestResult:
     def efficiency(self, sample: str = "common", portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair (common dates by default)."""
         every = self._pair_rows(sample, portfolios)
-        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(rows)}
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(rows, per_day=self.per_day)}
                    for (pf, md), rows in every.items()]
         return pd.DataFrame(records, columns=["portfolio", "model", "sample", *(m.key for m in METRICS)]
                             ).set_index(["portfolio", "model"])
@@ -829,7 +835,7 @@ class BacktestResult:
         (see :mod:`marginlab.validation.metrics`): the average margin rate, peak-to-trough ratios (sample and
         worst rolling year), the largest 1-, 5- and 30-day increases and quantiles of the daily margin calls.
         """
-        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_procyclicality(rows)}
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_procyclicality(rows, self.per_day)}
                    for (pf, md), rows in self._pair_rows(sample).items()]
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
@@ -880,7 +886,7 @@ class BacktestResult:
             for pf, md in pairs:
                 if md == label and (pf, base) in pairs:
                     records.append({"portfolio": pf, "model": label, "base_model": base, "tools": tools,
-                                    **apc_tradeoff(pairs[(pf, base)], pairs[(pf, label)])})
+                                    **apc_tradeoff(pairs[(pf, base)], pairs[(pf, label)], self.per_day)})
         columns = ["portfolio", "model", "base_model", "tools"]
         return pd.DataFrame(records, columns=columns if not records else None).set_index(["portfolio", "model"])
 
