@@ -254,8 +254,14 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
             tip = (f"{pf} / {md}: {v}; {c['breaches']} breaches in {c['observations']} observations, "
                    f"{expected_count(c['expected_breaches'])} expected at p = {c['p']:g}; "
                    f"one-sided p {pvalue(c['too_many_pvalue'])}, Kupiec p {pvalue(c['kupiec_pvalue'])}")
+            if "subsamples" in c:  # MPOR h > 1: the reach of the sub-sample test (verdict.mpor_reach)
+                need = c["min_rejectable_breaches"]
+                tip += (f"; {c['subsamples']} sub-samples of {c['subsample_observations']}+ observations: "
+                        + (f"a rejection needs {need} breaches in one" if need is not None else "no count rejects")
+                        + f", power {percent(c['power_2p'])} against twice the level")
             counts = f"{c['breaches']:,} / {expected_count(c['expected_breaches'])}"
-            tds.append(f'<td class="v-{_slug(v)}" title="{esc(tip)}"><span class="vl">{esc(v)}</span>'
+            label = "pass (low power)" if v == "pass" and c.get("low_power") else v
+            tds.append(f'<td class="v-{_slug(v)}" title="{esc(tip)}"><span class="vl">{esc(label)}</span>'
                        f'<span class="vn">{counts} {_zone(c["traffic_light_zone"])}</span>'
                        f'<span class="vn">{esc(percent(pct, 1))} of notional</span></td>')
         rows.append(f'<tr><th scope="row">{esc(pf)}</th>{"".join(tds)}</tr>')

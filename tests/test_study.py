@@ -318,3 +318,22 @@ def test_hourly_reports_write_every_time_to_the_hour(tmp_path):
     h1 = rows[rows["portfolio"] == "H1"]
     h1_worst = h1.loc[(h1["loss"] - h1["margin"])[h1["breach"]].idxmax(), "date"]
     assert h1_worst[:16] in text
+
+
+def test_hourly_mpor_24_pass_is_shown_as_low_power_in_every_view(tmp_path):
+    """Hourly, MPOR 24 observations on a week: every sub-sample holds ~7 rows, so no pass carries evidence; the
+    first sentence, the HTML cell and the terminal cell say 'low power' and results.json carries the reach."""
+    cfg = parse_study({"study": {"name": "hourly", "seed": 1, "mpor_days": 24},
+                       "market": {"assets": ["BTC"], "freq": "1h", "start": dt.date(2021, 4, 12),
+                                  "end": dt.date(2021, 4, 19)},
+                       "portfolios": {"reference": ["long BTC spot"]},
+                       "models": [{"name": "static", "params": {"rate": 0.10}}]}, "<test>")
+    out = tmp_path / "rep"
+    res = run_study(cfg, out=out)
+    cell = json.loads((out / "results.json").read_text())["sections"][0]["content"]["matrix"]["cells"][0]
+    assert cell["verdict"] == "pass" and cell["low_power"] and cell["subsamples"] == 24
+    assert "not rejected (low power: n/h = " in res.verdict()["sentences"][0]
+    assert '<span class="vl">pass (low power)</span>' in (out / "report.html").read_text()
+    from marginlab.reports.verdict import verdict_text
+
+    assert "pass (low power)" in verdict_text(res.verdict())  # the terminal's matrix (marginlab run / show)
