@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from marginlab.datasets.conventions import date_format
 from marginlab.models.methodology import methodology_of
 from marginlab.validation.executors import counting
 
@@ -253,8 +254,14 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
             tip = (f"{pf} / {md}: {v}; {c['breaches']} breaches in {c['observations']} observations, "
                    f"{expected_count(c['expected_breaches'])} expected at p = {c['p']:g}; "
                    f"one-sided p {pvalue(c['too_many_pvalue'])}, Kupiec p {pvalue(c['kupiec_pvalue'])}")
+            if "subsamples" in c:  # MPOR h > 1: the reach of the sub-sample test (verdict.mpor_reach)
+                need = c["min_rejectable_breaches"]
+                tip += (f"; {c['subsamples']} sub-samples of {c['subsample_observations']}+ observations: "
+                        + (f"a rejection needs {need} breaches in one" if need is not None else "no count rejects")
+                        + f", power {percent(c['power_2p'])} against twice the level")
             counts = f"{c['breaches']:,} / {expected_count(c['expected_breaches'])}"
-            tds.append(f'<td class="v-{_slug(v)}" title="{esc(tip)}"><span class="vl">{esc(v)}</span>'
+            label = "pass (low power)" if v == "pass" and c.get("low_power") else v
+            tds.append(f'<td class="v-{_slug(v)}" title="{esc(tip)}"><span class="vl">{esc(label)}</span>'
                        f'<span class="vn">{counts} {_zone(c["traffic_light_zone"])}</span>'
                        f'<span class="vn">{esc(percent(pct, 1))} of notional</span></td>')
         rows.append(f'<tr><th scope="row">{esc(pf)}</th>{"".join(tds)}</tr>')
@@ -569,8 +576,11 @@ def _rule_switch_notes(data: ReportData) -> list[str]:
     The window (rows t-1, t) spans a switch at day D when row t-1 is observed before D 00:00 UTC and row t at or
     after it (rows are observed at label + one step, :func:`~marginlab.datasets.conventions.observation_times`).
     """
-    from marginlab.datasets.conventions import observation_times
-    from marginlab.validation.metrics import largest_increase_window, max_n_day_increase
+    from marginlab.datasets.conventions import date_format, frequency_delta, observation_times
+    from marginlab.validation.metrics import largest_increase_window, max_n_day_increase, observations
+
+    one_day = observations(1, pd.Timedelta(days=1) / frequency_delta(data.config.freq))  # rows of a 1-day window
+    fmt = date_format(data.config.freq)
 
     rules = {label: sw for label, sw in _venue_rules(data).items() if sw}
     if not rules:
@@ -579,7 +589,7 @@ def _rule_switch_notes(data: ReportData) -> list[str]:
     notes = []
     for (pf, md), rows in f.groupby(["portfolio", "model"], sort=False):
         rows = rows.set_index("date")
-        window = largest_increase_window(rows, 1)
+        window = largest_increase_window(rows, one_day)
         if window is None:
             continue
         seen = observation_times(pd.DatetimeIndex(list(window)), data.config.freq)
@@ -587,7 +597,7 @@ def _rule_switch_notes(data: ReportData) -> list[str]:
             switch = pd.Timestamp(day, tz="UTC")
             if seen[0] < switch <= seen[1]:
                 notes.append(f"{md} on {pf}: the largest 1-day increase of margin / notional "
-                             f"({percent(max_n_day_increase(rows, 1))}, row dated {window[1]:%Y-%m-%d}, observed "
+                             f"({percent(max_n_day_increase(rows, one_day))}, row dated {window[1]:{fmt}}, observed "
                              f"{seen[1]:%Y-%m-%d %H:%M} UTC) falls on the venue's rule switch of {day}: {what}. It is "
                              "the rule changing, not the model responding to the market (Limitations (c)).")
     return notes
@@ -637,7 +647,8 @@ def build_stress(data: ReportData) -> dict[str, Any] | None:
         if "cover2_state" in cover.columns:  # where the largest Cover-2 comes from (the first date of the peak)
             peak = flat.sort_values("cover2", ascending=False, kind="stable").drop_duplicates("model")
             peak = peak.set_index("model").reindex(largest["model"])
-            largest["cover2_max_date"] = [f"{d:%Y-%m-%d}" if isinstance(d, pd.Timestamp) else "" for d in peak["date"]]
+            when = date_format(data.config.freq)
+            largest["cover2_max_date"] = [d.strftime(when) if isinstance(d, pd.Timestamp) else "" for d in peak["date"]]
             for c in ("members", "scenario", "state"):
                 largest[f"cover2_max_{c}"] = peak[f"cover2_{c}"].to_numpy()
         tables.append({"caption": "Cover-1 and Cover-2: the largest uncovered stress losses of one and of two books "
@@ -693,10 +704,16 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     if not accounts:
         return None
 
+    when = date_format(data.config.freq)  # hours on hourly data, as accounts.csv writes them
+
+    daily = when == date_format("1d")
+    held = "account-days" if daily else "account-observations"
+
     def dates_as_text(frame: pd.DataFrame) -> pd.DataFrame:
-        cols = {c: frame[c].map(lambda d: None if pd.isna(d) else f"{d:%Y-%m-%d}")
+        cols = {c: frame[c].map(lambda d: None if pd.isna(d) else d.strftime(when))
                 for c in frame.columns if c.endswith("_date")}
-        return frame.assign(**cols)
+        # a count of rows: account-days on daily data, account-observations (e.g. hours) otherwise
+        return frame.assign(**cols).rename(columns={} if daily else {"account_days": "account_observations"})
 
     summary = dates_as_text(bt.accounts_summary(p))
     dist = bt.account_breach_distribution(p)
@@ -704,9 +721,9 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     bars = [{"title": "90th percentile of the per-account breach rate", "percent": True,
              "axis": "breach rate (90th percentile over accounts)",
              "rows": [{"label": md, "value": float(dist.loc[md, "q90"])} for md in dist.index]}]
-    units = ACCOUNT_UNITS
+    units = {**ACCOUNT_UNITS, "account_observations": "count"}
     return {"intro": f"Account-level backtests (CPMI-IOSCO PQD 6.5; EMIR RTS 153/2013 Art. 49) over {len(accounts):,} "
-                     "member accounts: pooled over account-days, by account, and the accounts with the largest "
+                     f"member accounts: pooled over {held}, by account, and the accounts with the largest "
                      "shortfall (loss - margin where the loss exceeds the margin). Breaches are counted as in the "
                      "verdict matrix: losses above the model's VaR at its own level p (the margin for VaR and "
                      "rule-based models; for an ES model its VaR at the ES level, e.g. p = 2.5%; its margin "

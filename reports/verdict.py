@@ -16,6 +16,13 @@ Verdict rule (significance :data:`LEVEL` = 5%):
 * **n/a** when the model does not cover the book's instruments (no number invented),
   **warm-up** when it never had enough history on the book's dates.
 
+With an MPOR of h > 1 observations the tests run on the h non-overlapping sub-samples of
+about n/h observations each, combined by Bonferroni: short sub-samples leave the test little
+power. Each such cell states the reach of its test (:func:`mpor_reach`): the sub-sample size,
+the smallest breach count in one sub-sample that the test rejects, and its power against a
+breach rate of twice the level. A pass whose power is below :data:`POWER` is **not rejected
+(low power)**, not "coverage holds"; its p-values are unchanged.
+
 The matrix is a plain dict (``results.json``'s ``verdict``), rendered by the HTML
 report, ``marginlab run`` and ``marginlab show`` alike (:func:`verdict_text`).
 """
@@ -29,14 +36,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from marginlab.datasets.conventions import date_format
+from marginlab.validation.coverage import subsample_offsets
+from scipy import stats
 
 from .formatting import MISSING, expected_count, money, percent
 
-__all__ = ["LEVEL", "VERDICTS", "ZONE_LEGEND", "verdict_of", "verdict_matrix", "verdict_sentences", "verdict_text",
-           "mean_margin_pct", "common_sample"]
+__all__ = ["LEVEL", "POWER", "VERDICTS", "ZONE_LEGEND", "verdict_of", "verdict_matrix", "verdict_sentences",
+           "verdict_text", "mean_margin_pct", "common_sample", "mpor_reach"]
 
 #: Significance of the verdict's tests.
 LEVEL = 0.05
+#: Power (against twice the level's breach rate) below which a pass with an MPOR of h > 1 is "low power".
+POWER = 0.8
 #: What a cell's traffic-light zone is (the rule of :func:`marginlab.validation.coverage.backtest`), for the legends.
 ZONE_LEGEND = ("Traffic-light zone (G/Y/R): the Basel bands (BCBS 1996) for the breaches in the last 250 "
                "observations, or in all n when there are fewer: yellow when their cumulative probability under "
@@ -57,6 +69,32 @@ def verdict_of(too_many_pvalue: float, kupiec_pvalue: float, kupiec_direction: s
     if kupiec_pvalue < level and kupiec_direction == "too few":
         return "over-margined"
     return "pass"
+
+
+def mpor_reach(observations: int, mpor: int, p: float, level: float = LEVEL) -> dict[str, Any]:
+    r"""What the MPOR h > 1 test of too many breaches can reject on ``observations`` rows.
+
+    The exact one-sided test runs on the m non-overlapping sub-samples (every h-th row,
+    :func:`~marginlab.validation.coverage.subsample_offsets`) and rejects when
+    :math:`m \min_k P(X_k \ge x_k) < level`, X_k ~ Binomial(n_k, p). Returns ``subsample_observations``
+    (the smallest n_k, about n/h), ``min_rejectable_breaches`` (the smallest count x in one such sub-sample
+    with m P(X >= x) < level; None when no count rejects), ``power_2p`` (the probability of a rejection when
+    breaches are independent at twice the level, 2p, the sub-samples taken as independent) and
+    ``low_power`` (``power_2p`` below :data:`POWER`).
+    """
+    sizes = [len(range(k, observations, mpor)) for k in subsample_offsets(observations, mpor)]
+    m = len(sizes)
+    need = []
+    for n_k in sizes:
+        x = np.arange(n_k + 1)
+        ok = np.flatnonzero(m * stats.binom.sf(x - 1, n_k, p) < level)
+        need.append(int(x[ok[0]]) if ok.size else None)
+    miss = np.prod([1.0 if x is None else float(stats.binom.cdf(x - 1, n_k, min(2 * p, 1.0)))
+                    for x, n_k in zip(need, sizes, strict=True)])
+    small = int(np.argmin(sizes))
+    power = float(1.0 - miss)
+    return {"subsamples": m, "subsample_observations": int(sizes[small]),
+            "min_rejectable_breaches": need[small], "power_2p": power, "low_power": power < POWER}
 
 
 def common_sample(backtest) -> dict[str, pd.DatetimeIndex]:
@@ -97,10 +135,12 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
     See the module docstring; ``accounts`` counts the run's member accounts (not in the matrix).
     """
     frame = backtest.frame
+    when = date_format(getattr(backtest, "freq", "1d"))  # every time as the run's files write it (hours on 1h)
     models = list(backtest.models) or list(frame["model"].unique())
     if books is None:
         books = verdict_books(backtest)
     samples = common_sample(backtest)
+    mpor = int(getattr(backtest, "mpor_days", 1))
     na = set(backtest.not_applicable)
     cells = []
     for pf in books:
@@ -118,6 +158,8 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
             rows = rows_pf[(rows_pf["model"] == md) & rows_pf["date"].isin(dates)]
             shortfall = (rows["loss"] - rows["margin"])[rows["breach"]]
             worst = shortfall.idxmax() if len(shortfall) else None
+            if mpor > 1:  # the reach of the sub-sample test beside its verdict (module docstring)
+                cell.update(mpor_reach(int(c["observations"]), mpor, float(c["p"]), level))
             cells.append({**cell,
                           "verdict": verdict_of(float(c["too_many_pvalue"]), float(c["kupiec_pvalue"]),
                                                 str(c["kupiec_direction"]), level),
@@ -133,15 +175,15 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
                           "mean_margin_pct_notional": _num(mean_margin_pct(rows)) if len(rows) else None,
                           "largest_shortfall": float(shortfall.max()) if len(shortfall) else 0.0,
                           "largest_shortfall_date": None if worst is None else
-                          pd.Timestamp(rows.loc[worst, "date"]).strftime("%Y-%m-%d"),
+                          pd.Timestamp(rows.loc[worst, "date"]).strftime(when),
                           "largest_shortfall_pct_notional": None if worst is None else
                           _num(shortfall.max() / rows.loc[worst, "notional"])})
     sample = []
     for pf in books:
         d = samples.get(pf)
         sample.append({"portfolio": pf, "dates": 0 if d is None else len(d),
-                       "first": None if d is None or not len(d) else d[0].strftime("%Y-%m-%d"),
-                       "last": None if d is None or not len(d) else d[-1].strftime("%Y-%m-%d")})
+                       "first": None if d is None or not len(d) else d[0].strftime(when),
+                       "last": None if d is None or not len(d) else d[-1].strftime(when)})
     out = {"level": level, "books": books, "models": models, "cells": cells, "common_sample": sample,
            "accounts": len(backtest.accounts),
            "rule": ("Each model at its own level p (its tail probability; rule-based models at the study's p), "
@@ -166,7 +208,9 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
     """Three sentences from the numbers: who holds coverage where, who over-margins, the largest shortfall.
 
     Coverage holds on a book when the model has no significant excess of breaches (verdict pass or
-    over-margined: an over-margined book is covered, at a cost, and is counted and named as such).
+    over-margined: an over-margined book is covered, at a cost, and is counted and named as such), except a
+    pass whose MPOR h > 1 test had low power (``low_power``, :func:`mpor_reach`): that one is named as not
+    rejected, with the sub-sample size, the smallest rejectable count and the power.
     """
     cells = [c for c in matrix["cells"] if c["verdict"] in ("pass", "too many breaches", "over-margined")]
     by_model: dict[str, list[dict]] = {}
@@ -179,8 +223,11 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
         return ["No model produced a margin that could be tested.", "", ""]
     # 1. coverage: the books without too many breaches (pass or over-margined), models ranked by their share;
     # an over-margined book is covered (fewer breaches than the level allows), counted and named as such
+    def weak(c: dict) -> bool:  # a pass of an MPOR h > 1 test that had little power to reject (module docstring)
+        return c["verdict"] == "pass" and bool(c.get("low_power"))
+
     def covered(m: str) -> int:
-        return sum(c["verdict"] != "too many breaches" for c in by_model[m])
+        return sum(c["verdict"] != "too many breaches" and not weak(c) for c in by_model[m])
 
     def over_count(m: str) -> int:
         return sum(c["verdict"] == "over-margined" for c in by_model[m])
@@ -194,6 +241,18 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
              + (f"{_list(everywhere)} hold{'s' if len(everywhere) == 1 else ''} it on every book "
                 f"{'it covers' if len(everywhere) == 1 else 'they cover'}."
                 if everywhere else "no model holds it on every book it covers."))
+    weak_by_model = {m: [c for c in by_model[m] if weak(c)] for m in ranked}
+    parts = []
+    for m, v in weak_by_model.items():
+        if v:
+            need = [c["min_rejectable_breaches"] for c in v]
+            parts.append(f"{m} on {len(v)} book{'s' if len(v) > 1 else ''}: not rejected (low power: n/h = "
+                         f"{min(c['subsample_observations'] for c in v)} per sub-sample; "
+                         + (f"a rejection needs {max(need)} breaches in one of {v[0]['subsamples']} sub-samples; "
+                            if None not in need else "no breach count can reject; ")
+                         + f"power {percent(max(c['power_2p'] for c in v))} against twice the level)")
+    if parts:
+        first += " Coverage not shown, for " + "; ".join(parts) + "."
     # 2. over-margining, with the cost
     over = {m: [c for c in v if c["verdict"] == "over-margined"] for m, v in by_model.items()}
     over = {m: v for m, v in over.items() if v}
@@ -228,7 +287,8 @@ def cell_text(cell: dict[str, Any]) -> str:
     if v in ("n/a", "warm-up"):
         return v
     pct = cell.get("mean_margin_pct_notional")
-    return (f"{_SHORT[v]} {cell['breaches']:,}/{expected_count(cell['expected_breaches'])} "
+    short = "pass (low power)" if v == "pass" and cell.get("low_power") else _SHORT[v]
+    return (f"{short} {cell['breaches']:,}/{expected_count(cell['expected_breaches'])} "
             f"{cell['traffic_light_zone'][0].upper()} {percent(pct, 1) if pct is not None else MISSING}")
 
 

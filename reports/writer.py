@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from marginlab.datasets.conventions import date_format
 from marginlab.datasets.folders import FolderKind, check_output_folder, publish_folder
 
 from .formatting import esc
@@ -105,7 +106,8 @@ def render_html(study, built=None, data: ReportData | None = None, executor=None
         body.append(f'<section id="{esc(section.key)}"><h2>{esc(section.title)}</h2>'
                     f"{section.render(content, page)}</section>")
     dates = study.backtest.frame["date"]
-    span = f"{dates.min():%Y-%m-%d} .. {dates.max():%Y-%m-%d}" if len(dates) else "none"
+    when = date_format(cfg.freq)  # hours on hourly data: a last date 2021-05-10 is its 00:00 row, not the day
+    span = f"{dates.min().strftime(when)} .. {dates.max().strftime(when)}" if len(dates) else "none"
     header = (f"<h1>marginlab study: {esc(cfg.name)}</h1>"
               + (f"<p>{esc(cfg.description)}</p>" if cfg.description else "")
               + f'<p class="meta">Assets {esc(", ".join(cfg.assets))}; {esc(cfg.freq)} data, margin dates {esc(span)}; '

@@ -138,6 +138,43 @@ def test_disclosure_table():
     assert total["largest_breach_pct_of_margin"] == 0.5
 
 
+def test_disclosure_of_an_es_margin_counts_breaches_of_the_margin_held():
+    """PQD 6.5 discloses the coverage of the collateral held: for an ES margin, losses above the ES, not above the
+    VaR at the ES level that the headline tests (which stays as it is)."""
+    idx = pd.date_range("2021-01-01", periods=8, tz="UTC")
+    loss = np.array([1.0, 2.5, 3.5, 0.0, -1.0, 2.2, 4.0, 0.5])
+    var, es = np.full(8, 2.0), np.full(8, 3.0)
+    for mpor in (1, 2):
+        rep = cv.backtest(pd.Series(-loss, index=idx), var, es=es, p=0.25, mpor_days=mpor)
+        total = rep.disclosure.loc["total"]
+        # margin breaches: 3.5 and 4.0 above 3.0 -> sizes 0.5 and 1.0; VaR exceptions: 2.5, 3.5, 2.2, 4.0
+        assert (total["exceptions"], total["observations"]) == (2, 8)
+        assert total["achieved_coverage"] == 0.75 and np.isnan(total["target_coverage"])
+        assert total["largest_breach"] == 1.0 and total["average_breach"] == 0.75
+        assert total["largest_breach_pct_of_margin"] == pytest.approx(1.0 / 3.0)
+        assert (rep.headline()["breaches"], rep.headline()["observations"]) == (4, 8)
+        assert "breaches of the margin 2," in rep.summary()
+    # a VaR margin (no es): the margin is the tested VaR and has a target coverage
+    total = cv.backtest(-loss, var, p=0.25).disclosure.loc["total"]
+    assert total["exceptions"] == 4 and total["target_coverage"] == 0.75
+    # an explicit margin (e.g. an overlay above the tested VaR)
+    total = cv.backtest(-loss, var, p=0.25, margin=np.full(8, 3.6)).disclosure.loc["total"]
+    assert total["exceptions"] == 1 and total["largest_breach"] == pytest.approx(0.4)
+
+
+def test_es_of_zero_makes_the_es_tests_not_applicable():
+    """Models floor VaR and ES at 0 (a book with no tail loss): Z1/Z2 (which divide by the ES) are not applicable,
+    the rest of the battery runs."""
+    rep = cv.backtest(np.full(300, 0.1), np.zeros(300), es=np.zeros(300), p=0.025)
+    for kind in ("z1", "z2"):
+        r = rep.tests[f"acerbi_szekely_{kind}"]
+        assert r.pvalue == 1.0 and "ES not positive on 300 dates" in r.note and "not applicable" in r.note
+    es = np.r_[np.zeros(3), np.full(297, 2.0)]
+    rep = cv.backtest(-np.r_[np.zeros(3), np.full(297, 1.0)], np.r_[np.zeros(3), np.full(297, 1.5)], es=es, p=0.025)
+    assert "ES not positive on 3 dates (first at observation 0)" in rep.tests["acerbi_szekely_z2"].note
+    assert rep.headline()["breaches"] == 0
+
+
 def test_backtest_report_and_overlapping_windows():
     rng = np.random.default_rng(0)
     idx = pd.date_range("2020-01-01", periods=1000, tz="UTC")

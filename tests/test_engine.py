@@ -107,7 +107,10 @@ def test_metrics_closed_forms():
     # unit notional, so no procyclicality (the margin itself swings from 20 to 16 with the price)
     assert e["peak_to_trough"] == pytest.approx(1.0, abs=1e-12)
     assert e["max_1d_increase"] == pytest.approx(0.0, abs=1e-12)
-    assert e["excess_collateral"] == pytest.approx((0 + 28 + 0 + 26) / 4)
+    # margins 20, 18, 19, 16 against losses 20, -10, 30, -10: the collateral left after the loss is 0 (consumed),
+    # 18 and 16 (a gain consumes none and adds none) and 0 on the breach; at most the margin held
+    assert e["excess_collateral"] == pytest.approx((0 + 18 + 0 + 16) / 4)
+    assert e["excess_collateral"] <= e["mean_margin"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -172,7 +175,14 @@ def test_coverage_tests_each_model_at_its_own_level_on_the_common_dates():
     assert (es_rows["margin"] >= es_rows["var"]).all()
     assert np.isfinite(cov.loc[("long BTC", "hs es"), "acerbi_szekely_z2_pvalue"])
     assert np.isnan(cov.loc[("long BTC", "hs var"), "acerbi_szekely_z2_pvalue"])
+    # the PQD 6.5 disclosure counts breaches of the margin held (the ES), the headline exceptions of the VaR
+    es_rep = res.coverage_report("long BTC", "hs es")
+    total = es_rep.disclosure.loc["total"]
+    shortfall = (es_rows["loss"] - es_rows["margin"])[es_rows["breach"]]
+    assert total["exceptions"] == es_rows["breach"].sum() < es_rep.headline()["breaches"]
+    assert total["largest_breach"] == shortfall.max() and np.isnan(total["target_coverage"])
     rep = res.coverage_report("long BTC", "hs var")
+    assert rep.disclosure.loc["total", "target_coverage"] == 0.99  # a VaR margin: the margin is the tested VaR
     assert rep.headline()["kupiec_pvalue"] == cov.loc[("long BTC", "hs var"), "kupiec_pvalue"]
     assert "berkowitz_tail" in rep.tests  # the PIT of the forecast distribution is tested
     # every pair at once (each book's common dates cut once; the tests optionally on an executor) = pair by pair

@@ -138,3 +138,28 @@ def test_daily_calls_are_in_points_and_increases_are_relative_by_their_units_and
     r = rows([10, 12], [100, 100])
     assert mt.compute_procyclicality(r)["daily_call_max"] == pytest.approx(0.02)
     assert mt.max_n_day_increase(r, 1) == pytest.approx(0.2)
+
+
+def test_n_day_windows_are_counted_in_observations_of_the_panel_step():
+    """On hourly rows an n-day window is 24 n observations (as the overlays count theirs): the largest 1-day
+    increase is the 24-row increase, not the 1-hour one; daily rows are unchanged."""
+    from marginlab.validation.engine import BacktestResult
+
+    n = 100
+    rate = 0.1 * 1.01 ** np.clip(np.arange(n) - 39, 0, 24)  # +1% an hour over rows 40..63, flat before and after
+    idx = pd.date_range("2021-04-10", periods=n, freq="h", tz="UTC")
+    frame = pd.DataFrame({"date": idx, "portfolio": "book", "model": "m", "margin": rate * 1000.0,
+                          "notional": 1000.0, "book_changed": False, "loss": 0.0, "breach": False})
+    hourly = BacktestResult(frame, mpor_days=24, freq="1h").procyclicality().loc[("book", "m")]
+    assert hourly["max_1d_increase"] == pytest.approx(1.01 ** 24 - 1, rel=1e-12)  # 24 rows
+    assert np.isnan(hourly["max_5d_increase"])  # 120 rows: longer than the sample
+    assert hourly["peak_to_trough_1y"] == pytest.approx(1.01 ** 24, rel=1e-12)  # 8,760 rows: the whole sample
+    daily = BacktestResult(frame.assign(date=pd.date_range("2021-04-10", periods=n, tz="UTC")), mpor_days=1
+                           ).procyclicality().loc[("book", "m")]
+    assert daily["max_1d_increase"] == pytest.approx(0.01, rel=1e-12)
+    assert daily["max_5d_increase"] == pytest.approx(1.01 ** 5 - 1, rel=1e-12)
+    base = frame.set_index("date")
+    out = mt.apc_tradeoff(base, base.assign(margin=100.0), per_day=24)
+    assert out["base_max_1d"] == pytest.approx(1.01 ** 24 - 1, rel=1e-12) and out["apc_max_1d"] == 0.0
+    assert out["reduction_1d"] == pytest.approx(1.01 ** 24 - 1, rel=1e-12)
+    assert mt.observations(1, 24) == 24 and mt.observations(365, 24) == 8760 and mt.observations(30) == 30

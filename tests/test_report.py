@@ -565,6 +565,36 @@ def test_the_first_sentence_counts_over_margined_books_as_covered_and_says_so():
                      "and HS on 2 of 3 books; EWMA and static 10% hold it on every book they cover.")
 
 
+def test_a_pass_of_a_low_power_mpor_test_is_not_called_coverage_holds():
+    """Found by a reviewer: hourly, MPOR 24 observations, 716 rows: "Coverage holds" for HVaR at 27 breaches (3.8%)
+    for a 1% target, while the test on 24 sub-samples of ~30 rows needs 4 breaches in one of them to reject.
+    The reach of the test is stated beside the pass and the sentence says "not rejected (low power)"."""
+    from marginlab.reports.verdict import mpor_reach, verdict_sentences
+
+    reach = mpor_reach(716, 24, 0.01)
+    # by hand: offsets 0..19 hold 30 rows, 20..23 hold 29; 24 P(Bin(29, 1%) >= 3) = 0.073, >= 4: 0.0046
+    assert 24 * stats.binom.sf(2, 29, 0.01) >= 0.05 > 24 * stats.binom.sf(3, 29, 0.01)
+    assert 24 * stats.binom.sf(2, 30, 0.01) >= 0.05 > 24 * stats.binom.sf(3, 30, 0.01)
+    power = 1 - stats.binom.cdf(3, 30, 0.02) ** 20 * stats.binom.cdf(3, 29, 0.02) ** 4
+    assert reach == {"subsamples": 24, "subsample_observations": 29, "min_rejectable_breaches": 4,
+                     "power_2p": pytest.approx(power, rel=1e-12), "low_power": True}
+    assert power < 0.1
+    # a daily MPOR 2 test on 3,766 rows has the power (1,883 rows per sub-sample)
+    assert not mpor_reach(3766, 2, 0.01)["low_power"]
+
+    def cell(pf, md, v, **more):
+        return {"portfolio": pf, "model": md, "verdict": v, "largest_shortfall": 0.0, **more}
+
+    matrix = {"level": 0.05, "books": ["a", "b"], "cells": [
+        cell("a", "HVaR", "pass", **reach), cell("b", "HVaR", "pass", **reach),
+        cell("a", "static", "pass", **mpor_reach(3766, 2, 0.01)), cell("b", "static", "pass")]}
+    first = verdict_sentences(matrix)[0]
+    assert "for static on 2 of 2 books and HVaR on 0 of 2 books; static holds it on every book it covers." in first
+    assert first.endswith("Coverage not shown, for HVaR on 2 books: not rejected (low power: n/h = 29 per "
+                          "sub-sample; a rejection needs 4 breaches in one of 24 sub-samples; power 6.59% against "
+                          "twice the level).")
+
+
 def test_two_runs_with_the_same_seed_differ_only_in_the_run_metadata(tmp_path):
     """Found by a reviewer: results.json and report.html differed between two runs with the same seed inside
     content ("replay ran in 96.9 s" vs "84.4 s" in a section's prose, per-model seconds in a diagnostics table,

@@ -1895,6 +1895,9 @@ class CoverageReport:
     combination: str
     subsamples: dict[int, dict[str, TestResult]] = field(default_factory=dict, repr=False)
     es_p: float | None = None
+    #: (observations, exceptions) of the tested VaR series, which the headline counts; the disclosure counts
+    #: breaches of the margin held, which for an ES model is the ES, not that VaR (None: the disclosure's)
+    counts: tuple[int, int] | None = None
 
     def headline(self) -> dict[str, Any]:
         """The key numbers of the backtest, as a flat dict.
@@ -1913,8 +1916,11 @@ class CoverageReport:
         the sub-sample with the smallest p-value (the one a rejection rests
         on) and the worst-window count the largest over the sub-samples.
         """
-        total = self.disclosure.loc["total"]
-        n, x = int(total["observations"]), int(total["exceptions"])
+        if self.counts is not None:
+            n, x = self.counts
+        else:
+            total = self.disclosure.loc["total"]
+            n, x = int(total["observations"]), int(total["exceptions"])
         pof, tl = self.tests["pof_exact"], self.tests["traffic_light"]
         cc = self.tests.get("conditional_coverage_exact")
         return {"p": self.p, "mpor_days": self.mpor_days, "observations": n, "breaches": x,
@@ -1958,7 +1964,8 @@ class CoverageReport:
         hl = self.headline()
         pof = self.tests["pof_exact"]
         tl = self.tests["traffic_light"]
-        head = (f"Breaches {hl['breaches']} of {hl['observations']} ({hl['breach_rate']:.2%}); expected "
+        head = (f"Exceptions (loss > tested VaR) {hl['breaches']} of {hl['observations']} "
+                f"({hl['breach_rate']:.2%}); expected "
                 f"{hl['expected_breaches']:.4g} at p = {self.p:g}.\n"
                 f"Kupiec (exact, two-sided) p = {hl['kupiec_pvalue']:.4g}: {hl['kupiec_direction']} "
                 f"({pof.verdict(0.05)} at 5%); too many breaches (one-sided) p = {hl['too_many_pvalue']:.4g}; "
@@ -1967,9 +1974,9 @@ class CoverageReport:
                 f"window {hl['worst_window_breaches']} breaches, P(as bad under H0) = "
                 f"{hl['worst_window_pvalue']:.4g}\n")
         d = self.disclosure.loc["total"]
-        foot = (f"\nObservations {int(d['observations'])}, exceptions {int(d['exceptions'])}, "
-                f"achieved coverage {d['achieved_coverage']:.4%}, largest breach {d['largest_breach']:.6g}, "
-                f"average breach {d['average_breach']:.6g}")
+        foot = (f"\nMargin held (CPMI-IOSCO PQD 6.5): observations {int(d['observations'])}, breaches of the "
+                f"margin {int(d['exceptions'])}, achieved coverage {d['achieved_coverage']:.4%}, largest breach "
+                f"{d['largest_breach']:.6g}, average breach {d['average_breach']:.6g}")
         notes = "".join(f"\n{key}: {_own_note(r.note)}" for key, r in self.tests.items() if _own_note(r.note))
         return head + table.as_text() + foot + notes
 
@@ -2006,15 +2013,19 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
             out["du_escanciano_u"], out["du_escanciano_c"] = u, c
     if es is not None:
         out["mcneil_frey"] = mcneil_frey(pnl, es_var, es, seed=seed)
-        low = _es_below_var(es_var, es)
-        z12 = _acerbi_szekely(("z1", "z2"), pnl, es_var, es, es_p, None, None, 10_000, seed) if not low.any() \
+        # Z1/Z2 divide by the ES and match a tail law to (VaR, ES): not applicable when some ES is below its
+        # VaR (no tail law has it) or is 0 (the models floor VaR and ES at 0: a book without a tail loss)
+        low, zero = _es_below_var(es_var, es), es <= 0
+        bad = low | zero
+        z12 = _acerbi_szekely(("z1", "z2"), pnl, es_var, es, es_p, None, None, 10_000, seed) if not bad.any() \
             else None
+        why = "; ".join(f"ES {what} on {int(mask.sum())} dates (first at observation {int(np.argmax(mask))})"
+                        for what, mask in (("below the VaR", low), ("not positive", zero)) if mask.any())
         for i, kind in enumerate(("z1", "z2")):
             out[f"acerbi_szekely_{kind}"] = z12[i] if z12 is not None else ESTestResult(
                     name=f"Acerbi-Szekely {kind.upper()}", statistic=0.0, pvalue=1.0, n_obs=pnl.size,
                     n_exceptions=int((-pnl > es_var).sum()), distribution="simulated", kind=kind,
-                    note=f"ES below the VaR on {int(low.sum())} dates (first at observation {int(np.argmax(low))}): "
-                         "no tail law has them, not applicable")
+                    note=f"{why}: no tail law has them, not applicable")
     return out
 
 
@@ -2065,7 +2076,7 @@ def _bonferroni(results: list[TestResult], m: int) -> TestResult:
 
 
 def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *, es_var=None,
-             es_p: float | None = None, window: int = 250, seed: int = 0) -> CoverageReport:
+             es_p: float | None = None, window: int = 250, seed: int = 0, margin=None) -> CoverageReport:
     r"""Run every applicable coverage (and ES) test on one VaR/margin series.
 
     The one place where the full battery runs for a series: Kupiec (asymptotic
@@ -2101,9 +2112,19 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
         Traffic-light window in observations (250).
     seed : int
         Seed of the simulated null distributions (worst window, ES tests).
+    margin : array-like or Series of shape (n,), optional
+        The margin (collateral) held, whose breaches the disclosure table counts. Defaults to ``es``
+        when given (an ES margin model holds its ES), else to ``var``.
 
     Notes
     -----
+    Disclosure: ``CoverageReport.disclosure`` (CPMI-IOSCO PQD 6.5: achieved coverage and the size of
+    the uncovered exposure) and the last line of its summary count breaches of the *margin held*
+    (``margin``), while the tests and the headline count exceptions of ``var``. They differ for an
+    ES model, tested as its VaR at the ES level but holding its ES: the disclosure then shows no
+    target coverage (NaN: an ES has no nominal coverage). ``target_coverage`` is ``1 - p`` when the
+    margin is the tested ``var``.
+
     Pairing: Series inputs are paired by index label (a ValueError names the
     first labels that differ); arrays by position.
 
@@ -2123,7 +2144,7 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
     without correction would inflate the false-alarm rate about m-fold. Naive
     p-values on overlapping windows are never reported.
     """
-    arrays, index = _aligned(pnl=pnl, var=var, es=es, es_var=es_var, pit=pit)
+    arrays, index = _aligned(pnl=pnl, var=var, es=es, es_var=es_var, pit=pit, margin=margin)
     pnl_a, var_a, es_a, pit_a = arrays["pnl"], arrays["var"], arrays["es"], arrays["pit"]
     p = _check_p(p)
     es_p = p if es_p is None else _check_p(es_p)
@@ -2137,7 +2158,14 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
                              f"from p = {p:g}")
         es_var_a = var_a
     pnl_s = pd.Series(pnl_a, index=index)
-    disclosure = disclosure_table(pnl_s, var_a, p, by="year" if isinstance(index, pd.DatetimeIndex) else None)
+    held = arrays["margin"] if arrays["margin"] is not None else es_a if es_a is not None else var_a
+    # target coverage 1 - p only where the margin held is the VaR tested at p (an ES margin has none)
+    is_var = held is var_a or np.array_equal(held, var_a)
+    disclosure = disclosure_table(pnl_s, held, p if is_var else None,
+                                  by="year" if isinstance(index, pd.DatetimeIndex) else None)
+    if not is_var:
+        disclosure.insert(3, "target_coverage", np.nan)
+    counts = (int(pnl_a.size), int((-pnl_a > var_a).sum()))
     opts = dict(window=window, seed=seed, es_p=es_p)
 
     def cut(a, sl):
@@ -2146,7 +2174,7 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
     if mpor_days == 1:
         tests = _run_tests(pnl_a, var_a, p, es=es_a, es_var=es_var_a, pit=pit_a, **opts)
         return CoverageReport(tests=tests, disclosure=disclosure, p=p, mpor_days=1, es_p=es_p,
-                              combination="single sample (non-overlapping 1-day horizon)")
+                              combination="single sample (non-overlapping 1-day horizon)", counts=counts)
     subs: dict[int, dict[str, TestResult]] = {}
     for k in subsample_offsets(pnl_a.size, mpor_days):
         sl = slice(k, None, mpor_days)
@@ -2159,4 +2187,5 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
     first = next(iter(subs.values()))
     combined = {key: _bonferroni([s[key] for s in subs.values() if key in s], m) for key in first}
     return CoverageReport(tests=combined, disclosure=disclosure, p=p, mpor_days=int(mpor_days), es_p=es_p,
-                          combination=f"Bonferroni over {m} non-overlapping sub-samples", subsamples=subs)
+                          combination=f"Bonferroni over {m} non-overlapping sub-samples", subsamples=subs,
+                          counts=counts)

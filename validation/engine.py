@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from marginlab.datasets import DataError, MarketData
 from marginlab.datasets.conventions import utc
+from marginlab.datasets.validate import frequency_delta
 from marginlab.models.accounts import AccountBook
 from marginlab.models.base import HasDiagnostics, MarginModel
 from marginlab.models.context import RunContext
@@ -503,7 +504,7 @@ class Backtest:
             warmup={(name, label): warmup[(name, label)] for label, name in order if (name, label) in warmup},
             diagnostics={label: diagnostics[label] for label in self._models if label in diagnostics},
             elapsed_s=elapsed, model_seconds={label: seconds.get(label, 0.0) for label in self._models},
-            estimates=est, portfolios=dict(self._portfolios),
+            estimates=est, portfolios=dict(self._portfolios), freq=self.market.freq,
             accounts=[n for n in replayed if isinstance(self._portfolios[n], AccountBook)],
             idle_accounts=[n for n, p in self._portfolios.items()
                            if isinstance(p, AccountBook) and n not in live and n not in untestable],
@@ -587,6 +588,13 @@ class BacktestResult:
     untested_account_days: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=UNTESTED_COLUMNS))
     #: the portfolios replayed (name -> Portfolio), e.g. for stress tests of the same books
     portfolios: dict[str, Portfolio] = field(default_factory=dict)
+    #: the market panel's sampling frequency ("1d" or "1h"): how dates are written and n-day windows counted
+    freq: str = "1d"
+
+    @property
+    def per_day(self) -> float:
+        """Observations a day of the panel (1 on daily data, 24 on hourly): the n-day windows of the metrics."""
+        return float(pd.Timedelta(days=1) / frequency_delta(self.freq))
 
     def to_frame(self) -> pd.DataFrame:
         """The long-format rows (a copy)."""
@@ -634,7 +642,9 @@ class BacktestResult:
         for an ES model the VaR at the ES level, with the ES backtests run on the margin (the ES). The PIT
         tests run where the model forecasts a distribution. ``sample="common"`` restricts the pair to the
         dates every model of the book has a margin (the default, for comparisons); ``"own"`` uses all of
-        the pair's dates. MPOR > 1: non-overlapping sub-samples combined by Bonferroni.
+        the pair's dates. MPOR > 1: non-overlapping sub-samples combined by Bonferroni. The report's
+        ``disclosure`` (CPMI-IOSCO PQD 6.5) counts breaches of the margin held (the ``breach`` column), for an
+        ES model its ES.
         """
         return cv.backtest(**self._coverage_inputs(portfolio, model, p, default_p, sample))
 
@@ -682,7 +692,7 @@ class BacktestResult:
         is_es = model in self.models and self.models[model].margin_measure == "es"
         pit = rows["pit"] if rows["pit"].notna().all() else None
         return {"pnl": rows["pnl"], "var": var, "es": rows["margin"] if is_es else None, "p": level, "pit": pit,
-                "mpor_days": self.mpor_days}
+                "mpor_days": self.mpor_days, "margin": rows["margin"]}
 
     def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common",
                  portfolios: Sequence[str] | None = None,
@@ -718,7 +728,7 @@ class BacktestResult:
     def efficiency(self, sample: str = "common", portfolios: Sequence[str] | None = None) -> pd.DataFrame:
         """Every metric of :data:`~marginlab.validation.metrics.METRICS` per pair (common dates by default)."""
         every = self._pair_rows(sample, portfolios)
-        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(rows)}
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_metrics(rows, per_day=self.per_day)}
                    for (pf, md), rows in every.items()]
         return pd.DataFrame(records, columns=["portfolio", "model", "sample", *(m.key for m in METRICS)]
                             ).set_index(["portfolio", "model"])
@@ -916,7 +926,7 @@ class BacktestResult:
         (see :mod:`marginlab.validation.metrics`): the average margin rate, peak-to-trough ratios (sample and
         worst rolling year), the largest 1-, 5- and 30-day increases and quantiles of the daily margin calls.
         """
-        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_procyclicality(rows)}
+        records = [{"portfolio": pf, "model": md, "sample": sample, **compute_procyclicality(rows, self.per_day)}
                    for (pf, md), rows in self._pair_rows(sample).items()]
         return pd.DataFrame(records).set_index(["portfolio", "model"])
 
@@ -967,7 +977,7 @@ class BacktestResult:
             for pf, md in pairs:
                 if md == label and (pf, base) in pairs:
                     records.append({"portfolio": pf, "model": label, "base_model": base, "tools": tools,
-                                    **apc_tradeoff(pairs[(pf, base)], pairs[(pf, label)])})
+                                    **apc_tradeoff(pairs[(pf, base)], pairs[(pf, label)], self.per_day)})
         columns = ["portfolio", "model", "base_model", "tools"]
         return pd.DataFrame(records, columns=columns if not records else None).set_index(["portfolio", "model"])
 

@@ -21,12 +21,20 @@ rolling n-day windows, and the distribution of daily margin calls) and the
 CCP literature (Murphy, Vasios and Vause 2014, "An investigation into the
 procyclicality of risk-based initial margin models", Bank of England FSP 29;
 2016, "A comparative analysis of tools to limit the procyclicality of initial
-margin requirements", BoE SWP 597): the largest 1-, 5- and 30-observation
-increases (days on daily data), the peak-to-trough ratio of the margin rate
-over the sample and over the worst rolling 365-observation window (a level
-measure, rolls included), and quantiles of the daily change of the margin
+margin requirements", BoE SWP 597): the largest 1-, 5- and 30-day
+increases, the peak-to-trough ratio of the margin rate over the sample and
+over the worst rolling 365-day window (a level measure, rolls included), and quantiles of the daily change of the margin
 rate on days without a book change (the margin calls per unit notional of an
 unchanged book).
+
+Windows in days are calendar windows counted in observations of the panel:
+an n-day window is ``round(n x per_day)`` observations, ``per_day`` the
+observations per day of the panel's step (1 on daily data, 24 on hourly data,
+as the overlays and ``vol_floor`` count their windows), so on hourly data
+``max_1d_increase`` is the largest increase over 24 rows and
+``peak_to_trough_1y`` the worst rolling 8,760 rows. ``per_day`` is passed by
+:class:`~marginlab.validation.engine.BacktestResult` from its ``freq``; the
+functions below take windows in observations.
 """
 
 from __future__ import annotations
@@ -39,10 +47,15 @@ import pandas as pd
 
 __all__ = ["Metric", "METRICS", "PROCYCLICALITY", "compute_metrics", "compute_procyclicality", "apc_tradeoff",
            "margin_rate", "offset_benefit", "comparable", "max_n_day_increase", "n_day_increases",
-           "largest_increase_window", "peak_to_trough", "INCREASE_WINDOWS"]
+           "largest_increase_window", "peak_to_trough", "INCREASE_WINDOWS", "observations"]
 
-#: The n of the "largest n-day margin increase" measures (observations; days on daily data).
+#: The n of the "largest n-day margin increase" measures (days: ``round(n x per_day)`` observations).
 INCREASE_WINDOWS: tuple[int, ...] = (1, 5, 30)
+
+
+def observations(days: float, per_day: float = 1.0) -> int:
+    """The observations of a window of ``days`` days on a panel with ``per_day`` observations a day (at least 1)."""
+    return max(int(round(days * per_day)), 1)
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,12 @@ class Metric:
     func: Callable[[pd.DataFrame], float]
     unit: str
     family: str  # "coverage", "efficiency" or "procyclicality"
+    #: whether ``func`` measures over windows in days: then it takes ``per_day`` (observations a day) too
+    in_days: bool = False
+
+    def value(self, rows: pd.DataFrame, per_day: float = 1.0) -> float:
+        """``func`` on ``rows``, its windows in days counted at ``per_day`` observations a day."""
+        return self.func(rows, per_day) if self.in_days else self.func(rows)
 
 
 def margin_rate(rows: pd.DataFrame) -> np.ndarray:
@@ -186,6 +205,18 @@ def _call_quantile(q: float) -> Callable[[pd.DataFrame], float]:
     return func
 
 
+def _excess_collateral(rows: pd.DataFrame) -> float:
+    r"""Average collateral left after the realised loss, :math:`\frac1T\sum_t \max(M_t - \max(L_t, 0), 0)`.
+
+    The part of the margin :math:`M_t` that the loss over the MPOR :math:`L_t` did not consume: the margin on
+    a gain or a flat day (a gain is not collateral, so the excess never exceeds the margin held), the margin
+    minus the loss when the margin covers it, 0 on a breach (whose uncovered part, loss - margin, is the
+    shortfall that CPMI-IOSCO PQD 6.5 discloses). Margin per date = excess + consumed part, so
+    ``mean_margin - excess_collateral`` is the average collateral the losses used.
+    """
+    return float((rows["margin"] - rows["loss"].clip(lower=0)).clip(lower=0).mean())
+
+
 def _shortfall(rows: pd.DataFrame) -> pd.Series:
     return (rows["loss"] - rows["margin"])[rows["breach"]]
 
@@ -196,7 +227,8 @@ _PROCYCLICALITY_CORE: tuple[Metric, ...] = (
            lambda r: peak_to_trough(r), "ratio", "procyclicality"),
     *(Metric(f"max_{n}d_increase", f"Largest {n}-day relative increase of margin / notional, "
                                           f"max m_t / m_t-{n} - 1 (same book)",
-             lambda r, n=n: max_n_day_increase(r, n), "fraction", "procyclicality") for n in INCREASE_WINDOWS),
+             lambda r, per_day=1.0, n=n: max_n_day_increase(r, observations(n, per_day)), "fraction",
+             "procyclicality", in_days=True) for n in INCREASE_WINDOWS),
 )
 
 METRICS: tuple[Metric, ...] = (
@@ -210,10 +242,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("margin_to_loss", "Average margin / mean(max(loss, 0)) over all dates",
            lambda r: float(r["margin"].mean() / r["loss"].clip(lower=0).mean())
            if r["loss"].clip(lower=0).mean() > 0 else float("nan"), "ratio", "efficiency"),
-    # over every date, with the signed loss: on a gain (loss < 0) the excess is the margin plus the gain
-    Metric("excess_collateral", "Average excess collateral, mean(max(margin - loss, 0)) over all dates "
-                                "(signed loss: on a gain the excess exceeds the margin)",
-           lambda r: float((r["margin"] - r["loss"]).clip(lower=0).mean()), "quote ccy", "efficiency"),
+    # the collateral the realised loss did not consume: margin - max(loss, 0), floored at 0, so between 0 and the
+    # margin (a gain consumes none: it is not collateral); the complement of the shortfall on breaches
+    Metric("excess_collateral", "Average excess collateral, mean(max(margin - max(loss, 0), 0)) over all dates "
+                                "(at most the margin: a gain counts as a loss of 0)",
+           _excess_collateral, "quote ccy", "efficiency"),
     Metric("shortfall_total", "Total shortfall on breaches", lambda r: float(_shortfall(r).sum()),
            "quote ccy", "efficiency"),
     Metric("shortfall_max", "Largest shortfall on a breach",
@@ -232,8 +265,9 @@ PROCYCLICALITY: tuple[Metric, ...] = (
     Metric("mean_margin_rate", "Average margin / notional", lambda r: float(np.nanmean(margin_rate(r))),
            "fraction", "procyclicality"),
     *_PROCYCLICALITY_CORE,
-    Metric("peak_to_trough_1y", "Peak-to-trough margin rate, worst rolling 365 observations",
-           lambda r: peak_to_trough(r, 365), "ratio", "procyclicality"),
+    Metric("peak_to_trough_1y", "Peak-to-trough margin rate, worst rolling 365 days",
+           lambda r, per_day=1.0: peak_to_trough(r, observations(365, per_day)), "ratio", "procyclicality",
+           in_days=True),
     Metric("comparable_days", "Days with an unchanged book (1-day windows)",
            lambda r: float(comparable(r, 1).sum()), "days", "procyclicality"),
     # margin calls: absolute changes m_t - m_t-1 of the margin rate (fraction points), not relative changes
@@ -248,17 +282,24 @@ PROCYCLICALITY: tuple[Metric, ...] = (
 )
 
 
-def compute_metrics(rows: pd.DataFrame, families: tuple[str, ...] | None = None) -> dict[str, float]:
-    """Evaluate every registered metric (optionally of some families) on one pair's rows."""
-    return {m.key: m.func(rows) for m in METRICS if families is None or m.family in families}
+def compute_metrics(rows: pd.DataFrame, families: tuple[str, ...] | None = None,
+                    per_day: float = 1.0) -> dict[str, float]:
+    """Evaluate every registered metric (optionally of some families) on one pair's rows.
+
+    ``per_day``: observations a day of the panel (24 on hourly data), for the windows in days.
+    """
+    return {m.key: m.value(rows, per_day) for m in METRICS if families is None or m.family in families}
 
 
-def compute_procyclicality(rows: pd.DataFrame) -> dict[str, float]:
-    """Evaluate every measure of :data:`PROCYCLICALITY` on one pair's rows (in date order)."""
-    return {m.key: m.func(rows) for m in PROCYCLICALITY}
+def compute_procyclicality(rows: pd.DataFrame, per_day: float = 1.0) -> dict[str, float]:
+    """Evaluate every measure of :data:`PROCYCLICALITY` on one pair's rows (in date order).
+
+    ``per_day``: as :func:`compute_metrics`.
+    """
+    return {m.key: m.value(rows, per_day) for m in PROCYCLICALITY}
 
 
-def apc_tradeoff(base: pd.DataFrame, overlaid: pd.DataFrame) -> dict[str, float]:
+def apc_tradeoff(base: pd.DataFrame, overlaid: pd.DataFrame, per_day: float = 1.0) -> dict[str, float]:
     """Cost and benefit of an overlay: the overlaid model's rows against its inner model's, on the same dates.
 
     Cost: the average extra margin, ``extra_margin`` (quote currency) and ``extra_margin_rel`` (mean overlaid /
@@ -267,6 +308,7 @@ def apc_tradeoff(base: pd.DataFrame, overlaid: pd.DataFrame) -> dict[str, float]
     ``reduction_{n}d`` = base - apc (fraction points: 0.58 is 58 percentage points of the margin rate) and the
     relative reduction ``reduction_{n}d_rel`` = (base - apc) / base (NaN without a base increase); likewise
     the peak-to-trough ratios. Both frames hold one pair's rows indexed by date; only their common dates count.
+    An n-day window is ``round(n x per_day)`` observations (``per_day`` = 24 on hourly data).
     """
     dates = base.index.intersection(overlaid.index)
     b, o = base.loc[dates], overlaid.loc[dates]
@@ -274,7 +316,7 @@ def apc_tradeoff(base: pd.DataFrame, overlaid: pd.DataFrame) -> dict[str, float]
            "extra_margin_rel": float(o["margin"].mean() / b["margin"].mean() - 1.0)
            if b["margin"].mean() > 0 else float("nan")}
     for n in INCREASE_WINDOWS:
-        before, after = max_n_day_increase(b, n), max_n_day_increase(o, n)
+        before, after = max_n_day_increase(b, observations(n, per_day)), max_n_day_increase(o, observations(n, per_day))
         out.update({f"base_max_{n}d": before, f"apc_max_{n}d": after, f"reduction_{n}d": before - after,
                     # NaN without a base increase (below 1e-12: float noise of a constant rate, e.g. 4.4e-16)
                     f"reduction_{n}d_rel": (before - after) / before if before > 1e-12 else float("nan")})
