@@ -17,7 +17,7 @@ before the model's own ``__post_init__`` checks its range:
 Models that forecast a loss distribution also implement
 ``forecast(state, positions, market, t) -> Forecast`` (the margin together with
 the VaR and ES at the model's level and the scenario losses, from which the
-engine computes the PIT of the realised loss); the default wraps ``margin``.
+engine computes the rank PIT of the realised loss, :meth:`Forecast.pit`); the default wraps ``margin``.
 
 Every state answers ``diagnostics() -> dict[str, int]`` (counts the report shows,
 e.g. failed or boundary fits; empty for stateless models). Each model states
@@ -94,17 +94,33 @@ class Forecast:
     weights: np.ndarray | None = None
 
     def pit(self, pnl: float) -> float:
-        r"""Probability integral transform of a realised P&L: :math:`F_{PnL}(pnl) = P(L \ge -pnl)`.
+        r"""Rank PIT of a realised P&L among the forecast's N scenarios: :math:`(k + 1/2)/(N + 1)`.
 
-        NaN without a forecast distribution. The forecast P&L is ``-losses``, so
-        the forecast CDF at ``pnl`` is the weight of scenarios with loss >= -pnl.
+        ``k`` is the number of scenarios with a loss at or above the realised loss ``-pnl`` (forecast
+        P&L at or below ``pnl``). Under a correct forecast the realisation and the N scenarios are
+        exchangeable draws of one law, so ``k`` is uniform on 0..N and the PIT is the midpoint of one of
+        N + 1 equal bins: the rank histogram (Anderson 1996, J. Climate 9; Hamill 2001, Mon. Wea. Rev.
+        129) as a PIT, the non-randomised mid-PIT of a discrete forecast (Czado, Gneiting and Held 2009,
+        Biometrics 65(4)). It lies in [1/(2(N+1)), 1 - 1/(2(N+1))], never 0 or 1, so a loss beyond every
+        scenario gives :math:`1/(2(N+1))`, a finite normal quantile for the Berkowitz tail test, and it
+        differs from the empirical forecast CDF k/N (the PIT before: 0 on such a loss) by at most
+        :math:`|k - N/2|/(N(N+1)) \le 1/(2(N+1))`.
+
+        Weighted scenarios (``weights``, total W, mean :math:`\bar w = W/N`): :math:`(W_{\ge} + \bar
+        w/2)/(W + \bar w)`, :math:`W_{\ge}` the weight of scenarios with loss >= -pnl, the realisation
+        counted as one more scenario of the mean weight; equal weights give the formula above exactly, and
+        it differs from :math:`W_{\ge}/W` by at most 1/(2(N + 1)) as well.
+        NaN without a forecast distribution (or with no scenario) or a non-finite P&L.
         """
-        if self.losses is None or not np.isfinite(pnl):
+        if self.losses is None or not self.losses.size or not np.isfinite(pnl):
             return float("nan")
-        if self.weights is None:  # equal weights: the count over N (the sums of unit weights, exactly)
-            return float(np.float64(np.count_nonzero(self.losses >= -pnl)) / np.float64(self.losses.size))
+        if self.weights is None:  # equal weights: counts (the sums of unit weights, exactly)
+            k = np.float64(np.count_nonzero(self.losses >= -pnl))
+            return float((k + 0.5) / (np.float64(self.losses.size) + 1.0))
         w = self.weights
-        return float(w[self.losses >= -pnl].sum() / w.sum())
+        total = w.sum()
+        mean = total / self.losses.size
+        return float((w[self.losses >= -pnl].sum() + mean / 2.0) / (total + mean))
 
 
 @dataclass(frozen=True)

@@ -341,3 +341,38 @@ def test_berkowitz_tail_of_a_correct_discrete_forecast_is_not_set_by_a_clip_cons
     rows = _coverage_tests(cv.backtest(pnl, np.full(301, 2.3), p=0.01, pit=np.r_[0.0, np.full(300, 0.5)]))
     berkowitz = next(r for r in rows if r["test"] == "Berkowitz tail")
     assert berkowitz["reject_5pct"] == "n/a" and berkowitz["note"].startswith("not applicable")
+
+
+def test_forecast_pit_is_the_rank_pit_of_the_realisation_among_the_scenarios():
+    """Forecast.pit is (k + 1/2)/(N + 1), k the scenarios with a loss at or above the realised loss (the rank
+    histogram of Anderson 1996 / Hamill 2001 as a PIT): never 0, even on a loss beyond every scenario (it was k/N = 0,
+    where the Berkowitz test's normal quantile is infinite). Weighted: (W_ge + w/2)/(W + w), w = W/N."""
+    import marginlab.models as mm
+
+    fc = mm.Forecast(margin=0.0, losses=np.arange(1000.0))
+    assert fc.pit(-2000.0) == 0.5 / 1001  # the realised loss 2,000 is above all 1,000 scenarios: k = 0
+    assert fc.pit(2000.0) == 1000.5 / 1001  # a profit beyond every scenario: k = N
+    assert fc.pit(-500.0) == 500.5 / 1001  # losses 500..999 are >= 500: k = 500 (a tie counts)
+    assert np.isnan(fc.pit(np.nan)) and np.isnan(mm.Forecast(margin=1.0).pit(0.0))
+    w = mm.Forecast(margin=0.0, losses=np.array([1.0, 2.0, 3.0, 4.0]), weights=np.array([0.1, 0.2, 0.3, 0.4]))
+    assert w.pit(-2.5) == pytest.approx((0.3 + 0.4 + 0.25 / 2) / (1.0 + 0.25), abs=1e-15)  # = 0.66
+    assert w.pit(-9.0) == pytest.approx(0.125 / 1.25, abs=1e-15) and w.pit(9.0) == pytest.approx(1.125 / 1.25)
+
+
+def test_berkowitz_tail_does_not_reject_a_correct_scenario_forecast_on_the_engines_pit():
+    """Size: a correct 1,000-scenario model over 1,000 dates (scenarios and realisation iid from one Student t(4)
+    law), its PITs from Forecast.pit as the engine computes them: the Berkowitz tail test rejects at 1% in at most
+    1 of 20 seeds (binomial(20, 1%): P(X >= 2) = 1.7%). With PITs k/N a loss beyond every scenario (a date in ~1,000
+    for a correct model) gave PIT 0: clipped to 1e-300 the test rejected, then it was not applicable."""
+    import marginlab.models as mm
+
+    n_scen, n_dates, pvalues = 1000, 1000, []
+    for seed in range(20):
+        rng = np.random.default_rng([2026, seed])
+        scen = rng.standard_t(4, size=(n_dates, n_scen))
+        real = rng.standard_t(4, size=n_dates)
+        pit = np.array([mm.Forecast(margin=0.0, losses=scen[t]).pit(-real[t]) for t in range(n_dates)])
+        assert pit.min() >= 0.5 / (n_scen + 1) and pit.max() <= 1 - 0.5 / (n_scen + 1)
+        pvalues.append(cv.berkowitz_tail(pit, 0.01).pvalue)
+    pvalues = np.array(pvalues)
+    assert np.isfinite(pvalues).all() and (pvalues >= 0.01).sum() >= 19, pvalues

@@ -254,3 +254,20 @@ def test_the_apc_buffers_notional_is_the_engines():
     f = Backtest(market, [book], [mm.make_model("static")], start="2022-03-01", end="2022-03-08").run().frame
     for t, notional in zip(f["date"], f["notional"], strict=True):
         assert gross_notional(book.positions, market, market.loc_of(t)) == pytest.approx(notional, rel=1e-12), t
+
+
+def test_berkowitz_runs_on_a_historical_var_whose_realised_loss_exceeds_every_scenario():
+    """BTC's move from 2020-03-11 to 03-12 (-39.0%) is beyond all of the 250 previous daily moves (the worst -13.2%):
+    the PIT column holds the rank PIT 1/(2 x 251) there, not 0, and coverage_report's Berkowitz tail test has a
+    finite statistic (with the PIT k/N = 0 it was not applicable, NaN)."""
+    market = ds.load_market(["BTC"], start="2019-01-01", end="2020-06-30")
+    book = {"long BTC spot": mm.FixedBook("long BTC spot", (mm.Position(mm.Spot("BTC"), 1.0),))}
+    res = Backtest(market, book, {"hs": mm.make_model("historical_var", lookback=250)}, start="2020-02-01",
+                   end="2020-04-30").run()
+    f = res.to_frame()
+    beyond = f[f["loss"] > f["margin"]]
+    t = pd.Timestamp("2020-03-11", tz="UTC")  # the margin date: P&L over the next day
+    assert t in set(beyond["date"]) and f.set_index("date").loc[t, "pit"] == 0.5 / 251
+    assert ((f["pit"] > 0) & (f["pit"] < 1)).all()
+    bt = res.coverage_report("long BTC spot", "hs", sample="own").tests["berkowitz_tail"]
+    assert np.isfinite(bt.statistic) and np.isfinite(bt.pvalue) and bt.n_exceptions >= 1

@@ -283,7 +283,7 @@ def test_fhs_multi_day_revalues_every_bootstrap_path(book):
 
 def test_forecast_records_var_es_and_pit_of_the_scenario_distribution():
     """An ES model records its ES (the margin) and its VaR at the ES level; the PIT of the realised loss is
-    the share of scenario losses at or above it (hand-computed from the window's historical moves)."""
+    its rank PIT (k + 1/2)/(N + 1), k the scenario losses at or above it (hand-computed from the window's moves)."""
     book = {"long BTC spot": mm.FixedBook("one BTC", (mm.Position(mm.Spot("BTC"), 1.0),))}
     res = Backtest(MARKET, book, {"hs es": mm.make_model("historical_es", lookback=500)}, start="2021-06-01",
                    end="2021-06-10").run()
@@ -296,7 +296,8 @@ def test_forecast_records_var_es_and_pit_of_the_scenario_distribution():
     assert row["var"] == pytest.approx(top[-1], rel=1e-12)
     assert row["es"] == pytest.approx((top[:12].sum() + 0.5 * top[12]) / 12.5, rel=1e-12)  # Acerbi-Tasche
     assert row["margin"] == row["es"]
-    assert row["pit"] == pytest.approx(np.mean(losses >= row["loss"]), abs=1e-15)
+    k = np.count_nonzero(losses >= row["loss"])  # rank PIT of the realisation among the N = 500 scenarios
+    assert row["pit"] == pytest.approx((k + 0.5) / 501, abs=1e-15)
     assert mm.make_model("historical_es").tail_prob == pytest.approx(0.025)
     assert mm.make_model("fhs_garch").tail_prob == pytest.approx(0.01) and mm.make_model("static").tail_prob is None
 

@@ -200,7 +200,8 @@ def test_ewma_models_with_other_min_obs_sharing_a_context_keep_their_own_warm_up
 
 
 def test_pit_of_equal_weights_is_the_unit_weighted_pit():
-    """Forecast.pit without weights (a count over N) equals the same forecast with unit weights, bit for bit."""
+    """Forecast.pit without weights ((k + 1/2)/(N + 1) from a count) equals the same forecast with unit weights
+    ((W_ge + w/2)/(W + w), w = W/N = 1), bit for bit."""
     rng = np.random.default_rng(8)
     for n in (1, 2, 7, 100, 10_000):
         losses = np.round(rng.normal(size=n), 1)  # ties with the realised loss

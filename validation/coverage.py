@@ -1416,16 +1416,17 @@ def berkowitz_tail(pit, p: float, n_scenarios: int | None = None) -> TestResult:
     identified: the test is reported with ``note`` and p-value from the LR with
     sigma fixed at 1 (df 1).
 
-    **Discrete forecasts.** The PIT of an empirical forecast of N equally weighted scenarios is
-    k/N (k = scenarios at or below the realised P&L): a realisation beyond every scenario has PIT
-    exactly 0, where :math:`\Phi^{-1}` is infinite, so any clip constant (1e-300 gave z = -37)
-    sets the statistic alone. Given ``n_scenarios`` = N, the test uses the mid-distribution PIT of
-    the realisation's rank among the N + 1 values (Czado, Gneiting and Held 2009, "Predictive model
-    assessment for count data", Biometrics 65(4), non-randomised mid-PIT; the rank histogram of
-    Anderson 1996 / Hamill 2001): :math:`u^{mid} = (k + 1/2)/(N + 1)`, uniform on its grid under a
-    correct forecast and never 0 or 1. Without ``n_scenarios``, a PIT of exactly 0 makes the test
-    not applicable (statistic and p-value NaN, the reason in ``note``); other PITs are tested as
-    they are (a PIT of 1 lies above p and is censored: its value never enters).
+    **Discrete forecasts.** The engine's ``pit`` column (:meth:`marginlab.models.Forecast.pit`) is
+    already the rank PIT of the realisation among the N scenarios, :math:`(k + 1/2)/(N + 1)` with k the
+    scenarios at or beyond the realised loss (Czado, Gneiting and Held 2009, "Predictive model assessment
+    for count data", Biometrics 65(4), non-randomised mid-PIT; the rank histogram of Anderson 1996 /
+    Hamill 2001): uniform on its grid under a correct forecast and never 0 or 1, so pass it as it is
+    (without ``n_scenarios``). A user-supplied empirical CDF k/N is 0 on a realisation beyond every
+    scenario, where :math:`\Phi^{-1}` is infinite, so any clip constant (1e-300 gave z = -37) would set the
+    statistic alone: given ``n_scenarios`` = N, such PITs are mapped to :math:`(k + 1/2)/(N + 1)` first;
+    without it, a PIT of exactly 0 makes the test not applicable (statistic and p-value NaN, the reason
+    in ``note``); other PITs are tested as they are (a PIT of 1 lies above p and is censored: its value
+    never enters).
     """
     u = _as_array(pit, "pit")
     p = _check_p(p)
@@ -1442,7 +1443,7 @@ def berkowitz_tail(pit, p: float, n_scenarios: int | None = None) -> TestResult:
                               n_exceptions=int((u < p).sum()),
                               note=f"not applicable: {edge} PIT(s) of exactly 0 (losses beyond every scenario of "
                                    "a discrete forecast, where the normal quantile is infinite); the "
-                                   "test needs the forecast's number of scenarios (mid-distribution PIT)")
+                                   "test needs the forecast's number of scenarios (n_scenarios: rank PIT)")
     # no PIT is 0 here: the clip only keeps Phi^-1 finite at 1, which is censored anyway (above p)
     z = stats.norm.ppf(np.clip(u, 1e-300, 1 - 1e-16))
     c = stats.norm.ppf(p)
@@ -2099,8 +2100,10 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
     p : float
         Tail probability the breaches of ``var`` are tested at.
     pit : array-like or Series of shape (n,), optional
-        Forecast CDF at the realised P&L; enables Berkowitz (tail below p) and
-        Du–Escanciano (at ``es_p``).
+        PIT of the realised P&L under the forecast (small = loss; the engine's rank PIT
+        (k + 1/2)/(N + 1) of a forecast of N scenarios, :meth:`marginlab.models.Forecast.pit`);
+        enables Berkowitz (tail below p; not applicable on a PIT of exactly 0) and Du–Escanciano
+        (at ``es_p``).
     mpor_days : int
         Horizon h of the P&L, in observations.
     es_var : array-like or Series of shape (n,), optional

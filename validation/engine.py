@@ -37,8 +37,9 @@ from .metrics import METRICS, apc_tradeoff, compute_metrics, compute_procyclical
 __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLUMNS"]
 
 #: Columns of the result frame: the margin date, portfolio and model labels, the margin, the realised P&L over
-#: the MPOR and loss = -pnl, breach = loss > margin (strict), VaR and ES at the model's level and the PIT of the
-#: realised P&L under the forecast distribution (NaN for rule-based models), the book's gross notional
+#: the MPOR and loss = -pnl, breach = loss > margin (strict), VaR and ES at the model's level and the rank PIT
+#: of the realised P&L among the forecast's N scenarios, (k + 1/2)/(N + 1) with k the scenarios with a loss at or
+#: above the realised one (:meth:`Forecast.pit`; never 0 or 1; NaN for rule-based models), the book's gross notional
 #: (sum |q| S over the positions held at t, quote currency: options and futures expired by t are left out)
 #: and whether its instruments changed since its previous date (a roll).
 #: ``Backtest(..., standalone_legs=True)`` adds ``standalone_margin``: the sum of the margins of the book's
