@@ -34,6 +34,9 @@ the margins are pinned by ``fhs_reference_margins_main.npz``, produced by this s
 
 ``fhs_reference_margins_datekey.npz`` holds the margins keys this script's output moved at the riskmodels
 fixes F3 (random draws and ``refit_every`` keyed by the date) and F4 (Acerbi-Tasche ES), those keys only.
+``fhs_reference_margins_anchored.npz`` holds the margins keys this script's output moved at a1052c2 (the
+long-run floor is the zero-mean variance) and 66e5c42 (fit chains anchored on the calendar), produced on main
+at 9696819, those keys only.
 
 ``tests/test_volatility_reference.py`` recomputes everything and asserts exact equality (bit for bit) with
 the newest file holding each key, and with the base file where no change was intended.
