@@ -15,17 +15,17 @@ depend on which books or models are run, in which order, or on which worker:
   row earlier (``first_row - 1 .. row - 1``) when that row has a return, else the
   window grows;
 * a growing window's predecessor is the same window without its last row;
-* there is no predecessor (a cold fit) on the first row of a calendar year (UTC,
-  by the row's observation time) or when the shorter window would have fewer than
-  ``min_obs`` rows.
+* there is no predecessor (a cold fit) on the first row of a calendar year on daily
+  panels, of a calendar month on intraday ones (UTC, by the row's observation time), or
+  when the shorter window would have fewer than ``min_obs`` rows.
 
-So a chain starts with a cold fit on the first row of each year and a fit depends on its
-window and that year's rows before it, never on where the run or the loaded panel
-starts. Where the likelihood has two optima, a chain anchored at the run's first date
-(as before 2026-12-01) could hold the other one: margins of 52,755 against 76,350 USD on
-long BTC spot on 2023-10-16 for runs started on 2023-09-01 and 2023-10-10 (review
-volatility F1). A run started inside a year first fits the chain from that year's first
-row (at most a year of fits per asset and specification).
+So a chain starts with a cold fit on the first row of each year (month) and a fit depends
+on its window and that period's rows before it, never on where the run or the loaded
+panel starts. Where the likelihood has two optima, a chain anchored at the run's first
+date (as before 2026-12-01) could hold the other one: margins of 52,755 against 76,350
+USD on long BTC spot on 2023-10-16 for runs started on 2023-09-01 and 2023-10-10 (review
+volatility F1). A run started inside a period first fits the chain from that period's
+first row (at most about 366 daily or 744 hourly fits per asset and specification).
 
 A fit asked for on a row whose predecessor was never fitted (e.g. a book that
 starts later than the others, or a worker given only some books) first fits the
@@ -42,6 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from marginlab.datasets import MarketData
 
 from .volatility import FilterFit, FilterSpec, fit_filter
@@ -51,9 +52,15 @@ __all__ = ["FilterEstimates", "SCALE", "long_run_variance"]
 SCALE = 100.0  # returns are filtered in percent
 
 
-def _year(market: MarketData, row: int) -> int:
-    """The UTC calendar year of row ``row``'s observation time (the chains' anchor: a cold fit on its first row)."""
-    return int(market.observation_ns[row].astype("datetime64[ns]").astype("datetime64[Y]").astype(np.int64))
+def _anchor_period(market: MarketData, row: int) -> int:
+    """The calendar period (UTC) of row ``row``'s observation time: chains start with a cold fit on its first row.
+
+    A calendar year on daily (or coarser) panels, a calendar month on intraday panels: a chain holds at most
+    about 366 daily or 744 hourly fits, so a margin asked for on one date (a fresh run, a Dask task, a
+    truncated market) costs at most that many warm fits before it.
+    """
+    unit = "datetime64[Y]" if market.step >= pd.Timedelta(days=1) else "datetime64[M]"
+    return int(market.observation_ns[row].astype("datetime64[ns]").astype(unit).astype(np.int64))
 
 
 def long_run_variance(market: MarketData, asset: str, row: int) -> tuple[float, int]:
@@ -107,7 +114,7 @@ class FilterEstimates:
 
     def predecessor(self, market: MarketData, asset: str, first_row: int, row: int) -> tuple[int, int] | None:
         """``(first_row, row)`` of the window the fit of ``(first_row, row)`` is warm-started from, or None."""
-        if row < 1 or _year(market, row) != _year(market, row - 1):
+        if row < 1 or _anchor_period(market, row) != _anchor_period(market, row - 1):
             return None
         n = row - first_row + 1
         if n >= self.lookback and first_row - 1 >= 1 \

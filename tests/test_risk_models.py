@@ -148,6 +148,30 @@ def test_fhs_margins_on_a_date_do_not_depend_on_where_the_run_starts():
         assert a.loc[common, col].to_numpy().tobytes() == b[col].to_numpy().tobytes(), col
 
 
+def test_fhs_chains_start_on_the_first_row_of_a_year_daily_and_of_a_month_intraday():
+    """A chain restarts (cold fit, no predecessor) on the first row of each calendar year of a daily panel and of
+    each calendar month of an hourly one (by observation time: the hourly row labelled 2021-05-31 23:00 closes at
+    06-01 00:00), so a margin asked for on one hourly date costs at most a month of fits (it cost up to a year:
+    2,950 fits on 2021-06-05 10:00 from the panel's start, and the look-ahead test, which asks for single dates on
+    truncated markets, took 25 minutes of CI)."""
+    from marginlab.models.estimates import FilterEstimates
+    from marginlab.models.volatility import FilterSpec
+
+    est = FilterEstimates(FilterSpec.from_names("garch", "normal"), lookback=1000, min_obs=250)
+    daily = ds.load_market(["BTC"], start="2019-01-01", end="2021-03-31")
+    for label, cold in (("2020-12-31", True), ("2021-01-01", False), ("2021-02-28", False), ("2021-03-01", False)):
+        i = daily.loc_of(pd.Timestamp(label, tz="UTC"))
+        assert (est.predecessor(daily, "BTC", i - 999 if i >= 999 else 1, i) is None) is cold, label
+    hourly = ds.load_market(["BTC"], freq="1h", start="2021-02-01")
+    for label, cold in (("2021-05-31 22:00", False), ("2021-05-31 23:00", True), ("2021-06-01 00:00", False)):
+        i = hourly.loc_of(pd.Timestamp(label, tz="UTC"))
+        assert (est.predecessor(hourly, "BTC", i - 999, i) is None) is cold, label
+    t = pd.Timestamp("2021-06-05 10:00", tz="UTC")
+    i = hourly.loc_of(t)
+    est.fit(hourly, "BTC", i - 999, i)
+    assert est.counts["fits"] == i - hourly.loc_of(pd.Timestamp("2021-05-31 23:00", tz="UTC")) + 1 <= 745
+
+
 def test_es_at_least_var_every_date_and_deterministic():
     models = {"var": mm.make_model("fhs_garch", measure="var", level=0.975, n_paths=2000),
               "es": mm.make_model("fhs_garch", measure="es", level=0.975, n_paths=2000)}
