@@ -605,7 +605,7 @@ def test_read_prices_rejects_bad_values_naming_the_file(name, tmp_path):
     ("utf16.csv", GOOD.encode("utf-16"), "is UTF-16 text"),
     ("binary.csv", bytes(range(256)) * 4, "is not a text file"),
     ("latin1.csv", "date,clôse\n2021-01-01,1\n".encode("latin-1"), "is not UTF-8 text"),
-    ("broken.csv.gz", gzip.compress(GOOD.encode() * 40)[:30], "cannot be read"),
+    ("broken.csv.gz", gzip.compress(GOOD.encode() * 40, mtime=0)[:30], "cannot be read"),
     ("broken.parquet", b"PAR1 not parquet", "cannot be read"),
 ])
 def test_read_prices_unreadable_files_name_the_file(name, payload, message, tmp_path):
