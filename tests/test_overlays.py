@@ -224,6 +224,34 @@ def test_stressed_weight_by_hand_on_a_short_series():
         assert fc.weights.sum() == pytest.approx(1.0)
 
 
+def test_a_stressed_weight_backtest_reports_the_weighted_rank_pit():
+    """End to end: the engine's ``pit`` column of a ``stressed_weight`` run is the weighted rank PIT
+    (W_ge + w/2)/(W + w) of the realised loss among the overlay's scenarios (w the mean weight), computed here from
+    the forecast's losses and weights and the engine's P&L, and not the equal-weight rank PIT (k + 1/2)/(N + 1):
+    the stressed scenarios' weights reach the Berkowitz test."""
+    rng = np.random.default_rng(5)
+    r = rng.normal(0, 0.02, 70)
+    r[30:35] = [-0.15, 0.12, -0.2, -0.1, 0.08]
+    prices = 100 * np.exp(np.concatenate([[0.0], np.cumsum(r)]))
+    market = toy_market(prices)
+    inner = mm.make_model("historical_var", lookback=20, min_obs=20, level=0.9)
+    model = mm.make_overlay("stressed_weight", weight=0.25, stress_start=str(market.index[31].date()),
+                            stress_end=str(market.index[35].date()))(inner)
+    frame = Backtest(market, [ONE], {"sw": model}, start=str(market.index[40].date())).run().to_frame()
+    assert len(frame) == 30
+    differs = 0
+    for row in frame.itertuples():
+        fc = model.forecast(model.fit(market, row.date, context=RunContext()), ONE.positions, market, row.date)
+        loss, w = -row.pnl, fc.weights
+        assert w is not None and w.size == fc.losses.size
+        above = fc.losses >= loss
+        weighted = (w[above].sum() + w.mean() / 2) / (w.sum() + w.mean())
+        equal = (above.sum() + 0.5) / (fc.losses.size + 1)
+        assert row.pit == pytest.approx(weighted, rel=1e-12, abs=1e-15), row.date
+        differs += abs(row.pit - equal) > 1e-3
+    assert differs >= 10
+
+
 def test_stressed_weight_takes_the_natural_share_when_larger_and_adds_nothing_without_stress_rows():
     overlay = StressedWeight(weight=0.25)
     keep, omega = overlay.weights(np.arange(10), np.arange(5))
