@@ -128,8 +128,8 @@ def _check_no_lookahead(name, model, markets):
     finite = {}
     books = mm.reference_portfolios()
     # one run context per market and MPOR (the models read the MPOR from it), shared by the books and dates on
-    # that market as the engine shares it: FHS fit chains start with a cold fit on the year's first row, and a
-    # fresh context per call would refit the chain up to t each time (thousands of hourly fits per call)
+    # that market as the engine shares it: FHS fit chains start with a cold fit on the first row of the year (of the
+    # month on hourly panels), and a fresh context per call would refit the chain up to t each time
     contexts = {}
 
     def context(market, h):
