@@ -693,26 +693,32 @@ def test_notebook_03_says_what_its_cells_compute():
 # --------------------------------------------------------------------------- venue rules in the Limitations
 
 
-def _venue_study(tmp_path, start, end):
-    """A study of Deribit standard and static 10% on a short BTC perpetual, as a StudyResult (no report written)."""
+def _study_result(tmp_path, toml: str):
+    """The StudyResult of a small study given as TOML text: its backtest (the config's books, models, range, seed
+    and standalone legs), per-pair coverage reports, coverage and efficiency, as ``marginlab run`` has them, without
+    the stress tests and without writing a report."""
     from marginlab.datasets import load_market
-    from marginlab.models import reference_portfolios
     from marginlab.validation import Backtest
     from marginlab.validation.study import StudyResult, load_study
 
-    path = tmp_path / "venue.toml"
-    path.write_text(f'[study]\nname = "venue"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = {start}\nend = {end}\n'
-                    '[portfolios]\nreference = ["short BTC perpetual"]\n'
-                    '[[models]]\nname = "deribit_standard"\nlabel = "Deribit standard"\n'
-                    '[[models]]\nname = "static"\nlabel = "static 10%"\n')
+    path = tmp_path / "study.toml"
+    path.write_text(toml)
     cfg = load_study(path)
-    books = {"short BTC perpetual": reference_portfolios()["short BTC perpetual"]}
-    models = {label: make_model(name, **params) for label, name, params in cfg.models}
-    bt = Backtest(load_market(["BTC"]), books, models, start=cfg.start, end=cfg.end, seed=cfg.seed).run()
+    books, _ = cfg.reference_books()
+    bt = Backtest(load_market(list(cfg.assets)), books, cfg.build_models(), start=cfg.start, end=cfg.end,
+                  seed=cfg.seed, standalone_legs=cfg.standalone_legs).run()
     reports = {k: bt.coverage_report(*k, default_p=cfg.tail_prob)
                for k in bt.frame.groupby(["portfolio", "model"], sort=False).groups}
     return StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(default_p=cfg.tail_prob, reports=reports),
                        metrics=bt.efficiency(), reports=reports, files={"started": None, "elapsed_s": 1.0})
+
+
+def _venue_study(tmp_path, start, end):
+    """A study of Deribit standard and static 10% on a short BTC perpetual, as a StudyResult (no report written)."""
+    return _study_result(tmp_path, f'[study]\nname = "venue"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = {start}\n'
+                         f'end = {end}\n[portfolios]\nreference = ["short BTC perpetual"]\n'
+                         '[[models]]\nname = "deribit_standard"\nlabel = "Deribit standard"\n'
+                         '[[models]]\nname = "static"\nlabel = "static 10%"\n')
 
 
 def test_limitations_and_procyclicality_name_the_venue_rule_switch(tmp_path):
@@ -763,25 +769,13 @@ def test_offset_figure_averages_books_that_can_net_in_study_order_and_its_values
     """A reviewer: Figure 'offset benefit per model' averaged over every book, one-position books (1 by
     construction) included, so a model covering more of them looked as if it netted less; bars were alphabetical;
     the values were computed at render time and were not in results.json."""
-    from marginlab.datasets import load_market
-    from marginlab.models import reference_portfolios
     from marginlab.reports.writer import results_dict
-    from marginlab.validation import Backtest
-    from marginlab.validation.study import StudyResult, load_study
 
-    path = tmp_path / "offsets.toml"
-    path.write_text('[study]\nname = "offsets"\nseed = 1\n[market]\nassets = ["BTC", "ETH"]\nstart = 2022-01-01\n'
-                    'end = 2022-04-30\n[portfolios]\nreference = ["long BTC spot", "long BTC / short ETH perpetuals"]\n'
-                    '[[models]]\nname = "static"\nlabel = "z static"\n'
-                    '[[models]]\nname = "historical_var"\nlabel = "a HS VaR"\nparams = { lookback = 250 }\n')
-    cfg = load_study(path)
-    lib = reference_portfolios()
-    books = {k: lib[k] for k in ("long BTC spot", "long BTC / short ETH perpetuals")}
-    models = {label: make_model(name, **params) for label, name, params in cfg.models}
-    bt = Backtest(load_market(["BTC", "ETH"]), books, models, start=cfg.start, end=cfg.end, seed=1,
-                  standalone_legs=True).run()
-    study = StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(), metrics=bt.efficiency(),
-                        files={"started": None, "elapsed_s": 1.0})
+    study = _study_result(tmp_path, '[study]\nname = "offsets"\nseed = 1\nstandalone_legs = true\n[market]\n'
+                          'assets = ["BTC", "ETH"]\nstart = 2022-01-01\nend = 2022-04-30\n[portfolios]\n'
+                          'reference = ["long BTC spot", "long BTC / short ETH perpetuals"]\n'
+                          '[[models]]\nname = "static"\nlabel = "z static"\n'
+                          '[[models]]\nname = "historical_var"\nlabel = "a HS VaR"\nparams = { lookback = 250 }\n')
     offsets = next(s["content"] for s in results_dict(study)["sections"] if s["key"] == "offsets")
     per_book = {(r["portfolio"], r["model"]): r["offset_benefit"] for r in offsets["table"]["rows"]}
     bars = offsets["bars"]
@@ -799,24 +793,12 @@ def test_pooled_margin_rate_is_weighted_by_observations_as_the_breach_rate(tmp_p
     """A reviewer: the pooled row's breach rate was pooled over observations (sum of breaches / sum of dates) but
     its average margin % and cost per $1m were unweighted means over books (FHS VaR 6.46% against 6.73% weighted:
     the straddle book has 579 dates, the others 730)."""
-    from marginlab.datasets import load_market
-    from marginlab.models import reference_portfolios
     from marginlab.reports.writer import results_dict
-    from marginlab.validation import Backtest
-    from marginlab.validation.study import StudyResult, load_study
 
-    path = tmp_path / "pool.toml"
-    path.write_text('[study]\nname = "pool"\nseed = 1\n[market]\nassets = ["BTC"]\nstart = 2021-01-01\n'
-                    'end = 2022-04-30\n[portfolios]\nreference = ["long BTC spot", '
-                    '"short BTC ATM straddle, delta-hedged daily"]\n'
-                    '[[models]]\nname = "historical_var"\nlabel = "HS VaR"\nparams = { lookback = 250 }\n')
-    cfg = load_study(path)
-    lib = reference_portfolios()
-    books = {k: lib[k] for k in ("long BTC spot", "short BTC ATM straddle, delta-hedged daily")}
-    bt = Backtest(load_market(["BTC"]), books, {"HS VaR": make_model("historical_var", lookback=250)},
-                  start=cfg.start, end=cfg.end, seed=1).run()
-    study = StudyResult(config=cfg, backtest=bt, coverage=bt.coverage(), metrics=bt.efficiency(),
-                        files={"started": None, "elapsed_s": 1.0})
+    study = _study_result(tmp_path, '[study]\nname = "pool"\nseed = 1\n[market]\nassets = ["BTC"]\n'
+                          'start = 2021-01-01\nend = 2022-04-30\n[portfolios]\nreference = ["long BTC spot", '
+                          '"short BTC ATM straddle, delta-hedged daily"]\n'
+                          '[[models]]\nname = "historical_var"\nlabel = "HS VaR"\nparams = { lookback = 250 }\n')
     compare = next(s["content"] for s in results_dict(study)["sections"] if s["key"] == "compare")
     pairs = pd.DataFrame(compare["pairs"]["rows"])
     assert pairs["observations"].nunique() == 2  # the straddle starts later (2021-03-24)
