@@ -113,12 +113,23 @@ def n_day_increases(rows: pd.DataFrame, n: int) -> np.ndarray:
     earlier rate is positive count; empty when there is none (e.g. 30-day windows of a book that rolls
     every 23 days).
     """
+    windows = _increase_windows(rows, n)
+    if windows is None:
+        return np.zeros(0)
+    prev, cur, ok = windows
+    return cur[ok] / prev[ok] - 1.0
+
+
+def _increase_windows(rows: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """``(m_t-n, m_t, ok)`` over the n-observation windows of the margin rate; None with n rows or fewer.
+
+    ``ok``: the windows that count in :func:`n_day_increases` (same book, earlier rate positive, both finite).
+    """
     m = margin_rate(rows)
     if m.size <= n:
-        return np.zeros(0)
+        return None
     prev, cur = m[:-n], m[n:]
-    ok = comparable(rows, n) & (prev > 0) & np.isfinite(prev) & np.isfinite(cur)
-    return cur[ok] / prev[ok] - 1.0
+    return prev, cur, comparable(rows, n) & (prev > 0) & np.isfinite(prev) & np.isfinite(cur)
 
 
 def max_n_day_increase(margin: pd.Series | pd.DataFrame, n: int) -> float:
@@ -137,15 +148,11 @@ def largest_increase_window(rows: pd.DataFrame, n: int) -> tuple[object, object]
 
     ``rows`` is one pair's rows indexed by date, as :func:`n_day_increases` reads them.
     """
-    m = margin_rate(rows)
-    if m.size <= n:
+    windows = _increase_windows(rows, n)
+    if windows is None or not windows[2].any():
         return None
-    prev, cur = m[:-n], m[n:]
-    ok = comparable(rows, n) & (prev > 0) & np.isfinite(prev) & np.isfinite(cur)
-    if not ok.any():
-        return None
-    change = np.where(ok, cur / np.where(ok, prev, 1.0) - 1.0, -np.inf)
-    k = int(np.argmax(change))
+    prev, cur, ok = windows
+    k = int(np.flatnonzero(ok)[np.argmax(cur[ok] / prev[ok] - 1.0)])
     return rows.index[k], rows.index[k + n]
 
 
