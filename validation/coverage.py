@@ -732,7 +732,7 @@ def too_many_pvalue(hits, p: float, mpor_days: int = 1) -> float:
     """The one-sided too-many-breaches p-value :func:`backtest` reports for ``hits`` (its ``too_many_pvalue``).
 
     :func:`binomial_upper` on the series when ``mpor_days`` is 1; else on each non-overlapping sub-sample
-    (:func:`subsample_offsets`), Bonferroni-combined, ``min(1, m * min_k p_k)``, as :func:`backtest` does.
+    (:func:`subsample_offsets`), combined by :func:`backtest`'s Bonferroni rule, ``min(1, m * min_k p_k)``.
     NaN when no sub-sample has 2 observations (too few for the test). The cheap form of the verdict matrix's
     test, for many series at once (member accounts).
     """
@@ -742,7 +742,7 @@ def too_many_pvalue(hits, p: float, mpor_days: int = 1) -> float:
     offsets = subsample_offsets(h.size, mpor_days)
     if not offsets:
         return float("nan")
-    return min(1.0, len(offsets) * min(binomial_upper(h[k::mpor_days], p).pvalue for k in offsets))
+    return _bonferroni([binomial_upper(h[k::mpor_days], p) for k in offsets], len(offsets)).pvalue
 
 
 def zone_bands(p: float, n, m: int = 1) -> tuple[Any, Any]:
