@@ -24,7 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 __all__ = ["MISSING", "esc", "money", "percent", "pvalue", "count", "ratio", "number", "seconds", "probability",
-           "by_unit", "is_missing", "frame_text"]
+           "by_unit", "is_missing", "frame_text", "and_list"]
 
 #: How a missing value is shown.
 MISSING = "\u2014"
@@ -205,3 +205,10 @@ def frame_text(frame, units: dict[str, str | None] | None = None) -> str:
         cells[c] = [MISSING if is_missing(v) else by_unit(v, unit) if unit or not isinstance(v, str) else v
                     for v in frame[c].tolist()]
     return cells.to_string()
+
+
+def and_list(items: list[str], limit: int | None = None) -> str:
+    """``a``, ``a and b``, ``a, b and c``: the items as prose; beyond ``limit`` items the rest as ``N more``."""
+    if limit is not None and len(items) > limit:
+        items = [*items[:limit], f"{len(items) - limit} more"]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]

@@ -31,9 +31,9 @@ from marginlab.models.methodology import methodology_of
 from marginlab.validation.executors import counting
 
 from . import figures as fg
-from .formatting import esc, expected_count, percent, pvalue
+from .formatting import and_list, esc, expected_count, percent, pvalue
 from .page import details, figure_html, frame_table, render_table, table_data
-from .verdict import LEVEL, ZONE_LEGEND, verdict_books, verdict_matrix
+from .verdict import LEVEL, ZONE_LEGEND, low_power_pass, verdict_books, verdict_matrix
 
 __all__ = ["Section", "SECTIONS", "register_section", "ReportData", "Page", "build_sections", "DEFAULT_FUNDING_RATE",
            "LEVEL"]
@@ -260,7 +260,7 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
                         + (f"a rejection needs {need} breaches in one" if need is not None else "no count rejects")
                         + f", power {percent(c['power_2p'])} against twice the level")
             counts = f"{c['breaches']:,} / {expected_count(c['expected_breaches'])}"
-            label = "pass (low power)" if v == "pass" and c.get("low_power") else v
+            label = "pass (low power)" if low_power_pass(c) else v
             tds.append(f'<td class="v-{_slug(v)}" title="{esc(tip)}"><span class="vl">{esc(label)}</span>'
                        f'<span class="vn">{counts} {_zone(c["traffic_light_zone"])}</span>'
                        f'<span class="vn">{esc(percent(pct, 1))} of notional</span></td>')
@@ -464,7 +464,7 @@ def _offset_bars(data: ReportData, table: pd.DataFrame) -> dict[str, Any]:
             for md in [*data.models, *(m for m in means.index if m not in data.models)] if md in means.index]
     books = list(dict.fromkeys(multi["portfolio"]))
     caption = ("Offset benefit per model, mean over the books with two positions or more that the model covers ("
-               + (_and(books) if books else "none") + "; one-position books are 1 by construction and left out): "
+               + (and_list(books) if books else "none") + "; one-position books are 1 by construction and left out): "
                "100% = no offset recognised; lower = more netting across legs. Models differ in the books they "
                "cover: books per model " + ", ".join(f"{r['model']} {r['books']}" for r in rows) + ".")
     return {"caption": caption, "books": books, "rows": rows}
@@ -1121,7 +1121,7 @@ def _venue_rule_points(data: ReportData) -> list[str]:
         grouped.setdefault((data.backtest.models[label].name, tuple(switches.items())), []).append(label)
     points = []
     for (name, switches), labels in grouped.items():
-        who = f"{_and(labels)} ({name})"
+        who = f"{and_list(labels)} ({name})"
         if not switches:
             points.append(f"{who}: the venue's parameters use one vintage per entry on every date; the venue changed "
                           "them over time (entries, sources and vintages: marginlab.models.venues).")
@@ -1136,10 +1136,6 @@ def _venue_rule_points(data: ReportData) -> list[str]:
                       "of the margin on a switch date is the venue's rule changing, not the model responding to the "
                       "market.")
     return points
-
-
-def _and(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 @_section("limitations", "Limitations")(render_limitations)

@@ -40,10 +40,10 @@ from marginlab.datasets.conventions import date_format
 from marginlab.validation.coverage import subsample_offsets
 from scipy import stats
 
-from .formatting import MISSING, expected_count, money, percent
+from .formatting import MISSING, and_list, expected_count, money, percent
 
 __all__ = ["LEVEL", "POWER", "VERDICTS", "ZONE_LEGEND", "verdict_of", "verdict_matrix", "verdict_sentences",
-           "verdict_text", "mean_margin_pct", "common_sample", "mpor_reach"]
+           "verdict_text", "mean_margin_pct", "common_sample", "mpor_reach", "low_power_pass"]
 
 #: Significance of the verdict's tests.
 LEVEL = 0.05
@@ -95,6 +95,11 @@ def mpor_reach(observations: int, mpor: int, p: float, level: float = LEVEL) -> 
     power = float(1.0 - miss)
     return {"subsamples": m, "subsample_observations": int(sizes[small]),
             "min_rejectable_breaches": need[small], "power_2p": power, "low_power": power < POWER}
+
+
+def low_power_pass(cell: dict[str, Any]) -> bool:
+    """A pass of an MPOR h > 1 test that had little power to reject (``low_power``, :func:`mpor_reach`)."""
+    return cell["verdict"] == "pass" and bool(cell.get("low_power"))
 
 
 def common_sample(backtest) -> dict[str, pd.DatetimeIndex]:
@@ -198,12 +203,6 @@ def _cells(matrix: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(c["portfolio"], c["model"]): c for c in matrix["cells"]}
 
 
-def _list(items: list[str], limit: int = 4) -> str:
-    if len(items) > limit:
-        items = [*items[:limit], f"{len(items) - limit} more"]
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
 def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
     """Three sentences from the numbers: who holds coverage where, who over-margins, the largest shortfall.
 
@@ -223,11 +222,8 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
         return ["No model produced a margin that could be tested.", "", ""]
     # 1. coverage: the books without too many breaches (pass or over-margined), models ranked by their share;
     # an over-margined book is covered (fewer breaches than the level allows), counted and named as such
-    def weak(c: dict) -> bool:  # a pass of an MPOR h > 1 test that had little power to reject (module docstring)
-        return c["verdict"] == "pass" and bool(c.get("low_power"))
-
     def covered(m: str) -> int:
-        return sum(c["verdict"] != "too many breaches" and not weak(c) for c in by_model[m])
+        return sum(c["verdict"] != "too many breaches" and not low_power_pass(c) for c in by_model[m])
 
     def over_count(m: str) -> int:
         return sum(c["verdict"] == "over-margined" for c in by_model[m])
@@ -237,11 +233,11 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
              + (f" ({over_count(m)} of them over-margined)" if over_count(m) else "") for m in ranked]
     everywhere = [m for m in ranked if covered(m) == len(by_model[m])]
     first = (f"Coverage holds (no significant excess of breaches: exact one-sided test at {matrix['level']:.0%}, "
-             f"each model at its own level) for {_list(holds, 8)}; "
-             + (f"{_list(everywhere)} hold{'s' if len(everywhere) == 1 else ''} it on every book "
+             f"each model at its own level) for {and_list(holds, 8)}; "
+             + (f"{and_list(everywhere, 4)} hold{'s' if len(everywhere) == 1 else ''} it on every book "
                 f"{'it covers' if len(everywhere) == 1 else 'they cover'}."
                 if everywhere else "no model holds it on every book it covers."))
-    weak_by_model = {m: [c for c in by_model[m] if weak(c)] for m in ranked}
+    weak_by_model = {m: [c for c in by_model[m] if low_power_pass(c)] for m in ranked}
     parts = []
     for m, v in weak_by_model.items():
         if v:
@@ -262,7 +258,8 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
             pct = [c["mean_margin_pct_notional"] for c in over[m] if c.get("mean_margin_pct_notional") is not None]
             parts.append(f"{m} on {len(over[m])} book{'s' if len(over[m]) > 1 else ''}"
                          + (f" (average margin {percent(float(np.mean(pct)))} of notional)" if pct else ""))
-        second = f"Over-margined (fewer breaches than its level allows, collateral held at a cost): {_list(parts)}."
+        second = ("Over-margined (fewer breaches than its level allows, collateral held at a cost): "
+                  f"{and_list(parts, 4)}.")
     else:
         second = "No model is over-margined: none has significantly fewer breaches than its level allows."
     # 3. the largest shortfall
@@ -275,7 +272,7 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
                  + f" on {worst['largest_shortfall_date']}.")
         under = sorted({c["model"] for c in cells if c["verdict"] == "too many breaches"})
         if under:
-            third += f" Too many breaches: {_list(under)}."
+            third += f" Too many breaches: {and_list(under, 4)}."
     else:
         third = "No loss exceeded its margin on the compared dates."
     return [first, second, third]
@@ -287,7 +284,7 @@ def cell_text(cell: dict[str, Any]) -> str:
     if v in ("n/a", "warm-up"):
         return v
     pct = cell.get("mean_margin_pct_notional")
-    short = "pass (low power)" if v == "pass" and cell.get("low_power") else _SHORT[v]
+    short = "pass (low power)" if low_power_pass(cell) else _SHORT[v]
     return (f"{short} {cell['breaches']:,}/{expected_count(cell['expected_breaches'])} "
             f"{cell['traffic_light_zone'][0].upper()} {percent(pct, 1) if pct is not None else MISSING}")
 
