@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -164,25 +166,31 @@ def _json_files(results: dict) -> dict[str, bytes]:
         "results.schema.json": SCHEMA_PATH.read_bytes()}
 
 
+def _table_writers(study) -> dict[str, Callable[[], bytes]]:
+    """The CSV files of ``study``'s report, in the order written: name -> its bytes when called.
+
+    One list for the files written (:func:`_tables`) and the files the page's header names (:func:`_table_names`).
+    """
+    bt = study.backtest
+    writers: dict[str, Callable[[], bytes]] = {
+        "backtest.csv": lambda: bt.frame.to_csv(index=False).encode("utf-8"),
+        "coverage.csv": lambda: study.coverage.to_csv().encode("utf-8"),
+        "metrics.csv": lambda: study.metrics.to_csv().encode("utf-8")}
+    for name, attribute in OPTIONAL_TABLES.items():
+        if (table := getattr(study, attribute, None)) is not None and len(table):
+            writers[name] = partial(_csv, table)
+    if bt.accounts:  # member accounts: each account's coverage test (the report shows the account-level summary)
+        writers["accounts.csv"] = lambda: _csv(bt.account_breach_rates(study.config.tail_prob))
+    return writers
+
+
 def _tables(study) -> dict[str, bytes]:
-    return {
-        "backtest.csv": study.backtest.frame.to_csv(index=False).encode("utf-8"),
-        "coverage.csv": study.coverage.to_csv().encode("utf-8"),
-        "metrics.csv": study.metrics.to_csv().encode("utf-8"),
-        **{name: _csv(table) for name, attribute in OPTIONAL_TABLES.items()
-           if (table := getattr(study, attribute, None)) is not None and len(table)},
-        # member accounts: each account's coverage test (the report shows the account-level summary)
-        **({"accounts.csv": _csv(study.backtest.account_breach_rates(study.config.tail_prob))}
-           if study.backtest.accounts else {}),
-    }
+    return {name: write() for name, write in _table_writers(study).items()}
 
 
 def _table_names(study) -> list[str]:
     """The CSV files :func:`_tables` writes for ``study``, in its order (the page's header lists them)."""
-    return ["backtest.csv", "coverage.csv", "metrics.csv",
-            *(name for name, attribute in OPTIONAL_TABLES.items()
-              if (table := getattr(study, attribute, None)) is not None and len(table)),
-            *(["accounts.csv"] if study.backtest.accounts else [])]
+    return list(_table_writers(study))
 
 
 def _csv(table: pd.DataFrame) -> bytes:
@@ -216,14 +224,24 @@ _JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boo
                "array": (list,), "null": (type(None),)}
 
 
-def cell_problem(cell: object) -> str | None:
-    """What is wrong with a verdict-matrix cell by the schema's ``cell`` definition (None: nothing).
+def cell_problem(cells: list) -> str | None:
+    """What is wrong with the first bad verdict-matrix cell of ``cells`` by the schema's ``cell`` definition.
 
-    Checks what :data:`SCHEMA_PATH` says of a cell (required keys, conditionally required ones, enums, types,
-    bounds) without needing ``jsonschema`` at run time, so ``marginlab show`` names the bad value and the allowed
-    ones instead of failing further on.
+    ``"cells[i] ..."`` naming the cell and the problem; None when every cell is right. Checks what
+    :data:`SCHEMA_PATH` says of a cell (required keys, conditionally required ones, enums, types, bounds) without
+    needing ``jsonschema`` at run time, so ``marginlab show`` names the bad value and the allowed ones instead of
+    failing further on. The schema is read once for all the cells.
     """
     spec = json.loads(SCHEMA_PATH.read_text())["$defs"]["cell"]
+    for i, cell in enumerate(cells):
+        problem = _cell_problem(cell, spec)
+        if problem is not None:
+            return f"cells[{i}] {problem}"
+    return None
+
+
+def _cell_problem(cell: object, spec: dict) -> str | None:
+    """What is wrong with one cell by the schema's cell definition ``spec`` (None: nothing)."""
     if not isinstance(cell, dict):
         return f"is {type(cell).__name__}, not an object"
     required = list(spec["required"])

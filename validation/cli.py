@@ -131,10 +131,9 @@ def _show(args: argparse.Namespace) -> int:
     for key in ("books", "models", "cells", "rule"):
         need(verdict, f"sections[{k}].content.matrix", key)
     cells = need(verdict, f"sections[{k}].content.matrix", "cells")
-    for i, cell in enumerate(cells if isinstance(cells, list) else [cells]):
-        problem = cell_problem(cell)
-        if problem is not None:  # a missing key, or a value the schema's cell definition does not allow
-            raise ValueError(f"{file}: the verdict matrix (sections[{k}].content.matrix): cells[{i}] {problem}")
+    problem = cell_problem(cells if isinstance(cells, list) else [cells])
+    if problem is not None:  # a missing key, or a value the schema's cell definition does not allow
+        raise ValueError(f"{file}: the verdict matrix (sections[{k}].content.matrix): {problem}")
     try:
         text = verdict_text(verdict)
     except KeyError as exc:
