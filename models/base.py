@@ -30,8 +30,8 @@ other instruments rather than inventing a number.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
@@ -85,6 +85,9 @@ class Forecast:
     losses : ndarray of shape (n_scenarios,) or None
         Scenario losses (quote currency) of the forecast distribution, each
         with weight ``weights[k]`` (equal weights when ``weights`` is None).
+    mc_error : callable or None
+        Computes :attr:`mc_se` when asked (None: the margin has no simulation noise);
+        computed lazily, as most forecasts (e.g. of standalone legs) only need the margin.
     """
 
     margin: float
@@ -92,6 +95,17 @@ class Forecast:
     es: float = float("nan")
     losses: np.ndarray | None = None
     weights: np.ndarray | None = None
+    mc_error: Callable[[], float] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def mc_se(self) -> float:
+        """Monte Carlo standard error of the margin (quote currency); NaN when it has no simulation noise.
+
+        For a margin that is the risk measure of i.i.d. simulated scenarios: what another seed would move it
+        by (:func:`marginlab.models.simulation.monte_carlo_se`). NaN for rules, historical and one-step FHS
+        scenarios.
+        """
+        return float("nan") if self.mc_error is None else float(self.mc_error())
 
     def pit(self, pnl: float) -> float:
         r"""Rank PIT of a realised P&L among the forecast's N scenarios: :math:`(k + 1/2)/(N + 1)`.

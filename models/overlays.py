@@ -54,7 +54,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -310,7 +310,13 @@ class OverlaidModel(MarginModel):
 
     def forecast(self, state: OverlaidState, positions: Sequence[Position], market: MarketData, t,
                  book: str | None = None) -> Forecast:
-        """The inner forecast, then each margin overlay in order (NaN during the inner model's warm-up)."""
+        """The inner forecast, then each margin overlay in order (NaN during the inner model's warm-up).
+
+        A margin overlay's forecast is its margin and, when the inner margin carries Monte Carlo error
+        (:attr:`Forecast.mc_se`), that error at the same relative size, ``mc_se x margin / inner margin``:
+        exact for a buffer that scales the margin, first order for the floors and the buffer's held rate (whose
+        margins are estimated from the same kind of draws).
+        """
         fc = self.base_forecast(self.inner, state.inner, positions, market, t, book)
         post = [k for k, o in enumerate(self.overlays) if o.kind == "margin"]
         if not post:
@@ -321,7 +327,9 @@ class OverlaidModel(MarginModel):
             for k in post:
                 margin = float(self.overlays[k].adjust(margin, OverlayCall(self, k, state, positions, market, ts,
                                                                            book)))
-        return Forecast(margin=margin)
+        if fc.mc_error is None or not fc.margin > 0:
+            return Forecast(margin=margin)
+        return Forecast(margin=margin, mc_error=partial(_scaled_error, fc, margin))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -585,6 +593,11 @@ class LookbackFloor(Overlay):
             return margin
         floor = call.base_margin(model, state)
         return max(margin, floor) if np.isfinite(floor) else margin
+
+
+def _scaled_error(inner: Forecast, margin: float) -> float:
+    """The Monte Carlo error of ``margin``, an overlay's adjustment of ``inner``'s margin: the same relative size."""
+    return inner.mc_se * margin / inner.margin
 
 
 # ----------------------------------------------------------------------------------------------------------------

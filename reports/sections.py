@@ -29,6 +29,7 @@ import pandas as pd
 from marginlab.datasets.conventions import date_format
 from marginlab.models.methodology import methodology_of
 from marginlab.validation.executors import counting
+from marginlab.validation.metrics import monte_carlo_rel_se
 
 from . import figures as fg
 from .formatting import and_list, esc, expected_count, percent, pvalue
@@ -314,8 +315,30 @@ def _pair_stats(data: ReportData) -> pd.DataFrame:
                      "breach_rate": float(r["breach"].mean()), "mean_margin": float(r["margin"].mean()),
                      "margin_pct": pct, "mean_notional": float(r["notional"].mean()),
                      "annual_cost": float(r["margin"].mean()) * data.funding_rate,
-                     "cost_per_million": pct * data.funding_rate * 1e6 if math.isfinite(pct) else float("nan")})
+                     "cost_per_million": pct * data.funding_rate * 1e6 if math.isfinite(pct) else float("nan"),
+                     "mc_rel_se": monte_carlo_rel_se(r)})
     return pd.DataFrame(rows)
+
+
+#: the column of the Monte Carlo error in the compare tables
+MC_ERROR_TITLE = ("Monte Carlo error: median standard error of the margin / the margin (simulated scenarios only; "
+                  "another seed moves a margin by about this)")
+
+
+def _mc_error_text(pooled: list[dict[str, Any]]) -> str:
+    """The sentence on the models whose margins carry Monte Carlo error (empty when none does)."""
+    noisy = {}
+    for row in pooled:
+        if math.isfinite(row["mc_rel_se"]):
+            noisy.setdefault(row["model"], row["mc_rel_se"])
+    if not noisy:
+        return ""
+    return (" Margins of " + and_list([f"{md} ({percent(v)})" for md, v in noisy.items()])
+            + " are estimated from simulated scenarios: the median Monte Carlo standard error relative to the "
+              "margin is in brackets (pooled rows below), so another seed moves such a margin by about that much "
+              "and differences between models of that size are simulation noise, not methodology (an overlay "
+              "carries the relative error of the margin it adjusts). The other models' margins carry none (rules, "
+              "historical scenarios, FHS at a one-observation MPOR).")
 
 
 def render_compare(content: dict[str, Any], page: Page) -> str:
@@ -389,8 +412,10 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
                 # weighted by observations, as the breach rate is pooled: the mean of daily margin / notional over
                 # the pooled dates (an unweighted mean over books gave a short book the weight of a long one)
                 "margin_pct": _weighted(r["margin_pct"], r["observations"]),
-                "cost_per_million": _weighted(r["cost_per_million"], r["observations"])}
+                "cost_per_million": _weighted(r["cost_per_million"], r["observations"]),
+                "mc_rel_se": monte_carlo_rel_se(common[(common["model"] == md) & common["portfolio"].isin(books)])}
 
+    common = data.frame[data.frame["common"] & data.frame["portfolio"].isin(data.books)]
     pooled = [pool(md, shared, shared_label) for md in models] if shared else []
     own = [md for md in models if covers[md] != shared]
     pooled += [pool(md, covers[md], f"the {len(covers[md])} book{'s' if len(covers[md]) != 1 else ''} it covers")
@@ -412,7 +437,7 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
                   f"gross notional, on each reference book's common sample (member accounts: their own section). "
                   f"Collateral is costed at a funding rate of "
                   f"{percent(rate)} a year: the annual cost of holding the average margin, and per $1,000,000 of "
-                  "notional (comparable across books)."),
+                  "notional (comparable across books)." + _mc_error_text(pooled)),
         "pooled_shared": shared_label if shared else None, "pooled_caption": caption,
         "pooled": table_data([("model", "model", None), ("population", "pooled over", None),
                               ("books", "books", "count"),
@@ -421,7 +446,8 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
                               ("margin_pct", "average margin, % of notional (mean of daily margin / notional "
                                              "over the pooled observations)", "fraction"),
                               ("cost_per_million", f"funding cost per $1m notional a year at {percent(rate)} "
-                                                   "(weighted by observations)", "quote ccy")], pooled),
+                                                   "(weighted by observations)", "quote ccy"),
+                              ("mc_rel_se", MC_ERROR_TITLE, "fraction")], pooled),
         "pairs": table_data([("portfolio", "book", None), ("model", "model", None),
                              ("observations", "observations", "count"), ("breaches", "breaches", "count"),
                              ("breach_rate", "breach rate", "fraction"), ("mean_margin", "average margin", "quote ccy"),
@@ -429,7 +455,8 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
                               "fraction"),
                              ("mean_notional", "average gross notional", "quote ccy"),
                              ("annual_cost", f"funding cost a year at {percent(rate)}", "quote ccy"),
-                             ("cost_per_million", "funding cost per $1m notional a year", "quote ccy")],
+                             ("cost_per_million", "funding cost per $1m notional a year", "quote ccy"),
+                             ("mc_rel_se", MC_ERROR_TITLE, "fraction")],
                             pairs.to_dict(orient="records")),
         "metrics": frame_table(metrics, units={**units, "observations": "count"}, titles=titles),
     }

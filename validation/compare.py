@@ -26,9 +26,10 @@ KEY = ["date", "portfolio", "model"]
 #: the columns a backtest table must have to be compared
 REQUIRED = [*KEY, "margin", "breach"]
 #: numeric columns of a backtest table (``BacktestResult.frame``) -> whether the writer leaves them empty (NaN):
-#: VaR, ES and PIT are NaN for rule-based models, the standalone margin before a model's warm-up ends
+#: VaR, ES and PIT are NaN for rule-based models, the standalone margin before a model's warm-up ends, the Monte
+#: Carlo standard error for models without simulated scenarios
 NUMBERS = {"margin": False, "pnl": False, "loss": False, "notional": False, "var": True, "es": True, "pit": True,
-           "standalone_margin": True}
+           "standalone_margin": True, "mc_se": True}
 #: true/false columns of a backtest table, written as ``True``/``False``
 FLAGS = ("breach", "book_changed")
 
@@ -45,7 +46,7 @@ def read_backtest(path: str | Path) -> pd.DataFrame:
     ``date`` is read as UTC timestamps (ISO 8601 text, :data:`marginlab.datasets.conventions.ISO_TEXT`: a
     file re-saved with ``YYYY-MM-DD`` dates matches the original), ``breach`` and ``book_changed`` as
     booleans (the text ``True`` or ``False`` only), the numeric columns (:data:`NUMBERS`) as finite floats
-    (empty, i.e. NaN, only in ``var``, ``es``, ``pit`` and ``standalone_margin``). Anything else is a
+    (empty, i.e. NaN, only in ``var``, ``es``, ``pit``, ``standalone_margin`` and ``mc_se``). Anything else is a
     ValueError naming the file, the data row (1 = the first line after the header), its key and the column;
     nothing is coerced.
     """
@@ -185,7 +186,8 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame,
         one_only = [c for c in theirs.columns if c not in mine.columns]
         if one_only:
             raise ValueError(f"{lacks}: no column {one_only[0]!r}, which {has} has; compare backtests with the same "
-                             "value columns (standalone_margin: the same standalone_legs setting)")
+                             "value columns (standalone_margin: the same standalone_legs setting; mc_se: tables "
+                             "written before marginlab stated the Monte Carlo error have none)")
     both = a.index.intersection(b.index)
     columns = list(a.columns)  # the same in both (checked above)
     x, y = a.loc[both], b.loc[both]

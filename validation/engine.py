@@ -41,11 +41,13 @@ __all__ = ["Backtest", "BacktestResult", "Task", "TaskResult", "Executor", "COLU
 #: of the realised P&L among the forecast's N scenarios, (k + 1/2)/(N + 1) with k the scenarios with a loss at or
 #: above the realised one (:meth:`Forecast.pit`; never 0 or 1; NaN for rule-based models), the book's gross notional
 #: (sum |q| S over the positions held at t, quote currency: options and futures expired by t are left out)
-#: and whether its instruments changed since its previous date (a roll).
+#: and whether its instruments changed since its previous date (a roll), then ``mc_se``: the Monte Carlo standard
+#: error of the margin's risk measure for models on simulated i.i.d. scenarios (EWMA; FHS over an MPOR of h > 1
+#: observations; :attr:`Forecast.mc_se`), NaN for the others.
 #: ``Backtest(..., standalone_legs=True)`` adds ``standalone_margin``: the sum of the margins of the book's
 #: positions, each margined alone by the same model at the same date (the offset benefit's denominator).
 COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var", "es", "pit", "notional",
-           "book_changed"]
+           "book_changed", "mc_se"]
 #: Columns of :meth:`BacktestResult.coverage` after ``sample`` (the headline of a coverage report and two ES tests).
 COVERAGE_COLUMNS = ["p", "mpor_days", "observations", "breaches", "expected_breaches", "breach_rate", "kupiec_pvalue",
                     "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
@@ -344,14 +346,14 @@ class Backtest:
         models = {label: self._models[label] for label in task.models}
         out = TaskResult(task=task)
         active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
-        forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit
+        forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit, mc_se
         standalone: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> sum of the legs' own margins
         for label in models:
             active[label] = {}
             for name, path in books.items():
                 if self.applies(label, name):
                     active[label][name] = {t: k for k, t in enumerate(path.dates)}
-                    forecasts[(label, name)] = np.full((len(path.dates), 4), np.nan)
+                    forecasts[(label, name)] = np.full((len(path.dates), 5), np.nan)
                     standalone[(label, name)] = np.full(len(path.dates), np.nan)
                 else:
                     out.not_applicable.append((name, label))
@@ -371,7 +373,7 @@ class Backtest:
                     k = active[label][name][t]
                     path = books[name]
                     fc = model.forecast(states[label], path.positions[k], self.market, t, book=name)
-                    forecasts[(label, name)][k] = fc.margin, fc.var, fc.es, fc.pit(path.pnl[k])
+                    forecasts[(label, name)][k] = fc.margin, fc.var, fc.es, fc.pit(path.pnl[k]), fc.mc_se
                     if self.standalone_legs:
                         standalone[(label, name)][k] = self._standalone_margin(
                             model, states[label], path.positions[k], t, name, fc.margin, legs.setdefault(label, {}))
@@ -395,7 +397,8 @@ class Backtest:
                 out.frames[(label, name)] = pd.DataFrame({
                     "date": path.dates[ok], "portfolio": name, "model": label, "margin": m[ok], "pnl": pnl,
                     "loss": 0.0 - pnl, "breach": cv.exceptions(pnl, m[ok]), "var": x[ok, 1], "es": x[ok, 2],
-                    "pit": x[ok, 3], "notional": path.notional[ok], "book_changed": path.changed[ok]})
+                    "pit": x[ok, 3], "notional": path.notional[ok], "book_changed": path.changed[ok],
+                    "mc_se": x[ok, 4]})
                 if self.standalone_legs:
                     out.frames[(label, name)]["standalone_margin"] = standalone[(label, name)][ok]
         out.estimates = context.table("estimates")

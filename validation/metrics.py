@@ -47,7 +47,7 @@ import pandas as pd
 
 __all__ = ["Metric", "METRICS", "PROCYCLICALITY", "compute_metrics", "compute_procyclicality", "apc_tradeoff",
            "margin_rate", "offset_benefit", "comparable", "max_n_day_increase", "n_day_increases",
-           "largest_increase_window", "peak_to_trough", "INCREASE_WINDOWS", "observations"]
+           "largest_increase_window", "peak_to_trough", "INCREASE_WINDOWS", "observations", "monte_carlo_rel_se"]
 
 #: The n of the "largest n-day margin increase" measures (days: ``round(n x per_day)`` observations).
 INCREASE_WINDOWS: tuple[int, ...] = (1, 5, 30)
@@ -66,7 +66,7 @@ class Metric:
     title: str
     func: Callable[[pd.DataFrame], float]
     unit: str
-    family: str  # "coverage", "efficiency" or "procyclicality"
+    family: str  # "coverage", "efficiency", "procyclicality" or "precision" (Monte Carlo error)
     #: whether ``func`` measures over windows in days: then it takes ``per_day`` (observations a day) too
     in_days: bool = False
 
@@ -192,6 +192,21 @@ def offset_benefit(rows: pd.DataFrame) -> float:
     return float(np.mean(rows["margin"].to_numpy(float)[ok] / parts[ok])) if ok.any() else float("nan")
 
 
+def monte_carlo_rel_se(rows: pd.DataFrame) -> float:
+    r"""Median over dates of the margin's Monte Carlo standard error relative to the margin, ``mc_se / margin``.
+
+    ``mc_se`` is :attr:`marginlab.models.base.Forecast.mc_se` (:func:`marginlab.models.simulation.monte_carlo_se`):
+    the sampling error of a risk measure estimated from simulated i.i.d. scenarios. NaN when the rows carry no
+    Monte Carlo error (rules, historical simulation, FHS at a one-observation MPOR, margin overlays); dates with a
+    zero margin are left out.
+    """
+    if "mc_se" not in rows:
+        return float("nan")
+    se, m = rows["mc_se"].to_numpy(float), rows["margin"].to_numpy(float)
+    ok = np.isfinite(se) & np.isfinite(m) & (m > 0)
+    return float(np.median(se[ok] / m[ok])) if ok.any() else float("nan")
+
+
 def _daily_calls(rows: pd.DataFrame) -> np.ndarray:
     """One-observation changes m_t - m_t-1 of the margin rate on comparable days (fraction points of notional).
 
@@ -262,6 +277,9 @@ METRICS: tuple[Metric, ...] = (
            lambda r: float(_shortfall(r).mean()) if r["breach"].any() else 0.0, "quote ccy", "efficiency"),
     Metric("offset_benefit", "Offset benefit: margin / sum of standalone leg margins (mean over dates)",
            offset_benefit, "ratio", "efficiency"),
+    Metric("mc_rel_se", "Monte Carlo error of the margin: median over dates of its standard error / the margin "
+                        "(models on simulated scenarios; another seed moves a margin by about this)",
+           lambda r: monte_carlo_rel_se(r), "fraction", "precision"),
     *_PROCYCLICALITY_CORE,
 )
 
