@@ -712,6 +712,20 @@ ACCOUNT_UNITS = {"accounts": "count", "account_days": "count", "breaches": "coun
                  "held_days_untested": "count", "accounts_untestable": "count"}
 
 
+def account_count_names(freq: str) -> dict[str, str]:
+    """Renames of the account tables' row counts on a panel other than daily: their rows are observations, not days.
+
+    ``account_days`` -> ``account_observations``, ``held_days_untested`` -> ``held_observations_untested`` (e.g.
+    hours); empty on daily data. One rule for the report and the terminal.
+    """
+    if date_format(freq) == date_format("1d"):
+        return {}
+    return {"account_days": "account_observations", "held_days_untested": "held_observations_untested"}
+
+
+ACCOUNT_UNITS.update({"account_observations": "count", "held_observations_untested": "count"})
+
+
 @_section("accounts", "Member accounts")(render_generic)
 def build_accounts(data: ReportData) -> dict[str, Any] | None:
     """Present when the study has member accounts.
@@ -740,7 +754,7 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
         cols = {c: frame[c].map(lambda d: None if pd.isna(d) else d.strftime(when))
                 for c in frame.columns if c.endswith("_date")}
         # a count of rows: account-days on daily data, account-observations (e.g. hours) otherwise
-        return frame.assign(**cols).rename(columns={} if daily else {"account_days": "account_observations"})
+        return frame.assign(**cols).rename(columns=account_count_names(data.config.freq))
 
     summary = dates_as_text(bt.accounts_summary(p))
     dist = bt.account_breach_distribution(p)

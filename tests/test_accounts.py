@@ -593,3 +593,23 @@ def test_a_carried_row_set_at_a_missing_hour_is_read_with_the_market_and_holds_f
     assert f.loc[gap[0], "notional"] == pytest.approx(2 * btc(gap[0]), rel=1e-12)
     with pytest.raises(DataError, match=r"data row 2 \(account 'H1'\), column 'date': 2021-04-20 02:00 is missing"):
         read_positions(_write(tmp_path, text), market=hourly, carry_forward=False)
+
+
+def test_hourly_account_tables_count_observations_not_days_in_the_terminal_and_the_report(tmp_path):
+    """Review accounts F5 (left for the terminal): on hourly rows the account table's row count is account-hours;
+    the report called it account_observations but ``marginlab run``/``show`` printed account_days (and both printed
+    held_days_untested). One rule now names them for both."""
+    from marginlab.reports.writer import results_dict
+
+    _write(tmp_path, "date,account,instrument,asset,quantity\n2021-04-10 00:00,H1,spot,BTC,2\n", "pos.csv")
+    study = tmp_path / "s.toml"
+    study.write_text('[study]\nname = "hourly accounts"\nseed = 1\n[market]\nassets = ["BTC"]\nfreq = "1h"\n'
+                     'start = 2021-04-12\nend = 2021-04-14\n[accounts]\nfile = "pos.csv"\n[execution]\n'
+                     'executor = "serial"\n[[models]]\nname = "static"\n')
+    out = run_study(study, write=False)
+    text = out.accounts_text()
+    assert "account_observations" in text and "held_observations_untested" in text
+    assert "account_days" not in text and "held_days_untested" not in text
+    accounts = next(s["content"] for s in results_dict(out)["sections"] if s["key"] == "accounts")
+    keys = {c["key"] for table in accounts["tables"] for c in table["table"]["columns"]}
+    assert {"account_observations", "held_observations_untested"} <= keys and "account_days" not in keys

@@ -163,3 +163,28 @@ def test_n_day_windows_are_counted_in_observations_of_the_panel_step():
     assert out["base_max_1d"] == pytest.approx(1.01 ** 24 - 1, rel=1e-12) and out["apc_max_1d"] == 0.0
     assert out["reduction_1d"] == pytest.approx(1.01 ** 24 - 1, rel=1e-12)
     assert mt.observations(1, 24) == 24 and mt.observations(365, 24) == 8760 and mt.observations(30) == 30
+
+
+def test_daily_calls_and_comparable_days_are_a_day_of_observations_on_hourly_rows():
+    """Review accounts F3 (left from the windows fix): on hourly rows the 'daily' margin calls were one-hour changes
+    and comparable_days counted hours (715 'days' in a month). A daily call is the change over 24 rows: the margin
+    rate climbs 0.1 point an hour over rows 40..63, so the largest daily call is 2.4 points (one hour: 0.1), and a
+    roll at row 70 takes the 24 windows that contain it out of the sample; daily rows are unchanged."""
+    from marginlab.validation.engine import BacktestResult
+
+    n = 100
+    rate = 0.1 + 0.001 * np.clip(np.arange(n) - 39, 0, 24)
+    idx = pd.date_range("2021-04-10", periods=n, freq="h", tz="UTC")
+    changed = np.arange(n) == 70
+    frame = pd.DataFrame({"date": idx, "portfolio": "book", "model": "m", "margin": rate * 1000.0,
+                          "notional": 1000.0, "book_changed": changed, "loss": 0.0, "breach": False})
+    hourly = BacktestResult(frame, mpor_days=24, freq="1h").procyclicality().loc[("book", "m")]
+    assert hourly["daily_call_max"] == pytest.approx(0.024, rel=1e-9)
+    windows = n - 24 - 24  # rows 24..99 have a row 24 earlier; the 24 windows holding row 70's roll are out
+    assert hourly["comparable_days"] == pytest.approx(windows / 24, rel=1e-12)
+    calls = mt._daily_calls(frame.set_index("date"), 24)
+    assert calls.size == windows and calls.max() == pytest.approx(0.024, rel=1e-9)
+    daily = BacktestResult(frame.assign(date=pd.date_range("2021-04-10", periods=n, tz="UTC")), mpor_days=1
+                           ).procyclicality().loc[("book", "m")]
+    assert daily["daily_call_max"] == pytest.approx(0.001, rel=1e-9)
+    assert daily["comparable_days"] == n - 1 - 1  # the one-day window holding the roll is out

@@ -47,7 +47,8 @@ import pandas as pd
 
 __all__ = ["Metric", "METRICS", "PROCYCLICALITY", "compute_metrics", "compute_procyclicality", "apc_tradeoff",
            "margin_rate", "offset_benefit", "comparable", "max_n_day_increase", "n_day_increases",
-           "largest_increase_window", "peak_to_trough", "INCREASE_WINDOWS", "observations", "monte_carlo_rel_se"]
+           "largest_increase_window", "peak_to_trough", "INCREASE_WINDOWS", "observations", "monte_carlo_rel_se",
+           "comparable_days"]
 
 #: The n of the "largest n-day margin increase" measures (days: ``round(n x per_day)`` observations).
 INCREASE_WINDOWS: tuple[int, ...] = (1, 5, 30)
@@ -207,24 +208,35 @@ def monte_carlo_rel_se(rows: pd.DataFrame) -> float:
     return float(np.median(se[ok] / m[ok])) if ok.any() else float("nan")
 
 
-def _daily_calls(rows: pd.DataFrame) -> np.ndarray:
-    """One-observation changes m_t - m_t-1 of the margin rate on comparable days (fraction points of notional).
+def _daily_calls(rows: pd.DataFrame, n: int = 1) -> np.ndarray:
+    """Changes m_t - m_t-n of the margin rate (fraction points of notional) on windows holding the same book.
 
-    An absolute difference of two rates (the margin call per unit notional), not the relative change of
-    :func:`max_n_day_increase`.
+    n observations make one day (``observations(1, per_day)``); windows per :func:`comparable`. An absolute
+    difference of two rates (the margin call per unit notional), not the relative change of
+    :func:`max_n_day_increase`. One observation on daily data; 24 on hourly data, so that a daily call is a day's
+    change there too, not an hour's.
     """
     m = margin_rate(rows)
-    if m.size < 2:
+    if m.size <= n:
         return np.zeros(0)
-    d = m[1:] - m[:-1]
-    return d[comparable(rows, 1) & np.isfinite(d)]
+    d = m[n:] - m[:-n]
+    return d[comparable(rows, n) & np.isfinite(d)]
 
 
-def _call_quantile(q: float) -> Callable[[pd.DataFrame], float]:
-    def func(rows: pd.DataFrame) -> float:
-        d = _daily_calls(rows)
+def _call_quantile(q: float) -> Callable[..., float]:
+    def func(rows: pd.DataFrame, per_day: float = 1.0) -> float:
+        d = _daily_calls(rows, observations(1, per_day))
         return float(np.quantile(d, q)) if d.size else float("nan")
     return func
+
+
+def comparable_days(rows: pd.DataFrame, per_day: float = 1.0) -> float:
+    """Days (observations / ``per_day``) whose one-day window holds an unchanged book: the sample of the daily calls.
+
+    On daily data the count of dates whose previous date holds the same book; on hourly data the hours whose row
+    24 hours earlier holds the same book, over 24.
+    """
+    return float(comparable(rows, observations(1, per_day)).sum()) / per_day
 
 
 def _excess_collateral(rows: pd.DataFrame) -> float:
@@ -293,17 +305,22 @@ PROCYCLICALITY: tuple[Metric, ...] = (
     Metric("peak_to_trough_1y", "Peak-to-trough margin rate, worst rolling 365 days",
            lambda r, per_day=1.0: peak_to_trough(r, observations(365, per_day)), "ratio", "procyclicality",
            in_days=True),
-    Metric("comparable_days", "Days with an unchanged book (1-day windows)",
-           lambda r: float(comparable(r, 1).sum()), "days", "procyclicality"),
-    # margin calls: absolute changes m_t - m_t-1 of the margin rate (fraction points), not relative changes
-    Metric("daily_call_p50", "Daily margin call, m_t - m_t-1 of margin / notional in points, median (same book)",
-           _call_quantile(0.50), "fraction points", "procyclicality"),
-    Metric("daily_call_p95", "Daily margin call, m_t - m_t-1 of margin / notional in points, 95th percentile "
-                             "(same book)", _call_quantile(0.95), "fraction points", "procyclicality"),
-    Metric("daily_call_p99", "Daily margin call, m_t - m_t-1 of margin / notional in points, 99th percentile "
-                             "(same book)", _call_quantile(0.99), "fraction points", "procyclicality"),
-    Metric("daily_call_max", "Largest daily margin call, max m_t - m_t-1 of margin / notional in points (same book)",
-           _call_quantile(1.0), "fraction points", "procyclicality"),
+    Metric("comparable_days", "Days with an unchanged book (1-day windows)", comparable_days, "days",
+           "procyclicality", in_days=True),
+    # margin calls: absolute changes m_t - m_t-1 of the margin rate (fraction points), not relative changes; t - 1 is
+    # one day earlier (24 observations on hourly data)
+    Metric("daily_call_p50", "Daily margin call, m_t - m_t-1 of margin / notional in points (t - 1: one day "
+                             "earlier), median (same book)", _call_quantile(0.50), "fraction points", "procyclicality",
+           in_days=True),
+    Metric("daily_call_p95", "Daily margin call, m_t - m_t-1 of margin / notional in points (t - 1: one day "
+                             "earlier), 95th percentile (same book)", _call_quantile(0.95), "fraction points",
+           "procyclicality", in_days=True),
+    Metric("daily_call_p99", "Daily margin call, m_t - m_t-1 of margin / notional in points (t - 1: one day "
+                             "earlier), 99th percentile (same book)", _call_quantile(0.99), "fraction points",
+           "procyclicality", in_days=True),
+    Metric("daily_call_max", "Largest daily margin call, max m_t - m_t-1 of margin / notional in points (t - 1: one "
+                             "day earlier; same book)", _call_quantile(1.0), "fraction points", "procyclicality",
+           in_days=True),
 )
 
 

@@ -479,9 +479,10 @@ class StudyResult:
                     f"file {what} in the study's dates; none was replayed." if bt.idle_accounts or untested else "")
             return f"{idle}\n{untested}" if untested else idle
         from marginlab.reports.formatting import frame_text
-        from marginlab.reports.sections import ACCOUNT_UNITS
+        from marginlab.reports.sections import ACCOUNT_UNITS, account_count_names
 
         table = bt.accounts_summary(self.config.tail_prob)[list(self.ACCOUNT_COLUMNS)]
+        table = table.rename(columns=account_count_names(self.config.freq))  # observations, not days, when hourly
         idle = f"; {len(bt.idle_accounts)} more hold no book in the study's dates" if bt.idle_accounts else ""
         text = f"Member accounts ({len(bt.accounts)}{idle}):\n{frame_text(table, ACCOUNT_UNITS)}"
         return f"{text}\n{untested}" if untested else text
