@@ -271,16 +271,20 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
         raise DataError(f"{_where(path, out, bad, 'kind')}: only options have a kind; leave the column empty")
     out["kind"] = kind
     # dates inside the market data (or the asset's bundled history)
-    _check_dates(out, path, market, freq, carry_forward)
-    # an instrument held at or after its expiry: the row's close (date + step) must be before the expiry
+    first = _check_dates(out, path, market, freq, carry_forward)
+    # an instrument held at or after its expiry: the close (+ step) of the first row the set is margined on must
+    # be before the expiry; that row is the date's own, or the next market row for a carried set dated in a gap
     day = date_format(freq)  # a row's date as the file writes it
-    held_after = dated & ((out["date"] + step).to_numpy() >= out["expiry"].to_numpy())
+    held_after = dated & ((first + step).to_numpy() >= out["expiry"].to_numpy())
     if held_after.any():
         k = int(np.flatnonzero(held_after)[0])
+        later = first.iloc[k] != out["date"].iloc[k]
+        gap = (f", a time missing from the market data: in force from its next row {first.iloc[k].strftime(day)}"
+               if later else "")
         raise DataError(f"{_where(path, out, held_after, 'expiry')}: {out['instrument'].iloc[k]} expiring "
-                        f"{out['expiry'].iloc[k]:%Y-%m-%d %H:%M} UTC is held on {out['date'].iloc[k].strftime(day)} "
-                        f"(observed at its close, {out['date'].iloc[k] + step:%Y-%m-%d %H:%M} UTC), at or after "
-                        "its expiry")
+                        f"{out['expiry'].iloc[k]:%Y-%m-%d %H:%M} UTC is held on {out['date'].iloc[k].strftime(day)}"
+                        f"{gap} (observed at its close, {first.iloc[k] + step:%Y-%m-%d %H:%M} UTC), at or after "
+                        "its expiry" + ("; it would never be margined" if later else ""))
     keys = ["account", "date", "instrument", "asset", "expiry", "strike", "kind"]
     dup = out.duplicated(keys, keep=False).to_numpy()
     if dup.any():
@@ -359,14 +363,16 @@ def _numbers(frame: pd.DataFrame, out: pd.DataFrame, column: str, path, required
     return pd.Series(values, index=frame.index)
 
 
-def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, carry_forward: bool) -> None:
-    """Every row's date is a row of the market (or inside its asset's bundled history).
+def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, carry_forward: bool) -> pd.Series:
+    """Check that every row's date is a row of the market (or inside its asset's bundled history).
 
+    Returns each row's first margined row: its date, or the next market row for a carried date in a gap.
     Carried forward, a date inside the market's range that is not one of its rows (one of the hours missing
     from the hourly panel) is accepted: the row set is the book from the next row on
     (:meth:`AccountBook.positions_at <marginlab.models.AccountBook.positions_at>`), whose price is checked.
     A snapshot (``carry_forward=False``) there would never be margined and is refused.
     """
+    first = out["date"]
     if market is not None:
         index = market.index
         bad = ~out["date"].isin(index).to_numpy()
@@ -384,6 +390,7 @@ def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, 
                             f"({span})")
         a = out["asset"].map(market.asset_index).to_numpy()
         rows = index.searchsorted(out["date"], side="left")  # the row itself, or the next one in a gap
+        first = pd.Series(index[rows], index=out.index)
         price = market.price_array[rows, a]
         no_price = np.isnan(price)
         if no_price.any():
@@ -397,14 +404,15 @@ def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, 
             raise DataError(f"{_where(path, out, huge, 'quantity')}: {q:g} {out['asset'].iloc[k]} at {price[k]:,.6g} "
                             f"is a position of {abs(q) * price[k]:.3g} (above {MAX_POSITION_NOTIONAL:.0e} in the quote "
                             "currency: a unit or typing error?)")
-        return
+        return first
     ranges = {r["asset"]: (pd.Timestamp(r["first"], tz="UTC"), pd.Timestamp(r["last"], tz="UTC"))
               for r in _catalog_records() if r["kind"] == "prices" and r["frequency"] == freq}
-    first = out["asset"].map(lambda a: ranges[a][0])
+    start = out["asset"].map(lambda a: ranges[a][0])
     last = out["asset"].map(lambda a: ranges[a][1])
-    bad = ((out["date"] < first) | (out["date"] > last)).to_numpy()
+    bad = ((out["date"] < start) | (out["date"] > last)).to_numpy()
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         a = out["asset"].iloc[k]
         raise DataError(f"{_where(path, out, bad, 'date')}: {out['date'].iloc[k]:%Y-%m-%d %H:%M} is outside the "
                         f"bundled {a} data ({ranges[a][0]:%Y-%m-%d} .. {ranges[a][1]:%Y-%m-%d})")
+    return first

@@ -613,3 +613,24 @@ def test_hourly_account_tables_count_observations_not_days_in_the_terminal_and_t
     accounts = next(s["content"] for s in results_dict(out)["sections"] if s["key"] == "accounts")
     keys = {c["key"] for table in accounts["tables"] for c in table["table"]["columns"]}
     assert {"account_observations", "held_observations_untested"} <= keys and "account_days" not in keys
+
+
+def test_an_option_carried_from_a_missing_hour_that_expires_before_the_next_row_is_refused(tmp_path):
+    """Noticed in reading (left at the last stop): a row set dated at an hour missing from the hourly panel is the
+    book from the next row on, but the expiry check used the row's own date, so an option expiring inside the gap
+    was accepted and never margined, without a message. 2021-04-20 02:00 and 03:00 are missing: a set dated 02:00
+    holds from 04:00 (observed at 05:00), after an expiry at 03:30."""
+    hourly = ds.load_market(["BTC"], freq="1h", start="2021-04-10", end="2021-04-30")
+    text = (HEADER + "2021-04-10 00:00,G1,spot,BTC,1,,,\n"
+            "2021-04-20 02:00,G1,option,BTC,1,2021-04-20 03:30,60000,call\n")
+    with pytest.raises(DataError, match=r"data row 2 \(account 'G1'\), column 'expiry': .* expiring 2021-04-20 03:30 "
+                                        r"UTC is held on 2021-04-20 02:00, a time missing from the market data: in "
+                                        r"force from its next row 2021-04-20 04:00 \(observed at its close, "
+                                        r"2021-04-20 05:00 UTC\), at or after its expiry; it would never be margined"):
+        read_positions(_write(tmp_path, text), market=hourly, freq="1h")
+    # expiring after the next row's close: accepted, and margined from 04:00
+    ok = read_positions(_write(tmp_path, text.replace("2021-04-20 03:30", "2021-04-20 08:00")), market=hourly,
+                        freq="1h")
+    book = mm.account_books(ok)["G1"]
+    t = pd.Timestamp("2021-04-20 04:00", tz="UTC")
+    assert [type(p.instrument).__name__ for p in book.positions_at(t, hourly)] == ["Option"]  # the set is the book
