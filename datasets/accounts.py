@@ -273,9 +273,14 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
     # dates inside the market data (or the asset's bundled history)
     first = _check_dates(out, path, market, freq, carry_forward)
     # an instrument held at or after its expiry: the close (+ step) of the first row the set is margined on must
-    # be before the expiry; that row is the date's own, or the next market row for a carried set dated in a gap
+    # be before the expiry; that row is the date's own, or the next market row for a carried set dated in a gap,
+    # unless the account's next set, dated in the same gap, replaces it before that row (it is never in force)
     day = date_format(freq)  # a row's date as the file writes it
-    held_after = dated & ((first + step).to_numpy() >= out["expiry"].to_numpy())
+    sets = out[["account", "date"]].drop_duplicates().sort_values(["account", "date"], kind="stable")
+    sets["next"] = sets.groupby("account", sort=False)["date"].shift(-1)
+    following = out[["account", "date"]].merge(sets, on=["account", "date"], how="left")["next"].to_numpy()
+    superseded = ~pd.isna(following) & (following <= first.to_numpy())
+    held_after = dated & ~superseded & ((first + step).to_numpy() >= out["expiry"].to_numpy())
     if held_after.any():
         k = int(np.flatnonzero(held_after)[0])
         later = first.iloc[k] != out["date"].iloc[k]

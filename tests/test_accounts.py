@@ -634,3 +634,26 @@ def test_an_option_carried_from_a_missing_hour_that_expires_before_the_next_row_
     book = mm.account_books(ok)["G1"]
     t = pd.Timestamp("2021-04-20 04:00", tz="UTC")
     assert [type(p.instrument).__name__ for p in book.positions_at(t, hourly)] == ["Option"]  # the set is the book
+
+
+def test_a_set_in_a_gap_replaced_before_the_next_row_is_never_in_force_and_not_refused(tmp_path):
+    """Found by a reviewer of the check above: hourly snapshots continuing through the gap 2021-04-25 05:00-07:00
+    (04:00, 05:00, 06:00 hold an option expiring 08:00; 07:00 and 08:00 no longer do) were refused, 'in force from
+    its next row 08:00', although the 07:00 set replaces them before that row. Such a set is never in force; the
+    book at 08:00 is the 07:00 set."""
+    hourly = ds.load_market(["BTC"], freq="1h", start="2021-04-20", end="2021-04-30")
+    assert [pd.Timestamp(f"2021-04-25 {h:02d}:00", tz="UTC") in hourly.index for h in range(4, 9)] == \
+        [True, False, False, False, True]
+    option = "BTC,1,2021-04-25 08:00,60000,call"
+    text = (HEADER + f"2021-04-25 04:00,G2,option,{option}\n2021-04-25 05:00,G2,option,{option}\n"
+            f"2021-04-25 06:00,G2,option,{option}\n2021-04-25 07:00,G2,spot,BTC,1,,,\n"
+            "2021-04-25 08:00,G2,spot,BTC,2,,,\n")
+    book = mm.account_books(read_positions(_write(tmp_path, text), market=hourly, freq="1h"))["G2"]
+    at = {h: book.positions_at(pd.Timestamp(f"2021-04-25 {h:02d}:00", tz="UTC"), hourly) for h in (4, 8)}
+    assert [type(p.instrument).__name__ for p in at[4]] == ["Option"]
+    assert [(type(p.instrument).__name__, p.quantity) for p in at[8]] == [("Spot", 2.0)]
+    # the last set in the gap, in force at 08:00 when no set is dated 08:00, is checked: holding the option refused
+    last = text.replace("2021-04-25 07:00,G2,spot,BTC,1,,,", f"2021-04-25 07:00,G2,option,{option}")
+    with pytest.raises(DataError, match=r"data row 4 \(account 'G2'\).*in force from its next row 2021-04-25 08:00"):
+        read_positions(_write(tmp_path, last.replace("2021-04-25 08:00,G2,spot,BTC,2,,,\n", "")), market=hourly,
+                       freq="1h")
