@@ -86,8 +86,8 @@ class Forecast:
         Scenario losses (quote currency) of the forecast distribution, each
         with weight ``weights[k]`` (equal weights when ``weights`` is None).
     mc_error : callable or None
-        Computes :attr:`mc_se` when asked (None: the margin has no simulation noise);
-        computed lazily, as most forecasts (e.g. of standalone legs) only need the margin.
+        Computes :attr:`mc_se` when asked (None: no error is stated); computed lazily,
+        as most forecasts (e.g. of standalone legs) only need the margin.
     """
 
     margin: float
@@ -99,11 +99,13 @@ class Forecast:
 
     @property
     def mc_se(self) -> float:
-        """Monte Carlo standard error of the margin (quote currency); NaN when it has no simulation noise.
+        """Monte Carlo standard error of one date's margin (quote currency); NaN when none is stated.
 
         For a margin that is the risk measure of i.i.d. simulated scenarios: what another seed would move it
         by (:func:`marginlab.models.simulation.monte_carlo_se`). NaN for rules, historical and one-step FHS
-        scenarios.
+        scenarios, which have no simulation noise, and for simulated margins it is not estimated for: fewer
+        than 10 tail scenarios, or the ``stressed_weight`` overlay's weighted mixture of simulated and
+        historical scenarios.
         """
         return float("nan") if self.mc_error is None else float(self.mc_error())
 

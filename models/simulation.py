@@ -277,6 +277,10 @@ def loss_forecast(losses: np.ndarray, measure: str, level: float, simulated: boo
     return Forecast(margin=es if measure == "es" else var, var=var, es=es, losses=losses, mc_error=error)
 
 
+#: The fewest tail scenarios (k = ⌈N (1 - level)⌉) a Monte Carlo standard error is stated for (:func:`monte_carlo_se`).
+MC_MIN_TAIL = 10
+
+
 def monte_carlo_se(losses: np.ndarray, measure: str, level: float) -> float:
     r"""Monte Carlo standard error of the VaR or ES at ``level`` estimated from N i.i.d. simulated ``losses``.
 
@@ -297,13 +301,18 @@ def monte_carlo_se(losses: np.ndarray, measure: str, level: float) -> float:
       "Nonparametric estimation of expected shortfall", J. Financial Econometrics 6(1), Theorem 1; the
       error of VaR itself does not enter at first order).
 
-    Estimates before the floor at 0. NaN with fewer than two losses.
+    Both are asymptotic: checked against the normal closed forms and the spread over seeds at N = 10,000 (within
+    4% and 10%) and on FHS paths of BTC (1.01x the spread over 40 seeds); for very heavy tails at moderate N they
+    understate the ES error (Student-t with 3 degrees of freedom, N = 1,000: about 0.75x the spread over seeds).
+    Estimates before the floor at 0. NaN when fewer than :data:`MC_MIN_TAIL` (10) losses lie in the tail
+    (k = ⌈N p⌉ < 10, e.g. 100 paths at 99%): the error of a measure of so few scenarios is not estimable this
+    way (an ES of one scenario would get 0).
     """
     n = losses.size
-    if n < 2:
-        return float("nan")
     p = 1.0 - level
     k = _risk_k(n, level)
+    if k < MC_MIN_TAIL:
+        return float("nan")
     if measure == "es":
         top = -np.partition(-losses, k - 1)[:k]  # the k largest, unordered
         var, tail = float(top.min()), n * p

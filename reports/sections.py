@@ -321,24 +321,27 @@ def _pair_stats(data: ReportData) -> pd.DataFrame:
 
 
 #: the column of the Monte Carlo error in the compare tables
-MC_ERROR_TITLE = ("Monte Carlo error: median standard error of the margin / the margin (simulated scenarios only; "
-                  "another seed moves a margin by about this)")
+MC_ERROR_TITLE = ("Monte Carlo error: median standard error of one date's margin / the margin (simulated scenarios "
+                  "only; another seed moves a date's margin by about this)")
 
 
-def _mc_error_text(pooled: list[dict[str, Any]]) -> str:
-    """The sentence on the models whose margins carry Monte Carlo error (empty when none does)."""
+def _mc_error_text(pooled: list[dict[str, Any]], mpor: int) -> str:
+    """The sentence on the models whose margins carry a stated Monte Carlo error (empty when none does)."""
     noisy = {}
     for row in pooled:
         if math.isfinite(row["mc_rel_se"]):
             noisy.setdefault(row["model"], row["mc_rel_se"])
     if not noisy:
         return ""
+    exact = "rules, historical scenarios" + (", FHS at a one-observation MPOR" if mpor == 1 else "")
     return (" Margins of " + and_list([f"{md} ({percent(v)})" for md, v in noisy.items()])
-            + " are estimated from simulated scenarios: the median Monte Carlo standard error relative to the "
-              "margin is in brackets (pooled rows below), so another seed moves such a margin by about that much "
-              "and differences between models of that size are simulation noise, not methodology (an overlay "
-              "carries the relative error of the margin it adjusts). The other models' margins carry none (rules, "
-              "historical scenarios, FHS at a one-observation MPOR).")
+            + " are estimated from simulated scenarios: in brackets, the median Monte Carlo standard error of one "
+              "date's margin relative to the margin (pooled rows below), so another seed moves a date's margin by "
+              "about that much, and day-by-day differences between models of that size can be simulation noise. "
+              "The averages and breach counts here move far less (the draws are independent across dates), and "
+              "models sharing draws (a model and its overlays) move together. Rows without a figure have no "
+              f"simulation noise ({exact}) or are not estimated (fewer than 10 tail scenarios; the stressed_weight "
+              "overlay's mixture of simulated and historical scenarios).")
 
 
 def render_compare(content: dict[str, Any], page: Page) -> str:
@@ -437,7 +440,7 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
                   f"gross notional, on each reference book's common sample (member accounts: their own section). "
                   f"Collateral is costed at a funding rate of "
                   f"{percent(rate)} a year: the annual cost of holding the average margin, and per $1,000,000 of "
-                  "notional (comparable across books)." + _mc_error_text(pooled)),
+                  "notional (comparable across books)." + _mc_error_text(pooled, data.config.mpor_days)),
         "pooled_shared": shared_label if shared else None, "pooled_caption": caption,
         "pooled": table_data([("model", "model", None), ("population", "pooled over", None),
                               ("books", "books", "count"),

@@ -54,8 +54,23 @@ def test_standard_error_scales_with_the_losses_and_shrinks_as_one_over_root_n():
         ratio = monte_carlo_se(x[:10_000], measure, level) / monte_carlo_se(x, measure, level)
         assert 1.4 < ratio < 2.8  # ~2 = sqrt(40,000 / 10,000), up to the noise of the estimates
     assert np.isnan(monte_carlo_se(np.ones(1), "var", 0.99))
-    # 100 paths at 99%: VaR is the largest loss; the spacing uses ranks 1..2 only (no index outside the sample)
-    assert np.isfinite(monte_carlo_se(x[:100], "var", 0.99))
+
+
+def test_no_error_is_stated_for_fewer_than_ten_tail_scenarios():
+    """A reviewer: at the smallest path count (100 at 99%, one tail scenario) the ES error came out exactly 0 while
+    the margin moved by 60% between seeds, and the VaR spacing used the two largest losses only (median 0.6x the
+    spread). Below 10 tail scenarios no error is stated (NaN); from 10 on it is."""
+    x = np.random.default_rng(4).standard_normal(2_000)
+    for measure in ("var", "es"):
+        assert np.isnan(monte_carlo_se(x[:100], measure, 0.99))  # k = 1
+        assert np.isnan(monte_carlo_se(x[:900], measure, 0.99))  # k = 9
+        assert np.isfinite(monte_carlo_se(x[:1000], measure, 0.99))  # k = 10
+        assert monte_carlo_se(x[:1000], measure, 0.99) > 0
+    model = mm.make_model("fhs_garch", measure="es", level=0.99, n_paths=100)
+    t = pd.Timestamp("2021-06-01", tz="UTC")
+    fc = model.forecast(model.fit(MARKET, t, context=RunContext(mpor=2)), [mm.Position(mm.Spot("BTC"), 1.0)],
+                        MARKET, t)
+    assert fc.margin > 0 and np.isnan(fc.mc_se)
 
 
 def test_backtest_states_the_monte_carlo_error_of_simulated_margins_only():

@@ -851,6 +851,9 @@ def test_compare_states_the_monte_carlo_error_of_simulated_margins(tmp_path):
     assert pooled["EWMA"] == pytest.approx(ewma, rel=1e-12) and 0.01 < ewma < 0.1  # ~3.7% at 2,000 paths
     assert pooled["HS"] is None or np.isnan(pooled["HS"])
     assert study.metrics.loc[("long BTC spot", "EWMA"), "mc_rel_se"] == pytest.approx(ewma, rel=1e-12)
-    html = render_html(study)
+    from html import unescape
+
+    html = unescape(render_html(study))
     assert f"Margins of EWMA ({percent(ewma)}) are estimated from simulated scenarios" in html
-    assert "Monte Carlo error: median standard error of the margin / the margin" in html
+    assert "Monte Carlo error: median standard error of one date's margin / the margin" in html
+    assert "no simulation noise (rules, historical scenarios, FHS at a one-observation MPOR)" in html

@@ -197,8 +197,10 @@ def monte_carlo_rel_se(rows: pd.DataFrame) -> float:
     r"""Median over dates of the margin's Monte Carlo standard error relative to the margin, ``mc_se / margin``.
 
     ``mc_se`` is :attr:`marginlab.models.base.Forecast.mc_se` (:func:`marginlab.models.simulation.monte_carlo_se`):
-    the sampling error of a risk measure estimated from simulated i.i.d. scenarios. NaN when the rows carry no
-    Monte Carlo error (rules, historical simulation, FHS at a one-observation MPOR, margin overlays); dates with a
+    the sampling error of one date's risk measure estimated from simulated i.i.d. scenarios (an average over many
+    dates moves far less: the draws are independent across dates). NaN when the rows state none (rules,
+    historical simulation and FHS at a one-observation MPOR have no simulation noise; simulated margins with
+    fewer than 10 tail scenarios and the ``stressed_weight`` overlay's mixture are not estimated); dates with a
     zero margin are left out.
     """
     if "mc_se" not in rows:
@@ -214,7 +216,8 @@ def _daily_calls(rows: pd.DataFrame, n: int = 1) -> np.ndarray:
     n observations make one day (``observations(1, per_day)``); windows per :func:`comparable`. An absolute
     difference of two rates (the margin call per unit notional), not the relative change of
     :func:`max_n_day_increase`. One observation on daily data; 24 on hourly data, so that a daily call is a day's
-    change there too, not an hour's.
+    change there too, not an hour's: every row's change over the 24 rows before it (overlapping windows, not
+    only the calls at one hour of the day).
     """
     m = margin_rate(rows)
     if m.size <= n:
@@ -233,8 +236,8 @@ def _call_quantile(q: float) -> Callable[..., float]:
 def comparable_days(rows: pd.DataFrame, per_day: float = 1.0) -> float:
     """Days (observations / ``per_day``) whose one-day window holds an unchanged book: the sample of the daily calls.
 
-    On daily data the count of dates whose previous date holds the same book; on hourly data the hours whose row
-    24 hours earlier holds the same book, over 24.
+    On daily data the count of dates whose previous date holds the same book; on hourly data the rows whose row
+    24 rows earlier holds the same book, over 24 (24 rows are 24 hours except across the panel's missing hours).
     """
     return float(comparable(rows, observations(1, per_day)).sum()) / per_day
 
