@@ -420,4 +420,10 @@ def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, 
         a = out["asset"].iloc[k]
         raise DataError(f"{_where(path, out, bad, 'date')}: {out['date'].iloc[k]:%Y-%m-%d %H:%M} is outside the "
                         f"bundled {a} data ({ranges[a][0]:%Y-%m-%d} .. {ranges[a][1]:%Y-%m-%d})")
-    return first
+    # the bundled panel's rows: a carried date in one of its gaps (e.g. an hour missing from the hourly data) is
+    # margined from the next row on, as with a market (a snapshot there is refused when replayed: AccountBook.held)
+    from .loaders import load_market
+
+    index = load_market(sorted(set(out["asset"])), freq=freq).index
+    rows = np.minimum(index.searchsorted(out["date"], side="left"), len(index) - 1)
+    return pd.Series(index[rows], index=out.index) if carry_forward else first

@@ -657,3 +657,14 @@ def test_a_set_in_a_gap_replaced_before_the_next_row_is_never_in_force_and_not_r
     with pytest.raises(DataError, match=r"data row 4 \(account 'G2'\).*in force from its next row 2021-04-25 08:00"):
         read_positions(_write(tmp_path, last.replace("2021-04-25 08:00,G2,spot,BTC,2,,,\n", "")), market=hourly,
                        freq="1h")
+
+
+def test_without_a_market_the_gap_check_uses_the_bundled_panel(tmp_path):
+    """A reviewer: read_positions without ``market`` checked a set dated in a gap of the bundled hourly data against
+    its own date, so an option expiring inside the gap (2021-04-20 02:00-03:00 missing) was accepted and never
+    margined. Without a market the bundled panel's rows are used, as a market's would be."""
+    text = (HEADER + "2021-04-10 00:00,G1,spot,BTC,1,,,\n"
+            "2021-04-20 02:00,G1,option,BTC,1,2021-04-20 03:30,60000,call\n")
+    with pytest.raises(DataError, match=r"data row 2 \(account 'G1'\).*in force from its next row 2021-04-20 04:00"):
+        read_positions(_write(tmp_path, text), freq="1h")
+    assert len(read_positions(_write(tmp_path, text.replace("03:30", "08:00")), freq="1h").frame) == 2
