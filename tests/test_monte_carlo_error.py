@@ -118,5 +118,26 @@ def test_backtest_tables_with_empty_mc_se_are_read_and_older_tables_are_named(tm
     frame.drop(columns="mc_se").to_csv(tmp_path / "old.csv", index=False)
     new = read_backtest(tmp_path / "new.csv")
     assert new["mc_se"].iloc[0] == 0.2 and np.isnan(new["mc_se"].iloc[1])
-    with pytest.raises(ValueError, match="old: no column 'mc_se'.*before marginlab stated the Monte Carlo error"):
+    with pytest.raises(ValueError, match="old: no column 'mc_se'.*before marginlab stated the Monte Carlo error.*"
+                                         "--ignore mc_se"):
         compare_backtests(read_backtest(tmp_path / "old.csv"), new, names=("old", "new"))
+
+
+def test_diff_against_a_table_without_mc_se_leaves_the_column_out_on_request(tmp_path, capsys):
+    """A reviewer: marginlab diff refused every table written before the mc_se column, so a run before this change
+    could not be compared with one after it (the usual check that a change moved no margin). ``--ignore mc_se``
+    compares the rest and says it did; a moved margin is still found; key, margin and breach cannot be ignored."""
+    from marginlab.validation.cli import main
+
+    new = pd.DataFrame({"date": ["2021-06-01", "2021-06-02"], "portfolio": "b", "model": "ewma",
+                        "margin": [10.0, 12.0], "breach": [False, False], "mc_se": [0.2, 0.3]})
+    new.to_csv(tmp_path / "new.csv", index=False)
+    new.drop(columns="mc_se").to_csv(tmp_path / "old.csv", index=False)
+    assert main(["diff", str(tmp_path / "old.csv"), str(tmp_path / "new.csv"), "--ignore", "mc_se"]) == 0
+    assert "identical: every row and value bit for bit the same, not comparing mc_se" in capsys.readouterr().out
+    new.assign(margin=[10.0, 12.5]).to_csv(tmp_path / "moved.csv", index=False)
+    diff = compare_backtests(read_backtest(tmp_path / "old.csv"), read_backtest(tmp_path / "moved.csv"),
+                             ignore=("mc_se",))
+    assert not diff.identical and "1 margin(s) moved" in diff.summary() and "(not comparing mc_se)" in diff.summary()
+    with pytest.raises(ValueError, match="cannot ignore 'margin'"):
+        compare_backtests(new, new, ignore=("margin",))

@@ -178,7 +178,8 @@ def _diff(args: argparse.Namespace) -> int:
     from marginlab.validation.compare import backtest_file, compare_backtests, read_backtest
 
     files = [backtest_file(f) for f in (args.before, args.after)]
-    diff = compare_backtests(read_backtest(files[0]), read_backtest(files[1]), names=(str(files[0]), str(files[1])))
+    diff = compare_backtests(read_backtest(files[0]), read_backtest(files[1]), names=(str(files[0]), str(files[1])),
+                             ignore=tuple(args.ignore or ()))
     print(diff.summary())
     return 0
 
@@ -247,6 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_diff = sub.add_parser("diff", help="what moved between two runs (two report folders or backtest.csv files)")
     p_diff.add_argument("before", type=path, help="report folder or backtest.csv of the first run")
     p_diff.add_argument("after", type=path, help="report folder or backtest.csv of the second run")
+    p_diff.add_argument("--ignore", action="append", metavar="COLUMN",
+                        help="a value column to leave out of the comparison (repeatable; e.g. mc_se against a run "
+                             "written before marginlab stated the Monte Carlo error)")
     p_diff.set_defaults(func=_diff)
     p_models = sub.add_parser("models", help="list the registered margin models (and overlays) with their parameters")
     p_models.set_defaults(func=_models)

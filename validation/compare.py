@@ -141,6 +141,8 @@ class BacktestDiff:
 
     table: pd.DataFrame
     moved: pd.DataFrame
+    #: value columns left out of the comparison on request (``compare_backtests(..., ignore=...)``)
+    ignored: tuple[str, ...] = ()
 
     def to_frame(self) -> pd.DataFrame:
         """Per model: rows in both, only before, only after, rows moved per column, relative moves, flipped breaches."""
@@ -158,36 +160,46 @@ class BacktestDiff:
         t = self.table
         others = {c.rsplit("_", 1)[0]: int(t[c].sum()) for c in t.filter(regex="_moved$|_flipped$").columns
                   if c not in ("margin_moved", "breaches_flipped") and t[c].sum()}
-        head = ("identical: every row and value bit for bit the same" if self.identical else
+        head = (("identical: every row and value bit for bit the same" if not self.ignored else
+                 "identical: every row and value bit for bit the same, not comparing "
+                 + ", ".join(self.ignored)) if self.identical else
                 f"{int(t['margin_moved'].sum()):,} margin(s) moved, "
                 f"{int(t['breaches_flipped'].sum()):,} breach flag(s) flipped, "
                 f"{int(t['only_before'].sum() + t['only_after'].sum()):,} row(s) in one run only"
                 + (f", other values changed: {', '.join(f'{c} {n:,}' for c, n in others.items())}" if others
-                   else ""))
+                   else "") + (f" (not comparing {', '.join(self.ignored)})" if self.ignored else ""))
         with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format",
                                "{:.3g}".format):
             return f"{head}\n\n{self.table.to_string()}"
 
 
 def compare_backtests(before: pd.DataFrame, after: pd.DataFrame,
-                      names: tuple[str, str] = ("the first backtest", "the second backtest")) -> BacktestDiff:
+                      names: tuple[str, str] = ("the first backtest", "the second backtest"),
+                      ignore: tuple[str, ...] = ()) -> BacktestDiff:
     """Compare two backtest frames (``BacktestResult.frame`` or :func:`read_backtest`) row by row.
 
     Returns a :class:`BacktestDiff`; ``moved`` holds the rows whose margin moved or whose breach flipped,
     with both values and the relative move. Every column but the key is compared; a column in one frame only
     is a ValueError naming the frame without it (``names``: how messages call the two, e.g. their files): its
-    values cannot be compared, and the runs would be called identical without them.
+    values cannot be compared, and the runs would be called identical without them. ``ignore`` names value
+    columns to leave out on purpose (e.g. ``mc_se`` against a table written before marginlab stated the Monte
+    Carlo error); the summary says so. The key, ``margin`` and ``breach`` cannot be ignored.
     """
-    a = _typed(before, "first").set_index(KEY)
-    b = _typed(after, "second").set_index(KEY)
+    ignore = tuple(dict.fromkeys(ignore))
+    fixed = [c for c in ignore if c in REQUIRED]
+    if fixed:
+        raise ValueError(f"cannot ignore {fixed[0]!r}: the key, margin and breach are always compared")
+    a = _typed(before, "first").drop(columns=list(ignore), errors="ignore").set_index(KEY)
+    b = _typed(after, "second").drop(columns=list(ignore), errors="ignore").set_index(KEY)
     if a.index.has_duplicates or b.index.has_duplicates:
         raise ValueError("a backtest has duplicate (date, portfolio, model) rows")
     for lacks, has, mine, theirs in ((names[0], names[1], a, b), (names[1], names[0], b, a)):
         one_only = [c for c in theirs.columns if c not in mine.columns]
         if one_only:
+            hint = (f" (or leave it out: --ignore {one_only[0]})" if one_only[0] not in REQUIRED else "")
             raise ValueError(f"{lacks}: no column {one_only[0]!r}, which {has} has; compare backtests with the same "
                              "value columns (standalone_margin: the same standalone_legs setting; mc_se: tables "
-                             "written before marginlab stated the Monte Carlo error have none)")
+                             f"written before marginlab stated the Monte Carlo error have none){hint}")
     both = a.index.intersection(b.index)
     columns = list(a.columns)  # the same in both (checked above)
     x, y = a.loc[both], b.loc[both]
@@ -225,4 +237,4 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame,
                                            index=xa.index[keep]))
     moved_frame = pd.concat(moved_rows) if moved_rows else pd.DataFrame(
         columns=["margin_before", "margin_after", "breach_before", "breach_after"])
-    return BacktestDiff(table=pd.DataFrame(records).set_index("model"), moved=moved_frame)
+    return BacktestDiff(table=pd.DataFrame(records).set_index("model"), moved=moved_frame, ignored=ignore)
