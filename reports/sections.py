@@ -729,6 +729,19 @@ def account_count_names(freq: str) -> dict[str, str]:
 ACCOUNT_UNITS.update({"account_observations": "count", "held_observations_untested": "count"})
 
 
+def no_account_replayed(bt) -> str:
+    """The sentence saying that none of the file's member accounts was replayed, and why.
+
+    Empty when one was, or the run had none. One text for the report and the terminal (``StudyResult.accounts_text``).
+    """
+    if bt.accounts or not (bt.idle_accounts or bt.untestable_accounts):
+        return ""
+    what = "holds a book" if not bt.untestable_accounts else "is tested"
+    return (f"None of the {len(bt.idle_accounts) + len(bt.untestable_accounts):,} member accounts of the file {what} "
+            "on a date of the study: no account was replayed (the account-level view needs the file's dates and the "
+            "data of the books held).")
+
+
 @_section("accounts", "Member accounts")(render_generic)
 def build_accounts(data: ReportData) -> dict[str, Any] | None:
     """Present when the study has member accounts.
@@ -739,11 +752,7 @@ def build_accounts(data: ReportData) -> dict[str, Any] | None:
     bt, p = data.backtest, data.config.tail_prob
     untested = bt.untested_text()
     if not accounts and (bt.idle_accounts or bt.untestable_accounts):  # none of the file's accounts tested
-        what = "holds a book" if not bt.untestable_accounts else "is tested"
-        return {"intro": f"None of the {len(bt.idle_accounts) + len(bt.untestable_accounts):,} member accounts of the "
-                         f"file {what} on a date of the study: no account was replayed (the account-level view "
-                         "needs the file's dates and the data of the books held)."
-                         + (f" {untested}" if untested else ""),
+        return {"intro": no_account_replayed(bt) + (f" {untested}" if untested else ""),
                 "tables": [], "bars": [], "untested": untested}
     if not accounts:
         return None

@@ -412,7 +412,8 @@ def test_an_accounts_file_with_no_account_in_the_studys_dates_is_said_not_droppe
                      'file = "data/members.csv"\n[execution]\nexecutor = "serial"\n[[models]]\nname = "static"\n')
     res = run_study(study, out=tmp_path / "out")
     assert res.backtest.accounts == [] and res.backtest.idle_accounts == ["C3"]
-    assert "none of the 1 in the file holds a book" in res.accounts_text()
+    assert "Member accounts: None of the 1 member accounts of the file holds a book on a date of the study: no " \
+        "account was replayed" in res.accounts_text()
     html = (tmp_path / "out" / "report.html").read_text()
     assert "None of the 1 member accounts of the file holds a book" in html
 

@@ -473,13 +473,12 @@ class StudyResult:
         """The member accounts' pooled back-test per model (CPMI-IOSCO PQD 6.5) as text; empty without accounts."""
         bt = self.backtest
         untested = bt.untested_text()
-        if not bt.accounts:
-            what = "holds a book" if not bt.untestable_accounts else "is tested"
-            idle = (f"Member accounts: none of the {len(bt.idle_accounts) + len(bt.untestable_accounts):,} in the "
-                    f"file {what} in the study's dates; none was replayed." if bt.idle_accounts or untested else "")
-            return f"{idle}\n{untested}" if untested else idle
         from marginlab.reports.formatting import frame_text
-        from marginlab.reports.sections import ACCOUNT_UNITS, account_count_names
+        from marginlab.reports.sections import ACCOUNT_UNITS, account_count_names, no_account_replayed
+
+        if not bt.accounts:
+            idle = f"Member accounts: {no_account_replayed(bt)}" if no_account_replayed(bt) else ""
+            return "\n".join(x for x in (idle, untested) if x)
 
         table = bt.accounts_summary(self.config.tail_prob)[list(self.ACCOUNT_COLUMNS)]
         table = table.rename(columns=account_count_names(self.config.freq))  # observations, not days, when hourly
