@@ -200,6 +200,17 @@ class MarginModel:
         """
         return None
 
+    @staticmethod
+    def assets_by_date(starts) -> dict[str, list[str]]:
+        """Group ``(date, asset)`` pairs of rule changes for :meth:`rule_switches`: date -> its assets.
+
+        Dates in order, assets in the order given.
+        """
+        dates: dict[str, list[str]] = {}
+        for day, asset in starts:
+            dates.setdefault(day, []).append(asset)
+        return dict(sorted(dates.items()))
+
     def describe(self) -> str:
         """One line: the registered name and the parameters."""
         params = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))

@@ -270,13 +270,10 @@ class DeribitPortfolioMargin(MarginModel):
 
         A later vintage's start; with ``before_first="none"`` also the first vintage's start (margining begins).
         """
-        dates: dict[str, list[str]] = {}
-        for asset, table in self.table.items():
-            starts = [v.start for v in table] if self.before_first == "none" else [v.start for v in table[1:]]
-            for start in starts:
-                dates.setdefault(start, []).append(asset)
+        dates = self.assets_by_date((v.start, asset) for asset, table in self.table.items()
+                                    for v in (table if self.before_first == "none" else table[1:]))
         return {day: f"Deribit portfolio-margin parameters of {' and '.join(assets)} change (vintage from {day})"
-                for day, assets in sorted(dates.items())}
+                for day, assets in dates.items()}
 
     def applies_to(self, positions: Sequence[Position]) -> bool:
         """True if every position's currency has portfolio-margin parameters."""

@@ -328,13 +328,11 @@ class DeribitStandardMargin(MarginModel):
 
     def rule_switches(self) -> dict[str, str]:
         """Dates on which Deribit's futures and perpetual rates switch (``DeribitParams.futures_from``), per asset."""
-        dates: dict[str, list[str]] = {}
-        for asset, params in DERIBIT_STANDARD.items():
-            if params.futures_from is not None:
-                dates.setdefault(params.futures_from, []).append(asset)
+        dates = self.assets_by_date((params.futures_from, asset) for asset, params in DERIBIT_STANDARD.items()
+                                    if params.futures_from is not None)
         return {day: (f"Deribit's {' and '.join(assets)} futures and perpetual margin rates change (observations from "
                       f"{day} 00:00 UTC use the new rates, earlier ones the rates in force before it)")
-                for day, assets in sorted(dates.items())}
+                for day, assets in dates.items()}
 
     def applies_to(self, positions: Sequence[Position]) -> bool:
         """True if every position is a future, perpetual or option with Deribit parameters (no spot)."""
