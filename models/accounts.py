@@ -20,6 +20,7 @@ rebalancing and hedging frequencies, option tenors and deltas.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -161,12 +162,8 @@ class AccountBook(Portfolio):
         """Boolean mask over the market's rows: True where the account holds a non-empty book."""
         return self._held_legs(market)[3]
 
-    def _leg_data(self, market: MarketData, horizon: int):
-        """:meth:`_held_legs` and the data checks of each (row, leg).
-
-        Per (row, leg): its asset's column, whether row t + h exists, and whether the leg has its prices at t
-        and t + h and (an option) its implied vol at t and, not expired there, at t + h.
-        """
+    def _leg_data(self, market: MarketData, horizon: int) -> _LegData:
+        """:meth:`_held_legs` and the data checks of each (row, leg) (:class:`_LegData`)."""
         h = int(horizon)
         n = len(market.index)
         rows, leg, alive, out = self._held_legs(market)
@@ -179,7 +176,7 @@ class AccountBook(Portfolio):
         has_later = rows + h < n
         price_ok = ~np.isnan(price[rows, a]) & ~np.isnan(price[later, a])
         vol_ok = ~option | (~np.isnan(vol[rows, a]) & (~np.isnan(vol[later, a]) | (obs[later] >= expiry)))
-        return rows, leg, alive, out, a, has_later, price_ok, vol_ok
+        return _LegData(rows, leg, alive, out, a, has_later, price_ok, vol_ok)
 
     def margin_rows(self, market: MarketData, horizon: int = 1) -> np.ndarray:
         """Boolean mask over the market's rows: the account's margin dates for an MPOR of ``horizon`` observations.
@@ -190,9 +187,9 @@ class AccountBook(Portfolio):
         expired by t + h settles at intrinsic value). Only the book held at t counts, not the assets the
         account holds on other dates. The held rows left out for missing data: :meth:`untested_rows`.
         """
-        rows, _, alive, out, _, has_later, price_ok, vol_ok = self._leg_data(market, horizon)
-        out[rows[alive & ~(has_later & price_ok & vol_ok)]] = False  # a leg held at t without its data at t or t + h
-        return out
+        d = self._leg_data(market, horizon)
+        d.held[d.rows[d.alive & ~(d.has_later & d.price_ok & d.vol_ok)]] = False  # a leg without its data at t or t+h
+        return d.held
 
     def untested_rows(self, market: MarketData, horizon: int = 1) -> pd.Series:
         """The rows the account holds a book on but :meth:`margin_rows` leaves out, and why.
@@ -202,8 +199,9 @@ class AccountBook(Portfolio):
         implied vol, by asset in the market's order). The last h rows of the market (no row t + h: no
         book of any kind can be tested there) are not counted.
         """
-        rows, leg, alive, _, a, has_later, price_ok, vol_ok = self._leg_data(market, horizon)
-        bad = alive & has_later & ~(price_ok & vol_ok)
+        d = self._leg_data(market, horizon)
+        rows, a, price_ok = d.rows, d.asset_column, d.price_ok
+        bad = d.alive & d.has_later & ~(price_ok & d.vol_ok)
         if not bad.any():
             return pd.Series([], index=pd.Index([], dtype=np.int64), dtype=object)
         names = {k: x for x, k in market.asset_index.items()}
@@ -219,6 +217,19 @@ class AccountBook(Portfolio):
         if not len(rows):
             raise DataError(f"account {self.name!r}: holds no position on any date of the market data")
         return market.index[rows[0]]
+
+
+class _LegData(NamedTuple):
+    """Per (row, leg) held by an account (:meth:`AccountBook._held_legs`) and the data it needs."""
+
+    rows: np.ndarray  # the market row t
+    leg: np.ndarray  # the leg held there
+    alive: np.ndarray  # the leg is not expired at t
+    held: np.ndarray  # over the market's rows: the account holds a non-empty book (written by margin_rows)
+    asset_column: np.ndarray  # the leg's asset's column in the market
+    has_later: np.ndarray  # row t + h exists
+    price_ok: np.ndarray  # the asset's price at t and t + h
+    vol_ok: np.ndarray  # not an option, or its implied vol at t and (not expired there) at t + h
 
 
 def account_books(table: PositionTable) -> dict[str, AccountBook]:
