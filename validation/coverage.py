@@ -80,7 +80,6 @@ CPMI-IOSCO (2015), "Public quantitative disclosure standards for CCPs", 6.5.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -99,7 +98,6 @@ __all__ = [
     "DurationResult",
     "DQResult",
     "ESTestResult",
-    "ScenarioTail",
     "CoverageReport",
     "exceptions",
     "kupiec_pof",
@@ -1589,8 +1587,7 @@ def _simulated_z(rng: np.random.Generator, p: float, n_sims: int, kinds: tuple[s
                  tail) -> list[np.ndarray]:
     r"""Z1 and/or Z2 (one array per kind) of ``n_sims`` P&L paths simulated under H0, drawing only the exceptions.
 
-    Under H0 every (path, date) is an exception with probability p (a scenario forecast's own probability,
-    ``tail.exceed_prob``, when it has one), independently, and given one its
+    Under H0 every (path, date) is an exception with probability p, independently, and given one its
     loss over ES is ``tail(dates, v)`` with v uniform on (0, 1) (the exception's tail probability over p:
     :math:`F(\epsilon) = p v`). The statistics depend on the exceptions only, so the simulation draws, per
     date, how many paths breach (Binomial(n_sims, p)), which ones (without replacement) and their v: the
@@ -1598,9 +1595,7 @@ def _simulated_z(rng: np.random.Generator, p: float, n_sims: int, kinds: tuple[s
     exceptions.
     """
     n = tail.n_dates
-    # each date's exception probability: p, or the forecast's own (k - 1)/n for scenario forecasts (_ForecastTail)
-    prob = getattr(tail, "exceed_prob", None)
-    counts = rng.binomial(n_sims, p, size=n) if prob is None else rng.binomial(n_sims, prob)
+    counts = rng.binomial(n_sims, p, size=n)
     paths = np.concatenate([rng.choice(n_sims, size=c, replace=False) for c in counts]) if counts.any() \
         else np.zeros(0, dtype=np.int64)
     dates = np.repeat(np.arange(n), counts)
@@ -1649,79 +1644,8 @@ class _MatchedTail:
         return self.c0[dates] + self.c1[dates] * x
 
 
-@dataclass(frozen=True)
-class ScenarioTail:
-    r"""The upper tail of one date's scenario forecast: its k largest losses of n equally weighted scenarios.
-
-    k = ⌈n p⌉ at the tail probability p of the ES (:meth:`of`); the k-th is the VaR. The null of
-    :func:`acerbi_szekely` with ``tails`` is the forecast itself (Acerbi and Szekely 2014), not a law matched to
-    its VaR and ES: the realised loss is one more draw from the n scenarios, so an exception (a loss strictly
-    above the VaR) occurs with probability (k - 1)/n and is then one of the k - 1 largest losses, each equally
-    likely. The statistics keep their definitions (Z2 divides by T p); their simulated null is that of the
-    discrete forecast exactly.
-    """
-
-    #: the k largest losses, largest first
-    top: np.ndarray
-    #: the number of scenarios
-    n: int
-
-    @classmethod
-    def of(cls, losses: np.ndarray, p: float) -> ScenarioTail:
-        """The tail of ``losses`` (equally weighted scenario losses) at tail probability ``p``."""
-        losses = np.asarray(losses, dtype=float)
-        n = losses.size
-        k = _tail_count(n, p)
-        return cls(top=np.sort(np.partition(losses, n - k)[n - k:])[::-1].copy(), n=n)
-
-
-def _tail_count(n: int, p: float) -> int:
-    """The tail count ⌈n p⌉ (at least 1; within 1e-9 of an integer counts as it), as the models count it."""
-    return max(int(np.ceil(n * p - 1e-9)), 1)
-
-
-@dataclass(frozen=True)
-class _ForecastTail:
-    """Exception losses over ES drawn from each date's own scenarios (:class:`ScenarioTail`): :func:`_simulated_z`."""
-
-    p: float
-    top: np.ndarray  # (n_dates, kmax): each date's k largest losses, padded with its k-th
-    k: np.ndarray
-    n: np.ndarray
-    es: np.ndarray
-
-    @classmethod
-    def build(cls, tails: Sequence[ScenarioTail], p: float, es: np.ndarray) -> _ForecastTail:
-        k = np.array([t.top.size for t in tails])
-        n = np.array([t.n for t in tails])
-        bad = k != np.array([_tail_count(int(m), p) for m in n])
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"tails: date {i} holds {k[i]} of {n[i]} scenarios, not the ceil(n p) = "
-                             f"{_tail_count(int(n[i]), p)} largest at p = {p:g} (ScenarioTail.of(losses, p))")
-        top = np.empty((len(tails), int(k.max())))
-        for i, t in enumerate(tails):
-            top[i, :t.top.size] = t.top
-            top[i, t.top.size:] = t.top[-1]
-        return cls(p=p, top=top, k=k, n=n, es=es)
-
-    @property
-    def n_dates(self) -> int:
-        return self.k.size
-
-    @property
-    def exceed_prob(self) -> np.ndarray:
-        """Each date's probability of an exception under its forecast: (k - 1)/n, the scenarios above the VaR."""
-        return (self.k - 1) / self.n
-
-    def __call__(self, dates: np.ndarray, v: np.ndarray) -> np.ndarray:
-        # one of the k - 1 scenarios above the VaR, equally likely (v uniform on (0, 1))
-        j = np.minimum(np.floor(v * (self.k[dates] - 1)).astype(np.int64), np.maximum(self.k[dates] - 2, 0))
-        return self.top[dates, j] / self.es[dates]
-
-
 def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=None,
-                   n_sims: int = 10_000, seed: int = 0, tails: Sequence[ScenarioTail] | None = None) -> ESTestResult:
+                   n_sims: int = 10_000, seed: int = 0) -> ESTestResult:
     r"""Acerbi and Szekely (2014) ES backtests Z1, Z2, Z3 (positive-loss convention).
 
     .. math::
@@ -1755,32 +1679,10 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
     :math:`scale_t = VaR_t / (-F^{-1}(p))`. Z3 needs the whole forecast distribution: ``dist`` (standard
     normal by default, scaled as above); :math:`\widehat{ES}_T` is the empirical ES of the T
     rank-ordered draws :math:`F_t^{-1}(U_s)` and its expectation is simulated with the same generator.
-
-    With ``tails`` (one :class:`ScenarioTail` per date, e.g. ``ScenarioTail.of(forecast.losses, p)``; Z1 and Z2)
-    the null is the scenario forecast itself: an exception's loss is drawn from that date's upper p tail of
-    its scenarios, whose mean is the forecast's ES (the engine uses it for every ES model with equally
-    weighted scenarios: FHS, historical, EWMA).
     """
     if kind not in ("z1", "z2", "z3"):
         raise ValueError(f"kind must be 'z1', 'z2' or 'z3', got {kind!r}")
-    return _acerbi_szekely((kind,), pnl, var, es, p, dist, scale, n_sims, seed, tails)[0]
-
-
-def _tail_list(tails, index, n: int) -> list[ScenarioTail]:
-    """``tails`` as a list in the order of the aligned series: a Series by its labels (``index``), else by position."""
-    if isinstance(tails, pd.Series):
-        if index is not None:
-            missing = index.difference(tails.index)
-            if len(missing):
-                raise ValueError(f"tails: no scenario tail for {missing[0]} (and {len(missing) - 1} more)")
-            tails = tails.reindex(index)
-        tails = list(tails)
-    tails = list(tails)
-    if len(tails) != n:
-        raise ValueError(f"tails: {len(tails)} scenario tails for {n} dates")
-    if not all(isinstance(t, ScenarioTail) for t in tails):
-        raise ValueError("tails: one ScenarioTail per date (ScenarioTail.of(losses, p))")
-    return tails
+    return _acerbi_szekely((kind,), pnl, var, es, p, dist, scale, n_sims, seed)[0]
 
 
 def _es_below_var(var: np.ndarray, es: np.ndarray) -> np.ndarray:
@@ -1789,17 +1691,13 @@ def _es_below_var(var: np.ndarray, es: np.ndarray) -> np.ndarray:
 
 
 def _acerbi_szekely(kinds: tuple[str, ...], pnl, var, es, p: float, dist, scale, n_sims: int,
-                    seed: int, tails: Sequence[ScenarioTail] | None = None) -> list[ESTestResult]:
+                    seed: int) -> list[ESTestResult]:
     """:func:`acerbi_szekely` of each of ``kinds`` (z3 alone, or z1 and/or z2 from one simulation).
 
     Z1 and Z2 are functions of the same simulated exceptions: one simulation gives both, with the
     draws (and so the results) of separate calls with the same seed.
     """
     arrays, index = _aligned(pnl=pnl, var=var, es=_required(es, "es"), scale=scale)
-    if tails is not None:
-        if dist is not None or "z3" in kinds:
-            raise ValueError("tails (the scenario forecast as the null) are for Z1 and Z2 without dist")
-        tails = _tail_list(tails, index, arrays["pnl"].size)
     pnl_a, var_a, es_a = arrays["pnl"], arrays["var"], arrays["es"]
     p = _check_p(p)
     if (es_a <= 0).any():
@@ -1838,11 +1736,7 @@ def _acerbi_szekely(kinds: tuple[str, ...], pnl, var, es, p: float, dist, scale,
         sim_stats = np.array([1.0 - np.mean(z3(row) / ev) for row in sim_u[: min(n_sims, 2000)]])
         results = [(stat, sim_stats)]
     else:
-        if tails is not None:
-            tail = _ForecastTail.build(tails, p, es_a)
-            note = (f"H0: the forecast's own scenarios (a loss is one more draw from each date's "
-                    f"{int(np.median(tail.n)):,} scenarios, median)")
-        elif matched:
+        if matched:
             tail = _MatchedTail(p, *_matched_tail(var_a, es_a, p))
             t_nu = tail.nu[np.isfinite(tail.nu)]
             note = (f"H0: per-date tails matching VaR and ES; Student t on {t_nu.size} of {n} dates"
@@ -2092,7 +1986,7 @@ class CoverageReport:
 
 
 def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: float, pit, window: int,
-               seed: int, es_tails: list | None = None) -> dict[str, TestResult]:
+               seed: int) -> dict[str, TestResult]:
     """Every applicable test on one (sub-)sample of aligned arrays."""
     h = -pnl > var
     out: dict[str, TestResult] = {
@@ -2124,8 +2018,8 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
         # VaR (no tail law has it) or is 0 (the models floor VaR and ES at 0: a book without a tail loss)
         low, zero = _es_below_var(es_var, es), es <= 0
         bad = low | zero
-        z12 = _acerbi_szekely(("z1", "z2"), pnl, es_var, es, es_p, None, None, 10_000, seed, es_tails) \
-            if not bad.any() else None
+        z12 = _acerbi_szekely(("z1", "z2"), pnl, es_var, es, es_p, None, None, 10_000, seed) if not bad.any() \
+            else None
         why = "; ".join(f"ES {what} on {int(mask.sum())} dates (first at observation {int(np.argmax(mask))})"
                         for what, mask in (("below the VaR", low), ("not positive", zero)) if mask.any())
         for i, kind in enumerate(("z1", "z2")):
@@ -2183,8 +2077,7 @@ def _bonferroni(results: list[TestResult], m: int) -> TestResult:
 
 
 def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *, es_var=None,
-             es_p: float | None = None, window: int = 250, seed: int = 0, margin=None,
-             es_tails=None) -> CoverageReport:
+             es_p: float | None = None, window: int = 250, seed: int = 0, margin=None) -> CoverageReport:
     r"""Run every applicable coverage (and ES) test on one VaR/margin series.
 
     The one place where the full battery runs for a series: Kupiec (asymptotic
@@ -2225,9 +2118,6 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
     margin : array-like or Series of shape (n,), optional
         The margin (collateral) held, whose breaches the disclosure table counts. Defaults to ``es``
         when given (an ES margin model holds its ES), else to ``var``.
-    es_tails : sequence or Series of :class:`ScenarioTail`, optional
-        Each date's scenario forecast tail at ``es_p``: the Acerbi–Szekely Z1/Z2 null is then the forecast's
-        own scenarios (:func:`acerbi_szekely`), not a tail law matched to VaR and ES.
 
     Notes
     -----
@@ -2284,16 +2174,15 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
     def cut(a, sl):
         return None if a is None else a[sl]
 
-    tails = None if es_tails is None or es_a is None else _tail_list(es_tails, index, pnl_a.size)
     if mpor_days == 1:
-        tests = _run_tests(pnl_a, var_a, p, es=es_a, es_var=es_var_a, pit=pit_a, es_tails=tails, **opts)
+        tests = _run_tests(pnl_a, var_a, p, es=es_a, es_var=es_var_a, pit=pit_a, **opts)
         return CoverageReport(tests=tests, disclosure=disclosure, p=p, mpor_days=1, es_p=es_p,
                               combination="single sample (non-overlapping 1-day horizon)", counts=counts)
     subs: dict[int, dict[str, TestResult]] = {}
     for k in subsample_offsets(pnl_a.size, mpor_days):
         sl = slice(k, None, mpor_days)
         subs[k] = _run_tests(pnl_a[sl], var_a[sl], p, es=cut(es_a, sl), es_var=cut(es_var_a, sl),
-                             pit=cut(pit_a, sl), es_tails=cut(tails, sl), **opts)
+                             pit=cut(pit_a, sl), **opts)
     if not subs:
         raise ValueError(f"mpor_days = {mpor_days}: no non-overlapping sub-sample has 2 observations "
                          f"(n = {pnl_a.size})")

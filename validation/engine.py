@@ -348,10 +348,6 @@ class Backtest:
         active: dict[str, dict[str, dict[pd.Timestamp, int]]] = {}
         forecasts: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> rows of margin, var, es, pit, mc_se
         standalone: dict[tuple[str, str], np.ndarray] = {}  # (label, book) -> sum of the legs' own margins
-        # ES models: each date's scenario tail at the ES level, the Acerbi-Szekely null (coverage.ScenarioTail)
-        es_p = {label: model.tail_prob for label, model in models.items()
-                if model.margin_measure == "es" and model.tail_prob is not None}
-        tails: dict[tuple[str, str], list] = {}
         for label in models:
             active[label] = {}
             for name, path in books.items():
@@ -378,9 +374,6 @@ class Backtest:
                     path = books[name]
                     fc = model.forecast(states[label], path.positions[k], self.market, t, book=name)
                     forecasts[(label, name)][k] = fc.margin, fc.var, fc.es, fc.pit(path.pnl[k]), fc.mc_se
-                    if label in es_p and fc.losses is not None and fc.weights is None and fc.losses.size:
-                        tails.setdefault((label, name), [None] * len(path.dates))[k] = cv.ScenarioTail.of(
-                            fc.losses, es_p[label])
                     if self.standalone_legs:
                         standalone[(label, name)][k] = self._standalone_margin(
                             model, states[label], path.positions[k], t, name, fc.margin, legs.setdefault(label, {}))
@@ -408,10 +401,6 @@ class Backtest:
                     "mc_se": x[ok, 4]})
                 if self.standalone_legs:
                     out.frames[(label, name)]["standalone_margin"] = standalone[(label, name)][ok]
-                held = tails.get((label, name))
-                if held is not None and all(held[k] is not None for k in np.flatnonzero(ok)):
-                    out.es_tails[(name, label)] = pd.Series([held[k] for k in np.flatnonzero(ok)],
-                                                            index=path.dates[ok], dtype=object)
         out.estimates = context.table("estimates")
         return out
 
@@ -483,10 +472,8 @@ class Backtest:
         untested = self.untested_account_days()
         untestable = set(untested["account"]) - live  # held in the range, never with the data of the book
         frames, not_applicable, warmup, diagnostics, seconds, estimates = {}, set(), {}, {}, {}, []
-        es_tails: dict[tuple[str, str], pd.Series] = {}
         for r in results:
             frames.update(r.frames)
-            es_tails.update(r.es_tails)
             not_applicable.update(r.not_applicable)
             warmup.update(r.warmup)
             for label, diag in r.diagnostics.items():
@@ -526,8 +513,7 @@ class Backtest:
             idle_accounts=[n for n, p in self._portfolios.items()
                            if isinstance(p, AccountBook) and n not in live and n not in untestable],
             untestable_accounts=[n for n in self._portfolios if n in untestable],
-            untested_account_days=untested,
-            es_tails={(name, label): es_tails[(name, label)] for label, name in order if (name, label) in es_tails})
+            untested_account_days=untested)
 
 
 @dataclass(frozen=True)
@@ -549,8 +535,6 @@ class TaskResult:
     diagnostics: dict[str, dict[str, int]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     estimates: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: (portfolio, model) -> each margin date's scenario tail of an ES model (:attr:`BacktestResult.es_tails`)
-    es_tails: dict[tuple[str, str], pd.Series] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -610,9 +594,6 @@ class BacktestResult:
     portfolios: dict[str, Portfolio] = field(default_factory=dict)
     #: the market panel's sampling frequency ("1d" or "1h"): how dates are written and n-day windows counted
     freq: str = "1d"
-    #: (portfolio, model) -> each margin date's scenario tail at the ES level (:class:`coverage.ScenarioTail`), for
-    #: ES models with equally weighted scenarios: the null of their Acerbi-Szekely tests is the forecast itself
-    es_tails: dict[tuple[str, str], pd.Series] = field(default_factory=dict, repr=False)
 
     @property
     def per_day(self) -> float:
@@ -714,12 +695,8 @@ class BacktestResult:
         var = _tested_var(rows)
         is_es = model in self.models and self.models[model].margin_measure == "es"
         pit = rows["pit"] if rows["pit"].notna().all() else None
-        tails = self.es_tails.get((portfolio, model)) if is_es and p is None else None
-        if tails is not None and len(rows.index.difference(tails.index)):
-            tails = None  # not every date has its scenarios: the matched null
         return {"pnl": rows["pnl"], "var": var, "es": rows["margin"] if is_es else None, "p": level, "pit": pit,
-                "mpor_days": self.mpor_days, "margin": rows["margin"],
-                "es_tails": None if tails is None else tails.reindex(rows.index)}
+                "mpor_days": self.mpor_days, "margin": rows["margin"]}
 
     def coverage(self, p: float | None = None, default_p: float = 0.01, sample: str = "common",
                  portfolios: Sequence[str] | None = None,
