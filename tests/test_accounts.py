@@ -596,7 +596,7 @@ def test_a_carried_row_set_at_a_missing_hour_is_read_with_the_market_and_holds_f
         read_positions(_write(tmp_path, text), market=hourly, carry_forward=False)
 
 
-def test_hourly_account_tables_count_observations_not_days_in_the_terminal_and_the_report(tmp_path):
+def test_hourly_account_tables_count_observations_not_days_in_the_terminal_and_the_report(tmp_path, capsys):
     """Review accounts F5 (left for the terminal): on hourly rows the account table's row count is account-hours;
     the report called it account_observations but ``marginlab run``/``show`` printed account_days (and both printed
     held_days_untested). One rule now names them for both."""
@@ -607,13 +607,23 @@ def test_hourly_account_tables_count_observations_not_days_in_the_terminal_and_t
     study.write_text('[study]\nname = "hourly accounts"\nseed = 1\n[market]\nassets = ["BTC"]\nfreq = "1h"\n'
                      'start = 2021-04-12\nend = 2021-04-14\n[accounts]\nfile = "pos.csv"\n[execution]\n'
                      'executor = "serial"\n[[models]]\nname = "static"\n')
-    out = run_study(study, write=False)
+    out = run_study(study, out=tmp_path / "out")
     text = out.accounts_text()
     assert "account_observations" in text and "held_observations_untested" in text
     assert "account_days" not in text and "held_days_untested" not in text
     accounts = next(s["content"] for s in results_dict(out)["sections"] if s["key"] == "accounts")
     keys = {c["key"] for table in accounts["tables"] for c in table["table"]["columns"]}
     assert {"account_observations", "held_observations_untested"} <= keys and "account_days" not in keys
+    # marginlab show reads the names the report wrote: the counts, not dashes (a newcomer found every count lost)
+    from marginlab.validation.cli import main
+
+    capsys.readouterr()
+    assert main(["show", str(tmp_path / "out")]) == 0
+    shown = capsys.readouterr().out.split("Member accounts")[1].splitlines()
+    header = next(line for line in shown if "account_observations" in line)
+    row = next(line for line in shown if line.startswith("static")).split()
+    counts = dict(zip(header.split(), row[1:], strict=True))
+    assert counts["account_observations"] == f"{int(out.backtest.accounts_summary().iloc[0]['account_days']):,}"
 
 
 def test_an_option_carried_from_a_missing_hour_that_expires_before_the_next_row_is_refused(tmp_path):

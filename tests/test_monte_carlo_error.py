@@ -141,3 +141,6 @@ def test_diff_against_a_table_without_mc_se_leaves_the_column_out_on_request(tmp
     assert not diff.identical and "1 margin(s) moved" in diff.summary() and "(not comparing mc_se)" in diff.summary()
     with pytest.raises(ValueError, match="cannot ignore 'margin'"):
         compare_backtests(new, new, ignore=("margin",))
+    # a name neither table has (a typo) is refused: the summary would claim a column left out that was compared
+    with pytest.raises(ValueError, match="cannot ignore 'mcse': neither backtest has that column"):
+        compare_backtests(read_backtest(tmp_path / "old.csv"), read_backtest(tmp_path / "new.csv"), ignore=("mcse",))

@@ -189,6 +189,10 @@ def compare_backtests(before: pd.DataFrame, after: pd.DataFrame,
     fixed = [c for c in ignore if c in REQUIRED]
     if fixed:
         raise ValueError(f"cannot ignore {fixed[0]!r}: the key, margin and breach are always compared")
+    unknown = [c for c in ignore if c not in before.columns and c not in after.columns]
+    if unknown:  # a typo would claim a column left out while every column is compared
+        raise ValueError(f"cannot ignore {unknown[0]!r}: neither backtest has that column (value columns: "
+                         f"{', '.join(c for c in dict.fromkeys([*before.columns, *after.columns]) if c not in KEY)})")
     a = _typed(before, "first").drop(columns=list(ignore), errors="ignore").set_index(KEY)
     b = _typed(after, "second").drop(columns=list(ignore), errors="ignore").set_index(KEY)
     if a.index.has_duplicates or b.index.has_duplicates:
