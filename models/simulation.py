@@ -65,11 +65,17 @@ def _var_es(losses: np.ndarray, level: float) -> tuple[float, float]:
 
     Masses in counts: each loss 1, the tail N (1 - level) (k when within 1e-9 of it, as :func:`_risk_k`).
     """
+    _, var, es = _tail(losses, level)
+    return var, es
+
+
+def _tail(losses: np.ndarray, level: float) -> tuple[np.ndarray, float, float]:
+    """The k largest losses (unordered; one partition), the VaR and the ES of :func:`_var_es`."""
     n = losses.size
     k = _risk_k(n, level)
     top = -np.partition(-losses, k - 1)[:k]
     var, tail = float(top.min()), n * (1.0 - level)
-    return var, _tail_es(var, float(top.sum()), k, k if abs(tail - k) < 1e-9 else tail)
+    return top, var, _tail_es(var, float(top.sum()), k, k if abs(tail - k) < 1e-9 else tail)
 
 
 def _tail_es(var: float, top_sum: float, top_mass: float, tail: float) -> float:
@@ -314,9 +320,7 @@ def monte_carlo_se(losses: np.ndarray, measure: str, level: float) -> float:
     if k < MC_MIN_TAIL:
         return float("nan")
     if measure == "es":
-        top = -np.partition(-losses, k - 1)[:k]  # the k largest, unordered
-        var, tail = float(top.min()), n * p
-        es = _tail_es(var, float(top.sum()), k, k if abs(tail - k) < 1e-9 else tail)
+        top, var, es = _tail(losses, level)
         return float(np.sqrt((top.var() + level * (es - var) ** 2) / (n * p)))
     m = max(int(np.ceil(np.sqrt(n * p * (1.0 - p)))), 1)
     hi, lo = max(k - m, 1), min(k + m, n)  # ranks from the largest (1-based)
