@@ -160,14 +160,16 @@ class BacktestDiff:
         t = self.table
         others = {c.rsplit("_", 1)[0]: int(t[c].sum()) for c in t.filter(regex="_moved$|_flipped$").columns
                   if c not in ("margin_moved", "breaches_flipped") and t[c].sum()}
-        head = (("identical: every row and value bit for bit the same" if not self.ignored else
-                 "identical: every row and value bit for bit the same, not comparing "
-                 + ", ".join(self.ignored)) if self.identical else
-                f"{int(t['margin_moved'].sum()):,} margin(s) moved, "
-                f"{int(t['breaches_flipped'].sum()):,} breach flag(s) flipped, "
-                f"{int(t['only_before'].sum() + t['only_after'].sum()):,} row(s) in one run only"
-                + (f", other values changed: {', '.join(f'{c} {n:,}' for c, n in others.items())}" if others
-                   else "") + (f" (not comparing {', '.join(self.ignored)})" if self.ignored else ""))
+        skipped = ", ".join(self.ignored)
+        if self.identical:
+            head = "identical: every row and value bit for bit the same" + (f", not comparing {skipped}" if skipped
+                                                                              else "")
+        else:
+            head = (f"{int(t['margin_moved'].sum()):,} margin(s) moved, "
+                    f"{int(t['breaches_flipped'].sum()):,} breach flag(s) flipped, "
+                    f"{int(t['only_before'].sum() + t['only_after'].sum()):,} row(s) in one run only"
+                    + (f", other values changed: {', '.join(f'{c} {n:,}' for c, n in others.items())}" if others
+                       else "") + (f" (not comparing {skipped})" if skipped else ""))
         with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format",
                                "{:.3g}".format):
             return f"{head}\n\n{self.table.to_string()}"

@@ -213,7 +213,7 @@ def monte_carlo_rel_se(rows: pd.DataFrame) -> float:
 def _daily_calls(rows: pd.DataFrame, n: int = 1) -> np.ndarray:
     """Changes m_t - m_t-n of the margin rate (fraction points of notional) on windows holding the same book.
 
-    n observations make one day (``observations(1, per_day)``); windows per :func:`comparable`. An absolute
+    n observations make one day (``observations(1, per_day)``); windows per :func:`comparable`. A signed
     difference of two rates (the margin call per unit notional), not the relative change of
     :func:`max_n_day_increase`. One observation on daily data; 24 on hourly data, so that a daily call is a day's
     change there too, not an hour's: every row's change over the 24 rows before it (overlapping windows, not
@@ -294,7 +294,7 @@ METRICS: tuple[Metric, ...] = (
            offset_benefit, "ratio", "efficiency"),
     Metric("mc_rel_se", "Monte Carlo error of the margin: median over dates of its standard error / the margin "
                         "(models on simulated scenarios; another seed moves a margin by about this)",
-           lambda r: monte_carlo_rel_se(r), "fraction", "precision"),
+           monte_carlo_rel_se, "fraction", "precision"),
     *_PROCYCLICALITY_CORE,
 )
 
