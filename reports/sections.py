@@ -712,7 +712,9 @@ ACCOUNT_UNITS = {"accounts": "count", "account_days": "count", "breaches": "coun
                  "largest_shortfall": "quote ccy", "breach_rate": "fraction", "target_coverage": "fraction",
                  "coverage": "fraction", "share_with_breach": "fraction", "median_account_coverage": "fraction",
                  "min_account_coverage": "fraction", "too_many_pvalue": "pvalue", "p": "probability",
-                 "held_days_untested": "count", "accounts_untestable": "count"}
+                 "held_days_untested": "count", "accounts_untestable": "count",
+                 # the row counts' names on non-daily data (account_count_names)
+                 "account_observations": "count", "held_observations_untested": "count"}
 
 
 def account_count_names(freq: str) -> dict[str, str]:
@@ -724,9 +726,6 @@ def account_count_names(freq: str) -> dict[str, str]:
     if date_format(freq) == date_format("1d"):
         return {}
     return {"account_days": "account_observations", "held_days_untested": "held_observations_untested"}
-
-
-ACCOUNT_UNITS.update({"account_observations": "count", "held_observations_untested": "count"})
 
 
 def no_account_replayed(bt) -> str:

@@ -156,9 +156,9 @@ def _show(args: argparse.Namespace) -> int:
             from marginlab.reports.sections import account_count_names
 
             units = {c.get("key"): c.get("unit") for c in columns if isinstance(c, dict)}  # as the page shows them
-            # row counts are named as observations on non-daily data (account_count_names): take the names written
-            renamed = account_count_names("1h")
-            wanted = [renamed[c] if c in renamed and renamed[c] in units else c for c in StudyResult.ACCOUNT_COLUMNS]
+            # the row counts are named as observations on non-daily data, as the report wrote them
+            renamed = account_count_names(need(study, "study", "freq"))
+            wanted = [renamed.get(c, c) for c in StudyResult.ACCOUNT_COLUMNS]
             frame = pd.DataFrame(rows).reindex(columns=["model", *wanted]).set_index("model")
             print(f"\nMember accounts ({caption}):\n{frame_text(frame, units)}")
             if accounts.get("untested"):  # held account-days not tested, as marginlab run printed them
