@@ -395,7 +395,7 @@ def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, 
                             f"({span})")
         a = out["asset"].map(market.asset_index).to_numpy()
         rows = index.searchsorted(out["date"], side="left")  # the row itself, or the next one in a gap
-        first = pd.Series(index[rows], index=out.index)
+        first = _first_rows(index, out)
         price = market.price_array[rows, a]
         no_price = np.isnan(price)
         if no_price.any():
@@ -420,10 +420,16 @@ def _check_dates(out: pd.DataFrame, path, market: MarketData | None, freq: str, 
         a = out["asset"].iloc[k]
         raise DataError(f"{_where(path, out, bad, 'date')}: {out['date'].iloc[k]:%Y-%m-%d %H:%M} is outside the "
                         f"bundled {a} data ({ranges[a][0]:%Y-%m-%d} .. {ranges[a][1]:%Y-%m-%d})")
+    if not carry_forward:  # a snapshot dated in a gap is refused when replayed (AccountBook.held)
+        return first
     # the bundled panel's rows: a carried date in one of its gaps (e.g. an hour missing from the hourly data) is
-    # margined from the next row on, as with a market (a snapshot there is refused when replayed: AccountBook.held)
+    # margined from the next row on, as with a market
     from .loaders import load_market
 
-    index = load_market(sorted(set(out["asset"])), freq=freq).index
+    return _first_rows(load_market(sorted(set(out["asset"])), freq=freq).index, out)
+
+
+def _first_rows(index: pd.DatetimeIndex, out: pd.DataFrame) -> pd.Series:
+    """Each row's first margined row of ``index``: its date, or the next row when the date is in a gap."""
     rows = np.minimum(index.searchsorted(out["date"], side="left"), len(index) - 1)
-    return pd.Series(index[rows], index=out.index) if carry_forward else first
+    return pd.Series(index[rows], index=out.index)
