@@ -347,6 +347,14 @@ class ScenarioSet:
     #: legs of a one-asset book: :func:`_scenario_losses`); empty when none is known
     leg_losses: dict[Position, np.ndarray] = field(default_factory=dict)
 
+    @cached_property
+    def simulated(self) -> bool:
+        """Whether every scenario is a simulated draw (row -1), not a row's move: its measures have Monte Carlo error.
+
+        Computed once per set: the models sharing it (VaR and ES, overlays) each ask on every date.
+        """
+        return bool((self.rows < 0).all())
+
 
 @dataclass(frozen=True)
 class _ScenarioModel(MarginModel):
@@ -395,7 +403,7 @@ class _ScenarioModel(MarginModel):
         scenarios = self.scenarios(state, positions, market, t)
         if scenarios is None:
             return _WARMING_UP
-        return loss_forecast(scenarios.losses, self.measure, self.level, simulated=bool((scenarios.rows < 0).all()))
+        return loss_forecast(scenarios.losses, self.measure, self.level, simulated=scenarios.simulated)
 
     def scenarios(self, state, positions: Sequence[Position], market: MarketData, t) -> ScenarioSet | None:
         """The book's scenario losses at ``t`` and their rows (None during warm-up), memoised for the date.
