@@ -121,6 +121,11 @@ def _fixed_labels(ax) -> None:
         ax.yaxis.set_label_coords(0.0, 0.5)
 
 
+def _by_model(rows: pd.DataFrame) -> dict:
+    """``rows`` split by model (each model's rows in their order): one pass, not a string comparison per model."""
+    return {md: r for md, r in rows.groupby("model", sort=False)}
+
+
 def _money_axis(ax) -> None:
     from matplotlib.ticker import FuncFormatter
 
@@ -218,9 +223,10 @@ def small_multiples(rows: pd.DataFrame, models: Sequence[str], titles: dict[str,
         n = len(models)
         fig, axes = plt.subplots(n, 1, figsize=(WIDTH, 1.25 * n + 0.9), sharex=True, sharey=True, squeeze=False)
         start, end = rows["date"].min(), rows["date"].max()
+        by_model = _by_model(rows)
         for k, md in enumerate(models):
             ax = axes[k][0]
-            r = rows[rows["model"] == md]
+            r = by_model.get(md, rows.iloc[:0])
             _shade(ax, start, end)
             ax.fill_between(_x(r["date"]), 0, r["loss"].clip(lower=0), color="0.55", lw=0, step="post",
                             label="realised loss over the MPOR")
@@ -260,10 +266,11 @@ def episode_zoom(rows: pd.DataFrame, models: Sequence[str], all_models: Sequence
             pad = pd.Timedelta(days=5)
             win = rows[(rows["date"] >= a - pad) & (rows["date"] <= b + pad)]
             loss = win.drop_duplicates("date")
+            by_model = _by_model(win)
             ax.axvspan(_x(a), _x(b), color="#f4b183", alpha=0.25, lw=0, zorder=0)
             ax.bar(_x(loss["date"]), loss["loss"].clip(lower=0), width=0.8, color="0.6", label="realised loss")
             for md in models:
-                r = win[win["model"] == md]
+                r = by_model.get(md, win.iloc[:0])
                 ax.plot(_x(r["date"]), r["margin"], color=colour(list(all_models).index(md)), lw=1.3, label=md)
                 bb = r[r["breach"]]
                 _dots(ax, _x(bb["date"]), bb["loss"], s=16, color="#c00000", zorder=4)
@@ -346,9 +353,10 @@ def rolling_breaches(rows: pd.DataFrame, models: Sequence[str], levels: dict[str
         nrow = int(np.ceil(len(models) / ncol))
         fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 2.3 * nrow + 0.5), squeeze=False, sharex=True)
         order = {"green": 0, "yellow": 1, "red": 2}
+        by_model = _by_model(rows)
         for k, md in enumerate(models):
             ax = axes[k // ncol][k % ncol]
-            r = rows[rows["model"] == md].sort_values("date", kind="stable")
+            r = by_model.get(md, rows.iloc[:0]).sort_values("date", kind="stable")
             z = zone_counts(pd.Series(r["hit"].to_numpy(bool), index=r["date"].to_numpy()), levels[md], mpor, window)
             x = _x(z["date"])
             top = max(float(z["red"].max()) + 2, float(z["count"].max()) + 1) if len(z) else 2.0
