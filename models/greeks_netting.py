@@ -52,6 +52,7 @@ function and λ (SIMM's vega-derived CVR needs them; a shock-based CVR already i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -208,7 +209,9 @@ class GreeksNetting(MarginModel):
                   ) -> GreeksBreakdown | None:
         """Sensitivities and margins of ``positions`` at ``t``; None while a calibration is warming up."""
         book = book_arrays(positions)
-        bs = book_state(book, market, state.i, f"{self.name} at {state.t}")
+        i = state.i
+        marks = state.context.row_cache("mark_vols", market, i)
+        bs = book_state(book, market, i, f"{self.name} at {state.t}", with_vols=False)
         n = len(book.assets)
         has_option = np.zeros(n, dtype=bool)
         has_option[book.asset_idx[bs.live]] = True
@@ -231,31 +234,61 @@ class GreeksNetting(MarginModel):
             a_live = book.asset_idx[live]
             q = book.quantity[live]
             s = spots[a_live]
-            g = black76_greeks(s, book.strike[live], bs.tau, bs.vol, book.is_call[live])
-            delta += np.bincount(a_live, weights=q * g["delta"] * s, minlength=n)
-            vega_risk = np.bincount(a_live, weights=q * g["vega"] * bs.vol, minlength=n)
+            vol, g_delta, g_vega, p0, p_up, p_down = self._options(state, market, book, bs, rw, marks)
+            delta += np.bincount(a_live, weights=q * g_delta * s, minlength=n)
+            vega_risk = np.bincount(a_live, weights=q * g_vega * vol, minlength=n)
             # curvature: full revaluation at S (1 ± RW) of each option's own underlying
-            moves = np.zeros((1 + 2 * n, n))
-            for a in range(n):
-                moves[1 + 2 * a, a], moves[2 + 2 * a, a] = np.log1p(rw[a]), np.log1p(-rw[a])
-            price, _ = grid_values(s, book.strike[live], book.is_call[live], a_live, bs.tau, bs.vol, moves,
-                                   np.zeros(len(moves), dtype=np.int64), np.zeros(len(moves), dtype=np.int64))
             for a in range(n):
                 k = a_live == a
                 if not k.any():
                     continue
-                linear = rw[a] * s[k] * g["delta"][k]
-                up = ((price[1 + 2 * a, k] - price[0, k] - linear) * q[k]).sum()
-                down = ((price[2 + 2 * a, k] - price[0, k] + linear) * q[k]).sum()
+                linear = rw[a] * s[k] * g_delta[k]
+                up = ((p_up[k] - p0[k] - linear) * q[k]).sum()
+                down = ((p_down[k] - p0[k] + linear) * q[k]).sum()
                 cvr[a] = -min(up, down)
             if not bs.linear.any() and (q > 0).all():  # long options only: the loss is at most their value
-                max_loss = float(price[0] @ q)
+                max_loss = float(p0 @ q)
         ws, ws_vega = rw * delta, vrw * vega_risk
-        dm, vm, cm = simm_margin(ws, rho), simm_margin(ws_vega, rho), curvature_margin(cvr, rho)
+        if n == 1 and rho[0, 0] == 1.0:  # one underlying: the same numbers as the matrix forms, without NumPy calls
+            w, wv, c = float(ws[0]), float(ws_vega[0]), float(cvr[0])
+            c = 0.0 if c < 0.0 else c
+            dm, vm, cm = math.sqrt(max(w * w, 0.0)), math.sqrt(max(wv * wv, 0.0)), math.sqrt(max(c * c + 0.0, 0.0))
+        else:
+            dm, vm, cm = simm_margin(ws, rho), simm_margin(ws_vega, rho), curvature_margin(cvr, rho)
         values = {"spot": spots, "risk_weight": rw, "vol_risk_weight": vrw, "delta": delta, "vega_risk": vega_risk,
                   "ws_delta": ws, "ws_vega": ws_vega, "cvr": cvr}
         total = dm + vm + cm if max_loss is None else min(dm + vm + cm, max_loss)
         return GreeksBreakdown(tuple(book.assets), values, rho, dm, vm, cm, total, max_loss)
+
+    def _options(self, state: ModelState, market: MarketData, book, bs, rw: np.ndarray, marks: dict
+                 ) -> tuple[np.ndarray, ...]:
+        """Per live option of the book: mark vol, Black-76 delta and vega, price at S, S (1 + RW), S (1 - RW).
+
+        Memoised per option contract for the date (the run context's row cache): the books and standalone
+        legs of a date holding a contract share its numbers. Each is computed element by element (the
+        compiled kernels price one option at a time), so it is the same number whichever options it is
+        computed beside: the memo moves no number.
+        """
+        store = state.context.row_cache("greeks_options", market, state.i)
+        live = bs.live
+        keys = [(self._key, book.contracts[j]) for j in live.tolist()]
+        missing = [k for k, key in enumerate(keys) if key not in store]
+        if missing:
+            mm = live[missing]
+            vol = book_state(book, market, state.i, f"{self.name} at {state.t}", cache=marks).vol[missing]
+            a_m = book.asset_idx[mm]
+            s = bs.spots[a_m]
+            g = black76_greeks(s, book.strike[mm], bs.tau[missing], vol, book.is_call[mm])
+            # the option's own up and down moves, log1p of its asset's RW as on a whole book's grid
+            moves = np.zeros((3, len(missing)))
+            for c, a in enumerate(a_m.tolist()):
+                moves[1, c], moves[2, c] = np.log1p(rw[a]), np.log1p(-rw[a])
+            price, _ = grid_values(s, book.strike[mm], book.is_call[mm], np.arange(len(missing)), bs.tau[missing],
+                                   vol, moves, np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64))
+            for c, k in enumerate(missing):
+                store[keys[k]] = (float(vol[c]), float(g["delta"][c]), float(g["vega"][c]), float(price[0, c]),
+                                  float(price[1, c]), float(price[2, c]))
+        return tuple(np.array(x, dtype=float) for x in zip(*(store[key] for key in keys), strict=True))
 
     def margin(self, state: ModelState, positions: Sequence[Position], market: MarketData, t) -> float:
         """Delta + vega + curvature margin (NaN while a calibration is warming up)."""

@@ -193,7 +193,8 @@ class BookArrays:
     """Column arrays of a book (one entry per position) for the vectorised kernels."""
 
     __slots__ = ("assets", "asset_idx", "quantity", "is_option", "is_call", "strike", "expiry", "expiry_ns",
-                 "basis", "is_perp", "is_future", "has_options", "has_futures", "linear_weight", "option_assets")
+                 "basis", "is_perp", "is_future", "has_options", "has_futures", "linear_weight", "option_assets",
+                 "contracts")
 
     def __init__(self, positions: Sequence[Position], assets: list[str]):
         self.assets = assets
@@ -218,6 +219,11 @@ class BookArrays:
         self.linear_weight = np.where(self.is_option, 0.0, self.quantity * (1.0 + self.basis))
         #: indices (into ``assets``) of the assets the book holds options on, sorted
         self.option_assets = np.unique(self.asset_idx[self.is_option])
+        #: per position, the option contract (asset, expiry in ns, strike, is_call), None for linear positions:
+        #: the key of per-contract memos of one date (:func:`book_state`'s ``cache``)
+        self.contracts = tuple((p.instrument.asset, int(p.instrument.expiry.value), float(p.instrument.strike),
+                                bool(p.instrument.is_call)) if isinstance(p.instrument, Option) else None
+                               for p in positions)
 
     def held_at(self, observed_ns: int) -> np.ndarray:
         """Boolean mask of the positions still held at ``observed_ns`` (ns since the epoch, UTC).
@@ -359,14 +365,19 @@ class BookState(NamedTuple):
     linear: np.ndarray
 
 
-def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book", with_vols: bool = True
-               ) -> BookState:
+def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book", with_vols: bool = True,
+               cache: dict | None = None) -> BookState:
     """Spots of the book's assets and the live options' time to expiry and mark vol at row ``i``.
 
     The inputs :func:`revalue_at` prices from, exposed for models that build their own scenario
     grids; options and dated futures that expired at or before the row's observation time have
     settled and are left out (no risk, as in :func:`revalue_at`). ``with_vols=False`` leaves the
     mark vols out (``vol`` is None: for a model that has what it needs of them already).
+
+    ``cache``: a memo of row ``i`` only (e.g. ``context.row_cache("mark_vols", market, i)``) holding each
+    option contract's mark vol (:attr:`BookArrays.contracts`), so that the books and standalone legs of a
+    date holding the same contract compute its vol once. A contract's vol is the same number whichever
+    options it is computed beside (:func:`option_vols` is element-wise), so the cache moves no number.
     """
     spots, vols = _market_inputs(market, book, i, where)
     linear = linear_weights(book, market, i)[0]
@@ -377,9 +388,18 @@ def book_state(book: BookArrays, market: MarketData, i: int, where: str = "book"
     m = np.flatnonzero(book.is_option & (tau_all > 0))
     if not with_vols:
         return BookState(spots, m, tau_all[m], None, linear)
-    s = spots[book.asset_idx[m]]
-    vol = _position_vols(market, book, i, vols[book.asset_idx[m]], s, tau_all[m], m) if m.size else np.empty(0)
-    return BookState(spots, m, tau_all[m], np.asarray(vol, dtype=float), linear)
+    if cache is None or not m.size:
+        s = spots[book.asset_idx[m]]
+        vol = _position_vols(market, book, i, vols[book.asset_idx[m]], s, tau_all[m], m) if m.size else np.empty(0)
+        return BookState(spots, m, tau_all[m], np.asarray(vol, dtype=float), linear)
+    keys = [book.contracts[j][:3] for j in m.tolist()]  # the vol does not depend on the option's kind
+    missing = [k for k, key in enumerate(keys) if key not in cache]
+    if missing:
+        mm = m[missing]
+        new = _position_vols(market, book, i, vols[book.asset_idx[mm]], spots[book.asset_idx[mm]], tau_all[mm], mm)
+        for k, v in zip(missing, np.asarray(new, dtype=float).tolist(), strict=True):
+            cache[keys[k]] = v
+    return BookState(spots, m, tau_all[m], np.array([cache[key] for key in keys], dtype=float), linear)
 
 
 def mark_to_market(positions: Sequence[Position], market: MarketData, t, where: str = "book") -> np.ndarray:
