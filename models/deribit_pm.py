@@ -332,7 +332,8 @@ class DeribitPortfolioMargin(MarginModel):
         if unsupported:
             raise ValueError(f"{self.name}: no Deribit portfolio-margin parameters for {unsupported[0]}; "
                              f"parameters exist for {sorted(self.table)}")
-        bs = book_state(book, market, state.i, f"{self.name} at {state.t}")
+        # the mark vols only matter for contracts whose grid is not in the run's row cache yet (_options)
+        bs = book_state(book, market, state.i, f"{self.name} at {state.t}", with_vols=False)
         seen = int(market.observation_ns[state.i])
         years = np.where(book.expiry_ns != 0, market.years_to(state.i, book.expiry_ns), 0.0)
         rows: dict[str, dict] = {}
@@ -356,17 +357,13 @@ class DeribitPortfolioMargin(MarginModel):
             option_delta: dict[int, float] = {}
             if live.size:
                 q = book.quantity[live]
-                vols = shocked_vols(bs.vol[lk], bs.tau[lk], v)
                 n_std = std_moves.size
-                price, _ = grid_values(np.full(live.size, spot), book.strike[live], book.is_call[live],
-                                       np.zeros(live.size, dtype=np.int64), bs.tau[lk], vols, scen_moves,
-                                       np.zeros(len(scen_moves), dtype=np.int64), vol_index)
-                pnl = (price[1:] - price[0]) @ q
+                moved, g_delta = self._options(state, market, book, bs, live, lk, spot, v, scen_moves, vol_index)
+                pnl = moved @ q
                 opt_std = pnl[:3 * n_std].reshape(n_std, 3)
                 opt_ext = pnl[3 * n_std:] * fraction
-                g = black76_greeks(spot, book.strike[live], bs.tau[lk], bs.vol[lk], book.is_call[live])
-                delta += float(g["delta"] @ q)
-                option_delta = dict(zip(live.tolist(), g["delta"].tolist(), strict=True))
+                delta += float(g_delta @ q)
+                option_delta = dict(zip(live.tolist(), g_delta.tolist(), strict=True))
             grid = opt_std + lin_std[:, None]
             ext_loss = np.maximum(-(opt_ext + lin_ext) - v.extended_dampener, 0.0)
             worst_std = max(float(-grid.min()), 0.0)
@@ -382,6 +379,44 @@ class DeribitPortfolioMargin(MarginModel):
             standard[asset], extended[asset] = grid, ext_loss
         return DeribitPMBreakdown(rows, standard, extended, sum(r["initial"] for r in rows.values()),
                                   sum(r["maintenance"] for r in rows.values()))
+
+    def _options(self, state: ModelState, market: MarketData, book, bs, live: np.ndarray, lk: np.ndarray,
+                 spot: float, v: DeribitPMVintage, scen_moves: np.ndarray, vol_index: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Per live option on one currency: its grid P&L per unit and its Black-76 delta.
+
+        The grid P&L is the price under each scenario less the unshocked price, a column of shape
+        (n_scenarios - 1,).
+
+        Memoised per option contract for the date (the run context's row cache; a model, a date and a currency
+        have one vintage): the books and standalone legs of a date holding a contract share its numbers, each
+        computed element by element (the compiled kernels price one option at a time), so the same number
+        whichever options it is computed beside. Returned as the book's own computation lays them out: the
+        columns side by side (C order) and the deltas a column of a (n, 4) array (BLAS takes the same path).
+        """
+        store = state.context.row_cache("deribit_pm_options", market, state.i)
+        keys = [(self._key, book.contracts[j]) for j in live.tolist()]
+        missing = [k for k, key in enumerate(keys) if key not in store]
+        if missing:
+            mj, mk = live[missing], lk[missing]
+            mark = book_state(book, market, state.i, f"{self.name} at {state.t}",
+                              cache=state.context.row_cache("mark_vols", market, state.i)).vol[mk]
+            vols = shocked_vols(mark, bs.tau[mk], v)
+            price, _ = grid_values(np.full(mj.size, spot), book.strike[mj], book.is_call[mj],
+                                   np.zeros(mj.size, dtype=np.int64), bs.tau[mk], vols, scen_moves,
+                                   np.zeros(len(scen_moves), dtype=np.int64), vol_index)
+            moved = price[1:] - price[0]
+            g = black76_greeks(spot, book.strike[mj], bs.tau[mk], mark, book.is_call[mj])
+            for c, k in enumerate(missing):
+                store[keys[k]] = (moved[:, c].copy(), float(g["delta"][c]))
+        entries = [store[key] for key in keys]
+        greeks = np.empty((len(entries), 4))
+        greeks[:, 0] = [e[1] for e in entries]
+        return np.stack([e[0] for e in entries], axis=1), greeks[:, 0]
+
+    @cached_property
+    def _key(self) -> str:
+        return repr(self)
 
     @staticmethod
     def _roll_shock(positions: Sequence[Position], sel: np.ndarray, option_delta: dict[int, float],
