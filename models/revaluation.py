@@ -194,7 +194,7 @@ class BookArrays:
 
     __slots__ = ("assets", "asset_idx", "quantity", "is_option", "is_call", "strike", "expiry", "expiry_ns",
                  "basis", "is_perp", "is_future", "has_options", "has_futures", "linear_weight", "option_assets",
-                 "contracts")
+                 "contracts", "positions_of", "linear_positions")
 
     def __init__(self, positions: Sequence[Position], assets: list[str]):
         self.assets = assets
@@ -221,6 +221,10 @@ class BookArrays:
         self.option_assets = np.unique(self.asset_idx[self.is_option])
         #: per position, the option contract (asset, expiry in ns, strike, is_call), None for linear positions:
         #: the key of per-contract memos of one date (:func:`book_state`'s ``cache``)
+        #: per asset, the indices of its positions (ascending); the indices of the linear positions
+        self.positions_of = tuple(tuple(j for j, k in enumerate(self.asset_idx.tolist()) if k == a)
+                                  for a in range(len(assets)))
+        self.linear_positions = tuple(np.flatnonzero(~self.is_option).tolist())
         self.contracts = tuple((p.instrument.asset, int(p.instrument.expiry.value), float(p.instrument.strike),
                                 bool(p.instrument.is_call)) if isinstance(p.instrument, Option) else None
                                for p in positions)

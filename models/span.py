@@ -77,6 +77,7 @@ underlying), and the limits on available NOV. Prices, strikes and moves are rela
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -284,21 +285,20 @@ class SpanMargin(MarginModel):
         where = f"{self.name} at {state.t}"
         # the mark vols only matter for contracts whose arrays are not in the run's cache yet (below)
         bs = book_state(book, market, state.i, where, with_vols=False)
-        has_option = np.zeros(len(book.assets), dtype=bool)
-        has_option[book.asset_idx[bs.live]] = True
+        has_option = set(book.asset_idx[bs.live].tolist()) if bs.live.size else ()
         ranges = [(self._range("price_scan_range", state, market, a),
-                   self._range("vol_scan_range", state, market, a) if has_option[k] else float("nan"))
+                   self._range("vol_scan_range", state, market, a) if k in has_option else float("nan"))
                   for k, a in enumerate(book.assets)]
-        if any(not np.isfinite(psr) or (has_option[k] and not np.isfinite(vsr))
+        if any(not math.isfinite(psr) or (k in has_option and not math.isfinite(vsr))
                for k, (psr, vsr) in enumerate(ranges)):
             return book, bs, ranges, None
         # option risk arrays, per contract and date, from the run's cache (computed once per contract)
         store = state.context.cache("span_risk_arrays")
         arrays: list = [None] * len(positions)
         missing: dict[int, list[int]] = {}
-        for pos_k, j in enumerate(bs.live):
-            inst = positions[j].instrument
-            key = (self._key, inst.asset, inst.expiry.value, inst.strike, inst.is_call, state.i, state.context.mpor)
+        mpor = state.context.mpor
+        for pos_k, j in enumerate(bs.live.tolist()):
+            key = (self._key, *book.contracts[j], state.i, mpor)  # (asset, expiry ns, strike, is_call)
             if key in store:
                 arrays[j] = store[key]
             else:
@@ -318,12 +318,23 @@ class SpanMargin(MarginModel):
                 store[(self._key, *c, state.i, state.context.mpor)] = arr
             for j, c in zip(js, contracts, strict=True):
                 arrays[j] = store[(self._key, *c, state.i, state.context.mpor)]
-        # linear positions held at t (a future expired by t has settled: no risk)
-        for j in np.flatnonzero(~book.is_option & book.held_at(market.observation_ns[state.i])):
+        # linear positions held at t (a future expired by t has settled: no risk), one array per asset and basis
+        # at the date (the run's row cache: every book holding the asset asks for it)
+        linear = None
+        held = book.linear_positions if not book.has_futures else \
+            np.flatnonzero(~book.is_option & book.held_at(market.observation_ns[state.i])).tolist()
+        for j in held:
             a = int(book.asset_idx[j])
-            factors, _, weights = self._price_moves(ranges[a][0], state.context)
             lin = 1.0 + float(book.basis[j])
-            arrays[j] = (-lin * float(bs.spots[a]) * (factors - 1.0) * weights, lin, None)
+            if linear is None:
+                linear = state.context.row_cache("span_linear_arrays", market, state.i)
+            key = (self._key, book.assets[a], lin, mpor)
+            arr = linear.get(key)
+            if arr is None:
+                factors, _, weights = self._price_moves(ranges[a][0], state.context)
+                arr = linear[key] = -lin * float(bs.spots[a]) * (factors - 1.0) * weights
+                arr.setflags(write=False)
+            arrays[j] = (arr, lin, None)
         return book, bs, ranges, arrays
 
     def risk_arrays(self, state: ModelState, positions: Sequence[Position], market: MarketData, t
@@ -343,22 +354,24 @@ class SpanMargin(MarginModel):
         if arrays is None:
             return SpanBreakdown({}, float("nan"))
         rows: dict[str, dict[str, float]] = {}
+        quantity, expiry = book.quantity.tolist(), book.expiry_ns.tolist()
+        spots = bs.spots.tolist()
         for a, asset in enumerate(book.assets):
             psr, vsr = ranges[a]
-            spot = float(bs.spots[a])
+            spot = spots[a]
             scan_vec = np.zeros(16)
             tiers: dict[int, float] = {}
             nov = som_units = 0.0
-            for j in np.flatnonzero(book.asset_idx == a):
+            for j in book.positions_of[a]:
                 if arrays[j] is None:
                     continue  # an option or future expired by t: settled, no risk and no option value
-                q = float(book.quantity[j])
+                q = quantity[j]
                 ra, cd, mark = arrays[j]
                 if mark is not None:
                     nov += q * mark
                     som_units += max(-q, 0.0)
                 scan_vec += q * ra
-                tier = int(book.expiry_ns[j])
+                tier = expiry[j]
                 tiers[tier] = tiers.get(tier, 0.0) + q * cd
             worst = int(np.argmax(scan_vec))
             longs = sum(d for d in tiers.values() if d > 0)
@@ -380,6 +393,8 @@ class SpanMargin(MarginModel):
 
     def _inter_credits(self, rows: dict[str, dict[str, float]]) -> None:
         """Inter-commodity credits (``inter``) for the configured pairs, in the table's order."""
+        if len(rows) < 2:
+            return  # no pair
         usd = {a: r["net_delta"] * r["spot"] for a, r in rows.items()}
         remaining = {a: abs(v) for a, v in usd.items()}
         for (a, b), rate in self._pairs.items():
