@@ -335,7 +335,10 @@ class DeribitPortfolioMargin(MarginModel):
         # the mark vols only matter for contracts whose grid is not in the run's row cache yet (_options)
         bs = book_state(book, market, state.i, f"{self.name} at {state.t}", with_vols=False)
         seen = int(market.observation_ns[state.i])
-        years = np.where(book.expiry_ns != 0, market.years_to(state.i, book.expiry_ns), 0.0)
+        # years to expiry: for the roll shock of dated futures and live options only
+        years = np.where(book.expiry_ns != 0, market.years_to(state.i, book.expiry_ns), 0.0) \
+            if book.has_futures or bs.live.size else None
+        linear, is_option = bs.linear.tolist(), book.is_option.tolist()
         rows: dict[str, dict] = {}
         standard, extended = {}, {}
         for a, asset in enumerate(book.assets):
@@ -344,16 +347,25 @@ class DeribitPortfolioMargin(MarginModel):
                 return None
             v, (std_moves, ext, sign_ext, scen_moves, vol_index, fraction) = found
             spot = float(bs.spots[a])
-            sel = np.flatnonzero(book.asset_idx == a)
-            live = bs.live[book.asset_idx[bs.live] == a]
-            lk = np.searchsorted(bs.live, live)
-            lin = ~book.is_option[sel]
-            lin_weight = float((bs.linear[sel][lin] * spot).sum())  # futures expired by t: settled, weight 0
+            sel = book.positions_of[a]
+            if len(book.assets) == 1:
+                live, lk = bs.live, np.arange(bs.live.size)
+            else:
+                live = bs.live[book.asset_idx[bs.live] == a]
+                lk = np.searchsorted(bs.live, live)
+            weights = [linear[j] for j in sel if not is_option[j]]  # futures expired by t: settled, weight 0
+            if len(weights) < 8:  # as NumPy sums fewer than 8 numbers: one by one from 0.0
+                lin_weight = delta = 0.0
+                for w in weights:
+                    lin_weight += w * spot
+                    delta += w
+            else:
+                lin_weight = float((np.array(weights) * spot).sum())
+                delta = float(np.array(weights).sum())
             lin_std = lin_weight * std_moves
             lin_ext = lin_weight * sign_ext * v.price_range
             opt_std = np.zeros((std_moves.size, 3))
             opt_ext = np.zeros(ext.size)
-            delta = float(bs.linear[sel][lin].sum())
             option_delta: dict[int, float] = {}
             if live.size:
                 q = book.quantity[live]
@@ -419,12 +431,13 @@ class DeribitPortfolioMargin(MarginModel):
         return repr(self)
 
     @staticmethod
-    def _roll_shock(positions: Sequence[Position], sel: np.ndarray, option_delta: dict[int, float],
-                    years: np.ndarray, spot: float, v: DeribitPMVintage) -> float:
+    def _roll_shock(positions: Sequence[Position], sel: Sequence[int], option_delta: dict[int, float],
+                    years: np.ndarray | None, spot: float, v: DeribitPMVintage) -> float:
         """Sum over expiries of |net delta| x max(a T, a_min) x S; perpetuals at a_min (module docstring).
 
         ``option_delta`` maps a live option's position to its Black-76 delta; ``years`` gives every
-        position's years to expiry (0 for instruments without one).
+        position's years to expiry (0 for instruments without one; None for a book with neither a dated
+        future nor a live option, where it is not read).
         """
         by_expiry: dict[int, list[float]] = {}  # expiry (ns) -> [net delta, years to expiry]
         perp = 0.0
