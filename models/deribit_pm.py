@@ -86,7 +86,7 @@ from .instruments import Future, Perpetual, Position
 from .methodology import Methodology
 from .params import Asset
 from .pricing import black76_greeks
-from .revaluation import book_arrays, book_state
+from .revaluation import Where, book_arrays, book_state
 from .scenarios import grid_values
 
 __all__ = ["DeribitPMVintage", "DeribitPortfolioMargin", "DeribitPMBreakdown", "DERIBIT_PM_VINTAGES",
@@ -333,7 +333,7 @@ class DeribitPortfolioMargin(MarginModel):
             raise ValueError(f"{self.name}: no Deribit portfolio-margin parameters for {unsupported[0]}; "
                              f"parameters exist for {sorted(self.table)}")
         # the mark vols only matter for contracts whose grid is not in the run's row cache yet (_options)
-        bs = book_state(book, market, state.i, f"{self.name} at {state.t}", with_vols=False)
+        bs = book_state(book, market, state.i, Where(self.name, state.t), with_vols=False)
         seen = int(market.observation_ns[state.i])
         # years to expiry: for the roll shock of dated futures and live options only
         years = np.where(book.expiry_ns != 0, market.years_to(state.i, book.expiry_ns), 0.0) \
@@ -411,7 +411,7 @@ class DeribitPortfolioMargin(MarginModel):
         missing = [k for k, key in enumerate(keys) if key not in store]
         if missing:
             mj, mk = live[missing], lk[missing]
-            mark = book_state(book, market, state.i, f"{self.name} at {state.t}",
+            mark = book_state(book, market, state.i, Where(self.name, state.t),
                               cache=state.context.row_cache("mark_vols", market, state.i)).vol[mk]
             vols = shocked_vols(mark, bs.tau[mk], v)
             price, _ = grid_values(np.full(mj.size, spot), book.strike[mj], book.is_call[mj],

@@ -66,7 +66,7 @@ from .base import MarginModel, ModelState, check_range, register
 from .instruments import Position
 from .params import Asset
 from .pricing import black76_greeks
-from .revaluation import book_arrays, book_state
+from .revaluation import Where, book_arrays, book_state
 from .scenarios import grid_values
 from .shocks import asset_pairs, check_correlation, check_window, move_quantile, return_correlation
 
@@ -211,7 +211,7 @@ class GreeksNetting(MarginModel):
         book = book_arrays(positions)
         i = state.i
         marks = state.context.row_cache("mark_vols", market, i)
-        bs = book_state(book, market, i, f"{self.name} at {state.t}", with_vols=False)
+        bs = book_state(book, market, i, Where(self.name, state.t), with_vols=False)
         n = len(book.assets)
         has_option = np.zeros(n, dtype=bool)
         has_option[book.asset_idx[bs.live]] = True
@@ -275,7 +275,7 @@ class GreeksNetting(MarginModel):
         missing = [k for k, key in enumerate(keys) if key not in store]
         if missing:
             mm = live[missing]
-            vol = book_state(book, market, state.i, f"{self.name} at {state.t}", cache=marks).vol[missing]
+            vol = book_state(book, market, state.i, Where(self.name, state.t), cache=marks).vol[missing]
             a_m = book.asset_idx[mm]
             s = bs.spots[a_m]
             g = black76_greeks(s, book.strike[mm], bs.tau[missing], vol, book.is_call[mm])

@@ -92,7 +92,7 @@ from .base import MarginModel, ModelState, check_ints, check_range, register
 from .context import RunContext
 from .instruments import Position
 from .params import Asset
-from .revaluation import book_arrays, book_state
+from .revaluation import Where, book_arrays, book_state
 from .scenarios import grid_values
 from .shocks import asset_pairs, check_window, move_quantile
 
@@ -282,7 +282,7 @@ class SpanMargin(MarginModel):
     def _arrays(self, state: ModelState, positions: Sequence[Position], market: MarketData):
         """The book's arrays, market state, (PSR, VSR) per asset and per-position risk arrays (None: warm-up)."""
         book = book_arrays(positions)
-        where = f"{self.name} at {state.t}"
+        where = Where(self.name, state.t)
         # the mark vols only matter for contracts whose arrays are not in the run's cache yet (below)
         bs = book_state(book, market, state.i, where, with_vols=False)
         has_option = set(book.asset_idx[bs.live].tolist()) if bs.live.size else ()
