@@ -353,15 +353,9 @@ class DeribitPortfolioMargin(MarginModel):
             else:
                 live = bs.live[book.asset_idx[bs.live] == a]
                 lk = np.searchsorted(bs.live, live)
-            weights = [linear[j] for j in sel if not is_option[j]]  # futures expired by t: settled, weight 0
-            if len(weights) < 8:  # as NumPy sums fewer than 8 numbers: one by one from 0.0
-                lin_weight = delta = 0.0
-                for w in weights:
-                    lin_weight += w * spot
-                    delta += w
-            else:
-                lin_weight = float((np.array(weights) * spot).sum())
-                delta = float(np.array(weights).sum())
+            weights = np.array([linear[j] for j in sel if not is_option[j]])  # futures expired by t: settled, 0
+            lin_weight = float((weights * spot).sum())
+            delta = float(weights.sum())
             lin_std = lin_weight * std_moves
             lin_ext = lin_weight * sign_ext * v.price_range
             opt_std = np.zeros((std_moves.size, 3))

@@ -52,7 +52,6 @@ function and λ (SIMM's vega-derived CVR needs them; a shock-based CVR already i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -249,12 +248,7 @@ class GreeksNetting(MarginModel):
             if not bs.linear.any() and (q > 0).all():  # long options only: the loss is at most their value
                 max_loss = float(p0 @ q)
         ws, ws_vega = rw * delta, vrw * vega_risk
-        if n == 1 and rho[0, 0] == 1.0:  # one underlying: the same numbers as the matrix forms, without NumPy calls
-            w, wv, c = float(ws[0]), float(ws_vega[0]), float(cvr[0])
-            c = 0.0 if c < 0.0 else c
-            dm, vm, cm = math.sqrt(max(w * w, 0.0)), math.sqrt(max(wv * wv, 0.0)), math.sqrt(max(c * c + 0.0, 0.0))
-        else:
-            dm, vm, cm = simm_margin(ws, rho), simm_margin(ws_vega, rho), curvature_margin(cvr, rho)
+        dm, vm, cm = simm_margin(ws, rho), simm_margin(ws_vega, rho), curvature_margin(cvr, rho)
         values = {"spot": spots, "risk_weight": rw, "vol_risk_weight": vrw, "delta": delta, "vega_risk": vega_risk,
                   "ws_delta": ws, "ws_vega": ws_vega, "cvr": cvr}
         total = dm + vm + cm if max_loss is None else min(dm + vm + cm, max_loss)
