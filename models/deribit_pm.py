@@ -338,7 +338,7 @@ class DeribitPortfolioMargin(MarginModel):
         # years to expiry: for the roll shock of dated futures and live options only
         years = np.where(book.expiry_ns != 0, market.years_to(state.i, book.expiry_ns), 0.0) \
             if book.has_futures or bs.live.size else None
-        linear, is_option = bs.linear.tolist(), book.is_option.tolist()
+        is_option = book.is_option.tolist()
         rows: dict[str, dict] = {}
         standard, extended = {}, {}
         for a, asset in enumerate(book.assets):
@@ -353,7 +353,7 @@ class DeribitPortfolioMargin(MarginModel):
             else:
                 live = bs.live[book.asset_idx[bs.live] == a]
                 lk = np.searchsorted(bs.live, live)
-            weights = np.array([linear[j] for j in sel if not is_option[j]])  # futures expired by t: settled, 0
+            weights = bs.linear[[j for j in sel if not is_option[j]]]  # futures expired by t: settled, weight 0
             lin_weight = float((weights * spot).sum())
             delta = float(weights.sum())
             lin_std = lin_weight * std_moves

@@ -219,12 +219,12 @@ class BookArrays:
         self.linear_weight = np.where(self.is_option, 0.0, self.quantity * (1.0 + self.basis))
         #: indices (into ``assets``) of the assets the book holds options on, sorted
         self.option_assets = np.unique(self.asset_idx[self.is_option])
-        #: per position, the option contract (asset, expiry in ns, strike, is_call), None for linear positions:
-        #: the key of per-contract memos of one date (:func:`book_state`'s ``cache``)
         #: per asset, the indices of its positions (ascending); the indices of the linear positions
         self.positions_of = tuple(tuple(j for j, k in enumerate(self.asset_idx.tolist()) if k == a)
                                   for a in range(len(assets)))
         self.linear_positions = tuple(np.flatnonzero(~self.is_option).tolist())
+        #: per position, the option contract (asset, expiry in ns, strike, is_call), None for linear positions:
+        #: the key of per-contract memos of one date (:func:`book_state`'s ``cache``)
         self.contracts = tuple((p.instrument.asset, int(p.instrument.expiry.value), float(p.instrument.strike),
                                 bool(p.instrument.is_call)) if isinstance(p.instrument, Option) else None
                                for p in positions)
