@@ -238,6 +238,16 @@ def test_flags_are_reusable_by_other_subcommands():
     assert executor_from_args(sweep.parse_args(["--scheduler", "tcp://h:8786"]))["executor"] == "remote"
 
 
+def test_sweep_refuses_books_per_task(capsys):
+    """A sweep runs one task per grid point: --books-per-task was accepted and silently ignored."""
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["sweep", "s.toml", "--grid", "g.toml", "--out", "o", "--books-per-task", "2"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --books-per-task 2" in capsys.readouterr().err
+    args = build_parser().parse_args(["sweep", "s.toml", "--grid", "g.toml", "--out", "o", "--workers", "2"])
+    assert executor_from_args(args)["books_per_task"] is None and executor_from_args(args)["workers"] == 2
+
+
 def test_auto_choice_and_its_override(monkeypatch):
     monkeypatch.setenv("MARGINLAB_EXECUTOR", "serial")
     assert isinstance(make_executor("auto"), SerialExecutor)

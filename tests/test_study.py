@@ -337,3 +337,19 @@ def test_hourly_mpor_24_pass_is_shown_as_low_power_in_every_view(tmp_path):
     from marginlab.reports.verdict import verdict_text
 
     assert "pass (low power)" in verdict_text(res.verdict())  # the terminal's matrix (marginlab run / show)
+
+
+def test_readme_study_example_parses():
+    """The README's annotated study (section "Study config (TOML)") is a valid study as written: its
+    [execution] example once paired executor = "auto" with a scheduler, which parse_study refuses."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Study config (TOML)", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.S).group(1)
+    config = parse_study(tomllib.loads(block), source=str(root / "studies" / "readme_example.toml"))
+    assert config.executor == "auto" and config.scheduler is None and config.books_per_task == 25
+    assert Path(config.accounts_file).name == "accounts_sample.csv.gz"

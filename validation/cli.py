@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="grid file: [[models]] entries, list-valued parameters swept")
     p_sweep.add_argument("--out", required=True, type=path,
                          help="sweep folder; must be new, empty or a previous marginlab sweep")
-    add_executor_arguments(p_sweep)
+    add_executor_arguments(p_sweep, books_per_task=False,
+                           title="execution (one task per grid point; a sweep does not read [execution])")
     p_sweep.set_defaults(func=_sweep)
     return parser
 

@@ -318,9 +318,14 @@ def make_executor(executor: str = "auto", workers: int | None = None, scheduler:
     return LocalExecutor(workers=workers, progress=progress, label=label)
 
 
-def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--executor``, ``--workers``, ``--scheduler`` and ``--books-per-task`` to a (sub-)command's parser."""
-    group = parser.add_argument_group("execution (overrides the study's [execution] section)")
+def add_executor_arguments(parser: argparse.ArgumentParser, books_per_task: bool = True,
+                           title: str = "execution (overrides the study's [execution] section)") -> None:
+    """Add ``--executor``, ``--workers``, ``--scheduler`` and ``--books-per-task`` to a (sub-)command's parser.
+
+    ``books_per_task=False`` leaves ``--books-per-task`` out, for a command whose tasks are not groups of books
+    (``marginlab sweep``: one task per grid point), so that the flag is refused rather than ignored.
+    """
+    group = parser.add_argument_group(title)
     group.add_argument("--executor", choices=[e for e in EXECUTORS if e != "remote"], default=None,
                        help="serial: this process; local: a Dask cluster on this machine's cores; auto (the "
                             "default): local when at least two cores are free")
@@ -328,8 +333,9 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                                                                  "(default: the usable cores)")
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run on the Dask cluster of this scheduler, e.g. tcp://host:8786")
-    group.add_argument("--books-per-task", type=int, default=None, dest="books_per_task",
-                       help="portfolios per task (default: chosen from the number of books and workers)")
+    if books_per_task:
+        group.add_argument("--books-per-task", type=int, default=None, dest="books_per_task",
+                           help="portfolios per task (default: chosen from the number of books and workers)")
 
 
 def executor_from_args(args: argparse.Namespace) -> dict[str, Any]:
