@@ -157,19 +157,20 @@ def _paragraphs(text: str) -> list[str]:
 def _parameter_docs(section: str) -> dict[str, str]:
     """Numpydoc ``Parameters`` section: name -> description (one line)."""
     out: dict[str, str] = {}
-    name, desc = None, []
+    names: list[str] = []
+    desc: list[str] = []
+
+    def flush() -> None:
+        for n in names:  # "var, es : float" documents two names with one description
+            out[n] = plain_text(" ".join(desc)).strip()
+
     for line in section.splitlines():
         if line and not line.startswith(" "):
-            if name:
-                out[name] = plain_text(" ".join(desc)).strip()
-            name, desc = line.split(":")[0].strip(), []
-            for n in name.split(","):  # "var, es : float" documents two names
-                out.setdefault(n.strip(), "")
-            name = name.split(",")[0].strip()
-        elif name:
+            flush()
+            names, desc = [n.strip() for n in line.split(":")[0].split(",") if n.strip()], []
+        elif names:
             desc.append(line.strip())
-    if name:
-        out[name] = plain_text(" ".join(desc)).strip()
+    flush()
     return out
 
 

@@ -115,6 +115,31 @@ def test_a_new_model_gets_its_methodology_for_free():
     assert json.dumps(meth.to_dict())
 
 
+def test_grouped_parameter_names_share_their_description():
+    """numpydoc's "a, b : type" documents both names: the report published a blank description for the second
+    (SPAN's min_obs, greeks netting's vol_risk_weights)."""
+
+    @dataclass(frozen=True)
+    class Band(MarginModel):
+        """Band margin.
+
+        Parameters
+        ----------
+        low, high : float
+            Edges of the band.
+        width : float
+            Its width.
+        """
+
+        name: ClassVar[str] = "band_test"
+        low: float = 0.1
+        high: float = 0.2
+        width: float = 0.1
+
+    described = {p.name: p.description for p in Band().methodology().parameters}
+    assert described == {"low": "Edges of the band.", "high": "Edges of the band.", "width": "Its width."}
+
+
 # --------------------------------------------------------------------------- results.json, the CLI
 
 
