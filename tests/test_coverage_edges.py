@@ -216,3 +216,25 @@ def test_worst_window_null_is_memoised_for_integer_seeds_only():
     assert not null.flags.writeable
     fresh = {cv.traffic_light(hits, seed=None, n_sims=4000).worst_window_pvalue for _ in range(3)}
     assert len(fresh) > 1
+
+
+def test_backtest_seed_reaches_every_simulated_null():
+    """``backtest(seed=...)`` is documented as the seed of the simulated nulls, but the duration tests, the dynamic
+    quantile test and Du-Escanciano always ran with seed 0: each must equal the test run alone with that seed."""
+    rng = np.random.default_rng(7)
+    n, p = 750, 0.025
+    pnl = rng.standard_t(4, n)
+    var = np.full(n, 2.3)
+    pit = rng.random(n)
+    report = cv.backtest(pnl, var, p=p, pit=pit, seed=11)
+    hits = cv.exceptions(pnl, var)
+    alone = {"tbf": cv.haas_tbf(hits, p, seed=11), "tbfi": cv.haas_tbfi(hits, p, seed=11),
+             "duration_weibull": cv.duration_weibull(hits, p, seed=11),
+             "dynamic_quantile": cv.dynamic_quantile(pnl, var, p, seed=11)}
+    u, c = cv.du_escanciano(pit, p, seed=11)
+    alone["du_escanciano_u"], alone["du_escanciano_c"] = u, c
+    for name, res in alone.items():
+        assert report.tests[name].pvalue == res.pvalue, name
+    # and the seed matters: another seed gives another simulated p-value for at least one of them
+    other = cv.backtest(pnl, var, p=p, pit=pit, seed=12)
+    assert any(other.tests[k].pvalue != report.tests[k].pvalue for k in alone)

@@ -1654,7 +1654,9 @@ def acerbi_szekely(pnl, var, es, p: float, kind: str = "z2", dist=None, scale=No
         Z_3 = 1 - \frac{1}{T}\sum_t \frac{\widehat{ES}_T(U)_t}{E_V[\widehat{ES}_T(V)_t]}
 
     with :math:`I_t = 1[L_t > VaR_t]`, :math:`N_T=\sum I_t`. Negative values mean ES is too small; the
-    p-value is P(Z_sim <= Z) from ``n_sims`` P&L paths simulated under H0 (Acerbi and Szekely 2014,
+    p-value is P(Z_sim <= Z) from ``n_sims`` P&L paths simulated under H0 (Z3: from the first
+    min(``n_sims``, 2,000), each needing n quantiles and a sort, as does its :math:`E_V`; the result's
+    ``n_sims`` says how many) (Acerbi and Szekely 2014,
     section "Testing": the null is the forecast distribution, H0: :math:`P_t^{[p]} = F_t^{[p]}`).
 
     Null of Z1 and Z2 without ``dist`` (the forecast gives only VaR and ES): per date, losses exceed
@@ -2002,15 +2004,15 @@ def _run_tests(pnl: np.ndarray, var: np.ndarray, p: float, *, es, es_var, es_p: 
         out["independence_exact"] = christoffersen_independence(h, exact=True)
         out["conditional_coverage"] = christoffersen_conditional_coverage(h, p)
         out["conditional_coverage_exact"] = christoffersen_conditional_coverage(h, p, exact=True)
-    out["tbf"] = haas_tbf(h, p)
-    out["tbfi"] = haas_tbfi(h, p)
-    out["duration_weibull"] = duration_weibull(h, p)
+    out["tbf"] = haas_tbf(h, p, seed=seed)
+    out["tbfi"] = haas_tbfi(h, p, seed=seed)
+    out["duration_weibull"] = duration_weibull(h, p, seed=seed)
     if h.size > 4 + 2:
-        out["dynamic_quantile"] = dynamic_quantile(pnl, var, p)
+        out["dynamic_quantile"] = dynamic_quantile(pnl, var, p, seed=seed)
     if pit is not None:
         out["berkowitz_tail"] = berkowitz_tail(pit, p)
         if pit.size > 5:
-            u, c = du_escanciano(pit, es_p)
+            u, c = du_escanciano(pit, es_p, seed=seed)
             out["du_escanciano_u"], out["du_escanciano_c"] = u, c
     if es is not None:
         out["mcneil_frey"] = mcneil_frey(pnl, es_var, es, seed=seed)
@@ -2114,7 +2116,8 @@ def backtest(pnl, var, es=None, p: float = 0.01, pit=None, mpor_days: int = 1, *
     window : int
         Traffic-light window in observations (250).
     seed : int
-        Seed of the simulated null distributions (worst window, ES tests).
+        Seed of every simulated null distribution (worst window, duration tests, dynamic quantile,
+        McNeil-Frey, Acerbi-Szekely, Du-Escanciano); 0 by default, as in each test.
     margin : array-like or Series of shape (n,), optional
         The margin (collateral) held, whose breaches the disclosure table counts. Defaults to ``es``
         when given (an ES margin model holds its ES), else to ``var``.
