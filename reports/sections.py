@@ -34,7 +34,7 @@ from marginlab.validation.metrics import monte_carlo_rel_se
 from . import figures as fg
 from .formatting import and_list, esc, expected_count, percent, pvalue
 from .page import details, figure_html, frame_table, render_table, table_data
-from .verdict import LEVEL, ZONE_LEGEND, low_power_pass, verdict_books, verdict_matrix
+from .verdict import CELL_LEGEND, LEVEL, ZONE_LEGEND, cell_label, verdict_books, verdict_matrix
 
 __all__ = ["Section", "SECTIONS", "register_section", "ReportData", "Page", "build_sections", "DEFAULT_FUNDING_RATE",
            "LEVEL"]
@@ -229,7 +229,8 @@ def _para(text: str) -> str:
 
 
 def _zone(zone: str) -> str:
-    return f'<span class="zone zone-{esc(zone)}" title="traffic-light zone: {esc(zone)}">{esc(zone[0].upper())}</span>'
+    what = "traffic-light zone of the most recent 250 observations (all when fewer)"
+    return f'<span class="zone zone-{esc(zone)}" title="{what}: {esc(zone)}">{esc(zone[0].upper())}</span>'
 
 
 def render_verdict(content: dict[str, Any], page: Page) -> str:
@@ -252,16 +253,26 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
                            f'<span class="vl">{esc(v)}</span></td>')
                 continue
             pct = c.get("mean_margin_pct_notional")
-            tip = (f"{pf} / {md}: {v}; {c['breaches']} breaches in {c['observations']} observations, "
+            counted = ("exceptions of its VaR at that level" if c.get("tested") == "var" else "breaches of the margin")
+            tip = (f"{pf} / {md}: {cell_label(c)}; {c['breaches']} {counted} in {c['observations']} observations, "
                    f"{expected_count(c['expected_breaches'])} expected at p = {c['p']:g}; "
-                   f"one-sided p {pvalue(c['too_many_pvalue'])}, Kupiec p {pvalue(c['kupiec_pvalue'])}")
+                   f"one-sided p {pvalue(c['too_many_pvalue'])}, Kupiec p {pvalue(c['kupiec_pvalue'])}"
+                   + (f"; the margin held (its ES) was breached {c['margin_breaches']} times"
+                      if c.get("tested") == "var" else "")
+                   + f"; Christoffersen independence p {pvalue(c.get('christoffersen_ind_pvalue'))}, conditional "
+                   f"coverage p {pvalue(c.get('christoffersen_cc_pvalue'))}; "
+                   f"zone of the most recent 250 observations (all when fewer) {c['traffic_light_zone']}; worst "
+                   "250-observation window "
+                   f"{c.get('worst_window_breaches', '–')} (p {pvalue(c.get('worst_window_pvalue'))}, "
+                   "calibrated for the largest of all windows)")
             if "subsamples" in c:  # MPOR h > 1: the reach of the sub-sample test (verdict.mpor_reach)
                 need = c["min_rejectable_breaches"]
                 tip += (f"; {c['subsamples']} sub-samples of {c['subsample_observations']}+ observations: "
                         + (f"a rejection needs {need} breaches in one" if need is not None else "no count rejects")
                         + f", power {percent(c['power_2p'])} against twice the level")
-            counts = f"{c['breaches']:,} / {expected_count(c['expected_breaches'])}"
-            label = "pass (low power)" if low_power_pass(c) else v
+            counts = (("VaR " if c.get("tested") == "var" else "")
+                      + f"{c['breaches']:,} / {expected_count(c['expected_breaches'])}")
+            label = cell_label(c)
             tds.append(f'<td class="v-{_slug(v)}" title="{esc(tip)}"><span class="vl">{esc(label)}</span>'
                        f'<span class="vn">{counts} {_zone(c["traffic_light_zone"])}</span>'
                        f'<span class="vn">{esc(percent(pct, 1))} of notional</span></td>')
@@ -269,8 +280,8 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
     table = (f'<div class="scroll"><table class="verdict" id="verdict-matrix"><caption class="note">Books x models: '
              f"coverage verdict at each model's own level</caption><thead><tr><th>book</th>{head}</tr></thead>"
              f'<tbody>{"".join(rows)}</tbody></table></div>')
-    legend = ('<p class="legend">Cell: verdict; breaches / expected; traffic-light zone (G green, Y yellow, '
-              "R red; see below); average margin as % of gross notional."
+    legend = (f'<p class="legend">Cell: {esc(CELL_LEGEND)} Zones: G green, Y yellow, R red (see below); hover a '
+              "cell for its p-values and its worst 250-observation window."
               '<span class="sw" style="background:var(--green)"></span>pass'
               '<span class="sw" style="background:var(--red)"></span>too many breaches'
               '<span class="sw" style="background:var(--blue)"></span>over-margined'
@@ -291,8 +302,9 @@ def build_verdict(data: ReportData) -> dict[str, Any]:
         note = (f"Common sample: each book's models are compared on the dates where all of them have a margin "
                 f"(models not covering the book excluded; warm-up dates dropped): {min(n):,} to {max(n):,} dates per "
                 f"book, between {first} and {last}. Breach = realised loss over the MPOR of "
-                f"{data.config.mpor_days} observation(s) > margin (strict); margins use data known at each date's "
-                "close only.")
+                f"{data.config.mpor_days} observation(s) > margin (strict); margins use market data known at each "
+                "date's close only (venue parameter tables are fixed vintages applied to every date, some published "
+                "after it: see Limitations (a) and (c)).")
     else:
         note = "No book has a common sample." if m["books"] else ""
     return {"matrix": m, "sample_note": note, "common_sample": table_data(
@@ -945,14 +957,18 @@ def build_drilldown(data: ReportData) -> dict[str, Any] | None:
                 tests.append({"model": c["model"], "p": c["p"], "observations": c["observations"],
                               "table": table_data(_TEST_COLUMNS, _coverage_tests(rep))})
         books.append({"portfolio": pf, "cells": mine, "tests": tests, "summary": table_data(
-            [("model", "model", None), ("verdict", "verdict", None), ("p", "level tested", "probability"),
-             ("observations", "observations", "count"), ("breaches", "breaches", "count"),
-             ("expected_breaches", "expected", "ratio"), ("too_many_pvalue", "too many (one-sided) p", "pvalue"),
+            [("model", "model", None), ("label", "verdict", None), ("p", "level tested", "probability"),
+             ("observations", "observations", "count"), ("breaches", "breaches tested", "count"),
+             ("expected_breaches", "expected", "ratio"), ("margin_breaches", "margin breaches", "count"),
+             ("too_many_pvalue", "too many (one-sided) p", "pvalue"),
              ("kupiec_pvalue", "Kupiec exact p", "pvalue"), ("kupiec_direction", "direction", None),
+             ("christoffersen_ind_pvalue", "Christoffersen ind. exact p", "pvalue"),
              ("christoffersen_cc_pvalue", "Christoffersen cc exact p", "pvalue"),
-             ("traffic_light_zone", "zone", None), ("mean_margin", "average margin", "quote ccy"),
-             ("mean_margin_pct_notional", "% of notional", "fraction"),
-             ("largest_shortfall", "largest shortfall", "quote ccy"), ("largest_shortfall_date", "on", None)], mine)})
+             ("traffic_light_zone", "zone (last 250)", None),
+             ("worst_window_breaches", "worst 250-window", "count"), ("worst_window_pvalue", "its p", "pvalue"),
+             ("mean_margin", "average margin", "quote ccy"), ("mean_margin_pct_notional", "% of notional", "fraction"),
+             ("largest_shortfall", "largest shortfall", "quote ccy"),
+             ("largest_shortfall_date", "margin date", None)], [{**c, "label": cell_label(c)} for c in mine])})
     return {"intro": "For each book: every model's margin against the realised loss over the MPOR, the stress "
                      "episodes up close, the rolling breach count against the traffic-light bands and every coverage "
                      "test, each at the model's own level on the book's common sample.", "books": books}

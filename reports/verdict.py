@@ -42,7 +42,8 @@ from scipy import stats
 
 from .formatting import MISSING, and_list, expected_count, money, percent
 
-__all__ = ["LEVEL", "POWER", "VERDICTS", "ZONE_LEGEND", "verdict_of", "verdict_matrix", "verdict_sentences",
+__all__ = ["LEVEL", "POWER", "VERDICTS", "ZONE_LEGEND", "CELL_LEGEND", "cell_label", "verdict_of", "verdict_matrix",
+           "verdict_sentences",
            "verdict_text", "mean_margin_pct", "common_sample", "mpor_reach", "low_power_pass"]
 
 #: Significance of the verdict's tests.
@@ -56,6 +57,12 @@ ZONE_LEGEND = ("Traffic-light zone (G/Y/R): the Basel bands (BCBS 1996) for the 
                "observations the same count is taken on each of the h non-overlapping sub-samples (every h-th "
                "observation: its last 250, or all when fewer) and combined by Bonferroni: yellow when one "
                "sub-sample's cumulative probability reaches 1 - 0.05/h, red at 1 - 0.0001/h.")
+#: What a cell shows (terminal and page), for the legends.
+CELL_LEGEND = ("verdict over the whole common sample (\"clustered\": the breaches cluster, Christoffersen's "
+               "exact independence test rejects at 5%); breaches / expected over that sample (\"VaR\" before the "
+               "count: a model whose margin is its ES, counted as exceptions of its VaR at the ES level, the tail "
+               "probability in the column's head); traffic-light zone of the most recent 250 observations (all of "
+               "them when fewer; below); average margin as % of gross notional.")
 #: Verdicts, in the order of the legend.
 VERDICTS = ("pass", "too many breaches", "over-margined", "n/a", "warm-up")
 _SHORT = {"pass": "pass", "too many breaches": "TOO MANY", "over-margined": "over", "n/a": "n/a",
@@ -121,6 +128,17 @@ def _num(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _tested(rows: pd.DataFrame) -> str:
+    """What a pair's coverage tests count: ``"margin"`` or ``"var"``.
+
+    ``"margin"``: breaches of the margin held. ``"var"``: exceptions of the model's VaR at its level, where it
+    differs from the margin (an ES model holds its ES: its VaR at the ES level is tested,
+    :func:`~marginlab.validation.engine._tested_var`).
+    """
+    var, margin = rows["var"].to_numpy(float), rows["margin"].to_numpy(float)
+    return "var" if len(rows) and np.isfinite(var).all() and not np.array_equal(var, margin) else "margin"
+
+
 def verdict_books(backtest) -> list[str]:
     """The books of the verdict matrix: every portfolio of the run but member accounts, in run order.
 
@@ -161,6 +179,7 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
                 continue
             c = coverage.loc[(pf, md)]
             rows = rows_pf[(rows_pf["model"] == md) & rows_pf["date"].isin(dates)]
+            ind = _num(c["christoffersen_ind_pvalue"])
             shortfall = (rows["loss"] - rows["margin"])[rows["breach"]]
             worst = shortfall.idxmax() if len(shortfall) else None
             if mpor > 1:  # the reach of the sub-sample test beside its verdict (module docstring)
@@ -174,7 +193,12 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
                           "kupiec_direction": str(c["kupiec_direction"]),
                           "too_many_pvalue": _num(c["too_many_pvalue"]),
                           "christoffersen_cc_pvalue": _num(c["christoffersen_cc_pvalue"]),
+                          "christoffersen_ind_pvalue": ind, "clustered": ind is not None and ind < level,
                           "traffic_light_zone": str(c["traffic_light_zone"]),
+                          "worst_window_breaches": int(c["worst_window_breaches"]),
+                          "worst_window_pvalue": _num(c["worst_window_pvalue"]),
+                          "tested": _tested(rows),
+                          "margin_breaches": int(rows["breach"].sum()),
                           "margin_breach_rate": float(rows["breach"].mean()) if len(rows) else None,
                           "mean_margin": float(rows["margin"].mean()) if len(rows) else None,
                           "mean_margin_pct_notional": _num(mean_margin_pct(rows)) if len(rows) else None,
@@ -233,10 +257,13 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
              + (f" ({over_count(m)} of them over-margined)" if over_count(m) else "") for m in ranked]
     everywhere = [m for m in ranked if covered(m) == len(by_model[m])]
     first = (f"Coverage holds (no significant excess of breaches: exact one-sided test at {matrix['level']:.0%}, "
-             f"each model at its own level) for {and_list(holds, 8)}; "
-             + (f"{and_list(everywhere, 4)} hold{'s' if len(everywhere) == 1 else ''} it on every book "
+             f"each model at its own level) for {and_list(holds)}; "
+             + (f"{and_list(everywhere)} hold{'s' if len(everywhere) == 1 else ''} it on every book "
                 f"{'it covers' if len(everywhere) == 1 else 'they cover'}."
                 if everywhere else "no model holds it on every book it covers."))
+    if any(c.get("tested") == "var" for c in cells):
+        first += (" For a model whose margin is its ES, the count is of exceptions of its VaR at the ES level (the "
+                  "ES itself is the margin held).")
     weak_by_model = {m: [c for c in by_model[m] if low_power_pass(c)] for m in ranked}
     parts = []
     for m, v in weak_by_model.items():
@@ -257,9 +284,10 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
         for m in sorted(over, key=lambda m: -len(over[m])):
             pct = [c["mean_margin_pct_notional"] for c in over[m] if c.get("mean_margin_pct_notional") is not None]
             parts.append(f"{m} on {len(over[m])} book{'s' if len(over[m]) > 1 else ''}"
-                         + (f" (average margin {percent(float(np.mean(pct)))} of notional)" if pct else ""))
+                         + (f" (average margin {percent(float(np.mean(pct)))} of notional, the mean over those books)"
+                            if pct else ""))
         second = ("Over-margined (fewer breaches than its level allows, collateral held at a cost): "
-                  f"{and_list(parts, 4)}.")
+                  f"{and_list(parts)}.")
     else:
         second = "No model is over-margined: none has significantly fewer breaches than its level allows."
     # 3. the largest shortfall
@@ -269,23 +297,44 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
         third = (f"The largest shortfall: {worst['model']} on {worst['portfolio']}, where the loss exceeded the "
                  f"margin by {money(worst['largest_shortfall'])} USD"
                  + (f" ({percent(pct)} of notional)" if pct is not None else "")
-                 + f" on {worst['largest_shortfall_date']}.")
-        under = sorted({c["model"] for c in cells if c["verdict"] == "too many breaches"})
+                 + f" on the margin called on {worst['largest_shortfall_date']} (the loss is over the MPOR after it).")
+        under: dict[str, int] = {}
+        for c in cells:
+            if c["verdict"] == "too many breaches":
+                under[c["model"]] = under.get(c["model"], 0) + 1
         if under:
-            third += f" Too many breaches: {and_list(under, 4)}."
+            ranked_under = sorted(under.items(), key=lambda x: (-x[1], x[0]))
+            third += " Too many breaches: " + and_list(
+                [f"{m} on {n} book{'s' if n > 1 else ''}" for m, n in ranked_under]) + "."
     else:
         third = "No loss exceeded its margin on the compared dates."
     return [first, second, third]
 
 
+def cell_label(cell: dict[str, Any]) -> str:
+    """The verdict as a cell shows it.
+
+    ``pass (low power)`` (:func:`low_power_pass`), and ``, clustered`` after a pass or over-margined verdict whose
+    breaches cluster (Christoffersen's exact independence test rejects at the verdict's level: the count is right,
+    the timing is not).
+    """
+    v = cell["verdict"]
+    label = "pass (low power)" if low_power_pass(cell) else v
+    return label + (", clustered" if cell.get("clustered") and v in ("pass", "over-margined") else "")
+
+
 def cell_text(cell: dict[str, Any]) -> str:
-    """A cell in one line: verdict, breaches / expected, zone, average margin % of notional."""
+    """A cell in one line: verdict, breaches / expected, zone, average margin % of notional.
+
+    ``VaR`` before the count marks an ES model's VaR exceptions; the zone is that of :data:`ZONE_LEGEND`.
+    """
     v = cell["verdict"]
     if v in ("n/a", "warm-up"):
         return v
     pct = cell.get("mean_margin_pct_notional")
-    short = "pass (low power)" if low_power_pass(cell) else _SHORT[v]
-    return (f"{short} {cell['breaches']:,}/{expected_count(cell['expected_breaches'])} "
+    short = cell_label(cell).replace("too many breaches", _SHORT[v]).replace("over-margined", _SHORT[v])
+    tested = "VaR " if cell.get("tested") == "var" else ""
+    return (f"{short} {tested}{cell['breaches']:,}/{expected_count(cell['expected_breaches'])} "
             f"{cell['traffic_light_zone'][0].upper()} {percent(pct, 1) if pct is not None else MISSING}")
 
 
@@ -322,8 +371,7 @@ def verdict_text(matrix: dict[str, Any], width: int | None = None) -> str:
         out += [line(["book", *(md for md, _, _ in block)]), line(["-" * w for w in widths])]
         out += [line([n, *(texts[k] for _, texts, _ in block)]) for k, n in enumerate(names)]
         out.append("")
-    legend = ("cell: verdict, breaches/expected, traffic-light zone, average margin % of notional. "
-              f"{ZONE_LEGEND} {matrix['rule']}")
+    legend = (f"cell: {CELL_LEGEND} {ZONE_LEGEND} {matrix['rule']}")
     fill = max(60, min(width, 110))
     wrap = [textwrap.fill(s, fill, break_on_hyphens=False)
             for s in [*matrix.get("sentences", []), legend if books else ""] if s]

@@ -220,7 +220,8 @@ def test_headline_matches_the_individual_tests():
     hl = rep.headline()
     assert set(hl) == {"p", "mpor_days", "observations", "breaches", "expected_breaches", "breach_rate",
                        "kupiec_pvalue", "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue",
-                       "traffic_light_zone", "worst_window_breaches", "worst_window_pvalue"}
+                       "christoffersen_ind_pvalue", "traffic_light_zone", "worst_window_breaches",
+                       "worst_window_pvalue"}
     assert (hl["observations"], hl["breaches"], hl["p"]) == (1200, int(hits.sum()), 0.01)
     assert hl["expected_breaches"] == pytest.approx(12.0)
     assert hl["kupiec_pvalue"] == cv.kupiec_pof(hits, 0.01, exact=True).pvalue
@@ -228,6 +229,7 @@ def test_headline_matches_the_individual_tests():
     assert hl["too_many_pvalue"] == pytest.approx(stats.binomtest(int(hits.sum()), 1200, 0.01,
                                                                   alternative="greater").pvalue)
     assert hl["christoffersen_cc_pvalue"] == cv.christoffersen_conditional_coverage(hits, 0.01, exact=True).pvalue
+    assert hl["christoffersen_ind_pvalue"] == cv.christoffersen_independence(hits, exact=True).pvalue
     tl = cv.traffic_light(hits, 0.01)
     assert (hl["traffic_light_zone"], hl["worst_window_breaches"], hl["worst_window_pvalue"]) == (
         tl.zone, tl.worst_window_exceptions, tl.worst_window_pvalue)

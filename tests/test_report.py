@@ -410,12 +410,12 @@ def test_the_zone_legend_says_what_the_zone_is():
     """The legend said 'last 250 observations'; with fewer the zone is judged under Binomial(n, p), and with
     MPOR h > 1 per sub-sample with Bonferroni thresholds (found by a reviewer). Each statement checked here."""
     from marginlab.reports import verdict_text
-    from marginlab.reports.verdict import ZONE_LEGEND
+    from marginlab.reports.verdict import CELL_LEGEND, ZONE_LEGEND
     from marginlab.validation import coverage as cv
 
     text = verdict_text({"books": ["b"], "models": ["m"], "cells": [{"portfolio": "b", "model": "m", "verdict": "n/a"}],
                          "rule": "R.", "sentences": []}, width=100)
-    assert " ".join(text.split()).endswith(f"average margin % of notional. {ZONE_LEGEND} R.")
+    assert " ".join(text.split()).endswith(f"{CELL_LEGEND} {ZONE_LEGEND} R.")
     assert "last 250 observations)" not in text
     for claim in ("or in all n when there are fewer", "Binomial(n, p)", "each of the h non-overlapping sub-samples",
                   "1 - 0.05/h, red at 1 - 0.0001/h"):
@@ -882,3 +882,49 @@ def test_compare_states_the_monte_carlo_error_of_simulated_margins(tmp_path):
     assert f"Margins of EWMA ({percent(ewma)}) are estimated from simulated scenarios" in html
     assert "Monte Carlo error: median standard error of one date's margin / the margin" in html
     assert "no simulation noise (rules, historical scenarios, FHS at a one-observation MPOR)" in html
+
+
+def test_a_verdict_cell_says_what_it_counted():
+    """A regulator's read of the report (2026-12-01): an ES model's cell said "85 breaches" where the margin held (its ES)
+    was breached 31 times (the tests count exceptions of its VaR at the ES level); a pass whose breaches cluster read
+    as a plain pass; the zone badge (last 250 observations) contradicted a whole-sample "too many" without saying so."""
+    from marginlab.reports.verdict import CELL_LEGEND, _tested, cell_label, cell_text
+
+    rows = pd.DataFrame({"margin": [3.0, 4.0, 5.0], "var": [2.0, 3.0, 4.0]})
+    assert _tested(rows) == "var"  # an ES model: VaR below its margin
+    assert _tested(rows.assign(var=rows["margin"])) == "margin"  # a VaR model: the VaR is the margin
+    assert _tested(rows.assign(var=np.nan)) == "margin"  # rule-based models carry no VaR
+    es = {"verdict": "pass", "breaches": 85, "expected_breaches": 94.2, "traffic_light_zone": "green",
+          "mean_margin_pct_notional": 0.102, "tested": "var", "clustered": False}
+    assert cell_text(es) == "pass VaR 85/94.2 G 10.2%"
+    clustered = {**es, "tested": "margin", "clustered": True, "breaches": 40, "expected_breaches": 37.7}
+    assert cell_label(clustered) == "pass, clustered" and cell_text(clustered).startswith("pass, clustered 40/37.7")
+    assert cell_label({**clustered, "verdict": "too many breaches"}) == "too many breaches"  # the count says it all
+    assert cell_text({**clustered, "verdict": "over-margined"}).startswith("over, clustered")
+    for claim in ("VaR at the ES level", "most recent 250 observations", "independence"):
+        assert claim in CELL_LEGEND
+
+
+def test_verdict_sentences_name_every_model():
+    """The first sentence listed 8 models and "5 more"; "Too many breaches" 4 and "2 more": a reader could not see
+    which models failed, nor on how many books."""
+    from marginlab.reports.verdict import verdict_sentences
+
+    models = [f"model {k}" for k in range(12)]
+    cells = [{"portfolio": f"book {b}", "model": m, "verdict": "too many breaches" if k >= 9 and b < k - 8 else "pass",
+              "largest_shortfall": 1.0 + k, "largest_shortfall_date": "2022-01-0" + str(b + 1),
+              "largest_shortfall_pct_notional": 0.01, "tested": "var" if k == 0 else "margin"}
+             for k, m in enumerate(models) for b in range(4)]
+    first, _, third = verdict_sentences({"cells": cells, "level": 0.05, "books": [f"book {b}" for b in range(4)],
+                                         "models": models})
+    assert all(m in first for m in models) and "more" not in first
+    assert "Too many breaches: model 11 on 3 books, model 10 on 2 books and model 9 on 1 book." in third
+    assert "on the margin called on 2022-01-01 (the loss is over the MPOR after it)" in third
+    assert "exceptions of its VaR at the ES level" in first
+
+
+def test_the_binomial_row_says_it_is_an_approximation():
+    from marginlab.validation import coverage as cv
+
+    res = cv.binomial(np.r_[np.ones(5, bool), np.zeros(495, bool)], 0.01)
+    assert res.name == "Binomial z (normal approximation)" and res.distribution == "normal"

@@ -686,7 +686,8 @@ def binomial(hits, p: float) -> BinomialResult:
     z = (x - n * p) / np.sqrt(n * p * (1 - p))
     pvalue = float(2.0 * stats.norm.sf(abs(z)))
     exact = stats.binomtest(x, n, p)
-    return BinomialResult(name="Binomial", statistic=float(z), pvalue=pvalue, n_obs=n, n_exceptions=x,
+    return BinomialResult(name="Binomial z (normal approximation)", statistic=float(z), pvalue=pvalue, n_obs=n,
+                          n_exceptions=x,
                           p=p, expected=n * p, pvalue_exact=float(exact.pvalue),
                           pvalue_exact_greater=_binom_upper_tail(x, n, p)[0], distribution="normal")
 
@@ -1910,7 +1911,8 @@ class CoverageReport:
         ``kupiec_pvalue`` (exact two-sided) and ``kupiec_direction`` ("too
         many", "too few", "as expected": a rejection with "too few" is
         over-margining), ``too_many_pvalue`` (exact one-sided P(X >= x)),
-        ``christoffersen_cc_pvalue`` (exact; NaN with fewer than 2
+        ``christoffersen_cc_pvalue`` and ``christoffersen_ind_pvalue``
+        (conditional coverage and independence, exact; NaN with fewer than 2
         observations), ``traffic_light_zone`` (last window),
         ``worst_window_breaches`` and ``worst_window_pvalue`` (calibrated, see
         :func:`traffic_light`). Counts are over all observations; for
@@ -1926,11 +1928,13 @@ class CoverageReport:
             n, x = int(total["observations"]), int(total["exceptions"])
         pof, tl = self.tests["pof_exact"], self.tests["traffic_light"]
         cc = self.tests.get("conditional_coverage_exact")
+        ind = self.tests.get("independence_exact")
         return {"p": self.p, "mpor_days": self.mpor_days, "observations": n, "breaches": x,
                 "expected_breaches": n * self.p, "breach_rate": x / n,
                 "kupiec_pvalue": pof.pvalue, "kupiec_direction": pof.direction,
                 "too_many_pvalue": self.tests["binomial_upper"].pvalue,
                 "christoffersen_cc_pvalue": cc.pvalue if cc is not None else float("nan"),
+                "christoffersen_ind_pvalue": ind.pvalue if ind is not None else float("nan"),
                 "traffic_light_zone": tl.zone, "worst_window_breaches": tl.worst_window_exceptions,
                 "worst_window_pvalue": tl.worst_window_pvalue}
 

@@ -50,8 +50,9 @@ COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var
            "book_changed", "mc_se"]
 #: Columns of :meth:`BacktestResult.coverage` after ``sample`` (the headline of a coverage report and two ES tests).
 COVERAGE_COLUMNS = ["p", "mpor_days", "observations", "breaches", "expected_breaches", "breach_rate", "kupiec_pvalue",
-                    "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue", "traffic_light_zone",
-                    "worst_window_breaches", "worst_window_pvalue", "acerbi_szekely_z2_pvalue", "mcneil_frey_pvalue"]
+                    "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue", "christoffersen_ind_pvalue",
+                    "traffic_light_zone", "worst_window_breaches", "worst_window_pvalue", "acerbi_szekely_z2_pvalue",
+                    "mcneil_frey_pvalue"]
 
 #: Columns of :meth:`Backtest.untested_account_days` (held account dates without the data of the book held).
 UNTESTED_COLUMNS = ["account", "reason", "account_days", "first", "last", "held_days"]
