@@ -885,9 +885,12 @@ def test_compare_states_the_monte_carlo_error_of_simulated_margins(tmp_path):
 
 
 def test_a_verdict_cell_says_what_it_counted():
-    """A regulator's read of the report (2026-12-01): an ES model's cell said "85 breaches" where the margin held (its ES)
-    was breached 31 times (the tests count exceptions of its VaR at the ES level); a pass whose breaches cluster read
-    as a plain pass; the zone badge (last 250 observations) contradicted a whole-sample "too many" without saying so."""
+    """A regulator's read of the report (2026-12-01).
+
+    An ES model's cell said "85 breaches" where the margin held (its ES) was breached 31 times (the tests count
+    exceptions of its VaR at the ES level); a pass whose breaches cluster read as a plain pass; the zone badge (last
+    250 observations) contradicted a whole-sample "too many" without saying so.
+    """
     from marginlab.reports.verdict import CELL_LEGEND, _tested, cell_label, cell_text
 
     rows = pd.DataFrame({"margin": [3.0, 4.0, 5.0], "var": [2.0, 3.0, 4.0]})
