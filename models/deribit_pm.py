@@ -1,68 +1,6 @@
 r"""Deribit portfolio margin (the risk-matrix model launched in 2024), on marginlab's USD instruments.
 
-Per currency (Deribit's segregated portfolio margin treats each settlement currency alone; its
-cross-collateral model publishes ``correlation_set: false``, i.e. no offsets between currencies),
-for the book's positions on that asset at t:
-
-* **Standard table** (Deribit Support, "Portfolio Margin", article 25944756247837, undated page
-  read in 2026: "maximum underlying price move e.g. +/-16% ... broken down into 9 evenly spaced
-  buckets ... including a bucket for zero price movement"; "Volatility Range Up, Same, and Down ...
-  for each bucket"): spot moves :math:`m_b = b \cdot p / n`, b = -n..n (``buckets`` n = 4,
-  ``price_range`` p), each with three vol scenarios. The shocked vols of an option with DTE days
-  to expiry are
-
-  .. math:: \sigma_{up} = \max\bigl(\sigma(1 + u\,(30/DTE)^{w}),\ \sigma_{floor}\bigr),\quad
-            \sigma_{same} = \sigma,\quad \sigma_{down} = \max\bigl(\sigma(1 - d\,(30/DTE)^{w}), 0\bigr)
-
-  with w the short-term vega power for DTE < 30 and the long-term one otherwise (parameter names
-  and values from Deribit's API, ``private/pme/simulate``, ``model_params``; the formula's form —
-  relative shocks, DTE floored at 1 day, the floor on the shocked-up vol only — is **inferred**:
-  Deribit does not publish it; it matches Paradex's published copy of the model, docs.paradex.trade
-  "Portfolio Margin", IV x (1 + shock x (30/max(1, DTE))^power), power 30% below 30 days, 13%
-  from 30 days). Positions are revalued in full (Black-76) at t, not aged (**inferred**: the
-  published grid has no time dimension).
-* **Extended table** (same article: "price moves of, e.g. -66%, -33%, +50%, +100%, +200%, +300%,
-  +400%, +500% — only on Volatility Range Up — only a fraction of simulated P&L — application of a
-  dampener"): options revalued at each extended move with the vol-up shock, their P&L scaled by
-  :math:`f_k = \text{factor} \cdot p / |m_k|` (**inferred** from Paradex's published weights, 16%/|m|:
-  24%, 48%, 32%, 16%, 8%, 5.33%, 4%, 3.2%); linear positions enter at their P&L at the edge of the
-  standard range (as in Deribit's published risk vectors of a perpetual, see
-  ``tests/results/deribit_pm_reference.json``). The loss counted is
-  :math:`\max(L_k - D, 0)` with D the currency's ``extended_dampener`` in USD (**inferred**: the
-  published example's extended vector aggregates to 0 for losses far below D).
-* **Worst case**: the largest loss of both tables (0 if none).
-* **Delta shock** (liquidity add-on; ``max_delta_shock``, ``delta_total_liq_shock_threshold``,
-  ``m_inc`` published, formula **inferred**): with the book's net Black-76 delta Δ (units of the
-  coin), rate :math:`\min(m_{inc} \max(|\Delta| - T/S, 0),\ \text{max\_delta\_shock})` on the delta
-  notional :math:`|\Delta| S`; zero below the threshold T (USD 20m), so never on marginlab's $1m
-  books.
-* **Roll shock** (``annualised_move_risk``, ``min_annualised_move`` published; formula
-  **inferred**, except for perpetuals): per expiry e, the net delta of its options and futures
-  times :math:`\max(a\,T_e, a_{min})` times the spot, :math:`T_e` in years; a perpetual's net delta
-  times :math:`a_{min}` (this reproduces Deribit's published roll shock of a short ETH perpetual:
-  0.005 x 0.999487053 = 0.004997435265 ETH, and of a BTC perpetual with a short dated future at
-  a_min, with no netting between them: 0.00315725898 BTC, Deribit API example of 2024-06-17; an
-  expiry where a T_e exceeds a_min is not in a published example). Spot holdings do not roll.
-
-Initial margin = worst case + delta shock + roll shock, summed over currencies; maintenance =
-``mm_factor`` x initial (``mm_factor`` 0.8 in both published vintages; the published example
-has maintenance 0.125969249812 = 0.8 x initial 0.157461562265).
-
-**Parameter vintages** (:data:`DERIBIT_PM_VINTAGES`): one table per currency, each entry with its
-source and the date it was observed. A replay uses the vintage in force at each date's
-observation time. The start of a vintage's validity is not published, so ``start`` is the date it
-was observed; dates before a currency's first vintage use that first vintage
-(``before_first="backfill"``, the default: before 2024 Deribit ran an older portfolio-margin model
-with contingency add-ons, which is **not** replayed) or get no margin (``"none"``).
-
-**Simplified** (not modelled): Deribit's BTC and ETH portfolios are coin-margined (inverse
-contracts, risk vectors in coin); marginlab's instruments are linear USD contracts and its grid
-is in USD (a linear position's USD grid value is the coin value times the shocked index, so the
-grid shapes agree, but the worst case is taken in USD rather than in coin); ``pnl_offset``,
-``max_offsetable_pnl`` and haircuts (cross-collateral P&L offsets), open-order margin, and the
-delta decay during settlement. Spot holdings are delta-one positions in the grid (Deribit counts
-the currency's balance as equity moving with the index). Currencies without published PM
-parameters (SOL, XRP and the other bundled alt coins) are not applicable.
+The method, its formulas, parameters, sources and what is inferred: :class:`DeribitPortfolioMargin`.
 """
 
 from __future__ import annotations
@@ -178,7 +116,7 @@ _API_LOG_ETH = ("Deribit API response to private/pme/simulate for an ETH-PERPETU
                 "23:20 UTC (model_params timestamp 1771197609587) in the public GitHub repository ven-ajie/examples; "
                 "the same parameters as the Deribit margin page shows")
 
-#: Deribit portfolio-margin parameters per currency, one vintage per observation (see module docstring).
+#: Deribit portfolio-margin parameters per currency, one vintage per observation (see DeribitPortfolioMargin).
 DERIBIT_PM_VINTAGES: Mapping[str, tuple[DeribitPMVintage, ...]] = MappingProxyType({
     "BTC": (DeribitPMVintage(
         start="2024-06-17", end=None, price_range=0.16, buckets=4, volatility_range_up=0.5,
@@ -196,7 +134,7 @@ DERIBIT_PM_VINTAGES: Mapping[str, tuple[DeribitPMVintage, ...]] = MappingProxyTy
 
 
 def shocked_vols(vol: np.ndarray, tau: np.ndarray, vintage: DeribitPMVintage) -> np.ndarray:
-    """The up, same and down vols of options (shape (3, n_options)) under a vintage (module docstring).
+    """The up, same and down vols of options (shape (3, n_options)) under a vintage (:class:`DeribitPortfolioMargin`).
 
     ``vol`` is each option's vol (decimal), ``tau`` its years to expiry.
     """
@@ -233,17 +171,144 @@ class DeribitPMBreakdown:
 @register
 @dataclass(frozen=True)
 class DeribitPortfolioMargin(MarginModel):
-    """Deribit portfolio margin (see the module docstring for the method, its sources and what is inferred).
+    r"""Deribit portfolio margin (the risk-matrix model launched in 2024), on marginlab's USD instruments.
+
+    Per currency a (Deribit's segregated portfolio margin treats each settlement currency alone; its
+    cross-collateral model publishes ``correlation_set: false``, i.e. no offsets between currencies),
+    for the book's positions on that asset at t, in USD:
+
+    .. math:: M = \sum_a \lambda_a \left(W_a + DS_a + RS_a\right)
+
+    with :math:`\lambda_a = 1` for the initial margin (``level="initial"``) and ``mm_factor`` for the
+    maintenance margin, W the worst case, DS the delta shock and RS the roll shock below. Notation:
+    spot S, positions i of quantity :math:`q_i` (negative short), an option's Black-76 value
+    :math:`V_i(S, \sigma, \tau)` and delta :math:`\Delta_i` at its mark vol :math:`\sigma_i` and years
+    to expiry :math:`\tau_i`, a linear position's weight :math:`\ell_i = q_i(1 + b_i)` (b the basis of
+    a dated future, 0 for perpetuals and spot; 0 for a future expired by t), :math:`\Lambda = S
+    \sum_i \ell_i`. The other symbols are the fields of the currency's vintage in force
+    (:class:`DeribitPMVintage`): p ``price_range``, n ``buckets``, u ``volatility_range_up``, d
+    ``volatility_range_down``, :math:`\sigma_{floor}` ``min_volatility_for_shock_up``, f
+    ``extended_table_factor``, D ``extended_dampener`` (USD), :math:`m_k` ``extended_moves``,
+    :math:`\delta_{max}` ``max_delta_shock``, T ``delta_total_liq_shock_threshold`` (USD),
+    :math:`m_{inc}`, A ``annualised_move_risk``, :math:`A_{min}` ``min_annualised_move``.
+
+    * **Standard table** (Deribit Support, "Portfolio Margin", article 25944756247837, undated page
+      read in 2026: "maximum underlying price move e.g. +/-16% ... broken down into 9 evenly spaced
+      buckets ... including a bucket for zero price movement"; "Volatility Range Up, Same, and Down ...
+      for each bucket"): spot moves :math:`m_b = b \cdot p / n`, b = -n..n (``buckets`` n = 4,
+      ``price_range`` p), each with three vol scenarios v (up, same, down); the book's P&L
+
+      .. math::
+          P_{b,v} = \sum_{\text{options}} q_i \left[V_i\left(S(1 + m_b), \sigma_i^{v}, \tau_i\right)
+          - V_i(S, \sigma_i, \tau_i)\right] + m_b \Lambda
+
+      The shocked vols of an option with DTE days to expiry are
+
+      .. math::
+          \sigma^{up} = \max\left(\sigma(1 + u\,(30/DTE)^{w}),\ \sigma_{floor}\right),\quad
+          \sigma^{same} = \sigma,\quad \sigma^{down} = \max\left(\sigma(1 - d\,(30/DTE)^{w}),\ 0\right),\quad
+          DTE = \max(365\,\tau, 1)
+
+      The power w is ``short_term_vega_power`` for DTE < 30 and ``long_term_vega_power`` otherwise (parameter
+      names and values from Deribit's API, ``private/pme/simulate``, ``model_params``; the formula's form —
+      relative shocks, DTE floored at 1 day, the floor on the shocked-up vol only — is **inferred**:
+      Deribit does not publish it; it matches Paradex's published copy of the model, docs.paradex.trade
+      "Portfolio Margin", IV x (1 + shock x (30/max(1, DTE))^power), power 30% below 30 days, 13%
+      from 30 days). Positions are revalued in full (Black-76) at t, not aged (**inferred**: the
+      published grid has no time dimension).
+
+    * **Extended table** (same article: "price moves of, e.g. -66%, -33%, +50%, +100%, +200%, +300%,
+      +400%, +500% — only on Volatility Range Up — only a fraction of simulated P&L — application of a
+      dampener"): options revalued at each extended move with the vol-up shock, their P&L scaled by
+      :math:`f_k = \text{factor} \cdot p / |m_k|` (**inferred** from Paradex's published weights, 16%/|m|:
+      24%, 48%, 32%, 16%, 8%, 5.33%, 4%, 3.2%); linear positions enter at their P&L at the edge of the
+      standard range (as in Deribit's published risk vectors of a perpetual, see
+      ``tests/results/deribit_pm_reference.json``). The loss counted is :math:`\max(L_k - D, 0)` with D
+      the currency's ``extended_dampener`` in USD (**inferred**: the published example's extended
+      vector aggregates to 0 for losses far below D):
+
+      .. math::
+          L_k = -\left(\frac{f\,p}{|m_k|} \sum_{\text{options}} q_i \left[V_i\left(S(1 + m_k),
+          \sigma_i^{up}, \tau_i\right) - V_i(S, \sigma_i, \tau_i)\right] + \mathrm{sign}(m_k)\, p\,
+          \Lambda\right),\quad E_k = \max(L_k - D,\ 0)
+
+    * **Worst case**: the largest loss of both tables (0 if none):
+
+      .. math:: W = \max\left(0,\ -\min_{b,v} P_{b,v},\ \max_k E_k\right)
+
+    * **Delta shock** (liquidity add-on; ``max_delta_shock``, ``delta_total_liq_shock_threshold``,
+      ``m_inc`` published, formula **inferred**): with the book's net delta
+      :math:`\Delta = \sum_i \ell_i + \sum_{\text{options}} q_i \Delta_i` (units of the coin, Black-76
+      deltas at the mark vol), a rate on the delta notional :math:`|\Delta| S`; zero below the
+      threshold T (USD 20m), so never on marginlab's $1m books:
+
+      .. math::
+          DS = \min\left(m_{inc} \max\left(|\Delta| - T/S,\ 0\right),\ \delta_{max}\right) |\Delta| S
+
+    * **Roll shock** (``annualised_move_risk``, ``min_annualised_move`` published; formula
+      **inferred**, except for perpetuals): per expiry e, the net delta :math:`\Delta_e` of its
+      options and futures held at t (:math:`q_i \Delta_i` and :math:`\ell_i`) times
+      :math:`\max(A\,T_e, A_{min})` times the spot, :math:`T_e` in years; a perpetual's net delta
+      :math:`\Delta_{perp} = \sum_{\text{perpetuals}} q_i` times :math:`A_{min}` (this reproduces
+      Deribit's published roll shock of a short ETH perpetual: 0.005 x 0.999487053 = 0.004997435265
+      ETH, and of a BTC perpetual with a short dated future at A_min, with no netting between them:
+      0.00315725898 BTC, Deribit API example of 2024-06-17; an expiry where A T_e exceeds A_min is not
+      in a published example). Spot holdings do not roll:
+
+      .. math:: RS = A_{min} S |\Delta_{perp}| + \sum_e \max(A\,T_e,\ A_{min})\, S\, |\Delta_e|
+
+    Initial margin = worst case + delta shock + roll shock, summed over currencies; maintenance =
+    ``mm_factor`` x initial (``mm_factor`` 0.8 in both published vintages; the published example
+    has maintenance 0.125969249812 = 0.8 x initial 0.157461562265).
+
+    **Parameter vintages** (:data:`DERIBIT_PM_VINTAGES`): one table per currency, each entry with its
+    source and the date it was observed. A replay uses the vintage in force at each date's
+    observation time. The start of a vintage's validity is not published, so ``start`` is the date it
+    was observed; dates before a currency's first vintage use that first vintage
+    (``before_first="backfill"``, the default: before 2024 Deribit ran an older portfolio-margin model
+    with contingency add-ons, which is **not** replayed) or get no margin (``"none"``).
+
+    **Simplified** (not modelled): Deribit's BTC and ETH portfolios are coin-margined (inverse
+    contracts, risk vectors in coin); marginlab's instruments are linear USD contracts and its grid
+    is in USD (a linear position's USD grid value is the coin value times the shocked index, so the
+    grid shapes agree, but the worst case is taken in USD rather than in coin); ``pnl_offset``,
+    ``max_offsetable_pnl`` and haircuts (cross-collateral P&L offsets), open-order margin, and the
+    delta decay during settlement. Spot holdings are delta-one positions in the grid (Deribit counts
+    the currency's balance as equity moving with the index). Currencies without published PM
+    parameters (SOL, XRP and the other bundled alt coins) are not applicable.
 
     Parameters
     ----------
     level : {"initial", "maintenance"}
-        Initial margin, or ``mm_factor`` x initial.
+        Initial margin (default), or maintenance = each currency's vintage ``mm_factor`` x its initial
+        margin.
     vintages : dict or None
-        Per currency, a tuple of :class:`DeribitPMVintage` sorted by date, not overlapping; None:
-        :data:`DERIBIT_PM_VINTAGES`.
+        Per currency, a tuple of :class:`DeribitPMVintage` (every parameter of the method, with its
+        source and dates) sorted by date, not overlapping; a book holding a currency missing from the
+        dict is outside the model (``applies_to`` is False: reported n/a), and a date after a closed
+        vintage's ``end`` with no later vintage gets no margin (NaN). None (default):
+        :data:`DERIBIT_PM_VINTAGES`, BTC observed 2024-06-17 and ETH observed 2026-02-15.
     before_first : {"backfill", "none"}
-        Dates before a currency's first vintage: use that vintage, or give no margin (NaN).
+        Dates before a currency's first vintage: use that vintage (``"backfill"``, default; these
+        dates are margined with parameters published later), or give no margin (``"none"``: NaN).
+
+    References
+    ----------
+    * Deribit Support, "Portfolio Margin", support.deribit.com/hc/en-us/articles/25944756247837
+      (undated, read in 2026): segregated per currency; ±16% in 9 buckets, vol up/same/down per
+      bucket; extended table -66% .. +500% on vol up only, "only a fraction of simulated P&L",
+      "application of a dampener".
+    * Deribit API documentation, ``private/pme/simulate``, example response (``model_params``,
+      timestamp 1718619740501 = 2024-06-17 10:22 UTC), docs.deribit.com: the BTC parameters, the
+      risk vectors and the roll shock of a BTC perpetual with a short dated future.
+    * Deribit API response to ``private/pme/simulate`` for an ETH-PERPETUAL position, logged
+      2026-02-15 23:20 UTC (``model_params`` timestamp 1771197609587) in the public GitHub
+      repository ven-ajie/examples: the ETH parameters and the published risk vector, roll shock and
+      margins (``tests/results/deribit_pm_reference.json``).
+    * Deribit Insights, "Introducing changes to Deribit portfolio margin model" (early 2024): the
+      extended table and the delta and roll shocks replace the option and futures contingencies.
+    * Paradex documentation, "Portfolio Margin", docs.paradex.trade: the published copy of the
+      model whose vol-shock form and extended-table weights the inferred parts follow.
     """
 
     name: ClassVar[str] = "deribit_pm"
@@ -427,7 +492,7 @@ class DeribitPortfolioMargin(MarginModel):
     @staticmethod
     def _roll_shock(positions: Sequence[Position], sel: Sequence[int], option_delta: dict[int, float],
                     years: np.ndarray | None, spot: float, v: DeribitPMVintage) -> float:
-        """Sum over expiries of |net delta| x max(a T, a_min) x S; perpetuals at a_min (module docstring).
+        """Sum over expiries of |net delta| x max(a T, a_min) x S; perpetuals at a_min (class docstring).
 
         ``option_delta`` maps a live option's position to its Black-76 delta; ``years`` gives every
         position's years to expiry (0 for instruments without one; None for a book with neither a dated

@@ -1,53 +1,6 @@
 r"""Greeks netting: an ISDA SIMM-shaped sensitivity margin (delta, vega, curvature per underlying).
 
-Each underlying asset k is one risk factor of a single risk class (SIMM has no crypto class; the
-shape is that of its equity and commodity classes with one bucket). For the net book at t:
-
-* **Delta**: :math:`\delta_k = \sum_i q_i \Delta_i S_k` (quote currency per unit relative move;
-  linear positions :math:`\Delta = 1 + b`, options their Black-76 delta at the mark vol), weighted
-  :math:`WS_k = RW_k \delta_k` with the risk weight :math:`RW_k` a relative move.
-* **Vega**: :math:`VR_k = \sum_i q_i\,\sigma_i\,\partial V_i/\partial\sigma` (SIMM's vega risk, the
-  vega times the implied vol), weighted :math:`WS^{v}_k = VRW_k\,VR_k` with :math:`VRW_k` a
-  relative vol move.
-* **Curvature**: the loss under a ± price shock of :math:`RW_k` beyond the delta,
-  :math:`CVR_k = -\min_{\pm}\sum_i q_i \bigl[V_i(S_k(1 \pm RW_k)) - V_i(S_k) \mp RW_k S_k \Delta_i\bigr]`
-  (full Black-76 revaluation on the scenario kernel). This is the Basel sensitivities-based
-  method's curvature risk (BCBS, Basel Framework MAR21.5, in force 2023-01-01); SIMM itself derives
-  curvature from vega (ISDA SIMM Methodology, "Curvature Margin"), which needs no revaluation but
-  assumes Black-Scholes gamma. The issue that specified this model asks for the shock form.
-
-Aggregation across underlyings with the correlation matrix ρ (ISDA SIMM Methodology version 2.1,
-effective 1 December 2018, §B: delta and vega margins
-:math:`K = \sqrt{\sum_k WS_k^2 + \sum_{k \ne l} \rho_{kl} WS_k WS_l}`; curvature as in MAR21.6, with
-:math:`\rho^2` and the sign switch ψ (0 when both CVR are negative)):
-
-.. math::
-    M = \sqrt{WS' \rho\, WS} + \sqrt{WS^{v\prime} \rho\, WS^{v}}
-        + \sqrt{\max\Bigl(0, \sum_k \max(CVR_k, 0)^2 + \sum_{k \ne l} \rho_{kl}^2 CVR_k CVR_l \psi_{kl}\Bigr)}
-
-— the margins of the three sensitivity types summed, as SIMM sums DeltaMargin, VegaMargin and
-CurvatureMargin within a risk class (§B.5).
-
-**Risk weights** are fixed (``risk_weights``, ``vol_risk_weights``: one number or one per asset) or
-**calibrated** on each date from data up to t (None, the default): the ``quantile`` of
-:math:`|S_s/S_{s-h} - 1|` (price) and of :math:`|\sigma_s/\sigma_{s-h} - 1|` (implied vol) over the
-last ``lookback`` observations (default: 365 days of observations at the panel's step, 365 rows
-daily and 8,760 hourly; warm-up until 60 days of moves: :func:`~marginlab.models.shocks.window_rows`),
-h = the MPOR (:func:`~marginlab.models.shocks.move_quantile`).
-**Correlations** are fixed (``correlations``: ``{"BTC/ETH": 0.8}``, other pairs
-``default_correlation``; the matrix over the catalogue must be positive semi-definite) or
-estimated from the h-observation log returns of the window (None, the default).
-
-**Capped at the most the book can lose.** A book of long options only (no linear position, no
-short option) cannot lose more than its mark value :math:`\sum_i q_i V_i`; the sensitivity
-margin can exceed it (the delta and vega charges of a far out-of-the-money call are linear
-approximations of a loss the premium bounds), so for such a book
-:math:`M = \min(M_{\text{sensitivities}}, \sum_i q_i V_i)`, as exchanges margin a fully paid
-long option at most at its premium.
-
-**Simplified** (not modelled): SIMM's concentration thresholds, tenor buckets of delta and vega
-(one vega per underlying, all expiries together), the cross-bucket γ, and its curvature scaling
-function and λ (SIMM's vega-derived CVR needs them; a shock-based CVR already is a tail loss).
+The method, its formulas, parameters and sources: :class:`GreeksNetting`.
 """
 
 from __future__ import annotations
@@ -100,7 +53,7 @@ class GreeksBreakdown:
     ``values`` (and the frame ``per_asset``): per underlying ``spot``, ``risk_weight``,
     ``vol_risk_weight``, ``delta`` (:math:`\delta_k`), ``vega_risk`` (:math:`VR_k`), ``ws_delta``, ``ws_vega``, ``cvr``;
     ``correlation``: the matrix used; ``delta_margin``, ``vega_margin``, ``curvature_margin``;
-    ``total`` their sum, capped at ``max_loss`` for a book of long options only (module docstring).
+    ``total`` their sum, capped at ``max_loss`` for a book of long options only (:class:`GreeksNetting`).
     """
 
     assets: tuple[str, ...]
@@ -128,22 +81,106 @@ def _weight(value, asset: str) -> float | None:
 @register
 @dataclass(frozen=True)
 class GreeksNetting(MarginModel):
-    """ISDA SIMM-shaped greeks netting (see the module docstring for the formula and sources).
+    r"""ISDA SIMM-shaped greeks netting: a sensitivity margin (delta, vega, curvature per underlying).
+
+    Each underlying asset k is one risk factor of a single risk class (SIMM has no crypto class; the
+    shape is that of its equity and commodity classes with one bucket). For the net book at t, in
+    the quote currency:
+
+    .. math::
+        M = \sqrt{\max(0,\ WS' \rho\, WS)} + \sqrt{\max(0,\ WS^{v\prime} \rho\, WS^{v})}
+            + \sqrt{\max\left(0, \sum_k \max(CVR_k, 0)^2 + \sum_{k \ne l} \rho_{kl}^2 CVR_k CVR_l \psi_{kl}\right)}
+
+    — the margins of the three sensitivity types summed, as SIMM sums DeltaMargin, VegaMargin and
+    CurvatureMargin within a risk class (§B.5). Aggregation across underlyings with the correlation
+    matrix ρ (ISDA SIMM Methodology version 2.1, effective 1 December 2018, §B: delta and vega
+    margins :math:`K = \sqrt{\sum_k WS_k^2 + \sum_{k \ne l} \rho_{kl} WS_k WS_l}`; curvature as in
+    MAR21.6, with :math:`\rho^2` and the sign switch :math:`\psi_{kl}`, 0 when both CVR are negative,
+    else 1). Notation: positions i of quantity :math:`q_i` (negative short) on underlying k, spot
+    :math:`S_k`, an option's Black-76 value :math:`V_i(S)`, delta :math:`\Delta_i` and vega
+    :math:`\partial V_i/\partial\sigma` (per 1.00 of vol) at its mark vol :math:`\sigma_i` and its
+    years to expiry at t (no ageing); a linear position's :math:`\Delta_i = 1 + b_i` (b the basis of
+    a dated future, 0 for perpetuals and spot; 0 for a future expired by t). The sensitivities:
+
+    * **Delta**: :math:`\delta_k = \sum_i q_i \Delta_i S_k` (quote currency per unit relative move),
+      weighted :math:`WS_k = RW_k \delta_k` with the risk weight :math:`RW_k` a relative move.
+
+    * **Vega**: :math:`VR_k = \sum_i q_i\,\sigma_i\,\partial V_i/\partial\sigma` (SIMM's vega risk, the
+      vega times the implied vol; options only), weighted :math:`WS^{v}_k = VRW_k\,VR_k` with
+      :math:`VRW_k` a relative vol move (0 for an underlying without a live option).
+
+    * **Curvature**: the loss under a ± price shock of :math:`RW_k` beyond the delta (full Black-76
+      revaluation on the scenario kernel; options only, a linear position has none). This is the
+      Basel sensitivities-based method's curvature risk (BCBS, Basel Framework MAR21.5, in force
+      2023-01-01); SIMM itself derives curvature from vega (ISDA SIMM Methodology, "Curvature
+      Margin"), which needs no revaluation but assumes Black-Scholes gamma. The issue that specified
+      this model asks for the shock form:
+
+      .. math::
+          CVR_k = -\min_{\pm}\sum_{\text{options } i \in k} q_i \left[V_i(S_k(1 \pm RW_k)) - V_i(S_k)
+          \mp RW_k S_k \Delta_i\right]
+
+    **Risk weights** are fixed (``risk_weights``, ``vol_risk_weights``: one number or one per asset) or
+    **calibrated** on each date from data up to t (None, the default): the ``quantile`` of
+    :math:`|S_s/S_{s-h} - 1|` (price) and of :math:`|\sigma_s/\sigma_{s-h} - 1|` (implied vol) over the
+    last ``lookback`` observations (default: 365 days of observations at the panel's step, 365 rows
+    daily and 8,760 hourly; warm-up until 60 days of moves: :func:`~marginlab.models.shocks.window_rows`),
+    h = the MPOR (:func:`~marginlab.models.shocks.move_quantile`).
+    **Correlations** are fixed (``correlations``: ``{"BTC/ETH": 0.8}``, other pairs
+    ``default_correlation``; the matrix over the catalogue must be positive semi-definite) or
+    estimated from the h-observation log returns of the window (None, the default: Pearson
+    correlation over the rows where every asset of the book has a price; a book on one asset needs
+    none). No margin (NaN, warm-up) while a calibration lacks data.
+
+    **Capped at the most the book can lose.** A book of long options only (no linear position, no
+    short option) cannot lose more than its mark value :math:`\sum_i q_i V_i`; the sensitivity
+    margin can exceed it (the delta and vega charges of a far out-of-the-money call are linear
+    approximations of a loss the premium bounds), so for such a book, as exchanges margin a fully
+    paid long option at most at its premium:
+
+    .. math:: M = \min\left(M_{\text{sensitivities}},\ \sum_i q_i V_i\right)
+
+    **Simplified** (not modelled): SIMM's concentration thresholds, tenor buckets of delta and vega
+    (one vega per underlying, all expiries together), the cross-bucket γ, and its curvature scaling
+    function and λ (SIMM's vega-derived CVR needs them; a shock-based CVR already is a tail loss).
+    Risk weights and correlations are not SIMM's calibrated values (SIMM has no crypto risk class).
 
     Parameters
     ----------
-    risk_weights, vol_risk_weights : float, dict or None
-        Relative price / implied-vol shocks (0.1 = 10%), one for every asset or per asset; None
-        (or an asset missing from the dict): calibrated from data up to t.
+    risk_weights : float, dict or None
+        :math:`RW_k`, the relative price shock (0.1 = 10%) in (0, 1): one for every asset, or per
+        asset; None (default), or an asset missing from the dict: calibrated on each date, the
+        ``quantile`` of the asset's h-observation relative spot moves up to t.
+    vol_risk_weights : float, dict or None
+        :math:`VRW_k`, the relative implied-vol shock (0.2 = vol x 1.2) in (0, 1), as
+        ``risk_weights`` (calibrated: the quantile of the relative implied-vol moves). Read only for
+        underlyings with a live option.
     correlations : dict or None
-        ``{"A/B": rho}``; None: estimated from data up to t.
+        ``{"A/B": rho}``, rho in [-1, 1], each pair of distinct catalogue assets at most once; pairs
+        not listed take ``default_correlation``, and the matrix over the catalogue must be positive
+        semi-definite. None (default): estimated on each date, the Pearson correlation of the
+        h-observation log returns in the window up to t.
     default_correlation : float
-        Correlation of pairs not in ``correlations``.
+        Correlation in [-1, 1] of pairs not in ``correlations`` (default 0); unused when
+        ``correlations`` is None.
     quantile : float
-        Quantile of the calibrated risk weights, in (0, 1).
-    lookback, min_obs : int or None
-        Observations of the calibration window and the fewest moves to calibrate; None (default):
-        365 and 60 calendar days of observations at the panel's step.
+        Quantile of the calibrated risk weights, in (0, 1); default 0.99.
+    lookback : int or None
+        Observations in the calibration window of the risk weights and correlations (an integer
+        >= 20, the last one at t); None (default): 365 calendar days of observations at the panel's
+        step (365 daily, 8,760 hourly).
+    min_obs : int or None
+        Fewest h-observation moves (joint rows, for the correlations) to calibrate (an integer >= 3,
+        at most the window); fewer: no margin (warm-up). None (default): 60 calendar days of
+        observations (60 daily, 1,440 hourly).
+
+    References
+    ----------
+    * ISDA, "ISDA SIMM Methodology, version 2.1" (effective 1 December 2018), section B: margin of a
+      risk class = DeltaMargin + VegaMargin + CurvatureMargin (§B.5); weighted sensitivities
+      WS = RW x s aggregated as K = sqrt(Σ WS² + Σ ρ WS WS); vega risk = Σ σ ∂V/∂σ.
+    * BCBS, Basel Framework, MAR21.5-21.6 (in force 2023-01-01): curvature risk as the loss under
+      an up and down shock beyond the delta, aggregated with ρ², ψ and a floor at 0.
     """
 
     name: ClassVar[str] = "greeks_netting"

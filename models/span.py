@@ -1,78 +1,6 @@
 r"""SPAN-style portfolio margin (CME SPAN methodology), on marginlab's instruments.
 
-Each underlying asset is one SPAN *combined commodity*. For a book held at t:
-
-1. **Risk arrays** (CME, "Components of SPAN", cme.com/clearing/rmspan/span/components.html: risk
-   arrays, risk scenarios, look-ahead time): per position, for one unit long, the loss (positive) in
-   16 scenarios of the underlying price and its implied vol over the look-ahead time —
-   price moves 0, ±1/3, ±2/3, ±1 of the price scan range (PSR), each with the vol up and down by the
-   vol scan range (VSR), and two extreme moves ±k PSR at unchanged vol counted at the cover
-   fraction c (scenarios 15-16; the 16-scenario table with its fractions is as printed in NSE
-   Clearing's SPAN documentation; CME Clearing Advisory 08-303, 2008-11-03, lists an "Extreme Move
-   Value" of 3 and an "Extreme Move Coverage" of 0.33 for gasoil options; defaults here k = 3,
-   c = 0.35). Options are repriced with Black-76 at the shocked spot
-   :math:`S_0(1 + f\,PSR)` and vol :math:`\sigma(1 \pm VSR)`, their time to expiry shortened by the
-   look-ahead time (``look_ahead`` observations at the panel's step; by default the MPOR of the
-   run, the period the scan range covers: one day on daily data at MPOR 1, 24 hours on hourly
-   data at MPOR 24); linear positions lose :math:`-q(1+b) S_0 f\,PSR`. Arrays are computed once
-   per contract and date (the run context's cache) and shared by every book holding the contract.
-2. **Scan risk** per underlying: :math:`\max(0, \max_k \sum_i q_i RA_{ik})`, the worst scenario loss
-   of the net book.
-3. **Composite delta** per position (CME Clearing, SPAN Advisory 04-06, 2004-03-22: composite deltas
-   are "probability-weighted estimates of what each contract's delta will be one day in the
-   future"; PC-SPAN "Risk Scenarios" report: each delta point carries a probability weight): the
-   weighted mean of the Black-76 deltas at the seven price points 0, ±1/3, ±2/3, ±1 PSR (vol
-   unchanged, aged by the look-ahead time). The weights (``composite_weights``) are not published;
-   the default is marginlab's: the probabilities of a normal move with standard deviation PSR/3
-   falling in the bin of width PSR/3 around each point (outer bins open): 0.0062, 0.0606, 0.2417,
-   0.3829, 0.2417, 0.0606, 0.0062.
-4. **Intra-commodity (calendar) spread charge**: composite deltas are netted per tier (one tier per
-   expiry; perpetuals and spot form the undated tier); offsetting long and short tier deltas form
-   :math:`\min(\sum_e d_e^+, \sum_e d_e^-)` spread deltas, charged ``intra_spread_rate`` times their
-   notional (NSE Clearing "SPAN Risk Parameters", updated 2024-07-04: calendar spread charge 1.75%
-   of the far-month contract for index derivatives, computed on the delta of each month; the
-   default here). Scan risk treats all tiers as perfectly correlated; this charge adds back their
-   basis risk. marginlab prices every tier off the spot (zero basis), so the realised P&L has no
-   basis risk: the charge is an add-on only.
-5. **Inter-commodity spread credit** between configured pairs (``inter_spreads``, e.g.
-   ``{"BTC/ETH": 0.5}``): when the remaining net deltas of two underlyings have opposite signs,
-   spreads are formed on their USD deltas, :math:`s = \min(|D_A|, |D_B|)`, and each leg is credited
-   ``rate`` x its weighted price risk (scan risk per unit of net delta) x the delta it puts in
-   spreads: :math:`credit_A = rate \cdot scan_A \cdot s / |D_A|` (CME SPAN methodology overview:
-   inter-commodity spreads on delta; the "Normal" weighted-price-risk method of the PC-SPAN
-   "Combined Commodities" report). Pairs are taken in the table's order; credit never exceeds a
-   leg's scan risk. The default rate 0.5 is marginlab's illustration, not a published CME rate.
-6. **Short option minimum** (CME Clearing Advisory 20-319, 2020-08-13: "a charge that is applied
-   only to portfolios concentrated in short options"; NSE Clearing "SPAN parameters": "3% of the
-   notional value of all short index option positions", 7.5% for options on individual
-   securities): :math:`SOM = r_{SOM} S_0 \sum |q|` over all short options; default 3% (Deribit's
-   BTC and ETH options are options on an index).
-7. **Net option value** (NSE Clearing: long minus short option positions valued at the last
-   closing price): :math:`NOV = \sum_{options} q\,V_0`.
-
-.. math:: M = \max\Bigl(0,\ \sum_a \max(scan_a + intra_a - inter_a,\ SOM_a) - NOV\Bigr)
-
-(``net_option_value=False`` leaves NOV out: a risk-only requirement.) A book of long options can
-have :math:`M = 0`: SPAN credits the long option value held in the account, so marginlab's loss
-test then counts any loss as a breach, although a fully paid long option costs the clearing
-house nothing.
-
-**Scan ranges** are fixed (``price_scan_range``/``vol_scan_range``: one number, or a number per
-asset) or **dynamic** (None, the default): recalibrated on every date from data up to t
-(:func:`~marginlab.models.shocks.move_quantile`): PSR = the ``scan_quantile`` of
-:math:`|S_s/S_{s-h} - 1|` and VSR = that of :math:`|\sigma_s/\sigma_{s-h} - 1|` over the last
-``lookback`` observations (default: 365 days of observations at the panel's step, 365 rows daily
-and 8,760 hourly, :func:`~marginlab.models.shocks.window_rows`), h = the MPOR in observations, as
-clearing houses recalibrate (NSE Clearing: PSR from an EWMA volatility, VSR 25% of the EWMA
-volatility, reset daily). No margin (NaN, warm-up) before ``min_obs`` moves (default: 60 days of
-observations, 60 daily and 1,440 hourly).
-
-**Simplified** (not modelled): SPAN's time risk and volatility risk split of the scan risk (the
-weighted price risk is the whole scan risk per delta), tiered intra-commodity rates, spread
-priorities across several pairs beyond the table's order, delivery (spot) charges, super
-inter-commodity and inter-exchange spreads, per-contract scan ranges (one PSR/VSR per
-underlying), and the limits on available NOV. Prices, strikes and moves are relative to the spot
-(no contract value factors: one unit = one unit of the underlying).
+The method, its formulas, parameters, sources and simplifications: :class:`SpanMargin`.
 """
 
 from __future__ import annotations
@@ -140,36 +68,198 @@ class SpanBreakdown:
 @register
 @dataclass(frozen=True)
 class SpanMargin(MarginModel):
-    """SPAN-style portfolio margin (see the module docstring for the method and its sources).
+    r"""SPAN-style portfolio margin (CME SPAN methodology), on marginlab's instruments.
+
+    Each underlying asset a is one SPAN *combined commodity*. For a book held at t, in the quote
+    currency:
+
+    .. math::
+        M = \max\left(0,\ \sum_a \left[\max\left(\mathrm{scan}_a + \mathrm{intra}_a - \mathrm{inter}_a,\
+        \mathrm{SOM}_a\right) - \mathrm{NOV}_a\right]\right)
+
+    (``net_option_value=False`` leaves NOV out, :math:`\mathrm{NOV}_a = 0`: a risk-only requirement).
+    Notation: positions i of quantity :math:`q_i` (units of the underlying, negative short) on
+    underlying a, spot :math:`S_a`, price and vol scan ranges :math:`PSR_a`, :math:`VSR_a`
+    (fractions), an option's Black-76 value :math:`V_i(S, \sigma, \tau)` and delta :math:`\Delta_i`
+    at its mark vol :math:`\sigma_i` and years to expiry :math:`\tau_i`, a future's basis
+    :math:`b_i` (0 for perpetuals and spot), L the look-ahead time in years. An option or dated
+    future expired by t has settled: it has no risk array, delta or option value.
+
+    1. **Risk arrays** (CME, "Components of SPAN", cme.com/clearing/rmspan/span/components.html: risk
+       arrays, risk scenarios, look-ahead time): per position, for one unit long, the loss (positive) in
+       16 scenarios j of the underlying price and its implied vol over the look-ahead time —
+       price moves :math:`f_j` = 0, ±1/3, ±2/3, ±1 of the PSR, each with the vol up and down by the
+       VSR (:math:`v_j = \pm 1`), and two extreme moves ±k PSR at unchanged vol (:math:`v_j = 0`)
+       counted at the cover fraction c (:math:`w_j = c` for scenarios 15-16, 1 otherwise; the
+       16-scenario table with its fractions is as printed in NSE Clearing's SPAN documentation; CME
+       Clearing Advisory 08-303, 2008-11-03, lists an "Extreme Move Value" of 3 and an "Extreme Move
+       Coverage" of 0.33 for gasoil options; defaults here k = 3, c = 0.35):
+
+       .. math::
+           RA_{ij} = -w_j\left[V_i\left(S_a x_j,\ \max(\sigma_i(1 + v_j VSR_a), 0),\
+           \max(\tau_i - L, 0)\right) - V_i(S_a, \sigma_i, \tau_i)\right],\quad
+           x_j = \max(1 + f_j PSR_a,\ 0.01)
+
+       for options (repriced with Black-76, their time to expiry shortened by the look-ahead time:
+       ``look_ahead`` observations at the panel's step; by default the MPOR of the run, the period
+       the scan range covers: one day on daily data at MPOR 1, 24 hours on hourly data at MPOR 24;
+       the loss therefore includes the time decay over L), and
+
+       .. math:: RA_{ij} = -w_j (1 + b_i) S_a (x_j - 1)
+
+       for linear positions (the price factor is floored at 0.01, a fall of 99%, which binds only
+       when a dynamic PSR exceeds 1/k). Arrays are computed once per contract and date (the run
+       context's cache) and shared by every book holding the contract.
+
+    2. **Scan risk** per underlying, the worst scenario loss of the net book:
+
+       .. math:: \mathrm{scan}_a = \max\left(0,\ \max_{j} \sum_{i \in a} q_i RA_{ij}\right)
+
+    3. **Composite delta** per position (CME Clearing, SPAN Advisory 04-06, 2004-03-22: composite deltas
+       are "probability-weighted estimates of what each contract's delta will be one day in the
+       future"; PC-SPAN "Risk Scenarios" report: each delta point carries a probability weight): the
+       weighted mean of the Black-76 deltas at the seven price points :math:`p_m` = -1, -2/3, -1/3,
+       0, 1/3, 2/3, 1 PSR (vol unchanged, aged by the look-ahead time); 1 + b for a linear position:
+
+       .. math::
+           cd_i = \sum_{m=1}^{7} \omega_m\, \Delta_i\left(S_a \max(1 + p_m PSR_a, 0.01),\ \sigma_i,\
+           \max(\tau_i - L, 0)\right)
+
+       The weights :math:`\omega_m` (``composite_weights``) are not published; the default is
+       marginlab's: the probabilities of a normal move with standard deviation PSR/3 falling in the
+       bin of width PSR/3 around each point (outer bins open): 0.0062, 0.0606, 0.2417, 0.3829,
+       0.2417, 0.0606, 0.0062.
+
+    4. **Intra-commodity (calendar) spread charge**: composite deltas are netted per tier e (one tier
+       per expiry; perpetuals and spot form the undated tier), :math:`D_{a,e} = \sum_{i \in e} q_i cd_i`;
+       offsetting long and short tier deltas form spread deltas, charged ``intra_spread_rate``
+       :math:`r_{intra}` times their notional (NSE Clearing "SPAN Risk Parameters", updated
+       2024-07-04: calendar spread charge 1.75% of the far-month contract for index derivatives,
+       computed on the delta of each month; the default here):
+
+       .. math::
+           \mathrm{intra}_a = r_{intra}\, S_a \min\left(\sum_e \max(D_{a,e}, 0),\
+           \sum_e \max(-D_{a,e}, 0)\right)
+
+       Scan risk treats all tiers as perfectly correlated; this charge adds back their basis risk.
+       marginlab prices every tier off the spot (zero basis), so the realised P&L has no basis
+       risk: the charge is an add-on only.
+
+    5. **Inter-commodity spread credit** between configured pairs (``inter_spreads``, e.g.
+       ``{"BTC/ETH": 0.5}``): when the remaining net deltas :math:`D_a = \sum_e D_{a,e}` of two
+       underlyings have opposite signs, spreads are formed on their USD deltas, each leg credited
+       ``rate`` x its weighted price risk (scan risk per unit of net delta) x the delta it puts in
+       spreads (CME SPAN methodology overview: inter-commodity spreads on delta; the "Normal"
+       weighted-price-risk method of the PC-SPAN "Combined Commodities" report). For a pair (A, B)
+       at rate :math:`r_{AB}`, with :math:`R_a` the USD delta not yet in spreads (:math:`|S_a D_a|`
+       before the first pair):
+
+       .. math::
+           s = \min(R_A, R_B),\quad \mathrm{inter}_A \leftarrow \min\left(\mathrm{inter}_A
+           + r_{AB}\, \mathrm{scan}_A\, \frac{s}{|S_A D_A|},\ \mathrm{scan}_A\right),\quad
+           R_A \leftarrow R_A - s
+
+       and the same for B. Pairs are taken in the table's order; credit never exceeds a leg's
+       scan risk. The default rate 0.5 is marginlab's illustration, not a published CME rate.
+
+    6. **Short option minimum** (CME Clearing Advisory 20-319, 2020-08-13: "a charge that is applied
+       only to portfolios concentrated in short options"; NSE Clearing "SPAN parameters": "3% of the
+       notional value of all short index option positions", 7.5% for options on individual
+       securities), default 3% (Deribit's BTC and ETH options are options on an index):
+
+       .. math:: \mathrm{SOM}_a = r_{SOM}\, S_a \sum_{\text{short options } i \in a} |q_i|
+
+    7. **Net option value** (NSE Clearing: long minus short option positions valued at the last
+       closing price), the options at their mark:
+
+       .. math:: \mathrm{NOV}_a = \sum_{\text{options } i \in a} q_i V_i(S_a, \sigma_i, \tau_i)
+
+    A book of long options can have :math:`M = 0`: SPAN credits the long option value held in the
+    account, so marginlab's loss test then counts any loss as a breach, although a fully paid long
+    option costs the clearing house nothing (a limitation of the loss test on such books, not of
+    SPAN; the default study runs ``net_option_value=False``).
+
+    **Scan ranges** are fixed (``price_scan_range``/``vol_scan_range``: one number, or a number per
+    asset) or **dynamic** (None, the default): recalibrated on every date from data up to t
+    (:func:`~marginlab.models.shocks.move_quantile`): PSR = the ``scan_quantile`` of
+    :math:`|S_s/S_{s-h} - 1|` and VSR = that of :math:`|\sigma_s/\sigma_{s-h} - 1|` over the last
+    ``lookback`` observations (default: 365 days of observations at the panel's step, 365 rows daily
+    and 8,760 hourly, :func:`~marginlab.models.shocks.window_rows`), h = the MPOR in observations, as
+    clearing houses recalibrate (NSE Clearing: PSR from an EWMA volatility, VSR 25% of the EWMA
+    volatility, reset daily). No margin (NaN, warm-up) before ``min_obs`` moves (default: 60 days of
+    observations, 60 daily and 1,440 hourly).
+
+    **Simplified** (not modelled): SPAN's time risk and volatility risk split of the scan risk (the
+    weighted price risk is the whole scan risk per delta), tiered intra-commodity rates, spread
+    priorities across several pairs beyond the table's order, delivery (spot) charges, super
+    inter-commodity and inter-exchange spreads, per-contract scan ranges (one PSR/VSR per
+    underlying), and the limits on available NOV. Prices, strikes and moves are relative to the spot
+    (no contract value factors: one unit = one unit of the underlying).
 
     Parameters
     ----------
     price_scan_range : float, dict or None
         PSR as a fraction of the spot (0.15 = 15%), in [0, 1/k): one for every asset, or per asset
-        (assets missing from the dict are dynamic); None: dynamic.
+        (assets missing from the dict are dynamic); None (default): dynamic, the ``scan_quantile`` of
+        the h-observation relative spot moves up to t.
     vol_scan_range : float, dict or None
-        VSR as a fraction of the vol (0.25: vol x 1.25 and x 0.75), in [0, 1); as ``price_scan_range``.
+        VSR as a fraction of the vol (0.25: vol x 1.25 and x 0.75), in [0, 1); as ``price_scan_range``
+        (dynamic: the quantile of the relative implied-vol moves). Read only for underlyings with a
+        live option.
     scan_quantile : float
-        Quantile of the dynamic scan ranges, in (0, 1).
-    lookback, min_obs : int or None
-        Observations of the dynamic calibration window and the fewest moves to calibrate; None
-        (default): 365 and 60 calendar days of observations at the panel's step.
+        Quantile of the dynamic scan ranges, in (0, 1); default 0.99.
+    lookback : int or None
+        Observations in the dynamic calibration window (an integer >= 20, the last one at t); None
+        (default): 365 calendar days of observations at the panel's step (365 daily, 8,760 hourly).
+        Unused when both scan ranges are fixed.
+    min_obs : int or None
+        Fewest h-observation moves in the window to calibrate (an integer >= 2, at most the window);
+        fewer: no margin (warm-up). None (default): 60 calendar days of observations (60 daily, 1,440
+        hourly).
     extreme_multiple : float
-        k: the extreme scenarios move the price by ±k PSR.
+        k >= 1: the extreme scenarios (15-16) move the price by ±k PSR; default 3.
     cover_fraction : float
-        c in [0, 1]: the part of the extreme scenarios' loss counted.
+        c in [0, 1]: the part of the extreme scenarios' loss counted; default 0.35.
     look_ahead : int or None
-        Observations options are aged by in the risk arrays; None (default): the run's MPOR
-        (``context.mpor``), the horizon of the scan ranges (CME "Components of SPAN": the
-        look-ahead time is the period the margin covers, "typically one trading day").
+        Observations (>= 0) options are aged by in the risk arrays and composite deltas; None
+        (default): the run's MPOR (``context.mpor``), the horizon of the scan ranges (CME
+        "Components of SPAN": the look-ahead time is the period the margin covers, "typically one
+        trading day").
     composite_weights : tuple of 7 floats
-        Probability weights of the composite delta at -1, -2/3, ..., +1 PSR (sum 1).
-    intra_spread_rate, short_option_minimum : float
-        Fractions of the notional (spread delta x spot; short option units x spot).
+        Probability weights of the composite delta at -1, -2/3, ..., +1 PSR (non-negative, sum 1);
+        default :func:`normal_bin_weights`.
+    intra_spread_rate : float
+        Calendar spread charge in [0, 1], a fraction of the spread's notional (spread delta x spot);
+        default 0.0175.
+    short_option_minimum : float
+        Short option minimum in [0, 1], a fraction of the short options' notional (short option units
+        x spot); default 0.03.
     inter_spreads : dict
-        ``{"A/B": rate}`` inter-commodity credit rates in [0, 1].
+        ``{"A/B": rate}`` inter-commodity credit rates in [0, 1], each pair of distinct catalogue
+        assets at most once, applied in the table's order; default ``{"BTC/ETH": 0.5}``
+        (marginlab's illustration); ``{}``: no credit.
     net_option_value : bool
-        Subtract the net option value (long credited, short charged).
+        Subtract the net option value (long options credited, short charged); default True.
+
+    References
+    ----------
+    * CME Group, "Components of SPAN", cme.com/clearing/rmspan/span/components.html (undated):
+      risk arrays, risk scenarios, look-ahead time ("typically set to one trading day"), losses
+      positive for one unit long.
+    * CME Group, "CME SPAN Methodology Overview", cmegroup.com/clearing/risk-management/span-overview.html,
+      and the CME presentation "CME SPAN Standard Portfolio Analysis of Risk" (2010): combined
+      commodities, scan risk, intra-commodity charge, inter-commodity credit on delta, short option
+      minimum.
+    * CME Clearing, SPAN Advisory 04-06 (2004-03-22): composite deltas.
+    * CME Clearing Advisory 08-303 (2008-11-03): "Extreme Move Value" 3, "Extreme Move Coverage"
+      0.33 (gasoil options).
+    * CME Clearing Advisory 20-319 (2020-08-13): short option minimum.
+    * CME PC-SPAN reports "Risk Scenarios" (scan-point and delta-point weights) and "Combined
+      Commodities" (weighted price risk, "Normal" method), cmegroup.com confluence "pubspan".
+    * NSE Clearing, SPAN documentation (the 16 risk scenarios and their loss fractions; net option
+      value) and "SPAN Risk Parameters", nseclearing.in, updated 2024-07-04 (calendar spread charge
+      1.75% for index derivatives; short option minimum 3% of the notional of short index options;
+      PSR and VSR recalibrated daily from an EWMA volatility).
     """
 
     name: ClassVar[str] = "span"
@@ -349,7 +439,7 @@ class SpanMargin(MarginModel):
         return self._arrays(state, positions, market)[3]
 
     def breakdown(self, state: ModelState, positions: Sequence[Position], market: MarketData, t) -> SpanBreakdown:
-        """Every intermediate of the requirement for ``positions`` at ``t`` (see the module docstring)."""
+        """Every intermediate of the requirement for ``positions`` at ``t`` (see the class docstring)."""
         book, bs, ranges, arrays = self._arrays(state, positions, market)
         if arrays is None:
             return SpanBreakdown({}, float("nan"))
