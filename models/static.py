@@ -38,12 +38,32 @@ def _spot(market: MarketData, t, asset: str) -> float:
 class StaticMargin(MarginModel):
     r"""Flat percentage of gross notional.
 
-    .. math:: M_t = \sum_i r_{a(i)} |q_i| S_{a(i),t}
+    .. math:: M_t = \sum_{i \notin \mathcal{L}} r_{a(i)}\,|q_i|\,S_{a(i),t}
+              + \sum_{i \in \mathcal{L}} q_i\,V_{i,t}
 
-    for linear positions and short options (notional = |q| S, delta-blind); a
-    long option's margin is its mark value (premium fully paid, the most it can
-    lose). ``rate`` applies to every asset unless ``rates`` overrides it
-    (e.g. ``{"ETH": 0.15}``). A crude benchmark: exchange "x% initial margin".
+    over the positions i held at t (options and dated futures expired by t's
+    observation time are dropped), with :math:`q_i` the quantity (units of the
+    underlying), :math:`S_{a,t}` the index (spot) price of asset a,
+    :math:`r_a` the rate of the position's asset and :math:`\mathcal{L}` the
+    long options. Linear positions (spot, perpetuals, futures) and short
+    options are charged the rate on their notional :math:`|q| S` (delta-blind:
+    a short option's moneyness and mark do not enter); a long option's margin
+    is its Black-76 mark value :math:`q V` (premium fully paid, the most it can
+    lose). No offsets: a long and a short position each pay on their own
+    notional. A crude benchmark: exchange "x% initial margin".
+
+    Source: no venue rulebook or paper; a benchmark rule (a venue's "x% initial
+    margin", i.e. its maximum leverage 1/r, applied to every position); the
+    venue schedules themselves are the ``tiered`` and ``deribit_standard`` models.
+
+    Parameters
+    ----------
+    rate : float
+        The rate r charged on every asset without a ``rates`` entry, as a fraction of
+        notional, in (0, 1]; default 0.10 (10%, i.e. 10x leverage).
+    rates : dict
+        Per-asset rates overriding ``rate``, ``{asset: rate}`` with each rate in (0, 1],
+        e.g. ``{"ETH": 0.15}``; default empty (``rate`` for every asset).
     """
 
     name: ClassVar[str] = "static"
