@@ -160,16 +160,27 @@ class TieredMargin(MarginModel):
     r"""Binance USDⓈ-M leverage brackets, ``level="maintenance"`` (default) or ``"initial"``.
 
     The net position in each contract (Binance one-way mode: positions in the same
-    perpetual or future net) has notional :math:`N = |q| S` (index price) and falls in
-    bracket i, :math:`c_{i-1} < N \le c_i`, of its asset's table:
+    perpetual or future net) has notional :math:`N_c = |n_c| S_{a(c),t}` (net quantity
+    :math:`n_c` at the index price) and falls in bracket i,
+    :math:`c_{i-1} < N_c \le c_i` (:math:`c_0 = 0`), of its asset's table; the margin
+    adds the contracts' requirements (no offset between contracts):
 
-    * maintenance: :math:`M = N m_i - A_i`, :math:`A_i = A_{i-1} + c_{i-1}(m_i - m_{i-1})`,
-      :math:`A_1 = 0` — Binance's maintenance amount ("tax bracket"), continuous at
-      every edge;
-    * initial: :math:`M = N / L_i = N r_i`, :math:`L_i` the bracket's maximum leverage —
+    .. math:: M_t = \sum_c R(N_c)
+
+    .. math:: R_{\text{maintenance}}(N) = N m_i - A_i,\quad
+              A_i = A_{i-1} + c_{i-1}(m_i - m_{i-1}),\quad A_1 = 0
+
+    .. math:: R_{\text{initial}}(N) = N r_i = N / L_i
+
+    * maintenance: :math:`m_i` the bracket's maintenance rate, :math:`A_i` Binance's
+      maintenance amount ("tax bracket"), so the requirement is continuous at every edge;
+    * initial: :math:`r_i = 1/L_i`, :math:`L_i` the bracket's maximum leverage —
       Binance's "Initial Margin = Notional Position Value / Leverage" at the highest
       leverage the position's bracket allows. Binance has no cumulative amount for the
       initial margin, so it jumps at each edge (by :math:`c_i (r_{i+1} - r_i)`).
+
+    A notional above the last cap raises ``ValueError`` (the venue takes no larger
+    position); dated futures expired by t's observation time are dropped.
 
     Tables (:data:`~marginlab.models.venues.BINANCE_USDM_TIERS`, one vintage each,
     applied to every date):
@@ -195,12 +206,32 @@ class TieredMargin(MarginModel):
     Parameters
     ----------
     level : {"maintenance", "initial"}
-        Which column of the venue's table.
+        Which column of the venue's table: the maintenance rates :math:`m_i` with the
+        maintenance amounts (default), or the initial rates :math:`r_i = 1/L_i`.
     tiers : tuple of (cap, rate) or None
         One table applied to every asset without an ``asset_tiers`` entry (an explicit
-        choice, e.g. a hypothetical schedule); None (default): the venue's per-asset tables.
+        choice, e.g. a hypothetical schedule): caps in quote currency, strictly increasing
+        (only the last may be inf), rates in (0, 1] at ``level``; None (default): the
+        venue's per-asset tables.
     asset_tiers : dict
-        Per-asset tables ``{asset: ((cap, rate), ...)}`` at ``level``, overriding the rest.
+        Per-asset tables ``{asset: ((cap, rate), ...)}`` at ``level``, overriding the rest;
+        default empty.
+
+    References
+    ----------
+    * Binance, "Updates to Leverage and Margin Tiers of Binance Futures Contracts
+      (2021-03-18)", https://www.binance.com/en/support/announcement/86cf9aa472574b8cb2e05bb751c2a9a6
+      (BTCUSDT brackets, both columns; verified).
+    * Binance Futures, "Leverage and Margin" trading-rules page,
+      https://www.binance.com/zh-TC/futures/trading-rules/perpetual/leverage-margin ("Initial
+      Margin = Notional Position Value / Leverage; Maintenance Margin = Notional Position
+      Value * Maintenance Margin Rate - Maintenance Amount").
+    * Third-party copy of Binance's 2021 tables: gist "Binance liquidation calculator"
+      (mattj161/21bec86528700b7e4cb025730485a2a7), tables x100 (ETHUSDT) and x75 (XRPUSDT),
+      undated (unverified).
+    * Maintenance amounts: gist highfestiva/b71e76f51eed84d56c1be8ebbcc286b5 "CLI Binance
+      liquidation calculation formula" (2021-03-26, Binance's cumFastMaintenanceAmount);
+      tests/results/venue_margin_reference.json holds every number with its source.
     """
 
     name: ClassVar[str] = "tiered"
