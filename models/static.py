@@ -327,11 +327,33 @@ class DeribitStandardMargin(MarginModel):
     r"""Deribit standard (non-portfolio) margin, ``level="initial"`` (default) or ``"maintenance"``.
 
     Per-currency parameters from :data:`~marginlab.models.venues.DERIBIT_STANDARD`
-    (BTC and ETH futures: the rule in force on each date; otherwise one vintage on every date):
+    (BTC and ETH futures: the rule in force on each date; otherwise one vintage on every date).
+    Over the positions held at t (options and dated futures expired by t's observation
+    time dropped), with :math:`S_{a,t}` the index (spot) price of the currency a:
 
-    * **Futures and perpetuals** (marginlab's linear USD contracts; net size :math:`n`
-      per contract, in the currency's coin): rate :math:`base + add \times |n|` of the notional
-      :math:`|n| S`. Each contract (the perpetual, each dated future) is margined on
+    .. math:: M_t = \sum_{c} \big(b_a + d_a |n_c|\big)\,|n_c|\,S_{a,t}
+              + \sum_{o} |q_o|\,\mu_o\,S_{a,t}
+
+    the first sum over the futures and perpetual contracts c (net size :math:`n_c`
+    per contract, in the currency's coin; :math:`b_a` the base rate at ``level`` and
+    :math:`d_a` the add-on per coin of size, both of the rule in force at t's observation
+    time), the second over the option positions o (quantity :math:`q_o`, each position on
+    its own) with :math:`\mu_o` the requirement of one option in coin. With
+    :math:`v = V/S` the option's Black-76 mark in coin, :math:`OTM` its out-of-the-money
+    amount (USD; :math:`(K-S)^+` for a call, :math:`(S-K)^+` for a put), :math:`a` =
+    ``option_initial_max`` (0.15), :math:`b` = ``option_initial_min`` (0.10) and
+    :math:`m` = ``option_maintenance`` (0.075):
+
+    .. math:: \mu_{\text{long}} = v
+
+    .. math:: \mu^{IM}_{\text{short call}} = \max(a - OTM/S,\ b) + v,\qquad
+              \mu^{MM}_{\text{short call}} = m + v
+
+    .. math:: \mu^{MM}_{\text{short put}} = \max(m,\ m\,v) + v,\qquad
+              \mu^{IM}_{\text{short put}} = \max\big(\max(a - OTM/S,\ b) + v,\ \mu^{MM}_{\text{short put}}\big)
+
+    * **Futures and perpetuals** (marginlab's linear USD contracts): each contract (the
+      perpetual, each dated future) is margined on
       its own and the requirements add up: standard margin "is calculated separately
       for each position" and "doesn't offer any benefits for positions that either
       partially or fully hedge each other" (Deribit Support, "Margin types and
@@ -345,12 +367,11 @@ class DeribitStandardMargin(MarginModel):
       0.5% per 100 BTC). SOL: 4% / 2%, 0.0005% per SOL on every date (Deribit Support
       "Linear Perpetual", undated, written at BTC = $100,000; verified).
     * **Options** (BTC and ETH; inverse: premium, margin and settlement in coin), per
-      unit, in coin (:func:`deribit_option_margin_coin`): short call initial
-      :math:`\max(0.15 - OTM/S, 0.10) + mark`, maintenance :math:`0.075 + mark`; short
-      put maintenance :math:`\max(0.075, 0.075\,mark) + mark`, initial the larger of
-      the call-style initial and the maintenance; long options: the mark (fully paid).
-      Source: a third-party copy of Deribit's rule (TSLab documentation, undated),
-      unverified against a Deribit page; ETH assumed identical to BTC.
+      unit, in coin (:func:`deribit_option_margin_coin`), as above; long options: the
+      mark (premium paid; Deribit asks no margin, marginlab counts the value held, the
+      most the position can lose).
+      The option rule is taken from a third-party copy of Deribit's rule (TSLab
+      documentation, undated), unverified against a Deribit page; ETH assumed identical to BTC.
     * **Spot** is not a future: Deribit's standard margin does not margin fully paid
       spot (the coin held is collateral, not a margined position) and does not net it
       against futures, so the model does **not apply** to books holding spot.
@@ -368,6 +389,30 @@ class DeribitStandardMargin(MarginModel):
     modelled (limitation): the margin is held in coin, so its USD value moves with the
     index over the MPOR (it falls with BTC, wrong-way for short puts); marginlab
     compares the loss with the USD value of the margin at t.
+
+    Parameters
+    ----------
+    level : {"initial", "maintenance"}
+        Which of Deribit's two requirements: the initial margin (default; futures base
+        rate ``futures_initial``, options' initial formulas) or the maintenance margin
+        (``futures_maintenance``, options' maintenance formulas). The size add-on
+        :math:`d_a` is the same at both levels.
+
+    References
+    ----------
+    * Deribit Support, "11 January 2022" (change of leverage levels: "Current" and "New"
+      futures IM/MM for BTC and ETH),
+      https://support.deribit.com/hc/en-us/articles/25944826427293-11-January-2022 (verified).
+    * Deribit Support, "Linear Perpetual" (standard margin IM and MM examples, BTC_USDC and
+      SOL_USDC), https://support.deribit.com/hc/en-us/articles/25944738177565-Linear-Perpetual
+      (undated; verified).
+    * Deribit Support, "Margin types and usage" (standard margin per position, no hedge offsets).
+    * TSLab, "Deribit Margin Requirements Calculation",
+      https://doc.tslab.pro/tslab/eng/data-providers/connection-to-broker/deribit-cryptocurrency-exchange/deribit-margin-requirements-calculation
+      (third-party copy of the inverse-option rule, undated; unverified).
+    * Deribit Support, "Inverse Options",
+      https://support.deribit.com/hc/en-us/articles/25944688327069-Inverse-Options (the contract:
+      priced, margined and settled in the base currency).
     """
 
     name: ClassVar[str] = "deribit_standard"
