@@ -2,15 +2,11 @@ r"""Risk-based margin models: filtered historical simulation (FHS) with GARCH, h
 
 Every model here revalues the book in full on every scenario through
 :func:`~marginlab.models.revaluation.revalue` and takes a risk measure of the
-simulated losses L (sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`):
-
-* VaR at level α: :math:`L_{(k)}` with :math:`k = \lceil N(1-\alpha)\rceil` (the upper empirical
-  quantile);
-* ES at level α: the mean of the upper tail of mass 1 - α (Acerbi and Tasche 2002),
-  :math:`\big(\sum_{i<k} L_{(i)} + (N(1-\alpha) - (k-1)) L_{(k)}\big)/(N(1-\alpha))`, the mean of
-  the k largest losses when N(1 - α) is an integer (so ES >= VaR on every date).
-
-The margin is the risk measure floored at 0. Scenarios use data up to t only.
+simulated losses: VaR (the upper empirical quantile) or ES (the Acerbi-Tasche
+tail mean), floored at 0; the formulas are in each model's class docstring
+(:class:`HistoricalVaR`, :class:`HistoricalES`, :class:`FHSGarch`,
+:class:`EWMAVaR`), which the report's Methodology section publishes. Scenarios
+use data up to t only.
 At a one-observation MPOR, historical simulation and FHS take the risk measure
 of the window's scenarios exactly (every row once: the window's empirical
 distribution, no Monte Carlo noise). Over h > 1 observations FHS bootstraps
@@ -469,40 +465,135 @@ class FHSState:
 class FHSGarch(_ScenarioModel):
     r"""Filtered historical simulation with a GARCH-family volatility filter.
 
-    For each asset a GARCH(1,1), GJR-GARCH(1,1,1) or EWMA filter is fitted to the
-    last ``lookback`` daily log returns (percent, zero mean), giving the
-    standardised residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a`
-    of the window (joint across assets, keeping their cross-correlation).
-    At an MPOR of one observation the scenarios are the window's rows,
-    :math:`r_{a} = \sigma_{a,t+1} z_{a,s}`, each used once: the risk measure is
-    that of the filtered empirical distribution, exactly (``n_paths`` is not
-    used). Over h > 1 observations ``n_paths`` paths bootstrap rows jointly and
-    are built with each asset's variance propagated through its own recursion:
-    :math:`\epsilon_{a,t+j} = \sigma_{a,t+j} z_{a,u_j}`,
-    :math:`\sigma^2_{a,t+j+1} = \omega + (\alpha + \gamma 1[\epsilon<0])\epsilon^2 + \beta\sigma^2_{a,t+j}`.
-    For option books the log changes of implied vol on the same sampled dates
-    are summed over the path and applied to today's vol, jointly with the
-    returns. The book is revalued in full on every path; the margin is VaR
-    (``measure="var"``, level 0.99 by default) or ES (``"es"``, 0.975).
+    For each asset a of the book a volatility filter (``vol``) is fitted by maximum
+    likelihood (innovation distribution ``dist``) to the returns of the window — the
+    last ``lookback`` observations up to t on which every asset of the book (and the
+    implied vol of the assets it holds options on) is observed — as
+    :math:`\epsilon_{a,s} = 100\,r_{a,s}` (log returns in percent, zero mean), the
+    recursions started from ``arch``'s backcast:
 
-    ``vol_floor="long_run"`` floors each asset's one-step variance at the
-    mean squared return (zero mean, the filter's convention) of all its returns
-    up to t (at most ten years of 365 days, in observations of the panel: 87,600
-    on hourly data): an
-    approximation of EMIR RTS 153/2013 Art. 28(1)(c) ("margin not lower than
-    that calculated with volatility estimated over a 10-year historical
-    lookback") applied to the filter's variance only; the ``lookback_floor``
+    .. math:: \text{garch:}\quad \sigma^2_{s} = \omega + \alpha\epsilon^2_{s-1} + \beta\sigma^2_{s-1}
+
+    .. math:: \text{gjr:}\quad \sigma^2_{s} = \omega + (\alpha + \gamma 1[\epsilon_{s-1}<0])\epsilon^2_{s-1}
+              + \beta\sigma^2_{s-1}
+
+    .. math:: \text{ewma:}\quad \sigma^2_{s} = \lambda\sigma^2_{s-1} + (1-\lambda)\epsilon^2_{s-1}
+
+    .. math:: \text{egarch:}\quad \ln\sigma^2_{s} = \omega + \alpha\big(|e_{s-1}| - \sqrt{2/\pi}\big)
+              + \gamma e_{s-1} + \beta\ln\sigma^2_{s-1},\qquad e_s = \epsilon_s/\sigma_s
+
+    giving the standardised residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a`
+    of the window (joint across assets, keeping their cross-correlation) and the
+    one-step variance :math:`\sigma^2_{a,t+1}`. ``dist`` only shapes the likelihood (the
+    estimated parameters): the scenarios resample the empirical residuals, not draws
+    from the distribution. At an MPOR of one observation the scenarios are the
+    window's rows, each used once (the risk measure of the filtered empirical
+    distribution, exactly; ``n_paths`` is not used); over h > 1 observations
+    ``n_paths`` paths bootstrap h rows :math:`u_1 \dots u_h` jointly (uniformly, with
+    replacement) and each asset's variance is propagated through its own recursion
+    (EGARCH: through :math:`\ln\sigma^2`):
+
+    .. math:: R_a = \frac{1}{100}\sum_{j=1}^{h}\epsilon_{a,t+j},\qquad
+              \epsilon_{a,t+j} = \sigma_{a,t+j}\,z_{a,u_j},\qquad
+              \sigma^2_{a,t+j+1} = f_a\big(\sigma^2_{a,t+j}, \epsilon_{a,t+j}\big)
+
+    (h = 1: :math:`R_a = \sigma_{a,t+1} z_{a,s}/100` for every window row s). For
+    option books the implied-vol log changes of the same sampled rows are summed over
+    the path (h = 1: the row's change, as it happened, not filtered) and applied to
+    today's vol, jointly with the returns. The book is revalued in full on each
+    scenario (spot :math:`S_a e^{R_a}`, options aged h observations), the loss
+    :math:`L = -\Delta P`, and with the N losses sorted descending,
+    :math:`L_{(1)} \ge L_{(2)} \ge \dots`, :math:`k = \lceil N(1-\alpha)\rceil`:
+
+    .. math:: M_t = \max\big(\mathrm{VaR}_\alpha, 0\big)\ (\text{measure}=\text{"var"})\quad\text{or}\quad
+              \max\big(\mathrm{ES}_\alpha, 0\big)\ (\text{"es"}),\qquad \mathrm{VaR}_\alpha = L_{(k)},\qquad
+              \mathrm{ES}_\alpha = \frac{\sum_{i<k} L_{(i)} + \big(N(1-\alpha) - (k-1)\big)L_{(k)}}{N(1-\alpha)}
+
+    VaR is the upper empirical quantile; ES the mean of the upper tail of mass 1 - α
+    (Acerbi and Tasche 2002; the mean of the k largest losses when N(1 - α) is an
+    integer, so ES >= VaR).
+
+    ``vol_floor="long_run"`` floors each asset's one-step variance (and so the start
+    of its paths),
+    :math:`\sigma^2_{a,t+1} \leftarrow \max\big(\sigma^2_{a,t+1},\ \overline{\epsilon^2_a}\big)`,
+    at the mean squared return (zero mean, the filter's convention: not the
+    demeaned sample variance) of its finite returns in the loaded panel up to t (at most ten years
+    of 365 days, in observations of the panel: 87,600 on hourly data): an
+    approximation of EMIR RTS 153/2013 Art. 28(1)(c) (margins "not lower than
+    those that would be calculated using volatility estimated over a 10 year
+    historical lookback period") applied to the filter's variance only; the ``lookback_floor``
     overlay (:mod:`marginlab.models.overlays`) floors the margin itself at the
     same model's margin with a ten-year lookback.
+
     ``lam`` is the decay of ``vol="ewma"`` (0.94, RiskMetrics' daily value; e.g. 0.94^(1/24) on
     hourly panels); arch's backcast keeps its own 0.94 weights over the first 75 observations.
-    ``refit_every=k`` re-estimates parameters every k-th date, counted from
-    1970-01-01 UTC (filtering the new data with the previous parameters in
-    between). A failed optimisation
-    keeps the previous parameters and is counted in the diagnostics, as are
-    fits on the stationarity boundary.
 
-    Reference: Barone-Adesi, Giannopoulos and Vosper (1999); Pritsker (2006).
+    ``refit_every=k`` re-estimates parameters on the dates whose observation time is a
+    whole multiple of k panel steps since 1970-01-01 UTC (days on daily panels,
+    hours on hourly ones), filtering the new window with the previous parameters in
+    between; a window with no previous fit (the first of a chain: the first row of
+    each calendar year on daily panels, of each month on intraday ones, or a window
+    whose predecessor would have fewer than ``min_obs`` rows) is always fitted. A
+    failed optimisation keeps the previous parameters and is counted in the
+    diagnostics, as are fits on the stationarity boundary.
+
+    Parameters
+    ----------
+    measure : {"var", "es"}
+        The risk measure the margin is: VaR (default) or expected shortfall.
+    level : float or None
+        Confidence level α in [0.5, 1) (the tail probability is 1 - α); None (default):
+        0.99 for VaR, 0.975 for ES.
+    vol : {"garch", "gjr", "ewma", "egarch"}
+        The volatility filter: GARCH(1,1) (default), GJR-GARCH(1,1,1), EWMA with fixed
+        decay ``lam`` (no process parameter estimated) or EGARCH(1,1,1) (as ``arch``'s
+        ``EGARCH(p=1, o=1, q=1)``).
+    dist : {"normal", "t", "skewt"}
+        Innovation distribution of the likelihood: normal (default), standardised
+        Student-t (ν estimated) or Hansen's skewed Student-t (η and λ estimated).
+    lookback : int
+        Longest window, in observations of the panel (days on daily panels, hours on
+        hourly ones), >= 20; default 1000. The window is the last ``lookback`` rows up to
+        t, cut at the first row (going back) missing a needed return or implied-vol change.
+    n_paths : int
+        Number of bootstrapped paths at an MPOR of h > 1 observations (>= 100; default
+        10,000); unused at h = 1. The margin then carries a Monte Carlo standard error.
+    refit_every : int
+        Re-estimate the parameters every k panel steps (see above; >= 1, default 1: on
+        every date).
+    vol_floor : {None, "long_run"}
+        None (default): no floor; ``"long_run"``: floor the one-step variance at the
+        ten-year mean squared return (see above).
+    min_obs : int
+        Fewest window rows for a margin (>= 20, at most ``lookback``; default 250):
+        before, no margin (NaN, reported as warm-up).
+    lam : float
+        EWMA decay λ in (0, 1), used only with ``vol="ewma"`` (with any other filter it
+        must keep its default 0.94).
+
+    References
+    ----------
+    * Barone-Adesi, G., Giannopoulos, K. and Vosper, L. (1999), "VaR without correlations
+      for portfolios of derivative securities", Journal of Futures Markets 19 (filtered
+      historical simulation).
+    * Pritsker, M. (2006), "The hidden dangers of historical simulation", Journal of
+      Banking & Finance 30.
+    * Bollerslev, T. (1986), "Generalized autoregressive conditional heteroskedasticity",
+      Journal of Econometrics 31 (GARCH).
+    * Glosten, L., Jagannathan, R. and Runkle, D. (1993), "On the relation between the
+      expected value and the volatility of the nominal excess return on stocks", Journal
+      of Finance 48 (GJR-GARCH).
+    * Nelson, D. (1991), "Conditional heteroskedasticity in asset returns: a new
+      approach", Econometrica 59 (EGARCH).
+    * J.P. Morgan/Reuters (1996), RiskMetrics — Technical Document, 4th edition (EWMA).
+    * Bollerslev, T. (1987), "A conditionally heteroskedastic time series model for
+      speculative prices and rates of return", Review of Economics and Statistics 69
+      (standardised Student-t); Hansen, B. (1994), "Autoregressive conditional density
+      estimation", International Economic Review 35 (skewed Student-t).
+    * Acerbi, C. and Tasche, D. (2002), "On the coherence of expected shortfall", Journal
+      of Banking & Finance 26 (the ES estimator).
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 28(1)(c) (the
+      ten-year volatility floor that ``vol_floor="long_run"`` approximates).
     """
 
     name: ClassVar[str] = "fhs_garch"
