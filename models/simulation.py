@@ -713,13 +713,58 @@ class _Historical(_ScenarioModel):
 class HistoricalVaR(_Historical):
     r"""Historical-simulation VaR: the book revalued on each of the last ``lookback`` joint moves.
 
-    h-day scenarios are overlapping sums of daily log returns (and implied-vol
-    log changes) in the window (``scaling="overlapping"``), or daily moves x
-    :math:`\sqrt h` (``"sqrt_time"``, an approximation that ignores volatility
-    clustering and fat-tail aggregation). Level 0.99 by default. Stressed
+    The window is the last ``lookback`` observations up to t on which every asset
+    of the book (and the implied vol of the assets it holds options on) is
+    observed. With x_s the joint move of window row s (log returns, and implied-vol
+    log changes for option books) and h the MPOR in observations, the h-observation
+    scenarios are
+
+    .. math:: \Delta x_s = \sum_{j=0}^{h-1} x_{s-j}\ \ (\text{scaling}=\text{"overlapping"}),
+              \qquad \Delta x_s = \sqrt{h}\,x_s\ \ (\text{"sqrt\_time"})
+
+    overlapping sums of the window's rows (the N = n - h + 1 moves ending at its rows
+    h .. n; ``"overlapping"``, default), or each of the n rows scaled by
+    :math:`\sqrt h` (``"sqrt_time"``); at h = 1 both are the n rows.
+
+    ``"sqrt_time"`` is an approximation that ignores volatility clustering and
+    fat-tail aggregation.
+
+    The book is revalued in full on each scenario (spot :math:`S_a e^{\Delta r_{a,s}}`, implied
+    vol :math:`\sigma_a e^{\Delta v_{a,s}}`, options aged h observations), each
+    scenario weighted equally, the loss :math:`L_s = -\Delta P_s`; with the N losses
+    sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, and
+    :math:`k = \lceil N(1-\alpha)\rceil`:
+
+    .. math:: M_t = \max\big(\mathrm{VaR}_\alpha, 0\big),\qquad \mathrm{VaR}_\alpha = L_{(k)}
+
+    the upper empirical quantile (when N(1 - α) is an integer, one scenario above
+    ``np.quantile(losses, α, method="inverted_cdf")``: the 10th, not the 11th, largest
+    of 1,000 at 99%, a conservative convention). Level 0.99 by default. Stressed
     observations (EMIR RTS 153/2013 Art. 28(1)(b)) are added by the
     ``stressed_weight`` overlay (:mod:`marginlab.models.overlays`), which gives
     them at least 25% of the probability mass.
+
+    Parameters
+    ----------
+    level : float or None
+        Confidence level α in [0.5, 1) (the tail probability is 1 - α); None (default): 0.99.
+    lookback : int
+        Longest window, in observations of the panel (days on daily panels, hours on
+        hourly ones), >= 20; default 1000. The window is cut at the first row (going back)
+        missing a needed return or implied-vol change.
+    scaling : {"overlapping", "sqrt_time"}
+        How h-observation moves are built from the window: overlapping sums of h rows
+        (default) or one row times sqrt(h) (see above).
+    min_obs : int
+        Fewest window rows for a margin (>= 20, at most ``lookback``; default 250):
+        before, no margin (NaN, reported as warm-up).
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 24 (initial margin at
+      a confidence of at least 99% for financial instruments other than OTC derivatives) and
+      Art. 25 (historical volatility from data covering at least the latest 12 months).
+    * BCBS (2019), Minimum capital requirements for market risk, MAR33 (internal models).
     """
 
     name: ClassVar[str] = "historical_var"
@@ -729,7 +774,60 @@ class HistoricalVaR(_Historical):
 @register
 @dataclass(frozen=True)
 class HistoricalES(_Historical):
-    """Historical-simulation expected shortfall (level 0.975 by default); see :class:`HistoricalVaR`."""
+    r"""Historical-simulation expected shortfall (level 0.975 by default) on the last ``lookback`` joint moves.
+
+    The window is the last ``lookback`` observations up to t on which every asset
+    of the book (and the implied vol of the assets it holds options on) is
+    observed. With x_s the joint move of window row s (log returns, and implied-vol
+    log changes for option books) and h the MPOR in observations, the h-observation
+    scenarios are
+
+    .. math:: \Delta x_s = \sum_{j=0}^{h-1} x_{s-j}\ \ (\text{scaling}=\text{"overlapping"}),
+              \qquad \Delta x_s = \sqrt{h}\,x_s\ \ (\text{"sqrt\_time"})
+
+    overlapping sums of the window's rows (the N = n - h + 1 moves ending at its rows
+    h .. n; ``"overlapping"``, default), or each of the n rows scaled by
+    :math:`\sqrt h` (``"sqrt_time"``); at h = 1 both are the n rows.
+
+    ``"sqrt_time"`` is an approximation that ignores volatility clustering and
+    fat-tail aggregation.
+
+    The book is revalued in full on each scenario (spot :math:`S_a e^{\Delta r_{a,s}}`, implied
+    vol :math:`\sigma_a e^{\Delta v_{a,s}}`, options aged h observations), each
+    scenario weighted equally, the loss :math:`L_s = -\Delta P_s`; with the N losses
+    sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, and
+    :math:`k = \lceil N(1-\alpha)\rceil`:
+
+    .. math:: M_t = \max\big(\mathrm{ES}_\alpha, 0\big),\qquad
+              \mathrm{ES}_\alpha = \frac{\sum_{i<k} L_{(i)} + \big(N(1-\alpha) - (k-1)\big)L_{(k)}}{N(1-\alpha)}
+
+    the mean of the upper tail of mass 1 - α (Acerbi and Tasche 2002): the mean of the
+    k largest losses when N(1 - α) is an integer, so ES >= VaR on every date. Level
+    0.975 by default (BCBS MAR33's expected shortfall). Stressed observations (EMIR
+    RTS 153/2013 Art. 28(1)(b)) are added by the ``stressed_weight`` overlay.
+
+    Parameters
+    ----------
+    level : float or None
+        Confidence level α in [0.5, 1) (the tail probability is 1 - α); None (default): 0.975.
+    lookback : int
+        Longest window, in observations of the panel (days on daily panels, hours on
+        hourly ones), >= 20; default 1000. The window is cut at the first row (going back)
+        missing a needed return or implied-vol change.
+    scaling : {"overlapping", "sqrt_time"}
+        How h-observation moves are built from the window: overlapping sums of h rows
+        (default) or one row times sqrt(h) (see above).
+    min_obs : int
+        Fewest window rows for a margin (>= 20, at most ``lookback``; default 250):
+        before, no margin (NaN, reported as warm-up).
+
+    References
+    ----------
+    * Acerbi, C. and Tasche, D. (2002), "On the coherence of expected shortfall", Journal
+      of Banking & Finance 26.
+    * BCBS (2019), Minimum capital requirements for market risk, MAR33 (expected shortfall
+      at 97.5%).
+    """
 
     name: ClassVar[str] = "historical_es"
     measure: ClassVar[str] = "es"
