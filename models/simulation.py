@@ -838,14 +838,68 @@ class HistoricalES(_Historical):
 class EWMAVaR(_ScenarioModel):
     r"""EWMA (RiskMetrics) VaR by full revaluation under simulated joint moves.
 
-    :math:`\Sigma_t = \lambda\Sigma_{t-1} + (1-\lambda) r_{t-1} r_{t-1}'` over the
-    book's daily log returns (and implied-vol log changes for option books),
-    started from the sample covariance of the first 30 window observations. Daily
-    moves are drawn as :math:`L z` (:math:`LL' = \Sigma_{t+1}`) with z standard
-    normal or multivariate Student-t scaled to unit variance (``dist="t"``,
-    ``nu`` degrees of freedom) and summed over h = ``mpor_days`` days with Σ held
-    constant (the RiskMetrics/IGARCH forecast, under which the h-day variance is
-    exactly h Σ). VaR at level 0.99 by default.
+    The factors x are the book's log returns per observation (and the implied-vol
+    log changes of the assets it holds options on), over the window: the last n <=
+    ``lookback`` observations up to t on which all of them are observed, oldest
+    first, :math:`x_1 \dots x_n`. The covariance is seeded with the population
+    covariance (demeaned, divided by 30) of the first 30 window rows, then updated
+    by the uncentred EWMA recursion over the remaining rows, the last giving the
+    forecast for the next observation:
+
+    .. math:: \Sigma_{(30)} = \frac{1}{30}\sum_{s=1}^{30}(x_s - \bar x)(x_s - \bar x)',\qquad
+              \bar x = \frac{1}{30}\sum_{s=1}^{30}x_s
+
+    .. math:: \Sigma_{(s)} = \lambda\Sigma_{(s-1)} + (1-\lambda)\,x_s x_s'\quad (s = 31 \dots n),
+              \qquad \Sigma_{t+1} = \Sigma_{(n)}
+
+    Moves over the MPOR of h observations are drawn ``n_paths`` times as sums of h
+    independent one-observation draws with Σ held constant (the RiskMetrics/IGARCH
+    forecast, under which the h-observation variance is exactly :math:`h\Sigma_{t+1}`):
+
+    .. math:: \Delta X = \sum_{j=1}^{h} C z_j,\qquad CC' = \Sigma_{t+1} + 10^{-14} I
+
+    with :math:`z_j` standard normal (``dist="normal"``) or multivariate Student-t scaled
+    to unit variance (``dist="t"``: :math:`z = g\sqrt{(\nu-2)/w}`, g standard normal,
+    :math:`w \sim \chi^2_\nu` shared by the factors of a draw, ``nu`` = ν). The book is
+    revalued in full on each draw (spot :math:`S_a e^{\Delta r_a}`, implied vol
+    :math:`\sigma_a e^{\Delta v_a}`, options aged h observations), the loss
+    :math:`L = -\Delta P`; with the N = ``n_paths`` losses sorted descending,
+    :math:`L_{(1)} \ge L_{(2)} \ge \dots`:
+
+    .. math:: M_t = \max\big(L_{(k)}, 0\big),\qquad k = \lceil N(1-\alpha)\rceil
+
+    the upper empirical quantile of the simulated losses (VaR at level α, 0.99 by
+    default), with its Monte Carlo standard error. "Days" in RiskMetrics are
+    observations here: on hourly panels Σ is an hourly covariance, λ a decay per
+    hour and h counts hours. The lookback only sets where the recursion starts
+    (the seed's weight is :math:`\lambda^{n-30}`).
+
+    Parameters
+    ----------
+    lam : float
+        Decay λ in (0, 1) per observation; default 0.94 (RiskMetrics' daily value).
+    dist : {"normal", "t"}
+        Distribution of the draws: standard normal (default) or multivariate Student-t
+        with ``nu`` degrees of freedom, scaled to unit variance.
+    nu : float
+        Degrees of freedom ν of ``dist="t"`` (> 2; default 5); unused with the normal.
+    level : float
+        Confidence level α of the VaR, in [0.5, 1) (the tail probability is 1 - α);
+        default 0.99.
+    lookback : int
+        Longest window, in observations of the panel (days on daily panels, hours on
+        hourly ones), >= 40; default 1000. The window is cut at the first row (going back)
+        missing a needed return or implied-vol change.
+    n_paths : int
+        Number of simulated moves N (>= 100; default 10,000).
+    min_obs : int
+        Fewest window rows for a margin (>= 40, at most ``lookback``; default 250):
+        before, no margin (NaN, reported as warm-up).
+
+    References
+    ----------
+    * J.P. Morgan/Reuters (1996), RiskMetrics — Technical Document, 4th edition (the EWMA
+      covariance, λ = 0.94 for daily data).
     """
 
     name: ClassVar[str] = "ewma_var"
