@@ -613,16 +613,25 @@ class APCBuffer(Overlay):
     calculated margins which it allows to be temporarily exhausted in periods
     where calculated margin requirements are rising significantly". With B_t the
     inner model's margin, b = ``buffer`` and N_t the book's gross notional
-    (:math:`\sum|q|S`), the margin called is
+    (:math:`\sum|q|S` over the positions held at t), the margin called is, with
+    ``release="absorb"`` (default),
 
-    * ``release="absorb"`` (default): :math:`M_t = \min(\max(m_{t^-} N_t, B_t), (1 + b) B_t)`, where
-      :math:`m_{t^-} = M_{t^-}/N_{t^-}` is the margin per unit notional called on the book's previous
-      margin date :math:`t^-`; :math:`M = (1 + b)B` on the first date. The margin stays where it was as
-      long as it lies between the calculated margin and the fully buffered one: a rise of B is absorbed by
-      the buffer until it is exhausted (M = B), and a fall of B rebuilds it before the margin falls. The
-      previous margin is carried per unit notional so that re-sizing a book (constant-notional books are
-      re-sized daily) does not move it;
-    * ``release="none"``: :math:`M_t = (1 + b) B_t` (the buffer is never released: a flat 1 + b scaling).
+    .. math:: M_t = \min\big(\max(m_{t^-} N_t,\ B_t),\ (1 + b) B_t\big),\qquad m_{t^-} = M_{t^-}/N_{t^-}
+
+    where :math:`m_{t^-}` is the margin per unit notional called on the book's previous
+    margin date :math:`t^-` (the last earlier date on which this overlay called a margin
+    for the book in the run), and :math:`M_t = (1 + b)B_t` on the first date (also when
+    the previous rate is not finite, the notional is 0, or the call names no book).
+    The margin stays where it was as long as it lies between the calculated margin
+    and the fully buffered one: a rise of B is absorbed by the buffer until it is
+    exhausted (M = B), and a fall of B rebuilds it before the margin falls. The
+    previous margin is carried per unit notional so that re-sizing a book
+    (constant-notional books are re-sized daily) does not move it. With
+    ``release="none"``:
+
+    .. math:: M_t = (1 + b) B_t
+
+    (the buffer is never released: a flat 1 + b scaling).
 
     Per-book memory: see the module docstring (path-dependent from the run's
     first margin date; kept in the run context, keyed by the ``book`` name).
@@ -632,7 +641,14 @@ class APCBuffer(Overlay):
     buffer : float
         The buffer b as a fraction of the calculated margin, in [0, 10]; Art. 28(1)(a) asks for at least 0.25.
     release : {"absorb", "none"}
-        How the buffer is released: drawn down on rises and rebuilt on falls, or never.
+        How the buffer is released: drawn down on rises and rebuilt on falls (``"absorb"``,
+        default), or never (``"none"``).
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 28(1)(a) (a margin
+      buffer of at least 25% of the calculated margins, temporarily exhausted when
+      calculated margin requirements rise significantly).
     """
 
     name: ClassVar[str] = "apc_buffer"
