@@ -348,13 +348,24 @@ class StressedWeight(Overlay):
     they happened) ending at each row of a stressed period known at t
     (:meth:`~marginlab.models.simulation._ScenarioModel.historical_scenarios`).
     The set is **de-duplicated**: a window scenario drawn from a stressed row is
-    dropped (that row is one stressed scenario, counted once). Of the
-    probability mass, the stressed scenarios get
-    :math:`\omega = \max(w, s)` spread equally, with w = ``weight`` and s the
-    share of the window's scenarios that came from stressed rows (so the
-    overlay never gives stressed rows less weight than the plain window), the
-    other scenarios :math:`1 - \omega` equally; VaR and ES are the weighted
-    measures of :func:`~marginlab.models.simulation.weighted_risk_measure`.
+    dropped (that row is one stressed scenario, counted once). With :math:`n_w` the
+    window scenarios kept and :math:`n_s` the stressed ones, the probability
+    weights are
+
+    .. math:: p_i = \frac{1-\omega}{n_w}\ \ (\text{kept window scenario}),\qquad
+              p_i = \frac{\omega}{n_s}\ \ (\text{stressed scenario}),\qquad \omega = \max(w, s)
+
+    with w = ``weight`` and s the share of the window's scenarios that came from
+    stressed rows (so the overlay never gives stressed rows less weight than the
+    plain window; ω = 1 when no window scenario is left). With the joined losses
+    sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, their weights
+    :math:`p_{(i)}`, :math:`W_j = \sum_{i \le j} p_{(i)}` and α the inner model's level,
+    the margin is the inner model's measure of this weighted distribution
+    (:func:`~marginlab.models.simulation.weighted_risk_measure`), floored at 0:
+
+    .. math:: \mathrm{VaR}_\alpha = L_{(j^*)},\quad j^* = \min\{j: W_j \ge 1-\alpha\},\qquad
+              \mathrm{ES}_\alpha = \frac{\sum_{i<j^*} p_{(i)}L_{(i)} + (1-\alpha-W_{j^*-1})L_{(j^*)}}{1-\alpha},
+              \qquad M_t = \max(\mathrm{VaR}_\alpha\ \text{or}\ \mathrm{ES}_\alpha,\ 0)
     Stressed moves need the implied-vol changes of the assets the book holds
     options on only (as the models' windows: a BTC option book with XRP spot
     keeps its stressed rows although XRP has no implied vol).
@@ -371,11 +382,19 @@ class StressedWeight(Overlay):
     The stressed period is ``stress_start`` .. ``stress_end`` (row labels,
     inclusive; only rows up to t are used) when given. Otherwise it is chosen at
     every date from the data known then: among the book's historical moves over
-    the last ``history_years`` years, the ``stress_days`` consecutive days whose
-    P&L has the largest mean square (the period in which this book's P&L was
-    most volatile), the P&L of the whole history approximated to second order
-    (:meth:`proxy_pnl`: delta, gamma and vega by full-revaluation central
-    differences) and the chosen period's scenarios revalued in full.
+    the last ``history_years`` years (the rows of one unbroken run back from t on
+    which the needed series are observed), the ``stress_days`` consecutive days
+    (n rows) whose P&L has the largest mean square (the period in which this
+    book's P&L was most volatile),
+
+    .. math:: \hat\tau = \arg\max_\tau \sum_{s=\tau}^{\tau+n-1} \tilde P_s^2,\qquad
+              \tilde P_s = \sum_a D_a \Delta r_{a,s} + \tfrac12 G_a \Delta r_{a,s}^2
+              + V_a \Delta\ln\sigma_{a,s}
+
+    the first such run on ties, the P&L of the whole history approximated to second
+    order (:meth:`proxy_pnl`: delta, gamma and vega in log price and log implied vol
+    by full-revaluation central differences) and the chosen period's scenarios
+    revalued in full.
 
     This replaces marginlab's former ``historical_var(stress_start=...,
     stress_end=...)``, which appended the stressed days to the window with
@@ -387,11 +406,20 @@ class StressedWeight(Overlay):
     weight : float
         Least probability mass of the stressed scenarios, in (0, 1); Art. 28(1)(b) asks for at least 0.25.
     stress_start, stress_end : date, optional
-        A fixed stressed period (both or neither).
+        A fixed stressed period, first and last row labels, inclusive (both or neither);
+        None (default): the period is chosen automatically on every date.
     stress_days : int
-        Length of the automatically chosen stressed period, days (>= 5).
+        Length of the automatically chosen stressed period, days (>= 5; default 30), in
+        observations of the panel (e.g. 720 rows on hourly panels).
     history_years : float
-        How far back to look for it, years of 365 days (> 0).
+        How far back to look for it, years of 365 days (> 0; default 10).
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 28(1)(b) (margins
+      with "at least 25% weight to stressed observations in the lookback period").
+    * Acerbi, C. and Tasche, D. (2002), "On the coherence of expected shortfall", Journal
+      of Banking & Finance 26 (the weighted ES).
     """
 
     name: ClassVar[str] = "stressed_weight"
