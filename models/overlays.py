@@ -570,24 +570,38 @@ class StressedWeight(Overlay):
 class LookbackFloor(Overlay):
     r"""Margin floored at the same model's margin with a ``years``-year lookback (EMIR RTS Art. 28(1)(c)).
 
-    :math:`M_t = \max(M_t^{inner}, M_t^{(10y)})`, where :math:`M^{(10y)}` is the
-    inner model with ``lookback`` set to ``years`` x the panel's observations
-    per year (3,650 daily rows for ten years; all the history there is when
-    shorter), under the ``stressed_weight`` overlay when the model has one. For
-    historical simulation this is the 10-year equal-weighted VaR/ES. For FHS the
-    filter is re-estimated on ten years but its scenarios keep today's
+    .. math:: M_t = \max\big(M_t^{inner},\ M_t^{(Y)}\big)
+
+    where :math:`M^{(Y)}` is the inner model with ``lookback`` set to
+    :math:`n = \max(\operatorname{round}(Y \cdot P),\ n_{inner})` observations, Y =
+    ``years`` and P the panel's observations per year (3,650 daily rows for ten
+    years; all the history there is when shorter), under the ``stressed_weight``
+    overlay when the model has one. When the long lookback is not longer than the
+    inner model's the floor is the model itself, and on a date where the floor model
+    has no margin (its warm-up) the inner margin is kept. Applies to models with a
+    ``lookback`` parameter; for historical simulation the floor is the 10-year
+    equal-weighted VaR/ES.
+
+    For FHS the filter is re-estimated on ten years but its scenarios keep today's
     conditional volatility; the text of Art. 28(1)(c) ("volatility estimated
     over a 10 year historical lookback period") is closer to FHS's
     ``vol_floor="long_run"``, which floors the one-step variance at the ten-year
-    sample variance — an approximation of this floor at the level of the
+    mean squared return (zero mean, the filter's convention; not the demeaned
+    sample variance) — an approximation of this floor at the level of the
     filter. For EWMA the lookback only sets where the recursion starts, so the
-    floor is nearly the model itself. Applies to models with a ``lookback``
-    parameter.
+    floor is nearly the model itself.
 
     Parameters
     ----------
     years : float
-        Length of the floor's lookback, years of 365 days (> 0); Art. 28(1)(c) says ten.
+        Length of the floor's lookback, years of 365 days (> 0, at most 100; default 10);
+        Art. 28(1)(c) says ten.
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 28(1)(c) (margins "not
+      lower than those that would be calculated using volatility estimated over a 10 year
+      historical lookback period").
     """
 
     name: ClassVar[str] = "lookback_floor"
