@@ -765,9 +765,21 @@ class LiquidityAddOn(Overlay):
     Parameters
     ----------
     participation : float
-        Share of the average daily volume that can be traded per day, in (0, 1].
+        Share p of the average daily volume that can be traded per day, in (0, 1]; default 0.10.
     adv_days : int
-        Days of volume in the average (>= 1).
+        Days of volume in the average (>= 1; default 30), in observations of the panel up to
+        and including t (e.g. 720 rows on hourly panels).
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 26 (the liquidation
+      period reflects the time to close out positions).
+    * BCBS (2019), Minimum capital requirements for market risk, MAR33.12 (liquidity horizons,
+      square-root-of-time scaling).
+    * CME Group, SPAN 2 methodology page (concentration charge: an add-on above a threshold
+      calibrated from recent average daily volume).
+    * Eurex Clearing circulars 039/21 and 097/21 (Prisma liquidity add-on: relative size of
+      positions against tradable volumes, scaled by the current level of market risk).
     """
 
     name: ClassVar[str] = "liquidity_addon"
