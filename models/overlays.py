@@ -363,9 +363,10 @@ class StressedWeight(Overlay):
     the margin is the inner model's measure of this weighted distribution
     (:func:`~marginlab.models.simulation.weighted_risk_measure`), floored at 0:
 
-    .. math:: \mathrm{VaR}_\alpha = L_{(j^*)},\quad j^* = \min\{j: W_j \ge 1-\alpha\},\qquad
+    .. math:: \mathrm{VaR}_\alpha = L_{(j^*)},\quad j^* = \min\{j: W_j \geq 1-\alpha\},\qquad
               \mathrm{ES}_\alpha = \frac{\sum_{i<j^*} p_{(i)}L_{(i)} + (1-\alpha-W_{j^*-1})L_{(j^*)}}{1-\alpha},
               \qquad M_t = \max(\mathrm{VaR}_\alpha\ \text{or}\ \mathrm{ES}_\alpha,\ 0)
+
     Stressed moves need the implied-vol changes of the assets the book holds
     options on only (as the models' windows: a BTC option book with XRP spot
     keeps its stressed rows although XRP has no implied vol).
@@ -388,8 +389,8 @@ class StressedWeight(Overlay):
     book's P&L was most volatile),
 
     .. math:: \hat\tau = \arg\max_\tau \sum_{s=\tau}^{\tau+n-1} \tilde P_s^2,\qquad
-              \tilde P_s = \sum_a D_a \Delta r_{a,s} + \tfrac12 G_a \Delta r_{a,s}^2
-              + V_a \Delta\ln\sigma_{a,s}
+              \tilde P_s = \sum_a (D_a \Delta r_{a,s} + \frac{1}{2} G_a \Delta r_{a,s}^2
+              + V_a \Delta\ln\sigma_{a,s})
 
     the first such run on ties, the P&L of the whole history approximated to second
     order (:meth:`proxy_pnl`: delta, gamma and vega in log price and log implied vol
@@ -570,7 +571,7 @@ class StressedWeight(Overlay):
 class LookbackFloor(Overlay):
     r"""Margin floored at the same model's margin with a ``years``-year lookback (EMIR RTS Art. 28(1)(c)).
 
-    .. math:: M_t = \max\big(M_t^{inner},\ M_t^{(Y)}\big)
+    .. math:: M_t = \max(M_t^{inner},\ M_t^{(Y)})
 
     where :math:`M^{(Y)}` is the inner model with ``lookback`` set to
     :math:`n = \max(\operatorname{round}(Y \cdot P),\ n_{inner})` observations, Y =
@@ -658,7 +659,7 @@ class APCBuffer(Overlay):
     (:math:`\sum|q|S` over the positions held at t), the margin called is, with
     ``release="absorb"`` (default),
 
-    .. math:: M_t = \min\big(\max(m_{t^-} N_t,\ B_t),\ (1 + b) B_t\big),\qquad m_{t^-} = M_{t^-}/N_{t^-}
+    .. math:: M_t = \min(\max(m_{t^-} N_t,\ B_t),\ (1 + b) B_t),\qquad m_{t^-} = M_{t^-}/N_{t^-}
 
     where :math:`m_{t^-}` is the margin per unit notional called on the book's previous
     margin date :math:`t^-` (the last earlier date on which this overlay called a margin
@@ -744,8 +745,8 @@ class LiquidityAddOn(Overlay):
     liquidation period is :math:`\tau_a` and risk grows with the square root of
     time (the liquidity-horizon scaling of BCBS MAR33.12):
 
-    .. math:: M = B\Big(1 + \sum_a s_a\big(\sqrt{\max(\tau_a / h, 1)} - 1\big)\Big),
-              \quad s_a = |D_a| / \textstyle\sum_b |D_b|
+    .. math:: M = B(1 + \sum_a s_a(\sqrt{\max(\tau_a / h, 1)} - 1)),
+              \quad s_a = |D_a| / \sum_b |D_b|
 
     So there is no add-on while every position can be closed within the MPOR
     at p of the daily volume (a threshold set by recent ADV, as CME SPAN 2's

@@ -479,7 +479,7 @@ class FHSGarch(_ScenarioModel):
 
     .. math:: \text{ewma:}\quad \sigma^2_{s} = \lambda\sigma^2_{s-1} + (1-\lambda)\epsilon^2_{s-1}
 
-    .. math:: \text{egarch:}\quad \ln\sigma^2_{s} = \omega + \alpha\big(|e_{s-1}| - \sqrt{2/\pi}\big)
+    .. math:: \text{egarch:}\quad \ln\sigma^2_{s} = \omega + \alpha(|e_{s-1}| - \sqrt{2/\pi})
               + \gamma e_{s-1} + \beta\ln\sigma^2_{s-1},\qquad e_s = \epsilon_s/\sigma_s
 
     giving the standardised residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a`
@@ -495,7 +495,7 @@ class FHSGarch(_ScenarioModel):
 
     .. math:: R_a = \frac{1}{100}\sum_{j=1}^{h}\epsilon_{a,t+j},\qquad
               \epsilon_{a,t+j} = \sigma_{a,t+j}\,z_{a,u_j},\qquad
-              \sigma^2_{a,t+j+1} = f_a\big(\sigma^2_{a,t+j}, \epsilon_{a,t+j}\big)
+              \sigma^2_{a,t+j+1} = f_a(\sigma^2_{a,t+j}, \epsilon_{a,t+j})
 
     (h = 1: :math:`R_a = \sigma_{a,t+1} z_{a,s}/100` for every window row s). For
     option books the implied-vol log changes of the same sampled rows are summed over
@@ -505,9 +505,9 @@ class FHSGarch(_ScenarioModel):
     :math:`L = -\Delta P`, and with the N losses sorted descending,
     :math:`L_{(1)} \ge L_{(2)} \ge \dots`, :math:`k = \lceil N(1-\alpha)\rceil`:
 
-    .. math:: M_t = \max\big(\mathrm{VaR}_\alpha, 0\big)\ (\text{measure}=\text{"var"})\quad\text{or}\quad
-              \max\big(\mathrm{ES}_\alpha, 0\big)\ (\text{"es"}),\qquad \mathrm{VaR}_\alpha = L_{(k)},\qquad
-              \mathrm{ES}_\alpha = \frac{\sum_{i<k} L_{(i)} + \big(N(1-\alpha) - (k-1)\big)L_{(k)}}{N(1-\alpha)}
+    .. math:: M_t = \max(\mathrm{VaR}_\alpha, 0)\ (\text{measure}=\text{"var"})\quad\text{or}\quad
+              \max(\mathrm{ES}_\alpha, 0)\ (\text{"es"}),\qquad \mathrm{VaR}_\alpha = L_{(k)},\qquad
+              \mathrm{ES}_\alpha = \frac{\sum_{i<k} L_{(i)} + (N(1-\alpha) - (k-1))L_{(k)}}{N(1-\alpha)}
 
     VaR is the upper empirical quantile; ES the mean of the upper tail of mass 1 - α
     (Acerbi and Tasche 2002; the mean of the k largest losses when N(1 - α) is an
@@ -735,7 +735,7 @@ class HistoricalVaR(_Historical):
     sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, and
     :math:`k = \lceil N(1-\alpha)\rceil`:
 
-    .. math:: M_t = \max\big(\mathrm{VaR}_\alpha, 0\big),\qquad \mathrm{VaR}_\alpha = L_{(k)}
+    .. math:: M_t = \max(\mathrm{VaR}_\alpha, 0),\qquad \mathrm{VaR}_\alpha = L_{(k)}
 
     the upper empirical quantile (when N(1 - α) is an integer, one scenario above
     ``np.quantile(losses, α, method="inverted_cdf")``: the 10th, not the 11th, largest
@@ -798,8 +798,8 @@ class HistoricalES(_Historical):
     sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, and
     :math:`k = \lceil N(1-\alpha)\rceil`:
 
-    .. math:: M_t = \max\big(\mathrm{ES}_\alpha, 0\big),\qquad
-              \mathrm{ES}_\alpha = \frac{\sum_{i<k} L_{(i)} + \big(N(1-\alpha) - (k-1)\big)L_{(k)}}{N(1-\alpha)}
+    .. math:: M_t = \max(\mathrm{ES}_\alpha, 0),\qquad
+              \mathrm{ES}_\alpha = \frac{\sum_{i<k} L_{(i)} + (N(1-\alpha) - (k-1))L_{(k)}}{N(1-\alpha)}
 
     the mean of the upper tail of mass 1 - α (Acerbi and Tasche 2002): the mean of the
     k largest losses when N(1 - α) is an integer, so ES >= VaR on every date. Level
@@ -866,7 +866,7 @@ class EWMAVaR(_ScenarioModel):
     :math:`L = -\Delta P`; with the N = ``n_paths`` losses sorted descending,
     :math:`L_{(1)} \ge L_{(2)} \ge \dots`:
 
-    .. math:: M_t = \max\big(L_{(k)}, 0\big),\qquad k = \lceil N(1-\alpha)\rceil
+    .. math:: M_t = \max(L_{(k)}, 0),\qquad k = \lceil N(1-\alpha)\rceil
 
     the upper empirical quantile of the simulated losses (VaR at level α, 0.99 by
     default), with its Monte Carlo standard error. "Days" in RiskMetrics are

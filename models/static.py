@@ -38,14 +38,16 @@ def _spot(market: MarketData, t, asset: str) -> float:
 class StaticMargin(MarginModel):
     r"""Flat percentage of gross notional.
 
-    .. math:: M_t = \sum_{i \notin \mathcal{L}} r_{a(i)}\,|q_i|\,S_{a(i),t}
-              + \sum_{i \in \mathcal{L}} q_i\,V_{i,t}
+    .. math:: M_t = \sum_i m_i
+
+    .. math:: m_i = q_i\,V_{i,t}\ \ (\text{long option}),\qquad
+              m_i = r_{a(i)}\,|q_i|\,S_{a(i),t}\ \ (\text{any other position})
 
     over the positions i held at t (options and dated futures expired by t's
     observation time are dropped), with :math:`q_i` the quantity (units of the
     underlying), :math:`S_{a,t}` the index (spot) price of asset a,
-    :math:`r_a` the rate of the position's asset and :math:`\mathcal{L}` the
-    long options. Linear positions (spot, perpetuals, futures) and short
+    :math:`r_a` the rate of the position's asset and :math:`V_{i,t}` an option's
+    mark. Linear positions (spot, perpetuals, futures) and short
     options are charged the rate on their notional :math:`|q| S` (delta-blind:
     a short option's moneyness and mark do not enter); a long option's margin
     is its Black-76 mark value :math:`q V` (premium fully paid, the most it can
@@ -331,7 +333,7 @@ class DeribitStandardMargin(MarginModel):
     Over the positions held at t (options and dated futures expired by t's observation
     time dropped), with :math:`S_{a,t}` the index (spot) price of the currency a:
 
-    .. math:: M_t = \sum_{c} \big(b_a + d_a |n_c|\big)\,|n_c|\,S_{a,t}
+    .. math:: M_t = \sum_{c} (b_a + d_a |n_c|)\,|n_c|\,S_{a,t}
               + \sum_{o} |q_o|\,\mu_o\,S_{a,t}
 
     the first sum over the futures and perpetual contracts c (net size :math:`n_c`
@@ -350,7 +352,7 @@ class DeribitStandardMargin(MarginModel):
               \mu^{MM}_{\text{short call}} = m + v
 
     .. math:: \mu^{MM}_{\text{short put}} = \max(m,\ m\,v) + v,\qquad
-              \mu^{IM}_{\text{short put}} = \max\big(\max(a - OTM/S,\ b) + v,\ \mu^{MM}_{\text{short put}}\big)
+              \mu^{IM}_{\text{short put}} = \max(\max(a - OTM/S,\ b) + v,\ \mu^{MM}_{\text{short put}})
 
     * **Futures and perpetuals** (marginlab's linear USD contracts): each contract (the
       perpetual, each dated future) is margined on
