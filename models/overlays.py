@@ -573,7 +573,9 @@ class LookbackFloor(Overlay):
 
     .. math:: M_t = \max(M_t^{inner},\ M_t^{(Y)})
 
-    where :math:`M^{(Y)}` is the inner model with ``lookback`` set to
+    where :math:`M^{inner}_t` is the margin the overlay is applied to (the inner
+    model's, after any overlay before this one) and :math:`M^{(Y)}` the inner model with
+    ``lookback`` set to
     :math:`n = \max(\operatorname{round}(Y \cdot P),\ n_{inner})` observations, Y =
     ``years`` and P the panel's observations per year (3,650 daily rows for ten
     years; all the history there is when shorter), under the ``stressed_weight``
@@ -655,8 +657,9 @@ class APCBuffer(Overlay):
     Art. 28(1)(a): "applying a margin buffer at least equal to 25% of the
     calculated margins which it allows to be temporarily exhausted in periods
     where calculated margin requirements are rising significantly". With B_t the
-    inner model's margin, b = ``buffer`` and N_t the book's gross notional
-    (:math:`\sum|q|S` over the positions held at t), the margin called is, with
+    calculated margin (the inner model's, after any overlay applied before this
+    one), b = ``buffer`` and N_t the book's gross notional (:math:`\sum|q|S` over
+    the positions held at t), the margin called is, with
     ``release="absorb"`` (default),
 
     .. math:: M_t = \min(\max(m_{t^-} N_t,\ B_t),\ (1 + b) B_t),\qquad m_{t^-} = M_{t^-}/N_{t^-}
@@ -743,7 +746,9 @@ class LiquidityAddOn(Overlay):
     the close-out takes :math:`\tau_a = |D_a| / (p V_a)` days. Beyond the MPOR
     of h days (the run's MPOR in observations x the panel's step) the
     liquidation period is :math:`\tau_a` and risk grows with the square root of
-    time (the liquidity-horizon scaling of BCBS MAR33.12):
+    time (the liquidity-horizon scaling of BCBS MAR33.12); with B the margin the
+    overlay is applied to (the inner model's, after any overlay before this one;
+    B = 0 or a book without delta is left as it is):
 
     .. math:: M = B(1 + \sum_a s_a(\sqrt{\max(\tau_a / h, 1)} - 1)),
               \quad s_a = |D_a| / \sum_b |D_b|

@@ -515,7 +515,7 @@ class FHSGarch(_ScenarioModel):
 
     ``vol_floor="long_run"`` floors each asset's one-step variance (and so the start
     of its paths),
-    :math:`\sigma^2_{a,t+1} \leftarrow \max\big(\sigma^2_{a,t+1},\ \overline{\epsilon^2_a}\big)`,
+    :math:`\sigma^2_{a,t+1} \leftarrow \max(\sigma^2_{a,t+1}, \overline{\epsilon^2_a})`,
     at the mean squared return (zero mean, the filter's convention: not the
     demeaned sample variance) of its finite returns in the loaded panel up to t (at most ten years
     of 365 days, in observations of the panel: 87,600 on hourly data): an
