@@ -10,7 +10,8 @@ use data up to t only.
 At a one-observation MPOR, historical simulation and FHS take the risk measure
 of the window's scenarios exactly (every row once: the window's empirical
 distribution, no Monte Carlo noise). Over h > 1 observations FHS bootstraps
-h-step paths and EWMA simulates joint normal (or t) moves; their random draws
+h-step paths; EWMA simulates joint normal (or t) moves at every MPOR, h = 1
+included; their random draws
 come from the run context's generator ``default_rng([seed, d])`` with d the
 observation time of t in whole seconds since 1970-01-01 UTC
 (:func:`~marginlab.models.context.date_key`; FHS row indices as 16-bit
