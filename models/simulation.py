@@ -486,8 +486,8 @@ class FHSGarch(_ScenarioModel):
     giving the standardised residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a`
     of the window (joint across assets, keeping their cross-correlation) and the
     one-step variance :math:`\sigma^2_{a,t+1}`. ``dist`` only shapes the likelihood (the
-    estimated parameters): the scenarios resample the empirical residuals, not draws
-    from the distribution. At an MPOR of one observation the scenarios are the
+    estimated parameters): the scenarios use the window's empirical residuals, not
+    draws from the distribution. At an MPOR of one observation the scenarios are the
     window's rows, each used once (the risk measure of the filtered empirical
     distribution, exactly; ``n_paths`` is not used); over h > 1 observations
     ``n_paths`` paths bootstrap h rows :math:`u_1 \dots u_h` jointly (uniformly, with
@@ -499,8 +499,8 @@ class FHSGarch(_ScenarioModel):
               \sigma^2_{a,t+j+1} = f_a(\sigma^2_{a,t+j}, \epsilon_{a,t+j})
 
     (h = 1: :math:`R_a = \sigma_{a,t+1} z_{a,s}/100` for every window row s). For
-    option books the implied-vol log changes of the same sampled rows are summed over
-    the path (h = 1: the row's change, as it happened, not filtered) and applied to
+    option books the implied-vol log changes of the same sampled rows, as they
+    happened (not filtered), are summed over the path (h = 1: the row's change) and applied to
     today's vol, jointly with the returns. The book is revalued in full on each
     scenario (spot :math:`S_a e^{R_a}`, options aged h observations), the loss
     :math:`L = -\Delta P`, and with the N losses sorted descending,
