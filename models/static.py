@@ -333,11 +333,11 @@ class DeribitStandardMargin(MarginModel):
     Over the positions held at t (options and dated futures expired by t's observation
     time dropped), with :math:`S_{a,t}` the index (spot) price of the currency a:
 
-    .. math:: M_t = \sum_{c} (b_a + d_a |n_c|)\,|n_c|\,S_{a,t}
+    .. math:: M_t = \sum_{c} (f_a + d_a |n_c|)\,|n_c|\,S_{a,t}
               + \sum_{o} |q_o|\,\mu_o\,S_{a,t}
 
     the first sum over the futures and perpetual contracts c (net size :math:`n_c`
-    per contract, in the currency's coin; :math:`b_a` the base rate at ``level`` and
+    per contract, in the currency's coin; :math:`f_a` the base rate at ``level`` and
     :math:`d_a` the add-on per coin of size, both of the rule in force at t's observation
     time), the second over the option positions o (quantity :math:`q_o`, each position on
     its own) with :math:`\mu_o` the requirement of one option in coin. With
