@@ -348,13 +348,25 @@ class StressedWeight(Overlay):
     they happened) ending at each row of a stressed period known at t
     (:meth:`~marginlab.models.simulation._ScenarioModel.historical_scenarios`).
     The set is **de-duplicated**: a window scenario drawn from a stressed row is
-    dropped (that row is one stressed scenario, counted once). Of the
-    probability mass, the stressed scenarios get
-    :math:`\omega = \max(w, s)` spread equally, with w = ``weight`` and s the
-    share of the window's scenarios that came from stressed rows (so the
-    overlay never gives stressed rows less weight than the plain window), the
-    other scenarios :math:`1 - \omega` equally; VaR and ES are the weighted
-    measures of :func:`~marginlab.models.simulation.weighted_risk_measure`.
+    dropped (that row is one stressed scenario, counted once). With :math:`n_w` the
+    window scenarios kept and :math:`n_s` the stressed ones, the probability
+    weights are
+
+    .. math:: p_i = \frac{1-\omega}{n_w}\ \ (\text{kept window scenario}),\qquad
+              p_i = \frac{\omega}{n_s}\ \ (\text{stressed scenario}),\qquad \omega = \max(w, s)
+
+    with w = ``weight`` and s the share of the window's scenarios that came from
+    stressed rows (so the overlay never gives stressed rows less weight than the
+    plain window; ω = 1 when no window scenario is left). With the joined losses
+    sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, their weights
+    :math:`p_{(i)}`, :math:`W_j = \sum_{i \le j} p_{(i)}` and α the inner model's level,
+    the margin is the inner model's measure of this weighted distribution
+    (:func:`~marginlab.models.simulation.weighted_risk_measure`), floored at 0:
+
+    .. math:: \mathrm{VaR}_\alpha = L_{(j^*)},\quad j^* = \min\{j: W_j \geq 1-\alpha\},\qquad
+              \mathrm{ES}_\alpha = \frac{\sum_{i<j^*} p_{(i)}L_{(i)} + (1-\alpha-W_{j^*-1})L_{(j^*)}}{1-\alpha},
+              \qquad M_t = \max(\mathrm{VaR}_\alpha\ \text{or}\ \mathrm{ES}_\alpha,\ 0)
+
     Stressed moves need the implied-vol changes of the assets the book holds
     options on only (as the models' windows: a BTC option book with XRP spot
     keeps its stressed rows although XRP has no implied vol).
@@ -371,11 +383,19 @@ class StressedWeight(Overlay):
     The stressed period is ``stress_start`` .. ``stress_end`` (row labels,
     inclusive; only rows up to t are used) when given. Otherwise it is chosen at
     every date from the data known then: among the book's historical moves over
-    the last ``history_years`` years, the ``stress_days`` consecutive days whose
-    P&L has the largest mean square (the period in which this book's P&L was
-    most volatile), the P&L of the whole history approximated to second order
-    (:meth:`proxy_pnl`: delta, gamma and vega by full-revaluation central
-    differences) and the chosen period's scenarios revalued in full.
+    the last ``history_years`` years (the rows of one unbroken run back from t on
+    which the needed series are observed), the ``stress_days`` consecutive days
+    (n rows) whose P&L has the largest mean square (the period in which this
+    book's P&L was most volatile),
+
+    .. math:: \hat\tau = \arg\max_\tau \sum_{s=\tau}^{\tau+n-1} \tilde P_s^2,\qquad
+              \tilde P_s = \sum_a (D_a \Delta r_{a,s} + \frac{1}{2} G_a \Delta r_{a,s}^2
+              + V_a \Delta\ln\sigma_{a,s})
+
+    the first such run on ties, the P&L of the whole history approximated to second
+    order (:meth:`proxy_pnl`: delta, gamma and vega in log price and log implied vol
+    by full-revaluation central differences) and the chosen period's scenarios
+    revalued in full.
 
     This replaces marginlab's former ``historical_var(stress_start=...,
     stress_end=...)``, which appended the stressed days to the window with
@@ -387,11 +407,20 @@ class StressedWeight(Overlay):
     weight : float
         Least probability mass of the stressed scenarios, in (0, 1); Art. 28(1)(b) asks for at least 0.25.
     stress_start, stress_end : date, optional
-        A fixed stressed period (both or neither).
+        A fixed stressed period, first and last row labels, inclusive (both or neither);
+        None (default): the period is chosen automatically on every date.
     stress_days : int
-        Length of the automatically chosen stressed period, days (>= 5).
+        Length of the automatically chosen stressed period, days (>= 5; default 30), in
+        observations of the panel (e.g. 720 rows on hourly panels).
     history_years : float
-        How far back to look for it, years of 365 days (> 0).
+        How far back to look for it, years of 365 days (> 0; default 10).
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 28(1)(b) (margins
+      with "at least 25% weight to stressed observations in the lookback period").
+    * Acerbi, C. and Tasche, D. (2002), "On the coherence of expected shortfall", Journal
+      of Banking & Finance 26 (the weighted ES).
     """
 
     name: ClassVar[str] = "stressed_weight"
@@ -542,24 +571,40 @@ class StressedWeight(Overlay):
 class LookbackFloor(Overlay):
     r"""Margin floored at the same model's margin with a ``years``-year lookback (EMIR RTS Art. 28(1)(c)).
 
-    :math:`M_t = \max(M_t^{inner}, M_t^{(10y)})`, where :math:`M^{(10y)}` is the
-    inner model with ``lookback`` set to ``years`` x the panel's observations
-    per year (3,650 daily rows for ten years; all the history there is when
-    shorter), under the ``stressed_weight`` overlay when the model has one. For
-    historical simulation this is the 10-year equal-weighted VaR/ES. For FHS the
-    filter is re-estimated on ten years but its scenarios keep today's
+    .. math:: M_t = \max(M_t^{inner},\ M_t^{(Y)})
+
+    where :math:`M^{inner}_t` is the margin the overlay is applied to (the inner
+    model's, after any overlay before this one) and :math:`M^{(Y)}` the inner model with
+    ``lookback`` set to
+    :math:`n = \max(\operatorname{round}(Y \cdot P),\ n_{inner})` observations, Y =
+    ``years`` and P the panel's observations per year (3,650 daily rows for ten
+    years; all the history there is when shorter), under the ``stressed_weight``
+    overlay when the model has one. When the long lookback is not longer than the
+    inner model's the floor is the model itself, and on a date where the floor model
+    has no margin (its warm-up) the inner margin is kept. Applies to models with a
+    ``lookback`` parameter; for historical simulation the floor is the 10-year
+    equal-weighted VaR/ES.
+
+    For FHS the filter is re-estimated on ten years but its scenarios keep today's
     conditional volatility; the text of Art. 28(1)(c) ("volatility estimated
     over a 10 year historical lookback period") is closer to FHS's
     ``vol_floor="long_run"``, which floors the one-step variance at the ten-year
-    sample variance — an approximation of this floor at the level of the
+    mean squared return (zero mean, the filter's convention; not the demeaned
+    sample variance) — an approximation of this floor at the level of the
     filter. For EWMA the lookback only sets where the recursion starts, so the
-    floor is nearly the model itself. Applies to models with a ``lookback``
-    parameter.
+    floor is nearly the model itself.
 
     Parameters
     ----------
     years : float
-        Length of the floor's lookback, years of 365 days (> 0); Art. 28(1)(c) says ten.
+        Length of the floor's lookback, years of 365 days (> 0, at most 100; default 10);
+        Art. 28(1)(c) says ten.
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 28(1)(c) (margins "not
+      lower than those that would be calculated using volatility estimated over a 10 year
+      historical lookback period").
     """
 
     name: ClassVar[str] = "lookback_floor"
@@ -612,17 +657,27 @@ class APCBuffer(Overlay):
     Art. 28(1)(a): "applying a margin buffer at least equal to 25% of the
     calculated margins which it allows to be temporarily exhausted in periods
     where calculated margin requirements are rising significantly". With B_t the
-    inner model's margin, b = ``buffer`` and N_t the book's gross notional
-    (:math:`\sum|q|S`), the margin called is
+    calculated margin (the inner model's, after any overlay applied before this
+    one), b = ``buffer`` and N_t the book's gross notional (:math:`\sum|q|S` over
+    the positions held at t), the margin called is, with
+    ``release="absorb"`` (default),
 
-    * ``release="absorb"`` (default): :math:`M_t = \min(\max(m_{t^-} N_t, B_t), (1 + b) B_t)`, where
-      :math:`m_{t^-} = M_{t^-}/N_{t^-}` is the margin per unit notional called on the book's previous
-      margin date :math:`t^-`; :math:`M = (1 + b)B` on the first date. The margin stays where it was as
-      long as it lies between the calculated margin and the fully buffered one: a rise of B is absorbed by
-      the buffer until it is exhausted (M = B), and a fall of B rebuilds it before the margin falls. The
-      previous margin is carried per unit notional so that re-sizing a book (constant-notional books are
-      re-sized daily) does not move it;
-    * ``release="none"``: :math:`M_t = (1 + b) B_t` (the buffer is never released: a flat 1 + b scaling).
+    .. math:: M_t = \min(\max(m_{t^-} N_t,\ B_t),\ (1 + b) B_t),\qquad m_{t^-} = M_{t^-}/N_{t^-}
+
+    where :math:`m_{t^-}` is the margin per unit notional called on the book's previous
+    margin date :math:`t^-` (the last earlier date on which this overlay called a margin
+    for the book in the run), and :math:`M_t = (1 + b)B_t` on the first date (also when
+    the previous rate is not finite, the notional is 0, or the call names no book).
+    The margin stays where it was as long as it lies between the calculated margin
+    and the fully buffered one: a rise of B is absorbed by the buffer until it is
+    exhausted (M = B), and a fall of B rebuilds it before the margin falls. The
+    previous margin is carried per unit notional so that re-sizing a book
+    (constant-notional books are re-sized daily) does not move it. With
+    ``release="none"``:
+
+    .. math:: M_t = (1 + b) B_t
+
+    (the buffer is never released: a flat 1 + b scaling).
 
     Per-book memory: see the module docstring (path-dependent from the run's
     first margin date; kept in the run context, keyed by the ``book`` name).
@@ -632,7 +687,14 @@ class APCBuffer(Overlay):
     buffer : float
         The buffer b as a fraction of the calculated margin, in [0, 10]; Art. 28(1)(a) asks for at least 0.25.
     release : {"absorb", "none"}
-        How the buffer is released: drawn down on rises and rebuilt on falls, or never.
+        How the buffer is released: drawn down on rises and rebuilt on falls (``"absorb"``,
+        default), or never (``"none"``).
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 28(1)(a) (a margin
+      buffer of at least 25% of the calculated margins, temporarily exhausted when
+      calculated margin requirements rise significantly).
     """
 
     name: ClassVar[str] = "apc_buffer"
@@ -684,10 +746,12 @@ class LiquidityAddOn(Overlay):
     the close-out takes :math:`\tau_a = |D_a| / (p V_a)` days. Beyond the MPOR
     of h days (the run's MPOR in observations x the panel's step) the
     liquidation period is :math:`\tau_a` and risk grows with the square root of
-    time (the liquidity-horizon scaling of BCBS MAR33.12):
+    time (the liquidity-horizon scaling of BCBS MAR33.12); with B the margin the
+    overlay is applied to (the inner model's, after any overlay before this one;
+    B = 0 or a book without delta is left as it is):
 
-    .. math:: M = B\Big(1 + \sum_a s_a\big(\sqrt{\max(\tau_a / h, 1)} - 1\big)\Big),
-              \quad s_a = |D_a| / \textstyle\sum_b |D_b|
+    .. math:: M = B(1 + \sum_a s_a(\sqrt{\max(\tau_a / h, 1)} - 1)),
+              \quad s_a = |D_a| / \sum_b |D_b|
 
     So there is no add-on while every position can be closed within the MPOR
     at p of the daily volume (a threshold set by recent ADV, as CME SPAN 2's
@@ -707,9 +771,21 @@ class LiquidityAddOn(Overlay):
     Parameters
     ----------
     participation : float
-        Share of the average daily volume that can be traded per day, in (0, 1].
+        Share p of the average daily volume that can be traded per day, in (0, 1]; default 0.10.
     adv_days : int
-        Days of volume in the average (>= 1).
+        Days of volume in the average (>= 1; default 30), in observations of the panel up to
+        and including t (e.g. 720 rows on hourly panels).
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 26 (the liquidation
+      period reflects the time to close out positions).
+    * BCBS (2019), Minimum capital requirements for market risk, MAR33.12 (liquidity horizons,
+      square-root-of-time scaling).
+    * CME Group, SPAN 2 methodology page (concentration charge: an add-on above a threshold
+      calibrated from recent average daily volume).
+    * Eurex Clearing circulars 039/21 and 097/21 (Prisma liquidity add-on: relative size of
+      positions against tradable volumes, scaled by the current level of market risk).
     """
 
     name: ClassVar[str] = "liquidity_addon"

@@ -2,19 +2,16 @@ r"""Risk-based margin models: filtered historical simulation (FHS) with GARCH, h
 
 Every model here revalues the book in full on every scenario through
 :func:`~marginlab.models.revaluation.revalue` and takes a risk measure of the
-simulated losses L (sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`):
-
-* VaR at level α: :math:`L_{(k)}` with :math:`k = \lceil N(1-\alpha)\rceil` (the upper empirical
-  quantile);
-* ES at level α: the mean of the upper tail of mass 1 - α (Acerbi and Tasche 2002),
-  :math:`\big(\sum_{i<k} L_{(i)} + (N(1-\alpha) - (k-1)) L_{(k)}\big)/(N(1-\alpha))`, the mean of
-  the k largest losses when N(1 - α) is an integer (so ES >= VaR on every date).
-
-The margin is the risk measure floored at 0. Scenarios use data up to t only.
+simulated losses: VaR (the upper empirical quantile) or ES (the Acerbi-Tasche
+tail mean), floored at 0; the formulas are in each model's class docstring
+(:class:`HistoricalVaR`, :class:`HistoricalES`, :class:`FHSGarch`,
+:class:`EWMAVaR`), which the report's Methodology section publishes. Scenarios
+use data up to t only.
 At a one-observation MPOR, historical simulation and FHS take the risk measure
 of the window's scenarios exactly (every row once: the window's empirical
 distribution, no Monte Carlo noise). Over h > 1 observations FHS bootstraps
-h-step paths and EWMA simulates joint normal (or t) moves; their random draws
+h-step paths; EWMA simulates joint normal (or t) moves at every MPOR, h = 1
+included; their random draws
 come from the run context's generator ``default_rng([seed, d])`` with d the
 observation time of t in whole seconds since 1970-01-01 UTC
 (:func:`~marginlab.models.context.date_key`; FHS row indices as 16-bit
@@ -469,40 +466,135 @@ class FHSState:
 class FHSGarch(_ScenarioModel):
     r"""Filtered historical simulation with a GARCH-family volatility filter.
 
-    For each asset a GARCH(1,1), GJR-GARCH(1,1,1) or EWMA filter is fitted to the
-    last ``lookback`` daily log returns (percent, zero mean), giving the
-    standardised residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a`
-    of the window (joint across assets, keeping their cross-correlation).
-    At an MPOR of one observation the scenarios are the window's rows,
-    :math:`r_{a} = \sigma_{a,t+1} z_{a,s}`, each used once: the risk measure is
-    that of the filtered empirical distribution, exactly (``n_paths`` is not
-    used). Over h > 1 observations ``n_paths`` paths bootstrap rows jointly and
-    are built with each asset's variance propagated through its own recursion:
-    :math:`\epsilon_{a,t+j} = \sigma_{a,t+j} z_{a,u_j}`,
-    :math:`\sigma^2_{a,t+j+1} = \omega + (\alpha + \gamma 1[\epsilon<0])\epsilon^2 + \beta\sigma^2_{a,t+j}`.
-    For option books the log changes of implied vol on the same sampled dates
-    are summed over the path and applied to today's vol, jointly with the
-    returns. The book is revalued in full on every path; the margin is VaR
-    (``measure="var"``, level 0.99 by default) or ES (``"es"``, 0.975).
+    For each asset a of the book a volatility filter (``vol``) is fitted by maximum
+    likelihood (innovation distribution ``dist``) to the returns of the window — the
+    last ``lookback`` observations up to t on which every asset of the book (and the
+    implied vol of the assets it holds options on) is observed — as
+    :math:`\epsilon_{a,s} = 100\,r_{a,s}` (log returns in percent, zero mean), the
+    recursions started from ``arch``'s backcast:
 
-    ``vol_floor="long_run"`` floors each asset's one-step variance at the
-    mean squared return (zero mean, the filter's convention) of all its returns
-    up to t (at most ten years of 365 days, in observations of the panel: 87,600
-    on hourly data): an
-    approximation of EMIR RTS 153/2013 Art. 28(1)(c) ("margin not lower than
-    that calculated with volatility estimated over a 10-year historical
-    lookback") applied to the filter's variance only; the ``lookback_floor``
+    .. math:: \text{garch:}\quad \sigma^2_{s} = \omega + \alpha\epsilon^2_{s-1} + \beta\sigma^2_{s-1}
+
+    .. math:: \text{gjr:}\quad \sigma^2_{s} = \omega + (\alpha + \gamma 1[\epsilon_{s-1}<0])\epsilon^2_{s-1}
+              + \beta\sigma^2_{s-1}
+
+    .. math:: \text{ewma:}\quad \sigma^2_{s} = \lambda\sigma^2_{s-1} + (1-\lambda)\epsilon^2_{s-1}
+
+    .. math:: \text{egarch:}\quad \ln\sigma^2_{s} = \omega + \alpha(|e_{s-1}| - \sqrt{2/\pi})
+              + \gamma e_{s-1} + \beta\ln\sigma^2_{s-1},\qquad e_s = \epsilon_s/\sigma_s
+
+    giving the standardised residual **vectors** :math:`z_s = (\epsilon_{a,s}/\sigma_{a,s})_a`
+    of the window (joint across assets, keeping their cross-correlation) and the
+    one-step variance :math:`\sigma^2_{a,t+1}`. ``dist`` only shapes the likelihood (the
+    estimated parameters): the scenarios use the window's empirical residuals, not
+    draws from the distribution. At an MPOR of one observation the scenarios are the
+    window's rows, each used once (the risk measure of the filtered empirical
+    distribution, exactly; ``n_paths`` is not used); over h > 1 observations
+    ``n_paths`` paths bootstrap h rows :math:`u_1 \dots u_h` jointly (uniformly, with
+    replacement) and each asset's variance is propagated through its own recursion
+    (EGARCH: through :math:`\ln\sigma^2`):
+
+    .. math:: R_a = \frac{1}{100}\sum_{j=1}^{h}\epsilon_{a,t+j},\qquad
+              \epsilon_{a,t+j} = \sigma_{a,t+j}\,z_{a,u_j},\qquad
+              \sigma^2_{a,t+j+1} = f_a(\sigma^2_{a,t+j}, \epsilon_{a,t+j})
+
+    (h = 1: :math:`R_a = \sigma_{a,t+1} z_{a,s}/100` for every window row s). For
+    option books the implied-vol log changes of the same sampled rows, as they
+    happened (not filtered), are summed over the path (h = 1: the row's change) and applied to
+    today's vol, jointly with the returns. The book is revalued in full on each
+    scenario (spot :math:`S_a e^{R_a}`, options aged h observations), the loss
+    :math:`L = -\Delta P`, and with the N losses sorted descending,
+    :math:`L_{(1)} \ge L_{(2)} \ge \dots`, :math:`k = \lceil N(1-\alpha)\rceil`:
+
+    .. math:: M_t = \max(\mathrm{VaR}_\alpha, 0)\ (\text{measure}=\text{"var"})\quad\text{or}\quad
+              \max(\mathrm{ES}_\alpha, 0)\ (\text{"es"}),\qquad \mathrm{VaR}_\alpha = L_{(k)},\qquad
+              \mathrm{ES}_\alpha = \frac{\sum_{i<k} L_{(i)} + (N(1-\alpha) - (k-1))L_{(k)}}{N(1-\alpha)}
+
+    VaR is the upper empirical quantile; ES the mean of the upper tail of mass 1 - α
+    (Acerbi and Tasche 2002; the mean of the k largest losses when N(1 - α) is an
+    integer, so ES >= VaR).
+
+    ``vol_floor="long_run"`` floors each asset's one-step variance (and so the start
+    of its paths),
+    :math:`\sigma^2_{a,t+1} \leftarrow \max(\sigma^2_{a,t+1}, \overline{\epsilon^2_a})`,
+    at the mean squared return (zero mean, the filter's convention: not the
+    demeaned sample variance) of its finite returns in the loaded panel up to t (at most ten years
+    of 365 days, in observations of the panel: 87,600 on hourly data): an
+    approximation of EMIR RTS 153/2013 Art. 28(1)(c) (margins "not lower than
+    those that would be calculated using volatility estimated over a 10 year
+    historical lookback period") applied to the filter's variance only; the ``lookback_floor``
     overlay (:mod:`marginlab.models.overlays`) floors the margin itself at the
     same model's margin with a ten-year lookback.
+
     ``lam`` is the decay of ``vol="ewma"`` (0.94, RiskMetrics' daily value; e.g. 0.94^(1/24) on
     hourly panels); arch's backcast keeps its own 0.94 weights over the first 75 observations.
-    ``refit_every=k`` re-estimates parameters every k-th date, counted from
-    1970-01-01 UTC (filtering the new data with the previous parameters in
-    between). A failed optimisation
-    keeps the previous parameters and is counted in the diagnostics, as are
-    fits on the stationarity boundary.
 
-    Reference: Barone-Adesi, Giannopoulos and Vosper (1999); Pritsker (2006).
+    ``refit_every=k`` re-estimates parameters on the dates whose observation time is a
+    whole multiple of k panel steps since 1970-01-01 UTC (days on daily panels,
+    hours on hourly ones), filtering the new window with the previous parameters in
+    between; a window with no previous fit (the first of a chain: the first row of
+    each calendar year on daily panels, of each month on intraday ones, or a window
+    whose predecessor would have fewer than ``min_obs`` rows) is always fitted. A
+    failed optimisation keeps the previous parameters and is counted in the
+    diagnostics, as are fits on the stationarity boundary.
+
+    Parameters
+    ----------
+    measure : {"var", "es"}
+        The risk measure the margin is: VaR (default) or expected shortfall.
+    level : float or None
+        Confidence level α in [0.5, 1) (the tail probability is 1 - α); None (default):
+        0.99 for VaR, 0.975 for ES.
+    vol : {"garch", "gjr", "ewma", "egarch"}
+        The volatility filter: GARCH(1,1) (default), GJR-GARCH(1,1,1), EWMA with fixed
+        decay ``lam`` (no process parameter estimated) or EGARCH(1,1,1) (as ``arch``'s
+        ``EGARCH(p=1, o=1, q=1)``).
+    dist : {"normal", "t", "skewt"}
+        Innovation distribution of the likelihood: normal (default), standardised
+        Student-t (ν estimated) or Hansen's skewed Student-t (η and λ estimated).
+    lookback : int
+        Longest window, in observations of the panel (days on daily panels, hours on
+        hourly ones), >= 20; default 1000. The window is the last ``lookback`` rows up to
+        t, cut at the first row (going back) missing a needed return or implied-vol change.
+    n_paths : int
+        Number of bootstrapped paths at an MPOR of h > 1 observations (>= 100; default
+        10,000); unused at h = 1. The margin then carries a Monte Carlo standard error.
+    refit_every : int
+        Re-estimate the parameters every k panel steps (see above; >= 1, default 1: on
+        every date).
+    vol_floor : {None, "long_run"}
+        None (default): no floor; ``"long_run"``: floor the one-step variance at the
+        ten-year mean squared return (see above).
+    min_obs : int
+        Fewest window rows for a margin (>= 20, at most ``lookback``; default 250):
+        before, no margin (NaN, reported as warm-up).
+    lam : float
+        EWMA decay λ in (0, 1), used only with ``vol="ewma"`` (with any other filter it
+        must keep its default 0.94).
+
+    References
+    ----------
+    * Barone-Adesi, G., Giannopoulos, K. and Vosper, L. (1999), "VaR without correlations
+      for portfolios of derivative securities", Journal of Futures Markets 19 (filtered
+      historical simulation).
+    * Pritsker, M. (2006), "The hidden dangers of historical simulation", Journal of
+      Banking & Finance 30.
+    * Bollerslev, T. (1986), "Generalized autoregressive conditional heteroskedasticity",
+      Journal of Econometrics 31 (GARCH).
+    * Glosten, L., Jagannathan, R. and Runkle, D. (1993), "On the relation between the
+      expected value and the volatility of the nominal excess return on stocks", Journal
+      of Finance 48 (GJR-GARCH).
+    * Nelson, D. (1991), "Conditional heteroskedasticity in asset returns: a new
+      approach", Econometrica 59 (EGARCH).
+    * J.P. Morgan/Reuters (1996), RiskMetrics — Technical Document, 4th edition (EWMA).
+    * Bollerslev, T. (1987), "A conditionally heteroskedastic time series model for
+      speculative prices and rates of return", Review of Economics and Statistics 69
+      (standardised Student-t); Hansen, B. (1994), "Autoregressive conditional density
+      estimation", International Economic Review 35 (skewed Student-t).
+    * Acerbi, C. and Tasche, D. (2002), "On the coherence of expected shortfall", Journal
+      of Banking & Finance 26 (the ES estimator).
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 28(1)(c) (the
+      ten-year volatility floor that ``vol_floor="long_run"`` approximates).
     """
 
     name: ClassVar[str] = "fhs_garch"
@@ -622,13 +714,58 @@ class _Historical(_ScenarioModel):
 class HistoricalVaR(_Historical):
     r"""Historical-simulation VaR: the book revalued on each of the last ``lookback`` joint moves.
 
-    h-day scenarios are overlapping sums of daily log returns (and implied-vol
-    log changes) in the window (``scaling="overlapping"``), or daily moves x
-    :math:`\sqrt h` (``"sqrt_time"``, an approximation that ignores volatility
-    clustering and fat-tail aggregation). Level 0.99 by default. Stressed
+    The window is the last ``lookback`` observations up to t on which every asset
+    of the book (and the implied vol of the assets it holds options on) is
+    observed. With x_s the joint move of window row s (log returns, and implied-vol
+    log changes for option books) and h the MPOR in observations, the h-observation
+    scenarios are
+
+    .. math:: \Delta x_s = \sum_{j=0}^{h-1} x_{s-j}\ \ (\text{scaling}=\text{"overlapping"}),
+              \qquad \Delta x_s = \sqrt{h}\,x_s\ \ (\text{"sqrt\_time"})
+
+    overlapping sums of the window's rows (the N = n - h + 1 moves ending at its rows
+    h .. n; ``"overlapping"``, default), or each of the n rows scaled by
+    :math:`\sqrt h` (``"sqrt_time"``); at h = 1 both are the n rows.
+
+    ``"sqrt_time"`` is an approximation that ignores volatility clustering and
+    fat-tail aggregation.
+
+    The book is revalued in full on each scenario (spot :math:`S_a e^{\Delta r_{a,s}}`, implied
+    vol :math:`\sigma_a e^{\Delta v_{a,s}}`, options aged h observations), each
+    scenario weighted equally, the loss :math:`L_s = -\Delta P_s`; with the N losses
+    sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, and
+    :math:`k = \lceil N(1-\alpha)\rceil`:
+
+    .. math:: M_t = \max(\mathrm{VaR}_\alpha, 0),\qquad \mathrm{VaR}_\alpha = L_{(k)}
+
+    the upper empirical quantile (when N(1 - α) is an integer, one scenario above
+    ``np.quantile(losses, α, method="inverted_cdf")``: the 10th, not the 11th, largest
+    of 1,000 at 99%, a conservative convention). Level 0.99 by default. Stressed
     observations (EMIR RTS 153/2013 Art. 28(1)(b)) are added by the
     ``stressed_weight`` overlay (:mod:`marginlab.models.overlays`), which gives
     them at least 25% of the probability mass.
+
+    Parameters
+    ----------
+    level : float or None
+        Confidence level α in [0.5, 1) (the tail probability is 1 - α); None (default): 0.99.
+    lookback : int
+        Longest window, in observations of the panel (days on daily panels, hours on
+        hourly ones), >= 20; default 1000. The window is cut at the first row (going back)
+        missing a needed return or implied-vol change.
+    scaling : {"overlapping", "sqrt_time"}
+        How h-observation moves are built from the window: overlapping sums of h rows
+        (default) or one row times sqrt(h) (see above).
+    min_obs : int
+        Fewest window rows for a margin (>= 20, at most ``lookback``; default 250):
+        before, no margin (NaN, reported as warm-up).
+
+    References
+    ----------
+    * EMIR RTS: Commission Delegated Regulation (EU) No 153/2013, Art. 24 (initial margin at
+      a confidence of at least 99% for financial instruments other than OTC derivatives) and
+      Art. 25 (historical volatility from data covering at least the latest 12 months).
+    * BCBS (2019), Minimum capital requirements for market risk, MAR33 (internal models).
     """
 
     name: ClassVar[str] = "historical_var"
@@ -638,7 +775,60 @@ class HistoricalVaR(_Historical):
 @register
 @dataclass(frozen=True)
 class HistoricalES(_Historical):
-    """Historical-simulation expected shortfall (level 0.975 by default); see :class:`HistoricalVaR`."""
+    r"""Historical-simulation expected shortfall (level 0.975 by default) on the last ``lookback`` joint moves.
+
+    The window is the last ``lookback`` observations up to t on which every asset
+    of the book (and the implied vol of the assets it holds options on) is
+    observed. With x_s the joint move of window row s (log returns, and implied-vol
+    log changes for option books) and h the MPOR in observations, the h-observation
+    scenarios are
+
+    .. math:: \Delta x_s = \sum_{j=0}^{h-1} x_{s-j}\ \ (\text{scaling}=\text{"overlapping"}),
+              \qquad \Delta x_s = \sqrt{h}\,x_s\ \ (\text{"sqrt\_time"})
+
+    overlapping sums of the window's rows (the N = n - h + 1 moves ending at its rows
+    h .. n; ``"overlapping"``, default), or each of the n rows scaled by
+    :math:`\sqrt h` (``"sqrt_time"``); at h = 1 both are the n rows.
+
+    ``"sqrt_time"`` is an approximation that ignores volatility clustering and
+    fat-tail aggregation.
+
+    The book is revalued in full on each scenario (spot :math:`S_a e^{\Delta r_{a,s}}`, implied
+    vol :math:`\sigma_a e^{\Delta v_{a,s}}`, options aged h observations), each
+    scenario weighted equally, the loss :math:`L_s = -\Delta P_s`; with the N losses
+    sorted descending, :math:`L_{(1)} \ge L_{(2)} \ge \dots`, and
+    :math:`k = \lceil N(1-\alpha)\rceil`:
+
+    .. math:: M_t = \max(\mathrm{ES}_\alpha, 0),\qquad
+              \mathrm{ES}_\alpha = \frac{\sum_{i<k} L_{(i)} + (N(1-\alpha) - (k-1))L_{(k)}}{N(1-\alpha)}
+
+    the mean of the upper tail of mass 1 - α (Acerbi and Tasche 2002): the mean of the
+    k largest losses when N(1 - α) is an integer, so ES >= VaR on every date. Level
+    0.975 by default (BCBS MAR33's expected shortfall). Stressed observations (EMIR
+    RTS 153/2013 Art. 28(1)(b)) are added by the ``stressed_weight`` overlay.
+
+    Parameters
+    ----------
+    level : float or None
+        Confidence level α in [0.5, 1) (the tail probability is 1 - α); None (default): 0.975.
+    lookback : int
+        Longest window, in observations of the panel (days on daily panels, hours on
+        hourly ones), >= 20; default 1000. The window is cut at the first row (going back)
+        missing a needed return or implied-vol change.
+    scaling : {"overlapping", "sqrt_time"}
+        How h-observation moves are built from the window: overlapping sums of h rows
+        (default) or one row times sqrt(h) (see above).
+    min_obs : int
+        Fewest window rows for a margin (>= 20, at most ``lookback``; default 250):
+        before, no margin (NaN, reported as warm-up).
+
+    References
+    ----------
+    * Acerbi, C. and Tasche, D. (2002), "On the coherence of expected shortfall", Journal
+      of Banking & Finance 26.
+    * BCBS (2019), Minimum capital requirements for market risk, MAR33 (expected shortfall
+      at 97.5%).
+    """
 
     name: ClassVar[str] = "historical_es"
     measure: ClassVar[str] = "es"
@@ -649,14 +839,68 @@ class HistoricalES(_Historical):
 class EWMAVaR(_ScenarioModel):
     r"""EWMA (RiskMetrics) VaR by full revaluation under simulated joint moves.
 
-    :math:`\Sigma_t = \lambda\Sigma_{t-1} + (1-\lambda) r_{t-1} r_{t-1}'` over the
-    book's daily log returns (and implied-vol log changes for option books),
-    started from the sample covariance of the first 30 window observations. Daily
-    moves are drawn as :math:`L z` (:math:`LL' = \Sigma_{t+1}`) with z standard
-    normal or multivariate Student-t scaled to unit variance (``dist="t"``,
-    ``nu`` degrees of freedom) and summed over h = ``mpor_days`` days with Σ held
-    constant (the RiskMetrics/IGARCH forecast, under which the h-day variance is
-    exactly h Σ). VaR at level 0.99 by default.
+    The factors x are the book's log returns per observation (and the implied-vol
+    log changes of the assets it holds options on), over the window: the last n <=
+    ``lookback`` observations up to t on which all of them are observed, oldest
+    first, :math:`x_1 \dots x_n`. The covariance is seeded with the population
+    covariance (demeaned, divided by 30) of the first 30 window rows, then updated
+    by the uncentred EWMA recursion over the remaining rows, the last giving the
+    forecast for the next observation:
+
+    .. math:: \Sigma_{(30)} = \frac{1}{30}\sum_{s=1}^{30}(x_s - \bar x)(x_s - \bar x)',\qquad
+              \bar x = \frac{1}{30}\sum_{s=1}^{30}x_s
+
+    .. math:: \Sigma_{(s)} = \lambda\Sigma_{(s-1)} + (1-\lambda)\,x_s x_s'\quad (s = 31 \dots n),
+              \qquad \Sigma_{t+1} = \Sigma_{(n)}
+
+    Moves over the MPOR of h observations are drawn ``n_paths`` times as sums of h
+    independent one-observation draws with Σ held constant (the RiskMetrics/IGARCH
+    forecast, under which the h-observation variance is exactly :math:`h\Sigma_{t+1}`):
+
+    .. math:: \Delta X = \sum_{j=1}^{h} C z_j,\qquad CC' = \Sigma_{t+1} + 10^{-14} I
+
+    with :math:`z_j` standard normal (``dist="normal"``) or multivariate Student-t scaled
+    to unit variance (``dist="t"``: :math:`z = g\sqrt{(\nu-2)/w}`, g standard normal,
+    :math:`w \sim \chi^2_\nu` shared by the factors of a draw, ``nu`` = ν). The book is
+    revalued in full on each draw (spot :math:`S_a e^{\Delta r_a}`, implied vol
+    :math:`\sigma_a e^{\Delta v_a}`, options aged h observations), the loss
+    :math:`L = -\Delta P`; with the N = ``n_paths`` losses sorted descending,
+    :math:`L_{(1)} \ge L_{(2)} \ge \dots`:
+
+    .. math:: M_t = \max(L_{(k)}, 0),\qquad k = \lceil N(1-\alpha)\rceil
+
+    the upper empirical quantile of the simulated losses (VaR at level α, 0.99 by
+    default), with its Monte Carlo standard error. "Days" in RiskMetrics are
+    observations here: on hourly panels Σ is an hourly covariance, λ a decay per
+    hour and h counts hours. The lookback only sets where the recursion starts
+    (the seed's weight is :math:`\lambda^{n-30}`).
+
+    Parameters
+    ----------
+    lam : float
+        Decay λ in (0, 1) per observation; default 0.94 (RiskMetrics' daily value).
+    dist : {"normal", "t"}
+        Distribution of the draws: standard normal (default) or multivariate Student-t
+        with ``nu`` degrees of freedom, scaled to unit variance.
+    nu : float
+        Degrees of freedom ν of ``dist="t"`` (> 2; default 5); unused with the normal.
+    level : float
+        Confidence level α of the VaR, in [0.5, 1) (the tail probability is 1 - α);
+        default 0.99.
+    lookback : int
+        Longest window, in observations of the panel (days on daily panels, hours on
+        hourly ones), >= 40; default 1000. The window is cut at the first row (going back)
+        missing a needed return or implied-vol change.
+    n_paths : int
+        Number of simulated moves N (>= 100; default 10,000).
+    min_obs : int
+        Fewest window rows for a margin (>= 40, at most ``lookback``; default 250):
+        before, no margin (NaN, reported as warm-up).
+
+    References
+    ----------
+    * J.P. Morgan/Reuters (1996), RiskMetrics — Technical Document, 4th edition (the EWMA
+      covariance, λ = 0.94 for daily data).
     """
 
     name: ClassVar[str] = "ewma_var"

@@ -38,12 +38,34 @@ def _spot(market: MarketData, t, asset: str) -> float:
 class StaticMargin(MarginModel):
     r"""Flat percentage of gross notional.
 
-    .. math:: M_t = \sum_i r_{a(i)} |q_i| S_{a(i),t}
+    .. math:: M_t = \sum_i m_i
 
-    for linear positions and short options (notional = |q| S, delta-blind); a
-    long option's margin is its mark value (premium fully paid, the most it can
-    lose). ``rate`` applies to every asset unless ``rates`` overrides it
-    (e.g. ``{"ETH": 0.15}``). A crude benchmark: exchange "x% initial margin".
+    .. math:: m_i = q_i\,V_{i,t}\ \ (\text{long option}),\qquad
+              m_i = r_{a(i)}\,|q_i|\,S_{a(i),t}\ \ (\text{any other position})
+
+    over the positions i held at t (options and dated futures expired by t's
+    observation time are dropped), with :math:`q_i` the quantity (units of the
+    underlying), :math:`S_{a,t}` the index (spot) price of asset a,
+    :math:`r_a` the rate of the position's asset and :math:`V_{i,t}` an option's
+    mark. Linear positions (spot, perpetuals, futures) and short
+    options are charged the rate on their notional :math:`|q| S` (delta-blind:
+    a short option's moneyness and mark do not enter); a long option's margin
+    is its Black-76 mark value :math:`q V` (premium fully paid, the most it can
+    lose). No offsets: a long and a short position each pay on their own
+    notional. A crude benchmark: exchange "x% initial margin".
+
+    Source: no venue rulebook or paper; a benchmark rule (a venue's "x% initial
+    margin", i.e. its maximum leverage 1/r, applied to every position); the
+    venue schedules themselves are the ``tiered`` and ``deribit_standard`` models.
+
+    Parameters
+    ----------
+    rate : float
+        The rate r charged on every asset without a ``rates`` entry, as a fraction of
+        notional, in (0, 1]; default 0.10 (10%, i.e. 10x leverage).
+    rates : dict
+        Per-asset rates overriding ``rate``, ``{asset: rate}`` with each rate in (0, 1],
+        e.g. ``{"ETH": 0.15}``; default empty (``rate`` for every asset).
     """
 
     name: ClassVar[str] = "static"
@@ -140,16 +162,27 @@ class TieredMargin(MarginModel):
     r"""Binance USDⓈ-M leverage brackets, ``level="maintenance"`` (default) or ``"initial"``.
 
     The net position in each contract (Binance one-way mode: positions in the same
-    perpetual or future net) has notional :math:`N = |q| S` (index price) and falls in
-    bracket i, :math:`c_{i-1} < N \le c_i`, of its asset's table:
+    perpetual or future net) has notional :math:`N_c = |n_c| S_{a(c),t}` (net quantity
+    :math:`n_c` at the index price) and falls in bracket i,
+    :math:`c_{i-1} < N_c \le c_i` (:math:`c_0 = 0`), of its asset's table; the margin
+    adds the contracts' requirements (no offset between contracts):
 
-    * maintenance: :math:`M = N m_i - A_i`, :math:`A_i = A_{i-1} + c_{i-1}(m_i - m_{i-1})`,
-      :math:`A_1 = 0` — Binance's maintenance amount ("tax bracket"), continuous at
-      every edge;
-    * initial: :math:`M = N / L_i = N r_i`, :math:`L_i` the bracket's maximum leverage —
+    .. math:: M_t = \sum_c R(N_c)
+
+    .. math:: R_{\text{maintenance}}(N) = N m_i - A_i,\quad
+              A_i = A_{i-1} + c_{i-1}(m_i - m_{i-1}),\quad A_1 = 0
+
+    .. math:: R_{\text{initial}}(N) = N r_i = N / L_i
+
+    * maintenance: :math:`m_i` the bracket's maintenance rate, :math:`A_i` Binance's
+      maintenance amount ("tax bracket"), so the requirement is continuous at every edge;
+    * initial: :math:`r_i = 1/L_i`, :math:`L_i` the bracket's maximum leverage —
       Binance's "Initial Margin = Notional Position Value / Leverage" at the highest
       leverage the position's bracket allows. Binance has no cumulative amount for the
       initial margin, so it jumps at each edge (by :math:`c_i (r_{i+1} - r_i)`).
+
+    A notional above the last cap raises ``ValueError`` (the venue takes no larger
+    position); dated futures expired by t's observation time are dropped.
 
     Tables (:data:`~marginlab.models.venues.BINANCE_USDM_TIERS`, one vintage each,
     applied to every date):
@@ -175,12 +208,32 @@ class TieredMargin(MarginModel):
     Parameters
     ----------
     level : {"maintenance", "initial"}
-        Which column of the venue's table.
+        Which column of the venue's table: the maintenance rates :math:`m_i` with the
+        maintenance amounts (default), or the initial rates :math:`r_i = 1/L_i`.
     tiers : tuple of (cap, rate) or None
         One table applied to every asset without an ``asset_tiers`` entry (an explicit
-        choice, e.g. a hypothetical schedule); None (default): the venue's per-asset tables.
+        choice, e.g. a hypothetical schedule): caps in quote currency, strictly increasing
+        (only the last may be inf), rates in (0, 1] at ``level``; None (default): the
+        venue's per-asset tables.
     asset_tiers : dict
-        Per-asset tables ``{asset: ((cap, rate), ...)}`` at ``level``, overriding the rest.
+        Per-asset tables ``{asset: ((cap, rate), ...)}`` at ``level``, overriding the rest;
+        default empty.
+
+    References
+    ----------
+    * Binance, "Updates to Leverage and Margin Tiers of Binance Futures Contracts
+      (2021-03-18)", https://www.binance.com/en/support/announcement/86cf9aa472574b8cb2e05bb751c2a9a6
+      (BTCUSDT brackets, both columns; verified).
+    * Binance Futures, "Leverage and Margin" trading-rules page,
+      https://www.binance.com/zh-TC/futures/trading-rules/perpetual/leverage-margin ("Initial
+      Margin = Notional Position Value / Leverage; Maintenance Margin = Notional Position
+      Value * Maintenance Margin Rate - Maintenance Amount").
+    * Third-party copy of Binance's 2021 tables: gist "Binance liquidation calculator"
+      (mattj161/21bec86528700b7e4cb025730485a2a7), tables x100 (ETHUSDT) and x75 (XRPUSDT),
+      undated (unverified).
+    * Maintenance amounts: gist highfestiva/b71e76f51eed84d56c1be8ebbcc286b5 "CLI Binance
+      liquidation calculation formula" (2021-03-26, Binance's cumFastMaintenanceAmount);
+      tests/results/venue_margin_reference.json holds every number with its source.
     """
 
     name: ClassVar[str] = "tiered"
@@ -276,11 +329,33 @@ class DeribitStandardMargin(MarginModel):
     r"""Deribit standard (non-portfolio) margin, ``level="initial"`` (default) or ``"maintenance"``.
 
     Per-currency parameters from :data:`~marginlab.models.venues.DERIBIT_STANDARD`
-    (BTC and ETH futures: the rule in force on each date; otherwise one vintage on every date):
+    (BTC and ETH futures: the rule in force on each date; otherwise one vintage on every date).
+    Over the positions held at t (options and dated futures expired by t's observation
+    time dropped), with :math:`S_{a,t}` the index (spot) price of the currency a:
 
-    * **Futures and perpetuals** (marginlab's linear USD contracts; net size :math:`n`
-      per contract, in the currency's coin): rate :math:`base + add \times |n|` of the notional
-      :math:`|n| S`. Each contract (the perpetual, each dated future) is margined on
+    .. math:: M_t = \sum_{c} (f_a + d_a |n_c|)\,|n_c|\,S_{a,t}
+              + \sum_{o} |q_o|\,\mu_o\,S_{a,t}
+
+    the first sum over the futures and perpetual contracts c (net size :math:`n_c`
+    per contract, in the currency's coin; :math:`f_a` the base rate at ``level`` and
+    :math:`d_a` the add-on per coin of size, both of the rule in force at t's observation
+    time), the second over the option positions o (quantity :math:`q_o`, each position on
+    its own) with :math:`\mu_o` the requirement of one option in coin. With
+    :math:`v = V/S` the option's Black-76 mark in coin, :math:`OTM` its out-of-the-money
+    amount (USD; :math:`(K-S)^+` for a call, :math:`(S-K)^+` for a put), :math:`a` =
+    ``option_initial_max`` (0.15), :math:`b` = ``option_initial_min`` (0.10) and
+    :math:`m` = ``option_maintenance`` (0.075):
+
+    .. math:: \mu_{\text{long}} = v
+
+    .. math:: \mu^{IM}_{\text{short call}} = \max(a - OTM/S,\ b) + v,\qquad
+              \mu^{MM}_{\text{short call}} = m + v
+
+    .. math:: \mu^{MM}_{\text{short put}} = \max(m,\ m\,v) + v,\qquad
+              \mu^{IM}_{\text{short put}} = \max(\max(a - OTM/S,\ b) + v,\ \mu^{MM}_{\text{short put}})
+
+    * **Futures and perpetuals** (marginlab's linear USD contracts): each contract (the
+      perpetual, each dated future) is margined on
       its own and the requirements add up: standard margin "is calculated separately
       for each position" and "doesn't offer any benefits for positions that either
       partially or fully hedge each other" (Deribit Support, "Margin types and
@@ -294,12 +369,11 @@ class DeribitStandardMargin(MarginModel):
       0.5% per 100 BTC). SOL: 4% / 2%, 0.0005% per SOL on every date (Deribit Support
       "Linear Perpetual", undated, written at BTC = $100,000; verified).
     * **Options** (BTC and ETH; inverse: premium, margin and settlement in coin), per
-      unit, in coin (:func:`deribit_option_margin_coin`): short call initial
-      :math:`\max(0.15 - OTM/S, 0.10) + mark`, maintenance :math:`0.075 + mark`; short
-      put maintenance :math:`\max(0.075, 0.075\,mark) + mark`, initial the larger of
-      the call-style initial and the maintenance; long options: the mark (fully paid).
-      Source: a third-party copy of Deribit's rule (TSLab documentation, undated),
-      unverified against a Deribit page; ETH assumed identical to BTC.
+      unit, in coin (:func:`deribit_option_margin_coin`), as above; long options: the
+      mark (premium paid; Deribit asks no margin, marginlab counts the value held, the
+      most the position can lose).
+      The option rule is taken from a third-party copy of Deribit's rule (TSLab
+      documentation, undated), unverified against a Deribit page; ETH assumed identical to BTC.
     * **Spot** is not a future: Deribit's standard margin does not margin fully paid
       spot (the coin held is collateral, not a margined position) and does not net it
       against futures, so the model does **not apply** to books holding spot.
@@ -317,6 +391,30 @@ class DeribitStandardMargin(MarginModel):
     modelled (limitation): the margin is held in coin, so its USD value moves with the
     index over the MPOR (it falls with BTC, wrong-way for short puts); marginlab
     compares the loss with the USD value of the margin at t.
+
+    Parameters
+    ----------
+    level : {"initial", "maintenance"}
+        Which of Deribit's two requirements: the initial margin (default; futures base
+        rate ``futures_initial``, options' initial formulas) or the maintenance margin
+        (``futures_maintenance``, options' maintenance formulas). The size add-on
+        :math:`d_a` is the same at both levels.
+
+    References
+    ----------
+    * Deribit Support, "11 January 2022" (change of leverage levels: "Current" and "New"
+      futures IM/MM for BTC and ETH),
+      https://support.deribit.com/hc/en-us/articles/25944826427293-11-January-2022 (verified).
+    * Deribit Support, "Linear Perpetual" (standard margin IM and MM examples, BTC_USDC and
+      SOL_USDC), https://support.deribit.com/hc/en-us/articles/25944738177565-Linear-Perpetual
+      (undated; verified).
+    * Deribit Support, "Margin types and usage" (standard margin per position, no hedge offsets).
+    * TSLab, "Deribit Margin Requirements Calculation",
+      https://doc.tslab.pro/tslab/eng/data-providers/connection-to-broker/deribit-cryptocurrency-exchange/deribit-margin-requirements-calculation
+      (third-party copy of the inverse-option rule, undated; unverified).
+    * Deribit Support, "Inverse Options",
+      https://support.deribit.com/hc/en-us/articles/25944688327069-Inverse-Options (the contract:
+      priced, margined and settled in the base currency).
     """
 
     name: ClassVar[str] = "deribit_standard"
