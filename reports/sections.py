@@ -1074,7 +1074,7 @@ def _methodology(model) -> dict[str, Any]:
     """A model's methodology as a dict.
 
     An overlaid model (``inner`` and ``overlays``: marginlab.models.OverlaidModel) is documented as its inner
-    model plus each overlay (summary, parameters, sources, limitations).
+    model plus each overlay (summary, formulas, parameters, sources, limitations).
     """
     inner, overlays = getattr(model, "inner", None), getattr(model, "overlays", ())
     base = inner if hasattr(inner, "methodology") else model
@@ -1083,6 +1083,7 @@ def _methodology(model) -> dict[str, Any]:
         if dataclasses.is_dataclass(overlay):
             om = methodology_of(overlay)
             meth["summary"] += f" Overlay {om.name}: {om.summary}"
+            meth["formula"] = [*meth["formula"], *(f for f in om.formula if f not in meth["formula"])]
             meth["sources"] += [s for s in om.sources if s not in meth["sources"]]
             meth["limitations"] += [s for s in om.limitations if s not in meth["limitations"]]
             meth["parameters"] += [{**p.to_dict(), "name": f"{om.name}.{p.name}"} for p in om.parameters]
