@@ -91,9 +91,9 @@ class SpanMargin(MarginModel):
        price moves :math:`f_j` = 0, ±1/3, ±2/3, ±1 of the PSR, each with the vol up and down by the
        VSR (:math:`v_j = \pm 1`), and two extreme moves ±k PSR at unchanged vol (:math:`v_j = 0`)
        counted at the cover fraction c (:math:`w_j = c` for scenarios 15-16, 1 otherwise; the
-       16-scenario table with its fractions is as printed in NSE Clearing's SPAN documentation; CME
-       Clearing Advisory 08-303, 2008-11-03, lists an "Extreme Move Value" of 3 and an "Extreme Move
-       Coverage" of 0.33 for gasoil options; defaults here k = 3, c = 0.35):
+       16-scenario layout is as printed in NSE Clearing's SPAN documentation, whose extreme moves are
+       ±2 PSR at 35%; CME Clearing Advisory 08-303, 2008-11-03, lists an "Extreme Move Value" of 3 and an
+       "Extreme Move Coverage" of 0.33 for gasoil options; defaults here k = 3 as CME's, c = 0.35 as NSE's):
 
        .. math::
            RA_{ij} = -w_j\left[V_i\left(S_a x_j,\ \max(\sigma_i(1 + v_j VSR_a), 0),\
