@@ -32,8 +32,10 @@ EPISODES: tuple[tuple[str, str, str], ...] = (
     ("November 2022 (FTX)", "2022-11-05", "2022-11-20"),
 )
 
+#: Model colours: matplotlib's tab10 without its grey (the realised loss is drawn in grey), black, the light half
+#: of tab20 and grey: 16 colours, so the default study's 13 models never share one (it had 10, three pairs shared).
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-            "#7f7f7f"]
+            "#000000", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#ffbb78", "#7f7f7f"]
 _RC = {"text.parse_math": False, "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10,
        "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9, "axes.spines.top": False,
        "axes.spines.right": False, "figure.dpi": DPI, "savefig.dpi": DPI}
@@ -173,6 +175,13 @@ def _shade(ax, start: pd.Timestamp, end: pd.Timestamp) -> None:
             ax.axvspan(_x(a), _x(b), color="#f4b183", alpha=0.35, lw=0, zorder=0)
 
 
+def _two_lines(text: str, width: int) -> str:
+    """``text`` on at most two lines of ``width`` characters (an ellipsis ends what does not fit)."""
+    lines = textwrap.wrap(text, width)
+    return lines[0] if len(lines) == 1 else lines[0] + "\n" + textwrap.shorten(" ".join(lines[1:]), width,
+                                                                                 placeholder="\u2026")
+
+
 def frontier(points: pd.DataFrame, title: str, target: float | None, models: Sequence[str]):
     """Breach rate (y) against average margin as % of notional (x), one point per model.
 
@@ -182,7 +191,11 @@ def frontier(points: pd.DataFrame, title: str, target: float | None, models: Seq
         books = list(dict.fromkeys(points["book"])) if "book" in points else [title]
         ncol = min(3, len(books))
         nrow = int(np.ceil(len(books) / ncol))
-        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, 3.3 * nrow + 0.9), squeeze=False)
+        shown = [md for md in models if md in set(points["model"])]
+        legend_rows = int(np.ceil((len(shown) + (target is not None)) / 4))
+        below = 0.45 + 0.22 * legend_rows  # inches under the panels: the x label and the legend (4 columns)
+        height = 3.3 * nrow + 0.3 + below
+        fig, axes = plt.subplots(nrow, ncol, figsize=(WIDTH, height), squeeze=False)
         for k, book in enumerate(books):
             ax = axes[k // ncol][k % ncol]
             rows = points[points["book"] == book] if "book" in points else points
@@ -197,7 +210,7 @@ def frontier(points: pd.DataFrame, title: str, target: float | None, models: Seq
             ax.set_ylim(0, top_y * 1.12 if top_y > 0 else 0.01)
             ax.set_xlim(0, max(float(rows["margin_pct"].max()), 0.001) * 1.12)
             ax.grid(alpha=0.3)
-            ax.set_title(textwrap.shorten(book, 60, placeholder="\u2026"), y=1.0)
+            ax.set_title(_two_lines(book, 100 if ncol == 1 else 48), y=1.0)
             if k % ncol == 0:
                 ax.set_ylabel("breach rate")
             if k // ncol == nrow - 1:
@@ -205,12 +218,12 @@ def frontier(points: pd.DataFrame, title: str, target: float | None, models: Seq
         for k in range(len(books), nrow * ncol):
             axes[k // ncol][k % ncol].axis("off")
         handles = [plt.Line2D([], [], marker="o", ls="", color=colour(k), markeredgecolor="k", label=md)
-                   for k, md in enumerate(models) if md in set(points["model"])]
+                   for k, md in enumerate(models) if md in set(shown)]
         if target is not None:
-            handles.append(plt.Line2D([], [], ls="--", color="k", label=f"target {target:.2%}"))
-        fig.legend(handles=handles, loc="lower center", ncol=min(5, len(handles)), frameon=False,
+            handles.append(plt.Line2D([], [], ls="--", color="k", label=f"target {target:.2%} (the study's p)"))
+        fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False,
                    bbox_to_anchor=(0.5, 0.0))
-        fig.tight_layout(rect=(0, 0.1 if nrow == 1 else 0.05, 1, 1))
+        fig.tight_layout(rect=(0, (below - 0.3) / height, 1, 1))
         return fig
 
 

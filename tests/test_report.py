@@ -952,3 +952,16 @@ def test_every_model_and_overlay_publishes_its_method():
         assert len(meth["formula"]) > len(base["formula"]), name  # the overlay's own formula is published
         assert set(meth["sources"]) - set(base["sources"]), name
         assert not [p["name"] for p in meth["parameters"] if not p["description"]], name
+
+
+def test_model_colours_are_distinct_for_the_default_study_and_titles_are_whole():
+    """The palette had 10 colours for the default study's 13 models (three pairs shared one on the frontier, the
+    drill-down and the episode figures), and the frontier's panel titles were cut to one line."""
+    from marginlab.reports import figures as fg
+    from marginlab.validation.study import load_study
+
+    n = len(load_study().build_models())
+    assert len({fg.colour(k) for k in range(n)}) == n
+    assert fg._two_lines("short BTC / long ETH ATM straddles, each delta-hedged with its perpetual", 48) == (
+        "short BTC / long ETH ATM straddles, each delta-\nhedged with its perpetual")
+    assert fg._two_lines("long BTC spot", 48) == "long BTC spot"
