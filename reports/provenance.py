@@ -3,7 +3,8 @@
 Everything here is read, never guessed: versions from the installed distributions,
 data files with the sha256 recorded in the bundled ``datasets/data/MANIFEST.sha256``,
 the study file's text as it is on disk, the git commit of the source checkout when
-marginlab runs from one (``None`` otherwise, e.g. from a wheel).
+marginlab runs from one, else the commit recorded in the installed version at build time
+(setuptools-scm's ``+g<hash>``; ``None`` when neither exists, e.g. a build without git).
 """
 
 from __future__ import annotations
@@ -64,11 +65,30 @@ def data_files(assets: list[str], freq: str, smile: bool) -> list[dict[str, Any]
     return files
 
 
+def installed_commit(installed: str | None = None) -> dict[str, Any] | None:
+    """``{"commit", "dirty", "recorded"}`` from the installed version's local part, or None without one.
+
+    setuptools-scm builds marginlab's version from git: ``0.1.1.dev440+g58e316774`` names the (abbreviated)
+    commit, and ``.d20261201`` after it says the tree had uncommitted changes when it was built.
+    ``installed`` defaults to the installed distribution's version.
+    """
+    if installed is None:
+        try:
+            installed = version("marginlab")
+        except PackageNotFoundError:
+            return None
+    local = installed.partition("+")[2].split(".")
+    if not local[0].startswith("g") or len(local[0]) < 8:
+        return None
+    return {"commit": local[0][1:], "dirty": any(p.startswith("d") for p in local[1:]),
+            "recorded": f"in the installed version {installed}"}
+
+
 def git_commit() -> dict[str, Any] | None:
-    """``{"commit", "dirty"}`` of the source checkout marginlab runs from, or None when it is not one."""
+    """``{"commit", "dirty"}`` of the source checkout marginlab runs from; else :func:`installed_commit`."""
     root = Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():
-        return None
+        return installed_commit()
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()

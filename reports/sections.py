@@ -1297,8 +1297,9 @@ def render_provenance(content: dict[str, Any], page: Page) -> str:
     p = content
     git = p["git"]
     facts = [("Seed", str(p["seed"])),
-             ("Git commit", "not a git checkout" if git is None else git["commit"] + (" (uncommitted changes)"
-                                                                                       if git["dirty"] else "")),
+             ("Git commit", "unknown (not a git checkout, and the installed version records none)" if git is None
+              else git["commit"] + (" (uncommitted changes)" if git["dirty"] else "")
+              + (f" (recorded {git['recorded']})" if git.get("recorded") else "")),
              ("Platform", p["platform"])]
     out = ["<ul>" + "".join(f"<li><b>{esc(k)}:</b> <code>{esc(v)}</code></li>" for k, v in facts) + "</ul>"]
     out.append(render_table(table_data([("package", "package", None), ("version", "version", None)],

@@ -965,3 +965,19 @@ def test_model_colours_are_distinct_for_the_default_study_and_titles_are_whole()
     assert fg._two_lines("short BTC / long ETH ATM straddles, each delta-hedged with its perpetual", 48) == (
         "short BTC / long ETH ATM straddles, each delta-\nhedged with its perpetual")
     assert fg._two_lines("long BTC spot", 48) == "long BTC spot"
+
+
+def test_an_installed_marginlab_names_its_commit(monkeypatch):
+    """`pip install .` (the README's main command) runs marginlab from site-packages, not a checkout: the report said
+    "Git commit: not a git checkout", so its numbers could not be tied to the code. setuptools-scm records the commit
+    in the version at build time, and the provenance reads it back."""
+    from marginlab.reports import provenance as pv
+
+    assert pv.installed_commit("0.1.1.dev440+g58e316774") == {
+        "commit": "58e316774", "dirty": False, "recorded": "in the installed version 0.1.1.dev440+g58e316774"}
+    assert pv.installed_commit("0.1.1.dev440+g58e316774.d20261201")["dirty"] is True
+    assert pv.installed_commit("0.1.0") is None and pv.installed_commit("1.0+local") is None
+    # outside a checkout the provenance falls back on the installed version
+    monkeypatch.setattr(pv, "__file__", "/nonexistent/marginlab/reports/provenance.py")
+    monkeypatch.setattr(pv, "version", lambda name: "0.1.1.dev7+gabcdef012")
+    assert pv.git_commit()["commit"] == "abcdef012"
