@@ -181,6 +181,8 @@ def read_positions(path, carry_forward: bool = True, *, market: MarketData | Non
         |quantity| x price is above :data:`MAX_POSITION_NOTIONAL`; an expiry missing (futures, options) or given where
         there is none; a missing, non-numeric or non-positive strike; a kind other than call/put; an
         instrument held at or after its expiry; the same position twice in one row set.
+    ValueError
+        ``carry_forward`` other than True or False.
     """
     path = Path(path)
     if not isinstance(carry_forward, bool):

@@ -194,6 +194,8 @@ def load_funding(source: str = "binance", start=None, end=None) -> pd.DataFrame:
         ``funding_abs``); ``bitmex``: XBTUSD prints (``rate`` per
         ``interval_hours``); ``deribit``: BTC-PERPETUAL hourly accrual
         (``interest_1h``, ``interest_8h``, ``index_price``).
+    start, end : date-like, optional
+        Inclusive bounds (UTC); outside the series' dates a DataError names them.
     """
     if source not in FUNDING_SOURCES:
         raise DataError(f"unknown funding source {source!r}; known: {sorted(FUNDING_SOURCES)}")

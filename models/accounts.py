@@ -362,7 +362,8 @@ def synthetic_accounts(n: int, seed: int, market: MarketData, start=None, end=No
     of a larger draw are the same accounts): equity lognormal around ``median_equity`` (USD, sigma 1,
     clipped to 20k .. 50m); one to three strategies from ``strategies`` (default :data:`STRATEGY_MIX`),
     each given a share of the equity times a leverage (linear: 1-10x, lognormal around 2x; options: 1x,
-    the notional of the underlying); rebalancing or delta-hedging every 1, 7, 14 or 30 days; option tenors
+    the notional of the underlying); rebalancing or delta-hedging every 1, 7, 14 or 30 rows (days on daily
+    markets, hours on hourly ones); option tenors
     7-90 days, deltas 0.10-0.40, rolls 1-7 days before expiry, hedge ratios and covered fractions
     0.5-1.0. An account joins on a random date in the first quarter of ``start .. end`` and one in ten
     closes (a flat row set) in the last quarter. Books are written when they change (carry forward).

@@ -5,7 +5,8 @@ quote currency (USD or USDT, as the market data). ``Perpetual`` and ``Future``
 are linear (USD-margined) contracts priced at the spot: zero basis unless a
 ``basis`` is given (the bundled data has no dated-futures curve). Options are
 European, priced by Black-76 with forward = spot and zero rates
-(:mod:`marginlab.models.pricing`), expiring at 08:00 UTC by default (Deribit).
+(:mod:`marginlab.models.pricing`), expiring at the expiry given, as UTC (a bare date is 00:00 UTC;
+:func:`~marginlab.datasets.read_positions` and the reference strategies set Deribit's 08:00 UTC).
 """
 
 from __future__ import annotations

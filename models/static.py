@@ -203,7 +203,7 @@ class TieredMargin(MarginModel):
     Binance's brackets margin futures, not fully paid spot — or an asset without a
     table) is reported not applicable (n/a) by the engine, never given another asset's
     table. Calling :meth:`margin` on such a book raises ``ValueError`` naming the
-    position and the assets that have tables.
+    position (and, for an asset without a table, the assets that have one).
 
     Parameters
     ----------

@@ -2,7 +2,8 @@ r"""Coverage and Expected-Shortfall backtests on exception series.
 
 Pure functions usable on any VaR/margin series. Every test returns a frozen
 dataclass that unpacks as ``(statistic, pvalue)`` and also carries ``n_obs``,
-``n_exceptions``, ``df`` where it applies and what else the test has.
+``n_exceptions``, ``df`` where it applies and what else the test has
+(:func:`du_escanciano` returns two, its unconditional and conditional tests).
 
 Conventions
 -----------
@@ -47,7 +48,8 @@ Conventions
 * Monte Carlo p-values: the tests whose asymptotic chi-square over-rejects on
   a few exceptions (Haas TBFI/TBF, the Weibull duration test, Engle-Manganelli
   DQ, Du-Escanciano's conditional test) take ``(1 + #{S* >= S}) / (1 + N)`` over
-  N = 2,000 samples simulated under H0 with a fixed seed (Dufour 2006): iid
+  N = 2,000 samples simulated under H0 with a fixed seed (Dufour 2006; for the
+  Weibull and Du-Escanciano tests N counts the samples the test applies to): iid
   Bernoulli(p) exceptions of the same length (for DQ given the VaR series), iid
   uniform PITs for Du-Escanciano. The nulls that depend only on (n, p) are kept
   per (n, p, N, seed), read-only. The chi-square p-value stays in the note.

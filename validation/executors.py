@@ -275,7 +275,7 @@ def usable_cores() -> int:
 
 
 def free_cores() -> int:
-    """Cores this process may use that are not busy: usable cores minus the 1-minute load average (floor)."""
+    """Cores this process may use that are not busy: usable cores minus the 1-minute load average, rounded."""
     usable = usable_cores()
     try:
         busy = os.getloadavg()[0]
@@ -288,7 +288,8 @@ def make_executor(executor: str = "auto", workers: int | None = None, scheduler:
                   n_tasks: int | None = None, progress: Progress | None = None, label: str = "tasks"):
     """The executor named by ``executor`` (see :data:`EXECUTORS` and the module docstring).
 
-    ``"auto"``: the local cluster when :func:`free_cores` >= 2 and ``n_tasks`` (if known) > 1, else serial;
+    ``"auto"``: the local cluster when ``workers`` > 1 or :func:`free_cores` >= 2, and ``n_tasks`` (if known) > 1,
+    else serial (``MARGINLAB_EXECUTOR=serial|local`` overrides);
     a ``scheduler`` address means ``"remote"``. ``workers`` sets the local cluster's size (default: the free
     cores). Close the returned executor when done (all are context managers).
     """
