@@ -435,7 +435,8 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
     own = [md for md in models if covers[md] != shared]
     pooled += [pool(md, covers[md], f"the {len(covers[md])} book{'s' if len(covers[md]) != 1 else ''} it covers")
                for md in own]
-    caption = f"Pooled over {shared_label} (common samples; member accounts are in their own section)"
+    caption = f"Pooled over {shared_label} (common samples" + ("; member accounts are in their own section)"
+                                                              if data.backtest.accounts else ")")
     if not same:
         caption = ((caption if shared else "No reference book is covered by every model") + "; models cover "
                    "different books, so each model covering others also has a row over all the books it covers: "
@@ -448,11 +449,15 @@ def build_compare(data: ReportData) -> dict[str, Any] | None:
     rate = data.funding_rate
     return {
         "funding_rate": rate,
-        "intro": (f"Each model's breach rate (realised loss > margin) against its average margin as % of the book's "
-                  f"gross notional, on each reference book's common sample (member accounts: their own section). "
-                  f"Collateral is costed at a funding rate of "
+        "intro": ("Each model's breach rate (realised loss > margin) against its average margin as % of the book's "
+                  "gross notional, on each reference book's common sample"
+                  + (" (member accounts: their own section)" if data.backtest.accounts else "") + ". "
+                  "Gross notional: the sum over the positions held of |quantity| x the underlying's price (an "
+                  "option counted at its underlying's price, hedges included), so an option book of $1m per leg has "
+                  "a gross notional above $1m. Collateral is costed at a funding rate of "
                   f"{percent(rate)} a year: the annual cost of holding the average margin, and per $1,000,000 of "
-                  "notional (comparable across books)." + _mc_error_text(pooled, data.config.mpor_days)),
+                  "gross notional (comparable across books; a pooled row's figures are weighted by observations)."
+                  + _mc_error_text(pooled, data.config.mpor_days)),
         "pooled_shared": shared_label if shared else None, "pooled_caption": caption,
         "pooled": table_data([("model", "model", None), ("population", "pooled over", None),
                               ("books", "books", "count"),
@@ -1207,6 +1212,23 @@ def _venue_rule_points(data: ReportData) -> list[str]:
     return points
 
 
+#: The anti-procyclicality tools of EMIR RTS 153/2013 Art. 28(1), by overlay name.
+_APC_TOOLS = {"apc_buffer": "(a) the margin buffer", "stressed_weight": "(b) the weight on stressed observations",
+              "lookback_floor": "(c) the ten-year lookback"}
+
+
+def _apc_points(bt) -> list[str]:
+    """Limitations (c): which Art. 28(1) tools the study evidences and which it does not (when it runs any)."""
+    used = {o.name for model in bt.models.values() for o in getattr(model, "overlays", ())} & set(_APC_TOOLS)
+    if not used:
+        return []
+    missing = [t for name, t in _APC_TOOLS.items() if name not in used]
+    return [f"Anti-procyclicality: this study runs EMIR RTS 153/2013 Art. 28(1) "
+            f"{and_list([t for name, t in _APC_TOOLS.items() if name in used])}"
+            + (f"; {and_list(missing)} {'is' if len(missing) == 1 else 'are'} not evidenced here (add the overlay "
+               "to a model of the study to see it)." if missing else ".")]
+
+
 @_section("limitations", "Limitations")(render_limitations)
 def build_limitations(data: ReportData) -> dict[str, Any]:
     """What the evidence does not show, ordered as EMIR RTS 153/2013 Art. 47(3)(a)-(f) and 47(5)."""
@@ -1223,15 +1245,16 @@ def build_limitations(data: ReportData) -> dict[str, Any]:
         {"title": "(b) Ongoing monitoring and benchmarking",
          "points": ["This report is a replay on history, not a live monitoring process: it benchmarks the models "
                     "against each other and against realised losses on the same books and dates.",
-                    "The reference books are stylised $1m strategies (constant notional, rolled option legs), not "
-                    "members' actual portfolios."]},
+                    "The reference books are stylised strategies of $1m per leg (constant notional, rolled option "
+                    "legs; an option book's gross notional, which the % of notional figures divide by, is larger), "
+                    "not members' actual portfolios."]},
         {"title": "(c) Parameters and assumptions",
          "points": [*_venue_rule_points(data),
                     "Each model is replayed with the parameters of the study file; sensitivity to them is "
                     + ("shown in the parameter-sensitivity section." if getattr(data.study, "sweep", None) is not None
                        else "not shown in this report (marginlab sweep runs a grid of parameters)."),
                     "Random draws come from the study's seed; another seed moves Monte Carlo margins within their "
-                    "simulation error."]},
+                    "simulation error.", *_apc_points(bt)]},
         {"title": "(d) Adequacy for the contract types",
          "points": [f"{counts['n/a']} book/model pairs are not applicable (the model does not cover the book's "
                     "instruments) and are not tested.",

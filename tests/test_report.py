@@ -981,3 +981,20 @@ def test_an_installed_marginlab_names_its_commit(monkeypatch):
     monkeypatch.setattr(pv, "__file__", "/nonexistent/marginlab/reports/provenance.py")
     monkeypatch.setattr(pv, "version", lambda name: "0.1.1.dev7+gabcdef012")
     assert pv.git_commit()["commit"] == "abcdef012"
+
+
+def test_limitations_say_which_apc_tools_are_not_evidenced():
+    """The default study runs only the Art. 28(1)(a) buffer; the report's Limitations did not say that (b) and (c)
+    are not evidenced (a regulator's read of the report)."""
+    import marginlab.models as mm
+    from marginlab.reports.sections import _apc_points
+
+    class Run:
+        models = {"HS + buffer": mm.make_overlay("apc_buffer")(mm.make_model("historical_var")),
+                  "static": mm.make_model("static")}
+
+    (point,) = _apc_points(Run)
+    assert "Art. 28(1) (a) the margin buffer" in point
+    assert "(b) the weight on stressed observations and (c) the ten-year lookback are not evidenced here" in point
+    Run.models = {"static": mm.make_model("static")}
+    assert _apc_points(Run) == []
