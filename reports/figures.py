@@ -32,10 +32,11 @@ EPISODES: tuple[tuple[str, str, str], ...] = (
     ("November 2022 (FTX)", "2022-11-05", "2022-11-20"),
 )
 
-#: Model colours: matplotlib's tab10 without its grey (the realised loss is drawn in grey), black, the light half
-#: of tab20 and grey: 16 colours, so the default study's 13 models never share one (it had 10, three pairs shared).
+#: Model colours: matplotlib's tab10 without its grey (the realised loss is drawn in grey), black and five of tab20's
+#: light colours (not its light green, drawn on the zone figure's green band): 15 colours, so the default study's 13
+#: models never share one (it had 10, three pairs shared).
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-            "#000000", "#aec7e8", "#ff9896", "#98df8a", "#c5b0d5", "#ffbb78", "#7f7f7f"]
+            "#000000", "#aec7e8", "#ff9896", "#c5b0d5", "#ffbb78", "#c49c94"]
 _RC = {"text.parse_math": False, "font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10,
        "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9, "axes.spines.top": False,
        "axes.spines.right": False, "figure.dpi": DPI, "savefig.dpi": DPI}
@@ -254,7 +255,7 @@ def small_multiples(rows: pd.DataFrame, models: Sequence[str], titles: dict[str,
         top = float(np.nanmax(np.r_[shown["margin"].to_numpy(float), shown["loss"].to_numpy(float), 1.0]))
         axes[0][0].set_ylim(0, top * 1.05)  # shared by every panel
         handles = [plt.Rectangle((0, 0), 1, 1, color="0.55", label="realised loss over the MPOR"),
-                   plt.Line2D([], [], color="k", lw=1.1, label="margin (model colour)"),
+                   plt.Line2D([], [], color="0.35", lw=1.1, ls=(0, (4, 1.5)), label="margin (in the model's colour)"),
                    plt.Line2D([], [], marker="o", ls="", color="#c00000", label="breach (loss > margin)"),
                    plt.Rectangle((0, 0), 1, 1, color="#f4b183", alpha=0.35, label="stress episode")]
         fig.supylabel("quote currency")

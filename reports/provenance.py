@@ -31,6 +31,9 @@ def package_versions() -> dict[str, str]:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "not installed"
+    if (Path(__file__).resolve().parents[1] / ".git").exists() and out["marginlab"] != "not installed":
+        # an editable install's version is frozen when it was installed; the code running is the checkout's
+        out["marginlab"] += " (as installed; the code running is the checkout's, see the git commit)"
     return out
 
 

@@ -253,7 +253,7 @@ def render_verdict(content: dict[str, Any], page: Page) -> str:
                            f'<span class="vl">{esc(v)}</span></td>')
                 continue
             pct = c.get("mean_margin_pct_notional")
-            counted = ("exceptions of its VaR at that level" if c.get("tested") == "var" else "breaches of the margin")
+            counted = ("exceptions of its VaR at its level p" if c.get("tested") == "var" else "breaches of the margin")
             tip = (f"{pf} / {md}: {cell_label(c)}; {c['breaches']} {counted} in {c['observations']} observations, "
                    f"{expected_count(c['expected_breaches'])} expected at p = {c['p']:g}; "
                    f"one-sided p {pvalue(c['too_many_pvalue'])}, Kupiec p {pvalue(c['kupiec_pvalue'])}"

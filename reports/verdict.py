@@ -58,11 +58,11 @@ ZONE_LEGEND = ("Traffic-light zone (G/Y/R): the Basel bands (BCBS 1996) for the 
                "observation: its last 250, or all when fewer) and combined by Bonferroni: yellow when one "
                "sub-sample's cumulative probability reaches 1 - 0.05/h, red at 1 - 0.0001/h.")
 #: What a cell shows (terminal and page), for the legends.
-CELL_LEGEND = ("verdict over the whole common sample (\"clustered\": the breaches cluster, Christoffersen's "
-               "exact independence test rejects at 5%); breaches / expected over that sample (\"VaR\" before the "
-               "count: a model whose margin is its ES, counted as exceptions of its VaR at the ES level, the tail "
-               "probability in the column's head); traffic-light zone of the most recent 250 observations (all of "
-               "them when fewer; below); average margin as % of gross notional.")
+CELL_LEGEND = ("verdict over the whole common sample (\"clustered\": Christoffersen's exact independence test "
+               "rejects at 5% with a breach more likely after a breach); breaches / expected over that sample "
+               "(\"VaR\" before the count: a model whose margin is its ES, counted as exceptions of its VaR at its "
+               "own level p); traffic-light zone of the most recent 250 observations (all of them when fewer; per "
+               "sub-sample with an MPOR above one observation, as below); average margin as % of gross notional.")
 #: Verdicts, in the order of the legend.
 VERDICTS = ("pass", "too many breaches", "over-margined", "n/a", "warm-up")
 _SHORT = {"pass": "pass", "too many breaches": "TOO MANY", "over-margined": "over", "n/a": "n/a",
@@ -180,6 +180,8 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
             c = coverage.loc[(pf, md)]
             rows = rows_pf[(rows_pf["model"] == md) & rows_pf["date"].isin(dates)]
             ind = _num(c["christoffersen_ind_pvalue"])
+            direction = c.get("christoffersen_ind_direction", "")
+            direction = direction if isinstance(direction, str) else ""
             shortfall = (rows["loss"] - rows["margin"])[rows["breach"]]
             worst = shortfall.idxmax() if len(shortfall) else None
             if mpor > 1:  # the reach of the sub-sample test beside its verdict (module docstring)
@@ -193,7 +195,9 @@ def verdict_matrix(backtest, coverage: pd.DataFrame, books: list[str] | None = N
                           "kupiec_direction": str(c["kupiec_direction"]),
                           "too_many_pvalue": _num(c["too_many_pvalue"]),
                           "christoffersen_cc_pvalue": _num(c["christoffersen_cc_pvalue"]),
-                          "christoffersen_ind_pvalue": ind, "clustered": ind is not None and ind < level,
+                          "christoffersen_ind_pvalue": ind,
+                          "christoffersen_ind_direction": direction,
+                          "clustered": ind is not None and ind < level and direction == "clustered",
                           "traffic_light_zone": str(c["traffic_light_zone"]),
                           "worst_window_breaches": int(c["worst_window_breaches"]),
                           "worst_window_pvalue": _num(c["worst_window_pvalue"]),
@@ -315,8 +319,9 @@ def cell_label(cell: dict[str, Any]) -> str:
     """The verdict as a cell shows it.
 
     ``pass (low power)`` (:func:`low_power_pass`), and ``, clustered`` after a pass or over-margined verdict whose
-    breaches cluster (Christoffersen's exact independence test rejects at the verdict's level: the count is right,
-    the timing is not).
+    breaches cluster (Christoffersen's exact independence test rejects at the verdict's level with a breach more
+    likely after a breach: the count is right, the timing is not; with an MPOR of h > 1 observations, on the
+    sub-sample the Bonferroni combination rests on).
     """
     v = cell["verdict"]
     label = "pass (low power)" if low_power_pass(cell) else v

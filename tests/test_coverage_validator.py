@@ -220,7 +220,8 @@ def test_headline_matches_the_individual_tests():
     hl = rep.headline()
     assert set(hl) == {"p", "mpor_days", "observations", "breaches", "expected_breaches", "breach_rate",
                        "kupiec_pvalue", "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue",
-                       "christoffersen_ind_pvalue", "traffic_light_zone", "worst_window_breaches",
+                       "christoffersen_ind_pvalue", "christoffersen_ind_direction", "traffic_light_zone",
+                       "worst_window_breaches",
                        "worst_window_pvalue"}
     assert (hl["observations"], hl["breaches"], hl["p"]) == (1200, int(hits.sum()), 0.01)
     assert hl["expected_breaches"] == pytest.approx(12.0)

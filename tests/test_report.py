@@ -904,7 +904,7 @@ def test_a_verdict_cell_says_what_it_counted():
     assert cell_label(clustered) == "pass, clustered" and cell_text(clustered).startswith("pass, clustered 40/37.7")
     assert cell_label({**clustered, "verdict": "too many breaches"}) == "too many breaches"  # the count says it all
     assert cell_text({**clustered, "verdict": "over-margined"}).startswith("over, clustered")
-    for claim in ("VaR at the ES level", "most recent 250 observations", "independence"):
+    for claim in ("exceptions of its VaR at its own level p", "most recent 250 observations", "independence"):
         assert claim in CELL_LEGEND
 
 
@@ -998,3 +998,36 @@ def test_limitations_say_which_apc_tools_are_not_evidenced():
     assert "(b) the weight on stressed observations and (c) the ten-year lookback are not evidenced here" in point
     Run.models = {"static": mm.make_model("static")}
     assert _apc_points(Run) == []
+
+
+def test_the_written_verdict_counts_an_es_model_on_its_var_and_names_clustering_by_direction(hostile_report):
+    """Through verdict_matrix and the written report (a reviewer of the fix: the unit tests above build cells by hand).
+
+    The ES model's cells say what they counted and carry both counts; a VaR model's count is of its margin. A
+    rejection of independence is "clustered" only when a breach is more likely after a breach: Christoffersen's test
+    also rejects breaches spread too evenly (one every 20th date)."""
+    from marginlab.reports.verdict import verdict_matrix
+    from marginlab.validation import coverage as cv
+
+    results = read_results(hostile_report["out"])
+    cells = [c for c in results["sections"][0]["content"]["matrix"]["cells"] if "breaches" in c]
+    es = [c for c in cells if c["model"] == "FHS ES 97.5%"]
+    hs = [c for c in cells if c["model"] == "HS VaR 99%"]
+    assert es and all(c["tested"] == "var" and c["p"] == 0.025 for c in es)
+    assert all(c["tested"] == "margin" and c["margin_breaches"] == c["breaches"] for c in hs)
+    html = (hostile_report["out"] / "report.html").read_text()
+    assert f"VaR {es[0]['breaches']:,} / " in html
+    assert f"the margin held (its ES) was breached {es[0]['margin_breaches']} times" in html
+
+    even = np.zeros(1500, bool)
+    even[::20] = True  # 75 breaches, the expected count at p = 0.05, never two in a row
+    pnl = np.where(even, -2.0, 0.0)
+    head = cv.backtest(pnl, np.ones(1500), p=0.05).headline()
+    assert head["christoffersen_ind_pvalue"] < 0.05 and head["christoffersen_ind_direction"] == "dispersed"
+    study = hostile_report["study"]
+    cov = study.coverage.copy()
+    key = (hs[0]["portfolio"], "HS VaR 99%")
+    for direction, clustered in (("dispersed", False), ("clustered", True), ("", False)):
+        cov.loc[key, ["christoffersen_ind_pvalue", "christoffersen_ind_direction"]] = [0.001, direction]
+        cell = next(c for c in verdict_matrix(study.backtest, cov)["cells"] if (c["portfolio"], c["model"]) == key)
+        assert cell["clustered"] is clustered, direction

@@ -1915,7 +1915,10 @@ class CoverageReport:
         over-margining), ``too_many_pvalue`` (exact one-sided P(X >= x)),
         ``christoffersen_cc_pvalue`` and ``christoffersen_ind_pvalue``
         (conditional coverage and independence, exact; NaN with fewer than 2
-        observations), ``traffic_light_zone`` (last window),
+        observations), ``christoffersen_ind_direction`` ("clustered" when a
+        breach is more likely after a breach, pi11 > pi01; "dispersed" when less;
+        "" when equal or undefined: the independence test rejects either way),
+        ``traffic_light_zone`` (last window),
         ``worst_window_breaches`` and ``worst_window_pvalue`` (calibrated, see
         :func:`traffic_light`). Counts are over all observations; for
         ``mpor_days > 1`` the p-values and the zone are the Bonferroni
@@ -1937,6 +1940,7 @@ class CoverageReport:
                 "too_many_pvalue": self.tests["binomial_upper"].pvalue,
                 "christoffersen_cc_pvalue": cc.pvalue if cc is not None else float("nan"),
                 "christoffersen_ind_pvalue": ind.pvalue if ind is not None else float("nan"),
+                "christoffersen_ind_direction": _ind_direction(ind),
                 "traffic_light_zone": tl.zone, "worst_window_breaches": tl.worst_window_exceptions,
                 "worst_window_pvalue": tl.worst_window_pvalue}
 
@@ -2046,6 +2050,13 @@ def _own_note(note: str) -> str:
     if note.startswith(_BONFERRONI_NOTE[:15]):
         return note.split("; ", 2)[2] if note.count("; ") >= 2 else ""
     return note
+
+
+def _ind_direction(ind: IndependenceResult | None) -> str:
+    """Which way breaches depart from independence: "clustered" (pi11 > pi01), "dispersed" (pi11 < pi01) or ""."""
+    if ind is None or not (np.isfinite(ind.pi01) and np.isfinite(ind.pi11)) or ind.pi11 == ind.pi01:
+        return ""
+    return "clustered" if ind.pi11 > ind.pi01 else "dispersed"
 
 
 def _is_pvalue(name: str) -> bool:

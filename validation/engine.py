@@ -51,8 +51,8 @@ COLUMNS = ["date", "portfolio", "model", "margin", "pnl", "loss", "breach", "var
 #: Columns of :meth:`BacktestResult.coverage` after ``sample`` (the headline of a coverage report and two ES tests).
 COVERAGE_COLUMNS = ["p", "mpor_days", "observations", "breaches", "expected_breaches", "breach_rate", "kupiec_pvalue",
                     "kupiec_direction", "too_many_pvalue", "christoffersen_cc_pvalue", "christoffersen_ind_pvalue",
-                    "traffic_light_zone", "worst_window_breaches", "worst_window_pvalue", "acerbi_szekely_z2_pvalue",
-                    "mcneil_frey_pvalue"]
+                    "christoffersen_ind_direction", "traffic_light_zone", "worst_window_breaches",
+                    "worst_window_pvalue", "acerbi_szekely_z2_pvalue", "mcneil_frey_pvalue"]
 
 #: Columns of :meth:`Backtest.untested_account_days` (held account dates without the data of the book held).
 UNTESTED_COLUMNS = ["account", "reason", "account_days", "first", "last", "held_days"]
@@ -706,7 +706,8 @@ class BacktestResult:
 
         Columns: ``sample`` and ``p`` tested, observations, breaches, expected breaches, breach rate, the exact
         two-sided Kupiec p-value and its direction ("too few" = over-margining), the exact one-sided "too many
-        breaches" p-value, the exact Christoffersen conditional-coverage p-value, the Basel zone of the last 250
+        breaches" p-value, the exact Christoffersen conditional-coverage and independence p-values and the
+        independence test's direction ("clustered" or "dispersed"), the Basel zone of the last 250
         observations (all when fewer; per sub-sample, Bonferroni-combined, when the MPOR is above one
         observation: ``reports.verdict.ZONE_LEGEND``), the worst 250-observation window and its calibrated
         p-value, and for ES models the Acerbi-Szekely Z2 and McNeil-Frey p-values. See :meth:`coverage_report`;
