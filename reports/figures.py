@@ -179,8 +179,9 @@ def _shade(ax, start: pd.Timestamp, end: pd.Timestamp) -> None:
 def _two_lines(text: str, width: int) -> str:
     """``text`` on at most two lines of ``width`` characters (an ellipsis ends what does not fit)."""
     lines = textwrap.wrap(text, width)
-    return lines[0] if len(lines) == 1 else lines[0] + "\n" + textwrap.shorten(" ".join(lines[1:]), width,
-                                                                                 placeholder="\u2026")
+    if len(lines) <= 1:
+        return text
+    return lines[0] + "\n" + textwrap.shorten(" ".join(lines[1:]), width, placeholder="\u2026")
 
 
 def frontier(points: pd.DataFrame, title: str, target: float | None, models: Sequence[str]):

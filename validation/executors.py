@@ -329,7 +329,7 @@ def add_executor_arguments(parser: argparse.ArgumentParser, books_per_task: bool
     group = parser.add_argument_group(title)
     group.add_argument("--executor", choices=[e for e in EXECUTORS if e != "remote"], default=None,
                        help="serial: this process; local: a Dask cluster on this machine's cores; auto (the "
-                            "default): local when at least two cores are free")
+                            "default): local when at least two cores are free or --workers is above 1")
     group.add_argument("--workers", type=int, default=None, help="worker processes of the local cluster "
                                                                  "(default: the usable cores)")
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
