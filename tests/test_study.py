@@ -305,7 +305,7 @@ def test_hourly_reports_write_every_time_to_the_hour(tmp_path):
     verdict = data["sections"][0]["content"]["matrix"]
     cell = verdict["cells"][0]
     assert worst.startswith(cell["largest_shortfall_date"]) and len(cell["largest_shortfall_date"]) == 16
-    assert f"on {cell['largest_shortfall_date']}." in verdict["sentences"][2]
+    assert f"on the margin called on {cell['largest_shortfall_date']} (" in verdict["sentences"][2]
     assert verdict["common_sample"][0]["first"] == "2021-04-12 00:00"
     assert verdict["common_sample"][0]["last"] == "2021-04-19 00:00"
     html = (out / "report.html").read_text()
