@@ -288,10 +288,9 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
         for m in sorted(over, key=lambda m: -len(over[m])):
             pct = [c["mean_margin_pct_notional"] for c in over[m] if c.get("mean_margin_pct_notional") is not None]
             parts.append(f"{m} on {len(over[m])} book{'s' if len(over[m]) > 1 else ''}"
-                         + (f" (average margin {percent(float(np.mean(pct)))} of notional, the mean over those books)"
-                            if pct else ""))
-        second = ("Over-margined (fewer breaches than its level allows, collateral held at a cost): "
-                  f"{and_list(parts)}.")
+                         + (f" ({percent(float(np.mean(pct)))})" if pct else ""))
+        second = ("Over-margined (fewer breaches than its level allows, collateral held at a cost; in brackets the "
+                  f"average margin as % of notional, the mean over those books): {and_list(parts)}.")
     else:
         second = "No model is over-margined: none has significantly fewer breaches than its level allows."
     # 3. the largest shortfall
