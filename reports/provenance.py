@@ -31,7 +31,7 @@ def package_versions() -> dict[str, str]:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "not installed"
-    if (Path(__file__).resolve().parents[1] / ".git").exists() and out["marginlab"] != "not installed":
+    if _checkout() is not None and out["marginlab"] != "not installed":
         # an editable install's version is frozen when it was installed; the code running is the checkout's
         out["marginlab"] += " (as installed; the code running is the checkout's, see the git commit)"
     return out
@@ -87,10 +87,16 @@ def installed_commit(installed: str | None = None) -> dict[str, Any] | None:
             "recorded": f"in the installed version {installed}"}
 
 
+def _checkout() -> Path | None:
+    """The root of the git checkout marginlab runs from (an editable install), None when it runs from elsewhere."""
+    root = Path(__file__).resolve().parents[1]
+    return root if (root / ".git").exists() else None
+
+
 def git_commit() -> dict[str, Any] | None:
     """``{"commit", "dirty"}`` of the source checkout marginlab runs from; else :func:`installed_commit`."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / ".git").exists():
+    root = _checkout()
+    if root is None:
         return installed_commit()
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

@@ -32,12 +32,14 @@ from __future__ import annotations
 import math
 import shutil
 import textwrap
+from collections import Counter
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from marginlab.datasets.conventions import date_format
 from marginlab.validation.coverage import subsample_offsets
+from marginlab.validation.engine import _tested_var
 from scipy import stats
 
 from .formatting import MISSING, and_list, expected_count, money, percent
@@ -135,8 +137,8 @@ def _tested(rows: pd.DataFrame) -> str:
     differs from the margin (an ES model holds its ES: its VaR at the ES level is tested,
     :func:`~marginlab.validation.engine._tested_var`).
     """
-    var, margin = rows["var"].to_numpy(float), rows["margin"].to_numpy(float)
-    return "var" if len(rows) and np.isfinite(var).all() and not np.array_equal(var, margin) else "margin"
+    tested = _tested_var(rows).to_numpy(float)
+    return "var" if len(rows) and not np.array_equal(tested, rows["margin"].to_numpy(float)) else "margin"
 
 
 def verdict_books(backtest) -> list[str]:
@@ -301,10 +303,7 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
                  f"margin by {money(worst['largest_shortfall'])} USD"
                  + (f" ({percent(pct)} of notional)" if pct is not None else "")
                  + f" on the margin called on {worst['largest_shortfall_date']} (the loss is over the MPOR after it).")
-        under: dict[str, int] = {}
-        for c in cells:
-            if c["verdict"] == "too many breaches":
-                under[c["model"]] = under.get(c["model"], 0) + 1
+        under = Counter(c["model"] for c in cells if c["verdict"] == "too many breaches")
         if under:
             ranked_under = sorted(under.items(), key=lambda x: (-x[1], x[0]))
             third += " Too many breaches: " + and_list(
@@ -314,8 +313,8 @@ def verdict_sentences(matrix: dict[str, Any]) -> list[str]:
     return [first, second, third]
 
 
-def cell_label(cell: dict[str, Any]) -> str:
-    """The verdict as a cell shows it.
+def cell_label(cell: dict[str, Any], short: bool = False) -> str:
+    """The verdict as a cell shows it (``short``: as the terminal's narrow columns do, "TOO MANY", "over").
 
     ``pass (low power)`` (:func:`low_power_pass`), and ``, clustered`` after a pass or over-margined verdict whose
     breaches cluster (Christoffersen's exact independence test rejects at the verdict's level with a breach more
@@ -323,7 +322,7 @@ def cell_label(cell: dict[str, Any]) -> str:
     sub-sample the Bonferroni combination rests on).
     """
     v = cell["verdict"]
-    label = "pass (low power)" if low_power_pass(cell) else v
+    label = "pass (low power)" if low_power_pass(cell) else _SHORT[v] if short else v
     return label + (", clustered" if cell.get("clustered") and v in ("pass", "over-margined") else "")
 
 
@@ -336,7 +335,7 @@ def cell_text(cell: dict[str, Any]) -> str:
     if v in ("n/a", "warm-up"):
         return v
     pct = cell.get("mean_margin_pct_notional")
-    short = cell_label(cell).replace("too many breaches", _SHORT[v]).replace("over-margined", _SHORT[v])
+    short = cell_label(cell, short=True)
     tested = "VaR " if cell.get("tested") == "var" else ""
     return (f"{short} {tested}{cell['breaches']:,}/{expected_count(cell['expected_breaches'])} "
             f"{cell['traffic_light_zone'][0].upper()} {percent(pct, 1) if pct is not None else MISSING}")

@@ -893,7 +893,7 @@ def test_a_verdict_cell_says_what_it_counted():
     """
     from marginlab.reports.verdict import CELL_LEGEND, _tested, cell_label, cell_text
 
-    rows = pd.DataFrame({"margin": [3.0, 4.0, 5.0], "var": [2.0, 3.0, 4.0]})
+    rows = pd.DataFrame({"portfolio": "b", "model": "m", "margin": [3.0, 4.0, 5.0], "var": [2.0, 3.0, 4.0]})
     assert _tested(rows) == "var"  # an ES model: VaR below its margin
     assert _tested(rows.assign(var=rows["margin"])) == "margin"  # a VaR model: the VaR is the margin
     assert _tested(rows.assign(var=np.nan)) == "margin"  # rule-based models carry no VaR
